@@ -1,0 +1,175 @@
+/*
+ * "Who is this caller": the API key and the Bearer token of a request become
+ * a role and a set of verified claims, which the database layer turns into
+ * SET LOCAL ROLE and request.jwt.claims. Nothing here decides what a caller
+ * may see; PostgreSQL's row-level security does.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "auth/jwt.h"
+#include "core/buf.h"
+
+/* Clock skew tolerated on exp/nbf/iat. */
+#define AUTH_JWT_SKEW 30
+/* request.headers is bounded like the request head itself. */
+#define AUTH_HEADERS_JSON_MAX (256 * 1024)
+
+static jwt_status_t verify(const app_t *app, const char *token, json_t **claims)
+{
+    return jwt_verify(token, app->jwt_secret, app->jwt_secret_len, (long long)time(NULL),
+                      AUTH_JWT_SKEW, claims);
+}
+
+static const char *bearer_token(http_request_t *req)
+{
+    const char *h = http_header(req, "Authorization");
+    if (!h)
+        return NULL;
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+static void set_string(char *dst, size_t n, json_t *claims, const char *key)
+{
+    const char *v = json_string_value(json_object_get(claims, key));
+    snprintf(dst, n, "%s", v ? v : "");
+}
+
+auth_id_status_t auth_identify(const app_t *app, http_request_t *req, bool require_apikey,
+                               auth_caller_t *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    *why = NULL;
+    const char *apikey = http_header(req, "apikey");
+    if (!apikey)
+        apikey = http_query_arg(req, "apikey");
+    json_t *key_claims = NULL;
+    if (apikey) {
+        if (verify(app, apikey, &key_claims) != JWT_OK) {
+            *why = "Invalid authentication credentials";
+            return AUTH_ID_BAD_APIKEY;
+        }
+        const char *r = json_string_value(json_object_get(key_claims, "role"));
+        if (!r || strcmp(r, "authenticated") == 0) {
+            /* A user's access token is not an API key. */
+            json_decref(key_claims);
+            *why = "Invalid authentication credentials";
+            return AUTH_ID_BAD_APIKEY;
+        }
+    } else if (require_apikey) {
+        *why = "No API key found in request";
+        return AUTH_ID_NO_APIKEY;
+    }
+
+    const char *bearer = bearer_token(req);
+    json_t *claims = NULL;
+    if (bearer && (!apikey || strcmp(bearer, apikey) != 0)) {
+        jwt_status_t st = verify(app, bearer, &claims);
+        if (st != JWT_OK) {
+            json_decref(key_claims);
+            *why = jwt_status_message(st);
+            return AUTH_ID_BAD_JWT;
+        }
+        out->has_bearer = true;
+    } else if (key_claims) {
+        claims = json_incref(key_claims);
+    } else {
+        claims = json_pack("{s:s}", "role", "anon");
+    }
+    json_decref(key_claims);
+    if (!claims) {
+        *why = "out of memory";
+        return AUTH_ID_BAD_JWT;
+    }
+    out->claims = claims;
+    set_string(out->role, sizeof(out->role), claims, "role");
+    if (strcmp(out->role, "authenticated") == 0) {
+        set_string(out->user_id, sizeof(out->user_id), claims, "sub");
+        set_string(out->session_id, sizeof(out->session_id), claims, "session_id");
+    }
+    out->claims_json = json_dumps(claims, JSON_COMPACT);
+    out->headers_json = auth_headers_json(req);
+    if (!out->claims_json || !out->headers_json) {
+        *why = "out of memory";
+        return AUTH_ID_BAD_JWT;
+    }
+    return AUTH_ID_OK;
+}
+
+void auth_caller_free(auth_caller_t *c)
+{
+    json_decref(c->claims);
+    free(c->claims_json);
+    free(c->headers_json);
+    memset(c, 0, sizeof(*c));
+}
+
+void auth_caller_db(const auth_caller_t *c, const http_request_t *req, bool read_only,
+                    db_caller_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->role = c->role;
+    out->claims_json = c->claims_json;
+    out->headers_json = c->headers_json;
+    out->method = req->method;
+    out->path = req->path;
+    out->read_only = read_only;
+}
+
+struct headers_ctx {
+    json_t *obj;
+};
+
+static void add_header(void *arg, const char *name, const char *value)
+{
+    struct headers_ctx *h = arg;
+    char lname[256];
+    size_t n = strlen(name);
+    if (n >= sizeof(lname))
+        return;
+    for (size_t i = 0; i <= n; i++)
+        lname[i] = (char)tolower((unsigned char)name[i]);
+    if (strcmp(lname, "x-real-ip") == 0)
+        return;                     /* only the server says where a request came from */
+    json_t *v = json_string(value); /* NULL for invalid UTF-8: such a header is left out */
+    if (v)
+        json_object_set_new(h->obj, lname, v);
+}
+
+char *auth_headers_json(http_request_t *req)
+{
+    struct headers_ctx h = {json_object()};
+    if (!h.obj)
+        return NULL;
+    http_each_header(req, add_header, &h);
+    json_object_set_new(h.obj, "x-real-ip", json_string(req->client_ip));
+    char *s = json_dumps(h.obj, JSON_COMPACT);
+    json_decref(h.obj);
+    if (s && strlen(s) > AUTH_HEADERS_JSON_MAX) {
+        free(s);
+        s = strdup("{}");
+    }
+    return s;
+}
+
+void auth_reply_identify_error(http_request_t *req, auth_id_status_t st, const char *why)
+{
+    const char *code = st == AUTH_ID_NO_APIKEY    ? "no_api_key"
+                       : st == AUTH_ID_BAD_APIKEY ? "invalid_api_key"
+                                                  : "bad_jwt";
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s}", "message", why ? why : "unauthorized", "code", code, "hint",
+        st == AUTH_ID_BAD_JWT ? "Sign in again to get a fresh access token."
+                              : "Send the anon or service key from `campaignd keys` in the "
+                                "apikey header.");
+    http_reply_json(req, 401, j);
+}

@@ -1,0 +1,309 @@
+/*
+ * The settings table and its loader. Values come from defaults, then an
+ * optional .env file, then the environment. Every setting is declared once, in
+ * config_table, and everything user-facing about settings is generated from it.
+ */
+#include "core/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define F(field) offsetof(config_t, field)
+
+/* clang-format off: one setting per line reads better than any wrapping */
+const config_entry_t config_table[] = {
+    {"PORT", CONFIG_INT, F(port), "8080", 0, 65535, false, "server",
+     "TCP port to listen on (0 picks a free port and logs it)."},
+    {"BIND", CONFIG_STR, F(bind), "127.0.0.1", 0, 0, false, "server",
+     "Address to listen on; 0.0.0.0 for every IPv4 interface."},
+    {"API_EXTERNAL_URL", CONFIG_STR, F(api_external_url), "", 0, 0, false, "server",
+     "The URL clients use to reach campaignd (default http://BIND:PORT); used in links and the "
+     "token issuer."},
+    {"SITE_URL", CONFIG_STR, F(site_url), "http://localhost:3000", 0, 0, false, "server",
+     "The dashboard's URL: where e-mail links send users back to."},
+    {"CORS_ORIGINS", CONFIG_STR, F(cors_origins), "*", 0, 0, false, "server",
+     "Comma-separated origins allowed by CORS, or * for any."},
+    {"HTTP_THREADS", CONFIG_INT, F(http_threads), "8", 1, 256, false, "server",
+     "Worker threads; each holds one database connection."},
+    {"MAX_CONNECTIONS", CONFIG_INT, F(max_connections), "1024", 1, 100000, false, "server",
+     "Most client connections served at once."},
+    {"MAX_BODY_BYTES", CONFIG_INT, F(max_body_bytes), "1048576", 1024, 1073741824, false, "limits",
+     "Largest request body accepted, in bytes (413 beyond)."},
+    {"MAX_HEADER_BYTES", CONFIG_INT, F(max_header_bytes), "32768", 4096, 1048576, false, "limits",
+     "Largest request head (request line plus headers), in bytes (431 beyond)."},
+    {"MAX_HEADER_COUNT", CONFIG_INT, F(max_header_count), "100", 8, 10000, false, "limits",
+     "Most request headers accepted (431 beyond)."},
+    {"CLIENT_TIMEOUT", CONFIG_INT, F(client_timeout), "30", 1, 3600, false, "limits",
+     "Seconds a client may stay idle or trickle its request before it is disconnected."},
+    {"SHUTDOWN_TIMEOUT", CONFIG_INT, F(shutdown_timeout), "10", 0, 600, false, "server",
+     "Seconds to let requests in flight finish on SIGINT/SIGTERM."},
+    {"TRUSTED_PROXIES", CONFIG_STR, F(trusted_proxies), "", 0, 0, false, "server",
+     "Comma-separated proxy addresses whose X-Forwarded-For is believed; empty trusts none."},
+    {"LOG_LEVEL", CONFIG_STR, F(log_level), "info", 0, 0, false, "server",
+     "debug, info, warn or error."},
+    {"CAMPAIGND_DATA_DIR", CONFIG_STR, F(data_dir), "./var", 0, 0, false, "database",
+     "Where campaignd keeps its embedded PostgreSQL, generated secrets and files."},
+    {"DATABASE_URL", CONFIG_STR, F(database_url), "", 0, 0, true, "database",
+     "An external PostgreSQL to use instead of the embedded one (a role that owns the database and "
+     "has CREATEROLE)."},
+    {"DB_STATEMENT_TIMEOUT", CONFIG_INT, F(db_statement_timeout_ms), "8000", 100, 3600000, false,
+     "database", "Milliseconds a request's SQL may run before it is cancelled."},
+    {"JWT_SECRET", CONFIG_STR, F(jwt_secret), "", 0, 0, true, "auth",
+     "HS256 secret for access tokens, at least 32 bytes; generated into the data dir on first run "
+     "if unset."},
+    {"JWT_EXP", CONFIG_INT, F(jwt_exp), "3600", 30, 604800, false, "auth",
+     "Access-token lifetime in seconds."},
+    {"JWT_ISSUER", CONFIG_STR, F(jwt_issuer), "", 0, 0, false, "auth",
+     "The iss claim of access tokens (default API_EXTERNAL_URL/auth/v1)."},
+    {"REFRESH_TOKEN_REUSE_INTERVAL", CONFIG_INT, F(refresh_token_reuse_interval), "10", 0, 3600,
+     false, "auth",
+     "Seconds during which an already used refresh token may be presented again (parallel tabs) "
+     "before reuse revokes the session."},
+    {"PASSWORD_MIN_LENGTH", CONFIG_INT, F(password_min_length), "8", 6, 72, false, "auth",
+     "Shortest password accepted, in bytes."},
+    {"BCRYPT_COST", CONFIG_INT, F(bcrypt_cost), "10", 10, 15, false, "auth",
+     "bcrypt cost for new password hashes."},
+    {"DISABLE_SIGNUP", CONFIG_BOOL, F(disable_signup), "false", 0, 0, false, "auth",
+     "Refuse self-service sign-up (admins still create users)."},
+    {"DEFAULT_USER_ROLE", CONFIG_STR, F(default_user_role), "user", 0, 0, false, "auth",
+     "Role given at sign-up: user or viewer."},
+    {"LOGIN_MAX_FAILURES_PER_EMAIL", CONFIG_INT, F(login_max_failures_per_email), "5", 1, 100000,
+     false, "limits", "Failed sign-ins for one e-mail within LOGIN_WINDOW_SECONDS before 429."},
+    {"LOGIN_MAX_FAILURES_PER_IP", CONFIG_INT, F(login_max_failures_per_ip), "30", 1, 1000000, false,
+     "limits", "Failed sign-ins from one client address within LOGIN_WINDOW_SECONDS before 429."},
+    {"LOGIN_WINDOW_SECONDS", CONFIG_INT, F(login_window_seconds), "900", 10, 86400, false, "limits",
+     "Window of the sign-in failure counters, in seconds."},
+    {"AUTH_RATE_LIMIT", CONFIG_INT, F(auth_rate_limit), "300", 1, 10000000, false, "limits",
+     "Sign-up, sign-in and refresh requests one client address may make per 5 minutes (429 "
+     "beyond)."},
+    {"CAMPAIGND_ADMIN_EMAIL", CONFIG_STR, F(admin_email), "", 0, 0, false, "auth",
+     "With CAMPAIGND_ADMIN_PASSWORD: create this admin on start if no admin exists."},
+    {"CAMPAIGND_ADMIN_PASSWORD", CONFIG_STR, F(admin_password), "", 0, 0, true, "auth",
+     "Password of the bootstrap admin."},
+    {"CAMPAIGND_ENCRYPTION_KEY", CONFIG_STR, F(encryption_key), "", 0, 0, true, "secrets",
+     "Key that encrypts stored credentials (at least 32 bytes); generated into the data dir on "
+     "first run if unset."},
+};
+/* clang-format on */
+const size_t config_table_len = CD_ARRAY_LEN(config_table);
+
+const config_entry_t *config_find(const char *name)
+{
+    for (size_t i = 0; i < config_table_len; i++)
+        if (strcmp(config_table[i].name, name) == 0)
+            return &config_table[i];
+    return NULL;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+    static const char *yes[] = {"1", "true", "yes", "on"};
+    static const char *no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < CD_ARRAY_LEN(yes); i++)
+        if (strcasecmp(v, yes[i]) == 0)
+            return (*out = true), true;
+    for (size_t i = 0; i < CD_ARRAY_LEN(no); i++)
+        if (strcasecmp(v, no[i]) == 0)
+            return (*out = false), true;
+    return false;
+}
+
+static bool entry_set(config_t *cfg, const config_entry_t *e, const char *v, char *err,
+                      size_t errlen)
+{
+    char *base = (char *)cfg + e->offset;
+    if (strlen(v) > CONFIG_MAX_VALUE) {
+        snprintf(err, errlen, "%s is longer than %d bytes", e->name, CONFIG_MAX_VALUE);
+        return false;
+    }
+    switch (e->type) {
+    case CONFIG_STR: {
+        char *copy = strdup(v);
+        if (!copy) {
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+        free(*(char **)base);
+        *(char **)base = copy;
+        return true;
+    }
+    case CONFIG_INT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end != '\0' || n < e->min || n > e->max) {
+            snprintf(err, errlen, "%s must be a whole number from %ld to %ld (got \"%s\")", e->name,
+                     e->min, e->max, v);
+            return false;
+        }
+        *(long *)base = n;
+        return true;
+    }
+    case CONFIG_BOOL:
+        if (!parse_bool(v, (bool *)base)) {
+            snprintf(err, errlen, "%s must be true or false (got \"%s\")", e->name, v);
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+bool config_set(config_t *cfg, const char *name, const char *value, char *err, size_t errlen)
+{
+    const config_entry_t *e = config_find(name);
+    if (!e) {
+        snprintf(err, errlen, "unknown setting %s", name);
+        return false;
+    }
+    return entry_set(cfg, e, value, err, errlen);
+}
+
+/* Reads KEY=VALUE lines; blank lines and # comments are skipped; a value may be
+ * wrapped in single or double quotes. Only known settings are taken; the
+ * environment still wins, so the file only fills what the environment lacks. */
+static bool load_env_file(config_t *cfg, const char *path, bool required, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (!required && errno == ENOENT)
+            return true;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return false;
+    }
+    char line[CONFIG_MAX_VALUE + 256];
+    int lineno = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof(line), f)) {
+        lineno++;
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected NAME=value", path, lineno);
+            ok = false;
+            break;
+        }
+        *eq = '\0';
+        char *key = p, *val = eq + 1;
+        size_t vl = strlen(val);
+        if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        const config_entry_t *e = config_find(key);
+        if (!e || getenv(key))
+            continue;
+        char sub[512];
+        if (!entry_set(cfg, e, val, sub, sizeof(sub))) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+            ok = false;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < config_table_len; i++)
+        if (!entry_set(cfg, &config_table[i], config_table[i].def, err, errlen))
+            return false;
+    if (!load_env_file(cfg, env_path ? env_path : ".env", env_path != NULL, err, errlen))
+        return false;
+    for (size_t i = 0; i < config_table_len; i++) {
+        const char *v = getenv(config_table[i].name);
+        if (v && !entry_set(cfg, &config_table[i], v, err, errlen))
+            return false;
+    }
+    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
+        strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
+        snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn or error");
+        return false;
+    }
+    if (strcmp(cfg->default_user_role, "user") && strcmp(cfg->default_user_role, "viewer")) {
+        snprintf(err, errlen, "DEFAULT_USER_ROLE must be user or viewer");
+        return false;
+    }
+    return true;
+}
+
+void config_format_value(const config_t *cfg, const config_entry_t *e, bool mask, char *out,
+                         size_t outlen)
+{
+    const char *base = (const char *)cfg + e->offset;
+    switch (e->type) {
+    case CONFIG_STR: {
+        const char *s = *(char *const *)base;
+        if (mask && e->secret && s && *s)
+            snprintf(out, outlen, "(set, %zu bytes)", strlen(s));
+        else
+            snprintf(out, outlen, "%s", s ? s : "");
+        break;
+    }
+    case CONFIG_INT:
+        snprintf(out, outlen, "%ld", *(const long *)base);
+        break;
+    case CONFIG_BOOL:
+        snprintf(out, outlen, "%s", *(const bool *)base ? "true" : "false");
+        break;
+    }
+}
+
+void config_free(config_t *cfg)
+{
+    for (size_t i = 0; i < config_table_len; i++) {
+        if (config_table[i].type == CONFIG_STR) {
+            char **p = (char **)((char *)cfg + config_table[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+void config_print_help(int fd, bool markdown)
+{
+    FILE *f = fdopen(dup(fd), "w");
+    if (!f)
+        return;
+    if (markdown) {
+        fprintf(f, "# Configuration\n\n"
+                   "<!-- Generated by `campaignd config --markdown`; `make test` checks it. -->\n\n"
+                   "campaignd reads its settings from the environment and from an optional `.env`\n"
+                   "file in the working directory (the environment wins). Every setting has a\n"
+                   "default that works for a first run on one machine.\n");
+        const char *group = "";
+        for (size_t i = 0; i < config_table_len; i++) {
+            const config_entry_t *e = &config_table[i];
+            if (strcmp(group, e->group) != 0) {
+                group = e->group;
+                fprintf(f, "\n## %s\n\n| setting | default | description |\n| --- | --- | --- |\n",
+                        group);
+            }
+            fprintf(f, "| `%s` | %s%s%s | %s%s |\n", e->name, *e->def ? "`" : "",
+                    *e->def ? e->def : "(none)", *e->def ? "`" : "", e->help,
+                    e->secret ? " Secret: never logged, shown masked." : "");
+        }
+    } else {
+        fprintf(f, "Settings (environment variables, or NAME=value lines in ./.env):\n");
+        for (size_t i = 0; i < config_table_len; i++) {
+            const config_entry_t *e = &config_table[i];
+            fprintf(f, "  %-30s %s%s%s\n", e->name, e->help, *e->def ? " Default: " : "",
+                    *e->def ? e->def : "");
+        }
+    }
+    fclose(f);
+}

@@ -1,0 +1,86 @@
+/*
+ * campaignd's settings. One table (config.c) declares every setting with its
+ * type, default, limits and description; parsing, `campaignd --help`,
+ * `campaignd config` and docs/configuration.md all come from it.
+ */
+#ifndef CD_CONFIG_H
+#define CD_CONFIG_H
+
+#include "core/common.h"
+
+#define CONFIG_MAX_VALUE 4096
+
+typedef struct config {
+    /* server */
+    long port;
+    char *bind;
+    char *api_external_url;
+    char *site_url;
+    char *cors_origins;
+    long http_threads;
+    long max_connections;
+    long max_body_bytes;
+    long max_header_bytes;
+    long max_header_count;
+    long client_timeout;
+    long shutdown_timeout;
+    char *trusted_proxies;
+    char *log_level;
+    /* database */
+    char *data_dir;
+    char *database_url;
+    long db_statement_timeout_ms;
+    /* auth */
+    char *jwt_secret;
+    long jwt_exp;
+    char *jwt_issuer;
+    long refresh_token_reuse_interval;
+    long password_min_length;
+    long bcrypt_cost;
+    bool disable_signup;
+    char *default_user_role;
+    long login_max_failures_per_email;
+    long login_max_failures_per_ip;
+    long login_window_seconds;
+    long auth_rate_limit;
+    char *admin_email;
+    char *admin_password;
+    /* secrets */
+    char *encryption_key;
+} config_t;
+
+typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
+
+typedef struct config_entry {
+    const char *name; /* environment variable */
+    config_type_t type;
+    size_t offset;   /* into config_t */
+    const char *def; /* default as text ("" = unset) */
+    long min, max;   /* limits for CONFIG_INT */
+    bool secret;     /* masked in `campaignd config`, never logged */
+    const char *group;
+    const char *help;
+} config_entry_t;
+
+/* The table itself, and its length. */
+extern const config_entry_t config_table[];
+extern const size_t config_table_len;
+
+/* Fills cfg with defaults, then values from the .env file at env_path (if it
+ * exists; NULL = "./.env"), then the process environment (which wins). On a bad
+ * value writes a message naming the setting into err and returns false. The
+ * strings in cfg are owned by cfg; free them with config_free. */
+CD_MUSTCHECK bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen);
+/* Sets one setting by name from text, validating it like config_load does. */
+CD_MUSTCHECK bool config_set(config_t *cfg, const char *name, const char *value, char *err,
+                             size_t errlen);
+/* Finds a table entry by environment name, or NULL. */
+const config_entry_t *config_find(const char *name);
+/* Formats the current value of an entry into out (secrets masked if mask). */
+void config_format_value(const config_t *cfg, const config_entry_t *e, bool mask, char *out,
+                         size_t outlen);
+void config_free(config_t *cfg);
+/* Prints the settings table: as text for --help, or as the Markdown of docs/configuration.md. */
+void config_print_help(int fd, bool markdown);
+
+#endif

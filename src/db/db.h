@@ -1,0 +1,87 @@
+/*
+ * Database access. Each HTTP worker thread owns one connection to PostgreSQL
+ * (as the `authenticator` login role), made lazily and remade with back-off
+ * after a failure. A request runs as one pipelined round trip:
+ *   BEGIN; set role + request.jwt.claims + request.* settings; statements; COMMIT
+ * so row-level security decides, under the caller's role, what it may see.
+ */
+#ifndef CD_DB_H
+#define CD_DB_H
+
+#include <libpq-fe.h>
+
+#include "core/common.h"
+
+typedef struct db_conn db_conn_t;
+
+typedef enum {
+    DB_OK = 0,
+    DB_SQL_ERROR,   /* PostgreSQL refused a statement: see db_error_t */
+    DB_UNAVAILABLE, /* no connection, or it broke: answer 503 */
+} db_status_t;
+
+typedef struct db_error {
+    char sqlstate[6];
+    char message[512];
+    char detail[512];
+    char hint[512];
+    int failed_stmt; /* index of the statement that failed, -1 for BEGIN/prelude/COMMIT */
+} db_error_t;
+
+/* Who is asking: becomes SET LOCAL ROLE and the request.* settings. */
+typedef struct db_caller {
+    const char *role;         /* "anon", "authenticated" or "service_role" */
+    const char *claims_json;  /* the verified JWT payload, with "role" in it */
+    const char *method;       /* request.method */
+    const char *path;         /* request.path */
+    const char *headers_json; /* request.headers: lower-cased names, with x-real-ip */
+    bool read_only;           /* BEGIN READ ONLY */
+    bool with_secrets;        /* also set campaignd.encryption_key for this transaction */
+} db_caller_t;
+
+typedef struct db_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *params; /* text values; NULL entries are SQL NULL */
+} db_stmt_t;
+
+/* Sets what worker connections use: the libpq connection string of the
+ * authenticator role, the statement timeout (ms) and the encryption key that
+ * with_secrets transactions receive. Call once before serving. */
+void db_configure(const char *conninfo, long statement_timeout_ms, const char *encryption_key);
+
+/* The calling thread's connection, connecting if needed. NULL when the
+ * database is unreachable (then db_retry_after() says when to try again). */
+db_conn_t *db_thread_conn(void);
+/* Seconds until this thread tries to reconnect (at least 1). */
+int db_retry_after(void);
+/* Closes the calling thread's connection (at thread exit or in tests). */
+void db_thread_close(void);
+/* The raw libpq connection, for callers that need more than db_run_as. */
+PGconn *db_pg(db_conn_t *c);
+
+/* Runs the statements in one transaction as `who`, pipelined in one round trip.
+ * On DB_OK, results[i] holds the result of stmts[i] (the caller PQclear()s
+ * each). On DB_SQL_ERROR nothing was committed, err says why, and results are
+ * NULL. On DB_UNAVAILABLE the connection was dropped for a later reconnect. */
+CD_MUSTCHECK db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                                   size_t nstmts, PGresult **results, db_error_t *err);
+
+/* Convenience for one statement: returns its result in *res. */
+CD_MUSTCHECK db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,
+                                 const char *const *params, PGresult **res, db_error_t *err);
+
+/* Runs plain SQL (no parameters, possibly several statements) on a connection
+ * outside any caller context, e.g. for migrations. Returns false and fills err. */
+CD_MUSTCHECK bool db_exec(PGconn *pg, const char *sql, db_error_t *err);
+/* Runs best-effort SQL whose failure changes nothing for the caller (unlock,
+ * rollback after an error): the outcome is deliberately ignored. */
+void db_exec_ignore(PGconn *pg, const char *sql);
+/* Fills err from a failed result. */
+void db_error_from_result(const PGresult *res, db_error_t *err);
+
+/* Maps a SQLSTATE to an HTTP status the way PostgREST does (one table for the
+ * whole server). anon: the caller had no user token (42501 is 401 then). */
+int db_sqlstate_http_status(const char *sqlstate, bool anon);
+
+#endif

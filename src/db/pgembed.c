@@ -1,0 +1,394 @@
+/*
+ * Embedded PostgreSQL management: initdb on first use, start on a private
+ * Unix socket, adopt a postmaster that is already serving the same cluster,
+ * clear a stale postmaster.pid left by a crash, drop privileges to an
+ * unprivileged system user when run as root, and fast shutdown on exit.
+ */
+#include "db/pgembed.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+/* The system user PostgreSQL runs as when campaignd runs as root: postgres
+ * refuses to run as root, and a dedicated unprivileged user limits what a
+ * compromised database process can touch. */
+static const char PG_OS_USER[] = "postgres";
+
+static bool find_bindir(pgembed_t *pg)
+{
+    const char *env = getenv("POSTGRES_BIN_DIR");
+    const char *candidates[] = {env, "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin",
+                                "/usr/lib/postgresql/17/bin", "/usr/local/pgsql/bin"};
+    for (size_t i = 0; i < CD_ARRAY_LEN(candidates); i++) {
+        if (!candidates[i])
+            continue;
+        char path[600];
+        snprintf(path, sizeof(path), "%s/postgres", candidates[i]);
+        if (access(path, X_OK) == 0) {
+            snprintf(pg->bindir, sizeof(pg->bindir), "%s", candidates[i]);
+            return true;
+        }
+    }
+    log_error("PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin). "
+              "Install them with: apt-get install postgresql-15, or set POSTGRES_BIN_DIR, or "
+              "use an external server with DATABASE_URL.");
+    return false;
+}
+
+static bool mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return false;
+            *p = '/';
+        }
+    }
+    return mkdir(tmp, mode) == 0 || errno == EEXIST;
+}
+
+/* Runs argv as the database OS user (when root), stdout/stderr to log_path.
+ * Returns the child's pid, or -1. */
+static pid_t spawn(const pgembed_t *pg, char *const argv[], const char *log_path, bool new_pgrp)
+{
+    (void)pg;
+    struct passwd *pw = geteuid() == 0 ? getpwnam(PG_OS_USER) : NULL;
+    if (geteuid() == 0 && !pw) {
+        log_error("running as root, but there is no '%s' system user to run PostgreSQL as; "
+                  "install postgresql-15 (it creates one) or run campaignd as a normal user",
+                  PG_OS_USER);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* child */
+    if (new_pgrp)
+        setpgid(0, 0); /* Ctrl-C in the terminal reaches campaignd, which stops us in order */
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (pw && fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
+            _exit(126);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0)
+        dup2(devnull, STDIN_FILENO);
+    if (pw) {
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(126);
+    }
+    setenv("LC_ALL", "C.UTF-8", 1);
+    unsetenv("PGDATA");
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+static int wait_child(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool chown_to_pg_user(const char *path)
+{
+    if (geteuid() != 0)
+        return true;
+    struct passwd *pw = getpwnam(PG_OS_USER);
+    return pw && chown(path, pw->pw_uid, pw->pw_gid) == 0;
+}
+
+static bool run_initdb(pgembed_t *pg)
+{
+    log_info("creating the embedded PostgreSQL cluster in %s (first run)", pg->pgdata);
+    char initdb[600], logp[1200];
+    snprintf(initdb, sizeof(initdb), "%s/initdb", pg->bindir);
+    snprintf(logp, sizeof(logp), "%s/initdb.log", pg->data_dir);
+    char *argv[] = {initdb,
+                    "-D",
+                    pg->pgdata,
+                    "-U",
+                    PGEMBED_SUPERUSER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                    NULL};
+    pid_t pid = spawn(pg, argv, logp, false);
+    if (pid < 0 || wait_child(pid) != 0) {
+        log_error("initdb failed; its output is in %s", logp);
+        return false;
+    }
+    /* Only the local socket, only trust on it: the socket directory is mode
+     * 0700, so filesystem permissions are the access control. */
+    char hba[1200];
+    snprintf(hba, sizeof(hba), "%s/pg_hba.conf", pg->pgdata);
+    FILE *f = fopen(hba, "w");
+    if (!f) {
+        log_error("cannot write %s: %s", hba, strerror(errno));
+        return false;
+    }
+    fprintf(f, "# written by campaignd: Unix socket only, guarded by directory permissions\n"
+               "local all all trust\n");
+    fclose(f);
+    return chown_to_pg_user(hba);
+}
+
+/* Reads the pid in postmaster.pid; 0 if none. */
+static pid_t read_pidfile(const pgembed_t *pg)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/postmaster.pid", pg->pgdata);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[64] = "";
+    if (!fgets(line, sizeof(line), f))
+        line[0] = '\0';
+    fclose(f);
+    long n = strtol(line, NULL, 10);
+    return n > 0 && n < INT_MAX ? (pid_t)n : 0;
+}
+
+/* Whether pid is a running postgres whose data directory is ours. */
+static bool pid_is_our_postmaster(const pgembed_t *pg, pid_t pid)
+{
+    char path[64], cmd[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    cmd[n] = '\0';
+    bool is_pg = strstr(cmd, "postgres") != NULL;
+    bool ours = false;
+    for (size_t i = 0; i < n; i += strlen(cmd + i) + 1)
+        if (strcmp(cmd + i, pg->pgdata) == 0)
+            ours = true;
+    return is_pg && ours;
+}
+
+static bool ping(const pgembed_t *pg)
+{
+    char ci[1400];
+    pgembed_conninfo(pg, PGEMBED_SUPERUSER, ci, sizeof(ci));
+    char ci2[1500];
+    snprintf(ci2, sizeof(ci2), "%s connect_timeout=2", ci);
+    return PQping(ci2) == PQPING_OK;
+}
+
+static bool wait_ready(const pgembed_t *pg, pid_t child, int seconds)
+{
+    for (int i = 0; i < seconds * 10; i++) {
+        if (ping(pg))
+            return true;
+        if (child > 0) {
+            int st;
+            if (waitpid(child, &st, WNOHANG) == child)
+                return false;
+        }
+        usleep(100000);
+    }
+    return false;
+}
+
+static bool ensure_database(const pgembed_t *pg)
+{
+    char ci[1400];
+    snprintf(ci, sizeof(ci), "host=%s port=%d dbname=postgres user=%s", pg->sockdir, PGEMBED_PORT,
+             PGEMBED_SUPERUSER);
+    PGconn *c = PQconnectdb(ci);
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PGresult *r = PQexec(c, "select 1 from pg_database where datname = 'campaignd'");
+        bool exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        PQclear(r);
+        if (!exists) {
+            r = PQexec(c, "create database campaignd");
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!ok)
+                log_error("cannot create database campaignd: %s", PQresultErrorMessage(r));
+            PQclear(r);
+        }
+    } else {
+        log_error("cannot connect to the embedded PostgreSQL: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+
+bool pgembed_start(pgembed_t *pg, const char *data_dir)
+{
+    memset(pg, 0, sizeof(*pg));
+    if (!mkdir_p(data_dir, 0711)) {
+        log_error("cannot create the data directory %s: %s (set CAMPAIGND_DATA_DIR)", data_dir,
+                  strerror(errno));
+        return false;
+    }
+    char abs[PATH_MAX];
+    if (!realpath(data_dir, abs) || strlen(abs) >= sizeof(pg->data_dir)) {
+        log_error("cannot resolve the data directory %s", data_dir);
+        return false;
+    }
+    snprintf(pg->data_dir, sizeof(pg->data_dir), "%s", abs);
+    snprintf(pg->pgdata, sizeof(pg->pgdata), "%s/pg", abs);
+    snprintf(pg->sockdir, sizeof(pg->sockdir), "%s/run", abs);
+    struct sockaddr_un sun;
+    if (strlen(pg->sockdir) + sizeof("/.s.PGSQL.5432") > sizeof(sun.sun_path)) {
+        log_error("the data directory path %s is too long for a Unix socket (at most %zu "
+                  "bytes); choose a shorter CAMPAIGND_DATA_DIR",
+                  abs, sizeof(sun.sun_path) - sizeof("/run/.s.PGSQL.5432"));
+        return false;
+    }
+    if (!find_bindir(pg))
+        return false;
+    /* The PostgreSQL user must be able to pass through the data dir. */
+    if (geteuid() == 0)
+        chmod(abs, 0711);
+    if (!mkdir_p(pg->sockdir, 0700) || !chown_to_pg_user(pg->sockdir) ||
+        chmod(pg->sockdir, 0700) != 0) {
+        log_error("cannot prepare %s: %s", pg->sockdir, strerror(errno));
+        return false;
+    }
+
+    char version_file[1200];
+    snprintf(version_file, sizeof(version_file), "%s/PG_VERSION", pg->pgdata);
+    if (access(version_file, F_OK) != 0) {
+        if (!mkdir_p(pg->pgdata, 0700) || !chown_to_pg_user(pg->pgdata)) {
+            log_error("cannot create %s: %s", pg->pgdata, strerror(errno));
+            return false;
+        }
+        if (!run_initdb(pg))
+            return false;
+    }
+
+    pid_t old = read_pidfile(pg);
+    if (old && pid_is_our_postmaster(pg, old) && wait_ready(pg, 0, 30)) {
+        log_info("using the embedded PostgreSQL already running (pid %d)", (int)old);
+        pg->pid = old;
+        pg->owned = false;
+        return ensure_database(pg);
+    }
+    if (old && !pid_is_our_postmaster(pg, old)) {
+        /* Left behind by a crash: the pid is dead or belongs to someone else. */
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/postmaster.pid", pg->pgdata);
+        log_warn("removing stale %s (pid %d is not running this cluster)", path, (int)old);
+        unlink(path);
+    }
+
+    char postgres[600], logp[1200], sockopt[1200];
+    snprintf(postgres, sizeof(postgres), "%s/postgres", pg->bindir);
+    snprintf(logp, sizeof(logp), "%s/postgres.log", pg->data_dir);
+    snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", pg->sockdir);
+    char *argv[] = {postgres,
+                    "-D",
+                    pg->pgdata,
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    sockopt,
+                    "-c",
+                    "unix_socket_permissions=0700",
+                    "-c",
+                    "port=5432",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "wal_level=logical",
+                    "-c",
+                    "max_replication_slots=16",
+                    "-c",
+                    "max_wal_senders=16",
+                    "-c",
+                    "shared_preload_libraries=",
+                    "-c",
+                    "logging_collector=off",
+                    NULL};
+    pid_t pid = spawn(pg, argv, logp, true);
+    if (pid < 0)
+        return false;
+    if (!wait_ready(pg, pid, 60)) {
+        log_error("the embedded PostgreSQL did not start; see %s", logp);
+        kill(pid, SIGQUIT);
+        wait_child(pid);
+        return false;
+    }
+    pg->pid = pid;
+    pg->owned = true;
+    log_info("embedded PostgreSQL started (pid %d, socket in %s)", (int)pid, pg->sockdir);
+    return ensure_database(pg);
+}
+
+void pgembed_conninfo(const pgembed_t *pg, const char *user, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "host=%s port=%d dbname=%s user=%s application_name=campaignd",
+             pg->sockdir, PGEMBED_PORT, PGEMBED_DBNAME, user);
+}
+
+void pgembed_url(const pgembed_t *pg, char *out, size_t outlen)
+{
+    /* The socket directory goes in the host query parameter, percent-encoded. */
+    char enc[3300];
+    size_t w = 0;
+    for (const char *p = pg->sockdir; *p && w + 4 < sizeof(enc); p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            enc[w++] = (char)ch;
+        } else {
+            snprintf(enc + w, 4, "%%%02X", ch);
+            w += 3;
+        }
+    }
+    enc[w] = '\0';
+    snprintf(out, outlen, "postgresql://%s@/%s?host=%s&port=%d", PGEMBED_SUPERUSER, PGEMBED_DBNAME,
+             enc, PGEMBED_PORT);
+}
+
+void pgembed_stop(pgembed_t *pg)
+{
+    if (!pg->owned || pg->pid <= 0)
+        return;
+    kill(pg->pid, SIGINT); /* fast shutdown: roll back open transactions, checkpoint */
+    for (int i = 0; i < 300; i++) {
+        int st;
+        /* reap it if it is our child; otherwise just watch the pid go away */
+        pid_t r = waitpid(pg->pid, &st, WNOHANG);
+        if (r == pg->pid || (r < 0 && kill(pg->pid, 0) != 0)) {
+            log_info("embedded PostgreSQL stopped");
+            pg->pid = 0;
+            return;
+        }
+        usleep(100000);
+    }
+    log_warn("embedded PostgreSQL did not stop in 30 s; sending SIGQUIT");
+    kill(pg->pid, SIGQUIT);
+    waitpid(pg->pid, NULL, 0);
+    pg->pid = 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * The embedded PostgreSQL: a cluster under $CAMPAIGND_DATA_DIR/pg that
+ * campaignd creates (initdb), starts listening only on a Unix socket in
+ * $CAMPAIGND_DATA_DIR/run, reuses across runs and stops on shutdown.
+ */
+#ifndef CD_PGEMBED_H
+#define CD_PGEMBED_H
+
+#include <sys/types.h>
+
+#include "core/common.h"
+
+#define PGEMBED_SUPERUSER "campaignd"
+#define PGEMBED_DBNAME    "campaignd"
+#define PGEMBED_PORT      5432
+
+typedef struct pgembed {
+    char data_dir[1024]; /* absolute campaignd data dir */
+    char pgdata[1100];   /* data_dir/pg */
+    char sockdir[1100];  /* data_dir/run */
+    char bindir[512];    /* where initdb and postgres live */
+    pid_t pid;           /* the postmaster's pid */
+    bool owned;          /* true: pgembed_stop stops it (we started it, or adopted it to own) */
+} pgembed_t;
+
+/* Makes sure the cluster exists and a postmaster is running on it: adopts one
+ * that is already running (another campaignd, a CLI command), otherwise starts
+ * one. Returns false after logging what went wrong and what to do. */
+CD_MUSTCHECK bool pgembed_start(pgembed_t *pg, const char *data_dir);
+/* The owner's libpq connection string (superuser, over the socket). */
+void pgembed_conninfo(const pgembed_t *pg, const char *user, char *out, size_t outlen);
+/* A postgresql:// URL psql accepts, for `campaignd db-url`. */
+void pgembed_url(const pgembed_t *pg, char *out, size_t outlen);
+/* Stops the postmaster if owned (fast shutdown) and waits for it to exit. */
+void pgembed_stop(pgembed_t *pg);
+
+#endif

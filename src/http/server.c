@@ -1,0 +1,622 @@
+/*
+ * The HTTP server: libmicrohttpd with a thread pool on epoll. This file turns
+ * MHD's callbacks into one http_request_t per request, enforces the request
+ * limits (head size and count, body size, framing, slow clients), answers CORS
+ * preflights, routes to handlers, adds the common response headers and writes
+ * one access-log line per request.
+ */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_server_opts_t opts;
+    const http_route_t *routes;
+    size_t nroutes;
+    void *ctx;
+    atomic_int in_flight;
+    int port;
+};
+
+/* What every browser client needs to read from our responses (wire reference 0.4). */
+static const char CORS_EXPOSE[] =
+    "Content-Range, Content-Location, Location, Range-Unit, Preference-Applied, X-Total-Count, "
+    "Link, X-Supabase-Api-Version, Content-Type, Content-Length, ETag, Content-Disposition, "
+    "Last-Modified, Cache-Control, X-Request-Id, Retry-After";
+static const char CORS_ALLOW_HEADERS[] =
+    "apikey, authorization, x-client-info, content-type, accept, accept-profile, "
+    "content-profile, prefer, range, range-unit, x-supabase-api-version, x-upsert, "
+    "cache-control, x-metadata, x-retry-count, x-request-id";
+static const char CORS_METHODS[] = "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD";
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool http_url_decode(char *s, bool form)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r == '%') {
+            int hi = hexval((unsigned char)r[1]);
+            int lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else if (form && *r == '+') {
+            *w++ = ' ';
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return true;
+}
+
+bool http_route_match(const char *pattern, const char *path, const char **params, size_t *nparams,
+                      char *scratch, size_t scratch_len)
+{
+    size_t np = 0, used = 0;
+    const char *p = pattern, *s = path;
+    while (*p) {
+        if (*p == '*' && p[1] == '\0') {
+            size_t n = strlen(s);
+            if (np >= HTTP_MAX_ROUTE_PARAMS || used + n + 1 > scratch_len)
+                return false;
+            memcpy(scratch + used, s, n + 1);
+            params[np++] = scratch + used;
+            used += n + 1;
+            *nparams = np;
+            return true;
+        }
+        if (*p == ':') {
+            const char *pe = strchr(p, '/');
+            if (!pe)
+                pe = p + strlen(p);
+            const char *se = strchr(s, '/');
+            if (!se)
+                se = s + strlen(s);
+            size_t n = (size_t)(se - s);
+            if (n == 0 || np >= HTTP_MAX_ROUTE_PARAMS || used + n + 1 > scratch_len)
+                return false;
+            memcpy(scratch + used, s, n);
+            scratch[used + n] = '\0';
+            params[np++] = scratch + used;
+            used += n + 1;
+            p = pe;
+            s = se;
+            continue;
+        }
+        if (*p != *s)
+            return false;
+        p++;
+        s++;
+    }
+    if (*s != '\0')
+        return false;
+    *nparams = np;
+    return true;
+}
+
+bool http_cors_origin_allowed(const char *list, const char *origin)
+{
+    if (!origin || !*origin)
+        return false;
+    if (strcmp(list, "*") == 0)
+        return true;
+    size_t olen = strlen(origin);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        if ((size_t)(t - p) == olen && strncmp(p, origin, olen) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* Is addr listed in the comma-separated proxies list? */
+static bool address_listed(const char *list, const char *addr)
+{
+    return *list && strcmp(list, "*") != 0 && http_cors_origin_allowed(list, addr);
+}
+
+const char *http_header(const http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+struct each_ctx {
+    void (*fn)(void *, const char *, const char *);
+    void *arg;
+};
+
+static enum MHD_Result each_header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct each_ctx *c = cls;
+    c->fn(c->arg, key, value ? value : "");
+    return MHD_YES;
+}
+
+void http_each_header(const http_request_t *req,
+                      void (*fn)(void *arg, const char *name, const char *value), void *arg)
+{
+    struct each_ctx c = {fn, arg};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, each_header_cb, &c);
+}
+
+const char *http_query_arg(const http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+bool http_add_header(http_request_t *req, const char *name, const char *value)
+{
+    if (req->nresp_headers >= HTTP_MAX_RESPONSE_HEADERS)
+        return false;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return false;
+    }
+    req->resp_headers[req->nresp_headers].name = n;
+    req->resp_headers[req->nresp_headers].value = v;
+    req->nresp_headers++;
+    return true;
+}
+
+void http_reply_take(http_request_t *req, int status, const char *content_type, char *body,
+                     size_t len)
+{
+    free(req->resp_body);
+    free(req->resp_type);
+    req->status = status;
+    req->resp_body = body;
+    req->resp_len = body ? len : 0;
+    req->resp_type = strdup(content_type ? content_type : "application/json; charset=utf-8");
+    req->replied = true;
+}
+
+void http_reply(http_request_t *req, int status, const char *content_type, const char *body,
+                size_t len)
+{
+    char *copy = NULL;
+    if (body && len) {
+        copy = malloc(len);
+        if (copy)
+            memcpy(copy, body, len);
+        else
+            len = 0;
+    }
+    http_reply_take(req, status, content_type, copy, copy ? len : 0);
+}
+
+void http_reply_json(http_request_t *req, int status, json_t *json)
+{
+    if (!json) {
+        http_reply_take(req, status, NULL, NULL, 0);
+        return;
+    }
+    char *s = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(json);
+    if (!s) {
+        http_reply_error(req, 500, "internal_error", "could not encode the response", NULL);
+        return;
+    }
+    http_reply_take(req, status, NULL, s, strlen(s));
+}
+
+void http_reply_error(http_request_t *req, int status, const char *code, const char *message,
+                      const char *hint)
+{
+    json_t *j = json_pack("{s:s, s:s, s:n, s:s?}", "code", code, "message", message, "details",
+                          "hint", hint);
+    if (!hint && j)
+        json_object_set_new(j, "hint", json_null());
+    http_reply_json(req, status, j);
+}
+
+void http_reply_unavailable(http_request_t *req, int retry_after_s)
+{
+    char v[16];
+    snprintf(v, sizeof(v), "%d", retry_after_s);
+    http_add_header(req, "Retry-After", v);
+    http_reply_error(req, 503, "database_unavailable",
+                     "The database cannot be reached right now; try again shortly.",
+                     "campaignd reconnects by itself; see the server log for the cause.");
+}
+
+/* ------------------------------------------------------------ MHD glue */
+
+static void make_request_id(char out[HTTP_REQUEST_ID_LEN + 1])
+{
+    unsigned char raw[HTTP_REQUEST_ID_LEN / 2];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        memset(raw, 0, sizeof(raw));
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[HTTP_REQUEST_ID_LEN] = '\0';
+}
+
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    struct http_server *s = cls;
+    (void)con; /* MHD_Connection is passed to the access handler again */
+    http_request_t *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->ctx = s->ctx;
+    req->start_us = now_us();
+    req->raw_uri = strdup(uri ? uri : "");
+    const char *q = req->raw_uri ? strchr(req->raw_uri, '?') : NULL;
+    req->raw_query = q ? q + 1 : "";
+    cd_buf_init(&req->body, s->opts.max_body_bytes);
+    make_request_id(req->request_id);
+    return req;
+}
+
+static void request_free(http_request_t *req)
+{
+    cd_buf_free(&req->body);
+    free(req->raw_uri);
+    free(req->resp_body);
+    free(req->resp_type);
+    for (size_t i = 0; i < req->nresp_headers; i++) {
+        free(req->resp_headers[i].name);
+        free(req->resp_headers[i].value);
+    }
+    free(req);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *con, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)con;
+    struct http_server *s = cls;
+    http_request_t *req = *con_cls;
+    if (!req)
+        return;
+    if (req->method) {
+        double ms = (double)(now_us() - req->start_us) / 1000.0;
+        log_info("%s %s %d %zu %.1fms ip=%s id=%s%s", req->method, req->path ? req->path : "?",
+                 req->status, req->bytes_out, ms, req->client_ip, req->request_id,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    }
+    if (req->started)
+        atomic_fetch_sub(&s->in_flight, 1);
+    request_free(req);
+    *con_cls = NULL;
+}
+
+static void resolve_client_ip(struct http_server *s, http_request_t *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(req->client_ip, sizeof(req->client_ip), "unknown");
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, req->client_ip,
+                      sizeof(req->client_ip));
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, req->client_ip,
+                      sizeof(req->client_ip));
+    }
+    /* Believe X-Forwarded-For only from a configured proxy, and then take the
+     * right-most address the proxy added, never a client-supplied one. */
+    if (!address_listed(s->opts.trusted_proxies, req->client_ip))
+        return;
+    const char *xff = http_header(req, "X-Forwarded-For");
+    if (!xff)
+        return;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ')
+        last++;
+    char tmp[64];
+    size_t n = strcspn(last, " ");
+    if (n == 0 || n >= sizeof(tmp))
+        return;
+    memcpy(tmp, last, n);
+    tmp[n] = '\0';
+    unsigned char bin[16];
+    if (inet_pton(AF_INET, tmp, bin) == 1 || inet_pton(AF_INET6, tmp, bin) == 1)
+        snprintf(req->client_ip, sizeof(req->client_ip), "%s", tmp);
+}
+
+static void add_cors(struct http_server *s, http_request_t *req, struct MHD_Response *r)
+{
+    const char *origin = http_header(req, "Origin");
+    if (!origin || !http_cors_origin_allowed(s->opts.cors_origins, origin))
+        return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin",
+                            strcmp(s->opts.cors_origins, "*") == 0 ? "*" : origin);
+    MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
+}
+
+static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
+{
+    if (!req->replied)
+        http_reply_error(req, 500, "internal_error", "the handler produced no response", NULL);
+    size_t len = req->head_only ? 0 : req->resp_len;
+    struct MHD_Response *r;
+    if (req->head_only) {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        r = MHD_create_response_from_buffer(len, req->resp_body ? req->resp_body : (void *)"",
+                                            req->resp_body ? MHD_RESPMEM_MUST_FREE
+                                                           : MHD_RESPMEM_PERSISTENT);
+        if (r)
+            req->resp_body = NULL; /* MHD frees it now */
+    }
+    if (!r)
+        return MHD_NO;
+    if (req->resp_len || req->status != 204)
+        MHD_add_response_header(r, "Content-Type", req->resp_type);
+    MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    for (size_t i = 0; i < req->nresp_headers; i++)
+        MHD_add_response_header(r, req->resp_headers[i].name, req->resp_headers[i].value);
+    add_cors(s, req, r);
+    if (req->failed_early)
+        MHD_add_response_header(r, "Connection", "close");
+    req->bytes_out = len;
+    enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static size_t header_count(struct MHD_Connection *c)
+{
+    int n = MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* Checks done once the head is in, before any body is read. Returns false
+ * after queueing an error. */
+static bool check_head(struct http_server *s, http_request_t *req)
+{
+    if (header_count(req->conn) > s->opts.max_header_count) {
+        http_reply_error(req, 431, "too_many_headers", "The request has too many headers.", NULL);
+        return false;
+    }
+    const char *te = http_header(req, "Transfer-Encoding");
+    const char *cl = http_header(req, "Content-Length");
+    if (te && cl) {
+        /* RFC 9112 6.3: a message with both is a smuggling attempt or a broken
+         * proxy; refuse it and close the connection. */
+        http_reply_error(req, 400, "bad_framing",
+                         "Content-Length and Transfer-Encoding together are not accepted.", NULL);
+        return false;
+    }
+    if (te && strcasecmp(te, "chunked") != 0) {
+        http_reply_error(req, 501, "bad_framing", "Only chunked Transfer-Encoding is supported.",
+                         NULL);
+        return false;
+    }
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*cl < '0' || *cl > '9' || *end) {
+            http_reply_error(req, 400, "bad_framing", "Content-Length is not a number.", NULL);
+            return false;
+        }
+        if (n > s->opts.max_body_bytes) {
+            http_reply_error(req, 413, "request_too_large",
+                             "The request body is larger than this server accepts.",
+                             "The limit is MAX_BODY_BYTES.");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void route_request(struct http_server *s, http_request_t *req)
+{
+    bool path_matched = false;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const http_route_t *rt = &s->routes[i];
+        const char *params[HTTP_MAX_ROUTE_PARAMS];
+        size_t np = 0;
+        char *scratch = NULL;
+        size_t sl = strlen(req->path) + 8;
+        scratch = malloc(sl);
+        if (!scratch)
+            break;
+        bool m = http_route_match(rt->pattern, req->path, params, &np, scratch, sl);
+        if (!m) {
+            free(scratch);
+            continue;
+        }
+        path_matched = true;
+        bool meth = strcmp(rt->method, "*") == 0 || strcmp(rt->method, req->method) == 0 ||
+                    (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
+        if (!meth) {
+            free(scratch);
+            continue;
+        }
+        req->route = rt;
+        memcpy(req->params, params, sizeof(params));
+        req->nparams = np;
+        rt->handler(req);
+        free(scratch);
+        return;
+    }
+    if (path_matched)
+        http_reply_error(req, 405, "method_not_allowed", "This method is not allowed on this path.",
+                         NULL);
+    else
+        http_reply_error(req, 404, "not_found", "No such endpoint.", NULL);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct http_server *s = cls;
+    http_request_t *req = *con_cls;
+    if (!req)
+        return MHD_NO;
+    if (!req->started) {
+        req->started = true;
+        req->conn = con;
+        atomic_fetch_add(&s->in_flight, 1);
+        req->method = method;
+        req->path = url;
+        req->head_only = strcmp(method, "HEAD") == 0;
+        resolve_client_ip(s, req);
+        const char *rid = http_header(req, "X-Request-Id");
+        if (rid && strlen(rid) <= HTTP_REQUEST_ID_LEN && strlen(rid) >= 8 &&
+            strspn(rid, "0123456789abcdefABCDEF-") == strlen(rid))
+            snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
+        if (!check_head(s, req)) {
+            req->failed_early = true;
+            return send_response(s, req);
+        }
+        if (strcmp(method, "OPTIONS") == 0 && http_header(req, "Access-Control-Request-Method")) {
+            const char *origin = http_header(req, "Origin");
+            const char *want = http_header(req, "Access-Control-Request-Headers");
+            http_reply(req, http_cors_origin_allowed(s->opts.cors_origins, origin) ? 204 : 403,
+                       "text/plain", NULL, 0);
+            if (req->status == 204) {
+                http_add_header(req, "Access-Control-Allow-Methods", CORS_METHODS);
+                http_add_header(req, "Access-Control-Allow-Headers",
+                                want && strlen(want) < 2048 ? want : CORS_ALLOW_HEADERS);
+                http_add_header(req, "Access-Control-Max-Age", "86400");
+            }
+            return MHD_YES; /* sent on the final call, after any body */
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!req->replied && !cd_buf_add(&req->body, upload_data, *upload_data_size)) {
+            http_reply_error(req, 413, "request_too_large",
+                             "The request body is larger than this server accepts.",
+                             "The limit is MAX_BODY_BYTES.");
+            req->failed_early = true;
+            *upload_data_size = 0;
+            return send_response(s, req);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!req->replied)
+        route_request(s, req);
+    return send_response(s, req);
+}
+
+struct http_server *http_server_start(const http_server_opts_t *opts, const http_route_t *routes,
+                                      size_t nroutes, void *ctx)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->opts = *opts;
+    s->routes = routes;
+    s->nroutes = nroutes;
+    s->ctx = ctx;
+    atomic_init(&s->in_flight, 0);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, opts->bind, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)opts->port);
+    } else if (inet_pton(AF_INET6, opts->bind, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)opts->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        log_error("BIND=%s is not an IPv4 or IPv6 address", opts->bind);
+        free(s);
+        return NULL;
+    }
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)opts->port, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)opts->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)opts->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)opts->client_timeout, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        log_error("cannot listen on %s:%d (is the port in use? set PORT or BIND)", opts->bind,
+                  opts->port);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : opts->port;
+    return s;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_server_stop(struct http_server *s, int timeout_s)
+{
+    if (!s)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    int64_t deadline = now_us() + (int64_t)timeout_s * 1000000;
+    while (atomic_load(&s->in_flight) > 0 && now_us() < deadline)
+        usleep(10000);
+    if (atomic_load(&s->in_flight) > 0)
+        log_warn("shutdown: %d request(s) still running after %ds; stopping anyway",
+                 atomic_load(&s->in_flight), timeout_s);
+    MHD_stop_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(s);
+}

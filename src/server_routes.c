@@ -1,0 +1,66 @@
+/*
+ * Assembles the routing table from the modules (auth, and later rest,
+ * storage, realtime, api) and serves /health and /ready.
+ */
+#include "server_routes.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "auth/auth.h"
+#include "db/db.h"
+
+#define SERVER_MAX_ROUTES 256
+
+static void handle_health(http_request_t *req)
+{
+    app_t *app = req->ctx;
+    http_reply_json(req, 200,
+                    json_pack("{s:s, s:s, s:I}", "status", "ok", "version", CAMPAIGND_VERSION,
+                              "uptime_seconds", (json_int_t)(time(NULL) - app->started)));
+}
+
+/* Ready means this worker can reach the database right now. */
+static void handle_ready(http_request_t *req)
+{
+    db_conn_t *c = db_thread_conn();
+    PGresult *r = NULL;
+    db_error_t err;
+    db_caller_t who = {.role = "anon", .read_only = true};
+    db_status_t st = c ? db_run1(c, &who, "select 1", 0, NULL, &r, &err) : DB_UNAVAILABLE;
+    PQclear(r);
+    if (st == DB_OK)
+        http_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ready", "database", "ok"));
+    else
+        http_reply_unavailable(req, db_retry_after());
+}
+
+static const http_route_t process_routes[] = {
+    {"GET", "/health", handle_health, false},
+    {"GET", "/ready", handle_ready, false},
+};
+
+static http_route_t table[SERVER_MAX_ROUTES];
+static size_t table_len;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void append(const http_route_t *r, size_t n)
+{
+    for (size_t i = 0; i < n && table_len < SERVER_MAX_ROUTES; i++)
+        table[table_len++] = r[i];
+}
+
+static void build_table(void)
+{
+    append(process_routes, CD_ARRAY_LEN(process_routes));
+    append(auth_routes, auth_routes_len);
+}
+
+const http_route_t *server_routes(size_t *n)
+{
+    pthread_once(&table_once, build_table);
+    *n = table_len;
+    return table;
+}
