@@ -38,7 +38,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-"suppressions=$root/tests/lsan.supp:print_su
 
 section "build (ASan + UBSan)"
 if [ ! -f build-asan/build.ninja ]; then
-  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug >/dev/null || exit 1
+  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized >/dev/null || exit 1
 fi
 ninja -C build-asan >/dev/null || { ninja -C build-asan; echo "0 passed, 1 failed"; exit 1; }
 bin=$root/build-asan/campaignd
@@ -57,7 +57,7 @@ fi
 if want unit; then
   section "unit tests (cmocka)"
   for t in build-asan/test_*; do
-    [ -x "$t" ] || continue
+    [ -f "$t" ] && [ -x "$t" ] || continue
     out=$("$t" 2>&1); rc=$?
     p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
     f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
@@ -77,7 +77,7 @@ if want fuzz; then
   fi
   if ninja -C build-fuzz >/dev/null; then
     for t in build-fuzz/fuzz_*; do
-      [ -x "$t" ] || continue
+      [ -f "$t" ] && [ -x "$t" ] || continue
       name=$(basename "$t")
       corpus=tests/fuzz/corpus/${name#fuzz_}
       run_corpus="$work/corpus-$name"
@@ -117,7 +117,8 @@ if want sql; then
   if start_server; then
     url=$(CAMPAIGND_DATA_DIR="$work/var" "$bin" db-url)
     if psql "$url" -v ON_ERROR_STOP=1 -q -f tests/sql/support/helpers.sql >"$work/helpers.log" 2>&1; then
-      pg_prove -v -d "$url" tests/sql/*.sql >"$work/pgtap.log" 2>&1
+      PGHOST="$work/var/run" PGPORT=5432 PGUSER=campaignd PGDATABASE=campaignd \
+        pg_prove -v tests/sql/*.sql >"$work/pgtap.log" 2>&1
       p=$(grep -cE '^\s*ok [0-9]+' "$work/pgtap.log")
       f=$(grep -cE '^\s*not ok [0-9]+' "$work/pgtap.log")
       bad_files=$(grep -E '(Dubious|Failed|Bad plan|Parse errors|No subtests run)' "$work/pgtap.log" | head -20)

@@ -199,7 +199,7 @@ static bool prepare_authenticator(app_t *app, PGconn *owner)
     } else {
         /* Same server and database as DATABASE_URL, as the authenticator. */
         PQconninfoOption *opts = PQconninfo(owner);
-        char buf[2048] = "";
+        char buf[1536] = "";
         size_t w = 0;
         for (PQconninfoOption *o = opts; o && o->keyword; o++) {
             if (!o->val || !*o->val || strcmp(o->keyword, "user") == 0 ||
@@ -219,8 +219,12 @@ static bool prepare_authenticator(app_t *app, PGconn *owner)
             }
         }
         PQconninfoFree(opts);
-        snprintf(app->worker_conninfo, sizeof(app->worker_conninfo),
-                 "%suser=authenticator password=%s application_name=campaignd", buf, pw);
+        int n = snprintf(app->worker_conninfo, sizeof(app->worker_conninfo),
+                         "%suser=authenticator password=%s application_name=campaignd", buf, pw);
+        if (n < 0 || (size_t)n >= sizeof(app->worker_conninfo)) {
+            log_error("DATABASE_URL is too long");
+            return false;
+        }
     }
     return true;
 }

@@ -256,14 +256,14 @@ jwt_status_t jwt_verify(const char *token, const unsigned char *secret, size_t s
     if ((st = check_role(payload)) != JWT_OK)
         goto fail;
 
-    json_decref(hdr);
-    if (claims != NULL)
+    if (claims != NULL) {
         *claims = payload;
-    else
-        json_decref(payload);
-    return JWT_OK;
+        payload = NULL;
+    }
 
 fail:
+    /* The expected MAC is a valid signature for attacker-chosen bytes: do not leave it around. */
+    OPENSSL_cleanse(mac, sizeof(mac));
     json_decref(payload);
     json_decref(hdr);
     return st;

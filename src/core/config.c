@@ -216,9 +216,8 @@ static bool load_env_file(config_t *cfg, const char *path, bool required, char *
     return ok;
 }
 
-bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen)
+static bool load_all(config_t *cfg, const char *env_path, char *err, size_t errlen)
 {
-    memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < config_table_len; i++)
         if (!entry_set(cfg, &config_table[i], config_table[i].def, err, errlen))
             return false;
@@ -239,6 +238,15 @@ bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen)
         return false;
     }
     return true;
+}
+
+bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (load_all(cfg, env_path, err, errlen))
+        return true;
+    config_free(cfg);
+    return false;
 }
 
 void config_format_value(const config_t *cfg, const config_entry_t *e, bool mask, char *out,

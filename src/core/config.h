@@ -69,7 +69,8 @@ extern const size_t config_table_len;
 /* Fills cfg with defaults, then values from the .env file at env_path (if it
  * exists; NULL = "./.env"), then the process environment (which wins). On a bad
  * value writes a message naming the setting into err and returns false. The
- * strings in cfg are owned by cfg; free them with config_free. */
+ * strings in cfg are owned by cfg; free them with config_free (on failure
+ * nothing is left to free). */
 CD_MUSTCHECK bool config_load(config_t *cfg, const char *env_path, char *err, size_t errlen);
 /* Sets one setting by name from text, validating it like config_load does. */
 CD_MUSTCHECK bool config_set(config_t *cfg, const char *name, const char *value, char *err,

@@ -1,0 +1,154 @@
+/* Unit tests for the HTTP layer's pure parts: routing, URL decoding, CORS
+ * origins and JSON body limits (src/http/server.c, src/http/body.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/body.h"
+#include "http/http.h"
+
+static bool match(const char *pattern, const char *path, const char **params, size_t *n)
+{
+    static char scratch[256];
+    return http_route_match(pattern, path, params, n, scratch, sizeof(scratch));
+}
+
+static void test_route_literal(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n = 99;
+    assert_true(match("/health", "/health", p, &n));
+    assert_int_equal(n, 0);
+    assert_false(match("/health", "/healthz", p, &n));
+    assert_false(match("/health", "/healt", p, &n));
+    assert_false(match("/health", "/health/", p, &n));
+    assert_false(match("/auth/v1/user", "/auth/v1/users", p, &n));
+}
+
+static void test_route_params(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n;
+    assert_true(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/abc", p, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0], "abc");
+    assert_false(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/", p, &n));
+    assert_false(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/a/b", p, &n));
+    assert_true(match("/a/:x/b/:y", "/a/1/b/2", p, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0], "1");
+    assert_string_equal(p[1], "2");
+}
+
+static void test_route_wildcard(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n;
+    assert_true(match("/rest/v1/*", "/rest/v1/campaigns", p, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0], "campaigns");
+    assert_true(match("/rest/v1/*", "/rest/v1/", p, &n));
+    assert_string_equal(p[0], "");
+    assert_true(match("/storage/v1/object/:bucket/*", "/storage/v1/object/b/x/y.png", p, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0], "b");
+    assert_string_equal(p[1], "x/y.png");
+    /* a capture that does not fit the scratch space is a non-match, not an overflow */
+    char tiny[4];
+    char longpath[64];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    assert_false(http_route_match("/*", longpath, p, &n, tiny, sizeof(tiny)));
+}
+
+static void test_url_decode(void **state)
+{
+    (void)state;
+    char a[] = "a%20b%2Cc+d";
+    assert_true(http_url_decode(a, true));
+    assert_string_equal(a, "a b,c d");
+    char b[] = "a+b";
+    assert_true(http_url_decode(b, false));
+    assert_string_equal(b, "a+b");
+    char bad1[] = "%zz";
+    assert_false(http_url_decode(bad1, true));
+    char bad2[] = "abc%2";
+    assert_false(http_url_decode(bad2, true));
+    char nul[] = "a%00b";
+    assert_false(http_url_decode(nul, true));
+    char utf[] = "%C3%A9";
+    assert_true(http_url_decode(utf, true));
+    assert_string_equal(utf, "\xc3\xa9");
+}
+
+static void test_cors_origins(void **state)
+{
+    (void)state;
+    assert_true(http_cors_origin_allowed("*", "https://a.example"));
+    assert_false(http_cors_origin_allowed("*", NULL));
+    assert_false(http_cors_origin_allowed("*", ""));
+    const char *list = "https://a.example, https://b.example";
+    assert_true(http_cors_origin_allowed(list, "https://a.example"));
+    assert_true(http_cors_origin_allowed(list, "https://b.example"));
+    assert_false(http_cors_origin_allowed(list, "https://c.example"));
+    assert_false(http_cors_origin_allowed(list, "https://a.example.evil"));
+    assert_false(http_cors_origin_allowed(list, "https://a.exampl"));
+}
+
+static void test_body_json(void **state)
+{
+    (void)state;
+    json_t *j;
+    char err[256];
+    assert_true(body_parse_json("{\"a\":1}", 7, BODY_JSON_OBJECT, &j, err, sizeof(err)));
+    assert_true(json_is_object(j));
+    json_decref(j);
+    assert_true(body_parse_json("  ", 2, BODY_JSON_OBJECT | BODY_JSON_EMPTY, &j, err, sizeof(err)));
+    assert_true(json_is_object(j));
+    json_decref(j);
+    assert_false(body_parse_json("", 0, BODY_JSON_OBJECT, &j, err, sizeof(err)));
+    assert_non_null(strstr(err, "empty"));
+    assert_false(body_parse_json("[1]", 3, BODY_JSON_OBJECT, &j, err, sizeof(err)));
+    assert_non_null(strstr(err, "object"));
+    assert_false(body_parse_json("{\"a\":", 5, BODY_JSON_OBJECT, &j, err, sizeof(err)));
+    assert_non_null(strstr(err, "not valid JSON"));
+    assert_false(body_parse_json("{\"a\":1,\"a\":2}", 13, BODY_JSON_OBJECT, &j, err, sizeof(err)));
+    assert_false(
+        body_parse_json("\"s\"", 3, BODY_JSON_OBJECT | BODY_JSON_ARRAY, &j, err, sizeof(err)));
+    /* nesting limit */
+    char deep[200];
+    size_t n = 0;
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ']';
+    assert_false(body_parse_json(deep, n, BODY_JSON_ARRAY, &j, err, sizeof(err)));
+    assert_non_null(strstr(err, "deeper"));
+    n = 0;
+    for (int i = 0; i < 10; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 10; i++)
+        deep[n++] = ']';
+    assert_true(body_parse_json(deep, n, BODY_JSON_ARRAY, &j, err, sizeof(err)));
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_literal),  cmocka_unit_test(test_route_params),
+        cmocka_unit_test(test_route_wildcard), cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_cors_origins),   cmocka_unit_test(test_body_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
