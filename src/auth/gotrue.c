@@ -918,10 +918,17 @@ static bool admin_role_param(http_request_t *req, json_t *body, const char **rol
     return true;
 }
 
+/* An importable bcrypt hash: $2a$/$2b$/$2y$, a cost password_verify accepts
+ * (04..15, so a planted huge cost cannot tie up a worker), 53 more characters. */
 static bool bcrypt_hash_shape(const char *h)
 {
-    return strlen(h) == 60 && h[0] == '$' && h[1] == '2' &&
-           (h[2] == 'a' || h[2] == 'b' || h[2] == 'y') && h[3] == '$';
+    if (strlen(h) != 60 || h[0] != '$' || h[1] != '2' ||
+        (h[2] != 'a' && h[2] != 'b' && h[2] != 'y') || h[3] != '$' || h[6] != '$')
+        return false;
+    if (h[4] < '0' || h[4] > '9' || h[5] < '0' || h[5] > '9')
+        return false;
+    int cost = (h[4] - '0') * 10 + (h[5] - '0');
+    return cost >= 4 && cost <= 15;
 }
 
 static void handle_admin_create(http_request_t *req)
