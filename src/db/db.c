@@ -12,8 +12,22 @@
 
 #include "core/log.h"
 
+/* A direct-mapped cache of prepared statements per connection, keyed by SQL
+ * text: the SQL of a request is parsed and planned by PostgreSQL once per
+ * connection, not once per request (pgbench -M prepared does the same). A
+ * slot taken by other SQL is freed with DEALLOCATE in the same pipeline. */
+#define DB_STMT_CACHE_SLOTS    256
+#define DB_STMT_MAX_CACHED_SQL (64 * 1024)
+
+struct db_cached_stmt {
+    char *sql;             /* owned; NULL when the slot is free */
+    unsigned long long id; /* the statement is named "cd_s<id>" */
+};
+
 struct db_conn {
     PGconn *pg;
+    struct db_cached_stmt cache[DB_STMT_CACHE_SLOTS];
+    unsigned long long next_id;
 };
 
 static char *db_conninfo;
@@ -63,12 +77,21 @@ static void conn_key_init(void)
     pthread_key_create(&thread_conn_key, conn_key_destructor);
 }
 
+static void cache_clear(db_conn_t *c)
+{
+    for (size_t i = 0; i < DB_STMT_CACHE_SLOTS; i++) {
+        free(c->cache[i].sql);
+        c->cache[i].sql = NULL;
+    }
+}
+
 void db_thread_close(void)
 {
     if (thread_conn.pg) {
         PQfinish(thread_conn.pg);
         thread_conn.pg = NULL;
     }
+    cache_clear(&thread_conn);
 }
 
 int db_retry_after(void)
@@ -169,16 +192,80 @@ static db_status_t lost(db_conn_t *c, db_error_t *err)
     return DB_UNAVAILABLE;
 }
 
-db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
-                      PGresult **results, db_error_t *err)
+static size_t sql_slot(const char *sql)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (const char *p = sql; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (size_t)(h % DB_STMT_CACHE_SLOTS);
+}
+
+/* What each query sent in the pipeline was, to match the results to it. */
+enum slot_kind { SLOT_BEGIN, SLOT_PRELUDE, SLOT_DEALLOC, SLOT_PREPARE, SLOT_STMT, SLOT_COMMIT };
+
+struct pipeline_slot {
+    enum slot_kind kind;
+    size_t stmt;      /* SLOT_STMT / SLOT_PREPARE: index into stmts */
+    size_t cache_idx; /* SLOT_PREPARE: the cache slot to fill on success */
+};
+
+/* Sends one statement: through the prepared-statement cache when its SQL is
+ * small enough, else unnamed. Appends the queries it sent to slots. */
+static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, struct pipeline_slot *slots,
+                      size_t *ns, char **pending_sql)
+{
+    PGconn *pg = c->pg;
+    size_t len = strlen(st->sql);
+    if (len > DB_STMT_MAX_CACHED_SQL) {
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
+        return PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
+    }
+    size_t k = sql_slot(st->sql);
+    struct db_cached_stmt *e = &c->cache[k];
+    char name[32];
+    if (e->sql && strcmp(e->sql, st->sql) == 0 && !pending_sql[k]) {
+        snprintf(name, sizeof(name), "cd_s%llu", e->id);
+    } else if (pending_sql[k]) {
+        /* Two statements of this request share a slot: run the second unnamed. */
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
+        return PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
+    } else {
+        if (e->sql) {
+            char dealloc[48];
+            snprintf(dealloc, sizeof(dealloc), "DEALLOCATE cd_s%llu", e->id);
+            free(e->sql);
+            e->sql = NULL;
+            slots[(*ns)++] = (struct pipeline_slot){SLOT_DEALLOC, i, 0};
+            if (!PQsendQueryParams(pg, dealloc, 0, NULL, NULL, NULL, NULL, 0))
+                return false;
+        }
+        e->id = ++c->next_id;
+        snprintf(name, sizeof(name), "cd_s%llu", e->id);
+        pending_sql[k] = (char *)st->sql;
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_PREPARE, i, k};
+        if (!PQsendPrepare(pg, name, st->sql, st->nparams, NULL))
+            return false;
+    }
+    slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
+    return PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
+}
+
+static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                                size_t nstmts, PGresult **results, db_error_t *err)
 {
     memset(err, 0, sizeof(*err));
     err->failed_stmt = -1;
     for (size_t i = 0; i < nstmts; i++)
         results[i] = NULL;
     PGconn *pg = c->pg;
-    if (PQenterPipelineMode(pg) != 1)
+    struct pipeline_slot *slots = malloc((3 * nstmts + 3) * sizeof(*slots));
+    char *pending_sql[DB_STMT_CACHE_SLOTS] = {0};
+    if (!slots)
         return lost(c, err);
+    if (PQenterPipelineMode(pg) != 1) {
+        free(slots);
+        return lost(c, err);
+    }
 
     const char *begin = who->read_only ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
                                        : "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
@@ -189,26 +276,30 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
                           who->headers_json ? who->headers_json : "{}",
                           db_timeout_text,
                           who->with_secrets && db_encryption_key ? db_encryption_key : ""};
+    size_t ns = 0;
+    slots[ns++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
+    slots[ns++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
     bool sent = PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
                 PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
     for (size_t i = 0; sent && i < nstmts; i++)
-        sent = PQsendQueryParams(pg, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL,
-                                 NULL, 0);
+        sent = send_stmt(c, &stmts[i], i, slots, &ns, pending_sql);
+    slots[ns++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
     sent =
         sent && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(pg);
     if (!sent) {
         PQexitPipelineMode(pg);
+        free(slots);
         return lost(c, err);
     }
 
-    /* Read: BEGIN, prelude, each statement, COMMIT, then the sync marker.
-     * Each query's results end with a NULL from PQgetResult; idx counts them. */
+    /* Read the results in the order sent, then the sync marker. Each query's
+     * results end with a NULL from PQgetResult; idx counts them. */
     db_status_t status = DB_OK;
     size_t idx = 0;
     for (;;) {
         PGresult *r = PQgetResult(pg);
         if (!r) {
-            if (PQstatus(pg) != CONNECTION_OK || ++idx > nstmts + 3) {
+            if (PQstatus(pg) != CONNECTION_OK || ++idx > ns) {
                 status = DB_UNAVAILABLE;
                 break;
             }
@@ -219,20 +310,27 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
             PQclear(r);
             break;
         }
-        bool is_stmt = idx >= 2 && idx < 2 + nstmts;
+        const struct pipeline_slot *sl = idx < ns ? &slots[idx] : NULL;
         if (st == PGRES_FATAL_ERROR) {
             if (status == DB_OK) {
                 db_error_from_result(r, err);
-                err->failed_stmt = is_stmt ? (int)(idx - 2) : -1;
+                err->failed_stmt =
+                    sl && (sl->kind == SLOT_STMT || sl->kind == SLOT_PREPARE) ? (int)sl->stmt : -1;
                 status = DB_SQL_ERROR;
             }
             PQclear(r);
-        } else if (is_stmt && status == DB_OK && !results[idx - 2]) {
-            results[idx - 2] = r;
+        } else if (sl && sl->kind == SLOT_PREPARE && st == PGRES_COMMAND_OK) {
+            struct db_cached_stmt *e = &c->cache[sl->cache_idx];
+            free(e->sql);
+            e->sql = strdup(stmts[sl->stmt].sql); /* NULL on OOM: merely not cached */
+            PQclear(r);
+        } else if (sl && sl->kind == SLOT_STMT && status == DB_OK && !results[sl->stmt]) {
+            results[sl->stmt] = r;
         } else {
             PQclear(r);
         }
     }
+    free(slots);
     if (status == DB_UNAVAILABLE || PQstatus(pg) != CONNECTION_OK) {
         for (size_t i = 0; i < nstmts; i++) {
             PQclear(results[i]);
@@ -257,6 +355,24 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
     if (status == DB_SQL_ERROR && strncmp(err->sqlstate, "08", 2) == 0)
         return lost(c, err);
     return status;
+}
+
+db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
+                      PGresult **results, db_error_t *err)
+{
+    db_status_t st = run_pipeline(c, who, stmts, nstmts, results, err);
+    /* A cached statement whose tables changed shape ("cached plan must not
+     * change result type"): forget every prepared statement and run the
+     * request once more; it failed as a whole, so nothing ran twice. */
+    if (st == DB_SQL_ERROR && strcmp(err->sqlstate, "0A000") == 0 &&
+        strstr(err->message, "cached plan") != NULL) {
+        cache_clear(c);
+        db_exec_ignore(c->pg, "DEALLOCATE ALL");
+        PGresult *r = PQprepare(c->pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL);
+        PQclear(r);
+        st = run_pipeline(c, who, stmts, nstmts, results, err);
+    }
+    return st;
 }
 
 db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,
