@@ -120,6 +120,33 @@ static bool chown_to_pg_user(const char *path)
     return pw && chown(path, pw->pw_uid, pw->pw_gid) == 0;
 }
 
+/* When root, checks that the PostgreSQL user can reach the data directory
+ * (every parent must be searchable by it), so a data dir under /root fails
+ * with advice instead of an obscure initdb error. */
+static bool pg_user_can_reach(const char *dir)
+{
+    if (geteuid() != 0)
+        return true;
+    struct passwd *pw = getpwnam(PG_OS_USER);
+    if (!pw)
+        return true; /* spawn() reports the missing user */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(2);
+        _exit(access(dir, X_OK) == 0 ? 0 : 1);
+    }
+    if (pid < 0)
+        return true;
+    if (wait_child(pid) == 0)
+        return true;
+    log_error("PostgreSQL runs as the '%s' user, which cannot reach %s: every directory above "
+              "it must be searchable by others (chmod o+x), or set CAMPAIGND_DATA_DIR to a "
+              "place such as /var/lib/campaignd",
+              PG_OS_USER, dir);
+    return false;
+}
+
 static bool run_initdb(pgembed_t *pg)
 {
     log_info("creating the embedded PostgreSQL cluster in %s (first run)", pg->pgdata);
@@ -268,8 +295,10 @@ bool pgembed_start(pgembed_t *pg, const char *data_dir)
     if (!find_bindir(pg))
         return false;
     /* The PostgreSQL user must be able to pass through the data dir. */
-    if (geteuid() == 0)
-        chmod(abs, 0711);
+    if (geteuid() == 0 && chmod(abs, 0711) != 0)
+        log_warn("cannot chmod %s: %s", abs, strerror(errno));
+    if (!pg_user_can_reach(abs))
+        return false;
     if (!mkdir_p(pg->sockdir, 0700) || !chown_to_pg_user(pg->sockdir) ||
         chmod(pg->sockdir, 0700) != 0) {
         log_error("cannot prepare %s: %s", pg->sockdir, strerror(errno));
