@@ -91,7 +91,9 @@ static int cmd_serve(app_t *app)
     };
     size_t nroutes = 0;
     const http_route_t *routes = server_routes(&nroutes);
-    app->http = http_server_start(&opts, routes, nroutes, app);
+    size_t nstream = 0;
+    const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
+    app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)
         goto fail;
     log_info("campaignd %s listening on http://%s:%d (data dir %s, %s database)", CAMPAIGND_VERSION,

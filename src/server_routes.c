@@ -58,6 +58,18 @@ static void build_table(void)
     append(auth_routes, auth_routes_len);
 }
 
+/* Upload routes (storage) are added here. */
+static const http_stream_route_t stream_table[] = {
+    {"", "", NULL}, /* placeholder: an empty array is not valid C */
+};
+
+const http_stream_route_t *server_stream_routes(size_t *n)
+{
+    *n = 0; /* the placeholder row is not a route */
+    (void)stream_table;
+    return stream_table;
+}
+
 const http_route_t *server_routes(size_t *n)
 {
     pthread_once(&table_once, build_table);

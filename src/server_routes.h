@@ -9,5 +9,7 @@
 
 /* The routing table (built once, on first call; immutable afterwards). */
 const http_route_t *server_routes(size_t *n);
+/* The streaming (upload) routes. */
+const http_stream_route_t *server_stream_routes(size_t *n);
 
 #endif

@@ -18,6 +18,7 @@
 #define HTTP_REQUEST_ID_LEN       32
 
 struct MHD_Connection;
+struct MHD_UpgradeResponseHandle;
 struct http_server;
 
 typedef struct http_request http_request_t;
@@ -34,6 +35,35 @@ typedef struct http_route {
      * false: the route accepts no body */
     bool accepts_body;
 } http_route_t;
+
+/* A route whose request body is not buffered but handed to the handler as it
+ * arrives (uploads). MAX_BODY_BYTES does not apply: the handler enforces its
+ * own limit. Each callback runs on the connection's worker thread. */
+typedef struct http_stream_ops {
+    /* The head is in (limits and CORS already checked). Return false after
+     * replying (e.g. 401) to refuse the body. */
+    bool (*begin)(http_request_t *req);
+    /* A piece of the body. Return false after replying an error (e.g. 413):
+     * the rest is discarded and the connection closed. */
+    bool (*data)(http_request_t *req, const char *buf, size_t len);
+    /* The whole body has arrived: reply. */
+    void (*end)(http_request_t *req);
+    /* The request ends without end() having run (client went away, or begin
+     * or data refused): release what begin allocated. May be NULL. */
+    void (*cleanup)(http_request_t *req);
+} http_stream_ops_t;
+
+typedef struct http_stream_route {
+    const char *method;
+    const char *pattern;
+    const http_stream_ops_t *ops;
+} http_stream_route_t;
+
+/* Called on its own once a connection is upgraded (101 sent): sock belongs to
+ * the callee, which must finish with http_upgrade_close(urh) (never close(sock)
+ * itself). extra holds bytes the client sent after the head. */
+typedef void (*http_upgrade_fn)(void *cls, int sock, const char *extra, size_t extra_len,
+                                struct MHD_UpgradeResponseHandle *urh);
 
 typedef struct http_header {
     char *name;
@@ -62,6 +92,14 @@ struct http_request {
     size_t nresp_headers;
     bool replied;
     bool head_only; /* HEAD: send headers, no body */
+    /* streaming uploads (http_stream_route_t) */
+    const http_stream_ops_t *stream;
+    void *stream_ctx;     /* the stream handler's state */
+    char *stream_scratch; /* holds params[] for streaming routes */
+    bool stream_ended;
+    /* connection upgrade (WebSocket) */
+    http_upgrade_fn upgrade_fn;
+    void *upgrade_cls;
     /* internal */
     bool started;
     bool failed_early;
@@ -85,7 +123,8 @@ typedef struct http_server_opts {
 /* Starts listening and serving. routes must stay valid while the server runs.
  * Returns NULL and logs why if the socket cannot be bound. */
 struct http_server *http_server_start(const http_server_opts_t *opts, const http_route_t *routes,
-                                      size_t nroutes, void *ctx);
+                                      size_t nroutes, const http_stream_route_t *stream_routes,
+                                      size_t nstream_routes, void *ctx);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
 /* Stops accepting, lets requests in flight finish for up to timeout_s seconds,
@@ -113,6 +152,11 @@ void http_reply_error(http_request_t *req, int status, const char *code, const c
                       const char *hint);
 /* 503 with Retry-After, for when the database cannot be reached. */
 void http_reply_unavailable(http_request_t *req, int retry_after_s);
+/* Answers 101 Switching Protocols (add Upgrade and protocol headers with
+ * http_add_header first) and hands the connection to fn(cls, ...) afterwards. */
+void http_reply_upgrade(http_request_t *req, http_upgrade_fn fn, void *cls);
+/* Closes an upgraded connection (from any thread, once). */
+void http_upgrade_close(struct MHD_UpgradeResponseHandle *urh);
 /* Adds a response header (copied). Returns false when there are too many. */
 bool http_add_header(http_request_t *req, const char *name, const char *value);
 

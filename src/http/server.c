@@ -27,6 +27,8 @@ struct http_server {
     http_server_opts_t opts;
     const http_route_t *routes;
     size_t nroutes;
+    const http_stream_route_t *stream_routes;
+    size_t nstream_routes;
     void *ctx;
     atomic_int in_flight;
     int port;
@@ -257,6 +259,18 @@ void http_reply_error(http_request_t *req, int status, const char *code, const c
     http_reply_json(req, status, j);
 }
 
+void http_reply_upgrade(http_request_t *req, http_upgrade_fn fn, void *cls)
+{
+    http_reply_take(req, 101, "text/plain", NULL, 0);
+    req->upgrade_fn = fn;
+    req->upgrade_cls = cls;
+}
+
+void http_upgrade_close(struct MHD_UpgradeResponseHandle *urh)
+{
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
 void http_reply_unavailable(http_request_t *req, int retry_after_s)
 {
     char v[16];
@@ -303,6 +317,7 @@ static void request_free(http_request_t *req)
 {
     cd_buf_free(&req->body);
     free(req->raw_uri);
+    free(req->stream_scratch);
     free(req->resp_body);
     free(req->resp_type);
     for (size_t i = 0; i < req->nresp_headers; i++) {
@@ -326,6 +341,8 @@ static void completed_cb(void *cls, struct MHD_Connection *con, void **con_cls,
                  req->status, req->bytes_out, ms, req->client_ip, req->request_id,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     }
+    if (req->stream && !req->stream_ended && req->stream->cleanup)
+        req->stream->cleanup(req);
     if (req->started)
         atomic_fetch_sub(&s->in_flight, 1);
     request_free(req);
@@ -368,6 +385,16 @@ static void resolve_client_ip(struct http_server *s, http_request_t *req)
         snprintf(req->client_ip, sizeof(req->client_ip), "%s", tmp);
 }
 
+/* MHD hands over the upgraded socket; the request struct is still alive here. */
+static void upgrade_cb(void *cls, struct MHD_Connection *con, void *con_cls, const char *extra,
+                       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)con;
+    (void)con_cls;
+    http_request_t *req = cls;
+    req->upgrade_fn(req->upgrade_cls, (int)sock, extra, extra_len, urh);
+}
+
 static void add_cors(struct http_server *s, http_request_t *req, struct MHD_Response *r)
 {
     const char *origin = http_header(req, "Origin");
@@ -385,7 +412,10 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
         http_reply_error(req, 500, "internal_error", "the handler produced no response", NULL);
     size_t len = req->head_only ? 0 : req->resp_len;
     struct MHD_Response *r;
-    if (req->head_only) {
+    if (req->upgrade_fn) {
+        r = MHD_create_response_for_upgrade(upgrade_cb, req);
+        len = 0;
+    } else if (req->head_only) {
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     } else {
         r = MHD_create_response_from_buffer(len, req->resp_body ? req->resp_body : (void *)"",
@@ -493,6 +523,41 @@ static void route_request(struct http_server *s, http_request_t *req)
         http_reply_error(req, 404, "not_found", "No such endpoint.", NULL);
 }
 
+/* If a streaming route matches, starts it. Returns false after a reply that
+ * ends the request (the stream's begin refused it). */
+static bool match_stream_route(struct http_server *s, http_request_t *req)
+{
+    if (strcmp(req->method, "OPTIONS") == 0)
+        return true;
+    for (size_t i = 0; i < s->nstream_routes; i++) {
+        const http_stream_route_t *rt = &s->stream_routes[i];
+        if (strcmp(rt->method, req->method) != 0)
+            continue;
+        size_t sl = strlen(req->path) + 8;
+        char *scratch = malloc(sl);
+        const char *params[HTTP_MAX_ROUTE_PARAMS];
+        size_t np = 0;
+        if (!scratch)
+            return true;
+        if (!http_route_match(rt->pattern, req->path, params, &np, scratch, sl)) {
+            free(scratch);
+            continue;
+        }
+        /* the captures must outlive this call: keep them in the request */
+        req->stream_scratch = scratch;
+        memcpy(req->params, params, sizeof(params));
+        req->nparams = np;
+        req->stream = rt->ops;
+        if (!rt->ops->begin(req)) {
+            if (!req->replied)
+                http_reply_error(req, 400, "bad_request", "The upload was refused.", NULL);
+            return false;
+        }
+        return true;
+    }
+    return true;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -518,6 +583,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
             req->failed_early = true;
             return send_response(s, req);
         }
+        if (!match_stream_route(s, req)) {
+            req->failed_early = true;
+            return send_response(s, req);
+        }
         if (strcmp(method, "OPTIONS") == 0 && http_header(req, "Access-Control-Request-Method")) {
             const char *origin = http_header(req, "Origin");
             const char *want = http_header(req, "Access-Control-Request-Headers");
@@ -532,6 +601,22 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
             return MHD_YES; /* sent on the final call, after any body */
         }
         return MHD_YES;
+    }
+    if (req->stream) {
+        if (*upload_data_size) {
+            if (!req->replied && !req->stream->data(req, upload_data, *upload_data_size)) {
+                req->failed_early = true;
+                *upload_data_size = 0;
+                return send_response(s, req);
+            }
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (!req->replied) {
+            req->stream_ended = true;
+            req->stream->end(req);
+        }
+        return send_response(s, req);
     }
     if (*upload_data_size) {
         if (!req->replied && !cd_buf_add(&req->body, upload_data, *upload_data_size)) {
@@ -551,7 +636,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
 }
 
 struct http_server *http_server_start(const http_server_opts_t *opts, const http_route_t *routes,
-                                      size_t nroutes, void *ctx)
+                                      size_t nroutes, const http_stream_route_t *stream_routes,
+                                      size_t nstream_routes, void *ctx)
 {
     struct http_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -559,6 +645,8 @@ struct http_server *http_server_start(const http_server_opts_t *opts, const http
     s->opts = *opts;
     s->routes = routes;
     s->nroutes = nroutes;
+    s->stream_routes = stream_routes;
+    s->nstream_routes = nstream_routes;
     s->ctx = ctx;
     atomic_init(&s->in_flight, 0);
 
