@@ -581,10 +581,13 @@ static void handle_logout(http_request_t *req)
     const char *email = json_string_value(json_object_get(caller.claims, "email"));
     const char *p[5] = {caller.user_id, cd_is_uuid(caller.session_id) ? caller.session_id : NULL,
                         scope, email, req->client_ip};
+    /* Each statement gets exactly the parameters it uses: PostgreSQL cannot
+     * type a parameter that a statement never mentions. */
+    const char *p_audit[4] = {caller.user_id, email, req->client_ip, scope};
     db_stmt_t stmts[2] = {
         {"select auth.end_sessions($1::uuid, $2::uuid, $3)", 3, p},
-        {"select auth.audit('logout', $1::uuid, $4, $5, jsonb_build_object('scope', $3::text))", 5,
-         p},
+        {"select auth.audit('logout', $1::uuid, $2, $3, jsonb_build_object('scope', $4::text))", 4,
+         p_audit},
     };
     PGresult *res[2] = {0};
     db_error_t err;
@@ -729,8 +732,8 @@ static void handle_put_user(http_request_t *req)
                         meta,           email_claim, req->client_ip};
     db_stmt_t stmts[3] = {
         {"update auth.users u set "
-         "email = coalesce(lower(btrim($2)), u.email), "
-         "encrypted_password = coalesce($3, u.encrypted_password), "
+         "email = coalesce(lower(btrim($2::text)), u.email), "
+         "encrypted_password = coalesce($3::text, u.encrypted_password), "
          "raw_user_meta_data = case when $4::jsonb is null then u.raw_user_meta_data else "
          "  coalesce((select jsonb_object_agg(k, v) from jsonb_each(u.raw_user_meta_data || "
          "$4::jsonb) "
@@ -738,12 +741,12 @@ static void handle_put_user(http_request_t *req)
          "updated_at = now() where u.id = $1::uuid",
          4, p},
         {"update auth.identities set identity_data = identity_data || "
-         "jsonb_build_object('email', lower(btrim($2))), updated_at = now() "
-         "where user_id = $1::uuid and provider = 'email' and $2 is not null",
+         "jsonb_build_object('email', lower(btrim($2::text))), updated_at = now() "
+         "where user_id = $1::uuid and provider = 'email' and $2::text is not null",
          2, p},
         {"select auth.audit('user_modified', $1::uuid, $5, $6, "
-         "jsonb_build_object('email_changed', $2 is not null, 'password_changed', $3 is not "
-         "null)), "
+         "jsonb_build_object('email_changed', $2::text is not null, 'password_changed', $3::text is not "
+         "null, 'metadata_changed', $4::jsonb is not null)), "
          "(select auth.user_json(u)::text from auth.users u where u.id = $1::uuid)",
          6, p},
     };
@@ -993,14 +996,15 @@ static void handle_admin_create(http_request_t *req)
                          caller.user_id[0] ? caller.user_id : NULL,
                          actor_email,
                          req->client_ip};
+    const char *p_audit[6] = {p[7], actor_email, req->client_ip, uid, email, p[2]};
     db_stmt_t stmts[2] = {
         {"select auth.user_json(auth.create_user($1, $2, $3, $4::jsonb, $5::jsonb, $6::bool, "
          "$7::uuid))::text",
          7, p},
-        {"select auth.audit('user_signedup', $8::uuid, $9, $10, "
-         "jsonb_build_object('user_id', $7::text, 'user_email', $1::text, 'role', $3::text, "
+        {"select auth.audit('user_signedup', $1::uuid, $2, $3, "
+         "jsonb_build_object('user_id', $4::text, 'user_email', $5::text, 'role', $6::text, "
          "'by_admin', true))",
-         10, p},
+         6, p_audit},
     };
     PGresult *res[2] = {0};
     db_error_t err;
@@ -1158,12 +1162,13 @@ static void handle_admin_update(http_request_t *req)
                          caller.user_id[0] ? caller.user_id : NULL,
                          actor_email,
                          req->client_ip};
+    const char *p_audit[5] = {id, p[7], actor_email, req->client_ip, p[5]};
     db_stmt_t stmts[4] = {
         /* the role before the change, for the audit trail */
         {"select auth.user_role(u) from auth.users u where u.id = $1::uuid for update", 1, p},
         {"update auth.users u set "
-         "email = coalesce(lower(btrim($2)), u.email), "
-         "encrypted_password = coalesce($3, u.encrypted_password), "
+         "email = coalesce(lower(btrim($2::text)), u.email), "
+         "encrypted_password = coalesce($3::text, u.encrypted_password), "
          "raw_user_meta_data = case when $4::jsonb is null then u.raw_user_meta_data else "
          "  coalesce((select jsonb_object_agg(k, v) from jsonb_each(u.raw_user_meta_data || "
          "$4::jsonb) "
@@ -1179,14 +1184,14 @@ static void handle_admin_update(http_request_t *req)
          "updated_at = now() where u.id = $1::uuid",
          7, p},
         {"update auth.identities set identity_data = identity_data || "
-         "jsonb_build_object('email', lower(btrim($2))), updated_at = now() "
-         "where user_id = $1::uuid and provider = 'email' and $2 is not null",
+         "jsonb_build_object('email', lower(btrim($2::text))), updated_at = now() "
+         "where user_id = $1::uuid and provider = 'email' and $2::text is not null",
          2, p},
         {"select auth.user_json(u)::text, auth.user_role(u), "
-         "auth.audit('user_modified', $8::uuid, $9, $10, jsonb_build_object('user_id', u.id, "
-         "'role', auth.user_role(u), 'banned', $6::bigint is not null)) "
+         "auth.audit('user_modified', $2::uuid, $3, $4, jsonb_build_object('user_id', u.id, "
+         "'role', auth.user_role(u), 'banned', $5::bigint is not null)) "
          "from auth.users u where u.id = $1::uuid",
-         10, p},
+         5, p_audit},
     };
     PGresult *res[4] = {0};
     db_error_t err;
