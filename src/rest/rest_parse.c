@@ -181,40 +181,22 @@ static bool starts_with_ci(const char *s, const char *word)
 /* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as PostgreSQL. */
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
+    static const unsigned long min_cp[] = {0, 0x80, 0x800, 0x10000};
 
-    while (i < n) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
-        size_t extra;
-        unsigned long cp, min;
+        size_t extra = c < 0x80 ? 0 : c < 0xc2 ? 9 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : c < 0xf5 ? 3 : 9;
+        unsigned long cp;
 
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1fu;
-            min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0fu;
-            min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07u;
-            min = 0x10000;
-        } else {
+        if (extra > 3 || n - i <= extra)
             return false;
-        }
-        if (n - i <= extra)
-            return false;
+        cp = extra == 0 ? c : (c & (0x7fu >> (extra + 1)));
         for (size_t k = 1; k <= extra; k++) {
             if ((s[i + k] & 0xc0) != 0x80)
                 return false;
             cp = (cp << 6) | (s[i + k] & 0x3fu);
         }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             return false;
         i += extra + 1;
     }
@@ -1380,8 +1362,6 @@ struct param {
     size_t value_len;
 };
 
-enum decode_status { DECODE_OK, DECODE_BAD_ESCAPE, DECODE_NUL, DECODE_BAD_UTF8, DECODE_NOMEM };
-
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -1393,16 +1373,21 @@ static int hex_value(char c)
     return -1;
 }
 
-/* application/x-www-form-urlencoded decoding of [s, s+n) into a new arena string. */
-static enum decode_status form_decode(rest__arena_t *arena, const char *s, size_t n, char **out,
-                                      size_t *out_len, size_t *bad_at)
+/* application/x-www-form-urlencoded decoding of [s, s+n) into a new arena string; base is the
+ * offset of s in the query string, for messages. */
+static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t base, char **out,
+                        size_t *out_len, struct rest_error *err)
 {
+    char det[128];
     char *d = rest__arena_alloc(arena, n + 1);
     size_t o = 0;
 
-    if (d == NULL)
-        return DECODE_NOMEM;
-    for (size_t i = 0; i < n; i++) {
+    if (d == NULL) {
+        snprintf(det, sizeof det, "the request needs more than %zu bytes of parser memory",
+                 arena->max);
+        goto fail;
+    }
+    for (size_t i = 0, at = 0; i < n; i++, at = i) {
         char c = s[i];
 
         if (c == '+') {
@@ -1412,52 +1397,27 @@ static enum decode_status form_decode(rest__arena_t *arena, const char *s, size_
             int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
 
             if (hi < 0 || lo < 0) {
-                *bad_at = i;
-                return DECODE_BAD_ESCAPE;
+                snprintf(det, sizeof det, "invalid percent-encoding at byte %zu", base + at + 1);
+                goto fail;
             }
             c = (char)(hi * 16 + lo);
             i += 2;
         }
         if (c == '\0') {
-            *bad_at = i;
-            return DECODE_NUL;
+            snprintf(det, sizeof det, "NUL byte at byte %zu", base + at + 1);
+            goto fail;
         }
         d[o++] = c;
     }
     d[o] = '\0';
     if (!utf8_valid((const unsigned char *)d, o)) {
-        *bad_at = 0;
-        return DECODE_BAD_UTF8;
+        snprintf(det, sizeof det, "the decoded text is not valid UTF-8 (near byte %zu)", base + 1);
+        goto fail;
     }
     *out = d;
     *out_len = o;
-    return DECODE_OK;
-}
-
-static bool decode_part(rest__arena_t *arena, const char *s, size_t n, size_t base, char **out,
-                        size_t *out_len, struct rest_error *err)
-{
-    char det[128];
-    size_t bad_at = 0;
-
-    switch (form_decode(arena, s, n, out, out_len, &bad_at)) {
-    case DECODE_OK:
-        return true;
-    case DECODE_BAD_ESCAPE:
-        snprintf(det, sizeof det, "invalid percent-encoding at byte %zu", base + bad_at + 1);
-        break;
-    case DECODE_NUL:
-        snprintf(det, sizeof det, "NUL byte (%%00) at byte %zu", base + bad_at + 1);
-        break;
-    case DECODE_BAD_UTF8:
-        snprintf(det, sizeof det, "the decoded text is not valid UTF-8 (near byte %zu)", base + 1);
-        break;
-    case DECODE_NOMEM:
-    default:
-        snprintf(det, sizeof det, "the request needs more than %zu bytes of parser memory",
-                 arena->max);
-        break;
-    }
+    return true;
+fail:
     set_error(err, 400, "PGRST100", "failed to parse query string", det);
     return false;
 }
@@ -1486,9 +1446,9 @@ static bool split_query(rest__arena_t *arena, const char *query, size_t len, str
             }
             for (eq = i; eq < j && query[eq] != '='; eq++)
                 ;
-            if (!decode_part(arena, query + i, eq - i, base + i, &prm.key, &prm.key_len, err))
+            if (!form_decode(arena, query + i, eq - i, base + i, &prm.key, &prm.key_len, err))
                 return false;
-            if (eq < j && !decode_part(arena, query + eq + 1, j - eq - 1, base + eq + 1, &prm.value,
+            if (eq < j && !form_decode(arena, query + eq + 1, j - eq - 1, base + eq + 1, &prm.value,
                                        &prm.value_len, err))
                 return false;
             if (!vec_push(arena, params, sizeof prm, &prm)) {
@@ -1564,20 +1524,16 @@ static bool parse_order_param(struct query_ctx *q, const struct param *prm, stru
     if (!parse_key(q, prm, true, "tree path", &segs, &f, err))
         return false;
     parser_init(&p, q, prm->value, prm->value_len);
-    if (!parse_order_value(&p, &terms)) {
-        parser_error(err, &p, "order", prm->value, prm->value_len);
-        return false;
+    if (parse_order_value(&p, &terms)) {
+        ord.embed_path = segs.data;
+        ord.n_embed_path = segs.len;
+        ord.terms = terms.data;
+        ord.n_terms = terms.len;
+        if (p_push(&p, orders, sizeof ord, &ord))
+            return true;
     }
-    ord.embed_path = segs.data;
-    ord.n_embed_path = segs.len;
-    ord.terms = terms.data;
-    ord.n_terms = terms.len;
-    if (!vec_push(q->arena, orders, sizeof ord, &ord)) {
-        fail_fatal(&p, "the request needs more parser memory than allowed");
-        parser_error(err, &p, "order", prm->value, prm->value_len);
-        return false;
-    }
-    return true;
+    parser_error(err, &p, "order", prm->value, prm->value_len);
+    return false;
 }
 
 static bool parse_logic_param(struct query_ctx *q, const struct param *prm, struct vec *logic,

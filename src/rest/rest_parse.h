@@ -15,7 +15,9 @@
  *     the escape as it is); only `&` separates parameters (PostgREST also splits on `;`,
  *     which URLSearchParams always encodes);
  *   - `limit`/`offset` that are not integers are an error (PostgREST ignores them);
- *   - `!left`/`!inner` are join types only when the whole word matches (`!leftover` is a hint).
+ *   - `!left`/`!inner` are join types only when the whole word matches (`!leftover` is a hint);
+ *   - a syntax error is reported at the farthest position any alternative reached (Parsec
+ *     sometimes reports an earlier one), with the same message shape.
  *
  * Memory: everything in the tree is allocated from the caller's arena and stays valid until
  * rest__arena_free(). Strings in the tree are NUL-terminated, valid UTF-8, without NUL bytes.
@@ -64,7 +66,8 @@ CD_MUSTCHECK void *rest__arena_alloc(rest__arena_t *arena, size_t n);
 void rest__arena_free(rest__arena_t *arena);
 
 /* ------------------------------------------------------------------------------------------
- * Errors, shaped like PostgREST's: {"code", "message", "details", "hint": null}.
+ * Errors, shaped like PostgREST's: {"code", "message", "details", "hint": null} (the hint is
+ * always null for these errors). message and details are valid UTF-8, cut to fit.
  */
 #define REST_ERROR_MESSAGE_MAX 640u
 #define REST_ERROR_DETAILS_MAX 512u
@@ -86,7 +89,8 @@ enum rest_json_arrow {
 
 struct rest_json_step {
     enum rest_json_arrow arrow;
-    bool is_index; /* true: key holds an array index, an optional '-' then digits ("-1") */
+    bool is_index; /* true: key holds an array index, an optional '-' then digits ("-1");
+                      the digits may be too many for an int: cast them as a parameter */
     char *key;     /* object key (may be empty), or the index digits */
 };
 

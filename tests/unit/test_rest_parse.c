@@ -616,6 +616,75 @@ static void test_filter_limit(void **state)
     free(s);
 }
 
+static void test_other_limits(void **state)
+{
+    rest__arena_t arena;
+    struct rest_query q;
+    struct rest_prefer pr;
+    char *s, *many;
+    size_t o = 0, len = 0;
+    const char *v[1];
+
+    (void)state;
+    s = repeat("select=data", "->a", REST_MAX_JSON_STEPS, "", "", 0, "");
+    assert_non_null(parse_with(s, false));
+    free(s);
+    s = repeat("select=data", "->a", REST_MAX_JSON_STEPS + 1, "", "", 0, "");
+    assert_fails(s, "select parameter", "json path longer than 64 steps");
+    free(s);
+    s = repeat("order=a", ",a", REST_MAX_ORDER_TERMS - 1, "&x.order=b", "", 0, "");
+    assert_fails(s, "failed to parse order (b)", "more than 256 order terms");
+    free(s);
+    many = malloc(REST_MAX_QUERY_BYTES);
+    assert_non_null(many);
+    o = (size_t)snprintf(many, REST_MAX_QUERY_BYTES, "columns=c0");
+    for (unsigned i = 1; i <= REST_MAX_COLUMNS; i++)
+        o += (size_t)snprintf(many + o, REST_MAX_QUERY_BYTES - o, ",c%u", i);
+    assert_fails(many, "columns parameter", "more than 1600 columns");
+    free(many);
+    /* no query string at all */
+    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    assert_true(rest_parse_query(&arena, NULL, 0, &q, &g_err));
+    assert_false(q.has_select);
+    assert_int_equal(q.n_filters, 0);
+    /* a details text that does not fit is cut, still valid text */
+    many = malloc(REST_MAX_PREFER_BYTES);
+    assert_non_null(many);
+    len = (size_t)snprintf(many, REST_MAX_PREFER_BYTES, "handling=strict");
+    for (int i = 0; i < 60; i++)
+        len +=
+            (size_t)snprintf(many + len, REST_MAX_PREFER_BYTES - len, ",unknown-preference-%d", i);
+    v[0] = many;
+    assert_false(rest_parse_prefer(&arena, v, &len, 1, &pr, &g_err));
+    assert_string_equal(g_err.code, "PGRST122");
+    assert_int_equal(strlen(g_err.details), REST_ERROR_DETAILS_MAX - 1);
+    free(many);
+    rest__arena_free(&arena);
+    assert_fails("select=count()x", "(line 1, column 8)", "unexpected \"x\"");
+}
+
+static void test_error_message_shape(void **state)
+{
+    char *s;
+    size_t n;
+
+    (void)state;
+    /* an unterminated quote: a trailing backslash escapes nothing */
+    assert_fails("select=%22abc%5C", "(line 1, column 6)", "unexpected end of input");
+    assert_fails("a=in.(%22x%5C", "failed to parse filter", "unexpected end of input");
+    /* a long value is cut in the message, never inside a UTF-8 sequence, and the position
+     * stays at the end of the message */
+    s = repeat("a=x", "%C3%A9", 300, "", "", 0, "");
+    assert_fails(s, "...)\" (line 1, column 1)", "unexpected \"x\"");
+    n = strlen(g_err.message);
+    assert_true(n < REST_ERROR_MESSAGE_MAX - 1);
+    assert_int_equal(g_err.message[0], '"');
+    free(s);
+    /* lines and columns as Parsec counts them */
+    assert_fails("a=eq.1&b=in.(1,%0A2", "(line 2, column 2)", "unexpected end of input");
+    assert_fails("a=in.(%09x", "(line 1, column 10)", "unexpected end of input");
+}
+
 /* ------------------------------------------------------------------------------------------
  * Logic trees
  */
@@ -1039,6 +1108,8 @@ int main(void)
         cmocka_unit_test(test_filter_json_and_embeds),
         cmocka_unit_test(test_filter_errors),
         cmocka_unit_test(test_filter_limit),
+        cmocka_unit_test(test_other_limits),
+        cmocka_unit_test(test_error_message_shape),
         cmocka_unit_test(test_logic),
         cmocka_unit_test(test_logic_errors),
         cmocka_unit_test(test_order),
