@@ -23,6 +23,9 @@ cleanup() {
     kill -TERM "$server_pid" 2>/dev/null
     wait "$server_pid" 2>/dev/null
   fi
+  # PostgreSQL clusters a crashed test left behind (they run in their own
+  # process group, so nothing else stops them).
+  pkill -INT -f "postgres -D $work" 2>/dev/null && sleep 1
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

@@ -69,8 +69,9 @@ static bool random_secret(char *out, size_t outlen)
 /* The value of a secret setting: from the configuration if set, else from
  * data_dir/file, else generated and written there with mode 0600. */
 static bool load_secret(app_t *app, const char *configured, const char *name, const char *file,
-                        char *out, size_t outlen)
+                        char *out, size_t outlen, bool *generated)
 {
+    *generated = false;
     if (configured && *configured) {
         snprintf(out, outlen, "%s", configured);
     } else {
@@ -102,6 +103,7 @@ static bool load_secret(app_t *app, const char *configured, const char *name, co
                 return false;
             log_info("generated %s and stored it in %s (mode 0600); keep that file with the data",
                      name, path);
+            *generated = true;
         }
     }
     if (strlen(out) < APP_MIN_SECRET) {
@@ -130,12 +132,14 @@ static bool make_key(app_t *app, const char *role, char *out, size_t outlen)
 bool app_load_secrets(app_t *app)
 {
     char secret[APP_SECRET_MAX];
-    if (!load_secret(app, app->cfg.jwt_secret, "JWT_SECRET", "jwt_secret", secret, sizeof(secret)))
+    bool generated_key = false;
+    if (!load_secret(app, app->cfg.jwt_secret, "JWT_SECRET", "jwt_secret", secret, sizeof(secret),
+                     &app->generated_jwt_secret))
         return false;
     app->jwt_secret_len = strlen(secret);
     memcpy(app->jwt_secret, secret, app->jwt_secret_len);
     if (!load_secret(app, app->cfg.encryption_key, "CAMPAIGND_ENCRYPTION_KEY", "encryption_key",
-                     app->encryption_key, sizeof(app->encryption_key)))
+                     app->encryption_key, sizeof(app->encryption_key), &generated_key))
         return false;
     if (!make_key(app, "anon", app->anon_key, sizeof(app->anon_key)) ||
         !make_key(app, "service_role", app->service_key, sizeof(app->service_key))) {

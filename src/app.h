@@ -31,6 +31,7 @@ typedef struct app {
     char service_key[APP_KEY_MAX];
     char issuer[1100];
     char external_url[1024];
+    bool generated_jwt_secret; /* this start created JWT_SECRET (first run) */
     struct http_server *http;
     struct auth_limiter *limiter;
     time_t started;

@@ -15,6 +15,7 @@
 #include "db/db.h"
 #include "db/migrate.h"
 #include "http/http.h"
+#include "rest/rest.h"
 #include "server_routes.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -66,6 +67,8 @@ static int cmd_serve(app_t *app)
     if (app->embedded)
         app->pg.owned = true;
     db_configure(app->worker_conninfo, app->cfg.db_statement_timeout_ms, app->encryption_key);
+    if (!rest_schema_start(app))
+        goto fail;
     if (!auth_bootstrap_admin(app))
         goto fail;
     app->limiter = auth_limiter_new(4096);
@@ -99,17 +102,26 @@ static int cmd_serve(app_t *app)
     log_info("campaignd %s listening on http://%s:%d (data dir %s, %s database)", CAMPAIGND_VERSION,
              app->cfg.bind, http_server_port(app->http), app->cfg.data_dir,
              app->embedded ? "embedded" : "external");
-    log_info("API keys for clients: run `campaignd keys` (anon key starts %.20s...)",
-             app->anon_key);
+    if (app->generated_jwt_secret) {
+        /* printed once, at the first start; later: `campaignd keys` */
+        fprintf(stderr,
+                "\nFirst start: API keys for clients (shown once; `campaignd keys` prints them "
+                "again):\n  ANON_KEY=%s\n  SERVICE_ROLE_KEY=%s\n\n",
+                app->anon_key, app->service_key);
+    } else {
+        log_info("API keys for clients: run `campaignd keys`");
+    }
     while (!stop_requested)
         pause();
     log_info("shutting down: finishing requests in flight");
     http_server_stop(app->http, (int)app->cfg.shutdown_timeout);
     app->http = NULL;
+    rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 0;
 fail:
+    rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 1;
