@@ -15,8 +15,11 @@
 #include "db/db.h"
 #include "db/migrate.h"
 #include "http/http.h"
+#include "jobs/jobs.h"
+#include "realtime/realtime.h"
 #include "rest/rest.h"
 #include "server_routes.h"
+#include "storage/storage.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -53,7 +56,7 @@ static void usage(FILE *f)
         "  help, --help               This text.  version, --version: the version.\n"
         "\n",
         CAMPAIGND_VERSION);
-    config_print_help(fileno(f), false);
+    config_print_help(f, false);
     fprintf(f, "\nDocumentation: README.md and docs/ in the source tree.\n");
 }
 
@@ -61,24 +64,30 @@ static void usage(FILE *f)
 
 static int cmd_serve(app_t *app)
 {
-    if (!app_load_secrets(app) || !app_open_database(app, true))
-        return 1;
-    /* serve owns the embedded cluster even if a CLI command started it. */
-    if (app->embedded)
-        app->pg.owned = true;
-    db_configure(app->worker_conninfo, app->cfg.db_statement_timeout_ms, app->encryption_key);
-    if (!rest_schema_start(app))
-        goto fail;
-    if (!auth_bootstrap_admin(app))
-        goto fail;
-    app->limiter = auth_limiter_new(4096);
-
+    jobs_retention_t *retention = NULL;
+    /* Handle SIGINT/SIGTERM from the start, so that a signal during start-up
+     * still stops the embedded PostgreSQL in order. */
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (!app_load_secrets(app) || !app_open_database(app, true)) {
+        app_close(app);
+        return 1;
+    }
+    /* serve owns the embedded cluster even if a CLI command started it. */
+    if (app->embedded)
+        app->pg.owned = true;
+    db_configure(app->worker_conninfo, app->cfg.db_statement_timeout_ms, app->encryption_key);
+    if (!storage_init(app))
+        goto fail;
+    if (!rest_schema_start(app))
+        goto fail;
+    if (!auth_bootstrap_admin(app))
+        goto fail;
+    app->limiter = auth_limiter_new(4096);
 
     http_server_opts_t opts = {
         .bind = app->cfg.bind,
@@ -92,10 +101,14 @@ static int cmd_serve(app_t *app)
         .cors_origins = app->cfg.cors_origins,
         .trusted_proxies = app->cfg.trusted_proxies,
     };
+    if (!realtime_start(app))
+        goto fail;
     size_t nroutes = 0;
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
+    if (!jobs_retention_start(app, &retention))
+        goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)
         goto fail;
@@ -114,13 +127,18 @@ static int cmd_serve(app_t *app)
     while (!stop_requested)
         pause();
     log_info("shutting down: finishing requests in flight");
+    /* Upgraded (WebSocket) sockets must be closed before MHD can stop. */
+    realtime_stop();
     http_server_stop(app->http, (int)app->cfg.shutdown_timeout);
     app->http = NULL;
+    jobs_retention_stop(retention);
     rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 0;
 fail:
+    realtime_stop();
+    jobs_retention_stop(retention);
     rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);
@@ -175,8 +193,7 @@ static int cmd_db_url(app_t *app)
 static int cmd_config(app_t *app, int argc, char **argv)
 {
     if (argc > 0 && strcmp(argv[0], "--markdown") == 0) {
-        fflush(stdout);
-        config_print_help(STDOUT_FILENO, true);
+        config_print_help(stdout, true);
         return 0;
     }
     for (size_t i = 0; i < config_table_len; i++) {
@@ -302,8 +319,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "campaignd: unknown command '%s'; see campaignd --help\n", cmd);
         rc = 2;
     }
-    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "user") != 0)
-        config_free(&app->cfg);
+    config_free(&app->cfg); /* idempotent: app_close may have freed it already */
     free(app);
     return rc;
 }

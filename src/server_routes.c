@@ -8,9 +8,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "app.h"
 #include "auth/auth.h"
 #include "db/db.h"
+#include "realtime/realtime.h"
+#include "rest/rest.h"
+#include "storage/storage.h"
 
 #define SERVER_MAX_ROUTES 256
 
@@ -56,18 +60,18 @@ static void build_table(void)
 {
     append(process_routes, CD_ARRAY_LEN(process_routes));
     append(auth_routes, auth_routes_len);
+    append(realtime_routes, realtime_routes_len);
+    append(api_routes, api_routes_len);
+    append(rest_routes, rest_routes_len);
+    append(storage_routes, storage_routes_len);
 }
 
-/* Upload routes (storage) are added here. */
-static const http_stream_route_t stream_table[] = {
-    {"", "", NULL}, /* placeholder: an empty array is not valid C */
-};
-
+/* Streaming (upload) routes: storage's uploads and the POST /object/...
+ * endpoints sharing their path space. */
 const http_stream_route_t *server_stream_routes(size_t *n)
 {
-    *n = 0; /* the placeholder row is not a route */
-    (void)stream_table;
-    return stream_table;
+    *n = storage_stream_routes_len;
+    return storage_stream_routes;
 }
 
 const http_route_t *server_routes(size_t *n)

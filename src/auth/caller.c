@@ -171,5 +171,7 @@ void auth_reply_identify_error(http_request_t *req, auth_id_status_t st, const c
         st == AUTH_ID_BAD_JWT ? "Sign in again to get a fresh access token."
                               : "Send the anon or service key from `campaignd keys` in the "
                                 "apikey header.");
+    /* auth-js reads a string error code only when this header is present */
+    http_add_header(req, "X-Supabase-Api-Version", "2024-01-01");
     http_reply_json(req, 401, j);
 }

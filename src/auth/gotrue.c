@@ -89,6 +89,31 @@ bool auth_email_valid(const char *s)
     return true;
 }
 
+/* A string member of obj, or NULL. A string with a NUL byte inside also
+ * gives NULL (see has_nul): C code must never see it cut short. */
+static const char *jstr(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    const char *s = json_string_value(v);
+    if (s && strlen(s) != json_string_length(v))
+        return NULL;
+    return s;
+}
+
+/* The name of a string member of obj that contains a NUL byte ("\u0000"),
+ * or NULL when there is none. */
+static const char *field_with_nul(json_t *obj)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v))
+            return k;
+    }
+    return NULL;
+}
+
 /* Reads the JSON object body or answers 400. */
 static json_t *read_body(http_request_t *req)
 {
@@ -99,12 +124,17 @@ static json_t *read_body(http_request_t *req)
         gotrue_error(req, 400, "bad_json", err);
         return NULL;
     }
+    const char *bad = field_with_nul(j);
+    if (bad) {
+        /* Refused, never cut short: "secret\u0000x" must not become "secret". */
+        bool pw = strcmp(bad, "password") == 0;
+        json_decref(j);
+        gotrue_error(req, pw ? 422 : 400, "validation_failed",
+                     pw ? "Password contains a NUL character."
+                        : "A field of the request contains a NUL character.");
+        return NULL;
+    }
     return j;
-}
-
-static const char *jstr(json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
 }
 
 static app_t *app_of(http_request_t *req)
@@ -337,7 +367,7 @@ static void handle_signup(http_request_t *req)
     }
     /* The role is never taken from sign-up data (SEED-NOTES 1): the user gets
      * DEFAULT_USER_ROLE and create_user drops any "role" key. */
-    char *meta = json_dumps(json_is_object(data) ? data : json_object(), JSON_COMPACT);
+    char *meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : strdup("{}");
     const char *params[5] = {email, hash, app->cfg.default_user_role, meta ? meta : "{}", uid};
     db_stmt_t create = {
         "select auth.create_user($1, $2, $3, $4::jsonb, '{}'::jsonb, true, $5::uuid)", 5, params};
@@ -730,7 +760,10 @@ static void handle_put_user(http_request_t *req)
     const char *email_claim = json_string_value(json_object_get(caller.claims, "email"));
     const char *p[6] = {caller.user_id, email,       *hash ? hash : NULL,
                         meta,           email_claim, req->client_ip};
-    db_stmt_t stmts[3] = {
+    /* A new password ends the user's other sessions, as GoTrue does. */
+    const char *p_sess[3] = {caller.user_id, *hash ? hash : NULL,
+                             cd_is_uuid(caller.session_id) ? caller.session_id : NULL};
+    db_stmt_t stmts[4] = {
         {"update auth.users u set "
          "email = coalesce(lower(btrim($2::text)), u.email), "
          "encrypted_password = coalesce($3::text, u.encrypted_password), "
@@ -745,17 +778,21 @@ static void handle_put_user(http_request_t *req)
          "where user_id = $1::uuid and provider = 'email' and $2::text is not null",
          2, p},
         {"select auth.audit('user_modified', $1::uuid, $5, $6, "
-         "jsonb_build_object('email_changed', $2::text is not null, 'password_changed', $3::text is not "
+         "jsonb_build_object('email_changed', $2::text is not null, 'password_changed', $3::text "
+         "is not "
          "null, 'metadata_changed', $4::jsonb is not null)), "
          "(select auth.user_json(u)::text from auth.users u where u.id = $1::uuid)",
          6, p},
+        {"delete from auth.sessions where user_id = $1::uuid and $2::text is not null "
+         "and id is distinct from $3::uuid",
+         3, p_sess},
     };
-    PGresult *res[3] = {0};
+    PGresult *res[4] = {0};
     db_error_t err;
     db_caller_t who;
     service_caller(req, caller.headers_json, &who);
     db_conn_t *c = db_thread_conn();
-    db_status_t st = c ? db_run_as(c, &who, stmts, 3, res, &err) : DB_UNAVAILABLE;
+    db_status_t st = c ? db_run_as(c, &who, stmts, 4, res, &err) : DB_UNAVAILABLE;
     if (st == DB_SQL_ERROR && strcmp(err.sqlstate, "23505") == 0)
         gotrue_error(req, 422, "email_exists",
                      "A user with this email address has already been registered");
@@ -763,7 +800,7 @@ static void handle_put_user(http_request_t *req)
         reply_db_failure(req, st, &err);
     else
         http_reply(req, 200, NULL, PQgetvalue(res[2], 0, 1), (size_t)PQgetlength(res[2], 0, 1));
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 4; i++)
         PQclear(res[i]);
 done:
     PQclear(self);
@@ -1163,7 +1200,9 @@ static void handle_admin_update(http_request_t *req)
                          actor_email,
                          req->client_ip};
     const char *p_audit[5] = {id, p[7], actor_email, req->client_ip, p[5]};
-    db_stmt_t stmts[4] = {
+    /* A password set by an admin ends every session of the user. */
+    const char *p_sess[2] = {id, *hash ? hash : NULL};
+    db_stmt_t stmts[5] = {
         /* the role before the change, for the audit trail */
         {"select auth.user_role(u) from auth.users u where u.id = $1::uuid for update", 1, p},
         {"update auth.users u set "
@@ -1192,13 +1231,14 @@ static void handle_admin_update(http_request_t *req)
          "'role', auth.user_role(u), 'banned', $5::bigint is not null)) "
          "from auth.users u where u.id = $1::uuid",
          5, p_audit},
+        {"delete from auth.sessions where user_id = $1::uuid and $2::text is not null", 2, p_sess},
     };
-    PGresult *res[4] = {0};
+    PGresult *res[5] = {0};
     db_error_t err;
     db_caller_t who;
     service_caller(req, caller.headers_json, &who);
     db_conn_t *c = db_thread_conn();
-    db_status_t st = c ? db_run_as(c, &who, stmts, 4, res, &err) : DB_UNAVAILABLE;
+    db_status_t st = c ? db_run_as(c, &who, stmts, 5, res, &err) : DB_UNAVAILABLE;
     if (st == DB_SQL_ERROR && strcmp(err.sqlstate, "23505") == 0) {
         gotrue_error(req, 422, "email_exists",
                      "A user with this email address has already been registered");
@@ -1214,7 +1254,7 @@ static void handle_admin_update(http_request_t *req)
                      caller.user_id[0] ? caller.user_id : "service_role");
         http_reply(req, 200, NULL, PQgetvalue(res[3], 0, 0), (size_t)PQgetlength(res[3], 0, 0));
     }
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         PQclear(res[i]);
 done:
     free(umeta);

@@ -6,6 +6,8 @@
 #ifndef CD_CONFIG_H
 #define CD_CONFIG_H
 
+#include <stdio.h>
+
 #include "core/common.h"
 
 #define CONFIG_MAX_VALUE 4096
@@ -30,6 +32,7 @@ typedef struct config {
     char *data_dir;
     char *database_url;
     long db_statement_timeout_ms;
+    long db_max_rows;
     /* auth */
     char *jwt_secret;
     long jwt_exp;
@@ -47,6 +50,14 @@ typedef struct config {
     char *admin_password;
     /* secrets */
     char *encryption_key;
+    /* realtime */
+    char *realtime_tables;
+    long realtime_max_channels;
+    long realtime_max_message_bytes;
+    /* storage */
+    long storage_max_file_bytes;
+    /* jobs */
+    long retention_interval;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
@@ -82,6 +93,6 @@ void config_format_value(const config_t *cfg, const config_entry_t *e, bool mask
                          size_t outlen);
 void config_free(config_t *cfg);
 /* Prints the settings table: as text for --help, or as the Markdown of docs/configuration.md. */
-void config_print_help(int fd, bool markdown);
+void config_print_help(FILE *f, bool markdown);
 
 #endif

@@ -39,7 +39,7 @@ static _Thread_local db_conn_t thread_conn;
  * (the _Thread_local above is the fast path; the key only does cleanup). */
 static pthread_key_t thread_conn_key;
 static pthread_once_t thread_conn_once = PTHREAD_ONCE_INIT;
-static _Thread_local time_t thread_next_attempt;
+static _Thread_local long long thread_next_attempt_ms; /* monotonic ms; 0 = now */
 static _Thread_local int thread_backoff_ms;
 
 static const char PRELUDE_NAME[] = "cd_prelude";
@@ -94,20 +94,29 @@ void db_thread_close(void)
     cache_clear(&thread_conn);
 }
 
-int db_retry_after(void)
+static long long now_ms(void)
 {
-    time_t now = time(NULL);
-    int s = (int)(thread_next_attempt - now);
-    return s < 1 ? 1 : s;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int db_retry_after(void)
+{
+    long long wait = thread_next_attempt_ms - now_ms();
+    return wait < 1000 ? 1 : (int)((wait + 999) / 1000);
+}
+
+/* After a failure the next request tries again at once (a restarted server is
+ * usually back); further failures back off from 250 ms up to 5 s. */
 static void note_failure(const char *why)
 {
+    int wait = thread_backoff_ms;
     thread_backoff_ms = thread_backoff_ms ? thread_backoff_ms * 2 : 250;
     if (thread_backoff_ms > 5000)
         thread_backoff_ms = 5000;
-    thread_next_attempt = time(NULL) + (thread_backoff_ms + 999) / 1000;
-    log_warn("database unreachable (%s); retrying in %d ms", why, thread_backoff_ms);
+    thread_next_attempt_ms = now_ms() + wait;
+    log_warn("database unreachable (%s); retrying in %d ms", why, wait);
 }
 
 db_conn_t *db_thread_conn(void)
@@ -117,7 +126,7 @@ db_conn_t *db_thread_conn(void)
     db_thread_close();
     if (!db_conninfo)
         return NULL;
-    if (thread_next_attempt && time(NULL) < thread_next_attempt)
+    if (thread_next_attempt_ms && now_ms() < thread_next_attempt_ms)
         return NULL;
     PGconn *pg = PQconnectdb(db_conninfo);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -140,7 +149,7 @@ db_conn_t *db_thread_conn(void)
     }
     PQclear(r);
     thread_backoff_ms = 0;
-    thread_next_attempt = 0;
+    thread_next_attempt_ms = 0;
     thread_conn.pg = pg;
     pthread_once(&thread_conn_once, conn_key_init);
     pthread_setspecific(thread_conn_key, &thread_conn);
@@ -388,6 +397,7 @@ static const struct {
     const char *code;
     int status;
 } sqlstate_map[] = {
+    {"21000", 500}, /* 400 only for pg-safeupdate's "... requires a WHERE clause" */
     {"23503", 409}, {"23505", 409}, {"25006", 405}, {"P0001", 400}, {"42883", 404}, {"42P01", 404},
     {"42P17", 500}, {"42501", 403}, {"40001", 409}, {"40P01", 409}, {"53400", 500}, {"57014", 504},
     {"PT", 0},      {"08", 503},    {"09", 500},    {"0L", 403},    {"0P", 403},    {"23", 400},

@@ -404,6 +404,11 @@ void pgembed_stop(pgembed_t *pg)
 {
     if (!pg->owned || pg->pid <= 0)
         return;
+    /* Someone may have restarted the cluster under us (pg_ctl): stop the
+     * postmaster that runs it now. */
+    pid_t current = read_pidfile(pg);
+    if (current > 0 && current != pg->pid && pid_is_our_postmaster(pg, current))
+        pg->pid = current;
     kill(pg->pid, SIGINT); /* fast shutdown: roll back open transactions, checkpoint */
     for (int i = 0; i < 300; i++) {
         int st;

@@ -91,7 +91,10 @@ struct http_request {
     http_header_t resp_headers[HTTP_MAX_RESPONSE_HEADERS];
     size_t nresp_headers;
     bool replied;
-    bool head_only; /* HEAD: send headers, no body */
+    bool head_only;   /* HEAD: send headers, no body */
+    size_t discarded; /* body bytes read after a 413 was decided */
+    int resp_fd;      /* http_reply_fd: the file to send, -1 for none */
+    uint64_t resp_fd_offset;
     /* streaming uploads (http_stream_route_t) */
     const http_stream_ops_t *stream;
     void *stream_ctx;     /* the stream handler's state */
@@ -145,6 +148,12 @@ void http_reply(http_request_t *req, int status, const char *content_type, const
 /* Answers with a malloc'd body the request takes ownership of. */
 void http_reply_take(http_request_t *req, int status, const char *content_type, char *body,
                      size_t len);
+/* Answers with size bytes of the open file fd from offset on, streamed from
+ * the file by MHD (never read into memory). The request owns fd from now on
+ * and closes it. */
+#define HTTP_HAVE_REPLY_FD 1
+void http_reply_fd(http_request_t *req, int status, const char *content_type, int fd,
+                   uint64_t offset, uint64_t size);
 /* Answers with JSON; steals the reference to json (NULL gives an empty body). */
 void http_reply_json(http_request_t *req, int status, json_t *json);
 /* The generic error shape: {"code":code,"message":message,"details":null,"hint":hint}. */

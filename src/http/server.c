@@ -211,6 +211,10 @@ bool http_add_header(http_request_t *req, const char *name, const char *value)
 void http_reply_take(http_request_t *req, int status, const char *content_type, char *body,
                      size_t len)
 {
+    if (req->resp_fd >= 0) {
+        close(req->resp_fd);
+        req->resp_fd = -1;
+    }
     free(req->resp_body);
     free(req->resp_type);
     req->status = status;
@@ -218,6 +222,17 @@ void http_reply_take(http_request_t *req, int status, const char *content_type, 
     req->resp_len = body ? len : 0;
     req->resp_type = strdup(content_type ? content_type : "application/json; charset=utf-8");
     req->replied = true;
+}
+
+void http_reply_fd(http_request_t *req, int status, const char *content_type, int fd,
+                   uint64_t offset, uint64_t size)
+{
+    http_reply_take(req, status, content_type, NULL, 0);
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
+    req->resp_fd = fd;
+    req->resp_fd_offset = offset;
+    req->resp_len = (size_t)size;
 }
 
 void http_reply(http_request_t *req, int status, const char *content_type, const char *body,
@@ -309,12 +324,15 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *con)
     const char *q = req->raw_uri ? strchr(req->raw_uri, '?') : NULL;
     req->raw_query = q ? q + 1 : "";
     cd_buf_init(&req->body, s->opts.max_body_bytes);
+    req->resp_fd = -1;
     make_request_id(req->request_id);
     return req;
 }
 
 static void request_free(http_request_t *req)
 {
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
     cd_buf_free(&req->body);
     free(req->raw_uri);
     free(req->stream_scratch);
@@ -415,6 +433,14 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
     if (req->upgrade_fn) {
         r = MHD_create_response_for_upgrade(upgrade_cb, req);
         len = 0;
+    } else if (req->resp_fd >= 0) {
+        /* MHD sends the file (sendfile where it can) and closes the fd; for
+         * HEAD it sends the headers only. */
+        r = MHD_create_response_from_fd_at_offset64(req->resp_len, req->resp_fd,
+                                                    req->resp_fd_offset);
+        if (r)
+            req->resp_fd = -1;
+        len = req->head_only ? 0 : req->resp_len;
     } else if (req->head_only) {
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     } else {
@@ -440,6 +466,28 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
     return ret;
 }
 
+struct framing_scan {
+    int content_length;    /* how many Content-Length headers */
+    int transfer_encoding; /* how many Transfer-Encoding headers */
+    bool bad_name;         /* a header name with white space or control characters */
+};
+
+static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct framing_scan *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0)
+        f->content_length++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        f->transfer_encoding++;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        if (*p <= ' ' || *p == 127)
+            f->bad_name = true;
+    return MHD_YES;
+}
+
 static size_t header_count(struct MHD_Connection *c)
 {
     int n = MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL);
@@ -447,11 +495,23 @@ static size_t header_count(struct MHD_Connection *c)
 }
 
 /* Checks done once the head is in, before any body is read. Returns false
- * after queueing an error. */
-static bool check_head(struct http_server *s, http_request_t *req)
+ * after queueing an error. A streaming route enforces its own body limit. */
+static bool check_head(struct http_server *s, http_request_t *req, bool streaming)
 {
     if (header_count(req->conn) > s->opts.max_header_count) {
         http_reply_error(req, 431, "too_many_headers", "The request has too many headers.", NULL);
+        return false;
+    }
+    /* RFC 9112 6.3 and 5.1: repeated framing headers and header names with
+     * white space are how requests get smuggled past a proxy; refuse them. */
+    struct framing_scan f = {0, 0, false};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_cb, &f);
+    if (f.bad_name || f.content_length > 1 || f.transfer_encoding > 1) {
+        http_reply_error(req, 400, "bad_framing",
+                         f.bad_name ? "A header name contains white space."
+                                    : "Repeated Content-Length or Transfer-Encoding headers are "
+                                      "not accepted.",
+                         NULL);
         return false;
     }
     const char *te = http_header(req, "Transfer-Encoding");
@@ -475,7 +535,7 @@ static bool check_head(struct http_server *s, http_request_t *req)
             http_reply_error(req, 400, "bad_framing", "Content-Length is not a number.", NULL);
             return false;
         }
-        if (n > s->opts.max_body_bytes) {
+        if (n > s->opts.max_body_bytes && !streaming) {
             http_reply_error(req, 413, "request_too_large",
                              "The request body is larger than this server accepts.",
                              "The limit is MAX_BODY_BYTES.");
@@ -521,6 +581,21 @@ static void route_request(struct http_server *s, http_request_t *req)
                          NULL);
     else
         http_reply_error(req, 404, "not_found", "No such endpoint.", NULL);
+}
+
+/* Whether a streaming route will take this request's body. */
+static bool has_stream_route(struct http_server *s, http_request_t *req)
+{
+    for (size_t i = 0; i < s->nstream_routes; i++) {
+        const http_stream_route_t *rt = &s->stream_routes[i];
+        const char *params[HTTP_MAX_ROUTE_PARAMS];
+        size_t np = 0;
+        char scratch[2048];
+        if (strcmp(rt->method, req->method) == 0 && strlen(req->path) + 8 <= sizeof(scratch) &&
+            http_route_match(rt->pattern, req->path, params, &np, scratch, sizeof(scratch)))
+            return true;
+    }
+    return false;
 }
 
 /* If a streaming route matches, starts it. Returns false after a reply that
@@ -579,7 +654,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         if (rid && strlen(rid) <= HTTP_REQUEST_ID_LEN && strlen(rid) >= 8 &&
             strspn(rid, "0123456789abcdefABCDEF-") == strlen(rid))
             snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
-        if (!check_head(s, req)) {
+        if (!check_head(s, req, has_stream_route(s, req))) {
             req->failed_early = true;
             return send_response(s, req);
         }
@@ -619,15 +694,20 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         return send_response(s, req);
     }
     if (*upload_data_size) {
+        /* A chunked body that outgrows the limit: MHD cannot answer while the
+         * body is still arriving, so drop what follows (up to four times the
+         * limit, then hang up) and answer 413 at the end. */
         if (!req->replied && !cd_buf_add(&req->body, upload_data, *upload_data_size)) {
             http_reply_error(req, 413, "request_too_large",
                              "The request body is larger than this server accepts.",
                              "The limit is MAX_BODY_BYTES.");
             req->failed_early = true;
-            *upload_data_size = 0;
-            return send_response(s, req);
+            cd_buf_free(&req->body);
         }
+        req->discarded += *upload_data_size;
         *upload_data_size = 0;
+        if (req->replied && req->discarded / 4 > s->opts.max_body_bytes)
+            return MHD_NO;
         return MHD_YES;
     }
     if (!req->replied)
@@ -696,7 +776,12 @@ void http_server_stop(struct http_server *s, int timeout_s)
 {
     if (!s)
         return;
+    /* Stop accepting at once: new clients are refused rather than left hanging. */
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET) {
+        close(fd);
+        fd = MHD_INVALID_SOCKET;
+    }
     int64_t deadline = now_us() + (int64_t)timeout_s * 1000000;
     while (atomic_load(&s->in_flight) > 0 && now_us() < deadline)
         usleep(10000);

@@ -1,0 +1,477 @@
+/*
+ * /api/reports: campaign performance reports. Generating one is a single SQL
+ * statement run as the caller: it reads the campaign and its delivery history
+ * (sms_messages, email_messages, email_clicks) through row-level security,
+ * computes totals, per-channel figures, rates and a per-day breakdown, and
+ * stores them in reports.data. Exports send a stored report as JSON or as
+ * CSV; the CSV writer (RFC 4180 quoting, spreadsheet formula neutralisation)
+ * is here because libcsv's writer quotes every field and knows nothing of
+ * formulas, and the rules fit in one small, unit-tested function.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_internal.h"
+#include "core/crypto.h"
+#include "core/log.h"
+
+#define REPORT_TYPE "campaign_performance"
+
+/* ------------------------------------------------------------------ CSV */
+
+bool api__csv_is_number(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    size_t start = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == start)
+        return false;
+    if (i < len && s[i] == '.') {
+        size_t frac = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == frac)
+            return false;
+    }
+    return i == len;
+}
+
+bool api__csv_append_field(cd_buf_t *b, const char *s, size_t len)
+{
+    if (!s)
+        return true;
+    bool formula = len > 0 &&
+                   (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' ||
+                    s[0] == '\r') &&
+                   !api__csv_is_number(s, len);
+    bool quote = false;
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    size_t before = b->len;
+    bool ok = (!quote || cd_buf_add(b, "\"", 1)) && (!formula || cd_buf_add(b, "'", 1));
+    size_t i = 0;
+    while (ok && i < len) {
+        const char *q = quote ? memchr(s + i, '"', len - i) : NULL;
+        size_t n = q ? (size_t)(q - (s + i)) + 1 : len - i;
+        ok = cd_buf_add(b, s + i, n) && (!q || cd_buf_add(b, "\"", 1));
+        i += n;
+    }
+    ok = ok && (!quote || cd_buf_add(b, "\"", 1));
+    if (!ok) {
+        /* leave the buffer as it was: a half field must never be sent */
+        b->len = before;
+        if (b->data)
+            b->data[before] = '\0';
+    }
+    return ok;
+}
+
+void api__safe_filename(const char *prefix, const char *name, const char *ext, char *out,
+                        size_t outlen)
+{
+    char slug[49];
+    size_t n = 0;
+    bool dash = false;
+    for (const char *p = name ? name : ""; *p && n < sizeof(slug) - 1; p++) {
+        char c = *p;
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            if (dash && n > 0 && n < sizeof(slug) - 2)
+                slug[n++] = '-';
+            slug[n++] = c;
+            dash = false;
+        } else {
+            dash = true;
+        }
+    }
+    slug[n] = '\0';
+    snprintf(out, outlen, "%s-%s.%s", prefix, n ? slug : "report", ext);
+}
+
+/* ------------------------------------------------------------ generation */
+
+/* $1 campaign id, $2 report name (NULL: "<campaign name> performance"),
+ * $3 from, $4 to (dates in the application's time zone; NULL = open).
+ * A message belongs to the day of coalesce(sent_at, created_at) in that
+ * time zone. Returns one row: how many campaigns matched (0 = not found for
+ * this caller) and the stored report as JSON. Formulas: docs/api.md. */
+static const char CREATE_SQL[] =
+    "with tz as materialized ("
+    "  select coalesce((select s.timezone from public.app_settings_public s limit 1), 'UTC')"
+    "    as name), "
+    "camp as materialized ("
+    "  select c.id, c.name, c.type, c.status from public.campaigns c"
+    "  where c.id = $1::uuid and c.deleted_at is null), "
+    "win as materialized ("
+    "  select ($3::date)::timestamp at time zone tz.name as t0,"
+    "         ($4::date + 1)::timestamp at time zone tz.name as t1 from tz), "
+    "em as materialized ("
+    "  select m.id, m.recipient::text as recipient, m.status, m.opened_at, m.clicked_at,"
+    "    (coalesce(m.sent_at, m.created_at) at time zone (select name from tz))::date as day,"
+    "    (select count(*) from public.email_clicks k where k.message_id = m.id) as clicks"
+    "  from public.email_messages m, camp, win"
+    "  where m.campaign_id = camp.id"
+    "    and (win.t0 is null or coalesce(m.sent_at, m.created_at) >= win.t0)"
+    "    and (win.t1 is null or coalesce(m.sent_at, m.created_at) < win.t1)), "
+    "allm as materialized ("
+    "  select 'email'::text as channel, em.day, em.recipient,"
+    "    em.status in ('sent', 'deferred', 'delivered', 'bounced', 'opened', 'clicked',"
+    "                  'spam_reported', 'unsubscribed') as sent,"
+    "    em.status in ('delivered', 'opened', 'clicked', 'spam_reported', 'unsubscribed')"
+    "      as delivered,"
+    "    em.status in ('failed', 'dropped') as failed,"
+    "    em.status = 'bounced' as bounced,"
+    "    (em.status in ('opened', 'clicked') or em.opened_at is not null"
+    "     or em.clicked_at is not null or em.clicks > 0) as opened,"
+    "    (em.status = 'clicked' or em.clicked_at is not null or em.clicks > 0) as clicked_msg,"
+    "    em.clicks, 0::bigint as segments, 0::numeric as cost"
+    "  from em"
+    "  union all"
+    "  select 'sms', (coalesce(s.sent_at, s.created_at) at time zone (select name from tz))::date,"
+    "    s.recipient::text,"
+    "    s.status in ('sent', 'delivered', 'undelivered', 'read'),"
+    "    s.status in ('delivered', 'read'),"
+    "    s.status in ('failed', 'undelivered'),"
+    "    false, false, false, 0, s.segments, abs(coalesce(s.cost, 0))"
+    "  from public.sms_messages s, camp, win"
+    "  where s.campaign_id = camp.id"
+    "    and (win.t0 is null or coalesce(s.sent_at, s.created_at) >= win.t0)"
+    "    and (win.t1 is null or coalesce(s.sent_at, s.created_at) < win.t1)), "
+    "agg as materialized ("
+    "  select ch.channel, a.day, grouping(ch.channel) as g_ch, grouping(a.day) as g_day,"
+    "    count(a.channel) as messages,"
+    "    count(*) filter (where a.sent) as sent,"
+    "    count(*) filter (where a.delivered) as delivered,"
+    "    count(*) filter (where a.failed) as failed,"
+    "    count(*) filter (where a.bounced) as bounced,"
+    "    count(*) filter (where a.opened) as opened,"
+    "    coalesce(sum(a.clicks), 0) as clicked,"
+    "    count(distinct a.recipient) filter (where a.opened) as unique_opens,"
+    "    count(distinct a.recipient) filter (where a.clicked_msg) as unique_clicks,"
+    "    count(*) filter (where a.clicked_msg) as clicked_messages,"
+    "    count(*) filter (where a.sent and a.channel = 'email') as email_sent,"
+    "    count(*) filter (where a.delivered and a.channel = 'email') as email_delivered,"
+    "    coalesce(sum(a.segments), 0) as segments,"
+    "    coalesce(sum(a.cost), 0) as cost"
+    "  from (values ('email'), ('sms')) as ch(channel)"
+    "  left join allm a on a.channel = ch.channel"
+    "  group by grouping sets ((ch.channel), (a.day), ())), "
+    "j as materialized ("
+    "  select agg.channel, agg.day, agg.g_ch, agg.g_day, jsonb_build_object("
+    "    'messages', messages, 'sent', sent, 'delivered', delivered, 'failed', failed,"
+    "    'bounced', bounced, 'opened', opened, 'clicked', clicked,"
+    "    'unique_opens', unique_opens, 'unique_clicks', unique_clicks,"
+    "    'clicked_messages', clicked_messages, 'segments', segments, 'cost', cost,"
+    "    'delivery_rate', round(100.0 * delivered / nullif(sent, 0), 2),"
+    "    'bounce_rate', round(100.0 * bounced / nullif(email_sent, 0), 2),"
+    "    'open_rate', round(100.0 * opened / nullif(email_delivered, 0), 2),"
+    "    'click_rate', round(100.0 * clicked_messages / nullif(email_delivered, 0), 2)) as m"
+    "  from agg), "
+    "ins as ("
+    "  insert into public.reports as r (campaign_id, report_type, data)"
+    "  select camp.id, '" REPORT_TYPE "', jsonb_build_object("
+    "    'name', coalesce($2::text, left(camp.name, 180) || ' performance'),"
+    "    'campaign', jsonb_build_object('id', camp.id, 'name', camp.name, 'type', camp.type,"
+    "                                   'status', camp.status),"
+    "    'period', jsonb_build_object('from', $3::date, 'to', $4::date,"
+    "                                 'timezone', (select name from tz)),"
+    "    'totals', (select j.m from j where j.g_ch = 1 and j.g_day = 1),"
+    "    'email', (select j.m from j where j.g_ch = 0 and j.channel = 'email'),"
+    "    'sms', (select j.m from j where j.g_ch = 0 and j.channel = 'sms'),"
+    "    'daily', coalesce((select jsonb_agg(jsonb_build_object('date', j.day) || j.m"
+    "                                        order by j.day)"
+    "                       from j where j.g_day = 0 and j.day is not null), '[]'::jsonb))"
+    "  from camp"
+    "  returning r.*) "
+    "select (select count(*) from camp)::int, (select to_json(i)::text from ins i)";
+
+static const char *const report_keys[] = {"campaign_id", "name", "from", "to", NULL};
+
+static bool read_date(http_request_t *req, json_t *body, const char *key, const char **out,
+                      long *days)
+{
+    json_t *v = json_object_get(body, key);
+    int y, m, d;
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_string(v) || !api__parse_date(json_string_value(v), &y, &m, &d)) {
+        api__reply_invalid(req, "invalid_body", key, "%s must be a date YYYY-MM-DD", key);
+        return false;
+    }
+    *out = json_string_value(v);
+    *days = api__days_from_civil(y, m, d);
+    return true;
+}
+
+void api__reports_create(http_request_t *req)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, false, &ctx))
+        return;
+    json_t *body = api__read_body(req);
+    if (!body || !api__check_keys(req, body, report_keys))
+        goto done;
+    const char *campaign_id, *name, *from, *to;
+    bool present;
+    long from_days = 0, to_days = 0;
+    if (!api__body_text(req, body, "campaign_id", 36, API_TEXT_REQUIRED, &campaign_id, &present))
+        goto done;
+    if (!cd_is_uuid(campaign_id)) {
+        api__reply_invalid(req, "invalid_body", "campaign_id", "campaign_id must be a UUID");
+        goto done;
+    }
+    if (!api__body_text(req, body, "name", API_MAX_REPORT_NAME_CHARS,
+                        API_TEXT_NULLABLE | API_TEXT_NOT_BLANK, &name, &present) ||
+        !read_date(req, body, "from", &from, &from_days) ||
+        !read_date(req, body, "to", &to, &to_days))
+        goto done;
+    if (from && to && from_days > to_days) {
+        api__reply_invalid(req, "invalid_body", "from", "from (%s) is after to (%s)", from, to);
+        goto done;
+    }
+    const char *p[4] = {campaign_id, name, from, to};
+    db_stmt_t st = {CREATE_SQL, 4, p};
+    PGresult *res = NULL;
+    if (!api__run(req, &ctx, &st, 1, &res))
+        goto done;
+    if (strcmp(PQgetvalue(res, 0, 0), "0") == 0 || PQgetisnull(res, 0, 1)) {
+        api__reply_not_found(req, "campaign");
+    } else {
+        json_t *row = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        const char *id = json_string_value(json_object_get(row, "id"));
+        char loc[80];
+        if (id) {
+            snprintf(loc, sizeof(loc), "/api/reports/%s", id);
+            http_add_header(req, "Location", loc);
+        }
+        json_decref(row);
+        api__reply_cell(req, 201, res, 0, 1);
+    }
+    PQclear(res);
+done:
+    json_decref(body);
+    api__end(&ctx);
+}
+
+/* ----------------------------------------------------------- list, read */
+
+static const char LIST_SQL[] =
+    "with f as ("
+    "  select r.* from public.reports r"
+    "  where ($1::uuid is null or r.campaign_id = $1::uuid)) "
+    "select (select count(*) from f)::text,"
+    "  coalesce((select json_agg(p order by p.generated_at desc, p.id desc) from ("
+    "    select * from f order by generated_at desc, id desc"
+    "    limit $2::int offset $3::bigint) p), '[]')::text";
+
+void api__reports_list(http_request_t *req)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, true, &ctx))
+        return;
+    api_page_t pg;
+    const char *campaign_id = http_query_arg(req, "campaign_id");
+    if (!api__parse_page(req, &pg))
+        goto done;
+    if (campaign_id && !cd_is_uuid(campaign_id)) {
+        api__reply_invalid(req, "invalid_parameter", "campaign_id", "campaign_id must be a UUID");
+        goto done;
+    }
+    char limit[24], offset[32];
+    snprintf(limit, sizeof(limit), "%ld", pg.per_page);
+    snprintf(offset, sizeof(offset), "%lld", (long long)(pg.page - 1) * pg.per_page);
+    const char *p[3] = {campaign_id, limit, offset};
+    db_stmt_t st = {LIST_SQL, 3, p};
+    PGresult *res = NULL;
+    if (!api__run(req, &ctx, &st, 1, &res))
+        goto done;
+    char extra[64] = "";
+    if (campaign_id)
+        snprintf(extra, sizeof(extra), "&campaign_id=%s", campaign_id);
+    api__add_paging_headers(req, "/api/reports", extra, &pg,
+                            strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    api__reply_cell(req, 200, res, 0, 1);
+    PQclear(res);
+done:
+    api__end(&ctx);
+}
+
+static bool path_report_id(http_request_t *req)
+{
+    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
+        return true;
+    api__reply_invalid(req, "invalid_parameter", "id", "the report id in the path must be a UUID");
+    return false;
+}
+
+static const char GET_SQL[] = "select to_json(r)::text, coalesce(r.data ->> 'name', r.report_type),"
+                              "  r.report_type, to_char(r.generated_at at time zone 'UTC', "
+                              "'YYYY-MM-DD') from public.reports r where r.id = $1::uuid";
+
+void api__reports_get(http_request_t *req)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, true, &ctx))
+        return;
+    if (!path_report_id(req))
+        goto done;
+    const char *p[1] = {req->params[0]};
+    db_stmt_t st = {GET_SQL, 1, p};
+    PGresult *res = NULL;
+    if (!api__run(req, &ctx, &st, 1, &res))
+        goto done;
+    if (PQntuples(res) == 1)
+        api__reply_cell(req, 200, res, 0, 0);
+    else
+        api__reply_not_found(req, "report");
+    PQclear(res);
+done:
+    api__end(&ctx);
+}
+
+/* --------------------------------------------------------------- export */
+
+/* The CSV columns: the first five describe the row, the rest are keys of
+ * the report's metric objects (totals and daily rows). */
+static const char *const csv_head[] = {"report_id", "report_name", "campaign_id", "campaign_name",
+                                       "date"};
+static const char *const csv_metrics[] = {
+    "messages",      "sent",         "delivered",     "failed",           "bounced",  "opened",
+    "clicked",       "unique_opens", "unique_clicks", "clicked_messages", "segments", "cost",
+    "delivery_rate", "open_rate",    "click_rate",    "bounce_rate",
+};
+
+/* One row per day of the stored report, then a row "total". Built once from
+ * csv_metrics so the header and the columns cannot drift apart. */
+static char csv_sql[4096];
+static bool csv_sql_ok;
+static pthread_once_t csv_sql_once = PTHREAD_ONCE_INIT;
+
+static void build_csv_sql(void)
+{
+    cd_buf_t b;
+    cd_buf_init(&b, sizeof(csv_sql) - 1);
+    bool ok = cd_buf_adds(&b, "select r.id::text, r.data ->> 'name', r.campaign_id::text,"
+                              " r.data #>> '{campaign,name}', x.label");
+    for (size_t i = 0; ok && i < CD_ARRAY_LEN(csv_metrics); i++)
+        ok = cd_buf_printf(&b, ", x.m ->> '%s'", csv_metrics[i]);
+    ok = ok && cd_buf_adds(&b, " from public.reports r cross join lateral ("
+                               "  select e.value ->> 'date' as label, e.value as m, e.ord"
+                               "  from jsonb_array_elements(case when jsonb_typeof(r.data -> "
+                               "'daily') = 'array' then r.data -> 'daily' else '[]'::jsonb end)"
+                               "    with ordinality as e(value, ord)"
+                               "  union all"
+                               "  select 'total', r.data -> 'totals', 9223372036854775807) x"
+                               " where r.id = $1::uuid order by x.ord");
+    if (ok)
+        snprintf(csv_sql, sizeof(csv_sql), "%s", cd_buf_str(&b));
+    csv_sql_ok = ok;
+    cd_buf_free(&b);
+}
+
+static bool write_csv(const PGresult *rows, cd_buf_t *out)
+{
+    bool ok = true;
+    for (size_t i = 0; ok && i < CD_ARRAY_LEN(csv_head); i++)
+        ok = (i == 0 || cd_buf_add(out, ",", 1)) &&
+             api__csv_append_field(out, csv_head[i], strlen(csv_head[i]));
+    for (size_t i = 0; ok && i < CD_ARRAY_LEN(csv_metrics); i++)
+        ok = cd_buf_add(out, ",", 1) &&
+             api__csv_append_field(out, csv_metrics[i], strlen(csv_metrics[i]));
+    ok = ok && cd_buf_add(out, "\r\n", 2);
+    int nf = PQnfields(rows);
+    for (int r = 0; ok && r < PQntuples(rows); r++) {
+        for (int f = 0; ok && f < nf; f++)
+            ok = (f == 0 || cd_buf_add(out, ",", 1)) &&
+                 api__csv_append_field(out, PQgetisnull(rows, r, f) ? NULL : PQgetvalue(rows, r, f),
+                                       (size_t)PQgetlength(rows, r, f));
+        ok = ok && cd_buf_add(out, "\r\n", 2);
+    }
+    return ok;
+}
+
+static void add_disposition(http_request_t *req, const char *name, const char *day, const char *ext)
+{
+    char file[API_FILENAME_MAX], prefix[32], header[API_FILENAME_MAX + 40];
+    snprintf(prefix, sizeof(prefix), "report-%.10s", day);
+    api__safe_filename(prefix, name, ext, file, sizeof(file));
+    snprintf(header, sizeof(header), "attachment; filename=\"%s\"", file);
+    http_add_header(req, "Content-Disposition", header);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_add_header(req, "X-Content-Type-Options", "nosniff");
+}
+
+void api__reports_export(http_request_t *req)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, true, &ctx))
+        return;
+    PGresult *res[2] = {NULL, NULL};
+    cd_buf_t out;
+    cd_buf_init(&out, API_EXPORT_MAX_BYTES);
+    if (!path_report_id(req))
+        goto done;
+    const char *format = http_query_arg(req, "format");
+    if (!format)
+        format = "csv";
+    bool csv = strcmp(format, "csv") == 0;
+    if (!csv && strcmp(format, "json") != 0) {
+        api__reply_invalid(req, "invalid_parameter", "format", "format must be csv or json");
+        goto done;
+    }
+    pthread_once(&csv_sql_once, build_csv_sql);
+    if (csv && !csv_sql_ok) {
+        api__reply_error(req, 500, "internal_error", "the CSV export query does not fit", NULL,
+                         NULL);
+        goto done;
+    }
+    const char *p[1] = {req->params[0]};
+    db_stmt_t st[2] = {{GET_SQL, 1, p}, {csv_sql, 1, p}};
+    if (!api__run(req, &ctx, st, csv ? 2 : 1, res))
+        goto done;
+    if (PQntuples(res[0]) != 1) {
+        api__reply_not_found(req, "report");
+        goto done;
+    }
+    const char *name = PQgetvalue(res[0], 0, 1);
+    const char *day = PQgetvalue(res[0], 0, 3);
+    if (!csv) {
+        add_disposition(req, name, day, "json");
+        api__reply_cell(req, 200, res[0], 0, 0);
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res[0], 0, 2), REPORT_TYPE) != 0) {
+        api__reply_error(req, 422, "unsupported_report_type",
+                         "only campaign_performance reports have a CSV form", "field: format",
+                         "Use format=json.");
+        goto done;
+    }
+    if (PQnfields(res[1]) != (int)(CD_ARRAY_LEN(csv_head) + CD_ARRAY_LEN(csv_metrics)) ||
+        !write_csv(res[1], &out)) {
+        log_error("report %s: CSV export larger than %d bytes", req->params[0],
+                  API_EXPORT_MAX_BYTES);
+        api__reply_error(req, 500, "export_too_large", "the report is too large to export", NULL,
+                         NULL);
+        goto done;
+    }
+    add_disposition(req, name, day, "csv");
+    size_t len = out.len;
+    char *text = cd_buf_take(&out);
+    if (!text) {
+        api__reply_error(req, 500, "internal_error", "out of memory", NULL, NULL);
+        goto done;
+    }
+    http_reply_take(req, 200, "text/csv; charset=utf-8; header=present", text, len);
+done:
+    cd_buf_free(&out);
+    PQclear(res[0]);
+    PQclear(res[1]);
+    api__end(&ctx);
+}

@@ -1,0 +1,287 @@
+/*
+ * WebSocket framing over an upgraded socket: the handshake key and a thin,
+ * bounded wrapper around wslay's event API (non-blocking reads and writes,
+ * whole-message delivery, close codes for protocol errors).
+ */
+#include "realtime/ws.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <wslay/wslay.h>
+
+#include "core/log.h"
+
+struct ws_conn {
+    int fd;
+    wslay_event_context_ptr ctx;
+    const uint8_t *extra; /* bytes read with the HTTP head, consumed first */
+    size_t extra_len;
+    ws_message_fn on_message;
+    void *arg;
+    bool dead;    /* the socket failed or the peer went away */
+    bool closing; /* we queued a close */
+    bool proto_error; /* wslay refused a frame and queued a close without a code */
+};
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+bool ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN + 1])
+{
+    size_t kl = client_key ? strlen(client_key) : 0;
+    unsigned char raw[32];
+    /* A valid key is 24 base64 characters that decode to 16 bytes. */
+    if (kl != 24 || EVP_DecodeBlock(raw, (const unsigned char *)client_key, 24) != 18 ||
+        client_key[22] != '=' || client_key[23] != '=')
+        return false;
+    char cat[24 + sizeof(WS_GUID)];
+    memcpy(cat, client_key, 24);
+    memcpy(cat + 24, WS_GUID, sizeof(WS_GUID));
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)cat, 24 + sizeof(WS_GUID) - 1, md);
+    if (EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH) != WS_ACCEPT_LEN)
+        return false;
+    out[WS_ACCEPT_LEN] = '\0';
+    return true;
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    ws_conn_t *ws = user;
+    if (ws->extra_len) {
+        size_t n = ws->extra_len < len ? ws->extra_len : len;
+        memcpy(buf, ws->extra, n);
+        ws->extra += n;
+        ws->extra_len -= n;
+        return (ssize_t)n;
+    }
+    ssize_t r;
+    do
+        r = recv(ws->fd, buf, len, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        } else {
+            ws->dead = true;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
+        return -1;
+    }
+    if (r == 0) {
+        ws->dead = true;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return r;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    ws_conn_t *ws = user;
+    ssize_t r;
+    if (ws->proto_error && len == 2 && data[0] == 0x88 && data[1] == 0x00) {
+        /* wslay's close after a frame it refused carries no status code:
+         * send the same close frame with 1002, as RFC 6455 7.4.1 asks. */
+        static const uint8_t close_1002[4] = {0x88, 0x02, 0x03, 0xea};
+        do
+            r = send(ws->fd, close_1002, sizeof(close_1002), MSG_NOSIGNAL);
+        while (r < 0 && errno == EINTR);
+        if (r != (ssize_t)sizeof(close_1002)) {
+            ws->dead = true;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        return 2;
+    }
+    do
+        r = send(ws->fd, data, len, MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0));
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        } else {
+            ws->dead = true;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
+        return -1;
+    }
+    return r;
+}
+
+/* RFC 3629 UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF). wslay
+ * checks text frames too; this keeps the guarantee independent of its build. */
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t need;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < need)
+            return false;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                   void *user)
+{
+    (void)ctx;
+    ws_conn_t *ws = user;
+    if (a->opcode == WSLAY_TEXT_FRAME) {
+        if (!utf8_valid(a->msg, a->msg_length)) {
+            ws_conn_close(ws, WS_CLOSE_BAD_DATA, "invalid UTF-8");
+            return;
+        }
+        if (!ws->closing)
+            ws->on_message(ws->arg, false, a->msg, a->msg_length);
+    } else if (a->opcode == WSLAY_BINARY_FRAME) {
+        if (!ws->closing)
+            ws->on_message(ws->arg, true, a->msg, a->msg_length);
+    }
+    /* ping/pong are answered by wslay; close is answered by wslay too. */
+}
+
+ws_conn_t *ws_conn_new(int fd, size_t max_message, const uint8_t *extra, size_t extra_len,
+                       ws_message_fn on_message, void *arg)
+{
+    ws_conn_t *ws = calloc(1, sizeof(*ws));
+    if (!ws)
+        return NULL;
+    ws->fd = fd;
+    ws->extra = extra;
+    ws->extra_len = extra_len;
+    ws->on_message = on_message;
+    ws->arg = arg;
+    struct wslay_event_callbacks cb = {
+        .recv_callback = recv_cb,
+        .send_callback = send_cb,
+        .on_msg_recv_callback = msg_cb,
+    };
+    if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
+        free(ws);
+        return NULL;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, max_message);
+    return ws;
+}
+
+void ws_conn_free(ws_conn_t *ws)
+{
+    if (!ws)
+        return;
+    wslay_event_context_free(ws->ctx);
+    free(ws);
+}
+
+bool ws_conn_read(ws_conn_t *ws)
+{
+    if (ws->dead)
+        return false;
+    if (!wslay_event_want_read(ws->ctx))
+        return false;
+    int r = wslay_event_recv(ws->ctx);
+    if (r != 0) {
+        if (ws->dead)
+            return false; /* the socket failed or the peer left */
+        /* wslay refused a frame (a fragmented control frame, a reserved
+         * opcode, ...) and queued a close without a status code; send_cb
+         * turns it into 1002. If nothing was queued, queue 1002 now. */
+        ws->proto_error = true;
+        ws_conn_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
+        return false;
+    }
+    /* A protocol error makes wslay queue a close and stop reading. */
+    return !ws->dead && wslay_event_want_read(ws->ctx);
+}
+
+bool ws_conn_flush(ws_conn_t *ws)
+{
+    if (ws->dead)
+        return false;
+    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+        ws->dead = true;
+        return false;
+    }
+    if (ws->dead)
+        return false;
+    /* Finished once our close frame is out (we do not wait for the echo of
+     * a peer that broke the protocol), or both sides are done. */
+    if (wslay_event_get_close_sent(ws->ctx) && !wslay_event_want_write(ws->ctx))
+        return false;
+    return wslay_event_want_read(ws->ctx) || wslay_event_want_write(ws->ctx);
+}
+
+bool ws_conn_want_write(const ws_conn_t *ws)
+{
+    return !ws->dead && wslay_event_want_write(ws->ctx);
+}
+
+bool ws_conn_alive(const ws_conn_t *ws)
+{
+    return !ws->dead && !ws->closing && !wslay_event_get_close_received(ws->ctx) &&
+           !wslay_event_get_close_sent(ws->ctx) && wslay_event_get_read_enabled(ws->ctx);
+}
+
+bool ws_conn_send(ws_conn_t *ws, bool binary, const void *data, size_t len)
+{
+    if (!ws_conn_alive(ws))
+        return false;
+    if (wslay_event_get_queued_msg_length(ws->ctx) + len > WS_MAX_QUEUED_BYTES) {
+        ws_conn_close(ws, WS_CLOSE_POLICY, "client too slow");
+        return false;
+    }
+    struct wslay_event_msg m = {
+        .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+        .msg = data,
+        .msg_length = len,
+    };
+    return wslay_event_queue_msg(ws->ctx, &m) == 0;
+}
+
+void ws_conn_close(ws_conn_t *ws, uint16_t code, const char *reason)
+{
+    if (ws->closing)
+        return;
+    ws->closing = true;
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > 123)
+        rl = 123;
+    /* Fails only when a close is already queued or sent: nothing left to do. */
+    if (wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl) != 0)
+        log_debug("websocket close not queued (already closing)");
+    wslay_event_shutdown_read(ws->ctx);
+}

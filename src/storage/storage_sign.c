@@ -1,0 +1,137 @@
+/*
+ * Signed-URL tokens: compact HS256 JWTs ({"url":"bucket/name","exp",...})
+ * under the project's JWT secret, as Supabase Storage makes them. They carry
+ * no "role", so jwt_verify (src/auth/jwt.c) never accepts one as an access
+ * token, and this verifier accepts only the one header it writes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "storage/storage_internal.h"
+
+/* base64url('{"alg":"HS256","typ":"JWT"}') */
+static const char TOKEN_HEADER[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+static int b64url_val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes unpadded base64url; out holds at least 3*len/4+1 bytes. Returns
+ * false on a bad character or length. */
+static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
+{
+    if (len % 4 == 1)
+        return false;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64url_val((unsigned char)in[i]);
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)((acc >> bits) & 0xFF);
+        }
+    }
+    *outlen = o;
+    return true;
+}
+
+char *storage__token_sign(const json_t *claims, const unsigned char *secret, size_t secret_len)
+{
+    if (!json_is_object(claims) || !secret || secret_len == 0)
+        return NULL;
+    char *payload = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!payload)
+        return NULL;
+    size_t plen = strlen(payload);
+    size_t hlen = sizeof(TOKEN_HEADER) - 1;
+    size_t b64len = 4 * ((plen + 2) / 3) + 1;
+    size_t total = hlen + 1 + b64len + 1 + CD_TOKEN_LEN + 1;
+    char *tok = NULL;
+    if (total > STORAGE_TOKEN_MAX_BYTES)
+        goto fail;
+    tok = malloc(total);
+    if (!tok)
+        goto fail;
+    memcpy(tok, TOKEN_HEADER, hlen);
+    tok[hlen] = '.';
+    size_t n = cd_base64url((const unsigned char *)payload, plen, tok + hlen + 1);
+    size_t signed_len = hlen + 1 + n;
+    tok[signed_len] = '.';
+    cd_hmac_b64url(secret, secret_len, tok, signed_len, tok + signed_len + 1);
+    free(payload);
+    return tok;
+fail:
+    free(payload);
+    free(tok);
+    return NULL;
+}
+
+storage_token_status_t storage__token_verify(const char *token, const unsigned char *secret,
+                                             size_t secret_len, long long now, json_t **claims)
+{
+    *claims = NULL;
+    if (!token || !secret || secret_len == 0)
+        return STORAGE_TOKEN_MALFORMED;
+    size_t len = strnlen(token, STORAGE_TOKEN_MAX_BYTES + 1);
+    size_t hlen = sizeof(TOKEN_HEADER) - 1;
+    if (len > STORAGE_TOKEN_MAX_BYTES || len < hlen + 2 ||
+        strncmp(token, TOKEN_HEADER, hlen) != 0 || token[hlen] != '.')
+        return STORAGE_TOKEN_MALFORMED;
+    const char *payload = token + hlen + 1;
+    const char *dot = memchr(payload, '.', len - hlen - 1);
+    if (!dot || (size_t)(token + len - (dot + 1)) != CD_TOKEN_LEN)
+        return STORAGE_TOKEN_MALFORMED;
+    char sig[CD_TOKEN_LEN + 1];
+    cd_hmac_b64url(secret, secret_len, token, (size_t)(dot - token), sig);
+    if (!cd_secure_equal(sig, dot + 1))
+        return STORAGE_TOKEN_SIGNATURE;
+    size_t plen = (size_t)(dot - payload);
+    unsigned char buf[STORAGE_TOKEN_MAX_BYTES];
+    size_t blen = 0;
+    if (!b64url_decode(payload, plen, buf, &blen))
+        return STORAGE_TOKEN_MALFORMED;
+    json_t *j = json_loadb((const char *)buf, blen, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return STORAGE_TOKEN_MALFORMED;
+    }
+    json_t *exp = json_object_get(j, "exp");
+    if (!json_is_integer(exp) || json_integer_value(exp) <= now) {
+        json_decref(j);
+        return STORAGE_TOKEN_EXPIRED;
+    }
+    *claims = j;
+    return STORAGE_TOKEN_OK;
+}
+
+const char *storage__token_message(storage_token_status_t st)
+{
+    switch (st) {
+    case STORAGE_TOKEN_OK:
+        return "ok";
+    case STORAGE_TOKEN_MALFORMED:
+        return "jwt malformed";
+    case STORAGE_TOKEN_SIGNATURE:
+        return "invalid signature";
+    case STORAGE_TOKEN_EXPIRED:
+        return "jwt expired";
+    }
+    return "invalid token";
+}
