@@ -737,12 +737,11 @@ static int64_t chosen_total(struct rest_ctx *x, const PGresult *r, int64_t plann
         return exact;
     case REST_COUNT_PLANNED:
         return x->r.action == REST_ACT_READ ? planned : exact;
-    case REST_COUNT_ESTIMATED: {
-        long max_rows = x->app->cfg.db_max_rows;
-        if (x->r.action == REST_ACT_READ && max_rows > 0 && exact > max_rows && planned >= 0)
+    case REST_COUNT_ESTIMATED:
+        /* exact was counted only up to DB_MAX_ROWS + 1: past that, the planner's guess */
+        if (x->r.count_cap > 0 && exact >= x->r.count_cap && planned >= 0)
             return planned > exact ? planned : exact;
         return exact;
-    }
     default:
         return -1;
     }
@@ -754,6 +753,8 @@ static void do_read(struct rest_ctx *x)
         return;
     x->r.count_exact =
         x->prefer.count == REST_COUNT_EXACT || x->prefer.count == REST_COUNT_ESTIMATED;
+    if (x->prefer.count == REST_COUNT_ESTIMATED && x->app->cfg.db_max_rows > 0)
+        x->r.count_cap = x->app->cfg.db_max_rows + 1;
     int64_t planned;
     PGresult *r = run(x, true, &planned);
     if (!r)
@@ -768,7 +769,9 @@ static void do_read(struct rest_ctx *x)
     PQclear(r);
 }
 
-static bool parse_body(struct rest_ctx *x, int flags)
+/* Parses the JSON body (flags: body_parse_json's). rows: an array must hold objects (rows to
+ * insert). */
+static bool parse_body(struct rest_ctx *x, int flags, bool rows)
 {
     char why[256];
     if (!body_parse_json(cd_buf_str(&x->req->body), x->req->body.len, flags, &x->body, why,
@@ -776,7 +779,7 @@ static bool parse_body(struct rest_ctx *x, int flags)
         fail(x, 400, "PGRST102", "Empty or invalid json", why, NULL);
         return false;
     }
-    if (json_is_array(x->body)) {
+    if (rows && json_is_array(x->body)) {
         size_t i;
         json_t *el;
         json_array_foreach(x->body, i, el)
@@ -800,8 +803,10 @@ static void do_mutation(struct rest_ctx *x)
                   : strcmp(m, "PATCH") == 0 ? REST_ACT_UPDATE
                                             : REST_ACT_DELETE;
     if (x->r.action != REST_ACT_DELETE &&
-        !parse_body(x, x->r.action == REST_ACT_INSERT ? BODY_JSON_OBJECT | BODY_JSON_ARRAY
-                                                      : BODY_JSON_OBJECT))
+        !parse_body(x,
+                    x->r.action == REST_ACT_INSERT ? BODY_JSON_OBJECT | BODY_JSON_ARRAY
+                                                   : BODY_JSON_OBJECT,
+                    true))
         return;
     if (!read_window(x, false))
         return;
@@ -932,7 +937,7 @@ static void no_function(struct rest_ctx *x, const char *name, const char *const 
                 snprintf(pick, sizeof(pick), "%s", cand);
             }
         }
-        snprintf(hint, sizeof(hint), "Perhaps you meant to call the function public.%.200s(%.280s)",
+        snprintf(hint, sizeof(hint), "Perhaps you meant to call the function public.%.200s(%.250s)",
                  name, pick);
     } else {
         const char *pick = NULL;
@@ -998,7 +1003,7 @@ static void do_call(struct rest_ctx *x, const char *fname)
     const char *keys[256];
     size_t n_keys = 0;
     if (post) {
-        if (!parse_body(x, BODY_JSON_OBJECT | BODY_JSON_ARRAY | BODY_JSON_EMPTY))
+        if (!parse_body(x, BODY_JSON_OBJECT | BODY_JSON_ARRAY | BODY_JSON_EMPTY, false))
             return;
         if (json_is_object(x->body)) {
             const char *k;
@@ -1185,14 +1190,16 @@ static void handle_rest(http_request_t *req)
     x->app = req->ctx;
     rest__arena_init(&x->arena, REST_ARENA_MAX_BYTES);
     const char *method = req->method;
-    const char *sub = req->nparams ? req->params[0] : "";
+    /* NULL rather than "" when absent: gcc's -Wstringop-overread (ASan, -O2)
+     * otherwise assumes sub may be the one-byte literal below. */
+    const char *sub = req->nparams ? req->params[0] : NULL;
     x->path = req->path + strlen("/rest/v1");
     if (!*x->path)
         x->path = "/";
 
     enum { R_ROOT, R_TABLE, R_RPC } kind;
     const char *name = NULL;
-    if (*sub == '\0') {
+    if (!sub || *sub == '\0') {
         kind = R_ROOT;
     } else if (strncmp(sub, "rpc/", 4) == 0 && sub[4] && !strchr(sub + 4, '/')) {
         kind = R_RPC;

@@ -130,7 +130,9 @@ static json_t *table_path(const rest_table_t *t)
     static const char *const get_params[] = {"select", "order", "range",      "rangeUnit",
                                              "offset", "limit", "preferCount"};
     json_t *get_p = json_copy(rows);
-    json_array_extend(get_p, refs(get_params, CD_ARRAY_LEN(get_params)));
+    json_t *get_refs = refs(get_params, CD_ARRAY_LEN(get_params));
+    json_array_extend(get_p, get_refs);
+    json_decref(get_refs);
     json_t *path = json_object();
     json_object_set_new(path, "get",
                         json_pack("{s:[s], s:o, s:{s:{s:s, s:{s:s, s:{s:s}}}, s:{s:s}}}", "tags",
@@ -140,7 +142,9 @@ static json_t *table_path(const rest_table_t *t)
     if (t->insertable || t->updatable || t->deletable) {
         static const char *const post_params[] = {"select", "preferPost"};
         json_t *post_p = json_pack("[{s:s}]", "$ref", body);
-        json_array_extend(post_p, refs(post_params, CD_ARRAY_LEN(post_params)));
+        json_t *post_refs = refs(post_params, CD_ARRAY_LEN(post_params));
+        json_array_extend(post_p, post_refs);
+        json_decref(post_refs);
         json_object_set_new(path, "post",
                             json_pack("{s:[s], s:o, s:{s:{s:s}}}", "tags", t->name, "parameters",
                                       post_p, "responses", "201", "description", "Created"));

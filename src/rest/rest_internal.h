@@ -234,6 +234,7 @@ typedef struct rest_request {
     const char *args_text;
     bool args_whole_body; /* pass args_text as the one unnamed json/jsonb argument */
     bool count_exact;     /* compute total_result_set exactly (count=exact/estimated) */
+    int64_t count_cap;    /* > 0: count at most this many rows (count=estimated) */
 } rest_request_t;
 
 typedef struct rest_stmt {

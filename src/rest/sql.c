@@ -314,9 +314,8 @@ static struct node *new_node(struct ctx *c)
     return n;
 }
 
-static void set_node_table(struct ctx *c, struct node *n, const rest_table_t *t)
+static void set_node_table(struct node *n, const rest_table_t *t)
 {
-    (void)c;
     n->table = t;
     n->cols = t->cols;
     n->n_cols = t->n_cols;
@@ -345,7 +344,7 @@ static bool plan_embed(struct ctx *c, struct node *parent, const struct rest_sel
     struct node *n = new_node(c);
     if (!n)
         return false;
-    set_node_table(c, n, &c->s->tables[rel.target]);
+    set_node_table(n, &c->s->tables[rel.target]);
     n->relation = it->relation;
     n->alias = it->alias;
     n->rel = rel;
@@ -432,6 +431,8 @@ static struct node *walk_path(struct ctx *c, struct node *root, char **path, siz
 static bool attach_filter(struct ctx *c, struct node *n, const struct rest_filter *f)
 {
     struct node *child = f->field.n_json == 0 ? find_child(n, f->field.name) : NULL;
+    if (child && child->spread)
+        child = NULL; /* a spread has no JSON of its own to test: a column filter then */
     if (child) {
         const struct rest_op_expr *x = &f->expr;
         bool is_null;
@@ -1195,7 +1196,7 @@ static void build_read(struct ctx *c)
     struct node *root = new_node(c);
     if (!root)
         return;
-    set_node_table(c, root, req->table);
+    set_node_table(root, req->table);
     if (!plan_root(c, root) || !attach_all(c, root, true))
         return;
     char src[300];
@@ -1212,6 +1213,8 @@ static void build_read(struct ctx *c)
     if (req->count_exact) {
         out(c, "(SELECT pg_catalog.count(*) FROM (");
         emit_node_select(c, root, src, NULL, READ_COUNT, top_window(req));
+        if (req->count_cap > 0)
+            outf(c, " LIMIT %" PRId64, req->count_cap);
         out(c, ") AS _pgrst_count)");
     } else {
         out(c, "NULL::bigint");
@@ -1523,7 +1526,7 @@ static void build_mutation(struct ctx *c)
     struct node *where = new_node(c);
     if (!where)
         return;
-    set_node_table(c, where, req->table);
+    set_node_table(where, req->table);
     for (size_t i = 0; i < q->n_filters; i++)
         if (q->filters[i].n_embed_path == 0 &&
             !push_ptr(c, &where->filters, &where->n_filters, &where->cap_filters, &q->filters[i]))
@@ -1552,7 +1555,7 @@ static void build_mutation(struct ctx *c)
         root = new_node(c);
         if (!root)
             return;
-        set_node_table(c, root, req->table);
+        set_node_table(root, req->table);
         if (!plan_root(c, root) || !attach_all(c, root, false))
             return;
     }
@@ -1682,7 +1685,7 @@ static void build_call(struct ctx *c)
         if (!root)
             return;
         if (f->ret_table >= 0) {
-            set_node_table(c, root, &c->s->tables[f->ret_table]);
+            set_node_table(root, &c->s->tables[f->ret_table]);
         } else {
             root->cols = f->ret_cols;
             root->n_cols = f->n_ret_cols;
@@ -1800,7 +1803,7 @@ bool rest__build_explain(rest__arena_t *arena, const rest_request_t *req, rest_s
     if (!root)
         return finish(&c);
     if (req->action == REST_ACT_READ) {
-        set_node_table(&c, root, req->table);
+        set_node_table(root, req->table);
         if (plan_root(&c, root) && attach_all(&c, root, true)) {
             char src[300];
             cd_buf_t tmp;
