@@ -732,8 +732,9 @@ struct http_server *http_server_start(const http_server_opts_t *opts, const http
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* ALLOW_UPGRADE: Realtime takes over the socket after a 101 (WebSocket). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, opts->bind, &sin->sin_addr) == 1) {

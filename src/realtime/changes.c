@@ -23,14 +23,14 @@
 #include "core/log.h"
 #include "db/db.h"
 
-#define FEED_BATCH          1000   /* changes read per query */
-#define FEED_IDLE_POLL_MS   500    /* poll even without NOTIFY (lost wake-ups, late xmin) */
-#define FEED_PURGE_EVERY_S  60     /* how often old queue rows are removed */
-#define FEED_RETENTION      "10 minutes"
-#define FEED_MAX_RECORD     (1u << 20) /* larger records are not sent (Supabase: 1 MiB) */
-#define FEED_MAX_TABLES     256
-#define FEED_MAX_DATA       (4u << 20)
-#define FEED_GROUP_BUCKETS  1024
+#define FEED_BATCH         1000 /* changes read per query */
+#define FEED_IDLE_POLL_MS  500  /* poll even without NOTIFY (lost wake-ups, late xmin) */
+#define FEED_PURGE_EVERY_S 60   /* how often old queue rows are removed */
+#define FEED_RETENTION     "10 minutes"
+#define FEED_MAX_RECORD    (1u << 20) /* larger records are not sent (Supabase: 1 MiB) */
+#define FEED_MAX_TABLES    256
+#define FEED_MAX_DATA      (4u << 20)
+#define FEED_GROUP_BUCKETS 1024
 
 /* ------------------------------------------------------------ filters */
 
@@ -356,9 +356,9 @@ typedef struct feed_event {
     unsigned mask; /* CHANGES_EV_* */
     char schema[CHANGES_MAX_NAME];
     char table[CHANGES_MAX_NAME];
-    json_t *row;       /* record (or old_record for DELETE), parsed lazily for filters */
-    const char *key;   /* the JSON text used for the visibility lookup */
-    table_info_t *ti;  /* NULL: table without a primary key (never delivered) */
+    json_t *row;      /* record (or old_record for DELETE), parsed lazily for filters */
+    const char *key;  /* the JSON text used for the visibility lookup */
+    table_info_t *ti; /* NULL: table without a primary key (never delivered) */
     changes_data_t *data;
 } feed_event_t;
 
@@ -628,8 +628,8 @@ static void check_group(group_t *g, feed_event_t *ev, size_t nev, unsigned char 
             const char *p1[1] = {rel};
             PGresult *r = NULL;
             db_error_t err;
-            if (db_run1(c, &who, "select pg_catalog.has_table_privilege($1::oid, 'SELECT')", 1,
-                        p1, &r, &err) == DB_OK &&
+            if (db_run1(c, &who, "select pg_catalog.has_table_privilege($1::oid, 'SELECT')", 1, p1,
+                        &r, &err) == DB_OK &&
                 PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0)
                 for (size_t j = 0; j < nev; j++)
                     if (ev[j].ti == ti && ev[j].mask == CHANGES_EV_DELETE)
@@ -664,8 +664,7 @@ static void check_group(group_t *g, feed_event_t *ev, size_t nev, unsigned char 
         cd_buf_free(&keys);
         if (st != DB_OK) {
             if (st == DB_SQL_ERROR && strcmp(err.sqlstate, "42501") != 0)
-                log_warn("realtime: visibility check failed (%s): %s", err.sqlstate,
-                         err.message);
+                log_warn("realtime: visibility check failed (%s): %s", err.sqlstate, err.message);
             PQclear(r);
             continue; /* 42501: the role may not read the table at all */
         }
@@ -834,7 +833,8 @@ static bool feed_connect(bool first)
             log_warn("realtime: REALTIME_TABLES names tables that do not exist: %s",
                      PQgetvalue(r, 0, 0));
         PQclear(r);
-        r = PQexec(feed.owner, "select pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text");
+        r = PQexec(feed.owner,
+                   "select pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             PQclear(r);
             goto fail;

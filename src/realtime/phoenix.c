@@ -92,8 +92,7 @@ static bool take_field(const json_t *v, bool nullable, char **out, const char **
     return true;
 }
 
-bool phx_decode_text(phx_vsn_t vsn, const char *data, size_t len, phx_msg_t *out,
-                     const char **why)
+bool phx_decode_text(phx_vsn_t vsn, const char *data, size_t len, phx_msg_t *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
     json_error_t jerr;
@@ -183,8 +182,7 @@ bool phx_decode_binary(const uint8_t *data, size_t len, phx_msg_t *out, const ch
     char *user_event = dup_bytes(data + off, el);
     off += el;
     off += ml; /* metadata: not used by this server */
-    if ((jl && !out->join_ref) || (rl && !out->ref) || !out->topic || !out->event ||
-        !user_event) {
+    if ((jl && !out->join_ref) || (rl && !out->ref) || !out->topic || !out->event || !user_event) {
         free(user_event);
         *why = "bad field in binary frame";
         goto fail;

@@ -260,15 +260,19 @@ static void presence_broadcast_diff(rt_topic_t *t, json_t *joins, json_t *leaves
 
 static void presence_track(rt_chan_t *ch, json_t *meta)
 {
-    json_t *joins = json_object(), *leaves = json_object();
     if (ch->presence_meta) {
+        /* A re-track is sent as a leave, then a join: realtime-js strips
+         * phx_ref from the current metas in its join callback, so a diff that
+         * joins and leaves the same key at once would leave the old meta. */
+        json_t *none = json_object(), *leaves = json_object();
         add_meta(leaves, ch->presence_key, presence_entry(ch, NULL));
+        presence_broadcast_diff(ch->topic, none, leaves);
         json_decref(ch->presence_meta);
     }
+    json_t *joins = json_object(), *leaves = json_object();
     ch->presence_meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
     snprintf(ch->presence_ref, sizeof(ch->presence_ref), "F%llx",
              (unsigned long long)++rt.presence_counter);
-    /* No phx_ref_prev: realtime-js then keeps the replaced meta. */
     add_meta(joins, ch->presence_key, presence_entry(ch, NULL));
     presence_broadcast_diff(ch->topic, joins, leaves);
 }
@@ -339,8 +343,8 @@ static void chan_fail(rt_chan_t *ch, const char *message)
     char name[PHX_MAX_FIELD + 1];
     snprintf(name, sizeof(name), "%s", ch->topic->name);
     send_json(ch->conn, ch->join_ref, NULL, name, "system",
-              json_pack("{s:s, s:s, s:s, s:s}", "extension", "system", "status", "error",
-                        "message", message, "channel", name + strlen("realtime:")));
+              json_pack("{s:s, s:s, s:s, s:s}", "extension", "system", "status", "error", "message",
+                        message, "channel", name + strlen("realtime:")));
     chan_remove(ch, true);
 }
 
@@ -370,7 +374,8 @@ static bool verify_token(const char *token, verified_t *out, const char **why)
         *why = "The token provided is not a valid JWT";
         return false;
     }
-    snprintf(out->role, sizeof(out->role), "%s", json_string_value(json_object_get(claims, "role")));
+    snprintf(out->role, sizeof(out->role), "%s",
+             json_string_value(json_object_get(claims, "role")));
     out->exp = json_integer_value(json_object_get(claims, "exp"));
     out->claims_json = json_dumps(claims, JSON_COMPACT);
     json_decref(claims);
@@ -399,8 +404,8 @@ static void free_bindings(changes_binding_t *b, size_t n)
 }
 
 /* Reads config.postgres_changes; fills binds and the echo array (with ids). */
-static bool parse_bindings(const json_t *arr, changes_binding_t **out, size_t *nout,
-                           json_t **echo, const char **why)
+static bool parse_bindings(const json_t *arr, changes_binding_t **out, size_t *nout, json_t **echo,
+                           const char **why)
 {
     *out = NULL;
     *nout = 0;
@@ -523,9 +528,9 @@ static void handle_join(rt_conn_t *c, phx_msg_t *m)
         r[6] = (r[6] & 0x0f) | 0x40;
         r[8] = (r[8] & 0x3f) | 0x80;
         snprintf(ch->presence_key, sizeof(ch->presence_key),
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-                 r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-                 r[14], r[15]);
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+                 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+                 r[15]);
     }
     bool presence_enabled = json_is_true(json_object_get(pr, "enabled"));
     snprintf(ch->role, sizeof(ch->role), "%s", v.role);
@@ -559,8 +564,8 @@ static void handle_join(rt_conn_t *c, phx_msg_t *m)
     reply(c, m, "ok", resp);
     if (json_array_size(echo))
         send_json(c, ch->join_ref, NULL, m->topic, "system",
-                  json_pack("{s:s, s:s, s:s, s:s}", "extension", "postgres_changes", "status",
-                            "ok", "message", "Subscribed to PostgreSQL", "channel", m->topic + 9));
+                  json_pack("{s:s, s:s, s:s, s:s}", "extension", "postgres_changes", "status", "ok",
+                            "message", "Subscribed to PostgreSQL", "channel", m->topic + 9));
     json_decref(echo);
     if (presence_enabled)
         presence_send_state(ch);
@@ -598,8 +603,8 @@ static void handle_broadcast(rt_conn_t *c, rt_chan_t *ch, phx_msg_t *m)
     uint8_t *bin = NULL;
     size_t binlen = 0;
     if (m->binary)
-        bin = phx_encode_user_broadcast(ch->topic->name, event, m->raw_is_json, m->raw,
-                                        m->raw_len, &binlen);
+        bin = phx_encode_user_broadcast(ch->topic->name, event, m->raw_is_json, m->raw, m->raw_len,
+                                        &binlen);
     for (rt_chan_t *o = ch->topic->chans; o; o = o->next_in_topic) {
         if (o == ch && !ch->bc_self)
             continue;
@@ -913,8 +918,7 @@ static void *loop_main(void *arg)
         c->dirty = false;
         /* best effort: whatever the socket takes now; conn_free follows */
         if (ws_conn_want_write(c->ws) && !ws_conn_flush(c->ws))
-            log_debug("realtime: connection %llu gone during shutdown",
-                      (unsigned long long)c->id);
+            log_debug("realtime: connection %llu gone during shutdown", (unsigned long long)c->id);
     }
     while (rt.conns)
         conn_free(rt.conns);

@@ -24,8 +24,8 @@ struct ws_conn {
     size_t extra_len;
     ws_message_fn on_message;
     void *arg;
-    bool dead;    /* the socket failed or the peer went away */
-    bool closing; /* we queued a close */
+    bool dead;        /* the socket failed or the peer went away */
+    bool closing;     /* we queued a close */
     bool proto_error; /* wslay refused a frame and queued a close without a code */
 };
 
@@ -50,8 +50,7 @@ bool ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN + 1])
     return true;
 }
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *user)
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     ws_conn_t *ws = user;

@@ -114,10 +114,10 @@ static void test_accept_key(void **state)
     assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="); /* RFC 6455 section 1.3 */
     assert_false(ws_accept_key(NULL, out));
     assert_false(ws_accept_key("", out));
-    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ", out));     /* no padding */
-    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ===", out));  /* 25 chars */
-    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZ!==", out));   /* not base64 */
-    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZWFi", out));   /* 18 bytes */
+    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ", out));    /* no padding */
+    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ===", out)); /* 25 chars */
+    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZ!==", out));  /* not base64 */
+    assert_false(ws_accept_key("dGhlIHNhbXBsZSBub25jZWFi", out));  /* 18 bytes */
 }
 
 static void test_text_and_binary_messages(void **state)

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# campaignd's benchmark (`make bench`). Starts a server on a throwaway data dir,
+# builds the "list campaigns" scenario (100,000 campaigns over 1,000 owners) and
+# measures, at each connection count (BENCH_CONNECTIONS, default "8 64"), for
+# BENCH_SECONDS (default 30) each:
+#   1. wrk on GET /rest/v1/campaigns?select=*&order=created_at.desc&limit=20 as one
+#      signed-in owner (the real 004_campaigns table and its RLS policies);
+#   2. the same on bench_campaigns (same shape, the owner policy only, an index on
+#      (user_id, created_at)): what the server adds when the query itself is cheap;
+#   3. wrk on GET /auth/v1/user (token verification + one query);
+#   4. wrk on password sign-in (POST /auth/v1/token?grant_type=password);
+# and next to each, the reference measured in the same run on the same machine:
+# pgbench replaying the SQL the server sent for that request (captured from the
+# PostgreSQL log with log_statement=all, replayed with -M prepared in one pipeline)
+# at the same client count, and for sign-in the raw bcrypt rate (bench/bcrypt_rate.c).
+# Also records the server's RSS at the start and end of each run. Writes
+# bench/RESULTS.md (BENCH_RESULTS to change) and prints the same.
+# Needs: build/campaignd (CAMPAIGND_BIN), wrk (scripts/setup.sh bench), pgbench,
+# psql, curl, python3, cc with libcrypt. BENCH_KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+bin=${CAMPAIGND_BIN:-$root/build/campaignd}
+seconds=${BENCH_SECONDS:-30}
+connections=${BENCH_CONNECTIONS:-"8 64"}
+results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+cpus=$(nproc)
+email="bench-owner@example.com"
+password="bench-password-123"
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ -x "$bin" ] || die "$bin is missing: run make build"
+for t in wrk curl psql python3 cc; do
+  command -v "$t" >/dev/null || die "$t is missing (wrk: scripts/setup.sh bench)"
+done
+pgbench=$pg_bin/pgbench
+[ -x "$pgbench" ] || pgbench=$(command -v pgbench) || die "pgbench is missing"
+case "$seconds" in '' | *[!0-9]*) die "BENCH_SECONDS must be a number of seconds" ;; esac
+
+work=$(mktemp -d /tmp/campaignd-bench.XXXXXX)
+chmod 755 "$work"
+data=$work/data
+mkdir -p "$data"
+chmod 755 "$data"
+server_pid=""
+
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ "${BENCH_KEEP:-}" = 1 ]; then echo "bench: kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# ------------------------------------------------------------------ server
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+unset DATABASE_URL JWT_SECRET CAMPAIGND_ENV_FILE
+export CAMPAIGND_DATA_DIR=$data PORT=$port LOG_LEVEL=warn JWT_EXP=7200 \
+  AUTH_RATE_LIMIT=10000000 LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_EMAIL=100000
+log "starting $bin on $url (data dir $data)"
+"$bin" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 600); do
+  curl -sf "$url/ready" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { tail -30 "$work/server.log"; die "the server exited"; }
+  sleep 0.1
+done
+curl -sf "$url/ready" >/dev/null || { tail -30 "$work/server.log"; die "the server is not ready"; }
+
+keys=$("$bin" keys)
+anon=$(sed -n 's/^ANON_KEY=//p' <<<"$keys")
+owner_url=$("$bin" db-url 2>/dev/null | tail -1)
+[ -n "$anon" ] && [ -n "$owner_url" ] || die "no keys or database URL"
+# pgbench connects as the database owner, not as the authenticator role the server
+# uses: pgbench -M prepared parses every statement of a pipeline before running
+# the first one, i.e. before set_config('role', ...) has run, and authenticator
+# itself may not see schema auth. After the role switch both run the same way.
+psql_owner() { psql "$owner_url" -X -q -v ON_ERROR_STOP=1 "$@"; }
+pg_version=$(psql "$owner_url" -XAtc 'show server_version')
+server_rss() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+
+# ------------------------------------------------------------------ data
+log "signing up $email"
+signup=$(curl -sf -X POST "$url/auth/v1/signup" -H "apikey: $anon" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}") || die "sign-up failed"
+token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$signup")
+user_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])' <<<"$signup")
+
+log "loading 1,000 owners and 100,000 campaigns"
+psql_owner -1 -v uid="$user_id" -f bench/scenario.sql
+psql_owner -c 'analyze public.campaigns' -c 'analyze public.bench_campaigns' -c 'analyze auth.users' \
+  -c "notify pgrst, 'reload schema'"
+
+auth_headers=(-H "apikey: $anon" -H "Authorization: Bearer $token")
+list_path="select=*&order=created_at.desc&limit=20"
+
+# Waits until a GET answers 200 (the schema cache has the table); 0 if it does.
+wait_ok() {
+  local code=""
+  for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "${auth_headers[@]}" "$1")
+    [ "$code" = 200 ] && return 0
+    sleep 0.2
+  done
+  log "$1 answers $code"
+  return 1
+}
+
+# ------------------------------------------------------------------ capture
+# capture NAME CURL-ARGS...: makes the request once with log_statement=all and
+# writes $work/NAME.sql (pgbench script) and $work/NAME.vars (pgbench -D values).
+capture() {
+  local name=$1
+  shift
+  psql_owner -c "alter system set log_statement = 'all'" -c 'select pg_reload_conf()' >/dev/null
+  sleep 1
+  psql_owner -c "select 'campaignd-bench-begin-$name'" >/dev/null
+  curl -s -o /dev/null "$@"
+  psql_owner -c "select 'campaignd-bench-end-$name'" >/dev/null
+  psql_owner -c 'alter system reset log_statement' -c 'select pg_reload_conf()' >/dev/null
+  sleep 1
+  python3 bench/extract_sql.py "$data/postgres.log" "campaignd-bench-begin-$name" \
+    "campaignd-bench-end-$name" "$work/$name.sql" "$work/$name.vars" >&2
+}
+
+# ------------------------------------------------------------------ runs
+threads_for() { if [ "$1" -lt "$cpus" ]; then echo "$1"; else echo "$cpus"; fi; }
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2" | head -1; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{a/b:.2f}' if b > 0 else 'n/a')" "$1" "$2"; }
+
+# run_wrk NAME CONNS URL [wrk args...]: prints "rps p50 p90 p99 requests non2xx errors rss0 rss1".
+run_wrk() {
+  local name=$1 c=$2 target=$3
+  shift 3
+  local rss0 rss1 out
+  rss0=$(server_rss)
+  wrk -t "$(threads_for "$c")" -c "$c" -d "${seconds}s" --timeout 10s "$@" "$target" >"$work/wrk-$name-$c.log" 2>&1 || true
+  rss1=$(server_rss)
+  out=$(grep '^WRK ' "$work/wrk-$name-$c.log" || true)
+  [ -n "$out" ] || { cat "$work/wrk-$name-$c.log" >&2; out="WRK rps=0"; }
+  echo "$(field rps " $out") $(field p50_ms " $out") $(field p90_ms " $out") $(field p99_ms " $out") \
+$(field requests " $out") $(field non2xx " $out") $(field socket_errors " $out") $rss0 $rss1"
+}
+
+# run_pgbench NAME CONNS: prints "tps latency_ms" for the captured script.
+run_pgbench() {
+  local name=$1 c=$2 v
+  local -a dargs=()
+  while IFS= read -r v; do dargs+=(-D "$v"); done <"$work/$name.vars"
+  "$pgbench" -n -M prepared -c "$c" -j "$(threads_for "$c")" -T "$seconds" "${dargs[@]}" \
+    -f "$work/$name.sql" "$owner_url" >"$work/pgbench-$name-$c.log" 2>&1 || true
+  local tps lat
+  tps=$(sed -n 's/^tps = \([0-9]*\.[0-9]\).*/\1/p' "$work/pgbench-$name-$c.log" | head -1)
+  lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$name-$c.log" | head -1)
+  [ -n "$tps" ] || { tail -5 "$work/pgbench-$name-$c.log" >&2; tps=0; }
+  echo "$tps ${lat:-?}"
+}
+
+table_header="| connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | pgbench tps (same SQL) | pgbench avg latency ms | server / pgbench |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+sections=""
+
+# scenario TITLE NAME URL NOTE: wrk and pgbench at each connection count.
+scenario() {
+  local title=$1 name=$2 target=$3 note=$4 c w p
+  local rows=""
+  if ! wait_ok "$target"; then
+    sections+="
+## $title
+
+Not measured: \`$target\` did not answer 200 (see the server log of the run).
+"
+    return 0
+  fi
+  if ! capture "$name" "${auth_headers[@]}" "$target"; then
+    log "$name: could not capture the SQL; pgbench skipped"
+    : >"$work/$name.sql"
+  fi
+  log "$name: warm-up"
+  seconds=2 run_wrk "$name-warmup" 8 "$target" -s bench/report.lua "${auth_headers[@]}" >/dev/null
+  for c in $connections; do
+    log "$name: wrk, $c connections, ${seconds}s"
+    read -r -a w <<<"$(run_wrk "$name" "$c" "$target" -s bench/report.lua "${auth_headers[@]}")"
+    if [ -s "$work/$name.sql" ]; then
+      log "$name: pgbench, $c clients, ${seconds}s"
+      read -r -a p <<<"$(run_pgbench "$name" "$c")"
+    else
+      p=(0 "?")
+    fi
+    rows+="| $c | ${w[0]} | ${w[1]} | ${w[2]} | ${w[3]} | ${w[5]} / ${w[6]} | ${w[7]} → ${w[8]} | ${p[0]} | ${p[1]} | $(ratio "${w[0]}" "${p[0]}") |
+"
+  done
+  local sql_text=""
+  [ -s "$work/$name.sql" ] && sql_text=$(grep -v '^--' "$work/$name.sql")
+  sections+="
+## $title
+
+\`GET $target\` as one signed-in user. $note
+
+$table_header
+$rows
+<details><summary>SQL replayed by pgbench (captured from the server, parameters as pgbench variables)</summary>
+
+\`\`\`sql
+$sql_text
+\`\`\`
+</details>
+"
+}
+
+scenario "List campaigns (004_campaigns and its RLS policies)" list_campaigns \
+  "$url/rest/v1/campaigns?$list_path" \
+  "The table of migration 004 with its own policies (owner OR admin/viewer role)."
+scenario "List campaigns, owner policy only (bench_campaigns)" list_bench_campaigns \
+  "$url/rest/v1/bench_campaigns?$list_path" \
+  "Same shape and rows; one policy \`user_id = (select auth.uid())\` and an index on (user_id, created_at desc): the query is cheap, so this shows what the server adds."
+scenario "GET /auth/v1/user (token verification + one query)" auth_user \
+  "$url/auth/v1/user" ""
+
+# Password sign-in against the machine's bcrypt rate at the same cost.
+log "bcrypt rate"
+cost=$(psql "$owner_url" -XAtc "select substr(encrypted_password, 5, 2)::int from auth.users where email = '$email'")
+cc -std=c11 -O2 -Isrc bench/bcrypt_rate.c -o "$work/bcrypt_rate" -lcrypt -lpthread
+# Measured before and after the sign-in runs; the better of the two is the ceiling
+# (other work on a shared machine only ever lowers it).
+bcrypt_1=0
+bcrypt_n=0
+measure_bcrypt() {
+  local out one all
+  out=$("$work/bcrypt_rate" "$cost" 5 "$cpus")
+  one=$(field rate " $(grep 'threads=1 ' <<<"$out")")
+  all=$(field rate " $(tail -1 <<<"$out")")
+  bcrypt_1=$(python3 -c 'import sys; print(max(map(float, sys.argv[1:])))' "$bcrypt_1" "$one")
+  bcrypt_n=$(python3 -c 'import sys; print(max(map(float, sys.argv[1:])))' "$bcrypt_n" "$all")
+}
+measure_bcrypt
+signin_results=()
+export BENCH_DIR=$root/bench BENCH_EMAIL=$email BENCH_PASSWORD=$password
+for c in $connections; do
+  log "sign-in: wrk, $c connections, ${seconds}s"
+  signin_results+=("$c $(run_wrk signin "$c" "$url/auth/v1/token?grant_type=password" -s bench/signin.lua -H "apikey: $anon")")
+done
+log "bcrypt rate, again"
+measure_bcrypt
+signin_rows=""
+for r in "${signin_results[@]}"; do
+  read -r -a w <<<"$r"
+  signin_rows+="| ${w[0]} | ${w[1]} | ${w[2]} | ${w[3]} | ${w[4]} | ${w[6]} / ${w[7]} | ${w[8]} → ${w[9]} | $bcrypt_n | $(ratio "${w[1]}" "$bcrypt_n") |
+"
+done
+sections+="
+## Password sign-in: POST /auth/v1/token?grant_type=password
+
+One user, the right password, as supabase-js \`signInWithPassword\` sends it (bench/signin.lua).
+Reference: bcrypt hashes per second of this machine at the same cost ($cost), $cpus threads
+(bench/bcrypt_rate.c; one thread: $bcrypt_1/s). Each sign-in verifies one hash and writes a session.
+
+| connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | bcrypt/s ($cpus threads) | server / bcrypt |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$signin_rows"
+
+# ------------------------------------------------------------------ report
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain -- src migrations 2>/dev/null)" ] && rev="$rev (with uncommitted changes)"
+{
+  cat <<EOF
+# campaignd benchmark results
+
+- Command: \`make bench\` (bench/run.sh), BENCH_SECONDS=$seconds, BENCH_CONNECTIONS="$connections"
+- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)
+- Machine: $cpus CPUs ($model), $mem memory, Linux $(uname -r)
+- campaignd $rev ($bin), HTTP_THREADS=8 (one database connection each); PostgreSQL $pg_version (embedded)
+- wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'), threads = min(connections, CPUs); pgbench -M prepared, one pipeline per transaction
+
+Every ratio compares two numbers measured in this run on this machine: the server's
+requests per second against pgbench replaying the same SQL at the same client count
+(the database's own ceiling), or sign-ins per second against raw bcrypt hashes per
+second. wrk, the server, PostgreSQL and pgbench share the same CPUs, so numbers from
+another machine or another run are not comparable; ratios are. RSS is the campaignd
+process only (PostgreSQL runs in its own processes).
+EOF
+  printf '%s\n' "$sections"
+} >"$results"
+cat "$results"
+log "wrote $results"
