@@ -88,7 +88,7 @@ if want fuzz; then
       [ -d "$corpus" ] && cp -r "$corpus"/. "$run_corpus"/ 2>/dev/null
       if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
            -artifact_prefix="$work/" "$run_corpus" >"$work/$name.log" 2>&1; then
-        echo "$name: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$work/$name.log" | grep -o '[0-9]*$' || echo '?') runs)"
+        echo "$name: ok ($(grep -o 'Done [0-9]* runs' "$work/$name.log" | grep -o '[0-9]*' || echo '?') runs)"
         pass
       else
         echo "$name: FAILED"; tail -30 "$work/$name.log"

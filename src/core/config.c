@@ -100,8 +100,8 @@ const config_entry_t config_table[] = {
     {"REALTIME_MAX_MESSAGE_BYTES", CONFIG_INT, F(realtime_max_message_bytes), "1048576", 1024,
      16777216, false, "realtime",
      "Largest WebSocket message a client may send, in bytes (closed with 1009 beyond)."},
-    {"STORAGE_MAX_FILE_BYTES", CONFIG_INT, F(storage_max_file_bytes), "52428800", 1,
-     1099511627776, false, "storage",
+    {"STORAGE_MAX_FILE_BYTES", CONFIG_INT, F(storage_max_file_bytes), "52428800", 1, 1099511627776,
+     false, "storage",
      "Largest object /storage/v1 accepts, in bytes (a bucket's file_size_limit may lower it)."},
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
