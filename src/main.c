@@ -94,6 +94,7 @@ static int cmd_serve(app_t *app)
         .port = (int)app->cfg.port,
         .threads = (int)app->cfg.http_threads,
         .max_connections = (int)app->cfg.max_connections,
+        .max_connections_per_ip = (int)app->cfg.max_connections_per_ip,
         .max_body_bytes = (size_t)app->cfg.max_body_bytes,
         .max_header_bytes = (size_t)app->cfg.max_header_bytes,
         .max_header_count = (size_t)app->cfg.max_header_count,

@@ -453,5 +453,6 @@ const http_route_t api_routes[] = {
     {"POST", "/api/reports", api__reports_create, true},
     {"GET", "/api/reports/:id", api__reports_get, false},
     {"GET", "/api/reports/:id/export", api__reports_export, false},
+    {"POST", "/api/reports/:id/export", api__reports_export, true},
 };
 const size_t api_routes_len = CD_ARRAY_LEN(api_routes);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/api_internal.h"
+#include "storage/storage.h"
 #include "core/crypto.h"
 #include "core/log.h"
 
@@ -408,10 +409,48 @@ static void add_disposition(http_request_t *req, const char *name, const char *d
     http_add_header(req, "X-Content-Type-Options", "nosniff");
 }
 
+/* POST .../export: the export is saved, as the caller (so storage RLS
+ * applies: a user writes under their own folder), into the private "exports"
+ * bucket at <user id>/reports/<report id>.<ext>, and the answer is a signed
+ * download URL instead of the file. */
+#define API_EXPORT_URL_SECONDS 3600
+
+static void save_export(http_request_t *req, const api_ctx_t *ctx, const char *ext,
+                        const char *content_type, const char *data, size_t len)
+{
+    const char *uid = ctx->caller.user_id[0] ? ctx->caller.user_id : "service";
+    char name[160], url[2048];
+    snprintf(name, sizeof(name), "%s/reports/%s.%s", uid, req->params[0], ext);
+    storage_status_t st = storage_put_bytes(req->ctx, &ctx->who, ctx->caller.user_id, "exports",
+                                            name, content_type, data, len, true, NULL);
+    if (st == STORAGE_ERR_UNAVAILABLE) {
+        http_reply_unavailable(req, db_retry_after());
+        return;
+    }
+    if (st == STORAGE_ERR_DENIED) {
+        api__reply_error(req, 403, "42501", "you may not save exports", NULL,
+                         "Exports are saved under your own folder of the exports bucket.");
+        return;
+    }
+    if (st != STORAGE_OK) {
+        api__reply_error(req, 500, "export_not_saved", storage_status_message(st), NULL, NULL);
+        return;
+    }
+    if (!storage_signed_url(req->ctx, "exports", name, API_EXPORT_URL_SECONDS, true, url,
+                            sizeof(url))) {
+        api__reply_error(req, 500, "internal_error", "could not sign the download URL", NULL, NULL);
+        return;
+    }
+    http_reply_json(req, 201,
+                    json_pack("{s:s, s:s, s:s, s:i}", "bucket", "exports", "path", name,
+                              "signedURL", url, "expires_in", API_EXPORT_URL_SECONDS));
+}
+
 void api__reports_export(http_request_t *req)
 {
     api_ctx_t ctx;
-    if (!api__begin(req, true, &ctx))
+    bool save = strcmp(req->method, "POST") == 0;
+    if (!api__begin(req, !save, &ctx))
         return;
     PGresult *res[2] = {NULL, NULL};
     cd_buf_t out;
@@ -443,6 +482,11 @@ void api__reports_export(http_request_t *req)
     const char *name = PQgetvalue(res[0], 0, 1);
     const char *day = PQgetvalue(res[0], 0, 3);
     if (!csv) {
+        if (save) {
+            save_export(req, &ctx, "json", "application/json", PQgetvalue(res[0], 0, 0),
+                        (size_t)PQgetlength(res[0], 0, 0));
+            goto done;
+        }
         add_disposition(req, name, day, "json");
         api__reply_cell(req, 200, res[0], 0, 0);
         goto done;
@@ -459,6 +503,10 @@ void api__reports_export(http_request_t *req)
                   API_EXPORT_MAX_BYTES);
         api__reply_error(req, 500, "export_too_large", "the report is too large to export", NULL,
                          NULL);
+        goto done;
+    }
+    if (save) {
+        save_export(req, &ctx, "csv", "text/csv; charset=utf-8", cd_buf_str(&out), out.len);
         goto done;
     }
     add_disposition(req, name, day, "csv");

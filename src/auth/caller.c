@@ -123,6 +123,10 @@ void auth_caller_db(const auth_caller_t *c, const http_request_t *req, bool read
     out->method = req->method;
     out->path = req->path;
     out->read_only = read_only;
+    /* Writes may store credentials (set_app_secret, data source credentials):
+     * those functions encrypt with the key this makes available, and decide
+     * themselves who may call them. Reads never get the key. */
+    out->with_secrets = !read_only;
 }
 
 struct headers_ctx {

@@ -400,28 +400,43 @@ static void grant_password(http_request_t *req, json_t *body)
     snprintf(window, sizeof(window), "%ld", app->cfg.login_window_seconds);
     const char *p_throttle[5] = {email, req->client_ip, lim_email, lim_ip, window};
     const char *p_user[1] = {email};
-    db_stmt_t stmts[2] = {
-        {"select auth.login_throttle($1, case when $2 ~ '^[0-9a-fA-F:.]+$' then $2::inet end, "
-         "$3::int, $4::int, $5::int)",
+    /* Check the lock-out and record this attempt as a failure in one step,
+     * serialised per e-mail: parallel guesses each see the ones before them.
+     * A right password later replaces the failure with a success. */
+    db_stmt_t stmts[3] = {
+        {"select pg_advisory_xact_lock(hashtext('campaignd.login:' || "
+         "coalesce(auth.login_email($1), '')))",
+         1, p_user},
+        {"with t as (select auth.login_throttle($1, case when $2 ~ '^[0-9a-fA-F:.]+$' then "
+         "$2::inet end, $3::int, $4::int, $5::int) as wait), "
+         "ins as (insert into auth.login_attempts (email, ip, succeeded) "
+         "select auth.login_email($1), case when $2 ~ '^[0-9a-fA-F:.]+$' then $2::inet end, false "
+         "from t where t.wait = 0 returning id) "
+         "select t.wait, (select id from ins) from t",
          5, p_throttle},
         {"select id, encrypted_password, coalesce(banned_until > now(), false), email "
          "from auth.users where lower(email) = lower(btrim($1)) and not is_sso_user "
          "and deleted_at is null",
          1, p_user},
     };
-    PGresult *res[2] = {0};
+    PGresult *res[3] = {0};
     db_error_t err;
     char *headers = auth_headers_json(req);
     db_caller_t who;
     service_caller(req, headers, &who);
     db_conn_t *c = db_thread_conn();
-    db_status_t st = c ? db_run_as(c, &who, stmts, 2, res, &err) : DB_UNAVAILABLE;
+    db_status_t st = c ? db_run_as(c, &who, stmts, 3, res, &err) : DB_UNAVAILABLE;
     if (st != DB_OK) {
         free(headers);
         reply_db_failure(req, st, &err);
         return;
     }
+    PQclear(res[0]);
+    res[0] = res[1];
+    res[1] = res[2];
     int wait = (int)strtol(PQgetvalue(res[0], 0, 0), NULL, 10);
+    char attempt_id[24];
+    snprintf(attempt_id, sizeof(attempt_id), "%s", PQgetvalue(res[0], 0, 1));
     bool found = PQntuples(res[1]) == 1;
     char uid[CD_UUID_LEN + 1] = "", stored[PASSWORD_HASH_BYTES + 64] = "", canon[320] = "";
     bool banned = false;
@@ -442,18 +457,14 @@ static void grant_password(http_request_t *req, json_t *body)
     bool ok = found && *stored ? password_verify(password, stored)
                                : password_verify_dummy(password, (int)app->cfg.bcrypt_cost);
     if (!ok) {
+        /* the failure is already recorded; only the audit trail remains */
         const char *p_fail[3] = {email, req->client_ip, found ? uid : NULL};
-        db_stmt_t f[2] = {
-            {"select auth.record_login_attempt($1, case when $2 ~ '^[0-9a-fA-F:.]+$' then "
-             "$2::inet end, false)",
-             2, p_fail},
-            {"select auth.audit('login_failed', $3::uuid, $1, $2, '{}'::jsonb)", 3, p_fail},
-        };
-        PGresult *fr[2] = {0};
+        db_stmt_t f = {"select auth.audit('login_failed', $3::uuid, $1, $2, '{}'::jsonb)", 3,
+                       p_fail};
+        PGresult *fr = NULL;
         c = db_thread_conn();
-        st = c ? db_run_as(c, &who, f, 2, fr, &err) : DB_UNAVAILABLE;
-        PQclear(fr[0]);
-        PQclear(fr[1]);
+        st = c ? db_run_as(c, &who, &f, 1, &fr, &err) : DB_UNAVAILABLE;
+        PQclear(fr);
         free(headers);
         if (st == DB_UNAVAILABLE) {
             http_reply_unavailable(req, db_retry_after());
@@ -467,11 +478,14 @@ static void grant_password(http_request_t *req, json_t *body)
         gotrue_error(req, 400, "user_banned", "User is banned");
         return;
     }
-    const char *p_ok[2] = {email, req->client_ip};
-    db_stmt_t rec = {"select auth.record_login_attempt($1, case when $2 ~ '^[0-9a-fA-F:.]+$' "
-                     "then $2::inet end, true)",
-                     2, p_ok};
-    start_session(req, uid, canon, &rec, 1, "login");
+    const char *p_ok[3] = {email, req->client_ip, *attempt_id ? attempt_id : NULL};
+    db_stmt_t rec[2] = {
+        {"delete from auth.login_attempts where id = $1::bigint", 1, p_ok + 2},
+        {"select auth.record_login_attempt($1, case when $2 ~ '^[0-9a-fA-F:.]+$' "
+         "then $2::inet end, true)",
+         2, p_ok},
+    };
+    start_session(req, uid, canon, rec, 2, "login");
 }
 
 static void grant_refresh(http_request_t *req, json_t *body)
@@ -482,7 +496,7 @@ static void grant_refresh(http_request_t *req, json_t *body)
         gotrue_error(req, 400, "validation_failed", "refresh_token required");
         return;
     }
-    if (strlen(token) > 256) {
+    if (strlen(token) != CD_TOKEN_LEN) { /* every token we issue is exactly this long */
         gotrue_error(req, 400, "refresh_token_not_found",
                      "Invalid Refresh Token: Refresh Token Not Found");
         return;
@@ -848,18 +862,26 @@ static bool require_admin(http_request_t *req, auth_caller_t *caller)
     if (strcmp(caller->role, "service_role") == 0)
         return true;
     if (strcmp(caller->role, "authenticated") == 0 && cd_is_uuid(caller->user_id)) {
-        const char *p[1] = {caller->user_id};
+        /* The token alone is not enough: the admin must not be banned, and
+         * the token's session must still exist (signed out, or ended by a
+         * password change, means no admin API). */
+        const char *p[2] = {caller->user_id,
+                            cd_is_uuid(caller->session_id) ? caller->session_id : NULL};
         db_caller_t who;
         service_caller(req, caller->headers_json, &who);
         who.read_only = true;
         PGresult *r = NULL;
         db_error_t err;
         db_conn_t *c = db_thread_conn();
-        db_status_t st = c ? db_run1(c, &who,
-                                     "select auth.user_role(u) = 'admin' from auth.users u "
-                                     "where u.id = $1::uuid and u.deleted_at is null",
-                                     1, p, &r, &err)
-                           : DB_UNAVAILABLE;
+        db_status_t st =
+            c ? db_run1(c, &who,
+                        "select auth.user_role(u) = 'admin' from auth.users u "
+                        "where u.id = $1::uuid and u.deleted_at is null "
+                        "and coalesce(u.banned_until <= now(), true) "
+                        "and exists (select 1 from auth.sessions s where s.id = $2::uuid "
+                        "and s.user_id = u.id)",
+                        2, p, &r, &err)
+              : DB_UNAVAILABLE;
         if (st != DB_OK) {
             reply_db_failure(req, st, &err);
             auth_caller_free(caller);

@@ -31,6 +31,10 @@ const config_entry_t config_table[] = {
      "Worker threads; each holds one database connection."},
     {"MAX_CONNECTIONS", CONFIG_INT, F(max_connections), "1024", 1, 100000, false, "server",
      "Most client connections served at once."},
+    {"MAX_CONNECTIONS_PER_IP", CONFIG_INT, F(max_connections_per_ip), "128", 0, 100000, false,
+     "server",
+     "Most connections one client address may hold open (0: no limit); slows down slow-client "
+     "attacks."},
     {"MAX_BODY_BYTES", CONFIG_INT, F(max_body_bytes), "1048576", 1024, 1073741824, false, "limits",
      "Largest request body accepted, in bytes (413 beyond)."},
     {"MAX_HEADER_BYTES", CONFIG_INT, F(max_header_bytes), "32768", 4096, 1048576, false, "limits",

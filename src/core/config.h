@@ -21,6 +21,7 @@ typedef struct config {
     char *cors_origins;
     long http_threads;
     long max_connections;
+    long max_connections_per_ip;
     long max_body_bytes;
     long max_header_bytes;
     long max_header_count;

@@ -50,7 +50,12 @@ static const char PRELUDE_SQL[] =
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true), set_config('statement_timeout', $6, true), "
     "set_config('search_path', 'public, extensions', true), "
-    "set_config('campaignd.encryption_key', $7, true)";
+    "set_config('campaignd.encryption_key', $7, true), "
+    /* the legacy per-claim settings auth.uid() and friends still read first:
+     * empty, so only request.jwt.claims (set above, from a verified token) counts */
+    "set_config('request.jwt.claim.sub', '', true), set_config('request.jwt.claim.role', '', "
+    "true), "
+    "set_config('request.jwt.claim.email', '', true), set_config('request.jwt.claim', '', true)";
 
 void db_configure(const char *conninfo, long statement_timeout_ms, const char *encryption_key)
 {
@@ -218,40 +223,61 @@ struct pipeline_slot {
     size_t cache_idx; /* SLOT_PREPARE: the cache slot to fill on success */
 };
 
-/* Sends one statement: through the prepared-statement cache when its SQL is
- * small enough, else unnamed. Appends the queries it sent to slots. */
-static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, struct pipeline_slot *slots,
-                      size_t *ns, char **pending_sql)
+/* How one statement of a request is sent. */
+struct stmt_plan {
+    enum { PLAN_UNNAMED, PLAN_CACHED, PLAN_PREPARE } how;
+    size_t slot;           /* cache slot for CACHED / PREPARE */
+    unsigned long long id; /* statement name cd_s<id> */
+};
+
+/* Decides, for every statement, whether it runs from the cache, is prepared
+ * into it, or runs unnamed; evicted statements are queued for DEALLOCATE.
+ * Evictions are sent before BEGIN so that a failing request can never skip
+ * them (a skipped DEALLOCATE would leave the statement on the server, forgotten). */
+static void plan_stmts(db_conn_t *c, const db_stmt_t *stmts, size_t n, struct stmt_plan *plan,
+                       unsigned long long *evict, size_t *nevict)
+{
+    bool claimed[DB_STMT_CACHE_SLOTS] = {false};
+    *nevict = 0;
+    for (size_t i = 0; i < n; i++) {
+        plan[i].how = PLAN_UNNAMED;
+        if (strlen(stmts[i].sql) > DB_STMT_MAX_CACHED_SQL)
+            continue;
+        size_t k = sql_slot(stmts[i].sql);
+        struct db_cached_stmt *e = &c->cache[k];
+        if (claimed[k])
+            continue; /* two statements of this request share a slot: second unnamed */
+        claimed[k] = true;
+        plan[i].slot = k;
+        if (e->sql && strcmp(e->sql, stmts[i].sql) == 0) {
+            plan[i].how = PLAN_CACHED;
+            plan[i].id = e->id;
+            continue;
+        }
+        if (e->sql) {
+            evict[(*nevict)++] = e->id;
+            free(e->sql);
+            e->sql = NULL;
+        }
+        e->id = ++c->next_id;
+        plan[i].how = PLAN_PREPARE;
+        plan[i].id = e->id;
+    }
+}
+
+/* Sends one planned statement, appending the queries it sent to slots. */
+static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct stmt_plan *plan,
+                      struct pipeline_slot *slots, size_t *ns)
 {
     PGconn *pg = c->pg;
-    size_t len = strlen(st->sql);
-    if (len > DB_STMT_MAX_CACHED_SQL) {
+    if (plan->how == PLAN_UNNAMED) {
         slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
         return PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
     }
-    size_t k = sql_slot(st->sql);
-    struct db_cached_stmt *e = &c->cache[k];
     char name[32];
-    if (e->sql && strcmp(e->sql, st->sql) == 0 && !pending_sql[k]) {
-        snprintf(name, sizeof(name), "cd_s%llu", e->id);
-    } else if (pending_sql[k]) {
-        /* Two statements of this request share a slot: run the second unnamed. */
-        slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
-        return PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
-    } else {
-        if (e->sql) {
-            char dealloc[48];
-            snprintf(dealloc, sizeof(dealloc), "DEALLOCATE cd_s%llu", e->id);
-            free(e->sql);
-            e->sql = NULL;
-            slots[(*ns)++] = (struct pipeline_slot){SLOT_DEALLOC, i, 0};
-            if (!PQsendQueryParams(pg, dealloc, 0, NULL, NULL, NULL, NULL, 0))
-                return false;
-        }
-        e->id = ++c->next_id;
-        snprintf(name, sizeof(name), "cd_s%llu", e->id);
-        pending_sql[k] = (char *)st->sql;
-        slots[(*ns)++] = (struct pipeline_slot){SLOT_PREPARE, i, k};
+    snprintf(name, sizeof(name), "cd_s%llu", plan->id);
+    if (plan->how == PLAN_PREPARE) {
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_PREPARE, i, plan->slot};
         if (!PQsendPrepare(pg, name, st->sql, st->nparams, NULL))
             return false;
     }
@@ -268,9 +294,16 @@ static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_s
         results[i] = NULL;
     PGconn *pg = c->pg;
     struct pipeline_slot *slots = malloc((3 * nstmts + 3) * sizeof(*slots));
-    char *pending_sql[DB_STMT_CACHE_SLOTS] = {0};
-    if (!slots)
+    struct stmt_plan *plan = malloc((nstmts ? nstmts : 1) * sizeof(*plan));
+    unsigned long long *evict = malloc((nstmts ? nstmts : 1) * sizeof(*evict));
+    size_t nevict = 0;
+    if (!slots || !plan || !evict) {
+        free(slots);
+        free(plan);
+        free(evict);
         return lost(c, err);
+    }
+    plan_stmts(c, stmts, nstmts, plan, evict, &nevict);
     if (PQenterPipelineMode(pg) != 1) {
         free(slots);
         return lost(c, err);
@@ -286,12 +319,21 @@ static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_s
                           db_timeout_text,
                           who->with_secrets && db_encryption_key ? db_encryption_key : ""};
     size_t ns = 0;
+    bool sent = true;
+    for (size_t i = 0; sent && i < nevict; i++) {
+        char dealloc[48];
+        snprintf(dealloc, sizeof(dealloc), "DEALLOCATE cd_s%llu", evict[i]);
+        slots[ns++] = (struct pipeline_slot){SLOT_DEALLOC, 0, 0};
+        sent = PQsendQueryParams(pg, dealloc, 0, NULL, NULL, NULL, NULL, 0);
+    }
     slots[ns++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
     slots[ns++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    bool sent = PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
-                PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+    sent = sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
+           PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
     for (size_t i = 0; sent && i < nstmts; i++)
-        sent = send_stmt(c, &stmts[i], i, slots, &ns, pending_sql);
+        sent = send_stmt(c, &stmts[i], i, &plan[i], slots, &ns);
+    free(plan);
+    free(evict);
     slots[ns++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
     sent =
         sent && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(pg);

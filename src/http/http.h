@@ -115,6 +115,7 @@ typedef struct http_server_opts {
     int port;
     int threads;
     int max_connections;
+    int max_connections_per_ip; /* 0: unlimited */
     size_t max_body_bytes;
     size_t max_header_bytes;
     size_t max_header_count;

@@ -467,6 +467,7 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
 }
 
 struct framing_scan {
+    size_t head_bytes;     /* header names and values, with ": " and CRLF */
     int content_length;    /* how many Content-Length headers */
     int transfer_encoding; /* how many Transfer-Encoding headers */
     bool bad_name;         /* a header name with white space or control characters */
@@ -478,6 +479,7 @@ static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char
     (void)kind;
     (void)value;
     struct framing_scan *f = cls;
+    f->head_bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
     if (strcasecmp(key, "Content-Length") == 0)
         f->content_length++;
     else if (strcasecmp(key, "Transfer-Encoding") == 0)
@@ -504,8 +506,15 @@ static bool check_head(struct http_server *s, http_request_t *req, bool streamin
     }
     /* RFC 9112 6.3 and 5.1: repeated framing headers and header names with
      * white space are how requests get smuggled past a proxy; refuse them. */
-    struct framing_scan f = {0, 0, false};
+    struct framing_scan f = {0, 0, 0, false};
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_cb, &f);
+    /* The head limit is ours to answer (JSON, request id); MHD's own buffer
+     * is twice as large and only catches heads far past the limit. */
+    if (f.head_bytes + strlen(req->raw_uri ? req->raw_uri : "") > s->opts.max_header_bytes) {
+        http_reply_error(req, 431, "headers_too_large", "The request head is too large.",
+                         "The limit is MAX_HEADER_BYTES.");
+        return false;
+    }
     if (f.bad_name || f.content_length > 1 || f.transfer_encoding > 1) {
         http_reply_error(req, 400, "bad_framing",
                          f.bad_name ? "A header name contains white space."
@@ -753,10 +762,10 @@ struct http_server *http_server_start(const http_server_opts_t *opts, const http
         flags, (uint16_t)opts->port, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)opts->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)opts->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+        (size_t)opts->max_header_bytes * 2 + 16384, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)opts->client_timeout, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip, MHD_OPTION_END);
     if (!s->daemon) {
         log_error("cannot listen on %s:%d (is the port in use? set PORT or BIND)", opts->bind,
                   opts->port);

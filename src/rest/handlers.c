@@ -205,8 +205,9 @@ static void reply_db_error(struct rest_ctx *x, db_status_t st, const db_error_t 
         char v[16];
         snprintf(v, sizeof(v), "%d", db_retry_after());
         add_out_header(x, "Retry-After", v);
-        fail(x, 503, "PGRST001", "Database client error. Retrying the connection.",
-             *err->message ? err->message : NULL, NULL);
+        /* libpq's message names socket paths and users: it goes to the log
+         * (db.c logs it), not to the client */
+        fail(x, 503, "PGRST001", "Database client error. Retrying the connection.", NULL, NULL);
         return;
     }
     if (strcmp(err->sqlstate, "PGRST") == 0) {

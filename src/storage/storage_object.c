@@ -331,7 +331,7 @@ void storage__object_get_signed(http_request_t *req)
     snprintf(url, sizeof(url), "%s/%s", bucket, name);
     const char *curl = json_string_value(json_object_get(claims, "url"));
     const char *scope = json_string_value(json_object_get(claims, "scope"));
-    bool ok = curl && strcmp(curl, url) == 0 && (!scope || strcmp(scope, "download") == 0);
+    bool ok = curl && strcmp(curl, url) == 0 && scope && strcmp(scope, "download") == 0;
     json_decref(claims);
     if (!ok) {
         storage__reply_error(req, "400", "InvalidSignature", "InvalidSignature",

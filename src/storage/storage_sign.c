@@ -5,6 +5,8 @@
  * token, and this verifier accepts only the one header it writes.
  */
 #include <stdlib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <string.h>
 
 #include "core/crypto.h"
@@ -52,6 +54,17 @@ static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t
     return true;
 }
 
+/* URL tokens are signed with a key derived from the JWT secret, never with
+ * the secret itself: an access token can then never pass for a URL token,
+ * nor a URL token for an access token, whatever claims either carries. */
+static void url_key(const unsigned char *secret, size_t secret_len, unsigned char out[32])
+{
+    static const char label[] = "campaignd storage url token v1";
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)label, sizeof(label) - 1,
+         out, &n);
+}
+
 char *storage__token_sign(const json_t *claims, const unsigned char *secret, size_t secret_len)
 {
     if (!json_is_object(claims) || !secret || secret_len == 0)
@@ -74,7 +87,9 @@ char *storage__token_sign(const json_t *claims, const unsigned char *secret, siz
     size_t n = cd_base64url((const unsigned char *)payload, plen, tok + hlen + 1);
     size_t signed_len = hlen + 1 + n;
     tok[signed_len] = '.';
-    cd_hmac_b64url(secret, secret_len, tok, signed_len, tok + signed_len + 1);
+    unsigned char key[32];
+    url_key(secret, secret_len, key);
+    cd_hmac_b64url(key, sizeof(key), tok, signed_len, tok + signed_len + 1);
     free(payload);
     return tok;
 fail:
@@ -99,7 +114,9 @@ storage_token_status_t storage__token_verify(const char *token, const unsigned c
     if (!dot || (size_t)(token + len - (dot + 1)) != CD_TOKEN_LEN)
         return STORAGE_TOKEN_MALFORMED;
     char sig[CD_TOKEN_LEN + 1];
-    cd_hmac_b64url(secret, secret_len, token, (size_t)(dot - token), sig);
+    unsigned char key[32];
+    url_key(secret, secret_len, key);
+    cd_hmac_b64url(key, sizeof(key), token, (size_t)(dot - token), sig);
     if (!cd_secure_equal(sig, dot + 1))
         return STORAGE_TOKEN_SIGNATURE;
     size_t plen = (size_t)(dot - payload);

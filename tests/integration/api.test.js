@@ -539,6 +539,27 @@ describe('reports', () => {
     assertError(await api('alice', 'GET', `/api/reports/${other}/export?format=csv`), 422, { code: 'unsupported_report_type' });
     assert.equal((await api('alice', 'GET', `/api/reports/${other}/export?format=json`)).status, 200);
   });
+
+  it('saves an export to the exports bucket and hands out a signed URL (POST)', async () => {
+    const direct = await api('alice', 'GET', `/api/reports/${report.id}/export?format=csv`);
+    assert.equal(direct.status, 200, direct.text);
+    const r = await api('alice', 'POST', `/api/reports/${report.id}/export?format=csv`);
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.json.bucket, 'exports');
+    assert.equal(r.json.path, `${users.alice.id}/reports/${report.id}.csv`);
+    assert.equal(r.json.expires_in, 3600);
+    assert.match(r.json.signedURL, /\/storage\/v1\/object\/sign\/exports\//);
+    // fetched with no headers at all, as a browser link would be
+    const file = await fetch(r.json.signedURL.replace(/^https?:\/\/[^/]+/, server.url));
+    assert.equal(file.status, 200);
+    assert.equal(await file.text(), direct.text, 'the saved file is the export');
+    // the token is bound to that object: another path with the same token is refused
+    const other = r.json.signedURL.replace(/\/exports\/[^?]+/, `/exports/${users.bob.id}/x.csv`);
+    const bad = await fetch(other.replace(/^https?:\/\/[^/]+/, server.url));
+    assert.notEqual(bad.status, 200);
+    // bob cannot export alice's report at all
+    assertError(await api('bob', 'POST', `/api/reports/${report.id}/export?format=csv`), 404);
+  });
 });
 
 // ---------------------------------------------------------------- analytics

@@ -314,9 +314,17 @@ describe('signed URLs', () => {
     const token = signJwt({ url: `docs/${a('signed.txt')}`, exp: Math.floor(Date.now() / 1000) - 5 }, jwtSecret(server));
     const res2 = await fetch(`${server.url}/storage/v1/object/sign/docs/${a('signed.txt')}?token=${token}`);
     assert.equal(res2.status, 400);
-    // while a valid forged-with-our-secret one works (the HMAC is the key)
-    const good = signJwt({ url: `docs/${a('signed.txt')}`, exp: Math.floor(Date.now() / 1000) + 60 }, jwtSecret(server));
+    // URL tokens use a key derived from the JWT secret, and must say scope "download":
+    // one signed with the JWT secret itself (an access token's key) is refused ...
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    const raw = signJwt({ url: `docs/${a('signed.txt')}`, scope: 'download', exp }, jwtSecret(server));
+    assert.equal((await fetch(`${server.url}/storage/v1/object/sign/docs/${a('signed.txt')}?token=${raw}`)).status, 400);
+    // ... one with the derived key works, and without the scope it does not
+    const urlKey = crypto.createHmac('sha256', jwtSecret(server)).update('campaignd storage url token v1').digest();
+    const good = signJwt({ url: `docs/${a('signed.txt')}`, scope: 'download', exp }, urlKey);
     assert.equal((await fetch(`${server.url}/storage/v1/object/sign/docs/${a('signed.txt')}?token=${good}`)).status, 200);
+    const noScope = signJwt({ url: `docs/${a('signed.txt')}`, exp }, urlKey);
+    assert.equal((await fetch(`${server.url}/storage/v1/object/sign/docs/${a('signed.txt')}?token=${noScope}`)).status, 400);
     const wrong = signJwt({ url: `docs/${a('signed.txt')}`, exp: Math.floor(Date.now() / 1000) + 60 }, 'x'.repeat(40));
     assert.equal((await fetch(`${server.url}/storage/v1/object/sign/docs/${a('signed.txt')}?token=${wrong}`)).status, 400);
   });

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "core/crypto.h"
 #include "storage/storage_internal.h"
@@ -186,10 +188,19 @@ static void test_tokens(void **state)
     assert_int_equal(storage__token_verify(bad, SECRET, sizeof(SECRET) - 1, 1000, &out),
                      STORAGE_TOKEN_MALFORMED);
     free(bad);
-    /* the HMAC is HMAC-SHA256(secret, header.payload) in base64url */
+    /* the HMAC is HMAC-SHA256(K, header.payload) in base64url, with the key
+     * K = HMAC-SHA256(secret, label) derived from the JWT secret: a token
+     * signed with the JWT secret itself (an access token's key) is refused */
     char sig[CD_TOKEN_LEN + 1];
     const char *last = strrchr(tok, '.');
     cd_hmac_b64url(SECRET, sizeof(SECRET) - 1, tok, (size_t)(last - tok), sig);
+    assert_string_not_equal(sig, last + 1);
+    unsigned char key[32];
+    unsigned int klen = 0;
+    static const char label[] = "campaignd storage url token v1";
+    HMAC(EVP_sha256(), SECRET, (int)(sizeof(SECRET) - 1), (const unsigned char *)label,
+         sizeof(label) - 1, key, &klen);
+    cd_hmac_b64url(key, sizeof(key), tok, (size_t)(last - tok), sig);
     assert_string_equal(sig, last + 1);
     free(tok);
     /* a token with alg none is not ours */
