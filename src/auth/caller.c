@@ -125,8 +125,9 @@ void auth_caller_db(const auth_caller_t *c, const http_request_t *req, bool read
     out->read_only = read_only;
     /* Writes may store credentials (set_app_secret, data source credentials):
      * those functions encrypt with the key this makes available, and decide
-     * themselves who may call them. Reads never get the key. */
-    out->with_secrets = !read_only;
+     * themselves who may call them. Reads get it only for the service role
+     * (get_app_secret, for the server's own providers). */
+    out->with_secrets = !read_only || strcmp(c->role, "service_role") == 0;
 }
 
 struct headers_ctx {

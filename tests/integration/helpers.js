@@ -80,6 +80,9 @@ export function runBin(args, env, { input, cwd, timeoutMs = 120000 } = {}) {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A command that exits before reading stdin would make this write fail
+    // with EPIPE, an uncaught error that kills the test file: ignore it.
+    child.stdin.on('error', () => {});
     child.stdin.end(input ?? '');
   });
 }
