@@ -13,7 +13,8 @@
 # pgbench replaying the SQL the server sent for that request (captured from the
 # PostgreSQL log with log_statement=all, replayed with -M prepared in one pipeline)
 # at the same client count, and for sign-in the raw bcrypt rate (bench/bcrypt_rate.c).
-# Also records the server's RSS at the start and end of each run. Writes
+# Also records the server's RSS at the start and end of each run, and over a
+# BENCH_SOAK_SECONDS (default 300) run of the cheap list at 8 connections. Writes
 # bench/RESULTS.md (BENCH_RESULTS to change) and prints the same.
 # Needs: build/campaignd (CAMPAIGND_BIN), wrk (scripts/setup.sh bench), pgbench,
 # psql, curl, python3, cc with libcrypt. BENCH_KEEP=1 keeps the work directory.
@@ -266,6 +267,37 @@ Reference: bcrypt hashes per second of this machine at the same cost ($cost), $c
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $signin_rows"
 
+# ------------------------------------------------------------------ soak
+# Server memory over a long run (BENCH_SOAK_SECONDS, default 300; 0 skips it):
+# wrk on the cheap list at 8 connections, the server's RSS sampled every 30 s.
+soak=${BENCH_SOAK_SECONDS:-300}
+if [ "$soak" -gt 0 ]; then
+  log "soak: wrk, 8 connections, ${soak}s, RSS every 30 s"
+  soak_target="$url/rest/v1/bench_campaigns?$list_path"
+  wrk -t "$(threads_for 8)" -c 8 -d "${soak}s" --timeout 10s -s bench/report.lua \
+    "${auth_headers[@]}" "$soak_target" >"$work/wrk-soak.log" 2>&1 &
+  soak_pid=$!
+  soak_rows="| 0 | $(server_rss) |
+"
+  for ((t = 30; t <= soak; t += 30)); do
+    sleep 30
+    soak_rows+="| $t | $(server_rss) |
+"
+  done
+  wait "$soak_pid" || true
+  soak_out=$(grep '^WRK ' "$work/wrk-soak.log" || true)
+  sections+="
+## Server memory over a ${soak}-second run
+
+\`GET $soak_target\` at 8 connections for ${soak} s: $(field requests " $soak_out") requests,
+$(field rps " $soak_out") req/s, p99 $(field p99_ms " $soak_out") ms, non-2xx $(field non2xx " $soak_out").
+The campaignd process's resident memory, sampled every 30 s:
+
+| seconds | RSS (KiB) |
+| ---: | ---: |
+$soak_rows"
+fi
+
 # ------------------------------------------------------------------ report
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
@@ -289,6 +321,12 @@ another machine or another run are not comparable; ratios are. RSS is the campai
 process only (PostgreSQL runs in its own processes).
 EOF
   printf '%s\n' "$sections"
+  # The realtime fan-out has its own driver (bench/realtime/fanout.mjs) and its
+  # own results file; they are reproduced here so all results are in one place.
+  if [ -f bench/realtime/RESULTS.md ]; then
+    echo
+    cat bench/realtime/RESULTS.md
+  fi
 } >"$results"
 cat "$results"
 log "wrote $results"
