@@ -134,9 +134,15 @@ $$;
 
 -- What the server needs to deliver changes of a table: its columns as
 -- Supabase lists them ([{"name","type"}] in attnum order, type = typname) and
--- the statement that, run as a subscriber with $1 = a JSON array of
--- primary-key objects, returns the 1-based positions of the rows that
--- subscriber may see (RLS applies because it runs under their role).
+-- the statement that, run as a subscriber with $1 = a JSON array of the
+-- records the changes carry, returns the 1-based positions of the records
+-- that subscriber may see (RLS applies because it runs under their role).
+-- A record counts as visible only if the row with its primary key is visible
+-- now AND still equals it (compared as jsonb after a round trip through the
+-- row type, so both sides are rendered by the same session): a row written
+-- while private and made visible before the feed ran is not delivered with
+-- its old contents; the later change that made it visible carries the row as
+-- it is visible.
 create or replace function realtime.table_info(p_table regclass,
     out columns_json text, out visible_sql text)
 language sql stable set search_path = pg_catalog as $$
@@ -147,9 +153,11 @@ language sql stable set search_path = pg_catalog as $$
         where a.attrelid = p_table and a.attnum > 0 and not a.attisdropped),
       (select pg_catalog.format(
           'select k.ord::int from pg_catalog.jsonb_array_elements($1::jsonb) with ordinality as k(v, ord) '
-          'where exists (select 1 from %s t where %s)', p_table,
+          'where exists (select 1 from %s t where %s and pg_catalog.to_jsonb(t) operator(pg_catalog.=) '
+          'pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(null::%s, k.v)))', p_table,
           pg_catalog.string_agg(pg_catalog.format('t.%I = (k.v ->> %L)::%s', a.attname, a.attname,
-                                    pg_catalog.format_type(a.atttypid, a.atttypmod)), ' and '))
+                                    pg_catalog.format_type(a.atttypid, a.atttypmod)), ' and '),
+          p_table)
          from pg_catalog.pg_index i
          cross join lateral pg_catalog.unnest(i.indkey::int2[]) as k(attnum)
          join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum

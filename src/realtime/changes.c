@@ -357,7 +357,9 @@ typedef struct feed_event {
     char schema[CHANGES_MAX_NAME];
     char table[CHANGES_MAX_NAME];
     json_t *row;      /* record (or old_record for DELETE), parsed lazily for filters */
-    const char *key;  /* the JSON text used for the visibility lookup */
+    const char *key;  /* the JSON text used for the visibility lookup: the whole
+                       * record (must still equal the row visible now, see
+                       * realtime.table_info), or the old key for DELETE */
     table_info_t *ti; /* NULL: table without a primary key (never delivered) */
     changes_data_t *data;
 } feed_event_t;

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #define RT_MAX_BINDINGS   100
 #define RT_MAX_FRAME_OUT  (8u << 20)
 #define RT_JWT_SKEW       30
+#define RT_CLOSE_GRACE_S  5 /* a closing connection is freed after this, sent or not */
 
 typedef struct rt_conn rt_conn_t;
 typedef struct rt_topic rt_topic_t;
@@ -78,8 +80,9 @@ struct rt_conn {
     rt_chan_t *chans;
     size_t nchans;
     time_t last_rx;
-    uint32_t events; /* epoll interest */
-    bool dirty;      /* has queued output */
+    time_t close_started; /* when closing began (valid when closing) */
+    uint32_t events;      /* epoll interest */
+    bool dirty;           /* has queued output */
     bool closing;
     rt_conn_t *next, *prev;
     rt_conn_t *next_dirty;
@@ -640,6 +643,7 @@ static void conn_begin_close(rt_conn_t *c, uint16_t code, const char *reason)
 {
     if (!c->closing) {
         c->closing = true;
+        c->close_started = time(NULL);
         ws_conn_close(c->ws, code, reason);
         mark_dirty(c);
     }
@@ -716,9 +720,23 @@ static void conn_free(rt_conn_t *c)
     free(c);
 }
 
+/* The ws layer stopped reading (a close was sent or received, a protocol
+ * error, a flood): the connection is closing from now on. */
+static void conn_note_closing(rt_conn_t *c)
+{
+    if (!c->closing) {
+        c->closing = true;
+        c->close_started = time(NULL);
+    }
+}
+
 static void conn_update_events(rt_conn_t *c)
 {
-    uint32_t want = EPOLLIN | EPOLLRDHUP | (ws_conn_want_write(c->ws) ? EPOLLOUT : 0);
+    /* Once reads are shut down, EPOLLIN is dropped: with level-triggered
+     * epoll an unread byte would wake the loop forever while nothing reads
+     * it. RDHUP (and the always-reported HUP/ERR) still say the peer left. */
+    uint32_t want = (ws_conn_want_read(c->ws) ? EPOLLIN : 0) | EPOLLRDHUP |
+                    (ws_conn_want_write(c->ws) ? EPOLLOUT : 0);
     if (want != c->events) {
         struct epoll_event ev = {.events = want, .data.ptr = c};
         if (epoll_ctl(rt.epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
@@ -773,8 +791,10 @@ static void conn_add(rt_conn_t *c)
         rt.conns->prev = c;
     rt.conns = c;
     /* Bytes that came with the HTTP head are processed now. */
-    if (c->extra_len && !ws_conn_read(c->ws))
+    if (c->extra_len && !ws_conn_read(c->ws)) {
+        conn_note_closing(c);
         mark_dirty(c);
+    }
     if (ws_conn_want_write(c->ws))
         mark_dirty(c);
 }
@@ -846,12 +866,26 @@ static void on_change(void *arg, uint64_t chan_id, const char *ids, changes_data
     push_item(it);
 }
 
-/* Once a second: idle connections and expired tokens. */
+/* Once a second: idle connections, expired tokens, and closing connections
+ * whose peer neither reads the close frame nor goes away (freed after
+ * RT_CLOSE_GRACE_S, so they cannot pin fds, queues and upgrade slots). Only
+ * data messages count as activity: pings do not refresh last_rx (ws.c bounds
+ * what they can cost). */
 static void tick(void)
 {
     time_t now = time(NULL);
-    for (rt_conn_t *c = rt.conns; c; c = c->next) {
-        if (!c->closing && now - c->last_rx > RT_IDLE_TIMEOUT_S) {
+    rt_conn_t *cnext;
+    for (rt_conn_t *c = rt.conns; c; c = cnext) {
+        cnext = c->next;
+        if (c->closing) {
+            if (now - c->close_started >= RT_CLOSE_GRACE_S) {
+                log_info("realtime: connection %llu did not finish closing in %d s: dropped",
+                         (unsigned long long)c->id, RT_CLOSE_GRACE_S);
+                conn_free(c);
+            }
+            continue;
+        }
+        if (now - c->last_rx > RT_IDLE_TIMEOUT_S) {
             conn_begin_close(c, WS_CLOSE_NORMAL, "heartbeat timeout");
             continue;
         }
@@ -868,6 +902,9 @@ static void tick(void)
 static void *loop_main(void *arg)
 {
     (void)arg;
+    /* A name operators (and the tests) can find in /proc/<pid>/task. */
+    if (prctl(PR_SET_NAME, "cd-realtime", 0, 0, 0) != 0)
+        log_debug("realtime: cannot name the loop thread");
     struct epoll_event evs[256];
     time_t last_tick = time(NULL);
     while (!atomic_load(&rt.stop)) {
@@ -884,9 +921,17 @@ static void *loop_main(void *arg)
             rt_conn_t *c = evs[i].data.ptr;
             /* c may have been freed by an earlier event of this batch only
              * through conn_free, which happens below for c itself. */
+            if (c->closing && (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+                /* The peer left (or half-closed) while we close: nothing
+                 * more can be said, and RDHUP would stay readable forever. */
+                conn_free(c);
+                continue;
+            }
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-                if (!ws_conn_read(c->ws))
+                if (!ws_conn_read(c->ws)) {
+                    conn_note_closing(c);
                     mark_dirty(c);
+                }
             }
             if (evs[i].events & EPOLLOUT)
                 mark_dirty(c);

@@ -24,9 +24,11 @@ struct ws_conn {
     size_t extra_len;
     ws_message_fn on_message;
     void *arg;
-    bool dead;        /* the socket failed or the peer went away */
-    bool closing;     /* we queued a close */
-    bool proto_error; /* wslay refused a frame and queued a close without a code */
+    bool dead;                /* the socket failed or the peer went away */
+    bool closing;             /* we queued a close */
+    bool proto_error;         /* wslay refused a frame and queued a close without a code */
+    uint16_t bare_close_code; /* the code to put in such a code-less close */
+    bool flooded;             /* the output queue passed its bound while reading */
 };
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -50,10 +52,28 @@ bool ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN + 1])
     return true;
 }
 
+size_t ws_conn_queued_cost(const ws_conn_t *ws)
+{
+    return wslay_event_get_queued_msg_length(ws->ctx) +
+           wslay_event_get_queued_msg_count(ws->ctx) * (size_t)WS_QUEUED_MSG_COST;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     ws_conn_t *ws = user;
+    /* wslay queues a pong for every ping it reads, with no bound of its
+     * own: stop reading once the queue is over its bound (the client does
+     * not read what it asks for). wslay_event_recv then fails and
+     * ws_conn_read closes with 1008. The frames of one read buffer (4 KiB,
+     * at most 682 empty pings) can overshoot the bound by under 48 KiB. */
+    if (ws_conn_queued_cost(ws) > WS_MAX_QUEUED_BYTES) {
+        ws->flooded = true;
+        ws->proto_error = true; /* wslay queues a close without a code: 1008 */
+        ws->bare_close_code = WS_CLOSE_POLICY;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
     if (ws->extra_len) {
         size_t n = ws->extra_len < len ? ws->extra_len : len;
         memcpy(buf, ws->extra, n);
@@ -88,13 +108,15 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     ws_conn_t *ws = user;
     ssize_t r;
     if (ws->proto_error && len == 2 && data[0] == 0x88 && data[1] == 0x00) {
-        /* wslay's close after a frame it refused carries no status code:
-         * send the same close frame with 1002, as RFC 6455 7.4.1 asks. */
-        static const uint8_t close_1002[4] = {0x88, 0x02, 0x03, 0xea};
+        /* wslay's close after a frame it refused (or a read we refused)
+         * carries no status code: send the same close frame with the code
+         * (1002 for a protocol error, as RFC 6455 7.4.1 asks). */
+        const uint8_t close_code[4] = {0x88, 0x02, (uint8_t)(ws->bare_close_code >> 8),
+                                       (uint8_t)(ws->bare_close_code & 0xff)};
         do
-            r = send(ws->fd, close_1002, sizeof(close_1002), MSG_NOSIGNAL);
+            r = send(ws->fd, close_code, sizeof(close_code), MSG_NOSIGNAL);
         while (r < 0 && errno == EINTR);
-        if (r != (ssize_t)sizeof(close_1002)) {
+        if (r != (ssize_t)sizeof(close_code)) {
             ws->dead = true;
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
             return -1;
@@ -213,6 +235,15 @@ bool ws_conn_read(ws_conn_t *ws)
     if (!wslay_event_want_read(ws->ctx))
         return false;
     int r = wslay_event_recv(ws->ctx);
+    if (ws->flooded || (!ws->dead && ws_conn_queued_cost(ws) > WS_MAX_QUEUED_BYTES)) {
+        /* Control frames (pings) do not count as activity for the caller's
+         * idle timeout; they are bounded here instead. */
+        log_info("websocket: output queue over %u bytes while reading (ping flood?): closing",
+                 (unsigned)WS_MAX_QUEUED_BYTES);
+        ws_conn_close(ws, WS_CLOSE_POLICY, "client too slow");
+        wslay_event_shutdown_read(ws->ctx);
+        return false;
+    }
     if (r != 0) {
         if (ws->dead)
             return false; /* the socket failed or the peer left */
@@ -220,6 +251,7 @@ bool ws_conn_read(ws_conn_t *ws)
          * opcode, ...) and queued a close without a status code; send_cb
          * turns it into 1002. If nothing was queued, queue 1002 now. */
         ws->proto_error = true;
+        ws->bare_close_code = WS_CLOSE_PROTOCOL;
         ws_conn_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
         return false;
     }
@@ -249,6 +281,11 @@ bool ws_conn_want_write(const ws_conn_t *ws)
     return !ws->dead && wslay_event_want_write(ws->ctx);
 }
 
+bool ws_conn_want_read(const ws_conn_t *ws)
+{
+    return !ws->dead && wslay_event_want_read(ws->ctx);
+}
+
 bool ws_conn_alive(const ws_conn_t *ws)
 {
     return !ws->dead && !ws->closing && !wslay_event_get_close_received(ws->ctx) &&
@@ -259,7 +296,7 @@ bool ws_conn_send(ws_conn_t *ws, bool binary, const void *data, size_t len)
 {
     if (!ws_conn_alive(ws))
         return false;
-    if (wslay_event_get_queued_msg_length(ws->ctx) + len > WS_MAX_QUEUED_BYTES) {
+    if (ws_conn_queued_cost(ws) + len + WS_QUEUED_MSG_COST > WS_MAX_QUEUED_BYTES) {
         ws_conn_close(ws, WS_CLOSE_POLICY, "client too slow");
         return false;
     }

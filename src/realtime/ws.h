@@ -16,8 +16,12 @@
 
 /* Length of a Sec-WebSocket-Accept value, without the NUL. */
 #define WS_ACCEPT_LEN 28
-/* Outgoing bytes queued for one client before it is cut off as too slow. */
+/* Outgoing bytes queued for one client before it is cut off as too slow.
+ * Every queued message (pongs and close frames included) is charged
+ * WS_QUEUED_MSG_COST bytes on top of its payload, so a flood of empty pings
+ * is bounded too. */
 #define WS_MAX_QUEUED_BYTES (8u << 20)
+#define WS_QUEUED_MSG_COST  64u
 
 /* RFC 6455 close codes this server sends. */
 #define WS_CLOSE_NORMAL       1000
@@ -56,6 +60,14 @@ CD_MUSTCHECK bool ws_conn_read(ws_conn_t *ws);
 CD_MUSTCHECK bool ws_conn_flush(ws_conn_t *ws);
 /* Whether frames are waiting to be written (poll for writability). */
 bool ws_conn_want_write(const ws_conn_t *ws);
+/* Whether the connection still reads from the socket (poll for readability);
+ * false once a close was sent or received, or the peer is gone. */
+bool ws_conn_want_read(const ws_conn_t *ws);
+/* What the queue costs now: queued payload bytes plus WS_QUEUED_MSG_COST per
+ * queued message. Kept at most about WS_MAX_QUEUED_BYTES: once past it the
+ * connection stops reading (a ping flood from a client that does not read
+ * its pongs) and queues a 1008 close. */
+size_t ws_conn_queued_cost(const ws_conn_t *ws);
 /* Whether the connection is still open in both directions as far as the
  * application is concerned (no close sent or received). */
 bool ws_conn_alive(const ws_conn_t *ws);

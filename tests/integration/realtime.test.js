@@ -10,7 +10,9 @@
 // arrived, that event would have arrived too. No timing thresholds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
 import WebSocket from 'ws';
 import * as h from './helpers.js';
@@ -286,6 +288,34 @@ test('access_token: a refreshed token keeps the channel and its RLS identity', T
   await a.client.removeAllChannels();
 });
 
+test('postgres_changes: a row written while private and made visible before the feed runs is never sent with its old contents', T, async () => {
+  const b = await signedIn(bob);
+  const got = [];
+  await subscribed(b.client.channel('stale').on('postgres_changes', { event: '*', schema: 'public', table: 'campaigns' }, (p) => got.push(p)));
+  const secret = `stale-secret-${crypto.randomUUID()}`;
+  // An open transaction whose xid is older than both writes holds the feed's
+  // window back, so the feed reads the INSERT only after the UPDATE committed.
+  const holder = spawn('psql', [await h.dbUrl(server), '-X', '-At', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let held = '';
+  holder.stdout.on('data', (d) => (held += d));
+  const holderExit = new Promise((resolve) => holder.on('exit', resolve));
+  holder.stdin.write('begin;\nselect pg_current_xact_id();\n');
+  await waitFor(() => /^\d+$/m.test(held), 'the holding transaction');
+  // As the owner: a campaign bob may not see (alice's), with a secret name...
+  const id = await h.sql(server, `with i as (insert into public.campaigns (type, name, user_id) values ('email', ${h.lit(secret)}, ${h.lit(alice.user.id)}) returning id) select id from i`);
+  // ...then, in another transaction, given to bob with the secret removed.
+  await h.sql(server, `update public.campaigns set user_id = ${h.lit(bob.user.id)}, name = 'now public' where id = ${h.lit(id)}`);
+  holder.stdin.end('commit;\n');
+  assert.equal(await holderExit, 0);
+  const upd = await waitFor(() => got.find((p) => p.eventType === 'UPDATE' && p.new.id === id));
+  assert.equal(upd.new.name, 'now public');
+  // The INSERT came before the UPDATE in the same window: had it been sent it
+  // would have arrived first.
+  assert.ok(!got.some((p) => p.eventType === 'INSERT' && p.new.id === id), 'the stale INSERT must not be delivered');
+  assert.ok(!JSON.stringify(got).includes(secret), 'bob must never receive the secret');
+  await b.client.removeAllChannels();
+});
+
 test('limits: channels per socket (REALTIME_MAX_CHANNELS=3)', T, async () => {
   const c = h.client(server);
   for (let i = 0; i < 3; i++) await subscribed(c.channel(`limit-${i}`));
@@ -444,4 +474,78 @@ test('raw: protocol violations close the socket with RFC 6455 codes and the serv
   ws.send(JSON.stringify({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref: '1' }));
   assert.equal((await nextMessage(ws)).payload.status, 'ok');
   ws.close();
+});
+
+/** The socket fds the server process has open (as "socket:[inode]" links). */
+function serverSockets() {
+  const dir = `/proc/${server.process.pid}/fd`;
+  const out = new Set();
+  for (const fd of fs.readdirSync(dir)) {
+    try {
+      const l = fs.readlinkSync(`${dir}/${fd}`);
+      if (l.startsWith('socket:')) out.add(l);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+/** CPU time (utime + stime, clock ticks) of the server's realtime loop thread. */
+function realtimeThreadTicks() {
+  const dir = `/proc/${server.process.pid}/task`;
+  for (const tid of fs.readdirSync(dir)) {
+    let comm = '';
+    try {
+      comm = fs.readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (comm !== 'cd-realtime') continue;
+    const stat = fs.readFileSync(`${dir}/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]); // fields 14 and 15
+  }
+  throw new Error('no cd-realtime thread');
+}
+
+test('raw: a ping flood from a client that never reads is cut off, and the closing socket is freed without spinning', { timeout: 60000 }, async () => {
+  const before = serverSockets();
+  const c = await rawWs();
+  c.sock.pause(); // never read again, never close
+  const ping = frame(9, Buffer.alloc(125, 0x70));
+  const chunk = Buffer.concat(Array(512).fill(ping));
+  // 3x the 8 MiB output bound in pongs (node buffers what the server does not take)
+  for (let sent = 0; sent < 3 * 8 * 1048576; sent += chunk.length) c.sock.write(chunk);
+  const mine = await waitFor(() => {
+    const now = [...serverSockets()].filter((s) => !before.has(s));
+    return now.length ? now : null;
+  }, 'the upgraded socket');
+  // The server stops reading (cut off with 1008, its close frame stuck behind
+  // the pongs): what node still has to write then stops shrinking.
+  let last = -1;
+  await waitFor(() => {
+    const w = c.sock.writableLength;
+    const stalled = w > 0 && w === last;
+    last = w;
+    if (!stalled) return false;
+    return true;
+  }, 'the server to stop reading');
+  assert.ok(c.sock.writableLength > 0, 'the server must not read the whole flood');
+  // With reads shut down and bytes unread, level-triggered EPOLLIN must not
+  // keep the loop busy: CPU time of the loop thread barely grows.
+  const t0 = realtimeThreadTicks();
+  const w0 = Date.now();
+  await h.sleep(2000);
+  const ticks = realtimeThreadTicks() - t0;
+  const wallTicks = ((Date.now() - w0) / 1000) * 100; // USER_HZ = 100 on Linux
+  assert.ok(ticks < wallTicks / 4, `realtime thread used ${ticks} ticks in ${wallTicks} (spinning?)`);
+  // The closing connection is freed (about 5 s after the close began) although
+  // the client neither reads nor closes.
+  await waitFor(() => {
+    const now = serverSockets();
+    return mine.every((s) => !now.has(s));
+  }, 'the server to free the connection');
+  c.sock.destroy();
+  assert.equal((await h.request(`${server.url}/health`)).status, 200);
 });

@@ -1,7 +1,9 @@
 /* Unit tests for src/realtime/ws.c: the handshake key (RFC 6455 example),
  * message delivery over a socketpair, and the close codes for protocol
  * violations (unmasked frames, oversized messages, invalid UTF-8, fragmented
- * control frames, reserved opcodes) and for a client too slow to read. */
+ * control frames, reserved opcodes), for a client too slow to read, and for
+ * a client that floods pings without reading the pongs (the queue stays
+ * bounded and the connection is closed with 1008). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -249,6 +251,75 @@ static void test_slow_client_is_cut_off(void **state)
     pair_close(&p);
 }
 
+/* Streams masked pings (payload_len bytes each) from a client that never
+ * reads, letting the server read and flush in between, until the server
+ * stops or 3x the queue bound has been sent. Returns the bytes written. */
+static size_t ping_flood(pair_t *p, size_t payload_len)
+{
+    uint8_t payload[125], f[8192];
+    memset(payload, 'p', sizeof(payload));
+    uint8_t one[140];
+    size_t fl = make_frame(one, 9, true, true, payload, payload_len);
+    size_t per = sizeof(f) / fl, n = 0;
+    for (size_t i = 0; i < per; i++, n += fl)
+        memcpy(f + n, one, fl);
+    fcntl(p->cli, F_SETFL, fcntl(p->cli, F_GETFL) | O_NONBLOCK);
+    size_t sent = 0;
+    bool reading = true;
+    while (reading && sent < 3 * (size_t)WS_MAX_QUEUED_BYTES) {
+        ssize_t w = write(p->cli, f, n);
+        if (w > 0)
+            sent += (size_t)w;
+        reading = ws_conn_read(p->ws);
+        bool more = ws_conn_flush(p->ws);
+        (void)more;
+        /* the pongs never leave the server's queue beyond the socket buffer */
+        assert_true(ws_conn_queued_cost(p->ws) <= WS_MAX_QUEUED_BYTES + 65536);
+    }
+    return sent;
+}
+
+static void test_ping_flood_is_bounded(void **state)
+{
+    (void)state;
+    size_t sizes[] = {125, 0};
+    for (size_t i = 0; i < CD_ARRAY_LEN(sizes); i++) {
+        pair_t p;
+        pair_open(&p, 1024);
+        size_t sent = ping_flood(&p, sizes[i]);
+        if (sent >= 3 * (size_t)WS_MAX_QUEUED_BYTES)
+            fail_msg("%zu-byte pings: %zu bytes read with no cut-off", sizes[i], sent);
+        assert_false(ws_conn_alive(p.ws));
+        assert_false(ws_conn_want_read(p.ws));
+        assert_true(ws_conn_want_write(p.ws)); /* the 1008 close waits behind the pongs */
+        /* once the client reads, the pongs and then the 1008 close arrive */
+        size_t cap = 4 * (size_t)WS_MAX_QUEUED_BYTES, got = 0;
+        uint8_t *all = malloc(cap);
+        assert_non_null(all);
+        bool more = true;
+        while (more) {
+            more = ws_conn_flush(p.ws);
+            ssize_t r;
+            while (got < cap && (r = read(p.cli, all + got, cap - got)) > 0)
+                got += (size_t)r;
+        }
+        int code = 0;
+        for (size_t k = 0; k + 1 < got;) { /* server frames: unmasked, short */
+            size_t len = all[k + 1] & 127, off = k + 2;
+            if (len == 126 && off + 2 <= got) {
+                len = ((size_t)all[off] << 8) | all[off + 1];
+                off += 2;
+            }
+            if ((all[k] & 15) == 8 && off + 2 <= got)
+                code = (all[off] << 8) | all[off + 1];
+            k = off + len;
+        }
+        free(all);
+        assert_int_equal(code, WS_CLOSE_POLICY);
+        pair_close(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_oversized_message),
         cmocka_unit_test(test_peer_close_is_echoed),
         cmocka_unit_test(test_slow_client_is_cut_off),
+        cmocka_unit_test(test_ping_flood_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
