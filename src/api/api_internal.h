@@ -64,6 +64,9 @@ void api__reply_invalid(http_request_t *req, const char *code, const char *field
                         ...) CD_PRINTF(4, 5);
 /* 404 "<what> not found" (code "not_found"). */
 void api__reply_not_found(http_request_t *req, const char *what);
+/* Answers 201 with the JSON row in res (row 0, column col) and a Location
+ * header of base/<the row's "id">. */
+void api__reply_created(http_request_t *req, const PGresult *res, int col, const char *base);
 /* Answers with the JSON text of one result cell (copied), with status. */
 void api__reply_cell(http_request_t *req, int status, const PGresult *res, int row, int col);
 

@@ -251,15 +251,7 @@ void api__campaigns_create(http_request_t *req)
         api__reply_error(req, 422, "scheduled_date_in_past", "scheduled_date must be in the future",
                          "field: scheduled_date", NULL);
     } else {
-        json_t *row = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-        const char *id = json_string_value(json_object_get(row, "id"));
-        char loc[80];
-        if (id) {
-            snprintf(loc, sizeof(loc), "/api/campaigns/%s", id);
-            http_add_header(req, "Location", loc);
-        }
-        json_decref(row);
-        api__reply_cell(req, 201, res, 0, 1);
+        api__reply_created(req, res, 1, "/api/campaigns");
     }
     PQclear(res);
 done:

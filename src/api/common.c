@@ -456,3 +456,16 @@ const http_route_t api_routes[] = {
     {"POST", "/api/reports/:id/export", api__reports_export, true},
 };
 const size_t api_routes_len = CD_ARRAY_LEN(api_routes);
+
+void api__reply_created(http_request_t *req, const PGresult *res, int col, const char *base)
+{
+    json_t *row = json_loads(PQgetvalue(res, 0, col), 0, NULL);
+    const char *id = json_string_value(json_object_get(row, "id"));
+    char loc[128];
+    if (id) {
+        snprintf(loc, sizeof(loc), "%s/%s", base, id);
+        http_add_header(req, "Location", loc);
+    }
+    json_decref(row);
+    api__reply_cell(req, 201, res, 0, col);
+}

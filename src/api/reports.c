@@ -245,15 +245,7 @@ void api__reports_create(http_request_t *req)
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0 || PQgetisnull(res, 0, 1)) {
         api__reply_not_found(req, "campaign");
     } else {
-        json_t *row = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-        const char *id = json_string_value(json_object_get(row, "id"));
-        char loc[80];
-        if (id) {
-            snprintf(loc, sizeof(loc), "/api/reports/%s", id);
-            http_add_header(req, "Location", loc);
-        }
-        json_decref(row);
-        api__reply_cell(req, 201, res, 0, 1);
+        api__reply_created(req, res, 1, "/api/reports");
     }
     PQclear(res);
 done:
