@@ -223,6 +223,27 @@ describe('who may use the admin API', () => {
     noError(del.error, 'deleteUser as admin');
   });
 
+  it("an admin's token stops working for the admin API once banned or signed out", async () => {
+    const email = uniqueEmail('admin2');
+    const made = await admin.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'admin' } });
+    noError(made.error, 'createUser admin2');
+    const s1 = await signIn(server, email, PASSWORD);
+    const asAdmin = clientWithToken(server, s1.session.access_token).auth.admin;
+    noError((await asAdmin.listUsers()).error, 'listUsers before the ban');
+    noError((await admin.auth.admin.updateUserById(made.data.user.id, { ban_duration: '24h' })).error, 'ban');
+    const banned = await asAdmin.updateUserById(made.data.user.id, { ban_duration: 'none' });
+    assert.equal(banned.error?.status, 403, 'a banned admin cannot unban themselves');
+    noError((await admin.auth.admin.updateUserById(made.data.user.id, { ban_duration: 'none' })).error, 'unban');
+    const s2 = await signIn(server, email, PASSWORD);
+    const c2 = clientWithToken(server, s2.session.access_token);
+    noError((await c2.auth.admin.listUsers()).error, 'listUsers with a fresh session');
+    const out = await request(`${server.url}/auth/v1/logout?scope=local`, {
+      method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${s2.session.access_token}` } });
+    assert.equal(out.status, 204);
+    const after = await c2.auth.admin.listUsers();
+    assert.equal(after.error?.status, 403, 'the signed-out token is no longer an admin');
+  });
+
   it('a plain user, a viewer and the anon key get 403 not_admin', async () => {
     const plain = await signUpUser(server);
     const viewer = await signUpUser(server);

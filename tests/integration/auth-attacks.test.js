@@ -196,6 +196,18 @@ describe('sign-in throttling (LOGIN_MAX_FAILURES_PER_EMAIL=3, LOGIN_MAX_FAILURES
     assert.equal(error?.status, 429, 'supabase-js sees 429');
   });
 
+  it('parallel guesses cannot all pass one count: at most 3 failures are answered, the rest 429', async () => {
+    const u = await signUpUser(throttled);
+    const ip = '127.0.0.18';
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, () => signInFrom(throttled, ip, u.email, 'wrong password')));
+    const tried = answers.filter((r) => r.status === 400).length;
+    const locked = answers.filter((r) => r.status === 429).length;
+    assert.equal(tried + locked, answers.length, answers.map((r) => r.status).join(','));
+    assert.ok(tried <= 3, `${tried} guesses were checked against the password; the limit is 3`);
+    assert.ok(locked >= 21);
+  });
+
   it('a successful sign-in ends the e-mail failure streak', async () => {
     const u = await signUpUser(throttled);
     const ip = '127.0.0.13';
