@@ -31,8 +31,8 @@ typedef struct http_route {
     const char *method;
     const char *pattern;
     http_handler_fn handler;
-    /* true: the handler runs for any body size up to the limit (default);
-     * false: the route accepts no body */
+    /* true: the handler gets the body (up to MAX_BODY_BYTES); false: a request
+     * with a body is refused with 400 before the handler runs */
     bool accepts_body;
 } http_route_t;
 

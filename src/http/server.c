@@ -581,7 +581,14 @@ static void route_request(struct http_server *s, http_request_t *req)
         req->route = rt;
         memcpy(req->params, params, sizeof(params));
         req->nparams = np;
-        rt->handler(req);
+        if (!rt->accepts_body && req->body.len > 0) {
+            /* A body where none belongs (GET with a body) is ambiguous to
+             * caches and proxies in front of us: refuse it rather than ignore it. */
+            http_reply_error(req, 400, "unexpected_body", "This endpoint takes no request body.",
+                             "Send the parameters in the query string.");
+        } else {
+            rt->handler(req);
+        }
         free(scratch);
         return;
     }

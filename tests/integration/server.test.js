@@ -128,6 +128,17 @@ describe('X-Request-Id', () => {
   });
 });
 
+describe('request bodies', () => {
+  it('a body on an endpoint that takes none is 400 JSON, not silently ignored', async () => {
+    const raw = await rawHttp(server.port, 'GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    const r = parseRaw(raw.text);
+    assert.equal(r.status, 400);
+    assert.equal(JSON.parse(r.body).code, 'unexpected_body');
+    const ok = await request(`${server.url}/health`);
+    assert.equal(ok.status, 200, 'the same endpoint without a body still answers');
+  });
+});
+
 describe('CORS', () => {
   const wanted = ['apikey', 'authorization', 'x-client-info', 'content-type', 'accept-profile', 'content-profile', 'prefer', 'range', 'x-supabase-api-version', 'x-upsert', 'x-retry-count'];
 
