@@ -554,11 +554,16 @@ begin
         raise exception 'schedule_config.timezone must be a time zone name' using errcode = '22023';
     end if;
     v_tz := coalesce(nullif(v_config ->> 'timezone', ''), nullif(p_default_tz, ''), 'UTC');
-    if not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = v_tz) then
+    -- (pg_timezone_names would read the whole tz database on every call.)
+    begin
+        if pg_catalog.length(v_tz) > 64 then
+            raise exception using errcode = '22023';
+        end if;
+        v_local := p_after at time zone v_tz;
+    exception when invalid_parameter_value then
         raise exception 'unknown time zone %', pg_catalog.quote_literal(pg_catalog.left(v_tz, 80))
             using errcode = '22023', hint = 'use an IANA name such as America/New_York';
-    end if;
-    v_local := p_after at time zone v_tz;
+    end;
 
     if p_schedule = 'hourly' then
         -- Every zone's offset is a multiple of 15 minutes.
@@ -693,6 +698,28 @@ $$;
 create trigger next_sync_at before insert or update of sync_schedule, schedule_config, is_active, deleted_at
     on public.data_sources
     for each row execute function jobs.data_sources_next_sync();
+
+-- Sources that exist already get their next_sync_at now; one whose schedule
+-- cannot be computed stays unscheduled (NULL) until it is edited.
+do $$
+declare
+    v_src record;
+begin
+    for v_src in
+        select ds.id, ds.sync_schedule, ds.schedule_config from public.data_sources ds
+        where ds.is_active and ds.deleted_at is null and ds.sync_schedule <> 'manual'
+    loop
+        begin
+            update public.data_sources ds
+            set next_sync_at = jobs.next_run(v_src.sync_schedule, v_src.schedule_config,
+                                             pg_catalog.now(), jobs.default_timezone())
+            where ds.id = v_src.id;
+        exception when invalid_parameter_value then
+            update public.data_sources ds set next_sync_at = null where ds.id = v_src.id;
+        end;
+    end loop;
+end
+$$;
 
 -- The scheduler's pass: every active source whose next_sync_at has come gets
 -- one import.sync job (payload {"data_source_id", "trigger": "schedule"},
