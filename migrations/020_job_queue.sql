@@ -49,8 +49,8 @@ create table jobs.jobs (
         constraint jobs_max_attempts_range check (max_attempts between 1 and 100),
     retry_delay interval not null default '1 minute'
         constraint jobs_retry_delay_range check (retry_delay between '0' and '7 days'),
-    leased_until timestamptz,
-    locked_by text,
+    leased_until timestamptz,                  -- while running: until when the lease holds
+    locked_by text,                            -- the worker that holds (or last held) the job
     last_error text,
     dedupe_key text
         constraint jobs_dedupe_key_length check (length(dedupe_key) between 1 and 200),
@@ -59,7 +59,7 @@ create table jobs.jobs (
     finished_at timestamptz,
     constraint jobs_attempts_range check (attempts between 0 and max_attempts),
     constraint jobs_running_has_lease
-        check ((status = 'running') = (leased_until is not null and locked_by is not null)),
+        check ((status = 'running') = (leased_until is not null) and (status <> 'running' or locked_by is not null)),
     constraint jobs_finished_has_time check ((status in ('done', 'failed')) = (finished_at is not null))
 );
 comment on table jobs.jobs is
@@ -172,8 +172,7 @@ as $$
                      || j.attempts,
         run_at = pg_catalog.now() + jobs.backoff(j.retry_delay, j.attempts),
         finished_at = case when j.attempts >= j.max_attempts then pg_catalog.now() end,
-        leased_until = null,
-        locked_by = null
+        leased_until = null
     from expired
     where j.id = expired.id;
 
@@ -241,7 +240,7 @@ begin
     if p_outcome = 'release' then
         update jobs.jobs j
         set status = 'pending', attempts = j.attempts - 1, run_at = pg_catalog.now(),
-            leased_until = null, locked_by = null
+            leased_until = null
         where j.id = p_id;
         return 'pending';
     end if;
@@ -257,8 +256,7 @@ begin
         run_at = case when v_status = 'pending'
                       then pg_catalog.now() + jobs.backoff(j.retry_delay, j.attempts) else j.run_at end,
         finished_at = case when v_status in ('done', 'failed') then pg_catalog.now() end,
-        leased_until = null,
-        locked_by = null
+        leased_until = null
     where j.id = p_id;
     if p_outcome = 'done' and p_reschedule_seconds is not null then
         perform jobs.enqueue(v_job.kind, v_job.payload,

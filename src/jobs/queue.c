@@ -235,14 +235,24 @@ static void wake_workers(jobs_t *q)
 
 /* Sets the session settings of a worker connection once per connection:
  * PostgreSQL checks every 2 s that the client is still there, so that the
- * statements of a killed process are cancelled rather than committed later. */
-static void prepare_conn(db_conn_t *c, int *pid_seen)
+ * statements of a killed process are cancelled rather than committed later;
+ * application_name names the worker in pg_stat_activity. */
+static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
 {
     PGconn *pg = db_pg(c);
     int pid = PQbackendPID(pg);
     if (pid == *pid_seen)
         return;
-    db_exec_ignore(pg, "set client_connection_check_interval = '2s'");
+    char name[JOBS_WORKER_ID_MAX + 32];
+    snprintf(name, sizeof(name), "campaignd job %s", worker_id);
+    const char *params[1] = {name};
+    PGresult *r = PQexecParams(pg,
+                               "select set_config('client_connection_check_interval', '2s', false),"
+                               " set_config('application_name', $1, false)",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        log_warn("jobs: cannot set up the worker connection: %s", PQerrorMessage(pg));
+    PQclear(r);
     *pid_seen = pid;
 }
 
@@ -395,7 +405,7 @@ static void *worker_main(void *arg)
         db_conn_t *c = db_thread_conn();
         double wait_s = (double)q->poll_s;
         if (c) {
-            prepare_conn(c, &pid_seen);
+            prepare_conn(c, w->worker_id, &pid_seen);
             PGresult *res = NULL;
             db_error_t err;
             db_status_t st = claim(w, c, &res, &err);

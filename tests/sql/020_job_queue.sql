@@ -119,7 +119,8 @@ SELECT is(jobs.finish(:a1, 'w1', 2, 'done'), NULL, 'nor can the holder with a wr
 SELECT is(jobs.finish(:a1, 'w1', 1, 'retry', 'boom'), 'pending', 'a retry makes it pending again');
 SELECT is((pg_temp.job(:a1)).run_at, now() + interval '1 minute', 'after retry_delay');
 SELECT is((pg_temp.job(:a1)).last_error, 'boom', 'with the error recorded');
-SELECT ok((pg_temp.job(:a1)).locked_by IS NULL AND (pg_temp.job(:a1)).leased_until IS NULL, 'and no lease');
+SELECT ok((pg_temp.job(:a1)).leased_until IS NULL AND (pg_temp.job(:a1)).locked_by = 'w1',
+          'and no lease (locked_by names the last worker)');
 UPDATE jobs.jobs SET run_at = now() WHERE id = :a1;
 SELECT is((SELECT attempts FROM jobs.claim('w1', '{test.a}', 30)), 2, 'claimed again: attempt 2');
 SELECT is(jobs.finish(:a1, 'w1', 2, 'retry', 'boom 2'), 'pending', 'second failure');
