@@ -697,6 +697,27 @@ create trigger next_sync_at before insert or update of sync_schedule, schedule_c
     on public.data_sources
     for each row execute function jobs.data_sources_next_sync();
 
+-- AFTER UPDATE OF timezone on app_settings: sources whose schedule names no
+-- zone of their own follow the new default at once.
+create function jobs.app_settings_reschedule() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    if new.timezone is distinct from old.timezone then
+        update public.data_sources ds
+        set next_sync_at = jobs.next_run(ds.sync_schedule, ds.schedule_config, pg_catalog.now(),
+                                         new.timezone)
+        where ds.is_active and ds.deleted_at is null and ds.sync_schedule <> 'manual'
+          and coalesce(ds.schedule_config ->> 'timezone', '') = '';
+    end if;
+    return null;
+end
+$$;
+create trigger reschedule_syncs after update of timezone on public.app_settings
+    for each row execute function jobs.app_settings_reschedule();
+
 -- Sources that exist already get their next_sync_at now; one whose schedule
 -- cannot be computed stays unscheduled (NULL) until it is edited.
 do $$

@@ -5,7 +5,7 @@
 -- every cron form) across DST in America/New_York and Europe/London, 29
 -- February and 30-day months, the data_sources trigger and the due-sync pass.
 BEGIN;
-SELECT plan(179);
+SELECT plan(181);
 
 -- SQLSTATE of the error a statement raises ('' when it succeeds).
 CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -399,6 +399,18 @@ DELETE FROM jobs.jobs;
 UPDATE public.data_sources SET next_sync_at = now() - interval '1 minute' WHERE id = '5c000000-0000-0000-0000-000000000001';
 SELECT is(jobs.enqueue_due_syncs(), 1, 'a source without retry settings');
 SELECT is((SELECT max_attempts FROM jobs.jobs WHERE kind = 'import.sync'), 1, 'runs once (no retry unless asked)');
+
+-- The default zone changing moves the sources that follow it, not the others.
+UPDATE public.data_sources SET next_sync_at = '2000-01-01Z' WHERE id = '5c000000-0000-0000-0000-000000000001';
+INSERT INTO public.data_sources (id, name, type, sync_schedule, schedule_config)
+VALUES ('5c000000-0000-0000-0000-000000000004', 'Own zone', 'csv_url', 'daily', '{"time": "09:00", "timezone": "Asia/Tokyo"}');
+UPDATE public.data_sources SET next_sync_at = '2000-01-01Z' WHERE id = '5c000000-0000-0000-0000-000000000004';
+UPDATE public.app_settings SET timezone = CASE WHEN timezone = 'Europe/London' THEN 'America/Chicago' ELSE 'Europe/London' END;
+SELECT is((SELECT next_sync_at FROM public.data_sources WHERE id = '5c000000-0000-0000-0000-000000000001'),
+          jobs.next_run('daily', '{"time": "09:00"}', now(), (SELECT timezone FROM public.app_settings)),
+          'a new app_settings.timezone reschedules the sources without a zone of their own');
+SELECT is((SELECT next_sync_at FROM public.data_sources WHERE id = '5c000000-0000-0000-0000-000000000004'),
+          '2000-01-01Z'::timestamptz, 'and leaves the others alone');
 
 SELECT * FROM finish();
 ROLLBACK;
