@@ -565,14 +565,25 @@ static void *keeper_main(void *arg)
             next_tick = now + (double)q->poll_s;
             wake_workers(q); /* due run_at times, lost notifications */
         }
+        /* A statement above may have found the connection broken: db_run1
+         * then closed it, and pg is gone. */
+        pg = db_pg(c);
+        if (!pg || PQstatus(pg) != CONNECTION_OK) {
+            listening = NULL;
+            continue;
+        }
         /* Notifications that arrived during the statements above, or now. */
         int woke = 0;
         double until = (next_renew < next_tick ? next_renew : next_tick) - mono_now();
         int timeout_ms = until <= 0 ? 0 : until > 0.5 ? 500 : (int)(until * 1000.0);
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
         if (p.fd >= 0 && poll(&p, 1, timeout_ms) > 0) {
-            if (!PQconsumeInput(pg))
+            if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) {
+                /* Let the next statement find the break (db_run1 drops the
+                 * connection) instead of polling a dead socket in a loop. */
                 log_debug("jobs: the notification connection broke: %s", PQerrorMessage(pg));
+                next_tick = 0;
+            }
         }
         PGnotify *n;
         while ((n = PQnotifies(pg)) != NULL) {
