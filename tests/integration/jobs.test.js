@@ -13,7 +13,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { startServer, sql, sleep, dbUrl, jwtSecret, stopClusterIfRunning } from './helpers.js';
+import { startServer, sql, sleep, dbUrl, jwtSecret, stopClusterIfRunning, signUpUser, noError } from './helpers.js';
 
 let host;
 let url;
@@ -205,9 +205,43 @@ describe('job queue shared by several processes', () => {
       async () => (await sql(host, `select next_sync_at > now() from public.data_sources where id = '${src}'`)) === 't',
       'the scheduler advancing next_sync_at',
     );
-    await sleep(2500); // two more passes of every process (JOB_POLL_INTERVAL=1)
-    const rows = await sql(host, `select count(*) || ' ' || min(max_attempts) || ' ' || min(payload->>'trigger')
+    const jobsOf = () => sql(host, `select count(*) || ' ' || min(max_attempts) || ' ' || min(payload->>'trigger')
       from jobs.jobs where kind = 'import.sync' and payload->>'data_source_id' = '${src}'`);
-    assert.equal(rows, '1 2 schedule', 'one import.sync job, 1 + max_retries attempts, trigger schedule');
+    assert.equal(await jobsOf(), '1 2 schedule', 'one import.sync job, 1 + max_retries attempts, trigger schedule');
+    // Due again while that sync is still queued (no process here runs import.sync):
+    // the passes advance next_sync_at but add no second job.
+    await sql(host, `update public.data_sources set next_sync_at = now() - interval '1 second' where id = '${src}'`);
+    await eventually(
+      async () => (await sql(host, `select next_sync_at > now() from public.data_sources where id = '${src}'`)) === 't',
+      'the scheduler advancing next_sync_at again',
+    );
+    assert.equal(await jobsOf(), '1 2 schedule', 'still one job for the source');
+  });
+
+  it('shows a user next_sync_at for the schedule they save, and refuses a schedule that cannot run', async () => {
+    const u = await signUpUser(host);
+    const { data, error } = await u.client.from('data_sources').insert({
+      name: 'Trade show list', type: 'csv_url', sync_schedule: 'cron',
+      schedule_config: { cron_expression: '0 9 * * mon', timezone: 'America/New_York' },
+    }).select('id, next_sync_at').single();
+    noError(error, 'insert data source');
+    const expected = await sql(host, `select to_json(jobs.next_run('cron',
+      '{"cron_expression": "0 9 * * mon", "timezone": "America/New_York"}', now(), null))#>>'{}'`);
+    assert.equal(new Date(data.next_sync_at).getTime(), new Date(expected).getTime(), 'Monday 09:00 New York');
+    assert.equal(new Date(data.next_sync_at).getUTCDay(), 1);
+    assert.ok([13, 14].includes(new Date(data.next_sync_at).getUTCHours()), 'at 9:00 EDT or EST');
+
+    const bad = await u.client.from('data_sources').insert({
+      name: 'Bad', type: 'csv_url', sync_schedule: 'cron', schedule_config: { cron_expression: '0 9 * *' },
+    });
+    assert.equal(bad.status, 400);
+    assert.match(bad.error.message, /cron expression .* 5 fields/);
+    const bad2 = await u.client.from('data_sources').update({ schedule_config: { time: '25:00' }, sync_schedule: 'daily' })
+      .eq('id', data.id);
+    assert.equal(bad2.status, 400);
+    assert.match(bad2.error.message, /schedule_config\.time/);
+    const { data: after } = await u.client.from('data_sources').select('sync_schedule, next_sync_at').eq('id', data.id).single();
+    assert.equal(after.sync_schedule, 'cron', 'the refused update changed nothing');
+    assert.equal(after.next_sync_at, data.next_sync_at);
   });
 });
