@@ -111,6 +111,9 @@ const config_entry_t config_table[] = {
      "Seconds between runs of the retention job, which deletes audit log rows older than "
      "app_settings.data_retention_days, old sign-in attempts and old finished jobs (0 disables "
      "it)."},
+    {"JOBS_ENABLED", CONFIG_BOOL, F(jobs_enabled), "true", 0, 0, false, "jobs",
+     "Whether this process runs background jobs and the scheduler; false makes an API-only "
+     "process (other processes on the database run the jobs)."},
     {"JOB_WORKERS", CONFIG_INT, F(job_workers), "0", 0, 256, false, "jobs",
      "Worker threads that run queued jobs in this process, each with its own database "
      "connection (0: one per CPU)."},

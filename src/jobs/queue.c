@@ -618,6 +618,10 @@ static bool append_literal(char *out, size_t cap, const char *item)
 bool jobs_start(const app_t *app, jobs_t **out)
 {
     *out = NULL;
+    if (!app->cfg.jobs_enabled) {
+        log_info("jobs: disabled (JOBS_ENABLED=false); other processes run the jobs");
+        return true;
+    }
     if (nkinds == 0) {
         log_info("jobs: no job kinds registered; no workers started");
         return true;

@@ -5,7 +5,7 @@
 // after max_attempts; the scheduler enqueues a due sync once.
 //
 // One server ("host") owns the embedded database and runs no jobs
-// (RETENTION_INTERVAL=0 registers no job kind); the job processes point at
+// (JOBS_ENABLED=false: an API-only process); the job processes point at
 // its database with DATABASE_URL, so any of them may be killed. The job is
 // the real "retention" kind; to hold one mid-run, the test locks
 // public.audit_logs (SHARE mode), which the purge must wait for.
@@ -94,7 +94,7 @@ async function kill9(server) {
 }
 
 before(async () => {
-  host = await startServer({ RETENTION_INTERVAL: '0' });
+  host = await startServer({ JOBS_ENABLED: 'false' });
   url = await dbUrl(host);
   await Promise.all([startJobProcess(), startJobProcess()]);
   // The recurring retention job ran once at start; nothing is running now.

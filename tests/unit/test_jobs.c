@@ -105,11 +105,24 @@ static void test_retention_registers_the_recurring_kind(void **state)
     assert_false(jobs_register(JOBS_RETENTION_KIND, noop)); /* taken */
 }
 
+static void test_start_disabled_starts_nothing(void **state)
+{
+    (void)state;
+    assert_true(jobs_register("retention", noop));
+    app_t app;
+    memset(&app, 0, sizeof(app));
+    app.cfg.jobs_enabled = false;
+    jobs_t *j = (jobs_t *)&app; /* must be overwritten */
+    assert_true(jobs_start(&app, &j));
+    assert_null(j);
+}
+
 static void test_start_without_kinds_starts_nothing(void **state)
 {
     (void)state;
     app_t app;
     memset(&app, 0, sizeof(app));
+    app.cfg.jobs_enabled = true;
     jobs_t *j = (jobs_t *)&app; /* must be overwritten */
     assert_true(jobs_start(&app, &j));
     assert_null(j);
@@ -127,6 +140,7 @@ int main(void)
         cmocka_unit_test_setup(test_recurring_needs_an_interval, reset),
         cmocka_unit_test_setup(test_retention_disabled_registers_nothing, reset),
         cmocka_unit_test_setup(test_retention_registers_the_recurring_kind, reset),
+        cmocka_unit_test_setup(test_start_disabled_starts_nothing, reset),
         cmocka_unit_test_setup(test_start_without_kinds_starts_nothing, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
