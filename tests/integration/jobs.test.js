@@ -194,6 +194,41 @@ describe('job queue shared by several processes', () => {
     }
   });
 
+  it('hands a running job back at once when its process stops with SIGTERM, without counting the attempt', async () => {
+    await startJobProcess(); // two processes again
+    const release = await lockAuditLogs();
+    let released = false;
+    try {
+      const id = await sql(host, `select jobs.enqueue('retention', '{}', now(), null, 3, '1 hour')`);
+      const first = await eventually(async () => {
+        const j = await job(id);
+        return j.status === 'running' && holder(j.locked_by) && (await waitingBackendsOf(holder(j.locked_by))) === 1 && j;
+      }, 'a process blocked in the job');
+      const leaving = holder(first.locked_by);
+      const staying = procs.find((p) => p !== leaving);
+      procs.splice(procs.indexOf(leaving), 1);
+      await leaving.stop(); // SIGTERM: exits cleanly (exit code 0, no sanitizer report)
+      assert.equal(await waitingBackendsOf(leaving), 0, 'its statement was cancelled');
+      // Released, not retried: the other process may take it at once (a retry
+      // would wait retry_delay, an hour here) and it is still attempt 1.
+      const next = await eventually(async () => {
+        const j = await job(id);
+        return j.status === 'running' && holder(j.locked_by) === staying && j;
+      }, 'the other process taking the job');
+      assert.equal(next.attempts, 1, 'the interrupted attempt was not counted');
+      await release();
+      released = true;
+      const done = await eventually(async () => {
+        const j = await job(id);
+        return j.status === 'done' && j;
+      }, 'the job finishing');
+      assert.equal(done.attempts, 1);
+      assert.equal(runsIn(staying, id), 1);
+    } finally {
+      if (!released) await release();
+    }
+  });
+
   it('enqueues a due scheduled sync once although every process runs the scheduler', async () => {
     const src = (await sql(host, `insert into public.data_sources (name, type, sync_schedule, schedule_config)
       values ('Scheduled list', 'csv_url', 'daily', '{"time": "09:00", "timezone": "Europe/London", "retry_on_failure": true, "max_retries": 1}')
