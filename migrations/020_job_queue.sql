@@ -99,7 +99,7 @@ language sql immutable parallel safe
 set search_path = ''
 as $$
     select least(retry_delay * pg_catalog.power(2, least(greatest(attempts - 1, 0), 20)),
-                            greatest(retry_delay, interval '1 day'))
+                 greatest(retry_delay, interval '1 day'))
 $$;
 
 -- Adds a job and returns its id. A dedupe_key naming a job that is still
@@ -614,8 +614,7 @@ begin
         v_dom := jobs.schedule_int(v_config, 'day_of_month', 1, 31, 1);
         v_month := pg_catalog.date_trunc('month', v_local)::date - interval '1 month';
         loop
-            v_day := least(v_month + (v_dom - 1),
-                                      (v_month + interval '1 month')::date - 1);
+            v_day := least(v_month + (v_dom - 1), (v_month + interval '1 month')::date - 1);
             v_at := jobs.local_instant(v_day + v_time, v_tz);
             exit when v_at > p_after;
             v_month := v_month + interval '1 month';
