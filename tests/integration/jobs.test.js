@@ -13,7 +13,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { startServer, sql, sleep, dbUrl, jwtSecret, stopClusterIfRunning, signUpUser, noError } from './helpers.js';
+import { startServer, sql, sleep, dbUrl, jwtSecret, stopClusterIfRunning, signUpUser, noError, client } from './helpers.js';
 
 let host;
 let url;
@@ -280,5 +280,24 @@ describe('job queue shared by several processes', () => {
     const { data: after } = await u.client.from('data_sources').select('sync_schedule, next_sync_at').eq('id', data.id).single();
     assert.equal(after.sync_schedule, 'cron', 'the refused update changed nothing');
     assert.equal(after.next_sync_at, data.next_sync_at);
+  });
+
+  it('keeps the queue out of reach of every API key, the service key included', async () => {
+    const before = await sql(host, 'select count(*) from jobs.jobs');
+    const u = await signUpUser(host);
+    const service = client(host, host.serviceKey);
+    for (const [who, c] of [['a user', u.client], ['the service key', service]]) {
+      const read = await c.schema('jobs').from('jobs').select('*');
+      assert.ok(read.error, `${who} cannot read jobs.jobs through /rest/v1`);
+      assert.ok(read.status >= 400 && read.status < 500, `${who}: a 4xx, not ${read.status}`);
+      assert.equal(read.data, null);
+      const rpc = await c.schema('jobs').rpc('enqueue', { kind: 'retention', payload: {} });
+      assert.ok(rpc.error, `${who} cannot call jobs.enqueue through /rest/v1/rpc`);
+      assert.ok(rpc.status >= 400 && rpc.status < 500, `${who}: a 4xx, not ${rpc.status}`);
+      const pub = await c.rpc('enqueue', { kind: 'retention', payload: {} });
+      assert.ok(pub.error, `${who} finds no enqueue function in the public schema`);
+      assert.equal(pub.status, 404);
+    }
+    assert.equal(await sql(host, 'select count(*) from jobs.jobs'), before, 'no job was added');
   });
 });
