@@ -53,8 +53,7 @@ bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
               PGresult **results)
 {
     db_error_t err;
-    db_conn_t *c = db_thread_conn();
-    db_status_t st = c ? db_run_as(c, &ctx->who, stmts, n, results, &err) : DB_UNAVAILABLE;
+    db_status_t st = db_run(&ctx->who, stmts, n, results, &err);
     if (st == DB_OK)
         return true;
     if (st == DB_UNAVAILABLE) {
