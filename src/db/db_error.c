@@ -8,49 +8,31 @@
 #include "db/db.h"
 
 /* SQLSTATE (or class) to HTTP status, from PostgREST's Error.hs, and kind.
- * Longest prefix wins: full codes first, then two-character classes. */
+ * Longest prefix wins: full codes first, then two-character classes.
+ * 21000 is 400 in PostgREST only for pg-safeupdate's "requires a WHERE clause". */
 static const struct {
     const char *code;
     int status;
     db_err_kind_t kind;
 } sqlstate_map[] = {
-    /* 400 only for pg-safeupdate's "... requires a WHERE clause" */
-    {"21000", 500, DB_ERR_INTERNAL},
-    {"23503", 409, DB_ERR_FOREIGN_KEY},
-    {"23505", 409, DB_ERR_UNIQUE},
-    {"25006", 405, DB_ERR_READ_ONLY},
-    {"P0001", 400, DB_ERR_RAISED},
-    {"42883", 404, DB_ERR_UNDEFINED},
-    {"42P01", 404, DB_ERR_UNDEFINED},
-    {"42P17", 500, DB_ERR_INTERNAL},
-    {"42501", 403, DB_ERR_PRIVILEGE},
-    {"40001", 409, DB_ERR_CONFLICT},
-    {"40P01", 409, DB_ERR_CONFLICT},
-    {"53400", 500, DB_ERR_INTERNAL},
-    {"57014", 504, DB_ERR_TIMEOUT},
-    {"PT", 0, DB_ERR_RAISED},
-    {"08", 503, DB_ERR_UNAVAILABLE},
-    {"09", 500, DB_ERR_INTERNAL},
-    {"0L", 403, DB_ERR_ROLE},
-    {"0P", 403, DB_ERR_ROLE},
-    {"23", 400, DB_ERR_INVALID_DATA},
-    {"25", 500, DB_ERR_INTERNAL},
-    {"28", 403, DB_ERR_ROLE},
-    {"2D", 500, DB_ERR_INTERNAL},
-    {"38", 500, DB_ERR_INTERNAL},
-    {"39", 500, DB_ERR_INTERNAL},
-    {"3B", 500, DB_ERR_INTERNAL},
-    {"40", 500, DB_ERR_INTERNAL},
-    {"53", 503, DB_ERR_RESOURCES},
-    {"54", 500, DB_ERR_INTERNAL},
-    {"55", 500, DB_ERR_INTERNAL},
-    {"57", 500, DB_ERR_INTERNAL},
-    {"58", 500, DB_ERR_INTERNAL},
-    {"F0", 500, DB_ERR_INTERNAL},
-    {"HV", 500, DB_ERR_INTERNAL},
-    {"P0", 500, DB_ERR_INTERNAL},
-    {"XX", 500, DB_ERR_INTERNAL},
-    {"42", 400, DB_ERR_QUERY},
+    {"21000", 500, DB_ERR_INTERNAL},  {"23503", 409, DB_ERR_FOREIGN_KEY},
+    {"23505", 409, DB_ERR_UNIQUE},    {"25006", 405, DB_ERR_READ_ONLY},
+    {"P0001", 400, DB_ERR_RAISED},    {"42883", 404, DB_ERR_UNDEFINED},
+    {"42P01", 404, DB_ERR_UNDEFINED}, {"42P17", 500, DB_ERR_INTERNAL},
+    {"42501", 403, DB_ERR_PRIVILEGE}, {"40001", 409, DB_ERR_CONFLICT},
+    {"40P01", 409, DB_ERR_CONFLICT},  {"53400", 500, DB_ERR_INTERNAL},
+    {"57014", 504, DB_ERR_TIMEOUT},   {"PT", 0, DB_ERR_RAISED},
+    {"08", 503, DB_ERR_UNAVAILABLE},  {"09", 500, DB_ERR_INTERNAL},
+    {"0L", 403, DB_ERR_ROLE},         {"0P", 403, DB_ERR_ROLE},
+    {"23", 400, DB_ERR_INVALID_DATA}, {"25", 500, DB_ERR_INTERNAL},
+    {"28", 403, DB_ERR_ROLE},         {"2D", 500, DB_ERR_INTERNAL},
+    {"38", 500, DB_ERR_INTERNAL},     {"39", 500, DB_ERR_INTERNAL},
+    {"3B", 500, DB_ERR_INTERNAL},     {"40", 500, DB_ERR_INTERNAL},
+    {"53", 503, DB_ERR_RESOURCES},    {"54", 500, DB_ERR_INTERNAL},
+    {"55", 500, DB_ERR_INTERNAL},     {"57", 500, DB_ERR_INTERNAL},
+    {"58", 500, DB_ERR_INTERNAL},     {"F0", 500, DB_ERR_INTERNAL},
+    {"HV", 500, DB_ERR_INTERNAL},     {"P0", 500, DB_ERR_INTERNAL},
+    {"XX", 500, DB_ERR_INTERNAL},     {"42", 400, DB_ERR_QUERY},
     {"22", 400, DB_ERR_INVALID_DATA},
 };
 
