@@ -57,6 +57,54 @@ static void reply_internal(http_request_t *req)
     storage__reply_error(req, "500", "InternalError", "Internal", "Internal Server Error");
 }
 
+/* The bucket and object name after prefix in the raw request target.
+ * Returns false after answering 400 InvalidKey. */
+static bool object_target(http_request_t *req, const char *prefix,
+                          char bucket[STORAGE_MAX_BUCKET_BYTES + 1],
+                          char name[STORAGE_MAX_NAME_BYTES + 1])
+{
+    storage_path_status_t ps =
+        storage__split_target(req->raw_uri, prefix, bucket, STORAGE_MAX_BUCKET_BYTES + 1, name,
+                              STORAGE_MAX_NAME_BYTES + 1);
+    if (ps != STORAGE_PATH_OK)
+        reply_path_error(req, ps);
+    return ps == STORAGE_PATH_OK;
+}
+
+/* The bucket (and nothing after it) after prefix in the raw request target,
+ * and the JSON object body. Returns NULL after answering 400. */
+static json_t *bucket_target_body(http_request_t *req, const char *prefix,
+                                  char bucket[STORAGE_MAX_BUCKET_BYTES + 1])
+{
+    if (storage__split_target(req->raw_uri, prefix, bucket, STORAGE_MAX_BUCKET_BYTES + 1, NULL,
+                              0) != STORAGE_PATH_OK) {
+        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
+                             "The bucket name is invalid");
+        return NULL;
+    }
+    return storage__json_body(req);
+}
+
+/* Whether the caller c may write bucket/name (x-upsert: may replace it),
+ * asked of the database before any byte is copied. who gets the caller's
+ * write context. Returns false after answering. */
+static bool may_write(http_request_t *req, const auth_caller_t *c, const char *bucket,
+                      const char *name, bool *upsert, db_caller_t *who)
+{
+    const char *ups = http_header(req, "x-upsert");
+    *upsert = ups && strcasecmp(ups, "true") == 0;
+    auth_caller_db(c, req, false, who);
+    storage_err_t e = {0};
+    uint64_t limit = storage__max_file_bytes(req->ctx);
+    json_t *allowed = NULL;
+    if (!storage__probe_upload(who, bucket, name, c->user_id, *upsert, &limit, &allowed, &e)) {
+        storage__reply_err(req, &e);
+        return false;
+    }
+    json_decref(allowed);
+    return true;
+}
+
 static void add_header(http_request_t *req, const char *name, const char *value)
 {
     if (!http_add_header(req, name, value))
@@ -272,12 +320,8 @@ void storage__object_get(http_request_t *req)
     const char *prefix = strncmp(req->raw_uri, OBJ_AUTH_PREFIX, sizeof(OBJ_AUTH_PREFIX) - 1) == 0
                              ? OBJ_AUTH_PREFIX
                              : OBJ_PREFIX;
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, prefix, bucket, sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, prefix, bucket, name))
         return;
-    }
     auth_caller_t c;
     if (!storage__identify(req, &c))
         return;
@@ -288,12 +332,8 @@ void storage__object_get(http_request_t *req)
 void storage__object_get_public(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_PUBLIC_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_PUBLIC_PREFIX, bucket, name))
         return;
-    }
     lookup_and_serve(req, NULL, PUBLIC_ROW_SQL, bucket, name);
 }
 
@@ -301,12 +341,8 @@ void storage__object_get_signed(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_SIGN_PREFIX, bucket, name))
         return;
-    }
     const char *tok = http_query_arg(req, "token");
     if (!tok) {
         storage__reply_error(req, "400", "InvalidJWT", "InvalidJWT", "Missing token");
@@ -366,12 +402,8 @@ void storage__object_info(http_request_t *req)
 void storage__object_delete(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, OBJ_PREFIX, bucket, sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_PREFIX, bucket, name))
         return;
-    }
     const char *p[2] = {bucket, name};
     storage_query_t q = {"select coalesce(json_agg(d.version), '[]')::text, count(*) from ("
                          "delete from storage.objects where bucket_id = $1 and name = $2 "
@@ -421,14 +453,7 @@ static char *names_array(http_request_t *req, json_t *arr, const char *field)
 void storage__object_delete_many(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, OBJ_PREFIX, bucket, sizeof(bucket), NULL, 0);
-    if (ps != STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_PREFIX, bucket);
     if (!body)
         return;
     char *names = names_array(req, json_object_get(body, "prefixes"), "prefixes");
@@ -458,13 +483,7 @@ void storage__object_delete_many(http_request_t *req)
 void storage__object_list(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    if (storage__split_target(req->raw_uri, OBJ_LIST_PREFIX, bucket, sizeof(bucket), NULL, 0) !=
-        STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_LIST_PREFIX, bucket);
     if (!body)
         return;
     const char *prefix = json_string_value(json_object_get(body, "prefix"));
@@ -604,18 +623,10 @@ void storage__object_copy(http_request_t *req)
     meta = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     if (!PQgetisnull(res, 0, 2))
         umeta = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
-    const char *ups = http_header(req, "x-upsert");
-    bool upsert = ups && strcasecmp(ups, "true") == 0;
+    bool upsert;
     db_caller_t who;
-    auth_caller_db(&c, req, false, &who);
-    storage_err_t e = {0};
-    uint64_t limit = storage__max_file_bytes(app);
-    json_t *allowed = NULL;
-    if (!storage__probe_upload(&who, db, dk, c.user_id, upsert, &limit, &allowed, &e)) {
-        storage__reply_err(req, &e);
+    if (!may_write(req, &c, db, dk, &upsert, &who))
         goto done;
-    }
-    json_decref(allowed);
     char version[STORAGE_UUID_LEN + 1], id[STORAGE_UUID_LEN + 1];
     if (!be || !json_is_object(meta) || !cd_random_uuid(version) ||
         !be->ops->put_begin(be->self, version, &put)) {
@@ -630,6 +641,7 @@ void storage__object_copy(http_request_t *req)
     }
     storage_put_t *owned = put;
     put = NULL;
+    storage_err_t e = {0};
     if (!storage__commit_object(app, &who, db, dk, c.user_id, version, meta, umeta, upsert, owned,
                                 id, &e)) {
         storage__reply_err(req, &e);
@@ -665,12 +677,8 @@ static void object_sign_one(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_SIGN_PREFIX, bucket, name))
         return;
-    }
     json_t *body = storage__json_body(req);
     if (!body)
         return;
@@ -696,13 +704,7 @@ static void object_sign_many(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    if (storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket, sizeof(bucket), NULL, 0) !=
-        STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_SIGN_PREFIX, bucket);
     if (!body)
         return;
     long exp = expires_in(req, body);
@@ -748,28 +750,17 @@ void storage__object_sign_upload(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_UPLOAD_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_UPLOAD_PREFIX, bucket, name))
         return;
-    }
     auth_caller_t c;
     if (!storage__identify(req, &c))
         return;
-    const char *ups = http_header(req, "x-upsert");
-    bool upsert = ups && strcasecmp(ups, "true") == 0;
+    bool upsert;
     db_caller_t who;
-    auth_caller_db(&c, req, false, &who);
-    storage_err_t e = {0};
-    uint64_t limit = storage__max_file_bytes(app);
-    json_t *allowed = NULL;
-    if (!storage__probe_upload(&who, bucket, name, c.user_id, upsert, &limit, &allowed, &e)) {
-        storage__reply_err(req, &e);
+    if (!may_write(req, &c, bucket, name, &upsert, &who)) {
         auth_caller_free(&c);
         return;
     }
-    json_decref(allowed);
     char url[OBJ_KEY_MAX];
     snprintf(url, sizeof(url), "%s/%s", bucket, name);
     long long now = (long long)time(NULL);
