@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "auth/auth.h"
+#include "auth/password.h"
 
 #define AUTH_MAX_PER_PAGE 1000
 
@@ -49,6 +50,11 @@ CD_MUSTCHECK bool auth__require_user(http_request_t *req, auth_caller_t *caller)
 CD_MUSTCHECK bool auth__check_limiter(http_request_t *req);
 /* Checks a new password against the policy; false after 422. */
 CD_MUSTCHECK bool auth__check_password(http_request_t *req, const char *pw);
+/* Hashes a new password with the configured bcrypt cost; false after 500. */
+CD_MUSTCHECK bool auth__hash_password(http_request_t *req, const char *pw,
+                                      char hash[PASSWORD_HASH_BYTES]);
+/* Whether email is an address we accept; false (also for NULL) after 400. */
+CD_MUSTCHECK bool auth__check_email(http_request_t *req, const char *email);
 
 /* ------------------------------------------------------------ database */
 

@@ -201,6 +201,22 @@ bool auth__check_password(http_request_t *req, const char *pw)
     return false;
 }
 
+bool auth__hash_password(http_request_t *req, const char *pw, char hash[PASSWORD_HASH_BYTES])
+{
+    if (password_hash(pw, (int)auth__app(req)->cfg.bcrypt_cost, hash, PASSWORD_HASH_BYTES))
+        return true;
+    auth__error(req, 500, "unexpected_failure", "could not hash the password");
+    return false;
+}
+
+bool auth__check_email(http_request_t *req, const char *email)
+{
+    if (email && auth_email_valid(email))
+        return true;
+    auth__error(req, 400, "validation_failed", "Unable to validate email address: invalid format");
+    return false;
+}
+
 /* ------------------------------------------------------------ database */
 
 const auth_unique_t AUTH_UNIQUE_EMAIL = {

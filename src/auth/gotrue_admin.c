@@ -139,7 +139,6 @@ static bool bcrypt_hash_shape(const char *h)
 
 void auth__handle_admin_create(http_request_t *req)
 {
-    app_t *app = auth__app(req);
     auth_caller_t caller;
     if (!require_admin(req, &caller))
         return;
@@ -153,11 +152,8 @@ void auth__handle_admin_create(http_request_t *req)
     const char *password_hash_in = auth__jstr(body, "password_hash");
     const char *id = auth__jstr(body, "id");
     const char *role = NULL;
-    if (!email || !auth_email_valid(email)) {
-        auth__error(req, 400, "validation_failed",
-                    "Unable to validate email address: invalid format");
+    if (!auth__check_email(req, email))
         goto done;
-    }
     if (!admin_role_param(req, body, &role))
         goto done;
     if (id && !cd_is_uuid(id)) {
@@ -172,12 +168,8 @@ void auth__handle_admin_create(http_request_t *req)
         }
         snprintf(hash, sizeof(hash), "%s", password_hash_in);
     } else if (password) {
-        if (!auth__check_password(req, password))
+        if (!auth__check_password(req, password) || !auth__hash_password(req, password, hash))
             goto done;
-        if (!password_hash(password, (int)app->cfg.bcrypt_cost, hash, sizeof(hash))) {
-            auth__error(req, 500, "unexpected_failure", "could not hash the password");
-            goto done;
-        }
     }
     json_t *um = json_object_get(body, "user_metadata");
     json_t *am = json_object_get(body, "app_metadata");
@@ -277,7 +269,6 @@ static bool parse_ban_duration(const char *s, long *secs)
 
 void auth__handle_admin_update(http_request_t *req)
 {
-    app_t *app = auth__app(req);
     auth_caller_t caller;
     if (!require_admin(req, &caller))
         return;
@@ -295,11 +286,8 @@ void auth__handle_admin_update(http_request_t *req)
     const char *password = auth__jstr(body, "password");
     const char *ban_duration = auth__jstr(body, "ban_duration");
     const char *role = NULL;
-    if (email && !auth_email_valid(email)) {
-        auth__error(req, 400, "validation_failed",
-                    "Unable to validate email address: invalid format");
+    if (email && !auth__check_email(req, email))
         goto done;
-    }
     if (!admin_role_param(req, body, &role))
         goto done;
     if (ban_duration) {
@@ -312,12 +300,8 @@ void auth__handle_admin_update(http_request_t *req)
         snprintf(ban, sizeof(ban), "%ld", secs);
     }
     if (password) {
-        if (!auth__check_password(req, password))
+        if (!auth__check_password(req, password) || !auth__hash_password(req, password, hash))
             goto done;
-        if (!password_hash(password, (int)app->cfg.bcrypt_cost, hash, sizeof(hash))) {
-            auth__error(req, 500, "unexpected_failure", "could not hash the password");
-            goto done;
-        }
     }
     /* the keys a caller may not set are dropped in SQL (auth.admin_update_user) */
     umeta = auth__object_text(json_object_get(body, "user_metadata"));

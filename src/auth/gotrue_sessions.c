@@ -115,14 +115,21 @@ static void start_session(http_request_t *req, const char *user_id, const char *
 
 /* --------------------------------------------------------------- sign-up */
 
+/* The session endpoints need an apikey but no user, then a JSON body: the
+ * body, or NULL after answering. */
+static json_t *apikey_body(http_request_t *req)
+{
+    auth_caller_t caller;
+    if (!auth__require_apikey(req, &caller))
+        return NULL;
+    auth_caller_free(&caller);
+    return auth__read_body(req);
+}
+
 void auth__handle_signup(http_request_t *req)
 {
     app_t *app = auth__app(req);
-    auth_caller_t caller;
-    if (!auth__require_apikey(req, &caller))
-        return;
-    auth_caller_free(&caller);
-    json_t *body = auth__read_body(req);
+    json_t *body = apikey_body(req);
     if (!body)
         return;
     const char *email = auth__jstr(body, "email");
@@ -140,11 +147,8 @@ void auth__handle_signup(http_request_t *req)
         auth__error(req, 422, "phone_provider_disabled", "Phone signups are disabled");
         goto done;
     }
-    if (!email || !auth_email_valid(email)) {
-        auth__error(req, 400, "validation_failed",
-                    "Unable to validate email address: invalid format");
+    if (!auth__check_email(req, email))
         goto done;
-    }
     if (!password || !*password) {
         auth__error(req, 400, "validation_failed", "Signup requires a valid password");
         goto done;
@@ -153,11 +157,10 @@ void auth__handle_signup(http_request_t *req)
         auth__error(req, 400, "validation_failed", "data must be an object");
         goto done;
     }
-    if (!auth__check_password(req, password))
+    if (!auth__check_password(req, password) || !auth__hash_password(req, password, hash))
         goto done;
-    if (!password_hash(password, (int)app->cfg.bcrypt_cost, hash, sizeof(hash)) ||
-        !cd_random_uuid(uid)) {
-        auth__error(req, 500, "unexpected_failure", "could not hash the password");
+    if (!cd_random_uuid(uid)) {
+        auth__error(req, 500, "unexpected_failure", "no randomness available");
         goto done;
     }
     /* The role is never taken from sign-up data (SEED-NOTES 1): the user gets
@@ -173,6 +176,26 @@ done:
 }
 
 /* ---------------------------------------------------------------- tokens */
+
+/* A wrong password (or an unknown e-mail, answered the same): the failure
+ * is already recorded by the lock-out check, only the audit trail remains. */
+static void reply_login_failed(http_request_t *req, const char *headers, const char *email,
+                               const char *uid)
+{
+    const char *p_fail[3] = {email, req->client_ip, uid};
+    db_stmt_t f = {"select auth.audit('login_failed', $3::uuid, $1, $2, '{}'::jsonb)", 3, p_fail};
+    PGresult *fr = NULL;
+    db_caller_t who;
+    db_error_t err;
+    auth__service_who(req, headers, &who);
+    /* an audit failure does not change the answer; an outage does */
+    db_status_t st = db_run(&who, &f, 1, &fr, &err);
+    PQclear(fr);
+    if (st == DB_UNAVAILABLE)
+        http_reply_unavailable(req, db_retry_after());
+    else
+        auth__error(req, 400, "invalid_credentials", "Invalid login credentials");
+}
 
 static void grant_password(http_request_t *req, json_t *body)
 {
@@ -246,27 +269,11 @@ static void grant_password(http_request_t *req, json_t *body)
     /* Unknown e-mail and wrong password take the same time and get the same answer. */
     bool ok = found && *stored ? password_verify(password, stored)
                                : password_verify_dummy(password, (int)app->cfg.bcrypt_cost);
-    if (!ok) {
-        /* the failure is already recorded; only the audit trail remains */
-        const char *p_fail[3] = {email, req->client_ip, found ? uid : NULL};
-        db_stmt_t f = {"select auth.audit('login_failed', $3::uuid, $1, $2, '{}'::jsonb)", 3,
-                       p_fail};
-        PGresult *fr = NULL;
-        db_caller_t who;
-        db_error_t err;
-        auth__service_who(req, headers, &who);
-        /* an audit failure does not change the answer; an outage does */
-        db_status_t st = db_run(&who, &f, 1, &fr, &err);
-        PQclear(fr);
-        free(headers);
-        if (st == DB_UNAVAILABLE) {
-            http_reply_unavailable(req, db_retry_after());
-            return;
-        }
-        auth__error(req, 400, "invalid_credentials", "Invalid login credentials");
-        return;
-    }
+    if (!ok)
+        reply_login_failed(req, headers, email, found ? uid : NULL);
     free(headers);
+    if (!ok)
+        return;
     if (banned) {
         auth__error(req, 400, "user_banned", "User is banned");
         return;
@@ -363,12 +370,8 @@ static void grant_refresh(http_request_t *req, json_t *body)
 
 void auth__handle_token(http_request_t *req)
 {
-    auth_caller_t caller;
-    if (!auth__require_apikey(req, &caller))
-        return;
-    auth_caller_free(&caller);
     const char *grant = http_query_arg(req, "grant_type");
-    json_t *body = auth__read_body(req);
+    json_t *body = apikey_body(req);
     if (!body)
         return;
     if (grant && strcmp(grant, "password") == 0)
@@ -383,11 +386,7 @@ void auth__handle_token(http_request_t *req)
 /* The specification's POST /auth/sign-in {email, password}. */
 void auth__handle_spec_sign_in(http_request_t *req)
 {
-    auth_caller_t caller;
-    if (!auth__require_apikey(req, &caller))
-        return;
-    auth_caller_free(&caller);
-    json_t *body = auth__read_body(req);
+    json_t *body = apikey_body(req);
     if (!body)
         return;
     grant_password(req, body);

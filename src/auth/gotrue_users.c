@@ -66,7 +66,6 @@ void auth__handle_get_user(http_request_t *req)
 
 void auth__handle_put_user(http_request_t *req)
 {
-    app_t *app = auth__app(req);
     auth_caller_t caller;
     if (!auth__require_user(req, &caller))
         return;
@@ -88,11 +87,8 @@ void auth__handle_put_user(http_request_t *req)
                     "app_metadata can only be changed by an admin (use the admin API)");
         goto done;
     }
-    if (email && !auth_email_valid(email)) {
-        auth__error(req, 400, "validation_failed",
-                    "Unable to validate email address: invalid format");
+    if (email && !auth__check_email(req, email))
         goto done;
-    }
     self = load_self(req, &caller);
     if (!self)
         goto done;
@@ -115,10 +111,8 @@ void auth__handle_put_user(http_request_t *req)
                         "New password should be different from the old password.");
             goto done;
         }
-        if (!password_hash(password, (int)app->cfg.bcrypt_cost, hash, sizeof(hash))) {
-            auth__error(req, 500, "unexpected_failure", "could not hash the password");
+        if (!auth__hash_password(req, password, hash))
             goto done;
-        }
     }
     meta = auth__object_text(data); /* "role" is dropped in SQL */
     const char *email_claim = json_string_value(json_object_get(caller.claims, "email"));
