@@ -17,6 +17,8 @@
 static storage_backend_t g_backend;
 static bool g_backend_ok;
 static pthread_once_t g_backend_once = PTHREAD_ONCE_INIT;
+/* The app whose data directory the store is opened under: a process
+ * singleton, see docs/architecture.md ("Process singletons"). */
 static const app_t *g_backend_app;
 
 static void open_backend(void)
