@@ -93,10 +93,6 @@ CD_MUSTCHECK bool api__body_text(http_request_t *req, json_t *body, const char *
 
 /* ---------------------------------------------------------- validation */
 
-/* Whether s (len bytes) is valid UTF-8 without NUL; *chars gets the number
- * of code points. Overlong forms, surrogates and values past U+10FFFF are
- * invalid. */
-bool api__utf8_check(const char *s, size_t len, size_t *chars);
 /* Parses a calendar date YYYY-MM-DD (year 0001..9999, real day of month). */
 bool api__parse_date(const char *s, int *year, int *month, int *day);
 /* Whether s is an ISO 8601 timestamp with an explicit offset:

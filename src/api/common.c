@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "api/api_internal.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "http/body.h"
 
 /* ------------------------------------------------------------ requests */
@@ -133,7 +134,7 @@ bool api__check_keys(http_request_t *req, json_t *body, const char *const *allow
             /* The key is shown at most 64 bytes long, cut on a byte boundary
              * of valid UTF-8 or replaced when it is not printable. */
             size_t kl = strlen(key), chars;
-            bool printable = kl <= 64 && api__utf8_check(key, kl, &chars);
+            bool printable = kl <= 64 && cd_utf8_count(key, kl, &chars);
             for (size_t i = 0; printable && i < kl; i++)
                 printable = (unsigned char)key[i] >= 0x20;
             api__reply_invalid(req, "invalid_body", printable ? key : "(unprintable)",
@@ -168,7 +169,7 @@ bool api__body_text(http_request_t *req, json_t *body, const char *key, size_t m
     }
     const char *s = json_string_value(v);
     size_t len = json_string_length(v), chars = 0;
-    if (len > API_MAX_CONTENT_BYTES || !api__utf8_check(s, len, &chars)) {
+    if (len > API_MAX_CONTENT_BYTES || !cd_utf8_count(s, len, &chars)) {
         api__reply_invalid(req, "invalid_body", key,
                            len > API_MAX_CONTENT_BYTES
                                ? "%s is longer than the limit"
@@ -201,49 +202,6 @@ bool api__body_text(http_request_t *req, json_t *body, const char *key, size_t m
 }
 
 /* ---------------------------------------------------------- validation */
-
-bool api__utf8_check(const char *s, size_t len, size_t *chars)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        size_t extra;
-        unsigned long cp;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            n++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= extra)
-            return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
-        n++;
-    }
-    *chars = n;
-    return true;
-}
 
 static bool digits(const char *s, size_t n)
 {

@@ -17,6 +17,7 @@
 #include "auth/auth.h"
 #include "auth/jwt.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "db/db.h"
 #include "http/body.h"
 #include "rest/rest.h"
@@ -102,15 +103,8 @@ static json_t *json_text(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        size_t len = p[i] < 0x80             ? 1
-                     : (p[i] & 0xE0) == 0xC0 ? 2
-                     : (p[i] & 0xF0) == 0xE0 ? 3
-                     : (p[i] & 0xF8) == 0xF0 ? 4
-                                             : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (p[i + k] & 0xC0) == 0x80;
-        if (ok) {
+        size_t len = cd_utf8_char_len(p + i, n - i);
+        if (len > 0) {
             memcpy(c + i, s + i, len);
             i += len;
         } else {

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
+
 /* ==========================================================================================
  * Arena
  */
@@ -174,31 +176,6 @@ static bool starts_with_ci(const char *s, const char *word)
     for (; *word != '\0'; s++, word++) {
         if (ascii_lower(*s) != *word)
             return false;
-    }
-    return true;
-}
-
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as PostgreSQL. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    static const unsigned long min_cp[] = {0, 0x80, 0x800, 0x10000};
-
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t extra = c < 0x80 ? 0 : c < 0xc2 ? 9 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : c < 0xf5 ? 3 : 9;
-        unsigned long cp;
-
-        if (extra > 3 || n - i <= extra)
-            return false;
-        cp = extra == 0 ? c : (c & (0x7fu >> (extra + 1)));
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3fu);
-        }
-        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
     }
     return true;
 }
@@ -1362,17 +1339,6 @@ struct param {
     size_t value_len;
 };
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* application/x-www-form-urlencoded decoding of [s, s+n) into a new arena string; base is the
  * offset of s in the query string, for messages. */
 static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t base, char **out,
@@ -1393,8 +1359,8 @@ static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t ba
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < n ? cd_hex_value((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? cd_hex_value((unsigned char)s[i + 2]) : -1;
 
             if (hi < 0 || lo < 0) {
                 snprintf(det, sizeof det, "invalid percent-encoding at byte %zu", base + at + 1);
@@ -1410,7 +1376,7 @@ static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t ba
         d[o++] = c;
     }
     d[o] = '\0';
-    if (!utf8_valid((const unsigned char *)d, o)) {
+    if (!cd_utf8_valid((const unsigned char *)d, o)) {
         snprintf(det, sizeof det, "the decoded text is not valid UTF-8 (near byte %zu)", base + 1);
         goto fail;
     }
@@ -1944,7 +1910,7 @@ bool rest_parse_prefer(rest__arena_t *arena, const char *const *values, const si
                       "the Prefer headers are too long");
             return false;
         }
-        if (memchr(v, '\0', n) != NULL || !utf8_valid((const unsigned char *)v, n)) {
+        if (memchr(v, '\0', n) != NULL || !cd_utf8_valid((const unsigned char *)v, n)) {
             set_error(err, 400, "PGRST100", "failed to parse Prefer header",
                       "the Prefer header is not valid UTF-8 text");
             return false;

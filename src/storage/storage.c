@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "http/body.h"
 #include "storage/storage_internal.h"
 
 static storage_backend_t g_backend;
@@ -198,12 +199,11 @@ db_status_t storage__run(http_request_t *req, const auth_caller_t *c, bool read_
 
 json_t *storage__json_body(http_request_t *req)
 {
-    json_error_t e;
-    json_t *j = req->body.len
-                    ? json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &e)
-                    : json_object();
-    if (!json_is_object(j)) {
-        json_decref(j);
+    json_t *j = NULL;
+    char why[160];
+    /* The shared reader's limits (depth, duplicates); Storage's own error shape. */
+    if (!body_parse_json(req->body.data, req->body.len, BODY_JSON_OBJECT | BODY_JSON_EMPTY, &j, why,
+                         sizeof(why))) {
         storage__reply_error(req, "400", "InvalidRequest", "invalid_request",
                              "The request body must be a JSON object.");
         return NULL;

@@ -16,26 +16,6 @@
 
 /* ---------------------------------------------------------- validation */
 
-static void test_utf8(void **state)
-{
-    (void)state;
-    size_t n = 99;
-    assert_true(api__utf8_check("", 0, &n));
-    assert_int_equal(n, 0);
-    assert_true(api__utf8_check("abc", 3, &n));
-    assert_int_equal(n, 3);
-    assert_true(api__utf8_check("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15, &n));
-    assert_int_equal(n, 9);
-    assert_false(api__utf8_check("a\0b", 3, &n));             /* NUL */
-    assert_false(api__utf8_check("\xc0\xaf", 2, &n));         /* overlong '/' */
-    assert_false(api__utf8_check("\xe0\x80\xaf", 3, &n));     /* overlong, 3 bytes */
-    assert_false(api__utf8_check("\xed\xa0\x80", 3, &n));     /* surrogate D800 */
-    assert_false(api__utf8_check("\xf4\x90\x80\x80", 4, &n)); /* > U+10FFFF */
-    assert_false(api__utf8_check("\xe2\x82", 2, &n));         /* truncated */
-    assert_false(api__utf8_check("\x80", 1, &n));             /* lone continuation */
-    assert_false(api__utf8_check("\xc3\x28", 2, &n));         /* bad continuation */
-}
-
 static void test_dates(void **state)
 {
     (void)state;
@@ -422,7 +402,6 @@ static void test_routes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_parse_long),
