@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/buf.h"
 
 /* Clock skew tolerated on exp/nbf/iat. */

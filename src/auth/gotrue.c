@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "auth/password.h"
 #include "core/buf.h"
 #include "core/crypto.h"

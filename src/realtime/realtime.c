@@ -28,7 +28,7 @@
 
 #include <openssl/rand.h>
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "realtime/changes.h"
 #include "realtime/phoenix.h"

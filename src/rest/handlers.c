@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "auth/auth.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "db/db.h"
@@ -41,7 +41,7 @@ struct rest_ctx {
     auth_caller_t caller;
     bool have_caller;
     rest_schema_t *schema;
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query query;
     struct rest_prefer prefer;
     rest_request_t r;
@@ -52,20 +52,6 @@ struct rest_ctx {
     const char *path; /* the path below /rest/v1, as PostgREST sees it */
 };
 
-/* A copy of at most max bytes of s in the request's arena (NULL when out of memory). */
-static char *arena_strndup(struct rest_ctx *x, const char *s, size_t max)
-{
-    size_t n = 0;
-    while (n < max && s[n])
-        n++;
-    char *p = rest__arena_alloc(&x->arena, n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
 /* Queues a response header (sent with the reply); names are cut at 64 bytes, values at
  * REST_HEADER_VALUE_MAX. */
 static void add_out_header(struct rest_ctx *x, const char *name, const char *value)
@@ -73,8 +59,8 @@ static void add_out_header(struct rest_ctx *x, const char *name, const char *val
     if (x->n_headers >= REST_MAX_RESPONSE_HEADERS)
         return;
     struct out_header *h = &x->headers[x->n_headers];
-    h->name = arena_strndup(x, name, 64);
-    h->value = arena_strndup(x, value, REST_HEADER_VALUE_MAX);
+    h->name = cd_arena_strndup(&x->arena, name, 64);
+    h->value = cd_arena_strndup(&x->arena, value, REST_HEADER_VALUE_MAX);
     if (h->name && h->value)
         x->n_headers++;
 }
@@ -330,7 +316,7 @@ static char *query_without_apikey(struct rest_ctx *x, size_t *len)
 {
     const char *q = x->req->raw_query ? x->req->raw_query : "";
     size_t n = strlen(q);
-    char *outq = rest__arena_alloc(&x->arena, n + 1);
+    char *outq = cd_arena_alloc(&x->arena, n + 1);
     if (!outq)
         return NULL;
     size_t w = 0;
@@ -1183,7 +1169,7 @@ static void handle_rest(http_request_t *req)
     }
     x->req = req;
     x->app = req->ctx;
-    rest__arena_init(&x->arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&x->arena, REST_ARENA_MAX_BYTES);
     const char *method = req->method;
     /* NULL rather than "" when absent: gcc's -Wstringop-overread (ASan, -O2)
      * otherwise assumes sub may be the one-byte literal below. */
@@ -1320,7 +1306,7 @@ done:
     rest__schema_release(x->schema);
     if (x->have_caller)
         auth_caller_free(&x->caller);
-    rest__arena_free(&x->arena);
+    cd_arena_free(&x->arena);
     free(x);
 }
 

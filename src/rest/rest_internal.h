@@ -116,7 +116,7 @@ typedef struct rest_func {
 
 typedef struct rest_schema {
     atomic_int refs;
-    rest__arena_t arena;
+    cd_arena_t arena;
     uint64_t generation;  /* increases with every load */
     rest_table_t *tables; /* sorted by name */
     size_t n_tables;
@@ -247,10 +247,10 @@ typedef struct rest_stmt {
 /* Builds the main statement of req into out (which it initialises; SQL is in out->sql, the
  * caller frees it with cd_buf_free). Allocations other than the SQL text come from arena.
  * Returns false with err filled (400-class errors naming the problem). */
-CD_MUSTCHECK bool rest__build(rest__arena_t *arena, const rest_request_t *req, rest_stmt_t *out,
+CD_MUSTCHECK bool rest__build(cd_arena_t *arena, const rest_request_t *req, rest_stmt_t *out,
                               rest__err_t *err);
 /* Builds `EXPLAIN (FORMAT JSON) SELECT 1 FROM ... WHERE ...` for Prefer: count=planned. */
-CD_MUSTCHECK bool rest__build_explain(rest__arena_t *arena, const rest_request_t *req,
+CD_MUSTCHECK bool rest__build_explain(cd_arena_t *arena, const rest_request_t *req,
                                       rest_stmt_t *out, rest__err_t *err);
 /* Appends "name" with embedded quotes doubled. */
 CD_MUSTCHECK bool rest__quote_ident(cd_buf_t *b, const char *name);

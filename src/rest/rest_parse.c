@@ -13,82 +13,12 @@
  */
 #include "rest/rest_parse.h"
 
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/text.h"
-
-/* ==========================================================================================
- * Arena
- */
-
-#define ARENA_BLOCK_BYTES 16384u
-#define ARENA_ALIGN       (alignof(max_align_t))
-
-struct rest__arena_block {
-    struct rest__arena_block *next;
-    size_t size; /* usable bytes in data */
-    size_t used;
-    max_align_t data[];
-};
-
-void rest__arena_init(rest__arena_t *arena, size_t max)
-{
-    arena->head = NULL;
-    arena->total = 0;
-    arena->max = max;
-}
-
-void *rest__arena_alloc(rest__arena_t *arena, size_t n)
-{
-    struct rest__arena_block *b = arena->head;
-    size_t need, size, bytes;
-    void *mem;
-
-    if (n == 0)
-        n = 1;
-    if (n > arena->max || arena->total > arena->max)
-        return NULL;
-    need = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-    if (b == NULL || b->size - b->used < need) {
-        size = need > ARENA_BLOCK_BYTES ? need : ARENA_BLOCK_BYTES;
-        bytes = sizeof(*b) + size;
-        if (bytes > arena->max - arena->total) {
-            /* Near the maximum: take exactly what is needed. */
-            size = need;
-            bytes = sizeof(*b) + size;
-            if (bytes > arena->max - arena->total)
-                return NULL;
-        }
-        b = malloc(bytes);
-        if (b == NULL)
-            return NULL;
-        b->size = size;
-        b->used = 0;
-        b->next = arena->head;
-        arena->head = b;
-        arena->total += bytes;
-    }
-    mem = (char *)b->data + b->used;
-    b->used += need;
-    return mem;
-}
-
-void rest__arena_free(rest__arena_t *arena)
-{
-    struct rest__arena_block *b = arena->head;
-
-    while (b != NULL) {
-        struct rest__arena_block *next = b->next;
-        free(b);
-        b = next;
-    }
-    arena->head = NULL;
-    arena->total = 0;
-}
 
 /* ==========================================================================================
  * Small helpers: bounded text building, errors, character classes, UTF-8
@@ -208,7 +138,7 @@ static bool parse_i64_digits(const char *s, size_t n, int64_t *out)
 
 /* Counters shared by every parameter of one query string. */
 struct query_ctx {
-    rest__arena_t *arena;
+    cd_arena_t *arena;
     size_t n_filters;
     size_t n_select;
     size_t n_order;
@@ -316,7 +246,7 @@ static bool lit(struct parser *p, const char *word)
 
 static void *p_alloc(struct parser *p, size_t n)
 {
-    void *mem = rest__arena_alloc(p->q->arena, n);
+    void *mem = cd_arena_alloc(p->q->arena, n);
 
     if (mem == NULL)
         fail_fatal(p, "the request needs more than %zu bytes of parser memory", p->q->arena->max);
@@ -334,7 +264,7 @@ static char *p_strndup(struct parser *p, const char *s, size_t n)
     return d;
 }
 
-static bool vec_push(rest__arena_t *arena, struct vec *v, size_t elem, const void *item)
+static bool vec_push(cd_arena_t *arena, struct vec *v, size_t elem, const void *item)
 {
     if (v->len == v->cap) {
         size_t ncap = v->cap != 0 ? v->cap * 2 : 4;
@@ -342,7 +272,7 @@ static bool vec_push(rest__arena_t *arena, struct vec *v, size_t elem, const voi
 
         if (ncap > arena->max / elem)
             return false;
-        nd = rest__arena_alloc(arena, ncap * elem);
+        nd = cd_arena_alloc(arena, ncap * elem);
         if (nd == NULL)
             return false;
         if (v->len != 0)
@@ -1341,11 +1271,11 @@ struct param {
 
 /* application/x-www-form-urlencoded decoding of [s, s+n) into a new arena string; base is the
  * offset of s in the query string, for messages. */
-static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t base, char **out,
+static bool form_decode(cd_arena_t *arena, const char *s, size_t n, size_t base, char **out,
                         size_t *out_len, struct rest_error *err)
 {
     char det[128];
-    char *d = rest__arena_alloc(arena, n + 1);
+    char *d = cd_arena_alloc(arena, n + 1);
     size_t o = 0;
 
     if (d == NULL) {
@@ -1388,7 +1318,7 @@ fail:
     return false;
 }
 
-static bool split_query(rest__arena_t *arena, const char *query, size_t len, struct vec *params,
+static bool split_query(cd_arena_t *arena, const char *query, size_t len, struct vec *params,
                         struct rest_error *err)
 {
     size_t i = 0, base = 0;
@@ -1731,7 +1661,7 @@ static bool parse_range_param(struct query_ctx *q, const struct param *prm, bool
     return true;
 }
 
-static bool parse_query_common(rest__arena_t *arena, const char *query, size_t len, bool rpc,
+static bool parse_query_common(cd_arena_t *arena, const char *query, size_t len, bool rpc,
                                struct rest_query *out, struct rest_error *err)
 {
     struct query_ctx q = {arena, 0, 0, 0};
@@ -1807,14 +1737,14 @@ static bool parse_query_common(rest__arena_t *arena, const char *query, size_t l
     return true;
 }
 
-bool rest_parse_query(rest__arena_t *arena, const char *query, size_t len, struct rest_query *out,
+bool rest_parse_query(cd_arena_t *arena, const char *query, size_t len, struct rest_query *out,
                       struct rest_error *err)
 {
     return parse_query_common(arena, query, len, false, out, err);
 }
 
-bool rest_parse_query_rpc(rest__arena_t *arena, const char *query, size_t len,
-                          struct rest_query *out, struct rest_error *err)
+bool rest_parse_query_rpc(cd_arena_t *arena, const char *query, size_t len, struct rest_query *out,
+                          struct rest_error *err)
 {
     return parse_query_common(arena, query, len, true, out, err);
 }
@@ -1885,7 +1815,7 @@ static bool apply_preference(struct rest_prefer *pr, int *slots, const char *s, 
     return false;
 }
 
-bool rest_parse_prefer(rest__arena_t *arena, const char *const *values, const size_t *lens,
+bool rest_parse_prefer(cd_arena_t *arena, const char *const *values, const size_t *lens,
                        size_t n_values, struct rest_prefer *out, struct rest_error *err)
 {
     struct vec invalid = {0};
@@ -1934,7 +1864,7 @@ bool rest_parse_prefer(rest__arena_t *arena, const char *const *values, const si
             }
             if (e - b > 9 && memcmp(v + b, "timezone=", 9) == 0) {
                 if (out->timezone == NULL) {
-                    out->timezone = rest__arena_alloc(arena, e - b - 9 + 1);
+                    out->timezone = cd_arena_alloc(arena, e - b - 9 + 1);
                     if (out->timezone == NULL)
                         goto nomem;
                     memcpy(out->timezone, v + b + 9, e - b - 9);
@@ -1943,7 +1873,7 @@ bool rest_parse_prefer(rest__arena_t *arena, const char *const *values, const si
                 continue;
             }
             if (!apply_preference(out, slots, v + b, e - b, &seen_max)) {
-                char *copy = rest__arena_alloc(arena, e - b + 1);
+                char *copy = cd_arena_alloc(arena, e - b + 1);
 
                 if (copy == NULL)
                     goto nomem;

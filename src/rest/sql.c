@@ -63,7 +63,7 @@ struct node {
 };
 
 struct ctx {
-    rest__arena_t *arena;
+    cd_arena_t *arena;
     const rest_request_t *req;
     const rest_schema_t *s;
     rest_stmt_t *st;
@@ -76,7 +76,7 @@ struct ctx {
 
 static void *c_alloc(struct ctx *c, size_t n)
 {
-    void *p = rest__arena_alloc(c->arena, n);
+    void *p = cd_arena_alloc(c->arena, n);
     if (!p && !c->failed) {
         rest__fail(c->err, 400, "PGRST100", "The request is too complex",
                    "It needs more memory than one request may use.", NULL);
@@ -1758,7 +1758,7 @@ static bool finish(struct ctx *c)
     return true;
 }
 
-static void ctx_init(struct ctx *c, rest__arena_t *arena, const rest_request_t *req,
+static void ctx_init(struct ctx *c, cd_arena_t *arena, const rest_request_t *req,
                      rest_stmt_t *out_stmt, rest__err_t *err)
 {
     memset(c, 0, sizeof(*c));
@@ -1773,7 +1773,7 @@ static void ctx_init(struct ctx *c, rest__arena_t *arena, const rest_request_t *
     c->err = err;
 }
 
-bool rest__build(rest__arena_t *arena, const rest_request_t *req, rest_stmt_t *out_stmt,
+bool rest__build(cd_arena_t *arena, const rest_request_t *req, rest_stmt_t *out_stmt,
                  rest__err_t *err)
 {
     struct ctx c;
@@ -1794,7 +1794,7 @@ bool rest__build(rest__arena_t *arena, const rest_request_t *req, rest_stmt_t *o
     return finish(&c);
 }
 
-bool rest__build_explain(rest__arena_t *arena, const rest_request_t *req, rest_stmt_t *out_stmt,
+bool rest__build_explain(cd_arena_t *arena, const rest_request_t *req, rest_stmt_t *out_stmt,
                          rest__err_t *err)
 {
     struct ctx c;

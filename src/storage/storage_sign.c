@@ -1,7 +1,7 @@
 /*
  * Signed-URL tokens: compact HS256 JWTs ({"url":"bucket/name","exp",...})
  * under the project's JWT secret, as Supabase Storage makes them. They carry
- * no "role", so jwt_verify (src/auth/jwt.c) never accepts one as an access
+ * no "role", so jwt_verify (src/core/jwt.c) never accepts one as an access
  * token, and this verifier accepts only the one header it writes.
  */
 #include <stdlib.h>

@@ -1,5 +1,7 @@
 /*
- * HS256 JWT verification and signing for campaignd's auth layer.
+ * HS256 JWT verification and signing, shared by every layer that meets a token (auth issues
+ * sessions, app.c derives the API keys, rest/realtime/storage verify callers). It needs only
+ * core, jansson, OpenSSL and libjwt, so it lives in core/.
  *
  * Verification is written out here rather than delegated to libjwt's jwt_decode(), on purpose:
  *  - In jwt_decode() the token's own header picks the algorithm. libjwt 1.x accepts HS384,
@@ -17,7 +19,7 @@
 #define _POSIX_C_SOURCE 200809L /* strnlen */
 #endif
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 
 #include <limits.h>
 #include <stdlib.h>
