@@ -76,6 +76,7 @@ auth_id_status_t auth_identify(const app_t *app, http_request_t *req, bool requi
         jwt_status_t st = verify(app, bearer, &claims);
         if (st != JWT_OK) {
             json_decref(key_claims);
+            out->jwt_status = st;
             *why = jwt_status_message(st);
             return AUTH_ID_BAD_JWT;
         }

@@ -54,6 +54,7 @@ void *cd_arena_alloc(cd_arena_t *arena, size_t n)
         b->next = arena->head;
         arena->head = b;
         arena->total += bytes;
+        CD_ASSERT(arena->total <= arena->max);
     }
     mem = (char *)b->data + b->used;
     b->used += need;

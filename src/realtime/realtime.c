@@ -325,6 +325,7 @@ static void chan_remove(rt_chan_t *ch, bool notify)
     for (rt_chan_t **p = &c->chans; *p; p = &(*p)->next_in_conn)
         if (*p == ch) {
             *p = ch->next_in_conn;
+            CD_ASSERT(c->nchans > 0);
             c->nchans--;
             break;
         }
@@ -556,6 +557,7 @@ static void handle_join(rt_conn_t *c, phx_msg_t *m)
     ch->next_in_conn = c->chans;
     c->chans = ch;
     c->nchans++;
+    CD_ASSERT(c->nchans <= (size_t)rt.app->cfg.realtime_max_channels);
     ch->next_in_topic = t->chans;
     t->chans = ch;
     ch->next_by_id = rt.chans_by_id[ch->id % RT_BUCKETS];

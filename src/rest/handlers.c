@@ -1098,6 +1098,7 @@ static bool identify(struct rest_ctx *x)
         x->have_caller = true;
         return true;
     }
+    jwt_status_t jst = x->caller.jwt_status;
     auth_caller_free(&x->caller);
     if (st != AUTH_ID_BAD_JWT) {
         auth_reply_identify_error(x->req, st, why);
@@ -1106,19 +1107,28 @@ static bool identify(struct rest_ctx *x)
     /* PostgREST's JWT errors: PGRST303 for claims (expired, not yet valid), PGRST301 for a
      * token that cannot be decoded or verified. */
     const char *code = "PGRST301", *msg = "JWT cannot be decoded";
-    if (why == jwt_status_message(JWT_ERR_EXPIRED)) {
+    switch (jst) {
+    case JWT_ERR_EXPIRED:
         code = "PGRST303";
         msg = "JWT expired";
-    } else if (why == jwt_status_message(JWT_ERR_NOT_YET_VALID)) {
+        break;
+    case JWT_ERR_NOT_YET_VALID:
         code = "PGRST303";
         msg = "JWT not yet valid";
-    } else if (why == jwt_status_message(JWT_ERR_SIGNATURE)) {
+        break;
+    case JWT_ERR_SIGNATURE:
         msg = "JWT cryptographic operation failed";
-    } else if (why == jwt_status_message(JWT_ERR_ALG)) {
+        break;
+    case JWT_ERR_ALG:
         msg = "Wrong or unsupported encoding algorithm";
-    } else if (why == jwt_status_message(JWT_ERR_ROLE)) {
+        break;
+    case JWT_ERR_ROLE:
         code = "PGRST303";
         msg = "Parsing claims failed";
+        break;
+    case JWT_OK:
+    case JWT_ERR_MALFORMED:
+        break;
     }
     char h[200];
     snprintf(h, sizeof(h), "Bearer error=\"invalid_token\", error_description=\"%s\"", msg);
