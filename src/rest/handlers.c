@@ -248,14 +248,11 @@ static bool token_is(const char *b, const char *e, const char *word)
     return (size_t)(e - b) == n && strncasecmp(b, word, n) == 0;
 }
 
-enum accept_kind { ACCEPT_NONE, ACCEPT_JSON, ACCEPT_SINGULAR, ACCEPT_CSV, ACCEPT_OPENAPI };
-
-/* Picks the first media type of Accept that this endpoint can produce. */
-static enum accept_kind parse_accept(const char *h, bool root, bool *strip_nulls)
+enum rest__accept rest__parse_accept(const char *h, bool root, bool *strip_nulls)
 {
     *strip_nulls = false;
     if (!h || !*h)
-        return ACCEPT_JSON;
+        return REST__ACCEPT_JSON;
     const char *p = h;
     bool any_item = false;
     while (*p) {
@@ -278,26 +275,26 @@ static enum accept_kind parse_accept(const char *h, bool root, bool *strip_nulls
         }
         if (te > tb)
             any_item = true;
-        enum accept_kind k = ACCEPT_NONE;
+        enum rest__accept k = REST__ACCEPT_NONE;
         if (token_is(tb, te, "*/*") || token_is(tb, te, "application/*") ||
             token_is(tb, te, "application/json") ||
             token_is(tb, te, "application/vnd.pgrst.array+json") ||
             token_is(tb, te, "application/vnd.pgrst.array"))
-            k = root ? ACCEPT_OPENAPI : ACCEPT_JSON;
+            k = root ? REST__ACCEPT_OPENAPI : REST__ACCEPT_JSON;
         else if (token_is(tb, te, "application/vnd.pgrst.object+json") ||
                  token_is(tb, te, "application/vnd.pgrst.object"))
-            k = root ? ACCEPT_NONE : ACCEPT_SINGULAR;
+            k = root ? REST__ACCEPT_NONE : REST__ACCEPT_SINGULAR;
         else if (token_is(tb, te, "text/csv"))
-            k = root ? ACCEPT_NONE : ACCEPT_CSV;
+            k = root ? REST__ACCEPT_NONE : REST__ACCEPT_CSV;
         else if (token_is(tb, te, "application/openapi+json"))
-            k = root ? ACCEPT_OPENAPI : ACCEPT_NONE;
-        if (k != ACCEPT_NONE) {
+            k = root ? REST__ACCEPT_OPENAPI : REST__ACCEPT_NONE;
+        if (k != REST__ACCEPT_NONE) {
             *strip_nulls = nulls;
             return k;
         }
         p = *e ? e + 1 : e;
     }
-    return any_item ? ACCEPT_NONE : ACCEPT_JSON;
+    return any_item ? REST__ACCEPT_NONE : REST__ACCEPT_JSON;
 }
 
 static bool check_profile(struct rest_ctx *x, bool write)
@@ -1170,119 +1167,122 @@ static void do_options(struct rest_ctx *x, const rest_table_t *t, const rest_fun
     http_reply(x->req, 200, "text/plain", NULL, 0);
 }
 
-static void handle_rest(http_request_t *req)
+/* What a /rest/v1 URL names: the root (OpenAPI), a table or view, or rpc/<function>. */
+struct rest_target {
+    enum { REST_TARGET_ROOT, REST_TARGET_TABLE, REST_TARGET_RPC } kind;
+    const char *name; /* table or function; NULL at the root */
+    bool is_get;      /* GET or HEAD */
+    bool is_options;
+};
+
+/* Classify: which resource the path names and whether the method suits it (PGRST125,
+ * PGRST101, PGRST117 otherwise). */
+static bool classify(struct rest_ctx *x, struct rest_target *t)
 {
-    struct rest_ctx *x = calloc(1, sizeof(*x));
-    if (!x) {
-        http_reply_error(req, 500, "PGRSTX00", "out of memory", NULL);
-        return;
-    }
-    x->req = req;
-    x->app = req->ctx;
-    cd_arena_init(&x->arena, REST_ARENA_MAX_BYTES);
-    const char *method = req->method;
+    const char *method = x->req->method;
     /* NULL rather than "" when absent: gcc's -Wstringop-overread (ASan, -O2)
      * otherwise assumes sub may be the one-byte literal below. */
-    const char *sub = req->nparams ? req->params[0] : NULL;
-    x->path = req->path + strlen("/rest/v1");
-    if (!*x->path)
-        x->path = "/";
+    const char *sub = x->req->nparams ? x->req->params[0] : NULL;
 
-    enum { R_ROOT, R_TABLE, R_RPC } kind;
-    const char *name = NULL;
+    memset(t, 0, sizeof(*t));
     if (!sub || *sub == '\0') {
-        kind = R_ROOT;
+        t->kind = REST_TARGET_ROOT;
     } else if (strncmp(sub, "rpc/", 4) == 0 && sub[4] && !strchr(sub + 4, '/')) {
-        kind = R_RPC;
-        name = sub + 4;
+        t->kind = REST_TARGET_RPC;
+        t->name = sub + 4;
     } else if (!strchr(sub, '/')) {
-        kind = R_TABLE;
-        name = sub;
+        t->kind = REST_TARGET_TABLE;
+        t->name = sub;
     } else {
         fail(x, 404, "PGRST125", "Invalid path specified in request URL", NULL, NULL);
-        goto done;
+        return false;
     }
-    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    bool is_options = strcmp(method, "OPTIONS") == 0;
-    if (kind == R_RPC && !is_get && !is_options && strcmp(method, "POST") != 0) {
-        char msg[128];
+    t->is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    t->is_options = strcmp(method, "OPTIONS") == 0;
+    bool read_only = t->is_get || t->is_options;
+    char msg[128];
+    if (t->kind == REST_TARGET_RPC && !read_only && strcmp(method, "POST") != 0) {
         snprintf(msg, sizeof(msg), "Cannot use the %.20s method on RPC", method);
         fail(x, 405, "PGRST101", msg, NULL, NULL);
-        goto done;
+        return false;
     }
-    if ((kind == R_TABLE && !is_get && !is_options && strcmp(method, "POST") != 0 &&
+    if ((t->kind == REST_TARGET_TABLE && !read_only && strcmp(method, "POST") != 0 &&
          strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) ||
-        (kind == R_ROOT && !is_get && !is_options)) {
-        char msg[128];
+        (t->kind == REST_TARGET_ROOT && !read_only)) {
         snprintf(msg, sizeof(msg), "Unsupported HTTP method: %.20s", method);
         fail(x, 405, "PGRST117", msg, NULL, NULL);
-        goto done;
+        return false;
     }
-    if (!identify(x))
-        goto done;
-    if (!check_profile(x, !is_get && !is_options))
-        goto done;
+    return true;
+}
+
+/* Takes a reference to the schema cache for the request (503 PGRST002 while it cannot be
+ * loaded). */
+static bool acquire_schema(struct rest_ctx *x)
+{
     x->schema = rest__schema_acquire();
     if (!x->schema) {
         add_out_header(x, "Retry-After", "1");
         fail(x, 503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
              NULL, NULL);
-        goto done;
+        return false;
     }
     x->r.schema = x->schema;
-    bool strip = false;
-    enum accept_kind ak = parse_accept(http_header(req, "Accept"), kind == R_ROOT, &strip);
-    if (ak == ACCEPT_NONE && !is_options) {
-        char msg[REST_ERROR_MESSAGE_MAX];
-        snprintf(msg, sizeof(msg), "None of these media types are available: %.500s",
-                 http_header(req, "Accept"));
-        fail(x, 406, "PGRST107", msg, NULL, NULL);
-        goto done;
-    }
-    if (kind == R_ROOT) {
-        if (is_options)
-            do_options(x, NULL, NULL);
-        else
-            do_openapi(x);
-        goto done;
-    }
-    x->r.media = ak == ACCEPT_SINGULAR ? REST_MEDIA_SINGULAR
-                 : ak == ACCEPT_CSV    ? REST_MEDIA_CSV
-                                       : REST_MEDIA_JSON;
-    x->r.strip_nulls = strip;
-    x->r.head = req->head_only;
+    return true;
+}
 
+/* Negotiate: the media type of the answer from Accept (406 PGRST107 when none fits). */
+static bool negotiate(struct rest_ctx *x, const struct rest_target *t)
+{
+    bool strip = false;
+    const char *accept = http_header(x->req, "Accept");
+    enum rest__accept ak = rest__parse_accept(accept, t->kind == REST_TARGET_ROOT, &strip);
+    if (ak == REST__ACCEPT_NONE && !t->is_options) {
+        char msg[REST_ERROR_MESSAGE_MAX];
+        snprintf(msg, sizeof(msg), "None of these media types are available: %.500s", accept);
+        fail(x, 406, "PGRST107", msg, NULL, NULL);
+        return false;
+    }
+    x->r.media = ak == REST__ACCEPT_SINGULAR ? REST_MEDIA_SINGULAR
+                 : ak == REST__ACCEPT_CSV    ? REST_MEDIA_CSV
+                                             : REST_MEDIA_JSON;
+    x->r.strip_nulls = strip;
+    x->r.head = x->req->head_only;
+    return true;
+}
+
+/* Parses the Prefer headers and the query string (without apikey) into the request. */
+static bool parse_request(struct rest_ctx *x, const struct rest_target *t)
+{
     struct prefer_values pv = {.n = 0};
-    http_each_header(req, collect_prefer, &pv);
+    http_each_header(x->req, collect_prefer, &pv);
     struct rest_error pe;
     if (!rest_parse_prefer(&x->arena, pv.v, pv.len, pv.n, &x->prefer, &pe)) {
         reply_parse_error(x, &pe);
-        goto done;
+        return false;
     }
     x->r.prefer = &x->prefer;
     size_t qlen = 0;
     char *q = query_without_apikey(x, &qlen);
-    bool parsed = q && (kind == R_RPC ? rest_parse_query_rpc(&x->arena, q, qlen, &x->query, &pe)
-                                      : rest_parse_query(&x->arena, q, qlen, &x->query, &pe));
     if (!q) {
         fail(x, 400, "PGRST100", "failed to parse query string", "out of memory", NULL);
-        goto done;
+        return false;
     }
+    bool parsed = t->kind == REST_TARGET_RPC
+                      ? rest_parse_query_rpc(&x->arena, q, qlen, &x->query, &pe)
+                      : rest_parse_query(&x->arena, q, qlen, &x->query, &pe);
     if (!parsed) {
         reply_parse_error(x, &pe);
-        goto done;
+        return false;
     }
     x->r.query = &x->query;
+    return true;
+}
 
-    if (kind == R_RPC) {
-        if (is_options) {
-            size_t n;
-            do_options(x, NULL, rest__schema_funcs(x->schema, name, &n));
-            goto done;
-        }
-        do_call(x, name);
-        goto done;
-    }
+/* Resolve: the table or view in the schema cache, which is refreshed once for a name it
+ * does not know (a table created since it was loaded); 404 PGRST205 with a hint if absent. */
+static const rest_table_t *resolve_table(struct rest_ctx *x, const char *name)
+{
     const rest_table_t *t = rest__schema_table(x->schema, name);
     if (!t) {
         rest_schema_t *fresh = rest__schema_refresh_for(db_pg_or_null(), x->schema, name, false);
@@ -1299,12 +1299,55 @@ static void handle_rest(http_request_t *req)
                  name);
         rest__table_hint(x->schema, name, hint, sizeof(hint));
         fail(x, 404, "PGRST205", msg, NULL, *hint ? hint : NULL);
+    }
+    return t;
+}
+
+/* Every /rest/v1 request: classify the URL and method, identify the caller, negotiate the
+ * media type, parse Prefer and the query string, resolve the table, then read, write, call
+ * or describe. Each step answers the request itself when it fails. */
+static void handle_rest(http_request_t *req)
+{
+    struct rest_ctx *x = calloc(1, sizeof(*x));
+    if (!x) {
+        http_reply_error(req, 500, "PGRSTX00", "out of memory", NULL);
+        return;
+    }
+    x->req = req;
+    x->app = req->ctx;
+    cd_arena_init(&x->arena, REST_ARENA_MAX_BYTES);
+    x->path = req->path + strlen("/rest/v1");
+    if (!*x->path)
+        x->path = "/";
+
+    struct rest_target t;
+    if (!classify(x, &t) || !identify(x) || !check_profile(x, !t.is_get && !t.is_options) ||
+        !acquire_schema(x) || !negotiate(x, &t))
+        goto done;
+    if (t.kind == REST_TARGET_ROOT) {
+        if (t.is_options)
+            do_options(x, NULL, NULL);
+        else
+            do_openapi(x);
         goto done;
     }
-    x->r.table = t;
-    if (is_options) {
-        do_options(x, t, NULL);
-    } else if (is_get) {
+    if (!parse_request(x, &t))
+        goto done;
+    if (t.kind == REST_TARGET_RPC) {
+        size_t n;
+        if (t.is_options)
+            do_options(x, NULL, rest__schema_funcs(x->schema, t.name, &n));
+        else
+            do_call(x, t.name);
+        goto done;
+    }
+    const rest_table_t *table = resolve_table(x, t.name);
+    if (!table)
+        goto done;
+    x->r.table = table;
+    if (t.is_options) {
+        do_options(x, table, NULL);
+    } else if (t.is_get) {
         x->r.action = REST_ACT_READ;
         do_read(x);
     } else {

@@ -261,4 +261,19 @@ CD_MUSTCHECK bool rest__quote_ident(cd_buf_t *b, const char *name);
  */
 char *rest__openapi(const rest_schema_t *s, const char *external_url);
 
+/* Accept negotiation (handlers.c): what the answer of an endpoint will be. */
+enum rest__accept {
+    REST__ACCEPT_NONE, /* nothing in Accept can be produced: 406 */
+    REST__ACCEPT_JSON,
+    REST__ACCEPT_SINGULAR, /* application/vnd.pgrst.object+json */
+    REST__ACCEPT_CSV,
+    REST__ACCEPT_OPENAPI, /* the root's description */
+};
+
+/* Picks the first media type of the Accept header h (NULL or empty: JSON) that the endpoint
+ * can produce: at the root (root) JSON types mean the OpenAPI description and object/CSV are
+ * refused; elsewhere openapi+json is refused. *strip_nulls is set from a `nulls=stripped`
+ * parameter of the chosen type. Parameters such as q= are ignored: order decides. */
+enum rest__accept rest__parse_accept(const char *h, bool root, bool *strip_nulls);
+
 #endif
