@@ -963,73 +963,82 @@ static char *get_args_json(const struct rest_query *q, const rest_func_t *f)
     return s;
 }
 
-static void do_call(struct rest_ctx *x, const char *fname)
+/* The overloads of fname in the schema cache, refreshed once for a name it does not know. */
+static const rest_func_t *find_functions(struct rest_ctx *x, const char *fname, size_t *n_over)
 {
-    bool post = strcmp(x->req->method, "POST") == 0;
-    size_t n_over = 0;
-    const rest_func_t *over = rest__schema_funcs(x->schema, fname, &n_over);
+    const rest_func_t *over = rest__schema_funcs(x->schema, fname, n_over);
     if (!over) {
         rest_schema_t *fresh = rest__schema_refresh_for(db_pg_or_null(), x->schema, fname, true);
         if (fresh) {
             rest__schema_release(x->schema);
             x->schema = fresh;
             x->r.schema = fresh;
-            over = rest__schema_funcs(fresh, fname, &n_over);
+            over = rest__schema_funcs(fresh, fname, n_over);
         }
     }
-    /* The argument names the request gives. */
-    const char *keys[256];
-    size_t n_keys = 0;
+    return over;
+}
+
+/* The argument names the request gives (the body's keys for POST, the query's arguments
+ * otherwise, at most cap); false when the body was refused (already answered). */
+static bool call_arg_names(struct rest_ctx *x, bool post, const char **keys, size_t cap,
+                           size_t *n_keys)
+{
+    *n_keys = 0;
     if (post) {
         if (!parse_body(x, BODY_JSON_OBJECT | BODY_JSON_ARRAY | BODY_JSON_EMPTY, false))
-            return;
+            return false;
         if (json_is_object(x->body)) {
             const char *k;
             json_t *v;
             json_object_foreach(x->body, k, v)
             {
                 (void)v;
-                if (n_keys < CD_ARRAY_LEN(keys))
-                    keys[n_keys++] = k;
+                if (*n_keys < cap)
+                    keys[(*n_keys)++] = k;
             }
         }
-    } else {
-        for (size_t i = 0; i < x->query.n_rpc_args; i++) {
-            bool dup = false;
-            for (size_t k = 0; k < n_keys && !dup; k++)
-                dup = strcmp(keys[k], x->query.rpc_args[i].name) == 0;
-            if (!dup && n_keys < CD_ARRAY_LEN(keys))
-                keys[n_keys++] = x->query.rpc_args[i].name;
-        }
+        return true;
     }
+    for (size_t i = 0; i < x->query.n_rpc_args; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < *n_keys && !dup; k++)
+            dup = strcmp(keys[k], x->query.rpc_args[i].name) == 0;
+        if (!dup && *n_keys < cap)
+            keys[(*n_keys)++] = x->query.rpc_args[i].name;
+    }
+    return true;
+}
+
+/* Overload resolution as PostgREST does it: the one function whose parameters match the
+ * argument names, else (POST) one taking the whole body as its single json parameter.
+ * Answers 404 PGRST202 or 300 PGRST203 and returns NULL when there is no single match. */
+static const rest_func_t *choose_function(struct rest_ctx *x, const char *fname,
+                                          const rest_func_t *over, size_t n_over, const char **keys,
+                                          size_t n_keys, bool post, bool *whole_body)
+{
     const rest_func_t *match = NULL;
     size_t n_match = 0;
-    bool whole_body = false;
     bool single_object = x->prefer.params_single_object;
+    *whole_body = false;
     for (size_t i = 0; i < n_over && !single_object; i++) {
-        if (json_is_object(x->body) || !post) {
-            if (func_matches(&over[i], keys, n_keys)) {
-                if (!match)
-                    match = &over[i];
-                n_match++;
-            }
+        if ((json_is_object(x->body) || !post) && func_matches(&over[i], keys, n_keys)) {
+            if (!match)
+                match = &over[i];
+            n_match++;
         }
     }
-    if (!match && post) {
-        for (size_t i = 0; i < n_over; i++) {
-            const rest_func_t *f = &over[i];
-            if (f->n_args == 1 && f->args[0].is_json &&
-                (single_object || f->args[0].name[0] == '\0')) {
-                match = f;
-                n_match = 1;
-                whole_body = true;
-                break;
-            }
+    for (size_t i = 0; !match && post && i < n_over; i++) {
+        const rest_func_t *f = &over[i];
+        if (f->n_args == 1 && f->args[0].is_json && (single_object || f->args[0].name[0] == '\0')) {
+            match = f;
+            n_match = 1;
+            *whole_body = true;
         }
     }
     if (!match) {
         no_function(x, fname, keys, n_keys, post, over, n_over);
-        return;
+        return NULL;
     }
     if (n_match > 1) {
         char msg[REST_ERROR_MESSAGE_MAX];
@@ -1040,23 +1049,14 @@ static void do_call(struct rest_ctx *x, const char *fname)
         fail(x, 300, "PGRST203", msg, NULL,
              "Try renaming the parameters or the function itself in the database so function "
              "overloading can be resolved");
-        return;
+        return NULL;
     }
-    x->r.action = REST_ACT_CALL;
-    x->r.func = match;
-    x->r.args_whole_body = whole_body;
-    if (post) {
-        x->r.args_text = n_keys || whole_body ? cd_buf_str(&x->req->body) : NULL;
-        if (whole_body && x->req->body.len == 0)
-            x->r.args_text = "{}";
-    } else if (n_keys) {
-        x->args_text = get_args_json(&x->query, match);
-        if (!x->args_text) {
-            fail(x, 500, "PGRSTX00", "out of memory", NULL, NULL);
-            return;
-        }
-        x->r.args_text = x->args_text;
-    }
+    return match;
+}
+
+/* Runs the chosen function and answers: 204 for void, else the body with its range. */
+static void run_call(struct rest_ctx *x, const rest_func_t *match, bool post)
+{
     if (!read_window(x, true))
         return;
     x->r.count_exact = x->prefer.count != REST_COUNT_UNSET;
@@ -1081,6 +1081,39 @@ static void do_call(struct rest_ctx *x, const char *fname)
             reply_body(x, status, r, !x->r.head);
     }
     PQclear(r);
+}
+
+/* POST or GET /rest/v1/rpc/<fname>. */
+static void do_call(struct rest_ctx *x, const char *fname)
+{
+    bool post = strcmp(x->req->method, "POST") == 0;
+    size_t n_over = 0;
+    const rest_func_t *over = find_functions(x, fname, &n_over);
+    const char *keys[256];
+    size_t n_keys = 0;
+    if (!call_arg_names(x, post, keys, CD_ARRAY_LEN(keys), &n_keys))
+        return;
+    bool whole_body = false;
+    const rest_func_t *match =
+        choose_function(x, fname, over, n_over, keys, n_keys, post, &whole_body);
+    if (!match)
+        return;
+    x->r.action = REST_ACT_CALL;
+    x->r.func = match;
+    x->r.args_whole_body = whole_body;
+    if (post) {
+        x->r.args_text = n_keys || whole_body ? cd_buf_str(&x->req->body) : NULL;
+        if (whole_body && x->req->body.len == 0)
+            x->r.args_text = "{}";
+    } else if (n_keys) {
+        x->args_text = get_args_json(&x->query, match);
+        if (!x->args_text) {
+            fail(x, 500, "PGRSTX00", "out of memory", NULL, NULL);
+            return;
+        }
+        x->r.args_text = x->args_text;
+    }
+    run_call(x, match, post);
 }
 
 /* ==========================================================================================

@@ -110,26 +110,13 @@ static void emit_returning(struct rest__sql *c)
     }
 }
 
-static void emit_insert(struct rest__sql *c)
+/* The rows of an INSERT: DEFAULT VALUES, or the body's objects as records of the given
+ * columns (missing=default: absent keys take the column default instead of NULL). */
+static void emit_insert_rows(struct rest__sql *c, const rest_col_t **cols, size_t n)
 {
     const rest_request_t *req = c->req;
-    const rest_table_t *t = req->table;
     const struct rest_prefer *p = req->prefer;
     const json_t *body = req->body_json;
-    if (json_is_array(body) && json_array_size(body) == 0) {
-        /* Nothing to insert: an empty result of the right shape. */
-        rest__sql_out(c, "SELECT \"pgrst_m\".* FROM ");
-        rest__sql_qualified(c, t->name);
-        rest__sql_out(c, " AS \"pgrst_m\" WHERE false");
-        return;
-    }
-    const rest_col_t **cols = NULL;
-    size_t n = 0;
-    if (!mutation_columns(c, &cols, &n))
-        return;
-    rest__sql_out(c, "INSERT INTO ");
-    rest__sql_qualified(c, t->name);
-    rest__sql_out(c, " AS \"pgrst_m\"");
     bool defaults = req->query->has_columns && p && p->missing == REST_MISSING_DEFAULT;
     if (n == 0 && !json_is_array(body)) {
         rest__sql_out(c, " DEFAULT VALUES");
@@ -178,56 +165,88 @@ static void emit_insert(struct rest__sql *c)
         }
         record_def(c, cols, n);
     }
-    if (p && p->resolution != REST_RESOLUTION_UNSET) {
-        const struct rest_query *q = req->query;
-        rest__sql_out(c, " ON CONFLICT");
-        bool has_target = false;
-        if (q->has_on_conflict && q->n_on_conflict) {
-            rest__sql_out(c, " (");
-            for (size_t i = 0; i < q->n_on_conflict; i++) {
-                if (!rest__table_col(t, q->on_conflict[i])) {
-                    char msg[REST_ERROR_MESSAGE_MAX];
-                    snprintf(msg, sizeof(msg), "column %s.%s does not exist", t->name,
-                             q->on_conflict[i]);
-                    rest__sql_fail(c, 400, "42703", msg, NULL, NULL);
-                    return;
-                }
-                rest__sql_out(c, i ? ", " : "");
-                rest__sql_ident(c, q->on_conflict[i]);
-            }
-            rest__sql_out(c, ")");
-            has_target = true;
-        } else if (t->pk.n) {
-            rest__sql_out(c, " (");
-            for (size_t i = 0; i < t->pk.n; i++) {
-                rest__sql_out(c, i ? ", " : "");
-                rest__sql_ident(c, t->cols[t->pk.cols[i]].name);
-            }
-            rest__sql_out(c, ")");
-            has_target = true;
-        }
-        if (p->resolution == REST_RESOLUTION_MERGE_DUPLICATES && n) {
-            if (!has_target) {
+}
+
+/* ON CONFLICT of an upsert (Prefer: resolution=...): the on_conflict columns or the
+ * primary key, then DO UPDATE of the inserted columns or DO NOTHING. */
+static void emit_on_conflict(struct rest__sql *c, const rest_col_t **cols, size_t n)
+{
+    const rest_request_t *req = c->req;
+    const rest_table_t *t = req->table;
+    const struct rest_prefer *p = req->prefer;
+    const struct rest_query *q = req->query;
+    rest__sql_out(c, " ON CONFLICT");
+    bool has_target = false;
+    if (q->has_on_conflict && q->n_on_conflict) {
+        rest__sql_out(c, " (");
+        for (size_t i = 0; i < q->n_on_conflict; i++) {
+            if (!rest__table_col(t, q->on_conflict[i])) {
                 char msg[REST_ERROR_MESSAGE_MAX];
-                snprintf(msg, sizeof(msg),
-                         "'%s' has no primary key: say which columns identify a duplicate",
-                         t->name);
-                rest__sql_fail(c, 400, "PGRST100", msg, NULL,
-                               "Add on_conflict=<columns of a unique constraint> to the request.");
+                snprintf(msg, sizeof(msg), "column %s.%s does not exist", t->name,
+                         q->on_conflict[i]);
+                rest__sql_fail(c, 400, "42703", msg, NULL, NULL);
                 return;
             }
-            rest__sql_out(c, " DO UPDATE SET ");
-            for (size_t i = 0; i < n; i++) {
-                rest__sql_out(c, i ? ", " : "");
-                rest__sql_ident(c, cols[i]->name);
-                rest__sql_out(c, " = EXCLUDED.");
-                rest__sql_ident(c, cols[i]->name);
-            }
-        } else {
-            rest__sql_out(c, " DO NOTHING");
+            rest__sql_out(c, i ? ", " : "");
+            rest__sql_ident(c, q->on_conflict[i]);
         }
+        rest__sql_out(c, ")");
+        has_target = true;
+    } else if (t->pk.n) {
+        rest__sql_out(c, " (");
+        for (size_t i = 0; i < t->pk.n; i++) {
+            rest__sql_out(c, i ? ", " : "");
+            rest__sql_ident(c, t->cols[t->pk.cols[i]].name);
+        }
+        rest__sql_out(c, ")");
+        has_target = true;
     }
-    emit_returning(c);
+    if (p->resolution == REST_RESOLUTION_MERGE_DUPLICATES && n) {
+        if (!has_target) {
+            char msg[REST_ERROR_MESSAGE_MAX];
+            snprintf(msg, sizeof(msg),
+                     "'%s' has no primary key: say which columns identify a duplicate", t->name);
+            rest__sql_fail(c, 400, "PGRST100", msg, NULL,
+                           "Add on_conflict=<columns of a unique constraint> to the request.");
+            return;
+        }
+        rest__sql_out(c, " DO UPDATE SET ");
+        for (size_t i = 0; i < n; i++) {
+            rest__sql_out(c, i ? ", " : "");
+            rest__sql_ident(c, cols[i]->name);
+            rest__sql_out(c, " = EXCLUDED.");
+            rest__sql_ident(c, cols[i]->name);
+        }
+    } else {
+        rest__sql_out(c, " DO NOTHING");
+    }
+}
+
+static void emit_insert(struct rest__sql *c)
+{
+    const rest_request_t *req = c->req;
+    const rest_table_t *t = req->table;
+    const struct rest_prefer *p = req->prefer;
+    const json_t *body = req->body_json;
+    if (json_is_array(body) && json_array_size(body) == 0) {
+        /* Nothing to insert: an empty result of the right shape. */
+        rest__sql_out(c, "SELECT \"pgrst_m\".* FROM ");
+        rest__sql_qualified(c, t->name);
+        rest__sql_out(c, " AS \"pgrst_m\" WHERE false");
+        return;
+    }
+    const rest_col_t **cols = NULL;
+    size_t n = 0;
+    if (!mutation_columns(c, &cols, &n))
+        return;
+    rest__sql_out(c, "INSERT INTO ");
+    rest__sql_qualified(c, t->name);
+    rest__sql_out(c, " AS \"pgrst_m\"");
+    emit_insert_rows(c, cols, n);
+    if (p && p->resolution != REST_RESOLUTION_UNSET)
+        emit_on_conflict(c, cols, n);
+    if (!c->failed)
+        emit_returning(c);
 }
 
 /* WHERE for UPDATE/DELETE: the filters on "pgrst_m", or with a limit, the rows picked by a
