@@ -1109,6 +1109,7 @@ const size_t realtime_routes_len = CD_ARRAY_LEN(realtime_routes);
 
 bool realtime_start(app_t *app)
 {
+    CD_ASSERT(!rt.started); /* a process singleton: started once, stopped once */
     rt.app = app;
     atomic_store(&rt.stop, false);
     rt.epfd = epoll_create1(EPOLL_CLOEXEC);
