@@ -491,25 +491,7 @@ function serverSockets() {
   return out;
 }
 
-/** CPU time (utime + stime, clock ticks) of the server's realtime loop thread. */
-function realtimeThreadTicks() {
-  const dir = `/proc/${server.process.pid}/task`;
-  for (const tid of fs.readdirSync(dir)) {
-    let comm = '';
-    try {
-      comm = fs.readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
-    } catch {
-      continue;
-    }
-    if (comm !== 'cd-realtime') continue;
-    const stat = fs.readFileSync(`${dir}/${tid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // fields 14 and 15
-  }
-  throw new Error('no cd-realtime thread');
-}
-
-test('raw: a ping flood from a client that never reads is cut off, and the closing socket is freed without spinning', { timeout: 60000 }, async () => {
+test('raw: a ping flood from a client that never reads is cut off, and the closing socket is freed', { timeout: 60000 }, async () => {
   const before = serverSockets();
   const c = await rawWs();
   c.sock.pause(); // never read again, never close
@@ -532,14 +514,8 @@ test('raw: a ping flood from a client that never reads is cut off, and the closi
     return true;
   }, 'the server to stop reading');
   assert.ok(c.sock.writableLength > 0, 'the server must not read the whole flood');
-  // With reads shut down and bytes unread, level-triggered EPOLLIN must not
-  // keep the loop busy: CPU time of the loop thread barely grows.
-  const t0 = realtimeThreadTicks();
-  const w0 = Date.now();
-  await h.sleep(2000);
-  const ticks = realtimeThreadTicks() - t0;
-  const wallTicks = ((Date.now() - w0) / 1000) * 100; // USER_HZ = 100 on Linux
-  assert.ok(ticks < wallTicks / 4, `realtime thread used ${ticks} ticks in ${wallTicks} (spinning?)`);
+  // That the loop does not spin meanwhile (level-triggered EPOLLIN on a socket
+  // whose reads are shut down) is a CPU measurement: bench/realtime/ping_flood.mjs.
   // The closing connection is freed (about 5 s after the close began) although
   // the client neither reads nor closes.
   await waitFor(() => {
