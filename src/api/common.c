@@ -346,17 +346,15 @@ bool api__parse_page(http_request_t *req, api_page_t *p)
 
 bool api__query_append(cd_buf_t *b, const char *name, const char *value)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (!cd_buf_printf(b, "&%s=", name))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-        char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        if (!(keep ? cd_buf_add(b, p, 1) : cd_buf_add(b, enc, 3)))
-            return false;
+    size_t cap = 3 * strlen(value) + 1; /* every byte encoded, and the NUL */
+    char *enc = malloc(cap);
+    bool ok = enc && cd_buf_printf(b, "&%s=", name);
+    if (ok) {
+        size_t n = cd_percent_encode(enc, cap, value, "-._~", NULL);
+        ok = cd_buf_add(b, enc, n);
     }
-    return true;
+    free(enc);
+    return ok;
 }
 
 static bool link(cd_buf_t *b, bool *first, const char *path, long page, long per_page,

@@ -4,6 +4,8 @@
  */
 #include "core/text.h"
 
+#include <string.h>
+
 int cd_hex_value(int c)
 {
     if (c >= '0' && c <= '9')
@@ -24,6 +26,31 @@ void cd_hex_encode(const unsigned char *in, size_t n, char *out)
         out[2 * i + 1] = digits[in[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+size_t cd_percent_encode(char *out, size_t cap, const char *s, const char *keep, bool *complete)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    size_t w = 0;
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || (keep && strchr(keep, *p));
+        if (w + (plain ? 1 : 3) >= cap)
+            break;
+        if (plain) {
+            out[w++] = (char)*p;
+        } else {
+            out[w++] = '%';
+            out[w++] = digits[*p >> 4];
+            out[w++] = digits[*p & 15];
+        }
+    }
+    out[w] = '\0';
+    if (complete)
+        *complete = *p == '\0';
+    return w;
 }
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

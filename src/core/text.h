@@ -17,6 +17,13 @@ int cd_hex_value(int c);
  * (2*n + 1 bytes). */
 void cd_hex_encode(const unsigned char *in, size_t n, char *out);
 
+/* Writes s percent-encoded into out (cap > 0 bytes, NUL included): ASCII letters, digits and
+ * the bytes of keep stay as they are, every other byte becomes %XX (upper-case hex, RFC 3986
+ * 2.1). Stops before an encoding that would not fit, never splitting one, and always
+ * NUL-terminates. Returns the length written; *complete (may be NULL) tells whether all of s
+ * fit. Unreserved characters are keep = "-._~". */
+size_t cd_percent_encode(char *out, size_t cap, const char *s, const char *keep, bool *complete);
+
 /* Unpadded base64url of n bytes into out (4*ceil(n/3)+1 bytes) with a NUL.
  * Returns the length written, NUL excluded. */
 size_t cd_base64url_encode(const unsigned char *in, size_t n, char *out);

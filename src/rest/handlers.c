@@ -498,21 +498,15 @@ static void reply_body(struct rest_ctx *x, int status, const PGresult *r, bool w
     http_reply_take(x->req, status, media_type(&x->r), b, n);
 }
 
-/* Appends s to v (at w, capacity cap), percent-encoding all but unreserved bytes. */
-static size_t append_encoded(char *v, size_t w, size_t cap, const char *s, bool encode)
+/* Appends s to v (at w, capacity cap), percent-encoding all but unreserved bytes; keeps three
+ * bytes spare for the '?', '&' and '=' the caller adds, and always NUL-terminates. */
+static size_t append_encoded(char *v, size_t w, size_t cap, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p && w + 4 < cap; p++) {
-        if (!encode || isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            v[w++] = (char)*p;
-        } else {
-            v[w++] = '%';
-            v[w++] = hex[*p >> 4];
-            v[w++] = hex[*p & 15];
-        }
+    if (w + 4 >= cap) {
+        v[w] = '\0';
+        return w;
     }
-    v[w] = '\0';
-    return w;
+    return w + cd_percent_encode(v + w, cap - w - 3, s, "-_.~", NULL);
 }
 
 /* "/table?id=eq.5" from the location column ([["id","eq.5"]]), percent-encoding values. */
@@ -524,7 +518,7 @@ static void location_header(struct rest_ctx *x, const PGresult *r)
     char v[REST_HEADER_VALUE_MAX];
     size_t w = 0;
     v[w++] = '/';
-    w = append_encoded(v, w, sizeof(v), x->r.table->name, true);
+    w = append_encoded(v, w, sizeof(v), x->r.table->name);
     size_t i;
     json_t *pair;
     json_array_foreach(a, i, pair)
@@ -534,9 +528,9 @@ static void location_header(struct rest_ctx *x, const PGresult *r)
         if (!k || !val || w + 4 >= sizeof(v))
             continue;
         v[w++] = i ? '&' : '?';
-        w = append_encoded(v, w, sizeof(v), k, true);
+        w = append_encoded(v, w, sizeof(v), k);
         v[w++] = '=';
-        w = append_encoded(v, w, sizeof(v), val, true);
+        w = append_encoded(v, w, sizeof(v), val);
     }
     json_decref(a);
     add_out_header(x, "Location", v);

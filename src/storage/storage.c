@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/text.h"
 #include "http/body.h"
 #include "storage/storage_internal.h"
 
@@ -233,22 +234,9 @@ void storage__remove_versions(const app_t *app, const char *json_array)
 /* Appends s percent-encoded for a URL path (keeping '/' and unreserved bytes). */
 static bool encode_path(const char *s, char *out, size_t outlen, size_t *w)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || strchr("-._~/", *p);
-        if (*w + (keep ? 1 : 3) >= outlen)
-            return false;
-        if (keep) {
-            out[(*w)++] = (char)*p;
-        } else {
-            out[(*w)++] = '%';
-            out[(*w)++] = hex[*p >> 4];
-            out[(*w)++] = hex[*p & 15];
-        }
-    }
-    out[*w] = '\0';
-    return true;
+    bool complete = false;
+    *w += cd_percent_encode(out + *w, outlen - *w, s, "-._~/", &complete);
+    return complete;
 }
 
 bool storage_signed_url(const app_t *app, const char *bucket, const char *name, long expires_in,

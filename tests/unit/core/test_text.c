@@ -33,6 +33,33 @@ static void test_hex(void **state)
     assert_string_equal(out, "");
 }
 
+static void test_percent_encode(void **state)
+{
+    (void)state;
+    char out[32];
+    bool complete = false;
+    assert_int_equal(cd_percent_encode(out, sizeof(out), "a b/é~", "-._~", &complete), 15);
+    assert_string_equal(out, "a%20b%2F%C3%A9~");
+    assert_true(complete);
+    /* keep decides what stays */
+    cd_percent_encode(out, sizeof(out), "a/b?c", "/", NULL);
+    assert_string_equal(out, "a/b%3Fc");
+    cd_percent_encode(out, sizeof(out), "x\x01\x7f", NULL, &complete);
+    assert_string_equal(out, "x%01%7F");
+    /* bounded: an encoding is never split, the NUL always fits */
+    assert_int_equal(cd_percent_encode(out, 5, "ab c", "", &complete), 2);
+    assert_string_equal(out, "ab");
+    assert_false(complete);
+    assert_int_equal(cd_percent_encode(out, 6, "ab c", "", &complete), 5);
+    assert_string_equal(out, "ab%20");
+    assert_false(complete);
+    assert_int_equal(cd_percent_encode(out, 1, "abc", "", &complete), 0);
+    assert_string_equal(out, "");
+    assert_false(complete);
+    assert_int_equal(cd_percent_encode(out, 1, "", "", &complete), 0);
+    assert_true(complete);
+}
+
 static void test_base64url_roundtrip(void **state)
 {
     (void)state;
@@ -159,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_percent_encode),
         cmocka_unit_test(test_base64url_roundtrip),
         cmocka_unit_test(test_base64url_strict),
         cmocka_unit_test(test_utf8),
