@@ -1,14 +1,15 @@
 /*
- * libFuzzer target for src/rest/rest_parse.c.
+ * libFuzzer target for the request parser (src/rest/rest_parse.c, rest_query.c, rest_prefer.c).
  *
  * Input: a raw query string, then optionally NUL-separated Prefer header values (the first
  * of which is also tried as a Range header). The query is parsed in normal and RPC mode,
  * with the default arena and with a tiny one, and every tree that comes back is walked and
  * checked against the limits the header promises.
  *
- * Build: clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *          tests/fuzz/fuzz_rest_parse.c src/rest/rest_parse.c -o fuzz_rest_parse
- * Run:   ./fuzz_rest_parse -max_total_time=120 -max_len=20000 tests/fuzz/corpus/rest
+ * Build: CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+ *          -Db_lundef=false && ninja -C build-fuzz fuzz_rest_parse
+ * Run:   build-fuzz/fuzz_rest_parse -max_total_time=120 -max_len=20000 \
+ *          -dict=tests/fuzz/dict/rest_parse.dict tests/fuzz/corpus/rest_parse
  */
 #include <stddef.h>
 #include <stdint.h>
