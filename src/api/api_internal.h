@@ -125,6 +125,22 @@ CD_MUSTCHECK bool api__link_header(cd_buf_t *b, const char *path, const char *ex
 /* Adds X-Total-Count and Link to the response. */
 void api__add_paging_headers(http_request_t *req, const char *path, const char *extra,
                              const api_page_t *p, long long total);
+/* The LIMIT and OFFSET of a page as statement parameters. */
+void api__page_params(const api_page_t *p, char limit[24], char offset[32]);
+/* Answers 200 with a page of a list: res has one row of (total count, JSON array); the
+ * paging headers link to path with extra (see api__link_header). */
+void api__reply_page(http_request_t *req, const PGresult *res, const char *path, const char *extra,
+                     const api_page_t *p);
+
+/* ---------------------------------------------------------- resources */
+
+/* Whether the path's first parameter is a UUID; otherwise answers 400 naming the
+ * `what` id ("campaign", "report"). */
+CD_MUSTCHECK bool api__path_id(http_request_t *req, const char *what);
+/* GET of one resource by the id in the path: runs sql ($1 the id, one row of one JSON
+ * column when visible) as the caller, read-only, and answers 200 with the row or 404
+ * naming `what`. */
+void api__get_by_id(http_request_t *req, const char *sql, const char *what);
 /* Appends "&name=value" with value percent-encoded (RFC 3986 unreserved
  * characters kept). Returns false if b is full. */
 CD_MUSTCHECK bool api__query_append(cd_buf_t *b, const char *name, const char *value);

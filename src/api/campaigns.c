@@ -129,8 +129,7 @@ void api__campaigns_list(http_request_t *req)
         goto done;
     }
     char limit[24], offset[32];
-    snprintf(limit, sizeof(limit), "%ld", pg.per_page);
-    snprintf(offset, sizeof(offset), "%lld", (long long)(pg.page - 1) * pg.per_page);
+    api__page_params(&pg, limit, offset);
     const char *p[4] = {status, type, limit, offset};
     db_stmt_t st = {LIST_SQL, 4, p};
     PGresult *res = NULL;
@@ -143,22 +142,10 @@ void api__campaigns_list(http_request_t *req)
         (!type || api__query_append(&q, "type", type)))
         snprintf(extra, sizeof(extra), "%s", cd_buf_str(&q));
     cd_buf_free(&q);
-    api__add_paging_headers(req, "/api/campaigns", extra, &pg,
-                            strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-    api__reply_cell(req, 200, res, 0, 1);
+    api__reply_page(req, res, "/api/campaigns", extra, &pg);
     PQclear(res);
 done:
     api__end(&ctx);
-}
-
-/* Reads and checks the id in the path, or answers 400. */
-static bool path_id(http_request_t *req, const char *what)
-{
-    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
-        return true;
-    api__reply_invalid(req, "invalid_parameter", "id", "the %s id in the path must be a UUID",
-                       what);
-    return false;
 }
 
 /* The writable fields, checked; *_set say which were given. */
@@ -264,23 +251,7 @@ static const char GET_SQL[] = "select to_json(c)::text from public.campaigns c "
 
 void api__campaigns_get(http_request_t *req)
 {
-    api_ctx_t ctx;
-    if (!api__begin(req, true, &ctx))
-        return;
-    if (!path_id(req, "campaign"))
-        goto done;
-    const char *p[1] = {req->params[0]};
-    db_stmt_t st = {GET_SQL, 1, p};
-    PGresult *res = NULL;
-    if (!api__run(req, &ctx, &st, 1, &res))
-        goto done;
-    if (PQntuples(res) == 1)
-        api__reply_cell(req, 200, res, 0, 0);
-    else
-        api__reply_not_found(req, "campaign");
-    PQclear(res);
-done:
-    api__end(&ctx);
+    api__get_by_id(req, GET_SQL, "campaign");
 }
 
 /* One statement: find the campaign (visible, then lockable = updatable under
@@ -362,7 +333,7 @@ void api__campaigns_update(http_request_t *req)
         return;
     json_t *body = NULL;
     struct campaign_input in;
-    if (!path_id(req, "campaign"))
+    if (!api__path_id(req, "campaign"))
         goto done;
     body = api__read_body(req);
     if (!body || !read_campaign(req, body, false, &in))
@@ -415,7 +386,7 @@ void api__campaigns_delete(http_request_t *req)
     api_ctx_t ctx;
     if (!api__begin(req, false, &ctx))
         return;
-    if (!path_id(req, "campaign"))
+    if (!api__path_id(req, "campaign"))
         goto done;
     const char *p[1] = {req->params[0]};
     db_stmt_t st = {DELETE_SQL, 1, p};

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/api_internal.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "http/body.h"
@@ -392,6 +393,49 @@ void api__add_paging_headers(http_request_t *req, const char *path, const char *
     if (api__link_header(&b, path, extra, p, total))
         http_add_header(req, "Link", cd_buf_str(&b));
     cd_buf_free(&b);
+}
+
+void api__page_params(const api_page_t *p, char limit[24], char offset[32])
+{
+    snprintf(limit, 24, "%ld", p->per_page);
+    snprintf(offset, 32, "%lld", (long long)(p->page - 1) * p->per_page);
+}
+
+void api__reply_page(http_request_t *req, const PGresult *res, const char *path, const char *extra,
+                     const api_page_t *p)
+{
+    api__add_paging_headers(req, path, extra, p, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    api__reply_cell(req, 200, res, 0, 1);
+}
+
+bool api__path_id(http_request_t *req, const char *what)
+{
+    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
+        return true;
+    api__reply_invalid(req, "invalid_parameter", "id", "the %s id in the path must be a UUID",
+                       what);
+    return false;
+}
+
+void api__get_by_id(http_request_t *req, const char *sql, const char *what)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, true, &ctx))
+        return;
+    if (!api__path_id(req, what))
+        goto done;
+    const char *p[1] = {req->params[0]};
+    db_stmt_t st = {sql, 1, p};
+    PGresult *res = NULL;
+    if (!api__run(req, &ctx, &st, 1, &res))
+        goto done;
+    if (PQntuples(res) == 1)
+        api__reply_cell(req, 200, res, 0, 0);
+    else
+        api__reply_not_found(req, what);
+    PQclear(res);
+done:
+    api__end(&ctx);
 }
 
 /* ---------------------------------------------------------------- table */
