@@ -53,6 +53,13 @@ void api__end(api_ctx_t *ctx);
  * with PostgreSQL's message) and returns false with every result NULL. */
 CD_MUSTCHECK bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
                            size_t n, PGresult **results);
+/* The route's :id (params[0]), which must be a UUID; false after answering
+ * 400 "the <what> id in the path must be a UUID". */
+CD_MUSTCHECK bool api__path_id(http_request_t *req, const char *what);
+/* A whole "GET one by id" handler: identifies the caller, checks the id,
+ * runs sql ($1 = the id) read-only as the caller and answers its first cell
+ * with 200, or 404 "<what> not found" when there is no row. */
+void api__reply_by_id(http_request_t *req, const char *sql, const char *what);
 
 /* Answers status with {code, message, details, hint}; details and hint may
  * be NULL (JSON null). */
@@ -132,15 +139,6 @@ void api__page_params(const api_page_t *p, char limit[24], char offset[32]);
 void api__reply_page(http_request_t *req, const PGresult *res, const char *path, const char *extra,
                      const api_page_t *p);
 
-/* ---------------------------------------------------------- resources */
-
-/* Whether the path's first parameter is a UUID; otherwise answers 400 naming the
- * `what` id ("campaign", "report"). */
-CD_MUSTCHECK bool api__path_id(http_request_t *req, const char *what);
-/* GET of one resource by the id in the path: runs sql ($1 the id, one row of one JSON
- * column when visible) as the caller, read-only, and answers 200 with the row or 404
- * naming `what`. */
-void api__get_by_id(http_request_t *req, const char *sql, const char *what);
 /* Appends "&name=value" with value percent-encoded (RFC 3986 unreserved
  * characters kept). Returns false if b is full. */
 CD_MUSTCHECK bool api__query_append(cd_buf_t *b, const char *name, const char *value);

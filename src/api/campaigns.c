@@ -251,7 +251,7 @@ static const char GET_SQL[] = "select to_json(c)::text from public.campaigns c "
 
 void api__campaigns_get(http_request_t *req)
 {
-    api__get_by_id(req, GET_SQL, "campaign");
+    api__reply_by_id(req, GET_SQL, "campaign");
 }
 
 /* One statement: find the campaign (visible, then lockable = updatable under

@@ -299,7 +299,7 @@ static const char GET_SQL[] = "select to_json(r)::text, coalesce(r.data ->> 'nam
 
 void api__reports_get(http_request_t *req)
 {
-    api__get_by_id(req, GET_SQL, "report");
+    api__reply_by_id(req, GET_SQL, "report");
 }
 
 /* --------------------------------------------------------------- export */
