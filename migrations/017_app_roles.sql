@@ -87,6 +87,9 @@ as $$
 $$;
 
 revoke all on function auth.db_role_for(text) from public, anon, authenticated;
+-- The prelude calls it as authenticator, before SET ROLE: USAGE on the schema
+-- reaches the function only (every auth table is revoked from PUBLIC).
+grant usage on schema auth to authenticator;
 grant execute on function auth.db_role_for(text) to authenticator, service_role;
 
 -- ---------------------------------------------------------------------------
