@@ -51,12 +51,13 @@ def entries(path):
 
 
 def request_of(stmts, path):
-    """The statements of the transaction whose prelude set request.path to path
-    (parameter $4 of the prelude, src/db/db.c), from its BEGIN to its COMMIT;
+    """The statements of the transaction whose prelude set request.path to the
+    end of path (parameter $4 of the prelude, src/db/db.c: PostgREST's path,
+    e.g. /campaigns for /rest/v1/campaigns), from its BEGIN to its COMMIT;
     DEALLOCATEs sent before the BEGIN are left out (a replay has nothing to
     deallocate). [] when there is none."""
     for i, (sql, params) in enumerate(stmts):
-        if "set_config('request.path', $4" in sql and params.get(4) == path:
+        if "set_config('request.path', $4" in sql and params.get(4) and path.endswith(params[4]):
             start = i
             while start > 0 and not stmts[start][0].upper().startswith("BEGIN"):
                 start -= 1

@@ -201,12 +201,21 @@ perf_sections=""
 perf_report() {
   local name=$1 f=$work/perf-$1.data
   [ -s "$f" ] || { log "$name: no perf data"; return 0; }
-  local by_comm by_sym pg_sym
-  by_comm=$(perf report -i "$f" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12)
-  by_sym=$(perf report -i "$f" --no-children --comm campaignd --sort dso,symbol --stdio 2>/dev/null |
-    grep -E '^ +[0-9]' | head -25)
-  pg_sym=$(perf report -i "$f" --no-children --comm postgres --sort symbol --stdio 2>/dev/null |
-    grep -E '^ +[0-9]' | head -15)
+  local by_comm by_sym by_dso pg_sym
+  by_comm=$(perf report -i "$f" --no-children -g none --sort comm --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -12 || true)
+  # this run's server and this run's PostgreSQL backends only (the machine is shared)
+  local pm pg_pids
+  pm=$(head -1 "$data/pg/postmaster.pid" 2>/dev/null || true)
+  [ -n "$pm" ] || pm=$(head -1 "$(find "$data" -name postmaster.pid | head -1)" 2>/dev/null || true)
+  pg_pids=$(pgrep -d, -P "$pm" 2>/dev/null || true)
+  by_sym=$(perf report -i "$f" --no-children -g none --pid "$server_pid" --sort dso,symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -30 | cut -c1-120 | sed 's/ *$//' || true)
+  by_dso=$(perf report -i "$f" --no-children -g none --pid "$server_pid" --sort dso --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -12 | sed 's/ *$//' || true)
+  pg_sym=""
+  [ -z "$pg_pids" ] || pg_sym=$(perf report -i "$f" --no-children -g none --pid "$pg_pids" --sort symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -20 | cut -c1-120 | sed 's/ *$//' || true)
   perf_sections+="
 ### Profile: $name at 8 connections (perf record -a -g, ${seconds}s)
 
@@ -216,13 +225,18 @@ CPU samples by process (all CPUs, the whole machine):
 $by_comm
 \`\`\`
 
-The server's own samples (campaignd threads), by library and symbol:
+This run's server process (pid $server_pid, all threads), by library, then by symbol
+(percentages of all samples on the machine):
+
+\`\`\`
+$by_dso
+\`\`\`
 
 \`\`\`
 $by_sym
 \`\`\`
 
-PostgreSQL backends' samples, by symbol:
+This run's PostgreSQL backends, by symbol:
 
 \`\`\`
 $pg_sym
