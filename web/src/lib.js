@@ -112,14 +112,22 @@ export function setTimeZone(tz) {
 }
 export const timeZone = () => appTimeZone;
 
-/** A timestamp shown in the app's time zone. */
+let appDateFormat = 'MM/DD/YYYY'; // app_settings.date_format
+export function setDateFormat(f) {
+  if (['MM/DD/YYYY', 'DD/MM/YYYY', 'YYYY-MM-DD', 'DD.MM.YYYY'].includes(f)) appDateFormat = f;
+}
+
+/** A timestamp shown in the app's time zone and date format, e.g. 12/05/2026 09:30. */
 export function fmtTime(ts) {
   if (!ts) return '—';
   const d = new Date(ts);
   if (Number.isNaN(d.getTime())) return String(ts);
-  return new Intl.DateTimeFormat(undefined, {
-    timeZone: appTimeZone, year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
-  }).format(d);
+  const p = {};
+  for (const x of new Intl.DateTimeFormat('en-US', {
+    timeZone: appTimeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+  }).formatToParts(d)) p[x.type] = x.value;
+  const date = appDateFormat.replace('YYYY', p.year).replace('MM', p.month).replace('DD', p.day);
+  return `${date} ${p.hour}:${p.minute}`;
 }
 
 export function fmtNum(n, digits = 0) {

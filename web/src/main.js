@@ -4,7 +4,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import './style.css';
-import { html, supabase, roleOf, setTimeZone, ErrorBox } from './lib.js';
+import { html, supabase, roleOf, setTimeZone, setDateFormat, ErrorBox } from './lib.js';
 import { SignIn } from './pages/signin.js';
 import { pages, matchPage } from './pages/index.js';
 
@@ -44,6 +44,7 @@ function App() {
     if (!session) return;
     supabase.from('app_settings_public').select('*').maybeSingle().then(({ data }) => {
       if (data?.timezone) setTimeZone(data.timezone);
+      if (data?.date_format) setDateFormat(data.date_format);
       setSettings(data || {});
     });
   }, [session?.user?.id]);

@@ -3,7 +3,7 @@
 // write-only masked secret fields, and the audit log with filters.
 import { useState } from 'preact/hooks';
 import { createClient } from '@supabase/supabase-js';
-import { html, supabase, anonKey, accessToken, q, fromSupabase, useAsync, Status, ErrorBox, Field, Pager, fmtTime, useFlash, setTimeZone } from '../lib.js';
+import { html, supabase, anonKey, accessToken, q, fromSupabase, useAsync, Status, ErrorBox, Field, Pager, fmtTime, useFlash, setTimeZone, setDateFormat } from '../lib.js';
 
 const ROLES = ['admin', 'user', 'viewer'];
 const TABS = [['users', 'Users'], ['settings', 'Settings'], ['audit', 'Audit log']];
@@ -112,6 +112,7 @@ function SettingsForm({ s, reload }) {
       for (const [name] of SECRETS)
         if (secrets[name]) await q(supabase.rpc('set_app_secret', { name, value: secrets[name] }));
       setTimeZone(f.timezone);
+      setDateFormat(f.date_format);
       setSecrets({});
       show('Settings saved.');
       reload();
