@@ -3,6 +3,7 @@
 // the page registry in pages/index.js.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import 'uplot/dist/uPlot.min.css'; // here, not in chart.js: esbuild loads no CSS for lazy chunks
 import './style.css';
 import { html, supabase, roleOf, setTimeZone, setDateFormat, ErrorBox } from './lib.js';
 import { SignIn } from './pages/signin.js';

@@ -1,13 +1,20 @@
 // The page registry: each engine of campaignd adds its page here (path, title,
 // the roles that see it in the menu, and the component). Paths are hash routes;
 // ":name" segments become params.
-import { Overview } from './overview.js';
-import { Campaigns, CampaignPage } from './campaigns.js';
-import { Templates, TemplatePage } from './templates.js';
-import { Contacts } from './contacts.js';
-import { Reports } from './reports.js';
-import { Admin } from './admin.js';
-import { DataSources, DataSourcePage } from './sources.js';
+// Each page is its own chunk, loaded when first opened, so the first page
+// (sign-in) carries only the shell and supabase-js.
+import { lazy } from '../lazy.js';
+
+const Overview = lazy(() => import('./overview.js'), 'Overview');
+const Campaigns = lazy(() => import('./campaigns.js'), 'Campaigns');
+const CampaignPage = lazy(() => import('./campaigns.js'), 'CampaignPage');
+const Templates = lazy(() => import('./templates.js'), 'Templates');
+const TemplatePage = lazy(() => import('./templates.js'), 'TemplatePage');
+const Contacts = lazy(() => import('./contacts.js'), 'Contacts');
+const Reports = lazy(() => import('./reports.js'), 'Reports');
+const Admin = lazy(() => import('./admin.js'), 'Admin');
+const DataSources = lazy(() => import('./sources.js'), 'DataSources');
+const DataSourcePage = lazy(() => import('./sources.js'), 'DataSourcePage');
 
 const ALL = ['admin', 'user', 'viewer'];
 const WRITERS = ['admin', 'user'];
