@@ -102,7 +102,7 @@ function CampaignView({ role, session, c, reload }) {
   };
 
   return html`
-    <div class="page-head"><h1 id="cp-title">${c.name}</h1><${Badge} value=${c.status} /></div>
+    <div class="page-head title"><h1 id="cp-title">${c.name}</h1><${Badge} value=${c.status} /></div>
     <p class="muted">${c.type} · created ${fmtTime(c.created_at)} · ${c.scheduled_date ? `scheduled for ${fmtTime(c.scheduled_date)} (${timeZone()})` : 'not scheduled'}</p>
     ${c.status === 'sending' ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Sending"><span class="indeterminate"></span></div>` : null}
     ${flash}<${ErrorBox} error=${error} />
@@ -113,8 +113,8 @@ function CampaignView({ role, session, c, reload }) {
       <${Field} label=${`Send at (${timeZone()})`} id="sched-at"><input id="sched-at" type="datetime-local" required value=${when} onInput=${(e) => setWhen(e.target.value)} /></${Field}>
       <button type="submit" disabled=${busy}>Confirm schedule</button> <button type="button" class="secondary" onClick=${() => setSchedFor(null)}>Back</button>
     </form>` : null}
-    ${writable && !FINAL.includes(c.status) ? html`<details class="card"><summary>Edit campaign</summary><${Editor} role=${role} session=${session} campaign=${c} onSaved=${() => { show('Saved.'); reload(); }} /></details>`
-              : html`<div class="card"><h2>Content</h2><pre class="content">${c.content || '(empty)'}</pre></div>`}
+    <div class="card"><h2>Content</h2><pre class="content">${c.content || '(empty)'}</pre></div>
+    ${writable && !FINAL.includes(c.status) ? html`<details class="card"><summary>Edit campaign</summary><${Editor} role=${role} session=${session} campaign=${c} onSaved=${() => { show('Saved.'); reload(); }} /></details>` : null}
     <${Performance} role=${role} session=${session} c=${c} />
     ${writable ? html`<p><button type="button" class="link danger" onClick=${remove}>Delete campaign</button></p>` : null}`;
 }

@@ -79,7 +79,7 @@ export function DataSourcePage({ params }) {
   const previewRows = preview && (preview.preview_data || preview.rows || preview.preview);
   return html`<section aria-labelledby="dsp-title"><p><a href="#/data-sources">← Data sources</a></p>
     <${Status} state=${src}>${d ? html`
-      <div class="page-head"><h1 id="dsp-title">${d.name}</h1><${Badge} value=${d.sync_status} /></div>
+      <div class="page-head title"><h1 id="dsp-title">${d.name}</h1><${Badge} value=${d.sync_status} /></div>
       <p class="muted">${d.type} · schedule ${d.sync_schedule} · last sync ${fmtTime(d.last_sync_at)} · next ${fmtTime(d.next_sync_at)}${d.table_name ? ` · table ${d.table_name}` : ''}</p>
       <div class="actions"><button type="button" disabled=${busy} onClick=${() => run('test')}>Test connection</button><button type="button" disabled=${busy} onClick=${() => run('sync')}>Sync now</button></div>
       <${ErrorBox} error=${error} />${flash}
