@@ -17,7 +17,8 @@ rmSync(tmp, { recursive: true, force: true });
 mkdirSync(path.join(tmp, 'assets'), { recursive: true });
 
 const result = await build({
-  entryPoints: { app: path.join(root, 'web/src/main.js') },
+  absWorkingDir: root, // metafile paths are relative to it
+  entryPoints: { app: 'web/src/main.js' },
   bundle: true,
   minify: true,
   format: 'esm',
@@ -37,7 +38,7 @@ const result = await build({
 // first page (sign-in) loads before it can paint.
 const outputs = result.metafile.outputs;
 const files = {};
-const entryPath = Object.keys(outputs).find((f) => outputs[f].entryPoint);
+const entryPath = Object.keys(outputs).find((f) => outputs[f].entryPoint === 'web/src/main.js');
 files.js = path.basename(entryPath);
 files.css = path.basename(outputs[entryPath].cssBundle);
 const firstPage = new Set([entryPath, outputs[entryPath].cssBundle]);

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { startServer, ROOT } from '../integration/helpers.js';
+import { startServer, request, ROOT } from '../integration/helpers.js';
 import { launch, watch, step, signIn, navItems, WEB_DIR, WAIT } from './browser.js';
 
 const PASSWORD = 'e2e password 123';
@@ -192,6 +192,29 @@ describe('the dashboard in a browser', () => {
       await page.getByText('Campaign is now scheduled.').waitFor();
       await status.getByRole('button', { name: 'Send now' }).waitFor();
       assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Send now', 'Pause', 'Cancel campaign']);
+    });
+  });
+
+  it('the import wizard creates a source and says so when the server has no import engine', async () => {
+    const page = await newPage();
+    await step('wizard', pages, async () => {
+      // Is the import engine (its /api routes) in this server?
+      const probe = await request(`${server.url}/api/data-sources/00000000-0000-4000-8000-000000000000/test`, { method: 'POST', headers: { apikey: server.anonKey } });
+      const engine = !(probe.status === 404 && probe.json?.message === 'No such endpoint.');
+      await signIn(page, server.url, people.user, PASSWORD);
+      await page.goto(`${server.url}/#/data-sources`);
+      await page.getByRole('link', { name: 'Import data' }).click();
+      await page.getByLabel('Name').fill('Agency list');
+      await page.getByLabel('Where the data is').selectOption('csv_url');
+      await page.getByLabel('Link').fill('https://example.invalid/list.csv');
+      await page.getByRole('button', { name: 'Continue' }).click();
+      const alert = page.getByRole('alert');
+      if (!engine) await alert.getByText('The import engine is not available on this server yet.').waitFor();
+      else await alert.waitFor(); // the engine cannot read that link: an error that says so
+      await page.goto(`${server.url}/#/data-sources`);
+      await page.getByRole('link', { name: 'Agency list' }).click();
+      await page.getByRole('heading', { name: 'Agency list' }).waitFor();
+      await page.getByText('This source has not synced yet.').or(page.getByRole('cell', { name: /failed|running|success/ }).first()).waitFor();
     });
   });
 

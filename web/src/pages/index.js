@@ -15,6 +15,7 @@ const Reports = lazy(() => import('./reports.js'), 'Reports');
 const Admin = lazy(() => import('./admin.js'), 'Admin');
 const DataSources = lazy(() => import('./sources.js'), 'DataSources');
 const DataSourcePage = lazy(() => import('./sources.js'), 'DataSourcePage');
+const ImportWizard = lazy(() => import('./wizard.js'), 'ImportWizard');
 
 const ALL = ['admin', 'user', 'viewer'];
 const WRITERS = ['admin', 'user'];
@@ -28,6 +29,7 @@ export const pages = [
   { path: '/contacts', title: 'Contacts', nav: true, roles: WRITERS, component: Contacts },
   { path: '/reports', title: 'Reports', nav: true, roles: ALL, component: Reports },
   { path: '/data-sources', title: 'Data sources', nav: true, roles: WRITERS, component: DataSources },
+  { path: '/data-sources/import', title: 'Import data', roles: WRITERS, component: ImportWizard },
   { path: '/data-sources/:id', title: 'Data source', roles: WRITERS, component: DataSourcePage },
   { path: '/admin', title: 'Admin', nav: true, roles: ['admin'], component: Admin },
 ];

@@ -26,7 +26,7 @@ export function DataSources() {
   const state = useAsync(() => q(supabase.from('data_sources').select('id,name,type,sync_schedule,sync_status,last_sync_at,next_sync_at').order('created_at', { ascending: false }).limit(500)), [gen]);
   const rows = state.data || [];
   return html`<section aria-labelledby="ds-title">
-    <div class="page-head"><h1 id="ds-title">Data sources</h1><button type="button" aria-expanded=${adding} onClick=${() => setAdding(!adding)}>New data source</button></div>
+    <div class="page-head"><h1 id="ds-title">Data sources</h1><a class="button" href="#/data-sources/import">Import data</a><button type="button" class="secondary" aria-expanded=${adding} onClick=${() => setAdding(!adding)}>New data source</button></div>
     ${adding ? html`<${NewSource} onDone=${(id) => { setAdding(false); setGen((n) => n + 1); if (id) window.location.hash = `#/data-sources/${id}`; }} />` : null}
     <${Status} state=${state} empty=${!rows.length} emptyText="No data sources yet. Add one to import contacts or metrics.">
       <div class="table-wrap"><table class="list"><thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Schedule</th><th scope="col">Status</th><th scope="col">Last sync</th></tr></thead>
