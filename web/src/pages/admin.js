@@ -8,12 +8,20 @@ import { html, supabase, anonKey, accessToken, q, fromSupabase, useAsync, Status
 const ROLES = ['admin', 'user', 'viewer'];
 const TABS = [['users', 'Users'], ['settings', 'Settings'], ['audit', 'Audit log']];
 
+// One client per access token (a refresh makes a new one).
+let adminClient = null;
+let adminToken = null;
 async function adminAuth() {
   const tok = await accessToken();
-  return createClient(window.location.origin, anonKey, {
-    global: { headers: { Authorization: `Bearer ${tok}` } },
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false, storageKey: 'campaignd-admin' },
-  }).auth.admin;
+  if (tok !== adminToken) {
+    adminToken = tok;
+    adminClient = createClient(window.location.origin, anonKey, {
+      global: { headers: { Authorization: `Bearer ${tok}` } },
+      auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false, storageKey: 'campaignd-admin' },
+      realtime: { params: {} },
+    });
+  }
+  return adminClient.auth.admin;
 }
 async function call(promise) {
   const { data, error } = await promise;
