@@ -63,7 +63,7 @@ function App() {
 
   const signOut = async () => {
     window.dispatchEvent(new Event('campaignd:signout'));
-    await supabase.auth.signOut();
+    await supabase.auth.signOut({ scope: 'local' }); // this session only; other devices stay signed in
   };
 
   return html`<div class="app">

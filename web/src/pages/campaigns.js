@@ -139,7 +139,9 @@ function Editor({ campaign, onSaved }) {
     setBusy(true); setError(null);
     const body = { name: name.trim(), content: content || null };
     if (!campaign || campaign.status === 'draft') body.type = type;
-    if (when) {
+    if (campaign && when === isoToZoned(campaign.scheduled_date)) {
+      // unchanged: not sent, so a past date of a sent or paused campaign is no error
+    } else if (when) {
       const iso = zonedToIso(when);
       if (!iso) { setError(new ApiError(400, 'invalid', 'The schedule is not a valid date and time.')); setBusy(false); return; }
       body.scheduled_date = iso;
