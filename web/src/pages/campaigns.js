@@ -8,6 +8,7 @@ import { TimeChart } from '../chart.js';
 
 export const STATUSES = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled', 'active', 'completed', 'failed'];
 const TYPES = ['email', 'sms', 'social'];
+const COUNTED = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled'];
 
 /** The buttons of the state machine (docs/api.md, "Status transitions"). */
 export const ACTIONS = {
@@ -32,6 +33,12 @@ export function Campaigns({ role }) {
   if (status) qs.set('status', status);
   if (type) qs.set('type', type);
   const state = useAsync(() => api(`/api/campaigns?${qs}`), [qs.toString(), live]);
+  // Counts per status (X-Total-Count of one-row pages), for the status chips.
+  const counts = useAsync(() => Promise.all(COUNTED.map((st) => {
+    const cq = new URLSearchParams({ per_page: 1, status: st });
+    if (type) cq.set('type', type);
+    return api(`/api/campaigns?${cq}`).then((r) => [st, r.total]);
+  })).then(Object.fromEntries), [type, live]);
   useRealtime('campaigns', ['campaigns'], () => setLive((n) => n + 1));
   const rows = state.data?.data || [];
 
@@ -40,6 +47,10 @@ export function Campaigns({ role }) {
       <h1 id="c-title">Campaigns</h1>
       ${canWrite(role) ? html`<a class="button" href="#/campaigns/new">New campaign</a>` : null}
     </div>
+    ${counts.data ? html`<div class="chips" role="group" aria-label="Campaigns by status">
+      ${COUNTED.map((st) => html`<button type="button" class=${`chip${status === st ? ' on' : ''}`} aria-pressed=${status === st}
+        onClick=${() => { setStatus(status === st ? '' : st); setPage(1); }}><span class="chip-n">${counts.data[st] ?? 0}</span> ${st}</button>`)}
+    </div>` : null}
     <div class="filters" role="group" aria-label="Filters">
       <${Field} label="Status" id="f-status"><select id="f-status" value=${status} onChange=${(e) => { setStatus(e.target.value); setPage(1); }}>
         <option value="">Any</option>${STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}</select></${Field}>
