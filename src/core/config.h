@@ -64,6 +64,8 @@ typedef struct config {
     long job_lease_seconds;
     long job_poll_interval;
     long job_keep_days;
+    /* web */
+    char *web_dir;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
