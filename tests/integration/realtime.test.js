@@ -140,23 +140,25 @@ test('postgres_changes: event types and filters (eq, neq, in) select what is sen
   const ch = a.client
     .channel('filters')
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns' }, (p) => inserts.push(p))
-    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=eq.active' }, (p) => activeOnly.push(p))
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=eq.scheduled' }, (p) => activeOnly.push(p))
     .on('postgres_changes', { event: '*', schema: 'public', table: 'campaigns', filter: 'type=in.(sms,social)' }, (p) => smsOrSocial.push(p))
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=neq.draft' }, (p) => notDraft.push(p))
     .on('postgres_changes', { event: 'UPDATE', schema: 'public', table: 'campaigns' }, (p) => updates.push(p));
   await subscribed(ch);
 
   const draft = await insertCampaign(a.client, { name: 'f draft', status: 'draft' });
-  const active = await insertCampaign(a.client, { name: 'f active', status: 'active' });
+  // a new campaign is draft or scheduled (the database's state machine, 018)
+  const when = new Date(Date.now() + 86400e3).toISOString();
+  const active = await insertCampaign(a.client, { name: 'f scheduled', status: 'scheduled', scheduled_date: when });
   const sms = await insertCampaign(a.client, { name: 'f sms', type: 'sms' });
-  const last = await insertCampaign(a.client, { name: 'f last', type: 'social', status: 'paused' });
+  const last = await insertCampaign(a.client, { name: 'f last', type: 'social', status: 'draft' });
   await waitFor(() => inserts.some((p) => p.new.id === last.id));
   await waitFor(() => smsOrSocial.some((p) => p.new.id === last.id));
 
   assert.deepEqual(inserts.map((p) => p.new.id), [draft.id, active.id, sms.id, last.id]);
   assert.deepEqual(activeOnly.map((p) => p.new.id), [active.id]);
   assert.deepEqual(smsOrSocial.map((p) => p.new.id), [sms.id, last.id]);
-  assert.deepEqual(notDraft.map((p) => p.new.id), [active.id, last.id]);
+  assert.deepEqual(notDraft.map((p) => p.new.id), [active.id]);
   assert.equal(updates.length, 0, 'INSERT-only bindings must not fire UPDATE callbacks');
   await a.client.removeAllChannels();
 });

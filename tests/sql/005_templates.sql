@@ -58,8 +58,9 @@ SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-000
           0::bigint, 'alice DELETE of bob''s template touches 0 rows');
 SELECT is(tests.affected($$UPDATE public.templates SET deleted_at = now() WHERE id = '70000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her template');
-SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can hard-DELETE her template');
+SELECT throws_ok($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000a2'$$,
+                 '42501', 'templates are soft-deleted: a hard DELETE is not allowed',
+                 'alice cannot hard-DELETE her template: templates are soft-deleted (018)');
 
 -- bob
 SELECT tests.authenticate_as(:'bob');
@@ -68,7 +69,7 @@ SELECT is((SELECT count(*) FROM public.templates WHERE id = '70000000-0000-0000-
 
 -- admin
 SELECT tests.authenticate_as(:'admin');
-SELECT is((SELECT count(*) FROM public.templates), 2::bigint, 'admin reads all templates');
+SELECT is((SELECT count(*) FROM public.templates), 3::bigint, 'admin reads all templates (with alice''s soft-deleted one)');
 SELECT lives_ok(format($$INSERT INTO public.templates (id, user_id, name, type, content)
                          VALUES ('70000000-0000-0000-0000-0000000000c1', %L, 'Shared', 'email', 'x')$$, :'bob'),
                 'admin can INSERT a template for another user');
@@ -79,7 +80,7 @@ SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-000
 
 -- service_role
 SELECT tests.authenticate_as_service();
-SELECT is((SELECT count(*) FROM public.templates), 2::bigint, 'service_role reads all templates');
+SELECT is((SELECT count(*) FROM public.templates), 3::bigint, 'service_role reads all templates');
 SELECT lives_ok($$INSERT INTO public.templates (id, name, type, content) VALUES ('70000000-0000-0000-0000-0000000000d1', 'Sys', 'sms', 'x')$$,
                 'service_role can INSERT');
 SELECT is(tests.affected($$UPDATE public.templates SET name = 'Sys2' WHERE id = '70000000-0000-0000-0000-0000000000d1'$$),

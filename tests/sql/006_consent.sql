@@ -2,7 +2,7 @@
 -- public.contacts (migrations/006_consent.sql): schema, grants, RLS for every
 -- role x command, e-mail normalisation, E.164, uniqueness, consent links.
 BEGIN;
-SELECT plan(113);
+SELECT plan(114);
 
 -- ---------------------------------------------------------------------------
 -- Schema
@@ -62,16 +62,17 @@ SELECT throws_ok($$UPDATE public.contacts SET first_name = 'x'$$, '42501', NULL,
 SELECT throws_ok($$DELETE FROM public.contacts$$, '42501', NULL, 'anon cannot DELETE contacts');
 
 -- ---------------------------------------------------------------------------
--- viewer: reads consent, writes nothing, no contacts (personal data)
+-- viewer: no consent rows and no contacts (personal data; counts come through
+-- reports and analytics), writes nothing (018)
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'viewer');
-SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'viewer reads sms_consent');
+SELECT is((SELECT count(*) FROM public.sms_consent), 0::bigint, 'viewer reads no sms_consent (phone numbers)');
 SELECT throws_ok($$INSERT INTO public.sms_consent (phone_number) VALUES ('+15559999999')$$, '42501', NULL,
                  'viewer cannot INSERT sms_consent');
 SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = false$$), 0::bigint,
           'viewer UPDATE of sms_consent touches 0 rows');
 SELECT is(tests.affected($$DELETE FROM public.sms_consent$$), 0::bigint, 'viewer DELETE of sms_consent touches 0 rows');
-SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'viewer reads email_subscriptions');
+SELECT is((SELECT count(*) FROM public.email_subscriptions), 0::bigint, 'viewer reads no email_subscriptions (addresses)');
 SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('v@example.com')$$, '42501', NULL,
                  'viewer cannot INSERT email_subscriptions');
 SELECT is(tests.affected($$UPDATE public.email_subscriptions SET subscribed = false$$), 0::bigint,
@@ -85,33 +86,10 @@ SELECT is(tests.affected($$UPDATE public.contacts SET first_name = 'v'$$), 0::bi
 SELECT is(tests.affected($$DELETE FROM public.contacts$$), 0::bigint, 'viewer DELETE of contacts touches 0 rows');
 
 -- ---------------------------------------------------------------------------
--- alice (user): consent by role (read, insert, update; no delete)
+-- alice (user): consent of her contacts' numbers and addresses (read, insert,
+-- update; no delete) (018)
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'alice');
-SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'a user reads sms_consent');
-SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number, consent_given, consent_source)
-                  VALUES ('50000000-0000-0000-0000-000000000003', '+15550000003', true, 'api')$$,
-                'a user can INSERT sms_consent');
-SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = false, opt_out_reason = 'STOP'
-                             WHERE id = '50000000-0000-0000-0000-000000000001'$$),
-          1::bigint, 'a user can UPDATE sms_consent (record an opt-out)');
-SELECT is(tests.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-000000000003'$$),
-          0::bigint, 'a user DELETE of sms_consent touches 0 rows (consent is evidence)');
-SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'a user reads email_subscriptions');
-SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-000000000003', '  Three@Example.COM ')$$,
-                'a user can INSERT email_subscriptions');
-SELECT is((SELECT email FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003')::text,
-          'three@example.com', 'the e-mail was trimmed and lower-cased');
-SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('THREE@example.com')$$, '23505', NULL,
-                 'e-mail addresses are unique case-insensitively');
-SELECT lives_ok($$INSERT INTO public.email_subscriptions (email, subscribed) VALUES ('ONE@example.com', false)
-                  ON CONFLICT (email) DO UPDATE SET subscribed = excluded.subscribed$$,
-                'upsert ON CONFLICT (email) works (PostgREST on_conflict=email)');
-SELECT is((SELECT subscribed FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000001'),
-          false, 'the upsert updated the existing row');
-SELECT is(tests.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003'$$),
-          0::bigint, 'a user DELETE of email_subscriptions touches 0 rows');
-
 -- alice (owner) on contacts
 SELECT results_eq($$SELECT id FROM public.contacts$$, $$VALUES ('c1000000-0000-0000-0000-00000000000a'::uuid)$$,
                   'alice reads only her contact');
@@ -137,6 +115,34 @@ SELECT is(tests.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000
           0::bigint, 'alice DELETE of bob''s contact touches 0 rows');
 SELECT is(tests.affected($$UPDATE public.contacts SET deleted_at = now() WHERE id = 'c1000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her contact');
+UPDATE public.contacts SET deleted_at = NULL WHERE id = 'c1000000-0000-0000-0000-0000000000a2';
+
+SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'a user reads the consent of her contact''s number');
+SELECT throws_ok($$INSERT INTO public.sms_consent (phone_number, consent_given, consent_source)
+                   VALUES ('+15550000004', true, 'api')$$,
+                 '42501', NULL, 'a user cannot INSERT consent for a number none of her contacts has');
+SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number, consent_given, consent_source)
+                  VALUES ('50000000-0000-0000-0000-000000000003', '+15550000003', true, 'api')$$,
+                'a user can INSERT consent for her contact''s number');
+SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = false, opt_out_reason = 'STOP'
+                             WHERE id = '50000000-0000-0000-0000-000000000001'$$),
+          1::bigint, 'a user can UPDATE sms_consent (record an opt-out)');
+SELECT is(tests.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-000000000003'$$),
+          0::bigint, 'a user DELETE of sms_consent touches 0 rows (consent is evidence)');
+SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'a user reads the subscription of her contact''s address');
+SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-000000000003', '  New@Example.COM ')$$,
+                'a user can INSERT the subscription of her contact''s address');
+SELECT is((SELECT email FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003')::text,
+          'new@example.com', 'the e-mail was trimmed and lower-cased');
+SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('NEW@example.com')$$, '23505', NULL,
+                 'e-mail addresses are unique case-insensitively');
+SELECT lives_ok($$INSERT INTO public.email_subscriptions (email, subscribed) VALUES ('ONE@example.com', false)
+                  ON CONFLICT (email) DO UPDATE SET subscribed = excluded.subscribed$$,
+                'upsert ON CONFLICT (email) works (PostgREST on_conflict=email)');
+SELECT is((SELECT subscribed FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000001'),
+          false, 'the upsert updated the existing row');
+SELECT is(tests.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003'$$),
+          0::bigint, 'a user DELETE of email_subscriptions touches 0 rows');
 
 -- bob: same e-mail as alice's contact is fine for another owner
 SELECT tests.authenticate_as(:'bob');
@@ -145,7 +151,7 @@ SELECT lives_ok($$INSERT INTO public.contacts (id, email) VALUES ('c1000000-0000
                 'bob can have a contact with the same e-mail as alice''s');
 SELECT is(tests.affected($$UPDATE public.sms_consent SET opt_out_reason = 'STOP received'
                              WHERE id = '50000000-0000-0000-0000-000000000001'$$),
-          1::bigint, 'consent is organisation-wide: bob can UPDATE a consent row alice wrote');
+          0::bigint, 'bob cannot UPDATE the consent of a number none of his contacts has (018)');
 
 -- admin
 SELECT tests.authenticate_as(:'admin');
@@ -234,7 +240,7 @@ SELECT is((SELECT email_subscription_id FROM public.contacts WHERE id = 'c100000
 SELECT is((SELECT email_subscription_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000b2'),
           '5e000000-0000-0000-0000-000000000001'::uuid, 'contacts of another owner link to the same subscription row');
 SELECT is((SELECT sms_consent_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000a2'),
-          '50000000-0000-0000-0000-000000000003'::uuid, 'a contact inserted after its consent row is linked');
+          '50000000-0000-0000-0000-000000000003'::uuid, 'a consent row inserted after its contact links it');
 SELECT is((SELECT sms_consent_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-00000000000b'), NULL::uuid,
           'a contact without a consent row has no link');
 INSERT INTO public.sms_consent (id, phone_number, consent_given) VALUES ('50000000-0000-0000-0000-000000000002', '+15550000002', true);

@@ -122,8 +122,8 @@ SELECT is(tests.affected($$DELETE FROM public.email_messages WHERE id = 'e100000
           0::bigint, 'alice DELETE of bob''s e-mail touches 0 rows');
 
 -- Soft-deleting the campaign keeps the history, readable by its owner.
-SELECT is(tests.affected($$UPDATE public.campaigns SET deleted_at = now() WHERE id = 'c0000000-0000-0000-0000-00000000000a'$$),
-          1::bigint, 'alice soft-deletes her campaign');
+SELECT isnt((SELECT (public.soft_delete_campaign('c0000000-0000-0000-0000-00000000000a')).deleted_at), NULL::timestamptz,
+            'alice soft-deletes her campaign (soft_delete_campaign, 018)');
 SELECT is((SELECT count(*) FROM public.sms_messages) + (SELECT count(*) FROM public.email_messages)
           + (SELECT count(*) FROM public.email_clicks), 3::bigint,
           'after the soft delete alice still reads her SMS, e-mail and click');

@@ -4,7 +4,7 @@
 -- command), the secret helpers, and create_import_table / drop_import_table
 -- (who may call them, hostile identifiers, the tables they make).
 BEGIN;
-SELECT plan(184);
+SELECT plan(186);
 
 -- ---------------------------------------------------------------------------
 -- Schema
@@ -259,8 +259,9 @@ SELECT is(tests.affected(format($$DELETE FROM public.%I WHERE first_name = 'nobo
 -- soft delete, and hard delete of a source without import tables
 SELECT is(tests.affected($$UPDATE public.data_sources SET deleted_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her data source');
-SELECT is(tests.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can hard-DELETE a data source without import tables');
+SELECT throws_ok($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$,
+                 '42501', 'data_sources are soft-deleted: a hard DELETE is not allowed',
+                 'alice cannot hard-DELETE a data source: data sources are soft-deleted (018)');
 
 -- ---------------------------------------------------------------------------
 -- bob (another user)
@@ -286,7 +287,7 @@ SELECT throws_ok($$SELECT public.set_data_source_credentials('d0000000-0000-0000
 -- admin
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'admin');
-SELECT is((SELECT count(*) FROM public.data_sources), 2::bigint, 'admin reads all data sources');
+SELECT is((SELECT count(*) FROM public.data_sources), 3::bigint, 'admin reads all data sources (with alice''s soft-deleted one)');
 SELECT lives_ok(format($$INSERT INTO public.data_sources (id, user_id, name, type) VALUES ('d0000000-0000-0000-0000-0000000000c1', %L, 'For bob', 'postgres')$$, :'bob'),
                 'admin can INSERT a data source for another user');
 SELECT is(tests.affected(format($$UPDATE public.data_sources SET user_id = %L WHERE id = 'd0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
@@ -320,7 +321,7 @@ SELECT is(tests.affected(format($$DELETE FROM public.%I WHERE first_name = 'Adm'
 -- service_role
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as_service();
-SELECT is((SELECT count(*) FROM public.data_sources), 2::bigint, 'service_role reads all data sources');
+SELECT is((SELECT count(*) FROM public.data_sources), 3::bigint, 'service_role reads all data sources');
 SELECT lives_ok($$INSERT INTO public.data_sources (id, name, type) VALUES ('d0000000-0000-0000-0000-0000000000d1', 'Sys', 'csv_url')$$,
                 'service_role can INSERT a data source');
 SELECT is(tests.affected($$UPDATE public.data_sources SET sync_status = 'syncing', last_sync_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$),
@@ -419,11 +420,16 @@ SELECT is((SELECT table_name FROM public.data_sources WHERE id = 'd0000000-0000-
           'data_sources.table_name was cleared');
 SELECT is((SELECT updated_at FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a'), now(),
           'updated_at changed on UPDATE');
+SELECT throws_ok($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$, '23503', NULL,
+                 'a data source with imported data cannot be hard-deleted: its data is never dropped silently (018)');
+SELECT is((SELECT count(*) FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'), 1::bigint,
+          'the imported metrics are still there');
+DELETE FROM public.imported_data WHERE data_source_id = 'd0000000-0000-0000-0000-00000000000a';
 DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a';
 SELECT is((SELECT count(*) FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000a' AND data_source_id IS NULL),
           1::bigint, 'a hard-deleted source keeps its sync history (data_source_id NULL)');
 SELECT is((SELECT count(*) FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'), 0::bigint,
-          'a hard-deleted source takes its imported metrics');
+          'its imported metrics were removed first, explicitly');
 SELECT is((SELECT count(*) FROM public.data_source_credentials WHERE data_source_id = 'd0000000-0000-0000-0000-00000000000a'),
           0::bigint, 'and its encrypted credentials');
 SELECT throws_ok($$INSERT INTO public.data_sources (name, type) VALUES ('x', 'ftp')$$, '23514', NULL, 'an unknown source type is refused');

@@ -120,7 +120,14 @@ begin
     perform pg_catalog.set_config('request.path', '/tests', true);
     perform pg_catalog.set_config('request.headers',
                                   coalesce(headers, tests.request_headers())::text, true);
-    perform pg_catalog.set_config('role', set_request.role, true);
+    -- As the server's prelude (src/db/db.c): a verified 'authenticated' token
+    -- runs as the member role of the user's authoritative role (017_app_roles),
+    -- chosen, like the server does, before switching (as the session user).
+    perform pg_catalog.set_config('role', 'none', true);
+    perform pg_catalog.set_config('role',
+        case when set_request.role = 'authenticated'
+             then auth.db_role_for(claims ->> 'sub')
+             else set_request.role end, true);
 end
 $$;
 
@@ -145,7 +152,8 @@ as $$
 $$;
 
 -- Acts as the signed-in user for the rest of the transaction (or until another
--- helper switches): role authenticated, claims as the server mints them, headers
+-- helper switches): role app_admin / app_user / app_viewer (anon when banned or
+-- deleted), chosen like the server does, claims as the server mints them, headers
 -- with x-real-ip 203.0.113.7 and a user-agent.
 create or replace function tests.authenticate_as(user_id uuid)
 returns void
