@@ -273,6 +273,34 @@ static bool scan_stamp(const char *s, size_t n, stamp_t *t)
     return i == n;
 }
 
+static char *put_digits(char *o, int v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return o + width;
+}
+
+int clean__format_stamp(char *out, int y, int mo, int d, int h, int mi, int se)
+{
+    char *o = put_digits(out, y, 4);
+    *o++ = '-';
+    o = put_digits(o, mo, 2);
+    *o++ = '-';
+    o = put_digits(o, d, 2);
+    if (h >= 0) {
+        *o++ = ' ';
+        o = put_digits(o, h, 2);
+        *o++ = ':';
+        o = put_digits(o, mi, 2);
+        *o++ = ':';
+        o = put_digits(o, se, 2);
+    }
+    *o = '\0';
+    return (int)(o - out);
+}
+
 clean__rc_t clean__convert(imp_type_t type, clean__arena_t *a, const char **s, size_t *len)
 {
     const char *p = *s;
@@ -310,9 +338,9 @@ clean__rc_t clean__convert(imp_type_t type, clean__arena_t *a, const char **s, s
             return CLEAN_NOMEM;
         int w;
         if (type == IMP_TYPE_DATE) {
-            w = snprintf(o, 49, "%04d-%02d-%02d", t.y, t.mo, t.d);
+            w = clean__format_stamp(o, t.y, t.mo, t.d, -1, 0, 0);
         } else {
-            w = snprintf(o, 49, "%04d-%02d-%02d %02d:%02d:%02d", t.y, t.mo, t.d, t.h, t.mi, t.se);
+            w = clean__format_stamp(o, t.y, t.mo, t.d, t.h, t.mi, t.se);
             if (t.frac_len) {
                 o[w++] = '.';
                 memcpy(o + w, p + t.frac_off, t.frac_len);
