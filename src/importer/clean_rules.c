@@ -146,7 +146,7 @@ static bool is_alnum_ascii(unsigned char c)
 typedef enum casemap { CASE_LOWER, CASE_UPPER, CASE_TITLE } casemap_t;
 
 /* Non-ASCII text through ICU: UTF-8 → UTF-16 → mapped → UTF-8, all in the
- * arena. Full case mapping (ß → SS) and word-based title case. */
+ * arena, with full case mapping (ß → SS). Title case: title_icu. */
 /* Title case without ICU's word break iterator (u_strToTitle opens one per
  * call, which made it the importer's slowest rule): a word starts after a
  * character that is neither a letter, a digit nor an apostrophe, as in the
@@ -200,17 +200,10 @@ static clean__rc_t case_icu(casemap_t m, clean__arena_t *a, const char **s, size
     u_strFromUTF8(u, cap16, &n16, *s, (int32_t)*len, &ec);
     if (U_FAILURE(ec))
         return CLEAN_INVALID;
-    switch (m) {
-    case CASE_LOWER:
+    if (m == CASE_LOWER)
         nv = u_strToLower(v, vcap, u, n16, "", &ec);
-        break;
-    case CASE_UPPER:
+    else
         nv = u_strToUpper(v, vcap, u, n16, "", &ec);
-        break;
-    default:
-        nv = u_strToTitle(v, vcap, u, n16, NULL, "", &ec);
-        break;
-    }
     if (U_FAILURE(ec))
         return CLEAN_INVALID;
     clean__arena_commit(a, bytes16);
