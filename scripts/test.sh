@@ -79,6 +79,11 @@ fi
 
 if want fuzz; then
   section "fuzz targets (libFuzzer, ${fuzz_seconds}s each)"
+  # A fuzz build configured before the C++ shim (src/importer/phone.cpp) links
+  # with g++, which has no libFuzzer: set it up again with clang++.
+  if [ -f build-fuzz/build.ninja ] && ! grep -q 'clang++' build-fuzz/build.ninja; then
+    rm -rf build-fuzz
+  fi
   if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
       --buildtype=debugoptimized >/dev/null
