@@ -48,8 +48,9 @@ create unique index idx_sync_logs_one_running on public.sync_logs (data_source_i
 -- ---------------------------------------------------------------------------
 
 -- Raises 42501 unless the caller may run syncs of the source (its owner with the
--- 'user' role, or an admin); P0002-style "not found" (PT404) when the source is not
--- visible or deleted. Returns the source's type. Internal.
+-- 'user' role, or an admin); "not found" (PT404) when the source is not visible
+-- to the caller or deleted. Returns the source's type. Reveals nothing the
+-- caller could not read through data_sources itself.
 create or replace function public.import_check_caller(p_data_source_id uuid)
 returns text
 language plpgsql stable
@@ -74,7 +75,8 @@ begin
     return v_type;
 end
 $$;
-revoke all on function public.import_check_caller(uuid) from public, anon, authenticated;
+revoke all on function public.import_check_caller(uuid) from public, anon;
+grant execute on function public.import_check_caller(uuid) to authenticated;
 
 -- Asks for a sync of a data source now: opens its sync_logs row ('running',
 -- metadata.phase 'queued'), marks the source 'syncing' and enqueues the job
@@ -270,9 +272,9 @@ grant execute on function public.import_current_table(uuid) to service_role;
 -- Creates the staging table of a run: import_staging.stg_<8 hex>, with the data
 -- columns of the source's current import table (or, for the contacts
 -- destination, with p_columns: a JSON array of {"target_name", "sql_type"} from
--- the allow-list of create_import_table), plus id uuid and _line bigint (the
--- source line, for duplicate handling and messages). No index, no trigger, no
--- constraint: loaded with COPY, indexed once at the end. service_role may insert
+-- the allow-list of create_import_table), plus id uuid. No index, no trigger,
+-- no constraint: loaded with COPY (one COPY into a new table appends its pages
+-- in order, so ctid order is file order), indexed once at the end. service_role may insert
 -- into it and read it. Returns its name (without schema).
 create or replace function public.import_create_staging(p_data_source_id uuid, p_columns jsonb)
 returns text
@@ -314,7 +316,7 @@ begin
         end loop;
     end if;
     execute pg_catalog.format(
-        'create table import_staging.%I (id uuid not null, _line bigint not null%s)',
+        'create table import_staging.%I (id uuid not null%s)',
         v_stg, case when coalesce(v_defs, '') = '' then '' else ', ' || v_defs end);
     execute pg_catalog.format('grant select, insert, delete on import_staging.%I to service_role', v_stg);
     return v_stg;
@@ -324,7 +326,8 @@ revoke all on function public.import_create_staging(uuid, jsonb) from public, an
 grant execute on function public.import_create_staging(uuid, jsonb) to service_role;
 
 -- Removes duplicate rows from a staging table: p_handling 'keep_first' keeps the
--- row with the lowest _line of each key, 'keep_last' the highest, 'skip_all'
+-- first row of each key in file order (ctid order: the table was filled by one
+-- COPY and never updated), 'keep_last' the last, 'skip_all'
 -- drops every row whose key repeats; anything else (or no key columns) keeps
 -- all. Key columns named in p_ci_columns compare case-insensitively (e-mail).
 -- Rows with a NULL key part are never duplicates. Returns the rows removed.
@@ -365,7 +368,7 @@ begin
     else
         execute pg_catalog.format(
             'delete from import_staging.%1$I s using ('
-            '  select ctid, pg_catalog.row_number() over (partition by %2$s order by _line %3$s) rn '
+            '  select ctid, pg_catalog.row_number() over (partition by %2$s order by ctid %3$s) rn '
             '  from import_staging.%1$I where %4$s'
             ') d where s.ctid = d.ctid and d.rn > 1',
             p_staging, v_key, case when p_handling = 'keep_first' then 'asc' else 'desc' end,
@@ -417,7 +420,6 @@ begin
         raise exception 'invalid mode %', p_mode using errcode = '22023';
     end if;
     v_dups := public.import_dedupe_staging(p_staging, p_key_columns, p_ci_columns, p_handling);
-    execute pg_catalog.format('alter table import_staging.%I drop column _line', p_staging);
     execute pg_catalog.format('select count(*) from import_staging.%I', p_staging) into v_loaded;
 
     select pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', ' order by a.attnum)
@@ -480,3 +482,273 @@ revoke all on function public.import_finish_staging(uuid, text, text, text[], te
     from public, anon, authenticated;
 grant execute on function public.import_finish_staging(uuid, text, text, text[], text[], text, uuid)
     to service_role;
+
+-- ---------------------------------------------------------------------------
+-- The job's bookkeeping (service_role only)
+-- ---------------------------------------------------------------------------
+
+-- Starts a run of the job import.sync and returns the sync_logs id it reports
+-- to, or NULL when there is nothing to do (cancelled before it started, already
+-- finished, the source is gone, or another sync of the source is running).
+--   p_sync_log_id: the row request_data_source_sync opened (NULL when the
+--     scheduler enqueued the job: a row is opened here);
+--   p_attempt, p_job_id: the queue's attempt number and job id. A row whose
+--     phase is already 'running' belongs to an earlier attempt that died (kill -9,
+--     lost lease): it is closed as failed "interrupted" and a new row is opened
+--     for this attempt. A row an earlier attempt closed as failed (a temporary
+--     error, retried) is followed by a new row too.
+create or replace function public.import_begin_run(p_data_source_id uuid, p_sync_log_id uuid,
+                                                   p_trigger text, p_attempt integer,
+                                                   p_job_id bigint)
+returns uuid
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_row public.sync_logs;
+    v_ok boolean;
+    v_new uuid := gen_random_uuid();
+    v_stale uuid;
+begin
+    select (ds.deleted_at is null) into v_ok
+    from public.data_sources ds where ds.id = p_data_source_id for update;
+    if not found then
+        return null;
+    end if;
+    if p_sync_log_id is not null then
+        select * into v_row from public.sync_logs sl
+        where sl.id = p_sync_log_id and sl.data_source_id = p_data_source_id for update;
+        if not found or v_row.status in ('success', 'cancelled') then
+            return null;
+        end if;
+        if v_row.status = 'running' and v_row.cancel_requested_at is not null then
+            update public.sync_logs sl
+            set status = 'cancelled', completed_at = pg_catalog.now(),
+                metadata = sl.metadata || '{"phase": "cancelled"}'
+            where sl.id = v_row.id;
+            update public.data_sources ds set sync_status = 'idle'
+            where ds.id = p_data_source_id and ds.sync_status = 'syncing';
+            return null;
+        end if;
+        if not v_ok then
+            update public.sync_logs sl
+            set status = 'failed', completed_at = pg_catalog.now(),
+                error_message = 'the data source was deleted before the sync started'
+            where sl.id = v_row.id and sl.status = 'running';
+            return null;
+        end if;
+        if v_row.status = 'running' and coalesce(v_row.metadata ->> 'phase', 'queued') = 'queued' then
+            update public.sync_logs sl
+            set started_at = pg_catalog.now(),
+                metadata = sl.metadata || pg_catalog.jsonb_build_object(
+                    'phase', 'starting', 'job_id', p_job_id, 'attempt', p_attempt)
+            where sl.id = v_row.id;
+            update public.data_sources ds set sync_status = 'syncing' where ds.id = p_data_source_id;
+            return v_row.id;
+        end if;
+        if v_row.status = 'failed' and p_attempt <= 1 then
+            return null;
+        end if;
+        v_stale := v_row.id;
+    else
+        if not v_ok then
+            return null;
+        end if;
+        select sl.id into v_stale from public.sync_logs sl
+        where sl.data_source_id = p_data_source_id and sl.status = 'running'
+          and (sl.metadata ->> 'job_id') = p_job_id::text;
+    end if;
+    -- an earlier attempt of this job that died mid-run
+    update public.sync_logs sl
+    set status = 'failed', completed_at = pg_catalog.now(),
+        error_message = 'interrupted: the server running this sync stopped before it finished; '
+                        'nothing of it was kept, and it is being retried',
+        metadata = sl.metadata || '{"phase": "interrupted"}'
+    where sl.id = v_stale and sl.status = 'running';
+    if exists (select 1 from public.sync_logs sl
+               where sl.data_source_id = p_data_source_id and sl.status = 'running') then
+        return null;  -- another sync of this source is running: this one is not needed
+    end if;
+    insert into public.sync_logs (id, data_source_id, status, metadata)
+    values (v_new, p_data_source_id, 'running',
+            pg_catalog.jsonb_build_object('trigger', coalesce(p_trigger, 'schedule'),
+                                          'phase', 'starting', 'job_id', p_job_id,
+                                          'attempt', p_attempt, 'retry_of', v_stale));
+    update public.data_sources ds set sync_status = 'syncing' where ds.id = p_data_source_id;
+    return v_new;
+end
+$$;
+revoke all on function public.import_begin_run(uuid, uuid, text, integer, bigint) from public, anon, authenticated;
+grant execute on function public.import_begin_run(uuid, uuid, text, integer, bigint) to service_role;
+
+-- Ends a run that did not succeed: status 'failed' (with a message for the user)
+-- or 'cancelled'; the source's sync_status becomes 'failed' or 'idle'. p_metadata
+-- is merged into the row's metadata. A row that is no longer running is left alone.
+create or replace function public.import_end_run(p_sync_log_id uuid, p_status text,
+                                                 p_error text, p_metadata jsonb)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_source uuid;
+begin
+    if p_status not in ('failed', 'cancelled') then
+        raise exception 'invalid status %', p_status using errcode = '22023';
+    end if;
+    update public.sync_logs sl
+    set status = p_status, completed_at = pg_catalog.now(),
+        error_message = case when p_status = 'failed' then p_error end,
+        metadata = sl.metadata || coalesce(p_metadata, '{}') || pg_catalog.jsonb_build_object('phase', p_status)
+    where sl.id = p_sync_log_id and sl.status = 'running'
+    returning sl.data_source_id into v_source;
+    update public.data_sources ds
+    set sync_status = case when p_status = 'failed' then 'failed' else 'idle' end
+    where ds.id = v_source;
+end
+$$;
+revoke all on function public.import_end_run(uuid, text, text, jsonb) from public, anon, authenticated;
+grant execute on function public.import_end_run(uuid, text, text, jsonb) to service_role;
+
+-- Reports progress of a running sync (merged into metadata, at most about once a
+-- second) and returns whether a cancel was requested (true also when the row is
+-- no longer running).
+create or replace function public.import_progress(p_sync_log_id uuid, p_metadata jsonb)
+returns boolean
+language sql volatile
+security definer
+set search_path = ''
+as $$
+    with u as (
+        update public.sync_logs sl
+        set metadata = sl.metadata || p_metadata
+        where sl.id = p_sync_log_id and sl.status = 'running'
+        returning sl.cancel_requested_at
+    )
+    select coalesce((select u.cancel_requested_at is not null from u), true)
+$$;
+revoke all on function public.import_progress(uuid, jsonb) from public, anon, authenticated;
+grant execute on function public.import_progress(uuid, jsonb) to service_role;
+
+-- Closes a successful run, in the job's transaction (so the row says 'success'
+-- exactly when the data committed).
+create or replace function public.import_succeed_run(p_sync_log_id uuid, p_imported bigint,
+                                                     p_skipped bigint, p_metadata jsonb)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_source uuid;
+begin
+    update public.sync_logs sl
+    set status = 'success', completed_at = pg_catalog.now(),
+        records_imported = least(p_imported, 2147483647)::integer,
+        records_skipped = least(p_skipped, 2147483647)::integer,
+        metadata = sl.metadata || coalesce(p_metadata, '{}') || '{"phase": "done"}'
+    where sl.id = p_sync_log_id and sl.status = 'running'
+    returning sl.data_source_id into v_source;
+    if v_source is null then
+        raise exception 'the sync was cancelled' using errcode = '57014';
+    end if;
+    update public.data_sources ds
+    set sync_status = 'success', last_sync_at = pg_catalog.now()
+    where ds.id = v_source;
+end
+$$;
+revoke all on function public.import_succeed_run(uuid, bigint, bigint, jsonb) from public, anon, authenticated;
+grant execute on function public.import_succeed_run(uuid, bigint, bigint, jsonb) to service_role;
+
+-- The contacts destination: upserts the source owner's contacts from a staging
+-- table whose columns include email and/or phone (and optionally first_name,
+-- last_name; every other column goes into attributes). E-mail is stored
+-- lower-case; a row whose e-mail or phone the contacts table would refuse is
+-- skipped and counted. An existing contact (by e-mail, else by phone) keeps what
+-- the file leaves empty, and a soft-deleted one is revived. Consent is never
+-- implied: no consent row is created or changed here (the contacts' triggers only
+-- link existing consent rows). Returns {"imported", "invalid"}.
+create or replace function public.import_contacts_from_staging(p_data_source_id uuid,
+                                                              p_staging text,
+                                                              p_sync_log_id uuid)
+returns jsonb
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_owner uuid;
+    v_total bigint;
+    v_email bigint;
+    v_phone bigint;
+    c_email constant text := '^[^@[:space:]]+@[^@[:space:]]+$';
+    c_phone constant text := '^\+[1-9][0-9]{1,14}$';
+begin
+    if p_staging !~ '^stg_[0-9a-f]{12}$'
+       or pg_catalog.to_regclass(pg_catalog.format('import_staging.%I', p_staging)) is null then
+        raise exception 'invalid staging table %', p_staging using errcode = '22023';
+    end if;
+    select ds.user_id into v_owner from public.data_sources ds where ds.id = p_data_source_id;
+    if v_owner is null then
+        raise exception 'the data source has no owner' using errcode = '22023';
+    end if;
+    execute pg_catalog.format(
+        'create temporary table import_contact_rows on commit drop as '
+        'select pg_catalog.lower(pg_catalog.btrim(j ->> ''email'')) as email, '
+        '       pg_catalog.btrim(j ->> ''phone'') as phone, '
+        '       pg_catalog.left(j ->> ''first_name'', 100) as first_name, '
+        '       pg_catalog.left(j ->> ''last_name'', 100) as last_name, '
+        '       pg_catalog.jsonb_strip_nulls(j - ''id'' - ''email'' - ''phone'' - ''first_name'' - ''last_name'') as attributes '
+        'from (select pg_catalog.to_jsonb(s) as j from import_staging.%I s) x', p_staging);
+    select count(*) into v_total from pg_temp.import_contact_rows;
+    update pg_temp.import_contact_rows r set email = null where r.email = '' or r.email !~ c_email
+        or pg_catalog.length(r.email) > 255;
+    update pg_temp.import_contact_rows r set phone = null where r.phone = '' or r.phone !~ c_phone;
+
+    insert into public.contacts as c (user_id, email, phone, first_name, last_name, attributes, source)
+    select distinct on (r.email) v_owner, r.email,
+           case when exists (select 1 from public.contacts o
+                             where o.user_id = v_owner and o.phone = r.phone
+                               and o.email is distinct from r.email) then null else r.phone end,
+           r.first_name, r.last_name, r.attributes, 'import'
+    from pg_temp.import_contact_rows r
+    where r.email is not null
+    order by r.email
+    on conflict (user_id, email) do update
+    set phone = coalesce(excluded.phone, c.phone),
+        first_name = coalesce(excluded.first_name, c.first_name),
+        last_name = coalesce(excluded.last_name, c.last_name),
+        attributes = c.attributes || excluded.attributes,
+        deleted_at = null;
+    get diagnostics v_email = row_count;
+
+    insert into public.contacts as c (user_id, phone, first_name, last_name, attributes, source)
+    select distinct on (r.phone) v_owner, r.phone, r.first_name, r.last_name, r.attributes, 'import'
+    from pg_temp.import_contact_rows r
+    where r.email is null and r.phone is not null
+    order by r.phone
+    on conflict (user_id, phone) do update
+    set first_name = coalesce(excluded.first_name, c.first_name),
+        last_name = coalesce(excluded.last_name, c.last_name),
+        attributes = c.attributes || excluded.attributes,
+        deleted_at = null;
+    get diagnostics v_phone = row_count;
+
+    execute pg_catalog.format('drop table import_staging.%I', p_staging);
+    insert into public.audit_logs (user_id, action, resource_type, resource_id, status, metadata)
+    values (v_owner, 'import', 'contacts', p_data_source_id, 'success',
+            pg_catalog.jsonb_build_object('sync_log_id', p_sync_log_id,
+                                          'contacts_upserted', v_email + v_phone));
+    return pg_catalog.jsonb_build_object(
+        'imported', v_email + v_phone,
+        'invalid', (select count(*) from pg_temp.import_contact_rows r
+                    where r.email is null and r.phone is null),
+        'merged', v_total - v_email - v_phone
+                  - (select count(*) from pg_temp.import_contact_rows r
+                     where r.email is null and r.phone is null));
+end
+$$;
+revoke all on function public.import_contacts_from_staging(uuid, text, uuid) from public, anon, authenticated;
+grant execute on function public.import_contacts_from_staging(uuid, text, uuid) to service_role;

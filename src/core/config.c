@@ -95,7 +95,8 @@ const config_entry_t config_table[] = {
      "Key that encrypts stored credentials (at least 32 bytes); generated into the data dir on "
      "first run if unset."},
     {"REALTIME_TABLES", CONFIG_STR, F(realtime_tables),
-     "campaigns,analytics_data,reports,sms_messages,email_messages,contacts", 0, 0, false,
+     "campaigns,analytics_data,reports,sms_messages,email_messages,contacts,data_sources,sync_logs",
+     0, 0, false,
      "realtime",
      "Comma-separated tables (schema.table, default schema public) whose inserts, updates and "
      "deletes are published as postgres_changes; applied at start, empty publishes none."},
@@ -110,6 +111,18 @@ const config_entry_t config_table[] = {
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
      "app_settings.data_retention_days and old sign-in attempts (0 disables it)."},
+    {"IMPORT_MAX_BYTES", CONFIG_INT, F(import_max_bytes), "2147483648", 1024, 1099511627776, false,
+     "imports",
+     "Largest file an import reads, in bytes: uploads over it fail, URL downloads stop there."},
+    {"IMPORT_ALLOW_PRIVATE_NETWORKS", CONFIG_BOOL, F(import_allow_private_networks), "false", 0, 0,
+     false, "imports",
+     "Let csv_url and google_sheets imports fetch from loopback, private and link-local addresses "
+     "(off: such URLs, and redirects to them, are refused)."},
+    {"IMPORT_FETCH_TIMEOUT", CONFIG_INT, F(import_fetch_timeout), "600", 1, 86400, false, "imports",
+     "Seconds a URL import's download may take."},
+    {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
+     0, false, "imports",
+     "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);

@@ -59,6 +59,11 @@ typedef struct config {
     long storage_max_file_bytes;
     /* jobs */
     long retention_interval;
+    /* imports */
+    long import_max_bytes;
+    bool import_allow_private_networks;
+    long import_fetch_timeout;
+    char *google_sheets_base_url;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
