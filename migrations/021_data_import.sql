@@ -555,9 +555,31 @@ begin
         if not v_ok then
             return null;
         end if;
-        select sl.id into v_stale from public.sync_logs sl
-        where sl.data_source_id = p_data_source_id and sl.status = 'running'
-          and (sl.metadata ->> 'job_id') = p_job_id::text;
+        select * into v_row from public.sync_logs sl
+        where sl.data_source_id = p_data_source_id and sl.status = 'running' for update;
+        if found and coalesce(v_row.metadata ->> 'phase', 'queued') = 'queued' then
+            -- a manual request whose enqueue was merged into this job (same
+            -- dedupe key): this run reports to its row
+            if v_row.cancel_requested_at is not null then
+                update public.sync_logs sl
+                set status = 'cancelled', completed_at = pg_catalog.now(),
+                    metadata = sl.metadata || '{"phase": "cancelled"}'
+                where sl.id = v_row.id;
+                update public.data_sources ds set sync_status = 'idle'
+                where ds.id = p_data_source_id and ds.sync_status = 'syncing';
+                return null;
+            end if;
+            update public.sync_logs sl
+            set started_at = pg_catalog.now(),
+                metadata = sl.metadata || pg_catalog.jsonb_build_object(
+                    'phase', 'starting', 'job_id', p_job_id, 'attempt', p_attempt)
+            where sl.id = v_row.id;
+            update public.data_sources ds set sync_status = 'syncing' where ds.id = p_data_source_id;
+            return v_row.id;
+        end if;
+        if found and (v_row.metadata ->> 'job_id') = p_job_id::text then
+            v_stale := v_row.id;
+        end if;
     end if;
     -- an earlier attempt of this job that died mid-run
     update public.sync_logs sl

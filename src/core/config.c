@@ -111,6 +111,18 @@ const config_entry_t config_table[] = {
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
      "app_settings.data_retention_days and old sign-in attempts (0 disables it)."},
+    {"JOB_WORKERS", CONFIG_INT, F(job_workers), "0", 0, 256, false, "jobs",
+     "Worker threads that run queued jobs in this process, each with its own database "
+     "connection (0: one per CPU)."},
+    {"JOB_LEASE_SECONDS", CONFIG_INT, F(job_lease_seconds), "30", 2, 3600, false, "jobs",
+     "Seconds a running job stays claimed without its process renewing the lease; a job of a "
+     "process that died is taken over after this."},
+    {"JOB_POLL_INTERVAL", CONFIG_INT, F(job_poll_interval), "5", 1, 3600, false, "jobs",
+     "Seconds between the scheduler's passes (due syncs), and the longest an idle worker waits "
+     "before looking for jobs without a wake-up."},
+    {"JOB_KEEP_DAYS", CONFIG_INT, F(job_keep_days), "7", 1, 3650, false, "jobs",
+     "Days that finished (done or failed) jobs stay in jobs.jobs before the retention job "
+     "deletes them."},
     {"IMPORT_MAX_BYTES", CONFIG_INT, F(import_max_bytes), "2147483648", 1024, 1099511627776, false,
      "imports",
      "Largest file an import reads, in bytes: uploads over it fail, URL downloads stop there."},

@@ -59,6 +59,10 @@ typedef struct config {
     long storage_max_file_bytes;
     /* jobs */
     long retention_interval;
+    long job_workers;
+    long job_lease_seconds;
+    long job_poll_interval;
+    long job_keep_days;
     /* imports */
     long import_max_bytes;
     bool import_allow_private_networks;
