@@ -269,10 +269,10 @@ $$;
 revoke all on function public.import_current_table(uuid) from public, anon, authenticated;
 grant execute on function public.import_current_table(uuid) to service_role;
 
--- Creates the staging table of a run: import_staging.stg_<8 hex>, with the data
--- columns of the source's current import table (or, for the contacts
--- destination, with p_columns: a JSON array of {"target_name", "sql_type"} from
--- the allow-list of create_import_table), plus id uuid. No index, no trigger,
+-- Creates the staging table of a run: import_staging.stg_<12 hex>, with the data
+-- columns of the source's current import table when p_columns is NULL, else (the
+-- contacts destination) with p_columns: a JSON array of {"target_name",
+-- "sql_type"} from the allow-list of create_import_table; plus id uuid. No index, no trigger,
 -- no constraint: loaded with COPY (one COPY into a new table appends its pages
 -- in order, so ctid order is file order), indexed once at the end. service_role may insert
 -- into it and read it. Returns its name (without schema).
@@ -289,7 +289,10 @@ declare
     v_col jsonb;
     v_sql_type text;
 begin
-    if v_table is not null then
+    if p_columns is null then
+        if v_table is null then
+            raise exception 'the data source has no import table' using errcode = '22023';
+        end if;
         select pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname,
                                      pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
                                      order by a.attnum)
@@ -299,8 +302,7 @@ begin
           and a.attnum > 0 and not a.attisdropped and a.attname not in ('id', 'imported_at');
     else
         if pg_catalog.jsonb_typeof(p_columns) is distinct from 'array' then
-            raise exception 'the source has no import table and no columns were given'
-                using errcode = '22023';
+            raise exception 'the columns must be a JSON array' using errcode = '22023';
         end if;
         for v_col in select e.value from pg_catalog.jsonb_array_elements(p_columns) e loop
             if (v_col ->> 'target_name') !~ '^[a-z_][a-z0-9_]{0,62}$' then
@@ -353,27 +355,16 @@ begin
            pg_catalog.string_agg(pg_catalog.format('%I is not null', k), ' and ')
     into v_key, v_notnull
     from pg_catalog.unnest(p_key_columns) k;
-    if p_handling = 'skip_all' then
-        execute pg_catalog.format(
-            'delete from import_staging.%1$I s using ('
-            '  select %2$s from import_staging.%1$I where %3$s group by %2$s having count(*) > 1'
-            ') d where (%4$s) = (%5$s)',
-            p_staging, v_key, v_notnull,
-            (select pg_catalog.string_agg(case when k = any (coalesce(p_ci_columns, '{}'))
-                                               then pg_catalog.format('pg_catalog.lower(s.%I::text)', k)
-                                               else pg_catalog.format('s.%I', k) end, ', ')
-             from pg_catalog.unnest(p_key_columns) k),
-            (select pg_catalog.string_agg(pg_catalog.format('d.%I', 'k' || n), ', ')
-             from pg_catalog.generate_series(1, pg_catalog.cardinality(p_key_columns)) n));
-    else
-        execute pg_catalog.format(
-            'delete from import_staging.%1$I s using ('
-            '  select ctid, pg_catalog.row_number() over (partition by %2$s order by ctid %3$s) rn '
-            '  from import_staging.%1$I where %4$s'
-            ') d where s.ctid = d.ctid and d.rn > 1',
-            p_staging, v_key, case when p_handling = 'keep_first' then 'asc' else 'desc' end,
-            v_notnull);
-    end if;
+    -- skip_all: every row of a repeated key; keep_first / keep_last: all but
+    -- the first / last of each key in file order
+    execute pg_catalog.format(
+        'delete from import_staging.%1$I s using ('
+        '  select ctid, pg_catalog.row_number() over (partition by %2$s order by ctid %3$s) rn, '
+        '         pg_catalog.count(*) over (partition by %2$s) n '
+        '  from import_staging.%1$I where %4$s'
+        ') d where s.ctid = d.ctid and %5$s',
+        p_staging, v_key, case when p_handling = 'keep_last' then 'desc' else 'asc' end,
+        v_notnull, case when p_handling = 'skip_all' then 'd.n > 1' else 'd.rn > 1' end);
     get diagnostics v_removed = row_count;
     return v_removed;
 end

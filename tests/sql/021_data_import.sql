@@ -3,7 +3,7 @@
 -- job's bookkeeping (begin / progress / end, interrupted runs), staging tables,
 -- duplicate handling and the atomic swap, and the contacts destination.
 BEGIN;
-SELECT plan(62);
+SELECT plan(66);
 
 CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE st text;
@@ -128,13 +128,13 @@ SELECT is(pg_temp.error_of($$SELECT public.record_data_source_preview('11111111-
 SELECT tests.authenticate_as(:'alice');
 SELECT public.request_data_source_sync('11111111-1111-4111-8111-111111111111') AS log2 \gset
 SELECT tests.authenticate_as_service();
-SELECT is(public.import_begin_run('11111111-1111-4111-8111-111111111111', :'log2', 'manual', 1, 7)::text, :'log2',
+SELECT is(public.import_begin_run('11111111-1111-4111-8111-111111111111', :'log2', 'manual', 1, 7), :'log2'::uuid,
           'the first attempt reports to the requested row');
 SELECT is(public.import_progress(:'log2', '{"phase":"loading","progress":{"rows_read":5}}'), false, 'progress: no cancel');
 SELECT is((SELECT metadata->'progress'->>'rows_read' FROM public.sync_logs WHERE id = :'log2'), '5', 'progress stored');
 -- the process dies; the retry closes the dead run and opens a new row
 SELECT public.import_begin_run('11111111-1111-4111-8111-111111111111', :'log2', 'manual', 2, 7) AS log3 \gset
-SELECT isnt(:'log3', :'log2', 'a retry after a death reports to a new row');
+SELECT isnt(:'log3'::uuid, :'log2'::uuid, 'a retry after a death reports to a new row');
 SELECT is((SELECT status || ' ' || left(error_message, 11) FROM public.sync_logs WHERE id = :'log2'),
           'failed interrupted', 'the dead run is closed as failed "interrupted"');
 SELECT is((SELECT metadata->>'retry_of' FROM public.sync_logs WHERE id = :'log3'), :'log2', 'retry_of links them');
@@ -155,7 +155,7 @@ SELECT public.create_import_table(:'alice', 'leads',
     '11111111-1111-4111-8111-111111111111') AS tbl \gset
 SELECT is(public.import_current_table('11111111-1111-4111-8111-111111111111'), :'tbl', 'current table');
 SELECT public.import_create_staging('11111111-1111-4111-8111-111111111111', NULL) AS stg \gset
-SELECT matches(:'stg', '^stg_[0-9a-f]{12}$', 'staging name');
+SELECT matches(:'stg'::text, '^stg_[0-9a-f]{12}$', 'staging name');
 SELECT is((SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
            WHERE attrelid = ('import_staging.' || :'stg')::regclass AND attnum > 0),
           'id,email,score', 'staging has id and the data columns');
