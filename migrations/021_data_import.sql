@@ -765,3 +765,22 @@ end
 $$;
 revoke all on function public.import_contacts_from_staging(uuid, text, uuid) from public, anon, authenticated;
 grant execute on function public.import_contacts_from_staging(uuid, text, uuid) to service_role;
+
+-- ---------------------------------------------------------------------------
+-- Audit of sync_logs: the state changes, not the progress reports
+-- ---------------------------------------------------------------------------
+
+-- A running sync reports its progress about twice a second; each report is an
+-- UPDATE of its sync_logs row. The audit trail keeps the row's creation, its
+-- deletion and the changes of status or cancel request, not every progress
+-- report (one audit row per sync, not per imported row or per second).
+drop trigger audit on public.sync_logs;
+create trigger audit after insert or delete on public.sync_logs
+    for each row execute function public.audit_trigger();
+create trigger audit_status after update on public.sync_logs
+    for each row
+    when (old.status is distinct from new.status
+          or old.cancel_requested_at is distinct from new.cancel_requested_at
+          or old.data_source_id is distinct from new.data_source_id
+          or old.preview_data is distinct from new.preview_data)
+    execute function public.audit_trigger();

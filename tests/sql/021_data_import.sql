@@ -3,7 +3,7 @@
 -- job's bookkeeping (begin / progress / end, interrupted runs), staging tables,
 -- duplicate handling and the atomic swap, and the contacts destination.
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE st text;
@@ -132,6 +132,8 @@ SELECT is(public.import_begin_run('11111111-1111-4111-8111-111111111111', :'log2
           'the first attempt reports to the requested row');
 SELECT is(public.import_progress(:'log2', '{"phase":"loading","progress":{"rows_read":5}}'), false, 'progress: no cancel');
 SELECT is((SELECT metadata->'progress'->>'rows_read' FROM public.sync_logs WHERE id = :'log2'), '5', 'progress stored');
+SELECT is((SELECT count(*) FROM public.audit_logs WHERE resource_id = :'log2'::uuid AND action = 'update'
+           AND new_value->'metadata'->'progress' IS NOT NULL), 0::bigint, 'progress reports are not audited');
 -- the process dies; the retry closes the dead run and opens a new row
 SELECT public.import_begin_run('11111111-1111-4111-8111-111111111111', :'log2', 'manual', 2, 7) AS log3 \gset
 SELECT isnt(:'log3'::uuid, :'log2'::uuid, 'a retry after a death reports to a new row');
