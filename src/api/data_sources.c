@@ -30,10 +30,9 @@ static bool path_uuid(http_request_t *req, const char *what)
 
 /* The source as the caller sees it, after checking that the caller may run
  * imports of it (404 / 403 otherwise, from public.import_check_caller). */
-static const char SOURCE_SQL[] =
-    "select to_jsonb(ds) from public.data_sources ds "
-    "where ds.id = $1::uuid and ds.deleted_at is null "
-    "and public.import_check_caller(ds.id) is not null";
+static const char SOURCE_SQL[] = "select to_jsonb(ds) from public.data_sources ds "
+                                 "where ds.id = $1::uuid and ds.deleted_at is null "
+                                 "and public.import_check_caller(ds.id) is not null";
 
 void api__data_sources_test(http_request_t *req)
 {
@@ -104,7 +103,8 @@ void api__data_sources_sync(http_request_t *req)
     json_t *j = json_pack("{s:s, s:s}", "sync_log_id", PQgetvalue(res, 0, 0), "status", "running");
     PQclear(res);
     char loc[96];
-    snprintf(loc, sizeof(loc), "/rest/v1/sync_logs?id=eq.%s", json_string_value(json_object_get(j, "sync_log_id")));
+    snprintf(loc, sizeof(loc), "/rest/v1/sync_logs?id=eq.%s",
+             json_string_value(json_object_get(j, "sync_log_id")));
     http_add_header(req, "Location", loc);
     http_reply_json(req, 202, j);
 done:

@@ -96,8 +96,7 @@ const config_entry_t config_table[] = {
      "first run if unset."},
     {"REALTIME_TABLES", CONFIG_STR, F(realtime_tables),
      "campaigns,analytics_data,reports,sms_messages,email_messages,contacts,data_sources,sync_logs",
-     0, 0, false,
-     "realtime",
+     0, 0, false, "realtime",
      "Comma-separated tables (schema.table, default schema public) whose inserts, updates and "
      "deletes are published as postgres_changes; applied at start, empty publishes none."},
     {"REALTIME_MAX_CHANNELS", CONFIG_INT, F(realtime_max_channels), "100", 1, 10000, false,

@@ -32,9 +32,9 @@
 #include "importer/importer_internal.h"
 #include "storage/storage.h"
 
-#define FETCH_MAX_REDIRECTS 3
+#define FETCH_MAX_REDIRECTS     3
 #define FETCH_CONNECT_TIMEOUT_S 15L
-#define FETCH_URL_MAX 4096
+#define FETCH_URL_MAX           4096
 
 /* ------------------------------------------------------------ addresses */
 
@@ -103,8 +103,8 @@ bool import__address_public(const struct sockaddr *sa)
 typedef struct fetch_state {
     int fd;
     uint64_t written;
-    uint64_t max_bytes;   /* IMPORT_MAX_BYTES */
-    uint64_t stop_after;  /* head-only reads stop here (0: read all) */
+    uint64_t max_bytes;  /* IMPORT_MAX_BYTES */
+    uint64_t stop_after; /* head-only reads stop here (0: read all) */
     bool allow_private;
     bool refused_address; /* a connection went to a private address */
     bool too_big;
@@ -121,9 +121,10 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
         return CURL_SOCKET_BAD;
     if (!st->allow_private && !import__address_public(&addr->addr)) {
         st->refused_address = true;
-        const void *raw = addr->family == AF_INET
-                              ? (const void *)&((struct sockaddr_in *)(void *)&addr->addr)->sin_addr
-                              : (const void *)&((struct sockaddr_in6 *)(void *)&addr->addr)->sin6_addr;
+        const void *raw =
+            addr->family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)(void *)&addr->addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)(void *)&addr->addr)->sin6_addr;
         if (!inet_ntop(addr->family, raw, st->refused, sizeof(st->refused)))
             snprintf(st->refused, sizeof(st->refused), "?");
         return CURL_SOCKET_BAD;
@@ -272,8 +273,8 @@ static bool fetch_url(const app_t *app, const char *url, bool head_only, import_
 /* Builds the CSV export URL of a Google Sheet from config: "url" (a sheet's
  * link, from which the id and gid are taken) or "spreadsheet_id", with
  * "sheet" (a gid number or a sheet name). */
-static bool sheets_url(const app_t *app, const json_t *config, char *out, size_t outlen,
-                       char *err, size_t errlen)
+static bool sheets_url(const app_t *app, const json_t *config, char *out, size_t outlen, char *err,
+                       size_t errlen)
 {
     const char *id = json_string_value(json_object_get(config, "spreadsheet_id"));
     const char *url = json_string_value(json_object_get(config, "url"));
@@ -283,7 +284,8 @@ static bool sheets_url(const app_t *app, const json_t *config, char *out, size_t
         const char *p = strstr(url, "/spreadsheets/d/");
         if (p) {
             p += strlen("/spreadsheets/d/");
-            size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+            size_t n =
+                strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
             if (n > 0 && n < sizeof(idbuf)) {
                 memcpy(idbuf, p, n);
                 idbuf[n] = '\0';
@@ -313,8 +315,8 @@ static bool sheets_url(const app_t *app, const json_t *config, char *out, size_t
         bl--;
     int n;
     if (sheet && *sheet && strspn(sheet, "0123456789") == strlen(sheet) && strlen(sheet) < 20) {
-        n = snprintf(out, outlen, "%.*s/spreadsheets/d/%s/export?format=csv&gid=%s", (int)bl,
-                     base, id, sheet);
+        n = snprintf(out, outlen, "%.*s/spreadsheets/d/%s/export?format=csv&gid=%s", (int)bl, base,
+                     id, sheet);
     } else if (sheet && *sheet) {
         char *esc = curl_easy_escape(NULL, sheet, 0);
         if (!esc) {
@@ -337,9 +339,9 @@ static bool sheets_url(const app_t *app, const json_t *config, char *out, size_t
     return true;
 }
 
-bool import__input_open(const app_t *app, db_conn_t *c, const import_source_t *src,
-                        bool head_only, import_cancel_fn cancel, void *cancel_arg,
-                        import_input_t *in, char *err, size_t errlen)
+bool import__input_open(const app_t *app, db_conn_t *c, const import_source_t *src, bool head_only,
+                        import_cancel_fn cancel, void *cancel_arg, import_input_t *in, char *err,
+                        size_t errlen)
 {
     memset(in, 0, sizeof(*in));
     in->fd = -1;

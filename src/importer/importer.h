@@ -25,7 +25,7 @@ CD_MUSTCHECK bool importer_register_jobs(void);
 /* The outcome of a preview. */
 typedef enum import_preview_status {
     IMPORT_PREVIEW_OK = 0,
-    IMPORT_PREVIEW_BAD_SOURCE, /* the source cannot be read: *message says why (400) */
+    IMPORT_PREVIEW_BAD_SOURCE,  /* the source cannot be read: *message says why (400) */
     IMPORT_PREVIEW_UNAVAILABLE, /* the database is down (503) */
     IMPORT_PREVIEW_INTERNAL,    /* out of memory, disk (500) */
 } import_preview_status_t;

@@ -121,7 +121,8 @@ static imp_reader_t *open_reader(const import_source_t *src, const char *path, i
         o.has_header = json_is_true(hh);
     imp_reader_t *r = imp_reader_open(path, IMP_FORMAT_DETECT, &o, perr);
     if (!r)
-        snprintf(message, msglen, "%s", perr->message[0] ? perr->message : "the file cannot be read");
+        snprintf(message, msglen, "%s",
+                 perr->message[0] ? perr->message : "the file cannot be read");
     return r;
 }
 
@@ -232,16 +233,18 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
                 sample = rows[k].cells[si].data;
         json_t *prop = json_array_get(prop_cols, si);
         json_array_append_new(
-            columns, json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O?}", "source_name", pc[i].source_name,
-                               "target_name", pc[i].target_name, "type",
-                               imp_type_name(pc[i].type), "sample", sample, "inferred_type",
-                               imp_type_name(imp_infer_type(inf, si)), "proposed_target_name",
-                               json_object_get(prop, "target_name")));
+            columns,
+            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O?}", "source_name", pc[i].source_name,
+                      "target_name", pc[i].target_name, "type", imp_type_name(pc[i].type), "sample",
+                      sample, "inferred_type", imp_type_name(imp_infer_type(inf, si)),
+                      "proposed_target_name", json_object_get(prop, "target_name")));
     }
     /* rows: the first ones as the sync would load them */
     json_t *out_rows = json_array();
     for (size_t k = 0; k < nrows && json_array_size(out_rows) < IMPORT_PREVIEW_ROWS; k++) {
-        imp_row_t row = {.cells = rows[k].cells, .ncells = rows[k].ncells, .line = rows[k].line,
+        imp_row_t row = {.cells = rows[k].cells,
+                         .ncells = rows[k].ncells,
+                         .line = rows[k].line,
                          .ragged = rows[k].ragged};
         imp_result_t res;
         if (!imp_plan_apply(plan, &row, &res))
@@ -252,8 +255,8 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
                 json_object_set_new(o, pc[i].target_name, value_json(&res.values[i], pc[i].type));
             json_array_append_new(out_rows, o);
         } else {
-            warn(warnings, "%s%s", res.outcome == IMP_ROW_FAIL ? "the sync would fail: " :
-                                   "skipped: ",
+            warn(warnings, "%s%s",
+                 res.outcome == IMP_ROW_FAIL ? "the sync would fail: " : "skipped: ",
                  res.message ? res.message : "");
         }
     }

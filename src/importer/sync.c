@@ -32,12 +32,12 @@
 #include "importer/parse.h"
 #include "jobs/queue.h"
 
-#define SYNC_COPY_CHUNK      (256 * 1024) /* bytes handed to PQputCopyData at once */
-#define SYNC_COPY_BUF_MAX    (64 * 1024 * 1024)
-#define SYNC_CHECK_ROWS      1024 /* rows between clock reads */
-#define SYNC_PROGRESS_MS     500  /* progress (and cancel checks) at least this often */
-#define SYNC_UUID_BATCH      256
-#define SYNC_MAX_SQL         (64 * 1024)
+#define SYNC_COPY_CHUNK   (256 * 1024) /* bytes handed to PQputCopyData at once */
+#define SYNC_COPY_BUF_MAX (64 * 1024 * 1024)
+#define SYNC_CHECK_ROWS   1024 /* rows between clock reads */
+#define SYNC_PROGRESS_MS  500  /* progress (and cancel checks) at least this often */
+#define SYNC_UUID_BATCH   256
+#define SYNC_MAX_SQL      (64 * 1024)
 
 static const db_caller_t SERVICE = {
     .role = "service_role",
@@ -169,12 +169,11 @@ static json_t *run_metadata(run_t *r, bool final)
         if (r->skip_counts[i])
             json_object_set_new(reasons, imp_skip_reason_name((imp_skip_reason_t)i),
                                 json_integer(r->skip_counts[i]));
-    json_t *m = json_pack("{s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "phase", r->phase,
-                          "progress", "rows_read", (json_int_t)r->rows_read, "bytes_read",
-                          (json_int_t)st.bytes_read, "bytes_total",
-                          (json_int_t)(st.bytes_total ? st.bytes_total : r->in.size), "imported",
-                          (json_int_t)r->imported, "skipped", (json_int_t)r->skipped,
-                          "skipped_by_reason", reasons);
+    json_t *m = json_pack(
+        "{s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "phase", r->phase, "progress", "rows_read",
+        (json_int_t)r->rows_read, "bytes_read", (json_int_t)st.bytes_read, "bytes_total",
+        (json_int_t)(st.bytes_total ? st.bytes_total : r->in.size), "imported",
+        (json_int_t)r->imported, "skipped", (json_int_t)r->skipped, "skipped_by_reason", reasons);
     if (m && final) {
         json_object_set(m, "errors", r->errors);
         json_object_set(m, "warnings", r->warnings);
@@ -232,16 +231,14 @@ static void add_row_error(run_t *r, const imp_result_t *res)
 {
     if (json_array_size(r->errors) >= IMPORT_MAX_ROW_ERRORS)
         return;
-    json_array_append_new(r->errors,
-                          json_pack("{s:I, s:s, s:s}", "line", (json_int_t)res->line, "reason",
-                                    imp_skip_reason_name(res->reason), "message",
-                                    res->message ? res->message : ""));
+    json_array_append_new(r->errors, json_pack("{s:I, s:s, s:s}", "line", (json_int_t)res->line,
+                                               "reason", imp_skip_reason_name(res->reason),
+                                               "message", res->message ? res->message : ""));
 }
 
 /* ------------------------------------------------------------ data connection */
 
-static bool copy_exec(run_t *r, const char *sql, int n, const char *const *params,
-                      PGresult **out)
+static bool copy_exec(run_t *r, const char *sql, int n, const char *const *params, PGresult **out)
 {
     PGresult *res = PQexecParams(r->copy, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
@@ -274,8 +271,8 @@ static char *copy_scalar(run_t *r, const char *sql, int n, const char *const *pa
     PGresult *res = NULL;
     if (!copy_exec(r, sql, n, params, &res))
         return NULL;
-    char *v = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0))
-                                                                : strdup("");
+    char *v =
+        PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0)) : strdup("");
     PQclear(res);
     if (!v)
         run_fail(r, false, "out of memory");
@@ -304,11 +301,11 @@ static bool copy_open(run_t *r)
                    "set_config('lock_timeout', '60s', true)",
                    0, NULL, NULL))
         return false;
-    PGresult *res = PQexecParams(
-        r->copy,
-        "select set_config('TimeZone', coalesce(nullif($1, ''), "
-        "(select a.timezone from public.app_settings a limit 1), 'UTC'), true)",
-        1, NULL, p, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(r->copy,
+                     "select set_config('TimeZone', coalesce(nullif($1, ''), "
+                     "(select a.timezone from public.app_settings a limit 1), 'UTC'), true)",
+                     1, NULL, p, NULL, NULL, 0);
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     PQclear(res);
     if (!ok)
@@ -394,8 +391,7 @@ static bool prepare_destination(run_t *r, load_t *ld)
     }
     if (ld->dest == DEST_CONTACTS) {
         const char *p[2] = {r->src.id, cols_txt};
-        ld->staging =
-            copy_scalar(r, "select public.import_create_staging($1, $2::jsonb)", 2, p);
+        ld->staging = copy_scalar(r, "select public.import_create_staging($1, $2::jsonb)", 2, p);
         ok = ld->staging != NULL;
         goto done;
     }
@@ -428,8 +424,8 @@ static bool prepare_destination(run_t *r, load_t *ld)
         char slug[48];
         import__slug(r->src.name, slug, sizeof(slug));
         const char *p[4] = {r->src.user_id, slug, cols_txt, r->src.id};
-        char *created = copy_scalar(
-            r, "select public.create_import_table($1, $2, $3::jsonb, $4)", 4, p);
+        char *created =
+            copy_scalar(r, "select public.create_import_table($1, $2, $3::jsonb, $4)", 4, p);
         if (created && *current) {
             const char *pd[1] = {current};
             char *dropped = copy_scalar(r, "select public.drop_import_table($1)", 1, pd);
@@ -581,10 +577,8 @@ static bool load_rows(run_t *r, const load_t *ld)
     if (!copied && !abort_msg) {
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
-        run_fail(r, false, "the database refused a value: %s%s%s", msg ? msg : "?",
-                 ctx ? " (" : "", ctx ? ctx : "");
-        if (ctx)
-            strncat(r->error, ")", sizeof(r->error) - strlen(r->error) - 1);
+        run_fail(r, false, "the database refused a value: %s%s%.200s%s", msg ? msg : "?",
+                 ctx ? " (" : "", ctx ? ctx : "", ctx ? ")" : "");
     }
     PQclear(res);
     while ((res = PQgetResult(r->copy)) != NULL)
@@ -633,14 +627,13 @@ static bool finish(run_t *r, load_t *ld)
         dup_keys(r->plan, &handling, &keys, &ci);
         if (strcmp(ld->mode, "upsert") == 0 && strcmp(keys ? keys : "[]", "[]") == 0)
             ld->mode = "append";
-        const char *p[7] = {r->src.id,       ld->staging, ld->mode,  keys ? keys : "[]",
+        const char *p[7] = {r->src.id,      ld->staging, ld->mode, keys ? keys : "[]",
                             ci ? ci : "[]", handling,    r->log_id};
-        char *res = copy_scalar(
-            r,
-            "select public.import_finish_staging($1, $2, $3, "
-            "array(select jsonb_array_elements_text($4::jsonb)), "
-            "array(select jsonb_array_elements_text($5::jsonb)), $6, $7)",
-            7, p);
+        char *res = copy_scalar(r,
+                                "select public.import_finish_staging($1, $2, $3, "
+                                "array(select jsonb_array_elements_text($4::jsonb)), "
+                                "array(select jsonb_array_elements_text($5::jsonb)), $6, $7)",
+                                7, p);
         free(keys);
         free(ci);
         if (!res)
@@ -674,8 +667,8 @@ static bool finish(run_t *r, load_t *ld)
         if (d)
             json_object_set_new(reasons, "duplicate", json_integer(d));
         json_object_set_new(m, "mode", json_string(ld->mode));
-        json_object_set_new(m, "rows_in_table", json_integer(json_integer_value(
-                                                    json_object_get(result, "rows"))));
+        json_object_set_new(m, "rows_in_table",
+                            json_integer(json_integer_value(json_object_get(result, "rows"))));
     } else {
         long long inv = json_integer_value(json_object_get(result, "invalid"));
         long long mer = json_integer_value(json_object_get(result, "merged"));
@@ -929,7 +922,10 @@ static job_result_t handle_sync(job_ctx_t *ctx, const job_t *job)
              trigger ? trigger : "schedule", source_id, job->attempt);
     result = run_sync(r);
     log_info("import %s: %s, %lld rows read, %lld imported, %lld skipped%s%s", r->log_id,
-             r->cancelled ? "cancelled" : r->error[0] ? "failed" : r->lost ? "stopped" : "done",
+             r->cancelled  ? "cancelled"
+             : r->error[0] ? "failed"
+             : r->lost     ? "stopped"
+                           : "done",
              r->rows_read, r->imported, r->skipped, r->error[0] ? ": " : "", r->error);
 done:
     PQclear(res);

@@ -337,8 +337,7 @@ const size_t storage_routes_len = CD_ARRAY_LEN(storage_routes);
 /* ------------------------------------------------------------ reading */
 
 storage_status_t storage_open_object(const app_t *app, db_conn_t *c, const db_caller_t *who,
-                                     const char *bucket, const char *name, int *fd,
-                                     uint64_t *size)
+                                     const char *bucket, const char *name, int *fd, uint64_t *size)
 {
     *fd = -1;
     *size = 0;

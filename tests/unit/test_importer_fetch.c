@@ -37,19 +37,38 @@ static void test_address_guard(void **state)
 {
     (void)state;
     const char *refused[] = {
-        "127.0.0.1",      "127.255.255.254", "10.0.0.1",       "172.16.0.1",    "172.31.255.255",
-        "192.168.1.1",    "169.254.169.254", "100.64.0.1",     "0.0.0.0",       "224.0.0.1",
-        "255.255.255.255", "192.0.0.8",      "198.18.0.1",     "::1",           "::",
-        "fe80::1",        "fc00::1",         "fd12:3456::1",   "ff02::1",       "::ffff:127.0.0.1",
-        "::ffff:10.1.2.3", "64:ff9b::a9fe:a9fe", "::ffff:169.254.169.254", "2001:db8::1",
+        "127.0.0.1",
+        "127.255.255.254",
+        "10.0.0.1",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "192.0.0.8",
+        "198.18.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.1.2.3",
+        "64:ff9b::a9fe:a9fe",
+        "::ffff:169.254.169.254",
+        "2001:db8::1",
         "fec0::1",
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
         if (public_addr(refused[i]))
             fail_msg("%s must be refused", refused[i]);
-    const char *allowed[] = {"8.8.8.8",         "1.1.1.1",    "172.32.0.1", "172.15.255.255",
-                             "100.128.0.1",     "93.184.216.34", "2606:4700::1111",
-                             "::ffff:8.8.8.8",  "169.253.1.1", "11.0.0.1"};
+    const char *allowed[] = {"8.8.8.8",     "1.1.1.1",       "172.32.0.1",      "172.15.255.255",
+                             "100.128.0.1", "93.184.216.34", "2606:4700::1111", "::ffff:8.8.8.8",
+                             "169.253.1.1", "11.0.0.1"};
     for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
         if (!public_addr(allowed[i]))
             fail_msg("%s must be allowed", allowed[i]);
@@ -87,7 +106,8 @@ static void test_slug(void **state)
     assert_string_equal(out, "source");
     import__slug("Prénom; DROP TABLE x;--", out, sizeof(out));
     assert_string_equal(out, "pr_nom_drop_table_x");
-    import__slug("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", out, sizeof(out));
+    import__slug("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", out,
+                 sizeof(out));
     assert_true(strlen(out) <= 40);
     /* what create_import_table accepts: ^[a-z_][a-z0-9_]{0,46}$ */
     for (const char *p = out; *p; p++)
