@@ -19,6 +19,17 @@ let bob; // another user
 const routes = new Map(); // path -> handler(req, res)
 let gate = null; // a promise the slow route waits for
 
+// Short leases and scheduler passes, so that recovery and schedules are quick.
+function serverEnv() {
+  return {
+    IMPORT_ALLOW_PRIVATE_NETWORKS: 'true',
+    GOOGLE_SHEETS_BASE_URL: filesUrl,
+    JOB_LEASE_SECONDS: '6',
+    JOB_POLL_INTERVAL: '1',
+    LOG_LEVEL: 'info',
+  };
+}
+
 function csv(rows) {
   return rows.map((r) => r.join(',')).join('\r\n') + '\r\n';
 }
@@ -36,11 +47,7 @@ before(async () => {
   });
   await new Promise((r) => files.listen(0, '127.0.0.1', r));
   filesUrl = `http://127.0.0.1:${files.address().port}`;
-  server = await h.startServer({
-    IMPORT_ALLOW_PRIVATE_NETWORKS: 'true',
-    GOOGLE_SHEETS_BASE_URL: filesUrl,
-    LOG_LEVEL: 'info',
-  });
+  server = await h.startServer(serverEnv());
   alice = await h.signUpUser(server);
   bob = await h.signUpUser(server);
   alice.client.realtime.setAuth(alice.session.access_token);
@@ -413,7 +420,7 @@ test('contacts destination upserts by e-mail and never implies consent', T, asyn
 
 test('two server processes share one queue; kill -9 mid-sync is recovered', { timeout: 300000 }, async () => {
   // a second process on the same database, with private networks refused
-  const second = await h.startServer({ CAMPAIGND_DATA_DIR: server.dataDir, LOG_LEVEL: 'info' });
+  const second = await h.startServer({ CAMPAIGND_DATA_DIR: server.dataDir, JOB_LEASE_SECONDS: '6', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'info' });
   try {
     // the private-address guard (the test runs in the request, on the second server)
     const priv = await createSource(alice, { name: 'Private', type: 'csv_url', config: { url: `${filesUrl}/list.csv` } });
@@ -458,12 +465,7 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
   release();
   files.closeAllConnections?.();
   const dataDir = server.dataDir;
-  server = await h.startServer({
-    CAMPAIGND_DATA_DIR: dataDir,
-    IMPORT_ALLOW_PRIVATE_NETWORKS: 'true',
-    GOOGLE_SHEETS_BASE_URL: filesUrl,
-    LOG_LEVEL: 'info',
-  });
+  server = await h.startServer({ ...serverEnv(), CAMPAIGND_DATA_DIR: dataDir });
   const dead = await waitFor(async () => {
     const l = await syncLog(logId);
     return l.status !== 'running' ? l : null;
