@@ -97,6 +97,13 @@ begin
         raise exception 'sources of type % cannot be synced by campaignd yet', v_type
             using errcode = '22023', hint = 'supported: csv_upload, csv_url, google_sheets, excel';
     end if;
+    -- checked before the row lock too: a running first sync holds the source's
+    -- row (it records the new table_name) until it commits
+    if exists (select 1 from public.sync_logs sl
+               where sl.data_source_id = p_data_source_id and sl.status = 'running') then
+        raise exception 'a sync of this data source is already running' using errcode = 'PT409',
+            hint = 'Wait for it to finish, or cancel it with POST /api/sync-logs/:id/cancel.';
+    end if;
     select ds.schedule_config into v_sched
     from public.data_sources ds where ds.id = p_data_source_id for update;
     if exists (select 1 from public.sync_logs sl
@@ -308,7 +315,7 @@ begin
             if (v_col ->> 'target_name') !~ '^[a-z_][a-z0-9_]{0,62}$' then
                 raise exception 'invalid column name %', v_col ->> 'target_name' using errcode = '22023';
             end if;
-            v_sql_type := v_col ->> 'sql_type';
+            v_sql_type := pg_catalog.lower(v_col ->> 'sql_type');
             if v_sql_type not in ('text', 'numeric', 'integer', 'bigint', 'boolean', 'date',
                                   'timestamptz', 'jsonb') then
                 raise exception 'unsupported column type %', v_sql_type using errcode = '22023';

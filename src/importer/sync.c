@@ -683,6 +683,14 @@ static bool finish(run_t *r, load_t *ld)
     json_object_set_new(json_object_get(m, "progress"), "skipped", json_integer(r->skipped));
     char *mtxt = json_dumps(m, JSON_COMPACT);
     json_decref(m);
+    /* Last look at the cancel flag before the point of no return. It must come
+     * before import_succeed_run: from then on this transaction holds the
+     * sync_logs row, and the progress report would wait for it. */
+    (void)run_tick(r, true);
+    if (r->cancelled || r->lost) {
+        free(mtxt);
+        return false;
+    }
     char imported[32], skipped[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     snprintf(skipped, sizeof(skipped), "%lld", r->skipped);
@@ -692,13 +700,7 @@ static bool finish(run_t *r, load_t *ld)
     /* The schema cache of /rest/v1 also reloads without the DDL event trigger
      * (a DATABASE_URL without superuser). */
     ok = ok && copy_exec(r, "select pg_notify('pgrst', 'reload schema')", 0, NULL, NULL);
-    if (!ok)
-        return false;
-    /* Last look before the point of no return. */
-    (void)run_tick(r, true);
-    if (r->cancelled || r->lost)
-        return false;
-    return copy_exec(r, "commit", 0, NULL, NULL);
+    return ok && copy_exec(r, "commit", 0, NULL, NULL);
 }
 
 static bool open_parser(run_t *r)

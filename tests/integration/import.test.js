@@ -197,8 +197,8 @@ test('upload → data source → test → sync → rows through /rest/v1, progre
     { first_name: 'Ada', email: 'ada@example.com', score: 10 },
     { first_name: 'Dee', email: 'dee@example.com', score: 5 },
   ]);
-  // the table is in the OpenAPI document
-  const oa = await h.request(`${server.url}/rest/v1/`, { headers: { apikey: server.anonKey, Authorization: `Bearer ${alice.session.access_token}` } });
+  // the table is in the OpenAPI document (the service role's)
+  const oa = await h.request(`${server.url}/rest/v1/`, { headers: { apikey: server.serviceKey, Authorization: `Bearer ${server.serviceKey}` } });
   assert.ok(JSON.stringify(oa.json).includes(ds.table_name), 'OpenAPI lists the import table');
 
   // bob sees none of it, and cannot run alice's source
@@ -420,7 +420,15 @@ test('contacts destination upserts by e-mail and never implies consent', T, asyn
 
 test('two server processes share one queue; kill -9 mid-sync is recovered', { timeout: 300000 }, async () => {
   // a second process on the same database, with private networks refused
-  const second = await h.startServer({ CAMPAIGND_DATA_DIR: server.dataDir, JOB_LEASE_SECONDS: '6', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'info' });
+  // (DATABASE_URL: the second process uses the first one's embedded PostgreSQL
+  // without managing it; the same data directory: the same keys and files)
+  const second = await h.startServer({
+    CAMPAIGND_DATA_DIR: server.dataDir,
+    DATABASE_URL: await h.dbUrl(server),
+    JOB_LEASE_SECONDS: '6',
+    JOB_POLL_INTERVAL: '1',
+    LOG_LEVEL: 'info',
+  });
   try {
     // the private-address guard (the test runs in the request, on the second server)
     const priv = await createSource(alice, { name: 'Private', type: 'csv_url', config: { url: `${filesUrl}/list.csv` } });
@@ -442,7 +450,7 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
       assert.equal(Number(audit), 1, 'ran exactly once');
     }
   } finally {
-    await second.stop({ removeData: false });
+    await second.stop({ removeData: false }); // the data directory is the first server's
   }
 
   // kill -9 of the server while a sync is downloading; after a restart the job
