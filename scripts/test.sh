@@ -75,7 +75,7 @@ fi
 if want fuzz; then
   section "fuzz targets (libFuzzer, ${fuzz_seconds}s each)"
   if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
       --buildtype=debugoptimized >/dev/null
   fi
   if ninja -C build-fuzz >/dev/null; then
@@ -86,7 +86,10 @@ if want fuzz; then
       run_corpus="$work/corpus-$name"
       mkdir -p "$run_corpus"
       [ -d "$corpus" ] && cp -r "$corpus"/. "$run_corpus"/ 2>/dev/null
-      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+      dict=tests/fuzz/${name#fuzz_}.dict
+      dict_arg=()
+      [ -f "$dict" ] && dict_arg=(-dict="$dict")
+      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 "${dict_arg[@]}" \
            -artifact_prefix="$work/" "$run_corpus" >"$work/$name.log" 2>&1; then
         echo "$name: ok ($(grep -o 'Done [0-9]* runs' "$work/$name.log" | grep -o '[0-9]*' || echo '?') runs)"
         pass

@@ -457,6 +457,10 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
     }
     free(head);
     st->eof = head_is_all;
+    if (!st->failed && st->eof && st->raw_len) {
+        parse__error(err, IMP_ERR_ENCODING, 0, "the file ends in the middle of a UTF-16 character");
+        st->failed = true;
+    }
     if (st->failed)
         return false;
 
