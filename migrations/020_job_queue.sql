@@ -49,8 +49,8 @@ create table jobs.jobs (
         constraint jobs_max_attempts_range check (max_attempts between 1 and 100),
     retry_delay interval not null default '1 minute'
         constraint jobs_retry_delay_range check (retry_delay between '0' and '7 days'),
-    leased_until timestamptz,
-    locked_by text,
+    leased_until timestamptz,                  -- while running: until when the lease holds
+    locked_by text,                            -- the worker that holds (or last held) the job
     last_error text,
     dedupe_key text
         constraint jobs_dedupe_key_length check (length(dedupe_key) between 1 and 200),
@@ -59,7 +59,7 @@ create table jobs.jobs (
     finished_at timestamptz,
     constraint jobs_attempts_range check (attempts between 0 and max_attempts),
     constraint jobs_running_has_lease
-        check ((status = 'running') = (leased_until is not null and locked_by is not null)),
+        check ((status = 'running') = (leased_until is not null) and (status <> 'running' or locked_by is not null)),
     constraint jobs_finished_has_time check ((status in ('done', 'failed')) = (finished_at is not null))
 );
 comment on table jobs.jobs is
@@ -99,7 +99,7 @@ language sql immutable parallel safe
 set search_path = ''
 as $$
     select least(retry_delay * pg_catalog.power(2, least(greatest(attempts - 1, 0), 20)),
-                            greatest(retry_delay, interval '1 day'))
+                 greatest(retry_delay, interval '1 day'))
 $$;
 
 -- Adds a job and returns its id. A dedupe_key naming a job that is still
@@ -172,8 +172,7 @@ as $$
                      || j.attempts,
         run_at = pg_catalog.now() + jobs.backoff(j.retry_delay, j.attempts),
         finished_at = case when j.attempts >= j.max_attempts then pg_catalog.now() end,
-        leased_until = null,
-        locked_by = null
+        leased_until = null
     from expired
     where j.id = expired.id;
 
@@ -241,7 +240,7 @@ begin
     if p_outcome = 'release' then
         update jobs.jobs j
         set status = 'pending', attempts = j.attempts - 1, run_at = pg_catalog.now(),
-            leased_until = null, locked_by = null
+            leased_until = null
         where j.id = p_id;
         return 'pending';
     end if;
@@ -257,8 +256,7 @@ begin
         run_at = case when v_status = 'pending'
                       then pg_catalog.now() + jobs.backoff(j.retry_delay, j.attempts) else j.run_at end,
         finished_at = case when v_status in ('done', 'failed') then pg_catalog.now() end,
-        leased_until = null,
-        locked_by = null
+        leased_until = null
     where j.id = p_id;
     if p_outcome = 'done' and p_reschedule_seconds is not null then
         perform jobs.enqueue(v_job.kind, v_job.payload,
@@ -554,11 +552,16 @@ begin
         raise exception 'schedule_config.timezone must be a time zone name' using errcode = '22023';
     end if;
     v_tz := coalesce(nullif(v_config ->> 'timezone', ''), nullif(p_default_tz, ''), 'UTC');
-    if not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = v_tz) then
+    -- (pg_timezone_names would read the whole tz database on every call.)
+    begin
+        if pg_catalog.length(v_tz) > 64 then
+            raise exception using errcode = '22023';
+        end if;
+        v_local := p_after at time zone v_tz;
+    exception when invalid_parameter_value then
         raise exception 'unknown time zone %', pg_catalog.quote_literal(pg_catalog.left(v_tz, 80))
             using errcode = '22023', hint = 'use an IANA name such as America/New_York';
-    end if;
-    v_local := p_after at time zone v_tz;
+    end;
 
     if p_schedule = 'hourly' then
         -- Every zone's offset is a multiple of 15 minutes.
@@ -611,8 +614,7 @@ begin
         v_dom := jobs.schedule_int(v_config, 'day_of_month', 1, 31, 1);
         v_month := pg_catalog.date_trunc('month', v_local)::date - interval '1 month';
         loop
-            v_day := least(v_month + (v_dom - 1),
-                                      (v_month + interval '1 month')::date - 1);
+            v_day := least(v_month + (v_dom - 1), (v_month + interval '1 month')::date - 1);
             v_at := jobs.local_instant(v_day + v_time, v_tz);
             exit when v_at > p_after;
             v_month := v_month + interval '1 month';
@@ -693,6 +695,49 @@ $$;
 create trigger next_sync_at before insert or update of sync_schedule, schedule_config, is_active, deleted_at
     on public.data_sources
     for each row execute function jobs.data_sources_next_sync();
+
+-- AFTER UPDATE OF timezone on app_settings: sources whose schedule names no
+-- zone of their own follow the new default at once.
+create function jobs.app_settings_reschedule() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    if new.timezone is distinct from old.timezone then
+        update public.data_sources ds
+        set next_sync_at = jobs.next_run(ds.sync_schedule, ds.schedule_config, pg_catalog.now(),
+                                         new.timezone)
+        where ds.is_active and ds.deleted_at is null and ds.sync_schedule <> 'manual'
+          and coalesce(ds.schedule_config ->> 'timezone', '') = '';
+    end if;
+    return null;
+end
+$$;
+create trigger reschedule_syncs after update of timezone on public.app_settings
+    for each row execute function jobs.app_settings_reschedule();
+
+-- Sources that exist already get their next_sync_at now; one whose schedule
+-- cannot be computed stays unscheduled (NULL) until it is edited.
+do $$
+declare
+    v_src record;
+begin
+    for v_src in
+        select ds.id, ds.sync_schedule, ds.schedule_config from public.data_sources ds
+        where ds.is_active and ds.deleted_at is null and ds.sync_schedule <> 'manual'
+    loop
+        begin
+            update public.data_sources ds
+            set next_sync_at = jobs.next_run(v_src.sync_schedule, v_src.schedule_config,
+                                             pg_catalog.now(), jobs.default_timezone())
+            where ds.id = v_src.id;
+        exception when invalid_parameter_value then
+            update public.data_sources ds set next_sync_at = null where ds.id = v_src.id;
+        end;
+    end loop;
+end
+$$;
 
 -- The scheduler's pass: every active source whose next_sync_at has come gets
 -- one import.sync job (payload {"data_source_id", "trigger": "schedule"},

@@ -109,7 +109,11 @@ const config_entry_t config_table[] = {
      "Largest object /storage/v1 accepts, in bytes (a bucket's file_size_limit may lower it)."},
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
-     "app_settings.data_retention_days and old sign-in attempts (0 disables it)."},
+     "app_settings.data_retention_days, old sign-in attempts and old finished jobs (0 disables "
+     "it)."},
+    {"JOBS_ENABLED", CONFIG_BOOL, F(jobs_enabled), "true", 0, 0, false, "jobs",
+     "Whether this process runs background jobs and the scheduler; false makes an API-only "
+     "process (other processes on the database run the jobs)."},
     {"JOB_WORKERS", CONFIG_INT, F(job_workers), "0", 0, 256, false, "jobs",
      "Worker threads that run queued jobs in this process, each with its own database "
      "connection (0: one per CPU)."},

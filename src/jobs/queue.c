@@ -235,14 +235,24 @@ static void wake_workers(jobs_t *q)
 
 /* Sets the session settings of a worker connection once per connection:
  * PostgreSQL checks every 2 s that the client is still there, so that the
- * statements of a killed process are cancelled rather than committed later. */
-static void prepare_conn(db_conn_t *c, int *pid_seen)
+ * statements of a killed process are cancelled rather than committed later;
+ * application_name names the worker in pg_stat_activity. */
+static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
 {
     PGconn *pg = db_pg(c);
     int pid = PQbackendPID(pg);
     if (pid == *pid_seen)
         return;
-    db_exec_ignore(pg, "set client_connection_check_interval = '2s'");
+    char name[JOBS_WORKER_ID_MAX + 32];
+    snprintf(name, sizeof(name), "campaignd job %s", worker_id);
+    const char *params[1] = {name};
+    PGresult *r = PQexecParams(pg,
+                               "select set_config('client_connection_check_interval', '2s', false),"
+                               " set_config('application_name', $1, false)",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        log_warn("jobs: cannot set up the worker connection: %s", PQerrorMessage(pg));
+    PQclear(r);
     *pid_seen = pid;
 }
 
@@ -395,7 +405,7 @@ static void *worker_main(void *arg)
         db_conn_t *c = db_thread_conn();
         double wait_s = (double)q->poll_s;
         if (c) {
-            prepare_conn(c, &pid_seen);
+            prepare_conn(c, w->worker_id, &pid_seen);
             PGresult *res = NULL;
             db_error_t err;
             db_status_t st = claim(w, c, &res, &err);
@@ -555,14 +565,25 @@ static void *keeper_main(void *arg)
             next_tick = now + (double)q->poll_s;
             wake_workers(q); /* due run_at times, lost notifications */
         }
+        /* A statement above may have found the connection broken: db_run1
+         * then closed it, and pg is gone. */
+        pg = db_pg(c);
+        if (!pg || PQstatus(pg) != CONNECTION_OK) {
+            listening = NULL;
+            continue;
+        }
         /* Notifications that arrived during the statements above, or now. */
         int woke = 0;
         double until = (next_renew < next_tick ? next_renew : next_tick) - mono_now();
         int timeout_ms = until <= 0 ? 0 : until > 0.5 ? 500 : (int)(until * 1000.0);
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
         if (p.fd >= 0 && poll(&p, 1, timeout_ms) > 0) {
-            if (!PQconsumeInput(pg))
+            if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) {
+                /* Let the next statement find the break (db_run1 drops the
+                 * connection) instead of polling a dead socket in a loop. */
                 log_debug("jobs: the notification connection broke: %s", PQerrorMessage(pg));
+                next_tick = 0;
+            }
         }
         PGnotify *n;
         while ((n = PQnotifies(pg)) != NULL) {
@@ -597,6 +618,10 @@ static bool append_literal(char *out, size_t cap, const char *item)
 bool jobs_start(const app_t *app, jobs_t **out)
 {
     *out = NULL;
+    if (!app->cfg.jobs_enabled) {
+        log_info("jobs: disabled (JOBS_ENABLED=false); other processes run the jobs");
+        return true;
+    }
     if (nkinds == 0) {
         log_info("jobs: no job kinds registered; no workers started");
         return true;

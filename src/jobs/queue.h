@@ -113,8 +113,8 @@ typedef struct jobs jobs_t;
 
 /* Starts app->cfg.job_workers worker threads (0: one per CPU) and the keeper
  * thread (wake-ups, lease renewal, the scheduler's pass every
- * JOB_POLL_INTERVAL seconds). With no kind registered it starts nothing
- * (*out = NULL). Returns false (and logs) when they cannot start. */
+ * JOB_POLL_INTERVAL seconds). With JOBS_ENABLED=false or no kind registered
+ * it starts nothing (*out = NULL). Returns false (and logs) when they cannot start. */
 CD_MUSTCHECK bool jobs_start(const app_t *app, jobs_t **out);
 /* Stops promptly: wakes the workers, lets running handlers see
  * job_heartbeat() == false, joins the threads and frees j. NULL is a no-op. */

@@ -27,8 +27,8 @@ static const char RUN_SQL[] =
     "  jobs.purge_finished(make_interval(days => $3::integer)) "
     "from lock, public.app_settings a where lock.got";
 
-static db_status_t run_on(db_conn_t *c, long login_window_s, long job_keep_days,
-                          jobs_retention_result_t *out, db_error_t *err)
+db_status_t jobs_retention_run_once(long login_window_s, long job_keep_days,
+                                    jobs_retention_result_t *out, db_error_t *err)
 {
     memset(out, 0, sizeof(*out));
     char key[32], window[32], keep[32], timeout[32];
@@ -50,7 +50,7 @@ static db_status_t run_on(db_conn_t *c, long login_window_s, long job_keep_days,
         .headers_json = "{}",
     };
     PGresult *res[2] = {NULL, NULL};
-    db_status_t st = db_run_as(c, &who, stmts, 2, res, err);
+    db_status_t st = db_run(&who, stmts, 2, res, err);
     if (st == DB_OK && PQntuples(res[1]) == 1) {
         out->ran = true;
         out->retention_days = strtol(PQgetvalue(res[1], 0, 0), NULL, 10);
@@ -61,21 +61,6 @@ static db_status_t run_on(db_conn_t *c, long login_window_s, long job_keep_days,
     PQclear(res[0]);
     PQclear(res[1]);
     return st;
-}
-
-db_status_t jobs_retention_run_once(long login_window_s, long job_keep_days,
-                                    jobs_retention_result_t *out, db_error_t *err)
-{
-    db_conn_t *c = db_thread_conn();
-    if (!c) {
-        memset(out, 0, sizeof(*out));
-        memset(err, 0, sizeof(*err));
-        snprintf(err->sqlstate, sizeof(err->sqlstate), "08006");
-        snprintf(err->message, sizeof(err->message), "the database cannot be reached");
-        err->failed_stmt = -1;
-        return DB_UNAVAILABLE;
-    }
-    return run_on(c, login_window_s, job_keep_days, out, err);
 }
 
 /* The queue's handler: one purge; a failure is retried by the queue. */
