@@ -423,6 +423,9 @@ declare
     v_next integer;
     v_at timestamptz;
 begin
+    if pg_catalog.length(v_expr) > 200 then
+        raise exception 'a cron expression has at most 200 characters' using errcode = '22023';
+    end if;
     v_expr := case v_expr
         when '@yearly' then '0 0 1 1 *'
         when '@annually' then '0 0 1 1 *'

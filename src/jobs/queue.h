@@ -90,8 +90,10 @@ CD_MUSTCHECK bool jobs_register_recurring(const char *kind, job_handler_fn fn, l
 void jobs__reset_registry(void);
 
 /* The worker thread's own database connection (db_run_as with any caller;
- * jobs usually run as service_role). A handler that needs a second
- * connection (COPY streaming while the first reports progress) opens its own. */
+ * jobs usually run as service_role; each transaction gets DB_STATEMENT_TIMEOUT
+ * unless it sets its own with set_config('statement_timeout', ..., true)). A
+ * handler that needs a second connection (COPY streaming while the first
+ * reports progress) opens its own; only this one is cancelled at shutdown. */
 db_conn_t *job_conn(job_ctx_t *ctx);
 
 /* The application (configuration, data directory) the worker belongs to. */
@@ -116,8 +118,9 @@ typedef struct jobs jobs_t;
  * JOB_POLL_INTERVAL seconds). With JOBS_ENABLED=false or no kind registered
  * it starts nothing (*out = NULL). Returns false (and logs) when they cannot start. */
 CD_MUSTCHECK bool jobs_start(const app_t *app, jobs_t **out);
-/* Stops promptly: wakes the workers, lets running handlers see
- * job_heartbeat() == false, joins the threads and frees j. NULL is a no-op. */
+/* Stops promptly: wakes the workers, cancels the statement running on each
+ * busy worker's job_conn(), lets running handlers see job_heartbeat() ==
+ * false, joins the threads and frees j. NULL is a no-op. */
 void jobs_stop(jobs_t *j);
 
 #endif

@@ -5,7 +5,7 @@
 -- every cron form) across DST in America/New_York and Europe/London, 29
 -- February and 30-day months, the data_sources trigger and the due-sync pass.
 BEGIN;
-SELECT plan(181);
+SELECT plan(182);
 
 -- SQLSTATE of the error a statement raises ('' when it succeeds).
 CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -321,6 +321,8 @@ SELECT is(pg_temp.error_of($$SELECT pg_temp.cron('0 0 1 mon *', now())$$), '2202
 SELECT is(pg_temp.error_of($$SELECT pg_temp.cron('0 0 30 2 *', now())$$), '22023', '30 February never fires: refused');
 SELECT is(pg_temp.error_of($$SELECT pg_temp.cron('@reboot', now())$$), '22023', '@reboot means nothing here');
 SELECT is(pg_temp.error_of($$SELECT pg_temp.cron('0 0 1,,2 * *', now())$$), '22023', 'an empty list item is refused');
+SELECT is(pg_temp.error_of(format('SELECT pg_temp.cron(%L, now())', repeat('1,', 20000) || '1 * * * *')), '22023',
+          'an expression longer than 200 characters is refused before any work');
 -- invalid schedules
 SELECT is(pg_temp.error_of($$SELECT jobs.next_run('daily', '{"timezone": "Mars/Olympus"}', now(), null)$$), '22023',
           'an unknown time zone is refused');
