@@ -665,7 +665,7 @@ declare
     v_source uuid;
 begin
     update public.sync_logs sl
-    set status = 'success', completed_at = pg_catalog.now(),
+    set status = 'success', completed_at = pg_catalog.clock_timestamp(),  -- not the transaction's start
         records_imported = least(p_imported, 2147483647)::integer,
         records_skipped = least(p_skipped, 2147483647)::integer,
         metadata = sl.metadata || coalesce(p_metadata, '{}') || '{"phase": "done"}'
