@@ -117,13 +117,14 @@ r=$rows; i=$import_s; c=$copy_s
 print(f'{r/i:.0f} {r/c:.0f} {c/i:.2f}')")"
 log "import ${import_s}s ($import_rps rows/s), \\copy ${copy_s}s ($copy_rps rows/s), ratio $ratio, peak RSS $hwm1 KiB"
 
+rev="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 {
   echo
   echo "## Import: 1,000,000-row CSV into a dedicated table (issue 10)"
   echo
   echo "- Command: \`bench/import/run.sh\` (BENCH_IMPORT_ROWS=$rows), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) memory, other work running: $(cut -d' ' -f1-3 /proc/loadavg) load"
-  echo "- campaignd $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)') ($bin); file: $bytes bytes"
+  echo "- campaignd $rev ($bin); file: $bytes bytes"
   echo
   echo "| measure | value |"
   echo "| --- | ---: |"
