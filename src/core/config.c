@@ -126,6 +126,9 @@ const config_entry_t config_table[] = {
     {"JOB_KEEP_DAYS", CONFIG_INT, F(job_keep_days), "7", 1, 3650, false, "jobs",
      "Days that finished (done or failed) jobs stay in jobs.jobs before the retention job "
      "deletes them."},
+    {"WEB_DIR", CONFIG_STR, F(web_dir), "./build/web", 0, 0, false, "server",
+     "Directory of the built dashboard (index.html and assets/) served at /; made by `make build` "
+     "(scripts/build-web.sh). Empty serves no dashboard."},
     {"IMPORT_MAX_BYTES", CONFIG_INT, F(import_max_bytes), "2147483648", 1024, 1099511627776, false,
      "imports",
      "Largest file an import reads, in bytes: uploads over it fail, URL downloads stop there."},

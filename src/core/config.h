@@ -64,6 +64,8 @@ typedef struct config {
     long job_lease_seconds;
     long job_poll_interval;
     long job_keep_days;
+    /* web */
+    char *web_dir;
     /* imports */
     long import_max_bytes;
     bool import_allow_private_networks;

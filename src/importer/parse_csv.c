@@ -91,7 +91,8 @@ static void on_row(int c, void *data)
 
 static bool dec_reserve(csv_state_t *st, size_t extra)
 {
-    if (st->dec_len + extra <= st->dec_cap)
+    /* always allocated, even for an empty file: callers do pointer arithmetic on it */
+    if (st->dec && st->dec_len + extra <= st->dec_cap)
         return true;
     size_t cap = st->dec_cap ? st->dec_cap : CSV_CHUNK;
     while (cap < st->dec_len + extra)

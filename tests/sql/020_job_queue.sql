@@ -343,7 +343,6 @@ SELECT is(jobs.next_run('manual', '{}', now(), null), NULL, 'manual sources have
 -- ---------------------------------------------------------------------------
 SELECT tests.create_user('sched-owner@example.test', 'user') AS owner \gset
 SELECT tests.authenticate_as(:'owner');
-SET LOCAL ROLE authenticated;
 INSERT INTO public.data_sources (id, name, type, sync_schedule, schedule_config)
 VALUES ('5c000000-0000-0000-0000-000000000001', 'Trade show list', 'csv_url', 'weekly',
         '{"day_of_week": 1, "time": "09:00", "timezone": "America/New_York", "retry_on_failure": true,
