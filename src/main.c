@@ -16,6 +16,7 @@
 #include "db/migrate.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
+#include "importer/importer.h"
 #include "jobs/queue.h"
 #include "realtime/realtime.h"
 #include "rest/rest.h"
@@ -109,7 +110,7 @@ static int cmd_serve(app_t *app)
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
-    if (!jobs_retention_register(app) || !jobs_start(app, &jobs))
+    if (!jobs_retention_register(app) || !importer_register_jobs() || !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)

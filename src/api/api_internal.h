@@ -190,5 +190,9 @@ void api__reports_list(http_request_t *req);
 void api__reports_create(http_request_t *req);
 void api__reports_get(http_request_t *req);
 void api__reports_export(http_request_t *req);
+void api__data_sources_test(http_request_t *req);
+void api__data_sources_sync(http_request_t *req);
+void api__data_sources_credentials(http_request_t *req);
+void api__sync_logs_cancel(http_request_t *req);
 
 #endif

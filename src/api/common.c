@@ -450,6 +450,10 @@ const http_route_t api_routes[] = {
     {"GET", "/api/reports/:id", api__reports_get, false},
     {"GET", "/api/reports/:id/export", api__reports_export, false},
     {"POST", "/api/reports/:id/export", api__reports_export, true},
+    {"POST", "/api/data-sources/:id/test", api__data_sources_test, true},
+    {"POST", "/api/data-sources/:id/sync", api__data_sources_sync, true},
+    {"PUT", "/api/data-sources/:id/credentials", api__data_sources_credentials, true},
+    {"POST", "/api/sync-logs/:id/cancel", api__sync_logs_cancel, true},
 };
 const size_t api_routes_len = CD_ARRAY_LEN(api_routes);
 

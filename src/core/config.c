@@ -95,8 +95,8 @@ const config_entry_t config_table[] = {
      "Key that encrypts stored credentials (at least 32 bytes); generated into the data dir on "
      "first run if unset."},
     {"REALTIME_TABLES", CONFIG_STR, F(realtime_tables),
-     "campaigns,analytics_data,reports,sms_messages,email_messages,contacts", 0, 0, false,
-     "realtime",
+     "campaigns,analytics_data,reports,sms_messages,email_messages,contacts,data_sources,sync_logs",
+     0, 0, false, "realtime",
      "Comma-separated tables (schema.table, default schema public) whose inserts, updates and "
      "deletes are published as postgres_changes; applied at start, empty publishes none."},
     {"REALTIME_MAX_CHANNELS", CONFIG_INT, F(realtime_max_channels), "100", 1, 10000, false,
@@ -129,6 +129,18 @@ const config_entry_t config_table[] = {
     {"WEB_DIR", CONFIG_STR, F(web_dir), "./build/web", 0, 0, false, "server",
      "Directory of the built dashboard (index.html and assets/) served at /; made by `make build` "
      "(scripts/build-web.sh). Empty serves no dashboard."},
+    {"IMPORT_MAX_BYTES", CONFIG_INT, F(import_max_bytes), "2147483648", 1024, 1099511627776, false,
+     "imports",
+     "Largest file an import reads, in bytes: uploads over it fail, URL downloads stop there."},
+    {"IMPORT_ALLOW_PRIVATE_NETWORKS", CONFIG_BOOL, F(import_allow_private_networks), "false", 0, 0,
+     false, "imports",
+     "Let csv_url and google_sheets imports fetch from loopback, private and link-local addresses "
+     "(off: such URLs, and redirects to them, are refused)."},
+    {"IMPORT_FETCH_TIMEOUT", CONFIG_INT, F(import_fetch_timeout), "600", 1, 86400, false, "imports",
+     "Seconds a URL import's download may take."},
+    {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
+     0, false, "imports",
+     "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);

@@ -66,6 +66,11 @@ typedef struct config {
     long job_keep_days;
     /* web */
     char *web_dir;
+    /* imports */
+    long import_max_bytes;
+    bool import_allow_private_networks;
+    long import_fetch_timeout;
+    char *google_sheets_base_url;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;

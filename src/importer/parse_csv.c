@@ -469,6 +469,10 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
         goto nomem;
     st->p_ready = true;
     csv_set_space_func(&st->p, no_space);
+    /* libcsv grows a field's buffer by blk_size bytes at a time (128 by
+     * default): a 1 MiB field would take 8192 reallocations, each copying the
+     * field so far, before max_field_bytes stops it (minutes under ASan). */
+    csv_set_blk_size(&st->p, 64 * 1024);
     char delim = r->opts.delimiter;
     if (!delim)
         delim = sniff_delimiter(st->dec, st->dec_len, st->eof);

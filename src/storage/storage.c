@@ -257,3 +257,43 @@ const http_route_t storage_routes[] = {
     {"GET", "/storage/v1/object/*", storage__object_get, false},
 };
 const size_t storage_routes_len = CD_ARRAY_LEN(storage_routes);
+
+/* ------------------------------------------------------------ reading */
+
+storage_status_t storage_open_object(const app_t *app, db_conn_t *c, const db_caller_t *who,
+                                     const char *bucket, const char *name, int *fd, uint64_t *size)
+{
+    *fd = -1;
+    *size = 0;
+    if (!bucket || !name || !storage__check_bucket(bucket) ||
+        storage__check_name(name, strlen(name)) != STORAGE_PATH_OK)
+        return STORAGE_ERR_INVALID;
+    const storage_backend_t *be = storage__backend(app);
+    if (!be)
+        return STORAGE_ERR_INTERNAL;
+    const char *params[2] = {bucket, name};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t st = db_run1(c, who,
+                             "select version from storage.objects "
+                             "where bucket_id = $1 and name = $2",
+                             2, params, &res, &err);
+    if (st == DB_UNAVAILABLE)
+        return STORAGE_ERR_UNAVAILABLE;
+    if (st != DB_OK) {
+        log_warn("storage: cannot look up %s/%s: %s", bucket, name, err.message);
+        return STORAGE_ERR_INTERNAL;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return STORAGE_ERR_NO_BUCKET;
+    }
+    storage_blob_t blob;
+    bool ok = be->ops->get(be->self, PQgetvalue(res, 0, 0), &blob);
+    PQclear(res);
+    if (!ok)
+        return STORAGE_ERR_NO_BUCKET;
+    *fd = blob.fd;
+    *size = blob.size;
+    return STORAGE_OK;
+}

@@ -9,6 +9,7 @@
 #define CD_STORAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "app.h"
 #include "core/common.h"
@@ -67,6 +68,15 @@ CD_MUSTCHECK storage_status_t storage_put_bytes(const app_t *app, const db_calle
 #define STORAGE_MAX_SIGN_SECONDS (10L * 365 * 24 * 3600)
 CD_MUSTCHECK bool storage_signed_url(const app_t *app, const char *bucket, const char *name,
                                      long expires_in, bool absolute, char *out, size_t outlen);
+
+/* Opens the bytes of object `name` of `bucket` for reading, as `who` on
+ * connection c (row-level security decides whether who may read it). On
+ * STORAGE_OK *fd is a read-only descriptor the caller closes and *size the
+ * object's length. STORAGE_ERR_NO_BUCKET when the object does not exist or
+ * is not visible to who; STORAGE_ERR_INVALID for a bad bucket or name. */
+CD_MUSTCHECK storage_status_t storage_open_object(const app_t *app, db_conn_t *c,
+                                                  const db_caller_t *who, const char *bucket,
+                                                  const char *name, int *fd, uint64_t *size);
 
 /* A short message for a storage_status_t (static). */
 const char *storage_status_message(storage_status_t st);
