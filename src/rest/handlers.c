@@ -694,7 +694,9 @@ static bool read_window(struct rest_ctx *x, bool cap)
     }
     if (rh.present && (x->r.action == REST_ACT_READ || x->r.action == REST_ACT_CALL)) {
         offset = rh.first;
-        limit = rh.has_last ? rh.last - rh.first + 1 : -1;
+        /* last - first cannot overflow (0 <= first <= last); the + 1 can, for
+         * 0-9223372036854775807, which asks for everything anyway */
+        limit = rh.has_last && rh.last - rh.first < INT64_MAX ? rh.last - rh.first + 1 : -1;
     }
     if (top && top->has_offset)
         offset = top->offset;
