@@ -419,7 +419,6 @@ static void add_disposition(http_request_t *req, const char *name, const char *d
     snprintf(header, sizeof(header), "attachment; filename=\"%s\"", file);
     http_add_header(req, "Content-Disposition", header);
     http_add_header(req, "Cache-Control", "no-store");
-    http_add_header(req, "X-Content-Type-Options", "nosniff");
 }
 
 /* POST .../export: the export is saved, as the caller (so storage RLS

@@ -455,6 +455,12 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
     if (req->resp_len || req->status != 204)
         MHD_add_response_header(r, "Content-Type", req->resp_type);
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    /* Every answer is data, never a page: browsers must not guess another type
+     * from the bytes, and a document opened from the API's origin (a stored
+     * object above all) runs in a sandbox without script or same-origin access. */
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (!req->upgrade_fn)
+        MHD_add_response_header(r, "Content-Security-Policy", "sandbox");
     for (size_t i = 0; i < req->nresp_headers; i++)
         MHD_add_response_header(r, req->resp_headers[i].name, req->resp_headers[i].value);
     add_cors(s, req, r);

@@ -204,11 +204,10 @@ void storage__serve_object(http_request_t *req, const char *row_json)
     add_header(req, "Last-Modified", last_mod);
     add_header(req, "Cache-Control", cache ? cache : "no-cache");
     add_header(req, "Accept-Ranges", "bytes");
-    add_header(req, "X-Content-Type-Options", "nosniff");
+    /* nosniff and CSP sandbox are on every response (src/http/server.c) */
 
     const char *download = http_query_arg(req, "download");
-    bool active = storage__mime_is_active(mime);
-    if (download || active) {
+    if (download || !storage__mime_inline(mime)) {
         const char *fname = download && *download ? download : NULL;
         if (!fname && name) {
             const char *slash = strrchr(name, '/');
@@ -218,8 +217,6 @@ void storage__serve_object(http_request_t *req, const char *row_json)
         encode_filename(fname ? fname : "download", enc, sizeof(enc));
         snprintf(cd, sizeof(cd), "attachment; filename=\"%s\"; filename*=UTF-8''%s", enc, enc);
         add_header(req, "Content-Disposition", cd);
-        if (active)
-            add_header(req, "Content-Security-Policy", "default-src 'none'; sandbox");
     }
 
     const char *inm = http_header(req, "If-None-Match");
@@ -599,6 +596,68 @@ static bool move_args(http_request_t *req, json_t *body, const char **sb, const 
     return true;
 }
 
+/* Whether an object with metadata meta may go into a bucket that takes at most
+ * limit bytes of the types allowed (as storage__probe_upload found them): the
+ * same rules as an upload, 415 and 413 otherwise (replied here). */
+static bool fits_destination(http_request_t *req, const json_t *meta, uint64_t limit,
+                             const json_t *allowed)
+{
+    const char *mime = json_string_value(json_object_get(meta, "mimetype"));
+    json_t *size = json_object_get(meta, "size");
+    if (!storage__mime_allowed(mime ? mime : "application/octet-stream", allowed)) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "mime type %s is not supported",
+                 mime && storage__mime_valid(mime) ? mime : "application/octet-stream");
+        storage__reply_error(req, "415", "InvalidMimeType", "invalid_mime_type", msg);
+        return false;
+    }
+    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+        (uint64_t)json_integer_value(size) > limit) {
+        storage__reply_error(req, "413", "EntityTooLarge", "Payload too large",
+                             "The object exceeded the maximum allowed size");
+        return false;
+    }
+    return true;
+}
+
+/* Checks that the object bucket/name (read as the caller) fits the bucket dest;
+ * replies and returns false otherwise (404 when the source is not visible). */
+static bool move_fits(http_request_t *req, const auth_caller_t *c, const char *bucket,
+                      const char *name, const char *dest)
+{
+    const char *p[2] = {bucket, name};
+    db_stmt_t stmt = {"select o.metadata::text from storage.objects o "
+                      "where o.bucket_id = $1 and o.name = $2",
+                      2, p};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t st = storage__run(req, c, true, &stmt, 1, &res, &err);
+    if (st != DB_OK) {
+        storage__reply_db_error(req, st, &err, NULL);
+        return false;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        reply_not_found(req);
+        return false;
+    }
+    json_t *meta = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    db_caller_t who;
+    auth_caller_db(c, req, true, &who);
+    storage_err_t e = {0};
+    uint64_t limit = storage__max_file_bytes(req->ctx);
+    json_t *allowed = NULL;
+    bool ok = storage__bucket_limits(&who, dest, &limit, &allowed, &e);
+    if (!ok)
+        storage__reply_err(req, &e);
+    else
+        ok = fits_destination(req, meta, limit, allowed);
+    json_decref(allowed);
+    json_decref(meta);
+    return ok;
+}
+
 static void object_move(http_request_t *req)
 {
     json_t *body = storage__json_body(req);
@@ -609,6 +668,11 @@ static void object_move(http_request_t *req)
     }
     auth_caller_t c;
     if (!storage__identify(req, &c)) {
+        json_decref(body);
+        return;
+    }
+    if (strcmp(sb, db) != 0 && !move_fits(req, &c, sb, sk, db)) {
+        auth_caller_free(&c);
         json_decref(body);
         return;
     }
@@ -680,7 +744,10 @@ static void object_copy(http_request_t *req)
         storage__reply_err(req, &e);
         goto done;
     }
+    bool fits = fits_destination(req, meta, limit, allowed);
     json_decref(allowed);
+    if (!fits)
+        goto done;
     char version[STORAGE_UUID_LEN + 1], id[STORAGE_UUID_LEN + 1];
     if (!be || !json_is_object(meta) || !cd_random_uuid(version) ||
         !be->ops->put_begin(be->self, version, &put)) {
