@@ -79,7 +79,14 @@ const config_entry_t config_table[] = {
     {"DEFAULT_USER_ROLE", CONFIG_STR, F(default_user_role), "user", 0, 0, false, "auth",
      "Role given at sign-up: user or viewer."},
     {"LOGIN_MAX_FAILURES_PER_EMAIL", CONFIG_INT, F(login_max_failures_per_email), "5", 1, 100000,
-     false, "limits", "Failed sign-ins for one e-mail within LOGIN_WINDOW_SECONDS before 429."},
+     false, "limits",
+     "Failed sign-ins for one e-mail from one client address within LOGIN_WINDOW_SECONDS before "
+     "that address gets 429 for 60 s, doubling with each further failure (other addresses go "
+     "on)."},
+    {"LOGIN_MAX_FAILURES_PER_EMAIL_GLOBAL", CONFIG_INT, F(login_max_failures_per_email_global),
+     "100", 1, 1000000, false, "limits",
+     "Failed sign-ins for one e-mail from all addresses within LOGIN_WINDOW_SECONDS before every "
+     "address gets 429; high, so that one stranger cannot lock an account out."},
     {"LOGIN_MAX_FAILURES_PER_IP", CONFIG_INT, F(login_max_failures_per_ip), "30", 1, 1000000, false,
      "limits", "Failed sign-ins from one client address within LOGIN_WINDOW_SECONDS before 429."},
     {"LOGIN_WINDOW_SECONDS", CONFIG_INT, F(login_window_seconds), "900", 10, 86400, false, "limits",

@@ -44,6 +44,7 @@ typedef struct config {
     bool disable_signup;
     char *default_user_role;
     long login_max_failures_per_email;
+    long login_max_failures_per_email_global;
     long login_max_failures_per_ip;
     long login_window_seconds;
     long auth_rate_limit;
