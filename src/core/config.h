@@ -56,6 +56,10 @@ typedef struct config {
     char *realtime_tables;
     long realtime_max_channels;
     long realtime_max_message_bytes;
+    long realtime_max_broadcast_bytes;
+    long realtime_max_presence_bytes;
+    long realtime_max_presence_per_topic;
+    long realtime_max_presence_per_conn;
     /* storage */
     long storage_max_file_bytes;
     /* jobs */
