@@ -78,8 +78,11 @@ static int cmd_serve(app_t *app)
         return 1;
     }
     /* serve owns the embedded cluster even if a CLI command started it. */
-    if (app->embedded)
+    if (app->embedded) {
         app->pg.owned = true;
+        if (!pgembed_supervise(&app->pg))
+            goto fail;
+    }
     db_configure(app->worker_conninfo, app->cfg.db_statement_timeout_ms, app->encryption_key);
     if (!storage_init(app))
         goto fail;
