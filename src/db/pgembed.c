@@ -470,59 +470,89 @@ static bool sup_sleep(int ms)
     return go_on;
 }
 
-/* Whether the postmaster pg->pid still runs; when it does not, how it ended
- * (into how). Our child is reaped here; an adopted one is watched by pid. */
-static bool postmaster_alive(const pgembed_t *pg, char *how, size_t howlen)
+typedef enum { PM_RUNNING, PM_STOPPED, PM_CRASHED } pm_state_t;
+
+/* Whether the postmaster pg->pid still runs, was stopped on purpose (a clean
+ * shutdown: exit status 0, or postmaster.pid removed) or died (a signal, a
+ * non-zero exit, or a postmaster.pid left behind); how it ended goes into how.
+ * Our child is reaped here; an adopted one is watched by pid. */
+static pm_state_t postmaster_state(const pgembed_t *pg, char *how, size_t howlen)
 {
     int st;
     pid_t r = waitpid(pg->pid, &st, WNOHANG);
     if (r == 0)
-        return true;
+        return PM_RUNNING;
     if (r == pg->pid) {
-        if (WIFSIGNALED(st))
+        if (WIFSIGNALED(st)) {
             snprintf(how, howlen, "killed by signal %d", WTERMSIG(st));
-        else
-            snprintf(how, howlen, "exited with status %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        return false;
+            return PM_CRASHED;
+        }
+        int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        snprintf(how, howlen, "exited with status %d", code);
+        return code == 0 ? PM_STOPPED : PM_CRASHED;
     }
     if (kill(pg->pid, 0) == 0 && pid_is_our_postmaster(pg, pg->pid))
-        return true;
-    snprintf(how, howlen, "no longer running");
-    return false;
+        return PM_RUNNING;
+    bool pidfile = read_pidfile(pg) == pg->pid;
+    snprintf(how, howlen, "no longer running%s", pidfile ? ", postmaster.pid left behind" : "");
+    return pidfile ? PM_CRASHED : PM_STOPPED;
+}
+
+/* Restarts the cluster after a crash, with back-off; false when told to stop. */
+static bool restart(pgembed_t *pg)
+{
+    int backoff = 500;
+    for (int attempt = 1;; attempt++) {
+        /* someone (an operator's pg_ctl) may have started it already */
+        pid_t other = read_pidfile(pg);
+        if (other > 0 && other != pg->pid && pid_is_our_postmaster(pg, other) && ping(pg)) {
+            pg->pid = other;
+            log_warn("using the embedded PostgreSQL started by someone else (pid %d)", (int)other);
+            return true;
+        }
+        if (start_postmaster(pg)) {
+            log_warn("embedded PostgreSQL restarted (pid %d, attempt %d)", (int)pg->pid, attempt);
+            return true;
+        }
+        log_warn("restarting the embedded PostgreSQL failed (attempt %d); trying again in %d ms",
+                 attempt, backoff);
+        if (!sup_sleep(backoff))
+            return false;
+        backoff = backoff < 5000 ? backoff * 2 : 10000;
+    }
 }
 
 static void *supervise(void *arg)
 {
     pgembed_t *pg = arg;
+    bool stopped = false; /* stopped on purpose: wait for someone to start it */
     while (sup_sleep(500)) {
-        char how[64];
-        if (postmaster_alive(pg, how, sizeof(how)))
+        if (stopped) {
+            pid_t other = read_pidfile(pg);
+            if (other > 0 && pid_is_our_postmaster(pg, other)) {
+                pg->pid = other;
+                stopped = false;
+                log_info("the embedded PostgreSQL runs again (pid %d); supervising it", (int)other);
+            }
             continue;
+        }
+        char how[96];
+        pm_state_t state = postmaster_state(pg, how, sizeof(how));
+        if (state == PM_RUNNING)
+            continue;
+        if (state == PM_STOPPED) {
+            /* a clean shutdown is an operator's decision (pg_ctl stop), not a crash */
+            log_warn("the embedded PostgreSQL (pid %d) was shut down (%s) by someone else; not "
+                     "restarting it: start it again (pg_ctl start) or restart campaignd",
+                     (int)pg->pid, how);
+            stopped = true;
+            continue;
+        }
         log_error("the embedded PostgreSQL (pid %d) is gone (%s); restarting it: crash recovery "
                   "replays the write-ahead log, requests get 503 meanwhile",
                   (int)pg->pid, how);
-        int backoff = 500;
-        for (int attempt = 1;; attempt++) {
-            /* someone (an operator's pg_ctl) may have started it already */
-            pid_t other = read_pidfile(pg);
-            if (other > 0 && other != pg->pid && pid_is_our_postmaster(pg, other) && ping(pg)) {
-                pg->pid = other;
-                log_warn("using the embedded PostgreSQL started by someone else (pid %d)",
-                         (int)other);
-                break;
-            }
-            if (start_postmaster(pg)) {
-                log_warn("embedded PostgreSQL restarted (pid %d, attempt %d)", (int)pg->pid,
-                         attempt);
-                break;
-            }
-            log_warn("restarting the embedded PostgreSQL failed (attempt %d); trying again in "
-                     "%d ms",
-                     attempt, backoff);
-            if (!sup_sleep(backoff))
-                return NULL;
-            backoff = backoff < 5000 ? backoff * 2 : 10000;
-        }
+        if (!restart(pg))
+            break;
     }
     return NULL;
 }

@@ -34,7 +34,8 @@ void pgembed_url(const pgembed_t *pg, char *out, size_t outlen);
 /* Supervises the postmaster of an owned cluster (campaignd serve): a thread
  * checks twice a second that it runs and, when it has died (kill -9, OOM
  * killer, a crash), starts it again with back-off (0.5 s doubling to 10 s) and
- * a log line; PostgreSQL's crash recovery replays the WAL, so no committed
+ * a log line. A clean shutdown (pg_ctl stop) is left alone until someone starts
+ * the cluster again, which is then adopted. PostgreSQL's crash recovery replays the WAL, so no committed
  * transaction is lost. Worker connections reconnect by themselves, and
  * requests get 503 with Retry-After meanwhile. Does nothing for a cluster not
  * owned. pgembed_stop stops the supervisor first. */
