@@ -80,7 +80,8 @@ bool api__csv_append_field(cd_buf_t *b, const char *s, size_t len)
         if (csv_is_formula(s + i, n))
             ok = cd_buf_add(b, "'", 1);
         for (size_t k = 0; ok && k < cell; k++)
-            ok = cd_buf_add(b, s + i + k, 1) && (!quote || s[i + k] != '"' || cd_buf_add(b, "\"", 1));
+            ok = cd_buf_add(b, s + i + k, 1) &&
+                 (!quote || s[i + k] != '"' || cd_buf_add(b, "\"", 1));
         i += cell;
     }
     ok = ok && (!quote || cd_buf_add(b, "\"", 1));

@@ -288,7 +288,8 @@ static const char *presence_track(rt_chan_t *ch, json_t *meta, char *why, size_t
                  cfg->realtime_max_presence_per_conn);
         return why;
     }
-    if (!ch->presence_meta && ch->topic->npresence >= (size_t)cfg->realtime_max_presence_per_topic) {
+    if (!ch->presence_meta &&
+        ch->topic->npresence >= (size_t)cfg->realtime_max_presence_per_topic) {
         json_decref(copy);
         snprintf(why, whylen,
                  "too many presences per topic (REALTIME_MAX_PRESENCE_PER_TOPIC is %ld)",

@@ -1267,7 +1267,8 @@ rest_schema_t *rest__schema_refresh_for(PGconn *pg, const rest_schema_t *seen, c
     if (!pg || PQtransactionStatus(pg) != PQTRANS_IDLE)
         return NULL;
     const char *p[1] = {name};
-    PGresult *r = PQexecParams(pg, is_function ? FUNC_SQL : TABLE_EXISTS_SQL, 1, NULL, p, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(pg, is_function ? FUNC_SQL : TABLE_EXISTS_SQL, 1, NULL, p, NULL, NULL, 0);
     bool exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
     PQclear(r);
     if (!exists)
