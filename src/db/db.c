@@ -128,17 +128,11 @@ static void note_failure(const char *why)
     log_warn("database unreachable (%s); retrying in %d ms", why, wait);
 }
 
-/* SQL that makes the session's key table, readable by the login role that owns
- * it and by the owner of the functions that use the key (migration 023). */
-static const char KEY_TABLE_SQL[] =
-    "create temp table campaignd_key (key_hex text not null); "
-    "do $$ begin execute pg_catalog.format('grant select on pg_temp.campaignd_key to %I', "
-    "(select pg_catalog.pg_get_userbyid(p.proowner) from pg_catalog.pg_proc p "
-    "where p.oid = 'public.campaignd_encryption_key()'::pg_catalog.regprocedure)); end $$";
-
 /* Gives a new connection the encryption key, once, as COPY data: no statement
  * carries it, so log_statement = all cannot record it, and no setting holds it,
- * so current_setting() shows it to nobody (migration 023 explains the rest). */
+ * so current_setting() shows it to nobody. The table is the key functions'
+ * owner's; this login role may only insert, and only until the seal (migration
+ * 023 explains the rest). */
 static bool give_key(PGconn *pg, char *why, size_t whylen)
 {
     if (!db_encryption_key || !*db_encryption_key)
@@ -156,7 +150,7 @@ static bool give_key(PGconn *pg, char *why, size_t whylen)
     }
     line[2 * n] = '\n';
     db_error_t err;
-    bool ok = db_exec(pg, KEY_TABLE_SQL, &err);
+    bool ok = db_exec(pg, "select public.campaignd_key_table_open()", &err);
     if (!ok)
         snprintf(why, whylen, "encryption key table: %.200s", err.message);
     PGresult *r = ok ? PQexec(pg, "copy pg_temp.campaignd_key (key_hex) from stdin") : NULL;
@@ -174,6 +168,10 @@ static bool give_key(PGconn *pg, char *why, size_t whylen)
             }
             PQclear(r);
         }
+    }
+    if (ok && !db_exec(pg, "select public.campaignd_key_table_seal()", &err)) {
+        snprintf(why, whylen, "encryption key seal: %.200s", err.message);
+        ok = false;
     }
     OPENSSL_cleanse(line, 2 * n + 2);
     free(line);
