@@ -29,11 +29,11 @@ static void handle_health(http_request_t *req)
 /* Ready means this worker can reach the database right now. */
 static void handle_ready(http_request_t *req)
 {
-    db_conn_t *c = db_thread_conn();
     PGresult *r = NULL;
     db_error_t err;
     db_caller_t who = {.role = "anon", .read_only = true};
-    db_status_t st = c ? db_run1(c, &who, "select 1", 0, NULL, &r, &err) : DB_UNAVAILABLE;
+    db_stmt_t one = {"select 1", 0, NULL};
+    db_status_t st = db_run(&who, &one, 1, &r, &err);
     PQclear(r);
     if (st == DB_OK)
         http_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ready", "database", "ok"));

@@ -53,6 +53,13 @@ void api__end(api_ctx_t *ctx);
  * with PostgreSQL's message) and returns false with every result NULL. */
 CD_MUSTCHECK bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
                            size_t n, PGresult **results);
+/* The route's :id (params[0]), which must be a UUID; false after answering
+ * 400 "the <what> id in the path must be a UUID". */
+CD_MUSTCHECK bool api__path_id(http_request_t *req, const char *what);
+/* A whole "GET one by id" handler: identifies the caller, checks the id,
+ * runs sql ($1 = the id) read-only as the caller and answers its first cell
+ * with 200, or 404 "<what> not found" when there is no row. */
+void api__reply_by_id(http_request_t *req, const char *sql, const char *what);
 
 /* Answers status with {code, message, details, hint}; details and hint may
  * be NULL (JSON null). */

@@ -151,16 +151,6 @@ done:
     api__end(&ctx);
 }
 
-/* Reads and checks the id in the path, or answers 400. */
-static bool path_id(http_request_t *req, const char *what)
-{
-    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
-        return true;
-    api__reply_invalid(req, "invalid_parameter", "id", "the %s id in the path must be a UUID",
-                       what);
-    return false;
-}
-
 /* The writable fields, checked; *_set say which were given. */
 struct campaign_input {
     const char *name, *type, *status, *content, *scheduled_date;
@@ -264,23 +254,7 @@ static const char GET_SQL[] = "select to_json(c)::text from public.campaigns c "
 
 void api__campaigns_get(http_request_t *req)
 {
-    api_ctx_t ctx;
-    if (!api__begin(req, true, &ctx))
-        return;
-    if (!path_id(req, "campaign"))
-        goto done;
-    const char *p[1] = {req->params[0]};
-    db_stmt_t st = {GET_SQL, 1, p};
-    PGresult *res = NULL;
-    if (!api__run(req, &ctx, &st, 1, &res))
-        goto done;
-    if (PQntuples(res) == 1)
-        api__reply_cell(req, 200, res, 0, 0);
-    else
-        api__reply_not_found(req, "campaign");
-    PQclear(res);
-done:
-    api__end(&ctx);
+    api__reply_by_id(req, GET_SQL, "campaign");
 }
 
 /* One statement: find the campaign (visible, then lockable = updatable under
@@ -362,7 +336,7 @@ void api__campaigns_update(http_request_t *req)
         return;
     json_t *body = NULL;
     struct campaign_input in;
-    if (!path_id(req, "campaign"))
+    if (!api__path_id(req, "campaign"))
         goto done;
     body = api__read_body(req);
     if (!body || !read_campaign(req, body, false, &in))
@@ -415,7 +389,7 @@ void api__campaigns_delete(http_request_t *req)
     api_ctx_t ctx;
     if (!api__begin(req, false, &ctx))
         return;
-    if (!path_id(req, "campaign"))
+    if (!api__path_id(req, "campaign"))
         goto done;
     const char *p[1] = {req->params[0]};
     db_stmt_t st = {DELETE_SQL, 1, p};

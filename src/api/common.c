@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/api_internal.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "http/body.h"
 
@@ -53,8 +54,7 @@ bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
               PGresult **results)
 {
     db_error_t err;
-    db_conn_t *c = db_thread_conn();
-    db_status_t st = c ? db_run_as(c, &ctx->who, stmts, n, results, &err) : DB_UNAVAILABLE;
+    db_status_t st = db_run(&ctx->who, stmts, n, results, &err);
     if (st == DB_OK)
         return true;
     if (st == DB_UNAVAILABLE) {
@@ -70,6 +70,33 @@ bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
     api__reply_error(req, status, err.sqlstate, err.message, *err.detail ? err.detail : NULL,
                      *err.hint ? err.hint : NULL);
     return false;
+}
+
+bool api__path_id(http_request_t *req, const char *what)
+{
+    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
+        return true;
+    api__reply_invalid(req, "invalid_parameter", "id", "the %s id in the path must be a UUID",
+                       what);
+    return false;
+}
+
+void api__reply_by_id(http_request_t *req, const char *sql, const char *what)
+{
+    api_ctx_t ctx;
+    if (!api__begin(req, true, &ctx))
+        return;
+    const char *p[1] = {req->params[0]};
+    db_stmt_t st = {sql, 1, p};
+    PGresult *res = NULL;
+    if (api__path_id(req, what) && api__run(req, &ctx, &st, 1, &res)) {
+        if (PQntuples(res) == 1)
+            api__reply_cell(req, 200, res, 0, 0);
+        else
+            api__reply_not_found(req, what);
+        PQclear(res);
+    }
+    api__end(&ctx);
 }
 
 void api__reply_invalid(http_request_t *req, const char *code, const char *field, const char *fmt,

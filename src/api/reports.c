@@ -318,37 +318,13 @@ done:
     api__end(&ctx);
 }
 
-static bool path_report_id(http_request_t *req)
-{
-    if (req->nparams >= 1 && cd_is_uuid(req->params[0]))
-        return true;
-    api__reply_invalid(req, "invalid_parameter", "id", "the report id in the path must be a UUID");
-    return false;
-}
-
 static const char GET_SQL[] = "select to_json(r)::text, coalesce(r.data ->> 'name', r.report_type),"
                               "  r.report_type, to_char(r.generated_at at time zone 'UTC', "
                               "'YYYY-MM-DD') from public.reports r where r.id = $1::uuid";
 
 void api__reports_get(http_request_t *req)
 {
-    api_ctx_t ctx;
-    if (!api__begin(req, true, &ctx))
-        return;
-    if (!path_report_id(req))
-        goto done;
-    const char *p[1] = {req->params[0]};
-    db_stmt_t st = {GET_SQL, 1, p};
-    PGresult *res = NULL;
-    if (!api__run(req, &ctx, &st, 1, &res))
-        goto done;
-    if (PQntuples(res) == 1)
-        api__reply_cell(req, 200, res, 0, 0);
-    else
-        api__reply_not_found(req, "report");
-    PQclear(res);
-done:
-    api__end(&ctx);
+    api__reply_by_id(req, GET_SQL, "report");
 }
 
 /* --------------------------------------------------------------- export */
@@ -468,7 +444,7 @@ void api__reports_export(http_request_t *req)
     PGresult *res[2] = {NULL, NULL};
     cd_buf_t out;
     cd_buf_init(&out, API_EXPORT_MAX_BYTES);
-    if (!path_report_id(req))
+    if (!api__path_id(req, "report"))
         goto done;
     const char *format = http_query_arg(req, "format");
     if (!format)

@@ -55,7 +55,7 @@ bool auth_cli_add_user(const app_t *app, PGconn *c, const char *email, const cha
         snprintf(msg, msglen, "created %s user %s (id %s)", role, email, PQgetvalue(r, 0, 0));
     } else {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        if (state && strcmp(state, "23505") == 0)
+        if (db_error_http(state, false).kind == DB_ERR_UNIQUE)
             snprintf(msg, msglen,
                      "a user with e-mail %s already exists (use `user set-role` to "
                      "change their role)",

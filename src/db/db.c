@@ -3,6 +3,7 @@
  * transaction that every data request goes through.
  */
 #include "db/db.h"
+#include "db/db_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -13,24 +14,6 @@
 #include <openssl/crypto.h>
 
 #include "core/log.h"
-
-/* A direct-mapped cache of prepared statements per connection, keyed by SQL
- * text: the SQL of a request is parsed and planned by PostgreSQL once per
- * connection, not once per request (pgbench -M prepared does the same). A
- * slot taken by other SQL is freed with DEALLOCATE in the same pipeline. */
-#define DB_STMT_CACHE_SLOTS    256
-#define DB_STMT_MAX_CACHED_SQL (64 * 1024)
-
-struct db_cached_stmt {
-    char *sql;             /* owned; NULL when the slot is free */
-    unsigned long long id; /* the statement is named "cd_s<id>" */
-};
-
-struct db_conn {
-    PGconn *pg;
-    struct db_cached_stmt cache[DB_STMT_CACHE_SLOTS];
-    unsigned long long next_id;
-};
 
 static char *db_conninfo;
 static char db_timeout_text[32] = "8000";
@@ -86,7 +69,7 @@ static void conn_key_init(void)
     pthread_key_create(&thread_conn_key, conn_key_destructor);
 }
 
-static void cache_clear(db_conn_t *c)
+void db__cache_clear(db_conn_t *c)
 {
     for (size_t i = 0; i < DB_STMT_CACHE_SLOTS; i++) {
         free(c->cache[i].sql);
@@ -100,7 +83,7 @@ void db_thread_close(void)
         PQfinish(thread_conn.pg);
         thread_conn.pg = NULL;
     }
-    cache_clear(&thread_conn);
+    db__cache_clear(&thread_conn);
 }
 
 static long long now_ms(void)
@@ -267,7 +250,7 @@ static db_status_t lost(db_conn_t *c, db_error_t *err)
     return DB_UNAVAILABLE;
 }
 
-static size_t sql_slot(const char *sql)
+size_t db__sql_slot(const char *sql)
 {
     unsigned long long h = 1469598103934665603ULL;
     for (const char *p = sql; *p; p++)
@@ -284,34 +267,26 @@ struct pipeline_slot {
     size_t cache_idx; /* SLOT_PREPARE: the cache slot to fill on success */
 };
 
-/* How one statement of a request is sent. */
-struct stmt_plan {
-    enum { PLAN_UNNAMED, PLAN_CACHED, PLAN_PREPARE } how;
-    size_t slot;           /* cache slot for CACHED / PREPARE */
-    unsigned long long id; /* statement name cd_s<id> */
-};
-
-/* Decides, for every statement, whether it runs from the cache, is prepared
- * into it, or runs unnamed; evicted statements are queued for DEALLOCATE.
- * Evictions are sent before BEGIN so that a failing request can never skip
- * them (a skipped DEALLOCATE would leave the statement on the server, forgotten). */
-static void plan_stmts(db_conn_t *c, const db_stmt_t *stmts, size_t n, struct stmt_plan *plan,
-                       unsigned long long *evict, size_t *nevict)
+/* Evictions are sent before BEGIN (see send_pipeline) so that a failing
+ * request can never skip them: a skipped DEALLOCATE would leave the statement
+ * on the server, forgotten. */
+void db__plan_stmts(db_conn_t *c, const db_stmt_t *stmts, size_t n, struct db_stmt_plan *plan,
+                    unsigned long long *evict, size_t *nevict)
 {
     bool claimed[DB_STMT_CACHE_SLOTS] = {false};
     *nevict = 0;
     for (size_t i = 0; i < n; i++) {
-        plan[i].how = PLAN_UNNAMED;
+        plan[i].how = DB_PLAN_UNNAMED;
         if (strlen(stmts[i].sql) > DB_STMT_MAX_CACHED_SQL)
             continue;
-        size_t k = sql_slot(stmts[i].sql);
+        size_t k = db__sql_slot(stmts[i].sql);
         struct db_cached_stmt *e = &c->cache[k];
         if (claimed[k])
             continue; /* two statements of this request share a slot: second unnamed */
         claimed[k] = true;
         plan[i].slot = k;
         if (e->sql && strcmp(e->sql, stmts[i].sql) == 0) {
-            plan[i].how = PLAN_CACHED;
+            plan[i].how = DB_PLAN_CACHED;
             plan[i].id = e->id;
             continue;
         }
@@ -321,23 +296,30 @@ static void plan_stmts(db_conn_t *c, const db_stmt_t *stmts, size_t n, struct st
             e->sql = NULL;
         }
         e->id = ++c->next_id;
-        plan[i].how = PLAN_PREPARE;
+        plan[i].how = DB_PLAN_PREPARE;
         plan[i].id = e->id;
     }
 }
 
+void db__cache_store(db_conn_t *c, size_t slot, const char *sql)
+{
+    struct db_cached_stmt *e = &c->cache[slot];
+    free(e->sql);
+    e->sql = strdup(sql); /* NULL on OOM: merely not cached */
+}
+
 /* Sends one planned statement, appending the queries it sent to slots. */
-static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct stmt_plan *plan,
+static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct db_stmt_plan *plan,
                       struct pipeline_slot *slots, size_t *ns)
 {
     PGconn *pg = c->pg;
-    if (plan->how == PLAN_UNNAMED) {
+    if (plan->how == DB_PLAN_UNNAMED) {
         slots[(*ns)++] = (struct pipeline_slot){SLOT_STMT, i, 0};
         return PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
     }
     char name[32];
     snprintf(name, sizeof(name), "cd_s%llu", plan->id);
-    if (plan->how == PLAN_PREPARE) {
+    if (plan->how == DB_PLAN_PREPARE) {
         slots[(*ns)++] = (struct pipeline_slot){SLOT_PREPARE, i, plan->slot};
         if (!PQsendPrepare(pg, name, st->sql, st->nparams, NULL))
             return false;
@@ -346,30 +328,18 @@ static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct 
     return PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
 }
 
-static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
-                                size_t nstmts, PGresult **results, db_error_t *err)
+/* Sends the whole request in pipeline mode: the DEALLOCATEs of evicted
+ * statements, BEGIN, the prelude, each statement, COMMIT and a sync. slots
+ * (room for 3 * nstmts + 3) receives what each query was, *ns how many.
+ * Returns false if the connection refused any of it. */
+static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                          size_t nstmts, const struct db_stmt_plan *plan,
+                          const unsigned long long *evict, size_t nevict,
+                          struct pipeline_slot *slots, size_t *ns)
 {
-    memset(err, 0, sizeof(*err));
-    err->failed_stmt = -1;
-    for (size_t i = 0; i < nstmts; i++)
-        results[i] = NULL;
     PGconn *pg = c->pg;
-    struct pipeline_slot *slots = malloc((3 * nstmts + 3) * sizeof(*slots));
-    struct stmt_plan *plan = malloc((nstmts ? nstmts : 1) * sizeof(*plan));
-    unsigned long long *evict = malloc((nstmts ? nstmts : 1) * sizeof(*evict));
-    size_t nevict = 0;
-    if (!slots || !plan || !evict) {
-        free(slots);
-        free(plan);
-        free(evict);
-        return lost(c, err);
-    }
-    plan_stmts(c, stmts, nstmts, plan, evict, &nevict);
-    if (PQenterPipelineMode(pg) != 1) {
-        free(slots);
-        return lost(c, err);
-    }
-
+    if (PQenterPipelineMode(pg) != 1)
+        return false;
     const char *begin = who->read_only ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
                                        : "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
     const char *pre[7] = {who->role,
@@ -379,48 +349,46 @@ static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_s
                           who->headers_json ? who->headers_json : "{}",
                           db_timeout_text,
                           who->with_secrets ? "on" : ""};
-    size_t ns = 0;
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];
         snprintf(dealloc, sizeof(dealloc), "DEALLOCATE cd_s%llu", evict[i]);
-        slots[ns++] = (struct pipeline_slot){SLOT_DEALLOC, 0, 0};
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_DEALLOC, 0, 0};
         sent = PQsendQueryParams(pg, dealloc, 0, NULL, NULL, NULL, NULL, 0);
     }
-    slots[ns++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
-    slots[ns++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
+    slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
+    slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
     sent = sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
            PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
     for (size_t i = 0; sent && i < nstmts; i++)
-        sent = send_stmt(c, &stmts[i], i, &plan[i], slots, &ns);
-    free(plan);
-    free(evict);
-    slots[ns++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
-    sent =
-        sent && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(pg);
-    if (!sent) {
-        PQexitPipelineMode(pg);
-        free(slots);
-        return lost(c, err);
-    }
+        sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
+    slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
+    return sent && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+           PQpipelineSync(pg);
+}
 
-    /* Read the results in the order sent, then the sync marker. Each query's
-     * results end with a NULL from PQgetResult; idx counts them. */
+/* Reads the results in the order sent, up to the sync marker: keeps each
+ * statement's result in results[], fills the prepared-statement cache, and
+ * records the first error in err. Each query's results end with a NULL from
+ * PQgetResult; idx counts them. */
+static db_status_t read_pipeline(db_conn_t *c, const db_stmt_t *stmts,
+                                 const struct pipeline_slot *slots, size_t ns, PGresult **results,
+                                 db_error_t *err)
+{
+    PGconn *pg = c->pg;
     db_status_t status = DB_OK;
     size_t idx = 0;
     for (;;) {
         PGresult *r = PQgetResult(pg);
         if (!r) {
-            if (PQstatus(pg) != CONNECTION_OK || ++idx > ns) {
-                status = DB_UNAVAILABLE;
-                break;
-            }
+            if (PQstatus(pg) != CONNECTION_OK || ++idx > ns)
+                return DB_UNAVAILABLE;
             continue;
         }
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            break;
+            return status;
         }
         const struct pipeline_slot *sl = idx < ns ? &slots[idx] : NULL;
         if (st == PGRES_FATAL_ERROR) {
@@ -432,9 +400,7 @@ static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_s
             }
             PQclear(r);
         } else if (sl && sl->kind == SLOT_PREPARE && st == PGRES_COMMAND_OK) {
-            struct db_cached_stmt *e = &c->cache[sl->cache_idx];
-            free(e->sql);
-            e->sql = strdup(stmts[sl->stmt].sql); /* NULL on OOM: merely not cached */
+            db__cache_store(c, sl->cache_idx, stmts[sl->stmt].sql);
             PQclear(r);
         } else if (sl && sl->kind == SLOT_STMT && status == DB_OK && !results[sl->stmt]) {
             results[sl->stmt] = r;
@@ -442,31 +408,62 @@ static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_s
             PQclear(r);
         }
     }
-    free(slots);
-    if (status == DB_UNAVAILABLE || PQstatus(pg) != CONNECTION_OK) {
-        for (size_t i = 0; i < nstmts; i++) {
-            PQclear(results[i]);
-            results[i] = NULL;
-        }
-        return lost(c, err);
-    }
+}
+
+/* After the results: leaves pipeline mode and, since an error inside the
+ * explicit transaction leaves it aborted, rolls back so the connection is
+ * clean for the next request. Returns status, or DB_UNAVAILABLE when the
+ * connection is no longer usable. */
+static db_status_t finish_pipeline(db_conn_t *c, db_status_t status, const db_error_t *err)
+{
+    PGconn *pg = c->pg;
+    if (status == DB_UNAVAILABLE || PQstatus(pg) != CONNECTION_OK)
+        return DB_UNAVAILABLE;
     PQexitPipelineMode(pg);
+    if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        db_exec_ignore(pg, "ROLLBACK");
+        if (PQstatus(pg) != CONNECTION_OK)
+            return DB_UNAVAILABLE;
+    }
+    if (status == DB_SQL_ERROR && strncmp(err->sqlstate, "08", 2) == 0)
+        return DB_UNAVAILABLE;
+    return status;
+}
+
+/* One request as one pipelined transaction. A single cleanup path frees the
+ * working arrays whatever happened; on any failure no result is kept, and a
+ * connection that failed is dropped by lost(). */
+static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                                size_t nstmts, PGresult **results, db_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    for (size_t i = 0; i < nstmts; i++)
+        results[i] = NULL;
+    size_t n1 = nstmts ? nstmts : 1;
+    struct pipeline_slot *slots = malloc((3 * nstmts + 3) * sizeof(*slots));
+    struct db_stmt_plan *plan = malloc(n1 * sizeof(*plan));
+    unsigned long long *evict = malloc(n1 * sizeof(*evict));
+    db_status_t status = DB_UNAVAILABLE;
+    size_t nevict = 0, ns = 0;
+    if (!slots || !plan || !evict)
+        goto done;
+    db__plan_stmts(c, stmts, nstmts, plan, evict, &nevict);
+    if (!send_pipeline(c, who, stmts, nstmts, plan, evict, nevict, slots, &ns))
+        goto done;
+    status = read_pipeline(c, stmts, slots, ns, results, err);
+    status = finish_pipeline(c, status, err);
+done:
+    free(evict);
+    free(plan);
+    free(slots);
     if (status != DB_OK) {
         for (size_t i = 0; i < nstmts; i++) {
             PQclear(results[i]);
             results[i] = NULL;
         }
     }
-    /* An error inside the explicit transaction leaves it aborted: roll back so
-     * the connection is clean for the next request. */
-    if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
-        db_exec_ignore(pg, "ROLLBACK");
-        if (PQstatus(pg) != CONNECTION_OK)
-            return lost(c, err);
-    }
-    if (status == DB_SQL_ERROR && strncmp(err->sqlstate, "08", 2) == 0)
-        return lost(c, err);
-    return status;
+    return status == DB_UNAVAILABLE ? lost(c, err) : status;
 }
 
 db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
@@ -478,7 +475,7 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
      * request once more; it failed as a whole, so nothing ran twice. */
     if (st == DB_SQL_ERROR && strcmp(err->sqlstate, "0A000") == 0 &&
         strstr(err->message, "cached plan") != NULL) {
-        cache_clear(c);
+        db__cache_clear(c);
         db_exec_ignore(c->pg, "DEALLOCATE ALL");
         PGresult *r = PQprepare(c->pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL);
         PQclear(r);
@@ -494,49 +491,17 @@ db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int n
     return db_run_as(c, who, &st, 1, res, err);
 }
 
-/* SQLSTATE (or class) to HTTP status, from PostgREST's Error.hs. Longest
- * prefix wins: full codes first, then two-character classes. */
-static const struct {
-    const char *code;
-    int status;
-} sqlstate_map[] = {
-    {"21000", 500}, /* 400 only for pg-safeupdate's "... requires a WHERE clause" */
-    {"23503", 409}, {"23505", 409}, {"25006", 405}, {"P0001", 400}, {"42883", 404}, {"42P01", 404},
-    {"42P17", 500}, {"42501", 403}, {"40001", 409}, {"40P01", 409}, {"53400", 500}, {"57014", 504},
-    {"PT", 0},      {"08", 503},    {"09", 500},    {"0L", 403},    {"0P", 403},    {"23", 400},
-    {"25", 500},    {"28", 403},    {"2D", 500},    {"38", 500},    {"39", 500},    {"3B", 500},
-    {"40", 500},    {"53", 503},    {"54", 500},    {"55", 500},    {"57", 500},    {"58", 500},
-    {"F0", 500},    {"HV", 500},    {"P0", 500},    {"XX", 500},    {"42", 400},    {"22", 400},
-};
-
-/* "404" from "PT404": three digits 100..599, else 0. */
-static int pt_status(const char *digits)
+db_status_t db_run(const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
+                   PGresult **results, db_error_t *err)
 {
-    int n = 0;
-    for (int i = 0; i < 3; i++) {
-        if (digits[i] < '0' || digits[i] > '9')
-            return 0;
-        n = n * 10 + (digits[i] - '0');
-    }
-    return n >= 100 && n <= 599 ? n : 0;
-}
-
-int db_sqlstate_http_status(const char *sqlstate, bool anon)
-{
-    if (!sqlstate || strlen(sqlstate) != 5)
-        return 500;
-    if (strcmp(sqlstate, "42501") == 0)
-        return anon ? 401 : 403;
-    if (strncmp(sqlstate, "PT", 2) == 0) {
-        /* raise sqlstate 'PT404' picks the HTTP status itself */
-        int n = pt_status(sqlstate + 2);
-        return n ? n : 500;
-    }
-    for (size_t i = 0; i < CD_ARRAY_LEN(sqlstate_map); i++)
-        if (strlen(sqlstate_map[i].code) == 5 && strcmp(sqlstate_map[i].code, sqlstate) == 0)
-            return sqlstate_map[i].status;
-    for (size_t i = 0; i < CD_ARRAY_LEN(sqlstate_map); i++)
-        if (strlen(sqlstate_map[i].code) == 2 && strncmp(sqlstate_map[i].code, sqlstate, 2) == 0)
-            return sqlstate_map[i].status;
-    return 400;
+    db_conn_t *c = db_thread_conn();
+    if (c)
+        return db_run_as(c, who, stmts, nstmts, results, err);
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    copy_field(err->sqlstate, sizeof(err->sqlstate), "08006");
+    copy_field(err->message, sizeof(err->message), "no database connection");
+    for (size_t i = 0; i < nstmts; i++)
+        results[i] = NULL;
+    return DB_UNAVAILABLE;
 }

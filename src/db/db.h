@@ -82,8 +82,46 @@ void db_exec_ignore(PGconn *pg, const char *sql);
 /* Fills err from a failed result. */
 void db_error_from_result(const PGresult *res, db_error_t *err);
 
-/* Maps a SQLSTATE to an HTTP status the way PostgREST does (one table for the
- * whole server). anon: the caller had no user token (42501 is 401 then). */
+/* Runs the statements as `who` on the calling thread's connection: what
+ * db_run_as does, for callers that do not hold a connection. Without one
+ * (the database is unreachable) it returns DB_UNAVAILABLE with err->sqlstate
+ * "08006" and every results[i] NULL. Every module's "run as caller" adapter
+ * (api__run, storage__query, auth__run, rest's handlers) goes through here. */
+CD_MUSTCHECK db_status_t db_run(const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
+                                PGresult **results, db_error_t *err);
+
+/* What kind of failure a SQLSTATE is, for modules whose answers have their
+ * own error codes (Storage's, GoTrue's): they choose the words, the table in
+ * db_error.c chooses the meaning. */
+typedef enum {
+    DB_ERR_INTERNAL,     /* a server-side fault: log it, answer a generic 5xx */
+    DB_ERR_UNAVAILABLE,  /* class 08: the connection broke (503) */
+    DB_ERR_RESOURCES,    /* class 53: out of memory, disk or connections (503) */
+    DB_ERR_TIMEOUT,      /* 57014: statement_timeout (504) */
+    DB_ERR_PRIVILEGE,    /* 42501: permission denied or row-level security (401/403) */
+    DB_ERR_ROLE,         /* classes 0L, 0P, 28: invalid grantor, role or authorization */
+    DB_ERR_UNIQUE,       /* 23505: the row already exists (409) */
+    DB_ERR_FOREIGN_KEY,  /* 23503: a referenced row is missing or still referenced (409) */
+    DB_ERR_INVALID_DATA, /* classes 22 and 23: the input broke a type or a constraint (400) */
+    DB_ERR_RAISED,       /* P0001 or PTnnn: a function raised it on purpose */
+    DB_ERR_CONFLICT,     /* 40001, 40P01: serialization failure or deadlock (409) */
+    DB_ERR_READ_ONLY,    /* 25006: a write in a read-only transaction (405) */
+    DB_ERR_UNDEFINED,    /* 42883, 42P01: no such function or table (404) */
+    DB_ERR_QUERY,        /* the rest of class 42, and unknown classes: a bad query (400) */
+} db_err_kind_t;
+
+/* How a SQLSTATE is answered over HTTP. */
+typedef struct db_http_error {
+    int status;         /* PostgREST's status for it; 5xx means "do not show the message" */
+    db_err_kind_t kind; /* what went wrong */
+} db_http_error_t;
+
+/* Looks a SQLSTATE up in the one table for the whole server (PostgREST's
+ * Error.hs). anon: the caller had no user token (42501 is 401 then). A
+ * malformed SQLSTATE (NULL, not 5 characters) is {500, DB_ERR_INTERNAL}. */
+db_http_error_t db_error_http(const char *sqlstate, bool anon);
+
+/* db_error_http(sqlstate, anon).status. */
 int db_sqlstate_http_status(const char *sqlstate, bool anon);
 
 #endif

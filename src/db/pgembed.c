@@ -353,7 +353,10 @@ static bool start_postmaster(pgembed_t *pg)
     return true;
 }
 
-bool pgembed_start(pgembed_t *pg, const char *data_dir)
+/* Creates and resolves the data directory and its socket directory, finds
+ * PostgreSQL's programs, and checks that the PostgreSQL user can reach them.
+ * Fills pg's paths; returns false after logging why. */
+static bool prepare_dirs(pgembed_t *pg, const char *data_dir)
 {
     memset(pg, 0, sizeof(*pg));
     if (!mkdir_p(data_dir, 0711)) {
@@ -388,6 +391,13 @@ bool pgembed_start(pgembed_t *pg, const char *data_dir)
         log_error("cannot prepare %s: %s", pg->sockdir, strerror(errno));
         return false;
     }
+    return true;
+}
+
+bool pgembed_start(pgembed_t *pg, const char *data_dir)
+{
+    if (!prepare_dirs(pg, data_dir))
+        return false;
 
     char version_file[1200];
     snprintf(version_file, sizeof(version_file), "%s/PG_VERSION", pg->pgdata);

@@ -53,10 +53,14 @@ typedef struct http_stream_ops {
     void (*cleanup)(http_request_t *req);
 } http_stream_ops_t;
 
+/* Stream routes are tried in order and the first match decides. A route with
+ * ops NULL streams nothing: the requests it matches are buffered and routed
+ * by the ordinary route table, so a buffered endpoint can be listed ahead of a
+ * streaming catch-all that shares its path space. */
 typedef struct http_stream_route {
     const char *method;
     const char *pattern;
-    const http_stream_ops_t *ops;
+    const http_stream_ops_t *ops; /* NULL: not streamed (see above) */
 } http_stream_route_t;
 
 /* Called on its own once a connection is upgraded (101 sent): sock belongs to

@@ -615,7 +615,7 @@ static bool has_stream_route(struct http_server *s, http_request_t *req)
         char scratch[2048];
         if (strcmp(rt->method, req->method) == 0 && strlen(req->path) + 8 <= sizeof(scratch) &&
             http_route_match(rt->pattern, req->path, params, &np, scratch, sizeof(scratch)))
-            return true;
+            return rt->ops != NULL;
     }
     return false;
 }
@@ -636,9 +636,12 @@ static bool match_stream_route(struct http_server *s, http_request_t *req)
         size_t np = 0;
         if (!scratch)
             return true;
-        if (!http_route_match(rt->pattern, req->path, params, &np, scratch, sl)) {
+        bool m = http_route_match(rt->pattern, req->path, params, &np, scratch, sl);
+        if (!m || !rt->ops) {
             free(scratch);
-            continue;
+            if (!m)
+                continue;
+            return true; /* a buffered route listed ahead of a streaming one */
         }
         /* the captures must outlive this call: keep them in the request */
         req->stream_scratch = scratch;

@@ -640,12 +640,7 @@ static PGresult *run(struct rest_ctx *x, bool read_only, int64_t *planned)
     db_caller_t who;
     db_who(x, read_only, &who);
     db_error_t dberr;
-    db_conn_t *conn = db_thread_conn();
-    db_status_t st = conn ? db_run_as(conn, &who, stmts, n, res, &dberr) : DB_UNAVAILABLE;
-    if (!conn) {
-        memset(&dberr, 0, sizeof(dberr));
-        snprintf(dberr.message, sizeof(dberr.message), "no database connection");
-    }
+    db_status_t st = db_run(&who, stmts, n, res, &dberr);
     cd_buf_free(&main_st.sql);
     cd_buf_free(&explain_st.sql);
     if (st == DB_SQL_ERROR && strcmp(dberr.sqlstate, "42P01") == 0 && x->r.table &&

@@ -1,9 +1,9 @@
 /*
  * Storage's shared machinery: the process's byte store (opened once under
- * CAMPAIGND_DATA_DIR/storage), the Storage error shape (HTTP 400 with the
- * real status as a string in the body, wire reference 4.4), the SQLSTATE to
- * Storage error mapping, running SQL as the caller, signed URLs for other
- * modules, and the route tables.
+ * CAMPAIGND_DATA_DIR/storage), running SQL as the caller (storage__query:
+ * the one "run a statement and answer its failure" of the module), signed
+ * URLs for other modules, and the route tables. Error answers are in
+ * storage_error.c.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +17,8 @@
 static storage_backend_t g_backend;
 static bool g_backend_ok;
 static pthread_once_t g_backend_once = PTHREAD_ONCE_INIT;
+/* The app whose data directory the store is opened under: a process
+ * singleton, see docs/architecture.md ("Process singletons"). */
 static const app_t *g_backend_app;
 
 static void open_backend(void)
@@ -55,102 +57,6 @@ uint64_t storage__max_file_bytes(const app_t *app)
 
 /* ------------------------------------------------------------ replies */
 
-void storage__reply_error(http_request_t *req, const char *status_code, const char *code,
-                          const char *error, const char *message)
-{
-    int http = 400;
-    if (strcmp(status_code, "500") == 0)
-        http = 500;
-    else if (strcmp(status_code, "503") == 0)
-        http = 503;
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "statusCode", status_code, "code", code, "error",
-                          error, "message", message);
-    http_reply_json(req, http, j);
-}
-
-void storage__err_set(storage_err_t *e, const char *status_code, const char *code,
-                      const char *error, const char *message)
-{
-    e->status_code = status_code;
-    e->code = code;
-    e->error = error;
-    snprintf(e->message, sizeof(e->message), "%s", message);
-}
-
-void storage__err_from_db(storage_err_t *e, db_status_t st, const db_error_t *err,
-                          const char *missing_fk)
-{
-    if (st == DB_UNAVAILABLE || !err) {
-        storage__err_set(e, "503", "DatabaseUnavailable", "Service Unavailable",
-                         "The database cannot be reached right now; try again shortly.");
-        return;
-    }
-    const char *s = err->sqlstate;
-    if (strcmp(s, "42501") == 0) {
-        storage__err_set(e, "403", "AccessDenied", "Unauthorized",
-                         *err->message ? err->message
-                                       : "new row violates row-level security policy");
-    } else if (strcmp(s, "23505") == 0) {
-        bool bucket = strstr(err->message, "buckets") != NULL;
-        storage__err_set(e, "409", bucket ? "BucketAlreadyExists" : "KeyAlreadyExists", "Duplicate",
-                         "The resource already exists");
-    } else if (strcmp(s, "23503") == 0) {
-        if (missing_fk && strcmp(missing_fk, "not_empty") == 0)
-            storage__err_set(e, "409", "InvalidRequest", "Bucket not empty",
-                             "The bucket you tried to delete is not empty");
-        else
-            storage__err_set(e, "404", "NoSuchBucket", "Bucket not found", "Bucket not found");
-    } else if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0) {
-        storage__err_set(e, "400", "InvalidRequest", "invalid_request", err->message);
-    } else if (strcmp(s, "57014") == 0) {
-        storage__err_set(e, "500", "DatabaseTimeout", "Internal",
-                         "The request took too long (statement timeout).");
-    } else {
-        log_error("storage: database error %s: %s", s, err->message);
-        storage__err_set(e, "500", "InternalError", "Internal", "Internal Server Error");
-    }
-}
-
-void storage__reply_err(http_request_t *req, const storage_err_t *e)
-{
-    if (strcmp(e->status_code, "503") == 0) {
-        char v[16];
-        snprintf(v, sizeof(v), "%d", db_retry_after());
-        if (!http_add_header(req, "Retry-After", v))
-            log_warn("storage: too many response headers");
-    }
-    storage__reply_error(req, e->status_code, e->code, e->error, e->message);
-}
-
-storage_status_t storage__err_status(const storage_err_t *e)
-{
-    if (!e->status_code)
-        return STORAGE_OK;
-    if (strcmp(e->code, "NoSuchBucket") == 0)
-        return STORAGE_ERR_NO_BUCKET;
-    if (strcmp(e->status_code, "403") == 0)
-        return STORAGE_ERR_DENIED;
-    if (strcmp(e->status_code, "409") == 0)
-        return STORAGE_ERR_EXISTS;
-    if (strcmp(e->status_code, "413") == 0)
-        return STORAGE_ERR_TOO_LARGE;
-    if (strcmp(e->status_code, "415") == 0)
-        return STORAGE_ERR_MIME;
-    if (strcmp(e->status_code, "503") == 0)
-        return STORAGE_ERR_UNAVAILABLE;
-    if (strcmp(e->status_code, "400") == 0)
-        return STORAGE_ERR_INVALID;
-    return STORAGE_ERR_INTERNAL;
-}
-
-void storage__reply_db_error(http_request_t *req, db_status_t st, const db_error_t *err,
-                             const char *missing_fk)
-{
-    storage_err_t e;
-    storage__err_from_db(&e, st, err, missing_fk);
-    storage__reply_err(req, &e);
-}
-
 void storage__reply_json_text(http_request_t *req, const char *text)
 {
     http_reply(req, 200, NULL, text, strlen(text));
@@ -175,25 +81,50 @@ bool storage__identify(http_request_t *req, auth_caller_t *c)
     return false;
 }
 
-db_status_t storage__run(http_request_t *req, const auth_caller_t *c, bool read_only,
-                         const db_stmt_t *stmts, size_t n, PGresult **res, db_error_t *err)
+/* The service_role context of requests without a user (public downloads,
+ * signed URLs). */
+static void service_who(http_request_t *req, bool read_only, db_caller_t *who)
 {
-    db_conn_t *conn = db_thread_conn();
-    if (!conn)
-        return DB_UNAVAILABLE;
+    memset(who, 0, sizeof(*who));
+    who->role = "service_role";
+    who->claims_json = "{\"role\":\"service_role\"}";
+    who->method = req->method;
+    who->path = req->path;
+    who->headers_json = "{}";
+    who->read_only = read_only;
+}
+
+PGresult *storage__query(http_request_t *req, const auth_caller_t *c, const storage_query_t *q)
+{
     db_caller_t who;
-    if (c) {
-        auth_caller_db(c, req, read_only, &who);
-    } else {
-        memset(&who, 0, sizeof(who));
-        who.role = "service_role";
-        who.claims_json = "{\"role\":\"service_role\"}";
-        who.method = req->method;
-        who.path = req->path;
-        who.headers_json = "{}";
-        who.read_only = read_only;
+    if (c)
+        auth_caller_db(c, req, q->read_only, &who);
+    else
+        service_who(req, q->read_only, &who);
+    db_stmt_t stmt = {q->sql, q->nparams, q->params};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t st = db_run(&who, &stmt, 1, &res, &err);
+    if (st != DB_OK) {
+        storage__reply_db_error(req, st, &err, q->missing_fk);
+        return NULL;
     }
-    return db_run_as(conn, &who, stmts, n, res, err);
+    if (q->if_none && PQntuples(res) == 0) {
+        PQclear(res);
+        q->if_none(req);
+        return NULL;
+    }
+    return res;
+}
+
+PGresult *storage__query_caller(http_request_t *req, const storage_query_t *q)
+{
+    auth_caller_t c;
+    if (!storage__identify(req, &c))
+        return NULL;
+    PGresult *res = storage__query(req, &c, q);
+    auth_caller_free(&c);
+    return res;
 }
 
 json_t *storage__json_body(http_request_t *req)
@@ -328,6 +259,11 @@ const http_route_t storage_routes[] = {
     {"GET", "/storage/v1/object/sign/*", storage__object_get_signed, false},
     {"GET", "/storage/v1/object/authenticated/*", storage__object_get, false},
     {"GET", "/storage/v1/object/info/*", storage__object_info, false},
+    {"POST", "/storage/v1/object/list/*", storage__object_list, true},
+    {"POST", "/storage/v1/object/move", storage__object_move, true},
+    {"POST", "/storage/v1/object/copy", storage__object_copy, true},
+    {"POST", "/storage/v1/object/upload/sign/*", storage__object_sign_upload, true},
+    {"POST", "/storage/v1/object/sign/*", storage__object_sign, true},
     {"DELETE", "/storage/v1/object/:bucket", storage__object_delete_many, true},
     {"DELETE", "/storage/v1/object/*", storage__object_delete, true},
     {"GET", "/storage/v1/object/*", storage__object_get, false},

@@ -36,25 +36,6 @@ static const char *bucket_param(http_request_t *req)
     return id;
 }
 
-/* Runs one statement as the caller; replies on error. */
-static PGresult *run_one(http_request_t *req, const char *sql, int n, const char *const *p,
-                         bool read_only, const char *missing_fk)
-{
-    auth_caller_t c;
-    if (!storage__identify(req, &c))
-        return NULL;
-    db_stmt_t stmt = {sql, n, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, read_only, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, missing_fk);
-        return NULL;
-    }
-    return res;
-}
-
 void storage__bucket_list(http_request_t *req)
 {
     const char *limit = http_query_arg(req, "limit");
@@ -98,7 +79,7 @@ void storage__bucket_list(http_request_t *req)
              "limit $2::int offset $3::int) b",
              sort_col, desc ? "desc" : "asc", sort_col, desc ? "desc" : "asc");
     const char *p[3] = {search && *search ? search : NULL, lim, off};
-    PGresult *res = run_one(req, sql, 3, p, true, NULL);
+    PGresult *res = storage__query_caller(req, &(storage_query_t){sql, 3, p, .read_only = true});
     if (!res)
         return;
     storage__reply_json_text(req, PQgetvalue(res, 0, 0));
@@ -111,15 +92,10 @@ void storage__bucket_get(http_request_t *req)
     if (!id)
         return;
     const char *p[1] = {id};
-    PGresult *res = run_one(req,
-                            "select " BUCKET_COLUMNS "::text from storage.buckets b "
-                            "where b.id = $1",
-                            1, p, true, NULL);
-    if (!res)
-        return;
-    if (PQntuples(res) != 1)
-        reply_bucket_not_found(req);
-    else
+    storage_query_t q = {"select " BUCKET_COLUMNS "::text from storage.buckets b where b.id = $1",
+                         1, p, .read_only = true, .if_none = reply_bucket_not_found};
+    PGresult *res = storage__query_caller(req, &q);
+    if (res)
         storage__reply_json_text(req, PQgetvalue(res, 0, 0));
     PQclear(res);
 }
@@ -277,13 +253,13 @@ void storage__bucket_create(http_request_t *req)
         goto done;
     }
     const char *p[4] = {id, pub, *size ? size : NULL, mimes};
-    PGresult *res =
-        run_one(req,
-                "insert into storage.buckets (id, name, owner, owner_id, public, file_size_limit, "
-                "allowed_mime_types) values ($1, $1, auth.uid(), auth.uid()::text, $2::boolean, "
-                "$3::bigint, (select array_agg(x) from jsonb_array_elements_text($4::jsonb) x)) "
-                "returning name",
-                4, p, false, NULL);
+    storage_query_t q = {
+        "insert into storage.buckets (id, name, owner, owner_id, public, file_size_limit, "
+        "allowed_mime_types) values ($1, $1, auth.uid(), auth.uid()::text, $2::boolean, "
+        "$3::bigint, (select array_agg(x) from jsonb_array_elements_text($4::jsonb) x)) "
+        "returning name",
+        4, p, .read_only = false};
+    PGresult *res = storage__query_caller(req, &q);
     if (res) {
         http_reply_json(req, 200, json_pack("{s:s}", "name", PQgetvalue(res, 0, 0)));
         PQclear(res);
@@ -307,19 +283,15 @@ void storage__bucket_update(http_request_t *req)
     if (bucket_settings(req, body, size, sizeof(size), &mimes, &pub)) {
         /* storage-js always sends all three settings: absent means null */
         const char *p[4] = {id, pub, *size ? size : NULL, mimes};
-        PGresult *res = run_one(
-            req,
+        storage_query_t q = {
             "update storage.buckets set public = $2::boolean, file_size_limit = $3::bigint, "
             "allowed_mime_types = (select array_agg(x) from jsonb_array_elements_text($4::jsonb) "
             "x) where id = $1 returning id",
-            4, p, false, NULL);
-        if (res) {
-            if (PQntuples(res) != 1)
-                reply_bucket_not_found(req);
-            else
-                storage__reply_message(req, "Successfully updated");
-            PQclear(res);
-        }
+            4, p, .if_none = reply_bucket_not_found};
+        PGresult *res = storage__query_caller(req, &q);
+        if (res)
+            storage__reply_message(req, "Successfully updated");
+        PQclear(res);
     }
     free(mimes);
     json_decref(body);
@@ -333,12 +305,12 @@ void storage__bucket_empty(http_request_t *req)
     const char *p[1] = {id};
     /* The bucket must be visible; the objects deleted are those RLS lets the
      * caller delete. */
-    PGresult *res = run_one(
-        req,
+    storage_query_t q = {
         "with b as (select id from storage.buckets where id = $1), "
         "d as (delete from storage.objects o using b where o.bucket_id = b.id returning o.version) "
         "select (select count(*) from b), coalesce((select json_agg(version) from d), '[]')::text",
-        1, p, false, NULL);
+        1, p, .read_only = false};
+    PGresult *res = storage__query_caller(req, &q);
     if (!res)
         return;
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
@@ -356,13 +328,10 @@ void storage__bucket_delete(http_request_t *req)
     if (!id)
         return;
     const char *p[1] = {id};
-    PGresult *res = run_one(req, "delete from storage.buckets where id = $1 returning id", 1, p,
-                            false, "not_empty");
-    if (!res)
-        return;
-    if (PQntuples(res) != 1)
-        reply_bucket_not_found(req);
-    else
+    storage_query_t q = {"delete from storage.buckets where id = $1 returning id", 1, p,
+                         .missing_fk = "not_empty", .if_none = reply_bucket_not_found};
+    PGresult *res = storage__query_caller(req, &q);
+    if (res)
         storage__reply_message(req, "Successfully deleted");
     PQclear(res);
 }

@@ -234,10 +234,22 @@ void storage__reply_db_error(http_request_t *req, db_status_t st, const db_error
 /* The caller of a request (no apikey needed). Returns false after replying
  * 400/403 AccessDenied for a bad token. Free c with auth_caller_free. */
 CD_MUSTCHECK bool storage__identify(http_request_t *req, auth_caller_t *c);
-/* Runs SQL as the caller, or (c NULL) as service_role. */
-CD_MUSTCHECK db_status_t storage__run(http_request_t *req, const auth_caller_t *c, bool read_only,
-                                      const db_stmt_t *stmts, size_t n, PGresult **res,
-                                      db_error_t *err);
+/* One statement a handler runs, and how its failure is answered. */
+typedef struct storage_query {
+    const char *sql;
+    int nparams;
+    const char *const *params;
+    bool read_only;
+    const char *missing_fk;               /* see storage__err_from_db */
+    void (*if_none)(http_request_t *req); /* set: a result without rows is answered by it */
+} storage_query_t;
+/* Runs q's statement as the caller c, or (c NULL) as service_role, and
+ * returns its result (the caller PQclear()s it). Returns NULL after answering
+ * a failure: the database's in Storage's shape, or q->if_none for no rows.
+ * Every storage handler's SQL goes through here (or storage__query_caller). */
+PGresult *storage__query(http_request_t *req, const auth_caller_t *c, const storage_query_t *q);
+/* storage__identify, then storage__query as that caller: NULL after replying. */
+PGresult *storage__query_caller(http_request_t *req, const storage_query_t *q);
 /* The JSON object body of a buffered request, or NULL after replying 400. */
 json_t *storage__json_body(http_request_t *req);
 /* Replies 200 with a JSON text value the database built (copied). */
@@ -253,12 +265,6 @@ uint64_t storage__max_file_bytes(const app_t *app);
  * JSON text: {"version","metadata","updated_at"}): Content-Type, ETag,
  * Cache-Control, Last-Modified, Range, If-None-Match, ?download. */
 void storage__serve_object(http_request_t *req, const char *row_json);
-/* The dispatcher of the buffered POST /object/... endpoints (list, move, copy,
- * sign, upload/sign), run from the streaming POST route. */
-void storage__object_post(http_request_t *req);
-/* Whether a POST under /storage/v1/object/ is one of those endpoints. */
-bool storage__object_post_is_json(const char *path);
-
 /* The limits of bucket (404 in *e when it does not exist): lowers *limit to its
  * file_size_limit and sets *allowed to its allowed_mime_types (a new reference,
  * or NULL for any type). */
@@ -302,5 +308,13 @@ void storage__object_get_signed(http_request_t *req);
 void storage__object_info(http_request_t *req);
 void storage__object_delete(http_request_t *req);
 void storage__object_delete_many(http_request_t *req);
+/* The POST /object/... endpoints with a JSON body (list, move, copy, sign,
+ * upload/sign): buffered routes, listed ahead of the streaming upload
+ * catch-all (storage_stream_routes). */
+void storage__object_list(http_request_t *req);
+void storage__object_move(http_request_t *req);
+void storage__object_copy(http_request_t *req);
+void storage__object_sign(http_request_t *req);
+void storage__object_sign_upload(http_request_t *req);
 
 #endif

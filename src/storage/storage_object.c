@@ -57,6 +57,109 @@ static void reply_internal(http_request_t *req)
     storage__reply_error(req, "500", "InternalError", "Internal", "Internal Server Error");
 }
 
+/* The bucket and object name after prefix in the raw request target.
+ * Returns false after answering 400 InvalidKey. */
+static bool object_target(http_request_t *req, const char *prefix,
+                          char bucket[STORAGE_MAX_BUCKET_BYTES + 1],
+                          char name[STORAGE_MAX_NAME_BYTES + 1])
+{
+    storage_path_status_t ps =
+        storage__split_target(req->raw_uri, prefix, bucket, STORAGE_MAX_BUCKET_BYTES + 1, name,
+                              STORAGE_MAX_NAME_BYTES + 1);
+    if (ps != STORAGE_PATH_OK)
+        reply_path_error(req, ps);
+    return ps == STORAGE_PATH_OK;
+}
+
+/* The bucket (and nothing after it) after prefix in the raw request target,
+ * and the JSON object body. Returns NULL after answering 400. */
+static json_t *bucket_target_body(http_request_t *req, const char *prefix,
+                                  char bucket[STORAGE_MAX_BUCKET_BYTES + 1])
+{
+    if (storage__split_target(req->raw_uri, prefix, bucket, STORAGE_MAX_BUCKET_BYTES + 1, NULL,
+                              0) != STORAGE_PATH_OK) {
+        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
+                             "The bucket name is invalid");
+        return NULL;
+    }
+    return storage__json_body(req);
+}
+
+/* Whether an object with metadata meta may go into a bucket that takes at most
+ * limit bytes of the types allowed (as storage__probe_upload found them): the
+ * same rules as an upload, 415 and 413 otherwise (replied here). */
+static bool fits_destination(http_request_t *req, const json_t *meta, uint64_t limit,
+                             const json_t *allowed)
+{
+    const char *mime = json_string_value(json_object_get(meta, "mimetype"));
+    json_t *size = json_object_get(meta, "size");
+    if (!storage__mime_allowed(mime ? mime : "application/octet-stream", allowed)) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "mime type %s is not supported",
+                 mime && storage__mime_valid(mime) ? mime : "application/octet-stream");
+        storage__reply_error(req, "415", "InvalidMimeType", "invalid_mime_type", msg);
+        return false;
+    }
+    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+        (uint64_t)json_integer_value(size) > limit) {
+        storage__reply_error(req, "413", "EntityTooLarge", "Payload too large",
+                             "The object exceeded the maximum allowed size");
+        return false;
+    }
+    return true;
+}
+
+/* Whether the caller c may write bucket/name (x-upsert: may replace it),
+ * asked of the database before any byte is copied; with meta (a copy), also
+ * whether that object fits the bucket's types and size limit. who gets the
+ * caller's write context. Returns false after answering. */
+static bool may_write(http_request_t *req, const auth_caller_t *c, const char *bucket,
+                      const char *name, const json_t *meta, bool *upsert, db_caller_t *who)
+{
+    const char *ups = http_header(req, "x-upsert");
+    *upsert = ups && strcasecmp(ups, "true") == 0;
+    auth_caller_db(c, req, false, who);
+    storage_err_t e = {0};
+    uint64_t limit = storage__max_file_bytes(req->ctx);
+    json_t *allowed = NULL;
+    if (!storage__probe_upload(who, bucket, name, c->user_id, *upsert, &limit, &allowed, &e)) {
+        storage__reply_err(req, &e);
+        return false;
+    }
+    bool ok = !meta || fits_destination(req, meta, limit, allowed);
+    json_decref(allowed);
+    return ok;
+}
+
+/* Checks that the object bucket/name (read as the caller) fits the bucket dest;
+ * replies and returns false otherwise (404 when the source is not visible). */
+static bool move_fits(http_request_t *req, const auth_caller_t *c, const char *bucket,
+                      const char *name, const char *dest)
+{
+    const char *p[2] = {bucket, name};
+    storage_query_t q = {"select o.metadata::text from storage.objects o "
+                         "where o.bucket_id = $1 and o.name = $2",
+                         2, p, .read_only = true, .if_none = reply_not_found};
+    PGresult *res = storage__query(req, c, &q);
+    if (!res)
+        return false;
+    json_t *meta = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    db_caller_t who;
+    auth_caller_db(c, req, true, &who);
+    storage_err_t e = {0};
+    uint64_t limit = storage__max_file_bytes(req->ctx);
+    json_t *allowed = NULL;
+    bool ok = storage__bucket_limits(&who, dest, &limit, &allowed, &e);
+    if (!ok)
+        storage__reply_err(req, &e);
+    else
+        ok = fits_destination(req, meta, limit, allowed);
+    json_decref(allowed);
+    json_decref(meta);
+    return ok;
+}
+
 static void add_header(http_request_t *req, const char *name, const char *value)
 {
     if (!http_add_header(req, name, value))
@@ -256,17 +359,9 @@ static void lookup_and_serve(http_request_t *req, const auth_caller_t *c, const 
                              const char *bucket, const char *name)
 {
     const char *p[2] = {bucket, name};
-    db_stmt_t stmt = {sql, 2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, c, true, &stmt, 1, &res, &err);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
-        return;
-    }
-    if (PQntuples(res) != 1)
-        reply_not_found(req);
-    else
+    storage_query_t q = {sql, 2, p, .read_only = true, .if_none = reply_not_found};
+    PGresult *res = storage__query(req, c, &q);
+    if (res)
         storage__serve_object(req, PQgetvalue(res, 0, 0));
     PQclear(res);
 }
@@ -277,12 +372,8 @@ void storage__object_get(http_request_t *req)
     const char *prefix = strncmp(req->raw_uri, OBJ_AUTH_PREFIX, sizeof(OBJ_AUTH_PREFIX) - 1) == 0
                              ? OBJ_AUTH_PREFIX
                              : OBJ_PREFIX;
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, prefix, bucket, sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, prefix, bucket, name))
         return;
-    }
     auth_caller_t c;
     if (!storage__identify(req, &c))
         return;
@@ -293,12 +384,8 @@ void storage__object_get(http_request_t *req)
 void storage__object_get_public(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_PUBLIC_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_PUBLIC_PREFIX, bucket, name))
         return;
-    }
     lookup_and_serve(req, NULL, PUBLIC_ROW_SQL, bucket, name);
 }
 
@@ -306,12 +393,8 @@ void storage__object_get_signed(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_SIGN_PREFIX, bucket, name))
         return;
-    }
     const char *tok = http_query_arg(req, "token");
     if (!tok) {
         storage__reply_error(req, "400", "InvalidJWT", "InvalidJWT", "Missing token");
@@ -352,11 +435,8 @@ void storage__object_info(http_request_t *req)
         reply_path_error(req, ps);
         return;
     }
-    auth_caller_t c;
-    if (!storage__identify(req, &c))
-        return;
     const char *p[2] = {bucket, name};
-    db_stmt_t stmt = {
+    storage_query_t q = {
         "select json_build_object('id', o.id, 'name', o.name, 'version', o.version, "
         "'bucket_id', o.bucket_id, 'size', (o.metadata->>'size')::bigint, "
         "'content_type', o.metadata->>'mimetype', 'cache_control', o.metadata->>'cacheControl', "
@@ -364,16 +444,9 @@ void storage__object_info(http_request_t *req)
         "'metadata', o.user_metadata, 'created_at', o.created_at, 'updated_at', o.updated_at, "
         "'last_accessed_at', o.last_accessed_at)::text "
         "from storage.objects o where o.bucket_id = $1 and o.name = $2",
-        2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, true, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
-    if (st != DB_OK)
-        storage__reply_db_error(req, st, &err, NULL);
-    else if (PQntuples(res) != 1)
-        reply_not_found(req);
-    else
+        2, p, .read_only = true, .if_none = reply_not_found};
+    PGresult *res = storage__query_caller(req, &q);
+    if (res)
         storage__reply_json_text(req, PQgetvalue(res, 0, 0));
     PQclear(res);
 }
@@ -381,28 +454,16 @@ void storage__object_info(http_request_t *req)
 void storage__object_delete(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, OBJ_PREFIX, bucket, sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
-        return;
-    }
-    auth_caller_t c;
-    if (!storage__identify(req, &c))
+    if (!object_target(req, OBJ_PREFIX, bucket, name))
         return;
     const char *p[2] = {bucket, name};
-    db_stmt_t stmt = {"select coalesce(json_agg(d.version), '[]')::text, count(*) from ("
-                      "delete from storage.objects where bucket_id = $1 and name = $2 "
-                      "returning version) d",
-                      2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, false, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
+    storage_query_t q = {"select coalesce(json_agg(d.version), '[]')::text, count(*) from ("
+                         "delete from storage.objects where bucket_id = $1 and name = $2 "
+                         "returning version) d",
+                         2, p, .read_only = false};
+    PGresult *res = storage__query_caller(req, &q);
+    if (!res)
         return;
-    }
     if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
         reply_not_found(req);
     } else {
@@ -444,43 +505,26 @@ static char *names_array(http_request_t *req, json_t *arr, const char *field)
 void storage__object_delete_many(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    storage_path_status_t ps =
-        storage__split_target(req->raw_uri, OBJ_PREFIX, bucket, sizeof(bucket), NULL, 0);
-    if (ps != STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_PREFIX, bucket);
     if (!body)
         return;
     char *names = names_array(req, json_object_get(body, "prefixes"), "prefixes");
     json_decref(body);
     if (!names)
         return;
-    auth_caller_t c;
-    if (!storage__identify(req, &c)) {
-        free(names);
-        return;
-    }
     const char *p[2] = {bucket, names};
-    db_stmt_t stmt = {
+    storage_query_t q = {
         "with d as (delete from storage.objects where bucket_id = $1 "
         "  and name in (select jsonb_array_elements_text($2::jsonb)) returning *) "
         "select coalesce(json_agg(json_build_object('bucket_id', d.bucket_id, 'name', d.name, "
         "  'id', d.id, 'owner', d.owner, 'updated_at', d.updated_at, 'created_at', d.created_at, "
         "  'last_accessed_at', d.last_accessed_at, 'metadata', d.metadata) order by d.name), "
         "  '[]')::text, coalesce(json_agg(d.version), '[]')::text from d",
-        2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, false, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
+        2, p, .read_only = false};
+    PGresult *res = storage__query_caller(req, &q);
     free(names);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
+    if (!res)
         return;
-    }
     storage__remove_versions(req->ctx, PQgetvalue(res, 0, 1));
     storage__reply_json_text(req, PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -488,16 +532,10 @@ void storage__object_delete_many(http_request_t *req)
 
 /* ------------------------------------------------------------ POST endpoints */
 
-static void object_list(http_request_t *req)
+void storage__object_list(http_request_t *req)
 {
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    if (storage__split_target(req->raw_uri, OBJ_LIST_PREFIX, bucket, sizeof(bucket), NULL, 0) !=
-        STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_LIST_PREFIX, bucket);
     if (!body)
         return;
     const char *prefix = json_string_value(json_object_get(body, "prefix"));
@@ -538,11 +576,6 @@ static void object_list(http_request_t *req)
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(off, sizeof(off), "%lld", offset);
     snprintf(lev, sizeof(lev), "%d", levels);
-    auth_caller_t c;
-    if (!storage__identify(req, &c)) {
-        json_decref(body);
-        return;
-    }
     const char *p[8] = {pfx,
                         bucket,
                         lim,
@@ -551,17 +584,12 @@ static void object_list(http_request_t *req)
                         search ? search : "",
                         col ? col : "name",
                         order ? order : "asc"};
-    db_stmt_t stmt = {"select coalesce(json_agg(s), '[]')::text from storage.search($1, $2, "
-                      "$3::int, $4::int, $5::int, $6, $7, $8) s",
-                      8, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, true, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
+    storage_query_t q = {"select coalesce(json_agg(s), '[]')::text from storage.search($1, $2, "
+                         "$3::int, $4::int, $5::int, $6, $7, $8) s",
+                         8, p, .read_only = true};
+    PGresult *res = storage__query_caller(req, &q);
     json_decref(body);
-    if (st != DB_OK)
-        storage__reply_db_error(req, st, &err, NULL);
-    else
+    if (res)
         storage__reply_json_text(req, PQgetvalue(res, 0, 0));
     PQclear(res);
 }
@@ -596,69 +624,7 @@ static bool move_args(http_request_t *req, json_t *body, const char **sb, const 
     return true;
 }
 
-/* Whether an object with metadata meta may go into a bucket that takes at most
- * limit bytes of the types allowed (as storage__probe_upload found them): the
- * same rules as an upload, 415 and 413 otherwise (replied here). */
-static bool fits_destination(http_request_t *req, const json_t *meta, uint64_t limit,
-                             const json_t *allowed)
-{
-    const char *mime = json_string_value(json_object_get(meta, "mimetype"));
-    json_t *size = json_object_get(meta, "size");
-    if (!storage__mime_allowed(mime ? mime : "application/octet-stream", allowed)) {
-        char msg[320];
-        snprintf(msg, sizeof(msg), "mime type %s is not supported",
-                 mime && storage__mime_valid(mime) ? mime : "application/octet-stream");
-        storage__reply_error(req, "415", "InvalidMimeType", "invalid_mime_type", msg);
-        return false;
-    }
-    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
-        (uint64_t)json_integer_value(size) > limit) {
-        storage__reply_error(req, "413", "EntityTooLarge", "Payload too large",
-                             "The object exceeded the maximum allowed size");
-        return false;
-    }
-    return true;
-}
-
-/* Checks that the object bucket/name (read as the caller) fits the bucket dest;
- * replies and returns false otherwise (404 when the source is not visible). */
-static bool move_fits(http_request_t *req, const auth_caller_t *c, const char *bucket,
-                      const char *name, const char *dest)
-{
-    const char *p[2] = {bucket, name};
-    db_stmt_t stmt = {"select o.metadata::text from storage.objects o "
-                      "where o.bucket_id = $1 and o.name = $2",
-                      2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, c, true, &stmt, 1, &res, &err);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
-        return false;
-    }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        reply_not_found(req);
-        return false;
-    }
-    json_t *meta = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    PQclear(res);
-    db_caller_t who;
-    auth_caller_db(c, req, true, &who);
-    storage_err_t e = {0};
-    uint64_t limit = storage__max_file_bytes(req->ctx);
-    json_t *allowed = NULL;
-    bool ok = storage__bucket_limits(&who, dest, &limit, &allowed, &e);
-    if (!ok)
-        storage__reply_err(req, &e);
-    else
-        ok = fits_destination(req, meta, limit, allowed);
-    json_decref(allowed);
-    json_decref(meta);
-    return ok;
-}
-
-static void object_move(http_request_t *req)
+void storage__object_move(http_request_t *req)
 {
     json_t *body = storage__json_body(req);
     const char *sb, *sk, *db, *dk;
@@ -671,6 +637,7 @@ static void object_move(http_request_t *req)
         json_decref(body);
         return;
     }
+    /* into another bucket: the destination's types and size limit, as an upload */
     if (strcmp(sb, db) != 0 && !move_fits(req, &c, sb, sk, db)) {
         auth_caller_free(&c);
         json_decref(body);
@@ -678,27 +645,21 @@ static void object_move(http_request_t *req)
     }
     /* The bytes are keyed by version, so a move is a metadata change only. */
     const char *p[4] = {sb, sk, db, dk};
-    db_stmt_t stmt = {"update storage.objects set bucket_id = $3, name = $4, "
-                      "last_accessed_at = now() where bucket_id = $1 and name = $2 "
-                      "returning id::text",
-                      4, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, false, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
-    if (st != DB_OK)
-        storage__reply_db_error(req, st, &err, NULL);
-    else if (PQntuples(res) != 1)
-        reply_not_found(req);
-    else
+    storage_query_t q = {"update storage.objects set bucket_id = $3, name = $4, "
+                         "last_accessed_at = now() where bucket_id = $1 and name = $2 "
+                         "returning id::text",
+                         4, p, .if_none = reply_not_found};
+    PGresult *res = storage__query(req, &c, &q);
+    if (res)
         http_reply_json(req, 200,
                         json_pack("{s:s, s:s, s:s}", "message", "Successfully moved", "Id",
                                   PQgetvalue(res, 0, 0), "Key", dk));
     PQclear(res);
+    auth_caller_free(&c);
     json_decref(body);
 }
 
-static void object_copy(http_request_t *req)
+void storage__object_copy(http_request_t *req)
 {
     const app_t *app = req->ctx;
     const storage_backend_t *be = storage__backend(app);
@@ -717,36 +678,18 @@ static void object_copy(http_request_t *req)
     storage_put_t *put = NULL;
     json_t *meta = NULL, *umeta = NULL;
     const char *p[2] = {sb, sk};
-    db_stmt_t stmt = {"select o.version, o.metadata::text, o.user_metadata::text "
-                      "from storage.objects o where o.bucket_id = $1 and o.name = $2",
-                      2, p};
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, true, &stmt, 1, &res, &err);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
+    storage_query_t q = {"select o.version, o.metadata::text, o.user_metadata::text "
+                         "from storage.objects o where o.bucket_id = $1 and o.name = $2",
+                         2, p, .read_only = true, .if_none = reply_not_found};
+    res = storage__query(req, &c, &q);
+    if (!res)
         goto done;
-    }
-    if (PQntuples(res) != 1) {
-        reply_not_found(req);
-        goto done;
-    }
     meta = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     if (!PQgetisnull(res, 0, 2))
         umeta = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
-    const char *ups = http_header(req, "x-upsert");
-    bool upsert = ups && strcasecmp(ups, "true") == 0;
+    bool upsert;
     db_caller_t who;
-    auth_caller_db(&c, req, false, &who);
-    storage_err_t e = {0};
-    uint64_t limit = storage__max_file_bytes(app);
-    json_t *allowed = NULL;
-    if (!storage__probe_upload(&who, db, dk, c.user_id, upsert, &limit, &allowed, &e)) {
-        storage__reply_err(req, &e);
-        goto done;
-    }
-    bool fits = fits_destination(req, meta, limit, allowed);
-    json_decref(allowed);
-    if (!fits)
+    if (!may_write(req, &c, db, dk, meta, &upsert, &who))
         goto done;
     char version[STORAGE_UUID_LEN + 1], id[STORAGE_UUID_LEN + 1];
     if (!be || !json_is_object(meta) || !cd_random_uuid(version) ||
@@ -762,6 +705,7 @@ static void object_copy(http_request_t *req)
     }
     storage_put_t *owned = put;
     put = NULL;
+    storage_err_t e = {0};
     if (!storage__commit_object(app, &who, db, dk, c.user_id, version, meta, umeta, upsert, owned,
                                 id, &e)) {
         storage__reply_err(req, &e);
@@ -797,12 +741,8 @@ static void object_sign_one(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_SIGN_PREFIX, bucket, name))
         return;
-    }
     json_t *body = storage__json_body(req);
     if (!body)
         return;
@@ -810,21 +750,14 @@ static void object_sign_one(http_request_t *req)
     json_decref(body);
     if (exp < 0)
         return;
-    auth_caller_t c;
-    if (!storage__identify(req, &c))
-        return;
     const char *p[2] = {bucket, name};
-    db_stmt_t stmt = {"select 1 from storage.objects where bucket_id = $1 and name = $2", 2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, true, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
+    storage_query_t q = {"select 1 from storage.objects where bucket_id = $1 and name = $2", 2, p,
+                         .read_only = true, .if_none = reply_not_found};
+    PGresult *res = storage__query_caller(req, &q);
     char url[OBJ_KEY_MAX * 3 + STORAGE_TOKEN_MAX_BYTES];
-    if (st != DB_OK)
-        storage__reply_db_error(req, st, &err, NULL);
-    else if (PQntuples(res) != 1)
-        reply_not_found(req);
-    else if (!storage_signed_url(app, bucket, name, exp, false, url, sizeof(url)))
+    if (!res)
+        return;
+    if (!storage_signed_url(app, bucket, name, exp, false, url, sizeof(url)))
         reply_internal(req);
     else
         http_reply_json(req, 200, json_pack("{s:s}", "signedURL", url));
@@ -835,37 +768,20 @@ static void object_sign_many(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1];
-    if (storage__split_target(req->raw_uri, OBJ_SIGN_PREFIX, bucket, sizeof(bucket), NULL, 0) !=
-        STORAGE_PATH_OK) {
-        storage__reply_error(req, "400", "InvalidBucketName", "invalid_bucket_name",
-                             "The bucket name is invalid");
-        return;
-    }
-    json_t *body = storage__json_body(req);
+    json_t *body = bucket_target_body(req, OBJ_SIGN_PREFIX, bucket);
     if (!body)
         return;
     long exp = expires_in(req, body);
     json_t *paths = json_object_get(body, "paths");
     char *names = exp < 0 ? NULL : names_array(req, paths, "paths");
-    auth_caller_t c;
-    if (!names || !storage__identify(req, &c)) {
-        free(names);
-        json_decref(body);
-        return;
-    }
     const char *p[2] = {bucket, names};
-    db_stmt_t stmt = {"select coalesce(json_agg(o.name), '[]')::text from storage.objects o "
-                      "where o.bucket_id = $1 and o.name in "
-                      "(select jsonb_array_elements_text($2::jsonb))",
-                      2, p};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st = storage__run(req, &c, true, &stmt, 1, &res, &err);
-    auth_caller_free(&c);
+    storage_query_t q = {"select coalesce(json_agg(o.name), '[]')::text from storage.objects o "
+                         "where o.bucket_id = $1 and o.name in "
+                         "(select jsonb_array_elements_text($2::jsonb))",
+                         2, p, .read_only = true};
+    PGresult *res = names ? storage__query_caller(req, &q) : NULL;
     free(names);
-    if (st != DB_OK) {
-        storage__reply_db_error(req, st, &err, NULL);
-        PQclear(res);
+    if (!res) {
         json_decref(body);
         return;
     }
@@ -894,32 +810,21 @@ static void object_sign_many(http_request_t *req)
     http_reply_json(req, 200, out);
 }
 
-static void object_sign_upload(http_request_t *req)
+void storage__object_sign_upload(http_request_t *req)
 {
     const app_t *app = req->ctx;
     char bucket[STORAGE_MAX_BUCKET_BYTES + 1], name[STORAGE_MAX_NAME_BYTES + 1];
-    storage_path_status_t ps = storage__split_target(req->raw_uri, OBJ_UPLOAD_PREFIX, bucket,
-                                                     sizeof(bucket), name, sizeof(name));
-    if (ps != STORAGE_PATH_OK) {
-        reply_path_error(req, ps);
+    if (!object_target(req, OBJ_UPLOAD_PREFIX, bucket, name))
         return;
-    }
     auth_caller_t c;
     if (!storage__identify(req, &c))
         return;
-    const char *ups = http_header(req, "x-upsert");
-    bool upsert = ups && strcasecmp(ups, "true") == 0;
+    bool upsert;
     db_caller_t who;
-    auth_caller_db(&c, req, false, &who);
-    storage_err_t e = {0};
-    uint64_t limit = storage__max_file_bytes(app);
-    json_t *allowed = NULL;
-    if (!storage__probe_upload(&who, bucket, name, c.user_id, upsert, &limit, &allowed, &e)) {
-        storage__reply_err(req, &e);
+    if (!may_write(req, &c, bucket, name, NULL, &upsert, &who)) {
         auth_caller_free(&c);
         return;
     }
-    json_decref(allowed);
     char url[OBJ_KEY_MAX];
     snprintf(url, sizeof(url), "%s/%s", bucket, name);
     long long now = (long long)time(NULL);
@@ -941,20 +846,11 @@ static void object_sign_upload(http_request_t *req)
     free(tok);
 }
 
-void storage__object_post(http_request_t *req)
+void storage__object_sign(http_request_t *req)
 {
-    const char *p = req->path;
-    if (strncmp(p, OBJ_LIST_PREFIX, sizeof(OBJ_LIST_PREFIX) - 1) == 0)
-        object_list(req);
-    else if (strcmp(p, "/storage/v1/object/move") == 0)
-        object_move(req);
-    else if (strcmp(p, "/storage/v1/object/copy") == 0)
-        object_copy(req);
-    else if (strncmp(p, OBJ_UPLOAD_PREFIX, sizeof(OBJ_UPLOAD_PREFIX) - 1) == 0)
-        object_sign_upload(req);
-    else if (strncmp(p, OBJ_SIGN_PREFIX, sizeof(OBJ_SIGN_PREFIX) - 1) == 0)
-        strchr(p + sizeof(OBJ_SIGN_PREFIX) - 1, '/') ? object_sign_one(req) : object_sign_many(req);
+    /* sign/<bucket>/<name> signs one object, sign/<bucket> a list of them */
+    if (strchr(req->path + sizeof(OBJ_SIGN_PREFIX) - 1, '/'))
+        object_sign_one(req);
     else
-        storage__reply_error(req, "404", "NotFound", "not_found",
-                             "No such storage endpoint (POST).");
+        object_sign_many(req);
 }

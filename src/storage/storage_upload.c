@@ -10,9 +10,9 @@
  *      the size limit and the MIME check applied as it arrives;
  *   3. the file is fsynced, then the row is inserted/upserted as the caller
  *      and committed, and only then is the file renamed into place.
- * The POST endpoints that share /object/ (list, move, copy, sign, ...) also
- * arrive here, because streaming routes are matched first; their small JSON
- * body is buffered and handed to storage_object.c.
+ * The POST endpoints that share /object/ (list, move, copy, sign, upload/sign)
+ * are buffered routes of storage_object.c, listed ahead of the catch-all in
+ * storage_stream_routes; this file never sees them.
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -31,9 +31,6 @@
 #define UPLOAD_DEFAULT_RAW_TYPE "application/octet-stream"
 #define UPLOAD_OBJECT_PREFIX    "/storage/v1/object/"
 #define UPLOAD_SIGNED_PREFIX    "/storage/v1/object/upload/sign/"
-
-/* The marker that a streaming POST is one of the JSON endpoints. */
-static char json_mode_marker;
 
 typedef struct upload {
     const app_t *app;
@@ -139,11 +136,6 @@ bool storage__probe_upload(const db_caller_t *who, const char *bucket, const cha
                            storage_err_t *e)
 {
     *allowed = NULL;
-    db_conn_t *conn = db_thread_conn();
-    if (!conn) {
-        storage__err_from_db(e, DB_UNAVAILABLE, NULL, NULL);
-        return false;
-    }
     const char *p[4] = {bucket, name, *owner ? owner : NULL, upsert ? "true" : "false"};
     db_stmt_t stmts[2] = {
         {"select json_build_object('file_size_limit', l.file_size_limit, 'allowed_mime_types', "
@@ -153,7 +145,7 @@ bool storage__probe_upload(const db_caller_t *who, const char *bucket, const cha
     };
     PGresult *res[2] = {NULL, NULL};
     db_error_t err;
-    db_status_t st = db_run_as(conn, who, stmts, 2, res, &err);
+    db_status_t st = db_run(who, stmts, 2, res, &err);
     if (st != DB_OK) {
         storage__err_from_db(e, st, &err, "bucket");
         return false;
@@ -185,11 +177,6 @@ bool storage__commit_object(const app_t *app, const db_caller_t *who, const char
         storage__err_set(e, "500", "InternalError", "Internal", "Internal Server Error");
         goto fail;
     }
-    db_conn_t *conn = db_thread_conn();
-    if (!conn) {
-        storage__err_from_db(e, DB_UNAVAILABLE, NULL, NULL);
-        goto fail;
-    }
     const char *p[6] = {bucket, name, *owner ? owner : NULL, meta, umeta, version};
     /* For an upsert, the replaced version is read and locked first, in the
      * same transaction, so its bytes can be removed after the commit. */
@@ -208,10 +195,11 @@ bool storage__commit_object(const app_t *app, const db_caller_t *who, const char
         "  user_metadata, version) values ($1, $2, $3::uuid, $3, $4::jsonb, $5::jsonb, $6) "
         "returning id::text";
     db_stmt_t stmts[2] = {{LOCK_OLD, 2, p}, {UPSERT, 6, p}};
+    db_stmt_t insert = {INSERT, 6, p};
     PGresult *r2[2] = {NULL, NULL};
     db_error_t err;
-    db_status_t st = upsert ? db_run_as(conn, who, stmts, 2, r2, &err)
-                            : db_run1(conn, who, INSERT, 6, p, &r2[1], &err);
+    db_status_t st =
+        upsert ? db_run(who, stmts, 2, r2, &err) : db_run(who, &insert, 1, &r2[1], &err);
     res = r2[1];
     char old[STORAGE_UUID_LEN + 1] = "";
     if (st == DB_OK && r2[0] && PQntuples(r2[0]) == 1)
@@ -447,21 +435,6 @@ static bool upload_finish(upload_t *u, char id[STORAGE_UUID_LEN + 1])
 
 /* ------------------------------------------------------------ HTTP */
 
-bool storage__object_post_is_json(const char *path)
-{
-    static const char *const WORDS[] = {"list",   "list-v2", "move",   "copy",          "sign",
-                                        "upload", "info",    "public", "authenticated", "render"};
-    size_t plen = sizeof(UPLOAD_OBJECT_PREFIX) - 1;
-    if (strncmp(path, UPLOAD_OBJECT_PREFIX, plen) != 0)
-        return false;
-    const char *seg = path + plen;
-    size_t n = strcspn(seg, "/");
-    for (size_t i = 0; i < CD_ARRAY_LEN(WORDS); i++)
-        if (strlen(WORDS[i]) == n && strncmp(seg, WORDS[i], n) == 0)
-            return true;
-    return false;
-}
-
 static void reply_path_error(http_request_t *req, storage_path_status_t st)
 {
     char msg[320];
@@ -523,10 +496,6 @@ static bool up_begin(http_request_t *req)
 static bool begin_upload(http_request_t *req)
 {
     const app_t *app = req->ctx;
-    if (strcmp(req->method, "POST") == 0 && storage__object_post_is_json(req->path)) {
-        req->stream_ctx = &json_mode_marker;
-        return true;
-    }
     upload_t *u = upload_new(app);
     if (!u) {
         storage__reply_error(req, "500", "InternalError", "Internal", "Internal Server Error");
@@ -622,13 +591,6 @@ static bool begin_upload(http_request_t *req)
 
 static bool up_data(http_request_t *req, const char *buf, size_t len)
 {
-    if (req->stream_ctx == &json_mode_marker) {
-        if (cd_buf_add(&req->body, buf, len))
-            return true;
-        storage__reply_error(req, "413", "EntityTooLarge", "Payload too large",
-                             "The request body is larger than this server accepts.");
-        return false;
-    }
     upload_t *u = req->stream_ctx;
     bool ok = u->multipart ? storage__mp_feed(&u->mp, buf, len) : upload_write(u, buf, len);
     if (ok)
@@ -648,11 +610,6 @@ static bool up_data(http_request_t *req, const char *buf, size_t len)
 
 static void up_end(http_request_t *req)
 {
-    if (req->stream_ctx == &json_mode_marker) {
-        req->stream_ctx = NULL;
-        storage__object_post(req);
-        return;
-    }
     upload_t *u = req->stream_ctx;
     req->stream_ctx = NULL;
     char id[STORAGE_UUID_LEN + 1] = "";
@@ -668,14 +625,21 @@ static void up_end(http_request_t *req)
 
 static void up_cleanup(http_request_t *req)
 {
-    if (req->stream_ctx != &json_mode_marker)
-        upload_free(req->stream_ctx);
+    upload_free(req->stream_ctx);
     req->stream_ctx = NULL;
 }
 
 static const http_stream_ops_t UPLOAD_OPS = {up_begin, up_data, up_end, up_cleanup};
 
+/* The first match decides. The buffered POST endpoints that share the
+ * uploads' path space come first with no ops: the server buffers them and
+ * routes them by storage_routes (storage.c), where their handlers are. */
 const http_stream_route_t storage_stream_routes[] = {
+    {"POST", "/storage/v1/object/list/*", NULL},
+    {"POST", "/storage/v1/object/move", NULL},
+    {"POST", "/storage/v1/object/copy", NULL},
+    {"POST", "/storage/v1/object/upload/sign/*", NULL},
+    {"POST", "/storage/v1/object/sign/*", NULL},
     {"PUT", "/storage/v1/object/upload/sign/*", &UPLOAD_OPS},
     {"POST", "/storage/v1/object/*", &UPLOAD_OPS},
     {"PUT", "/storage/v1/object/*", &UPLOAD_OPS},

@@ -1,0 +1,100 @@
+/*
+ * What the files of the GoTrue-compatible endpoints share: gotrue.c (errors,
+ * request checks, running the auth SQL, settings, the route table),
+ * gotrue_sessions.c (sign-up, sign-in, refresh, sign-out), gotrue_users.c
+ * (the signed-in user's own record) and gotrue_admin.c (the admin API). Not
+ * for other modules: they use auth.h.
+ */
+#ifndef CD_AUTH_INTERNAL_H
+#define CD_AUTH_INTERNAL_H
+
+#include <jansson.h>
+
+#include "auth/auth.h"
+#include "auth/password.h"
+
+#define AUTH_MAX_PER_PAGE 1000
+
+/* The app a request belongs to. */
+static inline app_t *auth__app(http_request_t *req)
+{
+    return req->ctx;
+}
+
+/* ------------------------------------------------------------ answers */
+
+/* GoTrue's error shape, readable by both of auth-js's parsers (wire
+ * reference 1.6): string code, legacy error_code, msg and message. */
+void auth__error(http_request_t *req, int status, const char *code, const char *message);
+/* 429 over_request_rate_limit with Retry-After: wait seconds. */
+void auth__rate_limited(http_request_t *req, int wait, const char *message);
+
+/* ------------------------------------------------------------ requests */
+
+/* A string member of obj, or NULL. A string with a NUL byte inside also
+ * gives NULL: C code must never see it cut short. */
+const char *auth__jstr(json_t *obj, const char *key);
+/* The JSON object body (empty allowed), or NULL after answering 400 (or 422
+ * for a password with a NUL byte). The caller json_decref()s it. */
+json_t *auth__read_body(http_request_t *req);
+/* An object's compact JSON text (malloc'd), or NULL when v is not an object
+ * (or memory ran out). How every metadata object reaches the SQL functions,
+ * which drop the keys a caller may not set. */
+char *auth__object_text(const json_t *v);
+/* Requires a valid apikey (and a valid Bearer token, if one is sent). Returns
+ * false after answering; on true, free caller with auth_caller_free. */
+CD_MUSTCHECK bool auth__require_apikey(http_request_t *req, auth_caller_t *caller);
+/* auth__require_apikey, and the token must be a signed-in user's. */
+CD_MUSTCHECK bool auth__require_user(http_request_t *req, auth_caller_t *caller);
+/* Counts the request against the per-address budget; false after 429. */
+CD_MUSTCHECK bool auth__check_limiter(http_request_t *req);
+/* Checks a new password against the policy; false after 422. */
+CD_MUSTCHECK bool auth__check_password(http_request_t *req, const char *pw);
+/* Hashes a new password with the configured bcrypt cost; false after 500. */
+CD_MUSTCHECK bool auth__hash_password(http_request_t *req, const char *pw,
+                                      char hash[PASSWORD_HASH_BYTES]);
+/* Whether email is an address we accept; false (also for NULL) after 400. */
+CD_MUSTCHECK bool auth__check_email(http_request_t *req, const char *email);
+
+/* ------------------------------------------------------------ database */
+
+/* The service_role context the auth SQL runs in, carrying the client's
+ * address and user agent (headers_json, borrowed) for the audit trail. */
+void auth__service_who(http_request_t *req, const char *headers_json, db_caller_t *who);
+
+/* What a unique violation means for a statement (GoTrue's 422 answer). */
+typedef struct auth_unique {
+    const char *code; /* e.g. "email_exists" */
+    const char *message;
+    size_t before; /* only statements with an index below this count */
+} auth_unique_t;
+/* "A user with this email address has already been registered", for any statement. */
+extern const auth_unique_t AUTH_UNIQUE_EMAIL;
+
+/* Runs the auth SQL as service_role (auth__service_who). On DB_OK returns
+ * true with res[0..n) filled (the caller PQclear()s them). Otherwise answers
+ * and returns false: 503 when the database is unreachable, unique's 422 for a
+ * unique violation it covers (NULL: none), else 500 with the error logged.
+ * Every /auth/v1 handler's SQL goes through here. */
+CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool read_only,
+                            const db_stmt_t *stmts, size_t n, PGresult **res,
+                            const auth_unique_t *unique);
+
+/* ------------------------------------------------------------ handlers */
+
+/* gotrue_sessions.c */
+void auth__handle_signup(http_request_t *req);
+void auth__handle_token(http_request_t *req);
+void auth__handle_spec_sign_in(http_request_t *req);
+void auth__handle_logout(http_request_t *req);
+/* gotrue_users.c */
+void auth__handle_get_user(http_request_t *req);
+void auth__handle_put_user(http_request_t *req);
+/* gotrue_admin.c */
+void auth__handle_admin_list(http_request_t *req);
+void auth__handle_admin_create(http_request_t *req);
+void auth__handle_admin_get(http_request_t *req);
+void auth__handle_admin_update(http_request_t *req);
+void auth__handle_admin_delete(http_request_t *req);
+
+#endif
