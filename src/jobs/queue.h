@@ -41,9 +41,9 @@
  * duration of the handler call. */
 typedef struct job {
     long long id;
-    const char *kind;    /* e.g. "import.sync", "retention" */
+    const char *kind; /* e.g. "import.sync", "retention" */
     const json_t *payload;
-    int attempt;         /* 1 on the first run */
+    int attempt; /* 1 on the first run */
     int max_attempts;
 } job_t;
 
