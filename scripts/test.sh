@@ -86,7 +86,11 @@ if want fuzz; then
       run_corpus="$work/corpus-$name"
       mkdir -p "$run_corpus"
       [ -d "$corpus" ] && cp -r "$corpus"/. "$run_corpus"/ 2>/dev/null
-      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+      dict=tests/fuzz/dict/${name#fuzz_}.dict
+      if [ ! -f "$dict" ]; then
+        echo "$name: no dictionary $dict"; fail 1 "fuzz $name (dictionary)"; continue
+      fi
+      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -dict="$dict" \
            -artifact_prefix="$work/" "$run_corpus" >"$work/$name.log" 2>&1; then
         echo "$name: ok ($(grep -o 'Done [0-9]* runs' "$work/$name.log" | grep -o '[0-9]*' || echo '?') runs)"
         pass

@@ -1,6 +1,6 @@
 /*
- * Unit tests of src/rest/rest_parse.c: the PostgREST query-string grammar, the Prefer and
- * Range headers, the arena. Each parse result is printed in a compact canonical form (see
+ * Unit tests of src/rest/rest_parse.c and rest_query.c: the PostgREST query-string grammar and
+ * the parser's memory bound. Each parse result is printed in a compact canonical form (see
  * dump_query) and compared with the expected text, so one line states one grammar fact.
  */
 #include <setjmp.h>
@@ -14,10 +14,6 @@
 #include <cmocka.h>
 
 #include "rest/rest_parse.h"
-
-/* ------------------------------------------------------------------------------------------
- * Canonical printing of a parsed query
- */
 
 struct out {
     char buf[65536];
@@ -231,28 +227,24 @@ static void dump_query(struct out *o, const struct rest_query *q)
     }
 }
 
-/* ------------------------------------------------------------------------------------------
- * Helpers
- */
-
 static struct out g_out;
 static struct rest_error g_err;
 
 /* Parses qs (NUL-terminated) and returns its canonical text, or NULL with g_err filled. */
 static const char *parse_with(const char *qs, bool rpc)
 {
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
     bool ok;
 
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&arena, REST_ARENA_MAX_BYTES);
     if (rpc)
         ok = rest_parse_query_rpc(&arena, qs, strlen(qs), &q, &g_err);
     else
         ok = rest_parse_query(&arena, qs, strlen(qs), &q, &g_err);
     if (ok)
         dump_query(&g_out, &q);
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
     return ok ? g_out.buf : NULL;
 }
 
@@ -309,10 +301,6 @@ static char *repeat(const char *prefix, const char *piece, size_t count, const c
     return s;
 }
 
-/* ------------------------------------------------------------------------------------------
- * Query-string decoding
- */
-
 static void test_decoding(void **state)
 {
     (void)state;
@@ -351,10 +339,6 @@ static void test_limits_of_query_string(void **state)
     free(s);
 }
 
-/* ------------------------------------------------------------------------------------------
- * select=
- */
-
 static void test_select_columns(void **state)
 {
     (void)state;
@@ -377,17 +361,17 @@ static void test_select_columns(void **state)
 
 static void test_select_star_is_not_a_field(void **state)
 {
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
 
     (void)state;
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&arena, REST_ARENA_MAX_BYTES);
     assert_true(rest_parse_query(&arena, "select=*,%22*%22", 16, &q, &g_err));
     assert_int_equal(q.n_select, 2);
     assert_int_equal(q.select[0].kind, REST_SELECT_STAR);
     assert_int_equal(q.select[1].kind, REST_SELECT_FIELD);
     assert_string_equal(q.select[1].field.name, "*");
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
 }
 
 static void test_select_postgrest_js(void **state)
@@ -484,10 +468,6 @@ static void test_select_limits(void **state)
     assert_fails(s, "select parameter", "more than 512 select items");
     free(s);
 }
-
-/* ------------------------------------------------------------------------------------------
- * Filters
- */
 
 static void test_filter_operators(void **state)
 {
@@ -618,7 +598,7 @@ static void test_filter_limit(void **state)
 
 static void test_other_limits(void **state)
 {
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
     struct rest_prefer pr;
     char *s, *many;
@@ -643,7 +623,7 @@ static void test_other_limits(void **state)
     assert_fails(many, "columns parameter", "more than 1600 columns");
     free(many);
     /* no query string at all */
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&arena, REST_ARENA_MAX_BYTES);
     assert_true(rest_parse_query(&arena, NULL, 0, &q, &g_err));
     assert_false(q.has_select);
     assert_int_equal(q.n_filters, 0);
@@ -659,7 +639,7 @@ static void test_other_limits(void **state)
     assert_string_equal(g_err.code, "PGRST122");
     assert_int_equal(strlen(g_err.details), REST_ERROR_DETAILS_MAX - 1);
     free(many);
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
     assert_fails("select=count()x", "(line 1, column 8)", "unexpected \"x\"");
 }
 
@@ -684,10 +664,6 @@ static void test_error_message_shape(void **state)
     assert_fails("a=eq.1&b=in.(1,%0A2", "(line 2, column 2)", "unexpected end of input");
     assert_fails("a=in.(%09x", "(line 1, column 10)", "unexpected end of input");
 }
-
-/* ------------------------------------------------------------------------------------------
- * Logic trees
- */
 
 static void test_logic(void **state)
 {
@@ -756,10 +732,6 @@ static void test_logic_errors(void **state)
     free(s);
 }
 
-/* ------------------------------------------------------------------------------------------
- * order, limit, offset
- */
-
 static void test_order(void **state)
 {
     (void)state;
@@ -822,10 +794,6 @@ static void test_limit_offset(void **state)
     free(s);
 }
 
-/* ------------------------------------------------------------------------------------------
- * columns, on_conflict
- */
-
 static void test_columns_on_conflict(void **state)
 {
     (void)state;
@@ -843,10 +811,6 @@ static void test_columns_on_conflict(void **state)
                  "unexpected \";\"");
     assert_fails("columns=%22%22", "columns parameter", "empty identifier");
 }
-
-/* ------------------------------------------------------------------------------------------
- * RPC arguments
- */
 
 static void test_rpc_args(void **state)
 {
@@ -867,215 +831,28 @@ static void test_rpc_args(void **state)
     assert_fails("a=1", "failed to parse filter (1)", "operator");
 }
 
-/* ------------------------------------------------------------------------------------------
- * Prefer
- */
-
-static bool prefer(const char *const *values, size_t n, struct rest_prefer *out,
-                   rest__arena_t *arena)
+static void test_parser_memory(void **state)
 {
-    size_t lens[16];
-
-    assert_true(n <= 16);
-    for (size_t i = 0; i < n; i++)
-        lens[i] = values[i] != NULL ? strlen(values[i]) : 0;
-    return rest_parse_prefer(arena, values, lens, n, out, &g_err);
-}
-
-static void test_prefer(void **state)
-{
-    rest__arena_t arena;
-    struct rest_prefer pr;
-    const char *one[] = {"count=exact, return=representation"};
-    const char *several[] = {"resolution=ignore-duplicates",
-                             "count=planned",
-                             "missing=default",
-                             NULL,
-                             "handling=lenient",
-                             "invalid",
-                             "max-affected=5999",
-                             "tx=rollback"};
-    const char *firsts[] = {"tx=commit, tx=rollback", "return=minimal",
-                            "return=headers-only,count=estimated,count=exact"};
-    const char *spaces[] = {"count=exact,    tx=commit   ,return=representation , "
-                            "missing=null, handling=strict, timezone=Europe/Paris, "
-                            "params=single-object,,resolution=merge-duplicates"};
-
-    (void)state;
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
-    assert_true(prefer(one, 1, &pr, &arena));
-    assert_int_equal(pr.count, REST_COUNT_EXACT);
-    assert_int_equal(pr.ret, REST_RETURN_REPRESENTATION);
-    assert_int_equal(pr.resolution, REST_RESOLUTION_UNSET);
-    assert_int_equal(pr.n_invalid, 0);
-
-    assert_true(prefer(several, CD_ARRAY_LEN(several), &pr, &arena));
-    assert_int_equal(pr.resolution, REST_RESOLUTION_IGNORE_DUPLICATES);
-    assert_int_equal(pr.count, REST_COUNT_PLANNED);
-    assert_int_equal(pr.missing, REST_MISSING_DEFAULT);
-    assert_int_equal(pr.handling, REST_HANDLING_LENIENT);
-    assert_int_equal(pr.tx, REST_TX_ROLLBACK);
-    assert_true(pr.has_max_affected);
-    assert_int_equal(pr.max_affected, 5999);
-    assert_int_equal(pr.n_invalid, 1);
-    assert_string_equal(pr.invalid[0], "invalid");
-
-    assert_true(prefer(firsts, CD_ARRAY_LEN(firsts), &pr, &arena));
-    assert_int_equal(pr.tx, REST_TX_COMMIT);
-    assert_int_equal(pr.ret, REST_RETURN_MINIMAL);
-    assert_int_equal(pr.count, REST_COUNT_ESTIMATED);
-
-    assert_true(prefer(spaces, 1, &pr, &arena));
-    assert_int_equal(pr.count, REST_COUNT_EXACT);
-    assert_int_equal(pr.tx, REST_TX_COMMIT);
-    assert_int_equal(pr.ret, REST_RETURN_REPRESENTATION);
-    assert_int_equal(pr.missing, REST_MISSING_NULL);
-    assert_int_equal(pr.handling, REST_HANDLING_STRICT);
-    assert_int_equal(pr.resolution, REST_RESOLUTION_MERGE_DUPLICATES);
-    assert_true(pr.params_single_object);
-    assert_string_equal(pr.timezone, "Europe/Paris");
-    assert_int_equal(pr.n_invalid, 0);
-
-    assert_true(prefer(NULL, 0, &pr, &arena));
-    assert_int_equal(pr.ret, REST_RETURN_UNSET);
-    rest__arena_free(&arena);
-}
-
-static void test_prefer_strict_and_limits(void **state)
-{
-    rest__arena_t arena;
-    struct rest_prefer pr;
-    const char *strict[] = {"handling=strict, foo, return=representation", "bar=1"};
-    const char *lenient[] = {"foo", "handling=lenient"};
-    const char *max[] = {"max-affected=abc, max-affected=5", "handling=strict"};
-    const char *neg[] = {"max-affected=-3"};
-    char many[1024];
-    char big[REST_MAX_PREFER_BYTES + 2];
-    const char *v[1];
-    size_t o = 0;
-
-    (void)state;
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
-    assert_false(prefer(strict, 2, &pr, &arena));
-    assert_int_equal(g_err.http_status, 400);
-    assert_string_equal(g_err.code, "PGRST122");
-    assert_string_equal(g_err.message, "Invalid preferences given with handling=strict");
-    assert_string_equal(g_err.details, "Invalid preferences: foo, bar=1");
-    assert_true(prefer(lenient, 2, &pr, &arena));
-    assert_int_equal(pr.n_invalid, 1);
-    /* the first max-affected decides even when it is not a number */
-    assert_true(prefer(max, 2, &pr, &arena));
-    assert_false(pr.has_max_affected);
-    assert_true(prefer(neg, 1, &pr, &arena));
-    assert_true(pr.has_max_affected);
-    assert_int_equal(pr.max_affected, -3);
-
-    for (int i = 0; i <= (int)REST_MAX_PREFER_ITEMS; i++)
-        o += (size_t)snprintf(many + o, sizeof many - o, "x%d,", i);
-    v[0] = many;
-    assert_false(prefer(v, 1, &pr, &arena));
-    assert_string_equal(g_err.details, "too many preferences");
-    memset(big, 'a', sizeof big - 1);
-    big[sizeof big - 1] = '\0';
-    v[0] = big;
-    assert_false(prefer(v, 1, &pr, &arena));
-    assert_string_equal(g_err.code, "PGRST100");
-    v[0] = "return=\xff";
-    assert_false(prefer(v, 1, &pr, &arena));
-    rest__arena_free(&arena);
-}
-
-/* ------------------------------------------------------------------------------------------
- * Range header
- */
-
-static bool range(const char *r, const char *unit, struct rest_range_header *out)
-{
-    return rest_parse_range(r, r != NULL ? strlen(r) : 0, unit, unit != NULL ? strlen(unit) : 0,
-                            out, &g_err);
-}
-
-static void test_range(void **state)
-{
-    struct rest_range_header h;
-
-    (void)state;
-    assert_true(range("0-9", NULL, &h));
-    assert_true(h.present && h.has_last);
-    assert_int_equal(h.first, 0);
-    assert_int_equal(h.last, 9);
-    assert_true(range("10-", "items", &h));
-    assert_true(h.present && !h.has_last);
-    assert_int_equal(h.first, 10);
-    assert_true(range("5-5", "ITEMS", &h));
-    assert_true(h.present);
-    assert_true(range("0-9", "bytes", &h));
-    assert_false(h.present);
-    assert_true(range(NULL, NULL, &h));
-    assert_false(h.present);
-    assert_true(range("abc", NULL, &h));
-    assert_false(h.present);
-    assert_true(range("-5", NULL, &h));
-    assert_false(h.present);
-    assert_true(range("1-2-3", NULL, &h));
-    assert_false(h.present);
-    assert_true(range(" 0-9", NULL, &h));
-    assert_false(h.present);
-    assert_false(range("5-2", NULL, &h));
-    assert_int_equal(g_err.http_status, 416);
-    assert_string_equal(g_err.code, "PGRST103");
-    assert_string_equal(g_err.details, "The lower boundary must be lower than or equal to the "
-                                       "upper boundary in the Range header.");
-    assert_false(range("99999999999999999999-", NULL, &h));
-    assert_int_equal(g_err.http_status, 416);
-}
-
-/* ------------------------------------------------------------------------------------------
- * Arena
- */
-
-static void test_arena(void **state)
-{
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
-    void *a, *b;
     char *s;
 
     (void)state;
-    rest__arena_init(&arena, 4096);
-    a = rest__arena_alloc(&arena, 10);
-    b = rest__arena_alloc(&arena, 10);
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_true((uintptr_t)a % _Alignof(max_align_t) == 0);
-    assert_true((uintptr_t)b % _Alignof(max_align_t) == 0);
-    assert_true(a != b);
-    assert_null(rest__arena_alloc(&arena, 5000));
-    assert_true(arena.total <= arena.max);
-    rest__arena_free(&arena);
-    assert_int_equal(arena.total, 0);
-    assert_non_null(rest__arena_alloc(&arena, 0));
-    rest__arena_free(&arena);
-
     /* a parse that needs more than the arena allows fails cleanly */
-    rest__arena_init(&arena, 16384);
+    cd_arena_init(&arena, 16384);
     s = repeat("a=in.(", "1,", 4000, "1)", "", 0, "");
     assert_false(rest_parse_query(&arena, s, strlen(s), &q, &g_err));
     assert_string_equal(g_err.code, "PGRST100");
     assert_non_null(strstr(g_err.details, "parser memory"));
     assert_true(arena.total <= arena.max);
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
     /* the same input fits in the default maximum */
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&arena, REST_ARENA_MAX_BYTES);
     assert_true(rest_parse_query(&arena, s, strlen(s), &q, &g_err));
     assert_int_equal(q.filters[0].expr.n_list, 4001);
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
     free(s);
 }
-
-/* ------------------------------------------------------------------------------------------
- * A request as supabase-js sends it, end to end
- */
 
 static void test_full_request(void **state)
 {
@@ -1117,12 +894,8 @@ int main(void)
         cmocka_unit_test(test_limit_offset),
         cmocka_unit_test(test_columns_on_conflict),
         cmocka_unit_test(test_rpc_args),
-        cmocka_unit_test(test_prefer),
-        cmocka_unit_test(test_prefer_strict_and_limits),
-        cmocka_unit_test(test_range),
-        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_parser_memory),
         cmocka_unit_test(test_full_request),
     };
-
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

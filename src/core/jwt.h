@@ -3,8 +3,8 @@
  * (apikey and Bearer access tokens) and signing of the tokens campaignd mints.
  * Only HS256 with the shared project secret is accepted, as legacy Supabase does.
  */
-#ifndef CD_AUTH_JWT_H
-#define CD_AUTH_JWT_H
+#ifndef CD_CORE_JWT_H
+#define CD_CORE_JWT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,7 @@
 /*
- * HS256 JWT verification and signing for campaignd's auth layer.
+ * HS256 JWT verification and signing, shared by every layer that meets a token (auth issues
+ * sessions, app.c derives the API keys, rest/realtime/storage verify callers). It needs only
+ * core, jansson, OpenSSL and libjwt, so it lives in core/.
  *
  * Verification is written out here rather than delegated to libjwt's jwt_decode(), on purpose:
  *  - In jwt_decode() the token's own header picks the algorithm. libjwt 1.x accepts HS384,
@@ -17,7 +19,7 @@
 #define _POSIX_C_SOURCE 200809L /* strnlen */
 #endif
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -28,61 +30,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "core/text.h"
+
 #define JWT_HS256_MAC_BYTES 32
 /* Largest decoded size of one part of a token that passed the length limit. */
 #define JWT_MAX_PART_BYTES ((JWT_MAX_TOKEN_BYTES / 4) * 3 + 2)
-
-/* Value of one base64url character, or -1 for anything outside the URL-safe alphabet
- * (this rejects the standard alphabet's '+' and '/', '=' padding and whitespace). */
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes unpadded base64url in[0..in_len) into out (capacity out_cap) and stores the decoded
- * length in *out_len. Strict: rejects characters outside the alphabet, a length that is 1 mod 4
- * and non-zero leftover bits in the last character (so each byte string has exactly one
- * accepted encoding and a token cannot be re-encoded into a different but equal-valued one).
- * Hand-written because OpenSSL's EVP_DecodeBlock speaks the padded standard alphabet and libjwt
- * does not export a strict decoder. Returns false on invalid input or if out_cap is too small. */
-static bool b64url_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
-                          size_t *out_len)
-{
-    size_t rem = in_len % 4;
-    size_t need = (in_len / 4) * 3 + (rem == 0 ? 0 : rem - 1);
-    size_t o = 0;
-    unsigned long acc = 0;
-    int bits = 0;
-
-    if (rem == 1 || need > out_cap)
-        return false;
-    for (size_t i = 0; i < in_len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
-            return false;
-        acc = ((acc << 6) | (unsigned long)v) & 0xffffffUL;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)((acc >> bits) & 0xffU);
-        }
-    }
-    /* Leftover bits (2 or 4) must be zero in a canonical encoding. */
-    if (bits > 0 && (acc & ((1UL << bits) - 1)) != 0)
-        return false;
-    *out_len = o;
-    return true;
-}
 
 /* Parses buf[0..len) as exactly one JSON object with no duplicate keys and no "\u0000" in
  * strings (jansson's default). Returns a new reference or NULL. */
@@ -223,15 +175,16 @@ jwt_status_t jwt_verify(const char *token, const unsigned char *secret, size_t s
     if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
         goto fail;
 
-    if (!b64url_decode(token, (size_t)(dot1 - token), part, sizeof(part), &part_len))
+    if (!cd_base64url_decode(token, (size_t)(dot1 - token), part, sizeof(part), &part_len))
         goto fail;
     if ((hdr = parse_object(part, part_len)) == NULL)
         goto fail;
-    if (!b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), part, sizeof(part), &part_len))
+    if (!cd_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), part, sizeof(part), &part_len))
         goto fail;
     if ((payload = parse_object(part, part_len)) == NULL)
         goto fail;
-    if (!b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), part, sizeof(part), &part_len))
+    if (!cd_base64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), part, sizeof(part),
+                             &part_len))
         goto fail;
     sig_len_ok = part_len == JWT_HS256_MAC_BYTES;
     if (sig_len_ok)

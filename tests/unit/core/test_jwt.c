@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/auth/jwt.c: HS256 signing and the strict verifier (shape, alg pinning,
+ * Unit tests for src/core/jwt.c: HS256 signing and the strict verifier (shape, alg pinning,
  * signature, time claims, role), including a known-answer test computed with
  * `openssl dgst -sha256 -hmac`.
  */
@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 
 #define NOW  1700000000LL
 #define SKEW 30L

@@ -118,7 +118,7 @@ static int teardown_schema(void **state)
 
 /* One built request. */
 struct built {
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
     struct rest_prefer prefer;
     rest_request_t req;
@@ -132,7 +132,7 @@ static void built_free(struct built *b)
 {
     cd_buf_free(&b->st.sql);
     json_decref(b->body);
-    rest__arena_free(&b->arena);
+    cd_arena_free(&b->arena);
     free(b);
 }
 
@@ -142,7 +142,7 @@ static struct built *build(enum rest_action action, const char *target, const ch
 {
     struct built *b = calloc(1, sizeof(*b));
     assert_non_null(b);
-    rest__arena_init(&b->arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&b->arena, REST_ARENA_MAX_BYTES);
     struct rest_error pe;
     bool parsed = action == REST_ACT_CALL
                       ? rest_parse_query_rpc(&b->arena, query, strlen(query), &b->q, &pe)
