@@ -467,6 +467,12 @@ EOF
     echo
     cat bench/realtime/RESULTS.md
   fi
+  # The dashboard's bundle size and first paint are measured by the e2e tests
+  # (tests/e2e/dashboard.test.js), which write bench/web/RESULTS.md.
+  if [ -f bench/web/RESULTS.md ]; then
+    echo
+    cat bench/web/RESULTS.md
+  fi
 } >"$results"
 cat "$results"
 log "wrote $results"
