@@ -80,7 +80,7 @@ fi
 if want fuzz; then
   section "fuzz targets (libFuzzer, ${fuzz_seconds}s each)"
   if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
       --buildtype=debugoptimized >/dev/null
   fi
   if ninja -C build-fuzz >/dev/null; then

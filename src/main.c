@@ -16,6 +16,7 @@
 #include "db/migrate.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
+#include "jobs/queue.h"
 #include "realtime/realtime.h"
 #include "rest/rest.h"
 #include "server_routes.h"
@@ -64,7 +65,7 @@ static void usage(FILE *f)
 
 static int cmd_serve(app_t *app)
 {
-    jobs_retention_t *retention = NULL;
+    jobs_t *jobs = NULL;
     /* Handle SIGINT/SIGTERM from the start, so that a signal during start-up
      * still stops the embedded PostgreSQL in order. */
     struct sigaction sa;
@@ -111,7 +112,7 @@ static int cmd_serve(app_t *app)
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
-    if (!jobs_retention_start(app, &retention))
+    if (!jobs_retention_register(app) || !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)
@@ -133,14 +134,14 @@ static int cmd_serve(app_t *app)
     realtime_stop();
     http_server_stop(app->http, (int)app->cfg.shutdown_timeout);
     app->http = NULL;
-    jobs_retention_stop(retention);
+    jobs_stop(jobs);
     rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 0;
 fail:
     realtime_stop();
-    jobs_retention_stop(retention);
+    jobs_stop(jobs);
     rest_schema_stop();
     auth_limiter_free(app->limiter);
     app_close(app);

@@ -128,7 +128,23 @@ const config_entry_t config_table[] = {
      "Largest object /storage/v1 accepts, in bytes (a bucket's file_size_limit may lower it)."},
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
-     "app_settings.data_retention_days and old sign-in attempts (0 disables it)."},
+     "app_settings.data_retention_days, old sign-in attempts and old finished jobs (0 disables "
+     "it)."},
+    {"JOBS_ENABLED", CONFIG_BOOL, F(jobs_enabled), "true", 0, 0, false, "jobs",
+     "Whether this process runs background jobs and the scheduler; false makes an API-only "
+     "process (other processes on the database run the jobs)."},
+    {"JOB_WORKERS", CONFIG_INT, F(job_workers), "0", 0, 256, false, "jobs",
+     "Worker threads that run queued jobs in this process, each with its own database "
+     "connection (0: one per CPU)."},
+    {"JOB_LEASE_SECONDS", CONFIG_INT, F(job_lease_seconds), "30", 2, 3600, false, "jobs",
+     "Seconds a running job stays claimed without its process renewing the lease; a job of a "
+     "process that died is taken over after this."},
+    {"JOB_POLL_INTERVAL", CONFIG_INT, F(job_poll_interval), "5", 1, 3600, false, "jobs",
+     "Seconds between the scheduler's passes (due syncs), and the longest an idle worker waits "
+     "before looking for jobs without a wake-up."},
+    {"JOB_KEEP_DAYS", CONFIG_INT, F(job_keep_days), "7", 1, 3650, false, "jobs",
+     "Days that finished (done or failed) jobs stay in jobs.jobs before the retention job "
+     "deletes them."},
     {"WEB_DIR", CONFIG_STR, F(web_dir), "./build/web", 0, 0, false, "server",
      "Directory of the built dashboard (index.html and assets/) served at /; made by `make build` "
      "(scripts/build-web.sh). Empty serves no dashboard."},

@@ -64,6 +64,11 @@ typedef struct config {
     long storage_max_file_bytes;
     /* jobs */
     long retention_interval;
+    bool jobs_enabled;
+    long job_workers;
+    long job_lease_seconds;
+    long job_poll_interval;
+    long job_keep_days;
     /* web */
     char *web_dir;
 } config_t;

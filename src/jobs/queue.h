@@ -57,31 +57,51 @@ typedef enum job_result {
 
 typedef struct job_ctx job_ctx_t;
 
-/* A handler runs on a worker thread. It may take as long as it needs, but
- * must call job_heartbeat() at least every JOBS_LEASE_SECONDS / 3 seconds
- * and stop (returning JOB_RETRY, without committing anything it would not
- * want committed twice) when job_heartbeat() returns false. */
+/* A handler runs on a worker thread. It may take as long as it needs: the
+ * process's keeper thread renews the leases of every job the process runs
+ * (every lease / 3 seconds), so a handler blocked in one long statement keeps
+ * its job. A handler should still call job_heartbeat() between steps and stop
+ * (returning JOB_RETRY, without committing anything it would not want
+ * committed twice) when it returns false: the lease was lost (the process
+ * could not reach the database for a whole lease period, or the job was taken
+ * over) or the process is shutting down. At shutdown, a running statement on
+ * job_conn() is cancelled and a JOB_RETRY releases the job without counting
+ * the attempt. */
 typedef job_result_t (*job_handler_fn)(job_ctx_t *ctx, const job_t *job);
 
-/* A lease lasts this long without a heartbeat. */
+/* A lease lasts this long without renewal, by default (setting
+ * JOB_LEASE_SECONDS). */
 #define JOBS_LEASE_SECONDS 30
 
 /* Registers the handler of a kind. Call before jobs_start(); registering a
- * kind twice, or more than the queue's fixed number of kinds, is a bug. */
+ * kind twice, or more than the queue's fixed number of kinds, is a bug.
+ * Kinds match ^[a-z][a-z0-9_.]{0,62}$. A process claims only the kinds it has
+ * registered. */
 CD_MUSTCHECK bool jobs_register(const char *kind, job_handler_fn fn);
 
+/* Registers a recurring kind: the queue keeps exactly one pending or running
+ * job of it (dedupe key = the kind), whatever the number of processes:
+ * enqueued at start if missing, enqueued again interval_s seconds after each
+ * success in the transaction that records it, and interval_s after the
+ * keeper notices it missing (after a final failure). Payload {}. */
+CD_MUSTCHECK bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_s);
+
+/* Tests only: forgets every registration. */
+void jobs__reset_registry(void);
+
 /* The worker thread's own database connection (db_run_as with any caller;
- * jobs usually run as service_role). A handler that needs a second
- * connection (COPY streaming while the first reports progress) opens its own. */
+ * jobs usually run as service_role; each transaction gets DB_STATEMENT_TIMEOUT
+ * unless it sets its own with set_config('statement_timeout', ..., true)). A
+ * handler that needs a second connection (COPY streaming while the first
+ * reports progress) opens its own; only this one is cancelled at shutdown. */
 db_conn_t *job_conn(job_ctx_t *ctx);
 
 /* The application (configuration, data directory) the worker belongs to. */
 const app_t *job_app(const job_ctx_t *ctx);
 
-/* Renews the lease. Returns false when the lease was lost (the job was taken
- * over after a stall) or the process is shutting down: the handler must
- * stop soon. Cheap to call often (it talks to the database at most once a
- * second). */
+/* Returns false when the lease was lost (not confirmed by the keeper for a
+ * whole lease period, or taken over) or the process is shutting down: the
+ * handler must stop soon. Cheap to call often (no database round trip). */
 CD_MUSTCHECK bool job_heartbeat(job_ctx_t *ctx);
 
 /* True once the process is shutting down (no database round trip). */
@@ -93,11 +113,14 @@ void job_set_error(job_ctx_t *ctx, const char *fmt, ...) CD_PRINTF(2, 3);
 
 typedef struct jobs jobs_t;
 
-/* Starts app->cfg.job_workers worker threads and the scheduler. Returns
- * false (and logs) when they cannot start. */
+/* Starts app->cfg.job_workers worker threads (0: one per CPU) and the keeper
+ * thread (wake-ups, lease renewal, the scheduler's pass every
+ * JOB_POLL_INTERVAL seconds). With JOBS_ENABLED=false or no kind registered
+ * it starts nothing (*out = NULL). Returns false (and logs) when they cannot start. */
 CD_MUSTCHECK bool jobs_start(const app_t *app, jobs_t **out);
-/* Stops promptly: wakes the workers, lets running handlers see
- * job_heartbeat() == false, joins the threads and frees j. NULL is a no-op. */
+/* Stops promptly: wakes the workers, cancels the statement running on each
+ * busy worker's job_conn(), lets running handlers see job_heartbeat() ==
+ * false, joins the threads and frees j. NULL is a no-op. */
 void jobs_stop(jobs_t *j);
 
 #endif

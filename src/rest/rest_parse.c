@@ -160,6 +160,20 @@ bool rest__fail_expect(struct parser *p, const char *what)
     return false;
 }
 
+/* Ends a parenthesised, comma-separated list: blanks, then ')' and the blanks after it. When
+ * the ')' is missing, the list could have gone on (",") or ended (")"). */
+static bool close_list(struct parser *p)
+{
+    rest__skip_ws(p);
+    if (rest__cur(p) != ')') {
+        rest__fail_expect(p, "\",\"");
+        return rest__fail_expect(p, "\")\"");
+    }
+    p->pos++;
+    rest__skip_ws(p);
+    return true;
+}
+
 /* Stops the whole parse with a message; always returns false. */
 bool rest__fail_fatal(struct parser *p, const char *fmt, ...)
 {
@@ -640,15 +654,8 @@ static bool parse_embed_children(struct parser *p, struct rest_select_item *it)
     p->depth++;
     ok = rest__parse_select_forest(p, &kids);
     p->depth--;
-    if (!ok)
+    if (!ok || !close_list(p))
         return false;
-    rest__skip_ws(p);
-    if (rest__cur(p) != ')') {
-        rest__fail_expect(p, "\",\"");
-        return rest__fail_expect(p, "\")\"");
-    }
-    p->pos++;
-    rest__skip_ws(p);
     it->children = kids.data;
     it->n_children = kids.len;
     return true;
@@ -931,13 +938,8 @@ static bool parse_list(struct parser *p, struct rest_op_expr *x)
             break;
         p->pos++;
     }
-    rest__skip_ws(p);
-    if (rest__cur(p) != ')') {
-        rest__fail_expect(p, "\",\"");
-        return rest__fail_expect(p, "\")\"");
-    }
-    p->pos++;
-    rest__skip_ws(p);
+    if (!close_list(p))
+        return false;
     x->list = items.data;
     x->n_list = items.len;
     if (x->n_list == 1 && !first_quoted && x->list[0][0] == '\0')
@@ -1082,12 +1084,8 @@ bool rest__parse_logic_tree(struct parser *p, struct rest_logic_tree *t)
         rest__skip_ws(p);
     }
     p->depth--;
-    if (rest__cur(p) != ')') {
-        rest__fail_expect(p, "\",\"");
-        return rest__fail_expect(p, "\")\"");
-    }
-    p->pos++;
-    rest__skip_ws(p);
+    if (!close_list(p))
+        return false;
     t->children = kids.data;
     t->n_children = kids.len;
     return true;

@@ -260,66 +260,46 @@ static const char *array_literal(struct rest__sql *c, char **list, size_t n)
     return p;
 }
 
-static const char *binary_op(enum rest_op op)
-{
-    switch (op) {
-    case REST_OP_EQ:
-        return " = ";
-    case REST_OP_NEQ:
-        return " <> ";
-    case REST_OP_GT:
-        return " > ";
-    case REST_OP_GTE:
-        return " >= ";
-    case REST_OP_LT:
-        return " < ";
-    case REST_OP_LTE:
-        return " <= ";
-    case REST_OP_LIKE:
-        return " LIKE ";
-    case REST_OP_ILIKE:
-        return " ILIKE ";
-    case REST_OP_MATCH:
-        return " ~ ";
-    case REST_OP_IMATCH:
-        return " ~* ";
-    case REST_OP_ISDISTINCT:
-        return " IS DISTINCT FROM ";
-    case REST_OP_CS:
-        return " @> ";
-    case REST_OP_CD:
-        return " <@ ";
-    case REST_OP_OV:
-        return " && ";
-    case REST_OP_SL:
-        return " << ";
-    case REST_OP_SR:
-        return " >> ";
-    case REST_OP_NXL:
-        return " &> "; /* does not extend to the left of */
-    case REST_OP_NXR:
-        return " &< "; /* does not extend to the right of */
-    case REST_OP_ADJ:
-        return " -|- ";
-    default:
-        return NULL;
-    }
-}
+/* The SQL of each operator that has a fixed spelling: the infix written between column and
+ * value, or the tsquery function of a full-text operator. IS and IN have shapes of their own
+ * in emit_filter; an operator without an entry is refused there. */
+struct op_sql {
+    const char *infix;
+    const char *tsquery_fn;
+};
 
-static const char *fts_function(enum rest_op op)
+static const struct op_sql op_sql_table[] = {
+    [REST_OP_EQ] = {" = ", NULL},
+    [REST_OP_NEQ] = {" <> ", NULL},
+    [REST_OP_GT] = {" > ", NULL},
+    [REST_OP_GTE] = {" >= ", NULL},
+    [REST_OP_LT] = {" < ", NULL},
+    [REST_OP_LTE] = {" <= ", NULL},
+    [REST_OP_LIKE] = {" LIKE ", NULL},
+    [REST_OP_ILIKE] = {" ILIKE ", NULL},
+    [REST_OP_MATCH] = {" ~ ", NULL},
+    [REST_OP_IMATCH] = {" ~* ", NULL},
+    [REST_OP_ISDISTINCT] = {" IS DISTINCT FROM ", NULL},
+    [REST_OP_CS] = {" @> ", NULL},
+    [REST_OP_CD] = {" <@ ", NULL},
+    [REST_OP_OV] = {" && ", NULL},
+    [REST_OP_SL] = {" << ", NULL},
+    [REST_OP_SR] = {" >> ", NULL},
+    [REST_OP_NXL] = {" &> ", NULL}, /* does not extend to the left of */
+    [REST_OP_NXR] = {" &< ", NULL}, /* does not extend to the right of */
+    [REST_OP_ADJ] = {" -|- ", NULL},
+    [REST_OP_FTS] = {NULL, "pg_catalog.to_tsquery("},
+    [REST_OP_PLFTS] = {NULL, "pg_catalog.plainto_tsquery("},
+    [REST_OP_PHFTS] = {NULL, "pg_catalog.phraseto_tsquery("},
+    [REST_OP_WFTS] = {NULL, "pg_catalog.websearch_to_tsquery("},
+};
+
+/* The entry of op; all NULL for an operator outside the table. */
+static struct op_sql op_sql_of(enum rest_op op)
 {
-    switch (op) {
-    case REST_OP_FTS:
-        return "pg_catalog.to_tsquery(";
-    case REST_OP_PLFTS:
-        return "pg_catalog.plainto_tsquery(";
-    case REST_OP_PHFTS:
-        return "pg_catalog.phraseto_tsquery(";
-    case REST_OP_WFTS:
-        return "pg_catalog.websearch_to_tsquery(";
-    default:
-        return NULL;
-    }
+    if ((size_t)op >= CD_ARRAY_LEN(op_sql_table))
+        return (struct op_sql){NULL, NULL};
+    return op_sql_table[op];
 }
 
 /* One filter on node n, written against alias (the node's table alias, or another alias of
@@ -368,7 +348,7 @@ static void emit_filter(struct rest__sql *c, const struct rest__node *n, const c
         if (!direct)
             rest__sql_out(c, ")");
         rest__sql_out(c, " @@ ");
-        rest__sql_out(c, fts_function(x->op));
+        rest__sql_out(c, op_sql_of(x->op).tsquery_fn);
         if (x->fts_config) {
             rest__sql_param(c, x->fts_config);
             rest__sql_out(c, "::regconfig, ");
@@ -378,7 +358,7 @@ static void emit_filter(struct rest__sql *c, const struct rest__node *n, const c
         break;
     }
     default: {
-        const char *op = binary_op(x->op);
+        const char *op = op_sql_of(x->op).infix;
         if (!op) {
             rest__sql_fail(c, 400, "PGRST100", "failed to parse filter", "Unknown operator.", NULL);
             return;
@@ -470,6 +450,19 @@ static bool has_conditions(const struct rest__node *n)
  * Joins between a node and its parent
  */
 
+/* "la"."lcol" = "ra"."rcol": one column pair of a join condition. */
+static void emit_col_eq(struct rest__sql *c, const char *la, const char *lcol, const char *ra,
+                        const char *rcol)
+{
+    rest__sql_ident(c, la);
+    rest__sql_out(c, ".");
+    rest__sql_ident(c, lcol);
+    rest__sql_out(c, " = ");
+    rest__sql_ident(c, ra);
+    rest__sql_out(c, ".");
+    rest__sql_ident(c, rcol);
+}
+
 /* child_alias.child_col = parent_alias.parent_col for every column pair of the relationship
  * (for many-to-many: junction.col = parent.col). */
 static void emit_join_cond(struct rest__sql *c, const struct rest__node *child,
@@ -487,32 +480,12 @@ static void emit_join_cond(struct rest__sql *c, const struct rest__node *child,
         const char *tcol = to->cols[fk->to_cols[i]].name;
         if (i)
             rest__sql_out(c, " AND ");
-        if (r->card == REST_M2M) {
-            /* fk: junction -> origin */
-            rest__sql_ident(c, ja);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, fcol);
-            rest__sql_out(c, " = ");
-            rest__sql_ident(c, parent_alias);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, tcol);
-        } else if (r->fk_from_origin) {
-            rest__sql_ident(c, ca);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, tcol);
-            rest__sql_out(c, " = ");
-            rest__sql_ident(c, parent_alias);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, fcol);
-        } else {
-            rest__sql_ident(c, ca);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, fcol);
-            rest__sql_out(c, " = ");
-            rest__sql_ident(c, parent_alias);
-            rest__sql_out(c, ".");
-            rest__sql_ident(c, tcol);
-        }
+        if (r->card == REST_M2M) /* fk: junction -> origin */
+            emit_col_eq(c, ja, fcol, parent_alias, tcol);
+        else if (r->fk_from_origin)
+            emit_col_eq(c, ca, tcol, parent_alias, fcol);
+        else
+            emit_col_eq(c, ca, fcol, parent_alias, tcol);
     }
 }
 
@@ -534,13 +507,7 @@ static void emit_junction(struct rest__sql *c, const struct rest__node *child)
     for (size_t i = 0; i < fk->n_cols; i++) {
         if (i)
             rest__sql_out(c, " AND ");
-        rest__sql_ident(c, ja);
-        rest__sql_out(c, ".");
-        rest__sql_ident(c, from->cols[fk->from_cols[i]].name);
-        rest__sql_out(c, " = ");
-        rest__sql_ident(c, ca);
-        rest__sql_out(c, ".");
-        rest__sql_ident(c, to->cols[fk->to_cols[i]].name);
+        emit_col_eq(c, ja, from->cols[fk->from_cols[i]].name, ca, to->cols[fk->to_cols[i]].name);
     }
 }
 

@@ -77,16 +77,68 @@ static bool mutation_columns(struct rest__sql *c, const rest_col_t ***cols_out, 
     return true;
 }
 
+/* What each item of a column list says about its column "a". */
+enum col_item {
+    COL_NAME,            /* "a" */
+    COL_TYPED,           /* "a" text */
+    COL_BODY,            /* "pgrst_body"."a" */
+    COL_BODY_OR_DEFAULT, /* the body's "a" when its object has the key, else a's default */
+    COL_SET_EXCLUDED     /* "a" = EXCLUDED."a" */
+};
+
+/* The columns as a comma-separated list, each item written as `how` says: the one loop of
+ * every INSERT, upsert and record definition. */
+static void emit_col_list(struct rest__sql *c, const rest_col_t **cols, size_t n, enum col_item how)
+{
+    for (size_t i = 0; i < n; i++) {
+        const rest_col_t *col = cols[i];
+        rest__sql_out(c, i ? ", " : "");
+        switch (how) {
+        case COL_NAME:
+            rest__sql_ident(c, col->name);
+            break;
+        case COL_TYPED:
+            rest__sql_ident(c, col->name);
+            rest__sql_out(c, " ");
+            rest__sql_out(c, col->type);
+            break;
+        case COL_BODY:
+            rest__sql_out(c, "\"pgrst_body\".");
+            rest__sql_ident(c, col->name);
+            break;
+        case COL_BODY_OR_DEFAULT:
+            rest__sql_out(c, "CASE WHEN \"pgrst_e\".\"j\" ? ");
+            rest__sql_literal_name(c, col->name);
+            rest__sql_out(c, " THEN \"pgrst_body\".");
+            rest__sql_ident(c, col->name);
+            rest__sql_out(c, " ELSE ");
+            rest__sql_out(c, col->default_expr ? col->default_expr : "NULL");
+            rest__sql_out(c, " END");
+            break;
+        case COL_SET_EXCLUDED:
+            rest__sql_ident(c, col->name);
+            rest__sql_out(c, " = EXCLUDED.");
+            rest__sql_ident(c, col->name);
+            break;
+        }
+    }
+}
+
+/* The primary key columns of t as a comma-separated list, each after qualifier. */
+static void emit_pk_list(struct rest__sql *c, const rest_table_t *t, const char *qualifier)
+{
+    for (size_t i = 0; i < t->pk.n; i++) {
+        rest__sql_out(c, i ? ", " : "");
+        rest__sql_out(c, qualifier);
+        rest__sql_ident(c, t->cols[t->pk.cols[i]].name);
+    }
+}
+
 /* AS "pgrst_body"("a" text, "b" integer) */
 static void record_def(struct rest__sql *c, const rest_col_t **cols, size_t n)
 {
     rest__sql_out(c, " AS \"pgrst_body\"(");
-    for (size_t i = 0; i < n; i++) {
-        rest__sql_out(c, i ? ", " : "");
-        rest__sql_ident(c, cols[i]->name);
-        rest__sql_out(c, " ");
-        rest__sql_out(c, cols[i]->type);
-    }
+    emit_col_list(c, cols, n, COL_TYPED);
     rest__sql_out(c, ")");
 }
 
@@ -100,11 +152,7 @@ static void emit_returning(struct rest__sql *c)
     } else if (ret == REST_RETURN_HEADERS_ONLY && req->action == REST_ACT_INSERT &&
                req->table->pk.n) {
         rest__sql_out(c, " RETURNING ");
-        for (size_t i = 0; i < req->table->pk.n; i++) {
-            rest__sql_out(c, i ? ", " : "");
-            rest__sql_out(c, "\"pgrst_m\".");
-            rest__sql_ident(c, req->table->cols[req->table->pk.cols[i]].name);
-        }
+        emit_pk_list(c, req->table, "\"pgrst_m\".");
     } else {
         rest__sql_out(c, " RETURNING 1");
     }
@@ -126,26 +174,9 @@ static void emit_insert_rows(struct rest__sql *c, const rest_col_t **cols, size_
         rest__sql_out(c, "::json)");
     } else {
         rest__sql_out(c, " (");
-        for (size_t i = 0; i < n; i++) {
-            rest__sql_out(c, i ? ", " : "");
-            rest__sql_ident(c, cols[i]->name);
-        }
+        emit_col_list(c, cols, n, COL_NAME);
         rest__sql_out(c, ") SELECT ");
-        for (size_t i = 0; i < n; i++) {
-            rest__sql_out(c, i ? ", " : "");
-            if (defaults) {
-                rest__sql_out(c, "CASE WHEN \"pgrst_e\".\"j\" ? ");
-                rest__sql_literal_name(c, cols[i]->name);
-                rest__sql_out(c, " THEN \"pgrst_body\".");
-                rest__sql_ident(c, cols[i]->name);
-                rest__sql_out(c, " ELSE ");
-                rest__sql_out(c, cols[i]->default_expr ? cols[i]->default_expr : "NULL");
-                rest__sql_out(c, " END");
-            } else {
-                rest__sql_out(c, "\"pgrst_body\".");
-                rest__sql_ident(c, cols[i]->name);
-            }
-        }
+        emit_col_list(c, cols, n, defaults ? COL_BODY_OR_DEFAULT : COL_BODY);
         if (defaults) {
             rest__sql_out(
                 c, " FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(");
@@ -194,10 +225,7 @@ static void emit_on_conflict(struct rest__sql *c, const rest_col_t **cols, size_
         has_target = true;
     } else if (t->pk.n) {
         rest__sql_out(c, " (");
-        for (size_t i = 0; i < t->pk.n; i++) {
-            rest__sql_out(c, i ? ", " : "");
-            rest__sql_ident(c, t->cols[t->pk.cols[i]].name);
-        }
+        emit_pk_list(c, t, "");
         rest__sql_out(c, ")");
         has_target = true;
     }
@@ -211,12 +239,7 @@ static void emit_on_conflict(struct rest__sql *c, const rest_col_t **cols, size_
             return;
         }
         rest__sql_out(c, " DO UPDATE SET ");
-        for (size_t i = 0; i < n; i++) {
-            rest__sql_out(c, i ? ", " : "");
-            rest__sql_ident(c, cols[i]->name);
-            rest__sql_out(c, " = EXCLUDED.");
-            rest__sql_ident(c, cols[i]->name);
-        }
+        emit_col_list(c, cols, n, COL_SET_EXCLUDED);
     } else {
         rest__sql_out(c, " DO NOTHING");
     }
