@@ -14,7 +14,9 @@
 # PostgreSQL log with log_statement=all, replayed with -M prepared in one pipeline)
 # at the same client count, and for sign-in the raw bcrypt rate (bench/bcrypt_rate.c).
 # Also records the server's RSS at the start and end of each run, and over a
-# BENCH_SOAK_SECONDS (default 300) run of the cheap list at 8 connections. Writes
+# BENCH_SOAK_SECONDS (default 300) run of the cheap list at 8 connections. Then the
+# realtime fan-out (bench/realtime/fanout.mjs) at 30,000 and 60,000 events/s offered
+# (BENCH_FANOUT_RATES, rows/s, default "300 600"; "" skips it). Writes
 # bench/RESULTS.md (BENCH_RESULTS to change) and prints the same.
 # BENCH_ONLY picks a subset of the parts, by name: list (both list scenarios),
 # auth_user, signin, soak (default: all of them), e.g.
@@ -391,6 +393,48 @@ The campaignd process's resident memory, sampled every 30 s:
 | seconds | RSS (KiB) |
 | ---: | ---: |
 $soak_rows"
+fi
+
+# ------------------------------------------------------------------ realtime fan-out
+# bench/realtime/fanout.mjs starts its own server (its settings: no per-address
+# connection limit, room for 1,000 sockets): 1,000 supabase-js clients over 10
+# users, postgres_changes with RLS. Two points: 300 rows/s (30,000 events/s
+# offered, the latency goal) and 600 rows/s (60,000 offered, the overload point:
+# delivery must saturate, not collapse). BENCH_FANOUT_RATES="" skips it.
+fanout_rates=${BENCH_FANOUT_RATES-"300 600"}
+if [ -n "$fanout_rates" ]; then
+  command -v node >/dev/null || die "node is missing (scripts/setup.sh bench)"
+  fanout_rows=""
+  for rate in $fanout_rates; do
+    log "realtime fan-out: 1,000 clients, 10 users, $rate rows/s for ${BENCH_FANOUT_SECONDS:-15} s"
+    out=$(CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work CLIENTS=1000 USERS=10 RATE=$rate \
+      SECONDS=${BENCH_FANOUT_SECONDS:-15} node bench/realtime/fanout.mjs 2>"$work/fanout-$rate.log" | tail -1) || out=""
+    fanout_rows+=$(python3 -c '
+import json, sys, types
+try:
+    r = json.loads(sys.argv[1], object_hook=lambda d: types.SimpleNamespace(**d))
+except ValueError:
+    print(f"| {sys.argv[2]} | failed (see the work directory) | | | | | | | |")
+    sys.exit()
+print(f"| {r.rate} | {r.offered_per_s:,} | {r.delivered:,} of {r.expected:,} | {r.lost:,} "
+      f"| {r.events_per_s:,} | {r.drain_s} | {r.p50_ms} | {r.p99_ms} | {r.server_us_per_event} |")
+' "$out" "$rate")
+    fanout_rows+="
+"
+  done
+  sections+="
+## Realtime fan-out (this run)
+
+\`bench/realtime/fanout.mjs\`: 1,000 supabase-js clients (one Node process, on this machine)
+subscribed to \`INSERT\` on \`public.campaigns\` over 10 users (RLS: 10 claims groups, each
+event goes to the 100 sockets of its owner). Goal: at 30,000 events/s offered nothing lost
+and p99 < 250 ms; at 60,000 offered >= 30,000 delivered/s, nothing lost. Server CPU
+µs/event: campaignd's user + system CPU time over the run (the inserts included) per
+delivered event, which a busy machine distorts less than events/s.
+
+| rows/s | events/s offered | delivered | lost | delivered events/s | drain s | p50 ms | p99 ms | server CPU µs/event |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$fanout_rows"
 fi
 
 # ------------------------------------------------------------------ report

@@ -39,7 +39,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ "$what" = test ] || [ "$what" = build ]; then
+if [ "$what" = test ] || [ "$what" = build ] || [ "$what" = bench ]; then
+  # (bench: the realtime fan-out's clients are supabase-js too)
   # Node.js 20 with its npm: Debian's own nodejs/npm pair, unless a nodejs with a
   # bundled npm (as on our CI image) is already there.
   if ! command -v npm >/dev/null 2>&1; then

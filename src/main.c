@@ -80,8 +80,11 @@ static int cmd_serve(app_t *app)
         return 1;
     }
     /* serve owns the embedded cluster even if a CLI command started it. */
-    if (app->embedded)
+    if (app->embedded) {
         app->pg.owned = true;
+        if (!pgembed_supervise(&app->pg))
+            goto fail;
+    }
     db_configure(app->worker_conninfo, app->cfg.db_statement_timeout_ms, app->encryption_key);
     if (!storage_init(app))
         goto fail;
@@ -118,15 +121,13 @@ static int cmd_serve(app_t *app)
     log_info("campaignd %s listening on http://%s:%d (data dir %s, %s database)", CAMPAIGND_VERSION,
              app->cfg.bind, http_server_port(app->http), app->cfg.data_dir,
              app->embedded ? "embedded" : "external");
-    if (app->generated_jwt_secret) {
-        /* printed once, at the first start; later: `campaignd keys` */
-        fprintf(stderr,
-                "\nFirst start: API keys for clients (shown once; `campaignd keys` prints them "
-                "again):\n  ANON_KEY=%s\n  SERVICE_ROLE_KEY=%s\n\n",
-                app->anon_key, app->service_key);
-    } else {
+    /* The keys are never written to the log (logs are collected and kept where
+     * a service key must not be); the operator asks for them. */
+    if (app->generated_jwt_secret)
+        log_info("first start: new API keys were made; `campaignd keys` prints ANON_KEY and "
+                 "SERVICE_ROLE_KEY (keep the service key secret)");
+    else
         log_info("API keys for clients: run `campaignd keys`");
-    }
     while (!stop_requested)
         pause();
     log_info("shutting down: finishing requests in flight");

@@ -165,10 +165,13 @@ void api__campaign_sources_literal(const char *to, char *out, size_t outlen);
  * spreadsheet reads as a number, never as a formula. */
 bool api__csv_is_number(const char *s, size_t len);
 /* Appends one CSV field (RFC 4180): the value is quoted when it contains a
- * comma, a double quote, CR or LF (quotes doubled), and a value that starts
- * with '=', '+', '-', '@', tab or CR and is not a plain number gets a leading
- * apostrophe so that spreadsheets show it as text instead of running it as a
- * formula. NULL is written as an empty field. Returns false if b is full. */
+ * comma, a semicolon, a double quote, CR or LF (quotes doubled). A spreadsheet
+ * may split a field at ',', ';', tab or a line break (locales with a decimal
+ * comma use ';'), so every such stretch that starts with '=', '+', '-', '@',
+ * tab or CR and is not a plain number gets a leading apostrophe, at the
+ * field's start and after each separator, so that it shows as text instead of
+ * running as a formula. NULL is written as an empty field. Returns false if b
+ * is full. */
 CD_MUSTCHECK bool api__csv_append_field(cd_buf_t *b, const char *s, size_t len);
 /* Writes a download file name "<prefix>-<slug>.<ext>" where slug is name
  * reduced to [a-z0-9-] (runs of anything else become one '-', at most 48

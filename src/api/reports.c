@@ -42,25 +42,47 @@ bool api__csv_is_number(const char *s, size_t len)
     return i == len;
 }
 
+/* Where a spreadsheet may start a new cell: ',' or ';' (the separator of
+ * locales with a decimal comma), a tab, a line break. */
+static bool csv_is_separator(char c)
+{
+    return c == ',' || c == ';' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Whether a cell that starts at s and has len characters before the next
+ * separator (s[0] may be that separator) would start a formula. */
+static bool csv_is_formula(const char *s, size_t len)
+{
+    return (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' ||
+            s[0] == '\r') &&
+           !api__csv_is_number(s, len);
+}
+
 bool api__csv_append_field(cd_buf_t *b, const char *s, size_t len)
 {
     if (!s)
         return true;
-    bool formula = len > 0 &&
-                   (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' ||
-                    s[0] == '\r') &&
-                   !api__csv_is_number(s, len);
     bool quote = false;
     for (size_t i = 0; i < len && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+        quote = s[i] == ',' || s[i] == ';' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
     size_t before = b->len;
-    bool ok = (!quote || cd_buf_add(b, "\"", 1)) && (!formula || cd_buf_add(b, "'", 1));
+    bool ok = !quote || cd_buf_add(b, "\"", 1);
+    /* Each stretch between separators is a cell to some spreadsheet: a formula
+     * start is neutralised at the field's start and after every separator. */
     size_t i = 0;
     while (ok && i < len) {
-        const char *q = quote ? memchr(s + i, '"', len - i) : NULL;
-        size_t n = q ? (size_t)(q - (s + i)) + 1 : len - i;
-        ok = cd_buf_add(b, s + i, n) && (!q || cd_buf_add(b, "\"", 1));
-        i += n;
+        size_t n = 0;
+        while (i + n < len && !csv_is_separator(s[i + n]))
+            n++;
+        /* the cell, and the separator after it (itself a formula start only as
+         * the first character of a field) */
+        size_t cell = n < len - i ? n + 1 : n;
+        if (csv_is_formula(s + i, n))
+            ok = cd_buf_add(b, "'", 1);
+        for (size_t k = 0; ok && k < cell; k++)
+            ok = cd_buf_add(b, s + i + k, 1) &&
+                 (!quote || s[i + k] != '"' || cd_buf_add(b, "\"", 1));
+        i += cell;
     }
     ok = ok && (!quote || cd_buf_add(b, "\"", 1));
     if (!ok) {
@@ -396,7 +418,6 @@ static void add_disposition(http_request_t *req, const char *name, const char *d
     snprintf(header, sizeof(header), "attachment; filename=\"%s\"", file);
     http_add_header(req, "Content-Disposition", header);
     http_add_header(req, "Cache-Control", "no-store");
-    http_add_header(req, "X-Content-Type-Options", "nosniff");
 }
 
 /* POST .../export: the export is saved, as the caller (so storage RLS

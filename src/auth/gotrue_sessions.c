@@ -212,11 +212,12 @@ static void grant_password(http_request_t *req, json_t *body)
     }
     if (!auth__check_limiter(req))
         return;
-    char lim_email[16], lim_ip[16], window[16];
-    snprintf(lim_email, sizeof(lim_email), "%ld", app->cfg.login_max_failures_per_email);
+    char lim_pair[16], lim_ip[16], window[16], lim_email[16];
+    snprintf(lim_pair, sizeof(lim_pair), "%ld", app->cfg.login_max_failures_per_email);
     snprintf(lim_ip, sizeof(lim_ip), "%ld", app->cfg.login_max_failures_per_ip);
     snprintf(window, sizeof(window), "%ld", app->cfg.login_window_seconds);
-    const char *p_throttle[5] = {email, req->client_ip, lim_email, lim_ip, window};
+    snprintf(lim_email, sizeof(lim_email), "%ld", app->cfg.login_max_failures_per_email_global);
+    const char *p_throttle[6] = {email, req->client_ip, lim_pair, lim_ip, window, lim_email};
     const char *p_user[1] = {email};
     /* Check the lock-out and record this attempt as a failure in one step,
      * serialised per e-mail: parallel guesses each see the ones before them.
@@ -225,13 +226,15 @@ static void grant_password(http_request_t *req, json_t *body)
         {"select pg_advisory_xact_lock(hashtext('campaignd.login:' || "
          "coalesce(auth.login_email($1), '')))",
          1, p_user},
-        {"with t as (select auth.login_throttle($1, case when $2 ~ '^[0-9a-fA-F:.]+$' then "
-         "$2::inet end, $3::int, $4::int, $5::int) as wait), "
+        /* a growing delay per (e-mail, address), a high cap per e-mail, a cap per
+         * address (migration 024): a stranger cannot lock the owner out */
+        {"with t as (select auth.login_wait($1, case when $2 ~ '^[0-9a-fA-F:.]+$' then "
+         "$2::inet end, $3::int, $6::int, $4::int, $5::int) as wait), "
          "ins as (insert into auth.login_attempts (email, ip, succeeded) "
          "select auth.login_email($1), case when $2 ~ '^[0-9a-fA-F:.]+$' then $2::inet end, false "
          "from t where t.wait = 0 returning id) "
          "select t.wait, (select id from ins) from t",
-         5, p_throttle},
+         6, p_throttle},
         {"select id, encrypted_password, coalesce(banned_until > now(), false), email "
          "from auth.users where lower(email) = lower(btrim($1)) and not is_sso_user "
          "and deleted_at is null",

@@ -44,6 +44,7 @@ typedef struct config {
     bool disable_signup;
     char *default_user_role;
     long login_max_failures_per_email;
+    long login_max_failures_per_email_global;
     long login_max_failures_per_ip;
     long login_window_seconds;
     long auth_rate_limit;
@@ -55,6 +56,10 @@ typedef struct config {
     char *realtime_tables;
     long realtime_max_channels;
     long realtime_max_message_bytes;
+    long realtime_max_broadcast_bytes;
+    long realtime_max_presence_bytes;
+    long realtime_max_presence_per_topic;
+    long realtime_max_presence_per_conn;
     /* storage */
     long storage_max_file_bytes;
     /* jobs */

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "core/log.h"
 
 static char *db_conninfo;
@@ -40,7 +42,9 @@ static const char PRELUDE_SQL[] =
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true), set_config('statement_timeout', $6, true), "
     "set_config('search_path', 'public, extensions', true), "
-    "set_config('campaignd.encryption_key', $7, true), "
+    /* the key itself is in the session (give_key); this says whether this
+     * transaction may use it */
+    "set_config('campaignd.encryption_key', '', true), set_config('campaignd.secrets', $7, true), "
     /* the legacy per-claim settings auth.uid() and friends still read first:
      * empty, so only request.jwt.claims (set above, from a verified token) counts */
     "set_config('request.jwt.claim.sub', '', true), set_config('request.jwt.claim.role', '', "
@@ -114,6 +118,57 @@ static void note_failure(const char *why)
     log_warn("database unreachable (%s); retrying in %d ms", why, wait);
 }
 
+/* Gives a new connection the encryption key, once, as COPY data: no statement
+ * carries it, so log_statement = all cannot record it, and no setting holds it,
+ * so current_setting() shows it to nobody. The table is the key functions'
+ * owner's; this login role may only insert, and only until the seal (migration
+ * 023 explains the rest). */
+static bool give_key(PGconn *pg, char *why, size_t whylen)
+{
+    if (!db_encryption_key || !*db_encryption_key)
+        return true;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(db_encryption_key);
+    char *line = malloc(2 * n + 2);
+    if (!line) {
+        snprintf(why, whylen, "encryption key: out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        line[2 * i] = hex[(unsigned char)db_encryption_key[i] >> 4];
+        line[2 * i + 1] = hex[(unsigned char)db_encryption_key[i] & 15];
+    }
+    line[2 * n] = '\n';
+    db_error_t err;
+    bool ok = db_exec(pg, "select public.campaignd_key_table_open()", &err);
+    if (!ok)
+        snprintf(why, whylen, "encryption key table: %.200s", err.message);
+    PGresult *r = ok ? PQexec(pg, "copy pg_temp.campaignd_key (key_hex) from stdin") : NULL;
+    if (ok && PQresultStatus(r) != PGRES_COPY_IN) {
+        snprintf(why, whylen, "encryption key: %s", PQresultErrorMessage(r));
+        ok = false;
+    }
+    PQclear(r);
+    if (ok) {
+        ok = PQputCopyData(pg, line, (int)(2 * n + 1)) == 1 && PQputCopyEnd(pg, NULL) == 1;
+        while ((r = PQgetResult(pg)) != NULL) {
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && ok) {
+                snprintf(why, whylen, "encryption key: %s", PQresultErrorMessage(r));
+                ok = false;
+            }
+            PQclear(r);
+        }
+    }
+    if (ok && !db_exec(pg, "select public.campaignd_key_table_seal()", &err)) {
+        snprintf(why, whylen, "encryption key seal: %.200s", err.message);
+        ok = false;
+    }
+    OPENSSL_cleanse(line, 2 * n + 2);
+    free(line);
+    why[strcspn(why, "\n")] = '\0';
+    return ok;
+}
+
 db_conn_t *db_thread_conn(void)
 {
     if (thread_conn.pg && PQstatus(thread_conn.pg) == CONNECTION_OK)
@@ -143,6 +198,12 @@ db_conn_t *db_thread_conn(void)
         return NULL;
     }
     PQclear(r);
+    char why[256] = "";
+    if (!give_key(pg, why, sizeof(why))) {
+        PQfinish(pg);
+        note_failure(why);
+        return NULL;
+    }
     thread_backoff_ms = 0;
     thread_next_attempt_ms = 0;
     thread_conn.pg = pg;
@@ -294,7 +355,7 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
                           who->path ? who->path : "",
                           who->headers_json ? who->headers_json : "{}",
                           db_timeout_text,
-                          who->with_secrets && db_encryption_key ? db_encryption_key : ""};
+                          who->with_secrets ? "on" : ""};
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];

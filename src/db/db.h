@@ -37,7 +37,7 @@ typedef struct db_caller {
     const char *path;         /* request.path */
     const char *headers_json; /* request.headers: lower-cased names, with x-real-ip */
     bool read_only;           /* BEGIN READ ONLY */
-    bool with_secrets;        /* also set campaignd.encryption_key for this transaction */
+    bool with_secrets;        /* this transaction may use the encryption key */
 } db_caller_t;
 
 typedef struct db_stmt {
@@ -48,7 +48,9 @@ typedef struct db_stmt {
 
 /* Sets what worker connections use: the libpq connection string of the
  * authenticator role, the statement timeout (ms) and the encryption key that
- * with_secrets transactions receive. Call once before serving. */
+ * with_secrets transactions may use (each connection receives it once, at
+ * connect time, never in a statement: see migration 023). Call once before
+ * serving. */
 void db_configure(const char *conninfo, long statement_timeout_ms, const char *encryption_key);
 
 /* The calling thread's connection, connecting if needed. NULL when the

@@ -11,12 +11,15 @@
 #include <grp.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +31,11 @@
  * refuses to run as root, and a dedicated unprivileged user limits what a
  * compromised database process can touch. */
 static const char PG_OS_USER[] = "postgres";
+
+extern char **environ;
+
+/* Set while the supervisor is being stopped: waits for readiness give up. */
+static atomic_bool supervisor_stopping;
 
 static bool find_bindir(pgembed_t *pg)
 {
@@ -77,9 +85,28 @@ static pid_t spawn(const pgembed_t *pg, char *const argv[], const char *log_path
                   PG_OS_USER);
         return -1;
     }
+    uid_t uid = pw ? pw->pw_uid : 0;
+    gid_t gid = pw ? pw->pw_gid : 0;
+    /* The child's environment is made here: after fork in a process with
+     * threads (the supervisor restarts PostgreSQL while serving) the child may
+     * only call async-signal-safe functions, and setenv is not one. */
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof(*envp));
+    if (!envp)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "PGDATA=", 7) != 0 && strncmp(environ[i], "LC_ALL=", 7) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = "LC_ALL=C.UTF-8";
+    envp[k] = NULL;
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        free(envp);
         return pid;
+    }
     /* child */
     if (new_pgrp)
         setpgid(0, 0); /* Ctrl-C in the terminal reaches campaignd, which stops us in order */
@@ -93,13 +120,16 @@ static pid_t spawn(const pgembed_t *pg, char *const argv[], const char *log_path
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0)
         dup2(devnull, STDIN_FILENO);
+    /* PostgreSQL must not inherit campaignd's sockets (the HTTP listener, client
+     * and database connections) when it is started while serving. */
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+        for (int fdn = 3; fdn < 65536; fdn++)
+            close(fdn);
     if (pw) {
-        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
             _exit(126);
     }
-    setenv("LC_ALL", "C.UTF-8", 1);
-    unsetenv("PGDATA");
-    execv(argv[0], argv);
+    execve(argv[0], argv, envp);
     _exit(127);
 }
 
@@ -231,7 +261,7 @@ static bool ping(const pgembed_t *pg)
 
 static bool wait_ready(const pgembed_t *pg, pid_t child, int seconds)
 {
-    for (int i = 0; i < seconds * 10; i++) {
+    for (int i = 0; i < seconds * 10 && !atomic_load(&supervisor_stopping); i++) {
         if (ping(pg))
             return true;
         if (child > 0) {
@@ -267,6 +297,60 @@ static bool ensure_database(const pgembed_t *pg)
     }
     PQfinish(c);
     return ok;
+}
+
+/* Starts a postmaster on the cluster (removing a postmaster.pid left by a crash
+ * first) and waits until it accepts connections; sets pg->pid. */
+static bool start_postmaster(pgembed_t *pg)
+{
+    pid_t old = read_pidfile(pg);
+    if (old && !pid_is_our_postmaster(pg, old)) {
+        /* Left behind by a crash: the pid is dead or belongs to someone else. */
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/postmaster.pid", pg->pgdata);
+        log_warn("removing stale %s (pid %d is not running this cluster)", path, (int)old);
+        unlink(path);
+    }
+
+    char postgres[600], logp[1200], sockopt[1200];
+    snprintf(postgres, sizeof(postgres), "%s/postgres", pg->bindir);
+    snprintf(logp, sizeof(logp), "%s/postgres.log", pg->data_dir);
+    snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", pg->sockdir);
+    char *argv[] = {postgres,
+                    "-D",
+                    pg->pgdata,
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    sockopt,
+                    "-c",
+                    "unix_socket_permissions=0700",
+                    "-c",
+                    "port=5432",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "wal_level=logical",
+                    "-c",
+                    "max_replication_slots=16",
+                    "-c",
+                    "max_wal_senders=16",
+                    "-c",
+                    "shared_preload_libraries=",
+                    "-c",
+                    "logging_collector=off",
+                    NULL};
+    pid_t pid = spawn(pg, argv, logp, true);
+    if (pid < 0)
+        return false;
+    if (!wait_ready(pg, pid, 60)) {
+        log_error("the embedded PostgreSQL did not start; see %s", logp);
+        kill(pid, SIGQUIT);
+        wait_child(pid);
+        return false;
+    }
+    pg->pid = pid;
+    return true;
 }
 
 /* Creates and resolves the data directory and its socket directory, finds
@@ -333,54 +417,10 @@ bool pgembed_start(pgembed_t *pg, const char *data_dir)
         pg->owned = false;
         return ensure_database(pg);
     }
-    if (old && !pid_is_our_postmaster(pg, old)) {
-        /* Left behind by a crash: the pid is dead or belongs to someone else. */
-        char path[1200];
-        snprintf(path, sizeof(path), "%s/postmaster.pid", pg->pgdata);
-        log_warn("removing stale %s (pid %d is not running this cluster)", path, (int)old);
-        unlink(path);
-    }
-
-    char postgres[600], logp[1200], sockopt[1200];
-    snprintf(postgres, sizeof(postgres), "%s/postgres", pg->bindir);
-    snprintf(logp, sizeof(logp), "%s/postgres.log", pg->data_dir);
-    snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", pg->sockdir);
-    char *argv[] = {postgres,
-                    "-D",
-                    pg->pgdata,
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    sockopt,
-                    "-c",
-                    "unix_socket_permissions=0700",
-                    "-c",
-                    "port=5432",
-                    "-c",
-                    "max_connections=300",
-                    "-c",
-                    "wal_level=logical",
-                    "-c",
-                    "max_replication_slots=16",
-                    "-c",
-                    "max_wal_senders=16",
-                    "-c",
-                    "shared_preload_libraries=",
-                    "-c",
-                    "logging_collector=off",
-                    NULL};
-    pid_t pid = spawn(pg, argv, logp, true);
-    if (pid < 0)
+    if (!start_postmaster(pg))
         return false;
-    if (!wait_ready(pg, pid, 60)) {
-        log_error("the embedded PostgreSQL did not start; see %s", logp);
-        kill(pid, SIGQUIT);
-        wait_child(pid);
-        return false;
-    }
-    pg->pid = pid;
     pg->owned = true;
-    log_info("embedded PostgreSQL started (pid %d, socket in %s)", (int)pid, pg->sockdir);
+    log_info("embedded PostgreSQL started (pid %d, socket in %s)", (int)pg->pid, pg->sockdir);
     return ensure_database(pg);
 }
 
@@ -410,8 +450,155 @@ void pgembed_url(const pgembed_t *pg, char *out, size_t outlen)
              enc, PGEMBED_PORT);
 }
 
+/* ------------------------------------------------------------ supervision */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool running;
+    bool stop;
+    pgembed_t *pg;
+} sup = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* Waits ms or until the supervisor is told to stop; returns false when it is. */
+static bool sup_sleep(int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&sup.mu);
+    while (!sup.stop && pthread_cond_timedwait(&sup.cv, &sup.mu, &until) == 0) {
+    }
+    bool go_on = !sup.stop;
+    pthread_mutex_unlock(&sup.mu);
+    return go_on;
+}
+
+typedef enum { PM_RUNNING, PM_STOPPED, PM_CRASHED } pm_state_t;
+
+/* Whether the postmaster pg->pid still runs, was stopped on purpose (a clean
+ * shutdown: exit status 0, or postmaster.pid removed) or died (a signal, a
+ * non-zero exit, or a postmaster.pid left behind); how it ended goes into how.
+ * Our child is reaped here; an adopted one is watched by pid. */
+static pm_state_t postmaster_state(const pgembed_t *pg, char *how, size_t howlen)
+{
+    int st;
+    pid_t r = waitpid(pg->pid, &st, WNOHANG);
+    if (r == 0)
+        return PM_RUNNING;
+    if (r == pg->pid) {
+        if (WIFSIGNALED(st)) {
+            snprintf(how, howlen, "killed by signal %d", WTERMSIG(st));
+            return PM_CRASHED;
+        }
+        int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        snprintf(how, howlen, "exited with status %d", code);
+        return code == 0 ? PM_STOPPED : PM_CRASHED;
+    }
+    if (kill(pg->pid, 0) == 0 && pid_is_our_postmaster(pg, pg->pid))
+        return PM_RUNNING;
+    bool pidfile = read_pidfile(pg) == pg->pid;
+    snprintf(how, howlen, "no longer running%s", pidfile ? ", postmaster.pid left behind" : "");
+    return pidfile ? PM_CRASHED : PM_STOPPED;
+}
+
+/* Restarts the cluster after a crash, with back-off; false when told to stop. */
+static bool restart(pgembed_t *pg)
+{
+    int backoff = 500;
+    for (int attempt = 1;; attempt++) {
+        /* someone (an operator's pg_ctl) may have started it already */
+        pid_t other = read_pidfile(pg);
+        if (other > 0 && other != pg->pid && pid_is_our_postmaster(pg, other) && ping(pg)) {
+            pg->pid = other;
+            log_warn("using the embedded PostgreSQL started by someone else (pid %d)", (int)other);
+            return true;
+        }
+        if (start_postmaster(pg)) {
+            log_warn("embedded PostgreSQL restarted (pid %d, attempt %d)", (int)pg->pid, attempt);
+            return true;
+        }
+        log_warn("restarting the embedded PostgreSQL failed (attempt %d); trying again in %d ms",
+                 attempt, backoff);
+        if (!sup_sleep(backoff))
+            return false;
+        backoff = backoff < 5000 ? backoff * 2 : 10000;
+    }
+}
+
+static void *supervise(void *arg)
+{
+    pgembed_t *pg = arg;
+    bool stopped = false; /* stopped on purpose: wait for someone to start it */
+    while (sup_sleep(500)) {
+        if (stopped) {
+            pid_t other = read_pidfile(pg);
+            if (other > 0 && pid_is_our_postmaster(pg, other)) {
+                pg->pid = other;
+                stopped = false;
+                log_info("the embedded PostgreSQL runs again (pid %d); supervising it", (int)other);
+            }
+            continue;
+        }
+        char how[96];
+        pm_state_t state = postmaster_state(pg, how, sizeof(how));
+        if (state == PM_RUNNING)
+            continue;
+        if (state == PM_STOPPED) {
+            /* a clean shutdown is an operator's decision (pg_ctl stop), not a crash */
+            log_warn("the embedded PostgreSQL (pid %d) was shut down (%s) by someone else; not "
+                     "restarting it: start it again (pg_ctl start) or restart campaignd",
+                     (int)pg->pid, how);
+            stopped = true;
+            continue;
+        }
+        log_error("the embedded PostgreSQL (pid %d) is gone (%s); restarting it: crash recovery "
+                  "replays the write-ahead log, requests get 503 meanwhile",
+                  (int)pg->pid, how);
+        if (!restart(pg))
+            break;
+    }
+    return NULL;
+}
+
+bool pgembed_supervise(pgembed_t *pg)
+{
+    if (sup.running || !pg->owned || pg->pid <= 0)
+        return true;
+    sup.pg = pg;
+    sup.stop = false;
+    atomic_store(&supervisor_stopping, false);
+    if (pthread_create(&sup.thread, NULL, supervise, pg) != 0) {
+        log_error("cannot start the PostgreSQL supervisor thread");
+        return false;
+    }
+    sup.running = true;
+    return true;
+}
+
+static void supervise_stop(void)
+{
+    if (!sup.running)
+        return;
+    atomic_store(&supervisor_stopping, true);
+    pthread_mutex_lock(&sup.mu);
+    sup.stop = true;
+    pthread_cond_broadcast(&sup.cv);
+    pthread_mutex_unlock(&sup.mu);
+    pthread_join(sup.thread, NULL);
+    sup.running = false;
+    atomic_store(&supervisor_stopping, false);
+}
+
 void pgembed_stop(pgembed_t *pg)
 {
+    supervise_stop();
     if (!pg->owned || pg->pid <= 0)
         return;
     /* Someone may have restarted the cluster under us (pg_ctl): stop the

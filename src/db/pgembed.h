@@ -31,7 +31,17 @@ CD_MUSTCHECK bool pgembed_start(pgembed_t *pg, const char *data_dir);
 void pgembed_conninfo(const pgembed_t *pg, const char *user, char *out, size_t outlen);
 /* A postgresql:// URL psql accepts, for `campaignd db-url`. */
 void pgembed_url(const pgembed_t *pg, char *out, size_t outlen);
-/* Stops the postmaster if owned (fast shutdown) and waits for it to exit. */
+/* Supervises the postmaster of an owned cluster (campaignd serve): a thread
+ * checks twice a second that it runs and, when it has died (kill -9, OOM
+ * killer, a crash), starts it again with back-off (0.5 s doubling to 10 s) and
+ * a log line. A clean shutdown (pg_ctl stop) is left alone until someone starts
+ * the cluster again, which is then adopted. PostgreSQL's crash recovery replays the WAL, so no
+ * committed transaction is lost. Worker connections reconnect by themselves, and requests get 503
+ * with Retry-After meanwhile. Does nothing for a cluster not owned. pgembed_stop stops the
+ * supervisor first. */
+CD_MUSTCHECK bool pgembed_supervise(pgembed_t *pg);
+/* Stops the supervisor, then the postmaster if owned (fast shutdown), and
+ * waits for it to exit. */
 void pgembed_stop(pgembed_t *pg);
 
 #endif

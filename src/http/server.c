@@ -409,6 +409,15 @@ static void add_cors(struct http_server *s, http_request_t *req, struct MHD_Resp
     MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
 }
 
+/* Whether the handler added a response header name (case-insensitive). */
+static bool has_resp_header(const http_request_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nresp_headers; i++)
+        if (strcasecmp(req->resp_headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
 {
     if (!req->replied)
@@ -440,6 +449,14 @@ static enum MHD_Result send_response(struct http_server *s, http_request_t *req)
     if (req->resp_len || req->status != 204)
         MHD_add_response_header(r, "Content-Type", req->resp_type);
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    /* An API answer is data, never a page: browsers must not guess another type
+     * from the bytes, and a document opened from the API's origin (a stored
+     * object above all) runs in a sandbox without script or same-origin access.
+     * A handler that serves a real page (the dashboard) sets its own policy. */
+    if (!has_resp_header(req, "X-Content-Type-Options"))
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (!req->upgrade_fn && !has_resp_header(req, "Content-Security-Policy"))
+        MHD_add_response_header(r, "Content-Security-Policy", "sandbox");
     for (size_t i = 0; i < req->nresp_headers; i++)
         MHD_add_response_header(r, req->resp_headers[i].name, req->resp_headers[i].value);
     add_cors(s, req, r);

@@ -239,6 +239,7 @@ bool changes_filter_match(const changes_filter_t *f, const json_t *record)
 /* ------------------------------------------------------- subscriptions */
 
 typedef struct sub {
+    atomic_int refs; /* the list's, plus one per batch being delivered to it */
     uint64_t chan_id;
     char role[16];
     char *claims_json;
@@ -263,7 +264,7 @@ void changes_data_unref(changes_data_t *d)
 
 static void sub_free(sub_t *s)
 {
-    if (!s)
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     for (size_t i = 0; i < s->nbinds; i++)
         changes_filter_free(&s->binds[i].filter);
@@ -278,6 +279,7 @@ bool changes_subscribe(uint64_t chan_id, const char *role, const char *claims_js
     sub_t *s = calloc(1, sizeof(*s));
     if (!s)
         return false;
+    atomic_init(&s->refs, 1);
     s->chan_id = chan_id;
     snprintf(s->role, sizeof(s->role), "%s", role);
     s->claims_json = strdup(claims_json);
@@ -364,20 +366,19 @@ typedef struct feed_event {
     changes_data_t *data;
 } feed_event_t;
 
-/* A candidate delivery: channel, event and the matching binding ids. */
-typedef struct cand {
-    uint64_t chan_id;
-    size_t ev;
-    char ids[256];
-} cand_t;
-
-/* Subscribers with identical role and claims share one visibility check. */
+/* Subscribers with identical role and claims share one visibility check per
+ * table and batch. A group holds its members (referenced, so an unsubscribe
+ * during the check cannot free them) and which events any member wants: the
+ * memory of a batch is O(groups x events + deliveries), never subscribers x
+ * events (1,000 sockets x 1,000 events was 280 MB of candidates per batch). */
 typedef struct group {
     char role[16];
     char *claims_json;
     unsigned hash;
-    cand_t *cands;
-    size_t ncands, cap;
+    sub_t **members;
+    size_t nmembers, cap;
+    unsigned char *want; /* [nev]: some member's bindings match the event */
+    size_t nwant;
     struct group *next;
 } group_t;
 
@@ -526,8 +527,11 @@ static void groups_free(group_t **buckets)
         group_t *g = buckets[i];
         while (g) {
             group_t *n = g->next;
+            for (size_t k = 0; k < g->nmembers; k++)
+                sub_free(g->members[k]); /* drops the batch's reference */
+            free(g->members);
+            free(g->want);
             free(g->claims_json);
-            free(g->cands);
             free(g);
             g = n;
         }
@@ -535,120 +539,140 @@ static void groups_free(group_t **buckets)
     }
 }
 
-/* Matches the batch against every subscription; fills groups. Runs under
- * subs_lock. Returns false when out of memory. */
+/* Whether any binding of sb matches e; the binding ids go into ids when given
+ * (a JSON array, "[1,2]"). */
+static bool sub_matches(const sub_t *sb, feed_event_t *e, char *ids, size_t idslen)
+{
+    size_t il = 0;
+    if (ids)
+        ids[il++] = '[';
+    bool any = false;
+    for (size_t k = 0; k < sb->nbinds; k++) {
+        if (!binding_matches(&sb->binds[k], e))
+            continue;
+        any = true;
+        if (!ids)
+            return true;
+        int w = snprintf(ids + il, idslen - il, "%s%ld", il > 1 ? "," : "", sb->binds[k].id);
+        if (w < 0 || (size_t)w >= idslen - il - 1)
+            break;
+        il += (size_t)w;
+    }
+    if (ids) {
+        ids[il++] = ']';
+        ids[il] = '\0';
+    }
+    return any;
+}
+
+/* Sorts the subscriptions into groups and marks, per group, the events some
+ * member wants. Runs under subs_lock. Returns false when out of memory. */
 static bool match_batch(feed_event_t *ev, size_t nev, group_t **buckets)
 {
     for (size_t s = 0; s < nsubs; s++) {
         sub_t *sb = subs[s];
-        group_t *g = NULL;
+        unsigned h = hash_str(sb->role, sb->claims_json);
+        group_t *g;
+        for (g = buckets[h % FEED_GROUP_BUCKETS]; g; g = g->next)
+            if (g->hash == h && strcmp(g->role, sb->role) == 0 &&
+                strcmp(g->claims_json, sb->claims_json) == 0)
+                break;
+        if (!g) {
+            g = calloc(1, sizeof(*g));
+            if (!g)
+                return false;
+            g->claims_json = strdup(sb->claims_json);
+            g->want = calloc(nev ? nev : 1, 1);
+            if (!g->claims_json || !g->want) {
+                free(g->claims_json);
+                free(g->want);
+                free(g);
+                return false;
+            }
+            snprintf(g->role, sizeof(g->role), "%s", sb->role);
+            g->hash = h;
+            g->next = buckets[h % FEED_GROUP_BUCKETS];
+            buckets[h % FEED_GROUP_BUCKETS] = g;
+        }
+        bool wants = false;
         for (size_t e = 0; e < nev; e++) {
             if (!ev[e].ti || !ev[e].data)
                 continue;
-            char ids[256];
-            size_t il = 0;
-            ids[il++] = '[';
-            for (size_t k = 0; k < sb->nbinds; k++) {
-                if (!binding_matches(&sb->binds[k], &ev[e]))
-                    continue;
-                int w = snprintf(ids + il, sizeof(ids) - il, "%s%ld", il > 1 ? "," : "",
-                                 sb->binds[k].id);
-                if (w < 0 || (size_t)w >= sizeof(ids) - il - 1)
-                    break;
-                il += (size_t)w;
-            }
-            if (il == 1)
+            if (g->want[e]) {
+                wants = true; /* another member already asks; this one is matched later */
                 continue;
-            ids[il++] = ']';
-            ids[il] = '\0';
-            if (!g) {
-                unsigned h = hash_str(sb->role, sb->claims_json);
-                for (g = buckets[h % FEED_GROUP_BUCKETS]; g; g = g->next)
-                    if (g->hash == h && strcmp(g->role, sb->role) == 0 &&
-                        strcmp(g->claims_json, sb->claims_json) == 0)
-                        break;
-                if (!g) {
-                    g = calloc(1, sizeof(*g));
-                    if (!g)
-                        return false;
-                    g->claims_json = strdup(sb->claims_json);
-                    if (!g->claims_json) {
-                        free(g);
-                        return false;
-                    }
-                    snprintf(g->role, sizeof(g->role), "%s", sb->role);
-                    g->hash = h;
-                    g->next = buckets[h % FEED_GROUP_BUCKETS];
-                    buckets[h % FEED_GROUP_BUCKETS] = g;
-                }
             }
-            if (g->ncands == g->cap) {
-                size_t cap = g->cap ? g->cap * 2 : 16;
-                cand_t *n = realloc(g->cands, cap * sizeof(*n));
-                if (!n)
-                    return false;
-                g->cands = n;
-                g->cap = cap;
+            if (sub_matches(sb, &ev[e], NULL, 0)) {
+                g->want[e] = 1;
+                g->nwant++;
+                wants = true;
             }
-            cand_t *c = &g->cands[g->ncands++];
-            c->chan_id = sb->chan_id;
-            c->ev = e;
-            memcpy(c->ids, ids, il + 1);
         }
+        if (!wants)
+            continue;
+        if (g->nmembers == g->cap) {
+            size_t cap = g->cap ? g->cap * 2 : 16;
+            sub_t **n = realloc(g->members, cap * sizeof(*n));
+            if (!n)
+                return false;
+            g->members = n;
+            g->cap = cap;
+        }
+        atomic_fetch_add(&sb->refs, 1);
+        g->members[g->nmembers++] = sb;
     }
     return true;
 }
 
-/* Runs the visibility checks of one group and delivers what it may see. */
+/* Runs the visibility checks of one group: one query per table among the
+ * events the group wants, on the thread's connection as the group's role and
+ * claims. Sets visible[e] for what it may see. */
 static void check_group(group_t *g, feed_event_t *ev, size_t nev, unsigned char *visible)
 {
     memset(visible, 0, nev);
+    if (!g->nwant || !g->nmembers)
+        return;
     db_conn_t *c = db_thread_conn();
     if (!c) {
         log_warn("realtime: database unavailable; changes for %zu subscriptions dropped",
-                 g->ncands);
+                 g->nmembers);
         return;
     }
     db_caller_t who = {.role = g->role, .claims_json = g->claims_json, .read_only = true};
-    /* One query per table present in this group's candidates. */
     unsigned char *asked = calloc(nev, 1);
     size_t *pos = calloc(nev, sizeof(size_t));
     if (!asked || !pos)
         goto done;
-    for (size_t i = 0; i < g->ncands; i++) {
-        size_t e0 = g->cands[i].ev;
-        if (asked[e0])
+    for (size_t e0 = 0; e0 < nev; e0++) {
+        if (!g->want[e0] || asked[e0])
             continue;
         table_info_t *ti = ev[e0].ti;
         if (ev[e0].mask == CHANGES_EV_DELETE) {
             /* The row is gone: RLS cannot be asked. As Supabase does, a
              * DELETE (primary key only when RLS is on) goes to subscribers
              * whose role may read the table. */
-            asked[e0] = 1;
             char rel[16];
             snprintf(rel, sizeof(rel), "%u", ti->relid);
             const char *p1[1] = {rel};
             PGresult *r = NULL;
             db_error_t err;
-            if (db_run1(c, &who, "select pg_catalog.has_table_privilege($1::oid, 'SELECT')", 1, p1,
-                        &r, &err) == DB_OK &&
-                PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0)
-                for (size_t j = 0; j < nev; j++)
-                    if (ev[j].ti == ti && ev[j].mask == CHANGES_EV_DELETE)
-                        visible[j] = 1;
+            bool may = db_run1(c, &who, "select pg_catalog.has_table_privilege($1::oid, 'SELECT')",
+                               1, p1, &r, &err) == DB_OK &&
+                       PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
-            for (size_t j = 0; j < nev; j++)
-                if (ev[j].ti == ti && ev[j].mask == CHANGES_EV_DELETE)
+            for (size_t j = e0; j < nev; j++)
+                if (g->want[j] && ev[j].ti == ti && ev[j].mask == CHANGES_EV_DELETE) {
                     asked[j] = 1;
+                    visible[j] = may;
+                }
             continue;
         }
         cd_buf_t keys;
         cd_buf_init(&keys, 64u << 20);
         bool ok = cd_buf_adds(&keys, "[");
         size_t n = 0;
-        for (size_t j = i; j < g->ncands && ok; j++) {
-            size_t e = g->cands[j].ev;
-            if (asked[e] || ev[e].ti != ti || ev[e].mask == CHANGES_EV_DELETE)
+        for (size_t e = e0; e < nev && ok; e++) {
+            if (!g->want[e] || asked[e] || ev[e].ti != ti || ev[e].mask == CHANGES_EV_DELETE)
                 continue;
             asked[e] = 1;
             pos[n++] = e;
@@ -700,10 +724,16 @@ static void process_batch(feed_event_t *ev, size_t nev)
     for (size_t b = 0; b < FEED_GROUP_BUCKETS; b++) {
         for (group_t *g = buckets[b]; g; g = g->next) {
             check_group(g, ev, nev, visible);
-            for (size_t i = 0; i < g->ncands; i++)
-                if (visible[g->cands[i].ev])
-                    feed.deliver(feed.arg, g->cands[i].chan_id, g->cands[i].ids,
-                                 ev[g->cands[i].ev].data);
+            /* each member gets, in commit order, the visible events its own
+             * bindings match (members are referenced: their bindings stay) */
+            for (size_t k = 0; k < g->nmembers; k++) {
+                const sub_t *sb = g->members[k];
+                for (size_t e = 0; e < nev; e++) {
+                    char ids[256];
+                    if (visible[e] && sub_matches(sb, &ev[e], ids, sizeof(ids)))
+                        feed.deliver(feed.arg, sb->chan_id, ids, ev[e].data);
+                }
+            }
         }
     }
     free(visible);

@@ -64,6 +64,7 @@ typedef struct rt_chan {
 struct rt_topic {
     char name[PHX_MAX_FIELD + 1];
     rt_chan_t *chans;
+    size_t npresence; /* channels of the topic that track a presence */
     rt_topic_t *next;
 };
 
@@ -78,6 +79,7 @@ struct rt_conn {
     char *apikey;
     rt_chan_t *chans;
     size_t nchans;
+    size_t npresence; /* channels of the connection that track a presence */
     time_t last_rx;
     time_t close_started; /* when closing began (valid when closing) */
     uint32_t events;      /* epoll interest */
@@ -260,8 +262,43 @@ static void presence_broadcast_diff(rt_topic_t *t, json_t *joins, json_t *leaves
     free(txt);
 }
 
-static void presence_track(rt_chan_t *ch, json_t *meta)
+/* Tracks meta for ch, within the presence caps (REALTIME_MAX_PRESENCE_*): a
+ * presence is kept in memory and copied into every join's presence_state and
+ * every diff, so an over-limit track is refused, not stored. Returns NULL, or
+ * why it was refused (into why). */
+static const char *presence_track(rt_chan_t *ch, json_t *meta, char *why, size_t whylen)
 {
+    const config_t *cfg = &rt.app->cfg;
+    json_t *copy = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+    char *text = copy ? json_dumps(copy, JSON_COMPACT) : NULL;
+    size_t size = text ? strlen(text) : SIZE_MAX;
+    free(text);
+    if (size > (size_t)cfg->realtime_max_presence_bytes) {
+        json_decref(copy);
+        snprintf(why, whylen,
+                 "presence payload is larger than REALTIME_MAX_PRESENCE_BYTES (%ld bytes)",
+                 cfg->realtime_max_presence_bytes);
+        return why;
+    }
+    if (!ch->presence_meta && ch->conn->npresence >= (size_t)cfg->realtime_max_presence_per_conn) {
+        json_decref(copy);
+        snprintf(why, whylen,
+                 "too many presences per connection (REALTIME_MAX_PRESENCE_PER_CONNECTION is %ld)",
+                 cfg->realtime_max_presence_per_conn);
+        return why;
+    }
+    if (!ch->presence_meta &&
+        ch->topic->npresence >= (size_t)cfg->realtime_max_presence_per_topic) {
+        json_decref(copy);
+        snprintf(why, whylen,
+                 "too many presences per topic (REALTIME_MAX_PRESENCE_PER_TOPIC is %ld)",
+                 cfg->realtime_max_presence_per_topic);
+        return why;
+    }
+    if (!ch->presence_meta) {
+        ch->conn->npresence++;
+        ch->topic->npresence++;
+    }
     if (ch->presence_meta) {
         /* A re-track is sent as a leave, then a join: realtime-js strips
          * phx_ref from the current metas in its join callback, so a diff that
@@ -272,11 +309,21 @@ static void presence_track(rt_chan_t *ch, json_t *meta)
         json_decref(ch->presence_meta);
     }
     json_t *joins = json_object(), *leaves = json_object();
-    ch->presence_meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+    ch->presence_meta = copy;
     snprintf(ch->presence_ref, sizeof(ch->presence_ref), "F%llx",
              (unsigned long long)++rt.presence_counter);
     add_meta(joins, ch->presence_key, presence_entry(ch, NULL));
     presence_broadcast_diff(ch->topic, joins, leaves);
+    return NULL;
+}
+
+/* ch no longer tracks a presence: the caps count one less. */
+static void presence_forget(rt_chan_t *ch)
+{
+    json_decref(ch->presence_meta);
+    ch->presence_meta = NULL;
+    ch->conn->npresence--;
+    ch->topic->npresence--;
 }
 
 static void presence_untrack(rt_chan_t *ch)
@@ -285,8 +332,7 @@ static void presence_untrack(rt_chan_t *ch)
         return;
     json_t *joins = json_object(), *leaves = json_object();
     add_meta(leaves, ch->presence_key, presence_entry(ch, NULL));
-    json_decref(ch->presence_meta);
-    ch->presence_meta = NULL;
+    presence_forget(ch);
     presence_broadcast_diff(ch->topic, joins, leaves);
 }
 
@@ -320,6 +366,7 @@ static void chan_remove(rt_chan_t *ch, bool notify)
         json_t *joins = json_object(), *leaves = json_object();
         add_meta(leaves, ch->presence_key, presence_entry(ch, NULL));
         presence_broadcast_diff(t, joins, leaves);
+        presence_forget(ch);
     }
     for (rt_chan_t **p = &c->chans; *p; p = &(*p)->next_in_conn)
         if (*p == ch) {
@@ -334,7 +381,6 @@ static void chan_remove(rt_chan_t *ch, bool notify)
             break;
         }
     topic_drop_if_empty(t);
-    json_decref(ch->presence_meta);
     free(ch->join_ref);
     free(ch->claims_json);
     free(ch);
@@ -612,6 +658,23 @@ static void handle_broadcast(rt_conn_t *c, rt_chan_t *ch, phx_msg_t *m)
         return;
     }
     char *text = json_dumps(m->payload, JSON_COMPACT);
+    /* Each subscriber's queue gets its own copy: the size is capped per message,
+     * and an over-limit broadcast is answered with an error and sent to nobody. */
+    size_t size = text ? strlen(text) : 0;
+    if (m->binary && m->raw_len > size)
+        size = m->raw_len;
+    long max = rt.app->cfg.realtime_max_broadcast_bytes;
+    if (size > (size_t)max) {
+        free(text);
+        if (m->ref) {
+            char why[128];
+            snprintf(why, sizeof(why),
+                     "broadcast payload is larger than REALTIME_MAX_BROADCAST_BYTES (%ld bytes)",
+                     max);
+            reply_error(c, m, why);
+        }
+        return;
+    }
     uint8_t *bin = NULL;
     size_t binlen = 0;
     if (m->binary)
@@ -638,8 +701,13 @@ static void handle_presence(rt_conn_t *c, rt_chan_t *ch, phx_msg_t *m)
 {
     const char *ev = json_string_value(json_object_get(m->payload, "event"));
     if (ev && strcmp(ev, "track") == 0) {
-        presence_track(ch, json_object_get(m->payload, "payload"));
-        reply(c, m, "ok", NULL);
+        char why[160];
+        const char *refused =
+            presence_track(ch, json_object_get(m->payload, "payload"), why, sizeof(why));
+        if (refused)
+            reply_error(c, m, refused);
+        else
+            reply(c, m, "ok", NULL);
     } else if (ev && strcmp(ev, "untrack") == 0) {
         presence_untrack(ch);
         reply(c, m, "ok", NULL);

@@ -22,6 +22,8 @@
  * is bounded too. */
 #define WS_MAX_QUEUED_BYTES (8u << 20)
 #define WS_QUEUED_MSG_COST  64u
+/* Bytes of frames gathered per connection before one write (see ws.c). */
+#define WS_OUT_BUFFER (16u << 10)
 
 /* RFC 6455 close codes this server sends. */
 #define WS_CLOSE_NORMAL       1000

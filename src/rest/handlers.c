@@ -565,16 +565,17 @@ static int64_t plan_rows(const PGresult *r)
     return v;
 }
 
-/* After "relation does not exist": reloads the cache and tells whether the request's table
- * is really gone (the cache was stale). */
+/* After "relation does not exist": tells whether the request's own table is gone (the
+ * cache was stale), and only then reloads the cache (at most once a second). A 42P01 about
+ * any other relation (a trigger's, a view's, a function's) is the request's error, not a
+ * reason to read the catalogue again. */
 static bool stale_table(struct rest_ctx *x)
 {
-    rest_schema_t *fresh = rest__schema_reload_now(db_pg_or_null(), x->schema);
-    if (!fresh)
+    PGconn *pg = db_pg_or_null();
+    if (rest__schema_table_exists(pg, x->r.table->name) != 0)
         return false;
-    bool gone = rest__schema_table(fresh, x->r.table->name) == NULL;
-    rest__schema_release(fresh);
-    return gone;
+    rest__schema_release(rest__schema_reload_now(pg, x->schema));
+    return true;
 }
 
 /* Runs the statement(s) for x->r; answers errors itself. Returns the main result (caller
@@ -660,7 +661,9 @@ static bool read_window(struct rest_ctx *x, bool cap)
     }
     if (rh.present && (x->r.action == REST_ACT_READ || x->r.action == REST_ACT_CALL)) {
         offset = rh.first;
-        limit = rh.has_last ? rh.last - rh.first + 1 : -1;
+        /* last - first cannot overflow (0 <= first <= last); the + 1 can, for
+         * 0-9223372036854775807, which asks for everything anyway */
+        limit = rh.has_last && rh.last - rh.first < INT64_MAX ? rh.last - rh.first + 1 : -1;
     }
     if (top && top->has_offset)
         offset = top->offset;

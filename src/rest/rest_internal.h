@@ -147,8 +147,13 @@ rest_schema_t *rest__schema_refresh_for(PGconn *pg, const rest_schema_t *seen, c
                                         bool is_function);
 
 /* The cache is stale (PostgreSQL says an object it lists is gone): reloads it over pg now
- * (unless someone already did since `seen`). Returns a new reference, or NULL. */
+ * (unless someone already did since `seen`, or a reload on demand started less than
+ * REST_SCHEMA_RELOAD_MIN_MS ago). Returns a new reference, or NULL. */
+#define REST_SCHEMA_RELOAD_MIN_MS 1000
 rest_schema_t *rest__schema_reload_now(PGconn *pg, const rest_schema_t *seen);
+/* Whether public.name is a table, view or the like in the database now: 1 yes, 0 no,
+ * -1 unknown (no idle connection, or the query failed). */
+int rest__schema_table_exists(PGconn *pg, const char *name);
 /* Lookups (NULL / 0 when absent). */
 const rest_table_t *rest__schema_table(const rest_schema_t *s, const char *name);
 const rest_col_t *rest__table_col(const rest_table_t *t, const char *name);

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1213,14 +1214,45 @@ static bool reload_with(PGconn *pg, const char *reason)
     return s != NULL;
 }
 
+static const char TABLE_EXISTS_SQL[] =
+    "select 1 from pg_catalog.pg_class where relnamespace = 'public'::regnamespace "
+    "and relname = $1 and relkind in ('r', 'p', 'v', 'm', 'f')";
+
+int rest__schema_table_exists(PGconn *pg, const char *name)
+{
+    if (!pg || PQtransactionStatus(pg) != PQTRANS_IDLE)
+        return -1;
+    const char *p[1] = {name};
+    PGresult *r = PQexecParams(pg, TABLE_EXISTS_SQL, 1, NULL, p, NULL, NULL, 0);
+    int ret = PQresultStatus(r) != PGRES_TUPLES_OK ? -1 : PQntuples(r) > 0;
+    PQclear(r);
+    return ret;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 rest_schema_t *rest__schema_reload_now(PGconn *pg, const rest_schema_t *seen)
 {
+    /* when the last reload on demand started (monotonic ms; 0: never) */
+    static _Atomic long long last_ms;
     if (!pg || PQtransactionStatus(pg) != PQTRANS_IDLE)
         return NULL;
     rest_schema_t *now = rest__schema_acquire();
     if (now && seen && now->generation != seen->generation)
         return now;
     rest__schema_release(now);
+    /* At most one reload on demand per second, whatever the request rate: a
+     * reload reads the whole catalogue. Requests in between answer from what
+     * they checked themselves. */
+    long long t = mono_ms(), prev = atomic_load(&last_ms);
+    if ((prev && t - prev < REST_SCHEMA_RELOAD_MIN_MS) ||
+        !atomic_compare_exchange_strong(&last_ms, &prev, t))
+        return NULL;
     if (!reload_with(pg, "the database no longer has an object the cache lists"))
         return NULL;
     return rest__schema_acquire();
@@ -1229,16 +1261,14 @@ rest_schema_t *rest__schema_reload_now(PGconn *pg, const rest_schema_t *seen)
 rest_schema_t *rest__schema_refresh_for(PGconn *pg, const rest_schema_t *seen, const char *name,
                                         bool is_function)
 {
-    static const char TABLE_SQL[] =
-        "select 1 from pg_catalog.pg_class where relnamespace = 'public'::regnamespace "
-        "and relname = $1 and relkind in ('r', 'p', 'v', 'm', 'f')";
     static const char FUNC_SQL[] =
         "select 1 from pg_catalog.pg_proc where pronamespace = 'public'::regnamespace "
         "and proname = $1";
     if (!pg || PQtransactionStatus(pg) != PQTRANS_IDLE)
         return NULL;
     const char *p[1] = {name};
-    PGresult *r = PQexecParams(pg, is_function ? FUNC_SQL : TABLE_SQL, 1, NULL, p, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(pg, is_function ? FUNC_SQL : TABLE_EXISTS_SQL, 1, NULL, p, NULL, NULL, 0);
     bool exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
     PQclear(r);
     if (!exists)

@@ -65,9 +65,11 @@ bool storage__mime_valid(const char *mime);
  * patterns of allowed (a JSON array of strings such as "image/png" or
  * "image/ *" without the space); a NULL or non-array allowed allows everything. */
 bool storage__mime_allowed(const char *mime, const json_t *allowed);
-/* Whether a browser would run scripts in mime when shown inline (HTML, SVG,
- * XML, XHTML): such objects are served as attachments. */
-bool storage__mime_is_active(const char *mime);
+/* Whether an object of type mime may be shown inline: an allow-list of passive
+ * types (raster images, PDF, plain text). Everything else (HTML, SVG, XML, XSL,
+ * scripts, CSV, unknown types) is served as an attachment, so a stored file can
+ * never run script on the API's origin. */
+bool storage__mime_inline(const char *mime);
 
 /* ------------------------------------------------------------ tokens */
 
@@ -263,6 +265,12 @@ uint64_t storage__max_file_bytes(const app_t *app);
  * JSON text: {"version","metadata","updated_at"}): Content-Type, ETag,
  * Cache-Control, Last-Modified, Range, If-None-Match, ?download. */
 void storage__serve_object(http_request_t *req, const char *row_json);
+/* The limits of bucket (404 in *e when it does not exist): lowers *limit to its
+ * file_size_limit and sets *allowed to its allowed_mime_types (a new reference,
+ * or NULL for any type). */
+CD_MUSTCHECK bool storage__bucket_limits(const db_caller_t *who, const char *bucket,
+                                         uint64_t *limit, json_t **allowed, storage_err_t *e);
+
 /* Checks, before any byte is read, that who may write bucket/name (RLS
  * INSERT, or the upsert's INSERT/UPDATE, tried and rolled back) and reads the
  * bucket's limits: *limit is lowered to its file_size_limit, *allowed gets

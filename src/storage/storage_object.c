@@ -86,11 +86,36 @@ static json_t *bucket_target_body(http_request_t *req, const char *prefix,
     return storage__json_body(req);
 }
 
+/* Whether an object with metadata meta may go into a bucket that takes at most
+ * limit bytes of the types allowed (as storage__probe_upload found them): the
+ * same rules as an upload, 415 and 413 otherwise (replied here). */
+static bool fits_destination(http_request_t *req, const json_t *meta, uint64_t limit,
+                             const json_t *allowed)
+{
+    const char *mime = json_string_value(json_object_get(meta, "mimetype"));
+    json_t *size = json_object_get(meta, "size");
+    if (!storage__mime_allowed(mime ? mime : "application/octet-stream", allowed)) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "mime type %s is not supported",
+                 mime && storage__mime_valid(mime) ? mime : "application/octet-stream");
+        storage__reply_error(req, "415", "InvalidMimeType", "invalid_mime_type", msg);
+        return false;
+    }
+    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+        (uint64_t)json_integer_value(size) > limit) {
+        storage__reply_error(req, "413", "EntityTooLarge", "Payload too large",
+                             "The object exceeded the maximum allowed size");
+        return false;
+    }
+    return true;
+}
+
 /* Whether the caller c may write bucket/name (x-upsert: may replace it),
- * asked of the database before any byte is copied. who gets the caller's
- * write context. Returns false after answering. */
+ * asked of the database before any byte is copied; with meta (a copy), also
+ * whether that object fits the bucket's types and size limit. who gets the
+ * caller's write context. Returns false after answering. */
 static bool may_write(http_request_t *req, const auth_caller_t *c, const char *bucket,
-                      const char *name, bool *upsert, db_caller_t *who)
+                      const char *name, const json_t *meta, bool *upsert, db_caller_t *who)
 {
     const char *ups = http_header(req, "x-upsert");
     *upsert = ups && strcasecmp(ups, "true") == 0;
@@ -102,8 +127,38 @@ static bool may_write(http_request_t *req, const auth_caller_t *c, const char *b
         storage__reply_err(req, &e);
         return false;
     }
+    bool ok = !meta || fits_destination(req, meta, limit, allowed);
     json_decref(allowed);
-    return true;
+    return ok;
+}
+
+/* Checks that the object bucket/name (read as the caller) fits the bucket dest;
+ * replies and returns false otherwise (404 when the source is not visible). */
+static bool move_fits(http_request_t *req, const auth_caller_t *c, const char *bucket,
+                      const char *name, const char *dest)
+{
+    const char *p[2] = {bucket, name};
+    storage_query_t q = {"select o.metadata::text from storage.objects o "
+                         "where o.bucket_id = $1 and o.name = $2",
+                         2, p, .read_only = true, .if_none = reply_not_found};
+    PGresult *res = storage__query(req, c, &q);
+    if (!res)
+        return false;
+    json_t *meta = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    db_caller_t who;
+    auth_caller_db(c, req, true, &who);
+    storage_err_t e = {0};
+    uint64_t limit = storage__max_file_bytes(req->ctx);
+    json_t *allowed = NULL;
+    bool ok = storage__bucket_limits(&who, dest, &limit, &allowed, &e);
+    if (!ok)
+        storage__reply_err(req, &e);
+    else
+        ok = fits_destination(req, meta, limit, allowed);
+    json_decref(allowed);
+    json_decref(meta);
+    return ok;
 }
 
 static void add_header(http_request_t *req, const char *name, const char *value)
@@ -240,11 +295,10 @@ void storage__serve_object(http_request_t *req, const char *row_json)
     add_header(req, "Last-Modified", last_mod);
     add_header(req, "Cache-Control", cache ? cache : "no-cache");
     add_header(req, "Accept-Ranges", "bytes");
-    add_header(req, "X-Content-Type-Options", "nosniff");
+    /* nosniff and CSP sandbox are on every response (src/http/server.c) */
 
     const char *download = http_query_arg(req, "download");
-    bool active = storage__mime_is_active(mime);
-    if (download || active) {
+    if (download || !storage__mime_inline(mime)) {
         const char *fname = download && *download ? download : NULL;
         if (!fname && name) {
             const char *slash = strrchr(name, '/');
@@ -254,8 +308,6 @@ void storage__serve_object(http_request_t *req, const char *row_json)
         encode_filename(fname ? fname : "download", enc, sizeof(enc));
         snprintf(cd, sizeof(cd), "attachment; filename=\"%s\"; filename*=UTF-8''%s", enc, enc);
         add_header(req, "Content-Disposition", cd);
-        if (active)
-            add_header(req, "Content-Security-Policy", "default-src 'none'; sandbox");
     }
 
     const char *inm = http_header(req, "If-None-Match");
@@ -568,18 +620,30 @@ void storage__object_move(http_request_t *req)
         json_decref(body);
         return;
     }
+    auth_caller_t c;
+    if (!storage__identify(req, &c)) {
+        json_decref(body);
+        return;
+    }
+    /* into another bucket: the destination's types and size limit, as an upload */
+    if (strcmp(sb, db) != 0 && !move_fits(req, &c, sb, sk, db)) {
+        auth_caller_free(&c);
+        json_decref(body);
+        return;
+    }
     /* The bytes are keyed by version, so a move is a metadata change only. */
     const char *p[4] = {sb, sk, db, dk};
     storage_query_t q = {"update storage.objects set bucket_id = $3, name = $4, "
                          "last_accessed_at = now() where bucket_id = $1 and name = $2 "
                          "returning id::text",
                          4, p, .if_none = reply_not_found};
-    PGresult *res = storage__query_caller(req, &q);
+    PGresult *res = storage__query(req, &c, &q);
     if (res)
         http_reply_json(req, 200,
                         json_pack("{s:s, s:s, s:s}", "message", "Successfully moved", "Id",
                                   PQgetvalue(res, 0, 0), "Key", dk));
     PQclear(res);
+    auth_caller_free(&c);
     json_decref(body);
 }
 
@@ -613,7 +677,7 @@ void storage__object_copy(http_request_t *req)
         umeta = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
     bool upsert;
     db_caller_t who;
-    if (!may_write(req, &c, db, dk, &upsert, &who))
+    if (!may_write(req, &c, db, dk, meta, &upsert, &who))
         goto done;
     char version[STORAGE_UUID_LEN + 1], id[STORAGE_UUID_LEN + 1];
     if (!be || !json_is_object(meta) || !cd_random_uuid(version) ||
@@ -745,7 +809,7 @@ void storage__object_sign_upload(http_request_t *req)
         return;
     bool upsert;
     db_caller_t who;
-    if (!may_write(req, &c, bucket, name, &upsert, &who)) {
+    if (!may_write(req, &c, bucket, name, NULL, &upsert, &who)) {
         auth_caller_free(&c);
         return;
     }

@@ -223,10 +223,13 @@ bool storage__mime_allowed(const char *mime, const json_t *allowed)
     return false;
 }
 
-bool storage__mime_is_active(const char *mime)
+bool storage__mime_inline(const char *mime)
 {
     char mt[256];
     media_type(mime ? mime : "", mt, sizeof(mt));
-    return strstr(mt, "html") != NULL || strstr(mt, "svg") != NULL || strstr(mt, "xml") != NULL ||
-           strstr(mt, "javascript") != NULL || strstr(mt, "ecmascript") != NULL;
+    if (strcmp(mt, "text/plain") == 0 || strcmp(mt, "application/pdf") == 0)
+        return true;
+    /* raster images; SVG (and any XML-based image type) can carry scripts */
+    return strncmp(mt, "image/", 6) == 0 && mt[6] != '\0' && strstr(mt, "svg") == NULL &&
+           strstr(mt, "xml") == NULL;
 }

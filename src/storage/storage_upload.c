@@ -87,6 +87,51 @@ static void err_set(storage_err_t *e, const char *sc, const char *code, const ch
         storage__err_set(e, sc, code, error, msg);
 }
 
+/* Lowers *limit to the bucket's file_size_limit and sets *allowed (a new
+ * reference or NULL) from the JSON row of storage.bucket_limits(). */
+static void apply_limits(const char *row_json, uint64_t *limit, json_t **allowed)
+{
+    json_t *row = json_loads(row_json, 0, NULL);
+    json_t *fsl = json_object_get(row, "file_size_limit");
+    if (json_is_integer(fsl) && json_integer_value(fsl) > 0 &&
+        (uint64_t)json_integer_value(fsl) < *limit)
+        *limit = (uint64_t)json_integer_value(fsl);
+    json_t *amt = json_object_get(row, "allowed_mime_types");
+    if (json_is_array(amt))
+        *allowed = json_incref(amt);
+    json_decref(row);
+}
+
+bool storage__bucket_limits(const db_caller_t *who, const char *bucket, uint64_t *limit,
+                            json_t **allowed, storage_err_t *e)
+{
+    *allowed = NULL;
+    db_conn_t *conn = db_thread_conn();
+    if (!conn) {
+        storage__err_from_db(e, DB_UNAVAILABLE, NULL, NULL);
+        return false;
+    }
+    const char *p[1] = {bucket};
+    db_stmt_t stmt = {"select json_build_object('file_size_limit', l.file_size_limit, "
+                      "'allowed_mime_types', l.allowed_mime_types)::text "
+                      "from storage.bucket_limits($1) l",
+                      1, p};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t st = db_run_as(conn, who, &stmt, 1, &res, &err);
+    if (st != DB_OK) {
+        storage__err_from_db(e, st, &err, "bucket");
+        return false;
+    }
+    bool ok = PQntuples(res) == 1;
+    if (ok)
+        apply_limits(PQgetvalue(res, 0, 0), limit, allowed);
+    else
+        storage__err_set(e, "404", "NoSuchBucket", "Bucket not found", "Bucket not found");
+    PQclear(res);
+    return ok;
+}
+
 bool storage__probe_upload(const db_caller_t *who, const char *bucket, const char *name,
                            const char *owner, bool upsert, uint64_t *limit, json_t **allowed,
                            storage_err_t *e)
@@ -111,15 +156,7 @@ bool storage__probe_upload(const db_caller_t *who, const char *bucket, const cha
         storage__err_set(e, "404", "NoSuchBucket", "Bucket not found", "Bucket not found");
         goto done;
     }
-    json_t *row = json_loads(PQgetvalue(res[0], 0, 0), 0, NULL);
-    json_t *fsl = json_object_get(row, "file_size_limit");
-    if (json_is_integer(fsl) && json_integer_value(fsl) > 0 &&
-        (uint64_t)json_integer_value(fsl) < *limit)
-        *limit = (uint64_t)json_integer_value(fsl);
-    json_t *amt = json_object_get(row, "allowed_mime_types");
-    if (json_is_array(amt))
-        *allowed = json_incref(amt);
-    json_decref(row);
+    apply_limits(PQgetvalue(res[0], 0, 0), limit, allowed);
     ok = true;
 done:
     PQclear(res[0]);

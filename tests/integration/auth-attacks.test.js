@@ -1,7 +1,9 @@
 // Attacks on Auth: forged and altered JWTs (tampered payload, wrong secret,
 // alg none, HS384/HS512, expired, privileged role claims, duplicate claims),
-// keys in the wrong place, sign-in throttling per e-mail and per client
-// address (SEED-NOTES 12), and the per-address request budget (AUTH_RATE_LIMIT).
+// keys in the wrong place, sign-in throttling per (e-mail, client address) with a
+// growing delay, a high cap per e-mail that one stranger cannot reach, per client
+// address (SEED-NOTES 12, issue 9 §3.4), and the per-address request budget
+// (AUTH_RATE_LIMIT).
 // Different client addresses come from binding the client socket to
 // 127.0.0.x (Linux routes all of 127/8 to the loopback interface).
 import { describe, it, before, after } from 'node:test';
@@ -12,12 +14,15 @@ import {
 } from './helpers.js';
 
 let server; // defaults
-let throttled; // LOGIN_MAX_FAILURES_PER_EMAIL=3, LOGIN_MAX_FAILURES_PER_IP=5, TRUSTED_PROXIES=127.0.0.30
+let throttled; // LOGIN_MAX_FAILURES_PER_EMAIL=3, _GLOBAL=6, LOGIN_MAX_FAILURES_PER_IP=5, TRUSTED_PROXIES=127.0.0.30
 let limited; // AUTH_RATE_LIMIT=5
 before(async () => {
   [server, throttled, limited] = await Promise.all([
     startServer(),
-    startServer({ LOGIN_MAX_FAILURES_PER_EMAIL: '3', LOGIN_MAX_FAILURES_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.30' }),
+    startServer({
+      LOGIN_MAX_FAILURES_PER_EMAIL: '3', LOGIN_MAX_FAILURES_PER_EMAIL_GLOBAL: '6', LOGIN_MAX_FAILURES_PER_IP: '5',
+      TRUSTED_PROXIES: '127.0.0.30',
+    }),
     startServer({ AUTH_RATE_LIMIT: '5' }),
   ]);
 });
@@ -178,8 +183,8 @@ function assert429(r, what) {
   return wait;
 }
 
-describe('sign-in throttling (LOGIN_MAX_FAILURES_PER_EMAIL=3, LOGIN_MAX_FAILURES_PER_IP=5)', () => {
-  it('the 4th failure for one e-mail is 429 with Retry-After, and the right password is refused while locked', async () => {
+describe('sign-in throttling (LOGIN_MAX_FAILURES_PER_EMAIL=3, _GLOBAL=6, LOGIN_MAX_FAILURES_PER_IP=5)', () => {
+  it('the 4th failure for one e-mail from one address is 429 with Retry-After there; the owner signs in from elsewhere', async () => {
     const u = await signUpUser(throttled);
     const ip = '127.0.0.11';
     const variants = [u.email, u.email.toUpperCase(), ` ${u.email}`];
@@ -189,11 +194,24 @@ describe('sign-in throttling (LOGIN_MAX_FAILURES_PER_EMAIL=3, LOGIN_MAX_FAILURES
       assert.equal(r.json.code, 'invalid_credentials');
     }
     const wait = assert429(await signInFrom(throttled, ip, u.email, 'wrong password'), '4th failure');
-    assert.ok(wait <= 900, 'at most LOGIN_WINDOW_SECONDS');
-    assert429(await signInFrom(throttled, ip, u.email, PASSWORD), 'right password while locked');
-    assert429(await signInFrom(throttled, '127.0.0.12', u.email, PASSWORD), 'right password from another address');
+    assert.ok(wait <= 60, `the first delay is 60 s (Retry-After ${wait})`);
+    assert429(await signInFrom(throttled, ip, u.email, PASSWORD), 'right password from the locked address');
+    // five wrong passwords from anywhere no longer lock the real owner out
+    const owner = await signInFrom(throttled, '127.0.0.12', u.email, PASSWORD);
+    assert.equal(owner.status, 200, `the owner from another address: ${owner.text}`);
     const { error } = await client(throttled).auth.signInWithPassword({ email: u.email, password: PASSWORD });
-    assert.equal(error?.status, 429, 'supabase-js sees 429');
+    assert.equal(error, null, 'supabase-js from another address signs in');
+    assert429(await signInFrom(throttled, ip, u.email, PASSWORD), 'the stranger\'s address still waits');
+  });
+
+  it('many addresses together reach the cap per e-mail (LOGIN_MAX_FAILURES_PER_EMAIL_GLOBAL): then every address waits', async () => {
+    const u = await signUpUser(throttled);
+    for (const ip of ['127.0.0.19', '127.0.0.20']) {
+      for (let i = 0; i < 3; i++) assert.equal((await signInFrom(throttled, ip, u.email, 'wrong password')).status, 400);
+      assert429(await signInFrom(throttled, ip, u.email, 'wrong password'), `${ip} after 3 failures`);
+    }
+    const wait = assert429(await signInFrom(throttled, '127.0.0.21', u.email, PASSWORD), 'a third address at the cap');
+    assert.ok(wait <= 900, 'at most LOGIN_WINDOW_SECONDS');
   });
 
   it('parallel guesses cannot all pass one count: at most 3 failures are answered, the rest 429', async () => {

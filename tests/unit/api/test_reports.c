@@ -54,11 +54,23 @@ static void test_csv_formulas(void **state)
     assert_string_equal(field("-2+3"), "'-2+3");
     assert_string_equal(field("@SUM(A1)"), "'@SUM(A1)");
     assert_string_equal(field("\tx"), "'\tx");
-    assert_string_equal(field("\r=x"), "\"'\r=x\"");
+    assert_string_equal(field("\r=x"), "\"'\r'=x\"");
     assert_string_equal(field("=HYPERLINK(\"http://e\",\"x\")"),
                         "\"'=HYPERLINK(\"\"http://e\"\",\"\"x\"\")\"");
     assert_string_equal(field("=a,b"), "\"'=a,b\"");
-    assert_string_equal(field("a=b"), "a=b"); /* only the first character counts */
+    assert_string_equal(field("a=b"), "a=b"); /* '=' inside a cell starts nothing */
+    /* a spreadsheet that splits on ';' (or ',' / tab / a line break) sees a new cell after
+     * each: quote the field, and neutralise a formula start after every separator */
+    assert_string_equal(field("a;b"), "\"a;b\"");
+    assert_string_equal(field("x;=cmd|' /C calc'!A0"), "\"x;'=cmd|' /C calc'!A0\"");
+    assert_string_equal(field("x,=1+1"), "\"x,'=1+1\"");
+    assert_string_equal(field("x,+1"), "\"x,+1\""); /* a number after a separator stays */
+    assert_string_equal(field("x;-2+3"), "\"x;'-2+3\"");
+    assert_string_equal(field("x\t@SUM(A1)"), "x\t'@SUM(A1)");
+    assert_string_equal(field("l1\n=HYPERLINK(1)"), "\"l1\n'=HYPERLINK(1)\"");
+    assert_string_equal(field("=a;=b"), "\"'=a;'=b\"");
+    assert_string_equal(field("a;;=b"), "\"a;;'=b\"");
+    assert_string_equal(field("a;"), "\"a;\"");
     /* plain numbers stay numbers */
     assert_string_equal(field("-5"), "-5");
     assert_string_equal(field("-0.0075"), "-0.0075");

@@ -142,11 +142,26 @@ static void test_mime(void **state)
     assert_false(storage__mime_allowed("imagex/png", allowed));
     assert_true(storage__mime_allowed("text/html", NULL));
     json_decref(allowed);
-    assert_true(storage__mime_is_active("text/html; charset=utf-8"));
-    assert_true(storage__mime_is_active("image/svg+xml"));
-    assert_true(storage__mime_is_active("application/xhtml+xml"));
-    assert_false(storage__mime_is_active("image/png"));
-    assert_false(storage__mime_is_active("text/plain"));
+    /* inline only for an allow-list of passive types; everything else is an attachment */
+    assert_true(storage__mime_inline("image/png"));
+    assert_true(storage__mime_inline("IMAGE/JPEG"));
+    assert_true(storage__mime_inline("image/webp"));
+    assert_true(storage__mime_inline("application/pdf"));
+    assert_true(storage__mime_inline("text/plain; charset=utf-8"));
+    assert_false(storage__mime_inline("text/html; charset=utf-8"));
+    assert_false(storage__mime_inline("image/svg+xml"));
+    assert_false(storage__mime_inline("IMAGE/SVG+XML"));
+    assert_false(storage__mime_inline("image/x.svg"));
+    assert_false(storage__mime_inline("image/foo+xml"));
+    assert_false(storage__mime_inline("application/xhtml+xml"));
+    assert_false(storage__mime_inline("text/xsl")); /* an XSLT with an XHTML script */
+    assert_false(storage__mime_inline("text/csv"));
+    assert_false(storage__mime_inline("text/plainx"));
+    assert_false(storage__mime_inline("application/octet-stream"));
+    assert_false(storage__mime_inline("video/mp4"));
+    assert_false(storage__mime_inline("multipart/x-mixed-replace"));
+    assert_false(storage__mime_inline(""));
+    assert_false(storage__mime_inline(NULL));
 }
 
 int main(void)
