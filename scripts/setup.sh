@@ -12,7 +12,7 @@ pkgs_build=(build-essential pkg-config meson ninja-build
   libmicrohttpd-dev libjansson-dev libjwt-dev libssl-dev libpq-dev libcrypt-dev
   libcurl4-openssl-dev libwslay-dev libcsv-dev
   postgresql-15 postgresql-client-15)
-pkgs_test=(libcmocka-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev)
+pkgs_test=(libcmocka-dev python3-aiosmtpd postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev)
 
 want=("${pkgs_build[@]}")
 [ "$what" = test ] && want+=("${pkgs_test[@]}")

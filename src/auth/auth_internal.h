@@ -80,6 +80,28 @@ CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool 
                             const db_stmt_t *stmts, size_t n, PGresult **res,
                             const auth_unique_t *unique);
 
+/* ------------------------------------------------------------ mail */
+
+/* The values of a mail template's placeholders ({{ .ConfirmationURL }}
+ * etc., GoTrue's names); NULL renders as "". All borrowed. */
+typedef struct auth_mail_vars {
+    const char *confirmation_url;
+    const char *token; /* the 6-digit code */
+    const char *token_hash;
+    const char *site_url;
+    const char *email;
+    const char *new_email;
+    const char *redirect_to;
+} auth_mail_vars_t;
+
+/* Renders a template (HTML-escaping the values when html). Returns a malloc'd
+ * string, or NULL when out of memory or too long. */
+char *auth__mail_render(const char *tmpl, const auth_mail_vars_t *v, bool html);
+/* Queues a mail (the strings are copied) for the sender thread. False, and
+ * logged, when no SMTP is configured or the queue is full. */
+bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const char *text,
+                        const char *html);
+
 /* ------------------------------------------------------------ handlers */
 
 /* gotrue_sessions.c */
