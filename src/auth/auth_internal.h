@@ -105,10 +105,29 @@ bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const c
 /* ------------------------------------------------------------ handlers */
 
 /* gotrue_sessions.c */
+/* Starts a session for user_id after extra/nextra (same transaction) and
+ * answers with the Session JSON, or, with redirect_to, a 303 to it carrying
+ * the tokens and type in the fragment (GoTrue's implicit flow). */
+void auth__start_session(http_request_t *req, const char *user_id, const char *email,
+                         const db_stmt_t *extra, size_t nextra, const char *audit_action,
+                         const char *redirect_to, const char *type);
 void auth__handle_signup(http_request_t *req);
 void auth__handle_token(http_request_t *req);
 void auth__handle_spec_sign_in(http_request_t *req);
 void auth__handle_logout(http_request_t *req);
+/* gotrue_mail.c */
+/* Whether url may be a redirect target: SITE_URL's origin, or a match of an
+ * ADDITIONAL_REDIRECT_URLS glob. */
+bool auth__redirect_allowed(const app_t *app, const char *url);
+/* Sign-up when MAILER_AUTOCONFIRM is off: creates the unconfirmed user, mails
+ * the confirmation and answers with the user (no session). */
+void auth__signup_unconfirmed(http_request_t *req, const char *email, const char *password_hash,
+                              const char *meta, const char *uid);
+void auth__handle_recover(http_request_t *req);
+void auth__handle_otp(http_request_t *req);
+void auth__handle_resend(http_request_t *req);
+void auth__handle_verify_post(http_request_t *req);
+void auth__handle_verify_get(http_request_t *req);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);
