@@ -128,6 +128,14 @@ void auth__handle_otp(http_request_t *req);
 void auth__handle_resend(http_request_t *req);
 void auth__handle_verify_post(http_request_t *req);
 void auth__handle_verify_get(http_request_t *req);
+void auth__handle_invite(http_request_t *req);
+void auth__handle_generate_link(http_request_t *req);
+/* PUT /user with a new e-mail while confirmation is on: mails a link and code
+ * to the current and the new address; the change happens once both are
+ * used. False after answering (taken address, 429, outage). */
+CD_MUSTCHECK bool auth__request_email_change(http_request_t *req, const char *headers,
+                                             const char *uid, const char *current,
+                                             const char *new_email);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);
@@ -137,5 +145,8 @@ void auth__handle_admin_create(http_request_t *req);
 void auth__handle_admin_get(http_request_t *req);
 void auth__handle_admin_update(http_request_t *req);
 void auth__handle_admin_delete(http_request_t *req);
+/* Requires the service key, or the token of a signed-in, unbanned admin
+ * whose session still exists. False after answering (caller freed). */
+CD_MUSTCHECK bool auth__require_admin(http_request_t *req, auth_caller_t *caller);
 
 #endif

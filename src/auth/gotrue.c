@@ -291,6 +291,8 @@ const http_route_t auth_routes[] = {
     {"POST", "/auth/v1/resend", auth__handle_resend, true},
     {"POST", "/auth/v1/verify", auth__handle_verify_post, true},
     {"GET", "/auth/v1/verify", auth__handle_verify_get, false},
+    {"POST", "/auth/v1/invite", auth__handle_invite, true},
+    {"POST", "/auth/v1/admin/generate_link", auth__handle_generate_link, true},
     {"PUT", "/auth/v1/user", auth__handle_put_user, true},
     {"GET", "/auth/v1/settings", handle_settings, false},
     {"GET", "/auth/v1/health", handle_health, false},

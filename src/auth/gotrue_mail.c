@@ -642,3 +642,210 @@ void auth__handle_verify_get(http_request_t *req)
     http_add_header(req, "Location", loc);
     http_reply(req, 303, "text/plain", "", 0);
 }
+
+/* --------------------------------------------------------------- invite */
+
+void auth__handle_invite(http_request_t *req)
+{
+    app_t *app = auth__app(req);
+    auth_caller_t caller;
+    if (!auth__require_admin(req, &caller))
+        return;
+    json_t *body = auth__read_body(req);
+    char *meta = NULL;
+    if (!body)
+        goto done;
+    const char *email = auth__jstr(body, "email");
+    json_t *data = json_object_get(body, "data");
+    if (!auth__check_email(req, email))
+        goto done;
+    if (data && !json_is_object(data) && !json_is_null(data)) {
+        auth__error(req, 400, "validation_failed", "data must be an object");
+        goto done;
+    }
+    char uid[CD_UUID_LEN + 1];
+    bool confirmed;
+    if (!find_user(req, caller.headers_json, email, uid, &confirmed))
+        goto done;
+    if (*uid && confirmed) {
+        auth__error(req, 422, "email_exists",
+                    "A user with this email address has already been registered");
+        goto done;
+    }
+    bool create = !*uid;
+    if (create && !cd_random_uuid(uid)) {
+        auth__error(req, 500, "unexpected_failure", "no randomness available");
+        goto done;
+    }
+    meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : NULL;
+    const char *p[4] = {email, app->cfg.default_user_role, meta ? meta : "{}", uid};
+    const char *actor = cd_is_uuid(caller.user_id) ? caller.user_id : NULL;
+    const char *p_audit[4] = {actor, email, req->client_ip, uid};
+    db_stmt_t pre[2] = {
+        {"select auth.create_user($1, null, $2, $3::jsonb, '{}'::jsonb, false, $4::uuid)", 4, p},
+        {"select auth.audit('user_invited', $1::uuid, $2, $3, "
+         "jsonb_build_object('user_id', $4::text, 'user_email', $2::text))",
+         4, p_audit},
+    };
+    mail_job_t j = {.uid = uid,
+                    .purpose = "invite",
+                    .kind = "invite",
+                    .link_type = "invite",
+                    .to = email,
+                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+    const auth_unique_t taken = {"email_exists",
+                                 "A user with this email address has already been registered", 1};
+    PGresult *r = NULL;
+    const char *p_user[1] = {uid};
+    db_stmt_t user = {"select auth.user_json(u)::text from auth.users u where u.id = $1::uuid", 1,
+                      p_user};
+    if (send_token(req, caller.headers_json, &j, create ? pre : pre + 1, create ? 2 : 1, &user, &r,
+                   NULL, &taken)) {
+        http_reply(req, 200, NULL, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        PQclear(r);
+    }
+done:
+    free(meta);
+    json_decref(body);
+    auth_caller_free(&caller);
+}
+
+/* -------------------------------------------------------- generate_link */
+
+/* POST /admin/generate_link: the link and code an invite, sign-up, magic
+ * link or recovery mail would carry, for the admin to deliver; nothing is
+ * mailed and no mail budget is spent. */
+void auth__handle_generate_link(http_request_t *req)
+{
+    app_t *app = auth__app(req);
+    auth_caller_t caller;
+    if (!auth__require_admin(req, &caller))
+        return;
+    json_t *body = auth__read_body(req);
+    char *meta = NULL;
+    if (!body)
+        goto done;
+    const char *type = auth__jstr(body, "type");
+    const char *email = auth__jstr(body, "email");
+    const char *password = auth__jstr(body, "password");
+    json_t *data = json_object_get(body, "data");
+    const char *want = http_query_arg(req, "redirect_to"); /* supabase-js sends it here */
+    const char *redirect = pick_redirect(app, want ? want : auth__jstr(body, "redirect_to"));
+    bool is_signup = type && strcmp(type, "signup") == 0;
+    bool is_invite = type && strcmp(type, "invite") == 0;
+    if (!type || !(is_signup || is_invite || strcmp(type, "magiclink") == 0 ||
+                   strcmp(type, "recovery") == 0)) {
+        auth__error(req, 400, "validation_failed",
+                    "Invalid type: signup, invite, magiclink or recovery");
+        goto done;
+    }
+    if (!auth__check_email(req, email))
+        goto done;
+    char hash[PASSWORD_HASH_BYTES] = "";
+    if (is_signup) {
+        if (!password || !auth__check_password(req, password) ||
+            !auth__hash_password(req, password, hash)) {
+            if (!req->replied)
+                auth__error(req, 422, "validation_failed", "Signup requires a valid password");
+            goto done;
+        }
+    }
+    char uid[CD_UUID_LEN + 1];
+    bool confirmed;
+    if (!find_user(req, caller.headers_json, email, uid, &confirmed))
+        goto done;
+    bool create = false;
+    if ((is_signup || is_invite) && *uid) {
+        auth__error(req, 422, "email_exists",
+                    "A user with this email address has already been registered");
+        goto done;
+    } else if (!*uid && !(is_signup || is_invite)) {
+        auth__error(req, 404, "user_not_found", "User with this email not found");
+        goto done;
+    } else if (!*uid) {
+        create = true;
+        if (!cd_random_uuid(uid)) {
+            auth__error(req, 500, "unexpected_failure", "no randomness available");
+            goto done;
+        }
+    }
+    char token[CD_TOKEN_LEN + 1], thash[CD_SHA256_HEX_LEN + 1], code[CODE_DIGITS + 1];
+    char chash[CD_TOKEN_LEN + 1], ttl[16];
+    if (!cd_random_token(token) || !random_code(code)) {
+        auth__error(req, 500, "unexpected_failure", "no randomness available");
+        goto done;
+    }
+    cd_sha256_hex(token, strlen(token), thash);
+    code_hash(app, code, chash);
+    snprintf(ttl, sizeof(ttl), "%ld", app->cfg.mailer_otp_exp);
+    meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : NULL;
+    const char *p_new[5] = {email, *hash ? hash : NULL, app->cfg.default_user_role,
+                            meta ? meta : "{}", uid};
+    const char *p_tok[7] = {uid, type, email, thash, chash, ttl, redirect};
+    db_stmt_t stmts[3] = {
+        {"select auth.create_user($1, $2, $3, $4::jsonb, '{}'::jsonb, false, $5::uuid)", 5, p_new},
+        {"select auth.issue_email_token($1::uuid, $2, $3, $4, $5, $6::int, $7)", 7, p_tok},
+        {"select auth.user_json(u)::text from auth.users u where u.id = $1::uuid", 1, p_tok},
+    };
+    const auth_unique_t taken = {"email_exists",
+                                 "A user with this email address has already been registered", 1};
+    PGresult *res[3] = {0};
+    size_t first = create ? 0 : 1, n = 3 - first;
+    if (!auth__run(req, caller.headers_json, false, stmts + first, n, res, &taken))
+        goto done;
+    json_error_t je;
+    json_t *user = json_loads(PQgetvalue(res[n - 1], 0, 0), 0, &je);
+    for (size_t i = 0; i < n; i++)
+        PQclear(res[i]);
+    char *enc = curl_easy_escape(NULL, redirect, 0);
+    char link[4096];
+    snprintf(link, sizeof(link), "%s/auth/v1/verify?token=%s&type=%s&redirect_to=%s",
+             app->external_url, token, type, enc ? enc : "");
+    curl_free(enc);
+    if (!user) {
+        auth__error(req, 500, "unexpected_failure", "could not read the user");
+        goto done;
+    }
+    /* supabase-js splits these five keys off as `properties`, the rest is the user */
+    json_object_set_new(user, "action_link", json_string(link));
+    json_object_set_new(user, "email_otp", json_string(code));
+    json_object_set_new(user, "hashed_token", json_string(token));
+    json_object_set_new(user, "verification_type", json_string(type));
+    json_object_set_new(user, "redirect_to", json_string(redirect));
+    http_reply_json(req, 200, user);
+done:
+    free(meta);
+    json_decref(body);
+    auth_caller_free(&caller);
+}
+
+/* ---------------------------------------------------------- e-mail change */
+
+bool auth__request_email_change(http_request_t *req, const char *headers, const char *uid,
+                                const char *current, const char *new_email)
+{
+    app_t *app = auth__app(req);
+    char other[CD_UUID_LEN + 1];
+    bool confirmed;
+    if (!find_user(req, headers, new_email, other, &confirmed))
+        return false;
+    if (*other) {
+        auth__error(req, 422, "email_exists",
+                    "A user with this email address has already been registered");
+        return false;
+    }
+    const char *redirect = pick_redirect(app, http_query_arg(req, "redirect_to"));
+    mail_job_t cur = {.uid = uid,
+                      .purpose = "email_change_current",
+                      .kind = "email_change",
+                      .link_type = "email_change",
+                      .to = current,
+                      .email = current,
+                      .new_email = new_email,
+                      .redirect_to = redirect};
+    mail_job_t nxt = cur;
+    nxt.purpose = "email_change_new";
+    nxt.to = new_email;
+    return send_token(req, headers, &cur, NULL, 0, NULL, NULL, NULL, NULL) &&
+           send_token(req, headers, &nxt, NULL, 0, NULL, NULL, NULL, NULL);
+}

@@ -227,6 +227,81 @@ describe('recovery and magic links', () => {
   });
 });
 
+describe('invites, generated links and e-mail changes', () => {
+  it('admin.inviteUserByEmail mails an invite; the code signs the invitee in, who then sets a password', async () => {
+    const email = uniqueEmail('invitee');
+    const admin = client(open, open.serviceKey);
+    const { data, error } = await admin.auth.admin.inviteUserByEmail(email, { data: { name: 'Ann', role: 'admin' } });
+    noError(error, 'inviteUserByEmail');
+    assert.equal(data.user.email, email);
+    assert.ok(data.user.invited_at);
+    assert.equal(data.user.app_metadata.role, 'user', 'an invite never grants a role from data');
+    const mail = await sink.waitFor(email);
+    assert.equal(mail.subject, 'You have been invited');
+    const { code } = linkAndCode(mail);
+    const c = client(open);
+    const v = await c.auth.verifyOtp({ email, token: code, type: 'invite' });
+    noError(v.error, 'verifyOtp invite');
+    await c.auth.setSession(v.data.session);
+    noError((await c.auth.updateUser({ password: PASSWORD })).error, 'set password');
+    noError((await client(open).auth.signInWithPassword({ email, password: PASSWORD })).error, 'signIn');
+    const again = await admin.auth.admin.inviteUserByEmail(email);
+    assert.equal(again.error?.code, 'email_exists');
+    const anon = await client(open).auth.admin.inviteUserByEmail(uniqueEmail('x'));
+    assert.equal(anon.error?.status, 403, 'the anon key cannot invite');
+    const audit = await sql(open, `select count(*) from auth.audit_log_entries where payload->>'action' = 'user_invited' and payload->'traits'->>'user_email' = ${lit(email)}`);
+    assert.equal(audit, '1');
+  });
+
+  it('admin.generateLink returns a working link and code and mails nothing', async () => {
+    const email = uniqueEmail('gen');
+    const admin = client(open, open.serviceKey);
+    const { data, error } = await admin.auth.admin.generateLink({ type: 'signup', email, password: PASSWORD, options: { redirectTo: 'http://app.example.test/in' } });
+    noError(error, 'generateLink');
+    assert.equal(data.user.email, email);
+    assert.equal(data.properties.verification_type, 'signup');
+    assert.equal(data.properties.redirect_to, 'http://app.example.test/in');
+    assert.match(data.properties.email_otp, /^\d{6}$/);
+    const r = await request(data.properties.action_link);
+    assert.ok(r.headers.location.startsWith('http://app.example.test/in#access_token='));
+    const rec = await admin.auth.admin.generateLink({ type: 'recovery', email });
+    noError(rec.error, 'generateLink recovery');
+    const v = await client(open).auth.verifyOtp({ email, token: rec.data.properties.email_otp, type: 'recovery' });
+    noError(v.error, 'verifyOtp with the generated code');
+    const missing = await admin.auth.admin.generateLink({ type: 'magiclink', email: uniqueEmail('none') });
+    assert.equal(missing.error?.status, 404);
+    assert.equal(sink.count(email), 0);
+  });
+
+  it('updateUser({email}) needs both the current and the new address to confirm', async () => {
+    const { email, code } = await signUpUnconfirmed();
+    const c = client(open);
+    const v = await c.auth.verifyOtp({ email, token: code, type: 'signup' });
+    noError(v.error);
+    await c.auth.setSession(v.data.session);
+    const next = uniqueEmail('moved');
+    const { data, error } = await c.auth.updateUser({ email: next });
+    noError(error, 'updateUser email');
+    assert.equal(data.user.email, email, 'nothing changes yet');
+    assert.equal(data.user.new_email, next);
+    const toOld = linkAndCode(await sink.waitFor(email, { after: 1 }));
+    const toNew = linkAndCode(await sink.waitFor(next));
+    const first = await client(open).auth.verifyOtp({ token_hash: toNew.token, type: 'email_change' });
+    noError(first.error, 'first half');
+    assert.equal(first.data.session, null);
+    let me = await sql(open, `select email from auth.users where id = ${lit(v.data.user.id)}`);
+    assert.equal(me, email, 'one half is not enough');
+    const r = await request(toOld.link);
+    assert.match(r.headers.location, /#access_token=/);
+    me = await sql(open, `select email from auth.users where id = ${lit(v.data.user.id)}`);
+    assert.equal(me, next);
+    noError((await client(open).auth.signInWithPassword({ email: next, password: PASSWORD })).error, 'signIn with the new address');
+    // another user's address cannot be claimed
+    const taken = await c.auth.updateUser({ email: (await signUpUnconfirmed()).email });
+    assert.equal(taken.error?.code, 'email_exists');
+  });
+});
+
 describe('redirects', () => {
   it('an allowed redirect_to (glob) is kept; a foreign one is replaced by SITE_URL', async () => {
     const good = await signUpUnconfirmed(uniqueEmail('redir'), { emailRedirectTo: 'http://app.example.test/welcome/x' });
