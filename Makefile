@@ -15,6 +15,7 @@ deps-test:
 build: deps
 	@[ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized >/dev/null
 	@ninja -C build
+	@node scripts/build-web.mjs build/web
 
 run: build
 	./build/campaignd serve

@@ -6,7 +6,7 @@ database's own ceiling for that request on this machine).
 bench/run.sh turns on log_statement=all, logs a begin marker from psql, makes one
 HTTP request, logs an end marker, and calls:
 
-    extract_sql.py POSTGRES_LOG BEGIN_MARKER END_MARKER SCRIPT_OUT VARS_OUT
+    extract_sql.py POSTGRES_LOG BEGIN_MARKER END_MARKER SCRIPT_OUT VARS_OUT [REQUEST_PATH]
 
 Between the markers it takes the statements of the one backend that is not
 psql's (the server's worker connection), in order, with their parameters
@@ -16,6 +16,13 @@ with each $n replaced by a pgbench variable :sI_N (NULL and '' inline); VARS_OUT
 "sI_N=value" line per variable for pgbench -D (values are single-line: the server
 sends JSON, identifiers and numbers). Run pgbench with -M prepared so that the
 variables travel as parameters, as they do from the server.
+
+Other backends may log statements inside the window too (the retention job,
+realtime's change poller, another worker): with REQUEST_PATH, the backend
+whose request prelude was given that request.path is chosen, and only its
+transaction (from the BEGIN before that prelude to the COMMIT after it) is
+kept. Exit status 1 (with the reason on stderr) when the window holds no such
+request, so that bench/run.sh can capture again.
 """
 import re
 import sys
@@ -43,11 +50,30 @@ def entries(path):
         yield cur
 
 
+def request_of(stmts, path):
+    """The statements of the transaction whose prelude set request.path to the
+    end of path (parameter $4 of the prelude, src/db/db.c: PostgREST's path,
+    e.g. /campaigns for /rest/v1/campaigns), from its BEGIN to its COMMIT;
+    DEALLOCATEs sent before the BEGIN are left out (a replay has nothing to
+    deallocate). [] when there is none."""
+    for i, (sql, params) in enumerate(stmts):
+        if "set_config('request.path', $4" in sql and params.get(4) and path.endswith(params[4]):
+            start = i
+            while start > 0 and not stmts[start][0].upper().startswith("BEGIN"):
+                start -= 1
+            stop = i
+            while stop < len(stmts) - 1 and stmts[stop][0].upper() != "COMMIT":
+                stop += 1
+            return stmts[start:stop + 1]
+    return []
+
+
 def main(argv):
-    if len(argv) != 6:
+    if len(argv) not in (6, 7):
         sys.stderr.write(__doc__)
         return 2
-    log, begin, end, script_out, vars_out = argv[1:]
+    log, begin, end, script_out, vars_out = argv[1:6]
+    path = argv[6] if len(argv) == 7 else None
     window = []
     inside = False
     marker_pids = set()
@@ -64,6 +90,9 @@ def main(argv):
     if not inside:
         sys.stderr.write(f"extract_sql: marker {begin!r} not found in {log}\n")
         return 1
+    if not any(end in msg for _, _, msg in entries(log)):
+        sys.stderr.write(f"extract_sql: marker {end!r} not yet in {log}\n")
+        return 1
 
     # Statements per backend, each with the parameters of the DETAIL line after it.
     by_pid = {}
@@ -78,6 +107,9 @@ def main(argv):
             params = by_pid[pid][-1][1]
             for p in PARAM.finditer(msg):
                 params[int(p.group(1))] = None if p.group(2) == "NULL" else p.group(3).replace("''", "'")
+    if path is not None:
+        by_pid = {pid: request_of(stmts, path) for pid, stmts in by_pid.items()}
+        by_pid = {pid: stmts for pid, stmts in by_pid.items() if stmts}
     if len(by_pid) != 1:
         sys.stderr.write(f"extract_sql: expected the statements of one server backend, found {len(by_pid)}\n")
         return 1

@@ -16,6 +16,12 @@
 # Also records the server's RSS at the start and end of each run, and over a
 # BENCH_SOAK_SECONDS (default 300) run of the cheap list at 8 connections. Writes
 # bench/RESULTS.md (BENCH_RESULTS to change) and prints the same.
+# BENCH_ONLY picks a subset of the parts, by name: list (both list scenarios),
+# auth_user, signin, soak (default: all of them), e.g.
+#   BENCH_ONLY=list BENCH_SECONDS=20 bench/run.sh
+# BENCH_PERF=1 also records a system-wide perf profile (perf record -a -g)
+# during the list_campaigns run at 8 connections and puts where the CPU time
+# went (per process, and the server's hottest symbols) into the results.
 # Needs: build/campaignd (CAMPAIGND_BIN), wrk (scripts/setup.sh bench), pgbench,
 # psql, curl, python3, cc with libcrypt. BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -25,6 +31,8 @@ root=$(pwd)
 bin=${CAMPAIGND_BIN:-$root/build/campaignd}
 seconds=${BENCH_SECONDS:-30}
 connections=${BENCH_CONNECTIONS:-"8 64"}
+only=${BENCH_ONLY:-"list auth_user signin soak"}
+wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cpus=$(nproc)
@@ -115,20 +123,44 @@ wait_ok() {
 }
 
 # ------------------------------------------------------------------ capture
-# capture NAME CURL-ARGS...: makes the request once with log_statement=all and
+# capture NAME URL CURL-ARGS...: makes the request once with log_statement=all and
 # writes $work/NAME.sql (pgbench script) and $work/NAME.vars (pgbench -D values).
+# Made reliable (a run once said "could not capture the SQL"): the setting is
+# known to be in force (a new session sees it) before the request; the log is
+# read once the end marker has reached it, not after a fixed sleep; the
+# request's own transaction is picked by its request.path among whatever else
+# logged statements meanwhile (retention job, realtime); and a failed attempt
+# is made again, up to 5 times.
 capture() {
-  local name=$1
-  shift
+  local name=$1 target=$2
+  shift 2
+  local path=${target#"$url"}
+  path=${path%%\?*}
+  local attempt
   psql_owner -c "alter system set log_statement = 'all'" -c 'select pg_reload_conf()' >/dev/null
-  sleep 1
-  psql_owner -c "select 'campaignd-bench-begin-$name'" >/dev/null
-  curl -s -o /dev/null "$@"
-  psql_owner -c "select 'campaignd-bench-end-$name'" >/dev/null
+  for _ in $(seq 1 50); do
+    [ "$(psql "$owner_url" -XAtc 'show log_statement')" = all ] && break
+    sleep 0.1
+  done
+  sleep 0.5 # every backend handles the reload before its next command
+  for attempt in 1 2 3 4 5; do
+    psql_owner -c "select 'campaignd-bench-begin-$name-$attempt'" >/dev/null
+    curl -s -o /dev/null "$@" "$target"
+    psql_owner -c "select 'campaignd-bench-end-$name-$attempt'" >/dev/null
+    for _ in $(seq 1 50); do
+      grep -q "campaignd-bench-end-$name-$attempt" "$data/postgres.log" 2>/dev/null && break
+      sleep 0.1
+    done
+    if python3 bench/extract_sql.py "$data/postgres.log" "campaignd-bench-begin-$name-$attempt" \
+      "campaignd-bench-end-$name-$attempt" "$work/$name.sql" "$work/$name.vars" "$path" >&2; then
+      psql_owner -c 'alter system reset log_statement' -c 'select pg_reload_conf()' >/dev/null
+      return 0
+    fi
+    log "$name: capture attempt $attempt failed; again"
+    sleep 1
+  done
   psql_owner -c 'alter system reset log_statement' -c 'select pg_reload_conf()' >/dev/null
-  sleep 1
-  python3 bench/extract_sql.py "$data/postgres.log" "campaignd-bench-begin-$name" \
-    "campaignd-bench-end-$name" "$work/$name.sql" "$work/$name.vars" >&2
+  return 1
 }
 
 # ------------------------------------------------------------------ runs
@@ -164,6 +196,54 @@ run_pgbench() {
   echo "$tps ${lat:-?}"
 }
 
+# perf_report NAME: appends where the CPU time went during the profiled run.
+perf_sections=""
+perf_report() {
+  local name=$1 f=$work/perf-$1.data
+  [ -s "$f" ] || { log "$name: no perf data"; return 0; }
+  local by_comm by_sym by_dso pg_sym
+  by_comm=$(perf report -i "$f" --no-children -g none --sort comm --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -12 || true)
+  # this run's server and this run's PostgreSQL backends only (the machine is shared)
+  local pm pg_pids
+  pm=$(head -1 "$data/pg/postmaster.pid" 2>/dev/null || true)
+  [ -n "$pm" ] || pm=$(head -1 "$(find "$data" -name postmaster.pid | head -1)" 2>/dev/null || true)
+  pg_pids=$(pgrep -d, -P "$pm" 2>/dev/null || true)
+  by_sym=$(perf report -i "$f" --no-children -g none --pid "$server_pid" --sort dso,symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -30 | cut -c1-120 | sed 's/ *$//' || true)
+  by_dso=$(perf report -i "$f" --no-children -g none --pid "$server_pid" --sort dso --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -12 | sed 's/ *$//' || true)
+  pg_sym=""
+  [ -z "$pg_pids" ] || pg_sym=$(perf report -i "$f" --no-children -g none --pid "$pg_pids" --sort symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -20 | cut -c1-120 | sed 's/ *$//' || true)
+  perf_sections+="
+### Profile: $name at 8 connections (perf record -a -g, ${seconds}s)
+
+CPU samples by process (all CPUs, the whole machine):
+
+\`\`\`
+$by_comm
+\`\`\`
+
+This run's server process (pid $server_pid, all threads), by library, then by symbol
+(percentages of all samples on the machine):
+
+\`\`\`
+$by_dso
+\`\`\`
+
+\`\`\`
+$by_sym
+\`\`\`
+
+This run's PostgreSQL backends, by symbol:
+
+\`\`\`
+$pg_sym
+\`\`\`
+"
+}
+
 table_header="| connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | pgbench tps (same SQL) | pgbench avg latency ms | server / pgbench |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 sections=""
@@ -180,7 +260,7 @@ Not measured: \`$target\` did not answer 200 (see the server log of the run).
 "
     return 0
   fi
-  if ! capture "$name" "${auth_headers[@]}" "$target"; then
+  if ! capture "$name" "$target" "${auth_headers[@]}"; then
     log "$name: could not capture the SQL; pgbench skipped"
     : >"$work/$name.sql"
   fi
@@ -188,7 +268,16 @@ Not measured: \`$target\` did not answer 200 (see the server log of the run).
   seconds=2 run_wrk "$name-warmup" 8 "$target" -s bench/report.lua "${auth_headers[@]}" >/dev/null
   for c in $connections; do
     log "$name: wrk, $c connections, ${seconds}s"
+    local perf_pid=""
+    if [ "${BENCH_PERF:-}" = 1 ] && [ "$name" = list_campaigns ] && [ "$c" = 8 ]; then
+      perf record -a -g -F 299 -o "$work/perf-$name.data" -- sleep "$seconds" >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
     read -r -a w <<<"$(run_wrk "$name" "$c" "$target" -s bench/report.lua "${auth_headers[@]}")"
+    if [ -n "$perf_pid" ]; then
+      wait "$perf_pid" || true
+      perf_report "$name"
+    fi
     if [ -s "$work/$name.sql" ]; then
       log "$name: pgbench, $c clients, ${seconds}s"
       read -r -a p <<<"$(run_pgbench "$name" "$c")"
@@ -216,15 +305,20 @@ $sql_text
 "
 }
 
-scenario "List campaigns (004_campaigns and its RLS policies)" list_campaigns \
-  "$url/rest/v1/campaigns?$list_path" \
-  "The table of migration 004 with its own policies (owner OR admin/viewer role)."
-scenario "List campaigns, owner policy only (bench_campaigns)" list_bench_campaigns \
-  "$url/rest/v1/bench_campaigns?$list_path" \
-  "Same shape and rows; one policy \`user_id = (select auth.uid())\` and an index on (user_id, created_at desc): the query is cheap, so this shows what the server adds."
-scenario "GET /auth/v1/user (token verification + one query)" auth_user \
-  "$url/auth/v1/user" ""
+if wants list; then
+  scenario "List campaigns (004_campaigns and its RLS policies)" list_campaigns \
+    "$url/rest/v1/campaigns?$list_path" \
+    "The table of migration 004 with its policies, each written TO the member role it is for (017_app_roles: the request runs as app_user)."
+  scenario "List campaigns, owner policy only (bench_campaigns)" list_bench_campaigns \
+    "$url/rest/v1/bench_campaigns?$list_path" \
+    "Same shape and rows; one policy \`user_id = (select auth.uid())\` and an index on (user_id, created_at desc): the query is cheap, so this shows what the server adds."
+fi
+if wants auth_user; then
+  scenario "GET /auth/v1/user (token verification + one query)" auth_user \
+    "$url/auth/v1/user" ""
+fi
 
+if wants signin; then
 # Password sign-in against the machine's bcrypt rate at the same cost.
 log "bcrypt rate"
 cost=$(psql "$owner_url" -XAtc "select substr(encrypted_password, 5, 2)::int from auth.users where email = '$email'")
@@ -266,12 +360,13 @@ Reference: bcrypt hashes per second of this machine at the same cost ($cost), $c
 | connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | bcrypt/s ($cpus threads) | server / bcrypt |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $signin_rows"
+fi
 
 # ------------------------------------------------------------------ soak
 # Server memory over a long run (BENCH_SOAK_SECONDS, default 300; 0 skips it):
 # wrk on the cheap list at 8 connections, the server's RSS sampled every 30 s.
 soak=${BENCH_SOAK_SECONDS:-300}
-if [ "$soak" -gt 0 ]; then
+if wants soak && [ "$soak" -gt 0 ]; then
   log "soak: wrk, 8 connections, ${soak}s, RSS every 30 s"
   soak_target="$url/rest/v1/bench_campaigns?$list_path"
   wrk -t "$(threads_for 8)" -c 8 -d "${soak}s" --timeout 10s -s bench/report.lua \
@@ -321,11 +416,18 @@ another machine or another run are not comparable; ratios are. RSS is the campai
 process only (PostgreSQL runs in its own processes).
 EOF
   printf '%s\n' "$sections"
+  [ -z "$perf_sections" ] || printf '\n## Where the time goes\n%s\n' "$perf_sections"
   # The realtime fan-out has its own driver (bench/realtime/fanout.mjs) and its
   # own results file; they are reproduced here so all results are in one place.
   if [ -f bench/realtime/RESULTS.md ]; then
     echo
     cat bench/realtime/RESULTS.md
+  fi
+  # The dashboard's bundle size and first paint are measured by the e2e tests
+  # (tests/e2e/dashboard.test.js), which write bench/web/RESULTS.md.
+  if [ -f bench/web/RESULTS.md ]; then
+    echo
+    cat bench/web/RESULTS.md
   fi
 } >"$results"
 cat "$results"

@@ -24,5 +24,7 @@ if command -v clang-format >/dev/null; then
     fi
   done
 fi
+# Layering: no include of a higher layer, no include cycle (docs/architecture.md).
+python3 scripts/check-layers.py >/dev/null || { python3 scripts/check-layers.py; status=1; }
 [ $status = 0 ] && echo "lint: ok ($(echo "$files" | wc -w) files)"
 exit $status

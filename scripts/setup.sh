@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what campaignd needs to build, run and test on Debian 12, and nothing
 # that is already there. Called by `make build`, `make run` and `make test`.
-#   scripts/setup.sh build   - compiler, libraries, PostgreSQL server
-#   scripts/setup.sh test    - the above plus pgTAP, cmocka, clang (libFuzzer), node modules
+#   scripts/setup.sh build   - compiler, libraries, PostgreSQL server, Node.js and the
+#                              node modules (esbuild bundles the dashboard, web/)
+#   scripts/setup.sh test    - the above plus pgTAP, cmocka, clang (libFuzzer), chromium (e2e)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,8 @@ pkgs_build=(build-essential pkg-config meson ninja-build
   libmicrohttpd-dev libjansson-dev libjwt-dev libssl-dev libpq-dev libcrypt-dev
   libcurl4-openssl-dev libwslay-dev libcsv-dev
   postgresql-15 postgresql-client-15)
-pkgs_test=(libcmocka-dev python3-aiosmtpd postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev)
+pkgs_test=(libcmocka-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev
+  chromium python3-aiosmtpd)
 
 want=("${pkgs_build[@]}")
 [ "$what" = test ] && want+=("${pkgs_test[@]}")
@@ -36,7 +38,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ "$what" = test ]; then
+if [ "$what" = test ] || [ "$what" = build ]; then
   # Node.js 20 with its npm: Debian's own nodejs/npm pair, unless a nodejs with a
   # bundled npm (as on our CI image) is already there.
   if ! command -v npm >/dev/null 2>&1; then
@@ -46,8 +48,9 @@ if [ "$what" = test ]; then
       echo "setup: node and npm are missing: sudo apt-get install nodejs npm" >&2; exit 1
     fi
   fi
-  # The integration tests use the real @supabase/supabase-js, pinned by the lock file.
-  if [ ! -d node_modules/@supabase/supabase-js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  # The dashboard's build (esbuild, Preact, uPlot, supabase-js) and the tests
+  # (supabase-js, playwright-core) use node modules pinned by the lock file.
+  if [ ! -d node_modules/@supabase/supabase-js ] || [ ! -d node_modules/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "setup: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   fi

@@ -3,13 +3,13 @@
 #   lint and docs checks; C unit tests (cmocka) under ASan/UBSan; libFuzzer
 #   targets for a short run; pgTAP over the migrated embedded database; and
 #   integration tests with the real @supabase/supabase-js against the real
-#   binary (ASan/UBSan build).
+#   binary (ASan/UBSan build); end-to-end tests of the dashboard in chromium.
 # Environment: FUZZ_SECONDS (default 15) per fuzz target; TEST_LAYERS to run a
 # subset, e.g. TEST_LAYERS="unit sql".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-layers=${TEST_LAYERS:-"lint unit fuzz sql integration"}
+layers=${TEST_LAYERS:-"lint unit fuzz sql integration e2e"}
 fuzz_seconds=${FUZZ_SECONDS:-15}
 passed=0
 failed=0
@@ -46,6 +46,11 @@ fi
 ninja -C build-asan >/dev/null || { ninja -C build-asan; echo "0 passed, 1 failed"; exit 1; }
 bin=$root/build-asan/campaignd
 echo "built $bin"
+# The dashboard, bundled next to the binary under test (WEB_DIR of the tests).
+web_dir=$root/build-asan/web
+if want integration || want e2e; then
+  node scripts/build-web.mjs "$web_dir" || { echo "0 passed, 1 failed"; exit 1; }
+fi
 
 if want lint; then
   section "lint"
@@ -86,7 +91,11 @@ if want fuzz; then
       run_corpus="$work/corpus-$name"
       mkdir -p "$run_corpus"
       [ -d "$corpus" ] && cp -r "$corpus"/. "$run_corpus"/ 2>/dev/null
-      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+      dict=tests/fuzz/dict/${name#fuzz_}.dict
+      if [ ! -f "$dict" ]; then
+        echo "$name: no dictionary $dict"; fail 1 "fuzz $name (dictionary)"; continue
+      fi
+      if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -dict="$dict" \
            -artifact_prefix="$work/" "$run_corpus" >"$work/$name.log" 2>&1; then
         echo "$name: ok ($(grep -o 'Done [0-9]* runs' "$work/$name.log" | grep -o '[0-9]*' || echo '?') runs)"
         pass
@@ -159,6 +168,24 @@ if want integration; then
     pass "$p"; [ "$f" != 0 ] && fail "$f" "integration"
   else
     echo "no integration tests"
+  fi
+fi
+
+if want e2e; then
+  section "e2e (chromium + playwright-core)"
+  if [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
+    # One file at a time (each drives a browser); screenshots of failures in build/e2e-failures/.
+    rm -rf build/e2e-failures
+    CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work CAMPAIGND_WEB_DIR=$web_dir timeout 1200 node --test \
+      --test-concurrency=1 --test-timeout=300000 --test-reporter=tap tests/e2e/ >"$work/e2e.log" 2>&1
+    p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$work/e2e.log" | tail -1)
+    f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$work/e2e.log" | tail -1)
+    p=${p:-0}; f=${f:-1}
+    echo "e2e: $p passed, $f failed"
+    [ "$f" != 0 ] && { grep -E -B2 -A30 '^\s*not ok' "$work/e2e.log" | head -150; echo "screenshots: build/e2e-failures/"; }
+    pass "$p"; [ "$f" != 0 ] && fail "$f" "e2e"
+  else
+    echo "chromium is missing (scripts/setup.sh test installs it)"; fail 1 "e2e (no chromium)"
   fi
 fi
 

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "db/db.h"
 #include "db/migrate.h"

@@ -15,6 +15,7 @@
 #include "realtime/realtime.h"
 #include "rest/rest.h"
 #include "storage/storage.h"
+#include "web/web.h"
 
 #define SERVER_MAX_ROUTES 256
 
@@ -64,6 +65,7 @@ static void build_table(void)
     append(api_routes, api_routes_len);
     append(rest_routes, rest_routes_len);
     append(storage_routes, storage_routes_len);
+    append(web_routes, web_routes_len);
 }
 
 /* Streaming (upload) routes: storage's uploads and the POST /object/...

@@ -133,13 +133,16 @@ done:
 }
 
 /* $1 the request body (validated): metric_type, value and date are read
- * from it as jsonb, so a decimal value reaches numeric exactly as sent. */
+ * from it as jsonb, so a decimal value reaches numeric exactly as sent. A
+ * row is unique per (user, metric, day, dimensions) (018_domain_rules.sql):
+ * posting the same metric and day again replaces the day's value. */
 static const char CREATE_SQL[] =
     "insert into public.analytics_data as a (metric_type, value, date) "
     "select $1::jsonb ->> 'metric_type', ($1::jsonb ->> 'value')::numeric,"
     "  coalesce(($1::jsonb ->> 'date')::date,"
     "    (now() at time zone coalesce("
     "      (select s.timezone from public.app_settings_public s limit 1), 'UTC'))::date) "
+    "on conflict (user_id, metric_type, date, dimensions) do update set value = excluded.value "
     "returning to_json(a)::text";
 
 static const char *const analytics_keys[] = {"metric_type", "value", "date", NULL};

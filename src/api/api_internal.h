@@ -100,10 +100,6 @@ CD_MUSTCHECK bool api__body_text(http_request_t *req, json_t *body, const char *
 
 /* ---------------------------------------------------------- validation */
 
-/* Whether s (len bytes) is valid UTF-8 without NUL; *chars gets the number
- * of code points. Overlong forms, surrogates and values past U+10FFFF are
- * invalid. */
-bool api__utf8_check(const char *s, size_t len, size_t *chars);
 /* Parses a calendar date YYYY-MM-DD (year 0001..9999, real day of month). */
 bool api__parse_date(const char *s, int *year, int *month, int *day);
 /* Whether s is an ISO 8601 timestamp with an explicit offset:
@@ -136,6 +132,13 @@ CD_MUSTCHECK bool api__link_header(cd_buf_t *b, const char *path, const char *ex
 /* Adds X-Total-Count and Link to the response. */
 void api__add_paging_headers(http_request_t *req, const char *path, const char *extra,
                              const api_page_t *p, long long total);
+/* The LIMIT and OFFSET of a page as statement parameters. */
+void api__page_params(const api_page_t *p, char limit[24], char offset[32]);
+/* Answers 200 with a page of a list: res has one row of (total count, JSON array); the
+ * paging headers link to path with extra (see api__link_header). */
+void api__reply_page(http_request_t *req, const PGresult *res, const char *path, const char *extra,
+                     const api_page_t *p);
+
 /* Appends "&name=value" with value percent-encoded (RFC 3986 unreserved
  * characters kept). Returns false if b is full. */
 CD_MUSTCHECK bool api__query_append(cd_buf_t *b, const char *name, const char *value);

@@ -20,18 +20,20 @@ static const char *const campaign_statuses[] = {
     "draft", "scheduled", "active", "sending", "sent", "paused", "completed", "cancelled", "failed",
 };
 
-/* The changes the API allows: draft → scheduled → sending → sent; paused
- * from scheduled or sending and back to either; cancelled from draft,
- * scheduled, sending or paused. sent and cancelled are final; active,
- * completed and failed are set by the delivery pipeline, not through here. */
+/* The changes the API allows: draft → scheduled; paused from scheduled or
+ * sending and back to scheduled; cancelled from draft, scheduled, sending or
+ * paused. sent and cancelled are final; sending, sent, active, completed and
+ * failed are set by the delivery work (service_role), not through here. The
+ * database enforces the same table for every API role
+ * (public.campaign_api_transition_allowed, migrations/018_domain_rules.sql);
+ * this copy only words the 409 before the statement runs. */
 static const struct {
     const char *from;
     const char *to;
 } campaign_transitions[] = {
-    {"draft", "scheduled"},  {"draft", "cancelled"},     {"scheduled", "sending"},
-    {"scheduled", "paused"}, {"scheduled", "cancelled"}, {"sending", "sent"},
-    {"sending", "paused"},   {"sending", "cancelled"},   {"paused", "scheduled"},
-    {"paused", "sending"},   {"paused", "cancelled"},
+    {"draft", "scheduled"},     {"draft", "cancelled"},  {"scheduled", "paused"},
+    {"scheduled", "cancelled"}, {"sending", "paused"},   {"sending", "cancelled"},
+    {"paused", "scheduled"},    {"paused", "cancelled"},
 };
 
 static const char *const campaign_types[] = {"email", "sms", "social"};
@@ -129,8 +131,7 @@ void api__campaigns_list(http_request_t *req)
         goto done;
     }
     char limit[24], offset[32];
-    snprintf(limit, sizeof(limit), "%ld", pg.per_page);
-    snprintf(offset, sizeof(offset), "%lld", (long long)(pg.page - 1) * pg.per_page);
+    api__page_params(&pg, limit, offset);
     const char *p[4] = {status, type, limit, offset};
     db_stmt_t st = {LIST_SQL, 4, p};
     PGresult *res = NULL;
@@ -143,9 +144,7 @@ void api__campaigns_list(http_request_t *req)
         (!type || api__query_append(&q, "type", type)))
         snprintf(extra, sizeof(extra), "%s", cd_buf_str(&q));
     cd_buf_free(&q);
-    api__add_paging_headers(req, "/api/campaigns", extra, &pg,
-                            strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-    api__reply_cell(req, 200, res, 0, 1);
+    api__reply_page(req, res, "/api/campaigns", extra, &pg);
     PQclear(res);
 done:
     api__end(&ctx);
@@ -308,8 +307,9 @@ static void reply_update_verdict(http_request_t *req, const char *current, const
         snprintf(msg, sizeof(msg), "cannot change status from %s to %s", current, in->status);
         snprintf(details, sizeof(details), "allowed from %s: %s", current, allowed);
         api__reply_error(req, 409, "invalid_transition", msg, details,
-                         "draft -> scheduled -> sending -> sent; paused from scheduled or "
-                         "sending and back; cancelled from draft, scheduled, sending or paused.");
+                         "draft -> scheduled; paused from scheduled or sending and back to "
+                         "scheduled; cancelled from draft, scheduled, sending or paused. sending, "
+                         "sent, active, completed and failed are set by the delivery work.");
     } else if (strcmp(verdict, "type_locked") == 0) {
         snprintf(details, sizeof(details), "current status: %s", current);
         api__reply_error(req, 409, "type_locked",
@@ -374,15 +374,20 @@ done:
     api__end(&ctx);
 }
 
-/* Soft delete: sets deleted_at; messages, reports and audit stay. Returns the
- * visible count and the deleted row (NULL when RLS refused the update). */
+/* Soft delete through public.soft_delete_campaign() (deleted_at is not
+ * writable by API roles; the function is the audited path): messages, reports
+ * and audit stay. Returns the visible count and the deleted row (NULL when the
+ * caller may not change the campaign: the function is called only for its
+ * owner with role user and for admins, so a viewer gets 403, not its error). */
 static const char DELETE_SQL[] =
     "with vis as materialized ("
-    "  select c.id from public.campaigns c where c.id = $1::uuid and c.deleted_at is null), "
-    "upd as ("
-    "  update public.campaigns c set deleted_at = now()"
-    "  where c.id = $1::uuid and c.deleted_at is null returning c.*) "
-    "select (select count(*) from vis)::int, (select to_json(u)::text from upd u)";
+    "  select c.id, c.user_id from public.campaigns c"
+    "  where c.id = $1::uuid and c.deleted_at is null) "
+    "select (select count(*) from vis)::int,"
+    "  case when exists (select 1 from vis v where current_user = 'app_admin'"
+    "                    or (current_user = 'app_user' and v.user_id = auth.uid()))"
+    "  then (select to_json(d)::text from public.soft_delete_campaign($1::uuid) d"
+    "        where d.id is not null) end";
 
 void api__campaigns_delete(http_request_t *req)
 {

@@ -13,6 +13,7 @@
 #include "api/api_internal.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "http/body.h"
 
 /* ------------------------------------------------------------ requests */
@@ -160,7 +161,7 @@ bool api__check_keys(http_request_t *req, json_t *body, const char *const *allow
             /* The key is shown at most 64 bytes long, cut on a byte boundary
              * of valid UTF-8 or replaced when it is not printable. */
             size_t kl = strlen(key), chars;
-            bool printable = kl <= 64 && api__utf8_check(key, kl, &chars);
+            bool printable = kl <= 64 && cd_utf8_count(key, kl, &chars);
             for (size_t i = 0; printable && i < kl; i++)
                 printable = (unsigned char)key[i] >= 0x20;
             api__reply_invalid(req, "invalid_body", printable ? key : "(unprintable)",
@@ -195,7 +196,7 @@ bool api__body_text(http_request_t *req, json_t *body, const char *key, size_t m
     }
     const char *s = json_string_value(v);
     size_t len = json_string_length(v), chars = 0;
-    if (len > API_MAX_CONTENT_BYTES || !api__utf8_check(s, len, &chars)) {
+    if (len > API_MAX_CONTENT_BYTES || !cd_utf8_count(s, len, &chars)) {
         api__reply_invalid(req, "invalid_body", key,
                            len > API_MAX_CONTENT_BYTES
                                ? "%s is longer than the limit"
@@ -228,49 +229,6 @@ bool api__body_text(http_request_t *req, json_t *body, const char *key, size_t m
 }
 
 /* ---------------------------------------------------------- validation */
-
-bool api__utf8_check(const char *s, size_t len, size_t *chars)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        size_t extra;
-        unsigned long cp;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            n++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= extra)
-            return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
-        n++;
-    }
-    *chars = n;
-    return true;
-}
 
 static bool digits(const char *s, size_t n)
 {
@@ -415,17 +373,15 @@ bool api__parse_page(http_request_t *req, api_page_t *p)
 
 bool api__query_append(cd_buf_t *b, const char *name, const char *value)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (!cd_buf_printf(b, "&%s=", name))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-        char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        if (!(keep ? cd_buf_add(b, p, 1) : cd_buf_add(b, enc, 3)))
-            return false;
+    size_t cap = 3 * strlen(value) + 1; /* every byte encoded, and the NUL */
+    char *enc = malloc(cap);
+    bool ok = enc && cd_buf_printf(b, "&%s=", name);
+    if (ok) {
+        size_t n = cd_percent_encode(enc, cap, value, "-._~", NULL);
+        ok = cd_buf_add(b, enc, n);
     }
-    return true;
+    free(enc);
+    return ok;
 }
 
 static bool link(cd_buf_t *b, bool *first, const char *path, long page, long per_page,
@@ -463,6 +419,19 @@ void api__add_paging_headers(http_request_t *req, const char *path, const char *
     if (api__link_header(&b, path, extra, p, total))
         http_add_header(req, "Link", cd_buf_str(&b));
     cd_buf_free(&b);
+}
+
+void api__page_params(const api_page_t *p, char limit[24], char offset[32])
+{
+    snprintf(limit, 24, "%ld", p->per_page);
+    snprintf(offset, 32, "%lld", (long long)(p->page - 1) * p->per_page);
+}
+
+void api__reply_page(http_request_t *req, const PGresult *res, const char *path, const char *extra,
+                     const api_page_t *p)
+{
+    api__add_paging_headers(req, path, extra, p, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    api__reply_cell(req, 200, res, 0, 1);
 }
 
 /* ---------------------------------------------------------------- table */

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "app.h"
+#include "core/jwt.h"
 #include "db/db.h"
 #include "http/http.h"
 
@@ -22,13 +23,17 @@ typedef struct auth_caller {
     char user_id[37];    /* sub, for signed-in users; "" otherwise */
     char session_id[37]; /* session_id claim, or "" */
     bool has_bearer;     /* the caller sent a user token, not only the API key */
+    /* Why the Bearer token failed when auth_identify answers AUTH_ID_BAD_JWT (JWT_OK when
+     * it failed for another reason, e.g. out of memory); JWT_OK otherwise. Callers that
+     * shape their own error (PostgREST's PGRST301/303) read this, never the message. */
+    jwt_status_t jwt_status;
 } auth_caller_t;
 
 typedef enum {
     AUTH_ID_OK = 0,
     AUTH_ID_NO_APIKEY,  /* no apikey header or query parameter */
     AUTH_ID_BAD_APIKEY, /* apikey is not one of this server's keys */
-    AUTH_ID_BAD_JWT,    /* the Bearer token failed verification: see *why */
+    AUTH_ID_BAD_JWT,    /* the Bearer token failed verification: see jwt_status and *why */
 } auth_id_status_t;
 
 /* Works out who is calling. With require_apikey, a request without a valid

@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/buf.h"
 
 /* Clock skew tolerated on exp/nbf/iat. */
@@ -76,6 +76,7 @@ auth_id_status_t auth_identify(const app_t *app, http_request_t *req, bool requi
         jwt_status_t st = verify(app, bearer, &claims);
         if (st != JWT_OK) {
             json_decref(key_claims);
+            out->jwt_status = st;
             *why = jwt_status_message(st);
             return AUTH_ID_BAD_JWT;
         }

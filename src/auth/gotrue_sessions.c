@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "auth/auth_internal.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "auth/password.h"
 #include "core/buf.h"
 #include "core/crypto.h"

@@ -29,6 +29,7 @@ struct auth_limiter {
 
 struct auth_limiter *auth_limiter_new(size_t slots)
 {
+    CD_ASSERT(slots > 0); /* a compile-time constant of the caller */
     struct auth_limiter *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
@@ -68,6 +69,7 @@ int auth_limiter_hit(struct auth_limiter *l, const char *addr, long limit)
     pthread_mutex_lock(&l->lock);
     size_t h = hash_addr(addr);
     struct limiter_slot *slot = NULL, *oldest = NULL;
+    CD_ASSERT(l->nslots > 0);
     for (size_t i = 0; i < LIMITER_PROBE; i++) {
         struct limiter_slot *s = &l->slots[(h + i) % l->nslots];
         if (strcmp(s->addr, addr) == 0) {
@@ -78,6 +80,7 @@ int auth_limiter_hit(struct auth_limiter *l, const char *addr, long limit)
             oldest = s;
     }
     if (!slot) {
+        CD_ASSERT(oldest != NULL); /* LIMITER_PROBE > 0 and nslots > 0 */
         /* Take the stalest slot in the probe range: an expired window or,
          * under a flood of distinct addresses, the oldest one. */
         slot = oldest;

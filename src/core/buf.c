@@ -34,6 +34,7 @@ void cd_buf_reset(cd_buf_t *b)
 
 static bool buf_reserve(cd_buf_t *b, size_t extra)
 {
+    CD_ASSERT(b->len <= b->max); /* every append goes through here */
     if (extra > b->max - b->len)
         return false;
     size_t need = b->len + extra + 1;

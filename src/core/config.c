@@ -132,6 +132,9 @@ const config_entry_t config_table[] = {
     {"RETENTION_INTERVAL", CONFIG_INT, F(retention_interval), "3600", 0, 604800, false, "jobs",
      "Seconds between runs of the retention job, which deletes audit log rows older than "
      "app_settings.data_retention_days and old sign-in attempts (0 disables it)."},
+    {"WEB_DIR", CONFIG_STR, F(web_dir), "./build/web", 0, 0, false, "server",
+     "Directory of the built dashboard (index.html and assets/) served at /; made by `make build` "
+     "(scripts/build-web.sh). Empty serves no dashboard."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);

@@ -69,6 +69,8 @@ typedef struct config {
     long storage_max_file_bytes;
     /* jobs */
     long retention_interval;
+    /* web */
+    char *web_dir;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;

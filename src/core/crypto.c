@@ -3,37 +3,14 @@
  */
 #include "core/crypto.h"
 
+#include "core/text.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
-
-size_t cd_base64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = tbl[(v >> 6) & 63];
-        out[o++] = tbl[v & 63];
-    }
-    if (n - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = tbl[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
 
 bool cd_random_uuid(char out[CD_UUID_LEN + 1])
 {
@@ -54,7 +31,7 @@ bool cd_random_token(char out[CD_TOKEN_LEN + 1])
     unsigned char b[32];
     if (RAND_bytes(b, sizeof(b)) != 1)
         return false;
-    cd_base64url(b, sizeof(b), out);
+    cd_base64url_encode(b, sizeof(b), out);
     return true;
 }
 
@@ -74,7 +51,7 @@ void cd_hmac_b64url(const unsigned char *key, size_t keylen, const char *msg, si
     unsigned char md[32];
     unsigned int n = 0;
     HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, len, md, &n);
-    cd_base64url(md, sizeof(md), out);
+    cd_base64url_encode(md, sizeof(md), out);
 }
 
 bool cd_is_uuid(const char *s)

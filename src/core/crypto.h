@@ -20,8 +20,6 @@ void cd_sha256_hex(const char *s, size_t len, char out[CD_SHA256_HEX_LEN + 1]);
 /* HMAC-SHA256(key, msg) as unpadded base64url (43 characters). */
 void cd_hmac_b64url(const unsigned char *key, size_t keylen, const char *msg, size_t len,
                     char out[CD_TOKEN_LEN + 1]);
-/* Unpadded base64url of n bytes; out must hold 4*ceil(n/3)+1 bytes. Returns the length. */
-size_t cd_base64url(const unsigned char *in, size_t n, char *out);
 /* Whether s is a UUID in canonical 8-4-4-4-12 hex form. */
 bool cd_is_uuid(const char *s);
 /* Compares two strings in time that depends only on their lengths. */

@@ -5,6 +5,7 @@
 #include "core/log.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -52,4 +53,10 @@ void log_write(log_level_t level, const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void cd_assert_fail(const char *expr, const char *file, int line, const char *func)
+{
+    log_error("assertion failed: %s at %s:%d (%s)", expr, file, line, func);
+    abort();
 }

@@ -27,9 +27,16 @@ static _Thread_local int thread_backoff_ms;
 
 static const char PRELUDE_NAME[] = "cd_prelude";
 /* The request context, as PostgREST sets it (wire reference 2.9). All local
- * to the transaction, so nothing leaks into the next request. */
+ * to the transaction, so nothing leaks into the next request. A verified
+ * 'authenticated' token runs as the member role of the user's authoritative
+ * role (app_admin, app_user, app_viewer; anon when banned or deleted), read
+ * from auth.users by auth.db_role_for() in this same statement, so the planner
+ * applies only that role's policies (migrations/017_app_roles.sql). The
+ * function runs before SET ROLE takes effect, as authenticator. */
 static const char PRELUDE_SQL[] =
-    "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
+    "select set_config('role', case when $1::text = 'authenticated' "
+    "then auth.db_role_for($2::text::jsonb ->> 'sub') else $1::text end, true), "
+    "set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true), set_config('statement_timeout', $6, true), "
     "set_config('search_path', 'public, extensions', true), "

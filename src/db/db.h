@@ -30,7 +30,8 @@ typedef struct db_error {
 
 /* Who is asking: becomes SET LOCAL ROLE and the request.* settings. */
 typedef struct db_caller {
-    const char *role;         /* "anon", "authenticated" or "service_role" */
+    const char *role;         /* "anon", "authenticated" (becomes app_admin, app_user,
+                               * app_viewer or anon: auth.db_role_for) or "service_role" */
     const char *claims_json;  /* the verified JWT payload, with "role" in it */
     const char *method;       /* request.method */
     const char *path;         /* request.path */

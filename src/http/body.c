@@ -8,31 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* jansson bounds nesting at 2048; we want far less to keep later recursive
- * walks over bodies cheap and bounded. */
-static bool depth_ok(json_t *j, int depth)
-{
-    if (depth > BODY_MAX_JSON_DEPTH)
-        return false;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(j, k, v)
-        {
-            if (!depth_ok(v, depth + 1))
-                return false;
-        }
-    } else if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v)
-        {
-            if (!depth_ok(v, depth + 1))
-                return false;
-        }
-    }
-    return true;
-}
+#include "core/text.h"
 
 bool body_parse_json(const char *text, size_t len, int flags, json_t **out, char *err,
                      size_t errlen)
@@ -57,7 +33,9 @@ bool body_parse_json(const char *text, size_t len, int flags, json_t **out, char
                  je.position);
         return false;
     }
-    if (!depth_ok(j, 1)) {
+    /* jansson bounds nesting at 2048; we want far less to keep later recursive
+     * walks over bodies cheap and bounded. */
+    if (cd_json_depth(j, BODY_MAX_JSON_DEPTH) > BODY_MAX_JSON_DEPTH) {
         json_decref(j);
         snprintf(err, errlen, "the request body nests deeper than %d levels", BODY_MAX_JSON_DEPTH);
         return false;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/text.h"
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -54,24 +55,13 @@ static int64_t now_us(void)
 
 /* ---------------------------------------------------------------- helpers */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool http_url_decode(char *s, bool form)
 {
     char *w = s;
     for (const char *r = s; *r; r++) {
         if (*r == '%') {
-            int hi = hexval((unsigned char)r[1]);
-            int lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
+            int hi = cd_hex_value((unsigned char)r[1]);
+            int lo = hi < 0 ? -1 : cd_hex_value((unsigned char)r[2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return false;
             *w++ = (char)(hi * 16 + lo);
@@ -303,12 +293,7 @@ static void make_request_id(char out[HTTP_REQUEST_ID_LEN + 1])
     unsigned char raw[HTTP_REQUEST_ID_LEN / 2];
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         memset(raw, 0, sizeof(raw));
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[HTTP_REQUEST_ID_LEN] = '\0';
+    cd_hex_encode(raw, sizeof(raw), out);
 }
 
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *con)

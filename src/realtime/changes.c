@@ -905,6 +905,7 @@ static void *feed_main(void *arg)
 
 bool changes_start(app_t *app, changes_deliver_fn fn, void *arg)
 {
+    CD_ASSERT(!feed.running); /* one change feed per process */
     feed.app = app;
     feed.deliver = fn;
     feed.arg = arg;

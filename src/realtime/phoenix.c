@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/text.h"
 
 void phx_msg_free(phx_msg_t *m)
 {
@@ -22,37 +23,6 @@ void phx_msg_free(phx_msg_t *m)
     json_decref(m->payload);
     free(m->raw);
     memset(m, 0, sizeof(*m));
-}
-
-/* Deepest nesting of a JSON value (bounded walk: stops counting past limit). */
-static size_t json_depth(const json_t *j, size_t limit)
-{
-    if (limit == 0)
-        return 1;
-    size_t best = 0;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            size_t d = json_depth(v, limit - 1);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v)
-        {
-            size_t d = json_depth(v, limit - 1);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    return 0;
 }
 
 /* A string field: NULL for null/absent when nullable; a number is accepted
@@ -102,7 +72,7 @@ bool phx_decode_text(phx_vsn_t vsn, const char *data, size_t len, phx_msg_t *out
         *why = "not valid JSON";
         return false;
     }
-    if (json_depth(root, PHX_MAX_JSON_DEPTH + 1) > PHX_MAX_JSON_DEPTH) {
+    if (cd_json_depth(root, PHX_MAX_JSON_DEPTH) > PHX_MAX_JSON_DEPTH) {
         *why = "JSON nested too deeply";
         goto fail;
     }
@@ -204,7 +174,7 @@ bool phx_decode_binary(const uint8_t *data, size_t len, phx_msg_t *out, const ch
         json_error_t jerr;
         inner = json_loadb((const char *)data + off, pl, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
                            &jerr);
-        if (!inner || json_depth(inner, PHX_MAX_JSON_DEPTH + 1) > PHX_MAX_JSON_DEPTH) {
+        if (!inner || cd_json_depth(inner, PHX_MAX_JSON_DEPTH) > PHX_MAX_JSON_DEPTH) {
             free(user_event);
             *why = "broadcast payload is not valid JSON";
             goto fail;

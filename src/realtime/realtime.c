@@ -26,9 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
-#include "auth/jwt.h"
+#include "core/crypto.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "realtime/changes.h"
 #include "realtime/phoenix.h"
@@ -325,6 +324,7 @@ static void chan_remove(rt_chan_t *ch, bool notify)
     for (rt_chan_t **p = &c->chans; *p; p = &(*p)->next_in_conn)
         if (*p == ch) {
             *p = ch->next_in_conn;
+            CD_ASSERT(c->nchans > 0);
             c->nchans--;
             break;
         }
@@ -471,6 +471,39 @@ fail:
     return false;
 }
 
+/* Applies a join's config to a new channel: broadcast self/ack and the presence key (the
+ * client's, or a random UUID as Realtime picks). Returns whether presence is enabled. */
+static bool chan_configure(rt_chan_t *ch, const json_t *config)
+{
+    json_t *bc = json_object_get(config, "broadcast");
+    ch->bc_self = json_is_true(json_object_get(bc, "self"));
+    ch->bc_ack = json_is_true(json_object_get(bc, "ack"));
+    json_t *pr = json_object_get(config, "presence");
+    const char *pkey = json_string_value(json_object_get(pr, "key"));
+    char uuid[CD_UUID_LEN + 1];
+    if (pkey && *pkey && strlen(pkey) <= PHX_MAX_FIELD)
+        snprintf(ch->presence_key, sizeof(ch->presence_key), "%s", pkey);
+    else if (cd_random_uuid(uuid))
+        snprintf(ch->presence_key, sizeof(ch->presence_key), "%s", uuid);
+    else /* no randomness (RAND_bytes failed): a fixed version-4 UUID, as before */
+        snprintf(ch->presence_key, sizeof(ch->presence_key), "%s",
+                 "00000000-0000-4000-8000-000000000000");
+    return json_is_true(json_object_get(pr, "enabled"));
+}
+
+/* Links a joined channel into its connection, its topic and the id index. */
+static void chan_link(rt_conn_t *c, rt_chan_t *ch, rt_topic_t *t)
+{
+    ch->next_in_conn = c->chans;
+    c->chans = ch;
+    c->nchans++;
+    CD_ASSERT(c->nchans <= (size_t)rt.app->cfg.realtime_max_channels);
+    ch->next_in_topic = t->chans;
+    t->chans = ch;
+    ch->next_by_id = rt.chans_by_id[ch->id % RT_BUCKETS];
+    rt.chans_by_id[ch->id % RT_BUCKETS] = ch;
+}
+
 static void handle_join(rt_conn_t *c, phx_msg_t *m)
 {
     if (strncmp(m->topic, "realtime:", 9) != 0 || m->topic[9] == '\0') {
@@ -517,25 +550,7 @@ static void handle_join(rt_conn_t *c, phx_msg_t *m)
     ch->id = ++rt.next_chan_id;
     ch->conn = c;
     ch->topic = t;
-    json_t *bc = json_object_get(config, "broadcast");
-    ch->bc_self = json_is_true(json_object_get(bc, "self"));
-    ch->bc_ack = json_is_true(json_object_get(bc, "ack"));
-    json_t *pr = json_object_get(config, "presence");
-    const char *pkey = json_string_value(json_object_get(pr, "key"));
-    if (pkey && *pkey && strlen(pkey) <= PHX_MAX_FIELD) {
-        snprintf(ch->presence_key, sizeof(ch->presence_key), "%s", pkey);
-    } else {
-        unsigned char r[16];
-        if (RAND_bytes(r, sizeof(r)) != 1)
-            memset(r, 0, sizeof(r));
-        r[6] = (r[6] & 0x0f) | 0x40;
-        r[8] = (r[8] & 0x3f) | 0x80;
-        snprintf(ch->presence_key, sizeof(ch->presence_key),
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
-                 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-                 r[15]);
-    }
-    bool presence_enabled = json_is_true(json_object_get(pr, "enabled"));
+    bool presence_enabled = chan_configure(ch, config);
     snprintf(ch->role, sizeof(ch->role), "%s", v.role);
     ch->claims_json = v.claims_json;
     ch->exp = v.exp;
@@ -553,13 +568,7 @@ static void handle_join(rt_conn_t *c, phx_msg_t *m)
         ch->has_changes = true;
     }
     free_bindings(binds, nbinds);
-    ch->next_in_conn = c->chans;
-    c->chans = ch;
-    c->nchans++;
-    ch->next_in_topic = t->chans;
-    t->chans = ch;
-    ch->next_by_id = rt.chans_by_id[ch->id % RT_BUCKETS];
-    rt.chans_by_id[ch->id % RT_BUCKETS] = ch;
+    chan_link(c, ch, t);
 
     json_t *resp = json_object();
     if (json_array_size(echo))
@@ -1100,6 +1109,7 @@ const size_t realtime_routes_len = CD_ARRAY_LEN(realtime_routes);
 
 bool realtime_start(app_t *app)
 {
+    CD_ASSERT(!rt.started); /* a process singleton: started once, stopped once */
     rt.app = app;
     atomic_store(&rt.stop, false);
     rt.epfd = epoll_create1(EPOLL_CLOEXEC);

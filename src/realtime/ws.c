@@ -138,55 +138,12 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return r;
 }
 
-/* RFC 3629 UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF). wslay
- * checks text frames too; this keeps the guarantee independent of its build. */
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t need;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return false;
-        i += need + 1;
-    }
-    return true;
-}
-
 static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
                    void *user)
 {
     (void)ctx;
     ws_conn_t *ws = user;
     if (a->opcode == WSLAY_TEXT_FRAME) {
-        if (!utf8_valid(a->msg, a->msg_length)) {
-            ws_conn_close(ws, WS_CLOSE_BAD_DATA, "invalid UTF-8");
-            return;
-        }
         if (!ws->closing)
             ws->on_message(ws->arg, false, a->msg, a->msg_length);
     } else if (a->opcode == WSLAY_BINARY_FRAME) {

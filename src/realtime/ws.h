@@ -34,7 +34,7 @@
 
 typedef struct ws_conn ws_conn_t;
 
-/* Called once per complete data message (text already checked to be UTF-8).
+/* Called once per complete data message (wslay has checked text to be UTF-8).
  * May call ws_conn_send / ws_conn_close on the same connection. */
 typedef void (*ws_message_fn)(void *arg, bool binary, const uint8_t *data, size_t len);
 

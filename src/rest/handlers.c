@@ -15,8 +15,9 @@
 #include <strings.h>
 
 #include "auth/auth.h"
-#include "auth/jwt.h"
+#include "core/jwt.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "db/db.h"
 #include "http/body.h"
 #include "rest/rest.h"
@@ -40,7 +41,7 @@ struct rest_ctx {
     auth_caller_t caller;
     bool have_caller;
     rest_schema_t *schema;
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query query;
     struct rest_prefer prefer;
     rest_request_t r;
@@ -51,20 +52,6 @@ struct rest_ctx {
     const char *path; /* the path below /rest/v1, as PostgREST sees it */
 };
 
-/* A copy of at most max bytes of s in the request's arena (NULL when out of memory). */
-static char *arena_strndup(struct rest_ctx *x, const char *s, size_t max)
-{
-    size_t n = 0;
-    while (n < max && s[n])
-        n++;
-    char *p = rest__arena_alloc(&x->arena, n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
 /* Queues a response header (sent with the reply); names are cut at 64 bytes, values at
  * REST_HEADER_VALUE_MAX. */
 static void add_out_header(struct rest_ctx *x, const char *name, const char *value)
@@ -72,8 +59,8 @@ static void add_out_header(struct rest_ctx *x, const char *name, const char *val
     if (x->n_headers >= REST_MAX_RESPONSE_HEADERS)
         return;
     struct out_header *h = &x->headers[x->n_headers];
-    h->name = arena_strndup(x, name, 64);
-    h->value = arena_strndup(x, value, REST_HEADER_VALUE_MAX);
+    h->name = cd_arena_strndup(&x->arena, name, 64);
+    h->value = cd_arena_strndup(&x->arena, value, REST_HEADER_VALUE_MAX);
     if (h->name && h->value)
         x->n_headers++;
 }
@@ -102,15 +89,8 @@ static json_t *json_text(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        size_t len = p[i] < 0x80             ? 1
-                     : (p[i] & 0xE0) == 0xC0 ? 2
-                     : (p[i] & 0xF0) == 0xE0 ? 3
-                     : (p[i] & 0xF8) == 0xF0 ? 4
-                                             : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (p[i + k] & 0xC0) == 0x80;
-        if (ok) {
+        size_t len = cd_utf8_char_len(p + i, n - i);
+        if (len > 0) {
             memcpy(c + i, s + i, len);
             i += len;
         } else {
@@ -268,14 +248,11 @@ static bool token_is(const char *b, const char *e, const char *word)
     return (size_t)(e - b) == n && strncasecmp(b, word, n) == 0;
 }
 
-enum accept_kind { ACCEPT_NONE, ACCEPT_JSON, ACCEPT_SINGULAR, ACCEPT_CSV, ACCEPT_OPENAPI };
-
-/* Picks the first media type of Accept that this endpoint can produce. */
-static enum accept_kind parse_accept(const char *h, bool root, bool *strip_nulls)
+enum rest__accept rest__parse_accept(const char *h, bool root, bool *strip_nulls)
 {
     *strip_nulls = false;
     if (!h || !*h)
-        return ACCEPT_JSON;
+        return REST__ACCEPT_JSON;
     const char *p = h;
     bool any_item = false;
     while (*p) {
@@ -298,26 +275,26 @@ static enum accept_kind parse_accept(const char *h, bool root, bool *strip_nulls
         }
         if (te > tb)
             any_item = true;
-        enum accept_kind k = ACCEPT_NONE;
+        enum rest__accept k = REST__ACCEPT_NONE;
         if (token_is(tb, te, "*/*") || token_is(tb, te, "application/*") ||
             token_is(tb, te, "application/json") ||
             token_is(tb, te, "application/vnd.pgrst.array+json") ||
             token_is(tb, te, "application/vnd.pgrst.array"))
-            k = root ? ACCEPT_OPENAPI : ACCEPT_JSON;
+            k = root ? REST__ACCEPT_OPENAPI : REST__ACCEPT_JSON;
         else if (token_is(tb, te, "application/vnd.pgrst.object+json") ||
                  token_is(tb, te, "application/vnd.pgrst.object"))
-            k = root ? ACCEPT_NONE : ACCEPT_SINGULAR;
+            k = root ? REST__ACCEPT_NONE : REST__ACCEPT_SINGULAR;
         else if (token_is(tb, te, "text/csv"))
-            k = root ? ACCEPT_NONE : ACCEPT_CSV;
+            k = root ? REST__ACCEPT_NONE : REST__ACCEPT_CSV;
         else if (token_is(tb, te, "application/openapi+json"))
-            k = root ? ACCEPT_OPENAPI : ACCEPT_NONE;
-        if (k != ACCEPT_NONE) {
+            k = root ? REST__ACCEPT_OPENAPI : REST__ACCEPT_NONE;
+        if (k != REST__ACCEPT_NONE) {
             *strip_nulls = nulls;
             return k;
         }
         p = *e ? e + 1 : e;
     }
-    return any_item ? ACCEPT_NONE : ACCEPT_JSON;
+    return any_item ? REST__ACCEPT_NONE : REST__ACCEPT_JSON;
 }
 
 static bool check_profile(struct rest_ctx *x, bool write)
@@ -336,7 +313,7 @@ static char *query_without_apikey(struct rest_ctx *x, size_t *len)
 {
     const char *q = x->req->raw_query ? x->req->raw_query : "";
     size_t n = strlen(q);
-    char *outq = rest__arena_alloc(&x->arena, n + 1);
+    char *outq = cd_arena_alloc(&x->arena, n + 1);
     if (!outq)
         return NULL;
     size_t w = 0;
@@ -521,21 +498,15 @@ static void reply_body(struct rest_ctx *x, int status, const PGresult *r, bool w
     http_reply_take(x->req, status, media_type(&x->r), b, n);
 }
 
-/* Appends s to v (at w, capacity cap), percent-encoding all but unreserved bytes. */
-static size_t append_encoded(char *v, size_t w, size_t cap, const char *s, bool encode)
+/* Appends s to v (at w, capacity cap), percent-encoding all but unreserved bytes; keeps three
+ * bytes spare for the '?', '&' and '=' the caller adds, and always NUL-terminates. */
+static size_t append_encoded(char *v, size_t w, size_t cap, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p && w + 4 < cap; p++) {
-        if (!encode || isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            v[w++] = (char)*p;
-        } else {
-            v[w++] = '%';
-            v[w++] = hex[*p >> 4];
-            v[w++] = hex[*p & 15];
-        }
+    if (w + 4 >= cap) {
+        v[w] = '\0';
+        return w;
     }
-    v[w] = '\0';
-    return w;
+    return w + cd_percent_encode(v + w, cap - w - 3, s, "-_.~", NULL);
 }
 
 /* "/table?id=eq.5" from the location column ([["id","eq.5"]]), percent-encoding values. */
@@ -547,7 +518,7 @@ static void location_header(struct rest_ctx *x, const PGresult *r)
     char v[REST_HEADER_VALUE_MAX];
     size_t w = 0;
     v[w++] = '/';
-    w = append_encoded(v, w, sizeof(v), x->r.table->name, true);
+    w = append_encoded(v, w, sizeof(v), x->r.table->name);
     size_t i;
     json_t *pair;
     json_array_foreach(a, i, pair)
@@ -557,9 +528,9 @@ static void location_header(struct rest_ctx *x, const PGresult *r)
         if (!k || !val || w + 4 >= sizeof(v))
             continue;
         v[w++] = i ? '&' : '?';
-        w = append_encoded(v, w, sizeof(v), k, true);
+        w = append_encoded(v, w, sizeof(v), k);
         v[w++] = '=';
-        w = append_encoded(v, w, sizeof(v), val, true);
+        w = append_encoded(v, w, sizeof(v), val);
     }
     json_decref(a);
     add_out_header(x, "Location", v);
@@ -981,73 +952,82 @@ static char *get_args_json(const struct rest_query *q, const rest_func_t *f)
     return s;
 }
 
-static void do_call(struct rest_ctx *x, const char *fname)
+/* The overloads of fname in the schema cache, refreshed once for a name it does not know. */
+static const rest_func_t *find_functions(struct rest_ctx *x, const char *fname, size_t *n_over)
 {
-    bool post = strcmp(x->req->method, "POST") == 0;
-    size_t n_over = 0;
-    const rest_func_t *over = rest__schema_funcs(x->schema, fname, &n_over);
+    const rest_func_t *over = rest__schema_funcs(x->schema, fname, n_over);
     if (!over) {
         rest_schema_t *fresh = rest__schema_refresh_for(db_pg_or_null(), x->schema, fname, true);
         if (fresh) {
             rest__schema_release(x->schema);
             x->schema = fresh;
             x->r.schema = fresh;
-            over = rest__schema_funcs(fresh, fname, &n_over);
+            over = rest__schema_funcs(fresh, fname, n_over);
         }
     }
-    /* The argument names the request gives. */
-    const char *keys[256];
-    size_t n_keys = 0;
+    return over;
+}
+
+/* The argument names the request gives (the body's keys for POST, the query's arguments
+ * otherwise, at most cap); false when the body was refused (already answered). */
+static bool call_arg_names(struct rest_ctx *x, bool post, const char **keys, size_t cap,
+                           size_t *n_keys)
+{
+    *n_keys = 0;
     if (post) {
         if (!parse_body(x, BODY_JSON_OBJECT | BODY_JSON_ARRAY | BODY_JSON_EMPTY, false))
-            return;
+            return false;
         if (json_is_object(x->body)) {
             const char *k;
             json_t *v;
             json_object_foreach(x->body, k, v)
             {
                 (void)v;
-                if (n_keys < CD_ARRAY_LEN(keys))
-                    keys[n_keys++] = k;
+                if (*n_keys < cap)
+                    keys[(*n_keys)++] = k;
             }
         }
-    } else {
-        for (size_t i = 0; i < x->query.n_rpc_args; i++) {
-            bool dup = false;
-            for (size_t k = 0; k < n_keys && !dup; k++)
-                dup = strcmp(keys[k], x->query.rpc_args[i].name) == 0;
-            if (!dup && n_keys < CD_ARRAY_LEN(keys))
-                keys[n_keys++] = x->query.rpc_args[i].name;
-        }
+        return true;
     }
+    for (size_t i = 0; i < x->query.n_rpc_args; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < *n_keys && !dup; k++)
+            dup = strcmp(keys[k], x->query.rpc_args[i].name) == 0;
+        if (!dup && *n_keys < cap)
+            keys[(*n_keys)++] = x->query.rpc_args[i].name;
+    }
+    return true;
+}
+
+/* Overload resolution as PostgREST does it: the one function whose parameters match the
+ * argument names, else (POST) one taking the whole body as its single json parameter.
+ * Answers 404 PGRST202 or 300 PGRST203 and returns NULL when there is no single match. */
+static const rest_func_t *choose_function(struct rest_ctx *x, const char *fname,
+                                          const rest_func_t *over, size_t n_over, const char **keys,
+                                          size_t n_keys, bool post, bool *whole_body)
+{
     const rest_func_t *match = NULL;
     size_t n_match = 0;
-    bool whole_body = false;
     bool single_object = x->prefer.params_single_object;
+    *whole_body = false;
     for (size_t i = 0; i < n_over && !single_object; i++) {
-        if (json_is_object(x->body) || !post) {
-            if (func_matches(&over[i], keys, n_keys)) {
-                if (!match)
-                    match = &over[i];
-                n_match++;
-            }
+        if ((json_is_object(x->body) || !post) && func_matches(&over[i], keys, n_keys)) {
+            if (!match)
+                match = &over[i];
+            n_match++;
         }
     }
-    if (!match && post) {
-        for (size_t i = 0; i < n_over; i++) {
-            const rest_func_t *f = &over[i];
-            if (f->n_args == 1 && f->args[0].is_json &&
-                (single_object || f->args[0].name[0] == '\0')) {
-                match = f;
-                n_match = 1;
-                whole_body = true;
-                break;
-            }
+    for (size_t i = 0; !match && post && i < n_over; i++) {
+        const rest_func_t *f = &over[i];
+        if (f->n_args == 1 && f->args[0].is_json && (single_object || f->args[0].name[0] == '\0')) {
+            match = f;
+            n_match = 1;
+            *whole_body = true;
         }
     }
     if (!match) {
         no_function(x, fname, keys, n_keys, post, over, n_over);
-        return;
+        return NULL;
     }
     if (n_match > 1) {
         char msg[REST_ERROR_MESSAGE_MAX];
@@ -1058,23 +1038,14 @@ static void do_call(struct rest_ctx *x, const char *fname)
         fail(x, 300, "PGRST203", msg, NULL,
              "Try renaming the parameters or the function itself in the database so function "
              "overloading can be resolved");
-        return;
+        return NULL;
     }
-    x->r.action = REST_ACT_CALL;
-    x->r.func = match;
-    x->r.args_whole_body = whole_body;
-    if (post) {
-        x->r.args_text = n_keys || whole_body ? cd_buf_str(&x->req->body) : NULL;
-        if (whole_body && x->req->body.len == 0)
-            x->r.args_text = "{}";
-    } else if (n_keys) {
-        x->args_text = get_args_json(&x->query, match);
-        if (!x->args_text) {
-            fail(x, 500, "PGRSTX00", "out of memory", NULL, NULL);
-            return;
-        }
-        x->r.args_text = x->args_text;
-    }
+    return match;
+}
+
+/* Runs the chosen function and answers: 204 for void, else the body with its range. */
+static void run_call(struct rest_ctx *x, const rest_func_t *match, bool post)
+{
     if (!read_window(x, true))
         return;
     x->r.count_exact = x->prefer.count != REST_COUNT_UNSET;
@@ -1101,6 +1072,39 @@ static void do_call(struct rest_ctx *x, const char *fname)
     PQclear(r);
 }
 
+/* POST or GET /rest/v1/rpc/<fname>. */
+static void do_call(struct rest_ctx *x, const char *fname)
+{
+    bool post = strcmp(x->req->method, "POST") == 0;
+    size_t n_over = 0;
+    const rest_func_t *over = find_functions(x, fname, &n_over);
+    const char *keys[256];
+    size_t n_keys = 0;
+    if (!call_arg_names(x, post, keys, CD_ARRAY_LEN(keys), &n_keys))
+        return;
+    bool whole_body = false;
+    const rest_func_t *match =
+        choose_function(x, fname, over, n_over, keys, n_keys, post, &whole_body);
+    if (!match)
+        return;
+    x->r.action = REST_ACT_CALL;
+    x->r.func = match;
+    x->r.args_whole_body = whole_body;
+    if (post) {
+        x->r.args_text = n_keys || whole_body ? cd_buf_str(&x->req->body) : NULL;
+        if (whole_body && x->req->body.len == 0)
+            x->r.args_text = "{}";
+    } else if (n_keys) {
+        x->args_text = get_args_json(&x->query, match);
+        if (!x->args_text) {
+            fail(x, 500, "PGRSTX00", "out of memory", NULL, NULL);
+            return;
+        }
+        x->r.args_text = x->args_text;
+    }
+    run_call(x, match, post);
+}
+
 /* ==========================================================================================
  * The handler
  */
@@ -1113,6 +1117,7 @@ static bool identify(struct rest_ctx *x)
         x->have_caller = true;
         return true;
     }
+    jwt_status_t jst = x->caller.jwt_status;
     auth_caller_free(&x->caller);
     if (st != AUTH_ID_BAD_JWT) {
         auth_reply_identify_error(x->req, st, why);
@@ -1121,19 +1126,28 @@ static bool identify(struct rest_ctx *x)
     /* PostgREST's JWT errors: PGRST303 for claims (expired, not yet valid), PGRST301 for a
      * token that cannot be decoded or verified. */
     const char *code = "PGRST301", *msg = "JWT cannot be decoded";
-    if (why == jwt_status_message(JWT_ERR_EXPIRED)) {
+    switch (jst) {
+    case JWT_ERR_EXPIRED:
         code = "PGRST303";
         msg = "JWT expired";
-    } else if (why == jwt_status_message(JWT_ERR_NOT_YET_VALID)) {
+        break;
+    case JWT_ERR_NOT_YET_VALID:
         code = "PGRST303";
         msg = "JWT not yet valid";
-    } else if (why == jwt_status_message(JWT_ERR_SIGNATURE)) {
+        break;
+    case JWT_ERR_SIGNATURE:
         msg = "JWT cryptographic operation failed";
-    } else if (why == jwt_status_message(JWT_ERR_ALG)) {
+        break;
+    case JWT_ERR_ALG:
         msg = "Wrong or unsupported encoding algorithm";
-    } else if (why == jwt_status_message(JWT_ERR_ROLE)) {
+        break;
+    case JWT_ERR_ROLE:
         code = "PGRST303";
         msg = "Parsing claims failed";
+        break;
+    case JWT_OK:
+    case JWT_ERR_MALFORMED:
+        break;
     }
     char h[200];
     snprintf(h, sizeof(h), "Bearer error=\"invalid_token\", error_description=\"%s\"", msg);
@@ -1175,119 +1189,122 @@ static void do_options(struct rest_ctx *x, const rest_table_t *t, const rest_fun
     http_reply(x->req, 200, "text/plain", NULL, 0);
 }
 
-static void handle_rest(http_request_t *req)
+/* What a /rest/v1 URL names: the root (OpenAPI), a table or view, or rpc/<function>. */
+struct rest_target {
+    enum { REST_TARGET_ROOT, REST_TARGET_TABLE, REST_TARGET_RPC } kind;
+    const char *name; /* table or function; NULL at the root */
+    bool is_get;      /* GET or HEAD */
+    bool is_options;
+};
+
+/* Classify: which resource the path names and whether the method suits it (PGRST125,
+ * PGRST101, PGRST117 otherwise). */
+static bool classify(struct rest_ctx *x, struct rest_target *t)
 {
-    struct rest_ctx *x = calloc(1, sizeof(*x));
-    if (!x) {
-        http_reply_error(req, 500, "PGRSTX00", "out of memory", NULL);
-        return;
-    }
-    x->req = req;
-    x->app = req->ctx;
-    rest__arena_init(&x->arena, REST_ARENA_MAX_BYTES);
-    const char *method = req->method;
+    const char *method = x->req->method;
     /* NULL rather than "" when absent: gcc's -Wstringop-overread (ASan, -O2)
      * otherwise assumes sub may be the one-byte literal below. */
-    const char *sub = req->nparams ? req->params[0] : NULL;
-    x->path = req->path + strlen("/rest/v1");
-    if (!*x->path)
-        x->path = "/";
+    const char *sub = x->req->nparams ? x->req->params[0] : NULL;
 
-    enum { R_ROOT, R_TABLE, R_RPC } kind;
-    const char *name = NULL;
+    memset(t, 0, sizeof(*t));
     if (!sub || *sub == '\0') {
-        kind = R_ROOT;
+        t->kind = REST_TARGET_ROOT;
     } else if (strncmp(sub, "rpc/", 4) == 0 && sub[4] && !strchr(sub + 4, '/')) {
-        kind = R_RPC;
-        name = sub + 4;
+        t->kind = REST_TARGET_RPC;
+        t->name = sub + 4;
     } else if (!strchr(sub, '/')) {
-        kind = R_TABLE;
-        name = sub;
+        t->kind = REST_TARGET_TABLE;
+        t->name = sub;
     } else {
         fail(x, 404, "PGRST125", "Invalid path specified in request URL", NULL, NULL);
-        goto done;
+        return false;
     }
-    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    bool is_options = strcmp(method, "OPTIONS") == 0;
-    if (kind == R_RPC && !is_get && !is_options && strcmp(method, "POST") != 0) {
-        char msg[128];
+    t->is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    t->is_options = strcmp(method, "OPTIONS") == 0;
+    bool read_only = t->is_get || t->is_options;
+    char msg[128];
+    if (t->kind == REST_TARGET_RPC && !read_only && strcmp(method, "POST") != 0) {
         snprintf(msg, sizeof(msg), "Cannot use the %.20s method on RPC", method);
         fail(x, 405, "PGRST101", msg, NULL, NULL);
-        goto done;
+        return false;
     }
-    if ((kind == R_TABLE && !is_get && !is_options && strcmp(method, "POST") != 0 &&
+    if ((t->kind == REST_TARGET_TABLE && !read_only && strcmp(method, "POST") != 0 &&
          strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) ||
-        (kind == R_ROOT && !is_get && !is_options)) {
-        char msg[128];
+        (t->kind == REST_TARGET_ROOT && !read_only)) {
         snprintf(msg, sizeof(msg), "Unsupported HTTP method: %.20s", method);
         fail(x, 405, "PGRST117", msg, NULL, NULL);
-        goto done;
+        return false;
     }
-    if (!identify(x))
-        goto done;
-    if (!check_profile(x, !is_get && !is_options))
-        goto done;
+    return true;
+}
+
+/* Takes a reference to the schema cache for the request (503 PGRST002 while it cannot be
+ * loaded). */
+static bool acquire_schema(struct rest_ctx *x)
+{
     x->schema = rest__schema_acquire();
     if (!x->schema) {
         add_out_header(x, "Retry-After", "1");
         fail(x, 503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
              NULL, NULL);
-        goto done;
+        return false;
     }
     x->r.schema = x->schema;
-    bool strip = false;
-    enum accept_kind ak = parse_accept(http_header(req, "Accept"), kind == R_ROOT, &strip);
-    if (ak == ACCEPT_NONE && !is_options) {
-        char msg[REST_ERROR_MESSAGE_MAX];
-        snprintf(msg, sizeof(msg), "None of these media types are available: %.500s",
-                 http_header(req, "Accept"));
-        fail(x, 406, "PGRST107", msg, NULL, NULL);
-        goto done;
-    }
-    if (kind == R_ROOT) {
-        if (is_options)
-            do_options(x, NULL, NULL);
-        else
-            do_openapi(x);
-        goto done;
-    }
-    x->r.media = ak == ACCEPT_SINGULAR ? REST_MEDIA_SINGULAR
-                 : ak == ACCEPT_CSV    ? REST_MEDIA_CSV
-                                       : REST_MEDIA_JSON;
-    x->r.strip_nulls = strip;
-    x->r.head = req->head_only;
+    return true;
+}
 
+/* Negotiate: the media type of the answer from Accept (406 PGRST107 when none fits). */
+static bool negotiate(struct rest_ctx *x, const struct rest_target *t)
+{
+    bool strip = false;
+    const char *accept = http_header(x->req, "Accept");
+    enum rest__accept ak = rest__parse_accept(accept, t->kind == REST_TARGET_ROOT, &strip);
+    if (ak == REST__ACCEPT_NONE && !t->is_options) {
+        char msg[REST_ERROR_MESSAGE_MAX];
+        snprintf(msg, sizeof(msg), "None of these media types are available: %.500s", accept);
+        fail(x, 406, "PGRST107", msg, NULL, NULL);
+        return false;
+    }
+    x->r.media = ak == REST__ACCEPT_SINGULAR ? REST_MEDIA_SINGULAR
+                 : ak == REST__ACCEPT_CSV    ? REST_MEDIA_CSV
+                                             : REST_MEDIA_JSON;
+    x->r.strip_nulls = strip;
+    x->r.head = x->req->head_only;
+    return true;
+}
+
+/* Parses the Prefer headers and the query string (without apikey) into the request. */
+static bool parse_request(struct rest_ctx *x, const struct rest_target *t)
+{
     struct prefer_values pv = {.n = 0};
-    http_each_header(req, collect_prefer, &pv);
+    http_each_header(x->req, collect_prefer, &pv);
     struct rest_error pe;
     if (!rest_parse_prefer(&x->arena, pv.v, pv.len, pv.n, &x->prefer, &pe)) {
         reply_parse_error(x, &pe);
-        goto done;
+        return false;
     }
     x->r.prefer = &x->prefer;
     size_t qlen = 0;
     char *q = query_without_apikey(x, &qlen);
-    bool parsed = q && (kind == R_RPC ? rest_parse_query_rpc(&x->arena, q, qlen, &x->query, &pe)
-                                      : rest_parse_query(&x->arena, q, qlen, &x->query, &pe));
     if (!q) {
         fail(x, 400, "PGRST100", "failed to parse query string", "out of memory", NULL);
-        goto done;
+        return false;
     }
+    bool parsed = t->kind == REST_TARGET_RPC
+                      ? rest_parse_query_rpc(&x->arena, q, qlen, &x->query, &pe)
+                      : rest_parse_query(&x->arena, q, qlen, &x->query, &pe);
     if (!parsed) {
         reply_parse_error(x, &pe);
-        goto done;
+        return false;
     }
     x->r.query = &x->query;
+    return true;
+}
 
-    if (kind == R_RPC) {
-        if (is_options) {
-            size_t n;
-            do_options(x, NULL, rest__schema_funcs(x->schema, name, &n));
-            goto done;
-        }
-        do_call(x, name);
-        goto done;
-    }
+/* Resolve: the table or view in the schema cache, which is refreshed once for a name it
+ * does not know (a table created since it was loaded); 404 PGRST205 with a hint if absent. */
+static const rest_table_t *resolve_table(struct rest_ctx *x, const char *name)
+{
     const rest_table_t *t = rest__schema_table(x->schema, name);
     if (!t) {
         rest_schema_t *fresh = rest__schema_refresh_for(db_pg_or_null(), x->schema, name, false);
@@ -1304,12 +1321,55 @@ static void handle_rest(http_request_t *req)
                  name);
         rest__table_hint(x->schema, name, hint, sizeof(hint));
         fail(x, 404, "PGRST205", msg, NULL, *hint ? hint : NULL);
+    }
+    return t;
+}
+
+/* Every /rest/v1 request: classify the URL and method, identify the caller, negotiate the
+ * media type, parse Prefer and the query string, resolve the table, then read, write, call
+ * or describe. Each step answers the request itself when it fails. */
+static void handle_rest(http_request_t *req)
+{
+    struct rest_ctx *x = calloc(1, sizeof(*x));
+    if (!x) {
+        http_reply_error(req, 500, "PGRSTX00", "out of memory", NULL);
+        return;
+    }
+    x->req = req;
+    x->app = req->ctx;
+    cd_arena_init(&x->arena, REST_ARENA_MAX_BYTES);
+    x->path = req->path + strlen("/rest/v1");
+    if (!*x->path)
+        x->path = "/";
+
+    struct rest_target t;
+    if (!classify(x, &t) || !identify(x) || !check_profile(x, !t.is_get && !t.is_options) ||
+        !acquire_schema(x) || !negotiate(x, &t))
+        goto done;
+    if (t.kind == REST_TARGET_ROOT) {
+        if (t.is_options)
+            do_options(x, NULL, NULL);
+        else
+            do_openapi(x);
         goto done;
     }
-    x->r.table = t;
-    if (is_options) {
-        do_options(x, t, NULL);
-    } else if (is_get) {
+    if (!parse_request(x, &t))
+        goto done;
+    if (t.kind == REST_TARGET_RPC) {
+        size_t n;
+        if (t.is_options)
+            do_options(x, NULL, rest__schema_funcs(x->schema, t.name, &n));
+        else
+            do_call(x, t.name);
+        goto done;
+    }
+    const rest_table_t *table = resolve_table(x, t.name);
+    if (!table)
+        goto done;
+    x->r.table = table;
+    if (t.is_options) {
+        do_options(x, table, NULL);
+    } else if (t.is_get) {
         x->r.action = REST_ACT_READ;
         do_read(x);
     } else {
@@ -1321,7 +1381,7 @@ done:
     rest__schema_release(x->schema);
     if (x->have_caller)
         auth_caller_free(&x->caller);
-    rest__arena_free(&x->arena);
+    cd_arena_free(&x->arena);
     free(x);
 }
 

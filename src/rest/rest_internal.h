@@ -116,7 +116,7 @@ typedef struct rest_func {
 
 typedef struct rest_schema {
     atomic_int refs;
-    rest__arena_t arena;
+    cd_arena_t arena;
     uint64_t generation;  /* increases with every load */
     rest_table_t *tables; /* sorted by name */
     size_t n_tables;
@@ -247,10 +247,10 @@ typedef struct rest_stmt {
 /* Builds the main statement of req into out (which it initialises; SQL is in out->sql, the
  * caller frees it with cd_buf_free). Allocations other than the SQL text come from arena.
  * Returns false with err filled (400-class errors naming the problem). */
-CD_MUSTCHECK bool rest__build(rest__arena_t *arena, const rest_request_t *req, rest_stmt_t *out,
+CD_MUSTCHECK bool rest__build(cd_arena_t *arena, const rest_request_t *req, rest_stmt_t *out,
                               rest__err_t *err);
 /* Builds `EXPLAIN (FORMAT JSON) SELECT 1 FROM ... WHERE ...` for Prefer: count=planned. */
-CD_MUSTCHECK bool rest__build_explain(rest__arena_t *arena, const rest_request_t *req,
+CD_MUSTCHECK bool rest__build_explain(cd_arena_t *arena, const rest_request_t *req,
                                       rest_stmt_t *out, rest__err_t *err);
 /* Appends "name" with embedded quotes doubled. */
 CD_MUSTCHECK bool rest__quote_ident(cd_buf_t *b, const char *name);
@@ -260,5 +260,20 @@ CD_MUSTCHECK bool rest__quote_ident(cd_buf_t *b, const char *name);
  * (caller frees) or NULL when out of memory.
  */
 char *rest__openapi(const rest_schema_t *s, const char *external_url);
+
+/* Accept negotiation (handlers.c): what the answer of an endpoint will be. */
+enum rest__accept {
+    REST__ACCEPT_NONE, /* nothing in Accept can be produced: 406 */
+    REST__ACCEPT_JSON,
+    REST__ACCEPT_SINGULAR, /* application/vnd.pgrst.object+json */
+    REST__ACCEPT_CSV,
+    REST__ACCEPT_OPENAPI, /* the root's description */
+};
+
+/* Picks the first media type of the Accept header h (NULL or empty: JSON) that the endpoint
+ * can produce: at the root (root) JSON types mean the OpenAPI description and object/CSV are
+ * refused; elsewhere openapi+json is refused. *strip_nulls is set from a `nulls=stripped`
+ * parameter of the chosen type. Parameters such as q= are ignored: order decides. */
+enum rest__accept rest__parse_accept(const char *h, bool root, bool *strip_nulls);
 
 #endif

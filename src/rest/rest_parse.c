@@ -1,6 +1,7 @@
 /*
  * The PostgREST request grammar (select, filters, or/and trees, order, limit/offset, columns,
- * on_conflict, Prefer and Range) parsed into the syntax tree of rest_parse.h.
+ * on_conflict) parsed into the syntax tree of rest_parse.h. Prefer and Range, which are
+ * headers with grammars of their own, are in rest_prefer.c.
  *
  * A hand-written recursive-descent parser modelled on PostgREST's Parsec grammar
  * (src/PostgREST/ApiRequest/QueryParams.hs). Alternatives are tried by saving and restoring
@@ -12,97 +13,20 @@
  * are copied as received.
  */
 #include "rest/rest_parse.h"
+#include "rest/rest_parse_internal.h"
 
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ==========================================================================================
- * Arena
- */
-
-#define ARENA_BLOCK_BYTES 16384u
-#define ARENA_ALIGN       (alignof(max_align_t))
-
-struct rest__arena_block {
-    struct rest__arena_block *next;
-    size_t size; /* usable bytes in data */
-    size_t used;
-    max_align_t data[];
-};
-
-void rest__arena_init(rest__arena_t *arena, size_t max)
-{
-    arena->head = NULL;
-    arena->total = 0;
-    arena->max = max;
-}
-
-void *rest__arena_alloc(rest__arena_t *arena, size_t n)
-{
-    struct rest__arena_block *b = arena->head;
-    size_t need, size, bytes;
-    void *mem;
-
-    if (n == 0)
-        n = 1;
-    if (n > arena->max || arena->total > arena->max)
-        return NULL;
-    need = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-    if (b == NULL || b->size - b->used < need) {
-        size = need > ARENA_BLOCK_BYTES ? need : ARENA_BLOCK_BYTES;
-        bytes = sizeof(*b) + size;
-        if (bytes > arena->max - arena->total) {
-            /* Near the maximum: take exactly what is needed. */
-            size = need;
-            bytes = sizeof(*b) + size;
-            if (bytes > arena->max - arena->total)
-                return NULL;
-        }
-        b = malloc(bytes);
-        if (b == NULL)
-            return NULL;
-        b->size = size;
-        b->used = 0;
-        b->next = arena->head;
-        arena->head = b;
-        arena->total += bytes;
-    }
-    mem = (char *)b->data + b->used;
-    b->used += need;
-    return mem;
-}
-
-void rest__arena_free(rest__arena_t *arena)
-{
-    struct rest__arena_block *b = arena->head;
-
-    while (b != NULL) {
-        struct rest__arena_block *next = b->next;
-        free(b);
-        b = next;
-    }
-    arena->head = NULL;
-    arena->total = 0;
-}
+#include "core/text.h"
 
 /* ==========================================================================================
  * Small helpers: bounded text building, errors, character classes, UTF-8
  */
 
-/* A bounded, always NUL-terminated text buffer. What does not fit is dropped, and nothing is
- * added after the first cut, which never splits a UTF-8 sequence: the text stays valid UTF-8
- * as long as every piece added is. */
-struct text {
-    char *buf;
-    size_t cap; /* > 0 */
-    size_t len;
-    bool full;
-};
-
-static void text_add(struct text *t, const char *s, size_t n)
+void rest__text_add(struct rest__text *t, const char *s, size_t n)
 {
     size_t room = t->cap - 1 - t->len;
 
@@ -119,13 +43,13 @@ static void text_add(struct text *t, const char *s, size_t n)
     t->buf[t->len] = '\0';
 }
 
-static void text_adds(struct text *t, const char *s)
+void rest__text_adds(struct rest__text *t, const char *s)
 {
-    text_add(t, s, strlen(s));
+    rest__text_add(t, s, strlen(s));
 }
 
-static void set_error(struct rest_error *err, int status, const char *code, const char *message,
-                      const char *details)
+void rest__set_error(struct rest_error *err, int status, const char *code, const char *message,
+                     const char *details)
 {
     err->http_status = status;
     snprintf(err->code, sizeof err->code, "%s", code);
@@ -133,26 +57,16 @@ static void set_error(struct rest_error *err, int status, const char *code, cons
     snprintf(err->details, sizeof err->details, "%s", details != NULL ? details : "");
 }
 
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 static bool is_ws(unsigned char c)
 {
     return c == ' ' || c == '\t';
-}
-
-static bool is_space(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
 /* PostgREST's pIdentifierChar: letter, digit, '_', ' ', '$'. Every non-ASCII byte counts as
  * a letter (Parsec accepts Unicode letters; the schema cache rejects unknown names anyway). */
 static bool is_ident_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || rest__is_digit(c) || c == '_' ||
            c == ' ' || c == '$' || c >= 0x80;
 }
 
@@ -163,55 +77,25 @@ static bool is_json_key_char(unsigned char c)
            c != ')';
 }
 
-static char ascii_lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
 /* True when s starts with word, ignoring ASCII case (word is lower case). */
-static bool starts_with_ci(const char *s, const char *word)
+bool rest__starts_with_ci(const char *s, const char *word)
 {
     for (; *word != '\0'; s++, word++) {
-        if (ascii_lower(*s) != *word)
+        if (rest__ascii_lower(*s) != *word)
             return false;
-    }
-    return true;
-}
-
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as PostgreSQL. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    static const unsigned long min_cp[] = {0, 0x80, 0x800, 0x10000};
-
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t extra = c < 0x80 ? 0 : c < 0xc2 ? 9 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : c < 0xf5 ? 3 : 9;
-        unsigned long cp;
-
-        if (extra > 3 || n - i <= extra)
-            return false;
-        cp = extra == 0 ? c : (c & (0x7fu >> (extra + 1)));
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3fu);
-        }
-        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
     }
     return true;
 }
 
 /* Parses 1..19 ASCII digits exactly filling [s, s+n) into a non-negative int64. */
-static bool parse_i64_digits(const char *s, size_t n, int64_t *out)
+bool rest__parse_i64_digits(const char *s, size_t n, int64_t *out)
 {
     int64_t v = 0;
 
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit((unsigned char)s[i]))
+        if (!rest__is_digit((unsigned char)s[i]))
             return false;
         if (v > (INT64_MAX - (s[i] - '0')) / 10)
             return false;
@@ -225,43 +109,9 @@ static bool parse_i64_digits(const char *s, size_t n, int64_t *out)
  * Parser state
  */
 
-#define MAX_EXPECT         8u
-#define FATAL_DETAIL_BYTES 200u
-#define SHOWN_INPUT_MAX    120u
+#define SHOWN_INPUT_MAX 120u
 
-/* Counters shared by every parameter of one query string. */
-struct query_ctx {
-    rest__arena_t *arena;
-    size_t n_filters;
-    size_t n_select;
-    size_t n_order;
-};
-
-struct parser {
-    struct query_ctx *q;
-    const char *s; /* NUL-terminated, no NUL inside [0, len) */
-    size_t len;
-    size_t pos;
-    /* farthest soft failure */
-    bool has_fail;
-    size_t fail_pos;
-    const char *expect[MAX_EXPECT];
-    size_t n_expect;
-    /* hard failure */
-    bool fatal;
-    size_t fatal_pos;
-    char fatal_detail[FATAL_DETAIL_BYTES];
-    unsigned depth;
-};
-
-/* A growable array living in the arena (old storage is abandoned when it grows). */
-struct vec {
-    void *data;
-    size_t len;
-    size_t cap;
-};
-
-static void parser_init(struct parser *p, struct query_ctx *q, const char *s, size_t len)
+void rest__parser_init(struct parser *p, struct query_ctx *q, const char *s, size_t len)
 {
     memset(p, 0, sizeof(*p));
     p->q = q;
@@ -269,7 +119,7 @@ static void parser_init(struct parser *p, struct query_ctx *q, const char *s, si
     p->len = len;
 }
 
-static char cur(const struct parser *p)
+char rest__cur(const struct parser *p)
 {
     return p->pos < p->len ? p->s[p->pos] : '\0';
 }
@@ -279,19 +129,19 @@ static char ahead(const struct parser *p, size_t off)
     return p->pos + off < p->len ? p->s[p->pos + off] : '\0';
 }
 
-static bool at_eof(const struct parser *p)
+bool rest__at_eof(const struct parser *p)
 {
     return p->pos >= p->len;
 }
 
-static void skip_ws(struct parser *p)
+void rest__skip_ws(struct parser *p)
 {
     while (p->pos < p->len && is_ws((unsigned char)p->s[p->pos]))
         p->pos++;
 }
 
 /* Records that `what` was expected at the current position; always returns false. */
-static bool fail_expect(struct parser *p, const char *what)
+bool rest__fail_expect(struct parser *p, const char *what)
 {
     if (p->fatal)
         return false;
@@ -300,7 +150,7 @@ static bool fail_expect(struct parser *p, const char *what)
         p->fail_pos = p->pos;
         p->n_expect = 0;
     }
-    if (p->pos == p->fail_pos && p->n_expect < MAX_EXPECT) {
+    if (p->pos == p->fail_pos && p->n_expect < REST__MAX_EXPECT) {
         for (size_t i = 0; i < p->n_expect; i++) {
             if (strcmp(p->expect[i], what) == 0)
                 return false;
@@ -311,8 +161,7 @@ static bool fail_expect(struct parser *p, const char *what)
 }
 
 /* Stops the whole parse with a message; always returns false. */
-static bool fail_fatal(struct parser *p, const char *fmt, ...) CD_PRINTF(2, 3);
-static bool fail_fatal(struct parser *p, const char *fmt, ...)
+bool rest__fail_fatal(struct parser *p, const char *fmt, ...)
 {
     va_list ap;
 
@@ -337,18 +186,19 @@ static bool lit(struct parser *p, const char *word)
     return true;
 }
 
-static void *p_alloc(struct parser *p, size_t n)
+void *rest__p_alloc(struct parser *p, size_t n)
 {
-    void *mem = rest__arena_alloc(p->q->arena, n);
+    void *mem = cd_arena_alloc(p->q->arena, n);
 
     if (mem == NULL)
-        fail_fatal(p, "the request needs more than %zu bytes of parser memory", p->q->arena->max);
+        rest__fail_fatal(p, "the request needs more than %zu bytes of parser memory",
+                         p->q->arena->max);
     return mem;
 }
 
 static char *p_strndup(struct parser *p, const char *s, size_t n)
 {
-    char *d = p_alloc(p, n + 1);
+    char *d = rest__p_alloc(p, n + 1);
 
     if (d == NULL)
         return NULL;
@@ -357,7 +207,7 @@ static char *p_strndup(struct parser *p, const char *s, size_t n)
     return d;
 }
 
-static bool vec_push(rest__arena_t *arena, struct vec *v, size_t elem, const void *item)
+bool rest__vec_push(cd_arena_t *arena, struct rest__vec *v, size_t elem, const void *item)
 {
     if (v->len == v->cap) {
         size_t ncap = v->cap != 0 ? v->cap * 2 : 4;
@@ -365,7 +215,7 @@ static bool vec_push(rest__arena_t *arena, struct vec *v, size_t elem, const voi
 
         if (ncap > arena->max / elem)
             return false;
-        nd = rest__arena_alloc(arena, ncap * elem);
+        nd = cd_arena_alloc(arena, ncap * elem);
         if (nd == NULL)
             return false;
         if (v->len != 0)
@@ -378,18 +228,18 @@ static bool vec_push(rest__arena_t *arena, struct vec *v, size_t elem, const voi
     return true;
 }
 
-static bool p_push(struct parser *p, struct vec *v, size_t elem, const void *item)
+bool rest__p_push(struct parser *p, struct rest__vec *v, size_t elem, const void *item)
 {
-    if (!vec_push(p->q->arena, v, elem, item))
-        return fail_fatal(p, "the request needs more than %zu bytes of parser memory",
-                          p->q->arena->max);
+    if (!rest__vec_push(p->q->arena, v, elem, item))
+        return rest__fail_fatal(p, "the request needs more than %zu bytes of parser memory",
+                                p->q->arena->max);
     return true;
 }
 
-static bool count_filter(struct parser *p)
+bool rest__count_filter(struct parser *p)
 {
     if (++p->q->n_filters > REST_MAX_FILTERS)
-        return fail_fatal(p, "more than %u filters", REST_MAX_FILTERS);
+        return rest__fail_fatal(p, "more than %u filters", REST_MAX_FILTERS);
     return true;
 }
 
@@ -401,7 +251,7 @@ static bool count_filter(struct parser *p)
 
 /* Appends s the way Haskell's `show` prints a string (quotes and backslashes escaped),
  * keeping non-ASCII as UTF-8 and cutting it after SHOWN_INPUT_MAX bytes. */
-static void text_add_shown(struct text *t, const char *s, size_t n, bool quote)
+static void text_add_shown(struct rest__text *t, const char *s, size_t n, bool quote)
 {
     size_t limit = n > SHOWN_INPUT_MAX ? SHOWN_INPUT_MAX : n;
     char esc[8];
@@ -410,7 +260,7 @@ static void text_add_shown(struct text *t, const char *s, size_t n, bool quote)
     while (limit < n && limit > 0 && ((unsigned char)s[limit] & 0xc0) == 0x80)
         limit--;
     if (quote)
-        text_add(t, "\"", 1);
+        rest__text_add(t, "\"", 1);
     for (size_t i = 0, len = 1; i < limit; i += len) {
         unsigned char c = (unsigned char)s[i];
 
@@ -418,26 +268,26 @@ static void text_add_shown(struct text *t, const char *s, size_t n, bool quote)
         if (c >= 0x80) { /* a whole UTF-8 sequence at once */
             while (i + len < limit && ((unsigned char)s[i + len] & 0xc0) == 0x80)
                 len++;
-            text_add(t, s + i, len);
+            rest__text_add(t, s + i, len);
         } else if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            text_add(t, esc, 2);
+            rest__text_add(t, esc, 2);
         } else if (c == '\n') {
-            text_adds(t, "\\n");
+            rest__text_adds(t, "\\n");
         } else if (c == '\t') {
-            text_adds(t, "\\t");
+            rest__text_adds(t, "\\t");
         } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\%u", (unsigned)c);
-            text_adds(t, esc);
+            rest__text_adds(t, esc);
         } else {
-            text_add(t, s + i, 1);
+            rest__text_add(t, s + i, 1);
         }
     }
     if (limit < n)
-        text_adds(t, "...");
+        rest__text_adds(t, "...");
     if (quote)
-        text_add(t, "\"", 1);
+        rest__text_add(t, "\"", 1);
 }
 
 /* Line and column as Parsec counts them: tabs to the next multiple of 8, plus one. */
@@ -461,14 +311,14 @@ static void line_column(const char *s, size_t pos, unsigned long *line, unsigned
 
 /* Fills err from a failed parser. `what` names the parameter ("filter", "select parameter"),
  * input is the text shown in the message (the parser may have parsed a longer string). */
-static void parser_error(struct rest_error *err, const struct parser *p, const char *what,
-                         const char *input, size_t input_len)
+void rest__parser_error(struct rest_error *err, const struct parser *p, const char *what,
+                        const char *input, size_t input_len)
 {
     char msg[REST_ERROR_MESSAGE_MAX];
     char det[REST_ERROR_DETAILS_MAX];
     char pos_text[64];
-    struct text m = {msg, sizeof msg, 0, false};
-    struct text d = {det, sizeof det, 0, false};
+    struct rest__text m = {msg, sizeof msg, 0, false};
+    struct rest__text d = {det, sizeof det, 0, false};
     size_t pos = p->fatal ? p->fatal_pos : (p->has_fail ? p->fail_pos : p->pos);
     unsigned long line, col;
 
@@ -476,19 +326,19 @@ static void parser_error(struct rest_error *err, const struct parser *p, const c
     if (pos > p->len)
         pos = p->len;
     line_column(p->s, pos, &line, &col);
-    text_adds(&m, "\"failed to parse ");
-    text_adds(&m, what);
-    text_adds(&m, " (");
+    rest__text_adds(&m, "\"failed to parse ");
+    rest__text_adds(&m, what);
+    rest__text_adds(&m, " (");
     text_add_shown(&m, input, input_len, false);
     snprintf(pos_text, sizeof pos_text, ")\" (line %lu, column %lu)", line, col);
-    text_adds(&m, pos_text);
+    rest__text_adds(&m, pos_text);
 
     if (p->fatal) {
-        text_adds(&d, p->fatal_detail);
+        rest__text_adds(&d, p->fatal_detail);
     } else {
-        text_adds(&d, "unexpected ");
+        rest__text_adds(&d, "unexpected ");
         if (pos >= p->len) {
-            text_adds(&d, "end of input");
+            rest__text_adds(&d, "end of input");
         } else {
             size_t n = 1;
 
@@ -497,11 +347,11 @@ static void parser_error(struct rest_error *err, const struct parser *p, const c
             text_add_shown(&d, p->s + pos, n, true);
         }
         for (size_t i = 0; i < p->n_expect; i++) {
-            text_adds(&d, i == 0 ? " expecting " : (i + 1 == p->n_expect ? " or " : ", "));
-            text_adds(&d, p->expect[i]);
+            rest__text_adds(&d, i == 0 ? " expecting " : (i + 1 == p->n_expect ? " or " : ", "));
+            rest__text_adds(&d, p->expect[i]);
         }
     }
-    set_error(err, 400, "PGRST100", msg, det);
+    rest__set_error(err, 400, "PGRST100", msg, det);
 }
 
 /* ==========================================================================================
@@ -514,17 +364,17 @@ static bool parse_quoted(struct parser *p, char **out)
     size_t i = p->pos + 1, n = 0, o = 0;
     char *d;
 
-    if (cur(p) != '"')
-        return fail_expect(p, "\"\\\"\"");
+    if (rest__cur(p) != '"')
+        return rest__fail_expect(p, "\"\\\"\"");
     while (i < p->len && p->s[i] != '"') {
         i += (p->s[i] == '\\' && i + 1 < p->len) ? 2 : 1; /* a trailing '\\' is unterminated */
         n++;
     }
     if (i >= p->len) {
         p->pos = p->len;
-        return fail_expect(p, "\"\\\"\"");
+        return rest__fail_expect(p, "\"\\\"\"");
     }
-    d = p_alloc(p, n + 1);
+    d = rest__p_alloc(p, n + 1);
     if (d == NULL)
         return false;
     for (size_t k = p->pos + 1; k < i; k++) {
@@ -549,9 +399,9 @@ static bool scan_piece(struct parser *p, bool (*cls)(unsigned char), size_t *b, 
         return false;
     *b = start;
     *e = p->pos;
-    while (*b < *e && is_space((unsigned char)p->s[*b]))
+    while (*b < *e && rest__is_space((unsigned char)p->s[*b]))
         (*b)++;
-    while (*e > *b && is_space((unsigned char)p->s[*e - 1]))
+    while (*e > *b && rest__is_space((unsigned char)p->s[*e - 1]))
         (*e)--;
     return true;
 }
@@ -565,16 +415,16 @@ static bool scan_dashed(struct parser *p, bool (*cls)(unsigned char), const char
 
     for (;;) {
         if (!scan_piece(p, cls, &b, &e))
-            return fail_expect(p, label);
+            return rest__fail_expect(p, label);
         total += e - b;
-        if (cur(p) == '-' && ahead(p, 1) != '>') {
+        if (rest__cur(p) == '-' && ahead(p, 1) != '>') {
             p->pos++;
             total++;
             continue;
         }
         break;
     }
-    d = p_alloc(p, total + 1);
+    d = rest__p_alloc(p, total + 1);
     if (d == NULL)
         return false;
     p->pos = start;
@@ -583,7 +433,7 @@ static bool scan_dashed(struct parser *p, bool (*cls)(unsigned char), const char
             return false; /* cannot happen: same input as the first pass */
         memcpy(d + o, p->s + b, e - b);
         o += e - b;
-        if (cur(p) == '-' && ahead(p, 1) != '>') {
+        if (rest__cur(p) == '-' && ahead(p, 1) != '>') {
             p->pos++;
             d[o++] = '-';
             continue;
@@ -603,18 +453,18 @@ static bool check_name(struct parser *p, const char *name, size_t at)
     if (n == 0 || n > REST_MAX_NAME_BYTES) {
         p->pos = at;
         if (n == 0)
-            return fail_fatal(p, "empty identifier");
-        return fail_fatal(p, "identifier longer than %u bytes", REST_MAX_NAME_BYTES);
+            return rest__fail_fatal(p, "empty identifier");
+        return rest__fail_fatal(p, "identifier longer than %u bytes", REST_MAX_NAME_BYTES);
     }
     return true;
 }
 
 /* PostgREST's pFieldName: a quoted name or dash-separated identifier runs. */
-static bool parse_name(struct parser *p, char **out)
+bool rest__parse_name(struct parser *p, char **out)
 {
     size_t at = p->pos;
 
-    if (cur(p) == '"') {
+    if (rest__cur(p) == '"') {
         if (!parse_quoted(p, out))
             return false;
     } else if (!scan_dashed(p, is_ident_char, "field name (* or [a..z0..9_$])", out)) {
@@ -629,8 +479,8 @@ static bool parse_identifier(struct parser *p, char **out)
     size_t at = p->pos, b, e;
 
     if (!scan_piece(p, is_ident_char, &b, &e)) {
-        fail_expect(p, "letter");
-        return fail_expect(p, "digit");
+        rest__fail_expect(p, "letter");
+        return rest__fail_expect(p, "digit");
     }
     *out = p_strndup(p, p->s + b, e - b);
     if (*out == NULL)
@@ -654,7 +504,7 @@ static bool parse_json_operand(struct parser *p, struct rest_json_step *st)
     if (i < p->len && p->s[i] == '-')
         i++;
     digits = i;
-    while (i < p->len && is_digit((unsigned char)p->s[i]))
+    while (i < p->len && rest__is_digit((unsigned char)p->s[i]))
         i++;
     if (i > digits && json_index_end(p, i)) {
         st->is_index = true;
@@ -662,7 +512,7 @@ static bool parse_json_operand(struct parser *p, struct rest_json_step *st)
         p->pos = i;
         return st->key != NULL;
     }
-    if (cur(p) == '"')
+    if (rest__cur(p) == '"')
         return parse_quoted(p, &st->key);
     return scan_dashed(p, is_json_key_char, "any non reserved character different from: .,>()",
                        &st->key);
@@ -671,9 +521,9 @@ static bool parse_json_operand(struct parser *p, struct rest_json_step *st)
 /* (-> | ->>) operand, repeated. */
 static bool parse_json_path(struct parser *p, struct rest_field *f)
 {
-    struct vec steps = {0};
+    struct rest__vec steps = {0};
 
-    while (cur(p) == '-' && ahead(p, 1) == '>') {
+    while (rest__cur(p) == '-' && ahead(p, 1) == '>') {
         struct rest_json_step st = {0};
 
         if (ahead(p, 2) == '>') {
@@ -686,8 +536,8 @@ static bool parse_json_path(struct parser *p, struct rest_field *f)
         if (!parse_json_operand(p, &st))
             return false;
         if (steps.len >= REST_MAX_JSON_STEPS)
-            return fail_fatal(p, "json path longer than %u steps", REST_MAX_JSON_STEPS);
-        if (!p_push(p, &steps, sizeof st, &st))
+            return rest__fail_fatal(p, "json path longer than %u steps", REST_MAX_JSON_STEPS);
+        if (!rest__p_push(p, &steps, sizeof st, &st))
             return false;
     }
     f->json = steps.data;
@@ -698,10 +548,10 @@ static bool parse_json_path(struct parser *p, struct rest_field *f)
 /* PostgREST's pField: name and json path, with surrounding blanks. */
 static bool parse_field(struct parser *p, struct rest_field *f)
 {
-    skip_ws(p);
-    if (!parse_name(p, &f->name) || !parse_json_path(p, f))
+    rest__skip_ws(p);
+    if (!rest__parse_name(p, &f->name) || !parse_json_path(p, f))
         return false;
-    skip_ws(p);
+    rest__skip_ws(p);
     return true;
 }
 
@@ -712,7 +562,7 @@ static bool try_alias(struct parser *p, char **alias)
     char *name = NULL;
 
     *alias = NULL;
-    if (parse_name(p, &name) && cur(p) == ':' && ahead(p, 1) != ':') {
+    if (rest__parse_name(p, &name) && rest__cur(p) == ':' && ahead(p, 1) != ':') {
         p->pos++;
         *alias = name;
         return true;
@@ -725,8 +575,8 @@ static bool try_alias(struct parser *p, char **alias)
 static bool parse_opt_cast(struct parser *p, char **cast)
 {
     *cast = NULL;
-    if (!(cur(p) == ':' && ahead(p, 1) == ':')) {
-        fail_expect(p, "\"::\"");
+    if (!(rest__cur(p) == ':' && ahead(p, 1) == ':')) {
+        rest__fail_expect(p, "\"::\"");
         return true;
     }
     p->pos += 2;
@@ -739,24 +589,22 @@ static bool parse_opt_cast(struct parser *p, char **cast)
 
 enum try_result { TRY_NO, TRY_OK, TRY_ERR };
 
-static bool parse_select_forest(struct parser *p, struct vec *items);
-
 /* Before an item ends: ")", "," or the end. */
 static bool at_item_end(struct parser *p)
 {
-    char c = cur(p);
+    char c = rest__cur(p);
 
     if (c == ')' || c == ',' || c == '\0')
         return true;
-    fail_expect(p, "\")\"");
-    fail_expect(p, "\",\"");
-    return fail_expect(p, "end of input");
+    rest__fail_expect(p, "\")\"");
+    rest__fail_expect(p, "\",\"");
+    return rest__fail_expect(p, "end of input");
 }
 
 /* !hint, !inner, !left: at most two; the first of each kind wins, as in PostgREST. */
 static bool parse_embed_params(struct parser *p, struct rest_select_item *it)
 {
-    for (int i = 0; i < 2 && cur(p) == '!'; i++) {
+    for (int i = 0; i < 2 && rest__cur(p) == '!'; i++) {
         char *hint = NULL;
         enum rest_join_type join = REST_JOIN_DEFAULT;
         size_t word;
@@ -767,13 +615,13 @@ static bool parse_embed_params(struct parser *p, struct rest_select_item *it)
             join = REST_JOIN_INNER;
         else if (lit(p, "left"))
             join = REST_JOIN_LEFT;
-        if (join != REST_JOIN_DEFAULT && (cur(p) == '!' || cur(p) == '(')) {
+        if (join != REST_JOIN_DEFAULT && (rest__cur(p) == '!' || rest__cur(p) == '(')) {
             if (it->join == REST_JOIN_DEFAULT)
                 it->join = join;
             continue;
         }
         p->pos = word; /* not a join keyword after all (`!leftover`): a hint */
-        if (!parse_name(p, &hint))
+        if (!rest__parse_name(p, &hint))
             return false;
         if (it->hint == NULL)
             it->hint = hint;
@@ -783,24 +631,24 @@ static bool parse_embed_params(struct parser *p, struct rest_select_item *it)
 
 static bool parse_embed_children(struct parser *p, struct rest_select_item *it)
 {
-    struct vec kids = {0};
+    struct rest__vec kids = {0};
     bool ok;
 
     p->pos++; /* '(' */
     if (p->depth >= REST_MAX_DEPTH)
-        return fail_fatal(p, "embedding deeper than %u levels", REST_MAX_DEPTH);
+        return rest__fail_fatal(p, "embedding deeper than %u levels", REST_MAX_DEPTH);
     p->depth++;
-    ok = parse_select_forest(p, &kids);
+    ok = rest__parse_select_forest(p, &kids);
     p->depth--;
     if (!ok)
         return false;
-    skip_ws(p);
-    if (cur(p) != ')') {
-        fail_expect(p, "\",\"");
-        return fail_expect(p, "\")\"");
+    rest__skip_ws(p);
+    if (rest__cur(p) != ')') {
+        rest__fail_expect(p, "\",\"");
+        return rest__fail_expect(p, "\")\"");
     }
     p->pos++;
-    skip_ws(p);
+    rest__skip_ws(p);
     it->children = kids.data;
     it->n_children = kids.len;
     return true;
@@ -810,23 +658,23 @@ static bool parse_embed_children(struct parser *p, struct rest_select_item *it)
  * an embed and a failure inside is final (Parsec commits there too). */
 static enum try_result try_embed(struct parser *p, struct rest_select_item *it, bool spread)
 {
-    skip_ws(p);
+    rest__skip_ws(p);
     if (spread) {
         if (!lit(p, "...")) {
-            fail_expect(p, "\"...\"");
+            rest__fail_expect(p, "\"...\"");
             return TRY_NO;
         }
     } else if (!try_alias(p, &it->alias)) {
         return TRY_ERR;
     }
-    if (!parse_name(p, &it->relation))
+    if (!rest__parse_name(p, &it->relation))
         return p->fatal ? TRY_ERR : TRY_NO;
     if (!spread && strcmp(it->relation, "count") == 0)
         return TRY_NO; /* count() is an aggregate, never an embed */
     if (!parse_embed_params(p, it))
         return p->fatal ? TRY_ERR : TRY_NO;
-    if (cur(p) != '(') {
-        fail_expect(p, "\"(\"");
+    if (rest__cur(p) != '(') {
+        rest__fail_expect(p, "\"(\"");
         return TRY_NO;
     }
     it->kind = spread ? REST_SELECT_SPREAD : REST_SELECT_EMBED;
@@ -846,8 +694,8 @@ static bool parse_aggregate(struct parser *p, enum rest_aggregate *agg)
     size_t save = p->pos;
 
     *agg = REST_AGG_NONE;
-    if (cur(p) != '.') {
-        fail_expect(p, "\".\"");
+    if (rest__cur(p) != '.') {
+        rest__fail_expect(p, "\".\"");
         return true;
     }
     p->pos++;
@@ -866,11 +714,11 @@ static bool parse_field_select(struct parser *p, struct rest_select_item *it)
 {
     size_t save;
 
-    skip_ws(p);
+    rest__skip_ws(p);
     save = p->pos;
-    if (cur(p) == '*') {
+    if (rest__cur(p) == '*') {
         p->pos++;
-        skip_ws(p);
+        rest__skip_ws(p);
         if (at_item_end(p)) {
             it->kind = REST_SELECT_STAR;
             return true;
@@ -882,7 +730,7 @@ static bool parse_field_select(struct parser *p, struct rest_select_item *it)
     if (lit(p, "count()")) {
         if (!parse_opt_cast(p, &it->aggregate_cast))
             return false;
-        skip_ws(p);
+        rest__skip_ws(p);
         if (at_item_end(p)) {
             it->kind = REST_SELECT_FIELD;
             it->field.name = p_strndup(p, "*", 1);
@@ -899,7 +747,7 @@ static bool parse_field_select(struct parser *p, struct rest_select_item *it)
         return false;
     if (it->aggregate != REST_AGG_NONE && !parse_opt_cast(p, &it->aggregate_cast))
         return false;
-    skip_ws(p);
+    rest__skip_ws(p);
     if (!at_item_end(p))
         return false;
     it->kind = REST_SELECT_FIELD;
@@ -925,15 +773,16 @@ static bool parse_select_tree(struct parser *p, struct rest_select_item *it)
     return parse_field_select(p, it);
 }
 
-static bool push_select_item(struct parser *p, struct vec *items, const struct rest_select_item *it)
+static bool push_select_item(struct parser *p, struct rest__vec *items,
+                             const struct rest_select_item *it)
 {
     if (++p->q->n_select > REST_MAX_SELECT_ITEMS)
-        return fail_fatal(p, "more than %u select items", REST_MAX_SELECT_ITEMS);
-    return p_push(p, items, sizeof(*it), it);
+        return rest__fail_fatal(p, "more than %u select items", REST_MAX_SELECT_ITEMS);
+    return rest__p_push(p, items, sizeof(*it), it);
 }
 
 /* item (',' item)*, possibly empty (`select=`, `rel()`). */
-static bool parse_select_forest(struct parser *p, struct vec *items)
+bool rest__parse_select_forest(struct parser *p, struct rest__vec *items)
 {
     struct rest_select_item it;
     size_t save = p->pos;
@@ -948,14 +797,14 @@ static bool parse_select_forest(struct parser *p, struct vec *items)
         return false;
     for (;;) {
         save = p->pos;
-        skip_ws(p);
-        if (cur(p) != ',') {
-            fail_expect(p, "\",\"");
+        rest__skip_ws(p);
+        if (rest__cur(p) != ',') {
+            rest__fail_expect(p, "\",\"");
             p->pos = save;
             return true;
         }
         p->pos++;
-        skip_ws(p);
+        rest__skip_ws(p);
         if (!parse_select_tree(p, &it) || !push_select_item(p, items, &it))
             return false;
     }
@@ -1010,8 +859,8 @@ static const struct op_def *find_op(const char *s, size_t n)
 
 static bool expect_delimiter(struct parser *p)
 {
-    if (cur(p) != '.')
-        return fail_expect(p, "delimiter (.)");
+    if (rest__cur(p) != '.')
+        return rest__fail_expect(p, "delimiter (.)");
     p->pos++;
     return true;
 }
@@ -1021,14 +870,14 @@ static bool parse_logic_value(struct parser *p, char **out)
 {
     size_t b = p->pos, i;
 
-    if (cur(p) == '"') {
-        if (parse_quoted(p, out) && (cur(p) == ',' || cur(p) == ')' || at_eof(p)))
+    if (rest__cur(p) == '"') {
+        if (parse_quoted(p, out) && (rest__cur(p) == ',' || rest__cur(p) == ')' || rest__at_eof(p)))
             return true;
         if (p->fatal)
             return false;
         p->pos = b;
     }
-    if (cur(p) == '{') {
+    if (rest__cur(p) == '{') {
         for (i = b + 1; i < p->len && p->s[i] != '{' && p->s[i] != '}'; i++)
             ;
         if (i < p->len && p->s[i] == '}') {
@@ -1046,21 +895,21 @@ static bool parse_logic_value(struct parser *p, char **out)
 /* in.(a,"b,c",d): elements are not trimmed; `in.()` is the empty list. */
 static bool parse_list(struct parser *p, struct rest_op_expr *x)
 {
-    struct vec items = {0};
+    struct rest__vec items = {0};
     bool first_quoted = false;
 
-    skip_ws(p);
-    if (cur(p) != '(')
-        return fail_expect(p, "\"(\"");
+    rest__skip_ws(p);
+    if (rest__cur(p) != '(')
+        return rest__fail_expect(p, "\"(\"");
     p->pos++;
-    skip_ws(p);
+    rest__skip_ws(p);
     for (;;) {
         char *el = NULL;
         bool quoted = false;
         size_t b = p->pos;
 
-        if (cur(p) == '"') {
-            if (parse_quoted(p, &el) && (cur(p) == ',' || cur(p) == ')'))
+        if (rest__cur(p) == '"') {
+            if (parse_quoted(p, &el) && (rest__cur(p) == ',' || rest__cur(p) == ')'))
                 quoted = true;
             else if (p->fatal)
                 return false;
@@ -1076,19 +925,19 @@ static bool parse_list(struct parser *p, struct rest_op_expr *x)
         }
         if (items.len == 0)
             first_quoted = quoted;
-        if (!p_push(p, &items, sizeof el, &el))
+        if (!rest__p_push(p, &items, sizeof el, &el))
             return false;
-        if (cur(p) != ',')
+        if (rest__cur(p) != ',')
             break;
         p->pos++;
     }
-    skip_ws(p);
-    if (cur(p) != ')') {
-        fail_expect(p, "\",\"");
-        return fail_expect(p, "\")\"");
+    rest__skip_ws(p);
+    if (rest__cur(p) != ')') {
+        rest__fail_expect(p, "\",\"");
+        return rest__fail_expect(p, "\")\"");
     }
     p->pos++;
-    skip_ws(p);
+    rest__skip_ws(p);
     x->list = items.data;
     x->n_list = items.len;
     if (x->n_list == 1 && !first_quoted && x->list[0][0] == '\0')
@@ -1110,13 +959,13 @@ static bool parse_is_value(struct parser *p, enum rest_is_value *v)
     for (size_t i = 0; i < CD_ARRAY_LEN(words); i++) {
         size_t n = strlen(words[i].word);
 
-        if (p->len - p->pos >= n && starts_with_ci(p->s + p->pos, words[i].word)) {
+        if (p->len - p->pos >= n && rest__starts_with_ci(p->s + p->pos, words[i].word)) {
             p->pos += n;
             *v = words[i].v;
             return true;
         }
     }
-    return fail_expect(p, "isVal: (null, not_null, true, false, unknown)");
+    return rest__fail_expect(p, "isVal: (null, not_null, true, false, unknown)");
 }
 
 /* At top level the value is the rest of the input; inside a logic tree it is a logic value.
@@ -1130,7 +979,7 @@ static bool parse_single_value(struct parser *p, bool in_logic, char **out)
     return *out != NULL;
 }
 
-static bool parse_op_expr(struct parser *p, struct rest_op_expr *x, bool in_logic)
+bool rest__parse_op_expr(struct parser *p, struct rest_op_expr *x, bool in_logic)
 {
     const struct op_def *d;
     size_t w;
@@ -1139,12 +988,12 @@ static bool parse_op_expr(struct parser *p, struct rest_op_expr *x, bool in_logi
     if (lit(p, "not."))
         x->negated = true;
     else
-        fail_expect(p, "\"not\"");
+        rest__fail_expect(p, "\"not\"");
     for (w = p->pos; w < p->len && p->s[w] >= 'a' && p->s[w] <= 'z'; w++)
         ;
     d = find_op(p->s + p->pos, w - p->pos);
     if (d == NULL)
-        return fail_expect(p, "operator (eq, gt, ...)");
+        return rest__fail_expect(p, "operator (eq, gt, ...)");
     p->pos = w;
     x->op = d->op;
     switch (d->cls) {
@@ -1156,11 +1005,11 @@ static bool parse_op_expr(struct parser *p, struct rest_op_expr *x, bool in_logi
     case OPC_SIMPLE:
         return expect_delimiter(p) && parse_single_value(p, in_logic, &x->value);
     case OPC_FTS:
-        if (cur(p) == '(') {
+        if (rest__cur(p) == '(') {
             size_t save = p->pos;
 
             p->pos++;
-            if (parse_identifier(p, &x->fts_config) && cur(p) == ')') {
+            if (parse_identifier(p, &x->fts_config) && rest__cur(p) == ')') {
                 p->pos++;
             } else {
                 if (p->fatal)
@@ -1184,17 +1033,17 @@ static bool parse_op_expr(struct parser *p, struct rest_op_expr *x, bool in_logi
  * Logic trees: and(...), or(...), not.and(...), not.or(...)
  */
 
-static bool parse_logic_tree(struct parser *p, struct rest_logic_tree *t)
+bool rest__parse_logic_tree(struct parser *p, struct rest_logic_tree *t)
 {
     size_t save = p->pos;
-    struct vec kids = {0};
+    struct rest__vec kids = {0};
 
     memset(t, 0, sizeof(*t));
     /* a leaf: field.op.value */
     if (parse_field(p, &t->filter.field) && expect_delimiter(p) &&
-        parse_op_expr(p, &t->filter.expr, true)) {
+        rest__parse_op_expr(p, &t->filter.expr, true)) {
         t->is_filter = true;
-        return count_filter(p);
+        return rest__count_filter(p);
     }
     if (p->fatal)
         return false;
@@ -1203,42 +1052,42 @@ static bool parse_logic_tree(struct parser *p, struct rest_logic_tree *t)
     if (lit(p, "not."))
         t->negated = true;
     else
-        fail_expect(p, "negation operator (not)");
+        rest__fail_expect(p, "negation operator (not)");
     if (lit(p, "and")) {
         t->op = REST_LOGIC_AND;
     } else if (lit(p, "or")) {
         t->op = REST_LOGIC_OR;
     } else {
-        return fail_expect(p, "logic operator (and, or)");
+        return rest__fail_expect(p, "logic operator (and, or)");
     }
-    skip_ws(p);
-    if (cur(p) != '(')
-        return fail_expect(p, "\"(\"");
+    rest__skip_ws(p);
+    if (rest__cur(p) != '(')
+        return rest__fail_expect(p, "\"(\"");
     p->pos++;
-    skip_ws(p);
+    rest__skip_ws(p);
     if (p->depth >= REST_MAX_DEPTH)
-        return fail_fatal(p, "logic tree deeper than %u levels", REST_MAX_DEPTH);
+        return rest__fail_fatal(p, "logic tree deeper than %u levels", REST_MAX_DEPTH);
     p->depth++;
     for (;;) {
         struct rest_logic_tree child;
 
-        if (!parse_logic_tree(p, &child) || !p_push(p, &kids, sizeof child, &child)) {
+        if (!rest__parse_logic_tree(p, &child) || !rest__p_push(p, &kids, sizeof child, &child)) {
             p->depth--;
             return false;
         }
-        skip_ws(p);
-        if (cur(p) != ',')
+        rest__skip_ws(p);
+        if (rest__cur(p) != ',')
             break;
         p->pos++;
-        skip_ws(p);
+        rest__skip_ws(p);
     }
     p->depth--;
-    if (cur(p) != ')') {
-        fail_expect(p, "\",\"");
-        return fail_expect(p, "\")\"");
+    if (rest__cur(p) != ')') {
+        rest__fail_expect(p, "\",\"");
+        return rest__fail_expect(p, "\")\"");
     }
     p->pos++;
-    skip_ws(p);
+    rest__skip_ws(p);
     t->children = kids.data;
     t->n_children = kids.len;
     return true;
@@ -1258,22 +1107,22 @@ static bool parse_order_suffix(struct parser *p, struct rest_order_term *t)
         t->nulls = REST_NULLS_FIRST;
     else if (lit(p, ".nullslast"))
         t->nulls = REST_NULLS_LAST;
-    skip_ws(p);
-    if (cur(p) == ',' || at_eof(p))
+    rest__skip_ws(p);
+    if (rest__cur(p) == ',' || rest__at_eof(p))
         return true;
-    if (cur(p) == '.' && t->nulls == REST_NULLS_DEFAULT) {
+    if (rest__cur(p) == '.' && t->nulls == REST_NULLS_DEFAULT) {
         p->pos++;
         if (t->dir == REST_ORDER_DEFAULT) {
-            fail_expect(p, "\"asc\"");
-            fail_expect(p, "\"desc\"");
+            rest__fail_expect(p, "\"asc\"");
+            rest__fail_expect(p, "\"desc\"");
         }
-        fail_expect(p, "\"nullsfirst\"");
-        return fail_expect(p, "\"nullslast\"");
+        rest__fail_expect(p, "\"nullsfirst\"");
+        return rest__fail_expect(p, "\"nullslast\"");
     }
     if (t->nulls == REST_NULLS_DEFAULT)
-        fail_expect(p, "delimiter (.)");
-    fail_expect(p, "\",\"");
-    return fail_expect(p, "end of input");
+        rest__fail_expect(p, "delimiter (.)");
+    rest__fail_expect(p, "\",\"");
+    return rest__fail_expect(p, "end of input");
 }
 
 static bool parse_order_term(struct parser *p, struct rest_order_term *t)
@@ -1281,17 +1130,17 @@ static bool parse_order_term(struct parser *p, struct rest_order_term *t)
     size_t save;
 
     memset(t, 0, sizeof(*t));
-    skip_ws(p);
+    rest__skip_ws(p);
     save = p->pos;
     /* rel(field) orders by a column of a to-one embed */
-    if (parse_name(p, &t->relation) && cur(p) == '(') {
+    if (rest__parse_name(p, &t->relation) && rest__cur(p) == '(') {
         p->pos++;
-        if (parse_field(p, &t->field) && cur(p) == ')') {
+        if (parse_field(p, &t->field) && rest__cur(p) == ')') {
             p->pos++;
             if (parse_order_suffix(p, t))
                 return true;
         } else {
-            fail_expect(p, "\")\"");
+            rest__fail_expect(p, "\")\"");
         }
     }
     if (p->fatal)
@@ -1301,7 +1150,7 @@ static bool parse_order_term(struct parser *p, struct rest_order_term *t)
     return parse_field(p, &t->field) && parse_order_suffix(p, t);
 }
 
-static bool parse_order_value(struct parser *p, struct vec *terms)
+bool rest__parse_order_value(struct parser *p, struct rest__vec *terms)
 {
     for (;;) {
         struct rest_order_term t;
@@ -1309,10 +1158,10 @@ static bool parse_order_value(struct parser *p, struct vec *terms)
         if (!parse_order_term(p, &t))
             return false;
         if (++p->q->n_order > REST_MAX_ORDER_TERMS)
-            return fail_fatal(p, "more than %u order terms", REST_MAX_ORDER_TERMS);
-        if (!p_push(p, terms, sizeof t, &t))
+            return rest__fail_fatal(p, "more than %u order terms", REST_MAX_ORDER_TERMS);
+        if (!rest__p_push(p, terms, sizeof t, &t))
             return false;
-        if (at_eof(p))
+        if (rest__at_eof(p))
             return true;
         p->pos++; /* ',' (parse_order_suffix checked) */
     }
@@ -1323,18 +1172,19 @@ static bool parse_order_value(struct parser *p, struct vec *terms)
  */
 
 /* name ('.' name)*, the whole input; with want_json a json path may end it. */
-static bool parse_key_path(struct parser *p, struct vec *segs, struct rest_field *f, bool want_json)
+bool rest__parse_key_path(struct parser *p, struct rest__vec *segs, struct rest_field *f,
+                          bool want_json)
 {
     char *name = NULL;
 
     for (;;) {
-        if (!parse_name(p, &name))
+        if (!rest__parse_name(p, &name))
             return false;
         if (segs->len >= REST_MAX_DEPTH + 1)
-            return fail_fatal(p, "embed path deeper than %u levels", REST_MAX_DEPTH);
-        if (!p_push(p, segs, sizeof name, &name))
+            return rest__fail_fatal(p, "embed path deeper than %u levels", REST_MAX_DEPTH);
+        if (!rest__p_push(p, segs, sizeof name, &name))
             return false;
-        if (cur(p) != '.')
+        if (rest__cur(p) != '.')
             break;
         p->pos++;
     }
@@ -1342,717 +1192,11 @@ static bool parse_key_path(struct parser *p, struct vec *segs, struct rest_field
     f->name = name;
     if (want_json && !parse_json_path(p, f))
         return false;
-    if (!at_eof(p)) {
-        fail_expect(p, "delimiter (.)");
+    if (!rest__at_eof(p)) {
+        rest__fail_expect(p, "delimiter (.)");
         if (want_json)
-            fail_expect(p, "\"->\"");
-        return fail_expect(p, "end of input");
+            rest__fail_expect(p, "\"->\"");
+        return rest__fail_expect(p, "end of input");
     }
-    return true;
-}
-
-/* ==========================================================================================
- * The query string
- */
-
-struct param {
-    char *key; /* decoded */
-    size_t key_len;
-    char *value; /* decoded; NULL when the pair had no '=' */
-    size_t value_len;
-};
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* application/x-www-form-urlencoded decoding of [s, s+n) into a new arena string; base is the
- * offset of s in the query string, for messages. */
-static bool form_decode(rest__arena_t *arena, const char *s, size_t n, size_t base, char **out,
-                        size_t *out_len, struct rest_error *err)
-{
-    char det[128];
-    char *d = rest__arena_alloc(arena, n + 1);
-    size_t o = 0;
-
-    if (d == NULL) {
-        snprintf(det, sizeof det, "the request needs more than %zu bytes of parser memory",
-                 arena->max);
-        goto fail;
-    }
-    for (size_t i = 0, at = 0; i < n; i++, at = i) {
-        char c = s[i];
-
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
-
-            if (hi < 0 || lo < 0) {
-                snprintf(det, sizeof det, "invalid percent-encoding at byte %zu", base + at + 1);
-                goto fail;
-            }
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0') {
-            snprintf(det, sizeof det, "NUL byte at byte %zu", base + at + 1);
-            goto fail;
-        }
-        d[o++] = c;
-    }
-    d[o] = '\0';
-    if (!utf8_valid((const unsigned char *)d, o)) {
-        snprintf(det, sizeof det, "the decoded text is not valid UTF-8 (near byte %zu)", base + 1);
-        goto fail;
-    }
-    *out = d;
-    *out_len = o;
-    return true;
-fail:
-    set_error(err, 400, "PGRST100", "failed to parse query string", det);
-    return false;
-}
-
-static bool split_query(rest__arena_t *arena, const char *query, size_t len, struct vec *params,
-                        struct rest_error *err)
-{
-    size_t i = 0, base = 0;
-
-    if (len > 0 && query[0] == '?') {
-        query++;
-        len--;
-        base = 1;
-    }
-    while (i < len) {
-        size_t j = i, eq;
-        struct param prm = {0};
-
-        while (j < len && query[j] != '&')
-            j++;
-        if (j > i) {
-            if (params->len >= REST_MAX_PARAMS) {
-                set_error(err, 400, "PGRST100", "failed to parse query string",
-                          "too many query parameters");
-                return false;
-            }
-            for (eq = i; eq < j && query[eq] != '='; eq++)
-                ;
-            if (!form_decode(arena, query + i, eq - i, base + i, &prm.key, &prm.key_len, err))
-                return false;
-            if (eq < j && !form_decode(arena, query + eq + 1, j - eq - 1, base + eq + 1, &prm.value,
-                                       &prm.value_len, err))
-                return false;
-            if (!vec_push(arena, params, sizeof prm, &prm)) {
-                set_error(err, 400, "PGRST100", "failed to parse query string",
-                          "the request needs more parser memory than allowed");
-                return false;
-            }
-        }
-        i = j + 1;
-    }
-    return true;
-}
-
-static const char *last_segment(const char *key)
-{
-    const char *dot = strrchr(key, '.');
-
-    return dot != NULL ? dot + 1 : key;
-}
-
-static bool is_reserved(const char *key)
-{
-    return strcmp(key, "select") == 0 || strcmp(key, "columns") == 0 ||
-           strcmp(key, "on_conflict") == 0;
-}
-
-static bool ends_in(const char *key, const char *word)
-{
-    return strcmp(last_segment(key), word) == 0;
-}
-
-static bool is_embeddable_reserved(const char *key)
-{
-    return ends_in(key, "order") || ends_in(key, "limit") || ends_in(key, "offset") ||
-           ends_in(key, "and") || ends_in(key, "or");
-}
-
-/* The first value of a reserved key, or NULL (absent, or present without '='). */
-static const struct param *find_param(const struct vec *params, const char *key)
-{
-    const struct param *prm = params->data;
-
-    for (size_t i = 0; i < params->len; i++) {
-        if (strcmp(prm[i].key, key) == 0)
-            return prm[i].value != NULL ? &prm[i] : NULL;
-    }
-    return NULL;
-}
-
-/* Parses a parameter key as an embed path; `want_json` allows a json path at the end. */
-static bool parse_key(struct query_ctx *q, const struct param *prm, bool want_json,
-                      const char *what, struct vec *segs, struct rest_field *f,
-                      struct rest_error *err)
-{
-    struct parser p;
-
-    parser_init(&p, q, prm->key, prm->key_len);
-    if (!parse_key_path(&p, segs, f, want_json)) {
-        parser_error(err, &p, what, prm->key, prm->key_len);
-        return false;
-    }
-    return true;
-}
-
-static bool parse_order_param(struct query_ctx *q, const struct param *prm, struct vec *orders,
-                              struct rest_error *err)
-{
-    struct rest_order ord = {0};
-    struct vec segs = {0}, terms = {0};
-    struct rest_field f = {0};
-    struct parser p;
-
-    if (!parse_key(q, prm, true, "tree path", &segs, &f, err))
-        return false;
-    parser_init(&p, q, prm->value, prm->value_len);
-    if (parse_order_value(&p, &terms)) {
-        ord.embed_path = segs.data;
-        ord.n_embed_path = segs.len;
-        ord.terms = terms.data;
-        ord.n_terms = terms.len;
-        if (p_push(&p, orders, sizeof ord, &ord))
-            return true;
-    }
-    parser_error(err, &p, "order", prm->value, prm->value_len);
-    return false;
-}
-
-static bool parse_logic_param(struct query_ctx *q, const struct param *prm, struct vec *logic,
-                              struct rest_error *err)
-{
-    struct rest_logic lg = {0};
-    struct vec segs = {0};
-    struct rest_field f = {0};
-    struct parser p;
-    char **names;
-    size_t kept = 0, op_len;
-    bool negated = false, ok;
-    char *text;
-
-    /* key: name('.'name)*, the last being and/or; any "not" segment negates */
-    if (!parse_key(q, prm, false, "logic path", &segs, &f, err))
-        return false;
-    if (strcmp(f.name, "and") != 0 && strcmp(f.name, "or") != 0) { /* `"x.or"`: defensive */
-        parser_init(&p, q, prm->key, prm->key_len);
-        p.pos = p.len;
-        fail_expect(&p, "logic operator (and, or)");
-        parser_error(err, &p, "logic path", prm->key, prm->key_len);
-        return false;
-    }
-    names = segs.data;
-    for (size_t i = 0; i < segs.len; i++) {
-        if (strcmp(names[i], "not") == 0)
-            negated = true;
-        else
-            names[kept++] = names[i];
-    }
-    lg.embed_path = names;
-    lg.n_embed_path = kept;
-
-    /* value: parsed as "op(...)" / "not.op(...)", as PostgREST does */
-    parser_init(&p, q, prm->value, prm->value_len);
-    op_len = (negated ? 4 : 0) + strlen(f.name);
-    text = p_alloc(&p, op_len + prm->value_len + 1);
-    if (text != NULL) {
-        snprintf(text, op_len + 1, "%s%s", negated ? "not." : "", f.name);
-        memcpy(text + op_len, prm->value, prm->value_len + 1);
-        parser_init(&p, q, text, op_len + prm->value_len);
-    }
-    ok = text != NULL && parse_logic_tree(&p, &lg.tree);
-    if (ok && lg.tree.is_filter) {
-        /* `or=.eq.1` reads as a filter on a column "or": not a logic tree */
-        p.has_fail = false;
-        p.pos = op_len;
-        ok = fail_expect(&p, "\"(\"");
-    } else if (ok && !at_eof(&p)) {
-        ok = fail_expect(&p, "end of input");
-    }
-    if (!ok || !p_push(&p, logic, sizeof lg, &lg)) {
-        parser_error(err, &p, "logic tree", prm->value, prm->value_len);
-        return false;
-    }
-    return true;
-}
-
-/* name (',' name)*; used by columns= and on_conflict=. */
-static bool parse_name_list(struct query_ctx *q, const struct param *prm, const char *what,
-                            bool dedupe, char ***out, size_t *n_out, struct rest_error *err)
-{
-    struct parser p;
-    struct vec names = {0};
-
-    parser_init(&p, q, prm->value, prm->value_len);
-    for (;;) {
-        char *name = NULL;
-        bool dup = false;
-
-        if (!parse_name(&p, &name))
-            goto fail;
-        if (dedupe) {
-            char **have = names.data;
-
-            for (size_t i = 0; i < names.len && !dup; i++)
-                dup = strcmp(have[i], name) == 0;
-        }
-        if (!dup) {
-            if (names.len >= REST_MAX_COLUMNS) {
-                fail_fatal(&p, "more than %u columns", REST_MAX_COLUMNS);
-                goto fail;
-            }
-            if (!p_push(&p, &names, sizeof name, &name))
-                goto fail;
-        }
-        skip_ws(&p);
-        if (cur(&p) != ',')
-            break;
-        p.pos++;
-        skip_ws(&p);
-    }
-    if (!at_eof(&p)) {
-        fail_expect(&p, "\",\"");
-        fail_expect(&p, "end of input");
-        goto fail;
-    }
-    *out = names.data;
-    *n_out = names.len;
-    return true;
-fail:
-    parser_error(err, &p, what, prm->value, prm->value_len);
-    return false;
-}
-
-static bool parse_select_param(struct query_ctx *q, const struct param *prm, struct rest_query *out,
-                               struct rest_error *err)
-{
-    struct parser p;
-    struct vec items = {0};
-
-    parser_init(&p, q, prm->value, prm->value_len);
-    if (!parse_select_forest(&p, &items))
-        goto fail;
-    skip_ws(&p);
-    if (!at_eof(&p)) {
-        fail_expect(&p, "\",\"");
-        fail_expect(&p, "end of input");
-        goto fail;
-    }
-    out->has_select = true;
-    out->select = items.data;
-    out->n_select = items.len;
-    return true;
-fail:
-    parser_error(err, &p, "select parameter", prm->value, prm->value_len);
-    return false;
-}
-
-/* A value that must be a filter even where a plain RPC argument would be allowed: PostgREST
- * has committed to `not.`, `in.` and `is.` once it has read them. */
-static bool value_commits_to_filter(const char *v)
-{
-    return strncmp(v, "not.", 4) == 0 || strncmp(v, "in.", 3) == 0 || strncmp(v, "is.", 3) == 0;
-}
-
-static bool parse_filter_param(struct query_ctx *q, const struct param *prm, bool rpc,
-                               struct vec *filters, struct vec *args, struct rest_error *err)
-{
-    struct rest_filter f = {0};
-    struct vec segs = {0};
-    struct parser p;
-
-    if (!parse_key(q, prm, true, "tree path", &segs, &f.field, err))
-        return false;
-    f.embed_path = segs.data;
-    f.n_embed_path = segs.len;
-    parser_init(&p, q, prm->value, prm->value_len);
-    if (parse_op_expr(&p, &f.expr, false) && (at_eof(&p) || fail_expect(&p, "end of input"))) {
-        if (!count_filter(&p) || !p_push(&p, filters, sizeof f, &f))
-            goto fail;
-        return true;
-    }
-    if (rpc && !p.fatal && !value_commits_to_filter(prm->value) && f.n_embed_path == 0 &&
-        f.field.n_json == 0) {
-        struct rest_rpc_arg arg = {f.field.name, prm->value};
-
-        if (p_push(&p, args, sizeof arg, &arg))
-            return true;
-    }
-fail:
-    parser_error(err, &p, "filter", prm->value, prm->value_len);
-    return false;
-}
-
-/* limit=N / offset=N, on the root or `rel.limit=N`. */
-static bool parse_range_param(struct query_ctx *q, const struct param *prm, bool is_limit,
-                              struct vec *ranges, struct rest_error *err)
-{
-    struct vec segs = {0};
-    struct rest_field f = {0};
-    struct rest_range *have = ranges->data, *r = NULL;
-    struct parser p;
-    int64_t v = 0;
-
-    if (!parse_key(q, prm, false, "tree path", &segs, &f, err))
-        return false;
-    parser_init(&p, q, prm->value, prm->value_len);
-    if (!parse_i64_digits(prm->value, prm->value_len, &v)) {
-        size_t i = 0;
-
-        if (is_limit && prm->value_len > 1 && prm->value[0] == '-' &&
-            parse_i64_digits(prm->value + 1, prm->value_len - 1, &v)) {
-            set_error(err, 416, "PGRST103", "Requested range not satisfiable",
-                      "Limit should be greater than or equal to zero.");
-            return false;
-        }
-        while (i < prm->value_len && is_digit((unsigned char)prm->value[i]))
-            i++;
-        p.pos = i;
-        if (i == prm->value_len && i > 0)
-            fail_fatal(&p, "number too large");
-        else
-            fail_expect(&p, i == 0 ? "a non-negative integer" : "digit");
-        parser_error(err, &p, is_limit ? "limit parameter" : "offset parameter", prm->value,
-                     prm->value_len);
-        return false;
-    }
-    /* same embed path as an earlier limit/offset: merge (the last value wins) */
-    for (size_t i = 0; i < ranges->len && r == NULL; i++) {
-        char **segs_have = have[i].embed_path, **segs_new = segs.data;
-        bool same = have[i].n_embed_path == segs.len;
-
-        for (size_t k = 0; same && k < segs.len; k++)
-            same = strcmp(segs_have[k], segs_new[k]) == 0;
-        if (same)
-            r = &have[i];
-    }
-    if (r == NULL) {
-        struct rest_range fresh = {0};
-
-        fresh.embed_path = segs.data;
-        fresh.n_embed_path = segs.len;
-        if (!p_push(&p, ranges, sizeof fresh, &fresh)) {
-            parser_error(err, &p, is_limit ? "limit parameter" : "offset parameter", prm->value,
-                         prm->value_len);
-            return false;
-        }
-        r = (struct rest_range *)ranges->data + ranges->len - 1;
-    }
-    if (is_limit) {
-        r->has_limit = true;
-        r->limit = v;
-    } else {
-        r->has_offset = true;
-        r->offset = v;
-    }
-    return true;
-}
-
-static bool parse_query_common(rest__arena_t *arena, const char *query, size_t len, bool rpc,
-                               struct rest_query *out, struct rest_error *err)
-{
-    struct query_ctx q = {arena, 0, 0, 0};
-    struct vec params = {0}, orders = {0}, logic = {0}, filters = {0}, ranges = {0}, args = {0};
-    const struct param *prm, *all;
-    char msg[64];
-
-    memset(out, 0, sizeof(*out));
-    memset(err, 0, sizeof(*err));
-    if (query == NULL)
-        len = 0;
-    if (len > REST_MAX_QUERY_BYTES) {
-        snprintf(msg, sizeof msg, "the query string is longer than %u bytes", REST_MAX_QUERY_BYTES);
-        set_error(err, 400, "PGRST100", "failed to parse query string", msg);
-        return false;
-    }
-    if (!split_query(arena, query, len, &params, err))
-        return false;
-    all = params.data;
-
-    /* Same order as PostgREST, so that the first error reported is the same. */
-    for (size_t i = 0; i < params.len; i++) {
-        if (all[i].value != NULL && ends_in(all[i].key, "order") &&
-            !parse_order_param(&q, &all[i], &orders, err))
-            return false;
-    }
-    for (size_t i = 0; i < params.len; i++) {
-        if (all[i].value != NULL && (ends_in(all[i].key, "and") || ends_in(all[i].key, "or")) &&
-            !parse_logic_param(&q, &all[i], &logic, err))
-            return false;
-    }
-    prm = find_param(&params, "columns");
-    if (prm != NULL) {
-        if (!parse_name_list(&q, prm, "columns parameter", true, &out->columns, &out->n_columns,
-                             err))
-            return false;
-        out->has_columns = true;
-    }
-    prm = find_param(&params, "select");
-    if (prm != NULL && !parse_select_param(&q, prm, out, err))
-        return false;
-    for (size_t i = 0; i < params.len; i++) {
-        if (all[i].value != NULL && !is_reserved(all[i].key) &&
-            !is_embeddable_reserved(all[i].key) &&
-            !parse_filter_param(&q, &all[i], rpc, &filters, &args, err))
-            return false;
-    }
-    prm = find_param(&params, "on_conflict");
-    if (prm != NULL) {
-        if (!parse_name_list(&q, prm, "on_conflict parameter", false, &out->on_conflict,
-                             &out->n_on_conflict, err))
-            return false;
-        out->has_on_conflict = true;
-    }
-    for (size_t i = 0; i < params.len; i++) {
-        bool is_limit = ends_in(all[i].key, "limit");
-
-        if (all[i].value != NULL && (is_limit || ends_in(all[i].key, "offset")) &&
-            !parse_range_param(&q, &all[i], is_limit, &ranges, err))
-            return false;
-    }
-
-    out->filters = filters.data;
-    out->n_filters = filters.len;
-    out->logic = logic.data;
-    out->n_logic = logic.len;
-    out->orders = orders.data;
-    out->n_orders = orders.len;
-    out->ranges = ranges.data;
-    out->n_ranges = ranges.len;
-    out->rpc_args = args.data;
-    out->n_rpc_args = args.len;
-    return true;
-}
-
-bool rest_parse_query(rest__arena_t *arena, const char *query, size_t len, struct rest_query *out,
-                      struct rest_error *err)
-{
-    return parse_query_common(arena, query, len, false, out, err);
-}
-
-bool rest_parse_query_rpc(rest__arena_t *arena, const char *query, size_t len,
-                          struct rest_query *out, struct rest_error *err)
-{
-    return parse_query_common(arena, query, len, true, out, err);
-}
-
-/* ==========================================================================================
- * Prefer
- */
-
-/* Preferences PostgREST knows, each in a slot of which the first occurrence wins. */
-enum {
-    PREF_RETURN,
-    PREF_COUNT,
-    PREF_RESOLUTION,
-    PREF_MISSING,
-    PREF_HANDLING,
-    PREF_TX,
-    PREF_PARAMS,
-    PREF_SLOTS
-};
-
-static const struct {
-    const char *text;
-    int slot;
-    int value;
-} PREFS[] = {
-    {"return=minimal", PREF_RETURN, REST_RETURN_MINIMAL},
-    {"return=representation", PREF_RETURN, REST_RETURN_REPRESENTATION},
-    {"return=headers-only", PREF_RETURN, REST_RETURN_HEADERS_ONLY},
-    {"count=exact", PREF_COUNT, REST_COUNT_EXACT},
-    {"count=planned", PREF_COUNT, REST_COUNT_PLANNED},
-    {"count=estimated", PREF_COUNT, REST_COUNT_ESTIMATED},
-    {"resolution=merge-duplicates", PREF_RESOLUTION, REST_RESOLUTION_MERGE_DUPLICATES},
-    {"resolution=ignore-duplicates", PREF_RESOLUTION, REST_RESOLUTION_IGNORE_DUPLICATES},
-    {"missing=default", PREF_MISSING, REST_MISSING_DEFAULT},
-    {"missing=null", PREF_MISSING, REST_MISSING_NULL},
-    {"handling=lenient", PREF_HANDLING, REST_HANDLING_LENIENT},
-    {"handling=strict", PREF_HANDLING, REST_HANDLING_STRICT},
-    {"tx=commit", PREF_TX, REST_TX_COMMIT},
-    {"tx=rollback", PREF_TX, REST_TX_ROLLBACK},
-    {"params=single-object", PREF_PARAMS, 1},
-};
-
-/* Applies one trimmed preference; returns false if it is not recognised. */
-static bool apply_preference(struct rest_prefer *pr, int *slots, const char *s, size_t n,
-                             bool *seen_max)
-{
-    for (size_t i = 0; i < CD_ARRAY_LEN(PREFS); i++) {
-        if (strlen(PREFS[i].text) == n && memcmp(PREFS[i].text, s, n) == 0) {
-            if (slots[PREFS[i].slot] == 0)
-                slots[PREFS[i].slot] = PREFS[i].value;
-            return true;
-        }
-    }
-    if (n >= 13 && memcmp(s, "max-affected=", 13) == 0) {
-        /* The first max-affected decides, even when its number is invalid (then ignored). */
-        if (!*seen_max) {
-            int64_t v = 0;
-            bool neg = n > 13 && s[13] == '-';
-
-            *seen_max = true;
-            if (parse_i64_digits(s + 13 + neg, n - 13 - neg, &v)) {
-                pr->has_max_affected = true;
-                pr->max_affected = neg ? -v : v;
-            }
-        }
-        return true;
-    }
-    return false;
-}
-
-bool rest_parse_prefer(rest__arena_t *arena, const char *const *values, const size_t *lens,
-                       size_t n_values, struct rest_prefer *out, struct rest_error *err)
-{
-    struct vec invalid = {0};
-    int slots[PREF_SLOTS] = {0};
-    size_t total = 0, items = 0;
-    bool seen_max = false;
-    char det[REST_ERROR_DETAILS_MAX];
-    struct text d = {det, sizeof det, 0, false};
-    char **bad;
-
-    memset(out, 0, sizeof(*out));
-    memset(err, 0, sizeof(*err));
-    for (size_t h = 0; h < n_values; h++) {
-        const char *v = values[h];
-        size_t n = lens[h], i = 0;
-
-        if (v == NULL)
-            continue;
-        total += n;
-        if (total > REST_MAX_PREFER_BYTES) {
-            set_error(err, 400, "PGRST100", "failed to parse Prefer header",
-                      "the Prefer headers are too long");
-            return false;
-        }
-        if (memchr(v, '\0', n) != NULL || !utf8_valid((const unsigned char *)v, n)) {
-            set_error(err, 400, "PGRST100", "failed to parse Prefer header",
-                      "the Prefer header is not valid UTF-8 text");
-            return false;
-        }
-        while (i <= n) {
-            size_t j = i, b, e;
-
-            while (j < n && v[j] != ',')
-                j++;
-            for (b = i; b < j && is_space((unsigned char)v[b]); b++)
-                ;
-            for (e = j; e > b && is_space((unsigned char)v[e - 1]); e--)
-                ;
-            i = j + 1;
-            if (e == b)
-                continue;
-            if (++items > REST_MAX_PREFER_ITEMS) {
-                set_error(err, 400, "PGRST100", "failed to parse Prefer header",
-                          "too many preferences");
-                return false;
-            }
-            if (e - b > 9 && memcmp(v + b, "timezone=", 9) == 0) {
-                if (out->timezone == NULL) {
-                    out->timezone = rest__arena_alloc(arena, e - b - 9 + 1);
-                    if (out->timezone == NULL)
-                        goto nomem;
-                    memcpy(out->timezone, v + b + 9, e - b - 9);
-                    out->timezone[e - b - 9] = '\0';
-                }
-                continue;
-            }
-            if (!apply_preference(out, slots, v + b, e - b, &seen_max)) {
-                char *copy = rest__arena_alloc(arena, e - b + 1);
-
-                if (copy == NULL)
-                    goto nomem;
-                memcpy(copy, v + b, e - b);
-                copy[e - b] = '\0';
-                if (!vec_push(arena, &invalid, sizeof copy, &copy))
-                    goto nomem;
-            }
-        }
-    }
-    out->ret = (enum rest_prefer_return)slots[PREF_RETURN];
-    out->count = (enum rest_prefer_count)slots[PREF_COUNT];
-    out->resolution = (enum rest_prefer_resolution)slots[PREF_RESOLUTION];
-    out->missing = (enum rest_prefer_missing)slots[PREF_MISSING];
-    out->handling = (enum rest_prefer_handling)slots[PREF_HANDLING];
-    out->tx = (enum rest_prefer_tx)slots[PREF_TX];
-    out->params_single_object = slots[PREF_PARAMS] != 0;
-    out->invalid = invalid.data;
-    out->n_invalid = invalid.len;
-    if (out->handling == REST_HANDLING_STRICT && out->n_invalid > 0) {
-        det[0] = '\0';
-        text_adds(&d, "Invalid preferences: ");
-        bad = out->invalid;
-        for (size_t i = 0; i < out->n_invalid; i++) {
-            if (i > 0)
-                text_adds(&d, ", ");
-            text_adds(&d, bad[i]);
-        }
-        set_error(err, 400, "PGRST122", "Invalid preferences given with handling=strict", det);
-        return false;
-    }
-    return true;
-nomem:
-    set_error(err, 400, "PGRST100", "failed to parse Prefer header",
-              "the request needs more parser memory than allowed");
-    return false;
-}
-
-/* ==========================================================================================
- * Range
- */
-
-bool rest_parse_range(const char *range, size_t range_len, const char *unit, size_t unit_len,
-                      struct rest_range_header *out, struct rest_error *err)
-{
-    size_t dash = 0;
-
-    memset(out, 0, sizeof(*out));
-    memset(err, 0, sizeof(*err));
-    if (range == NULL)
-        return true;
-    if (unit != NULL && !(unit_len == 5 && starts_with_ci(unit, "items")))
-        return true;
-    while (dash < range_len && is_digit((unsigned char)range[dash]))
-        dash++;
-    if (dash == 0 || dash >= range_len || range[dash] != '-')
-        return true;
-    for (size_t i = dash + 1; i < range_len; i++) {
-        if (!is_digit((unsigned char)range[i]))
-            return true;
-    }
-    if (!parse_i64_digits(range, dash, &out->first) ||
-        (dash + 1 < range_len &&
-         !parse_i64_digits(range + dash + 1, range_len - dash - 1, &out->last))) {
-        set_error(err, 416, "PGRST103", "Requested range not satisfiable",
-                  "The Range header bounds are too large.");
-        return false;
-    }
-    out->has_last = dash + 1 < range_len;
-    if (out->has_last && out->first > out->last) {
-        set_error(err, 416, "PGRST103", "Requested range not satisfiable",
-                  "The lower boundary must be lower than or equal to the upper boundary in the "
-                  "Range header.");
-        return false;
-    }
-    out->present = true;
     return true;
 }

@@ -20,7 +20,7 @@
  *     sometimes reports an earlier one), with the same message shape.
  *
  * Memory: everything in the tree is allocated from the caller's arena and stays valid until
- * rest__arena_free(). Strings in the tree are NUL-terminated, valid UTF-8, without NUL bytes.
+ * cd_arena_free(). Strings in the tree are NUL-terminated, valid UTF-8, without NUL bytes.
  */
 #ifndef CD_REST_PARSE_H
 #define CD_REST_PARSE_H
@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/common.h"
 
 /* Hard limits. Going past any of them is a clean 400 error. */
@@ -44,26 +45,6 @@
 #define REST_MAX_PREFER_BYTES 8192u           /* all Prefer header values together */
 #define REST_MAX_PREFER_ITEMS 64u             /* comma-separated preferences */
 #define REST_ARENA_MAX_BYTES  (1024u * 1024u) /* default arena maximum per request */
-
-/* ------------------------------------------------------------------------------------------
- * Arena. A chain of malloc'd blocks with a hard maximum; freed in one call. (Internal name:
- * the core arena will replace it.)
- */
-struct rest__arena_block;
-
-typedef struct rest__arena {
-    struct rest__arena_block *head; /* newest block first; owned by the arena */
-    size_t total;                   /* bytes malloc'd so far, headers included */
-    size_t max;                     /* hard maximum for total */
-} rest__arena_t;
-
-/* Prepares an empty arena that will never malloc more than max bytes in all. */
-void rest__arena_init(rest__arena_t *arena, size_t max);
-/* Returns n bytes (maximally aligned, uninitialised) that live until rest__arena_free(),
- * or NULL when the maximum would be passed or malloc fails. n == 0 is treated as 1. */
-CD_MUSTCHECK void *rest__arena_alloc(rest__arena_t *arena, size_t n);
-/* Frees every block; the arena is empty and reusable afterwards (same maximum). */
-void rest__arena_free(rest__arena_t *arena);
 
 /* ------------------------------------------------------------------------------------------
  * Errors, shaped like PostgREST's: {"code", "message", "details", "hint": null} (the hint is
@@ -291,7 +272,7 @@ struct rest_query {
  * 416 PGRST103 for a negative limit). On failure *out holds nothing useful; what was
  * allocated stays in the arena until it is freed.
  */
-CD_MUSTCHECK bool rest_parse_query(rest__arena_t *arena, const char *query, size_t len,
+CD_MUSTCHECK bool rest_parse_query(cd_arena_t *arena, const char *query, size_t len,
                                    struct rest_query *out, struct rest_error *err);
 
 /*
@@ -300,7 +281,7 @@ CD_MUSTCHECK bool rest_parse_query(rest__arena_t *arena, const char *query, size
  * `in.` or `is.` must still parse as a filter, as in PostgREST. Argument names are plain
  * names: `a.b=1` (an embed path) is an error.
  */
-CD_MUSTCHECK bool rest_parse_query_rpc(rest__arena_t *arena, const char *query, size_t len,
+CD_MUSTCHECK bool rest_parse_query_rpc(cd_arena_t *arena, const char *query, size_t len,
                                        struct rest_query *out, struct rest_error *err);
 
 /* ------------------------------------------------------------------------------------------
@@ -352,7 +333,7 @@ struct rest_prefer {
  * handling=strict and any preference is unrecognised, and 400 PGRST100 when the limits
  * (REST_MAX_PREFER_BYTES, REST_MAX_PREFER_ITEMS) are passed or a value is not UTF-8 or has NUL.
  */
-CD_MUSTCHECK bool rest_parse_prefer(rest__arena_t *arena, const char *const *values,
+CD_MUSTCHECK bool rest_parse_prefer(cd_arena_t *arena, const char *const *values,
                                     const size_t *lens, size_t n_values, struct rest_prefer *out,
                                     struct rest_error *err);
 

@@ -198,7 +198,7 @@ static bool load_fail(struct loader *l, const char *what)
 
 static void *l_alloc(struct loader *l, size_t n)
 {
-    void *p = rest__arena_alloc(&l->s->arena, n);
+    void *p = cd_arena_alloc(&l->s->arena, n);
     if (!p)
         load_fail(l, "the schema cache is larger than its memory limit");
     return p;
@@ -795,7 +795,7 @@ rest_schema_t *rest__schema_from_json(const char *json, size_t len, char *why, s
         return NULL;
     }
     atomic_init(&s->refs, 1);
-    rest__arena_init(&s->arena, REST_SCHEMA_ARENA_MAX);
+    cd_arena_init(&s->arena, REST_SCHEMA_ARENA_MAX);
     struct loader l = {s, why, whylen};
     bool ok = load_tables(&l, json_object_get(doc, "tables")) &&
               load_fks(&l, json_object_get(doc, "fks"), json_object_get(doc, "viewcols")) &&
@@ -803,7 +803,7 @@ rest_schema_t *rest__schema_from_json(const char *json, size_t len, char *why, s
               load_types(&l, json_object_get(doc, "types"));
     json_decref(doc);
     if (!ok) {
-        rest__arena_free(&s->arena);
+        cd_arena_free(&s->arena);
         free(s);
         return NULL;
     }
@@ -1152,7 +1152,7 @@ void rest__schema_release(rest_schema_t *s)
     if (!s)
         return;
     if (atomic_fetch_sub(&s->refs, 1) == 1) {
-        rest__arena_free(&s->arena);
+        cd_arena_free(&s->arena);
         free(s);
     }
 }

@@ -12,6 +12,8 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/text.h"
+#include "http/body.h"
 #include "storage/storage_internal.h"
 
 static storage_backend_t g_backend;
@@ -129,12 +131,11 @@ PGresult *storage__query_caller(http_request_t *req, const storage_query_t *q)
 
 json_t *storage__json_body(http_request_t *req)
 {
-    json_error_t e;
-    json_t *j = req->body.len
-                    ? json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &e)
-                    : json_object();
-    if (!json_is_object(j)) {
-        json_decref(j);
+    json_t *j = NULL;
+    char why[160];
+    /* The shared reader's limits (depth, duplicates); Storage's own error shape. */
+    if (!body_parse_json(req->body.data, req->body.len, BODY_JSON_OBJECT | BODY_JSON_EMPTY, &j, why,
+                         sizeof(why))) {
         storage__reply_error(req, "400", "InvalidRequest", "invalid_request",
                              "The request body must be a JSON object.");
         return NULL;
@@ -164,22 +165,9 @@ void storage__remove_versions(const app_t *app, const char *json_array)
 /* Appends s percent-encoded for a URL path (keeping '/' and unreserved bytes). */
 static bool encode_path(const char *s, char *out, size_t outlen, size_t *w)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || strchr("-._~/", *p);
-        if (*w + (keep ? 1 : 3) >= outlen)
-            return false;
-        if (keep) {
-            out[(*w)++] = (char)*p;
-        } else {
-            out[(*w)++] = '%';
-            out[(*w)++] = hex[*p >> 4];
-            out[(*w)++] = hex[*p & 15];
-        }
-    }
-    out[*w] = '\0';
-    return true;
+    bool complete = false;
+    *w += cd_percent_encode(out + *w, outlen - *w, s, "-._~/", &complete);
+    return complete;
 }
 
 bool storage_signed_url(const app_t *app, const char *bucket, const char *name, long expires_in,

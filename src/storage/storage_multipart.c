@@ -248,6 +248,7 @@ bool storage__mp_feed(storage_multipart_t *m, const char *data, size_t len)
             bool delimited = false;
             while (i < len) {
                 c = data[i];
+                CD_ASSERT(m->match < m->delim_len);
                 if (c == m->delim[m->match]) {
                     if (m->match == 0 && !emit(m, data + run, i - run))
                         return false;
@@ -298,6 +299,7 @@ bool storage__mp_feed(storage_multipart_t *m, const char *data, size_t len)
         case STORAGE_MP_AFTER_DELIM_CR:
             if (c != '\n')
                 return fail(m, "a multipart delimiter is not followed by CRLF");
+            CD_ASSERT(m->match == 0); /* a part's head starts only after a whole delimiter */
             m->state = STORAGE_MP_HEAD;
             m->head_len = 0;
             i++;

@@ -15,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "storage/storage_internal.h"
 
 #define OBJ_PREFIX           "/storage/v1/object/"
@@ -114,20 +115,7 @@ static void add_header(http_request_t *req, const char *name, const char *value)
 /* Percent-encodes a file name for Content-Disposition (RFC 5987 attr-char). */
 static void encode_filename(const char *s, char *out, size_t outlen)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t w = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && w + 4 < outlen; p++) {
-        bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || strchr("!#$&+-.^_`|~", *p);
-        if (keep) {
-            out[w++] = (char)*p;
-        } else {
-            out[w++] = '%';
-            out[w++] = hex[*p >> 4];
-            out[w++] = hex[*p & 15];
-        }
-    }
-    out[w] = '\0';
+    (void)cd_percent_encode(out, outlen, s, "!#$&+-.^_`|~", NULL);
 }
 
 /* Parses a single "bytes=" range against size. Returns 1 for a range in

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/text.h"
 #include "storage/storage_internal.h"
 
 /* Words of the /object/... route space that cannot be bucket ids. */
@@ -17,57 +18,6 @@ static const char *const RESERVED_BUCKETS[] = {
     "list",   "list-v2", "move",   "copy",          "sign",
     "upload", "info",    "public", "authenticated", "render",
 };
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    unsigned cp;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        min = 0x80;
-        cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        min = 0x800;
-        cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        min = 0x10000;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    /* C1 controls (U+0080..U+009F) are control characters too. */
-    if (cp >= 0x80 && cp <= 0x9F)
-        return 0;
-    return len;
-}
 
 storage_path_status_t storage__check_name(const char *name, size_t len)
 {
@@ -95,13 +45,12 @@ storage_path_status_t storage__check_name(const char *name, size_t len)
         if (s[i] == '\\')
             return STORAGE_PATH_BACKSLASH;
         if (s[i] >= 0x80) {
-            size_t n = utf8_len(s + i, len - i);
-            if (n == 0) {
-                /* a C1 control encoded in UTF-8 is a control, not bad UTF-8 */
-                if (s[i] == 0xC2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9F)
-                    return STORAGE_PATH_CONTROL;
+            size_t n = cd_utf8_char_len(s + i, len - i);
+            if (n == 0)
                 return STORAGE_PATH_BAD_UTF8;
-            }
+            /* C1 controls (U+0080..U+009F, C2 80..C2 9F) are control characters too. */
+            if (s[i] == 0xC2 && s[i + 1] <= 0x9F)
+                return STORAGE_PATH_CONTROL;
             i += n - 1;
         }
     }
@@ -159,8 +108,8 @@ storage_path_status_t storage__percent_decode(const char *raw, size_t len, char 
         if (c == '%') {
             if (len - i < 3)
                 return STORAGE_PATH_BAD_ESCAPE;
-            int h = hexval((unsigned char)raw[i + 1]);
-            int l = hexval((unsigned char)raw[i + 2]);
+            int h = cd_hex_value((unsigned char)raw[i + 1]);
+            int l = cd_hex_value((unsigned char)raw[i + 2]);
             if (h < 0 || l < 0 || (h == 0 && l == 0))
                 return STORAGE_PATH_BAD_ESCAPE;
             c = (char)(h * 16 + l);

@@ -1,7 +1,7 @@
 /*
  * Signed-URL tokens: compact HS256 JWTs ({"url":"bucket/name","exp",...})
  * under the project's JWT secret, as Supabase Storage makes them. They carry
- * no "role", so jwt_verify (src/auth/jwt.c) never accepts one as an access
+ * no "role", so jwt_verify (src/core/jwt.c) never accepts one as an access
  * token, and this verifier accepts only the one header it writes.
  */
 #include <stdlib.h>
@@ -10,49 +10,11 @@
 #include <string.h>
 
 #include "core/crypto.h"
+#include "core/text.h"
 #include "storage/storage_internal.h"
 
 /* base64url('{"alg":"HS256","typ":"JWT"}') */
 static const char TOKEN_HEADER[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
-
-static int b64url_val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes unpadded base64url; out holds at least 3*len/4+1 bytes. Returns
- * false on a bad character or length. */
-static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
-{
-    if (len % 4 == 1)
-        return false;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_val((unsigned char)in[i]);
-        if (v < 0)
-            return false;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)((acc >> bits) & 0xFF);
-        }
-    }
-    *outlen = o;
-    return true;
-}
 
 /* URL tokens are signed with a key derived from the JWT secret, never with
  * the secret itself: an access token can then never pass for a URL token,
@@ -84,7 +46,7 @@ char *storage__token_sign(const json_t *claims, const unsigned char *secret, siz
         goto fail;
     memcpy(tok, TOKEN_HEADER, hlen);
     tok[hlen] = '.';
-    size_t n = cd_base64url((const unsigned char *)payload, plen, tok + hlen + 1);
+    size_t n = cd_base64url_encode((const unsigned char *)payload, plen, tok + hlen + 1);
     size_t signed_len = hlen + 1 + n;
     tok[signed_len] = '.';
     unsigned char key[32];
@@ -122,7 +84,7 @@ storage_token_status_t storage__token_verify(const char *token, const unsigned c
     size_t plen = (size_t)(dot - payload);
     unsigned char buf[STORAGE_TOKEN_MAX_BYTES];
     size_t blen = 0;
-    if (!b64url_decode(payload, plen, buf, &blen))
+    if (!cd_base64url_decode(payload, plen, buf, sizeof(buf), &blen))
         return STORAGE_TOKEN_MALFORMED;
     json_t *j = json_loadb((const char *)buf, blen, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(j)) {

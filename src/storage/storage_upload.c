@@ -23,6 +23,7 @@
 
 #include "core/crypto.h"
 #include "core/log.h"
+#include "http/body.h"
 #include "storage/storage_internal.h"
 
 #define UPLOAD_MAX_FIELD_BYTES  (16 * 1024) /* cacheControl, metadata */
@@ -305,9 +306,9 @@ static bool upload_set_user_metadata(upload_t *u, const char *text, size_t len)
         err_set(&u->err, "400", "InvalidRequest", "invalid_request", "metadata is too large");
         return false;
     }
-    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
+    json_t *j = NULL;
+    char why[160];
+    if (!body_parse_json(text, len, BODY_JSON_OBJECT, &j, why, sizeof(why))) {
         err_set(&u->err, "400", "InvalidRequest", "invalid_request",
                 "metadata must be a JSON object");
         return false;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the JWT verifier (src/auth/jwt.c): arbitrary bytes, as a NUL-terminated
+ * libFuzzer target for the JWT verifier (src/core/jwt.c): arbitrary bytes, as a NUL-terminated
  * string, go to jwt_verify with a fixed secret and clock. Any crash, sanitizer report or leak is
  * a bug; so is an OK verdict without claims.
  */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/jwt.h"
+#include "core/jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

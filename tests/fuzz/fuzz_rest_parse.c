@@ -1,14 +1,15 @@
 /*
- * libFuzzer target for src/rest/rest_parse.c.
+ * libFuzzer target for the request parser (src/rest/rest_parse.c, rest_query.c, rest_prefer.c).
  *
  * Input: a raw query string, then optionally NUL-separated Prefer header values (the first
  * of which is also tried as a Range header). The query is parsed in normal and RPC mode,
  * with the default arena and with a tiny one, and every tree that comes back is walked and
  * checked against the limits the header promises.
  *
- * Build: clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *          tests/fuzz/fuzz_rest_parse.c src/rest/rest_parse.c -o fuzz_rest_parse
- * Run:   ./fuzz_rest_parse -max_total_time=120 -max_len=20000 tests/fuzz/corpus/rest
+ * Build: CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+ *          -Db_lundef=false && ninja -C build-fuzz fuzz_rest_parse
+ * Run:   build-fuzz/fuzz_rest_parse -max_total_time=120 -max_len=20000 \
+ *          -dict=tests/fuzz/dict/rest_parse.dict tests/fuzz/corpus/rest_parse
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -220,12 +221,12 @@ static void check_error(const struct rest_error *err)
 
 static void parse_query(const char *qs, size_t len, size_t arena_max, bool rpc)
 {
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_query q;
     struct rest_error err;
     bool ok;
 
-    rest__arena_init(&arena, arena_max);
+    cd_arena_init(&arena, arena_max);
     if (rpc)
         ok = rest_parse_query_rpc(&arena, qs, len, &q, &err);
     else
@@ -235,7 +236,7 @@ static void parse_query(const char *qs, size_t len, size_t arena_max, bool rpc)
     else
         check_error(&err);
     check(arena.total <= arena_max);
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -244,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *headers[MAX_HEADERS];
     size_t lens[MAX_HEADERS], n_headers = 0, qlen;
     const char *nul = memchr(text, '\0', size);
-    rest__arena_t arena;
+    cd_arena_t arena;
     struct rest_prefer pr;
     struct rest_range_header range;
     struct rest_error err;
@@ -269,7 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p = next + 1;
         }
     }
-    rest__arena_init(&arena, REST_ARENA_MAX_BYTES);
+    cd_arena_init(&arena, REST_ARENA_MAX_BYTES);
     if (rest_parse_prefer(&arena, headers, lens, n_headers, &pr, &err)) {
         for (size_t i = 0; i < pr.n_invalid; i++)
             check(pr.invalid[i] != NULL && is_utf8(pr.invalid[i]));
@@ -277,7 +278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error(&err);
     }
-    rest__arena_free(&arena);
+    cd_arena_free(&arena);
     if (n_headers > 0) {
         if (rest_parse_range(headers[0], lens[0], n_headers > 1 ? headers[1] : NULL,
                              n_headers > 1 ? lens[1] : 0, &range, &err))

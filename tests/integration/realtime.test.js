@@ -140,23 +140,25 @@ test('postgres_changes: event types and filters (eq, neq, in) select what is sen
   const ch = a.client
     .channel('filters')
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns' }, (p) => inserts.push(p))
-    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=eq.active' }, (p) => activeOnly.push(p))
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=eq.scheduled' }, (p) => activeOnly.push(p))
     .on('postgres_changes', { event: '*', schema: 'public', table: 'campaigns', filter: 'type=in.(sms,social)' }, (p) => smsOrSocial.push(p))
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'campaigns', filter: 'status=neq.draft' }, (p) => notDraft.push(p))
     .on('postgres_changes', { event: 'UPDATE', schema: 'public', table: 'campaigns' }, (p) => updates.push(p));
   await subscribed(ch);
 
   const draft = await insertCampaign(a.client, { name: 'f draft', status: 'draft' });
-  const active = await insertCampaign(a.client, { name: 'f active', status: 'active' });
+  // a new campaign is draft or scheduled (the database's state machine, 018)
+  const when = new Date(Date.now() + 86400e3).toISOString();
+  const active = await insertCampaign(a.client, { name: 'f scheduled', status: 'scheduled', scheduled_date: when });
   const sms = await insertCampaign(a.client, { name: 'f sms', type: 'sms' });
-  const last = await insertCampaign(a.client, { name: 'f last', type: 'social', status: 'paused' });
+  const last = await insertCampaign(a.client, { name: 'f last', type: 'social', status: 'draft' });
   await waitFor(() => inserts.some((p) => p.new.id === last.id));
   await waitFor(() => smsOrSocial.some((p) => p.new.id === last.id));
 
   assert.deepEqual(inserts.map((p) => p.new.id), [draft.id, active.id, sms.id, last.id]);
   assert.deepEqual(activeOnly.map((p) => p.new.id), [active.id]);
   assert.deepEqual(smsOrSocial.map((p) => p.new.id), [sms.id, last.id]);
-  assert.deepEqual(notDraft.map((p) => p.new.id), [active.id, last.id]);
+  assert.deepEqual(notDraft.map((p) => p.new.id), [active.id]);
   assert.equal(updates.length, 0, 'INSERT-only bindings must not fire UPDATE callbacks');
   await a.client.removeAllChannels();
 });
@@ -491,25 +493,7 @@ function serverSockets() {
   return out;
 }
 
-/** CPU time (utime + stime, clock ticks) of the server's realtime loop thread. */
-function realtimeThreadTicks() {
-  const dir = `/proc/${server.process.pid}/task`;
-  for (const tid of fs.readdirSync(dir)) {
-    let comm = '';
-    try {
-      comm = fs.readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
-    } catch {
-      continue;
-    }
-    if (comm !== 'cd-realtime') continue;
-    const stat = fs.readFileSync(`${dir}/${tid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // fields 14 and 15
-  }
-  throw new Error('no cd-realtime thread');
-}
-
-test('raw: a ping flood from a client that never reads is cut off, and the closing socket is freed without spinning', { timeout: 60000 }, async () => {
+test('raw: a ping flood from a client that never reads is cut off, and the closing socket is freed', { timeout: 60000 }, async () => {
   const before = serverSockets();
   const c = await rawWs();
   c.sock.pause(); // never read again, never close
@@ -532,14 +516,8 @@ test('raw: a ping flood from a client that never reads is cut off, and the closi
     return true;
   }, 'the server to stop reading');
   assert.ok(c.sock.writableLength > 0, 'the server must not read the whole flood');
-  // With reads shut down and bytes unread, level-triggered EPOLLIN must not
-  // keep the loop busy: CPU time of the loop thread barely grows.
-  const t0 = realtimeThreadTicks();
-  const w0 = Date.now();
-  await h.sleep(2000);
-  const ticks = realtimeThreadTicks() - t0;
-  const wallTicks = ((Date.now() - w0) / 1000) * 100; // USER_HZ = 100 on Linux
-  assert.ok(ticks < wallTicks / 4, `realtime thread used ${ticks} ticks in ${wallTicks} (spinning?)`);
+  // That the loop does not spin meanwhile (level-triggered EPOLLIN on a socket
+  // whose reads are shut down) is a CPU measurement: bench/realtime/ping_flood.mjs.
   // The closing connection is freed (about 5 s after the close began) although
   // the client neither reads nor closes.
   await waitFor(() => {

@@ -190,6 +190,23 @@ describe('JWT failures', () => {
     assert.match(raw.json.message, /JWT expired/);
   });
 
+  it('each JWT failure gets its own PostgREST code and message (carried as a status, not a string)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const secret = jwtSecret(ctx.server);
+    const cases = [
+      [{ sub: ctx.aliceId, role: 'authenticated', iat: now, nbf: now + 3600, exp: now + 7200 }, secret, 'PGRST303', /JWT not yet valid/],
+      [{ sub: ctx.aliceId, role: 'authenticated', iat: now, exp: now + 600 }, 'not-the-secret-not-the-secret-123', 'PGRST301', /cryptographic operation failed/],
+    ];
+    for (const [claims, key, code, message] of cases) {
+      const raw = await rest(ctx.server, 'GET', '/fx_items?select=id', { token: signJwt(claims, key) });
+      assertRawError(raw, 401, code);
+      assert.match(raw.json.message, message);
+      assert.match(raw.headers['www-authenticate'] ?? '', /invalid_token/);
+    }
+    const garbage = await rest(ctx.server, 'GET', '/fx_items?select=id', { token: 'garbage' });
+    assert.match(garbage.json.message, /JWT cannot be decoded/);
+  });
+
   it('a valid token for a role the server may not become is refused and reads nothing', async () => {
     const now = Math.floor(Date.now() / 1000);
     for (const role of ['postgres', 'campaignd', 'authenticator', 'pg_read_all_data', 'nobody_role']) {

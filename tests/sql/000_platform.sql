@@ -36,16 +36,16 @@ SELECT is(
           JOIN pg_roles g ON g.oid = m.roleid
           JOIN pg_roles u ON u.oid = m.member
           WHERE u.rolname = 'authenticator' ORDER BY 1),
-    ARRAY['anon', 'authenticated', 'service_role'],
-    'authenticator is a member of exactly anon, authenticated and service_role');
+    ARRAY['anon', 'app_admin', 'app_user', 'app_viewer', 'authenticated', 'service_role'],
+    'authenticator is a member of exactly the API roles and the app_* member roles (017)');
 SELECT is(
     ARRAY(SELECT u.rolname::text
           FROM pg_auth_members m
           JOIN pg_roles g ON g.oid = m.roleid
           JOIN pg_roles u ON u.oid = m.member
           WHERE g.rolname IN ('anon', 'authenticated', 'service_role') ORDER BY 1),
-    ARRAY['authenticator', 'authenticator', 'authenticator'],
-    'nobody but authenticator is a member of the API roles');
+    ARRAY['app_admin', 'app_user', 'app_viewer', 'authenticator', 'authenticator', 'authenticator'],
+    'nobody but authenticator (and, of authenticated, the app_* roles) is a member of the API roles');
 
 SELECT ok(has_schema_privilege(r, s, 'USAGE'), r || ' has USAGE on ' || s)
 FROM unnest(ARRAY['anon', 'authenticated', 'service_role']) AS r,
@@ -94,7 +94,7 @@ SELECT tests.create_user('norole@example.test', NULL) AS norole_id \gset
 SELECT tests.authenticate_as(:'admin_id');
 SELECT is(public.get_user_role(), 'admin', 'an admin gets admin');
 SELECT is(auth.uid(), :'admin_id'::uuid, 'authenticate_as sets sub');
-SELECT is(current_user::text, 'authenticated', 'authenticate_as switches to authenticated');
+SELECT is(current_user::text, 'app_admin', 'authenticate_as switches an admin to app_admin');
 SELECT tests.authenticate_as(:'user_id');
 SELECT is(public.get_user_role(), 'user', 'a user gets user');
 SELECT tests.authenticate_as(:'viewer_id');

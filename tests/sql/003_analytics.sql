@@ -3,22 +3,6 @@
 BEGIN;
 SELECT plan(47);
 
--- Runs one statement as the current role and returns how many rows it touched, so
--- that a write silently filtered out by a USING clause is asserted as 0.
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
--- The table privileges a role holds, as a sorted list.
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Schema
 -- ---------------------------------------------------------------------------
@@ -34,10 +18,10 @@ SELECT is((SELECT confdeltype::text FROM pg_constraint
 SELECT has_index('public', 'analytics_data', 'idx_analytics_data_user_date', 'index on (user_id, date)');
 SELECT has_trigger('public', 'analytics_data', 'set_updated_at', 'updated_at trigger attached');
 SELECT has_trigger('public', 'analytics_data', 'audit', 'audit trigger attached');
-SELECT is(pg_temp.privs('anon', 'public.analytics_data'), '', 'anon has no privilege on analytics_data');
-SELECT is(pg_temp.privs('authenticated', 'public.analytics_data'), 'DELETE,INSERT,SELECT,UPDATE',
+SELECT is(tests.privs('anon', 'public.analytics_data'), '', 'anon has no privilege on analytics_data');
+SELECT is(tests.privs('authenticated', 'public.analytics_data'), 'DELETE,INSERT,SELECT,UPDATE',
           'authenticated has exactly SELECT/INSERT/UPDATE/DELETE');
-SELECT is(pg_temp.privs('service_role', 'public.analytics_data'),
+SELECT is(tests.privs('service_role', 'public.analytics_data'),
           'DELETE,INSERT,REFERENCES,SELECT,TRIGGER,TRUNCATE,UPDATE', 'service_role has all');
 
 -- ---------------------------------------------------------------------------
@@ -68,8 +52,8 @@ SELECT tests.authenticate_as(:'viewer');
 SELECT is((SELECT count(*) FROM public.analytics_data), 2::bigint, 'viewer reads all analytics rows');
 SELECT throws_ok(format($$INSERT INTO public.analytics_data (user_id, metric_type) VALUES (%L, 'x')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT even a row of their own');
-SELECT is(pg_temp.affected($$UPDATE public.analytics_data SET value = 0$$), 0::bigint, 'viewer UPDATE touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data$$), 0::bigint, 'viewer DELETE touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.analytics_data SET value = 0$$), 0::bigint, 'viewer UPDATE touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.analytics_data$$), 0::bigint, 'viewer DELETE touches 0 rows');
 
 -- ---------------------------------------------------------------------------
 -- alice (owner)
@@ -83,15 +67,15 @@ SELECT is((SELECT user_id FROM public.analytics_data WHERE id = 'a0000000-0000-0
           :'alice'::uuid, 'user_id defaults to the caller');
 SELECT throws_ok(format($$INSERT INTO public.analytics_data (user_id, metric_type) VALUES (%L, 'x')$$, :'bob'),
                  '42501', NULL, 'alice cannot INSERT a row owned by bob');
-SELECT is(pg_temp.affected($$UPDATE public.analytics_data SET value = 11 WHERE id = 'a0000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.analytics_data SET value = 11 WHERE id = 'a0000000-0000-0000-0000-00000000000a'$$),
           1::bigint, 'alice can UPDATE her row');
 SELECT throws_ok(format($$UPDATE public.analytics_data SET user_id = %L WHERE id = 'a0000000-0000-0000-0000-00000000000a'$$, :'bob'),
                  '42501', NULL, 'alice cannot move her row to bob');
-SELECT is(pg_temp.affected($$UPDATE public.analytics_data SET value = 0 WHERE id = 'a0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.analytics_data SET value = 0 WHERE id = 'a0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice UPDATE of bob''s row touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s row touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000a2'$$),
+SELECT is(tests.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can DELETE her row');
 
 -- ---------------------------------------------------------------------------
@@ -109,10 +93,10 @@ SELECT is((SELECT count(*) FROM public.analytics_data), 2::bigint, 'admin reads 
 SELECT lives_ok(format($$INSERT INTO public.analytics_data (id, user_id, metric_type)
                          VALUES ('a0000000-0000-0000-0000-0000000000c1', %L, 'x')$$, :'bob'),
                 'admin can INSERT a row for another user');
-SELECT is(pg_temp.affected(format($$UPDATE public.analytics_data SET user_id = %L
+SELECT is(tests.affected(format($$UPDATE public.analytics_data SET user_id = %L
                                     WHERE id = 'a0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
           1::bigint, 'admin can UPDATE (and reassign) any row');
-SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE any row');
 
 -- ---------------------------------------------------------------------------
@@ -123,9 +107,9 @@ SELECT is((SELECT count(*) FROM public.analytics_data), 2::bigint, 'service_role
 SELECT lives_ok(format($$INSERT INTO public.analytics_data (id, user_id, metric_type)
                          VALUES ('a0000000-0000-0000-0000-0000000000d1', %L, 'x')$$, :'alice'),
                 'service_role can INSERT');
-SELECT is(pg_temp.affected($$UPDATE public.analytics_data SET value = 5 WHERE id = 'a0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.analytics_data SET value = 5 WHERE id = 'a0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE');
-SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE');
 
 -- ---------------------------------------------------------------------------
@@ -134,7 +118,7 @@ SELECT is(pg_temp.affected($$DELETE FROM public.analytics_data WHERE id = 'a0000
 SELECT tests.clear_authentication();
 UPDATE auth.users SET raw_app_meta_data = raw_app_meta_data || '{"role":"viewer"}' WHERE id = :'alice';
 SELECT tests.authenticate_as(:'alice');
-SELECT is(pg_temp.affected($$UPDATE public.analytics_data SET value = 1 WHERE id = 'a0000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.analytics_data SET value = 1 WHERE id = 'a0000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'a viewer cannot UPDATE even their own old row');
 SELECT tests.clear_authentication();
 UPDATE auth.users SET raw_app_meta_data = raw_app_meta_data || '{"role":"user"}' WHERE id = :'alice';

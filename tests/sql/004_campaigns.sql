@@ -2,20 +2,7 @@
 -- (migrations/004_campaigns.sql): schema, grants, RLS for every role x command,
 -- soft delete, and that a report can only name a campaign of its owner.
 BEGIN;
-SELECT plan(81);
-
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
+SELECT plan(78);
 
 -- ---------------------------------------------------------------------------
 -- Schema
@@ -37,12 +24,12 @@ SELECT has_index('public', 'campaigns', 'idx_campaigns_scheduled', 'scheduler in
 SELECT has_trigger('public', 'campaigns', 'set_updated_at', 'campaigns updated_at trigger');
 SELECT has_trigger('public', 'campaigns', 'audit', 'campaigns audit trigger');
 SELECT has_trigger('public', 'reports', 'audit', 'reports audit trigger');
-SELECT is(pg_temp.privs('anon', 'public.campaigns'), '', 'anon has no privilege on campaigns');
-SELECT is(pg_temp.privs('anon', 'public.reports'), '', 'anon has no privilege on reports');
-SELECT is(pg_temp.privs('authenticated', 'public.campaigns'), 'DELETE,INSERT,SELECT,UPDATE',
-          'authenticated: SELECT/INSERT/UPDATE/DELETE on campaigns');
-SELECT is(pg_temp.privs('authenticated', 'public.reports'), 'DELETE,INSERT,SELECT,UPDATE',
-          'authenticated: SELECT/INSERT/UPDATE/DELETE on reports');
+SELECT is(tests.privs('anon', 'public.campaigns'), '', 'anon has no privilege on campaigns');
+SELECT is(tests.privs('anon', 'public.reports'), '', 'anon has no privilege on reports');
+SELECT is(tests.privs('authenticated', 'public.campaigns'), 'DELETE,SELECT',
+          'authenticated: SELECT/DELETE on campaigns, INSERT/UPDATE by column (018)');
+SELECT is(tests.privs('authenticated', 'public.reports'), 'DELETE,SELECT',
+          'authenticated: SELECT/DELETE on reports: reports are generated (018)');
 
 -- ---------------------------------------------------------------------------
 -- Fixture
@@ -57,7 +44,8 @@ INSERT INTO public.campaigns (id, user_id, name, type, updated_at) VALUES
     ('c0000000-0000-0000-0000-00000000000b', :'bob', 'Bob spring', 'sms', '2000-01-01');
 INSERT INTO public.reports (id, user_id, campaign_id, report_type, data) VALUES
     ('e0000000-0000-0000-0000-00000000000a', :'alice', 'c0000000-0000-0000-0000-00000000000a', 'summary', '{"sent": 1}'),
-    ('e0000000-0000-0000-0000-00000000000b', :'bob', 'c0000000-0000-0000-0000-00000000000b', 'summary', '{"sent": 2}');
+    ('e0000000-0000-0000-0000-00000000000b', :'bob', 'c0000000-0000-0000-0000-00000000000b', 'summary', '{"sent": 2}'),
+    ('e0000000-0000-0000-0000-0000000000a3', :'alice', NULL, 'overall', '{"sent": 3}');
 
 -- ---------------------------------------------------------------------------
 -- anon
@@ -79,13 +67,13 @@ SELECT tests.authenticate_as(:'viewer');
 SELECT is((SELECT count(*) FROM public.campaigns), 2::bigint, 'viewer reads all campaigns');
 SELECT throws_ok(format($$INSERT INTO public.campaigns (user_id, name, type) VALUES (%L, 'v', 'email')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT a campaign');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET name = 'v'$$), 0::bigint, 'viewer UPDATE of campaigns touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.campaigns$$), 0::bigint, 'viewer DELETE of campaigns touches 0 rows');
-SELECT is((SELECT count(*) FROM public.reports), 2::bigint, 'viewer reads all reports');
+SELECT is(tests.affected($$UPDATE public.campaigns SET name = 'v'$$), 0::bigint, 'viewer UPDATE of campaigns touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.campaigns$$), 0::bigint, 'viewer DELETE of campaigns touches 0 rows');
+SELECT is((SELECT count(*) FROM public.reports), 3::bigint, 'viewer reads all reports');
 SELECT throws_ok(format($$INSERT INTO public.reports (user_id, report_type) VALUES (%L, 'v')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT a report');
-SELECT is(pg_temp.affected($$UPDATE public.reports SET data = '{}'$$), 0::bigint, 'viewer UPDATE of reports touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.reports$$), 0::bigint, 'viewer DELETE of reports touches 0 rows');
+SELECT throws_ok($$UPDATE public.reports SET data = '{}'$$, '42501', NULL, 'viewer cannot UPDATE reports');
+SELECT is(tests.affected($$DELETE FROM public.reports$$), 0::bigint, 'viewer DELETE of reports touches 0 rows');
 
 -- ---------------------------------------------------------------------------
 -- alice (owner) on campaigns
@@ -99,47 +87,42 @@ SELECT is((SELECT status FROM public.campaigns WHERE id = 'c0000000-0000-0000-00
           'a new campaign is a draft');
 SELECT throws_ok(format($$INSERT INTO public.campaigns (user_id, name, type) VALUES (%L, 'x', 'email')$$, :'bob'),
                  '42501', NULL, 'alice cannot INSERT a campaign owned by bob');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET name = 'Alice summer' WHERE id = 'c0000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.campaigns SET name = 'Alice summer' WHERE id = 'c0000000-0000-0000-0000-00000000000a'$$),
           1::bigint, 'alice can UPDATE her campaign');
 SELECT throws_ok(format($$UPDATE public.campaigns SET user_id = %L WHERE id = 'c0000000-0000-0000-0000-00000000000a'$$, :'bob'),
                  '42501', NULL, 'alice cannot move her campaign to bob');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET name = 'x' WHERE id = 'c0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.campaigns SET name = 'x' WHERE id = 'c0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice UPDATE of bob''s campaign touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s campaign touches 0 rows');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET deleted_at = now() WHERE id = 'c0000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can soft-delete her campaign');
+SELECT throws_ok($$UPDATE public.campaigns SET deleted_at = now() WHERE id = 'c0000000-0000-0000-0000-0000000000a2'$$,
+                 '42501', NULL, 'alice cannot write deleted_at directly (018)');
+SELECT is((SELECT (public.soft_delete_campaign('c0000000-0000-0000-0000-0000000000a2')).deleted_at IS NOT NULL),
+          true, 'alice can soft-delete her campaign through soft_delete_campaign()');
 SELECT is((SELECT count(*) FROM public.campaigns WHERE deleted_at IS NOT NULL), 1::bigint,
           'the soft-deleted campaign stays readable by its owner');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET deleted_at = NULL WHERE id = 'c0000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can restore her soft-deleted campaign');
-SELECT is(pg_temp.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000a2'$$),
+SELECT is((SELECT (public.restore_campaign('c0000000-0000-0000-0000-0000000000a2')).deleted_at), NULL::timestamptz,
+          'alice can restore her soft-deleted campaign through restore_campaign()');
+SELECT is(tests.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can hard-DELETE her draft without history');
 
 -- alice on reports
-SELECT results_eq($$SELECT id FROM public.reports$$, $$VALUES ('e0000000-0000-0000-0000-00000000000a'::uuid)$$,
-                  'alice reads only her report');
-SELECT lives_ok($$INSERT INTO public.reports (id, campaign_id, report_type)
-                  VALUES ('e0000000-0000-0000-0000-0000000000a2', 'c0000000-0000-0000-0000-00000000000a', 'detail')$$,
-                'alice can INSERT a report on her campaign');
-SELECT lives_ok($$INSERT INTO public.reports (id, report_type) VALUES ('e0000000-0000-0000-0000-0000000000a3', 'overall')$$,
-                'alice can INSERT a report without a campaign');
+SELECT results_eq($$SELECT id FROM public.reports ORDER BY id$$,
+                  $$VALUES ('e0000000-0000-0000-0000-00000000000a'::uuid), ('e0000000-0000-0000-0000-0000000000a3'::uuid)$$,
+                  'alice reads only her reports');
+SELECT throws_ok($$INSERT INTO public.reports (campaign_id, report_type, data)
+                   VALUES ('c0000000-0000-0000-0000-00000000000a', 'campaign_performance', '{"sent": 1000000}')$$,
+                 '42501', NULL, 'alice cannot INSERT a report, even on her campaign: reports are generated');
 SELECT throws_ok($$INSERT INTO public.reports (report_type, campaign_id) VALUES ('spy', 'c0000000-0000-0000-0000-00000000000b')$$,
                  '42501', NULL, 'alice cannot INSERT a report on bob''s campaign');
-SELECT throws_ok(format($$INSERT INTO public.reports (user_id, report_type) VALUES (%L, 'x')$$, :'bob'),
-                 '42501', NULL, 'alice cannot INSERT a report owned by bob');
-SELECT throws_ok($$UPDATE public.reports SET campaign_id = 'c0000000-0000-0000-0000-00000000000b'
-                   WHERE id = 'e0000000-0000-0000-0000-0000000000a2'$$,
-                 '42501', NULL, 'alice cannot point her report at bob''s campaign');
-SELECT throws_ok(format($$UPDATE public.reports SET user_id = %L WHERE id = 'e0000000-0000-0000-0000-0000000000a2'$$, :'bob'),
-                 '42501', NULL, 'alice cannot move her report to bob');
-SELECT is(pg_temp.affected($$UPDATE public.reports SET data = '{"v": 2}' WHERE id = 'e0000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can UPDATE her report');
-SELECT is(pg_temp.affected($$UPDATE public.reports SET data = '{}' WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$),
-          0::bigint, 'alice UPDATE of bob''s report touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$),
+SELECT throws_ok($$UPDATE public.reports SET data = '{"sent": 1000000}' WHERE id = 'e0000000-0000-0000-0000-00000000000a'$$,
+                 '42501', NULL, 'alice cannot UPDATE the data of her report');
+SELECT throws_ok($$UPDATE public.reports SET generated_at = now() - interval '1 year', report_type = 'x'
+                   WHERE id = 'e0000000-0000-0000-0000-00000000000a'$$,
+                 '42501', NULL, 'alice cannot UPDATE report_type or generated_at');
+SELECT is(tests.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s report touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-0000000000a3'$$),
+SELECT is(tests.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-0000000000a3'$$),
           1::bigint, 'alice can DELETE her report');
 
 -- ---------------------------------------------------------------------------
@@ -157,17 +140,17 @@ SELECT is((SELECT count(*) FROM public.campaigns), 2::bigint, 'admin reads all c
 SELECT lives_ok(format($$INSERT INTO public.campaigns (id, user_id, name, type)
                          VALUES ('c0000000-0000-0000-0000-0000000000c1', %L, 'For bob', 'email')$$, :'bob'),
                 'admin can INSERT a campaign for another user');
-SELECT is(pg_temp.affected(format($$UPDATE public.campaigns SET user_id = %L WHERE id = 'c0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
+SELECT is(tests.affected(format($$UPDATE public.campaigns SET user_id = %L WHERE id = 'c0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
           1::bigint, 'admin can UPDATE and reassign any campaign');
-SELECT is(pg_temp.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE any campaign');
-SELECT is((SELECT count(*) FROM public.reports), 3::bigint, 'admin reads all reports');
-SELECT lives_ok($$INSERT INTO public.reports (id, campaign_id, report_type)
-                  VALUES ('e0000000-0000-0000-0000-0000000000c1', 'c0000000-0000-0000-0000-00000000000b', 'audit')$$,
-                'admin can INSERT a report on any campaign');
-SELECT is(pg_temp.affected($$UPDATE public.reports SET data = '{}' WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$),
-          1::bigint, 'admin can UPDATE any report');
-SELECT is(pg_temp.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-0000000000c1'$$),
+SELECT is((SELECT count(*) FROM public.reports), 2::bigint, 'admin reads all reports');
+SELECT throws_ok($$INSERT INTO public.reports (id, campaign_id, report_type)
+                   VALUES ('e0000000-0000-0000-0000-0000000000c1', 'c0000000-0000-0000-0000-00000000000b', 'audit')$$,
+                 '42501', NULL, 'admin cannot INSERT a report either: reports are generated');
+SELECT throws_ok($$UPDATE public.reports SET data = '{}' WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$,
+                 '42501', NULL, 'admin cannot UPDATE a report');
+SELECT is(tests.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can DELETE any report');
 
 -- ---------------------------------------------------------------------------
@@ -178,16 +161,16 @@ SELECT is((SELECT count(*) FROM public.campaigns), 2::bigint, 'service_role read
 SELECT lives_ok(format($$INSERT INTO public.campaigns (id, user_id, name, type, status, scheduled_date)
                          VALUES ('c0000000-0000-0000-0000-0000000000d1', %L, 'Sched', 'email', 'scheduled', now() + interval '1 day')$$, :'alice'),
                 'service_role can INSERT a campaign');
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET status = 'sending' WHERE id = 'c0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.campaigns SET status = 'sending' WHERE id = 'c0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE a campaign');
-SELECT is(pg_temp.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE a campaign');
-SELECT is((SELECT count(*) FROM public.reports), 3::bigint, 'service_role reads all reports');
+SELECT is((SELECT count(*) FROM public.reports), 1::bigint, 'service_role reads all reports');
 SELECT lives_ok($$INSERT INTO public.reports (id, report_type) VALUES ('e0000000-0000-0000-0000-0000000000d1', 'sys')$$,
                 'service_role can INSERT a report');
-SELECT is(pg_temp.affected($$UPDATE public.reports SET data = '{}' WHERE id = 'e0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.reports SET data = '{}' WHERE id = 'e0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE a report');
-SELECT is(pg_temp.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.reports WHERE id = 'e0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE a report');
 SELECT tests.clear_authentication();
 
@@ -205,8 +188,8 @@ SELECT is((SELECT updated_at FROM public.campaigns WHERE id = 'c0000000-0000-000
 SELECT is((SELECT updated_at FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-00000000000b'),
           '2000-01-01'::timestamptz, 'updated_at unchanged without UPDATE');
 SELECT is((SELECT count(*) FROM public.audit_logs WHERE resource_type = 'campaigns'
-           AND resource_id = 'c0000000-0000-0000-0000-0000000000a2'), 4::bigint,
-          'create, soft delete, restore and delete of a campaign were audited');
+           AND resource_id = 'c0000000-0000-0000-0000-0000000000a2'), 6::bigint,
+          'create, soft delete (row update + soft_delete), restore (update + restore) and delete were audited');
 DELETE FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-00000000000a';
 SELECT is((SELECT campaign_id FROM public.reports WHERE id = 'e0000000-0000-0000-0000-00000000000a'), NULL::uuid,
           'a hard-deleted campaign leaves its reports, campaign_id NULL');

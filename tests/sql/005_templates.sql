@@ -3,19 +3,6 @@
 BEGIN;
 SELECT plan(40);
 
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
-
 -- Schema
 SELECT ok((SELECT relrowsecurity FROM pg_class WHERE oid = 'public.templates'::regclass), 'RLS on templates');
 SELECT col_type_is('public', 'templates', 'variables', 'text[]', 'variables is text[]');
@@ -25,8 +12,8 @@ SELECT col_not_null('public', 'templates', 'content', 'content is NOT NULL');
 SELECT has_index('public', 'templates', 'idx_templates_type', 'idx_templates_type');
 SELECT has_index('public', 'templates', 'idx_templates_user', 'idx_templates_user');
 SELECT has_trigger('public', 'templates', 'audit', 'audit trigger attached');
-SELECT is(pg_temp.privs('anon', 'public.templates'), '', 'anon has no privilege');
-SELECT is(pg_temp.privs('authenticated', 'public.templates'), 'DELETE,INSERT,SELECT,UPDATE',
+SELECT is(tests.privs('anon', 'public.templates'), '', 'anon has no privilege');
+SELECT is(tests.privs('authenticated', 'public.templates'), 'DELETE,INSERT,SELECT,UPDATE',
           'authenticated: SELECT/INSERT/UPDATE/DELETE');
 
 -- Fixture
@@ -50,8 +37,8 @@ SELECT tests.authenticate_as(:'viewer');
 SELECT is((SELECT count(*) FROM public.templates), 0::bigint, 'viewer reads no templates');
 SELECT throws_ok(format($$INSERT INTO public.templates (user_id, name, type, content) VALUES (%L, 'v', 'sms', 'v')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET name = 'v'$$), 0::bigint, 'viewer UPDATE touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.templates$$), 0::bigint, 'viewer DELETE touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.templates SET name = 'v'$$), 0::bigint, 'viewer UPDATE touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.templates$$), 0::bigint, 'viewer DELETE touches 0 rows');
 
 -- alice (owner)
 SELECT tests.authenticate_as(:'alice');
@@ -61,18 +48,19 @@ SELECT lives_ok($$INSERT INTO public.templates (id, name, type, content) VALUES 
                 'alice can INSERT a template');
 SELECT throws_ok(format($$INSERT INTO public.templates (user_id, name, type, content) VALUES (%L, 'x', 'sms', 'x')$$, :'bob'),
                  '42501', NULL, 'alice cannot INSERT a template owned by bob');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET content = 'Hello again' WHERE id = '70000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.templates SET content = 'Hello again' WHERE id = '70000000-0000-0000-0000-00000000000a'$$),
           1::bigint, 'alice can UPDATE her template');
 SELECT throws_ok(format($$UPDATE public.templates SET user_id = %L WHERE id = '70000000-0000-0000-0000-00000000000a'$$, :'bob'),
                  '42501', NULL, 'alice cannot move her template to bob');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET name = 'x' WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.templates SET name = 'x' WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice UPDATE of bob''s template touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s template touches 0 rows');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET deleted_at = now() WHERE id = '70000000-0000-0000-0000-0000000000a2'$$),
+SELECT is(tests.affected($$UPDATE public.templates SET deleted_at = now() WHERE id = '70000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her template');
-SELECT is(pg_temp.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can hard-DELETE her template');
+SELECT throws_ok($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000a2'$$,
+                 '42501', 'templates are soft-deleted: a hard DELETE is not allowed',
+                 'alice cannot hard-DELETE her template: templates are soft-deleted (018)');
 
 -- bob
 SELECT tests.authenticate_as(:'bob');
@@ -81,23 +69,23 @@ SELECT is((SELECT count(*) FROM public.templates WHERE id = '70000000-0000-0000-
 
 -- admin
 SELECT tests.authenticate_as(:'admin');
-SELECT is((SELECT count(*) FROM public.templates), 2::bigint, 'admin reads all templates');
+SELECT is((SELECT count(*) FROM public.templates), 3::bigint, 'admin reads all templates (with alice''s soft-deleted one)');
 SELECT lives_ok(format($$INSERT INTO public.templates (id, user_id, name, type, content)
                          VALUES ('70000000-0000-0000-0000-0000000000c1', %L, 'Shared', 'email', 'x')$$, :'bob'),
                 'admin can INSERT a template for another user');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET is_active = false WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.templates SET is_active = false WHERE id = '70000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can UPDATE any template');
-SELECT is(pg_temp.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE any template');
 
 -- service_role
 SELECT tests.authenticate_as_service();
-SELECT is((SELECT count(*) FROM public.templates), 2::bigint, 'service_role reads all templates');
+SELECT is((SELECT count(*) FROM public.templates), 3::bigint, 'service_role reads all templates');
 SELECT lives_ok($$INSERT INTO public.templates (id, name, type, content) VALUES ('70000000-0000-0000-0000-0000000000d1', 'Sys', 'sms', 'x')$$,
                 'service_role can INSERT');
-SELECT is(pg_temp.affected($$UPDATE public.templates SET name = 'Sys2' WHERE id = '70000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.templates SET name = 'Sys2' WHERE id = '70000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE');
-SELECT is(pg_temp.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.templates WHERE id = '70000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE');
 SELECT tests.clear_authentication();
 

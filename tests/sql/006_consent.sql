@@ -2,20 +2,7 @@
 -- public.contacts (migrations/006_consent.sql): schema, grants, RLS for every
 -- role x command, e-mail normalisation, E.164, uniqueness, consent links.
 BEGIN;
-SELECT plan(113);
-
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
+SELECT plan(114);
 
 -- ---------------------------------------------------------------------------
 -- Schema
@@ -37,10 +24,10 @@ SELECT has_column('public', 'contacts', 'deleted_at', 'contacts.deleted_at (soft
 SELECT has_trigger('public', 'contacts', 'audit', 'contacts audit trigger');
 SELECT has_trigger('public', 'sms_consent', 'audit', 'sms_consent audit trigger');
 SELECT has_trigger('public', 'email_subscriptions', 'audit', 'email_subscriptions audit trigger');
-SELECT is(pg_temp.privs('anon', 'public.sms_consent') || pg_temp.privs('anon', 'public.email_subscriptions')
-          || pg_temp.privs('anon', 'public.contacts'), '', 'anon has no privilege on the three tables');
-SELECT is(pg_temp.privs('authenticated', 'public.sms_consent'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on sms_consent');
-SELECT is(pg_temp.privs('authenticated', 'public.contacts'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on contacts');
+SELECT is(tests.privs('anon', 'public.sms_consent') || tests.privs('anon', 'public.email_subscriptions')
+          || tests.privs('anon', 'public.contacts'), '', 'anon has no privilege on the three tables');
+SELECT is(tests.privs('authenticated', 'public.sms_consent'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on sms_consent');
+SELECT is(tests.privs('authenticated', 'public.contacts'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on contacts');
 
 -- ---------------------------------------------------------------------------
 -- Fixture
@@ -75,56 +62,34 @@ SELECT throws_ok($$UPDATE public.contacts SET first_name = 'x'$$, '42501', NULL,
 SELECT throws_ok($$DELETE FROM public.contacts$$, '42501', NULL, 'anon cannot DELETE contacts');
 
 -- ---------------------------------------------------------------------------
--- viewer: reads consent, writes nothing, no contacts (personal data)
+-- viewer: no consent rows and no contacts (personal data; counts come through
+-- reports and analytics), writes nothing (018)
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'viewer');
-SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'viewer reads sms_consent');
+SELECT is((SELECT count(*) FROM public.sms_consent), 0::bigint, 'viewer reads no sms_consent (phone numbers)');
 SELECT throws_ok($$INSERT INTO public.sms_consent (phone_number) VALUES ('+15559999999')$$, '42501', NULL,
                  'viewer cannot INSERT sms_consent');
-SELECT is(pg_temp.affected($$UPDATE public.sms_consent SET consent_given = false$$), 0::bigint,
+SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = false$$), 0::bigint,
           'viewer UPDATE of sms_consent touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_consent$$), 0::bigint, 'viewer DELETE of sms_consent touches 0 rows');
-SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'viewer reads email_subscriptions');
+SELECT is(tests.affected($$DELETE FROM public.sms_consent$$), 0::bigint, 'viewer DELETE of sms_consent touches 0 rows');
+SELECT is((SELECT count(*) FROM public.email_subscriptions), 0::bigint, 'viewer reads no email_subscriptions (addresses)');
 SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('v@example.com')$$, '42501', NULL,
                  'viewer cannot INSERT email_subscriptions');
-SELECT is(pg_temp.affected($$UPDATE public.email_subscriptions SET subscribed = false$$), 0::bigint,
+SELECT is(tests.affected($$UPDATE public.email_subscriptions SET subscribed = false$$), 0::bigint,
           'viewer UPDATE of email_subscriptions touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_subscriptions$$), 0::bigint,
+SELECT is(tests.affected($$DELETE FROM public.email_subscriptions$$), 0::bigint,
           'viewer DELETE of email_subscriptions touches 0 rows');
 SELECT is((SELECT count(*) FROM public.contacts), 0::bigint, 'viewer reads no contacts');
 SELECT throws_ok(format($$INSERT INTO public.contacts (user_id, phone) VALUES (%L, '+15559999999')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT contacts');
-SELECT is(pg_temp.affected($$UPDATE public.contacts SET first_name = 'v'$$), 0::bigint, 'viewer UPDATE of contacts touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.contacts$$), 0::bigint, 'viewer DELETE of contacts touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.contacts SET first_name = 'v'$$), 0::bigint, 'viewer UPDATE of contacts touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.contacts$$), 0::bigint, 'viewer DELETE of contacts touches 0 rows');
 
 -- ---------------------------------------------------------------------------
--- alice (user): consent by role (read, insert, update; no delete)
+-- alice (user): consent of her contacts' numbers and addresses (read, insert,
+-- update; no delete) (018)
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'alice');
-SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'a user reads sms_consent');
-SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number, consent_given, consent_source)
-                  VALUES ('50000000-0000-0000-0000-000000000003', '+15550000003', true, 'api')$$,
-                'a user can INSERT sms_consent');
-SELECT is(pg_temp.affected($$UPDATE public.sms_consent SET consent_given = false, opt_out_reason = 'STOP'
-                             WHERE id = '50000000-0000-0000-0000-000000000001'$$),
-          1::bigint, 'a user can UPDATE sms_consent (record an opt-out)');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-000000000003'$$),
-          0::bigint, 'a user DELETE of sms_consent touches 0 rows (consent is evidence)');
-SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'a user reads email_subscriptions');
-SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-000000000003', '  Three@Example.COM ')$$,
-                'a user can INSERT email_subscriptions');
-SELECT is((SELECT email FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003')::text,
-          'three@example.com', 'the e-mail was trimmed and lower-cased');
-SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('THREE@example.com')$$, '23505', NULL,
-                 'e-mail addresses are unique case-insensitively');
-SELECT lives_ok($$INSERT INTO public.email_subscriptions (email, subscribed) VALUES ('ONE@example.com', false)
-                  ON CONFLICT (email) DO UPDATE SET subscribed = excluded.subscribed$$,
-                'upsert ON CONFLICT (email) works (PostgREST on_conflict=email)');
-SELECT is((SELECT subscribed FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000001'),
-          false, 'the upsert updated the existing row');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003'$$),
-          0::bigint, 'a user DELETE of email_subscriptions touches 0 rows');
-
 -- alice (owner) on contacts
 SELECT results_eq($$SELECT id FROM public.contacts$$, $$VALUES ('c1000000-0000-0000-0000-00000000000a'::uuid)$$,
                   'alice reads only her contact');
@@ -140,48 +105,76 @@ SELECT throws_ok($$INSERT INTO public.contacts (phone) VALUES ('+15550000003')$$
                  'a second contact with the same phone for one owner is refused');
 SELECT throws_ok(format($$INSERT INTO public.contacts (user_id, email) VALUES (%L, 'x@example.com')$$, :'bob'),
                  '42501', NULL, 'alice cannot INSERT a contact owned by bob');
-SELECT is(pg_temp.affected($$UPDATE public.contacts SET first_name = 'Uno' WHERE id = 'c1000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.contacts SET first_name = 'Uno' WHERE id = 'c1000000-0000-0000-0000-00000000000a'$$),
           1::bigint, 'alice can UPDATE her contact');
 SELECT throws_ok(format($$UPDATE public.contacts SET user_id = %L WHERE id = 'c1000000-0000-0000-0000-00000000000a'$$, :'bob'),
                  '42501', NULL, 'alice cannot move her contact to bob');
-SELECT is(pg_temp.affected($$UPDATE public.contacts SET first_name = 'x' WHERE id = 'c1000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.contacts SET first_name = 'x' WHERE id = 'c1000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice UPDATE of bob''s contact touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s contact touches 0 rows');
-SELECT is(pg_temp.affected($$UPDATE public.contacts SET deleted_at = now() WHERE id = 'c1000000-0000-0000-0000-0000000000a2'$$),
+SELECT is(tests.affected($$UPDATE public.contacts SET deleted_at = now() WHERE id = 'c1000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her contact');
+UPDATE public.contacts SET deleted_at = NULL WHERE id = 'c1000000-0000-0000-0000-0000000000a2';
+
+SELECT is((SELECT count(*) FROM public.sms_consent), 1::bigint, 'a user reads the consent of her contact''s number');
+SELECT throws_ok($$INSERT INTO public.sms_consent (phone_number, consent_given, consent_source)
+                   VALUES ('+15550000004', true, 'api')$$,
+                 '42501', NULL, 'a user cannot INSERT consent for a number none of her contacts has');
+SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number, consent_given, consent_source)
+                  VALUES ('50000000-0000-0000-0000-000000000003', '+15550000003', true, 'api')$$,
+                'a user can INSERT consent for her contact''s number');
+SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = false, opt_out_reason = 'STOP'
+                             WHERE id = '50000000-0000-0000-0000-000000000001'$$),
+          1::bigint, 'a user can UPDATE sms_consent (record an opt-out)');
+SELECT is(tests.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-000000000003'$$),
+          0::bigint, 'a user DELETE of sms_consent touches 0 rows (consent is evidence)');
+SELECT is((SELECT count(*) FROM public.email_subscriptions), 1::bigint, 'a user reads the subscription of her contact''s address');
+SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-000000000003', '  New@Example.COM ')$$,
+                'a user can INSERT the subscription of her contact''s address');
+SELECT is((SELECT email FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003')::text,
+          'new@example.com', 'the e-mail was trimmed and lower-cased');
+SELECT throws_ok($$INSERT INTO public.email_subscriptions (email) VALUES ('NEW@example.com')$$, '23505', NULL,
+                 'e-mail addresses are unique case-insensitively');
+SELECT lives_ok($$INSERT INTO public.email_subscriptions (email, subscribed) VALUES ('ONE@example.com', false)
+                  ON CONFLICT (email) DO UPDATE SET subscribed = excluded.subscribed$$,
+                'upsert ON CONFLICT (email) works (PostgREST on_conflict=email)');
+SELECT is((SELECT subscribed FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000001'),
+          false, 'the upsert updated the existing row');
+SELECT is(tests.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-000000000003'$$),
+          0::bigint, 'a user DELETE of email_subscriptions touches 0 rows');
 
 -- bob: same e-mail as alice's contact is fine for another owner
 SELECT tests.authenticate_as(:'bob');
 SELECT is((SELECT count(*) FROM public.contacts WHERE user_id = :'alice'), 0::bigint, 'bob does not see alice''s contacts');
 SELECT lives_ok($$INSERT INTO public.contacts (id, email) VALUES ('c1000000-0000-0000-0000-0000000000b2', 'one@example.com')$$,
                 'bob can have a contact with the same e-mail as alice''s');
-SELECT is(pg_temp.affected($$UPDATE public.sms_consent SET opt_out_reason = 'STOP received'
+SELECT is(tests.affected($$UPDATE public.sms_consent SET opt_out_reason = 'STOP received'
                              WHERE id = '50000000-0000-0000-0000-000000000001'$$),
-          1::bigint, 'consent is organisation-wide: bob can UPDATE a consent row alice wrote');
+          0::bigint, 'bob cannot UPDATE the consent of a number none of his contacts has (018)');
 
 -- admin
 SELECT tests.authenticate_as(:'admin');
 SELECT is((SELECT count(*) FROM public.sms_consent), 2::bigint, 'admin reads sms_consent');
 SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number) VALUES ('50000000-0000-0000-0000-0000000000c1', '+15550000099')$$,
                 'admin can INSERT sms_consent');
-SELECT is(pg_temp.affected($$UPDATE public.sms_consent SET consent_source = 'manual' WHERE id = '50000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_source = 'manual' WHERE id = '50000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can UPDATE sms_consent');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE sms_consent');
 SELECT is((SELECT count(*) FROM public.email_subscriptions), 2::bigint, 'admin reads email_subscriptions');
 SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-0000000000c1', 'admin-made@example.com')$$,
                 'admin can INSERT email_subscriptions');
-SELECT is(pg_temp.affected($$UPDATE public.email_subscriptions SET subscribed = false WHERE id = '5e000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$UPDATE public.email_subscriptions SET subscribed = false WHERE id = '5e000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can UPDATE email_subscriptions');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE email_subscriptions');
 SELECT is((SELECT count(*) FROM public.contacts), 4::bigint, 'admin reads all contacts');
 SELECT lives_ok(format($$INSERT INTO public.contacts (id, user_id, phone) VALUES ('c1000000-0000-0000-0000-0000000000c1', %L, '+15550000077')$$, :'bob'),
                 'admin can INSERT a contact for another user');
-SELECT is(pg_temp.affected(format($$UPDATE public.contacts SET user_id = %L WHERE id = 'c1000000-0000-0000-0000-0000000000c1'$$, :'alice')),
+SELECT is(tests.affected(format($$UPDATE public.contacts SET user_id = %L WHERE id = 'c1000000-0000-0000-0000-0000000000c1'$$, :'alice')),
           1::bigint, 'admin can UPDATE and reassign any contact');
-SELECT is(pg_temp.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE any contact');
 
 -- service_role
@@ -189,23 +182,23 @@ SELECT tests.authenticate_as_service();
 SELECT is((SELECT count(*) FROM public.sms_consent), 2::bigint, 'service_role reads sms_consent');
 SELECT lives_ok($$INSERT INTO public.sms_consent (id, phone_number) VALUES ('50000000-0000-0000-0000-0000000000d1', '+15550000088')$$,
                 'service_role can INSERT sms_consent');
-SELECT is(pg_temp.affected($$UPDATE public.sms_consent SET consent_given = true WHERE id = '50000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.sms_consent SET consent_given = true WHERE id = '50000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE sms_consent');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.sms_consent WHERE id = '50000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE sms_consent');
 SELECT is((SELECT count(*) FROM public.email_subscriptions), 2::bigint, 'service_role reads email_subscriptions');
 SELECT lives_ok($$INSERT INTO public.email_subscriptions (id, email) VALUES ('5e000000-0000-0000-0000-0000000000d1', 'svc@example.com')$$,
                 'service_role can INSERT email_subscriptions');
-SELECT is(pg_temp.affected($$UPDATE public.email_subscriptions SET subscribed = false WHERE id = '5e000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.email_subscriptions SET subscribed = false WHERE id = '5e000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE email_subscriptions');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_subscriptions WHERE id = '5e000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE email_subscriptions');
 SELECT is((SELECT count(*) FROM public.contacts), 4::bigint, 'service_role reads all contacts');
 SELECT lives_ok($$INSERT INTO public.contacts (id, phone) VALUES ('c1000000-0000-0000-0000-0000000000d1', '+15550000066')$$,
                 'service_role can INSERT a contact');
-SELECT is(pg_temp.affected($$UPDATE public.contacts SET first_name = 'S' WHERE id = 'c1000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.contacts SET first_name = 'S' WHERE id = 'c1000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE a contact');
-SELECT is(pg_temp.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE a contact');
 SELECT tests.clear_authentication();
 
@@ -247,7 +240,7 @@ SELECT is((SELECT email_subscription_id FROM public.contacts WHERE id = 'c100000
 SELECT is((SELECT email_subscription_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000b2'),
           '5e000000-0000-0000-0000-000000000001'::uuid, 'contacts of another owner link to the same subscription row');
 SELECT is((SELECT sms_consent_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-0000000000a2'),
-          '50000000-0000-0000-0000-000000000003'::uuid, 'a contact inserted after its consent row is linked');
+          '50000000-0000-0000-0000-000000000003'::uuid, 'a consent row inserted after its contact links it');
 SELECT is((SELECT sms_consent_id FROM public.contacts WHERE id = 'c1000000-0000-0000-0000-00000000000b'), NULL::uuid,
           'a contact without a consent row has no link');
 INSERT INTO public.sms_consent (id, phone_number, consent_given) VALUES ('50000000-0000-0000-0000-000000000002', '+15550000002', true);

@@ -5,18 +5,6 @@
 BEGIN;
 SELECT plan(86);
 
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
 $$;
@@ -41,10 +29,10 @@ SELECT has_index('public', 'sms_messages', 'idx_sms_messages_status', 'idx_sms_m
 SELECT has_index('public', 'email_messages', 'idx_email_messages_campaign', 'idx_email_messages_campaign');
 SELECT has_index('public', 'email_messages', 'idx_email_messages_status', 'idx_email_messages_status');
 SELECT has_index('public', 'email_clicks', 'idx_email_clicks_message', 'idx_email_clicks_message');
-SELECT is(pg_temp.privs('anon', 'public.sms_messages') || pg_temp.privs('anon', 'public.email_messages')
-          || pg_temp.privs('anon', 'public.email_clicks'), '', 'anon has no privilege on the three tables');
-SELECT is(pg_temp.privs('authenticated', 'public.sms_messages') || ';' || pg_temp.privs('authenticated', 'public.email_messages')
-          || ';' || pg_temp.privs('authenticated', 'public.email_clicks'), 'DELETE,SELECT;DELETE,SELECT;DELETE,SELECT',
+SELECT is(tests.privs('anon', 'public.sms_messages') || tests.privs('anon', 'public.email_messages')
+          || tests.privs('anon', 'public.email_clicks'), '', 'anon has no privilege on the three tables');
+SELECT is(tests.privs('authenticated', 'public.sms_messages') || ';' || tests.privs('authenticated', 'public.email_messages')
+          || ';' || tests.privs('authenticated', 'public.email_clicks'), 'DELETE,SELECT;DELETE,SELECT;DELETE,SELECT',
           'authenticated has only SELECT and DELETE (writes are the server''s)');
 
 -- ---------------------------------------------------------------------------
@@ -99,8 +87,8 @@ SELECT is((SELECT count(*) FROM public.sms_messages) + (SELECT count(*) FROM pub
 SELECT throws_ok($$INSERT INTO public.sms_messages (recipient, message) VALUES ('+15550000009', 'x')$$, '42501', NULL, 'viewer cannot INSERT sms_messages');
 SELECT throws_ok($$UPDATE public.email_messages SET status = 'opened'$$, '42501', NULL, 'viewer cannot UPDATE email_messages');
 SELECT throws_ok($$INSERT INTO public.email_clicks (message_id, url) VALUES ('e1000000-0000-0000-0000-00000000000a', 'x')$$, '42501', NULL, 'viewer cannot INSERT email_clicks');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_messages$$) + pg_temp.affected($$DELETE FROM public.email_clicks$$)
-          + pg_temp.affected($$DELETE FROM public.email_messages$$), 0::bigint, 'viewer DELETEs touch 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.sms_messages$$) + tests.affected($$DELETE FROM public.email_clicks$$)
+          + tests.affected($$DELETE FROM public.email_messages$$), 0::bigint, 'viewer DELETEs touch 0 rows');
 
 -- ---------------------------------------------------------------------------
 -- alice: reads the history of her campaigns, writes none of it
@@ -126,16 +114,16 @@ SELECT throws_ok($$UPDATE public.email_messages SET status = 'opened' WHERE id =
                  '42501', NULL, 'alice cannot UPDATE her e-mail');
 SELECT throws_ok($$UPDATE public.email_clicks SET url = 'x' WHERE id = 'ec000000-0000-0000-0000-00000000000a'$$,
                  '42501', NULL, 'alice cannot UPDATE a click');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'alice DELETE of her SMS touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'alice DELETE of her click touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s e-mail touches 0 rows');
 
 -- Soft-deleting the campaign keeps the history, readable by its owner.
-SELECT is(pg_temp.affected($$UPDATE public.campaigns SET deleted_at = now() WHERE id = 'c0000000-0000-0000-0000-00000000000a'$$),
-          1::bigint, 'alice soft-deletes her campaign');
+SELECT isnt((SELECT (public.soft_delete_campaign('c0000000-0000-0000-0000-00000000000a')).deleted_at), NULL::timestamptz,
+            'alice soft-deletes her campaign (soft_delete_campaign, 018)');
 SELECT is((SELECT count(*) FROM public.sms_messages) + (SELECT count(*) FROM public.email_messages)
           + (SELECT count(*) FROM public.email_clicks), 3::bigint,
           'after the soft delete alice still reads her SMS, e-mail and click');
@@ -166,11 +154,11 @@ SELECT throws_ok($$INSERT INTO public.email_clicks (message_id, url) VALUES ('e1
                  '42501', NULL, 'admin cannot INSERT a click');
 SELECT throws_ok($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-00000000000b'$$, '23503', NULL,
                  'an e-mail with clicks cannot be deleted before its clicks (RESTRICT)');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can DELETE a click');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can DELETE an e-mail (erasure)');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can DELETE an SMS (erasure)');
 
 -- ---------------------------------------------------------------------------
@@ -183,25 +171,25 @@ SELECT lives_ok($$INSERT INTO public.sms_messages (id, campaign_id, recipient, m
                 'service_role can INSERT an SMS');
 SELECT is((SELECT status FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-0000000000d1')::text, 'queued',
           'a new SMS is queued');
-SELECT is(pg_temp.affected($$UPDATE public.sms_messages SET status = 'delivered', delivered_at = now()
+SELECT is(tests.affected($$UPDATE public.sms_messages SET status = 'delivered', delivered_at = now()
                              WHERE id = '51000000-0000-0000-0000-0000000000d1'$$), 1::bigint, 'service_role can UPDATE an SMS');
-SELECT is(pg_temp.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.sms_messages WHERE id = '51000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE an SMS');
 SELECT is((SELECT count(*) FROM public.email_messages), 1::bigint, 'service_role reads all e-mails');
 SELECT lives_ok($$INSERT INTO public.email_messages (id, campaign_id, recipient)
                   VALUES ('e1000000-0000-0000-0000-0000000000d1', 'c0000000-0000-0000-0000-00000000000b', 'NEW@Example.com')$$,
                 'service_role can INSERT an e-mail');
-SELECT is(pg_temp.affected($$UPDATE public.email_messages SET status = 'bounced', bounce_type = 'hard'
+SELECT is(tests.affected($$UPDATE public.email_messages SET status = 'bounced', bounce_type = 'hard'
                              WHERE id = 'e1000000-0000-0000-0000-0000000000d1'$$), 1::bigint, 'service_role can UPDATE an e-mail');
 SELECT is((SELECT count(*) FROM public.email_clicks), 1::bigint, 'service_role reads all clicks');
 SELECT lives_ok($$INSERT INTO public.email_clicks (id, message_id, url)
                   VALUES ('ec000000-0000-0000-0000-0000000000d1', 'e1000000-0000-0000-0000-0000000000d1', 'https://example.com/d')$$,
                 'service_role can INSERT a click');
-SELECT is(pg_temp.affected($$UPDATE public.email_clicks SET url = 'https://example.com/e' WHERE id = 'ec000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.email_clicks SET url = 'https://example.com/e' WHERE id = 'ec000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE a click');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_clicks WHERE id = 'ec000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE a click');
-SELECT is(pg_temp.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.email_messages WHERE id = 'e1000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE an e-mail');
 SELECT tests.clear_authentication();
 

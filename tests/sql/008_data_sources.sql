@@ -4,30 +4,7 @@
 -- command), the secret helpers, and create_import_table / drop_import_table
 -- (who may call them, hostile identifiers, the tables they make).
 BEGIN;
-SELECT plan(184);
-
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
--- SQLSTATE and HINT of the error a statement raises ('' when it succeeds).
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE st text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN '';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
-    RETURN st || ' ' || hint;
-END $$;
+SELECT plan(186);
 
 -- ---------------------------------------------------------------------------
 -- Schema
@@ -45,12 +22,12 @@ SELECT col_default_is('public', 'data_sources', 'sync_status', 'idle', 'sync_sta
 SELECT has_index('public', 'data_sources', 'idx_data_sources_next_sync', 'scheduler index');
 SELECT has_index('public', 'imported_data', 'idx_imported_data_date', 'idx_imported_data_date');
 SELECT has_index('public', 'sync_logs', 'idx_sync_logs_started', 'idx_sync_logs_started');
-SELECT is(pg_temp.privs('anon', 'public.data_sources') || pg_temp.privs('anon', 'public.data_source_credentials')
-          || pg_temp.privs('anon', 'public.import_tables') || pg_temp.privs('anon', 'public.imported_data')
-          || pg_temp.privs('anon', 'public.sync_logs'), '', 'anon has no privilege on the five tables');
-SELECT is(pg_temp.privs('authenticated', 'public.data_source_credentials'), '',
+SELECT is(tests.privs('anon', 'public.data_sources') || tests.privs('anon', 'public.data_source_credentials')
+          || tests.privs('anon', 'public.import_tables') || tests.privs('anon', 'public.imported_data')
+          || tests.privs('anon', 'public.sync_logs'), '', 'anon has no privilege on the five tables');
+SELECT is(tests.privs('authenticated', 'public.data_source_credentials'), '',
           'authenticated has no privilege on data_source_credentials');
-SELECT is(pg_temp.privs('authenticated', 'public.data_sources'), 'DELETE,SELECT',
+SELECT is(tests.privs('authenticated', 'public.data_sources'), 'DELETE,SELECT',
           'authenticated: SELECT and DELETE on data_sources at table level');
 SELECT ok(has_column_privilege('authenticated', 'public.data_sources', 'name', 'INSERT')
           AND has_column_privilege('authenticated', 'public.data_sources', 'config', 'UPDATE'),
@@ -60,9 +37,9 @@ SELECT ok(NOT has_column_privilege('authenticated', 'public.data_sources', 'cred
           AND NOT has_column_privilege('authenticated', 'public.data_sources', 'table_name', 'UPDATE')
           AND NOT has_column_privilege('authenticated', 'public.data_sources', 'sync_status', 'UPDATE'),
           'authenticated may not write credentials, table_name or sync state');
-SELECT is(pg_temp.privs('authenticated', 'public.import_tables'), 'SELECT', 'authenticated: SELECT on import_tables');
-SELECT is(pg_temp.privs('authenticated', 'public.imported_data'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on imported_data');
-SELECT is(pg_temp.privs('authenticated', 'public.sync_logs'), 'DELETE,SELECT', 'authenticated: SELECT and DELETE on sync_logs');
+SELECT is(tests.privs('authenticated', 'public.import_tables'), 'SELECT', 'authenticated: SELECT on import_tables');
+SELECT is(tests.privs('authenticated', 'public.imported_data'), 'DELETE,INSERT,SELECT,UPDATE', 'authenticated on imported_data');
+SELECT is(tests.privs('authenticated', 'public.sync_logs'), 'DELETE,SELECT', 'authenticated: SELECT and DELETE on sync_logs');
 SELECT ok(NOT has_function_privilege('authenticated', 'public.create_import_table(uuid, text, jsonb, uuid)', 'EXECUTE')
           AND NOT has_function_privilege('anon', 'public.create_import_table(uuid, text, jsonb, uuid)', 'EXECUTE')
           AND has_function_privilege('service_role', 'public.create_import_table(uuid, text, jsonb, uuid)', 'EXECUTE'),
@@ -111,11 +88,11 @@ GRANT SELECT ON hostile TO service_role;
 INSERT INTO hostile VALUES ('x; drop table campaigns'), ('"quoted"'), (repeat('a', 64)), ('pg_catalog.x'),
     ('Upper'), ('1abc'), (''), ('a b'), ('é');
 SELECT is((SELECT count(*) FROM hostile h
-           WHERE pg_temp.error_of(format($$SELECT public.create_import_table(%L, %L, '[{"target_name":"a"}]',
+           WHERE tests.error_of(format($$SELECT public.create_import_table(%L, %L, '[{"target_name":"a"}]',
                                           'd0000000-0000-0000-0000-00000000000a')$$, :'alice', h.name)) LIKE '22023 %'),
           9::bigint, 'every hostile source name is refused with 22023');
 SELECT is((SELECT count(*) FROM hostile h
-           WHERE pg_temp.error_of(format($$SELECT public.create_import_table(%L, 'sales', %L,
+           WHERE tests.error_of(format($$SELECT public.create_import_table(%L, 'sales', %L,
                                           'd0000000-0000-0000-0000-00000000000a')$$, :'alice',
                                          jsonb_build_array(jsonb_build_object('target_name', h.name)))) LIKE '22023 %'),
           9::bigint, 'every hostile column name is refused with 22023');
@@ -161,8 +138,8 @@ SELECT ok((SELECT relrowsecurity FROM pg_class WHERE oid = ('public.' || :'impor
 SELECT is((SELECT count(*) FROM pg_policies WHERE schemaname = 'public' AND tablename = :'import_table'), 8::bigint,
           'the import table has 8 per-command policies');
 SELECT has_trigger('public', :'import_table', 'audit', 'the import table has the audit trigger');
-SELECT is(pg_temp.privs('anon', 'public.' || :'import_table'), '', 'anon has no privilege on the import table');
-SELECT is(pg_temp.privs('authenticated', 'public.' || :'import_table'), 'DELETE,INSERT,SELECT,UPDATE',
+SELECT is(tests.privs('anon', 'public.' || :'import_table'), '', 'anon has no privilege on the import table');
+SELECT is(tests.privs('authenticated', 'public.' || :'import_table'), 'DELETE,INSERT,SELECT,UPDATE',
           'authenticated: SELECT/INSERT/UPDATE/DELETE on the import table');
 SELECT is((SELECT data_source_id FROM public.import_tables WHERE table_name = :'import_table'),
           'd0000000-0000-0000-0000-00000000000a'::uuid, 'the import table is registered for its source');
@@ -203,19 +180,19 @@ SELECT tests.authenticate_as(:'viewer');
 SELECT is((SELECT count(*) FROM public.data_sources), 0::bigint, 'viewer reads no data sources');
 SELECT throws_ok(format($$INSERT INTO public.data_sources (user_id, name, type) VALUES (%L, 'v', 'rest_api')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT a data source');
-SELECT is(pg_temp.affected($$UPDATE public.data_sources SET name = 'v'$$), 0::bigint, 'viewer UPDATE of data_sources touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.data_sources$$), 0::bigint, 'viewer DELETE of data_sources touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.data_sources SET name = 'v'$$), 0::bigint, 'viewer UPDATE of data_sources touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.data_sources$$), 0::bigint, 'viewer DELETE of data_sources touches 0 rows');
 SELECT throws_ok($$SELECT * FROM public.data_source_credentials$$, '42501', NULL, 'viewer cannot read data_source_credentials');
 SELECT is((SELECT count(*) FROM public.import_tables), 0::bigint, 'viewer reads no import registry rows');
 SELECT is((SELECT count(*) FROM public.imported_data), 2::bigint, 'viewer reads all imported metrics');
 SELECT throws_ok($$INSERT INTO public.imported_data (data_source_id, metric_name, event_date)
                    VALUES ('d0000000-0000-0000-0000-00000000000a', 'x', '2024-01-01')$$, '42501', NULL, 'viewer cannot INSERT imported_data');
-SELECT is(pg_temp.affected($$UPDATE public.imported_data SET metric_value = 0$$), 0::bigint, 'viewer UPDATE of imported_data touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.imported_data$$), 0::bigint, 'viewer DELETE of imported_data touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.imported_data SET metric_value = 0$$), 0::bigint, 'viewer UPDATE of imported_data touches 0 rows');
+SELECT is(tests.affected($$DELETE FROM public.imported_data$$), 0::bigint, 'viewer DELETE of imported_data touches 0 rows');
 SELECT is((SELECT count(*) FROM public.sync_logs), 0::bigint, 'viewer reads no sync logs');
 SELECT throws_ok($$INSERT INTO public.sync_logs (status) VALUES ('running')$$, '42501', NULL, 'viewer cannot INSERT sync_logs');
-SELECT is(pg_temp.affected($$DELETE FROM public.sync_logs$$), 0::bigint, 'viewer DELETE of sync_logs touches 0 rows');
-SELECT is(pg_temp.affected(format('SELECT * FROM public.%I', :'import_table')), 0::bigint, 'viewer reads no import table rows');
+SELECT is(tests.affected($$DELETE FROM public.sync_logs$$), 0::bigint, 'viewer DELETE of sync_logs touches 0 rows');
+SELECT is(tests.affected(format('SELECT * FROM public.%I', :'import_table')), 0::bigint, 'viewer reads no import table rows');
 SELECT throws_ok(format('INSERT INTO public.%I (first_name) VALUES (''v'')', :'import_table'), '42501', NULL,
                  'viewer cannot INSERT into the import table');
 SELECT throws_ok($$SELECT public.set_data_source_credentials('d0000000-0000-0000-0000-00000000000a', '{"k":"v"}')$$,
@@ -233,7 +210,7 @@ SELECT throws_ok($$INSERT INTO public.data_sources (name, type, credentials) VAL
                  '42501', NULL, 'alice cannot INSERT the credentials column');
 SELECT throws_ok(format($$INSERT INTO public.data_sources (user_id, name, type) VALUES (%L, 'x', 'rest_api')$$, :'bob'),
                  '42501', NULL, 'alice cannot INSERT a data source owned by bob');
-SELECT is(pg_temp.affected($$UPDATE public.data_sources SET name = 'Alice GA4 (web)', sync_schedule = 'daily' WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.data_sources SET name = 'Alice GA4 (web)', sync_schedule = 'daily' WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$),
           1::bigint, 'alice can UPDATE her data source');
 SELECT throws_ok(format($$UPDATE public.data_sources SET user_id = %L WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$, :'bob'),
                  '42501', NULL, 'alice cannot move her data source to bob');
@@ -241,9 +218,9 @@ SELECT throws_ok($$UPDATE public.data_sources SET table_name = 'import_campaigns
                  '42501', NULL, 'alice cannot point table_name elsewhere');
 SELECT throws_ok($$UPDATE public.data_sources SET credentials = NULL WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$,
                  '42501', NULL, 'alice cannot write the credentials column directly');
-SELECT is(pg_temp.affected($$UPDATE public.data_sources SET name = 'x' WHERE id = 'd0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$UPDATE public.data_sources SET name = 'x' WHERE id = 'd0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice UPDATE of bob''s data source touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000b'$$),
           0::bigint, 'alice DELETE of bob''s data source touches 0 rows');
 SELECT throws_ok($$SELECT * FROM public.data_source_credentials$$, '42501', NULL, 'alice cannot read data_source_credentials');
 SELECT throws_ok($$INSERT INTO public.data_source_credentials (data_source_id, credentials_encrypted)
@@ -260,30 +237,31 @@ SELECT results_eq($$SELECT id FROM public.imported_data$$, $$VALUES ('1d000000-0
 SELECT throws_ok($$INSERT INTO public.imported_data (data_source_id, metric_name, event_date)
                    VALUES ('d0000000-0000-0000-0000-00000000000a', 'fake', '2024-01-01')$$, '42501', NULL,
                  'alice cannot INSERT imported_data (the server imports)');
-SELECT is(pg_temp.affected($$UPDATE public.imported_data SET metric_value = 0 WHERE id = '1d000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$UPDATE public.imported_data SET metric_value = 0 WHERE id = '1d000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'alice UPDATE of imported_data touches 0 rows');
-SELECT is(pg_temp.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'alice DELETE of imported_data touches 0 rows');
 SELECT results_eq($$SELECT id FROM public.sync_logs$$, $$VALUES ('5d000000-0000-0000-0000-00000000000a'::uuid)$$,
                   'alice reads the sync logs of her source only');
 SELECT throws_ok($$INSERT INTO public.sync_logs (data_source_id, status) VALUES ('d0000000-0000-0000-0000-00000000000a', 'success')$$,
                  '42501', NULL, 'alice cannot INSERT sync_logs');
 SELECT throws_ok($$UPDATE public.sync_logs SET status = 'success'$$, '42501', NULL, 'alice cannot UPDATE sync_logs');
-SELECT is(pg_temp.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000a'$$),
+SELECT is(tests.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000a'$$),
           0::bigint, 'alice DELETE of her sync log touches 0 rows');
 -- her import table
-SELECT is(pg_temp.affected(format($$INSERT INTO public.%I (first_name, amount) VALUES ('Ann', 12.5)$$, :'import_table')),
+SELECT is(tests.affected(format($$INSERT INTO public.%I (first_name, amount) VALUES ('Ann', 12.5)$$, :'import_table')),
           1::bigint, 'alice can INSERT into her import table');
-SELECT is(pg_temp.affected(format('SELECT * FROM public.%I', :'import_table')), 1::bigint, 'alice reads her import table');
-SELECT is(pg_temp.affected(format($$UPDATE public.%I SET amount = 13$$, :'import_table')), 1::bigint,
+SELECT is(tests.affected(format('SELECT * FROM public.%I', :'import_table')), 1::bigint, 'alice reads her import table');
+SELECT is(tests.affected(format($$UPDATE public.%I SET amount = 13$$, :'import_table')), 1::bigint,
           'alice can UPDATE her import table');
-SELECT is(pg_temp.affected(format($$DELETE FROM public.%I WHERE first_name = 'nobody'$$, :'import_table')), 0::bigint,
+SELECT is(tests.affected(format($$DELETE FROM public.%I WHERE first_name = 'nobody'$$, :'import_table')), 0::bigint,
           'alice DELETE with no match touches 0 rows');
 -- soft delete, and hard delete of a source without import tables
-SELECT is(pg_temp.affected($$UPDATE public.data_sources SET deleted_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$),
+SELECT is(tests.affected($$UPDATE public.data_sources SET deleted_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$),
           1::bigint, 'alice can soft-delete her data source');
-SELECT is(pg_temp.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$),
-          1::bigint, 'alice can hard-DELETE a data source without import tables');
+SELECT throws_ok($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000a2'$$,
+                 '42501', 'data_sources are soft-deleted: a hard DELETE is not allowed',
+                 'alice cannot hard-DELETE a data source: data sources are soft-deleted (018)');
 
 -- ---------------------------------------------------------------------------
 -- bob (another user)
@@ -295,12 +273,12 @@ SELECT is((SELECT count(*) FROM public.imported_data WHERE data_source_id = 'd00
           'bob sees none of alice''s imported metrics');
 SELECT is((SELECT count(*) FROM public.sync_logs WHERE data_source_id = 'd0000000-0000-0000-0000-00000000000a'), 0::bigint,
           'bob sees none of alice''s sync logs');
-SELECT is(pg_temp.affected(format('SELECT * FROM public.%I', :'import_table')), 0::bigint, 'bob reads no rows of alice''s import table');
+SELECT is(tests.affected(format('SELECT * FROM public.%I', :'import_table')), 0::bigint, 'bob reads no rows of alice''s import table');
 SELECT throws_ok(format($$INSERT INTO public.%I (first_name) VALUES ('Bob')$$, :'import_table'), '42501', NULL,
                  'bob cannot INSERT into alice''s import table');
-SELECT is(pg_temp.affected(format($$UPDATE public.%I SET amount = 0$$, :'import_table')), 0::bigint,
+SELECT is(tests.affected(format($$UPDATE public.%I SET amount = 0$$, :'import_table')), 0::bigint,
           'bob UPDATE of alice''s import table touches 0 rows');
-SELECT is(pg_temp.affected(format($$DELETE FROM public.%I$$, :'import_table')), 0::bigint,
+SELECT is(tests.affected(format($$DELETE FROM public.%I$$, :'import_table')), 0::bigint,
           'bob DELETE of alice''s import table touches 0 rows');
 SELECT throws_ok($$SELECT public.set_data_source_credentials('d0000000-0000-0000-0000-00000000000a', '{"k":"v"}')$$,
                  '42501', NULL, 'bob cannot set the credentials of alice''s data source');
@@ -309,12 +287,12 @@ SELECT throws_ok($$SELECT public.set_data_source_credentials('d0000000-0000-0000
 -- admin
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'admin');
-SELECT is((SELECT count(*) FROM public.data_sources), 2::bigint, 'admin reads all data sources');
+SELECT is((SELECT count(*) FROM public.data_sources), 3::bigint, 'admin reads all data sources (with alice''s soft-deleted one)');
 SELECT lives_ok(format($$INSERT INTO public.data_sources (id, user_id, name, type) VALUES ('d0000000-0000-0000-0000-0000000000c1', %L, 'For bob', 'postgres')$$, :'bob'),
                 'admin can INSERT a data source for another user');
-SELECT is(pg_temp.affected(format($$UPDATE public.data_sources SET user_id = %L WHERE id = 'd0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
+SELECT is(tests.affected(format($$UPDATE public.data_sources SET user_id = %L WHERE id = 'd0000000-0000-0000-0000-0000000000c1'$$, :'alice')),
           1::bigint, 'admin can UPDATE and reassign any data source');
-SELECT is(pg_temp.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE any data source');
 SELECT throws_ok($$SELECT * FROM public.data_source_credentials$$, '42501', NULL, 'admin cannot read data_source_credentials');
 SELECT is((SELECT count(*) FROM public.import_tables), 1::bigint, 'admin reads all import registry rows');
@@ -323,50 +301,50 @@ SELECT is((SELECT count(*) FROM public.imported_data), 2::bigint, 'admin reads a
 SELECT lives_ok($$INSERT INTO public.imported_data (id, data_source_id, metric_name, event_date)
                   VALUES ('1d000000-0000-0000-0000-0000000000c1', 'd0000000-0000-0000-0000-00000000000b', 'fix', '2024-01-02')$$,
                 'admin can INSERT imported_data');
-SELECT is(pg_temp.affected($$UPDATE public.imported_data SET metric_value = 1 WHERE id = '1d000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$UPDATE public.imported_data SET metric_value = 1 WHERE id = '1d000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can UPDATE imported_data');
-SELECT is(pg_temp.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-0000000000c1'$$),
+SELECT is(tests.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-0000000000c1'$$),
           1::bigint, 'admin can DELETE imported_data');
 SELECT is((SELECT count(*) FROM public.sync_logs), 2::bigint, 'admin reads all sync logs');
 SELECT throws_ok($$INSERT INTO public.sync_logs (status) VALUES ('running')$$, '42501', NULL, 'admin cannot INSERT sync_logs');
-SELECT is(pg_temp.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000b'$$),
+SELECT is(tests.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000b'$$),
           1::bigint, 'admin can DELETE a sync log');
-SELECT is(pg_temp.affected(format('SELECT * FROM public.%I', :'import_table')), 1::bigint, 'admin reads alice''s import table');
-SELECT is(pg_temp.affected(format($$INSERT INTO public.%I (first_name) VALUES ('Adm')$$, :'import_table')), 1::bigint,
+SELECT is(tests.affected(format('SELECT * FROM public.%I', :'import_table')), 1::bigint, 'admin reads alice''s import table');
+SELECT is(tests.affected(format($$INSERT INTO public.%I (first_name) VALUES ('Adm')$$, :'import_table')), 1::bigint,
           'admin can INSERT into any import table');
-SELECT is(pg_temp.affected(format($$UPDATE public.%I SET amount = 1 WHERE first_name = 'Adm'$$, :'import_table')), 1::bigint,
+SELECT is(tests.affected(format($$UPDATE public.%I SET amount = 1 WHERE first_name = 'Adm'$$, :'import_table')), 1::bigint,
           'admin can UPDATE any import table');
-SELECT is(pg_temp.affected(format($$DELETE FROM public.%I WHERE first_name = 'Adm'$$, :'import_table')), 1::bigint,
+SELECT is(tests.affected(format($$DELETE FROM public.%I WHERE first_name = 'Adm'$$, :'import_table')), 1::bigint,
           'admin can DELETE from any import table');
 
 -- ---------------------------------------------------------------------------
 -- service_role
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as_service();
-SELECT is((SELECT count(*) FROM public.data_sources), 2::bigint, 'service_role reads all data sources');
+SELECT is((SELECT count(*) FROM public.data_sources), 3::bigint, 'service_role reads all data sources');
 SELECT lives_ok($$INSERT INTO public.data_sources (id, name, type) VALUES ('d0000000-0000-0000-0000-0000000000d1', 'Sys', 'csv_url')$$,
                 'service_role can INSERT a data source');
-SELECT is(pg_temp.affected($$UPDATE public.data_sources SET sync_status = 'syncing', last_sync_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.data_sources SET sync_status = 'syncing', last_sync_at = now() WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE the sync state');
 SELECT throws_ok($$UPDATE public.data_sources SET credentials = '{"password":"hunter2hunter2"}' WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$,
                  '23514', NULL, 'not even service_role can put clear credentials into data_sources.credentials');
-SELECT is(pg_temp.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE a data source');
 SELECT is((SELECT count(*) FROM public.import_tables), 1::bigint, 'service_role reads import_tables');
-SELECT is(pg_temp.affected($$UPDATE public.import_tables SET row_count = 1, last_updated_at = now()$$), 1::bigint,
+SELECT is(tests.affected($$UPDATE public.import_tables SET row_count = 1, last_updated_at = now()$$), 1::bigint,
           'service_role can UPDATE import_tables');
 SELECT lives_ok($$INSERT INTO public.imported_data (id, data_source_id, metric_name, event_date)
                   VALUES ('1d000000-0000-0000-0000-0000000000d1', 'd0000000-0000-0000-0000-00000000000a', 'users', '2024-01-03')$$,
                 'service_role can INSERT imported_data');
-SELECT is(pg_temp.affected($$UPDATE public.imported_data SET metric_value = 3 WHERE id = '1d000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.imported_data SET metric_value = 3 WHERE id = '1d000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE imported_data');
-SELECT is(pg_temp.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE imported_data');
 SELECT lives_ok($$INSERT INTO public.sync_logs (id, data_source_id, status) VALUES ('5d000000-0000-0000-0000-0000000000d1', 'd0000000-0000-0000-0000-00000000000a', 'running')$$,
                 'service_role can INSERT sync_logs');
-SELECT is(pg_temp.affected($$UPDATE public.sync_logs SET status = 'success', completed_at = now(), records_imported = 5 WHERE id = '5d000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$UPDATE public.sync_logs SET status = 'success', completed_at = now(), records_imported = 5 WHERE id = '5d000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can UPDATE sync_logs');
-SELECT is(pg_temp.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-0000000000d1'$$),
+SELECT is(tests.affected($$DELETE FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-0000000000d1'$$),
           1::bigint, 'service_role can DELETE sync_logs');
 SELECT tests.clear_authentication();
 
@@ -374,7 +352,7 @@ SELECT tests.clear_authentication();
 -- Credentials: encrypted at rest, masked when read, the key from the server
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'alice');
-SELECT is(pg_temp.error_of($$SELECT public.set_data_source_credentials('d0000000-0000-0000-0000-00000000000a', '{"api_key":"sk_live_1234567890abcd"}')$$),
+SELECT is(tests.error_of($$SELECT public.set_data_source_credentials('d0000000-0000-0000-0000-00000000000a', '{"api_key":"sk_live_1234567890abcd"}')$$),
           '22023 set CAMPAIGND_ENCRYPTION_KEY', 'without a key, setting credentials fails with 22023 and the hint');
 SELECT set_config('campaignd.encryption_key', 'short', true);
 SELECT throws_ok($$SELECT public.set_data_source_credentials('d0000000-0000-0000-0000-00000000000a', '{"api_key":"x"}')$$,
@@ -413,7 +391,7 @@ SELECT is(public.get_data_source_credentials('d0000000-0000-0000-0000-0000000000
 SELECT is(public.get_data_source_credentials('d0000000-0000-0000-0000-00000000000b'), '{"token":"tok_abcdefghijkl9876"}'::jsonb,
           'and the admin-set ones');
 SELECT set_config('campaignd.encryption_key', 'another-key-that-is-long-enough', true);
-SELECT is(pg_temp.error_of($$SELECT public.get_data_source_credentials('d0000000-0000-0000-0000-00000000000a')$$),
+SELECT is(tests.error_of($$SELECT public.get_data_source_credentials('d0000000-0000-0000-0000-00000000000a')$$),
           '22023 set CAMPAIGND_ENCRYPTION_KEY to the key the secret was written with', 'a wrong key gives 22023, not garbage');
 SELECT set_config('campaignd.encryption_key', '', true);
 SELECT throws_ok($$SELECT public.get_data_source_credentials('d0000000-0000-0000-0000-00000000000a')$$, '22023', NULL,
@@ -442,11 +420,16 @@ SELECT is((SELECT table_name FROM public.data_sources WHERE id = 'd0000000-0000-
           'data_sources.table_name was cleared');
 SELECT is((SELECT updated_at FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a'), now(),
           'updated_at changed on UPDATE');
+SELECT throws_ok($$DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a'$$, '23503', NULL,
+                 'a data source with imported data cannot be hard-deleted: its data is never dropped silently (018)');
+SELECT is((SELECT count(*) FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'), 1::bigint,
+          'the imported metrics are still there');
+DELETE FROM public.imported_data WHERE data_source_id = 'd0000000-0000-0000-0000-00000000000a';
 DELETE FROM public.data_sources WHERE id = 'd0000000-0000-0000-0000-00000000000a';
 SELECT is((SELECT count(*) FROM public.sync_logs WHERE id = '5d000000-0000-0000-0000-00000000000a' AND data_source_id IS NULL),
           1::bigint, 'a hard-deleted source keeps its sync history (data_source_id NULL)');
 SELECT is((SELECT count(*) FROM public.imported_data WHERE id = '1d000000-0000-0000-0000-00000000000a'), 0::bigint,
-          'a hard-deleted source takes its imported metrics');
+          'its imported metrics were removed first, explicitly');
 SELECT is((SELECT count(*) FROM public.data_source_credentials WHERE data_source_id = 'd0000000-0000-0000-0000-00000000000a'),
           0::bigint, 'and its encrypted credentials');
 SELECT throws_ok($$INSERT INTO public.data_sources (name, type) VALUES ('x', 'ftp')$$, '23514', NULL, 'an unknown source type is refused');

@@ -5,28 +5,6 @@
 BEGIN;
 SELECT plan(77);
 
-CREATE FUNCTION pg_temp.affected(sql text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-CREATE FUNCTION pg_temp.privs(role text, tbl text) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(p, ',' ORDER BY p), '')
-    FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-    WHERE has_table_privilege(role, tbl, p)
-$$;
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE st text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN '';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
-    RETURN st || ' ' || hint;
-END $$;
-
 -- ---------------------------------------------------------------------------
 -- Schema and the one row
 -- ---------------------------------------------------------------------------
@@ -39,15 +17,15 @@ SELECT results_eq($$SELECT timezone::text, date_format::text, monthly_sms_limit,
                   $$VALUES ('America/New_York', 'MM/DD/YYYY', 10000, 50000, 30, true)$$, 'the row has the spec''s defaults');
 SELECT col_type_is('public', 'app_settings', 'updated_at', 'timestamp with time zone', 'updated_at is timestamptz');
 SELECT col_type_is('public', 'app_secrets', 'value_encrypted', 'bytea', 'secrets are stored as bytea ciphertext');
-SELECT is(pg_temp.privs('anon', 'public.app_settings') || pg_temp.privs('anon', 'public.app_secrets')
-          || pg_temp.privs('anon', 'public.app_settings_public'), '', 'anon has no privilege on the settings');
-SELECT is(pg_temp.privs('authenticated', 'public.app_settings'), 'SELECT', 'authenticated: SELECT at table level');
+SELECT is(tests.privs('anon', 'public.app_settings') || tests.privs('anon', 'public.app_secrets')
+          || tests.privs('anon', 'public.app_settings_public'), '', 'anon has no privilege on the settings');
+SELECT is(tests.privs('authenticated', 'public.app_settings'), 'SELECT', 'authenticated: SELECT at table level');
 SELECT ok(has_column_privilege('authenticated', 'public.app_settings', 'timezone', 'UPDATE')
           AND NOT has_column_privilege('authenticated', 'public.app_settings', 'twilio_auth_token', 'UPDATE')
           AND NOT has_column_privilege('authenticated', 'public.app_settings', 'sendgrid_api_key', 'UPDATE'),
           'authenticated may UPDATE settings columns, never the masked secret columns');
-SELECT is(pg_temp.privs('authenticated', 'public.app_secrets'), '', 'authenticated has no privilege on app_secrets');
-SELECT is(pg_temp.privs('authenticated', 'public.app_settings_public'), 'SELECT', 'authenticated: SELECT on app_settings_public');
+SELECT is(tests.privs('authenticated', 'public.app_secrets'), '', 'authenticated has no privilege on app_secrets');
+SELECT is(tests.privs('authenticated', 'public.app_settings_public'), 'SELECT', 'authenticated: SELECT on app_settings_public');
 SELECT ok(NOT has_function_privilege('authenticated', 'public.get_app_secret(text)', 'EXECUTE')
           AND has_function_privilege('service_role', 'public.get_app_secret(text)', 'EXECUTE'),
           'get_app_secret: service_role only');
@@ -83,7 +61,7 @@ SELECT throws_ok($$SELECT public.set_app_secret('sendgrid_api_key', 'x')$$, '425
 SELECT tests.authenticate_as(:'viewer');
 SELECT is((SELECT count(*) FROM public.app_settings), 0::bigint, 'viewer reads no app_settings row');
 SELECT throws_ok($$INSERT INTO public.app_settings DEFAULT VALUES$$, '42501', NULL, 'viewer cannot INSERT app_settings');
-SELECT is(pg_temp.affected($$UPDATE public.app_settings SET timezone = 'UTC'$$), 0::bigint, 'viewer UPDATE of app_settings touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.app_settings SET timezone = 'UTC'$$), 0::bigint, 'viewer UPDATE of app_settings touches 0 rows');
 SELECT throws_ok($$DELETE FROM public.app_settings$$, '42501', NULL, 'viewer cannot DELETE app_settings');
 SELECT throws_ok($$SELECT * FROM public.app_secrets$$, '42501', NULL, 'viewer cannot read app_secrets');
 SELECT results_eq($$SELECT timezone, data_retention_days FROM public.app_settings_public$$,
@@ -94,7 +72,7 @@ SELECT throws_ok($$SELECT public.set_app_secret('sendgrid_api_key', 'SG.abcdefgh
 SELECT tests.authenticate_as(:'alice');
 SELECT is((SELECT count(*) FROM public.app_settings), 0::bigint, 'a user reads no app_settings row (no masked secrets either)');
 SELECT throws_ok($$INSERT INTO public.app_settings DEFAULT VALUES$$, '42501', NULL, 'a user cannot INSERT app_settings');
-SELECT is(pg_temp.affected($$UPDATE public.app_settings SET monthly_sms_limit = 1$$), 0::bigint, 'a user UPDATE of app_settings touches 0 rows');
+SELECT is(tests.affected($$UPDATE public.app_settings SET monthly_sms_limit = 1$$), 0::bigint, 'a user UPDATE of app_settings touches 0 rows');
 SELECT throws_ok($$DELETE FROM public.app_settings$$, '42501', NULL, 'a user cannot DELETE app_settings');
 SELECT throws_ok($$SELECT * FROM public.app_secrets$$, '42501', NULL, 'a user cannot read app_secrets');
 SELECT throws_ok($$INSERT INTO public.app_secrets (name, value_encrypted) VALUES ('sendgrid_api_key', '\x00')$$, '42501', NULL,
@@ -111,7 +89,7 @@ SELECT throws_ok($$SELECT public.get_app_secret('sendgrid_api_key')$$, '42501', 
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'admin');
 SELECT is((SELECT count(*) FROM public.app_settings), 1::bigint, 'admin reads app_settings');
-SELECT is(pg_temp.affected($$UPDATE public.app_settings SET timezone = 'Europe/Paris', date_format = 'DD/MM/YYYY', data_retention_days = 90$$),
+SELECT is(tests.affected($$UPDATE public.app_settings SET timezone = 'Europe/Paris', date_format = 'DD/MM/YYYY', data_retention_days = 90$$),
           1::bigint, 'admin can UPDATE the settings');
 SELECT throws_ok($$UPDATE public.app_settings SET twilio_auth_token = '****abcd'$$, '42501', NULL,
                  'admin cannot write a masked secret column directly');
@@ -119,7 +97,7 @@ SELECT throws_ok($$INSERT INTO public.app_settings DEFAULT VALUES$$, '42501', NU
 SELECT throws_ok($$DELETE FROM public.app_settings$$, '42501', NULL, 'admin cannot DELETE app_settings');
 SELECT throws_ok($$SELECT * FROM public.app_secrets$$, '42501', NULL, 'admin cannot read app_secrets');
 SELECT throws_ok($$SELECT public.get_app_secret('twilio_auth_token')$$, '42501', NULL, 'admin cannot read a clear secret');
-SELECT is(pg_temp.error_of($$SELECT public.set_app_secret('twilio_auth_token', 'abcdef0123456789abcdef0123459876')$$),
+SELECT is(tests.error_of($$SELECT public.set_app_secret('twilio_auth_token', 'abcdef0123456789abcdef0123459876')$$),
           '22023 set CAMPAIGND_ENCRYPTION_KEY', 'setting a secret without a key gives 22023 and the hint');
 SELECT set_config('campaignd.encryption_key', 'test-encryption-key-0123456789abcdef', true);
 SELECT throws_ok($$SELECT public.set_app_secret('stripe_key', 'x')$$, '22023', NULL, 'an unknown secret name is refused');
@@ -136,7 +114,7 @@ SELECT is((SELECT timezone FROM public.app_settings_public), 'Europe/Paris', 'th
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as_service();
 SELECT is((SELECT count(*) FROM public.app_settings), 1::bigint, 'service_role reads app_settings');
-SELECT is(pg_temp.affected($$UPDATE public.app_settings SET monthly_email_limit = 60000$$), 1::bigint,
+SELECT is(tests.affected($$UPDATE public.app_settings SET monthly_email_limit = 60000$$), 1::bigint,
           'service_role can UPDATE app_settings');
 SELECT throws_ok($$INSERT INTO public.app_settings DEFAULT VALUES$$, '23505', NULL, 'service_role cannot add a second row');
 SELECT throws_ok($$DELETE FROM public.app_settings$$, '23514', NULL, 'service_role cannot delete the row');
@@ -147,10 +125,10 @@ SELECT is(public.get_app_secret('twilio_account_sid'), NULL, 'an unset secret is
 SELECT is(public.set_app_secret('twilio_account_sid', 'AC0123456789abcdef0123456789ab1234'), '****1234',
           'service_role can set a secret');
 SELECT set_config('campaignd.encryption_key', 'a-different-key-of-enough-length', true);
-SELECT is(pg_temp.error_of($$SELECT public.get_app_secret('twilio_auth_token')$$),
+SELECT is(tests.error_of($$SELECT public.get_app_secret('twilio_auth_token')$$),
           '22023 set CAMPAIGND_ENCRYPTION_KEY to the key the secret was written with', 'a wrong key gives 22023');
 SELECT set_config('campaignd.encryption_key', '', true);
-SELECT is(pg_temp.error_of($$SELECT public.get_app_secret('twilio_auth_token')$$), '22023 set CAMPAIGND_ENCRYPTION_KEY',
+SELECT is(tests.error_of($$SELECT public.get_app_secret('twilio_auth_token')$$), '22023 set CAMPAIGND_ENCRYPTION_KEY',
           'reading without a key gives 22023 and the hint');
 SELECT is(public.set_app_secret('sendgrid_api_key', ''), NULL, 'an empty value removes a secret');
 SELECT tests.clear_authentication();
@@ -174,7 +152,7 @@ SELECT throws_ok($$UPDATE public.app_settings SET twilio_auth_token = 'abcdef012
 -- ---------------------------------------------------------------------------
 -- CHECKs and updated_at
 -- ---------------------------------------------------------------------------
-SELECT is(pg_temp.error_of($$UPDATE public.app_settings SET timezone = 'Mars/Olympus_Mons'$$),
+SELECT is(tests.error_of($$UPDATE public.app_settings SET timezone = 'Mars/Olympus_Mons'$$),
           '22023 use an IANA name such as America/New_York or UTC', 'an unknown time zone is refused');
 SELECT throws_ok($$UPDATE public.app_settings SET date_format = 'YY'$$, '23514', NULL, 'an unknown date format is refused');
 SELECT throws_ok($$UPDATE public.app_settings SET data_retention_days = 0$$, '23514', NULL, 'retention must be at least a day');

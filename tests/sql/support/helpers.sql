@@ -12,6 +12,7 @@
 --   SELECT tests.authenticate_as(:'alice');
 --   SELECT is((SELECT count(*) FROM public.audit_logs), 0::bigint, 'viewer sees no audit');
 --   SELECT tests.clear_authentication();
+--   SELECT is(tests.affected($$DELETE FROM public.audit_logs$$), 0::bigint, 'no delete');
 --   ...
 --   SELECT * FROM finish();
 --   ROLLBACK;
@@ -119,7 +120,14 @@ begin
     perform pg_catalog.set_config('request.path', '/tests', true);
     perform pg_catalog.set_config('request.headers',
                                   coalesce(headers, tests.request_headers())::text, true);
-    perform pg_catalog.set_config('role', set_request.role, true);
+    -- As the server's prelude (src/db/db.c): a verified 'authenticated' token
+    -- runs as the member role of the user's authoritative role (017_app_roles),
+    -- chosen, like the server does, before switching (as the session user).
+    perform pg_catalog.set_config('role', 'none', true);
+    perform pg_catalog.set_config('role',
+        case when set_request.role = 'authenticated'
+             then auth.db_role_for(claims ->> 'sub')
+             else set_request.role end, true);
 end
 $$;
 
@@ -144,7 +152,8 @@ as $$
 $$;
 
 -- Acts as the signed-in user for the rest of the transaction (or until another
--- helper switches): role authenticated, claims as the server mints them, headers
+-- helper switches): role app_admin / app_user / app_viewer (anon when banned or
+-- deleted), chosen like the server does, claims as the server mints them, headers
 -- with x-real-ip 203.0.113.7 and a user-agent.
 create or replace function tests.authenticate_as(user_id uuid)
 returns void
@@ -185,6 +194,51 @@ begin
     perform pg_catalog.set_config('request.method', '', true);
     perform pg_catalog.set_config('request.path', '', true);
     perform pg_catalog.set_config('request.headers', '', true);
+end
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Assertion helpers shared by the table test files (they were copied as
+-- pg_temp functions into each). All run with the caller's role and
+-- search_path (security invoker), so they see what that role sees.
+-- ---------------------------------------------------------------------------
+
+-- Runs one statement as the current role and returns how many rows it touched, so
+-- that a write silently filtered out by a USING clause is asserted as 0.
+create or replace function tests.affected(sql text)
+returns bigint
+language plpgsql
+as $$
+declare n bigint;
+begin
+    execute sql;
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+
+-- The table privileges a role holds, as a sorted comma-separated list.
+create or replace function tests.privs(role text, tbl text)
+returns text
+language sql
+as $$
+    select coalesce(string_agg(p, ',' order by p), '')
+    from unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) as p
+    where has_table_privilege(role, tbl, p)
+$$;
+
+-- SQLSTATE and HINT of the error a statement raises ('' when it succeeds).
+create or replace function tests.error_of(sql text)
+returns text
+language plpgsql
+as $$
+declare st text; hint text;
+begin
+    execute sql;
+    return '';
+exception when others then
+    get stacked diagnostics st = returned_sqlstate, hint = pg_exception_hint;
+    return st || ' ' || hint;
 end
 $$;
 

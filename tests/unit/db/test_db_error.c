@@ -68,13 +68,35 @@ static void test_malformed(void **state)
     check("235050", false, 500, DB_ERR_INTERNAL);
 }
 
+/* The status alone, as handlers read it (moved here from the old test_core.c). */
+static void test_sqlstate_map(void **state)
+{
+    (void)state;
+    assert_int_equal(db_sqlstate_http_status("23505", false), 409);
+    assert_int_equal(db_sqlstate_http_status("23503", false), 409);
+    assert_int_equal(db_sqlstate_http_status("23502", false), 400);
+    assert_int_equal(db_sqlstate_http_status("42501", true), 401);
+    assert_int_equal(db_sqlstate_http_status("42501", false), 403);
+    assert_int_equal(db_sqlstate_http_status("22P02", false), 400);
+    assert_int_equal(db_sqlstate_http_status("P0001", false), 400);
+    assert_int_equal(db_sqlstate_http_status("42883", false), 404);
+    assert_int_equal(db_sqlstate_http_status("42P01", false), 404);
+    assert_int_equal(db_sqlstate_http_status("57014", false), 504);
+    assert_int_equal(db_sqlstate_http_status("08006", false), 503);
+    assert_int_equal(db_sqlstate_http_status("25006", false), 405);
+    assert_int_equal(db_sqlstate_http_status("PT404", false), 404);
+    assert_int_equal(db_sqlstate_http_status("PT99x", false), 500);
+    assert_int_equal(db_sqlstate_http_status("XX000", false), 500);
+    assert_int_equal(db_sqlstate_http_status("bad", false), 500);
+    assert_int_equal(db_sqlstate_http_status(NULL, false), 500);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_codes),
-        cmocka_unit_test(test_classes),
-        cmocka_unit_test(test_raised_status),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_full_codes),    cmocka_unit_test(test_classes),
+        cmocka_unit_test(test_raised_status), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_sqlstate_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

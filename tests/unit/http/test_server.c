@@ -1,0 +1,114 @@
+/* Unit tests for http/server: routing, URL decoding and CORS origins. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/http.h"
+
+static bool match(const char *pattern, const char *path, const char **params, size_t *n)
+{
+    static char scratch[256];
+    return http_route_match(pattern, path, params, n, scratch, sizeof(scratch));
+}
+
+static void test_route_literal(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n = 99;
+    assert_true(match("/health", "/health", p, &n));
+    assert_int_equal(n, 0);
+    assert_false(match("/health", "/healthz", p, &n));
+    assert_false(match("/health", "/healt", p, &n));
+    assert_false(match("/health", "/health/", p, &n));
+    assert_false(match("/auth/v1/user", "/auth/v1/users", p, &n));
+}
+
+static void test_route_params(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n;
+    assert_true(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/abc", p, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0], "abc");
+    assert_false(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/", p, &n));
+    assert_false(match("/auth/v1/admin/users/:id", "/auth/v1/admin/users/a/b", p, &n));
+    assert_true(match("/a/:x/b/:y", "/a/1/b/2", p, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0], "1");
+    assert_string_equal(p[1], "2");
+}
+
+static void test_route_wildcard(void **state)
+{
+    (void)state;
+    const char *p[HTTP_MAX_ROUTE_PARAMS];
+    size_t n;
+    assert_true(match("/rest/v1/*", "/rest/v1/campaigns", p, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0], "campaigns");
+    assert_true(match("/rest/v1/*", "/rest/v1/", p, &n));
+    assert_string_equal(p[0], "");
+    assert_true(match("/storage/v1/object/:bucket/*", "/storage/v1/object/b/x/y.png", p, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0], "b");
+    assert_string_equal(p[1], "x/y.png");
+    /* a capture that does not fit the scratch space is a non-match, not an overflow */
+    char tiny[4];
+    char longpath[64];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    assert_false(http_route_match("/*", longpath, p, &n, tiny, sizeof(tiny)));
+}
+
+static void test_url_decode(void **state)
+{
+    (void)state;
+    char a[] = "a%20b%2Cc+d";
+    assert_true(http_url_decode(a, true));
+    assert_string_equal(a, "a b,c d");
+    char b[] = "a+b";
+    assert_true(http_url_decode(b, false));
+    assert_string_equal(b, "a+b");
+    char bad1[] = "%zz";
+    assert_false(http_url_decode(bad1, true));
+    char bad2[] = "abc%2";
+    assert_false(http_url_decode(bad2, true));
+    char nul[] = "a%00b";
+    assert_false(http_url_decode(nul, true));
+    char utf[] = "%C3%A9";
+    assert_true(http_url_decode(utf, true));
+    assert_string_equal(utf, "\xc3\xa9");
+}
+
+static void test_cors_origins(void **state)
+{
+    (void)state;
+    assert_true(http_cors_origin_allowed("*", "https://a.example"));
+    assert_false(http_cors_origin_allowed("*", NULL));
+    assert_false(http_cors_origin_allowed("*", ""));
+    const char *list = "https://a.example, https://b.example";
+    assert_true(http_cors_origin_allowed(list, "https://a.example"));
+    assert_true(http_cors_origin_allowed(list, "https://b.example"));
+    assert_false(http_cors_origin_allowed(list, "https://c.example"));
+    assert_false(http_cors_origin_allowed(list, "https://a.example.evil"));
+    assert_false(http_cors_origin_allowed(list, "https://a.exampl"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_literal),  cmocka_unit_test(test_route_params),
+        cmocka_unit_test(test_route_wildcard), cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_cors_origins),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
