@@ -97,13 +97,12 @@ revoke all on public.auth_mail_templates from public, anon, authenticated;
 grant select on public.auth_mail_templates to authenticated;
 grant update (subject, content_html, content_text) on public.auth_mail_templates to authenticated;
 grant all on public.auth_mail_templates to service_role;
+-- written TO the admins' database role (017_app_roles.sql): app_admin inherits
+-- authenticated's column privileges above
 create policy auth_mail_templates_select_admin on public.auth_mail_templates
-    for select to authenticated
-    using ((select public.get_user_role()) = 'admin');
+    for select to app_admin using (true);
 create policy auth_mail_templates_update_admin on public.auth_mail_templates
-    for update to authenticated
-    using ((select public.get_user_role()) = 'admin')
-    with check ((select public.get_user_role()) = 'admin');
+    for update to app_admin using (true) with check (true);
 
 create function auth.mail_templates_touch()
 returns trigger
