@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the layering of src/ (docs/architecture.md, "Where things live"):
 
-  core <- http, db <- app <- auth, jobs <- rest, storage, realtime, web
+  core <- http, db, providers <- app <- auth, jobs <- rest, storage, realtime, web
        <- importer, messaging <- api <- server_routes <- main
 
 1. No #include "..." of a file in a higher layer or of another module of the
@@ -22,6 +22,7 @@ import sys
 RANK = {
     'core': 0,
     'http': 1, 'db': 1,
+    'providers': 1,  # outbound integrations (SMTP, ...): core only, used by auth and the domain
     'app': 2,
     'auth': 3, 'jobs': 3,  # services the engines use: who is calling, the job queue
     'rest': 4, 'storage': 4, 'realtime': 4, 'web': 4,

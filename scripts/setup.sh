@@ -15,7 +15,7 @@ pkgs_build=(build-essential pkg-config meson ninja-build
   libzip-dev libexpat1-dev libfreexl-dev libphonenumber-dev libicu-dev
   postgresql-15 postgresql-client-15)
 pkgs_test=(libcmocka-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev
-  chromium)
+  chromium python3-aiosmtpd)
 
 want=("${pkgs_build[@]}")
 [ "$what" = test ] && want+=("${pkgs_test[@]}")

@@ -20,12 +20,41 @@
 #include "core/log.h"
 #include "db/db.h"
 #include "db/migrate.h"
+#include "providers/smtp.h"
 
 /* API keys are long-lived JWTs with fixed iat/exp, so they stay the same for a
  * given JWT_SECRET across restarts and processes (like Supabase's keys). */
 #define APP_KEY_IAT    1735689600LL /* 2025-01-01 */
 #define APP_KEY_EXP    2051222400LL /* 2035-01-01 */
 #define APP_MIN_SECRET 32
+
+/* Checks the mail settings and decides MAILER_AUTOCONFIRM: unset means
+ * "confirm at once" only while no mail can be sent. */
+static bool resolve_mail_settings(app_t *app, char *err, size_t errlen)
+{
+    const config_t *c = &app->cfg;
+    if (*c->smtp_url && strncmp(c->smtp_url, "smtp://", 7) != 0 &&
+        strncmp(c->smtp_url, "smtps://", 8) != 0) {
+        snprintf(err, errlen, "SMTP_URL must start with smtp:// or smtps://");
+        return false;
+    }
+    if (!smtp_address_ok(c->smtp_admin_email)) {
+        snprintf(err, errlen, "SMTP_ADMIN_EMAIL is not a usable address");
+        return false;
+    }
+    const char *v = c->mailer_autoconfirm;
+    if (!*v)
+        app->mailer_autoconfirm = !*c->smtp_url;
+    else if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+        app->mailer_autoconfirm = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+        app->mailer_autoconfirm = false;
+    else {
+        snprintf(err, errlen, "MAILER_AUTOCONFIRM must be true or false (or unset)");
+        return false;
+    }
+    return true;
+}
 
 bool app_load_config(app_t *app, char *err, size_t errlen)
 {
@@ -45,7 +74,7 @@ bool app_load_config(app_t *app, char *err, size_t errlen)
         snprintf(app->issuer, sizeof(app->issuer), "%s", app->cfg.jwt_issuer);
     else
         snprintf(app->issuer, sizeof(app->issuer), "%s/auth/v1", app->external_url);
-    return true;
+    return resolve_mail_settings(app, err, errlen);
 }
 
 /* 48 random bytes as base64url: 64 characters. */

@@ -17,6 +17,7 @@
 
 struct http_server;
 struct auth_limiter;
+struct auth_mailer;
 
 typedef struct app {
     config_t cfg;
@@ -34,6 +35,8 @@ typedef struct app {
     bool generated_jwt_secret; /* this start created JWT_SECRET (first run) */
     struct http_server *http;
     struct auth_limiter *limiter;
+    struct auth_mailer *mailer; /* NULL when SMTP_URL is unset */
+    bool mailer_autoconfirm;    /* MAILER_AUTOCONFIRM, resolved */
     time_t started;
 } app_t;
 

@@ -3,6 +3,7 @@
  * server; the other commands manage the same data directory and database,
  * whether or not a server is running on it.
  */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,16 @@ static int cmd_serve(app_t *app)
     if (!auth_bootstrap_admin(app))
         goto fail;
     app->limiter = auth_limiter_new(4096);
+    /* libcurl's global state, before any thread uses it (the mail sender) */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        goto fail;
+    app->mailer = auth_mailer_start(app);
+    if (!app->cfg.smtp_url[0])
+        log_warn("SMTP_URL is not set: no mail is sent%s",
+                 app->mailer_autoconfirm ? "; sign-ups are confirmed at once (MAILER_AUTOCONFIRM)"
+                                         : ", and sign-ups cannot be confirmed");
+    else if (!app->mailer)
+        goto fail;
 
     http_server_opts_t opts = {
         .bind = app->cfg.bind,
@@ -137,6 +148,8 @@ static int cmd_serve(app_t *app)
     app->http = NULL;
     jobs_stop(jobs);
     rest_schema_stop();
+    auth_mailer_stop(app->mailer);
+    curl_global_cleanup();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 0;
@@ -144,6 +157,8 @@ fail:
     realtime_stop();
     jobs_stop(jobs);
     rest_schema_stop();
+    auth_mailer_stop(app->mailer);
+    curl_global_cleanup();
     auth_limiter_free(app->limiter);
     app_close(app);
     return 1;

@@ -80,13 +80,62 @@ CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool 
                             const db_stmt_t *stmts, size_t n, PGresult **res,
                             const auth_unique_t *unique);
 
+/* ------------------------------------------------------------ mail */
+
+/* The values of a mail template's placeholders ({{ .ConfirmationURL }}
+ * etc., GoTrue's names); NULL renders as "". All borrowed. */
+typedef struct auth_mail_vars {
+    const char *confirmation_url;
+    const char *token; /* the 6-digit code */
+    const char *token_hash;
+    const char *site_url;
+    const char *email;
+    const char *new_email;
+    const char *redirect_to;
+} auth_mail_vars_t;
+
+/* Renders a template (HTML-escaping the values when html). Returns a malloc'd
+ * string, or NULL when out of memory or too long. */
+char *auth__mail_render(const char *tmpl, const auth_mail_vars_t *v, bool html);
+/* Queues a mail (the strings are copied) for the sender thread. False, and
+ * logged, when no SMTP is configured or the queue is full. */
+bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const char *text,
+                        const char *html);
+
 /* ------------------------------------------------------------ handlers */
 
 /* gotrue_sessions.c */
+/* Starts a session for user_id after extra/nextra (same transaction) and
+ * answers with the Session JSON, or, with redirect_to, a 303 to it carrying
+ * the tokens and type in the fragment (GoTrue's implicit flow). */
+void auth__start_session(http_request_t *req, const char *user_id, const char *email,
+                         const db_stmt_t *extra, size_t nextra, const char *audit_action,
+                         const char *redirect_to, const char *type);
 void auth__handle_signup(http_request_t *req);
 void auth__handle_token(http_request_t *req);
 void auth__handle_spec_sign_in(http_request_t *req);
 void auth__handle_logout(http_request_t *req);
+/* gotrue_mail.c */
+/* Whether url may be a redirect target: SITE_URL's origin, or a match of an
+ * ADDITIONAL_REDIRECT_URLS glob. */
+bool auth__redirect_allowed(const app_t *app, const char *url);
+/* Sign-up when MAILER_AUTOCONFIRM is off: creates the unconfirmed user, mails
+ * the confirmation and answers with the user (no session). */
+void auth__signup_unconfirmed(http_request_t *req, const char *email, const char *password_hash,
+                              const char *meta, const char *uid);
+void auth__handle_recover(http_request_t *req);
+void auth__handle_otp(http_request_t *req);
+void auth__handle_resend(http_request_t *req);
+void auth__handle_verify_post(http_request_t *req);
+void auth__handle_verify_get(http_request_t *req);
+void auth__handle_invite(http_request_t *req);
+void auth__handle_generate_link(http_request_t *req);
+/* PUT /user with a new e-mail while confirmation is on: mails a link and code
+ * to the current and the new address; the change happens once both are
+ * used. False after answering (taken address, 429, outage). */
+CD_MUSTCHECK bool auth__request_email_change(http_request_t *req, const char *headers,
+                                             const char *uid, const char *current,
+                                             const char *new_email);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);
@@ -96,5 +145,8 @@ void auth__handle_admin_create(http_request_t *req);
 void auth__handle_admin_get(http_request_t *req);
 void auth__handle_admin_update(http_request_t *req);
 void auth__handle_admin_delete(http_request_t *req);
+/* Requires the service key, or the token of a signed-in, unbanned admin
+ * whose session still exists. False after answering (caller freed). */
+CD_MUSTCHECK bool auth__require_admin(http_request_t *req, auth_caller_t *caller);
 
 #endif

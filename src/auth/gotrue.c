@@ -256,11 +256,11 @@ char *auth__object_text(const json_t *v)
 static void handle_settings(http_request_t *req)
 {
     app_t *app = auth__app(req);
-    json_t *j = json_pack("{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, s:s, s:b, s:b}",
-                          "external", "email", 1, "phone", 0, "anonymous_users", 0, "google", 0,
-                          "github", 0, "apple", 0, "azure", 0, "disable_signup",
-                          app->cfg.disable_signup, "mailer_autoconfirm", 1, "phone_autoconfirm", 0,
-                          "sms_provider", "", "saml_enabled", 0, "passkeys_enabled", 0);
+    json_t *j = json_pack(
+        "{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, s:s, s:b, s:b}", "external",
+        "email", 1, "phone", 0, "anonymous_users", 0, "google", 0, "github", 0, "apple", 0, "azure",
+        0, "disable_signup", app->cfg.disable_signup, "mailer_autoconfirm", app->mailer_autoconfirm,
+        "phone_autoconfirm", 0, "sms_provider", "", "saml_enabled", 0, "passkeys_enabled", 0);
     http_reply_json(req, 200, j);
 }
 
@@ -285,6 +285,14 @@ const http_route_t auth_routes[] = {
     {"POST", "/auth/v1/token", auth__handle_token, true},
     {"POST", "/auth/v1/logout", auth__handle_logout, true},
     {"GET", "/auth/v1/user", auth__handle_get_user, false},
+    {"POST", "/auth/v1/recover", auth__handle_recover, true},
+    {"POST", "/auth/v1/otp", auth__handle_otp, true},
+    {"POST", "/auth/v1/magiclink", auth__handle_otp, true},
+    {"POST", "/auth/v1/resend", auth__handle_resend, true},
+    {"POST", "/auth/v1/verify", auth__handle_verify_post, true},
+    {"GET", "/auth/v1/verify", auth__handle_verify_get, false},
+    {"POST", "/auth/v1/invite", auth__handle_invite, true},
+    {"POST", "/auth/v1/admin/generate_link", auth__handle_generate_link, true},
     {"PUT", "/auth/v1/user", auth__handle_put_user, true},
     {"GET", "/auth/v1/settings", handle_settings, false},
     {"GET", "/auth/v1/health", handle_health, false},

@@ -386,3 +386,8 @@ done:
     json_decref(body);
     auth_caller_free(&caller);
 }
+
+bool auth__require_admin(http_request_t *req, auth_caller_t *caller)
+{
+    return require_admin(req, caller);
+}

@@ -31,10 +31,29 @@ static void refresh_child(const app_t *app, const char *parent, char out[CD_TOKE
     cd_hmac_b64url(app->jwt_secret, app->jwt_secret_len, msg, (size_t)n, out);
 }
 
+/* Sends the session as a redirect to redirect_to with the tokens in the
+ * fragment, as GoTrue's GET /verify does for the implicit flow. */
+static void redirect_session(http_request_t *req, const char *redirect_to, const char *access,
+                             long long exp, const char *refresh_token, const char *type)
+{
+    app_t *app = auth__app(req);
+    char loc[4096];
+    int n = snprintf(loc, sizeof(loc),
+                     "%s#access_token=%s&expires_at=%lld&expires_in=%ld&refresh_token=%s"
+                     "&token_type=bearer&type=%s",
+                     redirect_to, access, exp, app->cfg.jwt_exp, refresh_token, type);
+    if (n < 0 || (size_t)n >= sizeof(loc)) {
+        auth__error(req, 500, "unexpected_failure", "redirect too long");
+        return;
+    }
+    http_add_header(req, "Location", loc);
+    http_reply(req, 303, "text/plain", "", 0);
+}
+
 /* Builds and sends the Session JSON from the claims and user JSON that
- * PostgreSQL produced. */
+ * PostgreSQL produced (or, with redirect_to, the redirect_session). */
 static void reply_session(http_request_t *req, const char *claims_text, const char *user_json,
-                          const char *refresh_token)
+                          const char *refresh_token, const char *redirect_to, const char *type)
 {
     app_t *app = auth__app(req);
     json_error_t je;
@@ -44,6 +63,11 @@ static void reply_session(http_request_t *req, const char *claims_text, const ch
     json_decref(claims);
     if (!access) {
         auth__error(req, 500, "unexpected_failure", "could not sign the access token");
+        return;
+    }
+    if (redirect_to) {
+        redirect_session(req, redirect_to, access, exp, refresh_token, type);
+        free(access);
         return;
     }
     cd_buf_t b;
@@ -67,6 +91,13 @@ static void reply_session(http_request_t *req, const char *claims_text, const ch
  * the user). audit_action names the auth.audit_log_entries action. */
 static void start_session(http_request_t *req, const char *user_id, const char *email,
                           const db_stmt_t *extra, size_t nextra, const char *audit_action)
+{
+    auth__start_session(req, user_id, email, extra, nextra, audit_action, NULL, NULL);
+}
+
+void auth__start_session(http_request_t *req, const char *user_id, const char *email,
+                         const db_stmt_t *extra, size_t nextra, const char *audit_action,
+                         const char *redirect_to, const char *type)
 {
     app_t *app = auth__app(req);
     char sid[CD_UUID_LEN + 1], token[CD_TOKEN_LEN + 1], hash[CD_SHA256_HEX_LEN + 1];
@@ -107,7 +138,7 @@ static void start_session(http_request_t *req, const char *user_id, const char *
         if (PQntuples(r) != 1)
             auth__error(req, 500, "unexpected_failure", "the user vanished while signing in");
         else
-            reply_session(req, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), token);
+            reply_session(req, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), token, redirect_to, type);
     }
     for (size_t i = 0; i < n; i++)
         PQclear(res[i]);
@@ -166,6 +197,11 @@ void auth__handle_signup(http_request_t *req)
     /* The role is never taken from sign-up data (SEED-NOTES 1): the user gets
      * DEFAULT_USER_ROLE and create_user drops any "role" key. */
     char *meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : strdup("{}");
+    if (!app->mailer_autoconfirm) {
+        auth__signup_unconfirmed(req, email, hash, meta ? meta : "{}", uid);
+        free(meta);
+        goto done;
+    }
     const char *params[5] = {email, hash, app->cfg.default_user_role, meta ? meta : "{}", uid};
     db_stmt_t create = {
         "select auth.create_user($1, $2, $3, $4::jsonb, '{}'::jsonb, true, $5::uuid)", 5, params};
@@ -235,7 +271,8 @@ static void grant_password(http_request_t *req, json_t *body)
          "from t where t.wait = 0 returning id) "
          "select t.wait, (select id from ins) from t",
          6, p_throttle},
-        {"select id, encrypted_password, coalesce(banned_until > now(), false), email "
+        {"select id, encrypted_password, coalesce(banned_until > now(), false), email, "
+         "email_confirmed_at is not null "
          "from auth.users where lower(email) = lower(btrim($1)) and not is_sso_user "
          "and deleted_at is null",
          1, p_user},
@@ -254,8 +291,9 @@ static void grant_password(http_request_t *req, json_t *body)
     snprintf(attempt_id, sizeof(attempt_id), "%s", PQgetvalue(res[0], 0, 1));
     bool found = PQntuples(res[1]) == 1;
     char uid[CD_UUID_LEN + 1] = "", stored[PASSWORD_HASH_BYTES + 64] = "", canon[320] = "";
-    bool banned = false;
+    bool banned = false, confirmed = false;
     if (found) {
+        confirmed = PQgetvalue(res[1], 0, 4)[0] == 't';
         snprintf(uid, sizeof(uid), "%s", PQgetvalue(res[1], 0, 0));
         snprintf(stored, sizeof(stored), "%s", PQgetvalue(res[1], 0, 1));
         banned = PQgetvalue(res[1], 0, 2)[0] == 't';
@@ -279,6 +317,10 @@ static void grant_password(http_request_t *req, json_t *body)
         return;
     if (banned) {
         auth__error(req, 400, "user_banned", "User is banned");
+        return;
+    }
+    if (!confirmed) { /* only after the right password: no hint for guessers */
+        auth__error(req, 400, "email_not_confirmed", "Email not confirmed");
         return;
     }
     const char *p_ok[3] = {email, req->client_ip, *attempt_id ? attempt_id : NULL};
@@ -356,8 +398,8 @@ static void grant_refresh(http_request_t *req, json_t *body)
     int depth = PQgetisnull(res[0], 0, 1) ? 0 : (int)strtol(PQgetvalue(res[0], 0, 1), NULL, 10);
     if ((strcmp(status, "ok") == 0 || strcmp(status, "reused") == 0) && depth >= 1 &&
         depth <= AUTH_CHAIN_DEPTH && PQntuples(res[1]) == 1) {
-        reply_session(req, PQgetvalue(res[1], 0, 0), PQgetvalue(res[1], 0, 1),
-                      chain_tok[depth - 1]);
+        reply_session(req, PQgetvalue(res[1], 0, 0), PQgetvalue(res[1], 0, 1), chain_tok[depth - 1],
+                      NULL, NULL);
     } else if (strcmp(status, "already_used") == 0) {
         log_warn("refresh token reuse detected from %s: session revoked", req->client_ip);
         auth__error(req, 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");

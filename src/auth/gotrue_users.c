@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "auth/auth_internal.h"
@@ -113,6 +114,20 @@ void auth__handle_put_user(http_request_t *req)
         }
         if (!auth__hash_password(req, password, hash))
             goto done;
+    }
+    if (email && !auth__app(req)->mailer_autoconfirm) {
+        /* Secure change: the address changes once the links (or codes)
+         * mailed to both the current and the new address are used. */
+        json_t *me = json_loads(PQgetvalue(self, 0, 0), 0, NULL);
+        const char *cur = me ? json_string_value(json_object_get(me, "email")) : NULL;
+        bool ok = true, has_email = cur && *cur;
+        if (has_email && strcasecmp(cur, email) != 0)
+            ok = auth__request_email_change(req, caller.headers_json, caller.user_id, cur, email);
+        json_decref(me);
+        if (!ok)
+            goto done;
+        if (has_email)
+            email = NULL; /* nothing changes now */
     }
     meta = auth__object_text(data); /* "role" is dropped in SQL */
     const char *email_claim = json_string_value(json_object_get(caller.claims, "email"));

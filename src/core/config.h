@@ -42,6 +42,10 @@ typedef struct config {
     long password_min_length;
     long bcrypt_cost;
     bool disable_signup;
+    char *mailer_autoconfirm; /* "", or a boolean: resolved by app_load_config */
+    long mailer_otp_exp;
+    long mailer_otp_max_attempts;
+    char *additional_redirect_urls;
     char *default_user_role;
     long login_max_failures_per_email;
     long login_max_failures_per_email_global;
@@ -50,6 +54,12 @@ typedef struct config {
     long auth_rate_limit;
     char *admin_email;
     char *admin_password;
+    /* mail */
+    char *smtp_url;
+    char *smtp_admin_email;
+    char *smtp_sender_name;
+    long smtp_max_frequency;
+    long rate_limit_email_sent;
     /* secrets */
     char *encryption_key;
     /* realtime */

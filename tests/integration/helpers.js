@@ -177,6 +177,10 @@ export async function startServer(env = {}) {
     LOG_LEVEL: 'warn',
     BCRYPT_COST: '10',
     AUTH_RATE_LIMIT: '100000',
+    // campaignd is invite-only by default (DISABLE_SIGNUP=true); most tests sign
+    // users up through supabase-js, so test servers open sign-up unless a test
+    // passes DISABLE_SIGNUP itself (auth-mail.test.js tests the real default).
+    DISABLE_SIGNUP: 'false',
     ...env,
   };
   const url = `http://127.0.0.1:${port}`;

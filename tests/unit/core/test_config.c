@@ -33,7 +33,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.jwt_exp, 3600);
     assert_int_equal(c.max_body_bytes, 1048576);
     assert_int_equal(c.refresh_token_reuse_interval, 10);
-    assert_false(c.disable_signup);
+    assert_true(c.disable_signup); /* invite-only by default (issue 14) */
     config_free(&c);
 }
 

@@ -1,0 +1,248 @@
+/*
+ * The SMTP provider (smtp.h): RFC 5322 messages and their delivery through
+ * libcurl's SMTP client, which does the protocol, STARTTLS, TLS and AUTH. The
+ * only hand-written part is the message text: libcurl's MIME API builds
+ * bodies but neither RFC 2047 display names nor Message-ID and Date in the
+ * form we want, and the message must be testable without a server.
+ */
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "providers/smtp.h"
+
+bool smtp_address_ok(const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    if (n < 3 || n > 254)
+        return false;
+    const char *at = strchr(s, '@');
+    if (!at || at == s || !at[1] || strchr(at + 1, '@'))
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= ' ' || c >= 0x7f || strchr("<>\"(),;:\\[]", c))
+            return false;
+    }
+    return true;
+}
+
+static bool is_plain_ascii(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < ' ' || *p >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Appends base64 of n bytes, no line breaks. */
+static bool add_b64(cd_buf_t *out, const unsigned char *p, size_t n)
+{
+    unsigned char tmp[4 * 48 / 3 + 1];
+    while (n > 0) {
+        size_t k = n > 48 ? 48 : n;
+        int w = EVP_EncodeBlock(tmp, p, (int)k);
+        if (w < 0 || !cd_buf_add(out, tmp, (size_t)w))
+            return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
+/* Appends s as encoded words, whatever it holds. */
+static bool encode_words(cd_buf_t *out, const char *s)
+{
+    /* 45 bytes of text give 60 base64 characters: with "=?UTF-8?B?" and "?="
+     * a word is 72 characters. Cut before a UTF-8 continuation byte. Control
+     * characters (CR, LF) are replaced by spaces, never passed through. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    bool first = true;
+    while (n > 0) {
+        size_t k = n > 45 ? 45 : n;
+        while (k < n && k > 1 && (p[k] & 0xC0) == 0x80)
+            k--;
+        unsigned char chunk[45];
+        for (size_t i = 0; i < k; i++)
+            chunk[i] = p[i] < ' ' ? ' ' : p[i];
+        if (!cd_buf_adds(out, first ? "=?UTF-8?B?" : "\r\n =?UTF-8?B?") ||
+            !add_b64(out, chunk, k) || !cd_buf_adds(out, "?="))
+            return false;
+        first = false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
+bool smtp_encode_header(cd_buf_t *out, const char *s)
+{
+    return is_plain_ascii(s) ? cd_buf_adds(out, s) : encode_words(out, s);
+}
+
+/* A body part: base64 in lines of 76, so any UTF-8 and any line length pass.
+ * boundary NULL: the message's only part (its headers end the message's). */
+static bool add_part(cd_buf_t *out, const char *boundary, const char *type, const char *body)
+{
+    if (boundary && !cd_buf_printf(out, "--%s\r\n", boundary))
+        return false;
+    if (!cd_buf_printf(out,
+                       "Content-Type: %s; charset=UTF-8\r\n"
+                       "Content-Transfer-Encoding: base64\r\n\r\n",
+                       type))
+        return false;
+    const unsigned char *p = (const unsigned char *)body;
+    size_t n = strlen(body);
+    while (n > 0) {
+        size_t k = n > 57 ? 57 : n;
+        if (!add_b64(out, p, k) || !cd_buf_adds(out, "\r\n"))
+            return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
+static bool random_hex(char *out, size_t bytes)
+{
+    unsigned char r[32];
+    if (bytes > sizeof(r) || RAND_bytes(r, (int)bytes) != 1)
+        return false;
+    for (size_t i = 0; i < bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    return true;
+}
+
+bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out, char *message_id_out,
+                 size_t idlen, char *err, size_t errlen)
+{
+    if (!smtp_address_ok(m->from) || !smtp_address_ok(m->to)) {
+        snprintf(err, errlen, "unsafe sender or recipient address");
+        return false;
+    }
+    char rnd[33], boundary[40];
+    if (!random_hex(rnd, 16) || !random_hex(boundary + 3, 16)) {
+        snprintf(err, errlen, "no randomness available");
+        return false;
+    }
+    memcpy(boundary, "=_b", 3);
+    char date[64];
+    time_t t = (time_t)now;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    snprintf(date, sizeof(date), "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+    char msgid[400];
+    snprintf(msgid, sizeof(msgid), "<%s%s>", rnd, strchr(m->from, '@'));
+    if (message_id_out)
+        snprintf(message_id_out, idlen, "%s", msgid);
+
+    bool ok = cd_buf_printf(out, "Date: %s\r\nMessage-ID: %s\r\nFrom: ", date, msgid);
+    if (ok && m->from_name && *m->from_name) {
+        /* A plain name is quoted (it may hold specials); others are encoded words. */
+        if (is_plain_ascii(m->from_name) && !strpbrk(m->from_name, "\"\\")) {
+            ok = cd_buf_printf(out, "\"%s\" ", m->from_name);
+        } else {
+            ok = encode_words(out, m->from_name) && cd_buf_adds(out, " ");
+        }
+    }
+    ok = ok && cd_buf_printf(out, "<%s>\r\nTo: <%s>\r\nSubject: ", m->from, m->to) &&
+         smtp_encode_header(out, m->subject ? m->subject : "") &&
+         cd_buf_adds(out, "\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
+    if (ok && m->html) {
+        ok = cd_buf_printf(out,
+                           "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
+                           "This is a message in MIME format.\r\n",
+                           boundary) &&
+             add_part(out, boundary, "text/plain", m->text ? m->text : "") &&
+             add_part(out, boundary, "text/html", m->html) &&
+             cd_buf_printf(out, "--%s--\r\n", boundary);
+    } else if (ok) {
+        ok = add_part(out, NULL, "text/plain", m->text ? m->text : "");
+    }
+    if (!ok)
+        snprintf(err, errlen, "message too large");
+    return ok;
+}
+
+/* ------------------------------------------------------------- delivery */
+
+struct upload {
+    const char *data;
+    size_t len, pos;
+};
+
+static size_t read_cb(char *dst, size_t size, size_t nmemb, void *userp)
+{
+    struct upload *u = userp;
+    size_t room = size * nmemb, left = u->len - u->pos;
+    size_t n = left < room ? left : room;
+    memcpy(dst, u->data + u->pos, n);
+    u->pos += n;
+    return n;
+}
+
+bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds, char *err,
+               size_t errlen)
+{
+    if (!url || (strncmp(url, "smtp://", 7) != 0 && strncmp(url, "smtps://", 8) != 0)) {
+        snprintf(err, errlen, "SMTP_URL must start with smtp:// or smtps://");
+        return false;
+    }
+    cd_buf_t msg;
+    cd_buf_init(&msg, SMTP_MESSAGE_MAX);
+    bool ok = false;
+    CURL *c = NULL;
+    struct curl_slist *rcpt = NULL;
+    if (!smtp_format(m, (long long)time(NULL), &msg, NULL, 0, err, errlen))
+        goto done;
+    c = curl_easy_init();
+    char to[300];
+    snprintf(to, sizeof(to), "<%s>", m->to);
+    rcpt = curl_slist_append(NULL, to);
+    if (!c || !rcpt) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    char from[300];
+    snprintf(from, sizeof(from), "<%s>", m->from);
+    struct upload up = {msg.data, msg.len, 0};
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    /* STARTTLS whenever the server offers it; smtps:// is TLS regardless. */
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &up);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+        /* curl's messages name the host and the step, never the password */
+        snprintf(err, errlen, "SMTP delivery failed: %s",
+                 *curl_err ? curl_err : curl_easy_strerror(rc));
+        goto done;
+    }
+    ok = true;
+done:
+    curl_slist_free_all(rcpt);
+    if (c)
+        curl_easy_cleanup(c);
+    cd_buf_free(&msg);
+    return ok;
+}

@@ -1,0 +1,52 @@
+/*
+ * The SMTP provider: builds an RFC 5322 message (Message-ID, Date, RFC 2047
+ * encoded UTF-8 headers, a multipart/alternative text + HTML body) and hands it
+ * to an SMTP server through libcurl (smtp:// with STARTTLS when the server
+ * offers it, smtps:// with TLS from the start, AUTH from the URL's user and
+ * password). Used by Auth's mails and meant for the sending work (issue 12).
+ * Blocking: call it from a worker thread, never from a request handler.
+ */
+#ifndef CD_PROVIDERS_SMTP_H
+#define CD_PROVIDERS_SMTP_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/common.h"
+
+/* Longest message smtp_format builds (headers and encoded body). */
+#define SMTP_MESSAGE_MAX (4 * 1024 * 1024)
+
+typedef struct smtp_message {
+    const char *from_name; /* display name, UTF-8, may be NULL or "" */
+    const char *from;      /* envelope and header sender address */
+    const char *to;        /* one recipient address */
+    const char *subject;   /* UTF-8 */
+    const char *text;      /* UTF-8 plain-text body */
+    const char *html;      /* UTF-8 HTML body, or NULL for text only */
+} smtp_message_t;
+
+/* Whether s is an address safe to put in a header and an SMTP envelope: no
+ * control characters, spaces, angle brackets, quotes or commas, one '@'. */
+bool smtp_address_ok(const char *s);
+
+/* Appends s as an RFC 2047 "encoded-word" sequence (=?UTF-8?B?...?=) when it
+ * holds anything but printable ASCII, else as it is. Encoded words stay under
+ * 76 characters, never split a UTF-8 character, and are joined by folding
+ * whitespace. False if out is full. */
+CD_MUSTCHECK bool smtp_encode_header(cd_buf_t *out, const char *s);
+
+/* Builds the whole message into out (initialised by the caller with a maximum
+ * of at least SMTP_MESSAGE_MAX). now is the Date; message_id_out, when not
+ * NULL, receives the Message-ID (with angle brackets). False with err set
+ * when an address is unsafe or the message too large. */
+CD_MUSTCHECK bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out,
+                              char *message_id_out, size_t idlen, char *err, size_t errlen);
+
+/* Sends m through the server at url (smtp://user:pass@host:port or smtps://...).
+ * Waits at most timeout_seconds. False with err set (never containing the
+ * password) on any failure. */
+CD_MUSTCHECK bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds,
+                            char *err, size_t errlen);
+
+#endif
