@@ -391,6 +391,61 @@ fail:
     return false;
 }
 
+/* Checks the output columns' target names: valid, not reserved, distinct. */
+static bool check_targets(const imp_plan_t *p, imp_error_t *err)
+{
+    for (size_t i = 0; i < p->nout; i++) {
+        const char *t = p->cols[i].target;
+        if (!target_ok(t))
+            CFG_ERR("column '%.80s': target_name must be 1 to %d bytes of text without control "
+                    "characters",
+                    p->cols[i].source_name, IMP_MAX_TARGET_NAME);
+        for (size_t k = 0; IMP_RESERVED_TARGETS[k]; k++) {
+            if (strcasecmp(t, IMP_RESERVED_TARGETS[k]) == 0)
+                CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
+                        "own column; choose another",
+                        p->cols[i].source_name, t);
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcasecmp(t, p->cols[k].target) == 0)
+                CFG_ERR("target_name '%s' is used by two columns", t);
+        }
+    }
+    if (p->nout == 0)
+        CFG_ERR("column_config includes no column: include at least one");
+    return true;
+fail:
+    return false;
+}
+
+/* Compiles cfg's row_filters into p->filters. */
+static bool compile_filters(imp_plan_t *p, const json_t *cfg, const imp_cell_t *header,
+                            size_t nheader, imp_error_t *err)
+{
+    const json_t *filters = json_is_object(cfg) ? json_object_get(cfg, "row_filters") : NULL;
+    if (filters && !json_is_array(filters) && !json_is_null(filters))
+        CFG_ERR("row_filters must be an array");
+    size_t nf = json_array_size(filters);
+    if (nf > 256)
+        CFG_ERR("more than 256 row filters");
+    p->filters = calloc(nf ? nf : 1, sizeof(*p->filters));
+    if (!p->filters)
+        goto nomem;
+    for (size_t i = 0; i < nf; i++) {
+        bool ok =
+            compile_filter(p, json_array_get(filters, i), i, header, nheader, &p->filters[i], err);
+        p->nfilters++;
+        if (!ok)
+            goto fail;
+    }
+    return true;
+nomem:
+    cfg_error(err, "out of memory");
+    err->code = IMP_ERR_NOMEM;
+fail:
+    return false;
+}
+
 imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t nheader,
                              imp_error_t *err)
 {
@@ -446,25 +501,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
                 goto nomem;
         }
     }
-    for (size_t i = 0; i < p->nout; i++) {
-        const char *t = p->cols[i].target;
-        if (!target_ok(t))
-            CFG_ERR("column '%.80s': target_name must be 1 to %d bytes of text without control "
-                    "characters",
-                    p->cols[i].source_name, IMP_MAX_TARGET_NAME);
-        for (size_t k = 0; IMP_RESERVED_TARGETS[k]; k++) {
-            if (strcasecmp(t, IMP_RESERVED_TARGETS[k]) == 0)
-                CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
-                        "own column; choose another",
-                        p->cols[i].source_name, t);
-        }
-        for (size_t k = 0; k < i; k++) {
-            if (strcasecmp(t, p->cols[k].target) == 0)
-                CFG_ERR("target_name '%s' is used by two columns", t);
-        }
-    }
-    if (p->nout == 0)
-        CFG_ERR("column_config includes no column: include at least one");
+    if (!check_targets(p, err))
+        goto fail;
 
     p->outcols = calloc(p->nout, sizeof(*p->outcols));
     p->values = calloc(p->nout, sizeof(*p->values));
@@ -477,22 +515,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
         p->outcols[i].type = p->cols[i].type;
     }
 
-    const json_t *filters = json_is_object(cfg) ? json_object_get(cfg, "row_filters") : NULL;
-    if (filters && !json_is_array(filters) && !json_is_null(filters))
-        CFG_ERR("row_filters must be an array");
-    size_t nf = json_array_size(filters);
-    if (nf > 256)
-        CFG_ERR("more than 256 row filters");
-    p->filters = calloc(nf ? nf : 1, sizeof(*p->filters));
-    if (!p->filters)
-        goto nomem;
-    for (size_t i = 0; i < nf; i++) {
-        bool ok =
-            compile_filter(p, json_array_get(filters, i), i, header, nheader, &p->filters[i], err);
-        p->nfilters++;
-        if (!ok)
-            goto fail;
-    }
+    if (!compile_filters(p, cfg, header, nheader, err))
+        goto fail;
     if (json_is_object(cfg) && !compile_duplicates(p, cfg, err))
         goto fail;
     for (size_t i = 0; i < nheader; i++)
@@ -631,66 +655,67 @@ static const char *problem_message(imp_plan_t *p, const row_problem_t *pr, long 
     return p->msg;
 }
 
-bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
+/* Runs column i's rules over its source cell into p->values[i], noting a
+ * problem in skip or fail; false when out of memory. */
+static bool apply_column_rules(imp_plan_t *p, size_t i, const imp_row_t *row, row_problem_t *skip,
+                               row_problem_t *fail)
 {
-    row_problem_t skip = {0}, fail = {0};
-    clean__arena_reset(&p->arena);
-    memset(res, 0, sizeof(*res));
-    res->line = row->line;
-
-    for (size_t i = 0; i < p->nout; i++) {
-        const plan_col_t *c = &p->cols[i];
-        const char *s = "";
-        size_t len = 0;
-        if (c->src < row->ncells) {
-            s = row->cells[c->src].data;
-            len = row->cells[c->src].len;
-        }
-        bool null = false;
-        for (size_t k = 0; k < c->nrules; k++) {
-            const clean__rule_t *r = &c->rules[k];
-            if (null) {
-                if (r->kind != RULE_DEFAULT)
-                    continue;
-                null = false;
-                s = "";
-                len = 0;
-            }
-            /* empty values are missing, not invalid: validators pass them */
-            if (len == 0 && r->kind >= RULE_VALIDATE_EMAIL)
-                continue;
-            const char *before = s;
-            size_t before_len = len;
-            clean__rc_t rc = clean__rule_apply(r, &p->arena, &s, &len);
-            if (rc == CLEAN_OK)
-                continue;
-            if (rc == CLEAN_NOMEM)
-                return false;
-            if (rc == CLEAN_TOO_BIG) {
-                note(&fail, i, NULL, IMP_SKIP_NONE, before, before_len);
-                break;
-            }
-            s = before;
-            len = before_len;
-            switch (r->on_invalid) {
-            case ON_INVALID_NULL:
-                null = true;
-                break;
-            case ON_INVALID_FAIL:
-                note(&fail, i, r, clean__rule_reason(r), before, before_len);
-                break;
-            case ON_INVALID_SKIP:
-                note(&skip, i, r, clean__rule_reason(r), before, before_len);
-                break;
-            default: /* keep */
-                break;
-            }
-        }
-        p->values[i].data = s;
-        p->values[i].len = len;
-        p->values[i].is_null = null;
+    const plan_col_t *c = &p->cols[i];
+    const char *s = "";
+    size_t len = 0;
+    if (c->src < row->ncells) {
+        s = row->cells[c->src].data;
+        len = row->cells[c->src].len;
     }
+    bool null = false;
+    for (size_t k = 0; k < c->nrules; k++) {
+        const clean__rule_t *r = &c->rules[k];
+        if (null) {
+            if (r->kind != RULE_DEFAULT)
+                continue;
+            null = false;
+            s = "";
+            len = 0;
+        }
+        /* empty values are missing, not invalid: validators pass them */
+        if (len == 0 && r->kind >= RULE_VALIDATE_EMAIL)
+            continue;
+        const char *before = s;
+        size_t before_len = len;
+        clean__rc_t rc = clean__rule_apply(r, &p->arena, &s, &len);
+        if (rc == CLEAN_OK)
+            continue;
+        if (rc == CLEAN_NOMEM)
+            return false;
+        if (rc == CLEAN_TOO_BIG) {
+            note(fail, i, NULL, IMP_SKIP_NONE, before, before_len);
+            break;
+        }
+        s = before;
+        len = before_len;
+        switch (r->on_invalid) {
+        case ON_INVALID_NULL:
+            null = true;
+            break;
+        case ON_INVALID_FAIL:
+            note(fail, i, r, clean__rule_reason(r), before, before_len);
+            break;
+        case ON_INVALID_SKIP:
+            note(skip, i, r, clean__rule_reason(r), before, before_len);
+            break;
+        default: /* keep */
+            break;
+        }
+    }
+    p->values[i].data = s;
+    p->values[i].len = len;
+    p->values[i].is_null = null;
+    return true;
+}
 
+/* True when a row filter excludes the row. */
+static bool row_filtered(const imp_plan_t *p, const imp_row_t *row)
+{
     for (size_t k = 0; k < p->nfilters; k++) {
         const plan_filter_t *f = &p->filters[k];
         const char *s = "";
@@ -704,48 +729,71 @@ bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
             s = row->cells[f->src].data;
             len = row->cells[f->src].len;
         }
-        if (filter_match(f, s, len) != f->include) {
-            res->outcome = IMP_ROW_SKIP;
-            res->reason = IMP_SKIP_FILTERED;
-            snprintf(p->msg, sizeof(p->msg), "line %lld: excluded by a row filter", row->line);
-            res->message = p->msg;
+        if (filter_match(f, s, len) != f->include)
             return true;
+    }
+    return false;
+}
+
+/* Converts the cleaned values to their column types, stopping at the first
+ * problem; false when out of memory. */
+static bool convert_values(imp_plan_t *p, row_problem_t *skip, row_problem_t *fail)
+{
+    for (size_t i = 0; i < p->nout; i++) {
+        imp_value_t *v = &p->values[i];
+        if (v->is_null || v->len == 0) {
+            v->is_null = true;
+            v->data = NULL;
+            v->len = 0;
+            continue;
         }
+        const char *before = v->data;
+        size_t before_len = v->len;
+        clean__rc_t rc = clean__convert(p->cols[i].type, &p->arena, &v->data, &v->len);
+        if (rc == CLEAN_NOMEM)
+            return false;
+        if (rc == CLEAN_OK)
+            continue;
+        switch (p->cols[i].type_invalid) {
+        case ON_INVALID_NULL:
+            v->is_null = true;
+            v->data = NULL;
+            v->len = 0;
+            break;
+        case ON_INVALID_FAIL:
+            note(fail, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
+            break;
+        default:
+            note(skip, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
+            break;
+        }
+        if (fail->set || skip->set)
+            break;
+    }
+    return true;
+}
+
+bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
+{
+    row_problem_t skip = {0}, fail = {0};
+    clean__arena_reset(&p->arena);
+    memset(res, 0, sizeof(*res));
+    res->line = row->line;
+
+    for (size_t i = 0; i < p->nout; i++)
+        if (!apply_column_rules(p, i, row, &skip, &fail))
+            return false;
+
+    if (row_filtered(p, row)) {
+        res->outcome = IMP_ROW_SKIP;
+        res->reason = IMP_SKIP_FILTERED;
+        snprintf(p->msg, sizeof(p->msg), "line %lld: excluded by a row filter", row->line);
+        res->message = p->msg;
+        return true;
     }
 
-    if (!fail.set && !skip.set) {
-        for (size_t i = 0; i < p->nout; i++) {
-            imp_value_t *v = &p->values[i];
-            if (v->is_null || v->len == 0) {
-                v->is_null = true;
-                v->data = NULL;
-                v->len = 0;
-                continue;
-            }
-            const char *before = v->data;
-            size_t before_len = v->len;
-            clean__rc_t rc = clean__convert(p->cols[i].type, &p->arena, &v->data, &v->len);
-            if (rc == CLEAN_NOMEM)
-                return false;
-            if (rc == CLEAN_OK)
-                continue;
-            switch (p->cols[i].type_invalid) {
-            case ON_INVALID_NULL:
-                v->is_null = true;
-                v->data = NULL;
-                v->len = 0;
-                break;
-            case ON_INVALID_FAIL:
-                note(&fail, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
-                break;
-            default:
-                note(&skip, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
-                break;
-            }
-            if (fail.set || skip.set)
-                break;
-        }
-    }
+    if (!fail.set && !skip.set && !convert_values(p, &skip, &fail))
+        return false;
     if (fail.set) {
         res->outcome = IMP_ROW_FAIL;
         res->reason = fail.reason;
