@@ -775,26 +775,15 @@ static bool compile_date_format(clean__rule_t *r, const char *f)
            (seen[DT_HOUR] || (!seen[DT_MINUTE] && !seen[DT_SECOND]));
 }
 
-bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+/* Sets r->on_invalid from obj's "on_invalid" (or the kind's default). */
+static bool compile_on_invalid(const json_t *obj, const char *col, const char *type, bool validator,
+                               clean__rule_t *r, imp_error_t *err)
 {
-    memset(r, 0, sizeof(*r));
-    const char *type = json_string_value(json_object_get(obj, "type"));
-    if (!json_is_object(obj) || !type)
-        RULE_ERR("column '%s': each cleaning rule must be an object with a \"type\"", col);
-    size_t i;
-    for (i = 0; i < CD_ARRAY_LEN(rule_names); i++) {
-        if (strcmp(type, rule_names[i].name) == 0)
-            break;
-    }
-    if (i == CD_ARRAY_LEN(rule_names))
-        RULE_ERR("column '%s': unknown cleaning rule '%.60s'", col, type);
-    r->kind = rule_names[i].kind;
-
     const json_t *oi = json_object_get(obj, "on_invalid");
     r->on_invalid = r->kind == RULE_MAX_LENGTH ? ON_INVALID_TRUNCATE : ON_INVALID_SKIP;
     if (oi) {
         const char *v = json_string_value(oi);
-        if (!rule_names[i].validator)
+        if (!validator)
             RULE_ERR("column '%s': rule '%s' is not a validator and takes no on_invalid", col,
                      type);
         if (v && strcmp(v, "skip") == 0)
@@ -811,7 +800,14 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
             RULE_ERR("column '%s': rule '%s': on_invalid must be skip, null, keep or fail%s", col,
                      type, r->kind == RULE_MAX_LENGTH ? " (or truncate)" : "");
     }
+    return true;
+fail:
+    return false;
+}
 
+/* Reads the parameters of r's kind from obj. */
+static bool compile_params(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+{
     switch (r->kind) {
     case RULE_REPLACE: {
         const json_t *f = json_object_get(obj, "find");
@@ -885,6 +881,29 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
 nomem:
     rule_error(err, "out of memory");
     err->code = IMP_ERR_NOMEM;
+fail:
+    return false;
+}
+
+bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+{
+    memset(r, 0, sizeof(*r));
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    if (!json_is_object(obj) || !type)
+        RULE_ERR("column '%s': each cleaning rule must be an object with a \"type\"", col);
+    size_t i;
+    for (i = 0; i < CD_ARRAY_LEN(rule_names); i++) {
+        if (strcmp(type, rule_names[i].name) == 0)
+            break;
+    }
+    if (i == CD_ARRAY_LEN(rule_names))
+        RULE_ERR("column '%s': unknown cleaning rule '%.60s'", col, type);
+    r->kind = rule_names[i].kind;
+
+    if (!compile_on_invalid(obj, col, type, rule_names[i].validator, r, err) ||
+        !compile_params(obj, col, r, err))
+        goto fail;
+    return true;
 fail:
     clean__rule_free(r);
     return false;
