@@ -89,23 +89,6 @@ struct imp_plan {
     char msg[384];
 };
 
-#define CFG_ERR(...)                                                                               \
-    do {                                                                                           \
-        cfg_error(err, __VA_ARGS__);                                                               \
-        goto fail;                                                                                 \
-    } while (0)
-
-static void cfg_error(imp_error_t *err, const char *fmt, ...) CD_PRINTF(2, 3);
-static void cfg_error(imp_error_t *err, const char *fmt, ...)
-{
-    err->code = IMP_ERR_CONFIG;
-    err->line = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
-
 const char *imp_skip_reason_name(imp_skip_reason_t r)
 {
     static const char *const names[] = {
@@ -186,24 +169,24 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     memset(c, 0, sizeof(*c));
     c->src = SIZE_MAX;
     if (!json_is_object(jc))
-        CFG_ERR("column_config.columns[%zu] must be an object", idx);
+        CLEAN_CFG_ERR("column_config.columns[%zu] must be an object", idx);
     const char *src = json_string_value(json_object_get(jc, "source_name"));
     if (!src)
-        CFG_ERR("column_config.columns[%zu] needs a \"source_name\"", idx);
+        CLEAN_CFG_ERR("column_config.columns[%zu] needs a \"source_name\"", idx);
     c->source_name = strdup(src);
     if (!c->source_name)
         goto nomem;
     const json_t *inc = json_object_get(jc, "included");
     if (inc && !json_is_boolean(inc))
-        CFG_ERR("column '%.80s': \"included\" must be true or false", src);
+        CLEAN_CFG_ERR("column '%.80s': \"included\" must be true or false", src);
     c->included = !inc || json_is_true(inc);
     const json_t *ty = json_object_get(jc, "type");
     if (ty && !imp_type_from_name(json_string_value(ty), &c->type))
-        CFG_ERR("column '%.80s': type must be text, integer, number, boolean, date or timestamp",
-                src);
+        CLEAN_CFG_ERR(
+            "column '%.80s': type must be text, integer, number, boolean, date or timestamp", src);
     const json_t *tn = json_object_get(jc, "target_name");
     if (tn && !json_is_string(tn))
-        CFG_ERR("column '%.80s': \"target_name\" must be a string", src);
+        CLEAN_CFG_ERR("column '%.80s': \"target_name\" must be a string", src);
     (void)proposed;
     const json_t *oi = json_object_get(jc, "on_invalid");
     c->type_invalid = ON_INVALID_SKIP;
@@ -216,18 +199,19 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
         else if (v && strcmp(v, "fail") == 0)
             c->type_invalid = ON_INVALID_FAIL;
         else
-            CFG_ERR("column '%.80s': on_invalid (for values that are not of the column's type) "
-                    "must be skip, null or fail",
-                    src);
+            CLEAN_CFG_ERR(
+                "column '%.80s': on_invalid (for values that are not of the column's type) "
+                "must be skip, null or fail",
+                src);
     }
     const json_t *rules = json_object_get(jc, "cleaning_rules");
     if (!rules)
         rules = json_object_get(jc, "rules");
     if (rules && !json_is_array(rules))
-        CFG_ERR("column '%.80s': cleaning_rules must be an array", src);
+        CLEAN_CFG_ERR("column '%.80s': cleaning_rules must be an array", src);
     size_t nr = json_array_size(rules);
     if (nr > 64)
-        CFG_ERR("column '%.80s': more than 64 cleaning rules", src);
+        CLEAN_CFG_ERR("column '%.80s': more than 64 cleaning rules", src);
     c->rules = calloc(nr ? nr : 1, sizeof(*c->rules));
     if (!c->rules)
         goto nomem;
@@ -242,7 +226,7 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     (void)nheader;
     return true;
 nomem:
-    cfg_error(err, "out of memory");
+    clean__config_error(err, "out of memory");
     err->code = IMP_ERR_NOMEM;
 fail:
     return false;
@@ -287,43 +271,46 @@ static bool compile_filter(imp_plan_t *p, const json_t *jf, size_t idx, const im
 {
     memset(f, 0, sizeof(*f));
     if (!json_is_object(jf))
-        CFG_ERR("row_filters[%zu] must be an object", idx);
+        CLEAN_CFG_ERR("row_filters[%zu] must be an object", idx);
     const char *col = json_string_value(json_object_get(jf, "column"));
     const char *op = json_string_value(json_object_get(jf, "operator"));
     if (!col)
-        CFG_ERR("row_filters[%zu] needs a \"column\"", idx);
+        CLEAN_CFG_ERR("row_filters[%zu] needs a \"column\"", idx);
     size_t k;
     for (k = 0; op && k < CD_ARRAY_LEN(filter_ops); k++) {
         if (strcmp(op, filter_ops[k]) == 0)
             break;
     }
     if (!op || k == CD_ARRAY_LEN(filter_ops))
-        CFG_ERR("row filter on '%.80s': operator must be one of equals, not_equals, contains, "
-                "starts_with, ends_with, is_empty, is_not_empty, greater_than, less_than, in",
-                col);
+        CLEAN_CFG_ERR(
+            "row filter on '%.80s': operator must be one of equals, not_equals, contains, "
+            "starts_with, ends_with, is_empty, is_not_empty, greater_than, less_than, in",
+            col);
     f->op = (filter_op_t)k;
     const char *action = json_string_value(json_object_get(jf, "action"));
     if (json_object_get(jf, "action") &&
         (!action || (strcmp(action, "include") != 0 && strcmp(action, "exclude") != 0)))
-        CFG_ERR("row filter on '%.80s': action must be include or exclude", col);
+        CLEAN_CFG_ERR("row filter on '%.80s': action must be include or exclude", col);
     f->include = !action || strcmp(action, "include") == 0;
     f->out = find_out(p, col);
     f->src = SIZE_MAX;
     if (f->out == SIZE_MAX) {
         f->src = header_find(header, nheader, col, 0);
         if (f->src == SIZE_MAX)
-            CFG_ERR("row filter names column '%.80s', which is neither a mapped column nor in "
-                    "the file",
-                    col);
+            CLEAN_CFG_ERR(
+                "row filter names column '%.80s', which is neither a mapped column nor in "
+                "the file",
+                col);
     }
     if (f->op == OP_IS_EMPTY || f->op == OP_IS_NOT_EMPTY)
         return true;
     const json_t *v = json_object_get(jf, "value");
     if (f->op == OP_IN) {
         if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 10000)
-            CFG_ERR("row filter on '%.80s': operator 'in' needs a non-empty array \"value\"", col);
+            CLEAN_CFG_ERR("row filter on '%.80s': operator 'in' needs a non-empty array \"value\"",
+                          col);
     } else if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v)) {
-        CFG_ERR("row filter on '%.80s': operator '%s' needs a \"value\"", col, op);
+        CLEAN_CFG_ERR("row filter on '%.80s': operator '%s' needs a \"value\"", col, op);
     }
     size_t nv = f->op == OP_IN ? json_array_size(v) : 1;
     f->values = calloc(nv, sizeof(*f->values));
@@ -334,14 +321,14 @@ static bool compile_filter(imp_plan_t *p, const json_t *jf, size_t idx, const im
         const json_t *e = f->op == OP_IN ? json_array_get(v, i) : v;
         f->values[i] = json_text(e, &f->lens[i]);
         if (!f->values[i])
-            CFG_ERR("row filter on '%.80s': values must be strings or numbers", col);
+            CLEAN_CFG_ERR("row filter on '%.80s': values must be strings or numbers", col);
         f->nvalues++;
     }
     if (f->op == OP_GREATER_THAN || f->op == OP_LESS_THAN)
         f->numeric = clean__to_double(f->values[0], f->lens[0], &f->num);
     return true;
 nomem:
-    cfg_error(err, "out of memory");
+    clean__config_error(err, "out of memory");
     err->code = IMP_ERR_NOMEM;
 fail:
     return false;
@@ -360,17 +347,17 @@ static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *er
     else if (m && strcmp(m, "skip_all") == 0)
         p->dup = IMP_DUP_SKIP_ALL;
     else
-        CFG_ERR("duplicate_handling must be keep_first, keep_last, skip_all or none");
+        CLEAN_CFG_ERR("duplicate_handling must be keep_first, keep_last, skip_all or none");
     const json_t *keys = json_object_get(cfg, "duplicate_key_columns");
     if (keys && !json_is_array(keys))
-        CFG_ERR("duplicate_key_columns must be an array of column names");
+        CLEAN_CFG_ERR("duplicate_key_columns must be an array of column names");
     size_t nk = json_array_size(keys);
     if (p->dup != IMP_DUP_NONE && nk == 0)
-        CFG_ERR("duplicate_handling needs duplicate_key_columns");
+        CLEAN_CFG_ERR("duplicate_handling needs duplicate_key_columns");
     p->keys = calloc(nk ? nk : 1, sizeof(*p->keys));
     p->key_ci = calloc(nk ? nk : 1, sizeof(*p->key_ci));
     if (!p->keys || !p->key_ci) {
-        cfg_error(err, "out of memory");
+        clean__config_error(err, "out of memory");
         err->code = IMP_ERR_NOMEM;
         return false;
     }
@@ -378,8 +365,8 @@ static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *er
         const char *name = json_string_value(json_array_get(keys, i));
         size_t o = name ? find_out(p, name) : SIZE_MAX;
         if (o == SIZE_MAX)
-            CFG_ERR("duplicate key column '%.80s' is not an included column",
-                    name ? name : "(not a string)");
+            CLEAN_CFG_ERR("duplicate key column '%.80s' is not an included column",
+                          name ? name : "(not a string)");
         p->keys[i] = o;
         p->key_ci[i] = p->cols[o].type == IMP_TYPE_TEXT &&
                        (p->cols[o].has_email_rule ||
@@ -397,22 +384,23 @@ static bool check_targets(const imp_plan_t *p, imp_error_t *err)
     for (size_t i = 0; i < p->nout; i++) {
         const char *t = p->cols[i].target;
         if (!target_ok(t))
-            CFG_ERR("column '%.80s': target_name must be 1 to %d bytes of text without control "
-                    "characters",
-                    p->cols[i].source_name, IMP_MAX_TARGET_NAME);
+            CLEAN_CFG_ERR(
+                "column '%.80s': target_name must be 1 to %d bytes of text without control "
+                "characters",
+                p->cols[i].source_name, IMP_MAX_TARGET_NAME);
         for (size_t k = 0; IMP_RESERVED_TARGETS[k]; k++) {
             if (strcasecmp(t, IMP_RESERVED_TARGETS[k]) == 0)
-                CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
-                        "own column; choose another",
-                        p->cols[i].source_name, t);
+                CLEAN_CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
+                              "own column; choose another",
+                              p->cols[i].source_name, t);
         }
         for (size_t k = 0; k < i; k++) {
             if (strcasecmp(t, p->cols[k].target) == 0)
-                CFG_ERR("target_name '%s' is used by two columns", t);
+                CLEAN_CFG_ERR("target_name '%s' is used by two columns", t);
         }
     }
     if (p->nout == 0)
-        CFG_ERR("column_config includes no column: include at least one");
+        CLEAN_CFG_ERR("column_config includes no column: include at least one");
     return true;
 fail:
     return false;
@@ -424,10 +412,10 @@ static bool compile_filters(imp_plan_t *p, const json_t *cfg, const imp_cell_t *
 {
     const json_t *filters = json_is_object(cfg) ? json_object_get(cfg, "row_filters") : NULL;
     if (filters && !json_is_array(filters) && !json_is_null(filters))
-        CFG_ERR("row_filters must be an array");
+        CLEAN_CFG_ERR("row_filters must be an array");
     size_t nf = json_array_size(filters);
     if (nf > 256)
-        CFG_ERR("more than 256 row filters");
+        CLEAN_CFG_ERR("more than 256 row filters");
     p->filters = calloc(nf ? nf : 1, sizeof(*p->filters));
     if (!p->filters)
         goto nomem;
@@ -440,7 +428,7 @@ static bool compile_filters(imp_plan_t *p, const json_t *cfg, const imp_cell_t *
     }
     return true;
 nomem:
-    cfg_error(err, "out of memory");
+    clean__config_error(err, "out of memory");
     err->code = IMP_ERR_NOMEM;
 fail:
     return false;
@@ -455,12 +443,12 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
         goto nomem;
     const json_t *cols = json_is_array(cfg) ? cfg : json_object_get(cfg, "columns");
     if (!json_is_array(cfg) && !json_is_object(cfg))
-        CFG_ERR("column_config must be an object with \"columns\"");
+        CLEAN_CFG_ERR("column_config must be an object with \"columns\"");
     if (!json_is_array(cols) || json_array_size(cols) == 0)
-        CFG_ERR("column_config has no columns: map at least one column of the file");
+        CLEAN_CFG_ERR("column_config has no columns: map at least one column of the file");
     size_t n = json_array_size(cols);
     if (n > 4 * IMP_DEFAULT_MAX_COLUMNS)
-        CFG_ERR("column_config has more than %u columns", 4 * IMP_DEFAULT_MAX_COLUMNS);
+        CLEAN_CFG_ERR("column_config has more than %u columns", 4 * IMP_DEFAULT_MAX_COLUMNS);
     p->cols = calloc(n, sizeof(*p->cols));
     proposed = calloc(nheader ? nheader : 1, sizeof(*proposed));
     if (!p->cols || !proposed || !imp_propose_names(header, nheader, NULL, proposed))
@@ -491,8 +479,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
             }
             c->src = header_find(header, nheader, c->source_name, k);
             if (c->src == SIZE_MAX && c->included)
-                CFG_ERR("column '%.80s' named in the mapping is not in the file%s", c->source_name,
-                        k ? " (not that many times)" : "");
+                CLEAN_CFG_ERR("column '%.80s' named in the mapping is not in the file%s",
+                              c->source_name, k ? " (not that many times)" : "");
             const char *t = json_string_value(json_object_get(jc, "target_name"));
             if (!t && c->src != SIZE_MAX)
                 t = proposed[c->src];
@@ -524,7 +512,7 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
     free(proposed);
     return p;
 nomem:
-    cfg_error(err, "out of memory");
+    clean__config_error(err, "out of memory");
     err->code = IMP_ERR_NOMEM;
 fail:
     if (proposed) {
