@@ -358,8 +358,6 @@ static int csv_next(imp_reader_t *r, long long *line, imp_error_t *err)
 static void csv_close(void *impl)
 {
     csv_state_t *st = impl;
-    if (!st)
-        return;
     if (st->p_ready)
         csv_free(&st->p);
     if (st->cd != (iconv_t)-1)
