@@ -25,31 +25,26 @@ typedef struct plan_col {
     bool has_email_rule;
 } plan_col_t;
 
-typedef enum filter_op {
-    OP_EQUALS,
-    OP_NOT_EQUALS,
-    OP_CONTAINS,
-    OP_STARTS_WITH,
-    OP_ENDS_WITH,
-    OP_IS_EMPTY,
-    OP_IS_NOT_EMPTY,
-    OP_GREATER_THAN,
-    OP_LESS_THAN,
-    OP_IN,
-} filter_op_t;
+/* The row filter operators and their names in column_config: one list, so
+ * that the enum and the name table cannot drift apart. */
+#define FILTER_OPS(X)                                                                              \
+    X(OP_EQUALS, "equals")                                                                         \
+    X(OP_NOT_EQUALS, "not_equals")                                                                 \
+    X(OP_CONTAINS, "contains")                                                                     \
+    X(OP_STARTS_WITH, "starts_with")                                                               \
+    X(OP_ENDS_WITH, "ends_with")                                                                   \
+    X(OP_IS_EMPTY, "is_empty")                                                                     \
+    X(OP_IS_NOT_EMPTY, "is_not_empty")                                                             \
+    X(OP_GREATER_THAN, "greater_than")                                                             \
+    X(OP_LESS_THAN, "less_than")                                                                   \
+    X(OP_IN, "in")
 
-static const char *const filter_ops[] = {
-    [OP_EQUALS] = "equals",
-    [OP_NOT_EQUALS] = "not_equals",
-    [OP_CONTAINS] = "contains",
-    [OP_STARTS_WITH] = "starts_with",
-    [OP_ENDS_WITH] = "ends_with",
-    [OP_IS_EMPTY] = "is_empty",
-    [OP_IS_NOT_EMPTY] = "is_not_empty",
-    [OP_GREATER_THAN] = "greater_than",
-    [OP_LESS_THAN] = "less_than",
-    [OP_IN] = "in",
-};
+#define FILTER_OP_ENUM(op, name) op,
+#define FILTER_OP_NAME(op, name) [op] = name,
+typedef enum filter_op { FILTER_OPS(FILTER_OP_ENUM) } filter_op_t;
+static const char *const filter_ops[] = {FILTER_OPS(FILTER_OP_NAME)};
+#undef FILTER_OP_ENUM
+#undef FILTER_OP_NAME
 
 typedef struct plan_filter {
     filter_op_t op;
