@@ -187,12 +187,11 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     c->type_invalid = ON_INVALID_SKIP;
     if (oi) {
         const char *v = json_string_value(oi);
-        if (v && strcmp(v, "skip") == 0)
-            c->type_invalid = ON_INVALID_SKIP;
-        else if (v && strcmp(v, "null") == 0)
-            c->type_invalid = ON_INVALID_NULL;
-        else if (v && strcmp(v, "fail") == 0)
-            c->type_invalid = ON_INVALID_FAIL;
+        static const clean__name_t names[] = {
+            {"skip", ON_INVALID_SKIP}, {"null", ON_INVALID_NULL}, {"fail", ON_INVALID_FAIL}};
+        int val;
+        if (clean__name_lookup(v, names, CD_ARRAY_LEN(names), &val))
+            c->type_invalid = (clean__on_invalid_t)val;
         else
             CLEAN_CFG_ERR(
                 "column '%.80s': on_invalid (for values that are not of the column's type) "
@@ -332,15 +331,15 @@ fail:
 static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *err)
 {
     const json_t *mode = json_object_get(cfg, "duplicate_handling");
-    const char *m = json_string_value(mode);
-    if (!mode || json_is_null(mode) || (m && strcmp(m, "none") == 0))
+    static const clean__name_t modes[] = {{"none", IMP_DUP_NONE},
+                                          {"keep_first", IMP_DUP_KEEP_FIRST},
+                                          {"keep_last", IMP_DUP_KEEP_LAST},
+                                          {"skip_all", IMP_DUP_SKIP_ALL}};
+    int val;
+    if (!mode || json_is_null(mode))
         p->dup = IMP_DUP_NONE;
-    else if (m && strcmp(m, "keep_first") == 0)
-        p->dup = IMP_DUP_KEEP_FIRST;
-    else if (m && strcmp(m, "keep_last") == 0)
-        p->dup = IMP_DUP_KEEP_LAST;
-    else if (m && strcmp(m, "skip_all") == 0)
-        p->dup = IMP_DUP_SKIP_ALL;
+    else if (clean__name_lookup(json_string_value(mode), modes, CD_ARRAY_LEN(modes), &val))
+        p->dup = (imp_dup_mode_t)val;
     else
         CLEAN_CFG_ERR("duplicate_handling must be keep_first, keep_last, skip_all or none");
     const json_t *keys = json_object_get(cfg, "duplicate_key_columns");

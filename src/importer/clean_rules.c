@@ -698,6 +698,17 @@ static const struct {
     {"max_length", RULE_MAX_LENGTH, true},
 };
 
+bool clean__name_lookup(const char *name, const clean__name_t *t, size_t n, int *value)
+{
+    for (size_t i = 0; name && i < n; i++) {
+        if (strcmp(name, t[i].name) == 0) {
+            *value = t[i].value;
+            return true;
+        }
+    }
+    return false;
+}
+
 void clean__config_error(imp_error_t *err, const char *fmt, ...)
 {
     err->code = IMP_ERR_CONFIG;
@@ -779,16 +790,15 @@ static bool compile_on_invalid(const json_t *obj, const char *col, const char *t
         if (!validator)
             CLEAN_CFG_ERR("column '%s': rule '%s' is not a validator and takes no on_invalid", col,
                           type);
-        if (v && strcmp(v, "skip") == 0)
-            r->on_invalid = ON_INVALID_SKIP;
-        else if (v && strcmp(v, "null") == 0)
-            r->on_invalid = ON_INVALID_NULL;
-        else if (v && strcmp(v, "keep") == 0)
-            r->on_invalid = ON_INVALID_KEEP;
-        else if (v && strcmp(v, "fail") == 0)
-            r->on_invalid = ON_INVALID_FAIL;
-        else if (v && strcmp(v, "truncate") == 0 && r->kind == RULE_MAX_LENGTH)
-            r->on_invalid = ON_INVALID_TRUNCATE;
+        static const clean__name_t names[] = {{"skip", ON_INVALID_SKIP},
+                                              {"null", ON_INVALID_NULL},
+                                              {"keep", ON_INVALID_KEEP},
+                                              {"fail", ON_INVALID_FAIL},
+                                              {"truncate", ON_INVALID_TRUNCATE}};
+        int val;
+        if (clean__name_lookup(v, names, CD_ARRAY_LEN(names), &val) &&
+            (val != ON_INVALID_TRUNCATE || r->kind == RULE_MAX_LENGTH))
+            r->on_invalid = (clean__on_invalid_t)val;
         else
             CLEAN_CFG_ERR("column '%s': rule '%s': on_invalid must be skip, null, keep or fail%s",
                           col, type, r->kind == RULE_MAX_LENGTH ? " (or truncate)" : "");
