@@ -220,8 +220,7 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     (void)nheader;
     return true;
 nomem:
-    clean__config_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -322,8 +321,7 @@ static bool compile_filter(imp_plan_t *p, const json_t *jf, size_t idx, const im
         f->numeric = clean__to_double(f->values[0], f->lens[0], &f->num);
     return true;
 nomem:
-    clean__config_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -351,8 +349,7 @@ static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *er
     p->keys = calloc(nk ? nk : 1, sizeof(*p->keys));
     p->key_ci = calloc(nk ? nk : 1, sizeof(*p->key_ci));
     if (!p->keys || !p->key_ci) {
-        clean__config_error(err, "out of memory");
-        err->code = IMP_ERR_NOMEM;
+        clean__nomem_error(err);
         return false;
     }
     for (size_t i = 0; i < nk; i++) {
@@ -422,8 +419,7 @@ static bool compile_filters(imp_plan_t *p, const json_t *cfg, const imp_cell_t *
     }
     return true;
 nomem:
-    clean__config_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -506,8 +502,7 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
     free(proposed);
     return p;
 nomem:
-    clean__config_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     if (proposed) {
         for (size_t i = 0; i < nheader; i++)

@@ -106,6 +106,8 @@ CD_MUSTCHECK bool clean__name_lookup(const char *name, const clean__name_t *t, s
                                      int *value);
 /* Fills err as an IMP_ERR_CONFIG error with a printf-style message. */
 void clean__config_error(imp_error_t *err, const char *fmt, ...) CD_PRINTF(2, 3);
+/* Fills err as an IMP_ERR_NOMEM error ("out of memory"). */
+void clean__nomem_error(imp_error_t *err);
 /* Reports a configuration error through clean__config_error and jumps to the
  * caller's fail label (err must be in scope). */
 #define CLEAN_CFG_ERR(...)                                                                         \

@@ -709,6 +709,12 @@ bool clean__name_lookup(const char *name, const clean__name_t *t, size_t n, int 
     return false;
 }
 
+void clean__nomem_error(imp_error_t *err)
+{
+    clean__config_error(err, "out of memory");
+    err->code = IMP_ERR_NOMEM;
+}
+
 void clean__config_error(imp_error_t *err, const char *fmt, ...)
 {
     err->code = IMP_ERR_CONFIG;
@@ -884,8 +890,7 @@ static bool compile_params(const json_t *obj, const char *col, clean__rule_t *r,
     }
     return true;
 nomem:
-    clean__config_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
