@@ -25,31 +25,26 @@ typedef struct plan_col {
     bool has_email_rule;
 } plan_col_t;
 
-typedef enum filter_op {
-    OP_EQUALS,
-    OP_NOT_EQUALS,
-    OP_CONTAINS,
-    OP_STARTS_WITH,
-    OP_ENDS_WITH,
-    OP_IS_EMPTY,
-    OP_IS_NOT_EMPTY,
-    OP_GREATER_THAN,
-    OP_LESS_THAN,
-    OP_IN,
-} filter_op_t;
+/* The row filter operators and their names in column_config: one list, so
+ * that the enum and the name table cannot drift apart. */
+#define FILTER_OPS(X)                                                                              \
+    X(OP_EQUALS, "equals")                                                                         \
+    X(OP_NOT_EQUALS, "not_equals")                                                                 \
+    X(OP_CONTAINS, "contains")                                                                     \
+    X(OP_STARTS_WITH, "starts_with")                                                               \
+    X(OP_ENDS_WITH, "ends_with")                                                                   \
+    X(OP_IS_EMPTY, "is_empty")                                                                     \
+    X(OP_IS_NOT_EMPTY, "is_not_empty")                                                             \
+    X(OP_GREATER_THAN, "greater_than")                                                             \
+    X(OP_LESS_THAN, "less_than")                                                                   \
+    X(OP_IN, "in")
 
-static const char *const filter_ops[] = {
-    [OP_EQUALS] = "equals",
-    [OP_NOT_EQUALS] = "not_equals",
-    [OP_CONTAINS] = "contains",
-    [OP_STARTS_WITH] = "starts_with",
-    [OP_ENDS_WITH] = "ends_with",
-    [OP_IS_EMPTY] = "is_empty",
-    [OP_IS_NOT_EMPTY] = "is_not_empty",
-    [OP_GREATER_THAN] = "greater_than",
-    [OP_LESS_THAN] = "less_than",
-    [OP_IN] = "in",
-};
+#define FILTER_OP_ENUM(op, name) op,
+#define FILTER_OP_NAME(op, name) [op] = name,
+typedef enum filter_op { FILTER_OPS(FILTER_OP_ENUM) } filter_op_t;
+static const char *const filter_ops[] = {FILTER_OPS(FILTER_OP_NAME)};
+#undef FILTER_OP_ENUM
+#undef FILTER_OP_NAME
 
 typedef struct plan_filter {
     filter_op_t op;
@@ -88,23 +83,6 @@ struct imp_plan {
     imp_value_t *values; /* nout */
     char msg[384];
 };
-
-#define CFG_ERR(...)                                                                               \
-    do {                                                                                           \
-        cfg_error(err, __VA_ARGS__);                                                               \
-        goto fail;                                                                                 \
-    } while (0)
-
-static void cfg_error(imp_error_t *err, const char *fmt, ...) CD_PRINTF(2, 3);
-static void cfg_error(imp_error_t *err, const char *fmt, ...)
-{
-    err->code = IMP_ERR_CONFIG;
-    err->line = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
 
 const char *imp_skip_reason_name(imp_skip_reason_t r)
 {
@@ -186,48 +164,48 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     memset(c, 0, sizeof(*c));
     c->src = SIZE_MAX;
     if (!json_is_object(jc))
-        CFG_ERR("column_config.columns[%zu] must be an object", idx);
+        CLEAN_CFG_ERR("column_config.columns[%zu] must be an object", idx);
     const char *src = json_string_value(json_object_get(jc, "source_name"));
     if (!src)
-        CFG_ERR("column_config.columns[%zu] needs a \"source_name\"", idx);
+        CLEAN_CFG_ERR("column_config.columns[%zu] needs a \"source_name\"", idx);
     c->source_name = strdup(src);
     if (!c->source_name)
         goto nomem;
     const json_t *inc = json_object_get(jc, "included");
     if (inc && !json_is_boolean(inc))
-        CFG_ERR("column '%.80s': \"included\" must be true or false", src);
+        CLEAN_CFG_ERR("column '%.80s': \"included\" must be true or false", src);
     c->included = !inc || json_is_true(inc);
     const json_t *ty = json_object_get(jc, "type");
     if (ty && !imp_type_from_name(json_string_value(ty), &c->type))
-        CFG_ERR("column '%.80s': type must be text, integer, number, boolean, date or timestamp",
-                src);
+        CLEAN_CFG_ERR(
+            "column '%.80s': type must be text, integer, number, boolean, date or timestamp", src);
     const json_t *tn = json_object_get(jc, "target_name");
     if (tn && !json_is_string(tn))
-        CFG_ERR("column '%.80s': \"target_name\" must be a string", src);
+        CLEAN_CFG_ERR("column '%.80s': \"target_name\" must be a string", src);
     (void)proposed;
     const json_t *oi = json_object_get(jc, "on_invalid");
     c->type_invalid = ON_INVALID_SKIP;
     if (oi) {
         const char *v = json_string_value(oi);
-        if (v && strcmp(v, "skip") == 0)
-            c->type_invalid = ON_INVALID_SKIP;
-        else if (v && strcmp(v, "null") == 0)
-            c->type_invalid = ON_INVALID_NULL;
-        else if (v && strcmp(v, "fail") == 0)
-            c->type_invalid = ON_INVALID_FAIL;
+        static const clean__name_t names[] = {
+            {"skip", ON_INVALID_SKIP}, {"null", ON_INVALID_NULL}, {"fail", ON_INVALID_FAIL}};
+        int val;
+        if (clean__name_lookup(v, names, CD_ARRAY_LEN(names), &val))
+            c->type_invalid = (clean__on_invalid_t)val;
         else
-            CFG_ERR("column '%.80s': on_invalid (for values that are not of the column's type) "
-                    "must be skip, null or fail",
-                    src);
+            CLEAN_CFG_ERR(
+                "column '%.80s': on_invalid (for values that are not of the column's type) "
+                "must be skip, null or fail",
+                src);
     }
     const json_t *rules = json_object_get(jc, "cleaning_rules");
     if (!rules)
         rules = json_object_get(jc, "rules");
     if (rules && !json_is_array(rules))
-        CFG_ERR("column '%.80s': cleaning_rules must be an array", src);
+        CLEAN_CFG_ERR("column '%.80s': cleaning_rules must be an array", src);
     size_t nr = json_array_size(rules);
     if (nr > 64)
-        CFG_ERR("column '%.80s': more than 64 cleaning rules", src);
+        CLEAN_CFG_ERR("column '%.80s': more than 64 cleaning rules", src);
     c->rules = calloc(nr ? nr : 1, sizeof(*c->rules));
     if (!c->rules)
         goto nomem;
@@ -242,8 +220,7 @@ static bool compile_column(imp_plan_t *p, const json_t *jc, size_t idx, const im
     (void)nheader;
     return true;
 nomem:
-    cfg_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -287,43 +264,46 @@ static bool compile_filter(imp_plan_t *p, const json_t *jf, size_t idx, const im
 {
     memset(f, 0, sizeof(*f));
     if (!json_is_object(jf))
-        CFG_ERR("row_filters[%zu] must be an object", idx);
+        CLEAN_CFG_ERR("row_filters[%zu] must be an object", idx);
     const char *col = json_string_value(json_object_get(jf, "column"));
     const char *op = json_string_value(json_object_get(jf, "operator"));
     if (!col)
-        CFG_ERR("row_filters[%zu] needs a \"column\"", idx);
+        CLEAN_CFG_ERR("row_filters[%zu] needs a \"column\"", idx);
     size_t k;
     for (k = 0; op && k < CD_ARRAY_LEN(filter_ops); k++) {
         if (strcmp(op, filter_ops[k]) == 0)
             break;
     }
     if (!op || k == CD_ARRAY_LEN(filter_ops))
-        CFG_ERR("row filter on '%.80s': operator must be one of equals, not_equals, contains, "
-                "starts_with, ends_with, is_empty, is_not_empty, greater_than, less_than, in",
-                col);
+        CLEAN_CFG_ERR(
+            "row filter on '%.80s': operator must be one of equals, not_equals, contains, "
+            "starts_with, ends_with, is_empty, is_not_empty, greater_than, less_than, in",
+            col);
     f->op = (filter_op_t)k;
     const char *action = json_string_value(json_object_get(jf, "action"));
     if (json_object_get(jf, "action") &&
         (!action || (strcmp(action, "include") != 0 && strcmp(action, "exclude") != 0)))
-        CFG_ERR("row filter on '%.80s': action must be include or exclude", col);
+        CLEAN_CFG_ERR("row filter on '%.80s': action must be include or exclude", col);
     f->include = !action || strcmp(action, "include") == 0;
     f->out = find_out(p, col);
     f->src = SIZE_MAX;
     if (f->out == SIZE_MAX) {
         f->src = header_find(header, nheader, col, 0);
         if (f->src == SIZE_MAX)
-            CFG_ERR("row filter names column '%.80s', which is neither a mapped column nor in "
-                    "the file",
-                    col);
+            CLEAN_CFG_ERR(
+                "row filter names column '%.80s', which is neither a mapped column nor in "
+                "the file",
+                col);
     }
     if (f->op == OP_IS_EMPTY || f->op == OP_IS_NOT_EMPTY)
         return true;
     const json_t *v = json_object_get(jf, "value");
     if (f->op == OP_IN) {
         if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 10000)
-            CFG_ERR("row filter on '%.80s': operator 'in' needs a non-empty array \"value\"", col);
+            CLEAN_CFG_ERR("row filter on '%.80s': operator 'in' needs a non-empty array \"value\"",
+                          col);
     } else if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v)) {
-        CFG_ERR("row filter on '%.80s': operator '%s' needs a \"value\"", col, op);
+        CLEAN_CFG_ERR("row filter on '%.80s': operator '%s' needs a \"value\"", col, op);
     }
     size_t nv = f->op == OP_IN ? json_array_size(v) : 1;
     f->values = calloc(nv, sizeof(*f->values));
@@ -334,15 +314,14 @@ static bool compile_filter(imp_plan_t *p, const json_t *jf, size_t idx, const im
         const json_t *e = f->op == OP_IN ? json_array_get(v, i) : v;
         f->values[i] = json_text(e, &f->lens[i]);
         if (!f->values[i])
-            CFG_ERR("row filter on '%.80s': values must be strings or numbers", col);
+            CLEAN_CFG_ERR("row filter on '%.80s': values must be strings or numbers", col);
         f->nvalues++;
     }
     if (f->op == OP_GREATER_THAN || f->op == OP_LESS_THAN)
         f->numeric = clean__to_double(f->values[0], f->lens[0], &f->num);
     return true;
 nomem:
-    cfg_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -350,36 +329,35 @@ fail:
 static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *err)
 {
     const json_t *mode = json_object_get(cfg, "duplicate_handling");
-    const char *m = json_string_value(mode);
-    if (!mode || json_is_null(mode) || (m && strcmp(m, "none") == 0))
+    static const clean__name_t modes[] = {{"none", IMP_DUP_NONE},
+                                          {"keep_first", IMP_DUP_KEEP_FIRST},
+                                          {"keep_last", IMP_DUP_KEEP_LAST},
+                                          {"skip_all", IMP_DUP_SKIP_ALL}};
+    int val;
+    if (!mode || json_is_null(mode))
         p->dup = IMP_DUP_NONE;
-    else if (m && strcmp(m, "keep_first") == 0)
-        p->dup = IMP_DUP_KEEP_FIRST;
-    else if (m && strcmp(m, "keep_last") == 0)
-        p->dup = IMP_DUP_KEEP_LAST;
-    else if (m && strcmp(m, "skip_all") == 0)
-        p->dup = IMP_DUP_SKIP_ALL;
+    else if (clean__name_lookup(json_string_value(mode), modes, CD_ARRAY_LEN(modes), &val))
+        p->dup = (imp_dup_mode_t)val;
     else
-        CFG_ERR("duplicate_handling must be keep_first, keep_last, skip_all or none");
+        CLEAN_CFG_ERR("duplicate_handling must be keep_first, keep_last, skip_all or none");
     const json_t *keys = json_object_get(cfg, "duplicate_key_columns");
     if (keys && !json_is_array(keys))
-        CFG_ERR("duplicate_key_columns must be an array of column names");
+        CLEAN_CFG_ERR("duplicate_key_columns must be an array of column names");
     size_t nk = json_array_size(keys);
     if (p->dup != IMP_DUP_NONE && nk == 0)
-        CFG_ERR("duplicate_handling needs duplicate_key_columns");
+        CLEAN_CFG_ERR("duplicate_handling needs duplicate_key_columns");
     p->keys = calloc(nk ? nk : 1, sizeof(*p->keys));
     p->key_ci = calloc(nk ? nk : 1, sizeof(*p->key_ci));
     if (!p->keys || !p->key_ci) {
-        cfg_error(err, "out of memory");
-        err->code = IMP_ERR_NOMEM;
+        clean__nomem_error(err);
         return false;
     }
     for (size_t i = 0; i < nk; i++) {
         const char *name = json_string_value(json_array_get(keys, i));
         size_t o = name ? find_out(p, name) : SIZE_MAX;
         if (o == SIZE_MAX)
-            CFG_ERR("duplicate key column '%.80s' is not an included column",
-                    name ? name : "(not a string)");
+            CLEAN_CFG_ERR("duplicate key column '%.80s' is not an included column",
+                          name ? name : "(not a string)");
         p->keys[i] = o;
         p->key_ci[i] = p->cols[o].type == IMP_TYPE_TEXT &&
                        (p->cols[o].has_email_rule ||
@@ -387,6 +365,61 @@ static bool compile_duplicates(imp_plan_t *p, const json_t *cfg, imp_error_t *er
         p->nkeys++;
     }
     return true;
+fail:
+    return false;
+}
+
+/* Checks the output columns' target names: valid, not reserved, distinct. */
+static bool check_targets(const imp_plan_t *p, imp_error_t *err)
+{
+    for (size_t i = 0; i < p->nout; i++) {
+        const char *t = p->cols[i].target;
+        if (!target_ok(t))
+            CLEAN_CFG_ERR(
+                "column '%.80s': target_name must be 1 to %d bytes of text without control "
+                "characters",
+                p->cols[i].source_name, IMP_MAX_TARGET_NAME);
+        for (size_t k = 0; IMP_RESERVED_TARGETS[k]; k++) {
+            if (strcasecmp(t, IMP_RESERVED_TARGETS[k]) == 0)
+                CLEAN_CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
+                              "own column; choose another",
+                              p->cols[i].source_name, t);
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcasecmp(t, p->cols[k].target) == 0)
+                CLEAN_CFG_ERR("target_name '%s' is used by two columns", t);
+        }
+    }
+    if (p->nout == 0)
+        CLEAN_CFG_ERR("column_config includes no column: include at least one");
+    return true;
+fail:
+    return false;
+}
+
+/* Compiles cfg's row_filters into p->filters. */
+static bool compile_filters(imp_plan_t *p, const json_t *cfg, const imp_cell_t *header,
+                            size_t nheader, imp_error_t *err)
+{
+    const json_t *filters = json_is_object(cfg) ? json_object_get(cfg, "row_filters") : NULL;
+    if (filters && !json_is_array(filters) && !json_is_null(filters))
+        CLEAN_CFG_ERR("row_filters must be an array");
+    size_t nf = json_array_size(filters);
+    if (nf > 256)
+        CLEAN_CFG_ERR("more than 256 row filters");
+    p->filters = calloc(nf ? nf : 1, sizeof(*p->filters));
+    if (!p->filters)
+        goto nomem;
+    for (size_t i = 0; i < nf; i++) {
+        bool ok =
+            compile_filter(p, json_array_get(filters, i), i, header, nheader, &p->filters[i], err);
+        p->nfilters++;
+        if (!ok)
+            goto fail;
+    }
+    return true;
+nomem:
+    clean__nomem_error(err);
 fail:
     return false;
 }
@@ -400,12 +433,12 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
         goto nomem;
     const json_t *cols = json_is_array(cfg) ? cfg : json_object_get(cfg, "columns");
     if (!json_is_array(cfg) && !json_is_object(cfg))
-        CFG_ERR("column_config must be an object with \"columns\"");
+        CLEAN_CFG_ERR("column_config must be an object with \"columns\"");
     if (!json_is_array(cols) || json_array_size(cols) == 0)
-        CFG_ERR("column_config has no columns: map at least one column of the file");
+        CLEAN_CFG_ERR("column_config has no columns: map at least one column of the file");
     size_t n = json_array_size(cols);
     if (n > 4 * IMP_DEFAULT_MAX_COLUMNS)
-        CFG_ERR("column_config has more than %u columns", 4 * IMP_DEFAULT_MAX_COLUMNS);
+        CLEAN_CFG_ERR("column_config has more than %u columns", 4 * IMP_DEFAULT_MAX_COLUMNS);
     p->cols = calloc(n, sizeof(*p->cols));
     proposed = calloc(nheader ? nheader : 1, sizeof(*proposed));
     if (!p->cols || !proposed || !imp_propose_names(header, nheader, NULL, proposed))
@@ -436,8 +469,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
             }
             c->src = header_find(header, nheader, c->source_name, k);
             if (c->src == SIZE_MAX && c->included)
-                CFG_ERR("column '%.80s' named in the mapping is not in the file%s", c->source_name,
-                        k ? " (not that many times)" : "");
+                CLEAN_CFG_ERR("column '%.80s' named in the mapping is not in the file%s",
+                              c->source_name, k ? " (not that many times)" : "");
             const char *t = json_string_value(json_object_get(jc, "target_name"));
             if (!t && c->src != SIZE_MAX)
                 t = proposed[c->src];
@@ -446,25 +479,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
                 goto nomem;
         }
     }
-    for (size_t i = 0; i < p->nout; i++) {
-        const char *t = p->cols[i].target;
-        if (!target_ok(t))
-            CFG_ERR("column '%.80s': target_name must be 1 to %d bytes of text without control "
-                    "characters",
-                    p->cols[i].source_name, IMP_MAX_TARGET_NAME);
-        for (size_t k = 0; IMP_RESERVED_TARGETS[k]; k++) {
-            if (strcasecmp(t, IMP_RESERVED_TARGETS[k]) == 0)
-                CFG_ERR("column '%.80s': target_name '%s' is reserved for the import table's "
-                        "own column; choose another",
-                        p->cols[i].source_name, t);
-        }
-        for (size_t k = 0; k < i; k++) {
-            if (strcasecmp(t, p->cols[k].target) == 0)
-                CFG_ERR("target_name '%s' is used by two columns", t);
-        }
-    }
-    if (p->nout == 0)
-        CFG_ERR("column_config includes no column: include at least one");
+    if (!check_targets(p, err))
+        goto fail;
 
     p->outcols = calloc(p->nout, sizeof(*p->outcols));
     p->values = calloc(p->nout, sizeof(*p->values));
@@ -477,22 +493,8 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
         p->outcols[i].type = p->cols[i].type;
     }
 
-    const json_t *filters = json_is_object(cfg) ? json_object_get(cfg, "row_filters") : NULL;
-    if (filters && !json_is_array(filters) && !json_is_null(filters))
-        CFG_ERR("row_filters must be an array");
-    size_t nf = json_array_size(filters);
-    if (nf > 256)
-        CFG_ERR("more than 256 row filters");
-    p->filters = calloc(nf ? nf : 1, sizeof(*p->filters));
-    if (!p->filters)
-        goto nomem;
-    for (size_t i = 0; i < nf; i++) {
-        bool ok =
-            compile_filter(p, json_array_get(filters, i), i, header, nheader, &p->filters[i], err);
-        p->nfilters++;
-        if (!ok)
-            goto fail;
-    }
+    if (!compile_filters(p, cfg, header, nheader, err))
+        goto fail;
     if (json_is_object(cfg) && !compile_duplicates(p, cfg, err))
         goto fail;
     for (size_t i = 0; i < nheader; i++)
@@ -500,8 +502,7 @@ imp_plan_t *imp_plan_compile(const json_t *cfg, const imp_cell_t *header, size_t
     free(proposed);
     return p;
 nomem:
-    cfg_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
 fail:
     if (proposed) {
         for (size_t i = 0; i < nheader; i++)
@@ -631,66 +632,67 @@ static const char *problem_message(imp_plan_t *p, const row_problem_t *pr, long 
     return p->msg;
 }
 
-bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
+/* Runs column i's rules over its source cell into p->values[i], noting a
+ * problem in skip or fail; false when out of memory. */
+static bool apply_column_rules(imp_plan_t *p, size_t i, const imp_row_t *row, row_problem_t *skip,
+                               row_problem_t *fail)
 {
-    row_problem_t skip = {0}, fail = {0};
-    clean__arena_reset(&p->arena);
-    memset(res, 0, sizeof(*res));
-    res->line = row->line;
-
-    for (size_t i = 0; i < p->nout; i++) {
-        const plan_col_t *c = &p->cols[i];
-        const char *s = "";
-        size_t len = 0;
-        if (c->src < row->ncells) {
-            s = row->cells[c->src].data;
-            len = row->cells[c->src].len;
-        }
-        bool null = false;
-        for (size_t k = 0; k < c->nrules; k++) {
-            const clean__rule_t *r = &c->rules[k];
-            if (null) {
-                if (r->kind != RULE_DEFAULT)
-                    continue;
-                null = false;
-                s = "";
-                len = 0;
-            }
-            /* empty values are missing, not invalid: validators pass them */
-            if (len == 0 && r->kind >= RULE_VALIDATE_EMAIL)
-                continue;
-            const char *before = s;
-            size_t before_len = len;
-            clean__rc_t rc = clean__rule_apply(r, &p->arena, &s, &len);
-            if (rc == CLEAN_OK)
-                continue;
-            if (rc == CLEAN_NOMEM)
-                return false;
-            if (rc == CLEAN_TOO_BIG) {
-                note(&fail, i, NULL, IMP_SKIP_NONE, before, before_len);
-                break;
-            }
-            s = before;
-            len = before_len;
-            switch (r->on_invalid) {
-            case ON_INVALID_NULL:
-                null = true;
-                break;
-            case ON_INVALID_FAIL:
-                note(&fail, i, r, clean__rule_reason(r), before, before_len);
-                break;
-            case ON_INVALID_SKIP:
-                note(&skip, i, r, clean__rule_reason(r), before, before_len);
-                break;
-            default: /* keep */
-                break;
-            }
-        }
-        p->values[i].data = s;
-        p->values[i].len = len;
-        p->values[i].is_null = null;
+    const plan_col_t *c = &p->cols[i];
+    const char *s = "";
+    size_t len = 0;
+    if (c->src < row->ncells) {
+        s = row->cells[c->src].data;
+        len = row->cells[c->src].len;
     }
+    bool null = false;
+    for (size_t k = 0; k < c->nrules; k++) {
+        const clean__rule_t *r = &c->rules[k];
+        if (null) {
+            if (r->kind != RULE_DEFAULT)
+                continue;
+            null = false;
+            s = "";
+            len = 0;
+        }
+        /* empty values are missing, not invalid: validators pass them */
+        if (len == 0 && r->kind >= RULE_VALIDATE_EMAIL)
+            continue;
+        const char *before = s;
+        size_t before_len = len;
+        clean__rc_t rc = clean__rule_apply(r, &p->arena, &s, &len);
+        if (rc == CLEAN_OK)
+            continue;
+        if (rc == CLEAN_NOMEM)
+            return false;
+        if (rc == CLEAN_TOO_BIG) {
+            note(fail, i, NULL, IMP_SKIP_NONE, before, before_len);
+            break;
+        }
+        s = before;
+        len = before_len;
+        switch (r->on_invalid) {
+        case ON_INVALID_NULL:
+            null = true;
+            break;
+        case ON_INVALID_FAIL:
+            note(fail, i, r, clean__rule_reason(r), before, before_len);
+            break;
+        case ON_INVALID_SKIP:
+            note(skip, i, r, clean__rule_reason(r), before, before_len);
+            break;
+        default: /* keep */
+            break;
+        }
+    }
+    p->values[i].data = s;
+    p->values[i].len = len;
+    p->values[i].is_null = null;
+    return true;
+}
 
+/* True when a row filter excludes the row. */
+static bool row_filtered(const imp_plan_t *p, const imp_row_t *row)
+{
     for (size_t k = 0; k < p->nfilters; k++) {
         const plan_filter_t *f = &p->filters[k];
         const char *s = "";
@@ -704,48 +706,71 @@ bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
             s = row->cells[f->src].data;
             len = row->cells[f->src].len;
         }
-        if (filter_match(f, s, len) != f->include) {
-            res->outcome = IMP_ROW_SKIP;
-            res->reason = IMP_SKIP_FILTERED;
-            snprintf(p->msg, sizeof(p->msg), "line %lld: excluded by a row filter", row->line);
-            res->message = p->msg;
+        if (filter_match(f, s, len) != f->include)
             return true;
+    }
+    return false;
+}
+
+/* Converts the cleaned values to their column types, stopping at the first
+ * problem; false when out of memory. */
+static bool convert_values(imp_plan_t *p, row_problem_t *skip, row_problem_t *fail)
+{
+    for (size_t i = 0; i < p->nout; i++) {
+        imp_value_t *v = &p->values[i];
+        if (v->is_null || v->len == 0) {
+            v->is_null = true;
+            v->data = NULL;
+            v->len = 0;
+            continue;
         }
+        const char *before = v->data;
+        size_t before_len = v->len;
+        clean__rc_t rc = clean__convert(p->cols[i].type, &p->arena, &v->data, &v->len);
+        if (rc == CLEAN_NOMEM)
+            return false;
+        if (rc == CLEAN_OK)
+            continue;
+        switch (p->cols[i].type_invalid) {
+        case ON_INVALID_NULL:
+            v->is_null = true;
+            v->data = NULL;
+            v->len = 0;
+            break;
+        case ON_INVALID_FAIL:
+            note(fail, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
+            break;
+        default:
+            note(skip, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
+            break;
+        }
+        if (fail->set || skip->set)
+            break;
+    }
+    return true;
+}
+
+bool imp_plan_apply(imp_plan_t *p, const imp_row_t *row, imp_result_t *res)
+{
+    row_problem_t skip = {0}, fail = {0};
+    clean__arena_reset(&p->arena);
+    memset(res, 0, sizeof(*res));
+    res->line = row->line;
+
+    for (size_t i = 0; i < p->nout; i++)
+        if (!apply_column_rules(p, i, row, &skip, &fail))
+            return false;
+
+    if (row_filtered(p, row)) {
+        res->outcome = IMP_ROW_SKIP;
+        res->reason = IMP_SKIP_FILTERED;
+        snprintf(p->msg, sizeof(p->msg), "line %lld: excluded by a row filter", row->line);
+        res->message = p->msg;
+        return true;
     }
 
-    if (!fail.set && !skip.set) {
-        for (size_t i = 0; i < p->nout; i++) {
-            imp_value_t *v = &p->values[i];
-            if (v->is_null || v->len == 0) {
-                v->is_null = true;
-                v->data = NULL;
-                v->len = 0;
-                continue;
-            }
-            const char *before = v->data;
-            size_t before_len = v->len;
-            clean__rc_t rc = clean__convert(p->cols[i].type, &p->arena, &v->data, &v->len);
-            if (rc == CLEAN_NOMEM)
-                return false;
-            if (rc == CLEAN_OK)
-                continue;
-            switch (p->cols[i].type_invalid) {
-            case ON_INVALID_NULL:
-                v->is_null = true;
-                v->data = NULL;
-                v->len = 0;
-                break;
-            case ON_INVALID_FAIL:
-                note(&fail, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
-                break;
-            default:
-                note(&skip, i, NULL, IMP_SKIP_INVALID_VALUE, before, before_len);
-                break;
-            }
-            if (fail.set || skip.set)
-                break;
-        }
-    }
+    if (!fail.set && !skip.set && !convert_values(p, &skip, &fail))
+        return false;
     if (fail.set) {
         res->outcome = IMP_ROW_FAIL;
         res->reason = fail.reason;

@@ -96,6 +96,25 @@ typedef enum clean__rc {
  * result (in the arena, or a sub-range of the input). */
 clean__rc_t clean__rule_apply(const clean__rule_t *rule, clean__arena_t *a, const char **s,
                               size_t *len);
+/* A name of column_config and the enum value it stands for. */
+typedef struct clean__name {
+    const char *name;
+    int value;
+} clean__name_t;
+/* Looks name (NULL allowed) up in t[0..n): true with *value set when found. */
+CD_MUSTCHECK bool clean__name_lookup(const char *name, const clean__name_t *t, size_t n,
+                                     int *value);
+/* Fills err as an IMP_ERR_CONFIG error with a printf-style message. */
+void clean__config_error(imp_error_t *err, const char *fmt, ...) CD_PRINTF(2, 3);
+/* Fills err as an IMP_ERR_NOMEM error ("out of memory"). */
+void clean__nomem_error(imp_error_t *err);
+/* Reports a configuration error through clean__config_error and jumps to the
+ * caller's fail label (err must be in scope). */
+#define CLEAN_CFG_ERR(...)                                                                         \
+    do {                                                                                           \
+        clean__config_error(err, __VA_ARGS__);                                                     \
+        goto fail;                                                                                 \
+    } while (0)
 /* Parses one rule object; false with err filled (column named col). The rule
  * owns its strings: clean__rule_free. */
 CD_MUSTCHECK bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *rule,

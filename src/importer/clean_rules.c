@@ -698,14 +698,24 @@ static const struct {
     {"max_length", RULE_MAX_LENGTH, true},
 };
 
-#define RULE_ERR(...)                                                                              \
-    do {                                                                                           \
-        rule_error(err, __VA_ARGS__);                                                              \
-        goto fail;                                                                                 \
-    } while (0)
+bool clean__name_lookup(const char *name, const clean__name_t *t, size_t n, int *value)
+{
+    for (size_t i = 0; name && i < n; i++) {
+        if (strcmp(name, t[i].name) == 0) {
+            *value = t[i].value;
+            return true;
+        }
+    }
+    return false;
+}
 
-static void rule_error(imp_error_t *err, const char *fmt, ...) CD_PRINTF(2, 3);
-static void rule_error(imp_error_t *err, const char *fmt, ...)
+void clean__nomem_error(imp_error_t *err)
+{
+    clean__config_error(err, "out of memory");
+    err->code = IMP_ERR_NOMEM;
+}
+
+void clean__config_error(imp_error_t *err, const char *fmt, ...)
 {
     err->code = IMP_ERR_CONFIG;
     err->line = 0;
@@ -775,52 +785,47 @@ static bool compile_date_format(clean__rule_t *r, const char *f)
            (seen[DT_HOUR] || (!seen[DT_MINUTE] && !seen[DT_SECOND]));
 }
 
-bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+/* Sets r->on_invalid from obj's "on_invalid" (or the kind's default). */
+static bool compile_on_invalid(const json_t *obj, const char *col, const char *type, bool validator,
+                               clean__rule_t *r, imp_error_t *err)
 {
-    memset(r, 0, sizeof(*r));
-    const char *type = json_string_value(json_object_get(obj, "type"));
-    if (!json_is_object(obj) || !type)
-        RULE_ERR("column '%s': each cleaning rule must be an object with a \"type\"", col);
-    size_t i;
-    for (i = 0; i < CD_ARRAY_LEN(rule_names); i++) {
-        if (strcmp(type, rule_names[i].name) == 0)
-            break;
-    }
-    if (i == CD_ARRAY_LEN(rule_names))
-        RULE_ERR("column '%s': unknown cleaning rule '%.60s'", col, type);
-    r->kind = rule_names[i].kind;
-
     const json_t *oi = json_object_get(obj, "on_invalid");
     r->on_invalid = r->kind == RULE_MAX_LENGTH ? ON_INVALID_TRUNCATE : ON_INVALID_SKIP;
     if (oi) {
         const char *v = json_string_value(oi);
-        if (!rule_names[i].validator)
-            RULE_ERR("column '%s': rule '%s' is not a validator and takes no on_invalid", col,
-                     type);
-        if (v && strcmp(v, "skip") == 0)
-            r->on_invalid = ON_INVALID_SKIP;
-        else if (v && strcmp(v, "null") == 0)
-            r->on_invalid = ON_INVALID_NULL;
-        else if (v && strcmp(v, "keep") == 0)
-            r->on_invalid = ON_INVALID_KEEP;
-        else if (v && strcmp(v, "fail") == 0)
-            r->on_invalid = ON_INVALID_FAIL;
-        else if (v && strcmp(v, "truncate") == 0 && r->kind == RULE_MAX_LENGTH)
-            r->on_invalid = ON_INVALID_TRUNCATE;
+        if (!validator)
+            CLEAN_CFG_ERR("column '%s': rule '%s' is not a validator and takes no on_invalid", col,
+                          type);
+        static const clean__name_t names[] = {{"skip", ON_INVALID_SKIP},
+                                              {"null", ON_INVALID_NULL},
+                                              {"keep", ON_INVALID_KEEP},
+                                              {"fail", ON_INVALID_FAIL},
+                                              {"truncate", ON_INVALID_TRUNCATE}};
+        int val;
+        if (clean__name_lookup(v, names, CD_ARRAY_LEN(names), &val) &&
+            (val != ON_INVALID_TRUNCATE || r->kind == RULE_MAX_LENGTH))
+            r->on_invalid = (clean__on_invalid_t)val;
         else
-            RULE_ERR("column '%s': rule '%s': on_invalid must be skip, null, keep or fail%s", col,
-                     type, r->kind == RULE_MAX_LENGTH ? " (or truncate)" : "");
+            CLEAN_CFG_ERR("column '%s': rule '%s': on_invalid must be skip, null, keep or fail%s",
+                          col, type, r->kind == RULE_MAX_LENGTH ? " (or truncate)" : "");
     }
+    return true;
+fail:
+    return false;
+}
 
+/* Reads the parameters of r's kind from obj. */
+static bool compile_params(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+{
     switch (r->kind) {
     case RULE_REPLACE: {
         const json_t *f = json_object_get(obj, "find");
         if (!json_is_string(f) || json_string_length(f) == 0)
-            RULE_ERR("column '%s': rule 'replace' needs a non-empty string \"find\"", col);
+            CLEAN_CFG_ERR("column '%s': rule 'replace' needs a non-empty string \"find\"", col);
         r->s1 = param_string(f, &r->l1);
         const json_t *rep = json_object_get(obj, "replace");
         if (rep && !json_is_string(rep))
-            RULE_ERR("column '%s': rule 'replace': \"replace\" must be a string", col);
+            CLEAN_CFG_ERR("column '%s': rule 'replace': \"replace\" must be a string", col);
         if (rep)
             r->s2 = param_string(rep, &r->l2);
         else
@@ -832,7 +837,8 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
     case RULE_DEFAULT:
         r->s1 = param_string(json_object_get(obj, "value"), &r->l1);
         if (!r->s1)
-            RULE_ERR("column '%s': rule 'default' needs a \"value\" (a string or a number)", col);
+            CLEAN_CFG_ERR("column '%s': rule 'default' needs a \"value\" (a string or a number)",
+                          col);
         break;
     case RULE_NORMALIZE_PHONE: {
         const json_t *c = json_object_get(obj, "default_country");
@@ -840,15 +846,15 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
             const char *v = json_string_value(c);
             if (!v || strlen(v) != 2 || !((v[0] | 32) >= 'a' && (v[0] | 32) <= 'z') ||
                 !((v[1] | 32) >= 'a' && (v[1] | 32) <= 'z'))
-                RULE_ERR("column '%s': rule 'normalize_phone': default_country must be a "
-                         "two-letter country code such as \"US\"",
-                         col);
+                CLEAN_CFG_ERR("column '%s': rule 'normalize_phone': default_country must be a "
+                              "two-letter country code such as \"US\"",
+                              col);
             r->region[0] = (char)(v[0] & ~32);
             r->region[1] = (char)(v[1] & ~32);
             if (!imp_phone_region_known(r->region))
-                RULE_ERR("column '%s': rule 'normalize_phone': '%s' is not a country code "
-                         "libphonenumber knows",
-                         col, v);
+                CLEAN_CFG_ERR("column '%s': rule 'normalize_phone': '%s' is not a country code "
+                              "libphonenumber knows",
+                              col, v);
         }
         break;
     }
@@ -856,17 +862,17 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
         const json_t *f = json_object_get(obj, "format");
         const char *v = f ? json_string_value(f) : "YYYY-MM-DD";
         if (!v || !compile_date_format(r, v))
-            RULE_ERR("column '%s': rule 'parse_date': format must use YYYY, MM and DD (and "
-                     "optionally HH, mm, ss), e.g. \"DD/MM/YYYY\"",
-                     col);
+            CLEAN_CFG_ERR("column '%s': rule 'parse_date': format must use YYYY, MM and DD (and "
+                          "optionally HH, mm, ss), e.g. \"DD/MM/YYYY\"",
+                          col);
         break;
     }
     case RULE_PARSE_NUMBER: {
         const json_t *d = json_object_get(obj, "decimal_separator");
         const char *v = d ? json_string_value(d) : ".";
         if (!v || (strcmp(v, ".") != 0 && strcmp(v, ",") != 0))
-            RULE_ERR("column '%s': rule 'parse_number': decimal_separator must be \".\" or \",\"",
-                     col);
+            CLEAN_CFG_ERR(
+                "column '%s': rule 'parse_number': decimal_separator must be \".\" or \",\"", col);
         r->decimal = v[0];
         break;
     }
@@ -874,7 +880,8 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
         const json_t *l = json_object_get(obj, "length");
         if (!json_is_integer(l) || json_integer_value(l) < 1 ||
             json_integer_value(l) > 10 * 1000 * 1000)
-            RULE_ERR("column '%s': rule 'max_length' needs a positive integer \"length\"", col);
+            CLEAN_CFG_ERR("column '%s': rule 'max_length' needs a positive integer \"length\"",
+                          col);
         r->n = (size_t)json_integer_value(l);
         break;
     }
@@ -883,8 +890,30 @@ bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, i
     }
     return true;
 nomem:
-    rule_error(err, "out of memory");
-    err->code = IMP_ERR_NOMEM;
+    clean__nomem_error(err);
+fail:
+    return false;
+}
+
+bool clean__rule_compile(const json_t *obj, const char *col, clean__rule_t *r, imp_error_t *err)
+{
+    memset(r, 0, sizeof(*r));
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    if (!json_is_object(obj) || !type)
+        CLEAN_CFG_ERR("column '%s': each cleaning rule must be an object with a \"type\"", col);
+    size_t i;
+    for (i = 0; i < CD_ARRAY_LEN(rule_names); i++) {
+        if (strcmp(type, rule_names[i].name) == 0)
+            break;
+    }
+    if (i == CD_ARRAY_LEN(rule_names))
+        CLEAN_CFG_ERR("column '%s': unknown cleaning rule '%.60s'", col, type);
+    r->kind = rule_names[i].kind;
+
+    if (!compile_on_invalid(obj, col, type, rule_names[i].validator, r, err) ||
+        !compile_params(obj, col, r, err))
+        goto fail;
+    return true;
 fail:
     clean__rule_free(r);
     return false;

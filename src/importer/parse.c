@@ -483,7 +483,7 @@ void imp_reader_close(imp_reader_t *r)
 {
     if (!r)
         return;
-    if (r->ops && r->ops->close)
+    if (r->ops && r->ops->close && r->impl)
         r->ops->close(r->impl);
     free((char *)r->opts.sheet);
     free(r->store);

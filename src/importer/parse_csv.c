@@ -358,8 +358,6 @@ static int csv_next(imp_reader_t *r, long long *line, imp_error_t *err)
 static void csv_close(void *impl)
 {
     csv_state_t *st = impl;
-    if (!st)
-        return;
     if (st->p_ready)
         csv_free(&st->p);
     if (st->cd != (iconv_t)-1)
@@ -372,6 +370,58 @@ static void csv_close(void *impl)
 }
 
 static const parse__ops_t csv_ops = {csv_next, csv_close};
+
+/* The encoding of a file whose first n bytes are head: a byte order mark
+ * (counted in *skip), the declared one, or detected. */
+static imp_encoding_t head_encoding(const imp_reader_t *r, csv_state_t *st,
+                                    const unsigned char *head, size_t n, bool head_is_all,
+                                    size_t *skip)
+{
+    imp_encoding_t enc = r->opts.encoding;
+    if (n >= 3 && head[0] == 0xEF && head[1] == 0xBB && head[2] == 0xBF) {
+        *skip = 3;
+        enc = IMP_ENC_UTF8; /* the byte order mark outweighs a declared encoding */
+    } else if (n >= 2 && head[0] == 0xFF && head[1] == 0xFE &&
+               (enc == IMP_ENC_DETECT || enc == IMP_ENC_UTF16LE)) {
+        *skip = 2;
+        enc = IMP_ENC_UTF16LE;
+    } else if (n >= 2 && head[0] == 0xFE && head[1] == 0xFF &&
+               (enc == IMP_ENC_DETECT || enc == IMP_ENC_UTF16BE)) {
+        *skip = 2;
+        enc = IMP_ENC_UTF16BE;
+    }
+    if (enc == IMP_ENC_DETECT) {
+        st->enc_detected = true;
+        size_t ok = parse__utf8_valid_prefix(head, n);
+        /* a character cut by the end of the head is still UTF-8 */
+        bool cut = !head_is_all && n - ok < 4 && (head[ok] & 0xC0) == 0xC0;
+        enc = ok == n || cut ? IMP_ENC_UTF8 : IMP_ENC_CP1252;
+        /* NUL bytes in a file detected as UTF-8 are reported by on_field */
+        if (ok < n && head[ok] == 0)
+            enc = IMP_ENC_UTF8;
+    }
+    return enc;
+}
+
+/* Decodes the head (after its byte order mark) as fill() would have;
+ * false when out of memory. */
+static bool decode_head(csv_state_t *st, imp_encoding_t enc, const unsigned char *head, size_t n,
+                        size_t skip)
+{
+    if (enc == IMP_ENC_UTF8) {
+        if (!dec_reserve(st, n - skip + 1))
+            return false;
+        memcpy(st->dec, head + skip, n - skip);
+        st->dec_len = n - skip;
+    } else if (enc == IMP_ENC_UTF16LE || enc == IMP_ENC_UTF16BE) {
+        memcpy(st->raw, head + skip, n - skip);
+        st->raw_len = n - skip;
+        if (!decode_utf16(st))
+            return false;
+    } else if (!decode_single(st, head + skip, n - skip))
+        return false;
+    return true;
+}
 
 bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
 {
@@ -397,29 +447,7 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
     r->stats.bytes_read = n;
     bool head_is_all = n < CSV_CHUNK;
     size_t skip = 0;
-    imp_encoding_t enc = r->opts.encoding;
-    if (n >= 3 && head[0] == 0xEF && head[1] == 0xBB && head[2] == 0xBF) {
-        skip = 3;
-        enc = IMP_ENC_UTF8; /* the byte order mark outweighs a declared encoding */
-    } else if (n >= 2 && head[0] == 0xFF && head[1] == 0xFE &&
-               (enc == IMP_ENC_DETECT || enc == IMP_ENC_UTF16LE)) {
-        skip = 2;
-        enc = IMP_ENC_UTF16LE;
-    } else if (n >= 2 && head[0] == 0xFE && head[1] == 0xFF &&
-               (enc == IMP_ENC_DETECT || enc == IMP_ENC_UTF16BE)) {
-        skip = 2;
-        enc = IMP_ENC_UTF16BE;
-    }
-    if (enc == IMP_ENC_DETECT) {
-        st->enc_detected = true;
-        size_t ok = parse__utf8_valid_prefix(head, n);
-        /* a character cut by the end of the head is still UTF-8 */
-        bool cut = !head_is_all && n - ok < 4 && (head[ok] & 0xC0) == 0xC0;
-        enc = ok == n || cut ? IMP_ENC_UTF8 : IMP_ENC_CP1252;
-        /* NUL bytes in a file detected as UTF-8 are reported by on_field */
-        if (ok < n && head[ok] == 0)
-            enc = IMP_ENC_UTF8;
-    }
+    imp_encoding_t enc = head_encoding(r, st, head, n, head_is_all, &skip);
     st->enc = enc;
     r->stats.encoding = enc;
     if (enc == IMP_ENC_UTF16LE || enc == IMP_ENC_UTF16BE) {
@@ -437,22 +465,7 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
             goto nomem;
         }
     }
-    /* Decode the head as fill() would have. */
-    if (enc == IMP_ENC_UTF8) {
-        if (!dec_reserve(st, n - skip + 1)) {
-            free(head);
-            goto nomem;
-        }
-        memcpy(st->dec, head + skip, n - skip);
-        st->dec_len = n - skip;
-    } else if (enc == IMP_ENC_UTF16LE || enc == IMP_ENC_UTF16BE) {
-        memcpy(st->raw, head + skip, n - skip);
-        st->raw_len = n - skip;
-        if (!decode_utf16(st)) {
-            free(head);
-            goto nomem;
-        }
-    } else if (!decode_single(st, head + skip, n - skip)) {
+    if (!decode_head(st, enc, head, n, skip)) {
         free(head);
         goto nomem;
     }

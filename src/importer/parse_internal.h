@@ -16,7 +16,7 @@ typedef struct parse__ops {
      * Sets *line to the row's source line. Returns 1, 0 at the end, -1 with
      * err filled. */
     int (*next)(imp_reader_t *r, long long *line, imp_error_t *err);
-    /* Frees the format's state (impl). */
+    /* Frees the format's state; imp_reader_close calls it only when impl is set. */
     void (*close)(void *impl);
 } parse__ops_t;
 

@@ -94,8 +94,6 @@ static int xls_next(imp_reader_t *r, long long *line, imp_error_t *err)
 static void xls_close(void *impl)
 {
     xls_state_t *st = impl;
-    if (!st)
-        return;
     if (st->h)
         freexl_close(st->h);
     free(st);

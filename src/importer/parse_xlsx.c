@@ -695,8 +695,6 @@ static int xlsx_next(imp_reader_t *r, long long *line, imp_error_t *err)
 static void xlsx_close(void *impl)
 {
     xlsx_state_t *st = impl;
-    if (!st)
-        return;
     if (st->xp)
         XML_ParserFree(st->xp);
     if (st->sheet)

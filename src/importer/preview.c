@@ -126,6 +126,152 @@ static imp_reader_t *open_reader(const import_source_t *src, const char *path, i
     return r;
 }
 
+/* Reads up to IMPORT_PREVIEW_SAMPLE rows into rows[], feeding the inference
+ * and noting ragged lines. Returns IMPORT_PREVIEW_OK to go on. */
+static import_preview_status_t read_sample(imp_reader_t *r, imp_infer_t *inf, size_t nh,
+                                           bool truncated, sample_row_t *rows, size_t *nrows,
+                                           json_t *warnings, char *message, size_t msglen)
+{
+    imp_error_t perr = {0};
+    while (*nrows < IMPORT_PREVIEW_SAMPLE) {
+        imp_row_t row;
+        int got = imp_reader_next(r, &row, &perr);
+        if (got < 0) {
+            if (!truncated || *nrows == 0) {
+                snprintf(message, msglen, "%s", perr.message);
+                return IMPORT_PREVIEW_BAD_SOURCE;
+            }
+            break; /* the head ends mid-row: the sample is what came before */
+        }
+        if (got == 0)
+            break;
+        imp_infer_add_row(inf, &row);
+        if (!keep_row(&rows[(*nrows)++], &row))
+            return IMPORT_PREVIEW_INTERNAL;
+        if (row.ragged)
+            warn(warnings, "line %lld has %zu fields where the header has %zu", row.line,
+                 row.ncells, nh);
+    }
+    return IMPORT_PREVIEW_OK;
+}
+
+/* The plan of the source's column_config when it compiles, else of the
+ * proposed config; NULL (message set) when neither compiles. */
+static imp_plan_t *choose_plan(const json_t *cc, const json_t *proposed, const imp_cell_t *header,
+                               size_t nh, json_t *warnings, bool *configured, char *message,
+                               size_t msglen)
+{
+    const json_t *cols = json_is_object(cc) ? json_object_get(cc, "columns") : cc;
+    *configured = json_is_array(cols) && json_array_size(cols) > 0;
+    imp_error_t cerr = {0};
+    imp_plan_t *plan = NULL;
+    if (*configured) {
+        plan = imp_plan_compile(cc, header, nh, &cerr);
+        if (!plan)
+            warn(warnings, "column_config cannot be used: %s; showing the proposed mapping",
+                 cerr.message);
+    }
+    if (!plan) {
+        plan = imp_plan_compile(proposed, header, nh, &cerr);
+        if (!plan)
+            snprintf(message, msglen, "%s", cerr.message);
+    }
+    return plan;
+}
+
+/* columns: what each output column reads, is called, is, and looks like */
+static json_t *preview_columns(const imp_plan_column_t *pc, size_t ncols, const sample_row_t *rows,
+                               size_t nrows, const imp_infer_t *inf, const json_t *proposed)
+{
+    json_t *columns = json_array();
+    json_t *prop_cols = json_object_get(proposed, "columns");
+    for (size_t i = 0; i < ncols; i++) {
+        const char *sample = NULL;
+        size_t si = pc[i].source_index;
+        for (size_t k = 0; k < nrows && !sample; k++)
+            if (si < rows[k].ncells && rows[k].cells[si].len > 0)
+                sample = rows[k].cells[si].data;
+        json_t *prop = json_array_get(prop_cols, si);
+        json_array_append_new(
+            columns,
+            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O?}", "source_name", pc[i].source_name,
+                      "target_name", pc[i].target_name, "type", imp_type_name(pc[i].type), "sample",
+                      sample, "inferred_type", imp_type_name(imp_infer_type(inf, si)),
+                      "proposed_target_name", json_object_get(prop, "target_name")));
+    }
+    return columns;
+}
+
+/* rows: the first ones as the sync would load them; NULL when a row cannot
+ * be planned */
+static json_t *preview_rows(imp_plan_t *plan, const imp_plan_column_t *pc, size_t ncols,
+                            const sample_row_t *rows, size_t nrows, json_t *warnings)
+{
+    json_t *out_rows = json_array();
+    for (size_t k = 0; k < nrows && json_array_size(out_rows) < IMPORT_PREVIEW_ROWS; k++) {
+        imp_row_t row = {.cells = rows[k].cells,
+                         .ncells = rows[k].ncells,
+                         .line = rows[k].line,
+                         .ragged = rows[k].ragged};
+        imp_result_t res;
+        if (!imp_plan_apply(plan, &row, &res)) {
+            json_decref(out_rows);
+            return NULL;
+        }
+        if (res.outcome == IMP_ROW_OK) {
+            json_t *o = json_object();
+            for (size_t i = 0; i < res.nvalues && i < ncols; i++)
+                json_object_set_new(o, pc[i].target_name, value_json(&res.values[i], pc[i].type));
+            json_array_append_new(out_rows, o);
+        } else {
+            warn(warnings, "%s%s",
+                 res.outcome == IMP_ROW_FAIL ? "the sync would fail: " : "skipped: ",
+                 res.message ? res.message : "");
+        }
+    }
+    return out_rows;
+}
+
+/* Opens the source's reader; a spreadsheet cannot be read from its head (the
+ * zip directory is at the end), so on a format error of a head-only fetch the
+ * whole file is fetched. NULL with *ret set on failure. */
+static imp_reader_t *open_preview_reader(const app_t *app, db_conn_t *c, const import_source_t *src,
+                                         import_input_t *in, import_preview_status_t *ret,
+                                         char *message, size_t msglen)
+{
+    imp_error_t perr = {0};
+    imp_reader_t *r = open_reader(src, in->path, &perr, message, msglen);
+    if (!r && in->temp && in->size >= IMPORT_HEAD_BYTES && perr.code == IMP_ERR_FORMAT) {
+        import__input_close(in);
+        message[0] = '\0';
+        if (!import__input_open(app, c, src, false, NULL, NULL, in, message, msglen)) {
+            *ret = in->retryable ? IMPORT_PREVIEW_UNAVAILABLE : IMPORT_PREVIEW_BAD_SOURCE;
+            return NULL;
+        }
+        r = open_reader(src, in->path, &perr, message, msglen);
+    }
+    if (!r)
+        *ret = IMPORT_PREVIEW_BAD_SOURCE;
+    return r;
+}
+
+/* Assembles the preview answer; takes columns, out_rows and warnings. */
+static json_t *preview_answer(imp_reader_t *r, json_t *columns, json_t *out_rows, json_t *warnings,
+                              json_t *proposed, bool configured)
+{
+    imp_reader_stats_t st;
+    imp_reader_stats(r, &st);
+    json_t *out = json_pack("{s:o, s:o, s:o, s:O, s:s, s:b}", "columns", columns, "rows", out_rows,
+                            "warnings", warnings, "proposed_column_config", proposed, "format",
+                            imp_format_name(st.format), "column_config_used", configured);
+    if (out && st.format == IMP_FORMAT_CSV) {
+        char d[2] = {st.delimiter, '\0'};
+        json_object_set_new(out, "encoding", json_string(imp_encoding_name(st.encoding)));
+        json_object_set_new(out, "delimiter", json_string(d));
+    }
+    return out;
+}
+
 import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const json_t *source,
                                          json_t **out, char *message, size_t msglen)
 {
@@ -147,23 +293,10 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
     json_t *proposed = NULL;
     sample_row_t *rows = calloc(IMPORT_PREVIEW_SAMPLE, sizeof(*rows));
     size_t nrows = 0;
-    imp_error_t perr = {0};
-    imp_reader_t *r = open_reader(&src, in.path, &perr, message, msglen);
-    if (!r && in.temp && in.size >= IMPORT_HEAD_BYTES && perr.code == IMP_ERR_FORMAT) {
-        /* a spreadsheet cannot be read from its head (the zip directory is at
-         * the end): fetch the whole file */
-        import__input_close(&in);
-        message[0] = '\0';
-        if (!import__input_open(app, c, &src, false, NULL, NULL, &in, message, msglen)) {
-            ret = in.retryable ? IMPORT_PREVIEW_UNAVAILABLE : IMPORT_PREVIEW_BAD_SOURCE;
-            goto done;
-        }
-        r = open_reader(&src, in.path, &perr, message, msglen);
-    }
-    if (!r) {
-        ret = IMPORT_PREVIEW_BAD_SOURCE;
+    imp_reader_t *r = open_preview_reader(app, c, &src, &in, &ret, message, msglen);
+    if (!r)
         goto done;
-    }
+    ret = IMPORT_PREVIEW_INTERNAL;
     if (!rows || !warnings)
         goto done;
     size_t nh = 0;
@@ -172,26 +305,10 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
     if (!inf)
         goto done;
     bool truncated = in.temp && in.size >= IMPORT_HEAD_BYTES;
-    while (nrows < IMPORT_PREVIEW_SAMPLE) {
-        imp_row_t row;
-        int got = imp_reader_next(r, &row, &perr);
-        if (got < 0) {
-            if (!truncated || nrows == 0) {
-                snprintf(message, msglen, "%s", perr.message);
-                ret = IMPORT_PREVIEW_BAD_SOURCE;
-                goto done;
-            }
-            break; /* the head ends mid-row: the sample is what came before */
-        }
-        if (got == 0)
-            break;
-        imp_infer_add_row(inf, &row);
-        if (!keep_row(&rows[nrows++], &row))
-            goto done;
-        if (row.ragged)
-            warn(warnings, "line %lld has %zu fields where the header has %zu", row.line,
-                 row.ncells, nh);
-    }
+    ret = read_sample(r, inf, nh, truncated, rows, &nrows, warnings, message, msglen);
+    if (ret != IMPORT_PREVIEW_OK)
+        goto done;
+    ret = IMPORT_PREVIEW_INTERNAL;
     if (nh == 0) {
         snprintf(message, msglen, "the file is empty: it has no header row");
         ret = IMPORT_PREVIEW_BAD_SOURCE;
@@ -201,81 +318,25 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
     proposed = imp_propose_config(header, nh, inf);
     if (!proposed)
         goto done;
-    const json_t *cc = src.column_config;
-    const json_t *cols = json_is_object(cc) ? json_object_get(cc, "columns") : cc;
-    bool configured = json_is_array(cols) && json_array_size(cols) > 0;
-    imp_error_t cerr = {0};
-    if (configured) {
-        plan = imp_plan_compile(cc, header, nh, &cerr);
-        if (!plan)
-            warn(warnings, "column_config cannot be used: %s; showing the proposed mapping",
-                 cerr.message);
-    }
+    bool configured = false;
+    plan = choose_plan(src.column_config, proposed, header, nh, warnings, &configured, message,
+                       msglen);
     if (!plan) {
-        plan = imp_plan_compile(proposed, header, nh, &cerr);
-        if (!plan) {
-            snprintf(message, msglen, "%s", cerr.message);
-            ret = IMPORT_PREVIEW_BAD_SOURCE;
-            goto done;
-        }
+        ret = IMPORT_PREVIEW_BAD_SOURCE;
+        goto done;
     }
 
-    /* columns: what each output column reads, is called, is, and looks like */
     size_t ncols = 0;
     const imp_plan_column_t *pc = imp_plan_columns(plan, &ncols);
-    json_t *columns = json_array();
-    json_t *prop_cols = json_object_get(proposed, "columns");
-    for (size_t i = 0; i < ncols; i++) {
-        const char *sample = NULL;
-        size_t si = pc[i].source_index;
-        for (size_t k = 0; k < nrows && !sample; k++)
-            if (si < rows[k].ncells && rows[k].cells[si].len > 0)
-                sample = rows[k].cells[si].data;
-        json_t *prop = json_array_get(prop_cols, si);
-        json_array_append_new(
-            columns,
-            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O?}", "source_name", pc[i].source_name,
-                      "target_name", pc[i].target_name, "type", imp_type_name(pc[i].type), "sample",
-                      sample, "inferred_type", imp_type_name(imp_infer_type(inf, si)),
-                      "proposed_target_name", json_object_get(prop, "target_name")));
+    json_t *columns = preview_columns(pc, ncols, rows, nrows, inf, proposed);
+    json_t *out_rows = preview_rows(plan, pc, ncols, rows, nrows, warnings);
+    if (!out_rows) {
+        json_decref(columns);
+        goto done;
     }
-    /* rows: the first ones as the sync would load them */
-    json_t *out_rows = json_array();
-    for (size_t k = 0; k < nrows && json_array_size(out_rows) < IMPORT_PREVIEW_ROWS; k++) {
-        imp_row_t row = {.cells = rows[k].cells,
-                         .ncells = rows[k].ncells,
-                         .line = rows[k].line,
-                         .ragged = rows[k].ragged};
-        imp_result_t res;
-        if (!imp_plan_apply(plan, &row, &res))
-            goto done_cols;
-        if (res.outcome == IMP_ROW_OK) {
-            json_t *o = json_object();
-            for (size_t i = 0; i < res.nvalues && i < ncols; i++)
-                json_object_set_new(o, pc[i].target_name, value_json(&res.values[i], pc[i].type));
-            json_array_append_new(out_rows, o);
-        } else {
-            warn(warnings, "%s%s",
-                 res.outcome == IMP_ROW_FAIL ? "the sync would fail: " : "skipped: ",
-                 res.message ? res.message : "");
-        }
-    }
-    imp_reader_stats_t st;
-    imp_reader_stats(r, &st);
-    *out = json_pack("{s:o, s:o, s:o, s:O, s:s, s:b}", "columns", columns, "rows", out_rows,
-                     "warnings", warnings, "proposed_column_config", proposed, "format",
-                     imp_format_name(st.format), "column_config_used", configured);
-    if (*out && st.format == IMP_FORMAT_CSV) {
-        char d[2] = {st.delimiter, '\0'};
-        json_object_set_new(*out, "encoding", json_string(imp_encoding_name(st.encoding)));
-        json_object_set_new(*out, "delimiter", json_string(d));
-    }
+    *out = preview_answer(r, columns, out_rows, warnings, proposed, configured);
     warnings = NULL; /* now owned by *out */
     ret = *out ? IMPORT_PREVIEW_OK : IMPORT_PREVIEW_INTERNAL;
-    goto done;
-done_cols:
-    json_decref(columns);
-    json_decref(out_rows);
 done:
     json_decref(proposed);
     json_decref(warnings);

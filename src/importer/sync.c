@@ -482,7 +482,8 @@ static bool copy_flush(run_t *r, cd_buf_t *b)
 }
 
 /* Streams every row of the file into the staging table. */
-static bool load_rows(run_t *r, const load_t *ld)
+/* Starts the COPY into the load's staging table. */
+static bool copy_begin(run_t *r, const load_t *ld)
 {
     size_t n = 0;
     const imp_plan_column_t *cols = imp_plan_columns(r->plan, &n);
@@ -508,6 +509,46 @@ static bool load_rows(run_t *r, const load_t *ld)
         return false;
     }
     PQclear(res);
+    return true;
+}
+
+/* Cleans one row and adds it to the COPY buffer b (or counts it as
+ * skipped); the reason to abort the COPY, or NULL to go on. */
+static const char *load_row(run_t *r, cd_buf_t *b, const imp_row_t *row)
+{
+    r->rows_read++;
+    imp_result_t out;
+    if (!imp_plan_apply(r->plan, row, &out)) {
+        run_fail(r, false, "out of memory while cleaning line %lld", row->line);
+        return "out of memory";
+    }
+    if (out.outcome == IMP_ROW_FAIL) {
+        run_fail(r, false, "%s", out.message ? out.message : "a rule failed the sync");
+        return "a rule failed the sync";
+    }
+    if (out.outcome == IMP_ROW_SKIP) {
+        r->skipped++;
+        if (out.reason > 0 && out.reason < IMP_SKIP_REASON_COUNT)
+            r->skip_counts[out.reason]++;
+        add_row_error(r, &out);
+    } else {
+        char id[37];
+        if (!next_uuid(r, id) || !cd_buf_add(b, id, 36) || !cd_buf_add(b, "\t", 1) ||
+            !imp_copy_append_row(b, &out)) {
+            run_fail(r, false, "line %lld is too large to load", row->line);
+            return "a row is too large";
+        }
+        r->imported++;
+        if (b->len >= SYNC_COPY_CHUNK && !copy_flush(r, b))
+            return "connection lost";
+    }
+    return NULL;
+}
+
+static bool load_rows(run_t *r, const load_t *ld)
+{
+    if (!copy_begin(r, ld))
+        return false;
 
     cd_buf_t b;
     cd_buf_init(&b, SYNC_COPY_BUF_MAX);
@@ -526,37 +567,9 @@ static bool load_rows(run_t *r, const load_t *ld)
         }
         if (got == 0)
             break;
-        r->rows_read++;
-        imp_result_t out;
-        if (!imp_plan_apply(r->plan, &row, &out)) {
-            run_fail(r, false, "out of memory while cleaning line %lld", row.line);
-            abort_msg = "out of memory";
+        abort_msg = load_row(r, &b, &row);
+        if (abort_msg)
             break;
-        }
-        if (out.outcome == IMP_ROW_FAIL) {
-            run_fail(r, false, "%s", out.message ? out.message : "a rule failed the sync");
-            abort_msg = "a rule failed the sync";
-            break;
-        }
-        if (out.outcome == IMP_ROW_SKIP) {
-            r->skipped++;
-            if (out.reason > 0 && out.reason < IMP_SKIP_REASON_COUNT)
-                r->skip_counts[out.reason]++;
-            add_row_error(r, &out);
-        } else {
-            char id[37];
-            if (!next_uuid(r, id) || !cd_buf_add(&b, id, 36) || !cd_buf_add(&b, "\t", 1) ||
-                !imp_copy_append_row(&b, &out)) {
-                run_fail(r, false, "line %lld is too large to load", row.line);
-                abort_msg = "a row is too large";
-                break;
-            }
-            r->imported++;
-            if (b.len >= SYNC_COPY_CHUNK && !copy_flush(r, &b)) {
-                abort_msg = "connection lost";
-                break;
-            }
-        }
         if (++since_check >= SYNC_CHECK_ROWS) {
             since_check = 0;
             if (!run_tick(r, false)) {
@@ -572,7 +585,7 @@ static bool load_rows(run_t *r, const load_t *ld)
         run_fail(r, true, "the database connection was lost during the import");
         return false;
     }
-    res = PQgetResult(r->copy);
+    PGresult *res = PQgetResult(r->copy);
     bool copied = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!copied && !abort_msg) {
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);

@@ -612,19 +612,26 @@ static bool move_args(http_request_t *req, json_t *body, const char **sb, const 
     return true;
 }
 
-void storage__object_move(http_request_t *req)
+/* The body of a move or copy request with its checked source and
+ * destination, and the caller; NULL when the reply is already sent. */
+static json_t *move_request(http_request_t *req, const char **sb, const char **sk, const char **db,
+                            const char **dk, auth_caller_t *c)
 {
     json_t *body = storage__json_body(req);
+    if (!body || !move_args(req, body, sb, sk, db, dk) || !storage__identify(req, c)) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+void storage__object_move(http_request_t *req)
+{
     const char *sb, *sk, *db, *dk;
-    if (!body || !move_args(req, body, &sb, &sk, &db, &dk)) {
-        json_decref(body);
-        return;
-    }
     auth_caller_t c;
-    if (!storage__identify(req, &c)) {
-        json_decref(body);
+    json_t *body = move_request(req, &sb, &sk, &db, &dk, &c);
+    if (!body)
         return;
-    }
     /* into another bucket: the destination's types and size limit, as an upload */
     if (strcmp(sb, db) != 0 && !move_fits(req, &c, sb, sk, db)) {
         auth_caller_free(&c);
@@ -651,17 +658,11 @@ void storage__object_copy(http_request_t *req)
 {
     const app_t *app = req->ctx;
     const storage_backend_t *be = storage__backend(app);
-    json_t *body = storage__json_body(req);
     const char *sb, *sk, *db, *dk;
-    if (!body || !move_args(req, body, &sb, &sk, &db, &dk)) {
-        json_decref(body);
-        return;
-    }
     auth_caller_t c;
-    if (!storage__identify(req, &c)) {
-        json_decref(body);
+    json_t *body = move_request(req, &sb, &sk, &db, &dk, &c);
+    if (!body)
         return;
-    }
     PGresult *res = NULL;
     storage_put_t *put = NULL;
     json_t *meta = NULL, *umeta = NULL;
