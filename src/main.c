@@ -68,6 +68,7 @@ static void usage(FILE *f)
 static int cmd_serve(app_t *app)
 {
     jobs_t *jobs = NULL;
+    int rc = 1;
     /* Handle SIGINT/SIGTERM from the start, so that a signal during start-up
      * still stops the embedded PostgreSQL in order. */
     struct sigaction sa;
@@ -142,26 +143,21 @@ static int cmd_serve(app_t *app)
     while (!stop_requested)
         pause();
     log_info("shutting down: finishing requests in flight");
+    rc = 0;
+fail: /* and the normal way out: one stop sequence for both */
     /* Upgraded (WebSocket) sockets must be closed before MHD can stop. */
     realtime_stop();
-    http_server_stop(app->http, (int)app->cfg.shutdown_timeout);
-    app->http = NULL;
+    if (app->http) {
+        http_server_stop(app->http, (int)app->cfg.shutdown_timeout);
+        app->http = NULL;
+    }
     jobs_stop(jobs);
     rest_schema_stop();
     auth_mailer_stop(app->mailer);
     curl_global_cleanup();
     auth_limiter_free(app->limiter);
     app_close(app);
-    return 0;
-fail:
-    realtime_stop();
-    jobs_stop(jobs);
-    rest_schema_stop();
-    auth_mailer_stop(app->mailer);
-    curl_global_cleanup();
-    auth_limiter_free(app->limiter);
-    app_close(app);
-    return 1;
+    return rc;
 }
 
 /* ------------------------------------------------------------- commands */
