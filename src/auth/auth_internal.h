@@ -12,6 +12,7 @@
 
 #include "auth/auth.h"
 #include "auth/password.h"
+#include "core/crypto.h"
 
 #define AUTH_MAX_PER_PAGE 1000
 
@@ -111,6 +112,18 @@ bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const c
 void auth__start_session(http_request_t *req, const char *user_id, const char *email,
                          const db_stmt_t *extra, size_t nextra, const char *audit_action,
                          const char *redirect_to, const char *type);
+/* What a session start may add (gotrue_sessions.c): the implicit-flow
+ * redirect and its type, and the provider's tokens (OAuth) for the fragment
+ * or the Session JSON. */
+typedef struct auth_session_opts {
+    const char *redirect_to;
+    const char *type;
+    const char *provider_token;
+    const char *provider_refresh_token;
+} auth_session_opts_t;
+void auth__start_session_opts(http_request_t *req, const char *user_id, const char *email,
+                              const db_stmt_t *extra, size_t nextra, const char *audit_action,
+                              const auth_session_opts_t *o);
 void auth__handle_signup(http_request_t *req);
 void auth__handle_token(http_request_t *req);
 void auth__handle_spec_sign_in(http_request_t *req);
@@ -122,7 +135,7 @@ bool auth__redirect_allowed(const app_t *app, const char *url);
 /* Sign-up when MAILER_AUTOCONFIRM is off: creates the unconfirmed user, mails
  * the confirmation and answers with the user (no session). */
 void auth__signup_unconfirmed(http_request_t *req, const char *email, const char *password_hash,
-                              const char *meta, const char *uid);
+                              const char *meta, const char *uid, const char *flow);
 void auth__handle_recover(http_request_t *req);
 void auth__handle_otp(http_request_t *req);
 void auth__handle_resend(http_request_t *req);
@@ -136,6 +149,23 @@ void auth__handle_generate_link(http_request_t *req);
 CD_MUSTCHECK bool auth__request_email_change(http_request_t *req, const char *headers,
                                              const char *uid, const char *current,
                                              const char *new_email);
+/* gotrue_oauth.c: GET /authorize, GET /callback, POST /token?grant_type=pkce */
+void auth__handle_authorize(http_request_t *req);
+void auth__handle_callback(http_request_t *req);
+void auth__grant_pkce(http_request_t *req, json_t *body);
+/* Gives PKCE flow `flow` to uid with a new auth code (alive OAUTH_CODE_TTL
+ * once issued; the flow itself must be younger than flow_ttl seconds) and
+ * answers 303 to `to` with ?code=; an error redirect when the flow is gone. */
+void auth__redirect_with_code(http_request_t *req, const char *flow, const char *uid,
+                              const char *to, long flow_ttl, const char *provider_token,
+                              const char *provider_refresh_token);
+/* The PKCE flow of a mail request body's code_challenge: stores a new
+ * auth.flow_state row (method_name becomes its amr method), puts its id into
+ * flow and returns true. False with flow "" when there is no challenge;
+ * false after answering (400 for a bad challenge or method, or the
+ * database's error) when req->replied. */
+CD_MUSTCHECK bool auth__mail_flow(http_request_t *req, json_t *body, const char *method_name,
+                                  char flow[CD_UUID_LEN + 1]);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "auth/auth_internal.h"
+#include "auth/oauth_provider.h"
 #include "auth/password.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -256,10 +257,14 @@ char *auth__object_text(const json_t *v)
 static void handle_settings(http_request_t *req)
 {
     app_t *app = auth__app(req);
+    oauth_provider_t p;
+    bool google = oauth_provider_get(&app->cfg, "google", &p);
+    bool github = oauth_provider_get(&app->cfg, "github", &p);
+    bool oidc = oauth_provider_get(&app->cfg, "oidc", &p);
     json_t *j = json_pack(
-        "{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, s:s, s:b, s:b}", "external",
-        "email", 1, "phone", 0, "anonymous_users", 0, "google", 0, "github", 0, "apple", 0, "azure",
-        0, "disable_signup", app->cfg.disable_signup, "mailer_autoconfirm", app->mailer_autoconfirm,
+        "{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, s:s, s:b, s:b}", "external",
+        "email", 1, "phone", 0, "anonymous_users", 0, "google", google, "github", github, "oidc",
+        oidc, "apple", 0, "azure", 0, "disable_signup", app->cfg.disable_signup, "mailer_autoconfirm", app->mailer_autoconfirm,
         "phone_autoconfirm", 0, "sms_provider", "", "saml_enabled", 0, "passkeys_enabled", 0);
     http_reply_json(req, 200, j);
 }
@@ -294,6 +299,9 @@ const http_route_t auth_routes[] = {
     {"POST", "/auth/v1/invite", auth__handle_invite, true},
     {"POST", "/auth/v1/admin/generate_link", auth__handle_generate_link, true},
     {"PUT", "/auth/v1/user", auth__handle_put_user, true},
+    /* OAuth and PKCE (gotrue_oauth.c) */
+    {"GET", "/auth/v1/authorize", auth__handle_authorize, false},
+    {"GET", "/auth/v1/callback", auth__handle_callback, false},
     {"GET", "/auth/v1/settings", handle_settings, false},
     {"GET", "/auth/v1/health", handle_health, false},
     {"GET", "/auth/v1/.well-known/jwks.json", handle_jwks, false},

@@ -149,6 +149,7 @@ typedef struct mail_job {
     const char *email; /* the user's address, for the template */
     const char *new_email;
     const char *redirect_to; /* already checked */
+    const char *flow;        /* the PKCE flow the link completes (auth__mail_flow), or NULL */
 } mail_job_t;
 
 static void reply_send_limited(http_request_t *req, int wait)
@@ -235,6 +236,11 @@ static bool send_token(http_request_t *req, const char *headers, const mail_job_
     stmts[n++] = (db_stmt_t){"select subject, content_html, content_text "
                              "from public.auth_mail_templates where kind = $1",
                              1, p_kind};
+    const char *p_flow[2] = {hash, j->flow};
+    if (j->flow && *j->flow) /* the link of a PKCE flow ends with ?code= (036) */
+        stmts[n++] = (db_stmt_t){
+            "update auth.email_tokens set flow_state_id = $2::uuid where token_hash = $1", 2,
+            p_flow};
     if (post)
         stmts[n++] = *post;
     PGresult *res[8] = {0};
@@ -263,7 +269,7 @@ static bool send_token(http_request_t *req, const char *headers, const mail_job_
 /* ------------------------------------------------------------- sign-up */
 
 void auth__signup_unconfirmed(http_request_t *req, const char *email, const char *password_hash,
-                              const char *meta, const char *uid)
+                              const char *meta, const char *uid, const char *flow)
 {
     app_t *app = auth__app(req);
     const char *p[5] = {email, password_hash, app->cfg.default_user_role, meta, uid};
@@ -281,7 +287,8 @@ void auth__signup_unconfirmed(http_request_t *req, const char *email, const char
                     .kind = "confirmation",
                     .link_type = "signup",
                     .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
+                    .flow = flow};
     PGresult *r = NULL;
     const auth_unique_t taken = {"user_already_exists", "User already registered", 1};
     char *headers = auth_headers_json(req);
@@ -330,12 +337,18 @@ void auth__handle_recover(http_request_t *req)
     json_t *body = mail_request(req, &email);
     if (!body)
         return;
+    char flow[CD_UUID_LEN + 1];
+    if (!auth__mail_flow(req, body, "recovery", flow) && req->replied) {
+        json_decref(body);
+        return;
+    }
     mail_job_t j = {.lookup = true,
                     .purpose = "recovery",
                     .kind = "recovery",
                     .link_type = "recovery",
                     .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
+                    .flow = flow};
     const char *p_audit[2] = {email, req->client_ip};
     db_stmt_t audit = {"select auth.audit('user_recovery_requested', (select id from auth.users "
                        "where lower(email) = lower(btrim($1)) and deleted_at is null), $1, $2)",
@@ -384,6 +397,9 @@ void auth__handle_otp(http_request_t *req)
     bool confirmed;
     char *headers = auth_headers_json(req);
     const char *redirect = pick_redirect(app, http_query_arg(req, "redirect_to"));
+    char flow[CD_UUID_LEN + 1];
+    if (!auth__mail_flow(req, body, "magiclink", flow) && req->replied)
+        goto done;
     if (!find_user(req, headers, email, uid, &confirmed))
         goto done;
     if (*uid) {
@@ -392,7 +408,8 @@ void auth__handle_otp(http_request_t *req)
                         .kind = confirmed ? "magic_link" : "confirmation",
                         .link_type = confirmed ? "magiclink" : "signup",
                         .to = email,
-                        .redirect_to = redirect};
+                        .redirect_to = redirect,
+                        .flow = flow};
         if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
             reply_empty_ok(req);
     } else if (may_create && !app->cfg.disable_signup) {
@@ -411,7 +428,8 @@ void auth__handle_otp(http_request_t *req)
                         .kind = "confirmation",
                         .link_type = "signup",
                         .to = email,
-                        .redirect_to = redirect};
+                        .redirect_to = redirect,
+                        .flow = flow};
         /* a parallel sign-up of the same address: answer as for any other */
         const auth_unique_t taken = {"user_already_exists", "User already registered", 1};
         if (send_token(req, headers, &j, &mk, 1, NULL, NULL, NULL, &taken))
@@ -434,6 +452,40 @@ done:
     json_decref(body);
 }
 
+/* POST /resend {type: email_change}: the pending change's two mails again
+ * (to the current and to the new address), given either address. Nobody with
+ * a pending change: the same answer and budget, nothing sent. */
+static void resend_email_change(http_request_t *req, const char *headers, const char *email)
+{
+    app_t *app = auth__app(req);
+    const char *p[1] = {email};
+    db_stmt_t s = {"select id, email, email_change from auth.users "
+                   "where coalesce(email_change, '') <> '' and deleted_at is null "
+                   "and (lower(email) = lower(btrim($1)) or lower(email_change) = lower(btrim($1)))",
+                   1, p};
+    PGresult *r = NULL;
+    if (!auth__run(req, headers, true, &s, 1, &r, NULL))
+        return;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        mail_job_t j = {.purpose = "email_change_current",
+                        .kind = "email_change",
+                        .link_type = "email_change",
+                        .to = email,
+                        .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+        if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
+            reply_empty_ok(req);
+        return;
+    }
+    char uid[CD_UUID_LEN + 1], current[320], next[320];
+    snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
+    snprintf(current, sizeof(current), "%s", PQgetvalue(r, 0, 1));
+    snprintf(next, sizeof(next), "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    if (auth__request_email_change(req, headers, uid, current, next))
+        reply_empty_ok(req);
+}
+
 void auth__handle_resend(http_request_t *req)
 {
     app_t *app = auth__app(req);
@@ -445,12 +497,18 @@ void auth__handle_resend(http_request_t *req)
     char *headers = auth_headers_json(req);
     char uid[CD_UUID_LEN + 1];
     bool confirmed;
-    if (!type || strcmp(type, "signup") != 0) {
-        auth__error(req, 400, "validation_failed",
-                    "Missing one of these types: signup (email_change: change the address again)");
+    char flow[CD_UUID_LEN + 1] = "";
+    if (type && strcmp(type, "email_change") == 0) {
+        resend_email_change(req, headers, email);
         goto done;
     }
-    if (!find_user(req, headers, email, uid, &confirmed))
+    if (!type || strcmp(type, "signup") != 0) {
+        auth__error(req, 400, "validation_failed",
+                    "Missing one of these types: signup, email_change");
+        goto done;
+    }
+    if ((!auth__mail_flow(req, body, "email/signup", flow) && req->replied) ||
+        !find_user(req, headers, email, uid, &confirmed))
         goto done;
     /* confirmed or unknown: nothing is sent, but the answer and the budget
      * spent are the same */
@@ -459,7 +517,8 @@ void auth__handle_resend(http_request_t *req)
                     .kind = "confirmation",
                     .link_type = "signup",
                     .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
+                    .flow = flow};
     if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
         reply_empty_ok(req);
 done:
@@ -506,6 +565,7 @@ typedef struct verified {
     char purpose[32];
     char email[320];
     char redirect_to[2048];
+    char flow[CD_UUID_LEN + 1]; /* the link's PKCE flow (036), or "" */
 } verified_t;
 
 /* Uses a token (by link token, or by address and code). False after
@@ -521,15 +581,23 @@ static bool use_token(http_request_t *req, const char *headers, const char *link
         code_hash(app, code, chash);
     snprintf(max, sizeof(max), "%ld", app->cfg.mailer_otp_max_attempts);
     const char *p[5] = {link_token ? hash : NULL, email, code ? chash : NULL, purposes, max};
-    db_stmt_t s = {"select v.status, v.user_id, v.purpose, v.email, v.redirect_to, "
-                   "coalesce(u.banned_until > now(), false) "
-                   "from auth.verify_email_token($1, $2, $3, $4::text[], $5::int) v "
-                   "left join auth.users u on u.id = v.user_id",
-                   5, p};
-    PGresult *r = NULL;
-    if (!auth__run(req, headers, false, &s, 1, &r, &AUTH_UNIQUE_EMAIL))
+    /* the flow is read first: using the token deletes its row */
+    db_stmt_t s[2] = {
+        {"select auth.flow_state_of_token($1)", 1, p},
+        {"select v.status, v.user_id, v.purpose, v.email, v.redirect_to, "
+         "coalesce(u.banned_until > now(), false) "
+         "from auth.verify_email_token($1, $2, $3, $4::text[], $5::int) v "
+         "left join auth.users u on u.id = v.user_id",
+         5, p},
+    };
+    PGresult *res[2] = {0};
+    if (!auth__run(req, headers, false, s, 2, res, &AUTH_UNIQUE_EMAIL))
         return false;
+    PGresult *r = res[1];
     memset(out, 0, sizeof(*out));
+    if (PQntuples(res[0]) == 1 && !PQgetisnull(res[0], 0, 0))
+        snprintf(out->flow, sizeof(out->flow), "%s", PQgetvalue(res[0], 0, 0));
+    PQclear(res[0]);
     snprintf(out->status, sizeof(out->status), "%s", PQgetvalue(r, 0, 0));
     snprintf(out->uid, sizeof(out->uid), "%s", PQgetvalue(r, 0, 1));
     snprintf(out->purpose, sizeof(out->purpose), "%s", PQgetvalue(r, 0, 2));
@@ -622,6 +690,10 @@ void auth__handle_verify_get(http_request_t *req)
         return;
     const char *to =
         *v.redirect_to && auth__redirect_allowed(app, v.redirect_to) ? v.redirect_to : fallback;
+    if (strcmp(v.status, "ok") == 0 && *v.flow) { /* PKCE: ?code= for exchangeCodeForSession */
+        auth__redirect_with_code(req, v.flow, v.uid, to, app->cfg.mailer_otp_exp, NULL, NULL);
+        return;
+    }
     if (strcmp(v.status, "ok") == 0) {
         auth__start_session(req, v.uid, v.email, NULL, 0, verify_action(v.purpose), to, type);
         return;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include "auth/auth_internal.h"
 #include "core/jwt.h"
 #include "auth/password.h"
@@ -32,16 +34,24 @@ static void refresh_child(const app_t *app, const char *parent, char out[CD_TOKE
 }
 
 /* Sends the session as a redirect to redirect_to with the tokens in the
- * fragment, as GoTrue's GET /verify does for the implicit flow. */
-static void redirect_session(http_request_t *req, const char *redirect_to, const char *access,
-                             long long exp, const char *refresh_token, const char *type)
+ * fragment, as GoTrue's GET /verify and /callback do for the implicit flow;
+ * o->provider_token and o->provider_refresh_token too when set. */
+static void redirect_session(http_request_t *req, const auth_session_opts_t *o, const char *access,
+                             long long exp, const char *refresh_token)
 {
     app_t *app = auth__app(req);
-    char loc[4096];
+    char *pt = o->provider_token ? curl_easy_escape(NULL, o->provider_token, 0) : NULL;
+    char *prt = o->provider_refresh_token ? curl_easy_escape(NULL, o->provider_refresh_token, 0)
+                                          : NULL;
+    char loc[8192];
     int n = snprintf(loc, sizeof(loc),
-                     "%s#access_token=%s&expires_at=%lld&expires_in=%ld&refresh_token=%s"
-                     "&token_type=bearer&type=%s",
-                     redirect_to, access, exp, app->cfg.jwt_exp, refresh_token, type);
+                     "%s#access_token=%s&expires_at=%lld&expires_in=%ld%s%s%s%s&refresh_token=%s"
+                     "&token_type=bearer%s%s",
+                     o->redirect_to, access, exp, app->cfg.jwt_exp, pt ? "&provider_token=" : "",
+                     pt ? pt : "", prt ? "&provider_refresh_token=" : "", prt ? prt : "",
+                     refresh_token, o->type ? "&type=" : "", o->type ? o->type : "");
+    curl_free(pt);
+    curl_free(prt);
     if (n < 0 || (size_t)n >= sizeof(loc)) {
         auth__error(req, 500, "unexpected_failure", "redirect too long");
         return;
@@ -50,10 +60,33 @@ static void redirect_session(http_request_t *req, const char *redirect_to, const
     http_reply(req, 303, "text/plain", "", 0);
 }
 
+/* The provider tokens as extra Session JSON members (",\"provider_token\":..."),
+ * malloc'd; "" when there are none; NULL when out of memory. */
+static char *provider_members(const auth_session_opts_t *o)
+{
+    json_t *j = json_object();
+    if (j && o->provider_token)
+        json_object_set_new(j, "provider_token", json_string(o->provider_token));
+    if (j && o->provider_refresh_token)
+        json_object_set_new(j, "provider_refresh_token", json_string(o->provider_refresh_token));
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s); /* "{...}" -> ",..." or "" */
+    if (n <= 2) {
+        s[0] = '\0';
+        return s;
+    }
+    s[0] = ',';
+    s[n - 1] = '\0';
+    return s;
+}
+
 /* Builds and sends the Session JSON from the claims and user JSON that
- * PostgreSQL produced (or, with redirect_to, the redirect_session). */
+ * PostgreSQL produced (or, with o->redirect_to, the redirect_session). */
 static void reply_session(http_request_t *req, const char *claims_text, const char *user_json,
-                          const char *refresh_token, const char *redirect_to, const char *type)
+                          const char *refresh_token, const auth_session_opts_t *o)
 {
     app_t *app = auth__app(req);
     json_error_t je;
@@ -61,22 +94,26 @@ static void reply_session(http_request_t *req, const char *claims_text, const ch
     char *access = claims ? jwt_sign(claims, app->jwt_secret, app->jwt_secret_len) : NULL;
     long long exp = claims ? json_integer_value(json_object_get(claims, "exp")) : 0;
     json_decref(claims);
-    if (!access) {
+    char *extra = access ? provider_members(o) : NULL;
+    if (!access || !extra) {
+        free(access);
         auth__error(req, 500, "unexpected_failure", "could not sign the access token");
         return;
     }
-    if (redirect_to) {
-        redirect_session(req, redirect_to, access, exp, refresh_token, type);
+    if (o->redirect_to) {
+        redirect_session(req, o, access, exp, refresh_token);
         free(access);
+        free(extra);
         return;
     }
     cd_buf_t b;
     cd_buf_init(&b, AUTH_SESSION_JSON_MAX);
     bool ok = cd_buf_printf(&b,
                             "{\"access_token\":\"%s\",\"token_type\":\"bearer\",\"expires_in\":%ld,"
-                            "\"expires_at\":%lld,\"refresh_token\":\"%s\",\"user\":%s}",
-                            access, app->cfg.jwt_exp, exp, refresh_token, user_json);
+                            "\"expires_at\":%lld,\"refresh_token\":\"%s\"%s,\"user\":%s}",
+                            access, app->cfg.jwt_exp, exp, refresh_token, extra, user_json);
     free(access);
+    free(extra);
     if (!ok) {
         cd_buf_free(&b);
         auth__error(req, 500, "unexpected_failure", "session too large");
@@ -98,6 +135,14 @@ static void start_session(http_request_t *req, const char *user_id, const char *
 void auth__start_session(http_request_t *req, const char *user_id, const char *email,
                          const db_stmt_t *extra, size_t nextra, const char *audit_action,
                          const char *redirect_to, const char *type)
+{
+    auth_session_opts_t o = {.redirect_to = redirect_to, .type = type};
+    auth__start_session_opts(req, user_id, email, extra, nextra, audit_action, &o);
+}
+
+void auth__start_session_opts(http_request_t *req, const char *user_id, const char *email,
+                              const db_stmt_t *extra, size_t nextra, const char *audit_action,
+                              const auth_session_opts_t *o)
 {
     app_t *app = auth__app(req);
     char sid[CD_UUID_LEN + 1], token[CD_TOKEN_LEN + 1], hash[CD_SHA256_HEX_LEN + 1];
@@ -138,7 +183,7 @@ void auth__start_session(http_request_t *req, const char *user_id, const char *e
         if (PQntuples(r) != 1)
             auth__error(req, 500, "unexpected_failure", "the user vanished while signing in");
         else
-            reply_session(req, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), token, redirect_to, type);
+            reply_session(req, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), token, o);
     }
     for (size_t i = 0; i < n; i++)
         PQclear(res[i]);
@@ -198,7 +243,12 @@ void auth__handle_signup(http_request_t *req)
      * DEFAULT_USER_ROLE and create_user drops any "role" key. */
     char *meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : strdup("{}");
     if (!app->mailer_autoconfirm) {
-        auth__signup_unconfirmed(req, email, hash, meta ? meta : "{}", uid);
+        char flow[CD_UUID_LEN + 1];
+        if (!auth__mail_flow(req, body, "email/signup", flow) && req->replied) {
+            free(meta);
+            goto done;
+        }
+        auth__signup_unconfirmed(req, email, hash, meta ? meta : "{}", uid, flow);
         free(meta);
         goto done;
     }
@@ -398,8 +448,9 @@ static void grant_refresh(http_request_t *req, json_t *body)
     int depth = PQgetisnull(res[0], 0, 1) ? 0 : (int)strtol(PQgetvalue(res[0], 0, 1), NULL, 10);
     if ((strcmp(status, "ok") == 0 || strcmp(status, "reused") == 0) && depth >= 1 &&
         depth <= AUTH_CHAIN_DEPTH && PQntuples(res[1]) == 1) {
+        const auth_session_opts_t none = {0};
         reply_session(req, PQgetvalue(res[1], 0, 0), PQgetvalue(res[1], 0, 1), chain_tok[depth - 1],
-                      NULL, NULL);
+                      &none);
     } else if (strcmp(status, "already_used") == 0) {
         log_warn("refresh token reuse detected from %s: session revoked", req->client_ip);
         auth__error(req, 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");
@@ -423,6 +474,8 @@ void auth__handle_token(http_request_t *req)
         grant_password(req, body);
     else if (grant && strcmp(grant, "refresh_token") == 0)
         grant_refresh(req, body);
+    else if (grant && strcmp(grant, "pkce") == 0)
+        auth__grant_pkce(req, body);
     else
         auth__error(req, 400, "invalid_credentials", "unsupported_grant_type");
     json_decref(body);

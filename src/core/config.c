@@ -182,6 +182,40 @@ const config_entry_t config_table[] = {
     {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
      0, false, "imports",
      "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},
+    /* OAuth providers (docs/auth.md, "Sign-in with GitHub, Google or OIDC") */
+    {"EXTERNAL_GITHUB_ENABLED", CONFIG_BOOL, F(github_enabled), "false", 0, 0, false, "oauth",
+     "Offer sign-in with GitHub (needs EXTERNAL_GITHUB_CLIENT_ID and EXTERNAL_GITHUB_SECRET)."},
+    {"EXTERNAL_GITHUB_CLIENT_ID", CONFIG_STR, F(github_client_id), "", 0, 0, false, "oauth",
+     "Client ID of the GitHub OAuth app."},
+    {"EXTERNAL_GITHUB_SECRET", CONFIG_STR, F(github_secret), "", 0, 0, true, "oauth",
+     "Client secret of the GitHub OAuth app."},
+    {"EXTERNAL_GITHUB_URL", CONFIG_STR, F(github_url), "", 0, 0, false, "oauth",
+     "Base URL of a GitHub Enterprise server (<url>/login/oauth/..., API at <url>/api/v3); "
+     "empty: github.com."},
+    {"EXTERNAL_GOOGLE_ENABLED", CONFIG_BOOL, F(google_enabled), "false", 0, 0, false, "oauth",
+     "Offer sign-in with Google (needs EXTERNAL_GOOGLE_CLIENT_ID and EXTERNAL_GOOGLE_SECRET)."},
+    {"EXTERNAL_GOOGLE_CLIENT_ID", CONFIG_STR, F(google_client_id), "", 0, 0, false, "oauth",
+     "Client ID of the Google OAuth client."},
+    {"EXTERNAL_GOOGLE_SECRET", CONFIG_STR, F(google_secret), "", 0, 0, true, "oauth",
+     "Client secret of the Google OAuth client."},
+    {"EXTERNAL_GOOGLE_URL", CONFIG_STR, F(google_url), "", 0, 0, false, "oauth",
+     "One base URL for Google's endpoints (<url>/o/oauth2/v2/auth, <url>/token, "
+     "<url>/v1/userinfo), for tests; empty: Google's own hosts."},
+    {"EXTERNAL_OIDC_ENABLED", CONFIG_BOOL, F(oidc_enabled), "false", 0, 0, false, "oauth",
+     "Offer sign-in with a generic OpenID Connect provider (provider=oidc)."},
+    {"EXTERNAL_OIDC_CLIENT_ID", CONFIG_STR, F(oidc_client_id), "", 0, 0, false, "oauth",
+     "Client ID at the OIDC provider."},
+    {"EXTERNAL_OIDC_SECRET", CONFIG_STR, F(oidc_secret), "", 0, 0, true, "oauth",
+     "Client secret at the OIDC provider."},
+    {"EXTERNAL_OIDC_AUTHORIZE_URL", CONFIG_STR, F(oidc_authorize_url), "", 0, 0, false, "oauth",
+     "The OIDC provider's authorization endpoint (no discovery: copy it from its "
+     ".well-known/openid-configuration)."},
+    {"EXTERNAL_OIDC_TOKEN_URL", CONFIG_STR, F(oidc_token_url), "", 0, 0, false, "oauth",
+     "The OIDC provider's token endpoint."},
+    {"EXTERNAL_OIDC_USERINFO_URL", CONFIG_STR, F(oidc_userinfo_url), "", 0, 0, false, "oauth",
+     "The OIDC provider's userinfo endpoint (sub, email, email_verified are read)."},
+    {"EXTERNAL_OIDC_SCOPES", CONFIG_STR, F(oidc_scopes), "openid email profile", 0, 0, false,
+     "oauth", "Scopes requested from the OIDC provider, space-separated."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);

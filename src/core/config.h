@@ -86,6 +86,22 @@ typedef struct config {
     bool import_allow_private_networks;
     long import_fetch_timeout;
     char *google_sheets_base_url;
+    /* OAuth providers (issue 14) */
+    bool github_enabled;
+    char *github_client_id;
+    char *github_secret;
+    char *github_url;
+    bool google_enabled;
+    char *google_client_id;
+    char *google_secret;
+    char *google_url;
+    bool oidc_enabled;
+    char *oidc_client_id;
+    char *oidc_secret;
+    char *oidc_authorize_url;
+    char *oidc_token_url;
+    char *oidc_userinfo_url;
+    char *oidc_scopes;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
