@@ -215,7 +215,10 @@ bool oauth_parse_github_emails(const char *body, size_t len, oauth_user_t *u, ch
         snprintf(err, errlen, "the provider's e-mail list is not a JSON array");
         return false;
     }
-    int best = -1; /* 3 primary verified, 2 verified, 1 primary */
+    /* The primary address decides, verified or not (a verified secondary
+     * must not stand in for an unverified primary); without a primary, the
+     * first verified one. */
+    int best = -1; /* 2 primary, 1 verified */
     size_t i;
     json_t *e;
     json_array_foreach(j, i, e)
@@ -225,7 +228,7 @@ bool oauth_parse_github_emails(const char *body, size_t len, oauth_user_t *u, ch
             continue;
         bool primary = json_is_true(json_object_get(e, "primary"));
         bool verified = json_is_true(json_object_get(e, "verified"));
-        int rank = primary && verified ? 3 : verified ? 2 : primary ? 1 : 0;
+        int rank = primary ? 2 : verified ? 1 : 0;
         if (rank > best) {
             best = rank;
             snprintf(u->email, sizeof(u->email), "%s", addr);

@@ -54,8 +54,8 @@ CD_MUSTCHECK bool oauth_parse_token(const char *body, size_t len, char **access,
 /* GitHub's GET /user: id, login, name, avatar_url, email. */
 CD_MUSTCHECK bool oauth_parse_github_user(const char *body, size_t len, oauth_user_t *u, char *err,
                                           size_t errlen);
-/* GitHub's GET /user/emails: the primary verified address (else another
- * verified one, else the primary unverified one) replaces u->email. */
+/* GitHub's GET /user/emails: the primary address (with its verified flag),
+ * else the first verified one, replaces u->email. */
 CD_MUSTCHECK bool oauth_parse_github_emails(const char *body, size_t len, oauth_user_t *u,
                                             char *err, size_t errlen);
 /* An OIDC userinfo answer (Google's too): sub, email, email_verified, name,

@@ -33,6 +33,13 @@ before(async () => {
     EXTERNAL_GOOGLE_CLIENT_ID: CLIENT_ID,
     EXTERNAL_GOOGLE_SECRET: CLIENT_SECRET,
     EXTERNAL_GOOGLE_URL: fake.url,
+    // a generic OIDC provider: configured endpoints (the fake's Google ones)
+    EXTERNAL_OIDC_ENABLED: 'true',
+    EXTERNAL_OIDC_CLIENT_ID: CLIENT_ID,
+    EXTERNAL_OIDC_SECRET: CLIENT_SECRET,
+    EXTERNAL_OIDC_AUTHORIZE_URL: `${fake.url}/o/oauth2/v2/auth`,
+    EXTERNAL_OIDC_TOKEN_URL: `${fake.url}/token`,
+    EXTERNAL_OIDC_USERINFO_URL: `${fake.url}/v1/userinfo`,
   });
 });
 after(async () => {
@@ -89,15 +96,16 @@ describe('settings', () => {
     const r = await request(`${server.url}/auth/v1/settings`, { headers: { apikey: server.anonKey } });
     assert.equal(r.json.external.github, true);
     assert.equal(r.json.external.google, true);
-    assert.equal(r.json.external.oidc, false);
+    assert.equal(r.json.external.oidc, true);
+    assert.equal(r.json.external.apple, false);
     assert.equal(r.json.external.email, true);
   });
 
   it('refuses a provider that is not enabled', async () => {
-    const r = await request(`${server.url}/auth/v1/authorize?provider=oidc`);
+    const r = await request(`${server.url}/auth/v1/authorize?provider=apple`);
     assert.equal(r.status, 400);
     assert.equal(r.json.code, 'validation_failed');
-    const r2 = await request(`${server.url}/auth/v1/authorize?provider=facebook`);
+    const r2 = await request(`${server.url}/auth/v1/authorize`);
     assert.equal(r2.status, 400);
   });
 });
@@ -111,7 +119,7 @@ describe('implicit flow', () => {
     assert.ok(params.refresh_token);
     assert.ok(params.provider_token?.startsWith('github_at_'), 'the provider token is handed on');
     assert.ok(Number(params.expires_in) > 0);
-    const claims = decodeJwt(params.access_token);
+    const claims = decodeJwt(params.access_token).payload;
     assert.equal(claims.email, p.email);
     assert.deepEqual(claims.amr.map((a) => a.method), ['oauth']);
     // the provider saw the callback URL and our client id
@@ -131,14 +139,14 @@ describe('implicit flow', () => {
     // the refresh token works and keeps the amr
     const { data: ref, error: rerr } = await client(server).auth.refreshSession({ refresh_token: params.refresh_token });
     noError(rerr, 'refreshSession');
-    assert.deepEqual(decodeJwt(ref.session.access_token).amr.map((a) => a.method), ['oauth']);
+    assert.deepEqual(decodeJwt(ref.session.access_token).payload.amr.map((a) => a.method), ['oauth']);
   });
 
   it('signing in again finds the same user', async () => {
     const p = profile();
     const first = await implicitSignIn('github', p);
     const again = await implicitSignIn('github', { ...p, name: 'Renamed' });
-    assert.equal(decodeJwt(again.params.access_token).sub, decodeJwt(first.params.access_token).sub);
+    assert.equal(decodeJwt(again.params.access_token).payload.sub, decodeJwt(first.params.access_token).payload.sub);
     const n = await sql(server, `select count(*) from auth.identities where provider = 'github' and provider_id = ${lit(String(p.id))}`);
     assert.equal(Number(n), 1);
   });
@@ -146,7 +154,7 @@ describe('implicit flow', () => {
   it('a provider claiming role=admin gets the default role', async () => {
     const p = profile({ role: 'admin' });
     const { params } = await implicitSignIn('google', p);
-    const claims = decodeJwt(params.access_token);
+    const claims = decodeJwt(params.access_token).payload;
     assert.equal(claims.app_metadata.role, 'user');
     assert.equal(claims.user_metadata.role, 'user');
     const row = await sql(server, `select (raw_app_meta_data->>'role') || '|' || (raw_user_meta_data ? 'role')::text from auth.users where email = ${lit(p.email)}`);
@@ -169,13 +177,26 @@ describe('implicit flow', () => {
     // the owner's Google account, verified: linked to the same user
     const owner = profile({ email });
     const ok = await implicitSignIn('google', owner);
-    assert.equal(decodeJwt(ok.params.access_token).sub, uid);
+    assert.equal(decodeJwt(ok.params.access_token).payload.sub, uid);
     assert.equal(await ids(), 'email,google');
     const { data } = await client(server).auth.getUser(ok.params.access_token);
     assert.deepEqual([...data.user.app_metadata.providers].sort(), ['email', 'google']);
     // the password still works
     const { error: perr } = await client(server).auth.signInWithPassword({ email, password: PASSWORD });
     noError(perr, 'password sign-in after linking');
+  });
+
+  it('a generic OIDC provider with configured endpoints', async () => {
+    const p = profile();
+    // the fake serves OIDC on its Google endpoints, so the login is queued there
+    fake.login('google', p);
+    const { data } = await client(server).auth.signInWithOAuth({ provider: 'oidc', options: { redirectTo: `${SITE}/o`, skipBrowserRedirect: true } });
+    const end = await follow(data.url);
+    const f = fragment(end.location);
+    assert.ok(f.access_token, end.location);
+    const { data: u } = await client(server).auth.getUser(f.access_token);
+    assert.equal(u.user.email, p.email);
+    assert.ok(u.user.identities.some((i) => i.provider === 'oidc' && i.id === String(p.id)));
   });
 
   it('the provider refusing the sign-in comes back as an error', async () => {
@@ -266,7 +287,7 @@ describe('PKCE flow', () => {
     assert.match(data.url, /code_challenge=/);
     const end = await follow(data.url);
     assert.ok(end.location?.startsWith(`${SITE}/welcome?code=`), JSON.stringify(end));
-    const verifier = [...mem.entries()].find(([k]) => k.endsWith('-code-verifier'))[1];
+    const verifier = JSON.parse([...mem.entries()].find(([k]) => k.endsWith('-code-verifier'))[1]);
     return { sb, code: query(end.location).code, verifier };
   }
 
@@ -278,7 +299,7 @@ describe('PKCE flow', () => {
     assert.equal(data.user.email, p.email);
     assert.equal(data.session.provider_token.startsWith('google_at_'), true);
     assert.ok(data.session.provider_refresh_token.startsWith('google_rt_'));
-    assert.deepEqual(decodeJwt(data.session.access_token).amr.map((a) => a.method), ['oauth']);
+    assert.deepEqual(decodeJwt(data.session.access_token).payload.amr.map((a) => a.method), ['oauth']);
     assert.equal(data.user.identities[0].provider, 'google');
     const { data: got } = await sb.auth.getUser();
     assert.equal(got.user.id, data.user.id);

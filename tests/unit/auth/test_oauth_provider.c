@@ -102,6 +102,17 @@ static void test_github(void **state)
     assert_true(PARSE(oauth_parse_github_emails, unverified, &u));
     assert_string_equal(u.email, "main@x.test");
     assert_false(u.email_verified);
+    /* a verified secondary does not stand in for an unverified primary */
+    const char *mixed = "[{\"email\":\"other@x.test\",\"primary\":false,\"verified\":true},"
+                        "{\"email\":\"main@x.test\",\"primary\":true,\"verified\":false}]";
+    assert_true(PARSE(oauth_parse_github_emails, mixed, &u));
+    assert_string_equal(u.email, "main@x.test");
+    assert_false(u.email_verified);
+    const char *noprim = "[{\"email\":\"a@x.test\",\"verified\":false},"
+                         "{\"email\":\"b@x.test\",\"verified\":true}]";
+    assert_true(PARSE(oauth_parse_github_emails, noprim, &u));
+    assert_string_equal(u.email, "b@x.test");
+    assert_true(u.email_verified);
     assert_true(PARSE(oauth_parse_github_emails, "[]", &u));
     assert_string_equal(u.email, "");
     assert_false(PARSE(oauth_parse_github_emails, "{}", &u));
