@@ -264,8 +264,9 @@ static void handle_settings(http_request_t *req)
     json_t *j = json_pack(
         "{s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, s:s, s:b, s:b}", "external",
         "email", 1, "phone", 0, "anonymous_users", 0, "google", google, "github", github, "oidc",
-        oidc, "apple", 0, "azure", 0, "disable_signup", app->cfg.disable_signup, "mailer_autoconfirm", app->mailer_autoconfirm,
-        "phone_autoconfirm", 0, "sms_provider", "", "saml_enabled", 0, "passkeys_enabled", 0);
+        oidc, "apple", 0, "azure", 0, "disable_signup", app->cfg.disable_signup,
+        "mailer_autoconfirm", app->mailer_autoconfirm, "phone_autoconfirm", 0, "sms_provider", "",
+        "saml_enabled", 0, "passkeys_enabled", 0);
     http_reply_json(req, 200, j);
 }
 

@@ -459,10 +459,11 @@ static void resend_email_change(http_request_t *req, const char *headers, const 
 {
     app_t *app = auth__app(req);
     const char *p[1] = {email};
-    db_stmt_t s = {"select id, email, email_change from auth.users "
-                   "where coalesce(email_change, '') <> '' and deleted_at is null "
-                   "and (lower(email) = lower(btrim($1)) or lower(email_change) = lower(btrim($1)))",
-                   1, p};
+    db_stmt_t s = {
+        "select id, email, email_change from auth.users "
+        "where coalesce(email_change, '') <> '' and deleted_at is null "
+        "and (lower(email) = lower(btrim($1)) or lower(email_change) = lower(btrim($1)))",
+        1, p};
     PGresult *r = NULL;
     if (!auth__run(req, headers, true, &s, 1, &r, NULL))
         return;

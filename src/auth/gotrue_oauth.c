@@ -86,8 +86,7 @@ static bool check_challenge(http_request_t *req, const char *challenge, const ch
         return false;
     }
     if (strcasecmp(method, "s256") != 0 && strcasecmp(method, "plain") != 0) {
-        auth__error(req, 400, "validation_failed",
-                    "code challenge method must be s256 or plain");
+        auth__error(req, 400, "validation_failed", "code challenge method must be s256 or plain");
         return false;
     }
     if (!oauth_pkce_valid(challenge)) {
@@ -161,8 +160,9 @@ static char *provider_location(const app_t *app, const oauth_provider_t *p, cons
     cd_buf_t b;
     cd_buf_init(&b, OAUTH_LOC_MAX);
     bool ok = e_id && e_uri && e_scope && e_state &&
-              cd_buf_printf(&b, "%s%cclient_id=%s&redirect_uri=%s&response_type=code&scope=%s"
-                                "&state=%s",
+              cd_buf_printf(&b,
+                            "%s%cclient_id=%s&redirect_uri=%s&response_type=code&scope=%s"
+                            "&state=%s",
                             p->authorize_url, strchr(p->authorize_url, '?') ? '&' : '?', e_id,
                             e_uri, e_scope, e_state);
     curl_free(e_id);
@@ -206,12 +206,12 @@ void auth__handle_authorize(http_request_t *req)
         return;
     }
     state_key(app, key);
-    json_t *claims = json_pack("{s:I, s:s, s:s, s:s?, s:s}", "exp",
-                               (json_int_t)time(NULL) + OAUTH_STATE_TTL, "provider", p.name,
-                               "redirect_to",
-                               checked_redirect(app, http_query_arg(req, "redirect_to")), "flow",
-                               *flow ? flow : NULL, "nonce", nonce);
-    char *state = claims ? oauth_state_sign(claims, (const unsigned char *)key, CD_TOKEN_LEN) : NULL;
+    json_t *claims = json_pack(
+        "{s:I, s:s, s:s, s:s?, s:s}", "exp", (json_int_t)time(NULL) + OAUTH_STATE_TTL, "provider",
+        p.name, "redirect_to", checked_redirect(app, http_query_arg(req, "redirect_to")), "flow",
+        *flow ? flow : NULL, "nonce", nonce);
+    char *state =
+        claims ? oauth_state_sign(claims, (const unsigned char *)key, CD_TOKEN_LEN) : NULL;
     json_decref(claims);
     char *loc = state ? provider_location(app, &p, scopes, state) : NULL;
     free(state);
@@ -244,9 +244,9 @@ static bool callback_begin(http_request_t *req, callback_t *c)
     app_t *app = auth__app(req);
     char key[CD_TOKEN_LEN + 1];
     state_key(app, key);
-    oauth_state_status_t st = oauth_state_verify(http_query_arg(req, "state"),
-                                                 (const unsigned char *)key, CD_TOKEN_LEN,
-                                                 (long long)time(NULL), &c->claims);
+    oauth_state_status_t st =
+        oauth_state_verify(http_query_arg(req, "state"), (const unsigned char *)key, CD_TOKEN_LEN,
+                           (long long)time(NULL), &c->claims);
     if (st != OAUTH_STATE_OK) {
         redirect_error(req, app->cfg.site_url, false, "invalid_request", "bad_oauth_state",
                        st == OAUTH_STATE_EXPIRED ? "OAuth state has expired"
@@ -348,10 +348,8 @@ static void callback_refused(http_request_t *req, const callback_t *c, const sig
     char msg[160];
     if (strcmp(s->status, "unverified") == 0) {
         snprintf(msg, sizeof(msg),
-                 "Unverified email with %s: verify the address at the provider first",
-                 c->provider);
-        redirect_error(req, c->to, pkce, "access_denied", "provider_email_needs_verification",
-                       msg);
+                 "Unverified email with %s: verify the address at the provider first", c->provider);
+        redirect_error(req, c->to, pkce, "access_denied", "provider_email_needs_verification", msg);
     } else if (strcmp(s->status, "no_email") == 0) {
         redirect_error(req, c->to, pkce, "server_error", "email_address_not_provided",
                        "Error getting user email from external provider");
@@ -440,11 +438,12 @@ void auth__grant_pkce(http_request_t *req, json_t *body)
     snprintf(ttl, sizeof(ttl), "%d", OAUTH_CODE_TTL);
     (void)app;
     const char *p[2] = {hash, ttl};
-    db_stmt_t s = {"select r.user_id, r.code_challenge_method, r.code_challenge, "
-                   "r.authentication_method, r.provider_access_token, r.provider_refresh_token, "
-                   "u.email, coalesce(u.banned_until > now(), false) "
-                   "from auth.redeem_flow_state($1, $2::int) r join auth.users u on u.id = r.user_id",
-                   2, p};
+    db_stmt_t s = {
+        "select r.user_id, r.code_challenge_method, r.code_challenge, "
+        "r.authentication_method, r.provider_access_token, r.provider_refresh_token, "
+        "u.email, coalesce(u.banned_until > now(), false) "
+        "from auth.redeem_flow_state($1, $2::int) r join auth.users u on u.id = r.user_id",
+        2, p};
     PGresult *r = NULL;
     char *headers = auth_headers_json(req);
     bool ok = auth__run(req, headers, false, &s, 1, &r, NULL);

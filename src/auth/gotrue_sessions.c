@@ -41,8 +41,8 @@ static void redirect_session(http_request_t *req, const auth_session_opts_t *o, 
 {
     app_t *app = auth__app(req);
     char *pt = o->provider_token ? curl_easy_escape(NULL, o->provider_token, 0) : NULL;
-    char *prt = o->provider_refresh_token ? curl_easy_escape(NULL, o->provider_refresh_token, 0)
-                                          : NULL;
+    char *prt =
+        o->provider_refresh_token ? curl_easy_escape(NULL, o->provider_refresh_token, 0) : NULL;
     char loc[8192];
     int n = snprintf(loc, sizeof(loc),
                      "%s#access_token=%s&expires_at=%lld&expires_in=%ld%s%s%s%s&refresh_token=%s"

@@ -261,7 +261,8 @@ bool oauth_parse_userinfo(const char *body, size_t len, oauth_user_t *u, char *e
         snprintf(u->email, sizeof(u->email), "%s", email);
     /* some providers send "true" as a string */
     json_t *ev = json_object_get(j, "email_verified");
-    u->email_verified = json_is_true(ev) || (json_is_string(ev) && strcmp(json_string_value(ev), "true") == 0);
+    u->email_verified =
+        json_is_true(ev) || (json_is_string(ev) && strcmp(json_string_value(ev), "true") == 0);
     static const char *const keys[] = {"name", "picture", "preferred_username"};
     u->data = pick(j, keys, CD_ARRAY_LEN(keys));
     const char *pic = str_member(j, "picture", 2048);
@@ -349,8 +350,8 @@ bool oauth_exchange_code(const oauth_provider_t *p, const char *code, const char
     cd_buf_t form, body;
     cd_buf_init(&form, 16384);
     cd_buf_init(&body, OAUTH_BODY_MAX);
-    bool ok = form_add(&form, "grant_type", "authorization_code") && form_add(&form, "code", code) &&
-              form_add(&form, "redirect_uri", redirect_uri) &&
+    bool ok = form_add(&form, "grant_type", "authorization_code") &&
+              form_add(&form, "code", code) && form_add(&form, "redirect_uri", redirect_uri) &&
               form_add(&form, "client_id", p->client_id) &&
               form_add(&form, "client_secret", p->secret);
     if (!ok)

@@ -39,8 +39,8 @@ char *oauth_state_sign(const json_t *claims, const unsigned char *key, size_t ke
     return out;
 }
 
-oauth_state_status_t oauth_state_verify(const char *state, const unsigned char *key,
-                                        size_t keylen, long long now, json_t **claims)
+oauth_state_status_t oauth_state_verify(const char *state, const unsigned char *key, size_t keylen,
+                                        long long now, json_t **claims)
 {
     *claims = NULL;
     if (!state)

@@ -35,8 +35,7 @@ CD_MUSTCHECK char *oauth_state_sign(const json_t *claims, const unsigned char *k
  * (constant time) first, then exp > now. On OK stores the claims in *claims
  * (new reference; caller json_decref()s), else sets it to NULL. */
 CD_MUSTCHECK oauth_state_status_t oauth_state_verify(const char *state, const unsigned char *key,
-                                                     size_t keylen, long long now,
-                                                     json_t **claims);
+                                                     size_t keylen, long long now, json_t **claims);
 
 /* Whether v is a valid PKCE code_verifier or code_challenge: 43 to 128
  * characters of A-Z a-z 0-9 - . _ ~ (RFC 7636 4.1). */

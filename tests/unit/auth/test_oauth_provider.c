@@ -59,7 +59,8 @@ static void test_token(void **state)
 {
     (void)state;
     char err[256], *a, *r;
-    const char *ok = "{\"access_token\":\"gho_abc\",\"token_type\":\"bearer\",\"scope\":\"user:email\"}";
+    const char *ok =
+        "{\"access_token\":\"gho_abc\",\"token_type\":\"bearer\",\"scope\":\"user:email\"}";
     assert_true(oauth_parse_token(ok, strlen(ok), &a, &r, err, sizeof(err)));
     assert_string_equal(a, "gho_abc");
     assert_null(r);

@@ -90,10 +90,8 @@ static void test_state_malformed(void **state)
     json_t *claims = NULL;
     assert_int_equal(oauth_state_verify(NULL, KEY, KEYLEN, NOW, &claims), OAUTH_STATE_MALFORMED);
     assert_int_equal(oauth_state_verify("", KEY, KEYLEN, NOW, &claims), OAUTH_STATE_MALFORMED);
-    assert_int_equal(oauth_state_verify("nodot", KEY, KEYLEN, NOW, &claims),
-                     OAUTH_STATE_MALFORMED);
-    assert_int_equal(oauth_state_verify(".abc", KEY, KEYLEN, NOW, &claims),
-                     OAUTH_STATE_MALFORMED);
+    assert_int_equal(oauth_state_verify("nodot", KEY, KEYLEN, NOW, &claims), OAUTH_STATE_MALFORMED);
+    assert_int_equal(oauth_state_verify(".abc", KEY, KEYLEN, NOW, &claims), OAUTH_STATE_MALFORMED);
     char big[OAUTH_STATE_MAX + 10];
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -149,8 +147,8 @@ static void test_pkce_valid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_state_round_trip), cmocka_unit_test(test_state_expired),
-        cmocka_unit_test(test_state_tampered),   cmocka_unit_test(test_state_malformed),
+        cmocka_unit_test(test_state_round_trip),  cmocka_unit_test(test_state_expired),
+        cmocka_unit_test(test_state_tampered),    cmocka_unit_test(test_state_malformed),
         cmocka_unit_test(test_pkce_s256_rfc7636), cmocka_unit_test(test_pkce_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
