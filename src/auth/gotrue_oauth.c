@@ -58,6 +58,17 @@ static void see_other(http_request_t *req, const char *loc)
     http_reply(req, 303, "text/plain", "", 0);
 }
 
+/* Runs one statement of the auth SQL (auth__run) with the request's headers
+ * for the audit trail. */
+static bool run_one(http_request_t *req, const db_stmt_t *s, PGresult **r,
+                    const auth_unique_t *unique)
+{
+    char *headers = auth_headers_json(req);
+    bool ok = auth__run(req, headers, false, s, 1, r, unique);
+    free(headers);
+    return ok;
+}
+
 /* Redirects to `to` with GoTrue's error triple: in the query for PKCE (the
  * client reads ?error=), else in the fragment. */
 static void redirect_error(http_request_t *req, const char *to, bool pkce, const char *error,
@@ -112,9 +123,7 @@ static bool create_flow(http_request_t *req, const char *challenge, const char *
                    "provider_type, authentication_method) values ($1::uuid, $2, $3, $4, $5)",
                    5, p};
     PGresult *r = NULL;
-    char *headers = auth_headers_json(req);
-    bool ok = auth__run(req, headers, false, &s, 1, &r, NULL);
-    free(headers);
+    bool ok = run_one(req, &s, &r, NULL);
     PQclear(r);
     return ok;
 }
@@ -325,9 +334,7 @@ static bool callback_user(http_request_t *req, callback_t *c, signed_in_t *out)
                    "$8::uuid) s left join auth.users x on x.id = s.user_id",
                    8, p};
     PGresult *r = NULL;
-    char *headers = auth_headers_json(req);
-    bool ok = auth__run(req, headers, false, &s, 1, &r, &AUTH_UNIQUE_EMAIL);
-    free(headers);
+    bool ok = run_one(req, &s, &r, &AUTH_UNIQUE_EMAIL);
     free(data);
     if (!ok)
         return false;
@@ -375,9 +382,7 @@ void auth__redirect_with_code(http_request_t *req, const char *flow, const char 
     const char *p[6] = {flow, uid, hash, ttl, provider_token, provider_refresh_token};
     db_stmt_t s = {"select auth.issue_flow_code($1::uuid, $2::uuid, $3, $4::int, $5, $6)", 6, p};
     PGresult *r = NULL;
-    char *headers = auth_headers_json(req);
-    bool ok = auth__run(req, headers, false, &s, 1, &r, NULL);
-    free(headers);
+    bool ok = run_one(req, &s, &r, NULL);
     if (!ok)
         return;
     bool issued = PQgetvalue(r, 0, 0)[0] == 't';
@@ -423,7 +428,6 @@ done:
 
 void auth__grant_pkce(http_request_t *req, json_t *body)
 {
-    app_t *app = auth__app(req);
     const char *code = auth__jstr(body, "auth_code");
     const char *verifier = auth__jstr(body, "code_verifier");
     if (!code || !*code || !verifier || !*verifier) {
@@ -436,7 +440,6 @@ void auth__grant_pkce(http_request_t *req, json_t *body)
     char hash[CD_SHA256_HEX_LEN + 1], ttl[16];
     cd_sha256_hex(code, strlen(code), hash);
     snprintf(ttl, sizeof(ttl), "%d", OAUTH_CODE_TTL);
-    (void)app;
     const char *p[2] = {hash, ttl};
     db_stmt_t s = {
         "select r.user_id, r.code_challenge_method, r.code_challenge, "
@@ -445,9 +448,7 @@ void auth__grant_pkce(http_request_t *req, json_t *body)
         "from auth.redeem_flow_state($1, $2::int) r join auth.users u on u.id = r.user_id",
         2, p};
     PGresult *r = NULL;
-    char *headers = auth_headers_json(req);
-    bool ok = auth__run(req, headers, false, &s, 1, &r, NULL);
-    free(headers);
+    bool ok = run_one(req, &s, &r, NULL);
     if (!ok)
         return;
     if (PQntuples(r) != 1) {
