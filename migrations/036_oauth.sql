@@ -111,7 +111,8 @@ $do$;
 --                  linked or created (an unverified address must not take over
 --                  an account, nor block its owner's sign-up later);
 --   'no_email'     the provider gave no address;
---   'signup_disabled' nobody to link to and sign-up is off.
+--   'signup_disabled' nobody to link to and sign-up is off;
+--   'deleted'      the identity's user was deleted.
 -- Linking to a user whose own address was never confirmed confirms it and
 -- drops that user's password: whoever registered the address without owning
 -- it cannot keep a way in (pre-account takeover).
@@ -140,6 +141,10 @@ begin
         update auth.identities i set identity_data = data, last_sign_in_at = pg_catalog.now(),
                updated_at = pg_catalog.now()
          where i.provider = p_provider and i.provider_id = p_provider_id;
+        if not exists (select 1 from auth.users x where x.id = uid and x.deleted_at is null) then
+            return query select 'deleted'::text, null::uuid, null::text, false;
+            return;
+        end if;
         return query select 'ok'::text, x.id, x.email::text, false from auth.users x where x.id = uid;
         return;
     end if;

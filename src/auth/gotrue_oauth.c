@@ -360,6 +360,8 @@ static void callback_refused(http_request_t *req, const callback_t *c, const sig
     } else if (strcmp(s->status, "no_email") == 0) {
         redirect_error(req, c->to, pkce, "server_error", "email_address_not_provided",
                        "Error getting user email from external provider");
+    } else if (strcmp(s->status, "deleted") == 0) {
+        redirect_error(req, c->to, pkce, "access_denied", "user_not_found", "User not found");
     } else if (strcmp(s->status, "signup_disabled") == 0) {
         redirect_error(req, c->to, pkce, "access_denied", "signup_disabled",
                        "Signups not allowed for this instance");

@@ -3,7 +3,7 @@
 -- only, the default role whatever the provider says, single-use auth codes,
 -- the amr claim.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SELECT tests.create_user('alice@example.test', 'user') AS alice \gset
 
@@ -60,6 +60,9 @@ SELECT ok(NOT (SELECT raw_user_meta_data ? 'role' FROM auth.users WHERE id = :'b
           'the provider''s role claim is not stored');
 SELECT is((SELECT raw_app_meta_data->>'provider' FROM auth.users WHERE id = :'bob'), 'google',
           'app_metadata.provider names the provider');
+UPDATE auth.users SET deleted_at = now() WHERE id = :'bob';
+SELECT is((SELECT status FROM auth.oauth_sign_in('google', 'g2', '{}', 'bob@example.test', true, 'user', true, gen_random_uuid())),
+          'deleted', 'a deleted user''s identity does not sign in');
 SELECT throws_ok($$SELECT * FROM auth.oauth_sign_in('google', 'g3', '{}', 'eve@example.test', true, 'superuser', true, gen_random_uuid())$$,
                  '22023', NULL, 'the role must be one of ours');
 
