@@ -487,3 +487,32 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
   assert.equal(retry.status, 'success', JSON.stringify(retry));
   assert.equal(retry.records_imported, 2);
 });
+
+test('a clean stop mid-sync puts the run back in the queue; the restart finishes the same run', T, async () => {
+  let release;
+  const hang = new Promise((r) => (release = r));
+  let hanging = true;
+  routes.set('/stop.csv', async (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/csv' });
+    res.write('email\r\nq1@example.com\r\n');
+    if (hanging) await hang;
+    res.end('q2@example.com\r\n');
+  });
+  const src = await createSource(alice, { name: 'Stopped', type: 'csv_url', config: { url: `${filesUrl}/stop.csv` } });
+  const logId = await startSync(alice, src.id);
+  await waitFor(async () => (await syncLog(logId))?.metadata?.phase === 'downloading', 'download to start');
+  const dataDir = server.dataDir;
+  await server.stop({ removeData: false }); // SIGTERM: a clean stop, asserted clean
+  hanging = false;
+  release();
+  files.closeAllConnections?.();
+  server = await h.startServer({ ...serverEnv(), CAMPAIGND_DATA_DIR: dataDir });
+  const done = await waitFor(async () => {
+    const l = await syncLog(logId);
+    return l && l.status !== 'running' ? l : null;
+  }, 'the same run to finish', 180000);
+  assert.equal(done.status, 'success', JSON.stringify(done));
+  assert.equal(done.records_imported, 2);
+  const others = await h.sql(server, `select count(*) from public.sync_logs where data_source_id = ${h.lit(src.id)}`);
+  assert.equal(Number(others), 1, 'no second row: the stop did not fail the run');
+});
