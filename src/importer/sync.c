@@ -690,6 +690,17 @@ static bool finish(run_t *r, load_t *ld)
         if (mer)
             json_object_set_new(reasons, "duplicate", json_integer(mer));
         json_object_set_new(m, "destination", json_string("contacts"));
+        /* what the mapped consent columns recorded (migration 037) */
+        json_t *consent = json_object();
+        const char *channels[] = {"email", "sms"};
+        for (size_t i = 0; consent && i < 2; i++) {
+            json_t *c = json_object_get(result, channels[i]);
+            if (json_is_object(c))
+                json_object_set(consent, channels[i], c);
+        }
+        if (consent && json_object_size(consent))
+            json_object_set(m, "consent", consent);
+        json_decref(consent);
     }
     json_decref(result);
     json_object_set_new(json_object_get(m, "progress"), "imported", json_integer(r->imported));
