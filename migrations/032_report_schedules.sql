@@ -63,15 +63,19 @@ as $$
 declare
     v_missing integer;
 begin
-    if (select count(distinct r) from pg_catalog.unnest(new.recipients) r)
-       <> pg_catalog.cardinality(new.recipients) then
-        raise exception 'recipients must be distinct' using errcode = '23514';
-    end if;
-    select count(*) into v_missing from pg_catalog.unnest(new.recipients) r
-    where not exists (select 1 from auth.users u where u.id = r and u.deleted_at is null);
-    if v_missing > 0 then
-        raise exception 'recipients must be users of this instance (% are not)', v_missing
-            using errcode = '23503';
+    -- checked when recipients are written: a recipient deleted later is
+    -- skipped by the runs, and never blocks the server's own updates
+    if tg_op = 'INSERT' or new.recipients is distinct from old.recipients then
+        if (select count(distinct r) from pg_catalog.unnest(new.recipients) r)
+           <> pg_catalog.cardinality(new.recipients) then
+            raise exception 'recipients must be distinct' using errcode = '23514';
+        end if;
+        select count(*) into v_missing from pg_catalog.unnest(new.recipients) r
+        where not exists (select 1 from auth.users u where u.id = r and u.deleted_at is null);
+        if v_missing > 0 then
+            raise exception 'recipients must be users of this instance (% are not)', v_missing
+                using errcode = '23503';
+        end if;
     end if;
     if new.schedule_config ? 'timezone' then
         raise exception 'scheduled reports run in the application''s time zone: schedule_config.timezone is not accepted'
@@ -90,6 +94,24 @@ $$;
 create trigger report_schedules_check before insert or update on public.report_schedules
     for each row execute function public.report_schedules_check();
 revoke all on function public.report_schedules_check() from public, anon, authenticated;
+
+-- AFTER UPDATE OF timezone on app_settings: schedules follow the new zone at once.
+create function public.report_schedules_reschedule() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    update public.report_schedules s
+    set next_run_at = jobs.next_run(s.frequency, s.schedule_config, pg_catalog.now(), new.timezone::text)
+    where s.enabled;
+    return null;
+end
+$$;
+revoke all on function public.report_schedules_reschedule() from public, anon, authenticated;
+create trigger report_schedules_reschedule after update of timezone on public.app_settings
+    for each row when (old.timezone is distinct from new.timezone)
+    execute function public.report_schedules_reschedule();
 
 alter table public.report_schedules enable row level security;
 revoke all on public.report_schedules from public, anon, authenticated;
@@ -140,7 +162,7 @@ $$;
 revoke all on function public.run_report_schedule(uuid) from public, anon;
 grant execute on function public.run_report_schedule(uuid) to authenticated, service_role;
 
--- The scheduler's pass for reports (the recurring job report.schedule_scan):
+-- The scheduler's pass for reports (src/jobs/queue.c calls it with enqueue_due_syncs):
 -- every enabled schedule whose next_run_at has come gets one report.scheduled
 -- job (payload {schedule_id, slot}: the instant it fires for) and its
 -- next_run_at advanced past now, in this transaction, rows locked SKIP LOCKED

@@ -50,9 +50,9 @@ CD_MUSTCHECK api_report_status_t api_report_generate(const db_caller_t *who, con
 CD_MUSTCHECK api_report_status_t api_report_csv(const db_caller_t *who, const char *report_id,
                                                 cd_buf_t *out, db_error_t *err);
 
-/* Registers the scheduled-report jobs (report.scheduled, and the recurring
- * report.schedule_scan every JOB_POLL_INTERVAL seconds). Call before
- * jobs_start(). report_schedules.c. */
-CD_MUSTCHECK bool api_report_schedules_register(const app_t *app);
+/* Registers the scheduled-report job kind report.scheduled (the queue's
+ * scheduler pass enqueues due runs). Call before jobs_start().
+ * report_schedules.c. */
+CD_MUSTCHECK bool api_report_schedules_register(void);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * Scheduled reports (migration 032): two job kinds on the queue.
- *   report.schedule_scan (recurring, every JOB_POLL_INTERVAL seconds): turns
- *     due schedules into report.scheduled jobs (jobs.enqueue_due_reports).
+ * Scheduled reports (migration 032). The queue's scheduler pass (queue.c,
+ * every JOB_POLL_INTERVAL seconds) turns due schedules into jobs
+ * (jobs.enqueue_due_reports); this is their handler:
  *   report.scheduled ({schedule_id, slot}): generates the report AS THE
  *     OWNER (claims {sub: owner}: row-level security and the owner's current
  *     role apply, as in POST /api/reports), saves the CSV in the private
@@ -23,8 +23,7 @@
 #include "jobs/queue.h"
 #include "storage/storage.h"
 
-#define SCHEDULE_SCAN_KIND "report.schedule_scan"
-#define SCHEDULED_KIND     "report.scheduled"
+#define SCHEDULED_KIND "report.scheduled"
 /* The mailed download link lasts a week. */
 #define REPORT_LINK_SECONDS   (7L * 24 * 3600)
 #define REPORT_MAX_RECIPIENTS 20
@@ -36,23 +35,6 @@ static const db_caller_t service = {
     .path = SCHEDULED_KIND,
     .headers_json = "{}",
 };
-
-static job_result_t scan_job(job_ctx_t *ctx, const job_t *job)
-{
-    (void)job;
-    PGresult *res = NULL;
-    db_error_t err;
-    if (db_run1(job_conn(ctx), &service, "select jobs.enqueue_due_reports()", 0, NULL, &res,
-                &err) != DB_OK) {
-        job_set_error(ctx, "report scan failed: %s (SQLSTATE %s)", err.message, err.sqlstate);
-        return JOB_RETRY;
-    }
-    long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    if (n > 0)
-        log_info("reports: %ld scheduled report(s) due", n);
-    PQclear(res);
-    return JOB_DONE;
-}
 
 /* One run's facts (jobs.report_run_info). */
 typedef struct run {
@@ -250,8 +232,7 @@ static job_result_t scheduled_job(job_ctx_t *ctx, const job_t *job)
     return out;
 }
 
-bool api_report_schedules_register(const app_t *app)
+bool api_report_schedules_register(void)
 {
-    return jobs_register(SCHEDULED_KIND, scheduled_job) &&
-           jobs_register_recurring(SCHEDULE_SCAN_KIND, scan_job, app->cfg.job_poll_interval);
+    return jobs_register(SCHEDULED_KIND, scheduled_job);
 }

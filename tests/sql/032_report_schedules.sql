@@ -5,7 +5,7 @@
 -- application's zone; the scheduler's pass enqueues a due run once; a run's
 -- facts (period, recipients) and its once-per-slot guard.
 BEGIN;
-SELECT plan(25);
+SELECT plan(27);
 
 SELECT tests.create_user('admin@example.test', 'admin') AS admin \gset
 SELECT tests.create_user('alice@example.test', 'user') AS alice \gset
@@ -71,6 +71,15 @@ SELECT is((SELECT to_char(next_run_at AT TIME ZONE 'Europe/Paris', 'DD HH24:MI')
           '01 00:00', 'monthly: the 1st at midnight, Paris time');
 SELECT ok(public.run_report_schedule(:'s1') > 0, 'the owner runs it now');
 SELECT tests.clear_authentication();
+
+-- the zone follows app_settings; a recipient deleted later blocks nothing
+UPDATE public.app_settings SET timezone = 'Asia/Tokyo';
+SELECT is((SELECT to_char(next_run_at AT TIME ZONE 'Asia/Tokyo', 'DD HH24:MI') FROM public.report_schedules WHERE id = :'s1'),
+          '01 00:00', 'a new application zone reschedules at once');
+UPDATE auth.users SET deleted_at = now() WHERE id = :'bob';
+SELECT lives_ok(format('UPDATE public.report_schedules SET last_error = %L WHERE id = %L', 'x', :'s1'),
+                'the server updates a schedule whose recipient was deleted');
+UPDATE auth.users SET deleted_at = null WHERE id = :'bob';
 
 -- the scheduler's pass: a due schedule is enqueued once and moves on
 UPDATE public.report_schedules SET next_run_at = now() - interval '1 minute' WHERE id = :'s1';
