@@ -177,7 +177,37 @@ begin
 end
 $$;
 
+-- Housekeeping, called by the retention job: a mail whose job ended without
+-- recording an outcome (a lease that expired on the last attempt) is closed
+-- ('failed' if it was queued, 'unknown' if it was being sent) so its message
+-- is erased; final rows older than p_keep are deleted. Returns how many rows
+-- were deleted.
+create function jobs.purge_mail_outbox(p_keep interval)
+returns integer
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    update jobs.mail_outbox m
+    set status = case m.status when 'queued' then 'failed' else 'unknown' end,
+        last_error = coalesce(m.last_error, 'its job ended without an outcome')
+    where m.status in ('queued', 'sending')
+      and not exists (select 1 from jobs.jobs j
+                      where j.kind = 'mail.send' and j.status in ('pending', 'running')
+                        and j.payload ->> 'mail_id' = m.id::text);
+    delete from jobs.mail_outbox m
+    where m.status in ('sent', 'failed', 'unknown') and m.updated_at < pg_catalog.now() - p_keep;
+    get diagnostics v_count = row_count;
+    return v_count;
+end
+$$;
+
 revoke all on function jobs.queue_mail(text, text, text, text, text, text, text, text, bytea, integer, interval),
-    jobs.mail_claim(bigint), jobs.mail_finish(bigint, text, text) from public, anon, authenticated;
+    jobs.mail_claim(bigint), jobs.mail_finish(bigint, text, text), jobs.purge_mail_outbox(interval)
+    from public, anon, authenticated;
 grant execute on function jobs.queue_mail(text, text, text, text, text, text, text, text, bytea, integer, interval),
-    jobs.mail_claim(bigint), jobs.mail_finish(bigint, text, text) to service_role;
+    jobs.mail_claim(bigint), jobs.mail_finish(bigint, text, text), jobs.purge_mail_outbox(interval)
+    to service_role;

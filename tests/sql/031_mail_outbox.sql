@@ -3,7 +3,7 @@
 -- row, never holding the message), at-most-once claims, retries, the final
 -- states and their scrubbing.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 
 SELECT ok(NOT has_table_privilege('authenticated', 'jobs.mail_outbox', 'SELECT')
           AND NOT has_table_privilege('anon', 'jobs.mail_outbox', 'SELECT')
@@ -55,6 +55,17 @@ SELECT is((SELECT outcome || '|' || attachment_name || '|' || convert_from(attac
 SELECT is((SELECT outcome FROM jobs.mail_claim(:m2)), 'unknown', 'claimed while sending: not sent again');
 SELECT ok((SELECT status = 'unknown' AND attachment IS NULL AND body_text IS NULL
            FROM jobs.mail_outbox WHERE id = :m2), 'recorded as unknown and scrubbed');
+
+-- housekeeping: a mail whose job ended without an outcome is closed and erased
+SELECT jobs.queue_mail('auth', 'recovery', 'c@example.test', 'Reset', 'code 654321', null) AS m3 \gset
+UPDATE jobs.jobs SET status = 'failed', finished_at = now() WHERE (payload ->> 'mail_id')::bigint = :m3;
+SELECT is(jobs.purge_mail_outbox('7 days'), 0, 'nothing old enough to delete');
+SELECT ok((SELECT status = 'failed' AND body_text IS NULL FROM jobs.mail_outbox WHERE id = :m3),
+          'an orphaned queued mail is failed and erased');
+ALTER TABLE jobs.mail_outbox DISABLE TRIGGER mail_outbox_states; -- final rows are frozen: age them
+UPDATE jobs.mail_outbox SET updated_at = now() - interval '8 days' WHERE id IN (:m1, :m2, :m3);
+ALTER TABLE jobs.mail_outbox ENABLE TRIGGER mail_outbox_states;
+SELECT is(jobs.purge_mail_outbox('7 days'), 3, 'final rows past the keep period are deleted');
 
 SELECT * FROM finish();
 ROLLBACK;
