@@ -327,6 +327,8 @@ api_report_status_t api_report_generate(const db_caller_t *who, const char *type
     reader.read_only = true;
     PGresult *res = NULL;
     db_status_t st = db_run(&reader, &(db_stmt_t){sql, 3, p}, 1, &res, err);
+    if (st == DB_SQL_ERROR && strcmp(err->sqlstate, "42501") == 0)
+        return API_REPORT_DENIED; /* a banned caller runs as anon: no privilege at all */
     if (st != DB_OK)
         return st == DB_UNAVAILABLE ? API_REPORT_UNAVAILABLE : API_REPORT_DB_ERROR;
     const char *role = PQgetvalue(res, 0, 0);

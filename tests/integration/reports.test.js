@@ -30,7 +30,7 @@ before(async () => {
     JOB_POLL_INTERVAL: '1',
   });
   const service = client(server, server.serviceKey);
-  for (const [name, role] of [['alice', 'user'], ['boss', 'admin'], ['viewer', 'viewer'], ['carol', 'user']]) {
+  for (const [name, role] of [['alice', 'user'], ['boss', 'admin'], ['viewer', 'viewer'], ['carol', 'user'], ['banned', 'user']]) {
     const email = uniqueEmail(name);
     const { error } = await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role } });
     noError(error, `createUser(${name})`);
@@ -189,6 +189,10 @@ describe('report types', () => {
     const v = await post({ report_type: 'audience', ...RANGE }, 'viewer');
     assert.equal(v.status, 403);
     assert.equal((await api(null, 'POST', '/api/reports', { report_type: 'audience', ...RANGE })).status, 401);
+    // a banned user's token still verifies, but runs as anon: refused, not a 500
+    const service = client(server, server.serviceKey);
+    noError((await service.auth.admin.updateUserById(users.banned.id, { ban_duration: '24h' })).error, 'ban');
+    assert.equal((await post({ report_type: 'audience', ...RANGE }, 'banned')).status, 403);
   });
 });
 
