@@ -17,7 +17,6 @@
 
 struct http_server;
 struct auth_limiter;
-struct auth_mailer;
 
 typedef struct app {
     config_t cfg;
@@ -35,8 +34,7 @@ typedef struct app {
     bool generated_jwt_secret; /* this start created JWT_SECRET (first run) */
     struct http_server *http;
     struct auth_limiter *limiter;
-    struct auth_mailer *mailer; /* NULL when SMTP_URL is unset */
-    bool mailer_autoconfirm;    /* MAILER_AUTOCONFIRM, resolved */
+    bool mailer_autoconfirm; /* MAILER_AUTOCONFIRM, resolved */
     time_t started;
 } app_t;
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "app.h"
 #include "auth/auth.h"
 #include "core/log.h"
@@ -17,6 +18,7 @@
 #include "db/migrate.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
+#include "jobs/mail.h"
 #include "importer/importer.h"
 #include "jobs/queue.h"
 #include "realtime/realtime.h"
@@ -95,16 +97,13 @@ static int cmd_serve(app_t *app)
     if (!auth_bootstrap_admin(app))
         goto fail;
     app->limiter = auth_limiter_new(4096);
-    /* libcurl's global state, before any thread uses it (the mail sender) */
+    /* libcurl's global state, before any thread uses it (the mail job) */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         goto fail;
-    app->mailer = auth_mailer_start(app);
     if (!app->cfg.smtp_url[0])
         log_warn("SMTP_URL is not set: no mail is sent%s",
                  app->mailer_autoconfirm ? "; sign-ups are confirmed at once (MAILER_AUTOCONFIRM)"
                                          : ", and sign-ups cannot be confirmed");
-    else if (!app->mailer)
-        goto fail;
 
     http_server_opts_t opts = {
         .bind = app->cfg.bind,
@@ -125,7 +124,8 @@ static int cmd_serve(app_t *app)
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
-    if (!jobs_retention_register(app) || !importer_register_jobs() || !jobs_start(app, &jobs))
+    if (!jobs_retention_register(app) || !importer_register_jobs() || !mail_register_jobs() ||
+        !api_report_schedules_register() || !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)
@@ -153,7 +153,6 @@ fail: /* and the normal way out: one stop sequence for both */
     }
     jobs_stop(jobs);
     rest_schema_stop();
-    auth_mailer_stop(app->mailer);
     curl_global_cleanup();
     auth_limiter_free(app->limiter);
     app_close(app);

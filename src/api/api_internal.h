@@ -180,6 +180,21 @@ CD_MUSTCHECK bool api__csv_append_field(cd_buf_t *b, const char *s, size_t len);
 void api__safe_filename(const char *prefix, const char *name, const char *ext, char *out,
                         size_t outlen);
 
+/* The CSV of a report beyond campaign_performance: header_json is a JSON
+ * array of column names, rows_json a JSON array of rows, each an array of
+ * as many strings or nulls (api__flat_csv_sql's answer). Every field goes
+ * through api__csv_append_field. False if malformed or out is full. */
+CD_MUSTCHECK bool api__csv_write_flat(const char *header_json, const char *rows_json,
+                                      cd_buf_t *out);
+/* The statement ($1 = report id) whose one row is (header_json, rows_json). */
+const char *api__flat_csv_sql(void);
+
+/* The text of a scheduled report's mail (report_schedules.c): the name, the
+ * type's title, the period and the download link. malloc'd; NULL for an
+ * unknown type or when out of memory. */
+char *api__report_mail_text(const char *name, const char *type, const char *from, const char *to,
+                            const char *url);
+
 /* ------------------------------------------------------------ handlers */
 
 void api__campaigns_list(http_request_t *req);

@@ -64,12 +64,6 @@ void auth_limiter_free(struct auth_limiter *l);
 /* Counts a request from addr; returns 0 if allowed, else seconds to wait. */
 int auth_limiter_hit(struct auth_limiter *l, const char *addr, long limit);
 
-/* Starts the sender thread of Auth's mails; NULL when SMTP_URL is unset (or
- * the thread could not start: logged). Stop before the app's settings go. */
-struct auth_mailer *auth_mailer_start(const app_t *app);
-/* Stops the sender (a mail being sent finishes; queued ones are dropped). */
-void auth_mailer_stop(struct auth_mailer *m);
-
 /* Creates CAMPAIGND_ADMIN_EMAIL as an admin at start if set and no admin exists. */
 CD_MUSTCHECK bool auth_bootstrap_admin(app_t *app);
 /* The CLI's user commands, over an owner connection; msg gets the outcome. */

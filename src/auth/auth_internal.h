@@ -98,10 +98,11 @@ typedef struct auth_mail_vars {
 /* Renders a template (HTML-escaping the values when html). Returns a malloc'd
  * string, or NULL when out of memory or too long. */
 char *auth__mail_render(const char *tmpl, const auth_mail_vars_t *v, bool html);
-/* Queues a mail (the strings are copied) for the sender thread. False, and
- * logged, when no SMTP is configured or the queue is full. */
-bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const char *text,
-                        const char *html);
+/* Queues a mail of template kind `kind` on the durable mail queue
+ * (jobs/mail.h) in a transaction of its own. False, and logged, when no SMTP
+ * is configured or the database did not take it. */
+bool auth__mail_enqueue(app_t *app, const char *kind, const char *to, const char *subject,
+                        const char *text, const char *html);
 
 /* ------------------------------------------------------------ handlers */
 

@@ -4,8 +4,8 @@
  * redirect_to check shared by all of them. Every mail carries a link and a
  * 6-digit code, either of which works once (auth.email_tokens, migration
  * 025). Answers never say whether an address is registered: /recover, /otp and
- * /resend answer 200 {} alike, and the mail leaves through the sender thread
- * (mailer.c), so the time taken does not tell either.
+ * /resend answer 200 {} alike, and the mail leaves through the durable mail
+ * queue (mailer.c, jobs/mail.h), so the time taken does not tell either.
  */
 #include <curl/curl.h>
 #include <openssl/rand.h>
@@ -187,7 +187,7 @@ static void queue_mail(app_t *app, const mail_job_t *j, PGresult *tpl, const cha
     char *html = auth__mail_render(PQgetvalue(tpl, 0, 1), &v, true);
     char *text = auth__mail_render(PQgetvalue(tpl, 0, 2), &v, false);
     if (subject && html && text)
-        (void)auth__mail_enqueue(app, j->to, subject, text, *html ? html : NULL);
+        (void)auth__mail_enqueue(app, j->kind, j->to, subject, text, *html ? html : NULL);
     else
         log_error("auth mail %s could not be rendered", j->kind);
     free(subject);

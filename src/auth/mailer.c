@@ -1,13 +1,13 @@
 /*
- * Auth's outgoing mail: a bounded in-process queue and one sender thread that
- * delivers through the SMTP provider (providers/smtp.h), and the rendering of
- * the admin-editable templates (public.auth_mail_templates) with GoTrue's
- * placeholders. Handlers only enqueue, so the answer to a request takes the
- * same time whether or not a mail goes out (no enumeration by timing) and a
- * slow SMTP server never holds a request thread. A mail still queued at
- * shutdown is dropped with a log line: the user asks again (resend).
+ * Auth's outgoing mail: the rendering of the admin-editable templates
+ * (public.auth_mail_templates) with GoTrue's placeholders, and the hand-over
+ * to the durable mail queue (jobs/mail.h: a jobs.mail_outbox row and a
+ * mail.send job, delivered by the job queue's workers). Handlers only queue,
+ * so the answer to a request takes the same time whether or not a mail goes
+ * out (no enumeration by timing) and a slow SMTP server never holds a
+ * request thread; a queued mail survives a stop and is delivered (at most
+ * once) after the restart.
  */
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,150 +16,38 @@
 #include "auth/auth_internal.h"
 #include "core/buf.h"
 #include "core/log.h"
-#include "providers/smtp.h"
 
-#define MAILER_QUEUE_MAX  1024
-#define MAILER_TIMEOUT_S  30
 #define MAILER_RENDER_MAX (256 * 1024)
 
-struct mail {
-    struct mail *next;
-    char *to, *subject, *text, *html;
-};
-
-struct auth_mailer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    struct mail *head, *tail;
-    size_t queued;
-    bool stopping;
-    const char *url, *from, *from_name; /* borrowed from the app's settings */
-};
-
-static void mail_free(struct mail *m)
+/* jobs.queue_mail (migration 031) is called here directly: the mail job
+ * (jobs/mail.c) is a module of the same layer as auth, which may not include
+ * it (scripts/check-layers.py). */
+bool auth__mail_enqueue(app_t *app, const char *kind, const char *to, const char *subject,
+                        const char *text, const char *html)
 {
-    if (!m)
-        return;
-    free(m->to);
-    free(m->subject);
-    free(m->text);
-    free(m->html);
-    free(m);
-}
-
-static void *sender_main(void *arg)
-{
-    struct auth_mailer *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (!q->head && !q->stopping)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (q->stopping)
-            break;
-        struct mail *m = q->head;
-        q->head = m->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->queued--;
-        pthread_mutex_unlock(&q->mu);
-        smtp_message_t msg = {.from_name = q->from_name,
-                              .from = q->from,
-                              .to = m->to,
-                              .subject = m->subject,
-                              .text = m->text,
-                              .html = m->html};
-        char err[512];
-        if (smtp_send(q->url, &msg, MAILER_TIMEOUT_S, err, sizeof(err)))
-            log_info("auth mail sent (%s)", m->subject);
-        else
-            log_warn("auth mail not sent: %s", err);
-        mail_free(m);
-        pthread_mutex_lock(&q->mu);
-    }
-    size_t dropped = q->queued;
-    pthread_mutex_unlock(&q->mu);
-    if (dropped)
-        log_warn("auth mail: %zu queued mails dropped at shutdown", dropped);
-    return NULL;
-}
-
-struct auth_mailer *auth_mailer_start(const app_t *app)
-{
-    if (!app->cfg.smtp_url || !*app->cfg.smtp_url)
-        return NULL;
-    struct auth_mailer *q = calloc(1, sizeof(*q));
-    if (!q)
-        return NULL;
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    q->url = app->cfg.smtp_url;
-    q->from = app->cfg.smtp_admin_email;
-    q->from_name = app->cfg.smtp_sender_name;
-    if (pthread_create(&q->thread, NULL, sender_main, q) != 0) {
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        free(q);
-        return NULL;
-    }
-    return q;
-}
-
-void auth_mailer_stop(struct auth_mailer *q)
-{
-    if (!q)
-        return;
-    pthread_mutex_lock(&q->mu);
-    q->stopping = true;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    pthread_join(q->thread, NULL);
-    while (q->head) {
-        struct mail *m = q->head;
-        q->head = m->next;
-        mail_free(m);
-    }
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    free(q);
-}
-
-bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const char *text,
-                        const char *html)
-{
-    struct auth_mailer *q = app->mailer;
-    if (!q) {
+    if (!app->cfg.smtp_url[0]) {
         log_warn("auth mail to a user not sent: SMTP_URL is not set");
         return false;
     }
-    struct mail *m = calloc(1, sizeof(*m));
-    if (!m)
-        return false;
-    m->to = strdup(to);
-    m->subject = strdup(subject);
-    m->text = strdup(text);
-    m->html = html ? strdup(html) : NULL;
-    if (!m->to || !m->subject || !m->text || (html && !m->html)) {
-        mail_free(m);
-        return false;
-    }
-    pthread_mutex_lock(&q->mu);
-    bool ok = q->queued < MAILER_QUEUE_MAX && !q->stopping;
-    if (ok) {
-        if (q->tail)
-            q->tail->next = m;
-        else
-            q->head = m;
-        q->tail = m;
-        q->queued++;
-        pthread_cond_signal(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    if (!ok) {
-        log_warn("auth mail queue full: a mail was dropped");
-        mail_free(m);
-    }
-    return ok;
+    char attempts[16], delay[24];
+    snprintf(attempts, sizeof(attempts), "%ld", app->cfg.mail_max_attempts);
+    snprintf(delay, sizeof(delay), "%ld", app->cfg.mail_retry_delay);
+    const char *p[8] = {kind, to, subject, text, html, attempts, delay, NULL};
+    db_stmt_t st = {"select jobs.queue_mail('auth', $1, $2, $3, $4, $5, null, null, null,"
+                    " $6::int, make_interval(secs => $7::int))",
+                    7, p};
+    db_caller_t who = {.role = "service_role",
+                       .claims_json = "{\"role\":\"service_role\"}",
+                       .method = "JOB",
+                       .path = "mail.send",
+                       .headers_json = "{}"};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t rc = db_run(&who, &st, 1, &res, &err);
+    PQclear(res);
+    if (rc != DB_OK) /* never the message: it holds a live token */
+        log_error("auth mail (%s) not queued: %s (SQLSTATE %s)", kind, err.message, err.sqlstate);
+    return rc == DB_OK;
 }
 
 /* ------------------------------------------------------------ templates */

@@ -167,6 +167,12 @@ const config_entry_t config_table[] = {
     {"JOB_KEEP_DAYS", CONFIG_INT, F(job_keep_days), "7", 1, 3650, false, "jobs",
      "Days that finished (done or failed) jobs stay in jobs.jobs before the retention job "
      "deletes them."},
+    /* durable mail (mailjobs) */
+    {"MAIL_MAX_ATTEMPTS", CONFIG_INT, F(mail_max_attempts), "8", 1, 50, false, "mail",
+     "Delivery attempts of one mail (Auth's, scheduled reports) before it is recorded as failed."},
+    {"MAIL_RETRY_DELAY", CONFIG_INT, F(mail_retry_delay), "30", 1, 86400, false, "mail",
+     "Seconds before a mail whose delivery failed is tried again; doubled each attempt (at most "
+     "a day)."},
     {"WEB_DIR", CONFIG_STR, F(web_dir), "./build/web", 0, 0, false, "server",
      "Directory of the built dashboard (index.html and assets/) served at /; made by `make build` "
      "(scripts/build-web.sh). Empty serves no dashboard."},

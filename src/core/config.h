@@ -79,6 +79,9 @@ typedef struct config {
     long job_lease_seconds;
     long job_poll_interval;
     long job_keep_days;
+    /* durable mail (mailjobs) */
+    long mail_max_attempts;
+    long mail_retry_delay;
     /* web */
     char *web_dir;
     /* imports */

@@ -4,8 +4,9 @@
  * keeper thread per process that
  *   - LISTENs on campaignd_jobs and wakes idle workers when a job is added,
  *   - renews the leases of the jobs this process runs (every lease / 3 s),
- *   - runs the scheduler's pass (jobs.enqueue_due_syncs) and keeps one job of
- *     every recurring kind in the queue, every JOB_POLL_INTERVAL seconds.
+ *   - runs the scheduler's pass (jobs.enqueue_due_syncs and
+ *     jobs.enqueue_due_reports) and keeps one job of every recurring kind in
+ *     the queue, every JOB_POLL_INTERVAL seconds.
  *
  * Why the keeper renews leases rather than each handler: a lease says "the
  * process running this job is alive". A handler blocked in one long statement
@@ -487,12 +488,17 @@ static void tick(db_conn_t *c, bool first)
 {
     PGresult *res = NULL;
     db_error_t err;
+    /* due syncs (020) and due scheduled reports (032_report_schedules.sql) */
     db_status_t st =
-        db_run1(c, &service_caller, "select jobs.enqueue_due_syncs()", 0, NULL, &res, &err);
+        db_run1(c, &service_caller, "select jobs.enqueue_due_syncs(), jobs.enqueue_due_reports()",
+                0, NULL, &res, &err);
     if (st == DB_OK) {
         long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        long reports = strtol(PQgetvalue(res, 0, 1), NULL, 10);
         if (n > 0)
             log_info("jobs: scheduler enqueued %ld due sync(s)", n);
+        if (reports > 0)
+            log_info("jobs: scheduler enqueued %ld scheduled report(s)", reports);
     } else {
         log_warn("jobs: the scheduler's pass failed: %s (SQLSTATE %s)", err.message, err.sqlstate);
     }

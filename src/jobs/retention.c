@@ -2,7 +2,8 @@
  * The retention job: every RETENTION_INTERVAL seconds, purges audit log rows
  * older than app_settings.data_retention_days (public.purge_audit_logs), old
  * sign-in attempts (auth.purge_login_attempts) and finished jobs older than
- * JOB_KEEP_DAYS (jobs.purge_finished). It is a recurring kind of the job
+ * JOB_KEEP_DAYS (jobs.purge_finished), with the outbox rows of finished mail
+ * (jobs.purge_mail_outbox, migration 031). It is a recurring kind of the job
  * queue, so one run happens at a time across every campaignd process and a
  * failed run is retried with back-off. One transaction per run, as
  * service_role, on the worker's connection; the transaction-scoped advisory
@@ -24,7 +25,8 @@ static const char RUN_SQL[] =
     "select a.data_retention_days, public.purge_audit_logs(a.data_retention_days),"
     "  auth.purge_login_attempts(least(greatest(a.data_retention_days::bigint * 86400,"
     "    $2::bigint), 2147483647)::integer),"
-    "  jobs.purge_finished(make_interval(days => $3::integer)) "
+    "  jobs.purge_finished(make_interval(days => $3::integer)),"
+    "  jobs.purge_mail_outbox(make_interval(days => $3::integer)) "
     "from lock, public.app_settings a where lock.got";
 
 db_status_t jobs_retention_run_once(long login_window_s, long job_keep_days,

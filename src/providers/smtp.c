@@ -86,6 +86,19 @@ bool smtp_encode_header(cd_buf_t *out, const char *s)
     return is_plain_ascii(s) ? cd_buf_adds(out, s) : encode_words(out, s);
 }
 
+/* Appends n bytes as base64 in lines of 76 characters (57 bytes a line). */
+static bool add_b64_lines(cd_buf_t *out, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = n > 57 ? 57 : n;
+        if (!add_b64(out, p, k) || !cd_buf_adds(out, "\r\n"))
+            return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
 /* A body part: base64 in lines of 76, so any UTF-8 and any line length pass.
  * boundary NULL: the message's only part (its headers end the message's). */
 static bool add_part(cd_buf_t *out, const char *boundary, const char *type, const char *body)
@@ -97,16 +110,81 @@ static bool add_part(cd_buf_t *out, const char *boundary, const char *type, cons
                        "Content-Transfer-Encoding: base64\r\n\r\n",
                        type))
         return false;
-    const unsigned char *p = (const unsigned char *)body;
-    size_t n = strlen(body);
-    while (n > 0) {
-        size_t k = n > 57 ? 57 : n;
-        if (!add_b64(out, p, k) || !cd_buf_adds(out, "\r\n"))
+    return add_b64_lines(out, (const unsigned char *)body, strlen(body));
+}
+
+/* The text (and HTML) body; with boundary it is a part of a multipart/mixed. */
+static bool add_body(cd_buf_t *out, const smtp_message_t *m, const char *boundary,
+                     const char *alt_boundary)
+{
+    if (!m->html)
+        return add_part(out, boundary, "text/plain", m->text ? m->text : "");
+    if (boundary && !cd_buf_printf(out, "--%s\r\n", boundary))
+        return false;
+    return cd_buf_printf(out, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
+                         alt_boundary) &&
+           (boundary || cd_buf_adds(out, "This is a message in MIME format.\r\n")) &&
+           add_part(out, alt_boundary, "text/plain", m->text ? m->text : "") &&
+           add_part(out, alt_boundary, "text/html", m->html) &&
+           cd_buf_printf(out, "--%s--\r\n", alt_boundary);
+}
+
+/* A MIME type safe to copy into a header: type "/" subtype of token
+ * characters (RFC 2045), at most 100 characters. */
+static bool mime_type_ok(const char *t)
+{
+    if (!t || !*t || strlen(t) > 100)
+        return false;
+    int slashes = 0;
+    for (const char *p = t; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '/')
+            slashes++;
+        else if (c <= ' ' || c >= 0x7f || strchr("()<>@,;:\\\"[]?=", c))
             return false;
-        p += k;
-        n -= k;
+    }
+    return slashes == 1 && t[0] != '/' && t[strlen(t) - 1] != '/';
+}
+
+/* Whether a file name may go into a quoted-string as it is. */
+static bool plain_filename(const char *s)
+{
+    return is_plain_ascii(s) && !strpbrk(s, "\"\\") && strlen(s) <= 60;
+}
+
+bool smtp_encode_filename_2231(cd_buf_t *out, const char *name)
+{
+    /* RFC 2231: charset''value, every byte outside attr-char percent-encoded */
+    if (!cd_buf_adds(out, "UTF-8''"))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        bool keep = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= '0' && *p <= '9') || strchr("!#$&+-.^_`|~", *p);
+        if (!(keep ? cd_buf_add(out, p, 1) : cd_buf_printf(out, "%%%02X", *p)))
+            return false;
     }
     return true;
+}
+
+/* The attachment part of a multipart/mixed message. */
+static bool add_attachment(cd_buf_t *out, const smtp_message_t *m, const char *boundary)
+{
+    const char *name =
+        m->attachment_name && *m->attachment_name ? m->attachment_name : "attachment";
+    const char *type =
+        mime_type_ok(m->attachment_type) ? m->attachment_type : "application/octet-stream";
+    bool ok = cd_buf_printf(out, "--%s\r\nContent-Type: %s; name=\"", boundary, type);
+    if (ok && plain_filename(name)) {
+        ok = cd_buf_printf(out, "%s\"\r\nContent-Disposition: attachment; filename=\"%s\"\r\n",
+                           name, name);
+    } else if (ok) {
+        /* RFC 2047 words in name= for readers that predate RFC 2231 */
+        ok = encode_words(out, name) &&
+             cd_buf_adds(out, "\"\r\nContent-Disposition: attachment;\r\n filename*=") &&
+             smtp_encode_filename_2231(out, name) && cd_buf_adds(out, "\r\n");
+    }
+    return ok && cd_buf_adds(out, "Content-Transfer-Encoding: base64\r\n\r\n") &&
+           add_b64_lines(out, (const unsigned char *)m->attachment, m->attachment_len);
 }
 
 static bool random_hex(char *out, size_t bytes)
@@ -159,16 +237,18 @@ bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out, char *me
     ok = ok && cd_buf_printf(out, "<%s>\r\nTo: <%s>\r\nSubject: ", m->from, m->to) &&
          smtp_encode_header(out, m->subject ? m->subject : "") &&
          cd_buf_adds(out, "\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
-    if (ok && m->html) {
+    if (ok && m->attachment) {
+        char mixed[40];
+        memcpy(mixed, boundary, sizeof(boundary));
+        mixed[2] = 'm'; /* "=_m...": never equal to the inner "=_b..." */
         ok = cd_buf_printf(out,
-                           "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
+                           "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n"
                            "This is a message in MIME format.\r\n",
-                           boundary) &&
-             add_part(out, boundary, "text/plain", m->text ? m->text : "") &&
-             add_part(out, boundary, "text/html", m->html) &&
-             cd_buf_printf(out, "--%s--\r\n", boundary);
+                           mixed) &&
+             add_body(out, m, mixed, boundary) && add_attachment(out, m, mixed) &&
+             cd_buf_printf(out, "--%s--\r\n", mixed);
     } else if (ok) {
-        ok = add_part(out, NULL, "text/plain", m->text ? m->text : "");
+        ok = add_body(out, m, NULL, boundary);
     }
     if (!ok)
         snprintf(err, errlen, "message too large");

@@ -24,6 +24,14 @@ typedef struct smtp_message {
     const char *subject;   /* UTF-8 */
     const char *text;      /* UTF-8 plain-text body */
     const char *html;      /* UTF-8 HTML body, or NULL for text only */
+    /* One attachment (mailjobs): with attachment set, the message is
+     * multipart/mixed around the body (base64 in 76-character lines; the
+     * file name RFC 2231-encoded in Content-Disposition and RFC 2047 in
+     * Content-Type's name, for older readers). */
+    const char *attachment_name; /* UTF-8 file name (NULL: "attachment") */
+    const char *attachment_type; /* MIME type; unsafe or NULL: application/octet-stream */
+    const char *attachment;      /* the bytes, or NULL for none */
+    size_t attachment_len;
 } smtp_message_t;
 
 /* Whether s is an address safe to put in a header and an SMTP envelope: no
@@ -48,5 +56,9 @@ CD_MUSTCHECK bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *
  * password) on any failure. */
 CD_MUSTCHECK bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds,
                             char *err, size_t errlen);
+
+/* Appends name as an RFC 2231 extended value (UTF-8''percent-encoded), for
+ * filename*= (mailjobs: attachments). False if out is full. */
+CD_MUSTCHECK bool smtp_encode_filename_2231(cd_buf_t *out, const char *name);
 
 #endif

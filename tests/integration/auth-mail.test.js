@@ -374,3 +374,63 @@ describe('mail rate limits (defaults) and templates', () => {
     assert.equal(mail.html, `<p>${plain.replace('@', '@')}</p>`);
   });
 });
+
+describe('durable mail (mail.send jobs)', () => {
+  it('a mail accepted while the SMTP server is down is delivered once after a restart', async () => {
+    // a free port where no SMTP server listens yet
+    const probe = await startSmtpSink();
+    const port = probe.port;
+    await probe.stop();
+    const env = {
+      SMTP_URL: `smtp://127.0.0.1:${port}`,
+      SMTP_ADMIN_EMAIL: 'auth@campaignd.test',
+      DISABLE_SIGNUP: 'false',
+      SMTP_MAX_FREQUENCY: '0',
+      MAIL_RETRY_DELAY: '1',
+      SITE_URL: SITE,
+    };
+    let server = await startServer(env);
+    let late;
+    try {
+      const email = uniqueEmail('durable');
+      const { error } = await client(server).auth.signUp({ email, password: PASSWORD });
+      noError(error, 'signUp while the SMTP server is down');
+      // the delivery fails (connection refused) and is queued again, not lost
+      let row = '';
+      for (let i = 0; i < 200 && !/^queued\|[1-9]/.test(row); i++) {
+        row = await sql(server, `select status || '|' || attempts || '|' || coalesce(last_error, '')
+                                 from jobs.mail_outbox where recipient = ${lit(email)}`);
+        if (!/^queued\|[1-9]/.test(row)) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(row, /^queued\|[1-9]\d*\|.*SMTP delivery failed/);
+      // the job names the row; the message with its token is not in jobs.jobs
+      const payload = await sql(server, `select j.payload::text from jobs.jobs j join jobs.mail_outbox m
+                                         on (j.payload ->> 'mail_id')::bigint = m.id where m.recipient = ${lit(email)}`);
+      assert.match(payload, /^\{"mail_id": \d+\}$/);
+      await server.stop({ removeData: false });
+
+      late = await startSmtpSink({ port });
+      server = await startServer({ ...env, CAMPAIGND_DATA_DIR: server.dataDir });
+      const mail = await late.waitFor(email);
+      const { code } = linkAndCode(mail);
+      assert.match(code, /^\d{6}$/);
+      // delivered once: the row is final and scrubbed, no second copy follows
+      let status = '';
+      for (let i = 0; i < 100 && status !== 'sent|scrubbed'; i++) {
+        status = await sql(server, `select status || '|' || case when body_text is null and subject is null
+                                    then 'scrubbed' else 'kept' end from jobs.mail_outbox where recipient = ${lit(email)}`);
+        if (status !== 'sent|scrubbed') await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(status, 'sent|scrubbed');
+      const jobs = await sql(server, `select count(*) from jobs.jobs where kind = 'mail.send' and status in ('pending', 'running')`);
+      assert.equal(jobs, '0');
+      assert.equal(late.count(email), 1);
+      // and the code it carries still works
+      const v = await client(server).auth.verifyOtp({ email, token: code, type: 'signup' });
+      noError(v.error, 'verifyOtp with the delivered code');
+    } finally {
+      await server.stop();
+      await late?.stop();
+    }
+  });
+});

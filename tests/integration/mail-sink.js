@@ -50,10 +50,12 @@ export function parseMessage(raw) {
   };
 }
 
-/** Starts the sink: { port, url, dir, all(), waitFor(to, { after }), count(to), stop() }. */
-export async function startSmtpSink() {
+/** Starts the sink: { port, url, dir, all(), waitFor(to, { after }), count(to), stop() }.
+ * With `port`, listens there (a sink restarted where campaignd expects it). */
+export async function startSmtpSink({ port: fixedPort } = {}) {
   const dir = makeDataDir('cd-smtp-');
-  const child = spawn('/usr/bin/python3', [path.join(here, 'smtp-sink.py'), dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const args = [path.join(here, 'smtp-sink.py'), dir, ...(fixedPort ? [String(fixedPort)] : [])];
+  const child = spawn('/usr/bin/python3', args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A real SMTP server for the mail tests (Debian's python3-aiosmtpd).
 
-Usage: smtp-sink.py DIR. Listens on 127.0.0.1 on a free port, prints
+Usage: smtp-sink.py DIR [PORT]. Listens on 127.0.0.1 on PORT or a free port, prints
 "PORT <n>" on stdout once ready, and writes every message it accepts to
 DIR/<n>.eml (the raw message) with DIR/<n>.json (envelope: from, to). Runs
 until stdin closes or SIGTERM. Offers no STARTTLS: campaignd must send in the
@@ -41,10 +41,14 @@ def main():
     os.makedirs(directory, exist_ok=True)
     # aiosmtpd's Controller cannot start on port 0: take a free port from the
     # kernel and retry if another process grabs it in between.
+    fixed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     for attempt in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        if fixed:
+            port = fixed
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
         controller = Controller(Recorder(directory), hostname="127.0.0.1", port=port)
         try:
             controller.start()

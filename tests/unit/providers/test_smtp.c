@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +150,101 @@ static void test_format(void **state)
     cd_buf_free(&b);
 }
 
+/* Decodes base64 lines (CRLF between them) from p up to the line "--end". */
+static size_t decode_lines(const char *p, const char *end, unsigned char *out)
+{
+    size_t n = 0;
+    while (p < end) {
+        const char *eol = strstr(p, "\r\n");
+        assert_non_null(eol);
+        assert_true(eol - p <= 76); /* RFC 2045: lines of at most 76 characters */
+        if (eol == p)
+            break;
+        int w = EVP_DecodeBlock(out + n, (const unsigned char *)p, (int)(eol - p));
+        assert_true(w >= 0);
+        size_t len = (size_t)w;
+        for (const char *q = eol - 1; *q == '=' && len > 0; q--)
+            len--;
+        n += len;
+        p = eol + 2;
+    }
+    return n;
+}
+
+static void test_format_attachment(void **state)
+{
+    (void)state;
+    /* 1000 bytes with every byte value, NUL included */
+    static char data[1000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7);
+    smtp_message_t m = {.from = "a@campaignd.test",
+                        .to = "b@example.com",
+                        .subject = "Weekly report",
+                        .text = "see attached",
+                        .html = "<p>see attached</p>",
+                        .attachment_name = "report-2026-12.csv",
+                        .attachment_type = "text/csv",
+                        .attachment = data,
+                        .attachment_len = sizeof(data)};
+    cd_buf_t b;
+    cd_buf_init(&b, SMTP_MESSAGE_MAX);
+    char err[128];
+    assert_true(smtp_format(&m, 0, &b, NULL, 0, err, sizeof(err)));
+    const char *msg = cd_buf_str(&b);
+    const char *mixed = strstr(msg, "Content-Type: multipart/mixed; boundary=\"");
+    assert_non_null(mixed);
+    char bnd[64];
+    assert_int_equal(sscanf(mixed, "Content-Type: multipart/mixed; boundary=\"%63[^\"]", bnd), 1);
+    /* the alternative body nests inside the mixed message, then the file */
+    const char *alt = strstr(msg, "Content-Type: multipart/alternative;");
+    const char *att = strstr(msg, "Content-Type: text/csv; name=\"report-2026-12.csv\"\r\n"
+                                  "Content-Disposition: attachment; "
+                                  "filename=\"report-2026-12.csv\"\r\n"
+                                  "Content-Transfer-Encoding: base64\r\n\r\n");
+    assert_non_null(alt);
+    assert_non_null(att);
+    assert_true(mixed < alt && alt < att);
+    char closing[80];
+    snprintf(closing, sizeof(closing), "\r\n--%s--\r\n", bnd);
+    const char *end = strstr(att, closing);
+    assert_non_null(end);
+    const char *body = strstr(att, "\r\n\r\n") + 4;
+    unsigned char out[1100];
+    assert_int_equal(decode_lines(body, end + 2, out), sizeof(data));
+    assert_memory_equal(out, data, sizeof(data));
+    cd_buf_free(&b);
+}
+
+static void test_attachment_names_and_types(void **state)
+{
+    (void)state;
+    smtp_message_t m = {.from = "a@campaignd.test",
+                        .to = "b@example.com",
+                        .subject = "x",
+                        .text = "x",
+                        .attachment_name = "Rapport \xc3\xa9t\xc3\xa9 \"Q3\".csv",
+                        .attachment_type = "text/csv\r\nBcc: evil@example.com",
+                        .attachment = "a,b\r\n",
+                        .attachment_len = 5};
+    cd_buf_t b;
+    cd_buf_init(&b, SMTP_MESSAGE_MAX);
+    char err[128];
+    assert_true(smtp_format(&m, 0, &b, NULL, 0, err, sizeof(err)));
+    const char *msg = cd_buf_str(&b);
+    /* an unsafe type never reaches the headers */
+    assert_null(strstr(msg, "Bcc:"));
+    assert_non_null(strstr(msg, "Content-Type: application/octet-stream; name=\"=?UTF-8?B?"));
+    /* RFC 2231 for the disposition: quotes, spaces and UTF-8 percent-encoded */
+    assert_non_null(strstr(msg, "filename*=UTF-8''Rapport%20%C3%A9t%C3%A9%20%22Q3%22.csv\r\n"));
+    /* text only body: a text/plain part inside the mixed message */
+    assert_non_null(strstr(msg, "Content-Type: text/plain; charset=UTF-8\r\n"));
+    cd_buf_reset(&b);
+    assert_true(smtp_encode_filename_2231(&b, "a b;c"));
+    assert_string_equal(cd_buf_str(&b), "UTF-8''a%20b%3Bc");
+    cd_buf_free(&b);
+}
+
 static void test_send_refuses_other_schemes(void **state)
 {
     (void)state;
@@ -166,6 +262,8 @@ int main(void)
         cmocka_unit_test(test_address_ok),
         cmocka_unit_test(test_encode_header),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_attachment),
+        cmocka_unit_test(test_attachment_names_and_types),
         cmocka_unit_test(test_send_refuses_other_schemes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
