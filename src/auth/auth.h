@@ -70,6 +70,9 @@ struct auth_mailer *auth_mailer_start(const app_t *app);
 /* Stops the sender (a mail being sent finishes; queued ones are dropped). */
 void auth_mailer_stop(struct auth_mailer *m);
 
+/* MFA_REQUIRED_FOR_ADMIN=true turns on app_settings.mfa_required_for_admin
+ * (migration 035) at start. False, and logged, when the database refuses. */
+CD_MUSTCHECK bool auth_mfa_apply_setting(app_t *app);
 /* Creates CAMPAIGND_ADMIN_EMAIL as an admin at start if set and no admin exists. */
 CD_MUSTCHECK bool auth_bootstrap_admin(app_t *app);
 /* The CLI's user commands, over an owner connection; msg gets the outcome. */

@@ -80,6 +80,11 @@ CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool 
                             const db_stmt_t *stmts, size_t n, PGresult **res,
                             const auth_unique_t *unique);
 
+/* auth__run for statements that encrypt or decrypt with the instance key
+ * (the MFA secrets, migration 035): a write transaction with_secrets. */
+CD_MUSTCHECK bool auth__run_secrets(http_request_t *req, const char *headers_json,
+                                    const db_stmt_t *stmts, size_t n, PGresult **res);
+
 /* ------------------------------------------------------------ mail */
 
 /* The values of a mail template's placeholders ({{ .ConfirmationURL }}
@@ -111,6 +116,10 @@ bool auth__mail_enqueue(app_t *app, const char *to, const char *subject, const c
 void auth__start_session(http_request_t *req, const char *user_id, const char *email,
                          const db_stmt_t *extra, size_t nextra, const char *audit_action,
                          const char *redirect_to, const char *type);
+/* Signs an access token from claims_text (auth.access_claims) and answers
+ * with the Session JSON carrying user_json and refresh_token (200). */
+void auth__reply_session(http_request_t *req, const char *claims_text, const char *user_json,
+                         const char *refresh_token);
 void auth__handle_signup(http_request_t *req);
 void auth__handle_token(http_request_t *req);
 void auth__handle_spec_sign_in(http_request_t *req);
@@ -136,6 +145,16 @@ void auth__handle_generate_link(http_request_t *req);
 CD_MUSTCHECK bool auth__request_email_change(http_request_t *req, const char *headers,
                                              const char *uid, const char *current,
                                              const char *new_email);
+/* gotrue_mfa.c: MFA factors (TOTP) and recovery codes, /auth/v1/factors... */
+void auth__handle_mfa_enroll(http_request_t *req);
+void auth__handle_mfa_challenge(http_request_t *req);
+void auth__handle_mfa_verify(http_request_t *req);
+void auth__handle_mfa_unenroll(http_request_t *req);
+void auth__handle_recovery_status(http_request_t *req);
+void auth__handle_recovery_generate(http_request_t *req);
+void auth__handle_recovery_regenerate(http_request_t *req);
+void auth__handle_recovery_verify(http_request_t *req);
+void auth__handle_recovery_delete(http_request_t *req);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);
