@@ -281,8 +281,8 @@ static void handle_settings(http_request_t *req)
                         json_pack("{s:{s:b, s:b}, s:{s:b, s:b}, s:{s:b, s:b}, s:b}", "totp",
                                   "enroll_enabled", 1, "verify_enabled", 1, "recovery_codes",
                                   "enroll_enabled", 1, "verify_enabled", 1, "phone",
-                                  "enroll_enabled", 0, "verify_enabled", 0,
-                                  "required_for_admin", app->cfg.mfa_required_for_admin));
+                                  "enroll_enabled", 0, "verify_enabled", 0, "required_for_admin",
+                                  app->cfg.mfa_required_for_admin));
     http_reply_json(req, 200, j);
 }
 

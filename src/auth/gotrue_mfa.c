@@ -24,12 +24,12 @@
 #include "core/text.h"
 #include "core/totp.h"
 
-#define MFA_MAX_FACTORS        10  /* GoTrue's MFA_MAX_ENROLLED_FACTORS */
-#define MFA_CHALLENGE_EXPIRY   300 /* seconds, GoTrue's MFA_CHALLENGE_EXPIRY_DURATION */
-#define MFA_NAME_MAX           255
-#define RECOVERY_CODE_COUNT    10
-#define RECOVERY_CODE_LEN      16 /* base32 characters: 80 random bits each */
-#define RECOVERY_CODE_INPUT    64 /* longest code input accepted (spaces, dashes) */
+#define MFA_MAX_FACTORS      10  /* GoTrue's MFA_MAX_ENROLLED_FACTORS */
+#define MFA_CHALLENGE_EXPIRY 300 /* seconds, GoTrue's MFA_CHALLENGE_EXPIRY_DURATION */
+#define MFA_NAME_MAX         255
+#define RECOVERY_CODE_COUNT  10
+#define RECOVERY_CODE_LEN    16 /* base32 characters: 80 random bits each */
+#define RECOVERY_CODE_INPUT  64 /* longest code input accepted (spaces, dashes) */
 
 /* ------------------------------------------------------------- statuses */
 
@@ -183,7 +183,7 @@ static bool raise_session(http_request_t *req, const auth_caller_t *c, const db_
     if (extra)
         snprintf(extra, extra_len, "%s",
                  PQnfields(res[0]) > 1 && !PQgetisnull(res[0], 0, 1) ? PQgetvalue(res[0], 0, 1)
-                                                                      : "");
+                                                                     : "");
     bool ok = strcmp(status, "ok") == 0;
     if (ok && PQntuples(res[1]) == 1)
         auth__reply_session(req, PQgetvalue(res[1], 0, 0), PQgetvalue(res[1], 0, 1), token);
@@ -230,9 +230,9 @@ static void reply_enrolled(http_request_t *req, const char *id, const char *name
         auth__error(req, 500, "unexpected_failure", "Error generating QR Code");
         return;
     }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "id", id, "type", "totp",
-                          "friendly_name", name, "totp", "qr_code", svg, "secret", secret, "uri",
-                          uri);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "id", id, "type", "totp", "friendly_name",
+                  name, "totp", "qr_code", svg, "secret", secret, "uri", uri);
     free(svg);
     http_reply_json(req, 200, j);
 }
@@ -395,8 +395,9 @@ void auth__handle_mfa_verify(http_request_t *req)
         snprintf(s_step, sizeof(s_step), "%lld", (long long)step);
         snprintf(s_max, sizeof(s_max), "%ld", app->cfg.mfa_max_verify_attempts);
         snprintf(s_lock, sizeof(s_lock), "%ld", app->cfg.mfa_lockout_seconds);
-        const char *p[9] = {c.user_id, c.session_id, factor, challenge,
-                            step >= 0 ? s_step : NULL, hash, s_max, s_lock, req->client_ip};
+        const char *p[9] = {
+            c.user_id, c.session_id, factor, challenge,     step >= 0 ? s_step : NULL,
+            hash,      s_max,        s_lock, req->client_ip};
         db_stmt_t raise = {"select auth.mfa_verify_totp($1::uuid, $2::uuid, $3::uuid, $4::uuid, "
                            "$5::bigint, $6, $7::int, $8::int, $9)",
                            9, p};
@@ -455,16 +456,17 @@ void auth__handle_recovery_status(http_request_t *req)
     else
         http_reply_json(req, 200,
                         json_pack("{s:s, s:s, s:i, s:i}", "id", PQgetvalue(r, 0, 0), "type",
-                                  "recovery_code", "total", atoi(PQgetvalue(r, 0, 1)), "remaining",
-                                  atoi(PQgetvalue(r, 0, 2))));
+                                  "recovery_code", "total",
+                                  (int)strtol(PQgetvalue(r, 0, 1), NULL, 10), "remaining",
+                                  (int)strtol(PQgetvalue(r, 0, 2), NULL, 10)));
     PQclear(r);
 done:
     auth_caller_free(&c);
 }
 
 /* Ten random codes (lower-case base32) and the SQL array of their SHA-256. */
-static bool new_recovery_codes(char codes[RECOVERY_CODE_COUNT][RECOVERY_CODE_LEN + 1],
-                               char *array, size_t cap)
+static bool new_recovery_codes(char codes[RECOVERY_CODE_COUNT][RECOVERY_CODE_LEN + 1], char *array,
+                               size_t cap)
 {
     size_t w = 0;
     array[w++] = '{';
@@ -504,7 +506,7 @@ static void store_recovery_codes(http_request_t *req, bool regenerate)
         auth__error(req, 500, "unexpected_failure", "no randomness available");
         goto done;
     }
-    const char *p[6] = {c.user_id, c.session_id, name, array, regenerate ? "true" : "false",
+    const char *p[6] = {c.user_id,     c.session_id, name, array, regenerate ? "true" : "false",
                         req->client_ip};
     db_stmt_t stmt = {"select status, factor_id, friendly_name from auth.mfa_recovery_store("
                       "$1::uuid, $2::uuid, $3, $4::text[], $5::bool, $6)",
@@ -589,8 +591,8 @@ void auth__handle_recovery_verify(http_request_t *req)
         char s_max[16], s_lock[16], status[32], wait[24];
         snprintf(s_max, sizeof(s_max), "%ld", app->cfg.mfa_max_verify_attempts);
         snprintf(s_lock, sizeof(s_lock), "%ld", app->cfg.mfa_lockout_seconds);
-        const char *p[7] = {c.user_id, c.session_id, code_hash, hash, s_max, s_lock,
-                            req->client_ip};
+        const char *p[7] = {c.user_id, c.session_id, code_hash,     hash,
+                            s_max,     s_lock,       req->client_ip};
         db_stmt_t raise = {"select status, wait from auth.mfa_recovery_verify($1::uuid, $2::uuid, "
                            "$3, $4, $5::int, $6::int, $7)",
                            7, p};

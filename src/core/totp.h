@@ -34,8 +34,8 @@ int64_t totp_step(int64_t unix_time);
  * for the step of now or one step either side. Steps <= last_used (when
  * last_used >= 0) are skipped, so an accepted code cannot be replayed. On a
  * match *step gets the matching step. Compares in constant time per step. */
-CD_MUSTCHECK bool totp_match(const unsigned char *key, size_t keylen, const char *code,
-                             int64_t now, int64_t last_used, int64_t *step);
+CD_MUSTCHECK bool totp_match(const unsigned char *key, size_t keylen, const char *code, int64_t now,
+                             int64_t last_used, int64_t *step);
 
 /* Whether s is exactly TOTP_DIGITS ASCII digits. */
 bool totp_code_valid(const char *s);

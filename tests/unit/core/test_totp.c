@@ -111,10 +111,8 @@ static void test_new_secret(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base32_rfc4648),
-        cmocka_unit_test(test_hotp_rfc4226),
-        cmocka_unit_test(test_totp_rfc6238_sha1),
-        cmocka_unit_test(test_totp_window_and_replay),
+        cmocka_unit_test(test_base32_rfc4648),    cmocka_unit_test(test_hotp_rfc4226),
+        cmocka_unit_test(test_totp_rfc6238_sha1), cmocka_unit_test(test_totp_window_and_replay),
         cmocka_unit_test(test_new_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
