@@ -703,33 +703,29 @@ $$;
 -- Privileges: the server's auth endpoints (service_role) only
 -- ---------------------------------------------------------------------------
 
-revoke all on function auth.factor_json(auth.mfa_factors), auth.user_json(auth.users),
-    auth.access_claims(auth.users, uuid, bigint, bigint, text),
-    auth.session_aal(uuid, uuid),
-    auth.mfa_raise_session(uuid, uuid, uuid, text, text),
-    auth.mfa_downgrade_sessions(uuid),
-    auth.mfa_enroll_totp(uuid, uuid, text, text, integer, text),
-    auth.mfa_challenge(uuid, uuid, uuid, text, integer),
-    auth.mfa_totp_state(uuid, uuid, uuid),
-    auth.mfa_verify_totp(uuid, uuid, uuid, uuid, bigint, text, integer, integer, text),
-    auth.mfa_unenroll(uuid, uuid, uuid, text),
-    auth.mfa_recovery_status(uuid),
-    auth.mfa_recovery_store(uuid, uuid, text, text[], boolean, text),
-    auth.mfa_recovery_verify(uuid, uuid, text, text, integer, integer, text),
-    auth.mfa_recovery_delete(uuid, uuid, text)
-    from public, anon, authenticated;
-grant execute on function auth.factor_json(auth.mfa_factors), auth.user_json(auth.users),
-    auth.access_claims(auth.users, uuid, bigint, bigint, text),
-    auth.session_aal(uuid, uuid),
-    auth.mfa_raise_session(uuid, uuid, uuid, text, text),
-    auth.mfa_downgrade_sessions(uuid),
-    auth.mfa_enroll_totp(uuid, uuid, text, text, integer, text),
-    auth.mfa_challenge(uuid, uuid, uuid, text, integer),
-    auth.mfa_totp_state(uuid, uuid, uuid),
-    auth.mfa_verify_totp(uuid, uuid, uuid, uuid, bigint, text, integer, integer, text),
-    auth.mfa_unenroll(uuid, uuid, uuid, text),
-    auth.mfa_recovery_status(uuid),
-    auth.mfa_recovery_store(uuid, uuid, text, text[], boolean, text),
-    auth.mfa_recovery_verify(uuid, uuid, text, text, integer, integer, text),
-    auth.mfa_recovery_delete(uuid, uuid, text)
-    to service_role;
+do $grants$
+declare
+    v_fn text;
+begin
+    foreach v_fn in array array[
+        'auth.factor_json(auth.mfa_factors)',
+        'auth.user_json(auth.users)',
+        'auth.access_claims(auth.users, uuid, bigint, bigint, text)',
+        'auth.session_aal(uuid, uuid)',
+        'auth.mfa_raise_session(uuid, uuid, uuid, text, text)',
+        'auth.mfa_downgrade_sessions(uuid)',
+        'auth.mfa_enroll_totp(uuid, uuid, text, text, integer, text)',
+        'auth.mfa_challenge(uuid, uuid, uuid, text, integer)',
+        'auth.mfa_totp_state(uuid, uuid, uuid)',
+        'auth.mfa_verify_totp(uuid, uuid, uuid, uuid, bigint, text, integer, integer, text)',
+        'auth.mfa_unenroll(uuid, uuid, uuid, text)',
+        'auth.mfa_recovery_status(uuid)',
+        'auth.mfa_recovery_store(uuid, uuid, text, text[], boolean, text)',
+        'auth.mfa_recovery_verify(uuid, uuid, text, text, integer, integer, text)',
+        'auth.mfa_recovery_delete(uuid, uuid, text)'
+    ] loop
+        execute pg_catalog.format('revoke all on function %s from public, anon, authenticated', v_fn::regprocedure);
+        execute pg_catalog.format('grant execute on function %s to service_role', v_fn::regprocedure);
+    end loop;
+end
+$grants$;

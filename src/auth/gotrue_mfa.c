@@ -415,26 +415,38 @@ done:
 
 /* -------------------------------------------------------------- unenroll */
 
+/* Runs stmt (the status in column 0, a factor id in column 1) and answers
+ * {id} on "ok"; "not_found" gets 404 with not_found_message, any other status
+ * reply_status with the aal answer. */
+static void reply_removed(http_request_t *req, const auth_caller_t *c, const db_stmt_t *stmt,
+                          const char *not_found_message, int aal_status, const char *aal_message)
+{
+    PGresult *r = NULL;
+    if (!auth__run(req, c->headers_json, false, stmt, 1, &r, NULL))
+        return;
+    const char *status = PQgetvalue(r, 0, 0);
+    if (strcmp(status, "ok") == 0)
+        http_reply_json(req, 200, json_pack("{s:s}", "id", PQgetvalue(r, 0, 1)));
+    else if (strcmp(status, "not_found") == 0)
+        auth__error(req, 404, "mfa_factor_not_found", not_found_message);
+    else
+        reply_status(req, status, aal_status, aal_message);
+    PQclear(r);
+}
+
 void auth__handle_mfa_unenroll(http_request_t *req)
 {
     auth_caller_t c;
     if (!mfa_caller(req, &c))
         return;
     const char *factor = path_factor(req);
-    if (!factor)
-        goto done;
-    const char *p[4] = {c.user_id, c.session_id, factor, req->client_ip};
-    db_stmt_t stmt = {"select auth.mfa_unenroll($1::uuid, $2::uuid, $3::uuid, $4)", 4, p};
-    PGresult *r = NULL;
-    if (!auth__run(req, c.headers_json, false, &stmt, 1, &r, NULL))
-        goto done;
-    const char *status = PQgetvalue(r, 0, 0);
-    if (strcmp(status, "ok") == 0)
-        http_reply_json(req, 200, json_pack("{s:s}", "id", factor));
-    else
-        reply_status(req, status, 422, "AAL2 required to unenroll verified factor");
-    PQclear(r);
-done:
+    if (factor) {
+        const char *p[4] = {c.user_id, c.session_id, factor, req->client_ip};
+        db_stmt_t stmt = {
+            "select auth.mfa_unenroll($1::uuid, $2::uuid, $3::uuid, $4), $3::uuid::text", 4, p};
+        reply_removed(req, &c, &stmt, "Factor not found", 422,
+                      "AAL2 required to unenroll verified factor");
+    }
     auth_caller_free(&c);
 }
 
@@ -616,21 +628,10 @@ void auth__handle_recovery_delete(http_request_t *req)
     if (!mfa_caller(req, &c))
         return;
     const char *p[3] = {c.user_id, c.session_id, req->client_ip};
-    db_stmt_t stmt = {"select status, factor_id from auth.mfa_recovery_delete($1::uuid, $2::uuid, "
-                      "$3)",
-                      3, p};
-    PGresult *r = NULL;
-    if (!auth__run(req, c.headers_json, false, &stmt, 1, &r, NULL))
-        goto done;
-    const char *status = PQgetvalue(r, 0, 0);
-    if (strcmp(status, "ok") == 0)
-        http_reply_json(req, 200, json_pack("{s:s}", "id", PQgetvalue(r, 0, 1)));
-    else if (strcmp(status, "not_found") == 0)
-        auth__error(req, 404, "mfa_factor_not_found", "The user has not enrolled recovery codes");
-    else
-        reply_status(req, status, 403, "AAL2 required to delete recovery codes");
-    PQclear(r);
-done:
+    db_stmt_t stmt = {
+        "select status, factor_id from auth.mfa_recovery_delete($1::uuid, $2::uuid, $3)", 3, p};
+    reply_removed(req, &c, &stmt, "The user has not enrolled recovery codes", 403,
+                  "AAL2 required to delete recovery codes");
     auth_caller_free(&c);
 }
 
