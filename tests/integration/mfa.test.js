@@ -293,6 +293,9 @@ describe('MFA_REQUIRED_FOR_ADMIN', () => {
     const list = await api('/admin/users', admin.session.access_token);
     assert.equal(list.status, 403, list.text);
     assert.equal(list.json.code, 'insufficient_aal');
+    const off = await admin.client.from('app_settings').update({ mfa_required_for_admin: false }).not('id', 'is', null).select('id');
+    assert.deepEqual(off.data ?? [], [], 'an aal1 admin cannot turn the requirement off');
+    assert.equal(await sql(server, 'select mfa_required_for_admin from public.app_settings'), 't');
     const rows = await admin.client.from('app_settings').select('id');
     assert.deepEqual(rows.data, [], `admin-only rows are invisible at aal1 ${JSON.stringify(rows.error)}`);
 
@@ -304,6 +307,9 @@ describe('MFA_REQUIRED_FOR_ADMIN', () => {
     const rows2 = await admin.client.from('app_settings').select('id');
     noError(rows2.error, 'app_settings at aal2');
     assert.equal(rows2.data.length, 1);
+    const toggled = await admin.client.from('app_settings').update({ mfa_required_for_admin: false }).not('id', 'is', null).select('mfa_required_for_admin');
+    noError(toggled.error, 'an aal2 admin changes the setting');
+    assert.equal(await sql(server, 'select mfa_required_for_admin from public.app_settings'), 'f');
     // the service key is not affected
     const svc = await client(server, server.serviceKey).auth.admin.listUsers();
     noError(svc.error, 'service listUsers');
