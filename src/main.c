@@ -96,6 +96,8 @@ static int cmd_serve(app_t *app)
         goto fail;
     if (!auth_bootstrap_admin(app))
         goto fail;
+    if (!auth_mfa_apply_setting(app))
+        goto fail;
     app->limiter = auth_limiter_new(4096);
     /* libcurl's global state, before any thread uses it (the mail job) */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)

@@ -133,14 +133,14 @@ void api__safe_filename(const char *prefix, const char *name, const char *ext, c
  * statement itself applies what RLS did before: the caller sees the campaign
  * when it owns it or is an admin or viewer (camp), and may generate a report
  * when it owns it with role user or is an admin (may). Its authoritative role
- * comes from auth.db_role_for(), as for every request (anon when banned). */
+ * comes from auth.db_role_for_claims(), as for every request (anon when banned). */
 static const char CREATE_SQL[] =
     "with tz as materialized ("
     "  select coalesce((select s.timezone from public.app_settings_public s limit 1), 'UTC')"
     "    as name), "
     "who as materialized ("
     "  select auth.uid() as uid,"
-    "    case when auth.role() = 'authenticated' then auth.db_role_for(auth.uid()::text)"
+    "    case when auth.role() = 'authenticated' then auth.db_role_for_claims(auth.jwt())"
     "         else current_user::text end as role), "
     "camp as materialized ("
     "  select c.id, c.name, c.type, c.status,"

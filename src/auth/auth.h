@@ -64,6 +64,9 @@ void auth_limiter_free(struct auth_limiter *l);
 /* Counts a request from addr; returns 0 if allowed, else seconds to wait. */
 int auth_limiter_hit(struct auth_limiter *l, const char *addr, long limit);
 
+/* MFA_REQUIRED_FOR_ADMIN=true turns on app_settings.mfa_required_for_admin
+ * (migration 035) at start. False, and logged, when the database refuses. */
+CD_MUSTCHECK bool auth_mfa_apply_setting(app_t *app);
 /* Creates CAMPAIGND_ADMIN_EMAIL as an admin at start if set and no admin exists. */
 CD_MUSTCHECK bool auth_bootstrap_admin(app_t *app);
 /* The CLI's user commands, over an owner connection; msg gets the outcome. */

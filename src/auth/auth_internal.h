@@ -81,6 +81,11 @@ CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool 
                             const db_stmt_t *stmts, size_t n, PGresult **res,
                             const auth_unique_t *unique);
 
+/* auth__run for statements that encrypt or decrypt with the instance key
+ * (the MFA secrets, migration 035): a write transaction with_secrets. */
+CD_MUSTCHECK bool auth__run_secrets(http_request_t *req, const char *headers_json,
+                                    const db_stmt_t *stmts, size_t n, PGresult **res);
+
 /* ------------------------------------------------------------ mail */
 
 /* The values of a mail template's placeholders ({{ .ConfirmationURL }}
@@ -125,6 +130,10 @@ typedef struct auth_session_opts {
 void auth__start_session_opts(http_request_t *req, const char *user_id, const char *email,
                               const db_stmt_t *extra, size_t nextra, const char *audit_action,
                               const auth_session_opts_t *o);
+/* Signs an access token from claims_text (auth.access_claims) and answers
+ * with the Session JSON carrying user_json and refresh_token (200). */
+void auth__reply_session(http_request_t *req, const char *claims_text, const char *user_json,
+                         const char *refresh_token);
 void auth__handle_signup(http_request_t *req);
 void auth__handle_token(http_request_t *req);
 void auth__handle_spec_sign_in(http_request_t *req);
@@ -167,6 +176,16 @@ void auth__redirect_with_code(http_request_t *req, const char *flow, const char 
  * database's error) when req->replied. */
 CD_MUSTCHECK bool auth__mail_flow(http_request_t *req, json_t *body, const char *method_name,
                                   char flow[CD_UUID_LEN + 1]);
+/* gotrue_mfa.c: MFA factors (TOTP) and recovery codes, /auth/v1/factors... */
+void auth__handle_mfa_enroll(http_request_t *req);
+void auth__handle_mfa_challenge(http_request_t *req);
+void auth__handle_mfa_verify(http_request_t *req);
+void auth__handle_mfa_unenroll(http_request_t *req);
+void auth__handle_recovery_status(http_request_t *req);
+void auth__handle_recovery_generate(http_request_t *req);
+void auth__handle_recovery_regenerate(http_request_t *req);
+void auth__handle_recovery_verify(http_request_t *req);
+void auth__handle_recovery_delete(http_request_t *req);
 /* gotrue_users.c */
 void auth__handle_get_user(http_request_t *req);
 void auth__handle_put_user(http_request_t *req);

@@ -223,12 +223,14 @@ bool auth__check_email(http_request_t *req, const char *email)
 const auth_unique_t AUTH_UNIQUE_EMAIL = {
     "email_exists", "A user with this email address has already been registered", SIZE_MAX};
 
-bool auth__run(http_request_t *req, const char *headers_json, bool read_only,
-               const db_stmt_t *stmts, size_t n, PGresult **res, const auth_unique_t *unique)
+static bool run_auth_sql(http_request_t *req, const char *headers_json, bool read_only,
+                         bool with_secrets, const db_stmt_t *stmts, size_t n, PGresult **res,
+                         const auth_unique_t *unique)
 {
     db_caller_t who;
     auth__service_who(req, headers_json, &who);
     who.read_only = read_only;
+    who.with_secrets = with_secrets;
     db_error_t err;
     db_status_t st = db_run(&who, stmts, n, res, &err);
     if (st == DB_OK)
@@ -245,6 +247,18 @@ bool auth__run(http_request_t *req, const char *headers_json, bool read_only,
     log_error("auth SQL failed: %s (SQLSTATE %s) %s", err.message, err.sqlstate, err.detail);
     auth__error(req, 500, "unexpected_failure", "Unexpected failure, please check server logs");
     return false;
+}
+
+bool auth__run(http_request_t *req, const char *headers_json, bool read_only,
+               const db_stmt_t *stmts, size_t n, PGresult **res, const auth_unique_t *unique)
+{
+    return run_auth_sql(req, headers_json, read_only, false, stmts, n, res, unique);
+}
+
+bool auth__run_secrets(http_request_t *req, const char *headers_json, const db_stmt_t *stmts,
+                       size_t n, PGresult **res)
+{
+    return run_auth_sql(req, headers_json, false, true, stmts, n, res, NULL);
 }
 
 char *auth__object_text(const json_t *v)
@@ -267,6 +281,14 @@ static void handle_settings(http_request_t *req)
         oidc, "apple", 0, "azure", 0, "disable_signup", app->cfg.disable_signup,
         "mailer_autoconfirm", app->mailer_autoconfirm, "phone_autoconfirm", 0, "sms_provider", "",
         "saml_enabled", 0, "passkeys_enabled", 0);
+    /* MFA (issue 14): TOTP and recovery codes; phone and WebAuthn factors are not offered */
+    json_object_set_new(j, "mfa_enabled", json_true());
+    json_object_set_new(j, "mfa",
+                        json_pack("{s:{s:b, s:b}, s:{s:b, s:b}, s:{s:b, s:b}, s:b}", "totp",
+                                  "enroll_enabled", 1, "verify_enabled", 1, "recovery_codes",
+                                  "enroll_enabled", 1, "verify_enabled", 1, "phone",
+                                  "enroll_enabled", 0, "verify_enabled", 0, "required_for_admin",
+                                  app->cfg.mfa_required_for_admin));
     http_reply_json(req, 200, j);
 }
 
@@ -306,6 +328,16 @@ const http_route_t auth_routes[] = {
     {"GET", "/auth/v1/settings", handle_settings, false},
     {"GET", "/auth/v1/health", handle_health, false},
     {"GET", "/auth/v1/.well-known/jwks.json", handle_jwks, false},
+    /* MFA (gotrue_mfa.c): the recovery-codes paths before /factors/:id */
+    {"POST", "/auth/v1/factors", auth__handle_mfa_enroll, true},
+    {"GET", "/auth/v1/factors/recovery-codes", auth__handle_recovery_status, false},
+    {"POST", "/auth/v1/factors/recovery-codes", auth__handle_recovery_generate, true},
+    {"POST", "/auth/v1/factors/recovery-codes/verify", auth__handle_recovery_verify, true},
+    {"POST", "/auth/v1/factors/recovery-codes/regenerate", auth__handle_recovery_regenerate, true},
+    {"DELETE", "/auth/v1/factors/recovery-codes", auth__handle_recovery_delete, true},
+    {"POST", "/auth/v1/factors/:id/challenge", auth__handle_mfa_challenge, true},
+    {"POST", "/auth/v1/factors/:id/verify", auth__handle_mfa_verify, true},
+    {"DELETE", "/auth/v1/factors/:id", auth__handle_mfa_unenroll, true},
     {"GET", "/auth/v1/admin/users", auth__handle_admin_list, false},
     {"POST", "/auth/v1/admin/users", auth__handle_admin_create, true},
     {"GET", "/auth/v1/admin/users/:id", auth__handle_admin_get, false},

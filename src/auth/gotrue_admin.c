@@ -27,7 +27,11 @@ static bool require_admin(http_request_t *req, auth_caller_t *caller)
          * password change, means no admin API). */
         const char *p[2] = {caller->user_id,
                             cd_is_uuid(caller->session_id) ? caller->session_id : NULL};
-        db_stmt_t stmt = {"select auth.user_role(u) = 'admin' from auth.users u "
+        /* Column 2: MFA_REQUIRED_FOR_ADMIN (app_settings.mfa_required_for_admin) is on
+         * and the session has not verified a second factor (migration 035). */
+        db_stmt_t stmt = {"select auth.user_role(u) = 'admin', auth.mfa_required_for_admin() "
+                          "and auth.session_aal(u.id, $2::uuid) is distinct from 'aal2' "
+                          "from auth.users u "
                           "where u.id = $1::uuid and u.deleted_at is null "
                           "and coalesce(u.banned_until <= now(), true) "
                           "and exists (select 1 from auth.sessions s where s.id = $2::uuid "
@@ -39,7 +43,14 @@ static bool require_admin(http_request_t *req, auth_caller_t *caller)
             return false;
         }
         bool admin = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+        bool need_aal2 = admin && PQgetvalue(r, 0, 1)[0] == 't';
         PQclear(r);
+        if (need_aal2) {
+            auth__error(req, 403, "insufficient_aal",
+                        "AAL2 required: verify a second factor to use the admin API");
+            auth_caller_free(caller);
+            return false;
+        }
         if (admin)
             return true;
     }

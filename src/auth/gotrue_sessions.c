@@ -123,6 +123,12 @@ static void reply_session(http_request_t *req, const char *claims_text, const ch
     http_reply_take(req, 200, NULL, cd_buf_take(&b), len);
 }
 
+void auth__reply_session(http_request_t *req, const char *claims_text, const char *user_json,
+                         const char *refresh_token)
+{
+    reply_session(req, claims_text, user_json, refresh_token, NULL, NULL);
+}
+
 /* Runs the statements that start a session for user_id and answers with the
  * Session JSON. extra/nextra run first in the same transaction (e.g. creating
  * the user). audit_action names the auth.audit_log_entries action. */

@@ -84,6 +84,14 @@ const config_entry_t config_table[] = {
      "Lifetime in seconds of mailed links and 6-digit codes."},
     {"MAILER_OTP_MAX_ATTEMPTS", CONFIG_INT, F(mailer_otp_max_attempts), "5", 1, 20, false, "auth",
      "Wrong 6-digit codes for one address before its live codes die."},
+    /* MFA (issue 14) */
+    {"MFA_REQUIRED_FOR_ADMIN", CONFIG_BOOL, F(mfa_required_for_admin), "false", 0, 0, false, "auth",
+     "true turns on app_settings.mfa_required_for_admin at every start: an admin whose session has "
+     "not verified a second factor (aal1) has no admin rights until it does (docs/auth.md)."},
+    {"MFA_MAX_VERIFY_ATTEMPTS", CONFIG_INT, F(mfa_max_verify_attempts), "5", 1, 100, false, "auth",
+     "Wrong TOTP or recovery codes in a row before the factor is locked."},
+    {"MFA_LOCKOUT_SECONDS", CONFIG_INT, F(mfa_lockout_seconds), "900", 1, 86400, false, "auth",
+     "How long a factor stays locked after MFA_MAX_VERIFY_ATTEMPTS wrong codes."},
     {"ADDITIONAL_REDIRECT_URLS", CONFIG_STR, F(additional_redirect_urls), "", 0, 0, false, "auth",
      "Comma-separated redirect_to URLs allowed besides SITE_URL; * matches within a path segment "
      "or host label, ** matches anything (GoTrue's globs)."},

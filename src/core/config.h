@@ -46,6 +46,10 @@ typedef struct config {
     long mailer_otp_exp;
     long mailer_otp_max_attempts;
     char *additional_redirect_urls;
+    /* MFA (issue 14) */
+    bool mfa_required_for_admin;
+    long mfa_max_verify_attempts;
+    long mfa_lockout_seconds;
     char *default_user_role;
     long login_max_failures_per_email;
     long login_max_failures_per_email_global;

@@ -33,11 +33,12 @@ static const char PRELUDE_NAME[] = "cd_prelude";
  * 'authenticated' token runs as the member role of the user's authoritative
  * role (app_admin, app_user, app_viewer; anon when banned or deleted), read
  * from auth.users by auth.db_role_for() in this same statement, so the planner
- * applies only that role's policies (migrations/017_app_roles.sql). The
+ * applies only that role's policies (migrations/017_app_roles.sql; an admin
+ * below aal2 while MFA is required for admins runs as authenticated, 035). The
  * function runs before SET ROLE takes effect, as authenticator. */
 static const char PRELUDE_SQL[] =
     "select set_config('role', case when $1::text = 'authenticated' "
-    "then auth.db_role_for($2::text::jsonb ->> 'sub') else $1::text end, true), "
+    "then auth.db_role_for_claims($2::text::jsonb) else $1::text end, true), "
     "set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true), set_config('statement_timeout', $6, true), "

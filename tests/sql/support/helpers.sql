@@ -126,7 +126,7 @@ begin
     perform pg_catalog.set_config('role', 'none', true);
     perform pg_catalog.set_config('role',
         case when set_request.role = 'authenticated'
-             then auth.db_role_for(claims ->> 'sub')
+             then auth.db_role_for_claims(claims)
              else set_request.role end, true);
 end
 $$;
