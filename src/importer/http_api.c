@@ -25,12 +25,15 @@
 #define CONN_MAX_REDIRECTS     3
 #define CONN_HEADER_MAX        8192
 
-static const db_caller_t SERVICE = {
+/* Reads the credentials: service_role with the encryption key. */
+static const db_caller_t SECRETS = {
     .role = "service_role",
     .claims_json = "{\"role\":\"service_role\"}",
     .method = "JOB",
     .path = "import.sync",
     .headers_json = "{}",
+    .read_only = true,
+    .with_secrets = true,
 };
 
 /* ------------------------------------------------------------ the client */
@@ -290,7 +293,7 @@ json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t
     const char *p[1] = {source_id};
     PGresult *res = NULL;
     db_error_t dberr;
-    db_status_t st = db_run1(db, &SERVICE, "select public.get_data_source_credentials($1)::text",
+    db_status_t st = db_run1(db, &SECRETS, "select public.get_data_source_credentials($1)::text",
                              1, p, &res, &dberr);
     json_t *out = NULL;
     if (st != DB_OK) {

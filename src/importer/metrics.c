@@ -494,7 +494,7 @@ static bool meta_fetch(mrun_t *m)
     base_url(m, "https://graph.facebook.com", base, sizeof(base));
     char *fields = join_names(metrics, NULL), *bd = join_names(breakdowns, NULL);
     char *ef = fields ? curl_easy_escape(NULL, fields, 0) : NULL;
-    char range[64];
+    char range[128];
     snprintf(range, sizeof(range), "%%7B%%22since%%22%%3A%%22%s%%22%%2C%%22until%%22%%3A%%22%s%%22%%7D",
              m->start, m->end);
     int n = snprintf(url, sizeof(url),

@@ -18,15 +18,54 @@
 
 #define JWT_PART_MAX (16 * 1024)
 
-static EVP_PKEY *load_key(const char *pem, char *err, size_t errlen)
+/* A PEM key as credentials can hold it (their values may not contain line
+ * breaks): with "\\n" escapes (as in a service-account key file) or with
+ * spaces where the lines end. Returns a malloc'd PEM with real lines. */
+static char *pem_lines(const char *in)
 {
-    if (!pem || !*pem) {
+    size_t n = strlen(in);
+    char *out = malloc(n + 3);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '\\' && in[i + 1] == 'n') {
+            out[o++] = '\n';
+            i++;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    out[o] = '\0';
+    if (strchr(out, '\n'))
+        return out;
+    /* one line: "-----BEGIN X----- base64 base64 -----END X-----" */
+    char *body = strstr(out, "-----BEGIN ");
+    body = body ? strstr(body + 11, "-----") : NULL;
+    char *end = body ? strstr(body + 5, "-----END ") : NULL;
+    if (!end)
+        return out;
+    for (char *p = body + 5; p < end; p++)
+        if (*p == ' ')
+            *p = '\n';
+    if (end[-1] != '\n') {
+        memmove(end + 1, end, strlen(end) + 1);
+        *end = '\n';
+    }
+    return out;
+}
+
+static EVP_PKEY *load_key(const char *pem_in, char *err, size_t errlen)
+{
+    if (!pem_in || !*pem_in) {
         snprintf(err, errlen, "the private key is missing from the credentials");
         return NULL;
     }
-    BIO *bio = BIO_new_mem_buf(pem, -1);
+    char *pem = pem_lines(pem_in);
+    BIO *bio = pem ? BIO_new_mem_buf(pem, -1) : NULL;
     EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
+    free(pem);
     ERR_clear_error();
     if (!key) {
         snprintf(err, errlen,

@@ -83,6 +83,30 @@ static void test_rs256(void **state)
     json_decref(h);
     json_decref(c);
     free(tok);
+    /* the forms credentials can hold (no line breaks): one line, or "\n" escapes */
+    char *oneline = strdup(pem), *escaped = malloc(2 * strlen(pem) + 1);
+    size_t o = 0;
+    for (char *p = oneline; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    for (const char *p = pem; *p; p++) {
+        if (*p == '\n') {
+            escaped[o++] = '\\';
+            escaped[o++] = 'n';
+        } else {
+            escaped[o++] = *p;
+        }
+    }
+    escaped[o] = '\0';
+    const char *forms[] = {oneline, escaped};
+    for (size_t i = 0; i < 2; i++) {
+        char *t2 = conn_jwt_rs256(hdr, claims, forms[i], err, sizeof(err));
+        assert_non_null(t2);
+        assert_true(verifies(k, t2));
+        free(t2);
+    }
+    free(oneline);
+    free(escaped);
     /* not a key, an EC key */
     assert_null(conn_jwt_rs256(hdr, claims, "-----BEGIN PRIVATE KEY-----\nAAAA\n", err,
                                sizeof(err)));
