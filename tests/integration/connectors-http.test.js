@@ -241,6 +241,15 @@ test('google_analytics: service-account JWT, runReport paging, upsert without do
     { name: 'GA4', type: 'google_analytics', config: { api_base: `${fake.url}/ga`, property_id: '123456', metrics: ['sessions', 'conversions'], dimensions: ['country'], start_date: '2024-02-01', end_date: '2024-02-03' } },
     { service_account_json: serviceAccount(fake.state.privatePem) },
   );
+  // the test-connection preview reads the report and shows its first values
+  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  assert.equal(t.status, 200, t.text);
+  assert.equal(t.json.values, 12);
+  assert.equal(t.json.rows.length, 10);
+  assert.deepEqual(t.json.rows[0], { date: '2024-02-01', metric: 'sessions', value: 20, dimensions: { country: 'US' } });
+  assert.deepEqual(await imported(src.id), [], 'a preview writes nothing');
+  fake.state.calls.length = 0;
+
   let log = await sync(src.id);
   assert.equal(log.status, 'success', log.error_message);
   // 3 days x 2 countries x 2 metrics
