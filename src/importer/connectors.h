@@ -32,7 +32,7 @@
 /* Most pages one sync reads from an API (a loop guard, not a limit users hit). */
 #define CONN_MAX_PAGES 100000
 /* 429 answers: at most this many waits, each at most CONN_MAX_RETRY_WAIT_S. */
-#define CONN_MAX_429_RETRIES 5
+#define CONN_MAX_429_RETRIES  5
 #define CONN_MAX_RETRY_WAIT_S 60
 /* Longest URL a connector builds or follows. */
 #define CONN_URL_MAX 4096
@@ -87,8 +87,8 @@ CD_MUSTCHECK bool conn_key_fingerprint(const char *pem, char *out, size_t outlen
 
 typedef struct conn_resp {
     long status;
-    cd_buf_t body;            /* at most IMPORT_MAX_BYTES */
-    cd_buf_t link;            /* every Link header value, comma-joined */
+    cd_buf_t body; /* at most IMPORT_MAX_BYTES */
+    cd_buf_t link; /* every Link header value, comma-joined */
     char content_type[128];
     char retry_after[64];
 } conn_resp_t;

@@ -271,11 +271,11 @@ bool conn_http_error(conn_client_t *c, const conn_resp_t *resp, const char *what
         msg = json_string_value(json_object_get(e, "message"));
     if (!msg)
         msg = json_string_value(json_object_get(j, "message"));
-    bool revoked = resp->status == 401 || resp->status == 403 ||
-                   (code && (strcmp(code, "invalid_grant") == 0 ||
-                             strcmp(code, "invalid_client") == 0 ||
-                             strcmp(code, "unauthorized_client") == 0)) ||
-                   (json_is_object(e) && json_integer_value(json_object_get(e, "code")) == 190);
+    bool revoked =
+        resp->status == 401 || resp->status == 403 ||
+        (code && (strcmp(code, "invalid_grant") == 0 || strcmp(code, "invalid_client") == 0 ||
+                  strcmp(code, "unauthorized_client") == 0)) ||
+        (json_is_object(e) && json_integer_value(json_object_get(e, "code")) == 190);
     if (revoked)
         conn_fail(c, false,
                   "%s: the API refused the credentials (HTTP %ld%s%.160s): they expired or were "
@@ -293,8 +293,8 @@ json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t
     const char *p[1] = {source_id};
     PGresult *res = NULL;
     db_error_t dberr;
-    db_status_t st = db_run1(db, &SECRETS, "select public.get_data_source_credentials($1)::text",
-                             1, p, &res, &dberr);
+    db_status_t st = db_run1(db, &SECRETS, "select public.get_data_source_credentials($1)::text", 1,
+                             p, &res, &dberr);
     json_t *out = NULL;
     if (st != DB_OK) {
         snprintf(err, errlen, "cannot read the source's credentials: %s",
@@ -312,4 +312,3 @@ json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t
     PQclear(res);
     return out;
 }
-

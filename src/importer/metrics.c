@@ -31,9 +31,9 @@
 #include "core/log.h"
 #include "importer/connectors.h"
 
-#define METRICS_PAGE_ROWS  10000
-#define METRICS_MAX_ROWS   5000000
-#define METRICS_POLLS      120
+#define METRICS_PAGE_ROWS    10000
+#define METRICS_MAX_ROWS     5000000
+#define METRICS_POLLS        120
 #define METRICS_DEFAULT_DAYS 30
 
 typedef struct mrun {
@@ -195,21 +195,21 @@ static bool google_token(mrun_t *m, const char *scope)
     json_t *key = sa_key(m);
     if (!key)
         return false;
-    const char *uri = cfg_str(m->cfg, "token_uri", cfg_str(key, "token_uri",
-                                                           "https://oauth2.googleapis.com/token"));
+    const char *uri = cfg_str(m->cfg, "token_uri",
+                              cfg_str(key, "token_uri", "https://oauth2.googleapis.com/token"));
     long long now = (long long)time(NULL);
     json_t *hdr = json_pack("{s:s, s:s}", "alg", "RS256", "typ", "JWT");
     const char *kid = json_string_value(json_object_get(key, "private_key_id"));
     if (hdr && kid)
         json_object_set_new(hdr, "kid", json_string(kid));
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss",
-                               json_string_value(json_object_get(key, "client_email")), "scope",
-                               scope, "aud", uri, "iat", (json_int_t)now, "exp",
-                               (json_int_t)(now + 3600));
-    char *jwt = hdr && claims ? conn_jwt_rs256(hdr, claims,
-                                               json_string_value(json_object_get(key, "private_key")),
-                                               m->client.err, m->client.errlen)
-                              : NULL;
+    json_t *claims = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I}", "iss", json_string_value(json_object_get(key, "client_email")),
+        "scope", scope, "aud", uri, "iat", (json_int_t)now, "exp", (json_int_t)(now + 3600));
+    char *jwt =
+        hdr && claims
+            ? conn_jwt_rs256(hdr, claims, json_string_value(json_object_get(key, "private_key")),
+                             m->client.err, m->client.errlen)
+            : NULL;
     json_decref(hdr);
     json_decref(claims);
     bool ok = false;
@@ -224,8 +224,8 @@ static bool google_token(mrun_t *m, const char *scope)
                  "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer", esc);
     curl_free(esc);
     conn_resp_t resp;
-    if (!body || !conn_http(&m->client, "POST", uri, NULL, body,
-                            "application/x-www-form-urlencoded", &resp))
+    if (!body ||
+        !conn_http(&m->client, "POST", uri, NULL, body, "application/x-www-form-urlencoded", &resp))
         goto out;
     if (resp.status != 200) {
         conn_http_error(&m->client, &resp, "the token exchange");
@@ -283,8 +283,8 @@ static bool cfg_list(mrun_t *m, const char *key, bool required, const json_t **o
     bool ok = json_is_array(a) || (!a && !required);
     json_array_foreach(a, i, v)
     {
-        ok = ok && json_is_string(v) && json_string_length(v) > 0 &&
-             json_string_length(v) < 200 && !strpbrk(json_string_value(v), ",&=\"\\");
+        ok = ok && json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 200 &&
+             !strpbrk(json_string_value(v), ",&=\"\\");
     }
     if (!ok || (required && json_array_size(a) == 0)) {
         conn_fail(&m->client, false, "config.%s must be a list of names%s", key,
@@ -329,8 +329,9 @@ static bool ga4_rows(mrun_t *m, const json_t *ans, size_t *got)
         char day[11];
         if (!norm_date(json_string_value(json_object_get(json_array_get(dv, 0), "value")), false,
                        day)) {
-            conn_fail(&m->client, false, "runReport: a row has no date (YYYYMMDD) as its first "
-                                         "dimension");
+            conn_fail(&m->client, false,
+                      "runReport: a row has no date (YYYYMMDD) as its first "
+                      "dimension");
             return false;
         }
         for (size_t k = 0; k < json_array_size(mh); k++) {
@@ -338,8 +339,8 @@ static bool ga4_rows(mrun_t *m, const json_t *ans, size_t *got)
             for (size_t d = 1; d < json_array_size(dh); d++)
                 json_object_set_new(
                     dims, json_string_value(json_object_get(json_array_get(dh, d), "name")),
-                    json_string(json_string_value(
-                        json_object_get(json_array_get(dv, d), "value"))));
+                    json_string(
+                        json_string_value(json_object_get(json_array_get(dv, d), "value"))));
             const char *name = json_string_value(json_object_get(json_array_get(mh, k), "name"));
             const char *val = json_string_value(json_object_get(json_array_get(mv, k), "value"));
             if (!name || !emit(m, day, name, val, dims))
@@ -367,11 +368,11 @@ static bool ga4_fetch(mrun_t *m)
     snprintf(url, sizeof(url), "%s/v1beta/properties/%s:runReport", base, prop);
     long long offset = 0;
     for (int page = 0; page < CONN_MAX_PAGES; page++) {
-        json_t *req = json_pack("{s:[{s:s, s:s}], s:o, s:o, s:I, s:I}", "dateRanges", "startDate",
-                                m->start, "endDate", m->end, "dimensions",
-                                name_objects(dims, "date"), "metrics",
-                                name_objects(metrics, NULL), "limit",
-                                (json_int_t)METRICS_PAGE_ROWS, "offset", (json_int_t)offset);
+        json_t *req =
+            json_pack("{s:[{s:s, s:s}], s:o, s:o, s:I, s:I}", "dateRanges", "startDate", m->start,
+                      "endDate", m->end, "dimensions", name_objects(dims, "date"), "metrics",
+                      name_objects(metrics, NULL), "limit", (json_int_t)METRICS_PAGE_ROWS, "offset",
+                      (json_int_t)offset);
         char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         json_t *ans = body ? call_json(m, "POST", url, body, NULL, "runReport", NULL) : NULL;
@@ -495,8 +496,9 @@ static bool meta_fetch(mrun_t *m)
     char *fields = join_names(metrics, NULL), *bd = join_names(breakdowns, NULL);
     char *ef = fields ? curl_easy_escape(NULL, fields, 0) : NULL;
     char range[128];
-    snprintf(range, sizeof(range), "%%7B%%22since%%22%%3A%%22%s%%22%%2C%%22until%%22%%3A%%22%s%%22%%7D",
-             m->start, m->end);
+    snprintf(range, sizeof(range),
+             "%%7B%%22since%%22%%3A%%22%s%%22%%2C%%22until%%22%%3A%%22%s%%22%%7D", m->start,
+             m->end);
     int n = snprintf(url, sizeof(url),
                      "%s/%s/%s/insights?fields=%s&time_increment=1&time_range=%s&limit=500%s%s%s%s",
                      base, ver, obj, ef ? ef : "", range, bd && *bd ? "&breakdowns=" : "",
@@ -561,8 +563,8 @@ static bool tab_map(mrun_t *m, tab_t *t, const char *const *names, size_t n)
     const char *dc = cfg_str(m->cfg, "date_column", "date");
     t->date_col = find_col(names, n, dc);
     if (t->date_col < 0) {
-        conn_fail(&m->client, false, "the query's result has no column \"%.60s\" (config.date_column)",
-                  dc);
+        conn_fail(&m->client, false,
+                  "the query's result has no column \"%.60s\" (config.date_column)", dc);
         return false;
     }
     if (json_array_size(t->metrics) > 64 || json_array_size(t->dims) > 64) {
@@ -670,9 +672,8 @@ static bool bq_fetch(mrun_t *m)
     char base[1024], url[CONN_URL_MAX];
     base_url(m, "https://bigquery.googleapis.com", base, sizeof(base));
     snprintf(url, sizeof(url), "%s/bigquery/v2/projects/%s/queries", base, project);
-    json_t *req = json_pack("{s:s, s:b, s:I, s:I}", "query", query, "useLegacySql", 0,
-                            "maxResults", (json_int_t)METRICS_PAGE_ROWS, "timeoutMs",
-                            (json_int_t)10000);
+    json_t *req = json_pack("{s:s, s:b, s:I, s:I}", "query", query, "useLegacySql", 0, "maxResults",
+                            (json_int_t)METRICS_PAGE_ROWS, "timeoutMs", (json_int_t)10000);
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     json_t *ans = body ? call_json(m, "POST", url, body, NULL, "jobs.query", NULL) : NULL;
@@ -735,8 +736,8 @@ static bool snowflake_auth(mrun_t *m, const char *account, const char *user)
     json_t *hdr = json_pack("{s:s, s:s}", "alg", "RS256", "typ", "JWT");
     json_t *claims = json_pack("{s:s, s:s, s:I, s:I}", "iss", iss, "sub", qual, "iat",
                                (json_int_t)now, "exp", (json_int_t)(now + 3600));
-    char *jwt = hdr && claims ? conn_jwt_rs256(hdr, claims, pem, m->client.err, m->client.errlen)
-                              : NULL;
+    char *jwt =
+        hdr && claims ? conn_jwt_rs256(hdr, claims, pem, m->client.err, m->client.errlen) : NULL;
     json_decref(hdr);
     json_decref(claims);
     if (!jwt)
@@ -779,10 +780,11 @@ static bool sf_map(mrun_t *m, tab_t *t, const json_t *meta)
     bool ok = tab_map(m, t, names, n);
     free(names);
     if (ok) {
-        const char *ty = json_string_value(
-            json_object_get(json_array_get(types, (size_t)t->date_col), "type"));
+        const char *ty =
+            json_string_value(json_object_get(json_array_get(types, (size_t)t->date_col), "type"));
         /* jsonv2 sends DATE as days and TIMESTAMP_* as seconds since the epoch */
-        t->epoch_dates = ty && (strcasecmp(ty, "date") == 0 || strncasecmp(ty, "timestamp", 9) == 0);
+        t->epoch_dates =
+            ty && (strcasecmp(ty, "date") == 0 || strncasecmp(ty, "timestamp", 9) == 0);
     }
     return ok;
 }

@@ -16,8 +16,8 @@
 
 #include "importer/connectors.h"
 
-#define PATH_KEY_MAX   256
-#define FLATTEN_DEPTH  4
+#define PATH_KEY_MAX    256
+#define FLATTEN_DEPTH   4
 #define NDJSON_LINE_MAX (16u << 20)
 
 const json_t *conn_json_path(const json_t *root, const char *path)
@@ -270,8 +270,7 @@ json_t *conn_flatten_record(const json_t *rec)
         }
         return out;
     }
-    char *text =
-        json_is_array(rec) ? json_dumps(rec, JSON_COMPACT) : conn_scalar_text(rec);
+    char *text = json_is_array(rec) ? json_dumps(rec, JSON_COMPACT) : conn_scalar_text(rec);
     if (text && json_object_set_new(out, "value", json_string(text)) != 0) {
         free(text);
         json_decref(out);

@@ -223,9 +223,9 @@ static bool parse_incremental(rest_t *r, db_conn_t *db, const import_source_t *s
     const char *p[1] = {src->id};
     PGresult *res = NULL;
     db_error_t err;
-    db_status_t st = db_run1(db, &SERVICE,
-                             "select last_sync_value from public.data_sources where id = $1", 1,
-                             p, &res, &err);
+    db_status_t st =
+        db_run1(db, &SERVICE, "select last_sync_value from public.data_sources where id = $1", 1, p,
+                &res, &err);
     if (st != DB_OK) {
         conn_fail(&r->client, true, "cannot read the source's last_sync_value");
         PQclear(res);
@@ -253,8 +253,8 @@ static bool parse_config(rest_t *r, const import_source_t *src)
     }
     const json_t *body = json_object_get(r->cfg, "body");
     if (body && strcmp(r->method, "POST") == 0)
-        r->body = json_is_string(body) ? strdup(json_string_value(body))
-                                       : json_dumps(body, JSON_COMPACT);
+        r->body =
+            json_is_string(body) ? strdup(json_string_value(body)) : json_dumps(body, JSON_COMPACT);
     r->records_path = cfg_str(r->cfg, "records_path", NULL);
     const char *fmt = cfg_str(r->cfg, "format", "auto");
     r->format = strcmp(fmt, "json") == 0 ? 1 : strcmp(fmt, "ndjson") == 0 ? 2 : 0;
@@ -356,10 +356,9 @@ static bool spool_answer(rest_t *r, const conn_resp_t *resp, bool first, json_t 
 {
     *root_out = NULL;
     r->page_records = 0;
-    bool ndjson = r->format == 2 ||
-                  (r->format == 0 && (strstr(resp->content_type, "ndjson") ||
-                                      strstr(resp->content_type, "jsonl") ||
-                                      strstr(resp->content_type, "json-seq")));
+    bool ndjson = r->format == 2 || (r->format == 0 && (strstr(resp->content_type, "ndjson") ||
+                                                        strstr(resp->content_type, "jsonl") ||
+                                                        strstr(resp->content_type, "json-seq")));
     const char *data = resp->body.data ? resp->body.data : "";
     if (ndjson)
         return conn_ndjson_each(data, resp->body.len, spool_record, r, r->client.err,
@@ -481,16 +480,15 @@ static bool read_pages(rest_t *r, bool head_only)
 {
     for (long long n = 0;; n++) {
         if (n >= r->max_pages) {
-            log_warn("import: rest_api stopped after %lld pages (config.pagination.max_pages)",
-                     n);
+            log_warn("import: rest_api stopped after %lld pages (config.pagination.max_pages)", n);
             return true;
         }
         char *url = NULL;
         if (!build_url(r, &url))
             return false;
         conn_resp_t resp;
-        bool ok = conn_http(&r->client, r->method, url, (const char *const *)r->headers,
-                            r->body, "application/json", &resp);
+        bool ok = conn_http(&r->client, r->method, url, (const char *const *)r->headers, r->body,
+                            "application/json", &resp);
         curl_free(url);
         if (!ok)
             return false;
@@ -618,8 +616,8 @@ bool conn_rest_open(const app_t *app, db_conn_t *db, const import_source_t *src,
         in->spooled_csv = true;
         in->sync_value = r->max_value; /* NULL: no record carried the column */
         r->max_value = NULL;
-        log_info("import: rest_api source %s: %lld records in %lld requests", src->id,
-                 r->records, r->client.requests);
+        log_info("import: rest_api source %s: %lld records in %lld requests", src->id, r->records,
+                 r->client.requests);
     } else {
         if (!*err)
             snprintf(err, errlen, "cannot read the API");

@@ -33,12 +33,12 @@
 #include "importer/parse.h"
 #include "jobs/queue.h"
 
-#define SYNC_COPY_CHUNK   (256 * 1024) /* bytes handed to PQputCopyData at once */
-#define SYNC_COPY_BUF_MAX (64 * 1024 * 1024)
-#define SYNC_CHECK_ROWS   1024 /* rows between clock reads */
-#define SYNC_PROGRESS_MS  500  /* progress (and cancel checks) at least this often */
-#define SYNC_UUID_BATCH   256
-#define SYNC_MAX_SQL      (64 * 1024)
+#define SYNC_COPY_CHUNK    (256 * 1024) /* bytes handed to PQputCopyData at once */
+#define SYNC_COPY_BUF_MAX  (64 * 1024 * 1024)
+#define SYNC_CHECK_ROWS    1024 /* rows between clock reads */
+#define SYNC_PROGRESS_MS   500  /* progress (and cancel checks) at least this often */
+#define SYNC_UUID_BATCH    256
+#define SYNC_MAX_SQL       (64 * 1024)
 #define SYNC_METRICS_BATCH 5000 /* metric rows per import_metrics_upsert call */
 
 static const db_caller_t SERVICE = {

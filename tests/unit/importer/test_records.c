@@ -41,16 +41,16 @@ static void test_link_next(void **state)
 {
     (void)state;
     char out[256];
-    assert_true(conn_link_next("<https://api.example.com/items?page=2>; rel=\"next\"", out,
-                               sizeof(out)));
+    assert_true(
+        conn_link_next("<https://api.example.com/items?page=2>; rel=\"next\"", out, sizeof(out)));
     assert_string_equal(out, "https://api.example.com/items?page=2");
     /* several links, next is not the first; unquoted rel; case */
-    assert_true(conn_link_next("<https://a/1>; rel=\"prev\", <https://a/3>; rel=NEXT", out,
-                               sizeof(out)));
+    assert_true(
+        conn_link_next("<https://a/1>; rel=\"prev\", <https://a/3>; rel=NEXT", out, sizeof(out)));
     assert_string_equal(out, "https://a/3");
     /* several relation types in one rel; other parameters around it */
-    assert_true(conn_link_next("</p?c=x,y>; title=\"a;b,c\"; rel=\"last next\"; type=x", out,
-                               sizeof(out)));
+    assert_true(
+        conn_link_next("</p?c=x,y>; title=\"a;b,c\"; rel=\"last next\"; type=x", out, sizeof(out)));
     assert_string_equal(out, "/p?c=x,y");
     /* "nextish" is not next; none at all */
     assert_false(conn_link_next("<https://a/2>; rel=\"nextish\"", out, sizeof(out)));
@@ -111,9 +111,10 @@ static void test_ndjson(void **state)
     assert_non_null(strstr(err, "line 2"));
     assert_int_equal(s.n, 1);
     /* the callback's own result stops the walk */
-    char many[4000] = "";
+    char many[4000];
+    size_t used = 0;
     for (int i = 0; i < 150; i++)
-        strcat(many, "{\"id\":\"x\"}\n");
+        used += (size_t)snprintf(many + used, sizeof(many) - used, "{\"id\":\"x\"}\n");
     memset(&s, 0, sizeof(s));
     assert_int_equal(conn_ndjson_each(many, strlen(many), count_rec, &s, err, sizeof(err)), 7);
     assert_int_equal(s.n, 100);
@@ -159,7 +160,7 @@ static void test_flatten(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_path), cmocka_unit_test(test_link_next),
+        cmocka_unit_test(test_json_path),   cmocka_unit_test(test_link_next),
         cmocka_unit_test(test_retry_after), cmocka_unit_test(test_ndjson),
         cmocka_unit_test(test_flatten),
     };

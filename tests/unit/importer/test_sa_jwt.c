@@ -47,9 +47,9 @@ static bool verifies(EVP_PKEY *k, const char *tok)
     if (!cd_base64url_decode(dot2 + 1, strlen(dot2 + 1), sig, sizeof(sig), &siglen))
         return false;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
-              EVP_DigestVerify(md, sig, siglen, (const unsigned char *)tok,
-                               (size_t)(dot2 - tok)) == 1;
+    bool ok =
+        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
+        EVP_DigestVerify(md, sig, siglen, (const unsigned char *)tok, (size_t)(dot2 - tok)) == 1;
     EVP_MD_CTX_free(md);
     return ok;
 }
@@ -61,8 +61,8 @@ static void test_rs256(void **state)
     assert_non_null(k);
     char *pem = pem_of(k);
     json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid", "k1");
-    json_t *claims = json_pack("{s:s, s:s, s:i}", "iss", "svc@proj.iam.gserviceaccount.com",
-                               "aud", "https://oauth2.googleapis.com/token", "iat", 1700000000);
+    json_t *claims = json_pack("{s:s, s:s, s:i}", "iss", "svc@proj.iam.gserviceaccount.com", "aud",
+                               "https://oauth2.googleapis.com/token", "iat", 1700000000);
     char err[256] = "";
     char *tok = conn_jwt_rs256(hdr, claims, pem, err, sizeof(err));
     assert_non_null(tok);
@@ -108,8 +108,8 @@ static void test_rs256(void **state)
     free(oneline);
     free(escaped);
     /* not a key, an EC key */
-    assert_null(conn_jwt_rs256(hdr, claims, "-----BEGIN PRIVATE KEY-----\nAAAA\n", err,
-                               sizeof(err)));
+    assert_null(
+        conn_jwt_rs256(hdr, claims, "-----BEGIN PRIVATE KEY-----\nAAAA\n", err, sizeof(err)));
     assert_non_null(strstr(err, "reconnect the source"));
     assert_null(conn_jwt_rs256(hdr, claims, "", err, sizeof(err)));
     EVP_PKEY *ec = EVP_EC_gen("P-256");
