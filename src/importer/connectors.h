@@ -125,6 +125,10 @@ bool conn_http_error(conn_client_t *c, const conn_resp_t *resp, const char *what
  * when none are stored), read as service_role on c. NULL with err filled. */
 json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t errlen);
 
+/* The data source's last_sync_value (*out malloc'd, NULL when unset). */
+CD_MUSTCHECK bool conn_last_sync_value(db_conn_t *db, const char *source_id, char **out, char *err,
+                                       size_t errlen);
+
 /* rest_api: reads every page into a CSV file (in->path, temporary) the file
  * pipeline reads; with head_only, the first page only. in->sync_value gets
  * the new incremental value when config.incremental is set. */

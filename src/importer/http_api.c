@@ -25,7 +25,8 @@
 #define CONN_MAX_REDIRECTS     3
 #define CONN_HEADER_MAX        8192
 
-/* Reads the credentials: service_role with the encryption key. */
+/* Reads the source's credentials and sync state: service_role, read-only,
+ * with the encryption key. */
 static const db_caller_t SECRETS = {
     .role = "service_role",
     .claims_json = "{\"role\":\"service_role\"}",
@@ -311,4 +312,24 @@ json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t
     }
     PQclear(res);
     return out;
+}
+
+bool conn_last_sync_value(db_conn_t *db, const char *source_id, char **out, char *err,
+                          size_t errlen)
+{
+    const char *p[1] = {source_id};
+    PGresult *res = NULL;
+    db_error_t dberr;
+    *out = NULL;
+    db_status_t st =
+        db_run1(db, &SECRETS, "select last_sync_value from public.data_sources where id = $1", 1, p,
+                &res, &dberr);
+    bool ok = st == DB_OK;
+    if (!ok)
+        snprintf(err, errlen, "cannot read the source's last_sync_value: %s",
+                 st == DB_UNAVAILABLE ? "the database is unavailable" : dberr.message);
+    else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        ok = (*out = strdup(PQgetvalue(res, 0, 0))) != NULL;
+    PQclear(res);
+    return ok;
 }

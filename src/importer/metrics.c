@@ -614,6 +614,41 @@ static bool tab_row(mrun_t *m, const tab_t *t, const char *const *cells, size_t 
     return true;
 }
 
+/* The strings of a JSON array's elements (or of each element's key) as a
+ * malloc'd array for tab_map / tab_row; NULL entries for non-strings. */
+static const char **texts_of(mrun_t *m, const json_t *arr, const char *key, size_t *n)
+{
+    *n = json_array_size(arr);
+    const char **out = calloc(*n ? *n : 1, sizeof(*out));
+    if (!out) {
+        conn_fail(&m->client, false, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        const json_t *el = json_array_get(arr, i);
+        out[i] = json_string_value(key ? json_object_get(el, key) : el);
+    }
+    return out;
+}
+
+static bool tab_map_json(mrun_t *m, tab_t *t, const json_t *columns, const char *key)
+{
+    size_t n;
+    const char **names = texts_of(m, columns, key, &n);
+    bool ok = names && tab_map(m, t, names, n);
+    free(names);
+    return ok;
+}
+
+static bool tab_row_json(mrun_t *m, const tab_t *t, const json_t *row, const char *key)
+{
+    size_t n;
+    const char **cells = texts_of(m, row, key, &n);
+    bool ok = cells && tab_row(m, t, cells, n);
+    free(cells);
+    return ok;
+}
+
 /* ------------------------------------------------------------ BigQuery */
 
 /* Maps the schema (once) and emits the rows of a query answer. */
@@ -621,15 +656,7 @@ static bool bq_rows(mrun_t *m, tab_t *t, bool *mapped, const json_t *ans)
 {
     const json_t *fields = json_object_get(json_object_get(ans, "schema"), "fields");
     if (!*mapped && json_array_size(fields) > 0) {
-        size_t n = json_array_size(fields);
-        const char **names = calloc(n ? n : 1, sizeof(*names));
-        if (!names)
-            return conn_fail(&m->client, false, "out of memory"), false;
-        for (size_t i = 0; i < n; i++)
-            names[i] = json_string_value(json_object_get(json_array_get(fields, i), "name"));
-        bool ok = tab_map(m, t, names, n);
-        free(names);
-        if (!ok)
+        if (!tab_map_json(m, t, fields, "name"))
             return false;
         *mapped = true;
     }
@@ -639,16 +666,7 @@ static bool bq_rows(mrun_t *m, tab_t *t, bool *mapped, const json_t *ans)
     {
         if (!*mapped)
             return conn_fail(&m->client, false, "jobs.query: rows without a schema"), false;
-        const json_t *f = json_object_get(row, "f");
-        size_t n = json_array_size(f);
-        const char **cells = calloc(n ? n : 1, sizeof(*cells));
-        if (!cells)
-            return conn_fail(&m->client, false, "out of memory"), false;
-        for (size_t c = 0; c < n; c++)
-            cells[c] = json_string_value(json_object_get(json_array_get(f, c), "v"));
-        bool ok = tab_row(m, t, cells, n);
-        free(cells);
-        if (!ok)
+        if (!tab_row_json(m, t, json_object_get(row, "f"), "v"))
             return false;
     }
     return true;
@@ -754,15 +772,7 @@ static bool sf_data(mrun_t *m, const tab_t *t, const json_t *data)
     json_t *row;
     json_array_foreach(data, i, row)
     {
-        size_t n = json_array_size(row);
-        const char **cells = calloc(n ? n : 1, sizeof(*cells));
-        if (!cells)
-            return conn_fail(&m->client, false, "out of memory"), false;
-        for (size_t c = 0; c < n; c++)
-            cells[c] = json_string_value(json_array_get(row, c));
-        bool ok = tab_row(m, t, cells, n);
-        free(cells);
-        if (!ok)
+        if (!tab_row_json(m, t, row, NULL))
             return false;
     }
     return true;
@@ -771,22 +781,13 @@ static bool sf_data(mrun_t *m, const tab_t *t, const json_t *data)
 static bool sf_map(mrun_t *m, tab_t *t, const json_t *meta)
 {
     const json_t *types = json_object_get(meta, "rowType");
-    size_t n = json_array_size(types);
-    const char **names = calloc(n ? n : 1, sizeof(*names));
-    if (!names)
-        return conn_fail(&m->client, false, "out of memory"), false;
-    for (size_t i = 0; i < n; i++)
-        names[i] = json_string_value(json_object_get(json_array_get(types, i), "name"));
-    bool ok = tab_map(m, t, names, n);
-    free(names);
-    if (ok) {
-        const char *ty =
-            json_string_value(json_object_get(json_array_get(types, (size_t)t->date_col), "type"));
-        /* jsonv2 sends DATE as days and TIMESTAMP_* as seconds since the epoch */
-        t->epoch_dates =
-            ty && (strcasecmp(ty, "date") == 0 || strncasecmp(ty, "timestamp", 9) == 0);
-    }
-    return ok;
+    if (!tab_map_json(m, t, types, "name"))
+        return false;
+    const char *ty =
+        json_string_value(json_object_get(json_array_get(types, (size_t)t->date_col), "type"));
+    /* jsonv2 sends DATE as days and TIMESTAMP_* as seconds since the epoch */
+    t->epoch_dates = ty && (strcasecmp(ty, "date") == 0 || strncasecmp(ty, "timestamp", 9) == 0);
+    return true;
 }
 
 static bool sf_fetch(mrun_t *m)

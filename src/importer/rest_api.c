@@ -35,14 +35,6 @@
 #define REST_MAX_KEYS   1024
 #define REST_HEADER_MAX 32
 
-static const db_caller_t SERVICE = {
-    .role = "service_role",
-    .claims_json = "{\"role\":\"service_role\"}",
-    .method = "JOB",
-    .path = "import.sync",
-    .headers_json = "{}",
-};
-
 typedef enum { PAGE_NONE, PAGE_PAGE, PAGE_OFFSET, PAGE_CURSOR, PAGE_LINK } page_type_t;
 
 typedef struct rest {
@@ -220,20 +212,10 @@ static bool parse_incremental(rest_t *r, db_conn_t *db, const import_source_t *s
     r->inc_param = cfg_str(r->cfg, "incremental_param", NULL);
     if (!r->inc_field || !r->inc_param)
         return true; /* an upsert of everything the API answers */
-    const char *p[1] = {src->id};
-    PGresult *res = NULL;
-    db_error_t err;
-    db_status_t st =
-        db_run1(db, &SERVICE, "select last_sync_value from public.data_sources where id = $1", 1, p,
-                &res, &err);
-    if (st != DB_OK) {
-        conn_fail(&r->client, true, "cannot read the source's last_sync_value");
-        PQclear(res);
+    if (!conn_last_sync_value(db, src->id, &r->since, r->client.err, r->client.errlen)) {
+        r->client.retryable = true;
         return false;
     }
-    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        r->since = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
     return true;
 }
 
