@@ -125,6 +125,10 @@ bool conn_http_error(conn_client_t *c, const conn_resp_t *resp, const char *what
  * when none are stored), read as service_role on c. NULL with err filled. */
 json_t *conn_credentials(db_conn_t *db, const char *source_id, char *err, size_t errlen);
 
+/* Compares incremental values: as numbers when both are numbers, else as
+ * text (ISO 8601 timestamps in one format compare as text). */
+int conn_value_cmp(const char *a, const char *b);
+
 /* The data source's last_sync_value (*out malloc'd, NULL when unset). */
 CD_MUSTCHECK bool conn_last_sync_value(db_conn_t *db, const char *source_id, char **out, char *err,
                                        size_t errlen);
@@ -137,6 +141,12 @@ CD_MUSTCHECK bool conn_rest_open(const app_t *app, db_conn_t *db, const import_s
                                  import_input_t *in, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ metrics.c */
+
+/* Normalises a day into out (YYYY-MM-DD): YYYY-MM-DD (or the start of a
+ * timestamp), YYYYMMDD (GA4), or with epoch a number of days since
+ * 1970-01-01 (Snowflake DATE) or of seconds with a fraction (TIMESTAMP).
+ * false when it is none of these or not a real date. */
+CD_MUSTCHECK bool conn_norm_date(const char *in, bool epoch, char out[11]);
 
 /* Whether type is one of the analytics connectors (metrics into imported_data). */
 bool conn_is_metrics_type(const char *type);

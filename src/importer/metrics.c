@@ -62,12 +62,18 @@ static void base_url(const mrun_t *m, const char *def, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s", (int)n, b);
 }
 
+/* Whether s is exactly a real day YYYY-MM-DD (not 2024-02-30). */
 static bool valid_date(const char *s)
 {
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     const char *e = s ? strptime(s, "%Y-%m-%d", &tm) : NULL;
-    return e && *e == '\0' && strlen(s) == 10;
+    if (!e || *e != '\0' || strlen(s) != 10)
+        return false;
+    time_t t = timegm(&tm);
+    char back[16];
+    return gmtime_r(&t, &tm) && strftime(back, sizeof(back), "%Y-%m-%d", &tm) == 10 &&
+           strcmp(back, s) == 0;
 }
 
 /* config.start_date / end_date (YYYY-MM-DD), else the last config.days
@@ -107,10 +113,7 @@ bad:
     return false;
 }
 
-/* Normalises a day: YYYY-MM-DD (or the start of a timestamp), YYYYMMDD
- * (GA4), or with epoch_days a number of days since 1970-01-01 (Snowflake
- * DATE) or seconds (Snowflake TIMESTAMP, with a fraction). */
-static bool norm_date(const char *in, bool epoch, char out[11])
+bool conn_norm_date(const char *in, bool epoch, char out[11])
 {
     if (!in)
         return false;
@@ -327,8 +330,8 @@ static bool ga4_rows(mrun_t *m, const json_t *ans, size_t *got)
         const json_t *dv = json_object_get(row, "dimensionValues");
         const json_t *mv = json_object_get(row, "metricValues");
         char day[11];
-        if (!norm_date(json_string_value(json_object_get(json_array_get(dv, 0), "value")), false,
-                       day)) {
+        if (!conn_norm_date(json_string_value(json_object_get(json_array_get(dv, 0), "value")),
+                            false, day)) {
             conn_fail(&m->client, false,
                       "runReport: a row has no date (YYYYMMDD) as its first "
                       "dimension");
@@ -399,7 +402,7 @@ static bool ga4_fetch(mrun_t *m)
 static bool meta_row(mrun_t *m, const json_t *row, const json_t *metrics, const json_t *breakdowns)
 {
     char day[11];
-    if (!norm_date(json_string_value(json_object_get(row, "date_start")), false, day)) {
+    if (!conn_norm_date(json_string_value(json_object_get(row, "date_start")), false, day)) {
         conn_fail(&m->client, false, "insights: a row has no date_start");
         return false;
     }
@@ -595,7 +598,7 @@ static bool tab_map(mrun_t *m, tab_t *t, const char *const *names, size_t n)
 static bool tab_row(mrun_t *m, const tab_t *t, const char *const *cells, size_t n)
 {
     char day[11];
-    if ((size_t)t->date_col >= n || !norm_date(cells[t->date_col], t->epoch_dates, day)) {
+    if ((size_t)t->date_col >= n || !conn_norm_date(cells[t->date_col], t->epoch_dates, day)) {
         conn_fail(&m->client, false, "a row's %s is not a date",
                   cfg_str(m->cfg, "date_column", "date"));
         return false;

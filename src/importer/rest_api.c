@@ -278,7 +278,7 @@ static bool make_spool(rest_t *r, char *path, size_t pathlen, FILE **f)
 
 /* Compares incremental values: as numbers when both are, else as text
  * (ISO 8601 timestamps in one format compare as text). */
-static int value_cmp(const char *a, const char *b)
+int conn_value_cmp(const char *a, const char *b)
 {
     char *ea, *eb;
     double x = strtod(a, &ea), y = strtod(b, &eb);
@@ -310,7 +310,7 @@ static int spool_record(json_t *rec, void *arg)
         }
     }
     const char *iv = r->inc_field ? json_string_value(json_object_get(flat, r->inc_field)) : NULL;
-    if (iv && *iv && (!r->max_value || value_cmp(iv, r->max_value) > 0)) {
+    if (iv && *iv && (!r->max_value || conn_value_cmp(iv, r->max_value) > 0)) {
         free(r->max_value);
         r->max_value = strdup(iv);
     }
