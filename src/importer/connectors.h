@@ -113,6 +113,9 @@ CD_MUSTCHECK bool conn_http(conn_client_t *c, const char *method, const char *ur
                             conn_resp_t *resp);
 void conn_resp_free(conn_resp_t *resp);
 
+/* Whether two absolute URLs have the same scheme, host and port. */
+bool conn_same_origin(const char *a, const char *b);
+
 /* Fills c->err (and c->retryable). */
 void conn_fail(conn_client_t *c, bool retryable, const char *fmt, ...) CD_PRINTF(3, 4);
 

@@ -2,9 +2,13 @@
  * The HTTP client of the API connectors.
  *
  * Every request follows fetch.c's SSRF rules: the address of every connection
- * (after DNS, on each redirect) is checked when the socket opens, proxies from
- * the environment are ignored, only http/https, IMPORT_FETCH_TIMEOUT and
- * IMPORT_MAX_BYTES bound each answer. A 429 answer is retried after its
+ * (after DNS) is checked when the socket opens, proxies from the environment
+ * are ignored, only http/https, IMPORT_FETCH_TIMEOUT and IMPORT_MAX_BYTES
+ * bound each answer. Unlike file downloads, API requests follow no
+ * redirects, and the next pages of link pagination (rest_api, Meta's
+ * paging.next) must stay on the origin of the first request
+ * (conn_same_origin): requests carry the source's credentials, which must
+ * not be sent to another host. A 429 answer is retried after its
  * Retry-After (at most CONN_MAX_429_RETRIES waits of CONN_MAX_RETRY_WAIT_S
  * seconds, cancel-aware).
  */
@@ -22,7 +26,6 @@
 #include "importer/connectors.h"
 
 #define CONN_CONNECT_TIMEOUT_S 15L
-#define CONN_MAX_REDIRECTS     3
 #define CONN_HEADER_MAX        8192
 
 /* Reads the source's credentials and sync state: service_role, read-only,
@@ -135,8 +138,8 @@ static CURL *make_handle(conn_client_t *c, xfer_t *x, const char *method, const 
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)CONN_MAX_REDIRECTS);
+    /* no redirects: the credentials' headers would follow them to any host */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONN_CONNECT_TIMEOUT_S);
@@ -192,8 +195,6 @@ static bool perform(conn_client_t *c, const char *method, const char *url, struc
                   c->app->cfg.import_max_bytes);
     else if (rc == CURLE_ABORTED_BY_CALLBACK)
         conn_fail(c, false, "the sync was cancelled");
-    else if (rc == CURLE_TOO_MANY_REDIRECTS)
-        conn_fail(c, false, "the API redirects more than %d times", CONN_MAX_REDIRECTS);
     else if (rc == CURLE_OPERATION_TIMEDOUT)
         conn_fail(c, true, "the API did not answer within %ld seconds",
                   c->app->cfg.import_fetch_timeout);
@@ -332,4 +333,23 @@ bool conn_last_sync_value(db_conn_t *db, const char *source_id, char **out, char
         ok = (*out = strdup(PQgetvalue(res, 0, 0))) != NULL;
     PQclear(res);
     return ok;
+}
+
+bool conn_same_origin(const char *a, const char *b)
+{
+    CURLU *ua = curl_url(), *ub = curl_url();
+    bool same = ua && ub && curl_url_set(ua, CURLUPART_URL, a, 0) == CURLUE_OK &&
+                curl_url_set(ub, CURLUPART_URL, b, 0) == CURLUE_OK;
+    CURLUPart parts[] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
+    for (size_t i = 0; same && i < CD_ARRAY_LEN(parts); i++) {
+        char *x = NULL, *y = NULL;
+        CURLUcode rx = curl_url_get(ua, parts[i], &x, CURLU_DEFAULT_PORT);
+        CURLUcode ry = curl_url_get(ub, parts[i], &y, CURLU_DEFAULT_PORT);
+        same = rx == CURLUE_OK && ry == CURLUE_OK && strcasecmp(x, y) == 0;
+        curl_free(x);
+        curl_free(y);
+    }
+    curl_url_cleanup(ua);
+    curl_url_cleanup(ub);
+    return same;
 }

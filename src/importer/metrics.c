@@ -526,8 +526,13 @@ static bool meta_fetch(mrun_t *m)
         }
         const char *next =
             json_string_value(json_object_get(json_object_get(ans, "paging"), "next"));
-        bool more = ok && next && strlen(next) < sizeof(url) &&
-                    (strncmp(next, "https://", 8) == 0 || strncmp(next, "http://", 7) == 0);
+        bool more = ok && next && strlen(next) < sizeof(url);
+        if (more && !conn_same_origin(next, url)) {
+            conn_fail(&m->client, false,
+                      "insights: paging.next leads to another host than config.api_base; it is "
+                      "not followed, so that the access token stays with the API");
+            ok = more = false;
+        }
         if (more)
             snprintf(url, sizeof(url), "%s", next);
         json_decref(ans);

@@ -64,6 +64,7 @@ typedef struct rest {
     json_t *keys; /* key → true, in first-seen order */
     long long records, page_records;
     uint64_t spooled;
+    bool stop_error; /* advance() refused the next page: fail the sync */
 } rest_t;
 
 static bool add_header(rest_t *r, const char *name, const char *value)
@@ -444,8 +445,14 @@ static bool advance(rest_t *r, const conn_resp_t *resp, const json_t *root)
         bool ok = u && curl_url_set(u, CURLUPART_URL, r->next_url, 0) == CURLUE_OK &&
                   curl_url_set(u, CURLUPART_URL, next, 0) == CURLUE_OK &&
                   curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
-                  strlen(abs) < sizeof(r->next_url) &&
-                  (strncasecmp(abs, "http://", 7) == 0 || strncasecmp(abs, "https://", 8) == 0);
+                  strlen(abs) < sizeof(r->next_url);
+        if (ok && !conn_same_origin(abs, r->next_url)) {
+            conn_fail(&r->client, false,
+                      "the API's next page (Link rel=\"next\") is on another host than "
+                      "config.url; it is not followed, so that the credentials stay with the API");
+            r->stop_error = true;
+            ok = false;
+        }
         if (ok)
             snprintf(r->next_url, sizeof(r->next_url), "%s", abs);
         curl_free(abs);
@@ -484,7 +491,7 @@ static bool read_pages(rest_t *r, bool head_only)
         bool more = ok && !head_only && advance(r, &resp, root);
         json_decref(root);
         conn_resp_free(&resp);
-        if (!ok)
+        if (!ok || r->stop_error)
             return false;
         if (!more)
             return true;

@@ -205,6 +205,17 @@ test('rest_api: the test-connection preview reads the first page; a header injec
   assert.match(r.json.message, /line breaks/);
 });
 
+test('rest_api: a next link to another host is not followed with the credentials', T, async () => {
+  const before = fake.state.calls.length;
+  const src = await createSource({ name: 'REST away', type: 'rest_api', config: { url: `${fake.url}/rest/link-away`, pagination: { type: 'link' } }, schedule_config: { retry_on_failure: false } }, { token: 'tok-1' });
+  const log = await sync(src.id);
+  assert.equal(log.status, 'failed');
+  assert.match(log.error_message, /another host/);
+  const calls = fake.state.calls.slice(before);
+  assert.equal(calls.length, 1, 'only the first page was requested');
+  assert.equal(calls[0].headers.host, `127.0.0.1:${new URL(fake.url).port}`);
+});
+
 test('rest_api: the private-address guard refuses local APIs unless allowed', T, async () => {
   const second = await h.startServer({ CAMPAIGND_DATA_DIR: server.dataDir, DATABASE_URL: await h.dbUrl(server) });
   try {

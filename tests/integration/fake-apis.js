@@ -124,6 +124,12 @@ export async function startFakeApis() {
         send(res, 200, items.slice((page - 1) * 2, page * 2), headers);
         return;
       }
+      case '/rest/link-away': {
+        // the next page on another host (localhost is not 127.0.0.1): must not get the token
+        const port = new URL(base).port;
+        send(res, 200, items.slice(0, 2), { link: `<http://localhost:${port}/rest/link?p=2>; rel="next"` });
+        return;
+      }
       case '/rest/ndjson': {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         res.end(items.map((i) => JSON.stringify(i)).join('\n') + '\n');

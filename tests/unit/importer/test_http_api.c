@@ -1,8 +1,8 @@
 /* Unit tests for src/importer/http_api.c: which answers say "reconnect the
  * source" (401, 403, invalid_grant, Meta's code 190) and which are retried
- * (5xx), and the private-address guard refusing a request before any byte
- * is sent. 429 waits and real conversations are tested against local
- * servers in tests/integration/connectors-http.test.js. */
+ * (5xx), the private-address guard refusing a request before any byte is
+ * sent, and the same-origin rule of next-page links. 429 waits and real conversations are tested
+ * against local servers in tests/integration/connectors-http.test.js. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +76,20 @@ static void test_private_address_refused(void **state)
     assert_null(strstr(err, "root:"));
 }
 
+static void test_same_origin(void **state)
+{
+    (void)state;
+    assert_true(conn_same_origin("https://api.example.com/v1/items?page=2",
+                                 "https://API.example.com:443/v1/other"));
+    assert_true(conn_same_origin("http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b?c=d"));
+    assert_false(conn_same_origin("https://api.example.com/a", "http://api.example.com/a"));
+    assert_false(conn_same_origin("https://api.example.com/a", "https://api.example.com:8443/a"));
+    assert_false(conn_same_origin("https://api.example.com/a", "https://evil.example/a"));
+    assert_false(
+        conn_same_origin("https://api.example.com.evil.example/a", "https://api.example.com/a"));
+    assert_false(conn_same_origin("not a url", "https://api.example.com/a"));
+}
+
 int main(void)
 {
     app.cfg.import_max_bytes = 1 << 20;
@@ -84,6 +98,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http_error),
         cmocka_unit_test(test_private_address_refused),
+        cmocka_unit_test(test_same_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
