@@ -32,7 +32,7 @@
 #include "importer/connectors.h"
 
 #define METRICS_PAGE_ROWS    10000
-#define METRICS_MAX_ROWS     5000000
+#define METRICS_MAX_ROWS     1000000
 #define METRICS_POLLS        120
 #define METRICS_DEFAULT_DAYS 30
 

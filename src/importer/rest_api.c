@@ -69,7 +69,8 @@ typedef struct rest {
 
 static bool add_header(rest_t *r, const char *name, const char *value)
 {
-    if (!*name || strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n") ||
+    static const char token[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (!*name || strspn(name, token) != strlen(name) || strpbrk(value, "\r\n") ||
         r->nheaders >= REST_HEADER_MAX)
         return false;
     size_t n = strlen(name) + strlen(value) + 3;
@@ -93,8 +94,8 @@ static bool rest_headers(rest_t *r, const json_t *creds)
     {
         if (!json_is_string(v) || !add_header(r, k, json_string_value(v))) {
             conn_fail(&r->client, false,
-                      "config.headers.%.60s must be a string without line breaks (at most %d "
-                      "headers)",
+                      "config.headers.%.60s must be a string without line breaks, its name "
+                      "letters, digits and '-' (at most %d headers)",
                       k, REST_HEADER_MAX);
             return false;
         }
