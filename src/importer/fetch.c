@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "importer/connectors.h"
 #include "importer/importer_internal.h"
 #include "storage/storage.h"
 
@@ -390,6 +391,8 @@ bool import__input_open(const app_t *app, db_conn_t *c, const import_source_t *s
         snprintf(in->path, sizeof(in->path), "/proc/self/fd/%d", in->fd);
         return true;
     }
+    if (strcmp(src->type, "rest_api") == 0) /* HTTP API connectors (connectors.h) */
+        return conn_rest_open(app, c, src, head_only, cancel, cancel_arg, in, err, errlen);
     char url[FETCH_URL_MAX];
     if (strcmp(src->type, "google_sheets") == 0) {
         if (!sheets_url(app, src->config, url, sizeof(url), err, errlen))
@@ -420,4 +423,6 @@ void import__input_close(import_input_t *in)
         unlink(in->path);
     in->temp = false;
     in->path[0] = '\0';
+    free(in->sync_value);
+    in->sync_value = NULL;
 }

@@ -45,6 +45,11 @@ typedef struct import_input {
     bool temp;      /* path is a temporary download to unlink */
     bool retryable; /* the failure was temporary (database, network) */
     uint64_t size;
+    /* API connectors (connectors.h): the file is a CSV they wrote (parsed
+     * as UTF-8 with commas), and the data source's next last_sync_value,
+     * stored in the transaction of the rows (malloc'd, NULL for none). */
+    bool spooled_csv;
+    char *sync_value;
 } import_input_t;
 
 /* Returns true when the run should stop (cancel requested, shutting down). */

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "importer/clean.h"
+#include "importer/connectors.h"
 #include "importer/importer_internal.h"
 #include "importer/parse.h"
 
@@ -272,6 +273,25 @@ static json_t *preview_answer(imp_reader_t *r, json_t *columns, json_t *out_rows
     return out;
 }
 
+/* An analytics source's preview: the report is read as a sync reads it, and
+ * the first IMPORT_PREVIEW_ROWS metric values are shown. */
+static import_preview_status_t metrics_preview(const app_t *app, db_conn_t *c,
+                                               const import_source_t *src, json_t **out,
+                                               char *message, size_t msglen)
+{
+    json_t *rows = NULL;
+    bool retryable = false;
+    if (!conn_metrics_fetch(app, c, src, NULL, NULL, &rows, message, msglen, &retryable))
+        return retryable ? IMPORT_PREVIEW_UNAVAILABLE : IMPORT_PREVIEW_BAD_SOURCE;
+    size_t total = json_array_size(rows);
+    while (json_array_size(rows) > IMPORT_PREVIEW_ROWS)
+        json_array_remove(rows, json_array_size(rows) - 1);
+    *out = json_pack("{s:[s,s,s,s], s:o, s:[], s:s, s:s, s:I}", "columns", "date", "metric",
+                     "value", "dimensions", "rows", rows, "warnings", "destination",
+                     "imported_data", "format", "metrics", "values", (json_int_t)total);
+    return *out ? IMPORT_PREVIEW_OK : IMPORT_PREVIEW_INTERNAL;
+}
+
 import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const json_t *source,
                                          json_t **out, char *message, size_t msglen)
 {
@@ -282,6 +302,8 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
         snprintf(message, msglen, "the data source is incomplete");
         return IMPORT_PREVIEW_BAD_SOURCE;
     }
+    if (conn_is_metrics_type(src.type)) /* analytics APIs (connectors.h) */
+        return metrics_preview(app, c, &src, out, message, msglen);
     import_input_t in;
     if (!import__input_open(app, c, &src, true, NULL, NULL, &in, message, msglen))
         return in.retryable ? IMPORT_PREVIEW_UNAVAILABLE : IMPORT_PREVIEW_BAD_SOURCE;

@@ -28,16 +28,18 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "importer/clean.h"
+#include "importer/connectors.h"
 #include "importer/importer_internal.h"
 #include "importer/parse.h"
 #include "jobs/queue.h"
 
-#define SYNC_COPY_CHUNK   (256 * 1024) /* bytes handed to PQputCopyData at once */
-#define SYNC_COPY_BUF_MAX (64 * 1024 * 1024)
-#define SYNC_CHECK_ROWS   1024 /* rows between clock reads */
-#define SYNC_PROGRESS_MS  500  /* progress (and cancel checks) at least this often */
-#define SYNC_UUID_BATCH   256
-#define SYNC_MAX_SQL      (64 * 1024)
+#define SYNC_COPY_CHUNK    (256 * 1024) /* bytes handed to PQputCopyData at once */
+#define SYNC_COPY_BUF_MAX  (64 * 1024 * 1024)
+#define SYNC_CHECK_ROWS    1024 /* rows between clock reads */
+#define SYNC_PROGRESS_MS   500  /* progress (and cancel checks) at least this often */
+#define SYNC_UUID_BATCH    256
+#define SYNC_MAX_SQL       (64 * 1024)
+#define SYNC_METRICS_BATCH 5000 /* metric rows per import_metrics_upsert call */
 
 static const db_caller_t SERVICE = {
     .role = "service_role",
@@ -625,6 +627,72 @@ static void dup_keys(const imp_plan_t *plan, const char **handling, char **keys,
     json_decref(c);
 }
 
+/* ------------------------------------------------------------ API connectors */
+
+/* Advances data_sources.last_sync_value in the transaction of the rows (an
+ * incremental API sync, connectors.h): a failed run leaves it. */
+static bool store_sync_value(run_t *r)
+{
+    const char *p[2] = {r->src.id, r->in.sync_value};
+    return copy_exec(r, "update public.data_sources set last_sync_value = $2 where id = $1", 2, p,
+                     NULL);
+}
+
+/* Analytics sources: the report's metric rows upserted into imported_data
+ * and rolled up into analytics_data (migration 034), in one transaction
+ * that also closes the run as success. */
+static bool run_metrics(run_t *r)
+{
+    r->phase = "downloading";
+    (void)run_tick(r, true);
+    json_t *rows = NULL;
+    bool retry = false;
+    if (!conn_metrics_fetch(r->app, r->c, &r->src, fetch_cancel, r, &rows, r->error,
+                            sizeof(r->error), &retry)) {
+        r->retryable = retry;
+        return false;
+    }
+    r->phase = "loading";
+    r->rows_read = (long long)json_array_size(rows);
+    bool ok = copy_open(r);
+    for (size_t i = 0; ok && i < json_array_size(rows); i += SYNC_METRICS_BATCH) {
+        json_t *batch = json_array();
+        for (size_t k = i; batch && k < i + SYNC_METRICS_BATCH && k < json_array_size(rows); k++)
+            json_array_append(batch, json_array_get(rows, k));
+        char *txt = batch ? json_dumps(batch, JSON_COMPACT) : NULL;
+        json_decref(batch);
+        const char *p[2] = {r->src.id, txt};
+        ok = txt && copy_exec(r, "select public.import_metrics_upsert($1, $2::jsonb)", 2, p, NULL);
+        free(txt);
+        ok = ok && run_tick(r, false);
+    }
+    json_decref(rows);
+    const char *pid[1] = {r->src.id};
+    char *res = ok ? copy_scalar(r, "select public.import_metrics_finish($1)", 1, pid) : NULL;
+    json_t *result = res ? json_loads(res, 0, NULL) : NULL;
+    free(res);
+    r->phase = "finishing";
+    r->imported = json_integer_value(json_object_get(result, "values"));
+    json_t *m = result ? run_metadata(r, true) : NULL;
+    if (m) {
+        json_object_set_new(m, "destination", json_string("imported_data"));
+        json_object_set(m, "report", result);
+    }
+    json_decref(result);
+    char *mtxt = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    ok = mtxt && run_tick(r, true);
+    char imported[32];
+    snprintf(imported, sizeof(imported), "%lld", r->imported);
+    const char *ps[4] = {r->log_id, imported, "0", mtxt};
+    ok = ok && copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb)", 4, ps, NULL);
+    free(mtxt);
+    ok = ok && copy_exec(r, "commit", 0, NULL, NULL);
+    if (!ok && !r->error[0] && !r->cancelled && !r->lost)
+        run_fail(r, true, "the metrics could not be stored");
+    return ok;
+}
+
 /* Dedupe, index, swap or merge; close the run as success; commit. */
 static bool finish(run_t *r, load_t *ld)
 {
@@ -715,6 +783,10 @@ static bool finish(run_t *r, load_t *ld)
         free(mtxt);
         return false;
     }
+    if (r->in.sync_value && !store_sync_value(r)) {
+        free(mtxt);
+        return false;
+    }
     char imported[32], skipped[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     snprintf(skipped, sizeof(skipped), "%lld", r->skipped);
@@ -755,6 +827,11 @@ static bool open_parser(run_t *r)
     json_t *hh = cfg ? json_object_get(cfg, "has_header") : NULL;
     if (json_is_boolean(hh))
         o.has_header = json_is_true(hh);
+    if (r->in.spooled_csv) { /* written by an API connector (connectors.h) */
+        o.encoding = IMP_ENC_UTF8;
+        o.delimiter = ',';
+        o.has_header = true;
+    }
     imp_error_t perr = {0};
     imp_format_t fmt = IMP_FORMAT_DETECT;
     if (strcmp(r->src.type, "csv_upload") == 0 || strcmp(r->src.type, "csv_url") == 0 ||
@@ -863,6 +940,10 @@ static job_result_t run_sync(run_t *r)
     if (strategy && (strcmp(strategy, "incremental") == 0 || strcmp(strategy, "append") == 0))
         ld.mode = "upsert"; /* append when there are no key columns */
 
+    if (conn_is_metrics_type(r->src.type)) { /* analytics APIs → imported_data */
+        (void)run_metrics(r);
+        goto out;
+    }
     r->phase = "downloading";
     (void)run_tick(r, true);
     if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in, r->error,
