@@ -126,7 +126,8 @@ static void reply_session(http_request_t *req, const char *claims_text, const ch
 void auth__reply_session(http_request_t *req, const char *claims_text, const char *user_json,
                          const char *refresh_token)
 {
-    reply_session(req, claims_text, user_json, refresh_token, NULL, NULL);
+    const auth_session_opts_t none = {0};
+    reply_session(req, claims_text, user_json, refresh_token, &none);
 }
 
 /* Runs the statements that start a session for user_id and answers with the
