@@ -25,6 +25,7 @@ static const db_caller_t SERVICE = {
     .method = "JOB",
     .path = "import.db",
     .headers_json = "{}",
+    .with_secrets = true, /* get_data_source_credentials() decrypts */
 };
 
 bool import__is_database(const char *type)

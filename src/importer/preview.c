@@ -328,6 +328,10 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
         goto done;
     bool truncated = in.temp && in.size >= IMPORT_HEAD_BYTES;
     ret = read_sample(r, inf, nh, truncated, rows, &nrows, warnings, message, msglen);
+    if (db && db->failed) { /* the source's error, not the reader's */
+        snprintf(message, msglen, "%s", db->err);
+        ret = IMPORT_PREVIEW_BAD_SOURCE;
+    }
     if (ret != IMPORT_PREVIEW_OK)
         goto done;
     ret = IMPORT_PREVIEW_INTERNAL;

@@ -571,6 +571,11 @@ static bool load_rows(run_t *r, const load_t *ld)
             abort_msg = "the file could not be read";
             break;
         }
+        if (got == 0 && r->db && r->db->failed) { /* the stream's end was an error */
+            run_fail(r, r->db->retryable, "%s", r->db->err);
+            abort_msg = "the source database failed";
+            break;
+        }
         if (got == 0)
             break;
         abort_msg = load_row(r, &b, &row);
@@ -653,6 +658,18 @@ static bool finish(run_t *r, load_t *ld)
                                 "array(select jsonb_array_elements_text($4::jsonb)), "
                                 "array(select jsonb_array_elements_text($5::jsonb)), $6, $7)",
                                 7, p);
+        if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
+            const char *pk[2] = {r->src.id, keys ? keys : "[]"};
+            char *ix = copy_scalar(r,
+                                   "select public.import_key_index($1, "
+                                   "array(select jsonb_array_elements_text($2::jsonb)))",
+                                   2, pk);
+            if (!ix) {
+                free(res);
+                res = NULL;
+            }
+            free(ix);
+        }
         free(keys);
         free(ci);
         if (!res)
