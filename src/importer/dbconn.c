@@ -49,8 +49,10 @@ bool imp_db_quote_ident(imp_db_dialect_t d, const char *name, cd_buf_t *out, cha
     for (size_t i = 0; ok && i < n; i++)
         ok = (unsigned char)name[i] >= 0x20 && name[i] != 0x7f;
     if (!ok) {
-        snprintf(err, errlen, "\"%.64s\" is not a valid identifier (1 to %zu characters, no control "
-                 "characters)", name ? name : "", max);
+        snprintf(err, errlen,
+                 "\"%.64s\" is not a valid identifier (1 to %zu characters, no control "
+                 "characters)",
+                 name ? name : "", max);
         return false;
     }
     char open = d == IMP_DB_MYSQL ? '`' : d == IMP_DB_MSSQL ? '[' : '"';
@@ -340,10 +342,10 @@ bool import__db_set_columns(import_db_t *db, size_t n)
 
 const char *import__db_inc_column(const import_source_t *src)
 {
-    const char *c = src->schedule_config
-                        ? json_string_value(json_object_get(src->schedule_config,
-                                                            "incremental_column"))
-                        : NULL;
+    const char *c =
+        src->schedule_config
+            ? json_string_value(json_object_get(src->schedule_config, "incremental_column"))
+            : NULL;
     return c && *c ? c : NULL;
 }
 
@@ -459,8 +461,7 @@ static const char *cfg_str(const json_t *o, const char *key)
     return s && *s ? s : NULL;
 }
 
-static bool copy_str(char *dst, size_t n, const char *v, const char *what, char *err,
-                     size_t errlen)
+static bool copy_str(char *dst, size_t n, const char *v, const char *what, char *err, size_t errlen)
 {
     if (v && strlen(v) >= n) {
         snprintf(err, errlen, "%s is too long", what);
@@ -468,6 +469,14 @@ static bool copy_str(char *dst, size_t n, const char *v, const char *what, char 
     }
     snprintf(dst, n, "%s", v ? v : "");
     return true;
+}
+
+/* A port number's text; 0 (refused later) when it is not one. */
+static int port_of(const char *s)
+{
+    char *end = NULL;
+    long v = s ? strtol(s, &end, 10) : 0;
+    return s && end != s && *end == '\0' && v > 0 && v <= 65535 ? (int)v : 0;
 }
 
 /* config.url / credentials.url of custom_database (postgres://, mysql://):
@@ -481,7 +490,8 @@ static bool parse_url(const char *url, import_db_t *db, char *err, size_t errlen
     if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        snprintf(err, errlen, "the connection URL is not valid (postgres://user@host:5432/db or "
+        snprintf(err, errlen,
+                 "the connection URL is not valid (postgres://user@host:5432/db or "
                  "mysql://user@host:3306/db)");
         goto done;
     }
@@ -513,7 +523,7 @@ static bool parse_url(const char *url, import_db_t *db, char *err, size_t errlen
         ok = copy_str(db->target.password, sizeof(db->target.password), pw, "the password", err,
                       errlen);
     if (port)
-        db->target.port = atoi(port);
+        db->target.port = port_of(port);
     if (ok && query) {
         const char *s = strstr(query, "sslmode=");
         if (s)
@@ -536,8 +546,8 @@ done:
 }
 
 /* Reads the target from config and the decrypted credentials. */
-static bool read_target(const import_source_t *src, const json_t *cred, import_db_t *db,
-                        char *err, size_t errlen)
+static bool read_target(const import_source_t *src, const json_t *cred, import_db_t *db, char *err,
+                        size_t errlen)
 {
     const json_t *cfg = src->config;
     const char *t = src->type;
@@ -552,7 +562,8 @@ static bool read_target(const import_source_t *src, const json_t *cred, import_d
         if (!url)
             url = cfg_str(cfg, "url");
         if (!url) {
-            snprintf(err, errlen, "a custom_database source needs config.url (or the credential "
+            snprintf(err, errlen,
+                     "a custom_database source needs config.url (or the credential "
                      "\"url\"): postgres://… or mysql://…");
             return false;
         }
@@ -560,10 +571,14 @@ static bool read_target(const import_source_t *src, const json_t *cred, import_d
             return false;
     } else {
         json_t *port = cfg ? json_object_get(cfg, "port") : NULL;
-        if (json_is_integer(port))
-            db->target.port = (int)json_integer_value(port);
-        else if (json_is_string(port))
-            db->target.port = atoi(json_string_value(port));
+        json_int_t pv = json_is_integer(port)  ? json_integer_value(port)
+                        : json_is_string(port) ? port_of(json_string_value(port))
+                                               : 0;
+        if (port && !json_is_null(port) && (pv < 1 || pv > 65535)) {
+            snprintf(err, errlen, "config.port must be a number between 1 and 65535");
+            return false;
+        }
+        db->target.port = (int)pv;
         if (!copy_str(db->target.host, sizeof(db->target.host), cfg_str(cfg, "host"), "config.host",
                       err, errlen) ||
             !copy_str(db->target.database, sizeof(db->target.database), cfg_str(cfg, "database"),
@@ -576,10 +591,10 @@ static bool read_target(const import_source_t *src, const json_t *cred, import_d
     if (!user && !db->target.user[0])
         user = cfg_str(cfg, "user");
     const char *pw = cfg_str(cred, "password");
-    if ((user && !copy_str(db->target.user, sizeof(db->target.user), user, "the user", err,
-                           errlen)) ||
-        (pw && !copy_str(db->target.password, sizeof(db->target.password), pw, "the password",
-                         err, errlen)))
+    if ((user &&
+         !copy_str(db->target.user, sizeof(db->target.user), user, "the user", err, errlen)) ||
+        (pw && !copy_str(db->target.password, sizeof(db->target.password), pw, "the password", err,
+                         errlen)))
         return false;
     if (!db->target.port)
         db->target.port = db->dialect == IMP_DB_MYSQL   ? 3306
@@ -601,8 +616,7 @@ static bool read_target(const import_source_t *src, const json_t *cred, import_d
  * local ones (as URL sources do) unless IMPORT_ALLOW_PRIVATE_NETWORKS. The
  * drivers connect to that address, so a DNS answer that changes later
  * cannot lead elsewhere. */
-static bool check_host(const app_t *app, import_db_t *db, char *err, size_t errlen,
-                       bool *retryable)
+static bool check_host(const app_t *app, import_db_t *db, char *err, size_t errlen, bool *retryable)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(db->target.host, NULL, &hints, &res);
@@ -614,9 +628,10 @@ static bool check_host(const app_t *app, import_db_t *db, char *err, size_t errl
     bool ok = true;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
         char ip[INET6_ADDRSTRLEN] = "?";
-        const void *raw = a->ai_family == AF_INET
-                              ? (const void *)&((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr
-                              : (const void *)&((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
+        const void *raw =
+            a->ai_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
         if (!inet_ntop(a->ai_family, raw, ip, sizeof(ip)))
             continue;
         if (!app->cfg.import_allow_private_networks && !import__address_public(a->ai_addr)) {

@@ -58,8 +58,8 @@ bool import__is_database(const char *type);
 /* Appends name quoted as the dialect's identifier ("x", `x`, [x]) after
  * checking it: 1–63 bytes (128 for SQL Server), no control character.
  * False (err filled) otherwise. */
-CD_MUSTCHECK bool imp_db_quote_ident(imp_db_dialect_t d, const char *name, cd_buf_t *out,
-                                     char *err, size_t errlen);
+CD_MUSTCHECK bool imp_db_quote_ident(imp_db_dialect_t d, const char *name, cd_buf_t *out, char *err,
+                                     size_t errlen);
 /* Appends s as the dialect's string literal ('' doubled; MySQL also
  * doubles backslashes). False for a NUL-free check failure or no room. */
 CD_MUSTCHECK bool imp_db_quote_literal(imp_db_dialect_t d, const char *s, cd_buf_t *out);
@@ -92,8 +92,8 @@ typedef struct import_db import_db_t;
 
 /* The parts of a connection the drivers fill; see dbconn.c. */
 typedef struct import_db_target {
-    char host[256];    /* as configured (TLS name) */
-    char address[64];  /* the checked numeric address to connect to */
+    char host[256];   /* as configured (TLS name) */
+    char address[64]; /* the checked numeric address to connect to */
     int port;
     char database[256];
     char user[256];

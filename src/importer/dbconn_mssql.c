@@ -107,8 +107,7 @@ static long ms_text(DBPROCESS *p, int type, BYTE *data, DBINT len, char *out)
         if (type == SYBMSDATE)
             return snprintf(out, 32, "%04d-%02d-%02d", d.dateyear, d.datemonth + 1, d.datedmonth);
         return snprintf(out, 48, "%04d-%02d-%02d %02d:%02d:%02d.%06d", d.dateyear, d.datemonth + 1,
-                        d.datedmonth, d.datehour, d.dateminute, d.datesecond,
-                        d.datensecond / 1000);
+                        d.datedmonth, d.datehour, d.dateminute, d.datesecond, d.datensecond / 1000);
     }
     DBINT n = dbconvert(p, type, data, len, SYBCHAR, (BYTE *)out, TDS_VALUE_MAX);
     if (n >= 0) {

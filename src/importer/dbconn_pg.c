@@ -29,8 +29,9 @@ static void pg_fail(import_db_t *db, PGconn *conn, PGresult *res, const char *wh
     if (!msg)
         msg = PQerrorMessage(conn);
     bool lost = PQstatus(conn) != CONNECTION_OK;
-    bool transient = lost || (state && (strncmp(state, "40", 2) == 0 ||
-                                        strncmp(state, "53", 2) == 0 || strcmp(state, "57014") == 0));
+    bool transient =
+        lost || (state && (strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+                           strcmp(state, "57014") == 0));
     char clean[300];
     snprintf(clean, sizeof(clean), "%s", msg && *msg ? msg : "no answer");
     size_t n = strlen(clean);
@@ -55,9 +56,17 @@ static PGconn *pg_connect(import_db_t *db)
     char port[16], timeout[16];
     snprintf(port, sizeof(port), "%d", t->port);
     snprintf(timeout, sizeof(timeout), "%ld", t->connect_timeout_s);
-    const char *keys[] = {"host",     "hostaddr",        "port",         "dbname",
-                          "user",     "password",        "sslmode",      "connect_timeout",
-                          "application_name", "client_encoding", NULL};
+    const char *keys[] = {"host",
+                          "hostaddr",
+                          "port",
+                          "dbname",
+                          "user",
+                          "password",
+                          "sslmode",
+                          "connect_timeout",
+                          "application_name",
+                          "client_encoding",
+                          NULL};
     const char *vals[] = {t->host,
                           t->address,
                           port,
@@ -206,11 +215,12 @@ bool import__db_pg_start(import_db_t *db, const char *sql)
         return false;
     cd_buf_t q;
     cd_buf_init(&q, strlen(sql) + 256);
-    bool ok = db->redshift ? cd_buf_printf(&q, "declare campaignd_import cursor for %s", sql)
-                           : cd_buf_printf(&q, "copy (%s) to stdout with (format csv, header true)",
-                                           sql);
+    bool ok = db->redshift
+                  ? cd_buf_printf(&q, "declare campaignd_import cursor for %s", sql)
+                  : cd_buf_printf(&q, "copy (%s) to stdout with (format csv, header true)", sql);
     /* PQexecParams runs exactly one statement */
-    PGresult *res = ok ? PQexecParams(st->conn, cd_buf_str(&q), 0, NULL, NULL, NULL, NULL, 0) : NULL;
+    PGresult *res =
+        ok ? PQexecParams(st->conn, cd_buf_str(&q), 0, NULL, NULL, NULL, NULL, 0) : NULL;
     cd_buf_free(&q);
     ExecStatusType want = db->redshift ? PGRES_COMMAND_OK : PGRES_COPY_OUT;
     ok = res && PQresultStatus(res) == want;

@@ -263,7 +263,9 @@ static imp_reader_t *open_db_reader(import_db_t *db, import_preview_status_t *re
     imp_reader_t *r = import__db_reader(db, &perr);
     if (!r) {
         snprintf(message, msglen, "%s",
-                 db->failed ? db->err : perr.message[0] ? perr.message : "the source cannot be read");
+                 db->failed        ? db->err
+                 : perr.message[0] ? perr.message
+                                   : "the source cannot be read");
         *ret = IMPORT_PREVIEW_BAD_SOURCE;
     }
     return r;

@@ -862,8 +862,9 @@ static bool open_database(run_t *r, load_t *ld)
     const char *last = json_string_value(json_object_get(r->source_row, "last_sync_value"));
     const char *inc = import__db_inc_column(&r->src);
     if (inc && strcmp(ld->mode, "upsert") != 0) {
-        run_fail(r, false, "schedule_config.incremental_column needs incremental_strategy "
-                           "\"incremental\"");
+        run_fail(r, false,
+                 "schedule_config.incremental_column needs incremental_strategy "
+                 "\"incremental\"");
         return false;
     }
     if (inc) {
@@ -871,8 +872,9 @@ static bool open_database(run_t *r, load_t *ld)
                                  ? json_object_get(r->src.column_config, "duplicate_key_columns")
                                  : NULL;
         if (json_array_size(keys) == 0) {
-            run_fail(r, false, "an incremental sync needs column_config.duplicate_key_columns: "
-                               "rows are upserted by that key");
+            run_fail(r, false,
+                     "an incremental sync needs column_config.duplicate_key_columns: "
+                     "rows are upserted by that key");
             return false;
         }
         if (!last)
@@ -937,8 +939,8 @@ static job_result_t run_sync(run_t *r)
     if (import__is_database(r->src.type)) { /* database connectors: dbconn.h */
         if (!open_database(r, &ld))
             goto out;
-    } else if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in,
-                                   r->error, sizeof(r->error))) {
+    } else if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in, r->error,
+                                   sizeof(r->error))) {
         r->retryable = r->in.retryable;
         goto out;
     }

@@ -145,8 +145,9 @@ static void test_build_query(void **state)
     /* the last value is a literal, never SQL */
     sel.query = "select * from leads";
     sel.last_value = "0' or '1'='1";
-    expect_sql(&sel, "select * from (select * from leads) as q where q.\"id\" >= '0'' or ''1''=''1' "
-                     "order by q.\"id\"");
+    expect_sql(&sel,
+               "select * from (select * from leads) as q where q.\"id\" >= '0'' or ''1''=''1' "
+               "order by q.\"id\"");
 }
 
 static void test_types(void **state)
@@ -305,11 +306,11 @@ static void test_is_database(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quote_ident),    cmocka_unit_test(test_quote_literal),
-        cmocka_unit_test(test_build_table),    cmocka_unit_test(test_build_query),
-        cmocka_unit_test(test_types),          cmocka_unit_test(test_mysql_last_value),
-        cmocka_unit_test(test_csv_roundtrip),  cmocka_unit_test(test_note_row),
-        cmocka_unit_test(test_type_proposal),  cmocka_unit_test(test_is_database),
+        cmocka_unit_test(test_quote_ident),   cmocka_unit_test(test_quote_literal),
+        cmocka_unit_test(test_build_table),   cmocka_unit_test(test_build_query),
+        cmocka_unit_test(test_types),         cmocka_unit_test(test_mysql_last_value),
+        cmocka_unit_test(test_csv_roundtrip), cmocka_unit_test(test_note_row),
+        cmocka_unit_test(test_type_proposal), cmocka_unit_test(test_is_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
