@@ -47,7 +47,7 @@ before(async () => {
       (3, 'c@example.com', null, null, null, '2024-03-01 11:00:00', '[1, 2]');
     create user 'reader'@'%' identified by 'reader-pw';
     grant select on shop.* to 'reader'@'%';`);
-});
+}, { timeout: 300000 }); // two initdb-s and a server start on a busy machine
 
 after(async () => {
   if (server) await server.stop();
