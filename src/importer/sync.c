@@ -60,6 +60,7 @@ typedef struct run {
     imp_plan_t *plan;
     import_input_t in;
     import_db_t *db; /* database sources (dbconn.h), else NULL */
+    bool db_partial; /* read only the rows past last_sync_value */
     const char *phase;
     /* counters */
     long long rows_read;
@@ -867,17 +868,14 @@ static void end_run(run_t *r, const char *status)
  * "incremental") reads the rows with the column >= last_sync_value (the rows
  * of the last value again: ties are never skipped) and upserts them by the
  * duplicate key, so a row read twice replaces itself; the first run (no
- * last_sync_value yet) reads everything and replaces the table. */
+ * last_sync_value yet), and any run with another strategy, reads everything
+ * and replaces the table. */
 static bool open_database(run_t *r, load_t *ld)
 {
     const char *last = json_string_value(json_object_get(r->source_row, "last_sync_value"));
     const char *inc = import__db_inc_column(&r->src);
-    if (inc && strcmp(ld->mode, "upsert") != 0) {
-        run_fail(r, false,
-                 "schedule_config.incremental_column needs incremental_strategy "
-                 "\"incremental\"");
-        return false;
-    }
+    if (inc && strcmp(ld->mode, "upsert") != 0)
+        inc = NULL; /* a full sync: reads everything, replaces, records the position */
     if (inc) {
         const json_t *keys = json_is_object(r->src.column_config)
                                  ? json_object_get(r->src.column_config, "duplicate_key_columns")
@@ -890,6 +888,7 @@ static bool open_database(run_t *r, load_t *ld)
         }
         if (!last)
             ld->mode = "replace"; /* the first run reads the whole source */
+        r->db_partial = last != NULL;
     }
     bool retryable = false;
     r->db = import__db_open(r->app, r->c, &r->src, inc ? last : NULL, false, r->error,
@@ -911,8 +910,7 @@ static bool open_database(run_t *r, load_t *ld)
  * let the retry read everything. */
 static bool db_recreated_check(run_t *r, const load_t *ld)
 {
-    if (!r->db || !ld->recreated || !r->db->inc_column ||
-        !json_string_value(json_object_get(r->source_row, "last_sync_value")))
+    if (!r->db || !ld->recreated || !r->db_partial)
         return true;
     copy_close(r); /* its transaction holds the data source's row */
     const char *p[1] = {r->src.id};

@@ -301,6 +301,16 @@ test('mysql: types, UTC timestamps, incremental by id', T, async () => {
   assert.equal(await h.sql(server, `select string_agg(email, ',' order by id_col) from public.${ds.table_name}`),
     'a@example.com,b@example.com,c2@example.com,d@example.com');
 
+  // one full sync reads everything again, replaces the table and records the position
+  const { error: e2 } = await alice.client.from('data_sources')
+    .update({ schedule_config: { incremental_strategy: 'full', incremental_column: 'id' } }).eq('id', src.id);
+  h.noError(e2, 'switch to full');
+  log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  assert.equal(log.metadata.mode, 'replace');
+  assert.equal(log.metadata.progress.rows_read, 4);
+  assert.equal((await source(src.id)).last_sync_value, '4');
+
   const wrongTable = await createSource({ name: 'Shop bad', type: 'mysql', config: { host: '127.0.0.1', port: my.port, database: 'shop', table: 'nope' } });
   const t = await api(server, alice, 'POST', `/api/data-sources/${wrongTable.id}/test`);
   assert.equal(t.status, 400, t.text);
