@@ -14,9 +14,10 @@ pkgs_build=(build-essential pkg-config meson ninja-build
   libcurl4-openssl-dev libwslay-dev libcsv-dev
   libzip-dev libexpat1-dev libfreexl-dev libphonenumber-dev libicu-dev
   libqrencode-dev
+  libmariadb-dev freetds-dev
   postgresql-15 postgresql-client-15)
 pkgs_test=(libcmocka-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev
-  chromium python3-aiosmtpd)
+  chromium python3-aiosmtpd mariadb-server)
 
 want=("${pkgs_build[@]}")
 [ "$what" = test ] && want+=("${pkgs_test[@]}")

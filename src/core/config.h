@@ -92,6 +92,8 @@ typedef struct config {
     long import_max_bytes;
     bool import_allow_private_networks;
     long import_fetch_timeout;
+    long import_db_connect_timeout;
+    long import_db_statement_timeout;
     char *google_sheets_base_url;
     /* OAuth providers (issue 14) */
     bool github_enabled;

@@ -440,6 +440,20 @@ imp_reader_t *imp_reader_open_mem(const void *data, size_t len, imp_format_t fmt
     return open_common(NULL, data, len, fmt, o, err);
 }
 
+imp_reader_t *imp_reader_open_stream(FILE *f, const imp_parse_opts_t *o, imp_error_t *err)
+{
+    imp_reader_t *r = reader_new(IMP_FORMAT_CSV, o, err);
+    if (!r) {
+        fclose(f);
+        return NULL;
+    }
+    if (!parse__csv_open(r, f, 0, err) || !reader_start(r, err)) { /* takes f */
+        imp_reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
 int imp_reader_next(imp_reader_t *r, imp_row_t *row, imp_error_t *err)
 {
     long long line = 0;

@@ -25,6 +25,7 @@
 #define CD_IMPORTER_PARSE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/common.h"
 
@@ -146,6 +147,11 @@ imp_reader_t *imp_reader_open(const char *path, imp_format_t fmt, const imp_pars
  * targets and unit tests. */
 imp_reader_t *imp_reader_open_mem(const void *data, size_t len, imp_format_t fmt,
                                   const imp_parse_opts_t *o, imp_error_t *err);
+
+/* A CSV reader over a stream the caller opened (the database connectors'
+ * fopencookie streams, src/importer/dbconn.h). Takes f, even on failure:
+ * imp_reader_close closes it. A read error of f is IMP_ERR_IO. */
+imp_reader_t *imp_reader_open_stream(FILE *f, const imp_parse_opts_t *o, imp_error_t *err);
 
 /* Pulls the next data row into *row. Returns 1 for a row, 0 at the end of the
  * data, -1 on an error (err filled, with its line; the reader cannot go on).

@@ -444,6 +444,11 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
     if (!head)
         goto nomem;
     size_t n = fread(head, 1, CSV_CHUNK, f);
+    if (ferror(f)) { /* a short read is the end only without an error */
+        free(head);
+        parse__error(err, IMP_ERR_IO, 0, "cannot read the file");
+        return false;
+    }
     r->stats.bytes_read = n;
     bool head_is_all = n < CSV_CHUNK;
     size_t skip = 0;

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "importer/clean.h"
 #include "importer/connectors.h"
+#include "importer/dbconn.h"
 #include "importer/importer_internal.h"
 #include "importer/parse.h"
 
@@ -256,6 +257,21 @@ static imp_reader_t *open_preview_reader(const app_t *app, db_conn_t *c, const i
     return r;
 }
 
+static imp_reader_t *open_db_reader(import_db_t *db, import_preview_status_t *ret, char *message,
+                                    size_t msglen)
+{
+    imp_error_t perr = {0};
+    imp_reader_t *r = import__db_reader(db, &perr);
+    if (!r) {
+        snprintf(message, msglen, "%s",
+                 db->failed        ? db->err
+                 : perr.message[0] ? perr.message
+                                   : "the source cannot be read");
+        *ret = IMPORT_PREVIEW_BAD_SOURCE;
+    }
+    return r;
+}
+
 /* Assembles the preview answer; takes columns, out_rows and warnings. */
 static json_t *preview_answer(imp_reader_t *r, json_t *columns, json_t *out_rows, json_t *warnings,
                               json_t *proposed, bool configured)
@@ -304,9 +320,16 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
     }
     if (conn_is_metrics_type(src.type)) /* analytics APIs (connectors.h) */
         return metrics_preview(app, c, &src, out, message, msglen);
-    import_input_t in;
-    if (!import__input_open(app, c, &src, true, NULL, NULL, &in, message, msglen))
+    import_input_t in = {.fd = -1};
+    import_db_t *db = NULL;
+    if (import__is_database(src.type)) { /* database connectors: dbconn.h */
+        bool retryable = false;
+        db = import__db_open(app, c, &src, NULL, true, message, msglen, &retryable);
+        if (!db)
+            return IMPORT_PREVIEW_BAD_SOURCE;
+    } else if (!import__input_open(app, c, &src, true, NULL, NULL, &in, message, msglen)) {
         return in.retryable ? IMPORT_PREVIEW_UNAVAILABLE : IMPORT_PREVIEW_BAD_SOURCE;
+    }
 
     import_preview_status_t ret = IMPORT_PREVIEW_INTERNAL;
     json_t *warnings = json_array();
@@ -315,7 +338,8 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
     json_t *proposed = NULL;
     sample_row_t *rows = calloc(IMPORT_PREVIEW_SAMPLE, sizeof(*rows));
     size_t nrows = 0;
-    imp_reader_t *r = open_preview_reader(app, c, &src, &in, &ret, message, msglen);
+    imp_reader_t *r = db ? open_db_reader(db, &ret, message, msglen)
+                         : open_preview_reader(app, c, &src, &in, &ret, message, msglen);
     if (!r)
         goto done;
     ret = IMPORT_PREVIEW_INTERNAL;
@@ -328,6 +352,10 @@ import_preview_status_t importer_preview(const app_t *app, db_conn_t *c, const j
         goto done;
     bool truncated = in.temp && in.size >= IMPORT_HEAD_BYTES;
     ret = read_sample(r, inf, nh, truncated, rows, &nrows, warnings, message, msglen);
+    if (db && db->failed) { /* the source's error, not the reader's */
+        snprintf(message, msglen, "%s", db->err);
+        ret = IMPORT_PREVIEW_BAD_SOURCE;
+    }
     if (ret != IMPORT_PREVIEW_OK)
         goto done;
     ret = IMPORT_PREVIEW_INTERNAL;
@@ -367,6 +395,7 @@ done:
     if (rows)
         free_sample(rows, nrows);
     imp_reader_close(r);
+    import__db_close(db);
     import__input_close(&in);
     return ret;
 }

@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "importer/clean.h"
 #include "importer/connectors.h"
+#include "importer/dbconn.h"
 #include "importer/importer_internal.h"
 #include "importer/parse.h"
 #include "jobs/queue.h"
@@ -60,6 +61,8 @@ typedef struct run {
     imp_reader_t *reader;
     imp_plan_t *plan;
     import_input_t in;
+    import_db_t *db; /* database sources (dbconn.h), else NULL */
+    bool db_partial; /* read only the rows past last_sync_value */
     const char *phase;
     /* counters */
     long long rows_read;
@@ -519,6 +522,8 @@ static bool copy_begin(run_t *r, const load_t *ld)
 static const char *load_row(run_t *r, cd_buf_t *b, const imp_row_t *row)
 {
     r->rows_read++;
+    if (r->db)
+        import__db_note_row(r->db, row);
     imp_result_t out;
     if (!imp_plan_apply(r->plan, row, &out)) {
         run_fail(r, false, "out of memory while cleaning line %lld", row->line);
@@ -563,8 +568,15 @@ static bool load_rows(run_t *r, const load_t *ld)
         imp_error_t perr = {0};
         int got = imp_reader_next(r->reader, &row, &perr);
         if (got < 0) {
+            if (r->db && r->db->failed)
+                run_fail(r, r->db->retryable, "%s", r->db->err);
             run_fail(r, false, "%s", perr.message);
             abort_msg = "the file could not be read";
+            break;
+        }
+        if (got == 0 && r->db && r->db->failed) { /* the stream's end was an error */
+            run_fail(r, r->db->retryable, "%s", r->db->err);
+            abort_msg = "the source database failed";
             break;
         }
         if (got == 0)
@@ -715,6 +727,18 @@ static bool finish(run_t *r, load_t *ld)
                                 "array(select jsonb_array_elements_text($4::jsonb)), "
                                 "array(select jsonb_array_elements_text($5::jsonb)), $6, $7)",
                                 7, p);
+        if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
+            const char *pk[2] = {r->src.id, keys ? keys : "[]"};
+            char *ix = copy_scalar(r,
+                                   "select public.import_key_index($1, "
+                                   "array(select jsonb_array_elements_text($2::jsonb)))",
+                                   2, pk);
+            if (!ix) {
+                free(res);
+                res = NULL;
+            }
+            free(ix);
+        }
         free(keys);
         free(ci);
         if (!res)
@@ -786,6 +810,15 @@ static bool finish(run_t *r, load_t *ld)
     if (r->in.sync_value && !store_sync_value(r)) {
         free(mtxt);
         return false;
+    }
+    if (r->db && r->db->inc_column && r->db->max_value) {
+        /* incremental database sync: the new position commits with the rows */
+        const char *pv[2] = {r->src.id, r->db->max_value};
+        if (!copy_exec(r, "update public.data_sources set last_sync_value = $2 where id = $1", 2,
+                       pv, NULL)) {
+            free(mtxt);
+            return false;
+        }
     }
     char imported[32], skipped[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
@@ -870,6 +903,8 @@ static bool compile_plan(run_t *r)
                     json_object_set(proposed, k, v);
             }
         }
+        if (r->db)
+            import__db_type_proposal(r->db, proposed); /* the source's column types */
         cc = proposed;
     }
     imp_error_t perr = {0};
@@ -903,6 +938,68 @@ static void end_run(run_t *r, const char *status)
         log_warn("import %s: cannot record the outcome: %s", r->log_id, err.message);
     PQclear(res);
     free(mtxt);
+}
+
+/* Database sources: opens the connection and its reader. An incremental
+ * sync (schedule_config.incremental_column with incremental_strategy
+ * "incremental") reads the rows with the column >= last_sync_value (the rows
+ * of the last value again: ties are never skipped) and upserts them by the
+ * duplicate key, so a row read twice replaces itself; the first run (no
+ * last_sync_value yet), and any run with another strategy, reads everything
+ * and replaces the table. */
+static bool open_database(run_t *r, load_t *ld)
+{
+    const char *last = json_string_value(json_object_get(r->source_row, "last_sync_value"));
+    const char *inc = import__db_inc_column(&r->src);
+    if (inc && strcmp(ld->mode, "upsert") != 0)
+        inc = NULL; /* a full sync: reads everything, replaces, records the position */
+    if (inc) {
+        const json_t *keys = json_is_object(r->src.column_config)
+                                 ? json_object_get(r->src.column_config, "duplicate_key_columns")
+                                 : NULL;
+        if (json_array_size(keys) == 0) {
+            run_fail(r, false,
+                     "an incremental sync needs column_config.duplicate_key_columns: "
+                     "rows are upserted by that key");
+            return false;
+        }
+        if (!last)
+            ld->mode = "replace"; /* the first run reads the whole source */
+        r->db_partial = last != NULL;
+    }
+    bool retryable = false;
+    r->db = import__db_open(r->app, r->c, &r->src, inc ? last : NULL, false, r->error,
+                            sizeof(r->error), &retryable);
+    if (!r->db) {
+        r->retryable = retryable;
+        return false;
+    }
+    imp_error_t perr = {0};
+    r->reader = import__db_reader(r->db, &perr);
+    if (!r->reader)
+        run_fail(r, r->db->failed && r->db->retryable, "%s",
+                 r->db->failed ? r->db->err : perr.message);
+    return r->reader != NULL;
+}
+
+/* An incremental database read into a table that had to be made anew (the
+ * columns changed) would leave only the new rows: forget the position and
+ * let the retry read everything. */
+static bool db_recreated_check(run_t *r, const load_t *ld)
+{
+    if (!r->db || !ld->recreated || !r->db_partial)
+        return true;
+    copy_close(r); /* its transaction holds the data source's row */
+    const char *p[1] = {r->src.id};
+    PGresult *res = NULL;
+    db_error_t err;
+    if (db_run1(r->c, &SERVICE,
+                "update public.data_sources set last_sync_value = null where id = $1", 1, p, &res,
+                &err) != DB_OK)
+        log_warn("import %s: cannot reset last_sync_value: %s", r->log_id, err.message);
+    PQclear(res);
+    run_fail(r, true, "the columns changed: the next attempt reads the whole source again");
+    return false;
 }
 
 /* Marks the run as waiting again (phase "queued", with a note the dashboard
@@ -946,13 +1043,16 @@ static job_result_t run_sync(run_t *r)
     }
     r->phase = "downloading";
     (void)run_tick(r, true);
-    if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in, r->error,
-                            sizeof(r->error))) {
+    if (import__is_database(r->src.type)) { /* database connectors: dbconn.h */
+        if (!open_database(r, &ld))
+            goto out;
+    } else if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in, r->error,
+                                   sizeof(r->error))) {
         r->retryable = r->in.retryable;
         goto out;
     }
     r->phase = "reading";
-    if (!open_parser(r) || !compile_plan(r))
+    if ((!r->db && !open_parser(r)) || !compile_plan(r))
         goto out;
     if (ld.dest == DEST_CONTACTS) {
         size_t n = 0;
@@ -967,7 +1067,8 @@ static job_result_t run_sync(run_t *r)
             goto out;
         }
     }
-    if (!copy_open(r) || !prepare_destination(r, &ld) || !load_rows(r, &ld) || !finish(r, &ld))
+    if (!copy_open(r) || !prepare_destination(r, &ld) || !db_recreated_check(r, &ld) ||
+        !load_rows(r, &ld) || !finish(r, &ld))
         goto out;
 out:
     copy_close(r); /* rolls back whatever did not commit */
@@ -1062,6 +1163,7 @@ done:
     PQclear(res);
     imp_plan_free(r->plan);
     imp_reader_close(r->reader);
+    import__db_close(r->db);
     import__input_close(&r->in);
     json_decref(r->source_row);
     json_decref(r->errors);

@@ -1,0 +1,127 @@
+// The database connector benchmark (issue 11 "Speed"): one run, ratios.
+//
+//   1. starts a source PostgreSQL cluster (tests/integration/db-servers.js) with a
+//      1,000,000-row table, and campaignd (its embedded PostgreSQL is the other
+//      cluster);
+//   2. full sync: a `postgres` data source of that table into a dedicated table;
+//      the time is completed_at - started_at of its sync_logs row;
+//   3. the same rows with `psql -c "\copy (select …) to stdout" | psql -c "\copy …
+//      from stdin"` between the same two clusters, into a plain table;
+//   4. incremental: a second source with incremental_column updated_at: its first
+//      sync reads everything; then 1,000 rows change at the source and the next
+//      sync reads only those (and the ties of the last value);
+//   5. appends the figures to bench/RESULTS.md.
+//
+// Usage: CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/connectors/run.mjs
+// BENCH_DB_ROWS (default 1000000), BENCH_RESULTS (default bench/RESULTS.md).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import * as h from '../../tests/integration/helpers.js';
+import * as dbs from '../../tests/integration/db-servers.js';
+
+const rows = Number(process.env.BENCH_DB_ROWS || 1000000);
+const results = process.env.BENCH_RESULTS || path.join(h.ROOT, 'bench', 'RESULTS.md');
+const log = (m) => console.error(`${new Date().toISOString().slice(11, 19)} ${m}`);
+
+const pg = await dbs.startPostgres({ prefix: 'cd-bench-srcpg-' });
+let server;
+try {
+  log(`source: ${rows} rows`);
+  await pg.psql(`
+    create role reader login password 'reader-pw';
+    create table public.leads (id integer primary key, email text not null, first_name text,
+      score integer, amount numeric(10,2), active boolean, signed_up date,
+      updated_at timestamptz not null);
+    insert into public.leads
+      select g, 'user' || g || '@example.com', 'Name ' || (g % 977), g % 1000, (g % 10000) / 100.0,
+             g % 3 = 0, date '2020-01-01' + (g % 1500),
+             timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+      from generate_series(1, ${rows}) g;
+    create index leads_updated_at on public.leads (updated_at);
+    analyze public.leads;
+    grant select on public.leads to reader;`);
+
+  server = await h.startServer({ IMPORT_ALLOW_PRIVATE_NETWORKS: 'true', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'warn' });
+  const user = await h.signUpUser(server);
+  const api = (method, p, body) =>
+    h.request(`${server.url}${p}`, { method, headers: { apikey: server.anonKey, Authorization: `Bearer ${user.session.access_token}` }, body });
+  const config = { host: '127.0.0.1', port: pg.port, database: 'postgres', schema: 'public', table: 'leads' };
+  const create = async (name, extra) => {
+    const { data, error } = await user.client.from('data_sources').insert({ name, type: 'postgres', config, ...extra }).select().single();
+    h.noError(error, 'create source');
+    const r = await api('PUT', `/api/data-sources/${data.id}/credentials`, { user: 'reader', password: 'reader-pw' });
+    if (r.status !== 200) throw new Error(r.text);
+    return data.id;
+  };
+  const sync = async (id) => {
+    const r = await api('POST', `/api/data-sources/${id}/sync`);
+    if (r.status !== 202) throw new Error(r.text);
+    for (;;) {
+      const out = await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
+        'imported', records_imported, 'read', metadata -> 'progress' -> 'rows_read', 'err', error_message)
+        from public.sync_logs where id = ${h.lit(r.json.sync_log_id)}`);
+      const { status, secs, imported, read, err } = JSON.parse(out);
+      if (status !== 'running') {
+        if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
+        return { secs: Number(secs), imported: Number(imported), read: Number(read) };
+      }
+      await h.sleep(100);
+    }
+  };
+
+  log('full sync (campaignd)');
+  const full = await sync(await create('bench full'));
+  log(`full: ${full.secs}s, ${full.imported} rows`);
+
+  log('psql \\copy | psql \\copy');
+  const dst = await h.dbUrl(server);
+  execFileSync('psql', ['-X', '-q', dst, '-c', 'create table public.bench_plain (id integer, email text, first_name text, score integer, amount numeric(10,2), active boolean, signed_up date, updated_at timestamptz)']);
+  const t0 = process.hrtime.bigint();
+  execFileSync('bash', ['-o', 'pipefail', '-c',
+    `psql -X -q "$SRC" -c "\\copy (select * from public.leads) to stdout" | psql -X -q "$DST" -c "\\copy public.bench_plain from stdin"`],
+  { env: { ...process.env, SRC: pg.url('reader', 'reader-pw'), DST: dst } });
+  const copySecs = Number(process.hrtime.bigint() - t0) / 1e9;
+  log(`psql: ${copySecs}s`);
+
+  log('incremental: first (full) sync, 1000 changes, second sync');
+  const inc = await create('bench incremental', {
+    column_config: { duplicate_key_columns: ['id_col'] },
+    schedule_config: { incremental_strategy: 'incremental', incremental_column: 'updated_at' },
+  });
+  const first = await sync(inc);
+  await pg.psql(`update public.leads set updated_at = updated_at + interval '10 years', email = 'changed' || id || '@example.com'
+                 where id in (select g * ${Math.floor(rows / 1000)} from generate_series(1, 1000) g)`);
+  const second = await sync(inc);
+  log(`incremental: first ${first.secs}s, second ${second.secs}s (${second.read} rows read)`);
+
+  const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() ? ' (with uncommitted changes)' : '';
+  const cpu = (os.cpus()[0] || {}).model || '?';
+  const f = (x) => x.toFixed(2);
+  const lines = [
+    '',
+    '## Database connector: PostgreSQL → dedicated table, 1,000,000 rows; incremental re-sync (issue 11)',
+    '',
+    `- Command: \`CAMPAIGND_BIN=${process.env.CAMPAIGND_BIN || h.BIN} nice node bench/connectors/run.mjs\` (BENCH_DB_ROWS=${rows}), ${new Date().toISOString().slice(0, 19)}Z`,
+    `- Machine: ${os.cpus().length} CPUs (${cpu.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, other work running: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} load`,
+    `- campaignd ${rev}${dirty}; source: a second PostgreSQL 15 cluster on 127.0.0.1 (8 columns: integer key, text ×2, integer, numeric, boolean, date, timestamptz; index on updated_at)`,
+    '',
+    '| measure | value |',
+    '| --- | ---: |',
+    `| campaignd full sync (COPY TO STDOUT → CSV reader → types → COPY → index → swap), s | ${f(full.secs)} |`,
+    `| rows imported | ${full.imported} |`,
+    `| \`psql \\copy (select …) to stdout \\| psql \\copy … from stdin\`, same two clusters, s | ${f(copySecs)} |`,
+    `| **ratio psql / campaignd** (goal ≥ 0.5) | **${f(copySecs / full.secs)}** |`,
+    `| incremental source, first sync (reads all, builds the key index), s | ${f(first.secs)} |`,
+    `| incremental re-sync after 1,000 changed rows (rows read: ${second.read}), s | ${f(second.secs)} |`,
+    `| **re-sync / full sync** (goal < 2 %) | **${((100 * second.secs) / full.secs).toFixed(2)} %** (vs the incremental source's own first sync: ${((100 * second.secs) / first.secs).toFixed(2)} %) |`,
+  ];
+  fs.appendFileSync(results, lines.join('\n') + '\n');
+  log(`appended to ${results}`);
+  console.log(lines.join('\n'));
+} finally {
+  if (server) await server.stop();
+  await pg.stop();
+}
