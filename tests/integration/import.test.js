@@ -80,6 +80,12 @@ function api(srv, user, method, path, body) {
   });
 }
 
+/** After a restart on a new port, the users' clients follow the server. */
+async function reconnectUsers() {
+  for (const u of [alice, bob]) Object.assign(u, await h.signIn(server, u.email, u.password));
+  alice.client.realtime.setAuth(alice.session.access_token);
+}
+
 async function upload(user, name, content, contentType = 'text/csv') {
   const path = `${user.user.id}/${name}`;
   const { error } = await user.client.storage.from('imports').upload(path, Buffer.from(content), { contentType, upsert: true });
@@ -474,6 +480,7 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
   files.closeAllConnections?.();
   const dataDir = server.dataDir;
   server = await h.startServer({ ...serverEnv(), CAMPAIGND_DATA_DIR: dataDir });
+  await reconnectUsers();
   const dead = await waitFor(async () => {
     const l = await syncLog(logId);
     return l.status !== 'running' ? l : null;
@@ -507,6 +514,7 @@ test('a clean stop mid-sync puts the run back in the queue; the restart finishes
   release();
   files.closeAllConnections?.();
   server = await h.startServer({ ...serverEnv(), CAMPAIGND_DATA_DIR: dataDir });
+  await reconnectUsers();
   const done = await waitFor(async () => {
     const l = await syncLog(logId);
     return l && l.status !== 'running' ? l : null;
