@@ -326,13 +326,6 @@ provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
         return PROVIDER_ACCEPTED;
     if (!formatted)
         return PROVIDER_PERMFAIL;
-    /* The server said no: 5xx for good, 4xx for now (greylisting, full
-     * mailbox, rate limit). A reply to the final "." counts too: the server
-     * refused the message, so it did not take it. */
-    if (reply_code >= 500 && reply_code < 600)
-        return PROVIDER_PERMFAIL;
-    if (reply_code >= 400 && reply_code < 500)
-        return PROVIDER_TEMPFAIL;
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -341,14 +334,23 @@ provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
     case CURLE_USE_SSL_FAILED:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_OUT_OF_MEMORY:
-        return PROVIDER_TEMPFAIL; /* nothing was handed over */
+        /* Nothing was handed over, and the fault is the connection or the
+         * configuration, not this message: try again later. */
+        return PROVIDER_TEMPFAIL;
     default:
-        /* The conversation broke (timeout, reset) after the server's last
-         * reply_code: if that was the go-ahead for DATA (354) the message may
-         * have arrived; before it (connect greeting, EHLO, MAIL, RCPT) it
-         * cannot have. */
-        return reply_code == 354 ? PROVIDER_UNKNOWN : PROVIDER_TEMPFAIL;
+        break;
     }
+    /* The server said no: 5xx for good, 4xx for now (greylisting, full
+     * mailbox, rate limit). A reply to the final "." counts too: the server
+     * refused the message, so it did not take it. */
+    if (reply_code >= 500 && reply_code < 600)
+        return PROVIDER_PERMFAIL;
+    if (reply_code >= 400 && reply_code < 500)
+        return PROVIDER_TEMPFAIL;
+    /* The conversation broke (timeout, reset) after the server's last
+     * reply_code: if that was the go-ahead for DATA (354) the message may
+     * have arrived; before it (greeting, EHLO, MAIL, RCPT) it cannot have. */
+    return reply_code == 354 ? PROVIDER_UNKNOWN : PROVIDER_TEMPFAIL;
 }
 
 static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t *msgs, size_t n,
