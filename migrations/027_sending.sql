@@ -607,7 +607,8 @@ end
 $$;
 
 -- Marks the campaign sent when nothing is left to send or in flight. Returns
--- the campaign's status, and in p_next_retry the earliest deferred retry.
+-- the campaign's status, and in next_retry when a worker should look again:
+-- the earliest retry of a waiting message or lease end of an in-flight one.
 create function sending.finish_if_done(p_campaign uuid, out status text, out next_retry timestamptz)
 language plpgsql volatile
 security definer
@@ -621,8 +622,9 @@ begin
                       and m.status in ('queued', 'sending'))
            or exists (select 1 from public.sms_messages m where m.campaign_id = p_campaign
                       and m.status in ('queued', 'sending'));
-    select min(m.next_attempt_at) into next_retry from public.email_messages m
-    where m.campaign_id = p_campaign and m.status = 'sending' and m.lease_until is null;
+    select min(coalesce(m.lease_until + interval '1 second', m.next_attempt_at)) into next_retry
+    from public.email_messages m
+    where m.campaign_id = p_campaign and m.status = 'sending';
     if not v_left and finish_if_done.status = 'sending' then
         update public.campaigns c set status = 'sent', send_finished_at = pg_catalog.now()
         where c.id = p_campaign;

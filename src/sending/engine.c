@@ -325,6 +325,11 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
 {
     db_error_t err = {0};
     *claimed = 0;
+    /* Wait for the rate before claiming, so that claimed messages spend as
+     * little time as possible `sending` (what a crash turns into unknown). */
+    if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
+              (size_t)job_app(ctx)->cfg.send_batch_size))
+        return JOB_RETRY;
     if (claim(ctx, run, b, &err) != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
@@ -349,8 +354,6 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
             map[n++] = i;
         }
     if (n > 0) {
-        if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second, n))
-            return JOB_RETRY; /* leaves them `sending`: unknown after the lease */
         provider_email_result_t res[PROVIDER_BATCH_MAX];
         run->provider->ops->send_batch(run->provider, send, n, res);
         for (size_t j = 0; j < n; j++)
@@ -367,8 +370,10 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
 
 /* ------------------------------------------------------------- the jobs */
 
-/* After the last batch: a campaign still sending with deferred messages
- * gets a worker at the earliest retry time. */
+/* After the last batch: a campaign still sending gets a worker at the
+ * earliest time something can change: a waiting message's retry, or the end
+ * of the lease of a message another worker holds (if that worker died, the
+ * message becomes unknown then and the campaign can finish). */
 static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
 {
     const app_t *app = job_app(ctx);
