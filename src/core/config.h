@@ -97,6 +97,7 @@ typedef struct config {
     long send_max_attempts;
     long send_retry_seconds;
     long send_scheduler_interval;
+    long send_rollup_interval;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
