@@ -104,7 +104,8 @@ static const char CAMPAIGN_SQL[] =
     "select c.type, c.status, coalesce(nullif(c.subject, ''), t.subject, ''),"
     "  coalesce(t.content, c.content, ''), t.text_content,"
     "  coalesce(nullif(c.from_name, ''), ''), coalesce(nullif(c.from_email, ''), ''),"
-    "  coalesce((select a.postal_address from public.app_settings a limit 1), '')"
+    "  coalesce((select a.postal_address from public.app_settings a limit 1), ''),"
+    "  coalesce(c.sms_sender, '')"
     " from public.campaigns c"
     " left join public.templates t on t.id = c.template_id and t.deleted_at is null"
     " where c.id = $1::uuid";
@@ -131,11 +132,11 @@ db_status_t sending__campaign_load(db_conn_t *conn, const char *id, sending_camp
         snprintf(err->sqlstate, sizeof(err->sqlstate), "P0002");
         return DB_SQL_ERROR;
     }
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < SC_COUNT; i++)
         c->str[i] = PQgetisnull(r, 0, i) ? NULL : strdup(PQgetvalue(r, 0, i));
     PQclear(r);
-    for (int i = 0; i < 8; i++)
-        if (i != 4 && !c->str[i]) {
+    for (int i = 0; i < SC_COUNT; i++)
+        if (i != SC_TEXT && !c->str[i]) {
             sending__campaign_free(c);
             snprintf(err->message, sizeof(err->message), "out of memory");
             return DB_UNAVAILABLE;
@@ -235,8 +236,9 @@ static const char *outcome_name(provider_outcome_t o)
     }
 }
 
-/* Claims a batch: fills b from sending.claim_email. */
-static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
+/* Claims a batch: fills b from sending.claim_email (or claim_sms). */
+static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, bool sms, batch_t *b,
+                         db_error_t *err)
 {
     const app_t *app = job_app(ctx);
     char limit[16], lease[16];
@@ -245,8 +247,10 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, d
     const char *p[3] = {run->campaign_id, limit, lease};
     PGresult *r = NULL;
     db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             "select id::text, recipient, contact::text from "
-                             "sending.claim_email($1::uuid, $2::int, $3::int)",
+                             sms ? "select id::text, recipient, contact::text from "
+                                   "sending.claim_sms($1::uuid, $2::int, $3::int)"
+                                 : "select id::text, recipient, contact::text from "
+                                   "sending.claim_email($1::uuid, $2::int, $3::int)",
                              3, p, &r, err);
     if (st != DB_OK)
         return st;
@@ -333,7 +337,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
               (size_t)job_app(ctx)->cfg.send_batch_size))
         return JOB_RETRY;
-    if (claim(ctx, run, b, &err) != DB_OK) {
+    if (claim(ctx, run, false, b, &err) != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
     }
@@ -377,12 +381,12 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
  * earliest time something can change: a waiting message's retry, or the end
  * of the lease of a message another worker holds (if that worker died, the
  * message becomes unknown then and the campaign can finish). */
-static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
+static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run, const char *channel)
 {
     const app_t *app = job_app(ctx);
     char workers[16];
     snprintf(workers, sizeof(workers), "%ld", app->cfg.send_workers);
-    const char *p[2] = {run->campaign_id, workers};
+    const char *p[3] = {run->campaign_id, workers, channel};
     PGresult *r = NULL;
     db_error_t err = {0};
     /* A retry slot named by its time, so that it never collides with the
@@ -390,7 +394,7 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
     db_status_t st =
         db_run1(job_conn(ctx), &SERVICE,
                 "select jobs.enqueue('send.worker',"
-                "  jsonb_build_object('campaign_id', $1::uuid, 'channel', 'email'), f.next_retry,"
+                "  jsonb_build_object('campaign_id', $1::uuid, 'channel', $3::text), f.next_retry,"
                 "  'send.retry:' || $1 || ':' || extract(epoch from f.next_retry)::bigint, 100,"
                 "  '5 seconds')"
                 " from sending.finish_if_done($1::uuid) f"
@@ -423,7 +427,108 @@ static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
         if (res != JOB_DONE)
             break;
         if (claimed == 0) {
-            res = after_last_batch(ctx, run);
+            res = after_last_batch(ctx, run, "email");
+            break;
+        }
+    }
+    free(b);
+    return res;
+}
+
+/* ------------------------------------------------------------- SMS */
+
+/* Renders and hands over message i of a claimed SMS batch; fills its result
+ * as JSON for sending.settle_sms. */
+static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i)
+{
+    const json_t *k = b->contacts[i];
+    tpl_contact_t contact = {jstr(k, "first_name"), jstr(k, "last_name"), jstr(k, "email"),
+                             jstr(k, "phone"), json_object_get(k, "attributes")};
+    provider_sms_result_t r;
+    memset(&r, 0, sizeof(r));
+    cd_buf_t body;
+    cd_buf_init(&body, 64 * 1024);
+    const char *src = run->c.str[SC_BODY];
+    if (!tpl_render(src, strlen(src), TPL_TEXT, &contact, &body, r.error, sizeof(r.error))) {
+        r.outcome = PROVIDER_PERMFAIL;
+    } else {
+        char callback[640];
+        snprintf(callback, sizeof(callback), "%s/webhooks/twilio/status", run->base_url);
+        provider_sms_t m = {b->ids[i], b->to[i], run->c.str[SC_SMS_SENDER], cd_buf_str(&body),
+                            callback};
+        run->sms->ops->send(run->sms, &m, &r);
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "id", b->ids[i], "outcome",
+                            outcome_name(r.outcome), "sid", r.sid, "segments", r.segments, "cost",
+                            (double)r.cost_micros / 1e6, "body", body.len ? cd_buf_str(&body) : "",
+                            "error", r.error);
+    cd_buf_free(&body);
+    return out;
+}
+
+/* One SMS batch: claim, render and send one by one, settle. */
+static job_result_t run_sms_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+{
+    const app_t *app = job_app(ctx);
+    db_error_t err = {0};
+    *claimed = 0;
+    if (!pace(ctx, 1, app->cfg.sms_rate_per_second, (size_t)app->cfg.send_batch_size))
+        return JOB_RETRY;
+    if (claim(ctx, run, true, b, &err) != DB_OK) {
+        job_set_error(ctx, "claim: %s", err.message);
+        return JOB_RETRY;
+    }
+    *claimed = b->n;
+    if (b->n == 0)
+        return JOB_DONE;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < b->n; i++)
+        json_array_append_new(arr, send_one_sms(run, b, i));
+    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!text) {
+        job_set_error(ctx, "out of memory"); /* left `sending`: unknown after the lease */
+        return JOB_RETRY;
+    }
+    char maxa[16], backoff[16];
+    snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
+    snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
+    const char *p[4] = {run->campaign_id, text, maxa, backoff};
+    PGresult *r = NULL;
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE,
+                "select sending.settle_sms($1::uuid, $2::jsonb, $3::int, $4::int)", 4, p, &r, &err);
+    PQclear(r);
+    free(text);
+    if (st != DB_OK) {
+        job_set_error(ctx, "settle: %s", err.message);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+static job_result_t sms_loop(job_ctx_t *ctx, sending_run_t *run)
+{
+    batch_t *b = calloc(1, sizeof(*b));
+    if (!b) {
+        job_set_error(ctx, "out of memory");
+        return JOB_RETRY;
+    }
+    job_result_t res = JOB_DONE;
+    for (;;) {
+        if (!job_heartbeat(ctx)) {
+            res = JOB_RETRY;
+            break;
+        }
+        size_t claimed = 0;
+        res = run_sms_batch(ctx, run, b, &claimed);
+        for (size_t i = 0; i < b->n; i++)
+            json_decref(b->contacts[i]);
+        b->n = 0;
+        if (res != JOB_DONE)
+            break;
+        if (claimed == 0) {
+            res = after_last_batch(ctx, run, "sms");
             break;
         }
     }
@@ -455,12 +560,8 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         job_set_error(ctx, "recover: %s", err.message);
         return JOB_RETRY;
     }
-    if (strcmp(channel, "email") != 0) {
-        /* SMS: materialised and waiting; the SMS path sends them (providers work). */
-        job_set_error(ctx, "no SMS sender in this build: messages wait");
-        return JOB_DONE;
-    }
     sending_run_t run = {.campaign_id = id};
+    bool sms = strcmp(channel, "sms") == 0;
     if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {
         job_set_error(ctx, "load campaign: %s", err.message);
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
@@ -472,8 +573,12 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__provider_settings(app, &ps);
     bool configured = false;
     char perr[PROVIDER_ERROR_MAX];
-    run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
-    if (!run.provider) {
+    if (sms)
+        run.sms = provider_sms_open(&ps, &configured, perr, sizeof(perr));
+    else
+        run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+    if (!run.provider && !run.sms) {
+        /* No provider (any more): the messages wait; /send answered 409 before. */
         job_set_error(ctx, "%s", perr);
         res = JOB_RETRY;
         goto done;
@@ -481,8 +586,9 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__sender(app, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
-    res = email_loop(ctx, &run);
+    res = sms ? sms_loop(ctx, &run) : email_loop(ctx, &run);
 done:
+    provider_sms_close(run.sms);
     provider_email_close(run.provider);
     sending__campaign_free(&run.c);
     return res;

@@ -20,11 +20,13 @@ enum {
     SC_FROM_NAME,  /* "" when the campaign names none */
     SC_FROM_EMAIL, /* "" when the campaign names none */
     SC_POSTAL,     /* app_settings.postal_address ("" when not set) */
+    SC_SMS_SENDER, /* campaigns.sms_sender ("" when not set) */
+    SC_COUNT,
 };
 
 /* A campaign as the engine sends it; strings owned (sending__campaign_free). */
 typedef struct sending_campaign {
-    char *str[8];
+    char *str[SC_COUNT];
 } sending_campaign_t;
 
 /* One worker's state for one job run. */
@@ -36,6 +38,7 @@ typedef struct sending_run {
     char base_url[512];
     unsigned char key[TRACK_KEY_LEN];
     email_provider_t *provider;
+    sms_provider_t *sms;
     char status[32]; /* the campaign's status after the last batch */
 } sending_run_t;
 
