@@ -399,40 +399,13 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run, c
                 "  '5 seconds')"
                 " from sending.finish_if_done($1::uuid) f"
                 " where f.status = 'sending' and f.next_retry is not null and $2::int > 0",
-                2, p, &r, &err);
+                3, p, &r, &err);
     PQclear(r);
     if (st != DB_OK) {
         job_set_error(ctx, "finish: %s", err.message);
         return JOB_RETRY;
     }
     return JOB_DONE;
-}
-
-static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
-{
-    batch_t *b = calloc(1, sizeof(*b));
-    if (!b) {
-        job_set_error(ctx, "out of memory");
-        return JOB_RETRY;
-    }
-    job_result_t res = JOB_DONE;
-    for (;;) {
-        if (!job_heartbeat(ctx)) {
-            res = JOB_RETRY;
-            break;
-        }
-        size_t claimed = 0;
-        res = run_batch(ctx, run, b, &claimed);
-        batch_free(b);
-        if (res != JOB_DONE)
-            break;
-        if (claimed == 0) {
-            res = after_last_batch(ctx, run, "email");
-            break;
-        }
-    }
-    free(b);
-    return res;
 }
 
 /* ------------------------------------------------------------- SMS */
@@ -507,7 +480,11 @@ static job_result_t run_sms_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b
     return JOB_DONE;
 }
 
-static job_result_t sms_loop(job_ctx_t *ctx, sending_run_t *run)
+typedef job_result_t (*batch_fn)(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed);
+
+/* Runs batches of the channel until nothing is due, then arranges the next
+ * look (after_last_batch). */
+static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run, batch_fn one, const char *channel)
 {
     batch_t *b = calloc(1, sizeof(*b));
     if (!b) {
@@ -521,14 +498,12 @@ static job_result_t sms_loop(job_ctx_t *ctx, sending_run_t *run)
             break;
         }
         size_t claimed = 0;
-        res = run_sms_batch(ctx, run, b, &claimed);
-        for (size_t i = 0; i < b->n; i++)
-            json_decref(b->contacts[i]);
-        b->n = 0;
+        res = one(ctx, run, b, &claimed);
+        batch_free(b);
         if (res != JOB_DONE)
             break;
         if (claimed == 0) {
-            res = after_last_batch(ctx, run, "sms");
+            res = after_last_batch(ctx, run, channel);
             break;
         }
     }
@@ -586,7 +561,8 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__sender(app, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
-    res = sms ? sms_loop(ctx, &run) : email_loop(ctx, &run);
+    res =
+        sms ? send_loop(ctx, &run, run_sms_batch, "sms") : send_loop(ctx, &run, run_batch, "email");
 done:
     provider_sms_close(run.sms);
     provider_email_close(run.provider);
