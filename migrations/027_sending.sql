@@ -426,7 +426,6 @@ set search_path = ''
 as $$
 declare
     c public.campaigns%rowtype;
-    m record;
 begin
     select * into c from public.campaigns where id = p_campaign and deleted_at is null for update;
     if not found then
@@ -442,18 +441,40 @@ begin
         raise exception 'a % campaign cannot be sent', c.status using errcode = '55000',
             hint = 'send a draft or scheduled campaign; resume a paused one';
     end if;
-    if c.materialised_at is null then
-        select * into m from sending.materialise(p_campaign);
-    end if;
+    -- The recipients are materialised by the first worker
+    -- (sending.ensure_materialised), not here: a large audience takes longer
+    -- than a request may.
     update public.campaigns set status = 'sending', send_started_at = pg_catalog.now(),
         pause_reason = null
     where id = p_campaign;
     perform sending.enqueue_workers(p_campaign, c.type, p_workers);
-    perform sending.finish_if_done(p_campaign);
     select * into c from public.campaigns where id = p_campaign;
     return pg_catalog.to_jsonb(c);
 end
 $$;
+
+-- Materialises a sending campaign's recipients if that was not done yet
+-- (once: the campaign row is locked), and marks it sent when there is
+-- nobody to send to. Workers call it first, with a long statement timeout.
+create function sending.ensure_materialised(p_campaign uuid)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    c public.campaigns%rowtype;
+begin
+    select * into c from public.campaigns where id = p_campaign for update;
+    if found and c.materialised_at is null and c.status = 'sending' then
+        perform sending.materialise(p_campaign);
+        perform sending.finish_if_done(p_campaign);
+    end if;
+end
+$$;
+
+revoke all on function sending.ensure_materialised(uuid) from public;
+grant execute on function sending.ensure_materialised(uuid) to service_role;
 
 -- Pauses a sending or scheduled campaign (workers stop before their next
 -- batch; what is in flight settles). p_reason: NULL for a user's pause.

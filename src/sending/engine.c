@@ -511,14 +511,22 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run, batch_fn one, 
     return res;
 }
 
+/* Materialises the recipients if no worker did yet (without the request
+ * statement timeout: a large audience takes a while), then turns messages
+ * whose worker died into unknown. */
 static db_status_t recover(job_ctx_t *ctx, const char *campaign_id, db_error_t *err)
 {
     const char *p[1] = {campaign_id};
-    PGresult *r = NULL;
-    db_status_t st =
-        db_run1(job_conn(ctx), &SERVICE, "select sending.recover($1::uuid)", 1, p, &r, err);
-    PQclear(r);
-    return st;
+    PGresult *r[3] = {NULL, NULL, NULL};
+    db_stmt_t st[3] = {
+        {"select set_config('statement_timeout', '0', true)", 0, NULL},
+        {"select sending.ensure_materialised($1::uuid)", 1, p},
+        {"select sending.recover($1::uuid)", 1, p},
+    };
+    db_status_t s = db_run_as(job_conn(ctx), &SERVICE, st, 3, r, err);
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    return s;
 }
 
 static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)

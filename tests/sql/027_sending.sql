@@ -83,6 +83,7 @@ UPDATE public.app_settings SET monthly_email_limit = 1000000;
 SELECT tests.authenticate_as_service();
 SELECT is((SELECT sending.start('c0000000-0000-0000-0000-000000000001', 2) ->> 'status'), 'sending',
     'start: the campaign is sending');
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000001');
 SELECT is((SELECT string_agg(recipient, ',' ORDER BY recipient) FROM public.email_messages
            WHERE campaign_id = 'c0000000-0000-0000-0000-000000000001'),
     'a1@example.test,a2@example.test,a3@example.test',
@@ -144,6 +145,7 @@ SELECT is((SELECT f.status || ' ' || c.unknown_count FROM sending.finish_if_done
 INSERT INTO public.campaigns (id, user_id, name, type, subject, content)
     VALUES ('c0000000-0000-0000-0000-000000000002', :'bob', 'Bob''s', 'email', 's', 'c');
 SELECT sending.start('c0000000-0000-0000-0000-000000000002', 1);
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000002');
 UPDATE public.app_settings SET monthly_email_limit =
     (SELECT used FROM sending.monthly_usage WHERE month = sending.current_month() AND channel = 'email');
 SELECT is((SELECT count(*)::int FROM sending.claim_email('c0000000-0000-0000-0000-000000000002', 10, 60)), 0,
@@ -165,6 +167,7 @@ UPDATE public.app_settings SET monthly_sms_limit = 1000000;
 INSERT INTO public.campaigns (id, user_id, name, type, content)
     VALUES ('c0000000-0000-0000-0000-000000000003', :'alice', 'SMS', 'sms', 'Hi {{first_name}}');
 SELECT sending.start('c0000000-0000-0000-0000-000000000003', 1);
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000003');
 SELECT is((SELECT string_agg(recipient, ',') FROM public.sms_messages
            WHERE campaign_id = 'c0000000-0000-0000-0000-000000000003'), '+15550000101',
     'SMS goes only to numbers with recorded consent');
