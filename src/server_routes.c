@@ -14,6 +14,7 @@
 #include "db/db.h"
 #include "realtime/realtime.h"
 #include "rest/rest.h"
+#include "sending/sending.h"
 #include "storage/storage.h"
 #include "web/web.h"
 
@@ -63,6 +64,7 @@ static void build_table(void)
     append(auth_routes, auth_routes_len);
     append(realtime_routes, realtime_routes_len);
     append(api_routes, api_routes_len);
+    append(sending_routes, sending_routes_len); /* the send engine (issue 12) */
     append(rest_routes, rest_routes_len);
     append(storage_routes, storage_routes_len);
     append(web_routes, web_routes_len);

@@ -111,6 +111,18 @@ typedef struct config {
     char *oidc_token_url;
     char *oidc_userinfo_url;
     char *oidc_scopes;
+    /* the send engine (issue 12) */
+    char *email_provider;
+    char *email_from;
+    long email_rate_per_second;
+    long sms_rate_per_second;
+    long send_workers;
+    long send_batch_size;
+    long send_lease_seconds;
+    long send_max_attempts;
+    long send_retry_seconds;
+    long send_scheduler_interval;
+    long send_rollup_interval;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
