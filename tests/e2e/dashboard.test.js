@@ -86,7 +86,7 @@ describe('the dashboard in a browser', () => {
       await page.keyboard.type(PASSWORD);
       await page.keyboard.press('Enter');
       await page.getByRole('navigation', { name: 'Main' }).waitFor();
-      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Reports', 'Data sources', 'Admin']);
+      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Segments', 'Reports', 'Data sources', 'Admin']);
       await page.locator('[data-kpi="sent"]').waitFor();
 
       // A signed-in reload of the overview: first paint and the KPIs on screen.
@@ -159,7 +159,7 @@ describe('the dashboard in a browser', () => {
     const page = await newPage();
     await step('user', pages, async () => {
       await signIn(page, server.url, people.user, PASSWORD);
-      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Reports', 'Data sources']);
+      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Segments', 'Reports', 'Data sources']);
 
       await page.goto(`${server.url}/#/templates/new`);
       await page.getByLabel('Name').fill('Winter SMS');
