@@ -337,6 +337,21 @@ begin
 end
 $$;
 
+-- Raises 22023 with the problem of p_rules as the message; nothing when valid.
+create or replace function public.segment__check(p_rules jsonb)
+returns void
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+    v_problem text := public.segment_rules_problem(p_rules);
+begin
+    if v_problem is not null then
+        raise exception '%', v_problem using errcode = '22023', hint = 'The rules format is in docs/segments.md.';
+    end if;
+end
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The compiler
 -- ---------------------------------------------------------------------------
@@ -467,12 +482,8 @@ returns text
 language plpgsql immutable
 set search_path = ''
 as $$
-declare
-    v_problem text := public.segment_rules_problem(p_rules);
 begin
-    if v_problem is not null then
-        raise exception '%', v_problem using errcode = '22023', hint = 'The rules format is in docs/segments.md.';
-    end if;
+    perform public.segment__check(p_rules);
     return ' from public.contacts c'
         || ' left join public.email_subscriptions es on es.id = c.email_subscription_id'
         || ' left join public.sms_consent sc on sc.id = c.sms_consent_id'
@@ -495,7 +506,8 @@ revoke all on function public.segment__at(text[]), public.segment__kind(text), p
     public.segment__lower_texts(jsonb), public.segment__scalar_problem(text, text, jsonb),
     public.segment__value_problem(text, text, jsonb), public.segment__condition_problem(jsonb, text[]),
     public.segment__node_problem(jsonb, text[], integer), public.segment__condition_sql(jsonb, text[]),
-    public.segment__node_sql(jsonb, text[]), public.segment__from(jsonb), public.segment__tz()
+    public.segment__node_sql(jsonb, text[]), public.segment__check(jsonb), public.segment__from(jsonb),
+    public.segment__tz()
     from public, anon, authenticated;
 
 -- segment_rules_problem is pure and reveals nothing: the builder may check rules with it.
@@ -614,12 +626,8 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-    v_problem text := public.segment_rules_problem(new.rules);
 begin
-    if v_problem is not null then
-        raise exception '%', v_problem using errcode = '22023', hint = 'The rules format is in docs/segments.md.';
-    end if;
+    perform public.segment__check(new.rules);
     if tg_op = 'INSERT' or new.rules is distinct from old.rules then
         new.estimated_size := null;
         new.last_calculated_at := null;
