@@ -29,8 +29,9 @@ export function SegmentPage({ params, role }) {
   const isNew = params.id === 'new';
   const state = useAsync(() => (isNew ? Promise.resolve({ rules: { all: [] } })
     : q(supabase.from('audience_segments').select('*').eq('id', params.id).single())), [params.id]);
+  // keyed by the loaded row: the editor's state starts from the row it shows
   return html`<section aria-labelledby="se-title"><p><a href="#/segments">← Segments</a></p>
-    <${Status} state=${state}>${state.data ? html`<${SegmentEditor} key=${params.id} s=${state.data} isNew=${isNew} role=${role} />` : null}</${Status}>
+    <${Status} state=${state}>${state.data ? html`<${SegmentEditor} key=${state.data.id || 'new'} s=${state.data} isNew=${isNew} role=${role} />` : null}</${Status}>
   </section>`;
 }
 
