@@ -2,8 +2,8 @@
 // rules with the visual builder (a condition, a nested "any" group, a consent
 // picker), watches the live size follow every change (counting only their own
 // live contacts), sees the database's message for an incomplete condition,
-// saves the segment, finds it with its size in the list, and picks it as the
-// audience of a campaign.
+// saves the segment, finds it with its size in the list, picks it as the
+// audience of a campaign, and cannot delete it while the campaign targets it.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -135,9 +135,18 @@ describe('the segment builder in a browser', () => {
       await page.getByRole('button', { name: 'Create campaign' }).click();
       await page.getByRole('heading', { name: campaign }).waitFor();
       await page.getByText('Audience:').getByRole('link', { name }).waitFor();
+
+      // A segment that a campaign targets cannot be deleted (it would widen the campaign).
+      await page.getByText('Audience:').getByRole('link', { name }).click();
+      await page.getByRole('heading', { name }).waitFor();
+      page.once('dialog', (d) => d.accept());
+      await page.getByRole('button', { name: 'Delete segment' }).click();
+      await page.getByRole('alert').getByText(/violates foreign key constraint/).waitFor();
+      await page.goto(`${server.url}/#/segments`);
+      await page.getByRole('row', { name: new RegExp(name) }).waitFor();
     });
     const w = watches[0];
     assert.deepEqual(w.foreign, [], 'no request to another host');
-    assert.deepEqual(w.errors.filter((e) => !/status of 400/.test(e)), [], 'no console error besides the refused preview');
+    assert.deepEqual(w.errors.filter((e) => !/status of (400|409)/.test(e)), [], 'no console error besides the refused preview and delete');
   });
 });

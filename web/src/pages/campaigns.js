@@ -132,7 +132,7 @@ function CampaignView({ role, session, c, reload }) {
     ${writable ? html`<p><button type="button" class="link danger" onClick=${remove}>Delete campaign</button></p>` : null}`;
 }
 
-function Editor({ campaign, onSaved }) {
+function Editor({ campaign, onSaved, session }) {
   const c = campaign || {};
   const [name, setName] = useState(c.name || '');
   const [type, setType] = useState(c.type || 'email');
@@ -178,7 +178,7 @@ function Editor({ campaign, onSaved }) {
             <option value="">Pick a template</option>${templates.map((t) => html`<option value=${t.id}>${t.name} (${t.type})</option>`)}</select>`
         : html`<span class="muted">No templates yet.</span>`}
     </div>
-    <${SegmentPicker} value=${segmentId} onChange=${setSegmentId} />
+    <${SegmentPicker} value=${segmentId} onChange=${setSegmentId} owner=${c.user_id || session.user.id} />
     <${Field} label=${`Schedule (${timeZone()})`} id="c-when" hint="Optional. Use the Schedule button to move the campaign to scheduled.">
       <input id="c-when" type="datetime-local" value=${when} onInput=${(e) => setWhen(e.target.value)} /></${Field}>
     <${ErrorBox} error=${error} />

@@ -3,8 +3,9 @@
 // through /rest/v1 after the campaign itself is saved by /api/campaigns.
 import { html, supabase, q, useAsync, Field, fmtNum } from '../lib.js';
 
-export function SegmentPicker({ value, onChange }) {
-  const state = useAsync(() => q(supabase.from('audience_segments').select('id,name,estimated_size').order('name').limit(500)), []);
+export function SegmentPicker({ value, onChange, owner }) {
+  // a campaign may name only a segment of its own owner (migration 026)
+  const state = useAsync(() => q(supabase.from('audience_segments').select('id,name,estimated_size').eq('user_id', owner).order('name').limit(500)), [owner]);
   const rows = state.data || [];
   return html`<${Field} label="Audience" id="c-segment" hint=${state.error ? `Segments could not be loaded: ${state.error.message}` : 'Who the campaign goes to. Consent and suppressions are checked when it sends.'}>
     <select id="c-segment" value=${value || ''} onChange=${(e) => onChange(e.target.value || null)}>

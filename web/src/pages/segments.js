@@ -25,17 +25,17 @@ export function Segments({ role }) {
   </section>`;
 }
 
-export function SegmentPage({ params, role }) {
+export function SegmentPage({ params, role, session }) {
   const isNew = params.id === 'new';
   const state = useAsync(() => (isNew ? Promise.resolve({ rules: { all: [] } })
     : q(supabase.from('audience_segments').select('*').eq('id', params.id).single())), [params.id]);
   // keyed by the loaded row: the editor's state starts from the row it shows
   return html`<section aria-labelledby="se-title"><p><a href="#/segments">← Segments</a></p>
-    <${Status} state=${state}>${state.data ? html`<${SegmentEditor} key=${state.data.id || 'new'} s=${state.data} isNew=${isNew} role=${role} />` : null}</${Status}>
+    <${Status} state=${state}>${state.data ? html`<${SegmentEditor} key=${state.data.id || 'new'} s=${state.data} isNew=${isNew} role=${role} session=${session} />` : null}</${Status}>
   </section>`;
 }
 
-function SegmentEditor({ s, isNew, role }) {
+function SegmentEditor({ s, isNew, role, session }) {
   const [name, setName] = useState(s.name || '');
   const [description, setDescription] = useState(s.description || '');
   const root = useRef(null);
@@ -48,6 +48,9 @@ function SegmentEditor({ s, isNew, role }) {
   const [flash, show] = useFlash();
   const rules = toRules(root.current);
   const writable = canWrite(role);
+  // sizes count the owner's contacts, and only the owner may count (an admin
+  // editing another user's segment sees no size rather than a wrong one)
+  const own = isNew || s.user_id === session.user.id;
 
   const count = async (id) => {
     const n = await q(supabase.rpc('calculate_segment_size', { p_segment_id: id }));
@@ -65,14 +68,16 @@ function SegmentEditor({ s, isNew, role }) {
         window.location.hash = `#/segments/${created.id}`;
       } else {
         await q(supabase.from('audience_segments').update(row).eq('id', s.id).select('id').single());
-        const n = await count(s.id);
-        show(`Saved: ${fmtNum(n)} contact${n === 1 ? '' : 's'} now.`);
+        if (own) {
+          const n = await count(s.id);
+          show(`Saved: ${fmtNum(n)} contact${n === 1 ? '' : 's'} now.`);
+        } else { setSize({ n: null, at: null }); show('Saved. Its owner sees its size.'); }
       }
     } catch (err) { setError(err); }
     setBusy(false);
   };
   const remove = async () => {
-    if (!window.confirm('Delete this segment? Campaigns that target it will go to all your live contacts instead.')) return;
+    if (!window.confirm('Delete this segment? (A segment that a campaign targets cannot be deleted: pick another audience for the campaign first.)')) return;
     try { await q(supabase.from('audience_segments').delete().eq('id', s.id)); window.location.hash = '#/segments'; } catch (err) { setError(err); }
   };
 
@@ -87,7 +92,8 @@ function SegmentEditor({ s, isNew, role }) {
           <button type="submit" disabled=${busy}>${isNew ? 'Create segment' : 'Save segment'}</button>
           ${isNew ? null : html`<button type="button" class="link danger" onClick=${remove}>Delete segment</button>`}</div>` : null}
       </form>
-      <${Preview} rules=${rules} saved=${size} />
+      ${own ? html`<${Preview} rules=${rules} saved=${size} />`
+            : html`<aside class="card preview"><h2>Size</h2><p class="muted">This segment belongs to another user: its size counts their contacts, and only they can count it.</p></aside>`}
     </div>`;
 }
 
