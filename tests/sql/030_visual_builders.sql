@@ -4,7 +4,7 @@
 -- validation on write with the bad path named, calculate_segment_size on the
 -- caller's own segments only, preview_segment, and who may call what.
 BEGIN;
-SELECT plan(140);
+SELECT plan(144);
 
 SELECT tests.create_user('seg-alice@example.test', 'user') AS alice \gset
 SELECT tests.create_user('seg-bob@example.test', 'user') AS bob \gset
@@ -216,6 +216,66 @@ SELECT is(pg_temp.problem(jsonb_build_object('all', jsonb_build_array(jsonb_buil
 -- segment_contact_ids refuses invalid rules too (1)
 SELECT is(tests.error_of($$SELECT public.segment_contact_ids(gen_random_uuid(), '{"all": [{"field": "email", "op": "like", "value": "x"}]}')$$),
           '22023 The rules format is in docs/segments.md.', 'segment_contact_ids: invalid rules raise 22023');
+
+-- ---------------------------------------------------------------------------
+-- Property (4): random documents, hostile parts included: every document the
+-- validator accepts compiles and runs; every other one raises 22023 when run.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.pick(a text[]) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT a[1 + floor(random() * cardinality(a))::int]
+$$;
+CREATE FUNCTION pg_temp.rnd_cond() RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_field text := pg_temp.pick(ARRAY['email', 'phone', 'first_name', 'last_name', 'source', 'created_at', 'consent.email',
+        'consent.sms', 'attributes.plan', 'attributes.score', 'attributes.x''); drop table public.contacts; --', 'nope', '']);
+    v_kind text := public.segment__kind(v_field);
+    v_op text := CASE WHEN v_kind IS NOT NULL AND random() < 0.8 THEN pg_temp.pick(public.segment__ops(v_kind))
+                      ELSE pg_temp.pick(ARRAY['eq', 'gt', 'in', 'within_days', 'is_null', 'like', 'EQ']) END;
+    -- a value that fits the field and op, most of the time
+    v_good jsonb := CASE
+        WHEN v_op IN ('is_null', 'not_null') THEN 'null'
+        WHEN v_op = 'within_days' THEN '30'
+        WHEN public.segment__choices(v_kind) IS NOT NULL AND v_op = 'in' THEN to_jsonb(public.segment__choices(v_kind))
+        WHEN public.segment__choices(v_kind) IS NOT NULL THEN to_jsonb(pg_temp.pick(public.segment__choices(v_kind)))
+        WHEN v_op = 'in' THEN '["a", 1]'
+        WHEN v_op IN ('gt', 'gte', 'lt', 'lte') THEN to_jsonb(pg_temp.pick(ARRAY['2026-01-01', '2026-01-01T00:00:00Z']))
+        ELSE '"a"' END;
+BEGIN
+    IF random() < 0.6 THEN
+        RETURN jsonb_strip_nulls(jsonb_build_object('field', v_field, 'op', v_op, 'value', v_good));
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('field', v_field, 'op', v_op, 'value', pg_temp.pick(ARRAY[
+        '"a"', '"SHOP"', '""', '1', '1.5', '30', '-3', 'true', 'null', 'null', 'null', '["a", 1]', '["opted_in", "none"]',
+        '["import"]', '[]', '[{}]', '"2026-01-01"', '"2026-01-01T00:00:00Z"', '"2026-13-01"', '"opted_in"',
+        '"subscribed"', '"import"', '{}', '"%"', '"x''); drop table public.contacts; --"'])::jsonb));
+END $$;
+CREATE FUNCTION pg_temp.rnd_node(p_depth int) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
+DECLARE v_items jsonb := '[]';
+BEGIN
+    FOR i IN 1 .. floor(random() * 4)::int LOOP
+        v_items := v_items || jsonb_build_array(CASE WHEN p_depth < 3 AND random() < 0.25 THEN pg_temp.rnd_node(p_depth + 1)
+                                                     ELSE pg_temp.rnd_cond() END);
+    END LOOP;
+    RETURN jsonb_build_object(CASE WHEN random() < 0.5 THEN 'all' ELSE 'any' END, v_items);
+END $$;
+CREATE FUNCTION pg_temp.outcome(p_rules jsonb, p_user uuid) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE v_refused boolean := public.segment_rules_problem(p_rules) IS NOT NULL;
+BEGIN
+    PERFORM count(*) FROM public.segment_contact_ids(p_user, p_rules);
+    RETURN CASE WHEN v_refused THEN 'refused but ran' ELSE 'ran' END;
+EXCEPTION WHEN OTHERS THEN
+    RETURN CASE WHEN v_refused AND SQLSTATE = '22023' THEN 'refused' ELSE 'error ' || SQLSTATE || ': ' || SQLERRM END;
+END $$;
+SELECT setseed(0.3013);
+CREATE TEMP TABLE fuzz AS SELECT r, pg_temp.outcome(r, :'alice') AS outcome
+FROM (SELECT pg_temp.rnd_node(0) AS r FROM generate_series(1, 300)) t;
+SELECT is((SELECT count(*) FROM fuzz WHERE outcome NOT IN ('ran', 'refused')), 0::bigint,
+          'random documents: accepted ones run, refused ones raise 22023 '
+          || coalesce((SELECT outcome || ' ' || r::text FROM fuzz WHERE outcome NOT IN ('ran', 'refused') LIMIT 1), ''));
+SELECT cmp_ok((SELECT count(*) FROM fuzz WHERE outcome = 'ran' AND r::text LIKE '%"op"%'), '>=', 30::bigint,
+              'random documents: at least 30 accepted ones with conditions');
+SELECT cmp_ok((SELECT count(*) FROM fuzz WHERE outcome = 'refused'), '>=', 30::bigint, 'random documents: at least 30 refused');
+SELECT has_table('public', 'contacts', 'public.contacts survived the random documents');
 
 -- ---------------------------------------------------------------------------
 -- Who may call what (6)
