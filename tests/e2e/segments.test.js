@@ -19,8 +19,8 @@ const open = [];
 const watches = [];
 const pages = () => open.filter((p) => !p.isClosed());
 
-async function newPage() {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
   page.setDefaultTimeout(WAIT);
   open.push(page);
@@ -144,6 +144,17 @@ describe('the segment builder in a browser', () => {
       await page.getByRole('alert').getByText(/violates foreign key constraint/).waitFor();
       await page.goto(`${server.url}/#/segments`);
       await page.getByRole('row', { name: new RegExp(name) }).waitFor();
+    });
+
+    // At 360 px the builder stacks: nothing is wider than the screen.
+    const small = await newPage({ width: 360, height: 740 });
+    await step('segments-360', pages, async () => {
+      await signIn(small, server.url, alice, PASSWORD);
+      await small.goto(`${server.url}/#/segments`);
+      await small.getByRole('link', { name }).click();
+      await small.locator('[data-segment-count="2"]').waitFor();
+      const { scroll, client } = await small.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+      assert.ok(scroll <= client, `the page is ${scroll} px wide on a ${client} px screen`);
     });
     const w = watches[0];
     assert.deepEqual(w.foreign, [], 'no request to another host');
