@@ -177,12 +177,20 @@ static bool pg_user_can_reach(const char *dir)
     return false;
 }
 
+/* The path of a PostgreSQL program and of the log its output goes to
+ * (<data dir>/<tool>.log). */
+static void tool_paths(const pgembed_t *pg, const char *tool, char *exe, size_t exelen, char *logp,
+                       size_t loglen)
+{
+    snprintf(exe, exelen, "%s/%s", pg->bindir, tool);
+    snprintf(logp, loglen, "%s/%s.log", pg->data_dir, tool);
+}
+
 static bool run_initdb(pgembed_t *pg)
 {
     log_info("creating the embedded PostgreSQL cluster in %s (first run)", pg->pgdata);
     char initdb[600], logp[1200];
-    snprintf(initdb, sizeof(initdb), "%s/initdb", pg->bindir);
-    snprintf(logp, sizeof(logp), "%s/initdb.log", pg->data_dir);
+    tool_paths(pg, "initdb", initdb, sizeof(initdb), logp, sizeof(logp));
     char *argv[] = {initdb,
                     "-D",
                     pg->pgdata,
@@ -313,8 +321,7 @@ static bool start_postmaster(pgembed_t *pg)
     }
 
     char postgres[600], logp[1200], sockopt[1200];
-    snprintf(postgres, sizeof(postgres), "%s/postgres", pg->bindir);
-    snprintf(logp, sizeof(logp), "%s/postgres.log", pg->data_dir);
+    tool_paths(pg, "postgres", postgres, sizeof(postgres), logp, sizeof(logp));
     snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", pg->sockdir);
     char *argv[] = {postgres,
                     "-D",
