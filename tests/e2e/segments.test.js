@@ -9,24 +9,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, signIn as apiSignIn, noError } from '../integration/helpers.js';
-import { launch, watch, step, signIn, navItems, WEB_DIR, WAIT } from './browser.js';
+import { launch, pageSet, step, signIn, navItems, WEB_DIR } from './browser.js';
 
 const PASSWORD = 'e2e password 123';
 const alice = `seg-alice-${Date.now()}@example.com`;
 const bob = `seg-bob-${Date.now()}@example.com`;
 let server, browser;
-const open = [];
-const watches = [];
-const pages = () => open.filter((p) => !p.isClosed());
-
-async function newPage(viewport = { width: 1280, height: 900 }) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  open.push(page);
-  watches.push(watch(page, server.url));
-  return page;
-}
+const opened = pageSet();
+const { pages, watches } = opened;
+const newPage = (viewport = { width: 1280, height: 900 }) => opened.newPage(browser, server.url, viewport);
 
 /** Adds contacts as their owner, through /rest/v1. */
 async function addContacts(email, rows) {
