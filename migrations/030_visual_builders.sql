@@ -398,7 +398,7 @@ begin
     end if;
     if v_kind = 'time' then
         if v_op = 'within_days' then
-            return x || ' >= pg_catalog.now() - pg_catalog.make_interval(days => ' || v || '::integer)';
+            return x || ' >= pg_catalog.now() - pg_catalog.make_interval(days => ' || v || '::numeric::integer)';
         end if;
         return x || ' ' || cmp || ' public.segment__timestamp(' || v || ', $3)';
     end if;
@@ -439,7 +439,7 @@ begin
     -- attr only from here: gt gte lt lte within_days
     if v_op = 'within_days' then
         return 'coalesce(public.segment__timestamp(' || x || ', $3) between pg_catalog.now() - pg_catalog.make_interval(days => '
-            || v || '::integer) and pg_catalog.now(), false)';
+            || v || '::numeric::integer) and pg_catalog.now(), false)';
     end if;
     if v_num then
         return 'coalesce(public.segment__numeric(' || x || ') ' || cmp || ' ' || v || '::numeric, false)';

@@ -4,7 +4,7 @@
 -- validation on write with the bad path named, calculate_segment_size on the
 -- caller's own segments only, preview_segment, and who may call what.
 BEGIN;
-SELECT plan(144);
+SELECT plan(146);
 
 SELECT tests.create_user('seg-alice@example.test', 'user') AS alice \gset
 SELECT tests.create_user('seg-bob@example.test', 'user') AS bob \gset
@@ -52,7 +52,7 @@ CREATE FUNCTION pg_temp.problem(p_rules text) RETURNS text LANGUAGE sql AS $$
 $$;
 
 -- ---------------------------------------------------------------------------
--- Every field x op (61)
+-- Every field x op (63)
 -- ---------------------------------------------------------------------------
 SELECT is(pg_temp.c(f, o, v::jsonb), want, f || ' ' || o || ' ' || coalesce(v, ''))
 FROM (VALUES
@@ -93,6 +93,7 @@ FROM (VALUES
     ('source', 'in', '["api", "web_form"]', 'Cy,Dee'),
     ('created_at', 'within_days', '7', 'Ann'),
     ('created_at', 'within_days', '60', 'Ann,Dee'),
+    ('created_at', 'within_days', '60.0', 'Ann,Dee'),
     ('created_at', 'gt', '"2025-06-20"', 'Ann,Cy,Dee'),
     ('created_at', 'lt', '"2025-06-15"', 'Bob'),
     ('created_at', 'gte', '"2025-07-01T12:00:00Z"', 'Ann,Cy,Dee'),
@@ -115,6 +116,7 @@ FROM (VALUES
     ('attributes.tags', 'contains', '"NEWS"', 'Bob'),
     ('attributes.vip', 'eq', 'true', 'Ann'),
     ('attributes.last_order', 'within_days', '7', 'Ann'),
+    ('attributes.last_order', 'within_days', '7.00', 'Ann'),
     ('attributes.last_order', 'lt', '"2021-01-01"', 'Cy'),
     ('attributes.last_order', 'gte', '"2021-01-01T00:00:00Z"', 'Ann')
 ) AS t(f, o, v, want);
@@ -245,7 +247,7 @@ BEGIN
         RETURN jsonb_strip_nulls(jsonb_build_object('field', v_field, 'op', v_op, 'value', v_good));
     END IF;
     RETURN jsonb_strip_nulls(jsonb_build_object('field', v_field, 'op', v_op, 'value', pg_temp.pick(ARRAY[
-        '"a"', '"SHOP"', '""', '1', '1.5', '30', '-3', 'true', 'null', 'null', 'null', '["a", 1]', '["opted_in", "none"]',
+        '"a"', '"SHOP"', '""', '1', '1.5', '30', '30.0', '1e2', '-3', 'true', 'null', 'null', 'null', '["a", 1]', '["opted_in", "none"]',
         '["import"]', '[]', '[{}]', '"2026-01-01"', '"2026-01-01T00:00:00Z"', '"2026-13-01"', '"opted_in"',
         '"subscribed"', '"import"', '{}', '"%"', '"x''); drop table public.contacts; --"'])::jsonb));
 END $$;
