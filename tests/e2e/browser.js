@@ -42,6 +42,26 @@ export function watch(page, baseUrl) {
   return w;
 }
 
+/** The pages of one test file: each in a new context (its own session),
+ * watched (see watch) and remembered, so that step() can screenshot every
+ * open one. */
+export function pageSet() {
+  const open = [];
+  const watches = [];
+  return {
+    watches,
+    pages: () => open.filter((p) => !p.isClosed()),
+    async newPage(browser, baseUrl, viewport = { width: 1280, height: 800 }) {
+      const ctx = await browser.newContext({ viewport });
+      const page = await ctx.newPage();
+      page.setDefaultTimeout(WAIT);
+      open.push(page);
+      watches.push(watch(page, baseUrl));
+      return page;
+    },
+  };
+}
+
 /** Runs fn; on failure saves a full-page screenshot of every open page. */
 export async function step(name, pages, fn) {
   try {

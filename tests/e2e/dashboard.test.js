@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { startServer, request, ROOT } from '../integration/helpers.js';
-import { launch, watch, step, signIn, navItems, WEB_DIR, WAIT } from './browser.js';
+import { launch, pageSet, step, signIn, navItems, WEB_DIR } from './browser.js';
 
 const PASSWORD = 'e2e password 123';
 const people = {
@@ -21,19 +21,10 @@ const people = {
   viewer: `viewer-${Date.now()}@example.com`,
 };
 let server, browser;
-const open = []; // pages, for screenshots on failure
-const watches = [];
 const metrics = {};
-const pages = () => open.filter((p) => !p.isClosed());
-
-async function newPage(viewport = { width: 1280, height: 800 }) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  open.push(page);
-  watches.push(watch(page, server.url));
-  return page;
-}
+const opened = pageSet(); // pages, for screenshots on failure
+const { pages, watches } = opened;
+const newPage = (viewport) => opened.newPage(browser, server.url, viewport);
 
 before(async () => {
   assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
@@ -86,7 +77,7 @@ describe('the dashboard in a browser', () => {
       await page.keyboard.type(PASSWORD);
       await page.keyboard.press('Enter');
       await page.getByRole('navigation', { name: 'Main' }).waitFor();
-      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Reports', 'Data sources', 'Admin']);
+      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Segments', 'Reports', 'Data sources', 'Admin']);
       await page.locator('[data-kpi="sent"]').waitFor();
 
       // A signed-in reload of the overview: first paint and the KPIs on screen.
@@ -159,7 +150,7 @@ describe('the dashboard in a browser', () => {
     const page = await newPage();
     await step('user', pages, async () => {
       await signIn(page, server.url, people.user, PASSWORD);
-      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Reports', 'Data sources']);
+      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Templates', 'Contacts', 'Segments', 'Reports', 'Data sources']);
 
       await page.goto(`${server.url}/#/templates/new`);
       await page.getByLabel('Name').fill('Winter SMS');

@@ -5,6 +5,7 @@
 import { useState } from 'preact/hooks';
 import { html, api, supabase, download, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, zonedToIso, isoToZoned, timeZone, canWrite, useFlash, ApiError } from '../lib.js';
 import { TimeChart } from '../chart.js';
+import { SegmentPicker, saveSegment, AudienceLine } from './segment-picker.js';
 
 export const STATUSES = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled', 'active', 'completed', 'failed'];
 const TYPES = ['email', 'sms', 'social'];
@@ -115,6 +116,7 @@ function CampaignView({ role, session, c, reload }) {
   return html`
     <div class="page-head title"><h1 id="cp-title">${c.name}</h1><${Badge} value=${c.status} /></div>
     <p class="muted">${c.type} · created ${fmtTime(c.created_at)} · ${c.scheduled_date ? `scheduled for ${fmtTime(c.scheduled_date)} (${timeZone()})` : 'not scheduled'}</p>
+    <${AudienceLine} segmentId=${c.segment_id} />
     ${c.status === 'sending' ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Sending"><span class="indeterminate"></span></div>` : null}
     ${flash}<${ErrorBox} error=${error} />
     ${writable && ACTIONS[c.status] ? html`<div class="actions" role="group" aria-label="Status">
@@ -130,7 +132,7 @@ function CampaignView({ role, session, c, reload }) {
     ${writable ? html`<p><button type="button" class="link danger" onClick=${remove}>Delete campaign</button></p>` : null}`;
 }
 
-function Editor({ campaign, onSaved }) {
+function Editor({ campaign, onSaved, session }) {
   const c = campaign || {};
   const [name, setName] = useState(c.name || '');
   const [type, setType] = useState(c.type || 'email');
@@ -139,6 +141,7 @@ function Editor({ campaign, onSaved }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const [templates, setTemplates] = useState(null);
+  const [segmentId, setSegmentId] = useState(c.segment_id || null);
 
   const loadTemplates = async () => {
     const { data } = await supabase.from('templates').select('id,name,type,subject,content').is('deleted_at', null).eq('is_active', true).order('name').limit(200);
@@ -158,8 +161,8 @@ function Editor({ campaign, onSaved }) {
       body.scheduled_date = iso;
     } else if (campaign?.scheduled_date && campaign.status !== 'scheduled') body.scheduled_date = null;
     try {
-      if (campaign) { await api(`/api/campaigns/${campaign.id}`, { method: 'PUT', body }); onSaved?.(); }
-      else { const r = await api('/api/campaigns', { method: 'POST', body }); window.location.hash = `#/campaigns/${r.data.id}`; }
+      if (campaign) { await api(`/api/campaigns/${campaign.id}`, { method: 'PUT', body }); await saveSegment(campaign.id, campaign.segment_id, segmentId); onSaved?.(); }
+      else { const r = await api('/api/campaigns', { method: 'POST', body }); await saveSegment(r.data.id, null, segmentId); window.location.hash = `#/campaigns/${r.data.id}`; }
     } catch (err) { setError(err); }
     setBusy(false);
   };
@@ -175,6 +178,7 @@ function Editor({ campaign, onSaved }) {
             <option value="">Pick a template</option>${templates.map((t) => html`<option value=${t.id}>${t.name} (${t.type})</option>`)}</select>`
         : html`<span class="muted">No templates yet.</span>`}
     </div>
+    <${SegmentPicker} value=${segmentId} onChange=${setSegmentId} owner=${c.user_id || session.user.id} />
     <${Field} label=${`Schedule (${timeZone()})`} id="c-when" hint="Optional. Use the Schedule button to move the campaign to scheduled.">
       <input id="c-when" type="datetime-local" value=${when} onInput=${(e) => setWhen(e.target.value)} /></${Field}>
     <${ErrorBox} error=${error} />

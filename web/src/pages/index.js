@@ -11,6 +11,8 @@ const CampaignPage = lazy(() => import('./campaigns.js'), 'CampaignPage');
 const Templates = lazy(() => import('./templates.js'), 'Templates');
 const TemplatePage = lazy(() => import('./templates.js'), 'TemplatePage');
 const Contacts = lazy(() => import('./contacts.js'), 'Contacts');
+const Segments = lazy(() => import('./segments.js'), 'Segments');
+const SegmentPage = lazy(() => import('./segments.js'), 'SegmentPage');
 const Reports = lazy(() => import('./reports.js'), 'Reports');
 const Admin = lazy(() => import('./admin.js'), 'Admin');
 const DataSources = lazy(() => import('./sources.js'), 'DataSources');
@@ -27,6 +29,8 @@ export const pages = [
   { path: '/templates', title: 'Templates', nav: true, roles: WRITERS, component: Templates },
   { path: '/templates/:id', title: 'Template', roles: WRITERS, component: TemplatePage },
   { path: '/contacts', title: 'Contacts', nav: true, roles: WRITERS, component: Contacts },
+  { path: '/segments', title: 'Segments', nav: true, roles: WRITERS, component: Segments },
+  { path: '/segments/:id', title: 'Segment', roles: WRITERS, component: SegmentPage },
   { path: '/reports', title: 'Reports', nav: true, roles: ALL, component: Reports },
   { path: '/data-sources', title: 'Data sources', nav: true, roles: WRITERS, component: DataSources },
   { path: '/data-sources/import', title: 'Import data', roles: WRITERS, component: ImportWizard },
