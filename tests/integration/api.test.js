@@ -329,7 +329,8 @@ const EMAILS = [
   { to: 'r4@example.com', status: 'bounced', day: DAY2, opened: false, clicks: 0 },
   { to: 'r5@example.com', status: 'failed', day: DAY2, opened: false, clicks: 0 },
   { to: 'r6@example.com', status: 'delivered', day: DAY2, opened: false, clicks: 1 },
-  { to: 'r1@example.com', status: 'delivered', day: DAY2, opened: true, clicks: 0 },
+  // one message per campaign and recipient (migration 026): a second recipient
+  { to: 'r9@example.com', status: 'delivered', day: DAY2, opened: true, clicks: 0 },
   { to: 'r7@example.com', status: 'dropped', day: DAY2, opened: false, clicks: 0 },
   { to: 'r8@example.com', status: 'spam_reported', day: DAY2, opened: false, clicks: 0 },
 ];
@@ -450,7 +451,7 @@ describe('reports', () => {
     d.daily.forEach((x, i) => assertFigures(x, want.daily[i], `daily[${i}]`));
     // spot checks of the fixture, so the independent computation cannot drift silently
     assert.equal(d.totals.sent, 12);
-    assert.equal(d.totals.unique_opens, 3);
+    assert.equal(d.totals.unique_opens, 4);
     assert.equal(d.email.open_rate, 66.67);
     const stored = await sql(server, `select data->'totals'->>'sent' from public.reports where id = ${lit(report.id)}`);
     assert.equal(stored, '12');

@@ -14,7 +14,8 @@ SELECT col_type_is('public', 'campaigns', 'deleted_at', 'timestamp with time zon
 SELECT col_default_is('public', 'campaigns', 'status', 'draft', 'status defaults to draft');
 SELECT col_type_is('public', 'reports', 'generated_at', 'timestamp with time zone', 'generated_at is timestamptz');
 SELECT is((SELECT confdeltype::text FROM pg_constraint
-           WHERE conrelid = 'public.campaigns'::regclass AND contype = 'f'),
+           WHERE conrelid = 'public.campaigns'::regclass AND contype = 'f'
+             AND confrelid = 'auth.users'::regclass),
           'n', 'campaigns.user_id is ON DELETE SET NULL');
 SELECT is((SELECT confdeltype::text FROM pg_constraint
            WHERE conrelid = 'public.reports'::regclass AND contype = 'f'
