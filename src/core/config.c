@@ -182,6 +182,32 @@ const config_entry_t config_table[] = {
     {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
      0, false, "imports",
      "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},
+    /* providers (issue 12): SendGrid and Twilio */
+    {"EMAIL_PROVIDER", CONFIG_STR, F(email_provider), "", 0, 0, false, "providers",
+     "Who sends campaign e-mail: smtp or sendgrid. Unset: smtp when SMTP_URL is set."},
+    {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
+     "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},
+    {"SENDGRID_API_BASE", CONFIG_STR, F(sendgrid_api_base), "https://api.sendgrid.com", 0, 0, false,
+     "providers", "Base URL of SendGrid's v3 API (requests go to <base>/v3/mail/send)."},
+    {"SENDGRID_WEBHOOK_PUBLIC_KEY", CONFIG_STR, F(sendgrid_webhook_public_key), "", 0, 0, false,
+     "providers",
+     "Verification key of SendGrid's signed Event Webhook (base64, from SendGrid's console); "
+     "unset: /webhooks/sendgrid/events answers 403."},
+    {"TWILIO_ACCOUNT_SID", CONFIG_STR, F(twilio_account_sid), "", 0, 0, false, "providers",
+     "Twilio account SID (AC...); an admin's value in the app settings wins."},
+    {"TWILIO_AUTH_TOKEN", CONFIG_STR, F(twilio_auth_token), "", 0, 0, true, "providers",
+     "Twilio auth token: API requests and the X-Twilio-Signature of webhooks; an admin's value in "
+     "the app settings wins."},
+    {"TWILIO_FROM", CONFIG_STR, F(twilio_from), "", 0, 0, false, "providers",
+     "Default SMS sender: an E.164 number or a messaging service SID (MG...); a campaign's "
+     "sms_sender wins."},
+    {"TWILIO_API_BASE", CONFIG_STR, F(twilio_api_base), "https://api.twilio.com", 0, 0, false,
+     "providers", "Base URL of Twilio's REST API."},
+    {"SMS_RATE_PER_SECOND", CONFIG_INT, F(sms_rate_per_second), "10", 1, 10000, false, "providers",
+     "Most SMS a process hands to the SMS provider per second."},
+    {"SMS_HELP_TEXT", CONFIG_STR, F(sms_help_text),
+     "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.", 0, 0, false,
+     "providers", "Answer to an inbound HELP or INFO."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);
@@ -330,6 +356,11 @@ static bool load_all(config_t *cfg, const char *env_path, char *err, size_t errl
     }
     if (strcmp(cfg->default_user_role, "user") && strcmp(cfg->default_user_role, "viewer")) {
         snprintf(err, errlen, "DEFAULT_USER_ROLE must be user or viewer");
+        return false;
+    }
+    if (*cfg->email_provider && strcmp(cfg->email_provider, "smtp") &&
+        strcmp(cfg->email_provider, "sendgrid")) {
+        snprintf(err, errlen, "EMAIL_PROVIDER must be smtp or sendgrid");
         return false;
     }
     return true;

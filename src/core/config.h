@@ -86,6 +86,17 @@ typedef struct config {
     bool import_allow_private_networks;
     long import_fetch_timeout;
     char *google_sheets_base_url;
+    /* providers (issue 12) */
+    char *email_provider;
+    char *sendgrid_api_key;
+    char *sendgrid_api_base;
+    char *sendgrid_webhook_public_key;
+    char *twilio_account_sid;
+    char *twilio_auth_token;
+    char *twilio_from;
+    char *twilio_api_base;
+    long sms_rate_per_second;
+    char *sms_help_text;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;
