@@ -21,6 +21,7 @@
 #include "jobs/queue.h"
 #include "realtime/realtime.h"
 #include "rest/rest.h"
+#include "sending/sending.h"
 #include "server_routes.h"
 #include "storage/storage.h"
 
@@ -125,7 +126,8 @@ static int cmd_serve(app_t *app)
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
-    if (!jobs_retention_register(app) || !importer_register_jobs() || !jobs_start(app, &jobs))
+    if (!jobs_retention_register(app) || !importer_register_jobs() ||
+        !sending_register_jobs(app) || !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)

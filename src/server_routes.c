@@ -15,6 +15,7 @@
 #include "db/db.h"
 #include "realtime/realtime.h"
 #include "rest/rest.h"
+#include "sending/sending.h"
 #include "storage/storage.h"
 #include "web/web.h"
 
@@ -64,6 +65,7 @@ static void build_table(void)
     append(auth_routes, auth_routes_len);
     append(realtime_routes, realtime_routes_len);
     append(api_routes, api_routes_len);
+    append(sending_routes, sending_routes_len); /* the send engine (issue 12) */
     append(webhook_routes, webhook_routes_len); /* issue 12: provider callbacks */
     append(rest_routes, rest_routes_len);
     append(storage_routes, storage_routes_len);

@@ -182,9 +182,32 @@ const config_entry_t config_table[] = {
     {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
      0, false, "imports",
      "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},
+    /* the send engine (issue 12) */
+    {"EMAIL_PROVIDER", CONFIG_STR, F(email_provider), "", 0, 0, false, "sending",
+     "E-mail provider of campaigns: smtp or sendgrid; empty: smtp when SMTP_URL is set, else none "
+     "(sending answers 409 provider_not_configured)."},
+    {"EMAIL_FROM", CONFIG_STR, F(email_from), "", 0, 0, false, "sending",
+     "Sender address of campaign e-mail when the campaign names none (empty: SMTP_ADMIN_EMAIL)."},
+    {"EMAIL_RATE_PER_SECOND", CONFIG_INT, F(email_rate_per_second), "50", 0, 100000, false,
+     "sending", "Most campaign e-mails this process hands to the provider per second (0: no limit)."},
+    {"SMS_RATE_PER_SECOND", CONFIG_INT, F(sms_rate_per_second), "10", 0, 100000, false, "sending",
+     "Most campaign SMS this process hands to the provider per second (0: no limit)."},
+    {"SEND_WORKERS", CONFIG_INT, F(send_workers), "2", 1, 64, false, "sending",
+     "Worker jobs that send one campaign at once (each one SMTP connection)."},
+    {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
+     "Messages a worker claims at once: at most SEND_WORKERS x SEND_BATCH_SIZE messages of a "
+     "campaign are in flight, and after a crash at most that many become `unknown`."},
+    {"SEND_LEASE_SECONDS", CONFIG_INT, F(send_lease_seconds), "120", 2, 3600, false, "sending",
+     "Seconds a claimed message may stay `sending`; past that its worker is taken for dead and "
+     "the message becomes `unknown` (never resent)."},
+    {"SEND_MAX_ATTEMPTS", CONFIG_INT, F(send_max_attempts), "5", 1, 100, false, "sending",
+     "Tries of a message that fails temporarily before it is marked failed."},
+    {"SEND_RETRY_SECONDS", CONFIG_INT, F(send_retry_seconds), "60", 1, 86400, false, "sending",
+     "First delay before a temporarily failed message is tried again; doubles each try (at most "
+     "an hour)."},
+    {"SEND_SCHEDULER_INTERVAL", CONFIG_INT, F(send_scheduler_interval), "30", 1, 3600, false,
+     "sending", "Seconds between checks for scheduled campaigns whose date has come."},
     /* providers (issue 12): SendGrid and Twilio */
-    {"EMAIL_PROVIDER", CONFIG_STR, F(email_provider), "", 0, 0, false, "providers",
-     "Who sends campaign e-mail: smtp or sendgrid. Unset: smtp when SMTP_URL is set."},
     {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
      "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},
     {"SENDGRID_API_BASE", CONFIG_STR, F(sendgrid_api_base), "https://api.sendgrid.com", 0, 0, false,
@@ -203,8 +226,6 @@ const config_entry_t config_table[] = {
      "sms_sender wins."},
     {"TWILIO_API_BASE", CONFIG_STR, F(twilio_api_base), "https://api.twilio.com", 0, 0, false,
      "providers", "Base URL of Twilio's REST API."},
-    {"SMS_RATE_PER_SECOND", CONFIG_INT, F(sms_rate_per_second), "10", 1, 10000, false, "providers",
-     "Most SMS a process hands to the SMS provider per second."},
     {"SMS_HELP_TEXT", CONFIG_STR, F(sms_help_text),
      "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.", 0, 0, false,
      "providers", "Answer to an inbound HELP or INFO."},

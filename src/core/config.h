@@ -86,8 +86,18 @@ typedef struct config {
     bool import_allow_private_networks;
     long import_fetch_timeout;
     char *google_sheets_base_url;
-    /* providers (issue 12) */
+    /* the send engine (issue 12) */
     char *email_provider;
+    char *email_from;
+    long email_rate_per_second;
+    long sms_rate_per_second;
+    long send_workers;
+    long send_batch_size;
+    long send_lease_seconds;
+    long send_max_attempts;
+    long send_retry_seconds;
+    long send_scheduler_interval;
+    /* providers (issue 12) */
     char *sendgrid_api_key;
     char *sendgrid_api_base;
     char *sendgrid_webhook_public_key;
@@ -95,7 +105,6 @@ typedef struct config {
     char *twilio_auth_token;
     char *twilio_from;
     char *twilio_api_base;
-    long sms_rate_per_second;
     char *sms_help_text;
 } config_t;
 

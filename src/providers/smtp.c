@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -119,6 +120,39 @@ static bool random_hex(char *out, size_t bytes)
     return true;
 }
 
+/* Whether name is an RFC 5322 field name and value printable ASCII. */
+static bool header_ok(const provider_header_t *h)
+{
+    if (!h->name || !h->value || !*h->name || strlen(h->name) > 76 || strlen(h->value) > 900)
+        return false;
+    for (const char *p = h->name; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f || *p == ':')
+            return false;
+    for (const char *p = h->value; *p; p++)
+        if ((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f)
+            return false;
+    return true;
+}
+
+static bool add_extra_headers(cd_buf_t *out, const smtp_message_t *m, char *err, size_t errlen)
+{
+    if (m->nheaders > PROVIDER_HEADERS_MAX) {
+        snprintf(err, errlen, "more than %d extra headers", PROVIDER_HEADERS_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < m->nheaders; i++) {
+        if (!header_ok(&m->headers[i])) {
+            snprintf(err, errlen, "unsafe extra header");
+            return false;
+        }
+        if (!cd_buf_printf(out, "%s: %s\r\n", m->headers[i].name, m->headers[i].value)) {
+            snprintf(err, errlen, "message too large");
+            return false;
+        }
+    }
+    return true;
+}
+
 bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out, char *message_id_out,
                  size_t idlen, char *err, size_t errlen)
 {
@@ -159,6 +193,8 @@ bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out, char *me
     ok = ok && cd_buf_printf(out, "<%s>\r\nTo: <%s>\r\nSubject: ", m->from, m->to) &&
          smtp_encode_header(out, m->subject ? m->subject : "") &&
          cd_buf_adds(out, "\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n");
+    if (ok && !add_extra_headers(out, m, err, errlen))
+        return false;
     if (ok && m->html) {
         ok = cd_buf_printf(out,
                            "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
@@ -192,32 +228,12 @@ static size_t read_cb(char *dst, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds, char *err,
-               size_t errlen)
+/* Sets the options of one transfer of msg (a formatted message) to rcpt on
+ * c, which may hold a connection from an earlier transfer (libcurl's
+ * connection cache reuses it when the URL names the same server). */
+static void setup_transfer(CURL *c, const char *url, long timeout_seconds, const char *from,
+                           struct curl_slist *rcpt, struct upload *up, char *curl_err)
 {
-    if (!url || (strncmp(url, "smtp://", 7) != 0 && strncmp(url, "smtps://", 8) != 0)) {
-        snprintf(err, errlen, "SMTP_URL must start with smtp:// or smtps://");
-        return false;
-    }
-    cd_buf_t msg;
-    cd_buf_init(&msg, SMTP_MESSAGE_MAX);
-    bool ok = false;
-    CURL *c = NULL;
-    struct curl_slist *rcpt = NULL;
-    if (!smtp_format(m, (long long)time(NULL), &msg, NULL, 0, err, errlen))
-        goto done;
-    c = curl_easy_init();
-    char to[300];
-    snprintf(to, sizeof(to), "<%s>", m->to);
-    rcpt = curl_slist_append(NULL, to);
-    if (!c || !rcpt) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    char from[300];
-    snprintf(from, sizeof(from), "<%s>", m->from);
-    struct upload up = {msg.data, msg.len, 0};
-    char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     /* STARTTLS whenever the server offers it; smtps:// is TLS regardless. */
@@ -225,24 +241,183 @@ bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds, c
     curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
-    curl_easy_setopt(c, CURLOPT_READDATA, &up);
+    curl_easy_setopt(c, CURLOPT_READDATA, up);
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK) {
-        /* curl's messages name the host and the step, never the password */
-        snprintf(err, errlen, "SMTP delivery failed: %s",
-                 *curl_err ? curl_err : curl_easy_strerror(rc));
+    curl_err[0] = '\0';
+}
+
+/* Formats m and sends it on c. Returns CURLE_OK, or the failure with err
+ * set (never containing the password); *formatted tells whether the message
+ * could be built at all. */
+static CURLcode deliver(CURL *c, const char *url, const smtp_message_t *m, long timeout_seconds,
+                        char *message_id, size_t idlen, bool *formatted, char *err, size_t errlen)
+{
+    cd_buf_t msg;
+    cd_buf_init(&msg, SMTP_MESSAGE_MAX);
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
+    struct curl_slist *rcpt = NULL;
+    *formatted = smtp_format(m, (long long)time(NULL), &msg, message_id, idlen, err, errlen);
+    if (!*formatted) {
+        rc = CURLE_SEND_ERROR;
         goto done;
     }
-    ok = true;
+    char to[300], from[300];
+    snprintf(to, sizeof(to), "<%s>", m->to);
+    snprintf(from, sizeof(from), "<%s>", m->from);
+    rcpt = curl_slist_append(NULL, to);
+    if (!rcpt) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    struct upload up = {msg.data, msg.len, 0};
+    char curl_err[CURL_ERROR_SIZE];
+    setup_transfer(c, url, timeout_seconds, from, rcpt, &up, curl_err);
+    rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) /* curl's messages name the host and the step, never the password */
+        snprintf(err, errlen, "SMTP delivery failed: %s",
+                 *curl_err ? curl_err : curl_easy_strerror(rc));
 done:
     curl_slist_free_all(rcpt);
-    if (c)
-        curl_easy_cleanup(c);
     cd_buf_free(&msg);
-    return ok;
+    return rc;
+}
+
+static bool url_ok(const char *url, char *err, size_t errlen)
+{
+    if (!url || (strncmp(url, "smtp://", 7) != 0 && strncmp(url, "smtps://", 8) != 0)) {
+        snprintf(err, errlen, "SMTP_URL must start with smtp:// or smtps://");
+        return false;
+    }
+    return true;
+}
+
+bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds, char *err,
+               size_t errlen)
+{
+    if (!url_ok(url, err, errlen))
+        return false;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    bool formatted;
+    CURLcode rc = deliver(c, url, m, timeout_seconds, NULL, 0, &formatted, err, errlen);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK;
+}
+
+/* ------------------------------------------------- the e-mail provider */
+
+typedef struct smtp_provider {
+    email_provider_t base; /* first: the seam's view */
+    char url[1024];
+    long timeout_seconds;
+    CURL *curl; /* one handle for the whole batch: its connection is reused */
+} smtp_provider_t;
+
+provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
+{
+    if (rc == CURLE_OK)
+        return PROVIDER_ACCEPTED;
+    if (!formatted)
+        return PROVIDER_PERMFAIL;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_LOGIN_DENIED:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_OUT_OF_MEMORY:
+        /* Nothing was handed over, and the fault is the connection or the
+         * configuration, not this message: try again later. */
+        return PROVIDER_TEMPFAIL;
+    default:
+        break;
+    }
+    /* The server said no: 5xx for good, 4xx for now (greylisting, full
+     * mailbox, rate limit). A reply to the final "." counts too: the server
+     * refused the message, so it did not take it. */
+    if (reply_code >= 500 && reply_code < 600)
+        return PROVIDER_PERMFAIL;
+    if (reply_code >= 400 && reply_code < 500)
+        return PROVIDER_TEMPFAIL;
+    /* The conversation broke (timeout, reset) after the server's last
+     * reply_code: if that was the go-ahead for DATA (354) the message may
+     * have arrived; before it (greeting, EHLO, MAIL, RCPT) it cannot have. */
+    return reply_code == 354 ? PROVIDER_UNKNOWN : PROVIDER_TEMPFAIL;
+}
+
+static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t *msgs, size_t n,
+                                     provider_email_result_t *results)
+{
+    smtp_provider_t *sp = (smtp_provider_t *)p;
+    for (size_t i = 0; i < n; i++) {
+        const provider_email_t *e = &msgs[i];
+        provider_email_result_t *r = &results[i];
+        memset(r, 0, sizeof(*r));
+        smtp_message_t m = {.from_name = e->from_name, .from = e->from, .to = e->to,
+                            .subject = e->subject, .text = e->text, .html = e->html,
+                            .headers = e->headers, .nheaders = e->nheaders};
+        bool formatted = false;
+        long code = 0;
+        if (!sp->curl)
+            sp->curl = curl_easy_init();
+        CURLcode rc = sp->curl ? deliver(sp->curl, sp->url, &m, sp->timeout_seconds,
+                                         r->provider_id, sizeof(r->provider_id), &formatted,
+                                         r->error, sizeof(r->error))
+                               : CURLE_OUT_OF_MEMORY;
+        if (sp->curl)
+            curl_easy_getinfo(sp->curl, CURLINFO_RESPONSE_CODE, &code);
+        r->outcome = smtp_classify(rc, code, formatted || !sp->curl);
+        if (rc == CURLE_OUT_OF_MEMORY && !r->error[0])
+            snprintf(r->error, sizeof(r->error), "out of memory");
+        if (rc != CURLE_OK && sp->curl) {
+            /* A broken conversation leaves nothing worth reusing. */
+            curl_easy_cleanup(sp->curl);
+            sp->curl = NULL;
+        }
+    }
+}
+
+static void smtp_provider_close(email_provider_t *p)
+{
+    smtp_provider_t *sp = (smtp_provider_t *)p;
+    if (sp->curl)
+        curl_easy_cleanup(sp->curl);
+    free(sp);
+}
+
+static const email_provider_ops_t smtp_provider_ops = {
+    .name = "smtp",
+    .send_batch = smtp_provider_send_batch,
+    .close = smtp_provider_close,
+};
+
+email_provider_t *smtp_provider_open(const provider_settings_t *s, char *err, size_t errlen)
+{
+    if (!s->smtp_url || !*s->smtp_url) {
+        snprintf(err, errlen, "SMTP_URL is not set");
+        return NULL;
+    }
+    if (!url_ok(s->smtp_url, err, errlen))
+        return NULL;
+    if (strlen(s->smtp_url) >= sizeof(((smtp_provider_t *)0)->url)) {
+        snprintf(err, errlen, "SMTP_URL is too long");
+        return NULL;
+    }
+    smtp_provider_t *sp = calloc(1, sizeof(*sp));
+    if (!sp) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    sp->base.ops = &smtp_provider_ops;
+    snprintf(sp->url, sizeof(sp->url), "%s", s->smtp_url);
+    sp->timeout_seconds = s->timeout_seconds > 0 ? s->timeout_seconds : 30;
+    return &sp->base;
 }

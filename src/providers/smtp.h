@@ -13,6 +13,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
+#include "sending/provider.h"
 
 /* Longest message smtp_format builds (headers and encoded body). */
 #define SMTP_MESSAGE_MAX (4 * 1024 * 1024)
@@ -24,6 +25,12 @@ typedef struct smtp_message {
     const char *subject;   /* UTF-8 */
     const char *text;      /* UTF-8 plain-text body */
     const char *html;      /* UTF-8 HTML body, or NULL for text only */
+    /* Additions since Auth's mails, in one block (zero: none). The send
+     * engine: extra headers (List-Unsubscribe, List-Unsubscribe-Post), names
+     * tokens, values printable ASCII (anything else is refused). Attachments
+     * (the mailjobs work) go here too. */
+    const provider_header_t *headers;
+    size_t nheaders;
 } smtp_message_t;
 
 /* Whether s is an address safe to put in a header and an SMTP envelope: no
@@ -48,5 +55,13 @@ CD_MUSTCHECK bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *
  * password) on any failure. */
 CD_MUSTCHECK bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds,
                             char *err, size_t errlen);
+
+/* How a delivery attempt ended, for the send engine: rc is libcurl's code,
+ * reply_code the server's last SMTP reply (CURLINFO_RESPONSE_CODE), formatted
+ * whether the message could be built at all. A conversation that broke after
+ * the server's 354 (go ahead with DATA) is PROVIDER_UNKNOWN: it may have
+ * arrived, so it must not be sent again. rc is a CURLcode, as int to keep
+ * curl.h out of this header. */
+provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "providers/smtp.h"
@@ -160,6 +161,46 @@ static void test_send_refuses_other_schemes(void **state)
     assert_false(smtp_send("http://127.0.0.1/", &m, 5, err, sizeof(err)));
 }
 
+/* How a delivery attempt ends for the send engine: a conversation broken
+ * after the server's 354 may have delivered the message (unknown, never
+ * retried); a refusal is permanent or temporary by its reply class. */
+static void test_classify(void **state)
+{
+    (void)state;
+    assert_int_equal(smtp_classify(CURLE_OK, 250, true), PROVIDER_ACCEPTED);
+    assert_int_equal(smtp_classify(CURLE_SEND_ERROR, 0, false), PROVIDER_PERMFAIL);
+    assert_int_equal(smtp_classify(CURLE_SEND_ERROR, 550, true), PROVIDER_PERMFAIL);
+    assert_int_equal(smtp_classify(CURLE_RECV_ERROR, 451, true), PROVIDER_TEMPFAIL);
+    assert_int_equal(smtp_classify(CURLE_COULDNT_CONNECT, 0, true), PROVIDER_TEMPFAIL);
+    assert_int_equal(smtp_classify(CURLE_LOGIN_DENIED, 535, true), PROVIDER_TEMPFAIL);
+    assert_int_equal(smtp_classify(CURLE_OPERATION_TIMEDOUT, 354, true), PROVIDER_UNKNOWN);
+    assert_int_equal(smtp_classify(CURLE_RECV_ERROR, 354, true), PROVIDER_UNKNOWN);
+    assert_int_equal(smtp_classify(CURLE_RECV_ERROR, 250, true), PROVIDER_TEMPFAIL);
+}
+
+/* Extra headers go into the message; CR/LF in one is refused. */
+static void test_extra_headers(void **state)
+{
+    (void)state;
+    provider_header_t h[2] = {{"List-Unsubscribe", "<https://x.test/u/abc>"},
+                              {"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"}};
+    smtp_message_t m = {.from = "a@example.com", .to = "b@example.com", .subject = "s",
+                        .text = "t", .headers = h, .nheaders = 2};
+    cd_buf_t out;
+    cd_buf_init(&out, SMTP_MESSAGE_MAX);
+    char err[128];
+    assert_true(smtp_format(&m, 0, &out, NULL, 0, err, sizeof(err)));
+    assert_non_null(strstr(cd_buf_str(&out), "\r\nList-Unsubscribe: <https://x.test/u/abc>\r\n"));
+    assert_non_null(strstr(cd_buf_str(&out), "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+    cd_buf_reset(&out);
+    h[0].value = "<https://x.test>\r\nBcc: c@example.com";
+    assert_false(smtp_format(&m, 0, &out, NULL, 0, err, sizeof(err)));
+    h[0].value = "ok";
+    h[0].name = "Bad Name";
+    assert_false(smtp_format(&m, 0, &out, NULL, 0, err, sizeof(err)));
+    cd_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +208,8 @@ int main(void)
         cmocka_unit_test(test_encode_header),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_send_refuses_other_schemes),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_extra_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,572 @@
+/*
+ * The send engine's jobs (sending.h): send.worker claims, renders and hands
+ * over one campaign's messages in batches; send.scheduler starts scheduled
+ * campaigns whose date has come; send.test sends one rendered test message.
+ * Every decision about a message (consent again, the monthly limit, the
+ * forward-only status, unknown after a crash) is a function of
+ * migrations/027_sending.sql, called in its own transaction: this file only
+ * renders and talks to the provider between those transactions.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "jobs/queue.h"
+#include "sending/compose.h"
+#include "sending/engine_internal.h"
+#include "sending/provider.h"
+#include "sending/sending.h"
+
+static const db_caller_t SERVICE = {
+    .role = "service_role",
+    .claims_json = "{\"role\":\"service_role\"}",
+    .method = "JOB",
+    .path = "send",
+};
+
+/* ---------------------------------------------------------------- pacing */
+
+static pthread_mutex_t pace_lock = PTHREAD_MUTEX_INITIALIZER;
+static double pace_next[2]; /* per channel: when the next message may go */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits until n more messages of the channel may leave this process at rate
+ * per second (0: no limit). Returns false when the job must stop. */
+static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
+{
+    if (rate <= 0)
+        return true;
+    pthread_mutex_lock(&pace_lock);
+    double now = now_seconds(), at = pace_next[channel] > now ? pace_next[channel] : now;
+    pace_next[channel] = at + (double)n / (double)rate;
+    pthread_mutex_unlock(&pace_lock);
+    while (now_seconds() < at) {
+        if (!job_heartbeat(ctx))
+            return false;
+        double left = at - now_seconds();
+        struct timespec ts = {0, 0};
+        if (left > 0.25)
+            left = 0.25;
+        if (left > 0) {
+            ts.tv_nsec = (long)(left * 1e9);
+            nanosleep(&ts, NULL);
+        }
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------- settings */
+
+void sending__provider_settings(const app_t *app, provider_settings_t *s)
+{
+    const config_t *c = &app->cfg;
+    memset(s, 0, sizeof(*s));
+    s->email_provider = c->email_provider ? c->email_provider : "";
+    s->smtp_url = c->smtp_url ? c->smtp_url : "";
+    /* SendGrid and Twilio settings: filled by the providers work. */
+    s->sendgrid_api_key = "";
+    s->sendgrid_api_base = "";
+    s->twilio_account_sid = "";
+    s->twilio_auth_token = "";
+    s->twilio_api_base = "";
+    s->timeout_seconds = 30;
+}
+
+void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN])
+{
+    track_derive_key(app->cfg.jwt_secret ? app->cfg.jwt_secret : "", key);
+}
+
+void sending__base_url(const app_t *app, char *out, size_t outlen)
+{
+    const char *b = app->cfg.api_external_url && *app->cfg.api_external_url
+                        ? app->cfg.api_external_url
+                        : "";
+    snprintf(out, outlen, "%s", b);
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '/')
+        out[--n] = '\0';
+}
+
+/* ------------------------------------------------------------ campaigns */
+
+static const char CAMPAIGN_SQL[] =
+    "select c.type, c.status, coalesce(nullif(c.subject, ''), t.subject, ''),"
+    "  coalesce(t.content, c.content, ''), t.text_content,"
+    "  coalesce(nullif(c.from_name, ''), ''), coalesce(nullif(c.from_email, ''), ''),"
+    "  coalesce((select a.postal_address from public.app_settings a limit 1), '')"
+    " from public.campaigns c"
+    " left join public.templates t on t.id = c.template_id and t.deleted_at is null"
+    " where c.id = $1::uuid";
+
+void sending__campaign_free(sending_campaign_t *c)
+{
+    for (size_t i = 0; i < CD_ARRAY_LEN(c->str); i++)
+        free(c->str[i]);
+    memset(c, 0, sizeof(*c));
+}
+
+db_status_t sending__campaign_load(db_conn_t *conn, const char *id, sending_campaign_t *c,
+                                   db_error_t *err)
+{
+    memset(c, 0, sizeof(*c));
+    PGresult *r = NULL;
+    const char *p[1] = {id};
+    db_status_t st = db_run1(conn, &SERVICE, CAMPAIGN_SQL, 1, p, &r, err);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        snprintf(err->message, sizeof(err->message), "campaign not found");
+        snprintf(err->sqlstate, sizeof(err->sqlstate), "P0002");
+        return DB_SQL_ERROR;
+    }
+    for (int i = 0; i < 8; i++)
+        c->str[i] = PQgetisnull(r, 0, i) ? NULL : strdup(PQgetvalue(r, 0, i));
+    PQclear(r);
+    for (int i = 0; i < 8; i++)
+        if (i != 4 && !c->str[i]) {
+            sending__campaign_free(c);
+            snprintf(err->message, sizeof(err->message), "out of memory");
+            return DB_UNAVAILABLE;
+        }
+    return DB_OK;
+}
+
+/* The sender of a campaign: its own, else EMAIL_FROM, else SMTP_ADMIN_EMAIL. */
+void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
+                     const char **name)
+{
+    const config_t *cfg = &app->cfg;
+    *from = *c->str[SC_FROM_EMAIL]                     ? c->str[SC_FROM_EMAIL]
+            : cfg->email_from && *cfg->email_from ? cfg->email_from
+                                                       : cfg->smtp_admin_email;
+    *name = *c->str[SC_FROM_NAME] ? c->str[SC_FROM_NAME] : cfg->smtp_sender_name;
+}
+
+/* ------------------------------------------------------ one e-mail batch */
+
+typedef struct batch {
+    size_t n;
+    char ids[PROVIDER_BATCH_MAX][37];
+    char to[PROVIDER_BATCH_MAX][256];
+    json_t *contacts[PROVIDER_BATCH_MAX];
+    compose_output_t out[PROVIDER_BATCH_MAX];
+    bool composed[PROVIDER_BATCH_MAX];
+    provider_email_t msgs[PROVIDER_BATCH_MAX];
+    provider_email_result_t results[PROVIDER_BATCH_MAX];
+} batch_t;
+
+static void batch_free(batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        json_decref(b->contacts[i]);
+        compose_free(&b->out[i]);
+    }
+    b->n = 0;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* Renders message i; on failure its result is a permanent failure. */
+static void compose_one(const sending_run_t *run, batch_t *b, size_t i)
+{
+    const json_t *k = b->contacts[i];
+    tpl_contact_t contact = {jstr(k, "first_name"), jstr(k, "last_name"), jstr(k, "email"),
+                             jstr(k, "phone"), json_object_get(k, "attributes")};
+    compose_input_t in = {
+        .message_id = b->ids[i],
+        .subject_src = run->c.str[SC_SUBJECT],
+        .body_src = run->c.str[SC_BODY],
+        .text_src = run->c.str[SC_TEXT],
+        .contact = &contact,
+        .base_url = run->base_url,
+        .key = run->key,
+        .postal_address = run->c.str[SC_POSTAL],
+    };
+    compose_init(&b->out[i]);
+    provider_email_result_t *r = &b->results[i];
+    memset(r, 0, sizeof(*r));
+    if (!b->out[i].links || !compose_email(&in, &b->out[i], r->error, sizeof(r->error))) {
+        r->outcome = PROVIDER_PERMFAIL;
+        if (!r->error[0])
+            snprintf(r->error, sizeof(r->error), "out of memory");
+        return;
+    }
+    b->composed[i] = true;
+    compose_output_t *o = &b->out[i];
+    b->msgs[i] = (provider_email_t){
+        .message_uuid = b->ids[i],
+        .from_name = run->from_name,
+        .from = run->from,
+        .to = b->to[i],
+        .subject = cd_buf_str(&o->subject),
+        .html = o->html.len ? cd_buf_str(&o->html) : NULL,
+        .text = cd_buf_str(&o->text),
+        .headers = o->headers,
+        .nheaders = 2,
+    };
+}
+
+static const char *outcome_name(provider_outcome_t o)
+{
+    switch (o) {
+    case PROVIDER_ACCEPTED: return "accepted";
+    case PROVIDER_TEMPFAIL: return "tempfail";
+    case PROVIDER_PERMFAIL: return "permfail";
+    default: return "unknown";
+    }
+}
+
+/* Claims a batch: fills b from sending.claim_email. */
+static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
+{
+    const app_t *app = job_app(ctx);
+    char limit[16], lease[16];
+    snprintf(limit, sizeof(limit), "%ld", app->cfg.send_batch_size);
+    snprintf(lease, sizeof(lease), "%ld", app->cfg.send_lease_seconds);
+    const char *p[3] = {run->campaign_id, limit, lease};
+    PGresult *r = NULL;
+    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
+                             "select id::text, recipient, contact::text from "
+                             "sending.claim_email($1::uuid, $2::int, $3::int)",
+                             3, p, &r, err);
+    if (st != DB_OK)
+        return st;
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows && b->n < PROVIDER_BATCH_MAX; i++) {
+        size_t k = b->n++;
+        snprintf(b->ids[k], sizeof(b->ids[k]), "%s", PQgetvalue(r, i, 0));
+        snprintf(b->to[k], sizeof(b->to[k]), "%s", PQgetvalue(r, i, 1));
+        b->contacts[k] = PQgetisnull(r, i, 2) ? json_object()
+                                              : json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        b->composed[k] = false;
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+/* Stores the tracked links of the composed messages (before they leave). */
+static db_status_t store_links(job_ctx_t *ctx, batch_t *b, db_error_t *err)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < b->n; i++)
+        if (b->composed[i] && json_array_size(b->out[i].links) > 0)
+            json_array_append_new(arr, json_pack("{s:s, s:O}", "id", b->ids[i], "links",
+                                                 b->out[i].links));
+    if (!arr || json_array_size(arr) == 0) {
+        json_decref(arr);
+        return DB_OK;
+    }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!text) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return DB_UNAVAILABLE;
+    }
+    const char *p[1] = {text};
+    PGresult *r = NULL;
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE, "select sending.store_links($1::jsonb)", 1, p, &r, err);
+    PQclear(r);
+    free(text);
+    return st;
+}
+
+/* Records the outcomes; *status receives the campaign's status afterwards. */
+static db_status_t settle(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, char *status,
+                          size_t statuslen, db_error_t *err)
+{
+    const app_t *app = job_app(ctx);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < b->n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome",
+                                             outcome_name(b->results[i].outcome), "provider_id",
+                                             b->results[i].provider_id, "error",
+                                             b->results[i].error));
+    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!text) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return DB_UNAVAILABLE;
+    }
+    char maxa[16], backoff[16];
+    snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
+    snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
+    const char *p[4] = {run->campaign_id, text, maxa, backoff};
+    PGresult *r = NULL;
+    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
+                             "select sending.settle_email($1::uuid, $2::jsonb, $3::int, $4::int)",
+                             4, p, &r, err);
+    if (st == DB_OK)
+        snprintf(status, statuslen, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    free(text);
+    return st;
+}
+
+/* One batch: claim, compose, store links, hand over, settle. *claimed is the
+ * number of messages claimed (0: nothing due). */
+static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+{
+    db_error_t err = {0};
+    *claimed = 0;
+    /* Wait for the rate before claiming, so that claimed messages spend as
+     * little time as possible `sending` (what a crash turns into unknown). */
+    if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
+              (size_t)job_app(ctx)->cfg.send_batch_size))
+        return JOB_RETRY;
+    if (claim(ctx, run, b, &err) != DB_OK) {
+        job_set_error(ctx, "claim: %s", err.message);
+        return JOB_RETRY;
+    }
+    *claimed = b->n;
+    if (b->n == 0)
+        return JOB_DONE;
+    for (size_t i = 0; i < b->n; i++)
+        compose_one(run, b, i);
+    if (store_links(ctx, b, &err) != DB_OK) {
+        /* Nothing left: the messages stay `sending` and become unknown after
+         * their lease; sending them without their links would break clicks. */
+        job_set_error(ctx, "store links: %s", err.message);
+        return JOB_RETRY;
+    }
+    /* Hand over the composed ones, in order, as one provider batch. */
+    provider_email_t send[PROVIDER_BATCH_MAX];
+    size_t map[PROVIDER_BATCH_MAX], n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->composed[i]) {
+            send[n] = b->msgs[i];
+            map[n++] = i;
+        }
+    if (n > 0) {
+        provider_email_result_t res[PROVIDER_BATCH_MAX];
+        run->provider->ops->send_batch(run->provider, send, n, res);
+        for (size_t j = 0; j < n; j++)
+            b->results[map[j]] = res[j];
+    }
+    char status[32] = "";
+    if (settle(ctx, run, b, status, sizeof(status), &err) != DB_OK) {
+        job_set_error(ctx, "settle: %s", err.message);
+        return JOB_RETRY;
+    }
+    snprintf(run->status, sizeof(run->status), "%s", status);
+    return JOB_DONE;
+}
+
+/* ------------------------------------------------------------- the jobs */
+
+/* After the last batch: a campaign still sending gets a worker at the
+ * earliest time something can change: a waiting message's retry, or the end
+ * of the lease of a message another worker holds (if that worker died, the
+ * message becomes unknown then and the campaign can finish). */
+static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
+{
+    const app_t *app = job_app(ctx);
+    char workers[16];
+    snprintf(workers, sizeof(workers), "%ld", app->cfg.send_workers);
+    const char *p[2] = {run->campaign_id, workers};
+    PGresult *r = NULL;
+    db_error_t err = {0};
+    /* A retry slot named by its time, so that it never collides with the
+     * running worker's own dedupe key. */
+    db_status_t st = db_run1(
+        job_conn(ctx), &SERVICE,
+        "select jobs.enqueue('send.worker',"
+        "  jsonb_build_object('campaign_id', $1::uuid, 'channel', 'email'), f.next_retry,"
+        "  'send.retry:' || $1 || ':' || extract(epoch from f.next_retry)::bigint, 100,"
+        "  '5 seconds')"
+        " from sending.finish_if_done($1::uuid) f"
+        " where f.status = 'sending' and f.next_retry is not null and $2::int > 0",
+        2, p, &r, &err);
+    PQclear(r);
+    if (st != DB_OK) {
+        job_set_error(ctx, "finish: %s", err.message);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
+{
+    batch_t *b = calloc(1, sizeof(*b));
+    if (!b) {
+        job_set_error(ctx, "out of memory");
+        return JOB_RETRY;
+    }
+    job_result_t res = JOB_DONE;
+    for (;;) {
+        if (!job_heartbeat(ctx)) {
+            res = JOB_RETRY;
+            break;
+        }
+        size_t claimed = 0;
+        res = run_batch(ctx, run, b, &claimed);
+        batch_free(b);
+        if (res != JOB_DONE)
+            break;
+        if (claimed == 0) {
+            res = after_last_batch(ctx, run);
+            break;
+        }
+    }
+    free(b);
+    return res;
+}
+
+static db_status_t recover(job_ctx_t *ctx, const char *campaign_id, db_error_t *err)
+{
+    const char *p[1] = {campaign_id};
+    PGresult *r = NULL;
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE, "select sending.recover($1::uuid)", 1, p, &r, err);
+    PQclear(r);
+    return st;
+}
+
+static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
+{
+    const app_t *app = job_app(ctx);
+    const char *id = json_string_value(json_object_get(job->payload, "campaign_id"));
+    const char *channel = json_string_value(json_object_get(job->payload, "channel"));
+    if (!id || !cd_is_uuid(id) || !channel) {
+        job_set_error(ctx, "payload needs campaign_id and channel");
+        return JOB_FAIL;
+    }
+    db_error_t err = {0};
+    if (recover(ctx, id, &err) != DB_OK) {
+        job_set_error(ctx, "recover: %s", err.message);
+        return JOB_RETRY;
+    }
+    if (strcmp(channel, "email") != 0) {
+        /* SMS: materialised and waiting; the SMS path sends them (providers work). */
+        job_set_error(ctx, "no SMS sender in this build: messages wait");
+        return JOB_DONE;
+    }
+    sending_run_t run = {.campaign_id = id};
+    if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {
+        job_set_error(ctx, "load campaign: %s", err.message);
+        return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
+    }
+    job_result_t res = JOB_DONE;
+    if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
+        goto done; /* paused, cancelled or finished meanwhile */
+    provider_settings_t ps;
+    sending__provider_settings(app, &ps);
+    bool configured = false;
+    char perr[PROVIDER_ERROR_MAX];
+    run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+    if (!run.provider) {
+        job_set_error(ctx, "%s", perr);
+        res = JOB_RETRY;
+        goto done;
+    }
+    sending__sender(app, &run.c, &run.from, &run.from_name);
+    sending__base_url(app, run.base_url, sizeof(run.base_url));
+    sending__tracking_key(app, run.key);
+    res = email_loop(ctx, &run);
+done:
+    provider_email_close(run.provider);
+    sending__campaign_free(&run.c);
+    return res;
+}
+
+static job_result_t handle_scheduler(job_ctx_t *ctx, const job_t *job)
+{
+    (void)job;
+    char workers[16];
+    snprintf(workers, sizeof(workers), "%ld", job_app(ctx)->cfg.send_workers);
+    const char *p[1] = {workers};
+    PGresult *r = NULL;
+    db_error_t err = {0};
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE, "select sending.start_due($1::int)", 1, p, &r, &err);
+    PQclear(r);
+    if (st != DB_OK) {
+        job_set_error(ctx, "start due campaigns: %s", err.message);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+/* One rendered test message of a campaign to payload.to, for a contact
+ * without data (every placeholder shows its default). Not recorded as a
+ * message: its tracking links lead nowhere. */
+static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
+{
+    const app_t *app = job_app(ctx);
+    const char *id = json_string_value(json_object_get(job->payload, "campaign_id"));
+    const char *to = json_string_value(json_object_get(job->payload, "to"));
+    if (!id || !cd_is_uuid(id) || !to) {
+        job_set_error(ctx, "payload needs campaign_id and to");
+        return JOB_FAIL;
+    }
+    sending_run_t run = {.campaign_id = id};
+    db_error_t err = {0};
+    if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {
+        job_set_error(ctx, "load campaign: %s", err.message);
+        return JOB_FAIL;
+    }
+    job_result_t res = JOB_FAIL;
+    char msgid[CD_UUID_LEN + 1], subject[1024];
+    provider_settings_t ps;
+    sending__provider_settings(app, &ps);
+    bool configured;
+    char perr[PROVIDER_ERROR_MAX] = "";
+    run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+    if (!run.provider || !cd_random_uuid(msgid)) {
+        job_set_error(ctx, "%s", perr[0] ? perr : "no randomness");
+        goto done;
+    }
+    sending__sender(app, &run.c, &run.from, &run.from_name);
+    sending__base_url(app, run.base_url, sizeof(run.base_url));
+    sending__tracking_key(app, run.key);
+    tpl_contact_t nobody = {0};
+    compose_input_t in = {msgid, run.c.str[SC_SUBJECT], run.c.str[SC_BODY], run.c.str[SC_TEXT],
+                          &nobody, run.base_url, run.key, run.c.str[SC_POSTAL]};
+    compose_output_t out;
+    compose_init(&out);
+    if (!compose_email(&in, &out, perr, sizeof(perr))) {
+        job_set_error(ctx, "compose: %s", perr);
+    } else {
+        snprintf(subject, sizeof(subject), "[Test] %s", cd_buf_str(&out.subject));
+        provider_email_t m = {msgid, run.from_name, run.from, to, subject,
+                              out.html.len ? cd_buf_str(&out.html) : NULL, cd_buf_str(&out.text),
+                              out.headers, 2};
+        provider_email_result_t r;
+        run.provider->ops->send_batch(run.provider, &m, 1, &r);
+        if (r.outcome == PROVIDER_ACCEPTED)
+            res = JOB_DONE;
+        else
+            job_set_error(ctx, "test message: %s", r.error);
+        if (r.outcome == PROVIDER_TEMPFAIL)
+            res = JOB_RETRY;
+    }
+    compose_free(&out);
+done:
+    provider_email_close(run.provider);
+    sending__campaign_free(&run.c);
+    return res;
+}
+
+bool sending_register_jobs(const app_t *app)
+{
+    return jobs_register(SENDING_WORKER_KIND, handle_worker) &&
+           jobs_register(SENDING_TEST_KIND, handle_test) &&
+           jobs_register_recurring(SENDING_SCHEDULER_KIND, handle_scheduler,
+                                   app->cfg.send_scheduler_interval);
+}

@@ -1,0 +1,56 @@
+/*
+ * Internals shared by the send engine's files (engine.c, routes.c) and their
+ * unit tests. Not a public interface: use sending.h.
+ */
+#ifndef CD_SENDING_ENGINE_INTERNAL_H
+#define CD_SENDING_ENGINE_INTERNAL_H
+
+#include "app.h"
+#include "db/db.h"
+#include "sending/provider.h"
+#include "sending/track.h"
+
+/* The columns of a loaded campaign (sending_campaign_t.str). */
+enum {
+    SC_TYPE = 0,    /* email | sms | social */
+    SC_STATUS,      /* campaigns.status */
+    SC_SUBJECT,     /* the campaign's subject, else its template's ("" if none) */
+    SC_BODY,        /* the template's content, else the campaign's ("" if none) */
+    SC_TEXT,        /* the template's text part, NULL: derived from the HTML */
+    SC_FROM_NAME,   /* "" when the campaign names none */
+    SC_FROM_EMAIL,  /* "" when the campaign names none */
+    SC_POSTAL,      /* app_settings.postal_address ("" when not set) */
+};
+
+/* A campaign as the engine sends it; strings owned (sending__campaign_free). */
+typedef struct sending_campaign {
+    char *str[8];
+} sending_campaign_t;
+
+/* One worker's state for one job run. */
+typedef struct sending_run {
+    const char *campaign_id;
+    sending_campaign_t c;
+    const char *from;
+    const char *from_name;
+    char base_url[512];
+    unsigned char key[TRACK_KEY_LEN];
+    email_provider_t *provider;
+    char status[32]; /* the campaign's status after the last batch */
+} sending_run_t;
+
+/* The provider settings of this process (environment values). */
+void sending__provider_settings(const app_t *app, provider_settings_t *s);
+/* The tracking key derived from JWT_SECRET. */
+void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN]);
+/* API_EXTERNAL_URL without trailing slashes ("" when unset). */
+void sending__base_url(const app_t *app, char *out, size_t outlen);
+/* Loads a campaign as service_role (P0002 when it does not exist). */
+CD_MUSTCHECK db_status_t sending__campaign_load(db_conn_t *conn, const char *id,
+                                                sending_campaign_t *c, db_error_t *err);
+void sending__campaign_free(sending_campaign_t *c);
+/* The sender address and display name of a campaign (see EMAIL_FROM). */
+void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
+                     const char **name);
+
+#endif
