@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -349,4 +350,113 @@ json_t *sendgrid_events_parse(const char *body, size_t len, char *err, size_t er
             return NULL;
         }
     return a;
+}
+
+/* ------------------------------------------------- the e-mail provider */
+
+typedef struct sendgrid_provider {
+    email_provider_t base; /* first: the seam's view */
+    char api_base[512];
+    char api_key[512];
+    long timeout_seconds;
+    sendgrid_client_t *client;
+} sendgrid_provider_t;
+
+static bool same_content(const provider_email_t *a, const provider_email_t *b)
+{
+    const char *an = a->from_name ? a->from_name : "", *bn = b->from_name ? b->from_name : "";
+    return strcmp(a->from, b->from) == 0 && strcmp(an, bn) == 0 &&
+           strcmp(a->subject, b->subject) == 0 && strcmp(a->text, b->text) == 0 &&
+           ((!a->html && !b->html) || (a->html && b->html && strcmp(a->html, b->html) == 0));
+}
+
+/* Sends msgs[0..n) (same content) as one request; fills their results. */
+static void send_group(sendgrid_provider_t *sp, const provider_email_t *msgs, size_t n,
+                       provider_email_result_t *results)
+{
+    sendgrid_recipient_t *to = calloc(n, sizeof(*to));
+    sendgrid_subst_t(*hdr)[PROVIDER_HEADERS_MAX] = calloc(n, sizeof(*hdr));
+    sendgrid_result_t res = {.outcome = SENDGRID_TEMPORARY};
+    if (to && hdr) {
+        for (size_t i = 0; i < n; i++) {
+            size_t nh = msgs[i].nheaders < PROVIDER_HEADERS_MAX ? msgs[i].nheaders
+                                                                : PROVIDER_HEADERS_MAX;
+            for (size_t h = 0; h < nh; h++)
+                hdr[i][h] = (sendgrid_subst_t){msgs[i].headers[h].name, msgs[i].headers[h].value};
+            to[i] = (sendgrid_recipient_t){msgs[i].to, msgs[i].message_uuid, NULL, 0, hdr[i], nh};
+        }
+        sendgrid_mail_t m = {.from = msgs[0].from, .from_name = msgs[0].from_name,
+                             .subject = msgs[0].subject, .text = msgs[0].text,
+                             .html = msgs[0].html, .to = to, .nto = n};
+        sendgrid_config_t cfg = {sp->api_base, sp->api_key, sp->timeout_seconds};
+        sendgrid_send(sp->client, &cfg, &m, &res);
+    } else {
+        snprintf(res.error, sizeof(res.error), "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        provider_email_result_t *r = &results[i];
+        memset(r, 0, sizeof(*r));
+        r->outcome = res.outcome == SENDGRID_ACCEPTED    ? PROVIDER_ACCEPTED
+                     : res.outcome == SENDGRID_TEMPORARY ? PROVIDER_TEMPFAIL
+                     : res.outcome == SENDGRID_UNKNOWN   ? PROVIDER_UNKNOWN
+                                                         : PROVIDER_PERMFAIL;
+        snprintf(r->provider_id, sizeof(r->provider_id), "%s", res.x_message_id);
+        snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, res.error);
+    }
+    free(hdr);
+    free(to);
+}
+
+/* Runs of messages with the same content go out as one request with one
+ * personalization each (SendGrid's batching); the rest one request each. */
+static void sendgrid_provider_send_batch(email_provider_t *p, const provider_email_t *msgs,
+                                         size_t n, provider_email_result_t *results)
+{
+    sendgrid_provider_t *sp = (sendgrid_provider_t *)p;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && j - i < SENDGRID_MAX_PERSONALIZATIONS && same_content(&msgs[i], &msgs[j]))
+            j++;
+        send_group(sp, msgs + i, j - i, results + i);
+        i = j;
+    }
+}
+
+static void sendgrid_provider_close(email_provider_t *p)
+{
+    sendgrid_provider_t *sp = (sendgrid_provider_t *)p;
+    sendgrid_client_free(sp->client);
+    OPENSSL_cleanse(sp->api_key, sizeof(sp->api_key));
+    free(sp);
+}
+
+static const email_provider_ops_t sendgrid_provider_ops = {
+    .name = "sendgrid",
+    .send_batch = sendgrid_provider_send_batch,
+    .close = sendgrid_provider_close,
+};
+
+email_provider_t *sendgrid_provider_open(const provider_settings_t *s, char *err, size_t errlen)
+{
+    const char *base = *s->sendgrid_api_base ? s->sendgrid_api_base : "https://api.sendgrid.com";
+    if (!*s->sendgrid_api_key) {
+        snprintf(err, errlen, "SENDGRID_API_KEY is not set");
+        return NULL;
+    }
+    if (strlen(base) >= 512 || strlen(s->sendgrid_api_key) >= 512 ||
+        (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0)) {
+        snprintf(err, errlen, "SENDGRID_API_BASE must be an http(s) URL and the key < 512 bytes");
+        return NULL;
+    }
+    sendgrid_provider_t *sp = calloc(1, sizeof(*sp));
+    if (!sp || !(sp->client = sendgrid_client_new())) {
+        free(sp);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    sp->base.ops = &sendgrid_provider_ops;
+    snprintf(sp->api_base, sizeof(sp->api_base), "%s", base);
+    snprintf(sp->api_key, sizeof(sp->api_key), "%s", s->sendgrid_api_key);
+    sp->timeout_seconds = s->timeout_seconds > 0 ? s->timeout_seconds : 30;
+    return &sp->base;
 }

@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
+#include "sending/provider.h"
 
 /* SendGrid's limit of personalizations per request. */
 #define SENDGRID_MAX_PERSONALIZATIONS 1000
@@ -115,5 +116,9 @@ bool sendgrid_public_key_ok(const char *public_key_b64);
  * are kept (the database ignores them). Returns the array (caller
  * json_decref()s it), or NULL with err naming the first problem. */
 json_t *sendgrid_events_parse(const char *body, size_t len, char *err, size_t errlen);
+
+/* The e-mail provider of the send engine (sending/provider.h): SendGrid
+ * with the settings' API key and base. NULL with err set without a key. */
+email_provider_t *sendgrid_provider_open(const provider_settings_t *s, char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
+#include "sending/provider.h"
 
 /* Twilio refuses bodies over 1600 characters. */
 #define TWILIO_MAX_BODY_CHARS 1600
@@ -131,5 +132,11 @@ CD_MUSTCHECK bool twilio_message_form(const twilio_config_t *cfg, const char *to
  * (may be NULL). Fills res; returns res->outcome. */
 twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, const char *to,
                              const char *body, const char *status_callback, twilio_result_t *res);
+
+/* The SMS provider of the send engine (sending/provider.h): Twilio with
+ * the settings' account, token and API base; the message's uuid is added to
+ * its status callback URL as ?m=<uuid>. NULL with err set when the account
+ * SID or the token is missing. */
+sms_provider_t *twilio_provider_open(const provider_settings_t *s, char *err, size_t errlen);
 
 #endif

@@ -74,12 +74,11 @@ void sending__provider_settings(const app_t *app, provider_settings_t *s)
     memset(s, 0, sizeof(*s));
     s->email_provider = c->email_provider ? c->email_provider : "";
     s->smtp_url = c->smtp_url ? c->smtp_url : "";
-    /* SendGrid and Twilio settings: filled by the providers work. */
-    s->sendgrid_api_key = "";
-    s->sendgrid_api_base = "";
-    s->twilio_account_sid = "";
-    s->twilio_auth_token = "";
-    s->twilio_api_base = "";
+    s->sendgrid_api_key = c->sendgrid_api_key ? c->sendgrid_api_key : "";
+    s->sendgrid_api_base = c->sendgrid_api_base ? c->sendgrid_api_base : "";
+    s->twilio_account_sid = c->twilio_account_sid ? c->twilio_account_sid : "";
+    s->twilio_auth_token = c->twilio_auth_token ? c->twilio_auth_token : "";
+    s->twilio_api_base = c->twilio_api_base ? c->twilio_api_base : "";
     s->timeout_seconds = 30;
 }
 
