@@ -379,15 +379,19 @@ static void send_group(sendgrid_provider_t *sp, const provider_email_t *msgs, si
     sendgrid_result_t res = {.outcome = SENDGRID_TEMPORARY};
     if (to && hdr) {
         for (size_t i = 0; i < n; i++) {
-            size_t nh = msgs[i].nheaders < PROVIDER_HEADERS_MAX ? msgs[i].nheaders
-                                                                : PROVIDER_HEADERS_MAX;
+            size_t nh =
+                msgs[i].nheaders < PROVIDER_HEADERS_MAX ? msgs[i].nheaders : PROVIDER_HEADERS_MAX;
             for (size_t h = 0; h < nh; h++)
                 hdr[i][h] = (sendgrid_subst_t){msgs[i].headers[h].name, msgs[i].headers[h].value};
             to[i] = (sendgrid_recipient_t){msgs[i].to, msgs[i].message_uuid, NULL, 0, hdr[i], nh};
         }
-        sendgrid_mail_t m = {.from = msgs[0].from, .from_name = msgs[0].from_name,
-                             .subject = msgs[0].subject, .text = msgs[0].text,
-                             .html = msgs[0].html, .to = to, .nto = n};
+        sendgrid_mail_t m = {.from = msgs[0].from,
+                             .from_name = msgs[0].from_name,
+                             .subject = msgs[0].subject,
+                             .text = msgs[0].text,
+                             .html = msgs[0].html,
+                             .to = to,
+                             .nto = n};
         sendgrid_config_t cfg = {sp->api_base, sp->api_key, sp->timeout_seconds};
         sendgrid_send(sp->client, &cfg, &m, &res);
     } else {

@@ -361,17 +361,22 @@ static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t
         const provider_email_t *e = &msgs[i];
         provider_email_result_t *r = &results[i];
         memset(r, 0, sizeof(*r));
-        smtp_message_t m = {.from_name = e->from_name, .from = e->from, .to = e->to,
-                            .subject = e->subject, .text = e->text, .html = e->html,
-                            .headers = e->headers, .nheaders = e->nheaders};
+        smtp_message_t m = {.from_name = e->from_name,
+                            .from = e->from,
+                            .to = e->to,
+                            .subject = e->subject,
+                            .text = e->text,
+                            .html = e->html,
+                            .headers = e->headers,
+                            .nheaders = e->nheaders};
         bool formatted = false;
         long code = 0;
         if (!sp->curl)
             sp->curl = curl_easy_init();
-        CURLcode rc = sp->curl ? deliver(sp->curl, sp->url, &m, sp->timeout_seconds,
-                                         r->provider_id, sizeof(r->provider_id), &formatted,
-                                         r->error, sizeof(r->error))
-                               : CURLE_OUT_OF_MEMORY;
+        CURLcode rc = sp->curl
+                          ? deliver(sp->curl, sp->url, &m, sp->timeout_seconds, r->provider_id,
+                                    sizeof(r->provider_id), &formatted, r->error, sizeof(r->error))
+                          : CURLE_OUT_OF_MEMORY;
         if (sp->curl)
             curl_easy_getinfo(sp->curl, CURLINFO_RESPONSE_CODE, &code);
         r->outcome = smtp_classify(rc, code, formatted || !sp->curl);

@@ -43,7 +43,7 @@ static double now_seconds(void)
 
 /* Waits until n more messages of the channel may leave this process at rate
  * per second (0: no limit). Returns false when the job must stop. */
-static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
+bool sending__pace(job_ctx_t *ctx, int channel, long rate, size_t n)
 {
     if (rate <= 0)
         return true;
@@ -326,7 +326,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     *claimed = 0;
     /* Wait for the rate before claiming, so that claimed messages spend as
      * little time as possible `sending` (what a crash turns into unknown). */
-    if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
+    if (!sending__pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
               (size_t)job_app(ctx)->cfg.send_batch_size))
         return JOB_RETRY;
     if (claim(ctx, run, b, &err) != DB_OK) {
@@ -452,9 +452,7 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         return JOB_RETRY;
     }
     if (strcmp(channel, "email") != 0) {
-        /* SMS: materialised and waiting; the SMS path sends them (providers work). */
-        job_set_error(ctx, "no SMS sender in this build: messages wait");
-        return JOB_DONE;
+        return sending__sms_run(ctx, id); /* src/sending/sms.c */
     }
     sending_run_t run = {.campaign_id = id};
     if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {

@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "db/db.h"
+#include "jobs/queue.h"
 #include "sending/provider.h"
 #include "sending/track.h"
 
@@ -52,5 +53,13 @@ void sending__campaign_free(sending_campaign_t *c);
 /* The sender address and display name of a campaign (see EMAIL_FROM). */
 void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
                      const char **name);
+
+/* Waits until n more messages of the channel (0 e-mail, 1 SMS) may leave
+ * this process at rate per second (0: no limit). False when the job must
+ * stop. */
+CD_MUSTCHECK bool sending__pace(job_ctx_t *ctx, int channel, long rate, size_t n);
+/* The SMS side of a send.worker job (src/sending/sms.c): claims, renders
+ * and hands over the campaign's due SMS until none is left. */
+job_result_t sending__sms_run(job_ctx_t *ctx, const char *campaign_id);
 
 #endif

@@ -7,14 +7,14 @@
 // taking precedence over TWILIO_AUTH_TOKEN.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, freePort, signUpUser, sql, lit, request, client, noError } from './helpers.js';
-import { postTwilioWebhook, twilioSignature } from './fake-twilio.js';
+import { startServer, freePort, signUpUser, sql, lit, request, client, noError, sleep } from './helpers.js';
+import { postTwilioWebhook, twilioSignature, startFakeTwilio } from './fake-twilio.js';
 import { makeEventKey, postEvents, signEvents } from './fake-sendgrid.js';
 
 const TOKEN = 'twilio-test-token-0123456789abcdef';
 const SID = 'AC' + '0'.repeat(32);
 const key = makeEventKey();
-let server, base, campaignSms, campaignMail;
+let server, base, campaignSms, campaignMail, owner, twilio;
 
 // The first line of a psql answer (an INSERT ... RETURNING also prints its tag).
 const one = async (q) => (await sql(server, q)).split('\n')[0];
@@ -22,6 +22,7 @@ const smsRow = async (id) =>
   (await sql(server, `select status || '|' || coalesce(message_sid, '') from public.sms_messages where id = ${lit(id)}`)).split('|');
 
 before(async () => {
+  twilio = await startFakeTwilio({ accountSid: SID, authToken: TOKEN });
   const port = String(await freePort());
   base = `http://127.0.0.1:${port}`;
   server = await startServer({
@@ -31,13 +32,19 @@ before(async () => {
     TWILIO_AUTH_TOKEN: TOKEN,
     SENDGRID_WEBHOOK_PUBLIC_KEY: key.publicKey,
     SMS_HELP_TEXT: 'Acme: reply STOP to stop.',
+    TWILIO_API_BASE: twilio.url,
+    TWILIO_FROM: '+15550009999',
+    SMS_RATE_PER_SECOND: '0',
+    JOB_POLL_INTERVAL: '1',
+    SEND_RETRY_SECONDS: '1',
   });
-  const owner = await signUpUser(server);
+  owner = await signUpUser(server);
   campaignSms = await one(`insert into public.campaigns (user_id, name, type) values (${lit(owner.user.id)}, 'sms', 'sms') returning id`);
   campaignMail = await one(`insert into public.campaigns (user_id, name, type) values (${lit(owner.user.id)}, 'mail', 'email') returning id`);
 });
 after(async () => {
   await server?.stop();
+  await twilio?.stop();
 });
 
 async function newSms(recipient, status = 'sending') {
@@ -243,5 +250,66 @@ describe('settings', () => {
     } finally {
       noError((await service.rpc('set_app_secret', { name: 'twilio_auth_token', value: '' })).error, 'clear');
     }
+  });
+});
+
+// An Etc/GMT zone where it is now about `hour` o'clock (Etc/GMT-5 is UTC+5).
+function zoneAt(hour) {
+  let off = hour - new Date().getUTCHours();
+  if (off > 14) off -= 24;
+  if (off < -12) off += 24;
+  return off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
+}
+
+async function eventually(fn, what, ms = 60000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
+    await sleep(250);
+  }
+}
+
+describe('an SMS campaign through Twilio', () => {
+  it('sends in the recipients\' waking hours with the STOP footer on the first message, then follows the callbacks', async () => {
+    const day = zoneAt(13), night = zoneAt(3);
+    await sql(server, `update public.app_settings set timezone = ${lit(day)}`);
+    const phones = { ann: '+15550200001', bob: '+15550200002', cid: '+15550200003' };
+    for (const [name, phone, tz] of [['Ann', phones.ann, null], ['Bob', phones.bob, night], ['Cid', phones.cid, day]]) {
+      await sql(server, `insert into public.contacts (user_id, phone, first_name, attributes)
+                         values (${lit(owner.user.id)}, ${lit(phone)}, ${lit(name)}, ${lit(JSON.stringify(tz ? { timezone: tz } : {}))}::jsonb)`);
+      await sql(server, `insert into public.sms_consent (phone_number, consent_given, consent_source) values (${lit(phone)}, true, 'web_form')`);
+    }
+    const send = async (content) => {
+      const id = await one(`insert into public.campaigns (user_id, name, type, content) values (${lit(owner.user.id)}, 'sms-${Date.now()}', 'sms', ${lit(content)}) returning id`);
+      const r = await request(`${server.url}/api/campaigns/${id}/send`, {
+        method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
+      assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+      return id;
+    };
+    const first = await send('Hi {{first_name | "there"}} & co');
+    await eventually(() => twilio.messages.length >= 2, 'two SMS at Twilio');
+    await twilio.callbacksDone();
+    const byTo = Object.fromEntries(twilio.messages.map((m) => [m.params.To, m.params]));
+    assert.equal(byTo[phones.ann].Body, 'Hi Ann & co\nReply STOP to opt out', 'raw values, the footer on a first message');
+    assert.equal(byTo[phones.ann].From, '+15550009999');
+    assert.match(byTo[phones.ann].StatusCallback, new RegExp(`^${base}/webhooks/twilio/status\\?m=[0-9a-f-]{36}$`));
+    assert.equal(byTo[phones.bob], undefined, 'Bob is in his night: his message waits');
+    const rows = async (cid) => sql(server, `select recipient || ':' || status || ':' || segments || ':' || coalesce(message_sid, '-')
+                                             from public.sms_messages where campaign_id = ${lit(cid)} order by recipient`);
+    await eventually(async () => (await rows(first)).split('\n').filter((l) => l.includes(':delivered:')).length === 2,
+      'the signed callbacks to deliver both');
+    const bob = await sql(server, `select status || ' ' || (next_attempt_at > now() + interval '3 hours')
+                                   from public.sms_messages where campaign_id = ${lit(first)} and recipient = ${lit(phones.bob)}`);
+    assert.equal(bob, 'queued true', 'Bob\'s message waits for 08:00 in his time zone');
+    assert.equal(await sql(server, `select status from public.campaigns where id = ${lit(first)}`), 'sending');
+
+    // a second campaign: numbers that already got a message get no footer
+    const n = twilio.messages.length;
+    await send('Second for {{first_name}}');
+    await eventually(() => twilio.messages.length >= n + 2, 'the second campaign at Twilio');
+    const again = twilio.messages.slice(n).find((m) => m.params.To === phones.ann);
+    assert.equal(again.params.Body, 'Second for Ann');
   });
 });
