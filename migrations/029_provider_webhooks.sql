@@ -548,7 +548,7 @@ begin
         perform jobs.enqueue('send.worker',
             pg_catalog.jsonb_build_object('campaign_id', p_campaign, 'channel', 'sms'),
             greatest(v_next, pg_catalog.now()),
-            'send.retry:' || p_campaign || ':' || pg_catalog.extract(epoch from v_next)::bigint,
+            'send.retry:' || p_campaign || ':' || pg_catalog.date_part('epoch', v_next)::bigint,
             100, '5 seconds');
     end if;
     return v_status;
