@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, freePort, signUpUser, sql, lit, request, client, noError, sleep } from './helpers.js';
 import { postTwilioWebhook, twilioSignature, startFakeTwilio } from './fake-twilio.js';
-import { makeEventKey, postEvents, signEvents } from './fake-sendgrid.js';
+import { makeEventKey, postEvents, signEvents, startFakeSendGrid } from './fake-sendgrid.js';
 
 const TOKEN = 'twilio-test-token-0123456789abcdef';
 const SID = 'AC' + '0'.repeat(32);
@@ -311,5 +311,55 @@ describe('an SMS campaign through Twilio', () => {
     await eventually(() => twilio.messages.length >= n + 2, 'the second campaign at Twilio');
     const again = twilio.messages.slice(n).find((m) => m.params.To === phones.ann);
     assert.equal(again.params.Body, 'Second for Ann');
+  });
+});
+
+describe('an e-mail campaign through SendGrid', () => {
+  let sg, mailServer, user;
+  before(async () => {
+    sg = await startFakeSendGrid({ apiKey: 'SG.test-key' });
+    const port = String(await freePort());
+    mailServer = await startServer({
+      PORT: port,
+      API_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+      EMAIL_PROVIDER: 'sendgrid',
+      SENDGRID_API_KEY: 'SG.test-key',
+      SENDGRID_API_BASE: sg.url,
+      SENDGRID_WEBHOOK_PUBLIC_KEY: key.publicKey,
+      EMAIL_FROM: 'news@example.org',
+      EMAIL_RATE_PER_SECOND: '0',
+      JOB_POLL_INTERVAL: '1',
+    });
+    user = await signUpUser(mailServer);
+  });
+  after(async () => {
+    await mailServer?.stop();
+    await sg?.stop();
+  });
+
+  it('hands the messages to Mail Send with our ids in custom_args, then applies the signed events', async () => {
+    const q = async (t) => (await sql(mailServer, t)).split('\n')[0];
+    await sql(mailServer, `update public.app_settings set postal_address = '1 Main St, Springfield'`);
+    for (const [email, name] of [['dee@example.test', 'Dee'], ['eve@example.test', 'Eve']])
+      await sql(mailServer, `insert into public.contacts (user_id, email, first_name) values (${lit(user.user.id)}, ${lit(email)}, ${lit(name)})`);
+    const id = await q(`insert into public.campaigns (user_id, name, type, subject, content)
+                        values (${lit(user.user.id)}, 'sg', 'email', 'Hello {{first_name}}', '<p>Hi {{first_name}}</p>') returning id`);
+    const r = await request(`${mailServer.url}/api/campaigns/${id}/send`, {
+      method: 'POST', headers: { apikey: mailServer.anonKey, Authorization: `Bearer ${user.session.access_token}` } });
+    assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+    await eventually(() => sg.requests.reduce((n, x) => n + x.body.personalizations.length, 0) >= 2, 'two personalizations at SendGrid');
+    const ps = sg.requests.flatMap((x) => x.body.personalizations.map((p) => ({ p, body: x.body })));
+    const dee = ps.find((x) => x.p.to[0].email === 'dee@example.test');
+    assert.equal(dee.body.subject, 'Hello Dee');
+    assert.equal(dee.body.from.email, 'news@example.org');
+    assert.equal(dee.body.content[0].type, 'text/plain');
+    assert.match(dee.p.headers['List-Unsubscribe'], /^<http:\/\/127\.0\.0\.1:\d+\/u\/.+>$/);
+    const msg = dee.p.custom_args.campaignd_message_id;
+    assert.equal(await q(`select recipient from public.email_messages where id = ${lit(msg)}`), 'dee@example.test');
+    await eventually(async () => (await q(`select status from public.email_messages where id = ${lit(msg)}`)) === 'sent', 'Dee sent');
+    const ev = await postEvents(`${mailServer.url}/webhooks/sendgrid/events`, key.privateKey, [
+      { email: 'dee@example.test', timestamp: Math.floor(Date.now() / 1000), event: 'delivered', sg_event_id: 'sg-e2e-1', campaignd_message_id: msg }]);
+    assert.equal(ev.status, 200, ev.text);
+    assert.equal(await q(`select status from public.email_messages where id = ${lit(msg)}`), 'delivered');
   });
 });
