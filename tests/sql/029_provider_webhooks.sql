@@ -6,7 +6,7 @@
 -- sg_event_id, opens and clicks once, hard bounces and spam reports
 -- suppressing the address, events for another recipient ignored.
 BEGIN;
-SELECT plan(51);
+SELECT plan(58);
 
 -- ---------------------------------------------------------------------------
 -- Privileges
@@ -197,6 +197,39 @@ SELECT is((SELECT status FROM public.email_messages WHERE id = 'b0000000-0000-00
 SELECT is((SELECT email_message_id FROM public.sendgrid_events WHERE sg_event_id = 'e9'), NULL,
           'the event is recorded without a message');
 
+-- ---------------------------------------------------------------------------
+-- Quiet hours of the SMS path
+-- ---------------------------------------------------------------------------
 SELECT tests.clear_authentication();
+-- zones where it is now 13:xx and 03:xx
+SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                       FROM generate_series(-12, 14) o) x
+        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz,
+       (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                       FROM generate_series(-12, 14) o) x
+        WHERE extract(hour FROM now() AT TIME ZONE n) = 3 LIMIT 1) AS night_tz \gset
+INSERT INTO public.contacts (id, user_id, phone, attributes) VALUES
+    ('d0000000-0000-0000-0000-000000000001', :'alice', '+15550000101', jsonb_build_object('timezone', :'day_tz')),
+    ('d0000000-0000-0000-0000-000000000002', :'alice', '+15550000102', jsonb_build_object('timezone', :'night_tz')),
+    ('d0000000-0000-0000-0000-000000000003', :'alice', '+15550000103', '{"timezone": "Not/AZone"}'),
+    ('d0000000-0000-0000-0000-000000000004', :'alice', '+15550000104', '{}');
+UPDATE public.app_settings SET timezone = :'day_tz';
+SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000001'), NULL, 'at 13:00 in the contact''s zone an SMS goes now');
+SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000002'),
+          ((now() AT TIME ZONE :'night_tz')::date + time '08:00') AT TIME ZONE :'night_tz',
+          'at 03:00 in the contact''s zone it waits for 08:00 there');
+SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000003'), NULL,
+          'a time zone PostgreSQL does not know falls back to the application''s (13:00 now)');
+SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000004'), NULL, 'no zone: the application''s');
+UPDATE public.app_settings SET timezone = :'night_tz';
+SELECT ok(sending.sms_window_opens('d0000000-0000-0000-0000-000000000004') > now(),
+          'no zone, the application at 03:00: it waits');
+SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000001'), NULL,
+          'the contact''s own zone wins over the application''s');
+SELECT ok(NOT has_function_privilege('authenticated', 'sending.claim_sms(uuid, integer, integer)', 'EXECUTE')
+          AND NOT has_function_privilege('authenticated', 'sending.settle_sms(uuid, jsonb, integer, integer)', 'EXECUTE')
+          AND has_function_privilege('service_role', 'sending.claim_sms(uuid, integer, integer)', 'EXECUTE'),
+          'only the server claims and settles SMS');
+
 SELECT * FROM finish();
 ROLLBACK;
