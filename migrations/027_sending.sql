@@ -629,6 +629,9 @@ begin
         update public.campaigns c set status = 'sent', send_finished_at = pg_catalog.now()
         where c.id = p_campaign;
         finish_if_done.status := 'sent';
+        -- its counts reach analytics_data now, not at the next periodic roll-up
+        perform jobs.enqueue('send.rollup', '{}'::jsonb, pg_catalog.now(), 'send.rollup', 3,
+                             '30 seconds');
     end if;
 end
 $$;

@@ -120,12 +120,13 @@ declare
 begin
     with em as (
         select c.user_id, c.id as campaign_id,
-               (coalesce(m.sent_at, m.created_at) at time zone v_tz)::date as day, m.*
+               (coalesce(m.sent_at, m.created_at) at time zone v_tz)::date as day,
+               m.status, m.opened_at, m.clicked_at, m.unsubscribed_at
         from public.email_messages m join public.campaigns c on c.id = m.campaign_id
         where (coalesce(m.sent_at, m.created_at) at time zone v_tz)::date >= p_since),
     sm as (
         select c.user_id, c.id as campaign_id,
-               (coalesce(s.sent_at, s.created_at) at time zone v_tz)::date as day, s.*
+               (coalesce(s.sent_at, s.created_at) at time zone v_tz)::date as day, s.status, s.cost
         from public.sms_messages s join public.campaigns c on c.id = s.campaign_id
         where (coalesce(s.sent_at, s.created_at) at time zone v_tz)::date >= p_since),
     counts as (

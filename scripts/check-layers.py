@@ -28,6 +28,7 @@ RANK = {
     'rest': 4, 'storage': 4, 'realtime': 4, 'web': 4,
     'importer': 5, 'messaging': 5,  # domain engines over storage and the queue
     'api': 6,
+    'sending': 6.5,  # the send engine: its /api routes use api's request helpers
     'server_routes': 7,
     'main': 8,
 }

@@ -126,8 +126,8 @@ static int cmd_serve(app_t *app)
     const http_route_t *routes = server_routes(&nroutes);
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
-    if (!jobs_retention_register(app) || !importer_register_jobs() ||
-        !sending_register_jobs(app) || !jobs_start(app, &jobs))
+    if (!jobs_retention_register(app) || !importer_register_jobs() || !sending_register_jobs(app) ||
+        !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)

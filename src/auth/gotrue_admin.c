@@ -137,16 +137,48 @@ static bool bcrypt_hash_shape(const char *h)
     return cost >= 4 && cost <= 15;
 }
 
+/* An admin's create or update request, from the check of the caller to the
+ * reply: the body and its metadata objects as JSON text (NULL when absent or
+ * not an object). */
+typedef struct admin_write {
+    auth_caller_t caller;
+    json_t *body;
+    char *umeta, *ameta;
+} admin_write_t;
+
+/* Checks that the caller is an admin and reads the body; false when the reply
+ * has been sent (and nothing is left to free). */
+static bool admin_write_begin(http_request_t *req, admin_write_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (!require_admin(req, &w->caller))
+        return false;
+    w->body = auth__read_body(req);
+    if (!w->body) {
+        auth_caller_free(&w->caller);
+        return false;
+    }
+    w->umeta = auth__object_text(json_object_get(w->body, "user_metadata"));
+    w->ameta = auth__object_text(json_object_get(w->body, "app_metadata"));
+    return true;
+}
+
+static void admin_write_end(admin_write_t *w)
+{
+    free(w->umeta);
+    free(w->ameta);
+    json_decref(w->body);
+    if (w->caller.claims)
+        auth_caller_free(&w->caller);
+}
+
 void auth__handle_admin_create(http_request_t *req)
 {
-    auth_caller_t caller;
-    if (!require_admin(req, &caller))
+    admin_write_t w;
+    if (!admin_write_begin(req, &w))
         return;
-    json_t *body = auth__read_body(req);
-    char *umeta = NULL, *ameta = NULL;
+    json_t *body = w.body;
     char hash[PASSWORD_HASH_BYTES] = "", uid[CD_UUID_LEN + 1];
-    if (!body)
-        goto done;
     const char *email = auth__jstr(body, "email");
     const char *password = auth__jstr(body, "password");
     const char *password_hash_in = auth__jstr(body, "password_hash");
@@ -171,24 +203,20 @@ void auth__handle_admin_create(http_request_t *req)
         if (!auth__check_password(req, password) || !auth__hash_password(req, password, hash))
             goto done;
     }
-    json_t *um = json_object_get(body, "user_metadata");
-    json_t *am = json_object_get(body, "app_metadata");
-    umeta = auth__object_text(um);
-    ameta = auth__object_text(am);
     if (id)
         snprintf(uid, sizeof(uid), "%s", id);
     else if (!cd_random_uuid(uid))
         goto done;
     bool confirm = json_is_true(json_object_get(body, "email_confirm"));
-    const char *actor_email = json_string_value(json_object_get(caller.claims, "email"));
+    const char *actor_email = json_string_value(json_object_get(w.caller.claims, "email"));
     const char *p[10] = {email,
                          *hash ? hash : NULL,
                          role ? role : "user",
-                         umeta ? umeta : "{}",
-                         ameta ? ameta : "{}",
+                         w.umeta ? w.umeta : "{}",
+                         w.ameta ? w.ameta : "{}",
                          confirm ? "true" : "false",
                          uid,
-                         caller.user_id[0] ? caller.user_id : NULL,
+                         w.caller.user_id[0] ? w.caller.user_id : NULL,
                          actor_email,
                          req->client_ip};
     const char *p_audit[6] = {p[7], actor_email, req->client_ip, uid, email, p[2]};
@@ -202,16 +230,12 @@ void auth__handle_admin_create(http_request_t *req)
          6, p_audit},
     };
     PGresult *res[2] = {0};
-    if (auth__run(req, caller.headers_json, false, stmts, 2, res, &AUTH_UNIQUE_EMAIL))
+    if (auth__run(req, w.caller.headers_json, false, stmts, 2, res, &AUTH_UNIQUE_EMAIL))
         http_reply(req, 200, NULL, PQgetvalue(res[0], 0, 0), (size_t)PQgetlength(res[0], 0, 0));
     PQclear(res[0]);
     PQclear(res[1]);
 done:
-    free(umeta);
-    free(ameta);
-    json_decref(body);
-    if (caller.claims)
-        auth_caller_free(&caller);
+    admin_write_end(&w);
 }
 
 void auth__handle_admin_get(http_request_t *req)
@@ -269,15 +293,12 @@ static bool parse_ban_duration(const char *s, long *secs)
 
 void auth__handle_admin_update(http_request_t *req)
 {
-    auth_caller_t caller;
-    if (!require_admin(req, &caller))
+    admin_write_t w;
+    if (!admin_write_begin(req, &w))
         return;
-    json_t *body = auth__read_body(req);
-    char *umeta = NULL, *ameta = NULL;
+    json_t *body = w.body;
     char hash[PASSWORD_HASH_BYTES] = "", ban[24] = "";
     const char *id = req->params[0];
-    if (!body)
-        goto done;
     if (!cd_is_uuid(id)) {
         auth__error(req, 404, "user_not_found", "User not found");
         goto done;
@@ -304,26 +325,24 @@ void auth__handle_admin_update(http_request_t *req)
             goto done;
     }
     /* the keys a caller may not set are dropped in SQL (auth.admin_update_user) */
-    umeta = auth__object_text(json_object_get(body, "user_metadata"));
-    ameta = auth__object_text(json_object_get(body, "app_metadata"));
     bool confirm = json_is_true(json_object_get(body, "email_confirm"));
-    const char *actor = caller.user_id[0] ? caller.user_id : NULL;
+    const char *actor = w.caller.user_id[0] ? w.caller.user_id : NULL;
     const char *p[10] = {id,
                          email,
                          *hash ? hash : NULL,
-                         umeta,
-                         ameta,
+                         w.umeta,
+                         w.ameta,
                          *ban ? ban : NULL,
                          confirm ? "true" : NULL,
                          actor,
-                         json_string_value(json_object_get(caller.claims, "email")),
+                         json_string_value(json_object_get(w.caller.claims, "email")),
                          req->client_ip};
     db_stmt_t stmt = {"select user_text, role_before, role_after from auth.admin_update_user("
                       "$1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::boolean, $8::uuid, "
                       "$9, $10)",
                       10, p};
     PGresult *r = NULL;
-    if (!auth__run(req, caller.headers_json, false, &stmt, 1, &r, &AUTH_UNIQUE_EMAIL))
+    if (!auth__run(req, w.caller.headers_json, false, &stmt, 1, &r, &AUTH_UNIQUE_EMAIL))
         goto done;
     if (PQntuples(r) != 1) {
         auth__error(req, 404, "user_not_found", "User not found");
@@ -336,11 +355,7 @@ void auth__handle_admin_update(http_request_t *req)
     }
     PQclear(r);
 done:
-    free(umeta);
-    free(ameta);
-    json_decref(body);
-    if (caller.claims)
-        auth_caller_free(&caller);
+    admin_write_end(&w);
 }
 
 void auth__handle_admin_delete(http_request_t *req)

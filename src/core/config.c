@@ -189,7 +189,8 @@ const config_entry_t config_table[] = {
     {"EMAIL_FROM", CONFIG_STR, F(email_from), "", 0, 0, false, "sending",
      "Sender address of campaign e-mail when the campaign names none (empty: SMTP_ADMIN_EMAIL)."},
     {"EMAIL_RATE_PER_SECOND", CONFIG_INT, F(email_rate_per_second), "50", 0, 100000, false,
-     "sending", "Most campaign e-mails this process hands to the provider per second (0: no limit)."},
+     "sending",
+     "Most campaign e-mails this process hands to the provider per second (0: no limit)."},
     {"SMS_RATE_PER_SECOND", CONFIG_INT, F(sms_rate_per_second), "10", 0, 100000, false, "sending",
      "Most campaign SMS this process hands to the provider per second (0: no limit)."},
     {"SEND_WORKERS", CONFIG_INT, F(send_workers), "2", 1, 64, false, "sending",
@@ -207,6 +208,9 @@ const config_entry_t config_table[] = {
      "an hour)."},
     {"SEND_SCHEDULER_INTERVAL", CONFIG_INT, F(send_scheduler_interval), "30", 1, 3600, false,
      "sending", "Seconds between checks for scheduled campaigns whose date has come."},
+    {"SEND_ROLLUP_INTERVAL", CONFIG_INT, F(send_rollup_interval), "300", 0, 86400, false, "sending",
+     "Seconds between roll-ups of delivery counts (yesterday and today) into analytics_data "
+     "(0 disables it; a campaign that finishes is rolled up at once)."},
     /* providers (issue 12): SendGrid and Twilio */
     {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
      "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},

@@ -97,6 +97,7 @@ typedef struct config {
     long send_max_attempts;
     long send_retry_seconds;
     long send_scheduler_interval;
+    long send_rollup_interval;
     /* providers (issue 12) */
     char *sendgrid_api_key;
     char *sendgrid_api_base;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -177,12 +178,20 @@ static bool pg_user_can_reach(const char *dir)
     return false;
 }
 
+/* The path of a PostgreSQL program and of the log its output goes to
+ * (<data dir>/<tool>.log). */
+static void tool_paths(const pgembed_t *pg, const char *tool, char *exe, size_t exelen, char *logp,
+                       size_t loglen)
+{
+    snprintf(exe, exelen, "%s/%s", pg->bindir, tool);
+    snprintf(logp, loglen, "%s/%s.log", pg->data_dir, tool);
+}
+
 static bool run_initdb(pgembed_t *pg)
 {
     log_info("creating the embedded PostgreSQL cluster in %s (first run)", pg->pgdata);
     char initdb[600], logp[1200];
-    snprintf(initdb, sizeof(initdb), "%s/initdb", pg->bindir);
-    snprintf(logp, sizeof(logp), "%s/initdb.log", pg->data_dir);
+    tool_paths(pg, "initdb", initdb, sizeof(initdb), logp, sizeof(logp));
     char *argv[] = {initdb,
                     "-D",
                     pg->pgdata,
@@ -313,8 +322,7 @@ static bool start_postmaster(pgembed_t *pg)
     }
 
     char postgres[600], logp[1200], sockopt[1200];
-    snprintf(postgres, sizeof(postgres), "%s/postgres", pg->bindir);
-    snprintf(logp, sizeof(logp), "%s/postgres.log", pg->data_dir);
+    tool_paths(pg, "postgres", postgres, sizeof(postgres), logp, sizeof(logp));
     snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", pg->sockdir);
     char *argv[] = {postgres,
                     "-D",
@@ -394,9 +402,27 @@ static bool prepare_dirs(pgembed_t *pg, const char *data_dir)
     return true;
 }
 
+/* Opens data_dir/<name> for flock(2), close-on-exec (the postmaster must not
+ * inherit it); -1 after logging. */
+static int open_lock(const pgembed_t *pg, const char *name)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", pg->data_dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        log_error("cannot open %s: %s", path, strerror(errno));
+    return fd;
+}
+
 bool pgembed_start(pgembed_t *pg, const char *data_dir)
 {
+    pg->users_fd = -1;
+    pg->sup_fd = -1;
     if (!prepare_dirs(pg, data_dir))
+        return false;
+    /* Shared while we use the cluster; waits while a last user stops it. */
+    pg->users_fd = open_lock(pg, "campaignd.lock");
+    if (pg->users_fd < 0 || flock(pg->users_fd, LOCK_SH) != 0)
         return false;
 
     char version_file[1200];
@@ -532,11 +558,34 @@ static bool restart(pgembed_t *pg)
     }
 }
 
+/* Whether this process is the one that supervises the cluster: the first
+ * serve to take data_dir/supervisor.lock, or the one that takes it over when
+ * that one stops. On taking over, follow the postmaster that runs now. */
+static bool sup_is_mine(pgembed_t *pg, bool *mine)
+{
+    if (*mine)
+        return true;
+    if (flock(pg->sup_fd, LOCK_EX | LOCK_NB) != 0)
+        return false;
+    *mine = true;
+    pid_t now = read_pidfile(pg);
+    if (now > 0 && now != pg->pid) {
+        log_info(
+            "supervising the embedded PostgreSQL (pid %d) after the campaignd that did stopped",
+            (int)now);
+        pg->pid = now;
+    }
+    return true;
+}
+
 static void *supervise(void *arg)
 {
     pgembed_t *pg = arg;
+    bool mine = false;
     bool stopped = false; /* stopped on purpose: wait for someone to start it */
     while (sup_sleep(500)) {
+        if (!sup_is_mine(pg, &mine))
+            continue;
         if (stopped) {
             pid_t other = read_pidfile(pg);
             if (other > 0 && pid_is_our_postmaster(pg, other)) {
@@ -571,6 +620,9 @@ bool pgembed_supervise(pgembed_t *pg)
 {
     if (sup.running || !pg->owned || pg->pid <= 0)
         return true;
+    pg->sup_fd = open_lock(pg, "supervisor.lock");
+    if (pg->sup_fd < 0)
+        return false;
     sup.pg = pg;
     sup.stop = false;
     atomic_store(&supervisor_stopping, false);
@@ -594,13 +646,35 @@ static void supervise_stop(void)
     pthread_join(sup.thread, NULL);
     sup.running = false;
     atomic_store(&supervisor_stopping, false);
+    if (sup.pg && sup.pg->sup_fd >= 0) {
+        close(sup.pg->sup_fd); /* another serve takes over supervision */
+        sup.pg->sup_fd = -1;
+    }
+}
+
+/* Releases this process's share of the cluster. */
+static void users_release(pgembed_t *pg)
+{
+    if (pg->users_fd >= 0)
+        close(pg->users_fd);
+    pg->users_fd = -1;
 }
 
 void pgembed_stop(pgembed_t *pg)
 {
     supervise_stop();
-    if (!pg->owned || pg->pid <= 0)
+    if (!pg->owned || pg->pid <= 0) {
+        users_release(pg);
         return;
+    }
+    /* Only the last process using the cluster stops it; the exclusive lock,
+     * held until the postmaster is gone, makes a process starting meanwhile
+     * wait and then start a new one. */
+    if (pg->users_fd >= 0 && flock(pg->users_fd, LOCK_EX | LOCK_NB) != 0) {
+        log_info("leaving the embedded PostgreSQL running: another campaignd process uses it");
+        users_release(pg);
+        return;
+    }
     /* Someone may have restarted the cluster under us (pg_ctl): stop the
      * postmaster that runs it now. */
     pid_t current = read_pidfile(pg);
@@ -614,6 +688,7 @@ void pgembed_stop(pgembed_t *pg)
         if (r == pg->pid || (r < 0 && kill(pg->pid, 0) != 0)) {
             log_info("embedded PostgreSQL stopped");
             pg->pid = 0;
+            users_release(pg);
             return;
         }
         usleep(100000);
@@ -622,4 +697,5 @@ void pgembed_stop(pgembed_t *pg)
     kill(pg->pid, SIGQUIT);
     waitpid(pg->pid, NULL, 0);
     pg->pid = 0;
+    users_release(pg);
 }

@@ -21,6 +21,8 @@ typedef struct pgembed {
     char bindir[512];    /* where initdb and postgres live */
     pid_t pid;           /* the postmaster's pid */
     bool owned;          /* true: pgembed_stop stops it (we started it, or adopted it to own) */
+    int users_fd;        /* data_dir/campaignd.lock, held shared while this process uses it */
+    int sup_fd;          /* data_dir/supervisor.lock, held exclusive by the supervising process */
 } pgembed_t;
 
 /* Makes sure the cluster exists and a postmaster is running on it: adopts one
@@ -40,8 +42,13 @@ void pgembed_url(const pgembed_t *pg, char *out, size_t outlen);
  * with Retry-After meanwhile. Does nothing for a cluster not owned. pgembed_stop stops the
  * supervisor first. */
 CD_MUSTCHECK bool pgembed_supervise(pgembed_t *pg);
-/* Stops the supervisor, then the postmaster if owned (fast shutdown), and
- * waits for it to exit. */
+/* Stops the supervisor, then the postmaster if owned (fast shutdown) and no
+ * other campaignd process uses the cluster, and waits for it to exit. Every
+ * process that opened the cluster holds a shared lock on
+ * data_dir/campaignd.lock; the last one to stop is the one that may stop it.
+ * Of several `serve` processes on one data directory, one supervises at a
+ * time (an exclusive lock on data_dir/supervisor.lock); when it stops,
+ * another takes over within a second. */
 void pgembed_stop(pgembed_t *pg);
 
 #endif

@@ -500,6 +500,16 @@ static size_t header_count(struct MHD_Connection *c)
 
 /* Checks done once the head is in, before any body is read. Returns false
  * after queueing an error. A streaming route enforces its own body limit. */
+/* Whether the path of a raw request target (before any '?') holds %00. */
+static bool path_has_encoded_nul(const char *raw)
+{
+    for (const char *p = raw ? raw : ""; *p && *p != '?'; p++) {
+        if (p[0] == '%' && p[1] == '0' && p[2] == '0')
+            return true;
+    }
+    return false;
+}
+
 static bool check_head(struct http_server *s, http_request_t *req, bool streaming)
 {
     if (header_count(req->conn) > s->opts.max_header_count) {
@@ -515,6 +525,13 @@ static bool check_head(struct http_server *s, http_request_t *req, bool streamin
     if (f.head_bytes + strlen(req->raw_uri ? req->raw_uri : "") > s->opts.max_header_bytes) {
         http_reply_error(req, 431, "headers_too_large", "The request head is too large.",
                          "The limit is MAX_HEADER_BYTES.");
+        return false;
+    }
+    if (path_has_encoded_nul(req->raw_uri)) {
+        /* MHD decodes the path into a C string, so "/a%00b" would reach the
+         * routes as "/a": refuse it rather than route a shortened path. */
+        http_reply_error(req, 400, "bad_path", "The path contains an encoded NUL byte (%00).",
+                         NULL);
         return false;
     }
     if (f.bad_name || f.content_length > 1 || f.transfer_encoding > 1) {

@@ -690,6 +690,17 @@ static bool finish(run_t *r, load_t *ld)
         if (mer)
             json_object_set_new(reasons, "duplicate", json_integer(mer));
         json_object_set_new(m, "destination", json_string("contacts"));
+        /* what the mapped consent columns recorded (migration 037) */
+        json_t *consent = json_object();
+        const char *channels[] = {"email", "sms"};
+        for (size_t i = 0; consent && i < 2; i++) {
+            json_t *c = json_object_get(result, channels[i]);
+            if (json_is_object(c))
+                json_object_set(consent, channels[i], c);
+        }
+        if (consent && json_object_size(consent))
+            json_object_set(m, "consent", consent);
+        json_decref(consent);
     }
     json_decref(result);
     json_object_set_new(json_object_get(m, "progress"), "imported", json_integer(r->imported));
@@ -817,6 +828,23 @@ static void end_run(run_t *r, const char *status)
     free(mtxt);
 }
 
+/* Marks the run as waiting again (phase "queued", with a note the dashboard
+ * shows): public.import_begin_run() then gives the retry this same row. */
+static void requeue_run(run_t *r)
+{
+    const char *p[1] = {r->log_id};
+    PGresult *res = NULL;
+    db_error_t err;
+    if (db_run1(r->c, &SERVICE,
+                "update public.sync_logs set metadata = metadata || jsonb_build_object("
+                "'phase', 'queued', 'note', 'the server stopped during this sync; it starts again "
+                "from the beginning when the server is back') "
+                "where id = $1 and status = 'running'",
+                1, p, &res, &err) != DB_OK)
+        log_warn("import %s: cannot put the run back in the queue: %s", r->log_id, err.message);
+    PQclear(res);
+}
+
 static job_result_t run_sync(run_t *r)
 {
     load_t ld = {.dest = DEST_TABLE, .mode = "replace"};
@@ -864,8 +892,15 @@ out:
     copy_close(r); /* rolls back whatever did not commit */
     free(ld.staging);
     free(ld.table);
-    if (r->lost)
-        return JOB_RETRY; /* the next attempt closes this row as interrupted */
+    if (r->lost) {
+        /* A clean stop puts the row back in the queue, so the restart runs
+         * the same sync again (nothing of this run was kept); a lost lease
+         * (a kill -9 elsewhere, a stalled process) leaves it to the next
+         * attempt, which closes it as interrupted. */
+        if (job_stopping(r->ctx))
+            requeue_run(r);
+        return JOB_RETRY;
+    }
     if (r->cancelled) {
         end_run(r, "cancelled");
         return JOB_DONE;

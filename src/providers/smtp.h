@@ -13,7 +13,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
-#include "sending/provider.h"
+#include "providers/provider.h"
 
 /* Longest message smtp_format builds (headers and encoded body). */
 #define SMTP_MESSAGE_MAX (4 * 1024 * 1024)

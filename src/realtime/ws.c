@@ -65,6 +65,22 @@ size_t ws_conn_queued_cost(const ws_conn_t *ws)
            wslay_event_get_queued_msg_count(ws->ctx) * (size_t)WS_QUEUED_MSG_COST;
 }
 
+/* wslay's answer to the result r of one recv or send: a would-block sets
+ * WSLAY_ERR_WOULDBLOCK; any other error, and the end of the stream on a read,
+ * marks the connection dead. */
+static ssize_t io_outcome(ws_conn_t *ws, wslay_event_context_ptr ctx, ssize_t r, bool eof_is_dead)
+{
+    if (r > 0 || (r == 0 && !eof_is_dead))
+        return r;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    ws->dead = true;
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
@@ -92,21 +108,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     do
         r = recv(ws->fd, buf, len, 0);
     while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        } else {
-            ws->dead = true;
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        }
-        return -1;
-    }
-    if (r == 0) {
-        ws->dead = true;
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return r;
+    return io_outcome(ws, ctx, r, true);
 }
 
 /* Writes the gathered bytes and then data[0, len): returns how many bytes of data
@@ -177,16 +179,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     do
         r = send(ws->fd, data, len, MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0));
     while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        } else {
-            ws->dead = true;
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        }
-        return -1;
-    }
-    return r;
+    return io_outcome(ws, ctx, r, false);
 }
 
 static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,

@@ -108,8 +108,8 @@ static bool set_unsubscribe(const compose_input_t *in, compose_output_t *out, ch
         snprintf(err, errlen, "message id is not a UUID");
         return false;
     }
-    int n = snprintf(out->unsubscribe_url, sizeof(out->unsubscribe_url), "%s/u/%s", in->base_url,
-                     tok);
+    int n =
+        snprintf(out->unsubscribe_url, sizeof(out->unsubscribe_url), "%s/u/%s", in->base_url, tok);
     if (n < 0 || (size_t)n >= sizeof(out->unsubscribe_url)) {
         snprintf(err, errlen, "API_EXTERNAL_URL is too long");
         return false;

@@ -22,14 +22,14 @@
 #define COMPOSE_URL_MAX  512
 
 typedef struct compose_input {
-    const char *message_id;      /* email_messages.id (UUID) */
-    const char *subject_src;     /* template of the subject */
-    const char *body_src;        /* template of the body: HTML, or plain text */
-    const char *text_src;        /* template of the text part, or NULL: derived */
+    const char *message_id;  /* email_messages.id (UUID) */
+    const char *subject_src; /* template of the subject */
+    const char *body_src;    /* template of the body: HTML, or plain text */
+    const char *text_src;    /* template of the text part, or NULL: derived */
     const tpl_contact_t *contact;
-    const char *base_url;        /* API_EXTERNAL_URL, without a trailing '/' */
-    const unsigned char *key;    /* the tracking key (TRACK_KEY_LEN bytes) */
-    const char *postal_address;  /* the sender's postal address, never empty */
+    const char *base_url;       /* API_EXTERNAL_URL, without a trailing '/' */
+    const unsigned char *key;   /* the tracking key (TRACK_KEY_LEN bytes) */
+    const char *postal_address; /* the sender's postal address, never empty */
 } compose_input_t;
 
 /* What compose_email makes. Initialise with compose_init, free with

@@ -89,9 +89,8 @@ void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN])
 
 void sending__base_url(const app_t *app, char *out, size_t outlen)
 {
-    const char *b = app->cfg.api_external_url && *app->cfg.api_external_url
-                        ? app->cfg.api_external_url
-                        : "";
+    const char *b =
+        app->cfg.api_external_url && *app->cfg.api_external_url ? app->cfg.api_external_url : "";
     snprintf(out, outlen, "%s", b);
     size_t n = strlen(out);
     while (n > 0 && out[n - 1] == '/')
@@ -148,9 +147,9 @@ void sending__sender(const app_t *app, const sending_campaign_t *c, const char *
                      const char **name)
 {
     const config_t *cfg = &app->cfg;
-    *from = *c->str[SC_FROM_EMAIL]                     ? c->str[SC_FROM_EMAIL]
+    *from = *c->str[SC_FROM_EMAIL]                ? c->str[SC_FROM_EMAIL]
             : cfg->email_from && *cfg->email_from ? cfg->email_from
-                                                       : cfg->smtp_admin_email;
+                                                  : cfg->smtp_admin_email;
     *name = *c->str[SC_FROM_NAME] ? c->str[SC_FROM_NAME] : cfg->smtp_sender_name;
 }
 
@@ -224,10 +223,14 @@ static void compose_one(const sending_run_t *run, batch_t *b, size_t i)
 static const char *outcome_name(provider_outcome_t o)
 {
     switch (o) {
-    case PROVIDER_ACCEPTED: return "accepted";
-    case PROVIDER_TEMPFAIL: return "tempfail";
-    case PROVIDER_PERMFAIL: return "permfail";
-    default: return "unknown";
+    case PROVIDER_ACCEPTED:
+        return "accepted";
+    case PROVIDER_TEMPFAIL:
+        return "tempfail";
+    case PROVIDER_PERMFAIL:
+        return "permfail";
+    default:
+        return "unknown";
     }
 }
 
@@ -251,8 +254,8 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, d
         size_t k = b->n++;
         snprintf(b->ids[k], sizeof(b->ids[k]), "%s", PQgetvalue(r, i, 0));
         snprintf(b->to[k], sizeof(b->to[k]), "%s", PQgetvalue(r, i, 1));
-        b->contacts[k] = PQgetisnull(r, i, 2) ? json_object()
-                                              : json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        b->contacts[k] =
+            PQgetisnull(r, i, 2) ? json_object() : json_loads(PQgetvalue(r, i, 2), 0, NULL);
         b->composed[k] = false;
     }
     PQclear(r);
@@ -265,8 +268,8 @@ static db_status_t store_links(job_ctx_t *ctx, batch_t *b, db_error_t *err)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < b->n; i++)
         if (b->composed[i] && json_array_size(b->out[i].links) > 0)
-            json_array_append_new(arr, json_pack("{s:s, s:O}", "id", b->ids[i], "links",
-                                                 b->out[i].links));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:O}", "id", b->ids[i], "links", b->out[i].links));
     if (!arr || json_array_size(arr) == 0) {
         json_decref(arr);
         return DB_OK;
@@ -293,10 +296,10 @@ static db_status_t settle(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, 
     const app_t *app = job_app(ctx);
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < b->n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome",
-                                             outcome_name(b->results[i].outcome), "provider_id",
-                                             b->results[i].provider_id, "error",
-                                             b->results[i].error));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome",
+                                        outcome_name(b->results[i].outcome), "provider_id",
+                                        b->results[i].provider_id, "error", b->results[i].error));
     char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     if (!text) {
@@ -383,15 +386,15 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
     db_error_t err = {0};
     /* A retry slot named by its time, so that it never collides with the
      * running worker's own dedupe key. */
-    db_status_t st = db_run1(
-        job_conn(ctx), &SERVICE,
-        "select jobs.enqueue('send.worker',"
-        "  jsonb_build_object('campaign_id', $1::uuid, 'channel', 'email'), f.next_retry,"
-        "  'send.retry:' || $1 || ':' || extract(epoch from f.next_retry)::bigint, 100,"
-        "  '5 seconds')"
-        " from sending.finish_if_done($1::uuid) f"
-        " where f.status = 'sending' and f.next_retry is not null and $2::int > 0",
-        2, p, &r, &err);
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE,
+                "select jobs.enqueue('send.worker',"
+                "  jsonb_build_object('campaign_id', $1::uuid, 'channel', 'email'), f.next_retry,"
+                "  'send.retry:' || $1 || ':' || extract(epoch from f.next_retry)::bigint, 100,"
+                "  '5 seconds')"
+                " from sending.finish_if_done($1::uuid) f"
+                " where f.status = 'sending' and f.next_retry is not null and $2::int > 0",
+                2, p, &r, &err);
     PQclear(r);
     if (st != DB_OK) {
         job_set_error(ctx, "finish: %s", err.message);
@@ -533,17 +536,29 @@ static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
     tpl_contact_t nobody = {0};
-    compose_input_t in = {msgid, run.c.str[SC_SUBJECT], run.c.str[SC_BODY], run.c.str[SC_TEXT],
-                          &nobody, run.base_url, run.key, run.c.str[SC_POSTAL]};
+    compose_input_t in = {msgid,
+                          run.c.str[SC_SUBJECT],
+                          run.c.str[SC_BODY],
+                          run.c.str[SC_TEXT],
+                          &nobody,
+                          run.base_url,
+                          run.key,
+                          run.c.str[SC_POSTAL]};
     compose_output_t out;
     compose_init(&out);
     if (!compose_email(&in, &out, perr, sizeof(perr))) {
         job_set_error(ctx, "compose: %s", perr);
     } else {
         snprintf(subject, sizeof(subject), "[Test] %s", cd_buf_str(&out.subject));
-        provider_email_t m = {msgid, run.from_name, run.from, to, subject,
-                              out.html.len ? cd_buf_str(&out.html) : NULL, cd_buf_str(&out.text),
-                              out.headers, 2};
+        provider_email_t m = {msgid,
+                              run.from_name,
+                              run.from,
+                              to,
+                              subject,
+                              out.html.len ? cd_buf_str(&out.html) : NULL,
+                              cd_buf_str(&out.text),
+                              out.headers,
+                              2};
         provider_email_result_t r;
         run.provider->ops->send_batch(run.provider, &m, 1, &r);
         if (r.outcome == PROVIDER_ACCEPTED)
@@ -560,10 +575,34 @@ done:
     return res;
 }
 
+/* Rolls delivery counts of yesterday and today (application time zone) up
+ * into analytics_data. */
+static job_result_t handle_rollup(job_ctx_t *ctx, const job_t *job)
+{
+    (void)job;
+    PGresult *r = NULL;
+    db_error_t err = {0};
+    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
+                             "select sending.rollup_analytics((now() at time zone coalesce("
+                             "(select a.timezone::text from public.app_settings a limit 1), 'UTC'))"
+                             "::date - 1)",
+                             0, NULL, &r, &err);
+    PQclear(r);
+    if (st != DB_OK) {
+        job_set_error(ctx, "roll-up: %s", err.message);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
 bool sending_register_jobs(const app_t *app)
 {
     return jobs_register(SENDING_WORKER_KIND, handle_worker) &&
            jobs_register(SENDING_TEST_KIND, handle_test) &&
+           jobs_register(SENDING_ROLLUP_KIND, handle_rollup) &&
            jobs_register_recurring(SENDING_SCHEDULER_KIND, handle_scheduler,
-                                   app->cfg.send_scheduler_interval);
+                                   app->cfg.send_scheduler_interval) &&
+           (app->cfg.send_rollup_interval == 0 ||
+            jobs_register_recurring(SENDING_ROLLUP_RECURRING_KIND, handle_rollup,
+                                    app->cfg.send_rollup_interval));
 }

@@ -13,14 +13,14 @@
 
 /* The columns of a loaded campaign (sending_campaign_t.str). */
 enum {
-    SC_TYPE = 0,    /* email | sms | social */
-    SC_STATUS,      /* campaigns.status */
-    SC_SUBJECT,     /* the campaign's subject, else its template's ("" if none) */
-    SC_BODY,        /* the template's content, else the campaign's ("" if none) */
-    SC_TEXT,        /* the template's text part, NULL: derived from the HTML */
-    SC_FROM_NAME,   /* "" when the campaign names none */
-    SC_FROM_EMAIL,  /* "" when the campaign names none */
-    SC_POSTAL,      /* app_settings.postal_address ("" when not set) */
+    SC_TYPE = 0,   /* email | sms | social */
+    SC_STATUS,     /* campaigns.status */
+    SC_SUBJECT,    /* the campaign's subject, else its template's ("" if none) */
+    SC_BODY,       /* the template's content, else the campaign's ("" if none) */
+    SC_TEXT,       /* the template's text part, NULL: derived from the HTML */
+    SC_FROM_NAME,  /* "" when the campaign names none */
+    SC_FROM_EMAIL, /* "" when the campaign names none */
+    SC_POSTAL,     /* app_settings.postal_address ("" when not set) */
 };
 
 /* A campaign as the engine sends it; strings owned (sending__campaign_free). */

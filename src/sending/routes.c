@@ -36,7 +36,8 @@ static PGresult *run_service(http_request_t *req, const char *sql, int n, const 
     if (s == DB_UNAVAILABLE) {
         http_reply_unavailable(req, db_retry_after());
     } else if (strcmp(err.sqlstate, "55000") == 0) {
-        api__reply_error(req, 409, "invalid_status", err.message, NULL, err.hint[0] ? err.hint : NULL);
+        api__reply_error(req, 409, "invalid_status", err.message, NULL,
+                         err.hint[0] ? err.hint : NULL);
     } else {
         db_http_error_t h = db_error_http(err.sqlstate, false);
         if (h.status >= 500)
@@ -95,14 +96,14 @@ static bool ready_to_send(http_request_t *req, const app_t *app, const char *id)
     sending__provider_settings(app, &ps);
     bool email = strcmp(c.str[SC_TYPE], "email") == 0, ok = false;
     if (strcmp(c.str[SC_TYPE], "email") != 0 && strcmp(c.str[SC_TYPE], "sms") != 0)
-        api__reply_error(req, 400, "invalid_campaign_type", "only e-mail and SMS campaigns are sent",
-                         NULL, NULL);
+        api__reply_error(req, 400, "invalid_campaign_type",
+                         "only e-mail and SMS campaigns are sent", NULL, NULL);
     else if (email ? !provider_email_configured(&ps) : !provider_sms_configured(&ps))
-        api__reply_error(req, 409, "provider_not_configured",
-                         email ? "no e-mail provider is configured" : "no SMS provider is configured",
-                         NULL,
-                         email ? "set SMTP_URL (and EMAIL_PROVIDER), see docs/sending.md"
-                               : "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
+        api__reply_error(
+            req, 409, "provider_not_configured",
+            email ? "no e-mail provider is configured" : "no SMS provider is configured", NULL,
+            email ? "set SMTP_URL (and EMAIL_PROVIDER), see docs/sending.md"
+                  : "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
     else if (email && !*c.str[SC_POSTAL])
         api__reply_error(req, 409, "postal_address_missing",
                          "marketing e-mail must carry the sender's postal address", NULL,
@@ -305,8 +306,8 @@ static const unsigned char PIXEL_GIF[] = {
 
 /* Verifies the route's token of kind; answers 404 and returns false when it
  * is not one of ours. suffix (may be NULL) is stripped first (".gif"). */
-static bool route_token(http_request_t *req, track_kind_t kind, const char *suffix,
-                        char id[37], unsigned *link)
+static bool route_token(http_request_t *req, track_kind_t kind, const char *suffix, char id[37],
+                        unsigned *link)
 {
     const app_t *app = req->ctx;
     char tok[TRACK_TOKEN_LEN + 8];
@@ -401,8 +402,9 @@ static void reply_page(http_request_t *req, int status, const char *title, const
              cd_buf_adds(&b, "\"><button type=\"submit\">Unsubscribe</button></form>");
     ok = ok && cd_buf_adds(&b, "</body></html>\n");
     no_store(req);
-    http_add_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
-                                                    "form-action 'self'");
+    http_add_header(req, "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; "
+                    "form-action 'self'");
     if (ok)
         http_reply_take(req, status, "text/html; charset=utf-8", cd_buf_take(&b), b.len);
     else

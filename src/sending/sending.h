@@ -21,6 +21,10 @@
 #define SENDING_WORKER_KIND    "send.worker"
 #define SENDING_SCHEDULER_KIND "send.scheduler"
 #define SENDING_TEST_KIND      "send.test"
+/* The roll-up into analytics_data: once when a campaign finishes, and
+ * recurring every SEND_ROLLUP_INTERVAL seconds. */
+#define SENDING_ROLLUP_KIND           "send.rollup"
+#define SENDING_ROLLUP_RECURRING_KIND "send.rollup.recurring"
 
 /* Registers the engine's job kinds with the queue (call before jobs_start). */
 CD_MUSTCHECK bool sending_register_jobs(const app_t *app);

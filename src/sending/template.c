@@ -15,8 +15,8 @@
 
 /* One parsed placeholder. */
 typedef struct placeholder {
-    size_t end;                   /* offset just past "}}" */
-    char name[TPL_NAME_MAX + 1];  /* the variable */
+    size_t end;                  /* offset just past "}}" */
+    char name[TPL_NAME_MAX + 1]; /* the variable */
     bool has_default;
     char dflt[TPL_MAX_DEFAULT + 1];
     size_t dflt_len;
@@ -29,8 +29,8 @@ static bool is_space(char c)
 
 static bool is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 static const char *const plain_names[] = {"first_name", "last_name", "email", "phone"};
@@ -161,12 +161,23 @@ bool tpl_html_escape(cd_buf_t *out, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         const char *rep = NULL;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&#39;";
+            break;
+        default:
+            break;
         }
         if (!rep)
             continue;
@@ -284,8 +295,8 @@ static const struct {
     const char *ent;
     const char *text;
 } entities[] = {
-    {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&#39;", "'"},
-    {"&apos;", "'"}, {"&nbsp;", " "},
+    {"&amp;", "&"}, {"&lt;", "<"},   {"&gt;", ">"},   {"&quot;", "\""},
+    {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", " "},
 };
 
 /* Appends one text character or entity at p; returns bytes consumed. */
@@ -350,8 +361,8 @@ static const char *text_tag(const char *p, cd_buf_t *out, char *href, size_t hre
         const char *after = close ? strchr(close, '>') : NULL;
         return after ? after + 1 : p + strlen(p);
     }
-    static const char *const breaks[] = {"br", "p", "div", "li", "tr", "h1", "h2",
-                                         "h3", "h4", "h5", "h6", "table"};
+    static const char *const breaks[] = {"br", "p",  "div", "li", "tr", "h1",
+                                         "h2", "h3", "h4",  "h5", "h6", "table"};
     for (size_t i = 0; i < CD_ARRAY_LEN(breaks); i++) {
         if (tag_is(name, breaks[i]) && (closing || strcmp(breaks[i], "br") == 0)) {
             trim_trailing_space(out);

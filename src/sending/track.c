@@ -23,8 +23,8 @@ void track_derive_key(const char *secret, unsigned char key[TRACK_KEY_LEN])
 {
     static const char label[] = "campaignd e-mail tracking v1";
     unsigned int n = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label,
-         sizeof(label) - 1, key, &n);
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label, sizeof(label) - 1,
+         key, &n);
 }
 
 static bool uuid_to_bytes(const char *s, unsigned char out[16])

@@ -39,8 +39,7 @@ void track_derive_key(const char *secret, unsigned char key[TRACK_KEY_LEN]);
 /* Writes the token of (kind, message uuid, link index) into out. False when
  * message_id is not a UUID. */
 CD_MUSTCHECK bool track_sign(const unsigned char key[TRACK_KEY_LEN], track_kind_t kind,
-                             const char *message_id, unsigned link,
-                             char out[TRACK_TOKEN_LEN + 1]);
+                             const char *message_id, unsigned link, char out[TRACK_TOKEN_LEN + 1]);
 
 /* Verifies a token of the expected kind: true with the message uuid
  * (canonical, lower case) and the link index when the signature holds. Any

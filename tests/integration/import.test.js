@@ -487,3 +487,91 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
   assert.equal(retry.status, 'success', JSON.stringify(retry));
   assert.equal(retry.records_imported, 2);
 });
+
+test('a clean stop mid-sync puts the run back in the queue; the restart finishes the same run', T, async () => {
+  let release;
+  const hang = new Promise((r) => (release = r));
+  let hanging = true;
+  routes.set('/stop.csv', async (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/csv' });
+    res.write('email\r\nq1@example.com\r\n');
+    if (hanging) await hang;
+    res.end('q2@example.com\r\n');
+  });
+  const src = await createSource(alice, { name: 'Stopped', type: 'csv_url', config: { url: `${filesUrl}/stop.csv` } });
+  const logId = await startSync(alice, src.id);
+  await waitFor(async () => (await syncLog(logId))?.metadata?.phase === 'downloading', 'download to start');
+  const dataDir = server.dataDir;
+  await server.stop({ removeData: false }); // SIGTERM: a clean stop, asserted clean
+  hanging = false;
+  release();
+  files.closeAllConnections?.();
+  server = await h.startServer({ ...serverEnv(), CAMPAIGND_DATA_DIR: dataDir });
+  const done = await waitFor(async () => {
+    const l = await syncLog(logId);
+    return l && l.status !== 'running' ? l : null;
+  }, 'the same run to finish', 180000);
+  assert.equal(done.status, 'success', JSON.stringify(done));
+  assert.equal(done.records_imported, 2);
+  const others = await h.sql(server, `select count(*) from public.sync_logs where data_source_id = ${h.lit(src.id)}`);
+  assert.equal(Number(others), 1, 'no second row: the stop did not fail the run');
+});
+
+test('mapped consent columns with evidence record consent and withdrawals; an opt-out stands', T, async () => {
+  // an earlier opt-out of one address, newer than the file's consent date
+  await h.sql(server, `insert into public.email_subscriptions (email, subscribed, unsubscribed_at)
+                       values ('late@example.com', false, '2026-02-01T00:00:00Z')`);
+  const rows = [
+    ['Email', 'Phone', 'News', 'NewsDate', 'Sms'],
+    ['yes@example.com', '+14155550111', 'Yes', '2026-01-15', 'opt-in'],
+    ['no@example.com', '+14155550112', 'no', '2026-01-15', 'STOP?'],
+    ['late@example.com', '', 'y', '2026-01-15', ''],
+    ['future@example.com', '', 'yes', '2999-01-01', ''],
+    ['blank@example.com', '+14155550113', '', '', 'n'],
+  ];
+  const path = await upload(alice, 'consent.csv', csv(rows));
+  const columns = [
+    { source_name: 'Email', target_name: 'email' },
+    { source_name: 'Phone', target_name: 'phone' },
+    { source_name: 'News', target_name: 'newsletter' },
+    { source_name: 'NewsDate', target_name: 'newsletter_date' },
+    { source_name: 'Sms', target_name: 'sms_ok' },
+  ];
+  const consent = {
+    email: { column: 'newsletter', date_column: 'newsletter_date', evidence: 'Spring webinar sign-up form' },
+    sms: { column: 'sms_ok', evidence: 'in-store opt-in cards' },
+  };
+  // a consent entry naming a column the import does not have fails the sync, naming it
+  const bad = await createSource(alice, {
+    name: 'Consent bad',
+    config: { storage_path: path, destination: 'contacts', consent: { email: { column: 'nope', evidence: 'x' } } },
+    column_config: { columns },
+  });
+  const badLog = await finished(alice, await startSync(alice, bad.id));
+  assert.equal(badLog.status, 'failed');
+  assert.match(badLog.error_message, /config\.consent\.email\.column: "nope" is not a column of the import/);
+  const none = await h.sql(server, `select count(*) from public.email_subscriptions where email = 'yes@example.com'`);
+  assert.equal(Number(none), 0, 'a failed run records no consent');
+
+  const src = await createSource(alice, { name: 'Consent', config: { storage_path: path, destination: 'contacts', consent }, column_config: { columns } });
+  const log = await finished(alice, await startSync(alice, src.id));
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  assert.deepEqual(log.metadata.consent, {
+    email: { consented: 1, opted_out: 1, unchanged: 2 }, // late: opt-out stands; future: not a usable date
+    sms: { consented: 1, opted_out: 1, unchanged: 0 }, // 'STOP?' is not a recognised value
+  });
+  const subs = JSON.parse(await h.sql(server, `select jsonb_object_agg(email, jsonb_build_object('s', subscribed, 'src', consent_source, 'at', to_char(subscribed_at at time zone 'UTC', 'YYYY-MM-DD')))
+                                              from public.email_subscriptions where email like '%@example.com' and email in ('yes@example.com','no@example.com','late@example.com','future@example.com','blank@example.com')`));
+  assert.deepEqual(subs['yes@example.com'], { s: true, src: 'import', at: '2026-01-15' });
+  assert.equal(subs['no@example.com'].s, false);
+  assert.equal(subs['late@example.com'].s, false, 'consent older than the opt-out is not applied');
+  assert.equal(subs['future@example.com'], undefined);
+  assert.equal(subs['blank@example.com'], undefined, 'an empty cell changes nothing');
+  const sms = JSON.parse(await h.sql(server, `select jsonb_object_agg(phone_number, consent_given) from public.sms_consent where phone_number in ('+14155550111','+14155550112','+14155550113')`));
+  assert.deepEqual(sms, { '+14155550111': true, '+14155550113': false });
+  const { data: c } = await alice.client.from('contacts').select('attributes,email_subscription_id').eq('email', 'yes@example.com').single();
+  assert.deepEqual(c.attributes, {}, 'consent columns are not copied into attributes');
+  assert.ok(c.email_subscription_id, 'the contact is linked to its consent record');
+  const audit = await h.sql(server, `select metadata->>'evidence' from public.audit_logs where action = 'consent' and resource_type = 'email_subscriptions' and metadata->>'sync_log_id' = ${h.lit(log.id)}`);
+  assert.equal(audit, 'Spring webinar sign-up form');
+});

@@ -255,6 +255,19 @@ describe('request limits', () => {
   });
 });
 
+describe('an encoded NUL in the path', () => {
+  it('is 400 bad_path, not routed as the shortened path', async () => {
+    for (const target of ['/health%00.json', '/rest/v1/campaigns%00x?select=id', '/storage/v1/object/public/b/a%00.png']) {
+      const r = parseRaw((await rawHttp(server.port, `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`)).text);
+      assert.equal(r.status, 400, target);
+      assert.equal(JSON.parse(r.body).code, 'bad_path', target);
+    }
+    // %00 in the query string is the routes' business (they decode and check it)
+    const q = parseRaw((await rawHttp(server.port, 'GET /health?x=%00 HTTP/1.1\r\nHost: x\r\n\r\n')).text);
+    assert.equal(q.status, 200);
+  });
+});
+
 describe('framing and request smuggling', () => {
   const GET2 = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
 

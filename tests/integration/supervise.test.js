@@ -100,3 +100,46 @@ describe('supervised PostgreSQL', () => {
     console.log(`# back after ${downMs} ms; ${committed.length} rows committed; answers ${JSON.stringify([...statuses])}`);
   });
 });
+
+describe('two serve processes on one data directory', () => {
+  const pidOf = (dir) => {
+    try {
+      return Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    } catch {
+      return 0;
+    }
+  };
+  it('the first to stop leaves the cluster to the other, which takes over supervision; the last one stops it', { timeout: 240000 }, async () => {
+    const a = await startServer({ LOG_LEVEL: 'info' });
+    const dir = a.dataDir;
+    let b;
+    try {
+      b = await startServer({ CAMPAIGND_DATA_DIR: dir, LOG_LEVEL: 'info' });
+      const first = pidOf(dir);
+      assert.ok(first > 0);
+      await a.stop({ removeData: false });
+      assert.equal(pidOf(dir), first, 'the cluster still runs for the other process');
+      process.kill(first, 0); // throws if the postmaster is gone
+      assert.equal((await request(`${b.url}/ready`)).status, 200, 'the other process still serves');
+
+      // the remaining process supervises now: a crash is repaired
+      process.kill(first, 'SIGKILL');
+      const t0 = Date.now();
+      let back = false;
+      while (!back && Date.now() - t0 < 120000) {
+        await sleep(200);
+        const now = pidOf(dir);
+        back = now > 0 && now !== first && (await request(`${b.url}/ready`).catch(() => ({ status: 0 }))).status === 200;
+      }
+      assert.ok(back, 'the remaining process restarted the cluster');
+      const second = pidOf(dir);
+      await b.stop({ removeData: false });
+      b = null;
+      assert.equal(fs.existsSync(path.join(dir, 'pg', 'postmaster.pid')), false, 'the last process stopped the cluster');
+      assert.throws(() => process.kill(second, 0), 'the postmaster is gone');
+    } finally {
+      if (b) await b.stop({ removeData: false });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -184,14 +184,19 @@ static void test_extra_headers(void **state)
     (void)state;
     provider_header_t h[2] = {{"List-Unsubscribe", "<https://x.test/u/abc>"},
                               {"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"}};
-    smtp_message_t m = {.from = "a@example.com", .to = "b@example.com", .subject = "s",
-                        .text = "t", .headers = h, .nheaders = 2};
+    smtp_message_t m = {.from = "a@example.com",
+                        .to = "b@example.com",
+                        .subject = "s",
+                        .text = "t",
+                        .headers = h,
+                        .nheaders = 2};
     cd_buf_t out;
     cd_buf_init(&out, SMTP_MESSAGE_MAX);
     char err[128];
     assert_true(smtp_format(&m, 0, &out, NULL, 0, err, sizeof(err)));
     assert_non_null(strstr(cd_buf_str(&out), "\r\nList-Unsubscribe: <https://x.test/u/abc>\r\n"));
-    assert_non_null(strstr(cd_buf_str(&out), "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+    assert_non_null(
+        strstr(cd_buf_str(&out), "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
     cd_buf_reset(&out);
     h[0].value = "<https://x.test>\r\nBcc: c@example.com";
     assert_false(smtp_format(&m, 0, &out, NULL, 0, err, sizeof(err)));
@@ -204,12 +209,9 @@ static void test_extra_headers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_address_ok),
-        cmocka_unit_test(test_encode_header),
-        cmocka_unit_test(test_format),
-        cmocka_unit_test(test_send_refuses_other_schemes),
-        cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_extra_headers),
+        cmocka_unit_test(test_address_ok), cmocka_unit_test(test_encode_header),
+        cmocka_unit_test(test_format),     cmocka_unit_test(test_send_refuses_other_schemes),
+        cmocka_unit_test(test_classify),   cmocka_unit_test(test_extra_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

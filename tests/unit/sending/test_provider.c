@@ -53,8 +53,11 @@ static void test_open(void **state)
     assert_non_null(p);
     assert_string_equal(p->ops->name, "smtp");
     /* nothing listens on port 1: a temporary failure, the message never left */
-    provider_email_t m = {.message_uuid = "x", .from = "a@example.com", .to = "b@example.com",
-                          .subject = "s", .text = "t"};
+    provider_email_t m = {.message_uuid = "x",
+                          .from = "a@example.com",
+                          .to = "b@example.com",
+                          .subject = "s",
+                          .text = "t"};
     provider_email_result_t r;
     p->ops->send_batch(p, &m, 1, &r);
     assert_int_equal(r.outcome, PROVIDER_TEMPFAIL);

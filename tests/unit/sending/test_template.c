@@ -30,18 +30,37 @@ static void test_check(void **state)
     (void)state;
     char err[256];
     static const char *const good[] = {
-        "", "no placeholders", "{{first_name}}", "{{ first_name }}", "{{last_name}}{{email}}",
-        "{{phone}}", "{{contact.first_name}}", "{{contact.attributes.company}}",
-        "{{contact.attributes.a-b_9}}", "{{first_name | \"there\"}}",
-        "{{first_name|\"say \\\"hi\\\" \\\\ \"}}", "a { b } c {x}", "}} alone",
+        "",
+        "no placeholders",
+        "{{first_name}}",
+        "{{ first_name }}",
+        "{{last_name}}{{email}}",
+        "{{phone}}",
+        "{{contact.first_name}}",
+        "{{contact.attributes.company}}",
+        "{{contact.attributes.a-b_9}}",
+        "{{first_name | \"there\"}}",
+        "{{first_name|\"say \\\"hi\\\" \\\\ \"}}",
+        "a { b } c {x}",
+        "}} alone",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_true(tpl_check(good[i], strlen(good[i]), err, sizeof(err)));
     static const char *const bad[] = {
-        "{{frist_name}}", "{{first_name", "{{}}", "{{ }}", "{{contact.attributes.}}",
-        "{{contact.attributes.a.b}}", "{{first_name | there}}", "{{first_name | \"x}}",
-        "{{first_name | \"\\n\"}}", "{{{first_name}}}", "{{contact}}", "{{first_name-x}}",
-        "{{#each}}", "{{first_name}} {{",
+        "{{frist_name}}",
+        "{{first_name",
+        "{{}}",
+        "{{ }}",
+        "{{contact.attributes.}}",
+        "{{contact.attributes.a.b}}",
+        "{{first_name | there}}",
+        "{{first_name | \"x}}",
+        "{{first_name | \"\\n\"}}",
+        "{{{first_name}}}",
+        "{{contact}}",
+        "{{first_name-x}}",
+        "{{#each}}",
+        "{{first_name}} {{",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
@@ -57,8 +76,8 @@ static void test_check(void **state)
 static void test_render(void **state)
 {
     (void)state;
-    json_t *attrs = json_pack("{s:s, s:i, s:b, s:[i]}", "company", "A&B <Co>", "n", 42, "vip", 1,
-                              "list", 1);
+    json_t *attrs =
+        json_pack("{s:s, s:i, s:b, s:[i]}", "company", "A&B <Co>", "n", 42, "vip", 1, "list", 1);
     tpl_contact_t c = {"Zoë", "O'Neil", "z@example.com", "+15550100", attrs};
     bool ok;
     assert_string_equal(render("Hi {{first_name}}!", TPL_TEXT, &c, &ok), "Hi Zoë!");
@@ -67,17 +86,15 @@ static void test_render(void **state)
     assert_string_equal(render("{{contact.attributes.company}}", TPL_HTML, &c, &ok),
                         "A&amp;B &lt;Co&gt;");
     assert_string_equal(render("{{contact.attributes.company}}", TPL_TEXT, &c, &ok), "A&B <Co>");
-    assert_string_equal(render("{{contact.attributes.n}}/{{contact.attributes.vip}}", TPL_TEXT, &c,
-                               &ok),
-                        "42/true");
+    assert_string_equal(
+        render("{{contact.attributes.n}}/{{contact.attributes.vip}}", TPL_TEXT, &c, &ok),
+        "42/true");
     /* arrays, objects and missing keys are empty, or the default */
     assert_string_equal(render("[{{contact.attributes.list}}]", TPL_TEXT, &c, &ok), "[]");
     assert_string_equal(render("{{contact.attributes.none | \"-\"}}", TPL_TEXT, &c, &ok), "-");
     tpl_contact_t empty = {0};
-    assert_string_equal(render("Hi {{first_name | \"there\"}}", TPL_TEXT, &empty, &ok),
-                        "Hi there");
-    assert_string_equal(render("{{first_name | \"<&>\"}}", TPL_HTML, &empty, &ok),
-                        "&lt;&amp;&gt;");
+    assert_string_equal(render("Hi {{first_name | \"there\"}}", TPL_TEXT, &empty, &ok), "Hi there");
+    assert_string_equal(render("{{first_name | \"<&>\"}}", TPL_HTML, &empty, &ok), "&lt;&amp;&gt;");
     assert_string_equal(render("{{first_name | \"a\\\"b\"}}", TPL_TEXT, &empty, &ok), "a\"b");
     assert_string_equal(render("x{{email}}y", TPL_TEXT, NULL, &ok), "xy");
     assert_true(ok);

@@ -43,8 +43,8 @@ static void test_sign_verify(void **state)
     char longer[TRACK_TOKEN_LEN + 3];
     snprintf(longer, sizeof(longer), "%sAA", tok);
     assert_false(track_verify(key, TRACK_CLICK, longer, id, &link));
-    assert_false(track_verify(key, TRACK_CLICK, "++++++++++++++++++++++++++++++++++++++++++", id,
-                              &link));
+    assert_false(
+        track_verify(key, TRACK_CLICK, "++++++++++++++++++++++++++++++++++++++++++", id, &link));
     /* upper-case UUIDs sign the same message */
     char upper[37], tok2[TRACK_TOKEN_LEN + 1];
     for (size_t i = 0; i < 37; i++)

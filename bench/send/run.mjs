@@ -1,0 +1,85 @@
+// Bench: a BENCH_SEND_RECIPIENTS (default 10,000) recipient e-mail campaign to
+// the local SMTP sink (tests/integration/smtp-sink.py, aiosmtpd), against the
+// sink's ceiling measured in the same run by a minimal client
+// (bench/send/minimal_client.py: Python's smtplib) sending the same messages
+// (the engine's own, as the sink received them) over the same number of
+// connections (SEND_WORKERS). Prints one Markdown table row set for
+// bench/RESULTS.md. Run once, nice'd:
+//   CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/send/run.mjs
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
+import { startSmtpSink } from '../../tests/integration/mail-sink.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
+const WORKERS = Number(process.env.BENCH_SEND_WORKERS || 2);
+
+function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+const sink = await startSmtpSink();
+const port = await freePort();
+const server = await startServer({
+  PORT: String(port),
+  API_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+  SMTP_URL: sink.url,
+  EMAIL_FROM: 'bench@example.org',
+  EMAIL_RATE_PER_SECOND: '0',
+  SEND_WORKERS: String(WORKERS),
+  SEND_BATCH_SIZE: '50',
+  JOB_WORKERS: String(WORKERS + 2),
+  JOB_POLL_INTERVAL: '1',
+  LOG_LEVEL: 'warn',
+});
+let engine;
+let rss;
+try {
+  const service = client(server, server.serviceKey);
+  const email = uniqueEmail('bench');
+  await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } });
+  const me = await signIn(server, email);
+  await sql(server, `update public.app_settings set postal_address = '1 Bench Road', monthly_email_limit = 100000000`);
+  await sql(server, `insert into public.contacts (user_id, email, first_name, attributes)
+    select ${lit(me.user.id)}, 'r' || i || '@bench.example', 'R' || i, jsonb_build_object('company', 'Co ' || i)
+    from generate_series(1, ${N}) i`);
+  const { data: c } = await me.client.from('campaigns').insert({
+    name: 'bench', type: 'email', subject: 'News for {{first_name}}',
+    content: '<html><body><h1>Hello {{first_name | "there"}}</h1><p>News from {{contact.attributes.company}}.</p>'
+      + '<p><a href="https://example.com/a">A</a> and <a href="https://example.com/b">B</a></p></body></html>',
+  }).select().single();
+  const rss0 = rssKiB(server.process.pid);
+  const t0 = process.hrtime.bigint();
+  const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
+    method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
+  });
+  if (r.status !== 200) throw new Error(`send: ${r.status} ${r.text}`);
+  let peak = rss0;
+  for (;;) {
+    peak = Math.max(peak, rssKiB(server.process.pid));
+    if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
+    await sleep(100);
+  }
+  engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
+} finally {
+  await server.stop();
+}
+// The minimal client replays the very messages the sink received.
+const files = fs.readdirSync(sink.dir).filter((f) => f.endsWith('.eml')).map((f) => path.join(sink.dir, f));
+const list = path.join(sink.dir, 'replay.list');
+fs.writeFileSync(list, files.join('\n'));
+const sink2 = await startSmtpSink();
+const py = spawnSync('/usr/bin/python3', [path.join(here, 'minimal_client.py'), '127.0.0.1', String(sink2.port), String(WORKERS), list], { encoding: 'utf8' });
+await sink2.stop();
+await sink.stop();
+if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
+const client_s = Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
+const sent = files.length;
+console.log(`| recipients | connections | campaignd msg/s | minimal client msg/s | ratio | RSS start / peak / end (KiB) |`);
+console.log(`| ---: | ---: | ---: | ---: | ---: | ---: |`);
+console.log(`| ${sent} | ${WORKERS} | ${(sent / engine).toFixed(1)} | ${(sent / client_s).toFixed(1)} | ${((sent / engine) / (sent / client_s)).toFixed(2)} | ${rss.start} / ${rss.peak} / ${rss.end} |`);
