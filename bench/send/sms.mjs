@@ -47,7 +47,7 @@ const port = String(await freePort());
 const server = await startServer({
   PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
   TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009999', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
-  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1',
+  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
 });
 try {
   const owner = await signUpUser(server);
