@@ -426,7 +426,6 @@ set search_path = ''
 as $$
 declare
     c public.campaigns%rowtype;
-    m record;
 begin
     select * into c from public.campaigns where id = p_campaign and deleted_at is null for update;
     if not found then
@@ -442,18 +441,40 @@ begin
         raise exception 'a % campaign cannot be sent', c.status using errcode = '55000',
             hint = 'send a draft or scheduled campaign; resume a paused one';
     end if;
-    if c.materialised_at is null then
-        select * into m from sending.materialise(p_campaign);
-    end if;
+    -- The recipients are materialised by the first worker
+    -- (sending.ensure_materialised), not here: a large audience takes longer
+    -- than a request may.
     update public.campaigns set status = 'sending', send_started_at = pg_catalog.now(),
         pause_reason = null
     where id = p_campaign;
     perform sending.enqueue_workers(p_campaign, c.type, p_workers);
-    perform sending.finish_if_done(p_campaign);
     select * into c from public.campaigns where id = p_campaign;
     return pg_catalog.to_jsonb(c);
 end
 $$;
+
+-- Materialises a sending campaign's recipients if that was not done yet
+-- (once: the campaign row is locked), and marks it sent when there is
+-- nobody to send to. Workers call it first, with a long statement timeout.
+create function sending.ensure_materialised(p_campaign uuid)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    c public.campaigns%rowtype;
+begin
+    select * into c from public.campaigns where id = p_campaign for update;
+    if found and c.materialised_at is null and c.status = 'sending' then
+        perform sending.materialise(p_campaign);
+        perform sending.finish_if_done(p_campaign);
+    end if;
+end
+$$;
+
+revoke all on function sending.ensure_materialised(uuid) from public;
+grant execute on function sending.ensure_materialised(uuid) to service_role;
 
 -- Pauses a sending or scheduled campaign (workers stop before their next
 -- batch; what is in flight settles). p_reason: NULL for a user's pause.
@@ -622,9 +643,12 @@ begin
                       and m.status in ('queued', 'sending'))
            or exists (select 1 from public.sms_messages m where m.campaign_id = p_campaign
                       and m.status in ('queued', 'sending'));
-    select min(coalesce(m.lease_until + interval '1 second', m.next_attempt_at)) into next_retry
-    from public.email_messages m
-    where m.campaign_id = p_campaign and m.status = 'sending';
+    select min(coalesce(x.lease_until + interval '1 second', x.next_attempt_at)) into next_retry
+    from (select m.lease_until, m.next_attempt_at from public.email_messages m
+          where m.campaign_id = p_campaign and m.status = 'sending'
+          union all
+          select m.lease_until, m.next_attempt_at from public.sms_messages m
+          where m.campaign_id = p_campaign and m.status = 'sending') x;
     if not v_left and finish_if_done.status = 'sending' then
         update public.campaigns c set status = 'sent', send_finished_at = pg_catalog.now()
         where c.id = p_campaign;
@@ -758,6 +782,122 @@ begin
     return (select f.status from sending.finish_if_done(p_campaign) f);
 end
 $$;
+
+-- The SMS twin of claim_email: consent (sms_consent) and suppression
+-- checked again (those that lost it are canceled), the monthly SMS limit
+-- reserved, the rest marked `sending` with a lease.
+create function sending.claim_sms(p_campaign uuid, p_limit integer, p_lease_seconds integer)
+returns table (id uuid, recipient text, contact jsonb)
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    c public.campaigns%rowtype;
+    v_ids uuid[];
+    v_grant integer;
+begin
+    select * into c from public.campaigns k where k.id = p_campaign for update;
+    if not found or c.status <> 'sending' or c.deleted_at is not null then
+        return;
+    end if;
+    with due as (
+        select m.id, m.recipient from public.sms_messages m
+        where m.campaign_id = p_campaign
+          and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+          and m.next_attempt_at <= pg_catalog.now()
+        order by m.next_attempt_at, m.id limit p_limit
+        for update skip locked),
+    dropped as (
+        update public.sms_messages m set status = 'canceled',
+            last_error = 'opted out or suppressed before sending'
+        from due where m.id = due.id and not sending.sms_allowed(due.recipient)
+        returning m.id)
+    select pg_catalog.array_agg(due.id order by due.id) into v_ids
+    from due where due.id not in (select d.id from dropped d);
+    if v_ids is null then
+        return;
+    end if;
+    v_grant := sending.reserve('sms', pg_catalog.cardinality(v_ids));
+    if v_grant = 0 then
+        update public.campaigns k set status = 'paused',
+            pause_reason = pg_catalog.format('monthly SMS limit of %s messages reached',
+                (select a.monthly_sms_limit from public.app_settings a limit 1))
+        where k.id = p_campaign;
+        return;
+    end if;
+    v_ids := v_ids[1:v_grant];
+    return query
+    update public.sms_messages m set status = 'sending', attempts = m.attempts + 1,
+        lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds)
+    where m.id = any (v_ids)
+    returning m.id, m.recipient::text, (
+        select pg_catalog.jsonb_build_object(
+            'first_name', k.first_name, 'last_name', k.last_name, 'email', k.email,
+            'phone', k.phone, 'attributes', k.attributes)
+        from public.contacts k where k.id = m.contact_id);
+end
+$$;
+
+-- The SMS twin of settle_email: p_results = [{"id", "outcome", "sid",
+-- "segments", "cost" (in currency units), "body", "error"}, ...]; accepted ->
+-- sent with the provider's sid, segments, cost and the body sent.
+create function sending.settle_sms(p_campaign uuid, p_results jsonb, p_max_attempts integer,
+                                   p_backoff_seconds integer)
+returns text
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_unknown integer;
+    v_unsent integer;
+begin
+    create temporary table if not exists sending_sms_results (
+        id uuid primary key, outcome text, sid text, segments integer, cost numeric, body text,
+        error text) on commit drop;
+    truncate sending_sms_results;
+    insert into sending_sms_results
+    select x.id, x.outcome, nullif(x.sid, ''), x.segments, x.cost, x.body,
+           nullif(pg_catalog.left(x.error, 500), '')
+    from pg_catalog.jsonb_to_recordset(p_results)
+         as x(id uuid, outcome text, sid text, segments integer, cost numeric, body text, error text);
+
+    update public.sms_messages m set
+        status = case r.outcome
+            when 'accepted' then 'sent'
+            when 'unknown' then 'unknown'
+            when 'tempfail' then case when m.attempts >= p_max_attempts then 'failed' else 'sending' end
+            else 'failed' end,
+        sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
+        failed_at = case when r.outcome = 'permfail' then pg_catalog.now() else m.failed_at end,
+        message_sid = case when r.outcome = 'accepted' then r.sid else m.message_sid end,
+        segments = greatest(1, coalesce(r.segments, m.segments)),
+        cost = coalesce(r.cost, m.cost),
+        message = coalesce(r.body, m.message),
+        next_attempt_at = case when r.outcome = 'tempfail' then pg_catalog.now()
+            + pg_catalog.make_interval(secs => least(3600, p_backoff_seconds * 2 ^ least(m.attempts - 1, 16)))
+            else m.next_attempt_at end,
+        last_error = r.error,
+        lease_until = null
+    from sending_sms_results r
+    where m.id = r.id and m.campaign_id = p_campaign and m.status = 'sending';
+
+    select count(*) filter (where r.outcome = 'unknown'),
+           count(*) filter (where r.outcome in ('tempfail', 'permfail'))
+    into v_unknown, v_unsent from sending_sms_results r;
+    perform sending.release('sms', v_unsent);
+    if v_unknown > 0 then
+        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
+    end if;
+    return (select f.status from sending.finish_if_done(p_campaign) f);
+end
+$$;
+
+revoke all on function sending.claim_sms(uuid, integer, integer),
+    sending.settle_sms(uuid, jsonb, integer, integer) from public;
+grant execute on function sending.claim_sms(uuid, integer, integer),
+    sending.settle_sms(uuid, jsonb, integer, integer) to service_role;
 
 revoke all on function
     sending.email_allowed(text), sending.sms_allowed(text),

@@ -358,7 +358,7 @@ grant execute on function public.apply_twilio_status(uuid, text, text, text),
     to service_role;
 
 -- ---------------------------------------------------------------------------
--- The SMS path of the send engine (027's sending schema)
+-- Quiet hours and STOP instructions for the SMS path of the send engine (027)
 -- ---------------------------------------------------------------------------
 
 -- When an SMS to this contact may go: NULL now (08:00 to 21:00 in the
@@ -395,15 +395,15 @@ begin
 end
 $$;
 
--- Claims up to p_limit SMS of a sending campaign that are due, like
--- sending.claim_email: messages in the recipient's quiet hours wait
--- (next_attempt_at = when the window opens), those whose number lost
--- consent or is suppressed are canceled, the monthly SMS limit is reserved
--- (reaching it pauses the campaign), the rest become `sending` with a lease.
--- first_to_number: nothing was ever handed to the provider for this number,
--- so the message carries the opt-out instructions.
-create function sending.claim_sms(p_campaign uuid, p_limit integer, p_lease_seconds integer)
-returns table (id uuid, recipient text, contact jsonb, first_to_number boolean)
+-- sending.claim_sms of 027 with quiet hours and the first-message flag:
+-- messages in the recipient's quiet hours wait, as a temporary failure does
+-- (`sending` without a lease, next_attempt_at = when the window opens, so
+-- that sending.finish_if_done schedules the worker for then); the contact
+-- JSON of each claimed message carries "first_to_number": true when nothing
+-- was ever handed to the provider for that number (the engine then appends
+-- the opt-out instructions).
+create or replace function sending.claim_sms(p_campaign uuid, p_limit integer, p_lease_seconds integer)
+returns table (id uuid, recipient text, contact jsonb)
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -426,7 +426,8 @@ begin
         order by m.next_attempt_at, m.id limit p_limit
         for update skip locked),
     waiting as (
-        update public.sms_messages m set next_attempt_at = due.opens
+        update public.sms_messages m set status = 'sending', lease_until = null,
+            next_attempt_at = due.opens
         from due where m.id = due.id and due.opens is not null
         returning m.id),
     dropped as (
@@ -453,115 +454,16 @@ begin
     update public.sms_messages m set status = 'sending', attempts = m.attempts + 1,
         lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds)
     where m.id = any (v_ids)
-    returning m.id, m.recipient::text, (
+    returning m.id, m.recipient::text, coalesce((
         select pg_catalog.jsonb_build_object(
             'first_name', k.first_name, 'last_name', k.last_name, 'email', k.email,
             'phone', k.phone, 'attributes', k.attributes)
-        from public.contacts k where k.id = m.contact_id),
-        not exists (select 1 from public.sms_messages o
-                    where o.recipient = m.recipient and o.id <> m.id and o.message_sid is not null);
+        from public.contacts k where k.id = m.contact_id), '{}'::jsonb)
+        || pg_catalog.jsonb_build_object('first_to_number',
+               not exists (select 1 from public.sms_messages o
+                           where o.recipient = m.recipient and o.id <> m.id and o.message_sid is not null));
 end
 $$;
 
--- Records what the SMS provider said, like sending.settle_email: p_results =
--- [{"id", "outcome" (accepted | tempfail | permfail | unknown), "sid",
--- "body" (the text sent), "segments", "cost_micros", "error"}]. accepted ->
--- sent (Twilio's callbacks move it on), with the sid, segments and cost.
--- Returns the campaign's status afterwards.
-create function sending.settle_sms(p_campaign uuid, p_results jsonb, p_max_attempts integer,
-                                   p_backoff_seconds integer)
-returns text
-language plpgsql volatile
-security definer
-set search_path = ''
-as $$
-declare
-    v_unknown integer;
-    v_unsent integer;
-begin
-    create temporary table if not exists sending_sms_results (
-        id uuid primary key, outcome text, sid text, body text, segments integer,
-        cost_micros bigint, error text) on commit drop;
-    truncate sending_sms_results;
-    insert into sending_sms_results
-    select x.id, x.outcome, nullif(x.sid, ''), x.body, x.segments, x.cost_micros,
-           nullif(pg_catalog.left(x.error, 500), '')
-    from pg_catalog.jsonb_to_recordset(p_results)
-        as x(id uuid, outcome text, sid text, body text, segments integer, cost_micros bigint, error text);
-
-    update public.sms_messages m set
-        status = case r.outcome
-            when 'accepted' then 'sent'
-            when 'unknown' then 'unknown'
-            when 'tempfail' then case when m.attempts >= p_max_attempts then 'failed' else 'sending' end
-            else 'failed' end,
-        sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-        failed_at = case when r.outcome = 'permfail'
-                           or (r.outcome = 'tempfail' and m.attempts >= p_max_attempts)
-                         then pg_catalog.now() else m.failed_at end,
-        message_sid = case when r.outcome = 'accepted' then coalesce(m.message_sid, r.sid) else m.message_sid end,
-        message = coalesce(r.body, m.message),
-        segments = greatest(1, coalesce(r.segments, m.segments)),
-        cost = case when r.cost_micros > 0 then r.cost_micros / 1000000.0 else m.cost end,
-        next_attempt_at = case when r.outcome = 'tempfail' then pg_catalog.now()
-            + pg_catalog.make_interval(secs => least(3600, p_backoff_seconds * 2 ^ least(m.attempts - 1, 16)))
-            else m.next_attempt_at end,
-        last_error = r.error,
-        lease_until = null
-    from sending_sms_results r
-    where m.id = r.id and m.campaign_id = p_campaign and m.status = 'sending';
-
-    select count(*) filter (where r.outcome = 'unknown'),
-           count(*) filter (where r.outcome in ('tempfail', 'permfail'))
-    into v_unknown, v_unsent from sending_sms_results r;
-    perform sending.release('sms', v_unsent);
-    if v_unknown > 0 then
-        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
-    end if;
-    return (select f.status from sending.finish_if_done(p_campaign) f);
-end
-$$;
-
--- After a worker's last SMS batch: finishes the campaign when nothing is
--- left, else enqueues a worker for the earliest moment something can change
--- (a message waiting for its quiet hours to end or for a retry, or the lease
--- end of one in flight). Returns the campaign's status.
-create function sending.sms_after_batches(p_campaign uuid)
-returns text
-language plpgsql volatile
-security definer
-set search_path = ''
-as $$
-declare
-    v_status text := (select f.status from sending.finish_if_done(p_campaign) f);
-    v_next timestamptz;
-begin
-    if v_status <> 'sending' then
-        return v_status;
-    end if;
-    select min(case when m.status = 'sending' and m.lease_until is not null
-                    then m.lease_until + interval '1 second' else m.next_attempt_at end)
-    into v_next
-    from public.sms_messages m
-    where m.campaign_id = p_campaign and m.status in ('queued', 'sending');
-    if v_next is not null then
-        perform jobs.enqueue('send.worker',
-            pg_catalog.jsonb_build_object('campaign_id', p_campaign, 'channel', 'sms'),
-            greatest(v_next, pg_catalog.now()),
-            'send.retry:' || p_campaign || ':' || pg_catalog.date_part('epoch', v_next)::bigint,
-            100, '5 seconds');
-    end if;
-    return v_status;
-end
-$$;
-
-revoke all on function sending.sms_window_opens(uuid),
-    sending.claim_sms(uuid, integer, integer),
-    sending.settle_sms(uuid, jsonb, integer, integer),
-    sending.sms_after_batches(uuid)
-    from public, anon, authenticated;
-grant execute on function sending.sms_window_opens(uuid),
-    sending.claim_sms(uuid, integer, integer),
-    sending.settle_sms(uuid, jsonb, integer, integer),
-    sending.sms_after_batches(uuid)
-    to service_role;
+revoke all on function sending.sms_window_opens(uuid) from public, anon, authenticated;
+grant execute on function sending.sms_window_opens(uuid) to service_role;

@@ -16,7 +16,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
-#include "sending/provider.h"
+#include "providers/provider.h"
 
 /* SendGrid's limit of personalizations per request. */
 #define SENDGRID_MAX_PERSONALIZATIONS 1000

@@ -14,7 +14,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
-#include "sending/provider.h"
+#include "providers/provider.h"
 
 /* Twilio refuses bodies over 1600 characters. */
 #define TWILIO_MAX_BODY_CHARS 1600

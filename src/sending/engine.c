@@ -43,7 +43,7 @@ static double now_seconds(void)
 
 /* Waits until n more messages of the channel may leave this process at rate
  * per second (0: no limit). Returns false when the job must stop. */
-bool sending__pace(job_ctx_t *ctx, int channel, long rate, size_t n)
+static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
 {
     if (rate <= 0)
         return true;
@@ -103,7 +103,8 @@ static const char CAMPAIGN_SQL[] =
     "select c.type, c.status, coalesce(nullif(c.subject, ''), t.subject, ''),"
     "  coalesce(t.content, c.content, ''), t.text_content,"
     "  coalesce(nullif(c.from_name, ''), ''), coalesce(nullif(c.from_email, ''), ''),"
-    "  coalesce((select a.postal_address from public.app_settings a limit 1), '')"
+    "  coalesce((select a.postal_address from public.app_settings a limit 1), ''),"
+    "  coalesce(c.sms_sender, '')"
     " from public.campaigns c"
     " left join public.templates t on t.id = c.template_id and t.deleted_at is null"
     " where c.id = $1::uuid";
@@ -130,11 +131,11 @@ db_status_t sending__campaign_load(db_conn_t *conn, const char *id, sending_camp
         snprintf(err->sqlstate, sizeof(err->sqlstate), "P0002");
         return DB_SQL_ERROR;
     }
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < SC_COUNT; i++)
         c->str[i] = PQgetisnull(r, 0, i) ? NULL : strdup(PQgetvalue(r, 0, i));
     PQclear(r);
-    for (int i = 0; i < 8; i++)
-        if (i != 4 && !c->str[i]) {
+    for (int i = 0; i < SC_COUNT; i++)
+        if (i != SC_TEXT && !c->str[i]) {
             sending__campaign_free(c);
             snprintf(err->message, sizeof(err->message), "out of memory");
             return DB_UNAVAILABLE;
@@ -234,8 +235,9 @@ static const char *outcome_name(provider_outcome_t o)
     }
 }
 
-/* Claims a batch: fills b from sending.claim_email. */
-static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
+/* Claims a batch: fills b from sending.claim_email (or claim_sms). */
+static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, bool sms, batch_t *b,
+                         db_error_t *err)
 {
     const app_t *app = job_app(ctx);
     char limit[16], lease[16];
@@ -244,8 +246,10 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, d
     const char *p[3] = {run->campaign_id, limit, lease};
     PGresult *r = NULL;
     db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             "select id::text, recipient, contact::text from "
-                             "sending.claim_email($1::uuid, $2::int, $3::int)",
+                             sms ? "select id::text, recipient, contact::text from "
+                                   "sending.claim_sms($1::uuid, $2::int, $3::int)"
+                                 : "select id::text, recipient, contact::text from "
+                                   "sending.claim_email($1::uuid, $2::int, $3::int)",
                              3, p, &r, err);
     if (st != DB_OK)
         return st;
@@ -329,10 +333,10 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     *claimed = 0;
     /* Wait for the rate before claiming, so that claimed messages spend as
      * little time as possible `sending` (what a crash turns into unknown). */
-    if (!sending__pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
+    if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
               (size_t)job_app(ctx)->cfg.send_batch_size))
         return JOB_RETRY;
-    if (claim(ctx, run, b, &err) != DB_OK) {
+    if (claim(ctx, run, false, b, &err) != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
     }
@@ -376,12 +380,12 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
  * earliest time something can change: a waiting message's retry, or the end
  * of the lease of a message another worker holds (if that worker died, the
  * message becomes unknown then and the campaign can finish). */
-static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
+static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run, const char *channel)
 {
     const app_t *app = job_app(ctx);
     char workers[16];
     snprintf(workers, sizeof(workers), "%ld", app->cfg.send_workers);
-    const char *p[2] = {run->campaign_id, workers};
+    const char *p[3] = {run->campaign_id, workers, channel};
     PGresult *r = NULL;
     db_error_t err = {0};
     /* A retry slot named by its time, so that it never collides with the
@@ -389,12 +393,12 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
     db_status_t st =
         db_run1(job_conn(ctx), &SERVICE,
                 "select jobs.enqueue('send.worker',"
-                "  jsonb_build_object('campaign_id', $1::uuid, 'channel', 'email'), f.next_retry,"
+                "  jsonb_build_object('campaign_id', $1::uuid, 'channel', $3::text), f.next_retry,"
                 "  'send.retry:' || $1 || ':' || extract(epoch from f.next_retry)::bigint, 100,"
                 "  '5 seconds')"
                 " from sending.finish_if_done($1::uuid) f"
                 " where f.status = 'sending' and f.next_retry is not null and $2::int > 0",
-                2, p, &r, &err);
+                3, p, &r, &err);
     PQclear(r);
     if (st != DB_OK) {
         job_set_error(ctx, "finish: %s", err.message);
@@ -403,7 +407,86 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run)
     return JOB_DONE;
 }
 
-static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
+/* ------------------------------------------------------------- SMS */
+
+/* Renders and hands over message i of a claimed SMS batch; fills its result
+ * as JSON for sending.settle_sms. */
+static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i)
+{
+    const json_t *k = b->contacts[i];
+    tpl_contact_t contact = {jstr(k, "first_name"), jstr(k, "last_name"), jstr(k, "email"),
+                             jstr(k, "phone"), json_object_get(k, "attributes")};
+    provider_sms_result_t r;
+    memset(&r, 0, sizeof(r));
+    cd_buf_t body;
+    cd_buf_init(&body, 64 * 1024);
+    const char *src = run->c.str[SC_BODY];
+    /* the first message to a number says how to opt out (claim_sms tells) */
+    if (!tpl_render(src, strlen(src), TPL_TEXT, &contact, &body, r.error, sizeof(r.error)) ||
+        (json_is_true(json_object_get(k, "first_to_number")) &&
+         !cd_buf_adds(&body, "\nReply STOP to opt out"))) {
+        r.outcome = PROVIDER_PERMFAIL;
+    } else {
+        char callback[640];
+        snprintf(callback, sizeof(callback), "%s/webhooks/twilio/status", run->base_url);
+        provider_sms_t m = {b->ids[i], b->to[i], run->c.str[SC_SMS_SENDER], cd_buf_str(&body),
+                            callback};
+        run->sms->ops->send(run->sms, &m, &r);
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "id", b->ids[i], "outcome",
+                            outcome_name(r.outcome), "sid", r.sid, "segments", r.segments, "cost",
+                            (double)r.cost_micros / 1e6, "body", body.len ? cd_buf_str(&body) : "",
+                            "error", r.error);
+    cd_buf_free(&body);
+    return out;
+}
+
+/* One SMS batch: claim, render and send one by one, settle. */
+static job_result_t run_sms_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+{
+    const app_t *app = job_app(ctx);
+    db_error_t err = {0};
+    *claimed = 0;
+    if (!pace(ctx, 1, app->cfg.sms_rate_per_second, (size_t)app->cfg.send_batch_size))
+        return JOB_RETRY;
+    if (claim(ctx, run, true, b, &err) != DB_OK) {
+        job_set_error(ctx, "claim: %s", err.message);
+        return JOB_RETRY;
+    }
+    *claimed = b->n;
+    if (b->n == 0)
+        return JOB_DONE;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < b->n; i++)
+        json_array_append_new(arr, send_one_sms(run, b, i));
+    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!text) {
+        job_set_error(ctx, "out of memory"); /* left `sending`: unknown after the lease */
+        return JOB_RETRY;
+    }
+    char maxa[16], backoff[16];
+    snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
+    snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
+    const char *p[4] = {run->campaign_id, text, maxa, backoff};
+    PGresult *r = NULL;
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE,
+                "select sending.settle_sms($1::uuid, $2::jsonb, $3::int, $4::int)", 4, p, &r, &err);
+    PQclear(r);
+    free(text);
+    if (st != DB_OK) {
+        job_set_error(ctx, "settle: %s", err.message);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+typedef job_result_t (*batch_fn)(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed);
+
+/* Runs batches of the channel until nothing is due, then arranges the next
+ * look (after_last_batch). */
+static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run, batch_fn one, const char *channel)
 {
     batch_t *b = calloc(1, sizeof(*b));
     if (!b) {
@@ -417,12 +500,12 @@ static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
             break;
         }
         size_t claimed = 0;
-        res = run_batch(ctx, run, b, &claimed);
+        res = one(ctx, run, b, &claimed);
         batch_free(b);
         if (res != JOB_DONE)
             break;
         if (claimed == 0) {
-            res = after_last_batch(ctx, run);
+            res = after_last_batch(ctx, run, channel);
             break;
         }
     }
@@ -430,14 +513,22 @@ static job_result_t email_loop(job_ctx_t *ctx, sending_run_t *run)
     return res;
 }
 
+/* Materialises the recipients if no worker did yet (without the request
+ * statement timeout: a large audience takes a while), then turns messages
+ * whose worker died into unknown. */
 static db_status_t recover(job_ctx_t *ctx, const char *campaign_id, db_error_t *err)
 {
     const char *p[1] = {campaign_id};
-    PGresult *r = NULL;
-    db_status_t st =
-        db_run1(job_conn(ctx), &SERVICE, "select sending.recover($1::uuid)", 1, p, &r, err);
-    PQclear(r);
-    return st;
+    PGresult *r[3] = {NULL, NULL, NULL};
+    db_stmt_t st[3] = {
+        {"select set_config('statement_timeout', '0', true)", 0, NULL},
+        {"select sending.ensure_materialised($1::uuid)", 1, p},
+        {"select sending.recover($1::uuid)", 1, p},
+    };
+    db_status_t s = db_run_as(job_conn(ctx), &SERVICE, st, 3, r, err);
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    return s;
 }
 
 static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
@@ -454,10 +545,8 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         job_set_error(ctx, "recover: %s", err.message);
         return JOB_RETRY;
     }
-    if (strcmp(channel, "email") != 0) {
-        return sending__sms_run(ctx, id); /* src/sending/sms.c */
-    }
     sending_run_t run = {.campaign_id = id};
+    bool sms = strcmp(channel, "sms") == 0;
     if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {
         job_set_error(ctx, "load campaign: %s", err.message);
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
@@ -469,8 +558,12 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__provider_settings(app, &ps);
     bool configured = false;
     char perr[PROVIDER_ERROR_MAX];
-    run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
-    if (!run.provider) {
+    if (sms)
+        run.sms = provider_sms_open(&ps, &configured, perr, sizeof(perr));
+    else
+        run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+    if (!run.provider && !run.sms) {
+        /* No provider (any more): the messages wait; /send answered 409 before. */
         job_set_error(ctx, "%s", perr);
         res = JOB_RETRY;
         goto done;
@@ -478,8 +571,10 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__sender(app, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
-    res = email_loop(ctx, &run);
+    res =
+        sms ? send_loop(ctx, &run, run_sms_batch, "sms") : send_loop(ctx, &run, run_batch, "email");
 done:
+    provider_sms_close(run.sms);
     provider_email_close(run.provider);
     sending__campaign_free(&run.c);
     return res;

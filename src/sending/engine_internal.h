@@ -7,7 +7,6 @@
 
 #include "app.h"
 #include "db/db.h"
-#include "jobs/queue.h"
 #include "sending/provider.h"
 #include "sending/track.h"
 
@@ -21,11 +20,13 @@ enum {
     SC_FROM_NAME,  /* "" when the campaign names none */
     SC_FROM_EMAIL, /* "" when the campaign names none */
     SC_POSTAL,     /* app_settings.postal_address ("" when not set) */
+    SC_SMS_SENDER, /* campaigns.sms_sender ("" when not set) */
+    SC_COUNT,
 };
 
 /* A campaign as the engine sends it; strings owned (sending__campaign_free). */
 typedef struct sending_campaign {
-    char *str[8];
+    char *str[SC_COUNT];
 } sending_campaign_t;
 
 /* One worker's state for one job run. */
@@ -37,6 +38,7 @@ typedef struct sending_run {
     char base_url[512];
     unsigned char key[TRACK_KEY_LEN];
     email_provider_t *provider;
+    sms_provider_t *sms;
     char status[32]; /* the campaign's status after the last batch */
 } sending_run_t;
 
@@ -53,13 +55,5 @@ void sending__campaign_free(sending_campaign_t *c);
 /* The sender address and display name of a campaign (see EMAIL_FROM). */
 void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
                      const char **name);
-
-/* Waits until n more messages of the channel (0 e-mail, 1 SMS) may leave
- * this process at rate per second (0: no limit). False when the job must
- * stop. */
-CD_MUSTCHECK bool sending__pace(job_ctx_t *ctx, int channel, long rate, size_t n);
-/* The SMS side of a send.worker job (src/sending/sms.c): claims, renders
- * and hands over the campaign's due SMS until none is left. */
-job_result_t sending__sms_run(job_ctx_t *ctx, const char *campaign_id);
 
 #endif

@@ -4,7 +4,7 @@
 -- and suppression, claiming under the monthly limit, settling, the lease
 -- recovery to unknown, cancel and finish.
 BEGIN;
-SELECT plan(42);
+SELECT plan(47);
 
 SELECT tests.create_user('admin@example.test', 'admin') AS admin \gset
 SELECT tests.create_user('alice@example.test', 'user') AS alice \gset
@@ -83,6 +83,7 @@ UPDATE public.app_settings SET monthly_email_limit = 1000000;
 SELECT tests.authenticate_as_service();
 SELECT is((SELECT sending.start('c0000000-0000-0000-0000-000000000001', 2) ->> 'status'), 'sending',
     'start: the campaign is sending');
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000001');
 SELECT is((SELECT string_agg(recipient, ',' ORDER BY recipient) FROM public.email_messages
            WHERE campaign_id = 'c0000000-0000-0000-0000-000000000001'),
     'a1@example.test,a2@example.test,a3@example.test',
@@ -144,6 +145,7 @@ SELECT is((SELECT f.status || ' ' || c.unknown_count FROM sending.finish_if_done
 INSERT INTO public.campaigns (id, user_id, name, type, subject, content)
     VALUES ('c0000000-0000-0000-0000-000000000002', :'bob', 'Bob''s', 'email', 's', 'c');
 SELECT sending.start('c0000000-0000-0000-0000-000000000002', 1);
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000002');
 UPDATE public.app_settings SET monthly_email_limit =
     (SELECT used FROM sending.monthly_usage WHERE month = sending.current_month() AND channel = 'email');
 SELECT is((SELECT count(*)::int FROM sending.claim_email('c0000000-0000-0000-0000-000000000002', 10, 60)), 0,
@@ -155,6 +157,32 @@ SELECT is((SELECT string_agg(DISTINCT status, ',') FROM public.email_messages
            WHERE campaign_id = 'c0000000-0000-0000-0000-000000000002'), 'dropped', 'unsent messages are dropped');
 SELECT throws_ok($$SELECT sending.resume('c0000000-0000-0000-0000-000000000002', 1)$$, '55000', NULL,
     'a cancelled campaign cannot be resumed');
+
+-- SMS: consent is required, the claim and the settle mirror e-mail's
+INSERT INTO public.contacts (user_id, phone, first_name) VALUES
+    (:'alice', '+15550000101', 'S1'), (:'alice', '+15550000102', 'S2');
+INSERT INTO public.sms_consent (phone_number, consent_given, consent_source) VALUES ('+15550000101', true, 'manual')
+    ON CONFLICT (phone_number) DO UPDATE SET consent_given = true;
+UPDATE public.app_settings SET monthly_sms_limit = 1000000;
+INSERT INTO public.campaigns (id, user_id, name, type, content)
+    VALUES ('c0000000-0000-0000-0000-000000000003', :'alice', 'SMS', 'sms', 'Hi {{first_name}}');
+SELECT sending.start('c0000000-0000-0000-0000-000000000003', 1);
+SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000003');
+SELECT is((SELECT string_agg(recipient, ',') FROM public.sms_messages
+           WHERE campaign_id = 'c0000000-0000-0000-0000-000000000003'), '+15550000101',
+    'SMS goes only to numbers with recorded consent');
+CREATE TEMP TABLE sms_claimed AS
+    SELECT * FROM sending.claim_sms('c0000000-0000-0000-0000-000000000003', 10, 60);
+SELECT is((SELECT count(*)::int FROM sms_claimed), 1, 'the SMS is claimed');
+SELECT is(sending.settle_sms('c0000000-0000-0000-0000-000000000003',
+    jsonb_build_array(jsonb_build_object('id', (SELECT id FROM sms_claimed), 'outcome', 'accepted',
+        'sid', 'SM123', 'segments', 2, 'cost', 0.0158, 'body', 'Hi S1', 'error', '')), 3, 60),
+    'sent', 'the campaign is sent when its only SMS is accepted');
+SELECT is((SELECT status || ' ' || message_sid || ' ' || segments || ' ' || cost || ' ' || message
+           FROM public.sms_messages WHERE campaign_id = 'c0000000-0000-0000-0000-000000000003'),
+    'sent SM123 2 0.0158 Hi S1', 'sid, segments, cost and the body sent are recorded');
+SELECT is((SELECT used FROM sending.monthly_usage WHERE month = sending.current_month() AND channel = 'sms'), 1,
+    'the SMS counts against the monthly SMS limit');
 
 SELECT * FROM finish();
 ROLLBACK;
