@@ -552,6 +552,14 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
     }
     job_result_t res = JOB_DONE;
+    if (!*run.c.str[SC_SMS_SENDER] && app->cfg.twilio_from && *app->cfg.twilio_from) {
+        /* no sender on the campaign: TWILIO_FROM */
+        char *from = strdup(app->cfg.twilio_from);
+        if (from) {
+            free(run.c.str[SC_SMS_SENDER]);
+            run.c.str[SC_SMS_SENDER] = from;
+        }
+    }
     if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
         goto done; /* paused, cancelled or finished meanwhile */
     provider_settings_t ps;
