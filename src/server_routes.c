@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "api/webhooks.h"
 #include "app.h"
 #include "auth/auth.h"
 #include "db/db.h"
@@ -65,6 +66,7 @@ static void build_table(void)
     append(realtime_routes, realtime_routes_len);
     append(api_routes, api_routes_len);
     append(sending_routes, sending_routes_len); /* the send engine (issue 12) */
+    append(webhook_routes, webhook_routes_len); /* issue 12: provider callbacks */
     append(rest_routes, rest_routes_len);
     append(storage_routes, storage_routes_len);
     append(web_routes, web_routes_len);

@@ -265,6 +265,28 @@ const config_entry_t config_table[] = {
     {"SEND_ROLLUP_INTERVAL", CONFIG_INT, F(send_rollup_interval), "300", 0, 86400, false, "sending",
      "Seconds between roll-ups of delivery counts (yesterday and today) into analytics_data "
      "(0 disables it; a campaign that finishes is rolled up at once)."},
+    /* providers (issue 12): SendGrid and Twilio */
+    {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
+     "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},
+    {"SENDGRID_API_BASE", CONFIG_STR, F(sendgrid_api_base), "https://api.sendgrid.com", 0, 0, false,
+     "providers", "Base URL of SendGrid's v3 API (requests go to <base>/v3/mail/send)."},
+    {"SENDGRID_WEBHOOK_PUBLIC_KEY", CONFIG_STR, F(sendgrid_webhook_public_key), "", 0, 0, false,
+     "providers",
+     "Verification key of SendGrid's signed Event Webhook (base64, from SendGrid's console); "
+     "unset: /webhooks/sendgrid/events answers 403."},
+    {"TWILIO_ACCOUNT_SID", CONFIG_STR, F(twilio_account_sid), "", 0, 0, false, "providers",
+     "Twilio account SID (AC...); an admin's value in the app settings wins."},
+    {"TWILIO_AUTH_TOKEN", CONFIG_STR, F(twilio_auth_token), "", 0, 0, true, "providers",
+     "Twilio auth token: API requests and the X-Twilio-Signature of webhooks; an admin's value in "
+     "the app settings wins."},
+    {"TWILIO_FROM", CONFIG_STR, F(twilio_from), "", 0, 0, false, "providers",
+     "Default SMS sender: an E.164 number or a messaging service SID (MG...); a campaign's "
+     "sms_sender wins."},
+    {"TWILIO_API_BASE", CONFIG_STR, F(twilio_api_base), "https://api.twilio.com", 0, 0, false,
+     "providers", "Base URL of Twilio's REST API."},
+    {"SMS_HELP_TEXT", CONFIG_STR, F(sms_help_text),
+     "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.", 0, 0, false,
+     "providers", "Answer to an inbound HELP or INFO."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);
@@ -413,6 +435,11 @@ static bool load_all(config_t *cfg, const char *env_path, char *err, size_t errl
     }
     if (strcmp(cfg->default_user_role, "user") && strcmp(cfg->default_user_role, "viewer")) {
         snprintf(err, errlen, "DEFAULT_USER_ROLE must be user or viewer");
+        return false;
+    }
+    if (*cfg->email_provider && strcmp(cfg->email_provider, "smtp") &&
+        strcmp(cfg->email_provider, "sendgrid")) {
+        snprintf(err, errlen, "EMAIL_PROVIDER must be smtp or sendgrid");
         return false;
     }
     return true;

@@ -123,6 +123,15 @@ typedef struct config {
     long send_retry_seconds;
     long send_scheduler_interval;
     long send_rollup_interval;
+    /* providers (issue 12) */
+    char *sendgrid_api_key;
+    char *sendgrid_api_base;
+    char *sendgrid_webhook_public_key;
+    char *twilio_account_sid;
+    char *twilio_auth_token;
+    char *twilio_from;
+    char *twilio_api_base;
+    char *sms_help_text;
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;

@@ -74,12 +74,11 @@ void sending__provider_settings(const app_t *app, provider_settings_t *s)
     memset(s, 0, sizeof(*s));
     s->email_provider = c->email_provider ? c->email_provider : "";
     s->smtp_url = c->smtp_url ? c->smtp_url : "";
-    /* SendGrid and Twilio settings: filled by the providers work. */
-    s->sendgrid_api_key = "";
-    s->sendgrid_api_base = "";
-    s->twilio_account_sid = "";
-    s->twilio_auth_token = "";
-    s->twilio_api_base = "";
+    s->sendgrid_api_key = c->sendgrid_api_key ? c->sendgrid_api_key : "";
+    s->sendgrid_api_base = c->sendgrid_api_base ? c->sendgrid_api_base : "";
+    s->twilio_account_sid = c->twilio_account_sid ? c->twilio_account_sid : "";
+    s->twilio_auth_token = c->twilio_auth_token ? c->twilio_auth_token : "";
+    s->twilio_api_base = c->twilio_api_base ? c->twilio_api_base : "";
     s->timeout_seconds = 30;
 }
 
@@ -422,7 +421,10 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
     cd_buf_t body;
     cd_buf_init(&body, 64 * 1024);
     const char *src = run->c.str[SC_BODY];
-    if (!tpl_render(src, strlen(src), TPL_TEXT, &contact, &body, r.error, sizeof(r.error))) {
+    /* the first message to a number says how to opt out (claim_sms tells) */
+    if (!tpl_render(src, strlen(src), TPL_TEXT, &contact, &body, r.error, sizeof(r.error)) ||
+        (json_is_true(json_object_get(k, "first_to_number")) &&
+         !cd_buf_adds(&body, "\nReply STOP to opt out"))) {
         r.outcome = PROVIDER_PERMFAIL;
     } else {
         char callback[640];
@@ -550,6 +552,14 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
     }
     job_result_t res = JOB_DONE;
+    if (!*run.c.str[SC_SMS_SENDER] && app->cfg.twilio_from && *app->cfg.twilio_from) {
+        /* no sender on the campaign: TWILIO_FROM */
+        char *from = strdup(app->cfg.twilio_from);
+        if (from) {
+            free(run.c.str[SC_SMS_SENDER]);
+            run.c.str[SC_SMS_SENDER] = from;
+        }
+    }
     if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
         goto done; /* paused, cancelled or finished meanwhile */
     provider_settings_t ps;

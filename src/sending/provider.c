@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "providers/sendgrid.h"
+#include "providers/twilio.h"
 #include "sending/provider.h"
 
 typedef struct email_opener {
@@ -20,12 +22,14 @@ typedef struct sms_opener {
 /* E-mail providers by EMAIL_PROVIDER value. Add a provider here. */
 static const email_opener_t email_openers[] = {
     {"smtp", smtp_provider_open},
+    {"sendgrid", sendgrid_provider_open},
     {NULL, NULL},
 };
 
 /* SMS providers, the first one whose settings are present wins. Add a
- * provider here (the providers branch adds {"twilio", twilio_provider_open}). */
+ * provider here. */
 static const sms_opener_t sms_openers[] = {
+    {"twilio", twilio_provider_open},
     {NULL, NULL},
 };
 

@@ -164,6 +164,12 @@ INSERT INTO public.contacts (user_id, phone, first_name) VALUES
 INSERT INTO public.sms_consent (phone_number, consent_given, consent_source) VALUES ('+15550000101', true, 'manual')
     ON CONFLICT (phone_number) DO UPDATE SET consent_given = true;
 UPDATE public.app_settings SET monthly_sms_limit = 1000000;
+-- daytime in the application's zone, whatever the clock: 029's quiet hours
+-- (08:00-21:00 there) would hold the SMS back otherwise
+UPDATE public.app_settings SET timezone = (
+    SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                   FROM generate_series(-12, 14) o) z
+    WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1);
 INSERT INTO public.campaigns (id, user_id, name, type, content)
     VALUES ('c0000000-0000-0000-0000-000000000003', :'alice', 'SMS', 'sms', 'Hi {{first_name}}');
 SELECT sending.start('c0000000-0000-0000-0000-000000000003', 1);

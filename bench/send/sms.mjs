@@ -1,0 +1,88 @@
+// SMS campaign throughput against the local Twilio-shaped server
+// (tests/integration/fake-twilio.js), issue 12 "Speed":
+//
+//   1. campaignd sends a 10,000-recipient SMS campaign (SEND_WORKERS jobs,
+//      each one kept connection to the fake) and we time it from
+//      POST /api/campaigns/:id/send until the fake has received every message;
+//   2. a minimal client (node:http with keep-alive) posts the same number of
+//      create-Message requests, same shape and auth, over the same number of
+//      connections: that server's ceiling on this machine, in this run.
+//
+// Prints both rates, their ratio and campaignd's RSS (start, peak, end).
+// Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
+// (N=10000 by default; status callbacks are off on both sides).
+import http from 'node:http';
+import fs from 'node:fs';
+import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
+import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
+
+const N = Number(process.env.N || 10000);
+const WORKERS = Number(process.env.SEND_WORKERS || 2);
+const SID = 'AC' + 'b'.repeat(32);
+const TOKEN = 'bench-token';
+
+const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+async function minimalClient(url) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: WORKERS });
+  const auth = 'Basic ' + Buffer.from(`${SID}:${TOKEN}`).toString('base64');
+  const u = new URL(`${url}/2010-04-01/Accounts/${SID}/Messages.json`);
+  let next = 0;
+  const one = (i) => new Promise((resolve, reject) => {
+    const body = new URLSearchParams({ To: `+1555${String(i).padStart(7, '0')}`, From: '+15550009999', Body: 'Hi there, this is the spring offer' }).toString();
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent,
+      headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) } },
+    (res) => { res.resume(); res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)))); });
+    req.on('error', reject);
+    req.end(body);
+  });
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: WORKERS }, async () => { while (next < N) await one(next++); }));
+  agent.destroy();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+const twilio = await startFakeTwilio({ accountSid: SID, authToken: TOKEN, callbacks: [] });
+const port = String(await freePort());
+const server = await startServer({
+  PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
+  TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009999', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
+  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
+});
+try {
+  const owner = await signUpUser(server);
+  // a time zone where it is 13:00 now, so quiet hours do not hold messages back
+  const off = ((13 - new Date().getUTCHours() + 36) % 24) - 12;
+  const tz = off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
+  await sql(server, `update public.app_settings set timezone = ${lit(tz)}, monthly_sms_limit = ${N * 2};
+    insert into public.contacts (user_id, phone, first_name)
+      select ${lit(owner.user.id)}, '+1555' || lpad(g::text, 7, '0'), 'C' || g from generate_series(1, ${N}) g;
+    insert into public.sms_consent (phone_number, consent_given, consent_source)
+      select '+1555' || lpad(g::text, 7, '0'), true, 'import' from generate_series(1, ${N}) g;`);
+  const id = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
+    values (${lit(owner.user.id)}, 'bench', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
+  const pid = server.process.pid;
+  const rssStart = rss(pid);
+  let rssPeak = rssStart;
+  const t0 = process.hrtime.bigint();
+  const r = await request(`${server.url}/api/campaigns/${id}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
+  if (r.status >= 300) throw new Error(`send: ${r.status} ${r.text}`);
+  while (twilio.messages.length < N) {
+    await new Promise((res) => setTimeout(res, 100));
+    rssPeak = Math.max(rssPeak, rss(pid));
+  }
+  const engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  const rssEnd = rss(pid);
+  // counted before the minimal client adds its own requests to the same server
+  const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
+  const ceiling = await minimalClient(twilio.url);
+  console.log(JSON.stringify({
+    n: N, connections: WORKERS,
+    campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
+    ratio: +((N / engine) / (N / ceiling)).toFixed(2), rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
+    duplicates,
+  }));
+} finally {
+  await server.stop();
+  await twilio.stop();
+}

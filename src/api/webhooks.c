@@ -1,0 +1,255 @@
+/*
+ * The provider webhooks (webhooks.h): Twilio's status callbacks and inbound
+ * SMS, SendGrid's Event Webhook. Each handler proves the sender by its
+ * signature (Twilio: HMAC-SHA1 with the auth token over the URL and the
+ * sorted form; SendGrid: ECDSA P-256 over timestamp + body), parses, and
+ * hands the facts to one SECURITY DEFINER function of migration 029, run as
+ * service_role: the database decides what changes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "api/api_internal.h"
+#include "api/webhooks.h"
+#include "app.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "providers/sendgrid.h"
+#include "providers/twilio.h"
+
+#define WEBHOOK_URL_MAX   4096
+#define WEBHOOK_TOKEN_MAX 512
+
+static const api_ctx_t service_ctx = {
+    .who = {.role = "service_role",
+            .claims_json = "{\"role\":\"service_role\"}",
+            .method = "POST",
+            .path = "/webhooks"},
+};
+
+bool webhooks_twilio_url(const char *external_url, const char *raw_uri, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s%s", external_url, raw_uri);
+    return n >= 0 && (size_t)n < outlen;
+}
+
+/* The auth token: an admin's value in the encrypted app settings, else
+ * TWILIO_AUTH_TOKEN. False after answering 503 when the database is down. */
+static bool twilio_token(http_request_t *req, char *out, size_t cap)
+{
+    const app_t *app = req->ctx;
+    db_caller_t who = service_ctx.who;
+    who.with_secrets = true;
+    db_stmt_t st = {"select public.get_app_secret('twilio_auth_token')", 0, NULL};
+    PGresult *res = NULL;
+    db_error_t err;
+    db_status_t s = db_run(&who, &st, 1, &res, &err);
+    if (s == DB_UNAVAILABLE) {
+        http_reply_unavailable(req, db_retry_after());
+        return false;
+    }
+    const char *v = s == DB_OK && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+    if (s != DB_OK)
+        log_warn("webhooks: cannot read the stored Twilio auth token (%s); using TWILIO_AUTH_TOKEN",
+                 err.message);
+    snprintf(out, cap, "%s", v && *v ? v : app->cfg.twilio_auth_token);
+    PQclear(res);
+    return true;
+}
+
+/* A verified Twilio form: params point into body (the caller frees body). */
+typedef struct twilio_form {
+    char *body;
+    twilio_param_t params[TWILIO_MAX_FORM_PARAMS];
+    size_t n;
+} twilio_form_t;
+
+/* Parses and verifies a Twilio webhook. False after answering (415, 400,
+ * 403 or 503); the caller frees f->body either way. */
+static bool twilio_verified(http_request_t *req, twilio_form_t *f)
+{
+    const char *type = http_header(req, "content-type");
+    if (!type || strncasecmp(type, "application/x-www-form-urlencoded", 33) != 0) {
+        api__reply_error(req, 415, "unsupported_media_type",
+                         "Twilio webhooks are application/x-www-form-urlencoded", NULL, NULL);
+        return false;
+    }
+    f->body = malloc(req->body.len + 1);
+    if (!f->body) {
+        api__reply_error(req, 500, "internal_error", "out of memory", NULL, NULL);
+        return false;
+    }
+    memcpy(f->body, req->body.data ? req->body.data : "", req->body.len);
+    f->body[req->body.len] = '\0';
+    if (!twilio_form_parse(f->body, f->params, TWILIO_MAX_FORM_PARAMS, &f->n)) {
+        api__reply_error(req, 400, "invalid_body", "the form body is malformed", NULL, NULL);
+        return false;
+    }
+    const app_t *app = req->ctx;
+    char url[WEBHOOK_URL_MAX], token[WEBHOOK_TOKEN_MAX];
+    if (!twilio_token(req, token, sizeof(token)))
+        return false;
+    bool configured = *token != '\0';
+    bool ok =
+        configured && webhooks_twilio_url(app->external_url, req->raw_uri, url, sizeof(url)) &&
+        twilio_signature_ok(token, url, f->params, f->n, http_header(req, "x-twilio-signature"));
+    OPENSSL_cleanse(token, sizeof(token));
+    if (!ok) {
+        api__reply_error(req, 403, "invalid_signature",
+                         configured ? "X-Twilio-Signature does not match this request"
+                                    : "no Twilio auth token is configured: no signature can be "
+                                      "verified",
+                         NULL,
+                         configured ? "Twilio signs API_EXTERNAL_URL + the path and query it "
+                                      "requested, with the form parameters"
+                                    : "set TWILIO_AUTH_TOKEN or store it in the app settings");
+        return false;
+    }
+    return true;
+}
+
+/* Runs one statement as service_role; false after answering the error. */
+static bool run_service(http_request_t *req, const char *sql, int n, const char *const *params,
+                        PGresult **res)
+{
+    db_stmt_t st = {sql, n, params};
+    return api__run(req, &service_ctx, &st, 1, res);
+}
+
+/* POST /webhooks/twilio/status[?m=<message uuid>] */
+static void handle_twilio_status(http_request_t *req)
+{
+    twilio_form_t f = {0};
+    PGresult *res = NULL;
+    if (!twilio_verified(req, &f))
+        goto done;
+    const char *m = http_query_arg(req, "m");
+    const char *sid = twilio_form_get(f.params, f.n, "MessageSid");
+    const char *status = twilio_form_get(f.params, f.n, "MessageStatus");
+    if (!sid)
+        sid = twilio_form_get(f.params, f.n, "SmsSid");
+    if (!status)
+        status = twilio_form_get(f.params, f.n, "SmsStatus");
+    if (m && !cd_is_uuid(m)) {
+        api__reply_invalid(req, "invalid_parameter", "m", "m must be a message id (UUID)");
+        goto done;
+    }
+    if (!sid || !status) {
+        api__reply_invalid(req, "invalid_body", sid ? "MessageStatus" : "MessageSid",
+                           "MessageSid and MessageStatus are required");
+        goto done;
+    }
+    const char *p[4] = {m, sid, status, twilio_form_get(f.params, f.n, "ErrorCode")};
+    if (run_service(req, "select public.apply_twilio_status($1::uuid, $2, $3, $4)", 4, p, &res))
+        http_reply_json(req, 200, json_pack("{s:s}", "result", PQgetvalue(res, 0, 0)));
+done:
+    PQclear(res);
+    free(f.body);
+}
+
+static const char *keyword_name(twilio_keyword_t k)
+{
+    return k == TWILIO_KEYWORD_STOP    ? "stop"
+           : k == TWILIO_KEYWORD_START ? "start"
+           : k == TWILIO_KEYWORD_HELP  ? "help"
+                                       : "none";
+}
+
+/* The TwiML answer to an inbound keyword (also to a repeat of it). */
+static void reply_twiml(http_request_t *req, twilio_keyword_t k)
+{
+    const app_t *app = req->ctx;
+    const char *text =
+        k == TWILIO_KEYWORD_STOP ? "You are unsubscribed and will receive no more messages. Reply "
+                                   "START to resubscribe."
+        : k == TWILIO_KEYWORD_START ? "You are subscribed again. Reply STOP to opt out."
+        : k == TWILIO_KEYWORD_HELP  ? app->cfg.sms_help_text
+                                    : NULL;
+    cd_buf_t out;
+    cd_buf_init(&out, 8192);
+    if (twilio_twiml(&out, text))
+        http_reply(req, 200, "text/xml; charset=utf-8", out.data, out.len);
+    else
+        api__reply_error(req, 500, "internal_error", "the answer does not fit", NULL, NULL);
+    cd_buf_free(&out);
+}
+
+/* POST /webhooks/twilio/inbound */
+static void handle_twilio_inbound(http_request_t *req)
+{
+    twilio_form_t f = {0};
+    PGresult *res = NULL;
+    if (!twilio_verified(req, &f))
+        goto done;
+    const char *sid = twilio_form_get(f.params, f.n, "MessageSid");
+    const char *from = twilio_form_get(f.params, f.n, "From");
+    const char *body = twilio_form_get(f.params, f.n, "Body");
+    if (!sid)
+        sid = twilio_form_get(f.params, f.n, "SmsSid");
+    if (!sid || !from || !body) {
+        api__reply_invalid(req, "invalid_body",
+                           !sid    ? "MessageSid"
+                           : !from ? "From"
+                                   : "Body",
+                           "MessageSid, From and Body are required");
+        goto done;
+    }
+    twilio_keyword_t k = twilio_classify_keyword(body);
+    const char *p[5] = {sid, from, twilio_form_get(f.params, f.n, "To"), body, keyword_name(k)};
+    if (run_service(req, "select public.apply_twilio_inbound($1, $2, $3, left($4, 1600), $5)", 5, p,
+                    &res))
+        reply_twiml(req, k);
+done:
+    PQclear(res);
+    free(f.body);
+}
+
+/* POST /webhooks/sendgrid/events */
+static void handle_sendgrid_events(http_request_t *req)
+{
+    const app_t *app = req->ctx;
+    const char *key = app->cfg.sendgrid_webhook_public_key;
+    const char *body = req->body.data ? req->body.data : "";
+    PGresult *res = NULL;
+    char err[256] = "";
+    if (!*key) {
+        api__reply_error(req, 403, "invalid_signature",
+                         "no SendGrid verification key is configured: no signature can be verified",
+                         NULL, "set SENDGRID_WEBHOOK_PUBLIC_KEY");
+        return;
+    }
+    if (!sendgrid_signature_ok(key, http_header(req, "x-twilio-email-event-webhook-signature"),
+                               http_header(req, "x-twilio-email-event-webhook-timestamp"), body,
+                               req->body.len)) {
+        api__reply_error(req, 403, "invalid_signature",
+                         "X-Twilio-Email-Event-Webhook-Signature does not match this request", NULL,
+                         "SendGrid signs the timestamp header followed by the raw body");
+        return;
+    }
+    json_t *events = sendgrid_events_parse(body, req->body.len, err, sizeof(err));
+    if (!events) {
+        api__reply_error(req, 400, "invalid_body", err, NULL, NULL);
+        return;
+    }
+    char *text = json_dumps(events, JSON_COMPACT);
+    json_decref(events);
+    const char *p[1] = {text};
+    if (text &&
+        run_service(req, "select public.apply_sendgrid_events($1::jsonb)::text", 1, p, &res))
+        api__reply_cell(req, 200, res, 0, 0);
+    else if (!text)
+        api__reply_error(req, 500, "internal_error", "out of memory", NULL, NULL);
+    PQclear(res);
+    free(text);
+}
+
+const http_route_t webhook_routes[] = {
+    {"POST", "/webhooks/twilio/status", handle_twilio_status, true},
+    {"POST", "/webhooks/twilio/inbound", handle_twilio_inbound, true},
+    {"POST", "/webhooks/sendgrid/events", handle_sendgrid_events, true},
+};
+const size_t webhook_routes_len = CD_ARRAY_LEN(webhook_routes);

@@ -1,0 +1,543 @@
+/*
+ * The Twilio provider (twilio.h): the create-Message call through libcurl,
+ * SMS segment counting, webhook signatures and forms, inbound keywords and
+ * TwiML. Hand-written parts and why: the GSM 03.38 table and the segment
+ * rules (no Debian library counts SMS segments), the form decoder (the HTTP
+ * layer's decoder is a layer above providers, and webhooks need the pairs in
+ * order for the signature), and the signature itself (a documented
+ * composition of OpenSSL's HMAC-SHA1 and base64).
+ */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/text.h"
+#include "providers/twilio.h"
+#include "providers/webapi.h"
+
+/* ------------------------------------------------------------ segments */
+
+/* Code points of the GSM 03.38 basic character set beyond printable ASCII
+ * (printable ASCII is basic except ` and the extension characters). */
+static const unsigned gsm_basic_extra[] = {
+    0x0A, 0x0D, 0xA1, 0xA3,  0xA4,  0xA5,  0xA7,  0xBF,  0xC4,  0xC5,  0xC6,  0xC7,  0xC9,  0xD1,
+    0xD6, 0xD8, 0xDC, 0xDF,  0xE0,  0xE4,  0xE5,  0xE6,  0xE8,  0xE9,  0xEC,  0xF1,  0xF2,  0xF6,
+    0xF8, 0xF9, 0xFC, 0x393, 0x394, 0x398, 0x39B, 0x39E, 0x3A0, 0x3A3, 0x3A6, 0x3A8, 0x3A9,
+};
+
+/* Septets of code point cp in GSM-7: 1 (basic), 2 (escape + extension), or 0
+ * when it has no GSM-7 form. */
+static int gsm_septets(unsigned cp)
+{
+    if (cp == 0x0C || cp == 0x20AC || (cp < 0x80 && strchr("^{}\\[]~|", (int)cp) && cp != 0))
+        return 2;
+    if (cp >= 0x20 && cp < 0x7F)
+        return cp == 0x60 ? 0 : 1;
+    for (size_t i = 0; i < CD_ARRAY_LEN(gsm_basic_extra); i++)
+        if (gsm_basic_extra[i] == cp)
+            return 1;
+    return 0;
+}
+
+/* Decodes the code point at s (len bytes valid, checked by the caller). */
+static unsigned utf8_code_point(const unsigned char *s, size_t len)
+{
+    if (len == 1)
+        return s[0];
+    unsigned cp = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++)
+        cp = (cp << 6) | (s[i] & 0x3F);
+    return cp;
+}
+
+/* Segments of a body whose characters cost the given units, never splitting
+ * a character: single when the total fits single, else greedy per part. */
+static size_t split_segments(const unsigned char *s, size_t n, bool ucs2, size_t total)
+{
+    size_t single = ucs2 ? 70 : 160, part = ucs2 ? 67 : 153;
+    if (total <= single)
+        return 1;
+    size_t segments = 1, used = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = cd_utf8_char_len(s + i, n - i);
+        unsigned cp = utf8_code_point(s + i, len);
+        size_t cost = ucs2 ? (cp > 0xFFFF ? 2 : 1) : (size_t)gsm_septets(cp);
+        if (used + cost > part) {
+            segments++;
+            used = 0;
+        }
+        used += cost;
+        i += len;
+    }
+    return segments;
+}
+
+bool twilio_count_segments(const char *body, twilio_segments_t *out)
+{
+    const unsigned char *s = (const unsigned char *)body;
+    size_t n = strlen(body);
+    if (!cd_utf8_valid(s, n))
+        return false;
+    size_t septets = 0, units = 0;
+    bool ucs2 = false;
+    for (size_t i = 0; i < n;) {
+        size_t len = cd_utf8_char_len(s + i, n - i);
+        unsigned cp = utf8_code_point(s + i, len);
+        int g = gsm_septets(cp);
+        if (g == 0)
+            ucs2 = true;
+        septets += (size_t)g;
+        units += cp > 0xFFFF ? 2 : 1;
+        i += len;
+    }
+    out->ucs2 = ucs2;
+    out->units = ucs2 ? units : septets;
+    out->segments = split_segments(s, n, ucs2, out->units);
+    return true;
+}
+
+/* ---------------------------------------------------------------- forms */
+
+/* Decodes s in place ('+' is a space); false on a bad escape or %00. */
+static bool form_decode(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r == '+') {
+            *w++ = ' ';
+        } else if (*r == '%') {
+            int hi = cd_hex_value((unsigned char)r[1]);
+            int lo = hi < 0 ? -1 : cd_hex_value((unsigned char)r[2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return cd_utf8_valid((const unsigned char *)s, (size_t)(w - s));
+}
+
+bool twilio_form_parse(char *body, twilio_param_t *params, size_t max, size_t *n)
+{
+    *n = 0;
+    char *p = body;
+    while (*p) {
+        char *amp = strchr(p, '&');
+        if (amp)
+            *amp = '\0';
+        if (*p) {
+            char *eq = strchr(p, '=');
+            char *value = eq ? eq + 1 : p + strlen(p);
+            if (eq)
+                *eq = '\0';
+            if (*n >= max || !*p || !form_decode(p) || !form_decode(value) || !*p)
+                return false;
+            params[*n].name = p;
+            params[*n].value = value;
+            (*n)++;
+        }
+        if (!amp)
+            break;
+        p = amp + 1;
+    }
+    return true;
+}
+
+const char *twilio_form_get(const twilio_param_t *params, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(params[i].name, name) == 0)
+            return params[i].value;
+    return NULL;
+}
+
+/* ----------------------------------------------------------- signatures */
+
+static int param_cmp(const void *a, const void *b)
+{
+    const twilio_param_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+bool twilio_signature(const char *auth_token, const char *url, const twilio_param_t *params,
+                      size_t n, char out[TWILIO_SIGNATURE_LEN + 1])
+{
+    if (n > TWILIO_MAX_FORM_PARAMS)
+        return false;
+    twilio_param_t sorted[TWILIO_MAX_FORM_PARAMS];
+    if (n)
+        memcpy(sorted, params, n * sizeof(*params));
+    qsort(sorted, n, sizeof(*sorted), param_cmp);
+    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *h = alg ? EVP_MAC_CTX_new(alg) : NULL;
+    OSSL_PARAM md[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA1", 0),
+                       OSSL_PARAM_construct_end()};
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t maclen = 0;
+    bool ok = h && EVP_MAC_init(h, (const unsigned char *)auth_token, strlen(auth_token), md) &&
+              EVP_MAC_update(h, (const unsigned char *)url, strlen(url));
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_MAC_update(h, (const unsigned char *)sorted[i].name, strlen(sorted[i].name)) &&
+             EVP_MAC_update(h, (const unsigned char *)sorted[i].value, strlen(sorted[i].value));
+    ok = ok && EVP_MAC_final(h, mac, &maclen, sizeof(mac)) && maclen == 20;
+    EVP_MAC_CTX_free(h);
+    EVP_MAC_free(alg);
+    if (!ok)
+        return false;
+    EVP_EncodeBlock((unsigned char *)out, mac, 20);
+    out[TWILIO_SIGNATURE_LEN] = '\0';
+    return true;
+}
+
+bool twilio_signature_ok(const char *auth_token, const char *url, const twilio_param_t *params,
+                         size_t n, const char *header)
+{
+    char want[TWILIO_SIGNATURE_LEN + 1];
+    if (!auth_token || !*auth_token || !header || !*header)
+        return false;
+    if (!twilio_signature(auth_token, url, params, n, want))
+        return false;
+    return cd_secure_equal(want, header);
+}
+
+/* ------------------------------------------------------------- keywords */
+
+static const char *const stop_words[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END",
+                                         "QUIT", "REVOKE",  "OPTOUT",      "OPT OUT"};
+static const char *const start_words[] = {"START", "YES", "UNSTOP"};
+static const char *const help_words[] = {"HELP", "INFO"};
+
+static bool in_list(const char *w, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(w, list[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool is_trim(unsigned char c)
+{
+    return isspace(c) || ispunct(c);
+}
+
+twilio_keyword_t twilio_classify_keyword(const char *body)
+{
+    if (!body)
+        return TWILIO_KEYWORD_NONE;
+    const unsigned char *b = (const unsigned char *)body, *e = b + strlen(body);
+    while (b < e && is_trim(*b))
+        b++;
+    while (e > b && is_trim(e[-1]))
+        e--;
+    char word[16];
+    size_t k = 0;
+    for (const unsigned char *p = b; p < e; p++) {
+        if (*p >= 0x80 || (ispunct(*p)))
+            return TWILIO_KEYWORD_NONE;
+        if (isspace(*p)) {
+            if (k > 0 && word[k - 1] == ' ')
+                continue;
+            if (k + 1 >= sizeof(word))
+                return TWILIO_KEYWORD_NONE;
+            word[k++] = ' ';
+            continue;
+        }
+        if (k + 1 >= sizeof(word))
+            return TWILIO_KEYWORD_NONE;
+        word[k++] = (char)toupper(*p);
+    }
+    word[k] = '\0';
+    if (in_list(word, stop_words, CD_ARRAY_LEN(stop_words)))
+        return TWILIO_KEYWORD_STOP;
+    if (in_list(word, start_words, CD_ARRAY_LEN(start_words)))
+        return TWILIO_KEYWORD_START;
+    if (in_list(word, help_words, CD_ARRAY_LEN(help_words)))
+        return TWILIO_KEYWORD_HELP;
+    return TWILIO_KEYWORD_NONE;
+}
+
+bool twilio_twiml(cd_buf_t *out, const char *message)
+{
+    if (!cd_buf_adds(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"))
+        return false;
+    if (!message || !*message)
+        return cd_buf_adds(out, "<Response/>");
+    if (!cd_buf_adds(out, "<Response><Message>"))
+        return false;
+    for (const char *p = message; *p; p++) {
+        const char *esc = *p == '&'    ? "&amp;"
+                          : *p == '<'  ? "&lt;"
+                          : *p == '>'  ? "&gt;"
+                          : *p == '"'  ? "&quot;"
+                          : *p == '\'' ? "&apos;"
+                                       : NULL;
+        if (!(esc ? cd_buf_adds(out, esc) : cd_buf_add(out, p, 1)))
+            return false;
+    }
+    return cd_buf_adds(out, "</Message></Response>");
+}
+
+/* ----------------------------------------------------------------- send */
+
+struct twilio_client {
+    CURL *curl;
+};
+
+twilio_client_t *twilio_client_new(void)
+{
+    twilio_client_t *c = calloc(1, sizeof(*c));
+    if (c && !(c->curl = curl_easy_init())) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void twilio_client_free(twilio_client_t *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+/* Appends &name=value (value percent-encoded as a form value). */
+static bool form_add(cd_buf_t *out, const char *name, const char *value)
+{
+    if (out->len && !cd_buf_adds(out, "&"))
+        return false;
+    if (!cd_buf_adds(out, name) || !cd_buf_adds(out, "="))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        bool keep = isalnum(*p) || strchr("-._~", *p);
+        if (!(keep ? cd_buf_add(out, p, 1) : cd_buf_printf(out, "%%%02X", *p)))
+            return false;
+    }
+    return true;
+}
+
+bool twilio_message_form(const twilio_config_t *cfg, const char *to, const char *body,
+                         const char *status_callback, cd_buf_t *out)
+{
+    bool service = strncmp(cfg->from, "MG", 2) == 0;
+    return form_add(out, "To", to) &&
+           form_add(out, service ? "MessagingServiceSid" : "From", cfg->from) &&
+           form_add(out, "Body", body) &&
+           (!status_callback || form_add(out, "StatusCallback", status_callback));
+}
+
+static bool sid_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 2 || n >= TWILIO_SID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+static void copy_json_text(json_t *obj, const char *key, char *dst, size_t cap)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v))
+        snprintf(dst, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(dst, cap, "%lld", (long long)json_integer_value(v));
+}
+
+/* Reads Twilio's JSON answer into res (Message resource or error). */
+static void read_answer(const cd_buf_t *body, twilio_result_t *res)
+{
+    json_t *j = json_loadb(body->data ? body->data : "", body->len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        if (res->outcome != TWILIO_ACCEPTED)
+            snprintf(res->error, sizeof(res->error), "Twilio answered HTTP %ld", res->http_status);
+        return;
+    }
+    if (res->outcome == TWILIO_ACCEPTED) {
+        copy_json_text(j, "sid", res->sid, sizeof(res->sid));
+        copy_json_text(j, "status", res->status, sizeof(res->status));
+        copy_json_text(j, "price", res->price, sizeof(res->price));
+        char segs[24] = "";
+        copy_json_text(j, "num_segments", segs, sizeof(segs));
+        res->num_segments = strtol(segs, NULL, 10);
+    } else {
+        copy_json_text(j, "code", res->error_code, sizeof(res->error_code));
+        char msg[400] = "";
+        copy_json_text(j, "message", msg, sizeof(msg));
+        snprintf(res->error, sizeof(res->error), "Twilio answered HTTP %ld: %s", res->http_status,
+                 *msg ? msg : "no message");
+    }
+    json_decref(j);
+}
+
+/* Sets the outcome from the HTTP status. */
+static void classify(twilio_result_t *res)
+{
+    long s = res->http_status;
+    res->outcome = s == 201 || s == 200   ? TWILIO_ACCEPTED
+                   : s == 429 || s >= 500 ? TWILIO_TEMPORARY
+                                          : TWILIO_PERMANENT;
+}
+
+twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, const char *to,
+                             const char *body, const char *status_callback, twilio_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->outcome = TWILIO_PERMANENT;
+    cd_buf_t form, answer;
+    cd_buf_init(&form, 64 * 1024);
+    cd_buf_init(&answer, 256 * 1024);
+    char url[2048];
+    if (!sid_ok(cfg->account_sid) || !cfg->auth_token || !*cfg->auth_token || !cfg->from ||
+        !*cfg->from) {
+        snprintf(res->error, sizeof(res->error),
+                 "Twilio is not configured (account SID, auth "
+                 "token and sender are required)");
+        goto done;
+    }
+    if (!twilio_message_form(cfg, to, body, status_callback, &form) ||
+        snprintf(url, sizeof(url), "%s/2010-04-01/Accounts/%s/Messages.json", cfg->api_base,
+                 cfg->account_sid) >= (int)sizeof(url)) {
+        snprintf(res->error, sizeof(res->error), "the message is too large");
+        goto done;
+    }
+    CURL *h = c->curl;
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(h, CURLOPT_USERNAME, cfg->account_sid);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->auth_token);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, form.data);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)form.len);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, webapi_write_buf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, cfg->timeout_seconds);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        res->outcome = webapi_connect_failure((int)rc) ? TWILIO_TEMPORARY : TWILIO_UNKNOWN;
+        snprintf(res->error, sizeof(res->error), "Twilio request failed: %s",
+                 *curl_err ? curl_err : curl_easy_strerror(rc));
+        goto done;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->http_status);
+    classify(res);
+    read_answer(&answer, res);
+    if (res->outcome == TWILIO_ACCEPTED && !*res->sid) {
+        /* accepted without a SID: we cannot follow it, and resending could duplicate */
+        res->outcome = TWILIO_PERMANENT;
+        snprintf(res->error, sizeof(res->error), "Twilio accepted the message without a sid");
+    }
+done:
+    cd_buf_free(&form);
+    cd_buf_free(&answer);
+    return res->outcome;
+}
+
+/* ---------------------------------------------------- the SMS provider */
+
+typedef struct twilio_provider {
+    sms_provider_t base; /* first: the seam's view */
+    char api_base[512];
+    char account_sid[TWILIO_SID_MAX];
+    char auth_token[256];
+    long timeout_seconds;
+    twilio_client_t *client; /* one connection for the whole job */
+} twilio_provider_t;
+
+/* Twilio's price ("-0.00750", negative for money spent) in millionths. */
+static long long price_micros(const char *price)
+{
+    char *end = NULL;
+    double v = *price ? strtod(price, &end) : 0.0;
+    if (!end || *end || v != v)
+        return 0;
+    return (long long)((v < 0 ? -v : v) * 1e6 + 0.5);
+}
+
+static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
+                                 provider_sms_result_t *r)
+{
+    twilio_provider_t *tp = (twilio_provider_t *)p;
+    memset(r, 0, sizeof(*r));
+    /* our message id rides in the callback URL (signed by Twilio with it), so
+     * a callback that overtakes our own bookkeeping still finds its message */
+    char cb[1024] = "";
+    const char *url = m->status_callback_url;
+    if (url && *url)
+        snprintf(cb, sizeof(cb), "%s%sm=%s", url, strchr(url, '?') ? "&" : "?", m->message_uuid);
+    twilio_config_t cfg = {tp->api_base, tp->account_sid, tp->auth_token, m->from,
+                           tp->timeout_seconds};
+    twilio_result_t tr;
+    twilio_outcome_t o = twilio_send(tp->client, &cfg, m->to, m->body, *cb ? cb : NULL, &tr);
+    r->outcome = o == TWILIO_ACCEPTED    ? PROVIDER_ACCEPTED
+                 : o == TWILIO_TEMPORARY ? PROVIDER_TEMPFAIL
+                 : o == TWILIO_UNKNOWN   ? PROVIDER_UNKNOWN
+                                         : PROVIDER_PERMFAIL;
+    snprintf(r->sid, sizeof(r->sid), "%s", tr.sid);
+    snprintf(r->status, sizeof(r->status), "%.*s", (int)sizeof(r->status) - 1, tr.status);
+    snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, tr.error);
+    twilio_segments_t seg = {.segments = 1};
+    if (!twilio_count_segments(m->body, &seg))
+        seg.segments = 1;
+    r->segments = tr.num_segments > 0 ? (int)tr.num_segments : (int)seg.segments;
+    r->cost_micros = price_micros(tr.price);
+}
+
+static void twilio_provider_close(sms_provider_t *p)
+{
+    twilio_provider_t *tp = (twilio_provider_t *)p;
+    twilio_client_free(tp->client);
+    OPENSSL_cleanse(tp->auth_token, sizeof(tp->auth_token));
+    free(tp);
+}
+
+static const sms_provider_ops_t twilio_provider_ops = {
+    .name = "twilio",
+    .send = twilio_provider_send,
+    .close = twilio_provider_close,
+};
+
+sms_provider_t *twilio_provider_open(const provider_settings_t *s, char *err, size_t errlen)
+{
+    const char *base = *s->twilio_api_base ? s->twilio_api_base : "https://api.twilio.com";
+    if (!sid_ok(s->twilio_account_sid) || !*s->twilio_auth_token) {
+        snprintf(err, errlen, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required");
+        return NULL;
+    }
+    if (strlen(base) >= 512 || strlen(s->twilio_auth_token) >= 256 ||
+        (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0)) {
+        snprintf(err, errlen, "TWILIO_API_BASE must be an http(s) URL and the token < 256 bytes");
+        return NULL;
+    }
+    twilio_provider_t *tp = calloc(1, sizeof(*tp));
+    if (!tp || !(tp->client = twilio_client_new())) {
+        free(tp);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tp->base.ops = &twilio_provider_ops;
+    snprintf(tp->api_base, sizeof(tp->api_base), "%s", base);
+    snprintf(tp->account_sid, sizeof(tp->account_sid), "%s", s->twilio_account_sid);
+    snprintf(tp->auth_token, sizeof(tp->auth_token), "%s", s->twilio_auth_token);
+    tp->timeout_seconds = s->timeout_seconds > 0 ? s->timeout_seconds : 30;
+    return &tp->base;
+}

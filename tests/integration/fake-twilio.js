@@ -1,0 +1,155 @@
+// A local server that speaks Twilio Programmable Messaging's request and
+// response shapes, for the provider tests and the SMS benchmark:
+//
+//   POST /2010-04-01/Accounts/{AccountSid}/Messages.json
+//     HTTP basic auth (AccountSid:AuthToken) checked exactly: 401 with
+//     Twilio's error 20003 otherwise; form-encoded To (E.164), From or
+//     MessagingServiceSid, Body (1..1600 characters), optional StatusCallback;
+//     400 with Twilio's error codes (21211 bad To, 21602 no Body, 21604 no
+//     From) otherwise; 201 with a Message resource (sid SM + 32 hex, status
+//     "queued", price null as at creation).
+//   Then, like Twilio, it posts the status callbacks (`sent`, then
+//   `delivered`, or whatever statuses the test asks for) to StatusCallback,
+//   form-encoded and signed with X-Twilio-Signature exactly as Twilio's
+//   "Webhooks security" page describes: base64(HMAC-SHA1(AuthToken,
+//   url + every POST parameter name and value, sorted by name)).
+//
+// No campaignd code is shared: the signature is computed here from the
+// documentation, so the C verifier is checked against an independent one.
+import crypto from 'node:crypto';
+import http from 'node:http';
+
+/** X-Twilio-Signature for a POST of params (an object) to url. */
+export function twilioSignature(authToken, url, params) {
+  const data = Object.keys(params)
+    .sort()
+    .reduce((acc, k) => acc + k + params[k], url);
+  return crypto.createHmac('sha1', authToken).update(Buffer.from(data, 'utf8')).digest('base64');
+}
+
+/** Posts a signed webhook to url as Twilio would; signature overrides the
+ * computed one (for forgery tests). Resolves {status, headers, text}. */
+export function postTwilioWebhook(url, authToken, params, { signature } = {}) {
+  const body = new URLSearchParams(params).toString();
+  const sig = signature ?? twilioSignature(authToken, url, params);
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method: 'POST',
+        agent: false,
+        headers: {
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'Content-Length': Buffer.byteLength(body),
+          'X-Twilio-Signature': sig,
+          'User-Agent': 'TwilioProxy/1.1',
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function twilioError(res, status, code, message) {
+  res.writeHead(status, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify({ code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status }));
+}
+
+/**
+ * Starts the server. opts: accountSid, authToken, callbacks (statuses to post
+ * after each message, default ['sent', 'delivered']; [] for none), failWith
+ * (a function (params) -> {status, code, message} | null to make a send fail).
+ * Resolves { url, messages, callbacksDone(), stop() }.
+ */
+export async function startFakeTwilio({ accountSid, authToken, callbacks = ['sent', 'delivered'], failWith } = {}) {
+  const messages = [];
+  const pending = new Set();
+  const expectedAuth = 'Basic ' + Buffer.from(`${accountSid}:${authToken}`).toString('base64');
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const m = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/.exec(req.url);
+      if (req.method !== 'POST' || !m) return twilioError(res, 404, 20404, 'The requested resource was not found');
+      if (req.headers.authorization !== expectedAuth || m[1] !== accountSid)
+        return twilioError(res, 401, 20003, 'Authenticate');
+      if (!String(req.headers['content-type'] || '').startsWith('application/x-www-form-urlencoded'))
+        return twilioError(res, 400, 20001, 'Content-Type must be application/x-www-form-urlencoded');
+      const params = Object.fromEntries(new URLSearchParams(body));
+      if (!/^\+[1-9][0-9]{1,14}$/.test(params.To || ''))
+        return twilioError(res, 400, 21211, `The 'To' number ${params.To} is not a valid phone number.`);
+      if (!params.From && !params.MessagingServiceSid)
+        return twilioError(res, 400, 21604, "A 'From' phone number is required.");
+      if (!params.Body || [...params.Body].length > 1600)
+        return twilioError(res, 400, 21602, 'Message body is required.');
+      const fail = failWith?.(params);
+      if (fail) return twilioError(res, fail.status, fail.code, fail.message);
+      const sid = 'SM' + crypto.randomBytes(16).toString('hex');
+      const now = new Date().toUTCString();
+      const msg = { sid, params, at: Date.now() };
+      messages.push(msg);
+      res.writeHead(201, { 'Content-Type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          account_sid: accountSid,
+          api_version: '2010-04-01',
+          body: params.Body,
+          date_created: now,
+          date_sent: null,
+          date_updated: now,
+          direction: 'outbound-api',
+          error_code: null,
+          error_message: null,
+          from: params.From ?? null,
+          messaging_service_sid: params.MessagingServiceSid ?? null,
+          num_media: '0',
+          num_segments: '1',
+          price: null,
+          price_unit: 'USD',
+          sid,
+          status: 'queued',
+          subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}/Media.json` },
+          to: params.To,
+          uri: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
+        }),
+      );
+      if (params.StatusCallback && callbacks.length) {
+        const p = (async () => {
+          for (const status of callbacks) {
+            await postTwilioWebhook(params.StatusCallback, authToken, {
+              AccountSid: accountSid,
+              ApiVersion: '2010-04-01',
+              From: params.From ?? '',
+              MessageSid: sid,
+              MessageStatus: status,
+              SmsSid: sid,
+              SmsStatus: status,
+              To: params.To,
+            }).catch(() => {});
+          }
+        })();
+        pending.add(p);
+        p.finally(() => pending.delete(p));
+      }
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    messages,
+    callbacksDone: () => Promise.all([...pending]),
+    stop: () => new Promise((r) => server.close(r)),
+  };
+}
