@@ -1,3 +1,5 @@
+import { html } from './lib.js';
+
 // SMS length and segments as carriers count them: GSM 03.38 (7-bit) when every
 // character is in the GSM alphabet (extension characters count twice),
 // otherwise UCS-2 (UTF-16 code units). One segment holds 160 / 70 units; a
@@ -36,4 +38,10 @@ export function fillTemplate(text, contact) {
     const v = contact[name] ?? contact.attributes?.[name];
     return v === null || v === undefined ? '' : String(v);
   });
+}
+
+/** The SMS counter line: characters, segments, encoding, room left. */
+export function SmsCounter({ text, id }) {
+  const sms = smsInfo(text || '');
+  return html`<p id=${id} class="counter" aria-live="polite" data-testid="sms-counter">${sms.units} characters · ${sms.segments} segment${sms.segments === 1 ? '' : 's'} · ${sms.encoding} · ${sms.remaining} left in this segment</p>`;
 }

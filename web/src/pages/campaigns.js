@@ -3,15 +3,19 @@
 // status, and only for callers who may write), and the performance report
 // with CSV/JSON export.
 import { useState } from 'preact/hooks';
-import { html, api, supabase, download, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, zonedToIso, isoToZoned, timeZone, canWrite, useFlash, ApiError } from '../lib.js';
+import { html, api, download, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, zonedToIso, isoToZoned, timeZone, canWrite, useFlash, ApiError } from '../lib.js';
 import { TimeChart } from '../chart.js';
+import { SmsCounter } from '../sms.js';
 import { SegmentPicker, saveSegment, AudienceLine } from './segment-picker.js';
+import { ENGINE_ACTIONS, isSent, engine, withAdvice, SendProgress, TestSend, useSenderFields, saveSender } from './sending.js';
 
 export const STATUSES = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled', 'active', 'completed', 'failed'];
 const TYPES = ['email', 'sms', 'social'];
 const COUNTED = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled'];
 
-/** The buttons of the state machine (docs/api.md, "Status transitions"). */
+/** The buttons of the state machine (docs/api.md, "Status transitions") for
+ * campaigns the send engine does not send (social); e-mail and SMS campaigns
+ * use ENGINE_ACTIONS (pages/sending.js). */
 export const ACTIONS = {
   draft: [['scheduled', 'Schedule'], ['cancelled', 'Cancel campaign']],
   scheduled: [['sending', 'Send now'], ['paused', 'Pause'], ['cancelled', 'Cancel campaign']],
@@ -108,6 +112,19 @@ function CampaignView({ role, session, c, reload }) {
     if (to === 'cancelled' && !window.confirm('Cancel this campaign? This cannot be undone.')) return;
     move(to);
   };
+  const DONE = { send: 'Sending started.', pause: 'Campaign paused.', resume: 'Campaign resumed.', cancel: 'Campaign cancelled.' };
+  const run = async (action) => {
+    if (action === 'schedule') { setSchedFor('scheduled'); return; }
+    if (action === 'cancel' && !window.confirm('Cancel this campaign? Messages not yet sent are dropped. This cannot be undone.')) return;
+    if (action === 'send' && !window.confirm('Send this campaign to its audience now?')) return;
+    setBusy(true); setError(null);
+    try { await engine(c.id, action); show(DONE[action]); reload(); } catch (e) { setError(withAdvice(e)); }
+    setBusy(false);
+  };
+  const sent = isSent(c);
+  const buttons = sent ? ENGINE_ACTIONS[c.status] : ACTIONS[c.status];
+  const press = sent ? run : act;
+  const danger = (a) => a === 'cancelled' || a === 'cancel';
   const remove = async () => {
     if (!window.confirm('Delete this campaign? Its history stays in reports and the audit log.')) return;
     try { await api(`/api/campaigns/${c.id}`, { method: 'DELETE' }); window.location.hash = '#/campaigns'; } catch (e) { setError(e); }
@@ -117,15 +134,18 @@ function CampaignView({ role, session, c, reload }) {
     <div class="page-head title"><h1 id="cp-title">${c.name}</h1><${Badge} value=${c.status} /></div>
     <p class="muted">${c.type} · created ${fmtTime(c.created_at)} · ${c.scheduled_date ? `scheduled for ${fmtTime(c.scheduled_date)} (${timeZone()})` : 'not scheduled'}</p>
     <${AudienceLine} segmentId=${c.segment_id} />
-    ${c.status === 'sending' ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Sending"><span class="indeterminate"></span></div>` : null}
+    ${!sent && c.status === 'sending' ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Sending"><span class="indeterminate"></span></div>` : null}
     ${flash}<${ErrorBox} error=${error} />
-    ${writable && ACTIONS[c.status] ? html`<div class="actions" role="group" aria-label="Status">
-      ${ACTIONS[c.status].map(([to, label]) => html`<button type="button" class=${to === 'cancelled' ? 'danger' : ''} disabled=${busy} onClick=${() => act(to)}>${label}</button>`)}
+    ${writable && buttons ? html`<div class="actions" role="group" aria-label="Status">
+      ${buttons.map(([to, label]) => html`<button type="button" class=${danger(to) ? 'danger' : ''} disabled=${busy} onClick=${() => press(to)}>${label}</button>`)}
     </div>` : null}
     ${schedFor ? html`<form class="card inline" onSubmit=${(e) => { e.preventDefault(); const iso = zonedToIso(when); if (!iso) { setError(new ApiError(400, 'invalid', 'Pick a date and time.')); return; } move('scheduled', { scheduled_date: iso }); }}>
       <${Field} label=${`Send at (${timeZone()})`} id="sched-at"><input id="sched-at" type="datetime-local" required value=${when} onInput=${(e) => setWhen(e.target.value)} /></${Field}>
       <button type="submit" disabled=${busy}>Confirm schedule</button> <button type="button" class="secondary" onClick=${() => setSchedFor(null)}>Back</button>
     </form>` : null}
+    ${sent ? html`<${SendProgress} c=${c} />` : null}
+    ${sent && writable && !FINAL.includes(c.status) ? html`<${TestSend} c=${c} />` : null}
+    ${sent ? html`<p class="muted" data-testid="sender">${c.template_id ? 'Template set' : 'No template'}${c.subject ? ` · subject "${c.subject}"` : ''}${c.from_name || c.from_email ? ` · from ${[c.from_name, c.from_email && `<${c.from_email}>`].filter(Boolean).join(' ')}` : ''}${c.sms_sender ? ` · SMS sender ${c.sms_sender}` : ''}</p>` : null}
     <div class="card"><h2>Content</h2><pre class="content">${c.content || '(empty)'}</pre></div>
     ${writable && !FINAL.includes(c.status) ? html`<details class="card"><summary>Edit campaign</summary><${Editor} role=${role} session=${session} campaign=${c} onSaved=${() => { show('Saved.'); reload(); }} /></details>` : null}
     <${Performance} role=${role} session=${session} c=${c} />
@@ -140,13 +160,8 @@ function Editor({ campaign, onSaved, session }) {
   const [when, setWhen] = useState(isoToZoned(c.scheduled_date));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
-  const [templates, setTemplates] = useState(null);
   const [segmentId, setSegmentId] = useState(c.segment_id || null);
-
-  const loadTemplates = async () => {
-    const { data } = await supabase.from('templates').select('id,name,type,subject,content').is('deleted_at', null).eq('is_active', true).order('name').limit(200);
-    setTemplates(data || []);
-  };
+  const [sender, senderView] = useSenderFields(c, type, c.user_id || session.user.id);
 
   const save = async (e) => {
     e.preventDefault();
@@ -161,8 +176,8 @@ function Editor({ campaign, onSaved, session }) {
       body.scheduled_date = iso;
     } else if (campaign?.scheduled_date && campaign.status !== 'scheduled') body.scheduled_date = null;
     try {
-      if (campaign) { await api(`/api/campaigns/${campaign.id}`, { method: 'PUT', body }); await saveSegment(campaign.id, campaign.segment_id, segmentId); onSaved?.(); }
-      else { const r = await api('/api/campaigns', { method: 'POST', body }); await saveSegment(r.data.id, null, segmentId); window.location.hash = `#/campaigns/${r.data.id}`; }
+      if (campaign) { await api(`/api/campaigns/${campaign.id}`, { method: 'PUT', body }); await saveSender(campaign.id, type, sender); await saveSegment(campaign.id, campaign.segment_id, segmentId); onSaved?.(); }
+      else { const r = await api('/api/campaigns', { method: 'POST', body }); await saveSender(r.data.id, type, sender); await saveSegment(r.data.id, null, segmentId); window.location.hash = `#/campaigns/${r.data.id}`; }
     } catch (err) { setError(err); }
     setBusy(false);
   };
@@ -172,12 +187,8 @@ function Editor({ campaign, onSaved, session }) {
     <${Field} label="Type" id="c-type" hint=${campaign && campaign.status !== 'draft' ? 'The type is fixed once a campaign leaves draft.' : null}>
       <select id="c-type" value=${type} disabled=${campaign && campaign.status !== 'draft'} onChange=${(e) => setType(e.target.value)}>${TYPES.map((t) => html`<option value=${t}>${t}</option>`)}</select></${Field}>
     <${Field} label="Content" id="c-content"><textarea id="c-content" rows="8" value=${content} onInput=${(e) => setContent(e.target.value)}></textarea></${Field}>
-    <div class="row">
-      ${templates === null ? html`<button type="button" class="secondary" onClick=${loadTemplates}>Start from a template…</button>`
-        : templates.length ? html`<label for="c-tpl">Template</label><select id="c-tpl" onChange=${(e) => { const t = templates.find((x) => x.id === e.target.value); if (t) { setContent(t.content); if (t.type !== 'social' && (!campaign || campaign.status === 'draft')) setType(t.type); } }}>
-            <option value="">Pick a template</option>${templates.map((t) => html`<option value=${t.id}>${t.name} (${t.type})</option>`)}</select>`
-        : html`<span class="muted">No templates yet.</span>`}
-    </div>
+    ${type === 'sms' && content ? html`<${SmsCounter} text=${content} />` : null}
+    ${senderView}
     <${SegmentPicker} value=${segmentId} onChange=${setSegmentId} owner=${c.user_id || session.user.id} />
     <${Field} label=${`Schedule (${timeZone()})`} id="c-when" hint="Optional. Use the Schedule button to move the campaign to scheduled.">
       <input id="c-when" type="datetime-local" value=${when} onInput=${(e) => setWhen(e.target.value)} /></${Field}>

@@ -1,9 +1,9 @@
 // Templates: list and editor (variables, live preview for a chosen contact,
 // SMS length and segment counter). Rows are read and written through /rest/v1;
 // RLS lets users see their own and admins all.
-import { useState } from 'preact/hooks';
-import { html, supabase, q, useAsync, Status, ErrorBox, Field, Badge, fmtTime, useFlash, canWrite } from '../lib.js';
-import { smsInfo, variablesOf, fillTemplate } from '../sms.js';
+import { useState, useEffect } from 'preact/hooks';
+import { html, supabase, q, api, useAsync, Status, ErrorBox, Field, Badge, fmtTime, useFlash, canWrite } from '../lib.js';
+import { SmsCounter, variablesOf, fillTemplate } from '../sms.js';
 
 const CATEGORIES = ['promotional', 'transactional', 'newsletter'];
 
@@ -49,9 +49,9 @@ function TemplateEditor({ t, isNew, role }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [flash, show] = useFlash();
+  const [savedAt, setSavedAt] = useState(0);
   const contacts = useAsync(() => q(supabase.from('contacts').select('id,email,phone,first_name,last_name,attributes').is('deleted_at', null).order('created_at', { ascending: false }).limit(50)), []);
   const vars = variablesOf(`${subject}\n${content}`);
-  const sms = smsInfo(content);
   const contact = (contacts.data || []).find((c) => c.id === contactId);
   const sample = contact || { first_name: 'Ana', last_name: 'Silva', email: 'ana@example.com', phone: '+15551234567' };
 
@@ -66,6 +66,7 @@ function TemplateEditor({ t, isNew, role }) {
       } else {
         await q(supabase.from('templates').update(row).eq('id', t.id).select('id').single());
         show('Template saved.');
+        setSavedAt((n) => n + 1);
       }
     } catch (err) { setError(err); }
     setBusy(false);
@@ -86,7 +87,7 @@ function TemplateEditor({ t, isNew, role }) {
       ${type === 'email' ? html`<${Field} label="Subject" id="t-subject"><input id="t-subject" value=${subject} onInput=${(e) => setSubject(e.target.value)} /></${Field}>` : null}
       <${Field} label="Content" id="t-content" hint="Use {{first_name}}, {{last_name}}, {{email}}, {{phone}} or any contact attribute.">
         <textarea id="t-content" rows="10" required value=${content} onInput=${(e) => setContent(e.target.value)} aria-describedby="t-content-hint t-counter"></textarea></${Field}>
-      ${type === 'sms' ? html`<p id="t-counter" class="counter" aria-live="polite" data-testid="sms-counter">${sms.units} characters · ${sms.segments} segment${sms.segments === 1 ? '' : 's'} · ${sms.encoding} · ${sms.remaining} left in this segment</p>` : null}
+      ${type === 'sms' ? html`<${SmsCounter} text=${content} id="t-counter" />` : null}
       <p class="muted">Variables: ${vars.length ? vars.map((v) => html`<code>${v}</code> `) : 'none'}</p>
       <label class="check"><input type="checkbox" checked=${active} onChange=${(e) => setActive(e.target.checked)} /> Active</label>
       <${ErrorBox} error=${error} />${flash}
@@ -100,6 +101,31 @@ function TemplateEditor({ t, isNew, role }) {
         ${(contacts.data || []).map((c) => html`<option value=${c.id}>${[c.first_name, c.last_name].filter(Boolean).join(' ') || c.email || c.phone}</option>`)}</select></${Field}>
       ${type === 'email' ? html`<p><strong>${fillTemplate(subject, sample) || '(no subject)'}</strong></p>` : null}
       <div class=${type === 'sms' ? 'bubble' : 'mail'}>${fillTemplate(content, sample) || html`<span class="muted">Nothing to preview yet.</span>`}</div>
+      ${!isNew && contactId ? html`<${ServerPreview} id=${t.id} contactId=${contactId} savedAt=${savedAt} sms=${type === 'sms'} />` : null}
     </div>
+  </div>`;
+}
+
+/** The saved template as the send engine renders it for one contact (POST
+ * /api/templates/:id/preview): defaults, attributes and HTML escaping as in
+ * the messages that leave, without the footer sending adds. HTML is shown in
+ * a sandboxed frame (no scripts, no same-origin access). */
+function ServerPreview({ id, contactId, savedAt, sms }) {
+  const [state, setState] = useState({ loading: true });
+  useEffect(() => {
+    let live = true;
+    setState({ loading: true });
+    api(`/api/templates/${encodeURIComponent(id)}/preview`, { method: 'POST', body: { contact_id: contactId } })
+      .then((r) => live && setState({ data: r.data }), (e) => live && setState({ error: e }));
+    return () => { live = false; };
+  }, [id, contactId, savedAt]);
+  const d = state.data;
+  return html`<div class="server-preview" aria-live="polite" data-testid="server-preview">
+    <h3>As sent to this contact <small class="muted">(saved version)</small></h3>
+    ${state.loading ? html`<p class="state" role="status">Rendering…</p>` : null}
+    <${ErrorBox} error=${state.error} />
+    ${d ? html`${!sms ? html`<p><strong data-testid="server-subject">${d.subject || '(no subject)'}</strong></p>` : null}
+      ${d.html && !sms ? html`<iframe class="mail-frame" title="Rendered e-mail" sandbox="" srcdoc=${d.html}></iframe>` : null}
+      ${d.text ? html`<pre class=${sms ? 'bubble' : 'content'} data-testid="server-text">${d.text}</pre>` : null}` : null}
   </div>`;
 }
