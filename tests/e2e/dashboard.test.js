@@ -174,7 +174,7 @@ describe('the dashboard in a browser', () => {
       await page.getByRole('button', { name: 'Create campaign' }).click();
       await page.getByRole('heading', { name: campaignName }).waitFor();
       const status = page.getByRole('group', { name: 'Status' });
-      assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Schedule', 'Cancel campaign']);
+      assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Schedule', 'Send now', 'Cancel campaign']);
 
       await status.getByRole('button', { name: 'Schedule' }).click();
       const next = new Date(Date.now() + 7 * 86400000).toISOString().slice(0, 10);

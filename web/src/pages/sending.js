@@ -36,9 +36,9 @@ export function withAdvice(err) {
   return e;
 }
 
-/** Calls one of the engine's routes for campaign id. */
+/** Calls one of the engine's routes for campaign id (only /test takes a body). */
 export function engine(id, action, body) {
-  return api(`/api/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST', body: body || {} });
+  return api(`/api/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST', body });
 }
 
 // Message statuses (migration 026) in the groups the progress bar shows.

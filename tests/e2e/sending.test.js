@@ -1,0 +1,153 @@
+// End-to-end test of sending from the dashboard in Debian's chromium, against
+// a real SMTP server (tests/integration/mail-sink.js): a user writes an e-mail
+// template and sees it rendered by the server for one of their contacts,
+// creates a campaign from it with a sender, is told what to do when the
+// postal address is missing, sends a test, sends the campaign, watches the
+// progress bar reach the end, and the sink holds exactly one mail per
+// recipient. A viewer sees the campaign and its progress but no button.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, signIn as apiSignIn, noError, sql, lit, freePort } from '../integration/helpers.js';
+import { startSmtpSink } from '../integration/mail-sink.js';
+import { launch, pageSet, step, signIn, WEB_DIR } from './browser.js';
+
+const PASSWORD = 'e2e password 123';
+const stamp = Date.now();
+const alice = `send-alice-${stamp}@example.com`;
+const viewer = `send-viewer-${stamp}@example.com`;
+const RECIPIENTS = [
+  ['Ann', `ann-${stamp}@shop.example`],
+  ['Bo', `bo-${stamp}@shop.example`],
+  ['Cy', `cy-${stamp}@shop.example`],
+];
+let server, sink, browser;
+const opened = pageSet();
+const { pages, watches } = opened;
+const newPage = () => opened.newPage(browser, server.url, { width: 1280, height: 900 });
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
+  sink = await startSmtpSink();
+  const port = await freePort();
+  server = await startServer({
+    WEB_DIR,
+    PORT: String(port),
+    API_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+    SMTP_URL: sink.url,
+    EMAIL_FROM: 'news@example.org',
+    EMAIL_RATE_PER_SECOND: '0',
+    SEND_SCHEDULER_INTERVAL: '1',
+    SEND_RETRY_SECONDS: '1',
+    JOB_POLL_INTERVAL: '1',
+  });
+  for (const [email, role] of [[alice, 'user'], [viewer, 'viewer']]) {
+    const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', role]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const { client } = await apiSignIn(server, alice, PASSWORD);
+  const { error } = await client.from('contacts').insert(RECIPIENTS.map(([first_name, email]) => ({ first_name, email })));
+  noError(error, 'contacts of alice');
+  await sql(server, 'update public.app_settings set postal_address = null');
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await sink?.stop();
+});
+
+describe('sending a campaign from the dashboard', () => {
+  let campaignUrl;
+
+  it('a user writes a template, previews it as the server renders it, and sends a campaign to the SMTP sink', async () => {
+    const page = await newPage();
+    const tplName = `Spring mail ${stamp}`;
+    const campaign = `Spring sale ${stamp}`;
+    page.on('dialog', (d) => d.accept()); // the "Send now?" confirmation
+    await step('sending', pages, async () => {
+      await signIn(page, server.url, alice, PASSWORD);
+
+      // The template, and the server's rendering of it for Bo.
+      await page.goto(`${server.url}/#/templates/new`);
+      await page.getByLabel('Name').fill(tplName);
+      await page.getByLabel('Channel').selectOption('email');
+      await page.getByLabel('Subject').fill('Spring for {{first_name}}');
+      await page.getByLabel('Content').fill('Hello {{first_name | "there"}}, the spring sale is on.');
+      await page.getByRole('button', { name: 'Create template' }).click();
+      await page.waitForURL(/#\/templates\/[0-9a-f-]{36}$/);
+      await page.getByLabel('Preview for contact').selectOption({ label: 'Bo' });
+      const preview = page.getByTestId('server-preview');
+      await preview.getByTestId('server-subject').getByText('Spring for Bo').waitFor();
+      await preview.getByText('Hello Bo, the spring sale is on.').waitFor();
+
+      // The campaign: the template, a sender; no content of its own.
+      await page.goto(`${server.url}/#/campaigns/new`);
+      await page.getByLabel('Name', { exact: true }).fill(campaign);
+      await page.getByLabel('Type').selectOption('email');
+      await page.getByLabel('Template').selectOption({ label: tplName });
+      await page.getByLabel('Sender', { exact: true }).fill('Acme News');
+      await page.getByLabel('Sender address').fill('hello@acme.example');
+      await page.getByRole('button', { name: 'Create campaign' }).click();
+      await page.getByRole('heading', { name: campaign }).waitFor();
+      campaignUrl = page.url();
+      const status = page.getByRole('group', { name: 'Status' });
+      await status.getByRole('button', { name: 'Send now' }).waitFor();
+      assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Schedule', 'Send now', 'Cancel campaign']);
+
+      // No postal address yet: the engine's 409, shown as it is, with what to do.
+      await status.getByRole('button', { name: 'Send now' }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'postal address' });
+      await alert.waitFor();
+      assert.match(await alert.innerText(), /marketing e-mail must carry the sender's postal address/);
+      assert.match(await alert.innerText(), /administrator enters the organisation's postal address/);
+      assert.equal(sink.all().length, 0, 'nothing was sent');
+      await sql(server, `update public.app_settings set postal_address = ${lit('Acme Inc., 1 Main St, Springfield')}`);
+
+      // A test message to one address.
+      await page.getByLabel('Send a test to').fill(`tester-${stamp}@example.com`);
+      await page.getByRole('button', { name: 'Send test' }).click();
+      await page.getByText(`A test was queued for tester-${stamp}@example.com.`).waitFor();
+      const test = await sink.waitFor(`tester-${stamp}@example.com`);
+      assert.match(test.subject, /^\[Test\]/);
+      assert.match(test.from, /Acme News/);
+
+      // Send it; the progress bar ends at 3 of 3, the campaign is sent.
+      await status.getByRole('button', { name: 'Send now' }).click();
+      await page.locator('[role="progressbar"][data-done="3"][data-total="3"]').waitFor();
+      await page.locator('.page-head .badge', { hasText: /^sent$/ }).waitFor();
+      await page.getByTestId('send-counts').getByText('3 sent').waitFor();
+      assert.equal(await status.count(), 0, 'a sent campaign has no status button');
+    });
+
+    for (const [first, email] of RECIPIENTS) {
+      const mail = await sink.waitFor(email);
+      assert.equal(mail.subject, `Spring for ${first}`);
+      assert.match(mail.from, /Acme News"? <hello@acme\.example>/);
+      assert.match(mail.text, new RegExp(`Hello ${first}, the spring sale is on\\.`));
+      assert.match(mail.text, /Acme Inc\., 1 Main St, Springfield/);
+    }
+    // one mail per recipient, plus the test: nothing twice
+    for (const [, email] of RECIPIENTS) assert.equal(sink.count(email), 1, `one mail to ${email}`);
+    assert.equal(sink.all().length, RECIPIENTS.length + 1);
+    const w = watches[0];
+    assert.deepEqual(w.foreign, [], 'no request to another host');
+    assert.deepEqual(w.errors.filter((e) => !/status of 409/.test(e)), [], 'no console error besides the refused send');
+  });
+
+  it('a viewer sees the campaign and its progress, but no send, test or status button', async () => {
+    assert.ok(campaignUrl, 'the campaign of the first test');
+    const page = await newPage();
+    await step('viewer', pages, async () => {
+      await signIn(page, server.url, viewer, PASSWORD);
+      await page.goto(campaignUrl);
+      await page.getByRole('heading', { name: `Spring sale ${stamp}` }).waitFor();
+      await page.getByTestId('send-counts').getByText('3 recipients').waitFor();
+      assert.equal(await page.getByRole('group', { name: 'Status' }).count(), 0);
+      assert.equal(await page.getByLabel('Send a test to').count(), 0);
+      assert.equal(await page.getByRole('button', { name: /Send|Pause|Resume|Cancel/ }).count(), 0);
+    });
+  });
+});
