@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, signIn as apiSignIn, noError, sql, lit, freePort } from '../integration/helpers.js';
+import { startServer, signIn as apiSignIn, noError, sql, freePort } from '../integration/helpers.js';
 import { startSmtpSink } from '../integration/mail-sink.js';
 import { launch, pageSet, step, signIn, WEB_DIR } from './browser.js';
 
@@ -17,6 +17,7 @@ const PASSWORD = 'e2e password 123';
 const stamp = Date.now();
 const alice = `send-alice-${stamp}@example.com`;
 const viewer = `send-viewer-${stamp}@example.com`;
+const admin = `send-admin-${stamp}@example.com`;
 const RECIPIENTS = [
   ['Ann', `ann-${stamp}@shop.example`],
   ['Bo', `bo-${stamp}@shop.example`],
@@ -42,7 +43,7 @@ before(async () => {
     SEND_RETRY_SECONDS: '1',
     JOB_POLL_INTERVAL: '1',
   });
-  for (const [email, role] of [[alice, 'user'], [viewer, 'viewer']]) {
+  for (const [email, role] of [[alice, 'user'], [viewer, 'viewer'], [admin, 'admin']]) {
     const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', role]);
     assert.equal(r.code, 0, r.stderr);
   }
@@ -67,6 +68,8 @@ describe('sending a campaign from the dashboard', () => {
     const tplName = `Spring mail ${stamp}`;
     const campaign = `Spring sale ${stamp}`;
     page.on('dialog', (d) => d.accept()); // the "Send now?" confirmation
+    const refused = []; // every HTTP error the page met: only the send without a postal address
+    page.on('response', (r) => { if (r.status() >= 400) refused.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`); });
     await step('sending', pages, async () => {
       await signIn(page, server.url, alice, PASSWORD);
 
@@ -104,7 +107,16 @@ describe('sending a campaign from the dashboard', () => {
       assert.match(await alert.innerText(), /marketing e-mail must carry the sender's postal address/);
       assert.match(await alert.innerText(), /administrator enters the organisation's postal address/);
       assert.equal(sink.all().length, 0, 'nothing was sent');
-      await sql(server, `update public.app_settings set postal_address = ${lit('Acme Inc., 1 Main St, Springfield')}`);
+      // ...which an admin enters on the Admin page.
+      const adminPage = await newPage();
+      await signIn(adminPage, server.url, admin, PASSWORD);
+      await adminPage.goto(`${server.url}/#/admin`);
+      await adminPage.getByRole('tab', { name: 'Settings' }).click();
+      await adminPage.getByLabel('Postal address').fill('Acme Inc., 1 Main St, Springfield');
+      await adminPage.getByRole('button', { name: 'Save settings' }).click();
+      await adminPage.getByText('Settings saved.').waitFor();
+      const stored = await sql(server, 'select postal_address from public.app_settings');
+      assert.match(String(stored), /Acme Inc\., 1 Main St, Springfield/);
 
       // A test message to one address.
       await page.getByLabel('Send a test to').fill(`tester-${stamp}@example.com`);
@@ -134,7 +146,38 @@ describe('sending a campaign from the dashboard', () => {
     assert.equal(sink.all().length, RECIPIENTS.length + 1);
     const w = watches[0];
     assert.deepEqual(w.foreign, [], 'no request to another host');
-    assert.deepEqual(w.errors.filter((e) => !/status of 409/.test(e)), [], 'no console error besides the refused send');
+    assert.deepEqual(refused.map((x) => x.replace(/[0-9a-f-]{36}/, ':id')), ['409 POST /api/campaigns/:id/send'], 'the only refused request');
+    assert.deepEqual(w.errors.filter((e) => !/Failed to load resource/.test(e)), [], 'no console error');
+  });
+
+  it('a campaign paused by the monthly limit shows why, and resumes once the limit is raised', async () => {
+    const page = await newPage();
+    page.on('dialog', (d) => d.accept());
+    await sql(server, 'update public.app_settings set monthly_email_limit = 1');
+    const { client } = await apiSignIn(server, alice, PASSWORD);
+    const { data, error } = await client.from('campaigns')
+      .insert({ name: `Second wave ${stamp}`, type: 'email', subject: 'Again, {{first_name}}', content: 'Second wave for {{first_name}}.' })
+      .select('id').single();
+    noError(error, 'the second campaign');
+    await step('pause-reason', pages, async () => {
+      await signIn(page, server.url, alice, PASSWORD);
+      await page.goto(`${server.url}/#/campaigns/${data.id}`);
+      const status = page.getByRole('group', { name: 'Status' });
+      await status.getByRole('button', { name: 'Send now' }).click();
+      await page.getByTestId('pause-reason').getByText('monthly e-mail limit of 1 messages reached').waitFor();
+      await status.getByRole('button', { name: 'Resume' }).waitFor();
+      assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Resume', 'Reschedule', 'Cancel campaign']);
+      await sql(server, 'update public.app_settings set monthly_email_limit = 1000000');
+      await status.getByRole('button', { name: 'Resume' }).click();
+      await page.locator('.page-head .badge', { hasText: /^sent$/ }).waitFor();
+      await page.locator('[role="progressbar"][data-done="3"][data-total="3"]').waitFor();
+      assert.equal(await page.getByTestId('pause-reason').count(), 0, 'no pause reason once sent');
+    });
+    for (const [first, email] of RECIPIENTS) {
+      const mail = await sink.waitFor(email, { after: 1 });
+      assert.equal(mail.subject, `Again, ${first}`);
+      assert.equal(sink.count(email), 2, `the second campaign reached ${email} once`);
+    }
   });
 
   it('a viewer sees the campaign and its progress, but no send, test or status button', async () => {

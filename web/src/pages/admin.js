@@ -107,7 +107,7 @@ function Settings() {
 }
 
 function SettingsForm({ s, reload }) {
-  const [f, setF] = useState({ timezone: s.timezone, date_format: s.date_format, monthly_sms_limit: s.monthly_sms_limit, monthly_email_limit: s.monthly_email_limit, data_retention_days: s.data_retention_days, enable_audit_log: s.enable_audit_log });
+  const [f, setF] = useState({ timezone: s.timezone, date_format: s.date_format, monthly_sms_limit: s.monthly_sms_limit, monthly_email_limit: s.monthly_email_limit, data_retention_days: s.data_retention_days, enable_audit_log: s.enable_audit_log, postal_address: s.postal_address || '' });
   const [secrets, setSecrets] = useState({});
   const [error, setError] = useState(null);
   const [flash, show] = useFlash();
@@ -116,7 +116,7 @@ function SettingsForm({ s, reload }) {
     e.preventDefault();
     setError(null);
     try {
-      await q(supabase.from('app_settings').update(f).eq('id', s.id).select('id').single());
+      await q(supabase.from('app_settings').update({ ...f, postal_address: f.postal_address.trim() || null }).eq('id', s.id).select('id').single());
       for (const [name] of SECRETS)
         if (secrets[name]) await q(supabase.rpc('set_app_secret', { name, value: secrets[name] }));
       setTimeZone(f.timezone);
@@ -141,6 +141,8 @@ function SettingsForm({ s, reload }) {
       <${Field} label="Monthly e-mail limit" id="s-email"><input id="s-email" type="number" min="0" value=${f.monthly_email_limit} onInput=${set('monthly_email_limit', true)} /></${Field}>
       <${Field} label="Keep audit log (days)" id="s-ret"><input id="s-ret" type="number" min="1" max="36500" value=${f.data_retention_days} onInput=${set('data_retention_days', true)} /></${Field}>
     </div>
+    <${Field} label="Postal address" id="s-postal" hint="Printed in the footer of every marketing e-mail; e-mail campaigns are not sent without it.">
+      <textarea id="s-postal" rows="2" maxlength="500" value=${f.postal_address} onInput=${set('postal_address')}></textarea></${Field}>
     <label class="check"><input type="checkbox" checked=${f.enable_audit_log} onChange=${(e) => setF({ ...f, enable_audit_log: e.target.checked })} /> Keep an audit log</label>
     <h2>Provider credentials</h2>
     <p class="muted">Write-only: stored encrypted, shown masked. Leave a field empty to keep the current value.</p>
