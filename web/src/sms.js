@@ -23,20 +23,27 @@ export function smsInfo(text) {
   return { encoding: gsm ? 'GSM-7' : 'UCS-2', units, segments, remaining: segments === 0 ? single : segments * per - units };
 }
 
+// A placeholder as the send engine reads it (docs/sending.md, "Templates"):
+// {{first_name}}, {{contact.first_name}}, {{contact.attributes.company}},
+// each optionally with a default: {{first_name | "there"}}.
+const PLACEHOLDER = /\{\{\s*(?:contact\.)?(attributes\.)?([A-Za-z_][A-Za-z0-9_-]*)\s*(?:\|\s*"((?:[^"\\]|\\.)*)"\s*)?\}\}/g;
+
 /** The {{variable}} names in a text, in order of first appearance. */
 export function variablesOf(text) {
   const out = [];
-  for (const m of String(text || '').matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g))
-    if (!out.includes(m[1])) out.push(m[1]);
+  for (const m of String(text || '').matchAll(PLACEHOLDER))
+    if (!out.includes(m[2])) out.push(m[2]);
   return out;
 }
 
-/** Fills {{variables}} from a contact (its columns, then its attributes). */
+/** Fills {{variables}} from a contact (its columns, then its attributes),
+ * using a placeholder's default when the value is missing or empty. */
 export function fillTemplate(text, contact) {
-  return String(text || '').replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, (all, name) => {
+  return String(text || '').replace(PLACEHOLDER, (all, attr, name, dflt) => {
     if (!contact) return all;
-    const v = contact[name] ?? contact.attributes?.[name];
-    return v === null || v === undefined ? '' : String(v);
+    const v = attr ? contact.attributes?.[name] : contact[name] ?? contact.attributes?.[name];
+    if (v === null || v === undefined || v === '') return dflt === undefined ? '' : dflt.replace(/\\(["\\])/g, '$1');
+    return String(v);
   });
 }
 

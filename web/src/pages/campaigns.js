@@ -146,7 +146,7 @@ function CampaignView({ role, session, c, reload }) {
     ${sent ? html`<${SendProgress} c=${c} />` : null}
     ${sent && writable && !FINAL.includes(c.status) ? html`<${TestSend} c=${c} />` : null}
     ${sent ? html`<p class="muted" data-testid="sender">${c.template_id ? 'Template set' : 'No template'}${c.subject ? ` · subject "${c.subject}"` : ''}${c.from_name || c.from_email ? ` · from ${[c.from_name, c.from_email && `<${c.from_email}>`].filter(Boolean).join(' ')}` : ''}${c.sms_sender ? ` · SMS sender ${c.sms_sender}` : ''}</p>` : null}
-    <div class="card"><h2>Content</h2><pre class="content">${c.content || '(empty)'}</pre></div>
+    <div class="card"><h2>Content</h2><pre class="content">${c.content || (c.template_id && sent ? "(the template's content is sent)" : '(empty)')}</pre></div>
     ${writable && !FINAL.includes(c.status) ? html`<details class="card"><summary>Edit campaign</summary><${Editor} role=${role} session=${session} campaign=${c} onSaved=${() => { show('Saved.'); reload(); }} /></details>` : null}
     <${Performance} role=${role} session=${session} c=${c} />
     ${writable ? html`<p><button type="button" class="link danger" onClick=${remove}>Delete campaign</button></p>` : null}`;
