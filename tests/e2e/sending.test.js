@@ -79,6 +79,7 @@ describe('sending a campaign from the dashboard', () => {
       await page.getByLabel('Channel').selectOption('email');
       await page.getByLabel('Subject').fill('Spring for {{first_name}}');
       await page.getByLabel('Content').fill('Hello {{first_name | "there"}}, the spring sale is on.');
+      await page.getByText('Hello Ana, the spring sale is on.').waitFor(); // the live preview reads the default syntax
       await page.getByRole('button', { name: 'Create template' }).click();
       await page.waitForURL(/#\/templates\/[0-9a-f-]{36}$/);
       await page.getByLabel('Preview for contact').selectOption({ label: 'Bo' });

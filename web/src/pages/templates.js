@@ -101,7 +101,7 @@ function TemplateEditor({ t, isNew, role }) {
         ${(contacts.data || []).map((c) => html`<option value=${c.id}>${[c.first_name, c.last_name].filter(Boolean).join(' ') || c.email || c.phone}</option>`)}</select></${Field}>
       ${type === 'email' ? html`<p><strong>${fillTemplate(subject, sample) || '(no subject)'}</strong></p>` : null}
       <div class=${type === 'sms' ? 'bubble' : 'mail'}>${fillTemplate(content, sample) || html`<span class="muted">Nothing to preview yet.</span>`}</div>
-      ${!isNew && contactId ? html`<${ServerPreview} id=${t.id} contactId=${contactId} savedAt=${savedAt} sms=${type === 'sms'} />` : null}
+      ${!isNew && t.id && contactId ? html`<${ServerPreview} id=${t.id} contactId=${contactId} savedAt=${savedAt} sms=${type === 'sms'} />` : null}
     </div>
   </div>`;
 }
