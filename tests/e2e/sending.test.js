@@ -181,6 +181,27 @@ describe('sending a campaign from the dashboard', () => {
     }
   });
 
+  it('the editor of an SMS campaign has the sender ID (checked as the database does) and the SMS counter', async () => {
+    const page = await newPage();
+    await step('sms-editor', pages, async () => {
+      await signIn(page, server.url, alice, PASSWORD);
+      await page.goto(`${server.url}/#/campaigns/new`);
+      await page.getByLabel('Name', { exact: true }).fill(`SMS ${stamp}`);
+      await page.getByLabel('Type').selectOption('sms');
+      assert.equal(await page.getByLabel('Subject').count(), 0, 'no subject for SMS');
+      await page.getByLabel('Content').fill('Spring sale 🌷 today');
+      await page.getByTestId('sms-counter').getByText('1 segment · UCS-2').waitFor();
+      const sender = page.getByLabel('SMS sender ID');
+      await sender.fill('Not valid sender!');
+      assert.equal(await sender.evaluate((el) => el.validity.patternMismatch), true);
+      await sender.fill('AcmeShop');
+      assert.equal(await sender.evaluate((el) => el.checkValidity()), true);
+      await page.getByRole('button', { name: 'Create campaign' }).click();
+      await page.getByRole('heading', { name: `SMS ${stamp}` }).waitFor();
+      await page.getByTestId('sender').getByText('SMS sender AcmeShop').waitFor();
+    });
+  });
+
   it('a viewer sees the campaign and its progress, but no send, test or status button', async () => {
     assert.ok(campaignUrl, 'the campaign of the first test');
     const page = await newPage();

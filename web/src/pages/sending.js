@@ -176,7 +176,7 @@ export function useSenderFields(c, type, owner) {
         <${Field} label="Sender address" id="c-from-email" hint="Empty: the server's EMAIL_FROM."><input id="c-from-email" type="email" maxlength="255" value=${v.from_email} onInput=${set('from_email')} /></${Field}>
       </div>`
     : html`<${Field} label="SMS sender ID" id="c-sms-sender" hint="A phone number (+15551234567) or up to 11 letters and digits; empty: the provider's default.">
-        <input id="c-sms-sender" maxlength="20" value=${v.sms_sender} onInput=${set('sms_sender')} /></${Field}>`}
+        <input id="c-sms-sender" maxlength="20" pattern="\\+[1-9][0-9]{1,14}|[A-Za-z0-9 ]{1,11}" value=${v.sms_sender} onInput=${set('sms_sender')} /></${Field}>`}
   </fieldset>`;
   return [v, view];
 }
