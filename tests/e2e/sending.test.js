@@ -196,8 +196,18 @@ describe('sending a campaign from the dashboard', () => {
       assert.equal(await sender.evaluate((el) => el.validity.patternMismatch), true);
       await sender.fill('AcmeShop');
       assert.equal(await sender.evaluate((el) => el.checkValidity()), true);
+      // The sender is written after the campaign is created; when that step
+      // fails (here a 503 once), a retry completes the same campaign.
+      let failed = 0;
+      await page.route('**/rest/v1/campaigns?**', (route) => {
+        if (route.request().method() !== 'PATCH' || failed++) return route.continue();
+        return route.fulfill({ status: 503, contentType: 'application/json', body: '{"code":"unavailable","message":"injected outage"}' });
+      });
+      await page.getByRole('button', { name: 'Create campaign' }).click();
+      await page.getByRole('alert').getByText('injected outage').waitFor();
       await page.getByRole('button', { name: 'Create campaign' }).click();
       await page.getByRole('heading', { name: `SMS ${stamp}` }).waitFor();
+      assert.equal(await sql(server, `select count(*) from public.campaigns where name = 'SMS ${stamp}'`), '1', 'one campaign, not two');
       await page.getByTestId('sender').getByText('SMS sender AcmeShop').waitFor();
     });
   });

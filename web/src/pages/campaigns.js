@@ -162,6 +162,9 @@ function Editor({ campaign, onSaved, session }) {
   const [error, setError] = useState(null);
   const [segmentId, setSegmentId] = useState(c.segment_id || null);
   const [sender, senderView] = useSenderFields(c, type, c.user_id || session.user.id);
+  // A new campaign is created first and completed through /rest/v1: when a
+  // later step fails, a retry completes that campaign instead of a second one.
+  const [created, setCreated] = useState(null);
 
   const save = async (e) => {
     e.preventDefault();
@@ -177,7 +180,13 @@ function Editor({ campaign, onSaved, session }) {
     } else if (campaign?.scheduled_date && campaign.status !== 'scheduled') body.scheduled_date = null;
     try {
       if (campaign) { await api(`/api/campaigns/${campaign.id}`, { method: 'PUT', body }); await saveSender(campaign.id, type, sender); await saveSegment(campaign.id, campaign.segment_id, segmentId); onSaved?.(); }
-      else { const r = await api('/api/campaigns', { method: 'POST', body }); await saveSender(r.data.id, type, sender); await saveSegment(r.data.id, null, segmentId); window.location.hash = `#/campaigns/${r.data.id}`; }
+      else {
+        let id = created;
+        if (id) await api(`/api/campaigns/${id}`, { method: 'PUT', body });
+        else { id = (await api('/api/campaigns', { method: 'POST', body })).data.id; setCreated(id); }
+        await saveSender(id, type, sender); await saveSegment(id, null, segmentId);
+        window.location.hash = `#/campaigns/${id}`;
+      }
     } catch (err) { setError(err); }
     setBusy(false);
   };
