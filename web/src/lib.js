@@ -189,17 +189,18 @@ export function useAsync(fn, deps) {
   return { ...state, reload: run };
 }
 
-/** Subscribes to postgres_changes of tables while mounted; calls onChange(payload). */
-export function useRealtime(name, tables, onChange) {
+/** Subscribes to postgres_changes of tables while mounted; calls onChange(payload).
+ * filter (e.g. "campaign_id=eq.<uuid>") is applied by the server. */
+export function useRealtime(name, tables, onChange, filter) {
   const cb = useRef(onChange);
   cb.current = onChange;
   useEffect(() => {
     let ch = supabase.channel(`${name}-${Math.random().toString(36).slice(2)}`);
     for (const table of tables)
-      ch = ch.on('postgres_changes', { event: '*', schema: 'public', table }, (p) => cb.current(p));
+      ch = ch.on('postgres_changes', { event: '*', schema: 'public', table, ...(filter ? { filter } : {}) }, (p) => cb.current(p));
     ch.subscribe();
     return () => { supabase.removeChannel(ch); };
-  }, [name, tables.join(',')]);
+  }, [name, tables.join(','), filter]);
 }
 
 // ---- small components ------------------------------------------------------

@@ -88,7 +88,7 @@ function useCounts(c) {
   }, [c.id, c.status]);
   useRealtime(`messages-${c.id}`, [c.type === 'sms' ? 'sms_messages' : 'email_messages'], (p) => {
     if ((p.new?.campaign_id || p.old?.campaign_id) === c.id) load();
-  });
+  }, `campaign_id=eq.${c.id}`);
   return { counts, error };
 }
 
