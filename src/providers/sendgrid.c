@@ -104,26 +104,14 @@ bool sendgrid_build_request(const sendgrid_mail_t *m, cd_buf_t *out, char *err, 
 
 /* ----------------------------------------------------------------- send */
 
-struct sendgrid_client {
-    CURL *curl;
-};
-
 sendgrid_client_t *sendgrid_client_new(void)
 {
-    sendgrid_client_t *c = calloc(1, sizeof(*c));
-    if (c && !(c->curl = curl_easy_init())) {
-        free(c);
-        return NULL;
-    }
-    return c;
+    return webapi_client_new();
 }
 
 void sendgrid_client_free(sendgrid_client_t *c)
 {
-    if (!c)
-        return;
-    curl_easy_cleanup(c->curl);
-    free(c);
+    webapi_client_free(c);
 }
 
 /* Keeps X-Message-Id from the response headers. */

@@ -92,7 +92,7 @@ typedef struct sendgrid_result {
 } sendgrid_result_t;
 
 /* A reusable connection (keep-alive). One per thread: not thread-safe. */
-typedef struct sendgrid_client sendgrid_client_t;
+typedef struct webapi_client sendgrid_client_t; /* providers/webapi.h */
 sendgrid_client_t *sendgrid_client_new(void);
 void sendgrid_client_free(sendgrid_client_t *c);
 

@@ -291,26 +291,14 @@ bool twilio_twiml(cd_buf_t *out, const char *message)
 
 /* ----------------------------------------------------------------- send */
 
-struct twilio_client {
-    CURL *curl;
-};
-
 twilio_client_t *twilio_client_new(void)
 {
-    twilio_client_t *c = calloc(1, sizeof(*c));
-    if (c && !(c->curl = curl_easy_init())) {
-        free(c);
-        return NULL;
-    }
-    return c;
+    return webapi_client_new();
 }
 
 void twilio_client_free(twilio_client_t *c)
 {
-    if (!c)
-        return;
-    curl_easy_cleanup(c->curl);
-    free(c);
+    webapi_client_free(c);
 }
 
 /* Appends &name=value (value percent-encoded as a form value). */

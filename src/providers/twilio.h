@@ -116,7 +116,7 @@ typedef struct twilio_result {
 
 /* A reusable connection to the API (libcurl keeps it alive between sends).
  * One per thread: not thread-safe. */
-typedef struct twilio_client twilio_client_t;
+typedef struct webapi_client twilio_client_t; /* providers/webapi.h */
 
 /* Creates a client, or NULL when out of memory. */
 twilio_client_t *twilio_client_new(void);

@@ -2,6 +2,7 @@
  * Shared libcurl glue of the HTTP API providers (webapi.h).
  */
 #include <curl/curl.h>
+#include <stdlib.h>
 
 #include "providers/webapi.h"
 
@@ -25,4 +26,22 @@ bool webapi_connect_failure(int curl_code)
     default:
         return false;
     }
+}
+
+struct webapi_client *webapi_client_new(void)
+{
+    struct webapi_client *c = calloc(1, sizeof(*c));
+    if (c && !(c->curl = curl_easy_init())) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void webapi_client_free(struct webapi_client *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
 }

@@ -11,6 +11,14 @@
 #include "core/buf.h"
 #include "core/common.h"
 
+/* A client of one HTTP API: one libcurl handle, so its connections are kept
+ * and reused from one request to the next (one client per sending worker). */
+struct webapi_client {
+    void *curl; /* CURL * */
+};
+struct webapi_client *webapi_client_new(void);
+void webapi_client_free(struct webapi_client *c);
+
 /* A libcurl CURLOPT_WRITEFUNCTION that appends to the cd_buf_t given as
  * userp; a full buffer stops the transfer (CURLE_WRITE_ERROR). */
 size_t webapi_write_buf(char *p, size_t size, size_t nmemb, void *userp);

@@ -24,12 +24,9 @@
 #include "core/buf.h"
 #include "core/common.h"
 
-/* Largest template body the engine accepts (bytes). */
-#define TPL_MAX_BYTES (512 * 1024)
-/* Most placeholders in one template. */
-#define TPL_MAX_PLACEHOLDERS 1000
-/* Longest default text (bytes). */
-#define TPL_MAX_DEFAULT 512
+#define TPL_MAX_BYTES        (512 * 1024) /* largest template body the engine accepts */
+#define TPL_MAX_PLACEHOLDERS 1000         /* most placeholders in one template */
+#define TPL_MAX_DEFAULT      512          /* longest default text (bytes) */
 
 /* The contact a template is rendered for; any field may be NULL. */
 typedef struct tpl_contact {
