@@ -1,12 +1,12 @@
 // MFA (issue 14) through supabase-js's auth.mfa: TOTP enrolment with codes
 // computed here (RFC 6238), aal2 and amr in the access token, refresh keeping
 // aal2, unenrolment needing aal2, replay and wrong-code limits, another user's
-// factor, recovery codes over GoTrue's /factors/recovery-codes wire shapes, and
+// factor, recovery codes through auth.mfa.recoveryCodes (supabase-js 2.119), and
 // MFA_REQUIRED_FOR_ADMIN.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startServer, signUpUser, signIn, client, request, decodeJwt, sql, lit, noError } from './helpers.js';
+import { startServer, signUpUser, signIn, client, request, decodeJwt, sql, lit, noError, PASSWORD } from './helpers.js';
 
 let server;
 before(async () => {
@@ -206,77 +206,132 @@ describe('TOTP factors', () => {
   });
 });
 
-describe('recovery codes (GET/POST/DELETE /factors/recovery-codes)', () => {
+// auth.mfa.recoveryCodes of auth-js 2.119 is behind this option (it throws
+// without it); nothing else of the library is changed.
+const RECOVERY = { auth: { experimental: { recoveryCodes: true } } };
+
+/** A supabase-js client with the recovery-code API on, signed in by password (aal1). */
+async function recoveryClient(email) {
+  const c = client(server, server.anonKey, RECOVERY);
+  const { data, error } = await c.auth.signInWithPassword({ email, password: PASSWORD });
+  noError(error, `signInWithPassword(${email})`);
+  return { client: c, session: data.session };
+}
+
+/** The same, holding an existing (aal2) session. */
+async function recoveryClientWith(session) {
+  const c = client(server, server.anonKey, RECOVERY);
+  const { error } = await c.auth.setSession({ access_token: session.access_token, refresh_token: session.refresh_token });
+  noError(error, 'setSession');
+  return c;
+}
+
+/** Asserts a supabase-js error result: no data, the HTTP status and GoTrue's error code. */
+function apiError(result, status, code, what) {
+  assert.equal(result.data, null, `${what}: ${JSON.stringify(result.data)}`);
+  assert.equal(result.error?.name, 'AuthApiError', `${what}: ${result.error}`);
+  assert.deepEqual([result.error.status, result.error.code], [status, code], what);
+}
+
+describe('recovery codes (auth.mfa.recoveryCodes of supabase-js)', () => {
+  it('need the experimental option in supabase-js', async () => {
+    const u = await signUpUser(server);
+    await assert.rejects(u.client.auth.mfa.recoveryCodes.getStatus(), /experimental: \{ recoveryCodes: true \}/);
+  });
+
   it('ten codes shown once, single use, raising an aal1 session to aal2 with amr mfa/recovery_code', async () => {
-    const { u, session } = await userWithTotp();
-    const aal2 = session.access_token;
-    const none = await api('/factors/recovery-codes', aal2);
-    assert.equal(none.status, 404);
-    const gen = await api('/factors/recovery-codes', aal2, { method: 'POST', body: { friendly_name: 'paper' } });
-    assert.equal(gen.status, 200, gen.text);
-    assert.equal(gen.json.type, 'recovery_code');
-    assert.equal(gen.json.total, 10);
-    assert.equal(gen.json.codes.length, 10);
-    assert.equal(new Set(gen.json.codes).size, 10);
-    const stored = await sql(server, `select count(*) from auth.mfa_recovery_codes where code_hash = any(array[${gen.json.codes.map(lit).join(',')}])`);
+    const { u, factor, session } = await userWithTotp();
+    const owner = await recoveryClientWith(session);
+    apiError(await owner.auth.mfa.recoveryCodes.getStatus(), 404, 'mfa_factor_not_found', 'status before any set');
+
+    const gen = await owner.auth.mfa.recoveryCodes.generate({ friendlyName: 'paper' });
+    noError(gen.error, 'recoveryCodes.generate');
+    assert.deepEqual([gen.data.type, gen.data.friendly_name, gen.data.total], ['recovery_code', 'paper', 10]);
+    assert.equal(gen.data.codes.length, 10);
+    assert.equal(new Set(gen.data.codes).size, 10);
+    for (const c of gen.data.codes) assert.match(c, /^[a-z2-7]{16}$/, 'canonical form');
+    const stored = await sql(server, `select count(*) from auth.mfa_recovery_codes where code_hash = any(array[${gen.data.codes.map(lit).join(',')}])`);
     assert.equal(stored, '0', 'codes are stored hashed');
-    const twice = await api('/factors/recovery-codes', aal2, { method: 'POST', body: {} });
-    assert.equal(twice.status, 422);
-    assert.equal(twice.json.code, 'mfa_verified_factor_exists');
+    apiError(await owner.auth.mfa.recoveryCodes.generate(), 422, 'mfa_verified_factor_exists', 'a second set');
 
-    const status = await api('/factors/recovery-codes', aal2);
-    assert.equal(status.status, 200);
-    assert.deepEqual([status.json.total, status.json.remaining, status.json.codes], [10, 10, undefined], 'status never shows the codes');
+    const status = await owner.auth.mfa.recoveryCodes.getStatus();
+    noError(status.error, 'recoveryCodes.getStatus');
+    assert.deepEqual(status.data, { id: gen.data.id, type: 'recovery_code', total: 10, remaining: 10 }, 'status never shows the codes');
+    const { data: listed, error: lErr } = await owner.auth.mfa.listFactors();
+    noError(lErr, 'listFactors');
+    assert.deepEqual(listed.recovery_code.map((f) => [f.id, f.friendly_name, f.status]), [[gen.data.id, 'paper', 'verified']],
+      'user.factors lists the recovery-code factor, in its own bucket');
+    assert.deepEqual(listed.totp.map((f) => f.id), [factor.id]);
 
-    const other = await signIn(server, u.email);
-    const aal1 = other.session.access_token;
-    const regenAal1 = await api('/factors/recovery-codes/regenerate', aal1, { method: 'POST', body: {} });
-    assert.equal(regenAal1.status, 403);
-    assert.equal(regenAal1.json.code, 'insufficient_aal');
+    const other = await recoveryClient(u.email);
+    const before = decodeJwt(other.session.access_token).payload;
+    assert.equal(before.aal, 'aal1');
+    apiError(await other.client.auth.mfa.recoveryCodes.regenerate(), 403, 'insufficient_aal', 'regenerate at aal1');
+    apiError(await other.client.auth.mfa.recoveryCodes.unenroll(), 403, 'insufficient_aal', 'unenroll at aal1');
+    const aal1Status = await other.client.auth.mfa.recoveryCodes.getStatus();
+    noError(aal1Status.error, 'getStatus at aal1');
+    assert.equal(aal1Status.data.remaining, 10);
 
-    const typed = gen.json.codes[0].toUpperCase().replace(/(.{4})/g, '$1-').slice(0, -1);
-    const v = await api('/factors/recovery-codes/verify', aal1, { method: 'POST', body: { code: typed } });
-    assert.equal(v.status, 200, v.text);
-    const claims = decodeJwt(v.json.access_token).payload;
+    const typed = gen.data.codes[0].toUpperCase().replace(/(.{4})/g, '$1-').slice(0, -1);
+    const v = await other.client.auth.mfa.recoveryCodes.verify({ code: typed });
+    noError(v.error, 'recoveryCodes.verify');
+    const { data: { session: raised } } = await other.client.auth.getSession();
+    assert.equal(raised.access_token, v.data.access_token, 'the client stores the raised session');
+    assert.equal(raised.refresh_token, v.data.refresh_token);
+    const claims = decodeJwt(raised.access_token).payload;
     assert.equal(claims.aal, 'aal2');
-    assert.ok(claims.amr.some((a) => a.method === 'mfa/recovery_code'), JSON.stringify(claims.amr));
-    const reuse = await api('/factors/recovery-codes/verify', v.json.access_token, { method: 'POST', body: { code: gen.json.codes[0] } });
-    assert.equal(reuse.status, 422);
-    assert.equal(reuse.json.code, 'mfa_verification_failed');
-    const after = await api('/factors/recovery-codes', v.json.access_token);
-    assert.equal(after.json.remaining, 9);
+    assert.deepEqual(claims.amr.map((a) => a.method).sort(), ['mfa/recovery_code', 'password']);
+    assert.equal(claims.session_id, before.session_id, 'the same session, raised');
+    const { data: aal } = await other.client.auth.mfa.getAuthenticatorAssuranceLevel();
+    assert.equal(aal.currentLevel, 'aal2');
+    assert.ok(aal.currentAuthenticationMethods.some((a) => a.method === 'mfa/recovery_code'), JSON.stringify(aal));
+    assert.ok(raised.user.factors.some((f) => f.factor_type === 'recovery_code' && f.id === gen.data.id), 'the session user lists the factor');
 
-    const regen = await api('/factors/recovery-codes/regenerate', v.json.access_token, { method: 'POST', body: {} });
-    assert.equal(regen.status, 200, regen.text);
-    assert.equal(regen.json.codes.length, 10);
-    const old = await api('/factors/recovery-codes/verify', v.json.access_token, { method: 'POST', body: { code: gen.json.codes[1] } });
-    assert.equal(old.status, 422, 'regenerate voids the old set');
+    apiError(await other.client.auth.mfa.recoveryCodes.verify({ code: gen.data.codes[0] }), 422, 'mfa_verification_failed', 'a used code');
+    assert.equal((await other.client.auth.getSession()).data.session.access_token, raised.access_token, 'a failure keeps the session');
+    assert.equal((await other.client.auth.mfa.recoveryCodes.getStatus()).data.remaining, 9);
+
+    const regen = await other.client.auth.mfa.recoveryCodes.regenerate();
+    noError(regen.error, 'recoveryCodes.regenerate');
+    assert.deepEqual([regen.data.id, regen.data.friendly_name, regen.data.codes.length], [gen.data.id, 'paper', 10], 'same factor, new codes');
+    assert.ok(!regen.data.codes.some((c) => gen.data.codes.includes(c)));
+    apiError(await other.client.auth.mfa.recoveryCodes.verify({ code: gen.data.codes[1] }), 422, 'mfa_verification_failed', 'regenerate voids the old set');
     const audit = await sql(server, `select string_agg(payload->>'action', ',' order by created_at) from auth.audit_log_entries where payload->>'actor_id' = ${lit(u.user.id)} and payload->>'action' like 'recovery_code%'`);
     assert.equal(audit, 'recovery_codes_generated,recovery_code_verified,recovery_code_failed,recovery_codes_regenerated,recovery_code_failed');
 
-    const del = await api('/factors/recovery-codes', v.json.access_token, { method: 'DELETE' });
-    assert.equal(del.status, 200, del.text);
-    assert.equal(del.json.id, gen.json.id);
+    const del = await other.client.auth.mfa.recoveryCodes.unenroll();
+    noError(del.error, 'recoveryCodes.unenroll');
+    assert.deepEqual(del.data, { id: gen.data.id });
+    apiError(await owner.auth.mfa.recoveryCodes.getStatus(), 404, 'mfa_factor_not_found', 'status after unenroll');
+    apiError(await owner.auth.mfa.recoveryCodes.unenroll(), 404, 'mfa_factor_not_found', 'unenroll twice');
+    apiError(await owner.auth.mfa.recoveryCodes.regenerate(), 404, 'mfa_factor_not_found', 'regenerate without a set');
+  });
+
+  it('a set without a name is called Recovery codes; a name another factor has is refused', async () => {
+    const { session } = await userWithTotp('phone');
+    const owner = await recoveryClientWith(session);
+    apiError(await owner.auth.mfa.recoveryCodes.generate({ friendlyName: 'phone' }), 422, 'mfa_factor_name_conflict', 'the TOTP factor\'s name');
+    const gen = await owner.auth.mfa.recoveryCodes.generate();
+    noError(gen.error, 'generate without a name');
+    assert.equal(gen.data.friendly_name, 'Recovery codes');
   });
 
   it('locks after repeated wrong codes', async () => {
     const { u, session } = await userWithTotp();
-    const gen = await api('/factors/recovery-codes', session.access_token, { method: 'POST', body: {} });
-    assert.equal(gen.status, 200);
-    const aal1 = (await signIn(server, u.email)).session.access_token;
-    for (let i = 0; i < 3; i++) {
-      const r = await api('/factors/recovery-codes/verify', aal1, { method: 'POST', body: { code: 'aaaaaaaaaaaaaaaa' } });
-      assert.equal(r.status, 422, `attempt ${i + 1}: ${r.text}`);
-    }
-    const locked = await api('/factors/recovery-codes/verify', aal1, { method: 'POST', body: { code: gen.json.codes[0] } });
-    assert.equal(locked.status, 429, locked.text);
-    assert.equal(locked.json.code, 'mfa_recovery_codes_locked');
+    const gen = await (await recoveryClientWith(session)).auth.mfa.recoveryCodes.generate();
+    noError(gen.error, 'generate');
+    const { client: c, session: aal1 } = await recoveryClient(u.email);
+    for (let i = 0; i < 3; i++)
+      apiError(await c.auth.mfa.recoveryCodes.verify({ code: 'aaaaaaaaaaaaaaaa' }), 422, 'mfa_verification_failed', `attempt ${i + 1}`);
+    apiError(await c.auth.mfa.recoveryCodes.verify({ code: gen.data.codes[0] }), 429, 'mfa_recovery_codes_locked', 'a right code while locked');
+    apiError(await c.auth.mfa.recoveryCodes.verify({ code: '' }), 400, 'validation_failed', 'an empty code');
+    assert.equal((await c.auth.getSession()).data.session.access_token, aal1.access_token, 'still the aal1 session');
   });
 
   it('cannot be the only second factor', async () => {
     const u = await signUpUser(server);
-    const r = await api('/factors/recovery-codes', u.session.access_token, { method: 'POST', body: {} });
-    assert.equal(r.status, 403, 'an aal1 session without factors has no aal2');
+    const c = await recoveryClientWith(u.session);
+    apiError(await c.auth.mfa.recoveryCodes.generate(), 403, 'insufficient_aal', 'an aal1 session without factors has no aal2');
   });
 });
 

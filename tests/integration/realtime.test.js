@@ -253,14 +253,14 @@ test('tokens: a join with an expired token is refused; a token that expires clos
   const claims = (exp) => ({ sub: alice.user.id, role: 'authenticated', aud: 'authenticated', exp, iat: now, email: alice.email, session_id: crypto.randomUUID() });
 
   const c1 = h.client(server);
-  c1.realtime.setAuth(h.signJwt(claims(now - 120), secret));
+  await c1.realtime.setAuth(h.signJwt(claims(now - 120), secret));
   const [st, err] = await subscribe(c1.channel('expired'));
   assert.equal(st, 'CHANNEL_ERROR');
   assert.match(String(err && err.message), /Token has expired/);
   await c1.removeAllChannels();
 
   const c2 = h.client(server);
-  c2.realtime.setAuth(h.signJwt(claims(now + 3), secret));
+  await c2.realtime.setAuth(h.signJwt(claims(now + 3), secret));
   const statuses = [];
   const systems = [];
   const ch = c2.channel('short-lived').on('system', {}, (p) => systems.push(p));
@@ -271,7 +271,7 @@ test('tokens: a join with an expired token is refused; a token that expires clos
 
   // a forged token (wrong secret) is refused at join
   const c3 = h.client(server);
-  c3.realtime.setAuth(h.signJwt(claims(now + 3600), 'not-the-secret-not-the-secret-123'));
+  await c3.realtime.setAuth(h.signJwt(claims(now + 3600), 'not-the-secret-not-the-secret-123'));
   const [st3, err3] = await subscribe(c3.channel('forged'));
   assert.equal(st3, 'CHANNEL_ERROR');
   assert.match(String(err3 && err3.message), /not a valid JWT/);
