@@ -8,7 +8,7 @@
 -- app_settings.smtp_url. The others are plain admin columns of app_settings:
 -- email_provider, email_from, sendgrid_api_base, twilio_from, twilio_api_base
 -- (NULL: the environment's value). The server reads all of them for every
--- campaign run, test message and webhook (src/sending/settings.c).
+-- campaign run, test message and webhook (src/api/provider_settings.c).
 -- Applied once, inside one transaction, by the database owner.
 
 -- The names set_app_secret() / get_app_secret() and app_secrets accept.

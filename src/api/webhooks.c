@@ -20,7 +20,7 @@
 #include "core/log.h"
 #include "providers/sendgrid.h"
 #include "providers/twilio.h"
-#include "sending/settings.h"
+#include "api/provider_settings.h"
 
 #define WEBHOOK_URL_MAX   4096
 #define WEBHOOK_TOKEN_MAX 512
@@ -39,17 +39,17 @@ bool webhooks_twilio_url(const char *external_url, const char *raw_uri, char *ou
 }
 
 /* The auth token: an admin's value in the encrypted app settings, else
- * TWILIO_AUTH_TOKEN (the send engine's lookup, sending/settings.h). False
+ * TWILIO_AUTH_TOKEN (the send engine's lookup, api/provider_settings.h). False
  * after answering 503 when the database is down. */
 static bool twilio_token(http_request_t *req, char *out, size_t cap)
 {
     const app_t *app = req->ctx;
-    sending_settings_t set;
+    provider_config_t set;
     db_error_t err;
-    db_status_t s = sending_settings_load(NULL, &app->cfg, &set, &err);
+    db_status_t s = provider_config_load(NULL, &app->cfg, &set, &err);
     if (s == DB_OK)
         snprintf(out, cap, "%s", set.ps.twilio_auth_token);
-    sending_settings_free(&set);
+    provider_config_free(&set);
     if (s != DB_OK) {
         http_reply_unavailable(req, db_retry_after());
         return false;

@@ -131,7 +131,7 @@ db_status_t sending__campaign_load(db_conn_t *conn, const char *id, sending_camp
 
 /* The sender of a campaign: its own, else EMAIL_FROM (the admin's or the
  * environment's), else SMTP_ADMIN_EMAIL. */
-void sending__sender(const app_t *app, const sending_settings_t *set, const sending_campaign_t *c,
+void sending__sender(const app_t *app, const provider_config_t *set, const sending_campaign_t *c,
                      const char **from, const char **name)
 {
     const config_t *cfg = &app->cfg;
@@ -542,7 +542,7 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
         goto done; /* paused, cancelled or finished meanwhile */
     /* The admin's settings are read again for every run. */
-    if (sending_settings_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
+    if (provider_config_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
         job_set_error(ctx, "provider settings: %s", err.message);
         res = JOB_RETRY;
         goto done;
@@ -575,7 +575,7 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
 done:
     provider_sms_close(run.sms);
     provider_email_close(run.provider);
-    sending_settings_free(&run.set);
+    provider_config_free(&run.set);
     sending__campaign_free(&run.c);
     return res;
 }
@@ -620,7 +620,7 @@ static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
     char msgid[CD_UUID_LEN + 1], subject[1024];
     bool configured;
     char perr[PROVIDER_ERROR_MAX] = "";
-    if (sending_settings_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
+    if (provider_config_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
         job_set_error(ctx, "provider settings: %s", err.message);
         res = JOB_RETRY;
         goto done;
@@ -669,7 +669,7 @@ static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
     compose_free(&out);
 done:
     provider_email_close(run.provider);
-    sending_settings_free(&run.set);
+    provider_config_free(&run.set);
     sending__campaign_free(&run.c);
     return res;
 }

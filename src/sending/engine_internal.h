@@ -8,7 +8,7 @@
 #include "app.h"
 #include "db/db.h"
 #include "sending/provider.h"
-#include "sending/settings.h"
+#include "api/provider_settings.h"
 #include "sending/track.h"
 
 /* The columns of a loaded campaign (sending_campaign_t.str). */
@@ -38,7 +38,7 @@ typedef struct sending_run {
     const char *from_name;
     char base_url[512];
     unsigned char key[TRACK_KEY_LEN];
-    sending_settings_t set; /* the provider settings of this run */
+    provider_config_t set; /* the provider settings of this run */
     email_provider_t *provider;
     sms_provider_t *sms;
     char status[32]; /* the campaign's status after the last batch */
@@ -54,7 +54,7 @@ CD_MUSTCHECK db_status_t sending__campaign_load(db_conn_t *conn, const char *id,
 void sending__campaign_free(sending_campaign_t *c);
 /* The sender address and display name of a campaign (see EMAIL_FROM); the
  * strings borrow from set and c. */
-void sending__sender(const app_t *app, const sending_settings_t *set, const sending_campaign_t *c,
+void sending__sender(const app_t *app, const provider_config_t *set, const sending_campaign_t *c,
                      const char **from, const char **name);
 
 #endif

@@ -92,8 +92,8 @@ static bool ready_to_send(http_request_t *req, const app_t *app, const char *id)
             api__reply_not_found(req, "campaign");
         return false;
     }
-    sending_settings_t set;
-    st = sending_settings_load(conn, &app->cfg, &set, &err);
+    provider_config_t set;
+    st = provider_config_load(conn, &app->cfg, &set, &err);
     const provider_settings_t *ps = &set.ps;
     bool email = strcmp(c.str[SC_TYPE], "email") == 0, ok = false;
     if (st != DB_OK)
@@ -124,7 +124,7 @@ static bool ready_to_send(http_request_t *req, const app_t *app, const char *id)
         api__reply_error(req, 409, "no_subject", "the campaign has no subject", NULL, NULL);
     else
         ok = true;
-    sending_settings_free(&set);
+    provider_config_free(&set);
     sending__campaign_free(&c);
     return ok;
 }

@@ -1,4 +1,4 @@
-/* Unit tests for sending/settings.c: an admin's stored value wins over the
+/* Unit tests for api/provider_settings.c: an admin's stored value wins over the
  * environment's, an empty or missing one does not, and unset values are ""
  * (never NULL) for the providers. Reading the values from the database is
  * tested by tests/sql/038_provider_settings.sql and, end to end, by
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sending/settings.h"
+#include "api/provider_settings.h"
 
 static config_t env(void)
 {
@@ -34,9 +34,9 @@ static void test_environment_only(void **state)
 {
     (void)state;
     config_t c = env();
-    sending_settings_t s;
+    provider_config_t s;
     memset(&s, 0, sizeof(s));
-    sending_settings_merge(&c, &s);
+    provider_config_merge(&c, &s);
     assert_string_equal(s.ps.email_provider, "smtp");
     assert_string_equal(s.ps.smtp_url, "smtp://env:secret@127.0.0.1:2525");
     assert_string_equal(s.email_from, "env@example.org");
@@ -49,17 +49,17 @@ static void test_stored_wins(void **state)
 {
     (void)state;
     config_t c = env();
-    sending_settings_t s;
+    provider_config_t s;
     memset(&s, 0, sizeof(s));
-    static const char *const stored[PSET_COUNT] = {
+    static const char *const stored[PCFG_COUNT] = {
         "sendgrid",           "smtp://admin@127.0.0.1:2626",
         "admin@example.org",  "SG.admin",
         "http://127.0.0.1:9", "ACadmin",
         "admin-token",        "+15551111111",
         "http://127.0.0.1:8"};
-    for (int i = 0; i < PSET_COUNT; i++)
+    for (int i = 0; i < PCFG_COUNT; i++)
         s.stored[i] = strdup(stored[i]);
-    sending_settings_merge(&c, &s);
+    provider_config_merge(&c, &s);
     assert_string_equal(s.ps.email_provider, "sendgrid");
     assert_string_equal(s.ps.smtp_url, "smtp://admin@127.0.0.1:2626");
     assert_string_equal(s.email_from, "admin@example.org");
@@ -69,8 +69,8 @@ static void test_stored_wins(void **state)
     assert_string_equal(s.ps.twilio_auth_token, "admin-token");
     assert_string_equal(s.twilio_from, "+15551111111");
     assert_string_equal(s.ps.twilio_api_base, "http://127.0.0.1:8");
-    sending_settings_free(&s);
-    for (int i = 0; i < PSET_COUNT; i++)
+    provider_config_free(&s);
+    for (int i = 0; i < PCFG_COUNT; i++)
         assert_null(s.stored[i]);
 }
 
@@ -79,24 +79,24 @@ static void test_empty_stored_and_unset_env(void **state)
     (void)state;
     config_t c;
     memset(&c, 0, sizeof(c)); /* nothing in the environment */
-    sending_settings_t s;
+    provider_config_t s;
     memset(&s, 0, sizeof(s));
-    s.stored[PSET_SMTP_URL] = strdup("");             /* empty: not a value */
-    s.stored[PSET_TWILIO_AUTH_TOKEN] = strdup("tok"); /* only this one */
-    sending_settings_merge(&c, &s);
+    s.stored[PCFG_SMTP_URL] = strdup("");             /* empty: not a value */
+    s.stored[PCFG_TWILIO_AUTH_TOKEN] = strdup("tok"); /* only this one */
+    provider_config_merge(&c, &s);
     assert_string_equal(s.ps.smtp_url, "");
     assert_string_equal(s.ps.email_provider, "");
     assert_string_equal(s.email_from, "");
     assert_string_equal(s.ps.twilio_auth_token, "tok");
     assert_string_equal(s.ps.twilio_account_sid, "");
-    sending_settings_free(&s);
+    provider_config_free(&s);
 
     config_t e = env();
     memset(&s, 0, sizeof(s));
-    s.stored[PSET_SMTP_URL] = strdup("");
-    sending_settings_merge(&e, &s);
+    s.stored[PCFG_SMTP_URL] = strdup("");
+    provider_config_merge(&e, &s);
     assert_string_equal(s.ps.smtp_url, "smtp://env:secret@127.0.0.1:2525");
-    sending_settings_free(&s);
+    provider_config_free(&s);
 }
 
 int main(void)
