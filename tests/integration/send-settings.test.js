@@ -11,24 +11,30 @@ import {
   startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, freePort, PASSWORD,
 } from './helpers.js';
 import { startSmtpSink } from './mail-sink.js';
+import { startFakeTwilio } from './fake-twilio.js';
 
 let server;
 let envSink;
 let adminSink;
+let twilio;
+const SID = 'AC' + '1'.repeat(32);
+const TOKEN = 'admin-stored-twilio-token-0123456789';
 const users = {}; // name -> {id, token, client}
 const tag = crypto.randomBytes(3).toString('hex');
 
 before(async () => {
   envSink = await startSmtpSink();
   adminSink = await startSmtpSink();
+  twilio = await startFakeTwilio({ accountSid: SID, authToken: TOKEN });
   const port = await freePort();
   server = await startServer({
     PORT: String(port),
     API_EXTERNAL_URL: `http://127.0.0.1:${port}`,
     CAMPAIGND_ENCRYPTION_KEY: 'send-settings-test-key-0123456789',
-    SMTP_URL: envSink.url,
+    SMTP_URL: envSink.url, // and no TWILIO_* at all
     EMAIL_FROM: 'env-sender@example.org',
     EMAIL_RATE_PER_SECOND: '0',
+    SMS_RATE_PER_SECOND: '0',
     SEND_SCHEDULER_INTERVAL: '1',
     SEND_RETRY_SECONDS: '1',
     JOB_POLL_INTERVAL: '1',
@@ -48,6 +54,7 @@ after(async () => {
   await server?.stop();
   await envSink?.stop();
   await adminSink?.stop();
+  await twilio?.stop();
 });
 
 async function eventually(fn, what, ms = 60000) {
@@ -140,5 +147,52 @@ describe('provider settings an admin stores', () => {
     const mail = await envSink.waitFor(to);
     assert.match(mail.from, /env-sender@example\.org/);
     assert.equal(adminSink.count(to), 0, "the admin's old SMTP server got the campaign");
+  });
+});
+
+// An Etc/GMT zone where it is now about `hour` o'clock (SMS quiet hours).
+function zoneAt(hour) {
+  let off = hour - new Date().getUTCHours();
+  if (off > 14) off -= 24;
+  if (off < -12) off += 24;
+  return off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
+}
+
+describe('Twilio settings an admin stores', () => {
+  it('turn 409 provider_not_configured into SMS through them, and the webhooks verify with the stored token', async () => {
+    await sql(server, `update public.app_settings set timezone = ${lit(zoneAt(13))}`);
+    const phone = '+15550300001';
+    const c = users.alice.client;
+    noError((await c.from('contacts').insert({ phone, first_name: 'Sam', attributes: {} })).error, 'contact');
+    await sql(server, `insert into public.sms_consent (phone_number, consent_given, consent_source) values (${lit(phone)}, true, 'web_form')`);
+    const { data: camp, error } = await c.from('campaigns').insert({ name: `sms-${tag}`, type: 'sms', content: 'Hi {{first_name}}' }).select().single();
+    noError(error, 'sms campaign');
+    const send = () => request(`${server.url}/api/campaigns/${camp.id}/send`, {
+      method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${users.alice.token}` },
+    });
+    const before = await send();
+    assert.equal(before.status, 409, before.text);
+    assert.equal(before.json.code, 'provider_not_configured');
+
+    const a = users.admin.client;
+    for (const [name, value] of [['twilio_account_sid', SID], ['twilio_auth_token', TOKEN]]) {
+      const set = await a.rpc('set_app_secret', { name, value });
+      noError(set.error, `set_app_secret(${name})`);
+      assert.equal(set.data, `****${value.slice(-4)}`);
+    }
+    const upd = await a.from('app_settings').update({ twilio_from: '+15550001111', twilio_api_base: twilio.url }).not('id', 'is', null);
+    noError(upd.error, 'twilio_from, twilio_api_base');
+    const shown = await a.from('app_settings').select('twilio_auth_token, twilio_account_sid').single();
+    assert.deepEqual(shown.data, { twilio_auth_token: `****${TOKEN.slice(-4)}`, twilio_account_sid: `****${SID.slice(-4)}` });
+
+    const r = await send();
+    assert.equal(r.status, 200, r.text);
+    await eventually(() => twilio.messages.length >= 1, 'the SMS at the admin\'s Twilio');
+    assert.equal(twilio.messages[0].params.To, phone);
+    assert.equal(twilio.messages[0].params.From, '+15550001111', "the admin's TWILIO_FROM");
+    await twilio.callbacksDone();
+    await eventually(async () => (await sql(server, `select status from public.sms_messages where recipient = ${lit(phone)}`)) === 'delivered',
+      'the status callback, signed with the stored token, being applied');
+    assert.ok(!server.log().includes(TOKEN), 'the stored token is in the log');
   });
 });
