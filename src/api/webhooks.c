@@ -14,13 +14,13 @@
 #include <openssl/crypto.h>
 
 #include "api/api_internal.h"
+#include "api/provider_settings.h"
 #include "api/webhooks.h"
 #include "app.h"
 #include "core/crypto.h"
 #include "core/log.h"
 #include "providers/sendgrid.h"
 #include "providers/twilio.h"
-#include "api/provider_settings.h"
 
 #define WEBHOOK_URL_MAX   4096
 #define WEBHOOK_TOKEN_MAX 512

@@ -5,10 +5,10 @@
 #ifndef CD_SENDING_ENGINE_INTERNAL_H
 #define CD_SENDING_ENGINE_INTERNAL_H
 
+#include "api/provider_settings.h"
 #include "app.h"
 #include "db/db.h"
 #include "sending/provider.h"
-#include "api/provider_settings.h"
 #include "sending/track.h"
 
 /* The columns of a loaded campaign (sending_campaign_t.str). */
