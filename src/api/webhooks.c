@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api_internal.h"
+#include "api/provider_settings.h"
 #include "api/webhooks.h"
 #include "app.h"
 #include "core/crypto.h"
@@ -38,26 +39,21 @@ bool webhooks_twilio_url(const char *external_url, const char *raw_uri, char *ou
 }
 
 /* The auth token: an admin's value in the encrypted app settings, else
- * TWILIO_AUTH_TOKEN. False after answering 503 when the database is down. */
+ * TWILIO_AUTH_TOKEN (the send engine's lookup, api/provider_settings.h). False
+ * after answering 503 when the database is down. */
 static bool twilio_token(http_request_t *req, char *out, size_t cap)
 {
     const app_t *app = req->ctx;
-    db_caller_t who = service_ctx.who;
-    who.with_secrets = true;
-    db_stmt_t st = {"select public.get_app_secret('twilio_auth_token')", 0, NULL};
-    PGresult *res = NULL;
+    provider_config_t set;
     db_error_t err;
-    db_status_t s = db_run(&who, &st, 1, &res, &err);
-    if (s == DB_UNAVAILABLE) {
+    db_status_t s = provider_config_load(NULL, &app->cfg, &set, &err);
+    if (s == DB_OK)
+        snprintf(out, cap, "%s", set.ps.twilio_auth_token);
+    provider_config_free(&set);
+    if (s != DB_OK) {
         http_reply_unavailable(req, db_retry_after());
         return false;
     }
-    const char *v = s == DB_OK && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
-    if (s != DB_OK)
-        log_warn("webhooks: cannot read the stored Twilio auth token (%s); using TWILIO_AUTH_TOKEN",
-                 err.message);
-    snprintf(out, cap, "%s", v && *v ? v : app->cfg.twilio_auth_token);
-    PQclear(res);
     return true;
 }
 

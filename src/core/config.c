@@ -97,7 +97,8 @@ const config_entry_t config_table[] = {
      "or host label, ** matches anything (GoTrue's globs)."},
     {"SMTP_URL", CONFIG_STR, F(smtp_url), "", 0, 0, true, "mail",
      "SMTP server for Auth's mails: smtp://user:password@host:587 (STARTTLS when offered) or "
-     "smtps://...:465. Unset: no mail is sent."},
+     "smtps://...:465. Unset: no mail is sent. Campaigns: an admin's value in the app settings "
+     "wins (Auth's mails keep this one)."},
     {"SMTP_ADMIN_EMAIL", CONFIG_STR, F(smtp_admin_email), "noreply@localhost", 0, 0, false, "mail",
      "Sender address of Auth's mails."},
     {"SMTP_SENDER_NAME", CONFIG_STR, F(smtp_sender_name), "campaignd", 0, 0, false, "mail",
@@ -239,9 +240,10 @@ const config_entry_t config_table[] = {
     /* the send engine (issue 12) */
     {"EMAIL_PROVIDER", CONFIG_STR, F(email_provider), "", 0, 0, false, "sending",
      "E-mail provider of campaigns: smtp or sendgrid; empty: smtp when SMTP_URL is set, else none "
-     "(sending answers 409 provider_not_configured)."},
+     "(sending answers 409 provider_not_configured); an admin's value in the app settings wins."},
     {"EMAIL_FROM", CONFIG_STR, F(email_from), "", 0, 0, false, "sending",
-     "Sender address of campaign e-mail when the campaign names none (empty: SMTP_ADMIN_EMAIL)."},
+     "Sender address of campaign e-mail when the campaign names none (empty: SMTP_ADMIN_EMAIL); an "
+     "admin's value in the app settings wins."},
     {"EMAIL_RATE_PER_SECOND", CONFIG_INT, F(email_rate_per_second), "50", 0, 100000, false,
      "sending",
      "Most campaign e-mails this process hands to the provider per second (0: no limit)."},
@@ -269,7 +271,9 @@ const config_entry_t config_table[] = {
     {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
      "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},
     {"SENDGRID_API_BASE", CONFIG_STR, F(sendgrid_api_base), "https://api.sendgrid.com", 0, 0, false,
-     "providers", "Base URL of SendGrid's v3 API (requests go to <base>/v3/mail/send)."},
+     "providers",
+     "Base URL of SendGrid's v3 API (requests go to <base>/v3/mail/send); an admin's value in the "
+     "app settings wins."},
     {"SENDGRID_WEBHOOK_PUBLIC_KEY", CONFIG_STR, F(sendgrid_webhook_public_key), "", 0, 0, false,
      "providers",
      "Verification key of SendGrid's signed Event Webhook (base64, from SendGrid's console); "
@@ -281,9 +285,9 @@ const config_entry_t config_table[] = {
      "the app settings wins."},
     {"TWILIO_FROM", CONFIG_STR, F(twilio_from), "", 0, 0, false, "providers",
      "Default SMS sender: an E.164 number or a messaging service SID (MG...); a campaign's "
-     "sms_sender wins."},
+     "sms_sender wins, then an admin's value in the app settings."},
     {"TWILIO_API_BASE", CONFIG_STR, F(twilio_api_base), "https://api.twilio.com", 0, 0, false,
-     "providers", "Base URL of Twilio's REST API."},
+     "providers", "Base URL of Twilio's REST API; an admin's value in the app settings wins."},
     {"SMS_HELP_TEXT", CONFIG_STR, F(sms_help_text),
      "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.", 0, 0, false,
      "providers", "Answer to an inbound HELP or INFO."},

@@ -68,20 +68,6 @@ static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
 
 /* -------------------------------------------------------------- settings */
 
-void sending__provider_settings(const app_t *app, provider_settings_t *s)
-{
-    const config_t *c = &app->cfg;
-    memset(s, 0, sizeof(*s));
-    s->email_provider = c->email_provider ? c->email_provider : "";
-    s->smtp_url = c->smtp_url ? c->smtp_url : "";
-    s->sendgrid_api_key = c->sendgrid_api_key ? c->sendgrid_api_key : "";
-    s->sendgrid_api_base = c->sendgrid_api_base ? c->sendgrid_api_base : "";
-    s->twilio_account_sid = c->twilio_account_sid ? c->twilio_account_sid : "";
-    s->twilio_auth_token = c->twilio_auth_token ? c->twilio_auth_token : "";
-    s->twilio_api_base = c->twilio_api_base ? c->twilio_api_base : "";
-    s->timeout_seconds = 30;
-}
-
 void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN])
 {
     track_derive_key(app->cfg.jwt_secret ? app->cfg.jwt_secret : "", key);
@@ -143,14 +129,15 @@ db_status_t sending__campaign_load(db_conn_t *conn, const char *id, sending_camp
     return DB_OK;
 }
 
-/* The sender of a campaign: its own, else EMAIL_FROM, else SMTP_ADMIN_EMAIL. */
-void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
-                     const char **name)
+/* The sender of a campaign: its own, else EMAIL_FROM (the admin's or the
+ * environment's), else SMTP_ADMIN_EMAIL. */
+void sending__sender(const app_t *app, const provider_config_t *set, const sending_campaign_t *c,
+                     const char **from, const char **name)
 {
     const config_t *cfg = &app->cfg;
-    *from = *c->str[SC_FROM_EMAIL]                ? c->str[SC_FROM_EMAIL]
-            : cfg->email_from && *cfg->email_from ? cfg->email_from
-                                                  : cfg->smtp_admin_email;
+    *from = *c->str[SC_FROM_EMAIL] ? c->str[SC_FROM_EMAIL]
+            : *set->email_from     ? set->email_from
+                                   : cfg->smtp_admin_email;
     *name = *c->str[SC_FROM_NAME] ? c->str[SC_FROM_NAME] : cfg->smtp_sender_name;
 }
 
@@ -552,31 +539,35 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
     }
     job_result_t res = JOB_DONE;
-    if (!*run.c.str[SC_SMS_SENDER] && app->cfg.twilio_from && *app->cfg.twilio_from) {
+    if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
+        goto done; /* paused, cancelled or finished meanwhile */
+    /* The admin's settings are read again for every run. */
+    if (provider_config_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
+        job_set_error(ctx, "provider settings: %s", err.message);
+        res = JOB_RETRY;
+        goto done;
+    }
+    if (!*run.c.str[SC_SMS_SENDER] && *run.set.twilio_from) {
         /* no sender on the campaign: TWILIO_FROM */
-        char *from = strdup(app->cfg.twilio_from);
+        char *from = strdup(run.set.twilio_from);
         if (from) {
             free(run.c.str[SC_SMS_SENDER]);
             run.c.str[SC_SMS_SENDER] = from;
         }
     }
-    if (strcmp(run.c.str[SC_STATUS], "sending") != 0)
-        goto done; /* paused, cancelled or finished meanwhile */
-    provider_settings_t ps;
-    sending__provider_settings(app, &ps);
     bool configured = false;
     char perr[PROVIDER_ERROR_MAX];
     if (sms)
-        run.sms = provider_sms_open(&ps, &configured, perr, sizeof(perr));
+        run.sms = provider_sms_open(&run.set.ps, &configured, perr, sizeof(perr));
     else
-        run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+        run.provider = provider_email_open(&run.set.ps, &configured, perr, sizeof(perr));
     if (!run.provider && !run.sms) {
         /* No provider (any more): the messages wait; /send answered 409 before. */
         job_set_error(ctx, "%s", perr);
         res = JOB_RETRY;
         goto done;
     }
-    sending__sender(app, &run.c, &run.from, &run.from_name);
+    sending__sender(app, &run.set, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
     res =
@@ -584,6 +575,7 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
 done:
     provider_sms_close(run.sms);
     provider_email_close(run.provider);
+    provider_config_free(&run.set);
     sending__campaign_free(&run.c);
     return res;
 }
@@ -626,16 +618,19 @@ static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
     }
     job_result_t res = JOB_FAIL;
     char msgid[CD_UUID_LEN + 1], subject[1024];
-    provider_settings_t ps;
-    sending__provider_settings(app, &ps);
     bool configured;
     char perr[PROVIDER_ERROR_MAX] = "";
-    run.provider = provider_email_open(&ps, &configured, perr, sizeof(perr));
+    if (provider_config_load(job_conn(ctx), &app->cfg, &run.set, &err) != DB_OK) {
+        job_set_error(ctx, "provider settings: %s", err.message);
+        res = JOB_RETRY;
+        goto done;
+    }
+    run.provider = provider_email_open(&run.set.ps, &configured, perr, sizeof(perr));
     if (!run.provider || !cd_random_uuid(msgid)) {
         job_set_error(ctx, "%s", perr[0] ? perr : "no randomness");
         goto done;
     }
-    sending__sender(app, &run.c, &run.from, &run.from_name);
+    sending__sender(app, &run.set, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
     tpl_contact_t nobody = {0};
@@ -674,6 +669,7 @@ static job_result_t handle_test(job_ctx_t *ctx, const job_t *job)
     compose_free(&out);
 done:
     provider_email_close(run.provider);
+    provider_config_free(&run.set);
     sending__campaign_free(&run.c);
     return res;
 }

@@ -5,6 +5,7 @@
 #ifndef CD_SENDING_ENGINE_INTERNAL_H
 #define CD_SENDING_ENGINE_INTERNAL_H
 
+#include "api/provider_settings.h"
 #include "app.h"
 #include "db/db.h"
 #include "sending/provider.h"
@@ -37,13 +38,12 @@ typedef struct sending_run {
     const char *from_name;
     char base_url[512];
     unsigned char key[TRACK_KEY_LEN];
+    provider_config_t set; /* the provider settings of this run */
     email_provider_t *provider;
     sms_provider_t *sms;
     char status[32]; /* the campaign's status after the last batch */
 } sending_run_t;
 
-/* The provider settings of this process (environment values). */
-void sending__provider_settings(const app_t *app, provider_settings_t *s);
 /* The tracking key derived from JWT_SECRET. */
 void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN]);
 /* API_EXTERNAL_URL without trailing slashes ("" when unset). */
@@ -52,8 +52,9 @@ void sending__base_url(const app_t *app, char *out, size_t outlen);
 CD_MUSTCHECK db_status_t sending__campaign_load(db_conn_t *conn, const char *id,
                                                 sending_campaign_t *c, db_error_t *err);
 void sending__campaign_free(sending_campaign_t *c);
-/* The sender address and display name of a campaign (see EMAIL_FROM). */
-void sending__sender(const app_t *app, const sending_campaign_t *c, const char **from,
-                     const char **name);
+/* The sender address and display name of a campaign (see EMAIL_FROM); the
+ * strings borrow from set and c. */
+void sending__sender(const app_t *app, const provider_config_t *set, const sending_campaign_t *c,
+                     const char **from, const char **name);
 
 #endif

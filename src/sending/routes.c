@@ -92,18 +92,23 @@ static bool ready_to_send(http_request_t *req, const app_t *app, const char *id)
             api__reply_not_found(req, "campaign");
         return false;
     }
-    provider_settings_t ps;
-    sending__provider_settings(app, &ps);
+    provider_config_t set;
+    st = provider_config_load(conn, &app->cfg, &set, &err);
+    const provider_settings_t *ps = &set.ps;
     bool email = strcmp(c.str[SC_TYPE], "email") == 0, ok = false;
-    if (strcmp(c.str[SC_TYPE], "email") != 0 && strcmp(c.str[SC_TYPE], "sms") != 0)
+    if (st != DB_OK)
+        http_reply_unavailable(req, db_retry_after());
+    else if (strcmp(c.str[SC_TYPE], "email") != 0 && strcmp(c.str[SC_TYPE], "sms") != 0)
         api__reply_error(req, 400, "invalid_campaign_type",
                          "only e-mail and SMS campaigns are sent", NULL, NULL);
-    else if (email ? !provider_email_configured(&ps) : !provider_sms_configured(&ps))
+    else if (email ? !provider_email_configured(ps) : !provider_sms_configured(ps))
         api__reply_error(
             req, 409, "provider_not_configured",
             email ? "no e-mail provider is configured" : "no SMS provider is configured", NULL,
-            email ? "set SMTP_URL (and EMAIL_PROVIDER), see docs/sending.md"
-                  : "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
+            email ? "set SMTP_URL (and EMAIL_PROVIDER), or an admin stores them in the app "
+                    "settings, see docs/sending.md"
+                  : "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or an admin stores them in "
+                    "the app settings");
     else if (email && !*c.str[SC_POSTAL])
         api__reply_error(req, 409, "postal_address_missing",
                          "marketing e-mail must carry the sender's postal address", NULL,
@@ -119,6 +124,7 @@ static bool ready_to_send(http_request_t *req, const app_t *app, const char *id)
         api__reply_error(req, 409, "no_subject", "the campaign has no subject", NULL, NULL);
     else
         ok = true;
+    provider_config_free(&set);
     sending__campaign_free(&c);
     return ok;
 }
