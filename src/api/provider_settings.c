@@ -1,6 +1,6 @@
 /*
  * The provider settings at run time (provider_settings.h): one query of
- * public.provider_settings() (migration 038) per campaign run or webhook,
+ * public.provider_settings() (migration 039) per campaign run or webhook,
  * merged over the environment's values. Values are never logged.
  */
 #include <stdlib.h>

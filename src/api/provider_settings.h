@@ -1,7 +1,7 @@
 /*
  * The provider settings at run time (issue 12, "Configuration"): the
  * environment's values, overridden by what an admin stored in the app
- * settings (migration 038: the secrets encrypted in app_secrets, the others
+ * settings (migration 039: the secrets encrypted in app_secrets, the others
  * in app_settings). The send engine (each campaign run, each test message,
  * the /send check) and the Twilio webhooks read them through this one
  * lookup, so a change by an admin applies to the next run without a restart.

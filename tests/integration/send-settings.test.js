@@ -1,5 +1,5 @@
 // An admin's provider settings take precedence at run time (issue 12,
-// "Configuration"; migration 038, src/api/provider_settings.c): the environment
+// "Configuration"; migration 039, src/api/provider_settings.c): the environment
 // points SMTP_URL at one sink, an admin stores another through supabase-js,
 // and the next campaign goes to the admin's; removing it brings the
 // environment's back without a restart. A user or viewer can neither set nor

@@ -1,7 +1,7 @@
 /* Unit tests for api/provider_settings.c: an admin's stored value wins over the
  * environment's, an empty or missing one does not, and unset values are ""
  * (never NULL) for the providers. Reading the values from the database is
- * tested by tests/sql/038_provider_settings.sql and, end to end, by
+ * tested by tests/sql/039_provider_settings.sql and, end to end, by
  * tests/integration/send-settings.test.js. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
--- tests/sql/038_provider_settings.sql: an admin's provider settings
--- (migrations/038_provider_settings.sql): smtp_url as an encrypted, masked
+-- tests/sql/039_provider_settings.sql: an admin's provider settings
+-- (migrations/039_provider_settings.sql): smtp_url as an encrypted, masked
 -- application secret, the plain admin columns and their checks, who may
 -- write and read them, and public.provider_settings() for the server.
 BEGIN;

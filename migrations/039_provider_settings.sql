@@ -1,4 +1,4 @@
--- 038_provider_settings.sql: an admin's provider settings (issue 12,
+-- 039_provider_settings.sql: an admin's provider settings (issue 12,
 -- "Configuration": an admin's values in the encrypted app settings take
 -- precedence over the environment at run time).
 --
