@@ -174,6 +174,19 @@ void http_upgrade_close(struct MHD_UpgradeResponseHandle *urh);
 /* Adds a response header (copied). Returns false when there are too many. */
 bool http_add_header(http_request_t *req, const char *name, const char *value);
 
+/* Common response headers, one spelling for every module: a handler names the ones it
+ * needs, combined with |, and http_add_common_headers adds them in this order. (nosniff is
+ * also added by the server to every response that does not set it.) */
+enum {
+    HTTP_HDR_NOSNIFF = 1u << 0,     /* X-Content-Type-Options: nosniff */
+    HTTP_HDR_NO_STORE = 1u << 1,    /* Cache-Control: no-store, max-age=0 */
+    HTTP_HDR_NO_REFERRER = 1u << 2, /* Referrer-Policy: no-referrer */
+    HTTP_HDR_NO_INDEX = 1u << 3,    /* X-Robots-Tag: noindex */
+    HTTP_HDR_COOP_SAME = 1u << 4    /* Cross-Origin-Opener-Policy: same-origin */
+};
+/* Adds the headers named in `which` (HTTP_HDR_*). Returns false when one did not fit. */
+bool http_add_common_headers(http_request_t *req, unsigned which);
+
 /* Matches path against a route pattern, filling params. Exposed for tests. */
 CD_MUSTCHECK bool http_route_match(const char *pattern, const char *path, const char **params,
                                    size_t *nparams, char *scratch, size_t scratch_len);

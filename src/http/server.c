@@ -198,6 +198,25 @@ bool http_add_header(http_request_t *req, const char *name, const char *value)
     return true;
 }
 
+bool http_add_common_headers(http_request_t *req, unsigned which)
+{
+    static const struct {
+        unsigned bit;
+        const char *name, *value;
+    } common[] = {
+        {HTTP_HDR_NOSNIFF, "X-Content-Type-Options", "nosniff"},
+        {HTTP_HDR_NO_STORE, "Cache-Control", "no-store, max-age=0"},
+        {HTTP_HDR_NO_REFERRER, "Referrer-Policy", "no-referrer"},
+        {HTTP_HDR_NO_INDEX, "X-Robots-Tag", "noindex"},
+        {HTTP_HDR_COOP_SAME, "Cross-Origin-Opener-Policy", "same-origin"},
+    };
+    bool ok = true;
+    for (size_t i = 0; i < CD_ARRAY_LEN(common); i++)
+        if (which & common[i].bit)
+            ok = http_add_header(req, common[i].name, common[i].value) && ok;
+    return ok;
+}
+
 void http_reply_take(http_request_t *req, int status, const char *content_type, char *body,
                      size_t len)
 {

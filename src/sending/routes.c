@@ -332,12 +332,8 @@ static bool route_token(http_request_t *req, track_kind_t kind, const char *suff
     return ok;
 }
 
-static void no_store(http_request_t *req)
-{
-    http_add_header(req, "Cache-Control", "no-store, max-age=0");
-    http_add_header(req, "Referrer-Policy", "no-referrer");
-    http_add_header(req, "X-Robots-Tag", "noindex");
-}
+/* Tracking answers are per recipient: not cached, not indexed, no Referer onwards. */
+#define TRACK_HEADERS (HTTP_HDR_NO_STORE | HTTP_HDR_NO_REFERRER | HTTP_HDR_NO_INDEX)
 
 /* GET /t/o/<token>.gif: records the first open, answers the pixel. */
 static void handle_open(http_request_t *req)
@@ -351,7 +347,7 @@ static void handle_open(http_request_t *req)
     if (!r)
         return;
     PQclear(r);
-    no_store(req);
+    http_add_common_headers(req, TRACK_HEADERS);
     http_reply(req, 200, "image/gif", (const char *)PIXEL_GIF, sizeof(PIXEL_GIF));
 }
 
@@ -383,7 +379,7 @@ static void handle_click(http_request_t *req)
     if (!url || !redirect_ok(url)) {
         http_reply_error(req, 404, "not_found", "unknown link", NULL);
     } else {
-        no_store(req);
+        http_add_common_headers(req, TRACK_HEADERS);
         http_add_header(req, "Location", url);
         http_reply(req, 302, "text/plain; charset=utf-8", "", 0);
     }
@@ -407,7 +403,7 @@ static void reply_page(http_request_t *req, int status, const char *title, const
              tpl_html_escape(&b, form_action, strlen(form_action)) &&
              cd_buf_adds(&b, "\"><button type=\"submit\">Unsubscribe</button></form>");
     ok = ok && cd_buf_adds(&b, "</body></html>\n");
-    no_store(req);
+    http_add_common_headers(req, TRACK_HEADERS);
     http_add_header(req, "Content-Security-Policy",
                     "default-src 'none'; style-src 'unsafe-inline'; "
                     "form-action 'self'");

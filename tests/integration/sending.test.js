@@ -218,6 +218,8 @@ describe('sending a campaign', () => {
     const o = await request(`${server.url}/t/o/${pixel}.gif`);
     assert.equal(o.status, 200);
     assert.equal(o.headers['content-type'], 'image/gif');
+    for (const [h, v] of [['cache-control', 'no-store, max-age=0'], ['referrer-policy', 'no-referrer'], ['x-robots-tag', 'noindex']])
+      assert.equal(o.headers[h], v, h);
     const msg = `(select id from public.email_messages where recipient = ${lit(`ann-${tag}@example.com`)})`;
     const opened = await sql(server, `select opened_at from public.email_messages where id = ${msg}`);
     assert.ok(opened, 'opened_at not set');
@@ -226,6 +228,7 @@ describe('sending a campaign', () => {
     const c = await request(`${server.url}/t/c/${click}`);
     assert.equal(c.status, 302);
     assert.equal(c.headers.location, 'https://example.com/offer?a=1&b=2');
+    assert.equal(c.headers['x-robots-tag'], 'noindex');
     await request(`${server.url}/t/c/${click}`);
     assert.equal(await sql(server, `select count(*) from public.email_clicks where message_id = ${msg}`), '2');
     assert.equal(await sql(server, `select status from public.email_messages where id = ${msg}`), 'clicked');

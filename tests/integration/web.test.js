@@ -45,6 +45,8 @@ describe('the dashboard files', () => {
     assert.match(csp, /frame-ancestors 'none'/);
     assert.equal(r.headers['x-content-type-options'], 'nosniff');
     assert.equal(r.headers['x-frame-options'], 'DENY');
+    assert.equal(r.headers['referrer-policy'], 'no-referrer');
+    assert.equal(r.headers['cross-origin-opener-policy'], 'same-origin');
   });
 
   it('keeps a hostile Host header out of the CSP', async () => {

@@ -1,4 +1,4 @@
-/* Unit tests for http/server: routing, URL decoding and CORS origins. */
+/* Unit tests for http/server: routing, URL decoding, CORS origins and common headers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,12 +103,55 @@ static void test_cors_origins(void **state)
     assert_false(http_cors_origin_allowed(list, "https://a.exampl"));
 }
 
+static void free_resp_headers(http_request_t *req)
+{
+    for (size_t i = 0; i < req->nresp_headers; i++) {
+        free(req->resp_headers[i].name);
+        free(req->resp_headers[i].value);
+    }
+    req->nresp_headers = 0;
+}
+
+static void test_common_headers(void **state)
+{
+    (void)state;
+    static http_request_t req; /* large: not on the stack */
+    memset(&req, 0, sizeof(req));
+    /* the bits choose, the table's order is kept, nothing else is added */
+    assert_true(http_add_common_headers(&req, HTTP_HDR_NO_INDEX | HTTP_HDR_NO_STORE));
+    assert_int_equal(req.nresp_headers, 2);
+    assert_string_equal(req.resp_headers[0].name, "Cache-Control");
+    assert_string_equal(req.resp_headers[0].value, "no-store, max-age=0");
+    assert_string_equal(req.resp_headers[1].name, "X-Robots-Tag");
+    assert_string_equal(req.resp_headers[1].value, "noindex");
+    free_resp_headers(&req);
+    assert_true(http_add_common_headers(&req, HTTP_HDR_NOSNIFF | HTTP_HDR_NO_REFERRER |
+                                                  HTTP_HDR_COOP_SAME));
+    assert_int_equal(req.nresp_headers, 3);
+    assert_string_equal(req.resp_headers[0].name, "X-Content-Type-Options");
+    assert_string_equal(req.resp_headers[0].value, "nosniff");
+    assert_string_equal(req.resp_headers[1].name, "Referrer-Policy");
+    assert_string_equal(req.resp_headers[1].value, "no-referrer");
+    assert_string_equal(req.resp_headers[2].name, "Cross-Origin-Opener-Policy");
+    assert_string_equal(req.resp_headers[2].value, "same-origin");
+    free_resp_headers(&req);
+    assert_true(http_add_common_headers(&req, 0));
+    assert_int_equal(req.nresp_headers, 0);
+    /* one slot left: the first fits, the answer says the rest did not */
+    for (size_t i = 0; i + 1 < HTTP_MAX_RESPONSE_HEADERS; i++)
+        assert_true(http_add_header(&req, "X-Filler", "1"));
+    assert_false(http_add_common_headers(&req, HTTP_HDR_NO_STORE | HTTP_HDR_NO_REFERRER));
+    assert_int_equal(req.nresp_headers, HTTP_MAX_RESPONSE_HEADERS);
+    assert_string_equal(req.resp_headers[HTTP_MAX_RESPONSE_HEADERS - 1].name, "Cache-Control");
+    free_resp_headers(&req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_literal),  cmocka_unit_test(test_route_params),
         cmocka_unit_test(test_route_wildcard), cmocka_unit_test(test_url_decode),
-        cmocka_unit_test(test_cors_origins),
+        cmocka_unit_test(test_cors_origins),   cmocka_unit_test(test_common_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
