@@ -4,6 +4,7 @@
  */
 #include "core/text.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 int cd_hex_value(int c)
@@ -200,4 +201,17 @@ size_t cd_json_depth(const json_t *j, size_t limit)
         }
     }
     return best + 1;
+}
+
+void cd_json_strings(const json_t *o, ...)
+{
+    va_list ap;
+    const char *key;
+
+    va_start(ap, o);
+    while ((key = va_arg(ap, const char *)) != NULL) {
+        const char **out = va_arg(ap, const char **);
+        *out = json_string_value(json_object_get(o, key));
+    }
+    va_end(ap);
 }

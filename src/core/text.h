@@ -1,7 +1,7 @@
 /*
  * Small text routines every layer shares: hex digits, base64url, UTF-8
- * validation and a bounded JSON nesting walk. One copy each, so that a
- * fix (or a stricter rule) reaches every parser at once.
+ * validation, a bounded JSON nesting walk and reading string members. One
+ * copy each, so that a fix (or a stricter rule) reaches every parser at once.
  */
 #ifndef CD_TEXT_H
 #define CD_TEXT_H
@@ -56,5 +56,12 @@ bool cd_utf8_count(const char *s, size_t n, size_t *chars);
  * and so on. The walk stops descending past limit levels and then returns
  * limit + 1, so a hostile document costs at most limit levels of recursion. */
 size_t cd_json_depth(const json_t *j, size_t limit);
+
+/* Reads string members of a JSON object in one call: pairs of a key and a `const char **`,
+ * ended by NULL, e.g. cd_json_strings(o, "schema", &schema, "table", &table, NULL). A member
+ * that is missing or not a string, or an o that is not an object, reads as NULL. (jansson's
+ * json_unpack "{s?s}" would instead refuse the whole object for one member of another type.)
+ * The strings belong to o. */
+void cd_json_strings(const json_t *o, ...) __attribute__((sentinel));
 
 #endif

@@ -29,6 +29,7 @@
 #include "core/crypto.h"
 #include "core/jwt.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "realtime/changes.h"
 #include "realtime/phoenix.h"
 #include "realtime/ws.h"
@@ -476,10 +477,9 @@ static bool parse_bindings(const json_t *arr, changes_binding_t **out, size_t *n
     }
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(arr, i);
-        const char *ev = json_string_value(json_object_get(o, "event"));
-        const char *schema = json_string_value(json_object_get(o, "schema"));
-        const char *table = json_string_value(json_object_get(o, "table"));
-        const char *filter = json_string_value(json_object_get(o, "filter"));
+        const char *ev, *schema, *table, *filter;
+        cd_json_strings(o, "event", &ev, "schema", &schema, "table", &table, "filter", &filter,
+                        NULL);
         if (!json_is_object(o) || !(b[i].events = changes_event_mask(ev))) {
             *why = "Error parsing postgres_changes: event must be *, INSERT, UPDATE or DELETE";
             goto fail;

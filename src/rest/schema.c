@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/text.h"
 #include "rest/rest.h"
 #include "rest/rest_internal.h"
 
@@ -420,11 +421,9 @@ static bool load_view_cols(struct loader *l, json_t *arr, struct view_col **out,
     if (n && !v)
         return load_fail(l, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        json_t *j = json_array_get(arr, i);
-        const char *vn = json_string_value(json_object_get(j, "view"));
-        const char *vc = json_string_value(json_object_get(j, "col"));
-        const char *tn = json_string_value(json_object_get(j, "table"));
-        const char *tc = json_string_value(json_object_get(j, "base"));
+        const char *vn, *vc, *tn, *tc;
+        cd_json_strings(json_array_get(arr, i), "view", &vn, "col", &vc, "table", &tn, "base", &tc,
+                        NULL);
         const rest_table_t *vt = vn ? rest__schema_table(l->s, vn) : NULL;
         const rest_table_t *bt = tn ? rest__schema_table(l->s, tn) : NULL;
         if (!vt || !bt || !vc || !tc)

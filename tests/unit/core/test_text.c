@@ -182,6 +182,31 @@ static void test_json_depth(void **state)
     json_decref(j);
 }
 
+static void test_json_strings(void **state)
+{
+    (void)state;
+    json_t *o = json_loads("{\"a\":\"x\",\"b\":5,\"c\":null,\"d\":\"\"}", 0, NULL);
+    assert_non_null(o);
+    const char *a = "?", *b = "?", *c = "?", *d = "?", *e = "?";
+    cd_json_strings(o, "a", &a, "b", &b, "c", &c, "d", &d, "e", &e, NULL);
+    assert_string_equal(a, "x");
+    assert_null(b); /* another type reads as missing, the others are still read */
+    assert_null(c);
+    assert_string_equal(d, "");
+    assert_null(e);
+    json_decref(o);
+    /* not an object (or no value at all): every member reads as NULL */
+    json_t *arr = json_pack("[s]", "a");
+    a = "?";
+    cd_json_strings(arr, "a", &a, NULL);
+    assert_null(a);
+    json_decref(arr);
+    a = "?";
+    cd_json_strings(NULL, "a", &a, NULL);
+    assert_null(a);
+    cd_json_strings(NULL, NULL); /* no pairs */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_base64url_strict),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_json_depth),
+        cmocka_unit_test(test_json_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
