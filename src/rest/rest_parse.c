@@ -693,11 +693,11 @@ static bool parse_aggregate(struct parser *p, enum rest_aggregate *agg)
     static const struct {
         const char *name;
         enum rest_aggregate agg;
-    } aggs[] = {{"sum()", REST_AGG_SUM},
-                {"avg()", REST_AGG_AVG},
-                {"count()", REST_AGG_COUNT},
-                {"max()", REST_AGG_MAX},
-                {"min()", REST_AGG_MIN}};
+    } aggs[] = {
+#define AGG_ROW(e, name) {name, e},
+        REST_AGGREGATES(AGG_ROW)
+#undef AGG_ROW
+    };
     size_t save = p->pos;
 
     *agg = REST_AGG_NONE;
@@ -952,11 +952,11 @@ static bool parse_is_value(struct parser *p, enum rest_is_value *v)
     static const struct {
         const char *word;
         enum rest_is_value v;
-    } words[] = {{"not_null", REST_IS_NOT_NULL},
-                 {"null", REST_IS_NULL},
-                 {"true", REST_IS_TRUE},
-                 {"false", REST_IS_FALSE},
-                 {"unknown", REST_IS_UNKNOWN}};
+    } words[] = {
+#define IS_ROW(e, word, sql) {word, e},
+        REST_IS_VALUES(IS_ROW)
+#undef IS_ROW
+    };
 
     for (size_t i = 0; i < CD_ARRAY_LEN(words); i++) {
         size_t n = strlen(words[i].word);

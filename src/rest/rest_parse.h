@@ -93,16 +93,21 @@ enum rest_select_kind {
 
 enum rest_join_type { REST_JOIN_DEFAULT = 0, REST_JOIN_LEFT, REST_JOIN_INNER };
 
+/* The small closed lists of the grammar are each one table, X(enumerator, spelling, ...):
+ * the enum below and the parser's (and SQL builder's) lookup tables are made from it, so a
+ * value cannot be added to one and forgotten in another. */
+#define REST_ENUMERATOR(name, ...) name,
+
 /* Aggregates are parsed so the SQL layer can refuse them with PGRST123 (Supabase disables
- * db-aggregates-enabled). `count()` alone is REST_AGG_COUNT on the field "*". */
-enum rest_aggregate {
-    REST_AGG_NONE = 0,
-    REST_AGG_COUNT,
-    REST_AGG_SUM,
-    REST_AGG_AVG,
-    REST_AGG_MAX,
-    REST_AGG_MIN
-};
+ * db-aggregates-enabled). `count()` alone is REST_AGG_COUNT on the field "*".
+ * X(enumerator, spelling after the `.`) */
+#define REST_AGGREGATES(X)                                                                         \
+    X(REST_AGG_COUNT, "count()")                                                                   \
+    X(REST_AGG_SUM, "sum()")                                                                       \
+    X(REST_AGG_AVG, "avg()")                                                                       \
+    X(REST_AGG_MAX, "max()")                                                                       \
+    X(REST_AGG_MIN, "min()")
+enum rest_aggregate { REST_AGG_NONE = 0, REST_AGGREGATES(REST_ENUMERATOR) };
 
 struct rest_select_item {
     enum rest_select_kind kind;
@@ -154,13 +159,14 @@ enum rest_op {
 /* eq, gt, gte, lt, lte, like, ilike, match, imatch may carry (any)/(all): `like(any).{a,b}`. */
 enum rest_quantifier { REST_QUANT_NONE = 0, REST_QUANT_ANY, REST_QUANT_ALL };
 
-enum rest_is_value {
-    REST_IS_NULL = 1,
-    REST_IS_NOT_NULL,
-    REST_IS_TRUE,
-    REST_IS_FALSE,
-    REST_IS_UNKNOWN
-};
+/* `is.` values. X(enumerator, word after `is.` (any case), SQL after the column) */
+#define REST_IS_VALUES(X)                                                                          \
+    X(REST_IS_NULL, "null", " IS NULL")                                                            \
+    X(REST_IS_NOT_NULL, "not_null", " IS NOT NULL")                                                \
+    X(REST_IS_TRUE, "true", " IS TRUE")                                                            \
+    X(REST_IS_FALSE, "false", " IS FALSE")                                                         \
+    X(REST_IS_UNKNOWN, "unknown", " IS UNKNOWN")
+enum rest_is_value { REST_IS_UNSET = 0, REST_IS_VALUES(REST_ENUMERATOR) };
 
 struct rest_op_expr {
     bool negated; /* `not.` prefix */

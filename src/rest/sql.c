@@ -294,6 +294,13 @@ static const struct op_sql op_sql_table[] = {
     [REST_OP_WFTS] = {NULL, "pg_catalog.websearch_to_tsquery("},
 };
 
+/* The SQL of each `is.` value, written after the column. */
+static const char *const is_sql[] = {
+#define IS_SQL(e, word, sql) [e] = sql,
+    REST_IS_VALUES(IS_SQL)
+#undef IS_SQL
+};
+
 /* The entry of op; all NULL for an operator outside the table. */
 static struct op_sql op_sql_of(enum rest_op op)
 {
@@ -316,11 +323,8 @@ static void emit_filter(struct rest__sql *c, const struct rest__node *n, const c
     switch (x->op) {
     case REST_OP_IS:
         field_expr(c, alias, &f->field);
-        rest__sql_out(c, x->is_value == REST_IS_NULL       ? " IS NULL"
-                         : x->is_value == REST_IS_NOT_NULL ? " IS NOT NULL"
-                         : x->is_value == REST_IS_TRUE     ? " IS TRUE"
-                         : x->is_value == REST_IS_FALSE    ? " IS FALSE"
-                                                           : " IS UNKNOWN");
+        CD_ASSERT(x->is_value >= REST_IS_NULL && x->is_value <= REST_IS_UNKNOWN);
+        rest__sql_out(c, is_sql[x->is_value]);
         break;
     case REST_OP_IN: {
         const char *arr = array_literal(c, x->list, x->n_list);
