@@ -65,6 +65,22 @@ void auth__handle_get_user(http_request_t *req)
     PQclear(r);
 }
 
+/* Checks a new password against the rules and the current one (self: load_self's row) and
+ * hashes it into hash (PASSWORD_HASH_BYTES). False once an error is answered. */
+static bool hash_new_password(http_request_t *req, const PGresult *self, const char *password,
+                              char *hash)
+{
+    if (!auth__check_password(req, password))
+        return false;
+    const char *stored = PQgetvalue(self, 0, 2);
+    if (*stored && password_verify(password, stored)) {
+        auth__error(req, 422, "same_password",
+                    "New password should be different from the old password.");
+        return false;
+    }
+    return auth__hash_password(req, password, hash);
+}
+
 void auth__handle_put_user(http_request_t *req)
 {
     auth_caller_t caller;
@@ -103,18 +119,8 @@ void auth__handle_put_user(http_request_t *req)
                     "admin API).");
         goto done;
     }
-    if (password) {
-        if (!auth__check_password(req, password))
-            goto done;
-        const char *stored = PQgetvalue(self, 0, 2);
-        if (*stored && password_verify(password, stored)) {
-            auth__error(req, 422, "same_password",
-                        "New password should be different from the old password.");
-            goto done;
-        }
-        if (!auth__hash_password(req, password, hash))
-            goto done;
-    }
+    if (password && !hash_new_password(req, self, password, hash))
+        goto done;
     if (email && !auth__app(req)->mailer_autoconfirm) {
         /* Secure change: the address changes once the links (or codes)
          * mailed to both the current and the new address are used. */

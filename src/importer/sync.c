@@ -705,6 +705,46 @@ static bool run_metrics(run_t *r)
     return ok;
 }
 
+/* The run's metadata once the rows are in (skip reasons, mode or destination, consent,
+ * progress), as JSON text (malloc'd; NULL when out of memory). */
+static char *finish_metadata(run_t *r, const load_t *ld, const json_t *result)
+{
+    json_t *m = run_metadata(r, true);
+    json_t *reasons = json_object_get(m, "skipped_by_reason");
+    if (ld->dest == DEST_TABLE) {
+        long long d = json_integer_value(json_object_get(result, "duplicates"));
+        if (d)
+            json_object_set_new(reasons, "duplicate", json_integer(d));
+        json_object_set_new(m, "mode", json_string(ld->mode));
+        json_object_set_new(m, "rows_in_table",
+                            json_integer(json_integer_value(json_object_get(result, "rows"))));
+    } else {
+        long long inv = json_integer_value(json_object_get(result, "invalid"));
+        long long mer = json_integer_value(json_object_get(result, "merged"));
+        if (inv)
+            json_object_set_new(reasons, "no_valid_email_or_phone", json_integer(inv));
+        if (mer)
+            json_object_set_new(reasons, "duplicate", json_integer(mer));
+        json_object_set_new(m, "destination", json_string("contacts"));
+        /* what the mapped consent columns recorded (migration 037) */
+        json_t *consent = json_object();
+        const char *channels[] = {"email", "sms"};
+        for (size_t i = 0; consent && i < 2; i++) {
+            json_t *c = json_object_get(result, channels[i]);
+            if (json_is_object(c))
+                json_object_set(consent, channels[i], c);
+        }
+        if (consent && json_object_size(consent))
+            json_object_set(m, "consent", consent);
+        json_decref(consent);
+    }
+    json_object_set_new(json_object_get(m, "progress"), "imported", json_integer(r->imported));
+    json_object_set_new(json_object_get(m, "progress"), "skipped", json_integer(r->skipped));
+    char *mtxt = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    return mtxt;
+}
+
 /* Dedupe, index, swap or merge; close the run as success; commit. */
 static bool finish(run_t *r, load_t *ld)
 {
@@ -765,40 +805,8 @@ static bool finish(run_t *r, load_t *ld)
         r->imported = json_integer_value(json_object_get(result, "imported"));
     }
     r->skipped += extra_skipped;
-    json_t *m = run_metadata(r, true);
-    json_t *reasons = json_object_get(m, "skipped_by_reason");
-    if (ld->dest == DEST_TABLE) {
-        long long d = json_integer_value(json_object_get(result, "duplicates"));
-        if (d)
-            json_object_set_new(reasons, "duplicate", json_integer(d));
-        json_object_set_new(m, "mode", json_string(ld->mode));
-        json_object_set_new(m, "rows_in_table",
-                            json_integer(json_integer_value(json_object_get(result, "rows"))));
-    } else {
-        long long inv = json_integer_value(json_object_get(result, "invalid"));
-        long long mer = json_integer_value(json_object_get(result, "merged"));
-        if (inv)
-            json_object_set_new(reasons, "no_valid_email_or_phone", json_integer(inv));
-        if (mer)
-            json_object_set_new(reasons, "duplicate", json_integer(mer));
-        json_object_set_new(m, "destination", json_string("contacts"));
-        /* what the mapped consent columns recorded (migration 037) */
-        json_t *consent = json_object();
-        const char *channels[] = {"email", "sms"};
-        for (size_t i = 0; consent && i < 2; i++) {
-            json_t *c = json_object_get(result, channels[i]);
-            if (json_is_object(c))
-                json_object_set(consent, channels[i], c);
-        }
-        if (consent && json_object_size(consent))
-            json_object_set(m, "consent", consent);
-        json_decref(consent);
-    }
+    char *mtxt = finish_metadata(r, ld, result);
     json_decref(result);
-    json_object_set_new(json_object_get(m, "progress"), "imported", json_integer(r->imported));
-    json_object_set_new(json_object_get(m, "progress"), "skipped", json_integer(r->skipped));
-    char *mtxt = json_dumps(m, JSON_COMPACT);
-    json_decref(m);
     /* Last look at the cancel flag before the point of no return. It must come
      * before import_succeed_run: from then on this transaction holds the
      * sync_logs row, and the progress report would wait for it. */
