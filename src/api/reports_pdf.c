@@ -196,7 +196,7 @@ static bool chart_by_channel(api_pdf_model_t *m, long chan, long metric)
     }
     ch->nseries = nch;
     ch->npoints = np;
-    ch->caption = "Per day";
+    ch->caption = "Sent per day by channel";
     return true;
 }
 
@@ -233,7 +233,7 @@ static bool build_chart(api_pdf_model_t *m, bool has_date)
     } else {
         long chan = column_index(m, "channel"), sent = column_index(m, "sent");
         ok = chan > 0 && sent > 0 ? chart_by_channel(m, chan, sent)
-                                  : chart_by_row(m, &m->doc.daily, "Per day");
+                                  : chart_by_row(m, &m->doc.daily, "Trend per day");
     }
     ch->labels = m->labels;
     ch->bars = ch->npoints <= 14;

@@ -191,7 +191,7 @@ static void test_document_renders(void **state)
     rpdf_stats_t st;
     assert_int_equal(rpdf_render(&m.doc, API_PDF_MAX_PAGES, &b, &st), RPDF_OK);
     assert_int_equal(st.pages, 1);
-    assert_int_equal(st.rows_drawn, 2); /* one KPI row, one day */
+    assert_int_equal(st.rows_drawn, 3); /* one totals row as two KPI lines, one day */
     assert_memory_equal(b.data, "%PDF-", 5);
     cd_buf_free(&b);
     api__report_pdf_model_free(&m);
