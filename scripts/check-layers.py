@@ -23,6 +23,7 @@ RANK = {
     'core': 0,
     'http': 1, 'db': 1,
     'providers': 1,  # outbound integrations (SMTP, ...): core only, used by auth and the domain
+    'pdf': 1,  # the PDF layout of reports (cairo + pango): core only, used by api
     'app': 2,
     'auth': 3, 'jobs': 3,  # services the engines use: who is calling, the job queue
     'rest': 4, 'storage': 4, 'realtime': 4, 'web': 4,

@@ -15,9 +15,10 @@ pkgs_build=(build-essential pkg-config meson ninja-build
   libzip-dev libexpat1-dev libfreexl-dev libphonenumber-dev libicu-dev
   libqrencode-dev
   libmariadb-dev freetds-dev
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core
   postgresql-15 postgresql-client-15)
 pkgs_test=(libcmocka-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev
-  chromium python3-aiosmtpd mariadb-server)
+  chromium python3-aiosmtpd mariadb-server poppler-utils)
 
 want=("${pkgs_build[@]}")
 [ "$what" = test ] && want+=("${pkgs_test[@]}")

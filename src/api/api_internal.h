@@ -186,14 +186,24 @@ void api__safe_filename(const char *prefix, const char *name, const char *ext, c
  * through api__csv_append_field. False if malformed or out is full. */
 CD_MUSTCHECK bool api__csv_write_flat(const char *header_json, const char *rows_json,
                                       cd_buf_t *out);
+/* Adds Content-Disposition: attachment with the file name
+ * "report-<day>-<slug of name>.<ext>" and Cache-Control: no-store. */
+void api__report_disposition(http_request_t *req, const char *name, const char *day,
+                             const char *ext);
+/* Stores an export as the caller in the exports bucket at
+ * <user id>/reports/<report id>.<ext> and answers 201 with its signed URL. */
+void api__report_save_export(http_request_t *req, const api_ctx_t *ctx, const char *ext,
+                             const char *content_type, const char *data, size_t len);
+
 /* The statement ($1 = report id) whose one row is (header_json, rows_json). */
 const char *api__flat_csv_sql(void);
 
 /* The text of a scheduled report's mail (report_schedules.c): the name, the
- * type's title, the period and the download link. malloc'd; NULL for an
+ * type's title, the period, the attachment's format ("CSV", "PDF") and the
+ * download link. malloc'd; NULL for an
  * unknown type or when out of memory. */
 char *api__report_mail_text(const char *name, const char *type, const char *from, const char *to,
-                            const char *url);
+                            const char *format, const char *url);
 
 /* ------------------------------------------------------------ handlers */
 

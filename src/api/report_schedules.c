@@ -9,7 +9,9 @@
  *     signs a download link (storage's signed URLs: HMAC, expiring, a
  *     tampered token is refused by /storage/v1) and, in ONE transaction,
  *     queues one mail.send per recipient with the CSV attached and records
- *     the slot as run — so a retried job never mails twice.
+ *     the slot as run — so a retried job never mails twice. A schedule with
+ *     attachment_format 'pdf' (migration 044) saves, links and attaches the
+ *     PDF of the report instead (reports_pdf.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "api/api.h"
 #include "api/api_internal.h"
+#include "api/reports_pdf.h"
 #include "core/crypto.h"
 #include "core/log.h"
 #include "jobs/mail.h"
@@ -42,6 +45,7 @@ typedef struct run {
     char owner[CD_UUID_LEN + 1];
     char *name, *type, *from, *to;
     json_t *emails; /* array of strings */
+    bool pdf;       /* attachment_format 'pdf' */
     char claims[128];
     db_caller_t who; /* the owner */
 } run_t;
@@ -64,7 +68,9 @@ static job_result_t load_run(job_ctx_t *ctx, run_t *r, bool *skip)
     *skip = false;
     if (db_run1(job_conn(ctx), &service,
                 "select user_id::text, name, report_type, period_from::text, period_to::text,"
-                " to_json(emails)::text from jobs.report_run_info($1::uuid, $2::timestamptz)",
+                " to_json(emails)::text, (select s.attachment_format = 'pdf' from"
+                " public.report_schedules s where s.id = $1::uuid)"
+                " from jobs.report_run_info($1::uuid, $2::timestamptz)",
                 2, p, &res, &err) != DB_OK) {
         job_set_error(ctx, "schedule %s: %s", r->schedule_id, err.message);
         return err.sqlstate[0] == '2' ? JOB_FAIL : JOB_RETRY; /* 22xxx: a bad payload */
@@ -80,6 +86,7 @@ static job_result_t load_run(job_ctx_t *ctx, run_t *r, bool *skip)
     r->from = strdup(PQgetvalue(res, 0, 3));
     r->to = strdup(PQgetvalue(res, 0, 4));
     r->emails = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
+    r->pdf = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
     PQclear(res);
     if (!r->name || !r->type || !r->from || !r->to || !json_is_array(r->emails))
         return JOB_RETRY;
@@ -109,16 +116,16 @@ static job_result_t fail_run(job_ctx_t *ctx, const run_t *r, job_result_t result
 }
 
 char *api__report_mail_text(const char *name, const char *type, const char *from, const char *to,
-                            const char *url)
+                            const char *format, const char *url)
 {
     const char *title = api_report_type_title(type);
     cd_buf_t b;
     cd_buf_init(&b, 16384);
     bool ok = title && cd_buf_printf(&b,
                                      "%s\r\n\r\n%s, %s to %s.\r\n\r\nThe report is attached "
-                                     "as CSV. Download it (the link is valid for 7 days):\r\n"
+                                     "as %s. Download it (the link is valid for 7 days):\r\n"
                                      "%s\r\n",
-                                     name, title, from, to, url);
+                                     name, title, from, to, format, url);
     if (!ok) {
         cd_buf_free(&b);
         return NULL;
@@ -128,7 +135,7 @@ char *api__report_mail_text(const char *name, const char *type, const char *from
 
 /* Queues one mail per recipient and marks the slot as run: one transaction. */
 static job_result_t queue_mails(job_ctx_t *ctx, const run_t *r, const char *report_id,
-                                const cd_buf_t *csv, const char *url)
+                                const cd_buf_t *file_data, const char *url)
 {
     const app_t *app = job_app(ctx);
     size_t n = json_array_size(r->emails);
@@ -137,8 +144,9 @@ static job_result_t queue_mails(job_ctx_t *ctx, const run_t *r, const char *repo
     char subject[300], file[API_FILENAME_MAX], prefix[32];
     snprintf(subject, sizeof(subject), "%s (%s to %s)", r->name, r->from, r->to);
     snprintf(prefix, sizeof(prefix), "report-%.10s", r->to);
-    api__safe_filename(prefix, r->name, "csv", file, sizeof(file));
-    char *text = api__report_mail_text(r->name, r->type, r->from, r->to, url);
+    api__safe_filename(prefix, r->name, r->pdf ? "pdf" : "csv", file, sizeof(file));
+    char *text =
+        api__report_mail_text(r->name, r->type, r->from, r->to, r->pdf ? "PDF" : "CSV", url);
     if (!text)
         return JOB_RETRY;
     db_stmt_t st[REPORT_MAX_RECIPIENTS + 1];
@@ -153,9 +161,9 @@ static job_result_t queue_mails(job_ctx_t *ctx, const run_t *r, const char *repo
                          .subject = subject,
                          .text = text,
                          .attachment_name = file,
-                         .attachment_type = "text/csv",
-                         .attachment = csv->data ? csv->data : "",
-                         .attachment_len = csv->len};
+                         .attachment_type = r->pdf ? "application/pdf" : "text/csv",
+                         .attachment = file_data->data ? file_data->data : "",
+                         .attachment_len = file_data->len};
         ok = m.to && mail_queue_stmt(app, &m, params[i], attempts[i], delay[i], &hex[i], &st[i]);
     }
     const char *pd[3] = {r->schedule_id, r->slot, report_id};
@@ -197,13 +205,17 @@ static job_result_t run_report(job_ctx_t *ctx, run_t *r)
     cd_buf_init(&csv, API_EXPORT_MAX_BYTES);
     job_result_t out = JOB_RETRY;
     char path[160], url[2048];
-    snprintf(path, sizeof(path), "%s/reports/%s.csv", r->owner, report_id);
-    st = api_report_csv(&r->who, report_id, &csv, &err);
+    snprintf(path, sizeof(path), "%s/reports/%s.%s", r->owner, report_id, r->pdf ? "pdf" : "csv");
+    st = r->pdf ? api__report_pdf(&r->who, report_id, &csv, &err)
+                : api_report_csv(&r->who, report_id, &csv, &err);
     if (st != API_REPORT_OK) {
-        out = fail_run(ctx, r, JOB_RETRY, "the report's CSV could not be written");
-    } else if (storage_put_bytes(app, &r->who, r->owner, "exports", path, "text/csv; charset=utf-8",
+        out = fail_run(ctx, r, st == API_REPORT_TOO_LARGE ? JOB_FAIL : JOB_RETRY,
+                       r->pdf ? "the report's PDF could not be drawn"
+                              : "the report's CSV could not be written");
+    } else if (storage_put_bytes(app, &r->who, r->owner, "exports", path,
+                                 r->pdf ? "application/pdf" : "text/csv; charset=utf-8",
                                  csv.data ? csv.data : "", csv.len, true, NULL) != STORAGE_OK) {
-        out = fail_run(ctx, r, JOB_RETRY, "the CSV could not be saved in the exports bucket");
+        out = fail_run(ctx, r, JOB_RETRY, "the file could not be saved in the exports bucket");
     } else if (!storage_signed_url(app, "exports", path, REPORT_LINK_SECONDS, true, url,
                                    sizeof(url))) {
         out = fail_run(ctx, r, JOB_FAIL, "the download link could not be signed");

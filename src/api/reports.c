@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "api/api_internal.h"
+#include "api/reports_pdf.h"
 #include "storage/storage.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -489,7 +490,8 @@ static bool write_csv(const PGresult *rows, cd_buf_t *out)
     return ok;
 }
 
-static void add_disposition(http_request_t *req, const char *name, const char *day, const char *ext)
+void api__report_disposition(http_request_t *req, const char *name, const char *day,
+                             const char *ext)
 {
     char file[API_FILENAME_MAX], prefix[32], header[API_FILENAME_MAX + 40];
     snprintf(prefix, sizeof(prefix), "report-%.10s", day);
@@ -505,8 +507,8 @@ static void add_disposition(http_request_t *req, const char *name, const char *d
  * download URL instead of the file. */
 #define API_EXPORT_URL_SECONDS 3600
 
-static void save_export(http_request_t *req, const api_ctx_t *ctx, const char *ext,
-                        const char *content_type, const char *data, size_t len)
+void api__report_save_export(http_request_t *req, const api_ctx_t *ctx, const char *ext,
+                             const char *content_type, const char *data, size_t len)
 {
     const char *uid = ctx->caller.user_id[0] ? ctx->caller.user_id : "service";
     char name[160], url[2048];
@@ -540,6 +542,11 @@ void api__reports_export(http_request_t *req)
 {
     api_ctx_t ctx;
     bool save = strcmp(req->method, "POST") == 0;
+    const char *format = http_query_arg(req, "format");
+    if (format && strcmp(format, "pdf") == 0) {
+        api__reports_export_pdf(req, save); /* reports_pdf.c */
+        return;
+    }
     /* read-write: the export is recorded in the audit log (action export) */
     if (!api__begin(req, false, &ctx))
         return;
@@ -548,12 +555,11 @@ void api__reports_export(http_request_t *req)
     cd_buf_init(&out, API_EXPORT_MAX_BYTES);
     if (!api__path_id(req, "report"))
         goto done;
-    const char *format = http_query_arg(req, "format");
     if (!format)
         format = "csv";
     bool csv = strcmp(format, "csv") == 0;
     if (!csv && strcmp(format, "json") != 0) {
-        api__reply_invalid(req, "invalid_parameter", "format", "format must be csv or json");
+        api__reply_invalid(req, "invalid_parameter", "format", "format must be csv, json or pdf");
         goto done;
     }
     pthread_once(&csv_sql_once, build_csv_sql);
@@ -578,11 +584,11 @@ void api__reports_export(http_request_t *req)
     const char *day = PQgetvalue(res[0], 0, 3);
     if (!csv) {
         if (save) {
-            save_export(req, &ctx, "json", "application/json", PQgetvalue(res[0], 0, 0),
-                        (size_t)PQgetlength(res[0], 0, 0));
+            api__report_save_export(req, &ctx, "json", "application/json", PQgetvalue(res[0], 0, 0),
+                                    (size_t)PQgetlength(res[0], 0, 0));
             goto done;
         }
-        add_disposition(req, name, day, "json");
+        api__report_disposition(req, name, day, "json");
         api__reply_cell(req, 200, res[0], 0, 0);
         goto done;
     }
@@ -605,10 +611,11 @@ void api__reports_export(http_request_t *req)
         goto done;
     }
     if (save) {
-        save_export(req, &ctx, "csv", "text/csv; charset=utf-8", cd_buf_str(&out), out.len);
+        api__report_save_export(req, &ctx, "csv", "text/csv; charset=utf-8", cd_buf_str(&out),
+                                out.len);
         goto done;
     }
-    add_disposition(req, name, day, "csv");
+    api__report_disposition(req, name, day, "csv");
     size_t len = out.len;
     char *text = cd_buf_take(&out);
     if (!text) {

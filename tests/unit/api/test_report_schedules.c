@@ -18,14 +18,20 @@
 static void test_mail_text(void **state)
 {
     (void)state;
-    char *t = api__report_mail_text("Weekly numbers", "channel_comparison", "2026-11-23",
-                                    "2026-11-29", "http://x.test/storage/v1/object/sign/a?token=t");
+    char *t =
+        api__report_mail_text("Weekly numbers", "channel_comparison", "2026-11-23", "2026-11-29",
+                              "CSV", "http://x.test/storage/v1/object/sign/a?token=t");
     assert_non_null(t);
     assert_non_null(strstr(t, "Weekly numbers\r\n"));
     assert_non_null(strstr(t, "Channel comparison, 2026-11-23 to 2026-11-29."));
     assert_non_null(strstr(t, "\r\nhttp://x.test/storage/v1/object/sign/a?token=t\r\n"));
+    assert_non_null(strstr(t, "attached as CSV."));
     free(t);
-    assert_null(api__report_mail_text("x", "campaign_performance", "a", "b", "u"));
+    t = api__report_mail_text("Monthly", "audience", "2026-11-01", "2026-11-30", "PDF", "u");
+    assert_non_null(t);
+    assert_non_null(strstr(t, "attached as PDF."));
+    free(t);
+    assert_null(api__report_mail_text("x", "campaign_performance", "a", "b", "CSV", "u"));
 }
 
 int main(void)

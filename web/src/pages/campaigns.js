@@ -1,7 +1,7 @@
 // Campaigns: the list with filters, the editor of the campaign's columns, the
 // state machine's buttons (only those docs/api.md allows from the current
 // status, and only for callers who may write), and the performance report
-// with CSV/JSON export.
+// with CSV/JSON/PDF export.
 import { useState } from 'preact/hooks';
 import { html, api, download, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, zonedToIso, isoToZoned, timeZone, canWrite, useFlash, ApiError } from '../lib.js';
 import { TimeChart } from '../chart.js';
@@ -220,6 +220,7 @@ export function ReportFigures({ report }) {
     <div class="actions">
       <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=csv`, 'report.csv')}>Export CSV</button>
       <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=json`, 'report.json')}>Export JSON</button>
+      <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=pdf`, 'report.pdf')}>Export PDF</button>
     </div>
   </div>`;
 }

@@ -1,5 +1,5 @@
 // Reports: list (paged, /api/reports), generate for a campaign and period,
-// open one, download CSV/JSON.
+// open one, download CSV/JSON/PDF.
 import { useState } from 'preact/hooks';
 import { html, api, download, useAsync, useRealtime, Status, ErrorBox, Field, Pager, fmtTime, canWrite } from '../lib.js';
 import { ReportFigures } from './campaigns.js';
@@ -23,7 +23,7 @@ export function Reports({ role }) {
           <td>${r.data?.campaign ? html`<a href=${`#/campaigns/${r.campaign_id}`}>${r.data.campaign.name}</a>` : '—'}</td>
           <td>${r.data?.period?.from || 'all'} – ${r.data?.period?.to || 'now'}</td>
           <td>${fmtTime(r.generated_at)}</td>
-          <td class="nowrap"><button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=csv`, 'report.csv')}>CSV</button> · <button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=json`, 'report.json')}>JSON</button></td>
+          <td class="nowrap"><button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=csv`, 'report.csv')}>CSV</button> · <button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=json`, 'report.json')}>JSON</button> · <button type="button" class="link" aria-label=${`PDF of ${r.data?.name || r.report_type}`} onClick=${() => download(`/api/reports/${r.id}/export?format=pdf`, 'report.pdf')}>PDF</button></td>
         </tr>${open === r.id ? html`<tr><td colspan="5"><${ReportFigures} report=${r} /></td></tr>` : null}`)}</tbody></table></div>
       <${Pager} page=${page} perPage=${perPage} total=${state.data?.total} onPage=${setPage} />
     </${Status}>
