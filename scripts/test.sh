@@ -180,8 +180,9 @@ if want e2e; then
   section "e2e (chromium + playwright-core)"
   if [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
     # One file at a time (each drives a browser); screenshots of failures in build/e2e-failures/.
+    # (30 min for the layer: wizard.test.js adds about 4 min under ASan on a busy machine.)
     rm -rf build/e2e-failures
-    CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work CAMPAIGND_WEB_DIR=$web_dir timeout 1200 node --test \
+    CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work CAMPAIGND_WEB_DIR=$web_dir timeout 1800 node --test \
       --test-concurrency=1 --test-timeout=300000 --test-reporter=tap tests/e2e/ >"$work/e2e.log" 2>&1
     p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$work/e2e.log" | tail -1)
     f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$work/e2e.log" | tail -1)

@@ -1,7 +1,9 @@
 // Support for the end-to-end tests: Debian's chromium driven by
 // playwright-core (no Playwright browser download), one fresh profile per
 // run, screenshots of every open page when a step fails (under
-// build/e2e-failures/), and a record of requests to any other host.
+// build/e2e-failures/), a record of requests to any other host, and the
+// set-up every e2e file shares (the dashboard build, accounts with roles).
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -93,3 +95,35 @@ export async function navItems(page) {
 }
 
 export { WAIT };
+
+/** The password of the accounts the e2e tests create. */
+export const PASSWORD = 'e2e password 123';
+
+/** Fails clearly when the dashboard has not been built into WEB_DIR. */
+export function requireWebBuild() {
+  assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
+}
+
+/** Creates accounts with `campaignd user add`: [[email, role], ...]. */
+export async function addUsers(server, accounts) {
+  for (const [email, role] of accounts) {
+    const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', role]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+}
+
+/** Records what a page sends and receives from now on: HTTP requests
+ * ({method, path, at}) and the realtime websocket's received frames ({text, at}).
+ * Attach it before the page opens its websocket. */
+export function recordTraffic(page) {
+  const t = { requests: [], frames: [] };
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    t.requests.push({ method: r.method(), path: u.pathname + u.search, at: Date.now() });
+  });
+  page.on('websocket', (ws) => {
+    if (!ws.url().includes('/realtime/')) return;
+    ws.on('framereceived', (f) => t.frames.push({ text: String(f.payload), at: Date.now() }));
+  });
+  return t;
+}

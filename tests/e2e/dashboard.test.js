@@ -12,9 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { startServer, request, ROOT } from '../integration/helpers.js';
-import { launch, pageSet, step, signIn, navItems, WEB_DIR } from './browser.js';
+import { launch, pageSet, step, signIn, navItems, WEB_DIR, PASSWORD, requireWebBuild, addUsers } from './browser.js';
 
-const PASSWORD = 'e2e password 123';
 const people = {
   admin: `admin-${Date.now()}@example.com`,
   user: `user-${Date.now()}@example.com`,
@@ -27,12 +26,9 @@ const { pages, watches } = opened;
 const newPage = (viewport) => opened.newPage(browser, server.url, viewport);
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
+  requireWebBuild();
   server = await startServer({ WEB_DIR });
-  for (const [role, email] of Object.entries(people)) {
-    const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', role]);
-    assert.equal(r.code, 0, r.stderr);
-  }
+  await addUsers(server, Object.entries(people).map(([role, email]) => [email, role]));
   browser = await launch();
 });
 
@@ -231,7 +227,7 @@ describe('the dashboard in a browser', () => {
     const page = await newPage();
     await step('viewer', pages, async () => {
       await signIn(page, server.url, people.viewer, PASSWORD);
-      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Reports']);
+      assert.deepEqual(await navItems(page), ['Overview', 'Campaigns', 'Reports', 'Data sources']);
       const WRITE = /new|create|save|delete|schedule|send|pause|resume|cancel|generate|edit|add/i;
       // (the status chips of the campaign list are filters, not writes)
       const writeButtons = async () => (await page.locator('main button:not(.chip)').allInnerTexts()).concat(
@@ -245,7 +241,7 @@ describe('the dashboard in a browser', () => {
       assert.deepEqual(await writeButtons(), []);
       assert.equal(await page.getByText('Edit campaign').count(), 0);
       const id = page.url().split('/').pop();
-      for (const route of ['#/campaigns', '#/reports', '#/']) {
+      for (const route of ['#/campaigns', '#/reports', '#/data-sources', '#/']) {
         await page.goto(`${server.url}/${route}`);
         await page.locator('main h1').first().waitFor();
         await page.locator('.state').first().waitFor({ state: 'detached' }).catch(() => {});

@@ -6,12 +6,9 @@
 // audience of a campaign, and cannot delete it while the campaign targets it.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { startServer, signIn as apiSignIn, noError } from '../integration/helpers.js';
-import { launch, pageSet, step, signIn, navItems, WEB_DIR } from './browser.js';
+import { launch, pageSet, step, signIn, navItems, WEB_DIR, PASSWORD, requireWebBuild, addUsers } from './browser.js';
 
-const PASSWORD = 'e2e password 123';
 const alice = `seg-alice-${Date.now()}@example.com`;
 const bob = `seg-bob-${Date.now()}@example.com`;
 let server, browser;
@@ -29,12 +26,9 @@ async function addContacts(email, rows) {
 }
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
+  requireWebBuild();
   server = await startServer({ WEB_DIR });
-  for (const email of [alice, bob]) {
-    const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', 'user']);
-    assert.equal(r.code, 0, r.stderr);
-  }
+  await addUsers(server, [[alice, 'user'], [bob, 'user']]);
   await addContacts(alice, [
     { email: 'ann@shop.example', first_name: 'Ann', attributes: { plan: 'pro' } },
     { email: 'dee@shop.example', first_name: 'Dee', attributes: { plan: 'free' } },

@@ -7,13 +7,10 @@
 // recipient. A viewer sees the campaign and its progress but no button.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { startServer, signIn as apiSignIn, noError, sql, freePort } from '../integration/helpers.js';
 import { startSmtpSink } from '../integration/mail-sink.js';
-import { launch, pageSet, step, signIn, WEB_DIR } from './browser.js';
+import { launch, pageSet, step, signIn, WEB_DIR, PASSWORD, requireWebBuild, addUsers, recordTraffic } from './browser.js';
 
-const PASSWORD = 'e2e password 123';
 const stamp = Date.now();
 const alice = `send-alice-${stamp}@example.com`;
 const viewer = `send-viewer-${stamp}@example.com`;
@@ -29,7 +26,7 @@ const { pages, watches } = opened;
 const newPage = () => opened.newPage(browser, server.url, { width: 1280, height: 900 });
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(WEB_DIR, 'index.html')), `no dashboard build in ${WEB_DIR} (run: node scripts/build-web.mjs ${WEB_DIR})`);
+  requireWebBuild();
   sink = await startSmtpSink();
   const port = await freePort();
   server = await startServer({
@@ -38,15 +35,15 @@ before(async () => {
     API_EXTERNAL_URL: `http://127.0.0.1:${port}`,
     SMTP_URL: sink.url,
     EMAIL_FROM: 'news@example.org',
-    EMAIL_RATE_PER_SECOND: '0',
+    // one message at a time, two a second: the progress bar has steps to show
+    EMAIL_RATE_PER_SECOND: '2',
+    SEND_WORKERS: '1',
+    SEND_BATCH_SIZE: '1',
     SEND_SCHEDULER_INTERVAL: '1',
     SEND_RETRY_SECONDS: '1',
     JOB_POLL_INTERVAL: '1',
   });
-  for (const [email, role] of [[alice, 'user'], [viewer, 'viewer'], [admin, 'admin']]) {
-    const r = await server.run(['user', 'add', '--email', email, '--password', PASSWORD, '--role', role]);
-    assert.equal(r.code, 0, r.stderr);
-  }
+  await addUsers(server, [[alice, 'user'], [viewer, 'viewer'], [admin, 'admin']]);
   const { client } = await apiSignIn(server, alice, PASSWORD);
   const { error } = await client.from('contacts').insert(RECIPIENTS.map(([first_name, email]) => ({ first_name, email })));
   noError(error, 'contacts of alice');
@@ -65,6 +62,7 @@ describe('sending a campaign from the dashboard', () => {
 
   it('a user writes a template, previews it as the server renders it, and sends a campaign to the SMTP sink', async () => {
     const page = await newPage();
+    const traffic = recordTraffic(page); // before the page opens its websocket
     const tplName = `Spring mail ${stamp}`;
     const campaign = `Spring sale ${stamp}`;
     page.on('dialog', (d) => d.accept()); // the "Send now?" confirmation
@@ -127,9 +125,29 @@ describe('sending a campaign from the dashboard', () => {
       assert.match(test.subject, /^\[Test\]/);
       assert.match(test.from, /Acme News/);
 
-      // Send it; the progress bar ends at 3 of 3, the campaign is sent.
+      // Send it; the progress bar ends at 3 of 3, the campaign is sent. The
+      // bar moves through realtime alone: every value it shows is recorded
+      // with its time, and so is every request of the page.
+      await page.evaluate(() => {
+        window.seenDone = [];
+        new MutationObserver(() => {
+          const bar = document.querySelector('[role="progressbar"][aria-label="Sending progress"]');
+          const v = bar && Number(bar.dataset.done);
+          const last = window.seenDone[window.seenDone.length - 1];
+          if (bar && (!last || last.v !== v)) window.seenDone.push({ v, at: Date.now() });
+        }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-done'] });
+      });
       await status.getByRole('button', { name: 'Send now' }).click();
       await page.locator('[role="progressbar"][data-done="3"][data-total="3"]').waitFor();
+      const steps = (await page.evaluate(() => window.seenDone)).filter((x) => x.v > 0 && x.v < 3);
+      assert.deepEqual(steps.map((x) => x.v), [1, 2], 'the bar showed 1 of 3, then 2 of 3');
+      const first = steps[0].at, last = steps[steps.length - 1].at;
+      const polled = traffic.requests.filter((r) => r.at >= first && r.at <= last && r.path.startsWith('/rest/v1/email_messages'));
+      assert.deepEqual(polled, [], 'no request for the message counts while the bar moved');
+      // (playwright reports frames to node later than the page handles them:
+      // no time filter here) each message's result came over the websocket
+      const sentFrames = traffic.frames.filter((f) => /email_messages/.test(f.text) && /"status":\s*"sent"/.test(f.text));
+      assert.ok(sentFrames.length >= 3, `each message's result arrived over the realtime websocket (${sentFrames.length} frames)`);
       await page.locator('.page-head .badge', { hasText: /^sent$/ }).waitFor();
       await page.getByTestId('send-counts').getByText('3 sent').waitFor();
       assert.equal(await status.count(), 0, 'a sent campaign has no status button');

@@ -8,11 +8,12 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, dbUrl, runCmd, PASSWORD,
+  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, dbUrl, runCmd, PASSWORD, eventually, api as apiAs,
 } from './helpers.js';
 
 let server;
 const users = {}; // name -> {id, token, email}
+const api = (who, method, p, body, opts) => apiAs(server, who && users[who], method, p, body, opts);
 const tag = crypto.randomBytes(3).toString('hex');
 
 before(async () => {
@@ -31,13 +32,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-/** One /api request as a user (or with the anon key only when who is null). */
-function api(who, method, p, body, { headers = {} } = {}) {
-  const h = { apikey: server.anonKey, ...headers };
-  if (who) h.Authorization = `Bearer ${users[who].token}`;
-  return request(`${server.url}${p}`, { method, headers: h, body });
-}
 
 /** Asserts a 4xx/5xx in PostgREST's shape, and returns its body. */
 function assertError(r, status, { code, field } = {}) {
@@ -646,16 +640,6 @@ describe('analytics', () => {
 });
 
 // ---------------------------------------------------------------- retention
-
-/** Polls fn until it returns true (the retention job runs every second). */
-async function eventually(fn, what, ms = 60000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(250);
-  }
-}
 
 async function plantOldRows(label) {
   return sql(server, `

@@ -10,6 +10,9 @@ import assert from 'node:assert/strict';
 import * as h from './helpers.js';
 import * as dbs from './db-servers.js';
 
+// the syncs of these tests wait up to 2 minutes on a busy machine
+const waitFor = (fn, what, ms = 120000) => h.eventually(fn, what, ms, 100);
+
 const T = { timeout: 240000 };
 let server; // IMPORT_ALLOW_PRIVATE_NETWORKS=true: the sources are on 127.0.0.1
 let pg; // the source PostgreSQL
@@ -55,36 +58,18 @@ after(async () => {
   if (my) await my.stop();
 });
 
-async function waitFor(fn, what = 'condition', ms = 120000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await h.sleep(100);
-  }
-}
-
-function api(srv, user, method, path, body) {
-  return h.request(`${srv.url}${path}`, {
-    method,
-    headers: { apikey: srv.anonKey, Authorization: `Bearer ${user.session.access_token}` },
-    body,
-  });
-}
-
 async function createSource(fields, credentials = { user: 'reader', password: 'reader-pw' }) {
   const { data, error } = await alice.client.from('data_sources').insert({ name: 'Leads DB', ...fields }).select().single();
   h.noError(error, 'create data source');
   if (credentials) {
-    const r = await api(server, alice, 'PUT', `/api/data-sources/${data.id}/credentials`, credentials);
+    const r = await h.api(server, alice, 'PUT', `/api/data-sources/${data.id}/credentials`, credentials);
     assert.equal(r.status, 200, r.text);
   }
   return data;
 }
 
 async function sync(sourceId) {
-  const r = await api(server, alice, 'POST', `/api/data-sources/${sourceId}/sync`);
+  const r = await h.api(server, alice, 'POST', `/api/data-sources/${sourceId}/sync`);
   assert.equal(r.status, 202, r.text);
   return waitFor(async () => {
     const { data, error } = await alice.client.from('sync_logs').select('*').eq('id', r.json.sync_log_id).single();
@@ -118,7 +103,7 @@ test('postgres: a full sync streams the table with its types; the credentials st
   assert.match(masked.credentials.password, /^\*{4}/);
   assert.ok(!JSON.stringify(masked.credentials).includes('reader'), 'masked');
 
-  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
   assert.equal(t.status, 200, t.text);
   assert.deepEqual(t.json.columns.map((c) => c.source_name), ['id', 'email', 'score', 'active', 'signed_up', 'updated_at', 'meta', 'big']);
 
@@ -218,7 +203,7 @@ test('postgres: the session is read-only and runs one statement', T, async () =>
     type: 'postgres',
     config: { ...pgConfig(), table: undefined, query: 'select 1 as x; drop table public.leads' },
   });
-  const t = await api(server, alice, 'POST', `/api/data-sources/${two.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${two.id}/test`);
   assert.equal(t.status, 400, t.text);
   assert.match(t.json.message, /one SELECT statement/);
   // a query that closes the derived table early is one broken statement, not two
@@ -227,17 +212,17 @@ test('postgres: the session is read-only and runs one statement', T, async () =>
     type: 'postgres',
     config: { ...pgConfig(), table: undefined, query: 'select 1 as x) as q, lateral (select pg_sleep(0)' },
   });
-  const t2 = await api(server, alice, 'POST', `/api/data-sources/${sneaky.id}/test`);
+  const t2 = await h.api(server, alice, 'POST', `/api/data-sources/${sneaky.id}/test`);
   assert.equal(t2.status, 400, t2.text);
   assert.equal(await pg.psql('select count(*) from public.leads'), '57', 'the table is intact');
 
   const badIdent = await createSource({ name: 'Bad table', type: 'postgres', config: { ...pgConfig(), table: 'leads"; drop table leads; --' } });
-  const t3 = await api(server, alice, 'POST', `/api/data-sources/${badIdent.id}/test`);
+  const t3 = await h.api(server, alice, 'POST', `/api/data-sources/${badIdent.id}/test`);
   assert.equal(t3.status, 400, t3.text);
   assert.match(t3.json.message, /does not exist/);
 
   const wrongPw = await createSource({ name: 'Wrong password', type: 'postgres', config: pgConfig() }, { user: 'reader', password: 'nope' });
-  const t4 = await api(server, alice, 'POST', `/api/data-sources/${wrongPw.id}/test`);
+  const t4 = await h.api(server, alice, 'POST', `/api/data-sources/${wrongPw.id}/test`);
   assert.equal(t4.status, 400, t4.text);
   assert.match(t4.json.message, /password authentication failed/);
 });
@@ -312,14 +297,14 @@ test('mysql: types, UTC timestamps, incremental by id', T, async () => {
   assert.equal((await source(src.id)).last_sync_value, '4');
 
   const wrongTable = await createSource({ name: 'Shop bad', type: 'mysql', config: { host: '127.0.0.1', port: my.port, database: 'shop', table: 'nope' } });
-  const t = await api(server, alice, 'POST', `/api/data-sources/${wrongTable.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${wrongTable.id}/test`);
   assert.equal(t.status, 400, t.text);
   assert.match(t.json.message, /doesn't exist/);
 });
 
 test('hosts: private addresses are refused unless allowed; socket paths always', T, async () => {
   const sock = await createSource({ name: 'Socket', type: 'postgres', config: { ...pgConfig(), host: '/var/run/postgresql' } });
-  const t = await api(server, alice, 'POST', `/api/data-sources/${sock.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${sock.id}/test`);
   assert.equal(t.status, 400, t.text);
   assert.match(t.json.message, /one host name or IP address/);
 
@@ -327,11 +312,11 @@ test('hosts: private addresses are refused unless allowed; socket paths always',
   const second = await h.startServer({ CAMPAIGND_DATA_DIR: server.dataDir, DATABASE_URL: await h.dbUrl(server) });
   try {
     const src = await createSource({ name: 'Private', type: 'postgres', config: pgConfig() });
-    const r = await api(second, alice, 'POST', `/api/data-sources/${src.id}/test`);
+    const r = await h.api(second, alice, 'POST', `/api/data-sources/${src.id}/test`);
     assert.equal(r.status, 400, r.text);
     assert.match(r.json.message, /private or local network address \(127\.0\.0\.1\)/);
     const meta = await createSource({ name: 'Metadata', type: 'mysql', config: { host: '169.254.169.254', database: 'x', table: 't' } });
-    const r2 = await api(second, alice, 'POST', `/api/data-sources/${meta.id}/test`);
+    const r2 = await h.api(second, alice, 'POST', `/api/data-sources/${meta.id}/test`);
     assert.equal(r2.status, 400, r2.text);
     assert.match(r2.json.message, /private or local network address \(169\.254\.169\.254\)/);
   } finally {

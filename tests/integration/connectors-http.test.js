@@ -32,26 +32,18 @@ after(async () => {
   if (fake) await fake.stop();
 });
 
-function api(srv, user, method, path, body) {
-  return h.request(`${srv.url}${path}`, {
-    method,
-    headers: { apikey: srv.anonKey, Authorization: `Bearer ${user.session.access_token}` },
-    body,
-  });
-}
-
 async function createSource(fields, credentials) {
   const { data, error } = await alice.client.from('data_sources').insert({ name: 'API', ...fields }).select().single();
   h.noError(error, 'create data source');
   if (credentials) {
-    const r = await api(server, alice, 'PUT', `/api/data-sources/${data.id}/credentials`, credentials);
+    const r = await h.api(server, alice, 'PUT', `/api/data-sources/${data.id}/credentials`, credentials);
     assert.equal(r.status, 200, r.text);
   }
   return data;
 }
 
 async function sync(sourceId) {
-  const r = await api(server, alice, 'POST', `/api/data-sources/${sourceId}/sync`);
+  const r = await h.api(server, alice, 'POST', `/api/data-sources/${sourceId}/sync`);
   assert.equal(r.status, 202, r.text);
   const id = r.json.sync_log_id;
   const end = Date.now() + 120000;
@@ -194,13 +186,13 @@ test('rest_api: the test-connection preview reads the first page; a header injec
     { name: 'REST preview', type: 'rest_api', config: { url: `${fake.url}/rest/page`, records_path: 'data.items', pagination: { type: 'page', page_size_param: 'per_page', page_size: 2 } } },
     { token: 'tok-1' },
   );
-  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
   assert.equal(t.status, 200, t.text);
   assert.deepEqual(t.json.columns.map((c) => c.source_name), ['id', 'name', 'email', 'updated_at', 'owner.city']);
   assert.equal(t.json.rows.length, 2, 'one page only');
 
   const bad = await createSource({ name: 'REST evil', type: 'rest_api', config: { url: `${fake.url}/rest/page`, headers: { 'X-A': 'b\r\nX-Injected: 1' } } }, { token: 'tok-1' });
-  const r = await api(server, alice, 'POST', `/api/data-sources/${bad.id}/test`);
+  const r = await h.api(server, alice, 'POST', `/api/data-sources/${bad.id}/test`);
   assert.equal(r.status, 400, r.text);
   assert.match(r.json.message, /line breaks/);
 });
@@ -221,7 +213,7 @@ test('rest_api: the private-address guard refuses local APIs unless allowed', T,
   try {
     const src = await createSource({ name: 'REST private', type: 'rest_api', config: { url: `${fake.url}/rest/ndjson` } }, { token: 'tok-1' });
     const before = fake.state.calls.length;
-    const t = await api(second, alice, 'POST', `/api/data-sources/${src.id}/test`);
+    const t = await h.api(second, alice, 'POST', `/api/data-sources/${src.id}/test`);
     assert.equal(t.status, 400, t.text);
     assert.match(t.json.message, /private or local network address/);
     assert.equal(fake.state.calls.length, before, 'no request reached the local API');
@@ -253,7 +245,7 @@ test('google_analytics: service-account JWT, runReport paging, upsert without do
     { service_account_json: serviceAccount(fake.state.privatePem) },
   );
   // the test-connection preview reads the report and shows its first values
-  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
   assert.equal(t.status, 200, t.text);
   assert.equal(t.json.values, 12);
   assert.equal(t.json.rows.length, 10);
@@ -282,7 +274,7 @@ test('google_analytics: service-account JWT, runReport paging, upsert without do
   const roll = await rollup(src.id);
   assert.deepEqual(roll.filter((r) => r.m === 'sessions').map((r) => [r.d, Number(r.v)]), [['2024-02-01', 33], ['2024-02-02', 33], ['2024-02-03', 33]]);
 
-  const a = await api(server, alice, 'GET', '/api/analytics?metric=sessions&from=2024-02-01&to=2024-02-03&interval=day');
+  const a = await h.api(server, alice, 'GET', '/api/analytics?metric=sessions&from=2024-02-01&to=2024-02-03&interval=day');
   assert.equal(a.status, 200, a.text);
   assert.equal(Number(a.json.totals.sessions.sum), 99);
   fake.state.ga4Values.sessions = 10;
@@ -323,7 +315,7 @@ test('meta_pixel: insights per day with paging; the pixel\'s actions become metr
   rows = await imported(src.id);
   assert.equal(rows.length, 12, 're-run does not double');
 
-  const r = await api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { access_token: 'meta-expired' });
+  const r = await h.api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { access_token: 'meta-expired' });
   assert.equal(r.status, 200, r.text);
   await alice.client.from('data_sources').update({ schedule_config: { retry_on_failure: false } }).eq('id', src.id);
   log = await sync(src.id);

@@ -81,16 +81,20 @@ export async function startMariadb({ prefix = 'cd-srcmy-' } = {}) {
   const datadir = path.join(dir, 'data');
   const sock = path.join(dir, 'mysqld.sock');
   const userArgs = isRoot ? ['--user=mysql'] : [];
+  // its own temporary directory: /tmp may not be writable by the mysql user
+  const tmpdir = path.join(dir, 'tmp');
+  fs.mkdirSync(tmpdir);
+  chownTo(tmpdir, 'mysql');
   await must(
     h.runCmd('mariadb-install-db', [
-      '--no-defaults', `--datadir=${datadir}`, ...userArgs, '--auth-root-authentication-method=normal',
+      '--no-defaults', `--datadir=${datadir}`, `--tmpdir=${tmpdir}`, ...userArgs, '--auth-root-authentication-method=normal',
       '--skip-test-db', '--skip-name-resolve',
     ]),
     'mariadb-install-db',
   );
   const port = await h.freePort();
   const child = spawn('/usr/sbin/mariadbd', [
-    '--no-defaults', `--datadir=${datadir}`, `--socket=${sock}`, `--port=${port}`, '--bind-address=127.0.0.1',
+    '--no-defaults', `--datadir=${datadir}`, `--tmpdir=${tmpdir}`, `--socket=${sock}`, `--port=${port}`, '--bind-address=127.0.0.1',
     `--pid-file=${path.join(dir, 'mysqld.pid')}`, `--log-error=${path.join(dir, 'error.log')}`, ...userArgs,
     '--skip-name-resolve', '--innodb-buffer-pool-size=32M', '--innodb-log-file-size=16M',
     '--innodb-flush-log-at-trx-commit=0', '--skip-log-bin', '--max-connections=50',

@@ -397,3 +397,33 @@ export async function stopClusterIfRunning(dataDir) {
   if (!fs.existsSync(path.join(pgdata, 'postmaster.pid'))) return;
   await pgAsOwner('pg_ctl', ['-D', pgdata, '-m', 'fast', '-w', 'stop']);
 }
+
+/** Polls fn every `every` ms until it returns a truthy value, and returns that
+ * value; fails the test naming `what` when ms pass without one. (The shared
+ * copy of the loop each test file used to carry.) */
+export async function eventually(fn, what = 'condition', ms = 60000, every = 200) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
+    await sleep(every);
+  }
+}
+
+/** The access token of `who`: a token string, a signUpUser()/signIn() result
+ * ({session}), an object with `token`, or null (the anon key only). */
+function tokenOf(who) {
+  if (!who) return null;
+  if (typeof who === 'string') return who;
+  return who.token || who.session?.access_token || null;
+}
+
+/** A request to the server (`/api/...` or any path) with the anon key and, for
+ * `who` (see tokenOf), its bearer token. Resolves as request() does. */
+export function api(server, who, method, p, body, { headers = {} } = {}) {
+  const h = { apikey: server.anonKey, ...headers };
+  const token = tokenOf(who);
+  if (token) h.Authorization = `Bearer ${token}`;
+  return request(`${server.url}${p}`, { method, headers: h, body });
+}

@@ -10,6 +10,9 @@ import http from 'node:http';
 import * as h from './helpers.js';
 import { zipBomb } from './fixtures/import-files.js';
 
+// the syncs of these tests wait up to 2 minutes on a busy machine
+const waitFor = (fn, what, ms = 120000) => h.eventually(fn, what, ms, 100);
+
 const T = { timeout: 240000 };
 let server; // IMPORT_ALLOW_PRIVATE_NETWORKS=true, Sheets at the local server
 let files; // the local HTTP server
@@ -61,25 +64,6 @@ after(async () => {
   }
 });
 
-/** Polls fn until it returns a truthy value (the test's timeout bounds it). */
-async function waitFor(fn, what = 'condition', ms = 120000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await h.sleep(100);
-  }
-}
-
-function api(srv, user, method, path, body) {
-  return h.request(`${srv.url}${path}`, {
-    method,
-    headers: { apikey: srv.anonKey, Authorization: `Bearer ${user.session.access_token}` },
-    body,
-  });
-}
-
 /** After a restart on a new port, the users' clients follow the server. */
 async function reconnectUsers() {
   for (const u of [alice, bob]) Object.assign(u, await h.signIn(server, u.email, u.password));
@@ -109,7 +93,7 @@ async function syncLog(id) {
 }
 
 async function startSync(user, sourceId, srv = server) {
-  const r = await api(srv, user, 'POST', `/api/data-sources/${sourceId}/sync`);
+  const r = await h.api(srv, user, 'POST', `/api/data-sources/${sourceId}/sync`);
   assert.equal(r.status, 202, r.text);
   assert.match(r.json.sync_log_id, /^[0-9a-f-]{36}$/);
   return r.json.sync_log_id;
@@ -154,7 +138,7 @@ test('upload → data source → test → sync → rows through /rest/v1, progre
   const src = await createSource(alice, { config: { storage_path: path }, column_config: COLUMN_CONFIG });
 
   // test: the head, cleaned, with proposed names and inferred types
-  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
   assert.equal(t.status, 200, t.text);
   assert.deepEqual(
     t.json.columns.map((c) => [c.source_name, c.target_name, c.type]),
@@ -210,8 +194,8 @@ test('upload → data source → test → sync → rows through /rest/v1, progre
   // bob sees none of it, and cannot run alice's source
   const { data: bobRows } = await bob.client.from(ds.table_name).select('*');
   assert.deepEqual(bobRows ?? [], []);
-  assert.equal((await api(server, bob, 'POST', `/api/data-sources/${src.id}/sync`)).status, 404);
-  assert.equal((await api(server, bob, 'POST', `/api/data-sources/${src.id}/test`)).status, 404);
+  assert.equal((await h.api(server, bob, 'POST', `/api/data-sources/${src.id}/sync`)).status, 404);
+  assert.equal((await h.api(server, bob, 'POST', `/api/data-sources/${src.id}/test`)).status, 404);
 
   await waitFor(() => events.some((e) => e.table === 'sync_logs' && e.new.id === logId && e.new.status === 'success'), 'realtime success');
   assert.ok(events.some((e) => e.table === 'data_sources' && e.new.sync_status === 'syncing'), 'realtime saw syncing');
@@ -285,7 +269,7 @@ test('bad input ends the sync as failed with a clear message and keeps the previ
 
   // a file that is not there
   await alice.client.from('data_sources').update({ config: { storage_path: `${alice.user.id}/missing.csv` } }).eq('id', src.id);
-  const t = await api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${src.id}/test`);
   assert.equal(t.status, 400);
   assert.match(t.json.message, /not in the "imports" bucket/);
   // nor may a path point at another user's folder
@@ -333,7 +317,7 @@ test('csv_url and google_sheets from a local server, with redirects', T, async (
     type: 'google_sheets',
     config: { url: 'https://docs.google.com/spreadsheets/d/SHEET_id-1/edit#gid=0' },
   });
-  const t = await api(server, alice, 'POST', `/api/data-sources/${sheet.id}/test`);
+  const t = await h.api(server, alice, 'POST', `/api/data-sources/${sheet.id}/test`);
   assert.equal(t.status, 200, t.text);
   assert.deepEqual(t.json.rows.map((r) => r.sheet_col), ['v1', 'v2', 'v3']);
   log = await finished(alice, await startSync(alice, sheet.id));
@@ -354,7 +338,7 @@ test('cancel stops a running sync within a second and keeps the destination as i
   const src = await createSource(alice, { name: 'Slow', type: 'csv_url', config: { url: `${filesUrl}/slow.csv` } });
   const logId = await startSync(alice, src.id);
   await waitFor(async () => (await syncLog(logId))?.metadata?.phase === 'downloading', 'download to start');
-  const c = await api(server, alice, 'POST', `/api/sync-logs/${logId}/cancel`);
+  const c = await h.api(server, alice, 'POST', `/api/sync-logs/${logId}/cancel`);
   assert.equal(c.status, 202, c.text);
   assert.ok(c.json.cancel_requested_at);
   const log = await finished(alice, logId);
@@ -363,15 +347,15 @@ test('cancel stops a running sync within a second and keeps the destination as i
   assert.equal(ds.table_name, null, 'nothing was created');
   assert.equal(ds.sync_status, 'idle');
   // cancelling again: no longer running
-  assert.equal((await api(server, alice, 'POST', `/api/sync-logs/${logId}/cancel`)).status, 409);
+  assert.equal((await h.api(server, alice, 'POST', `/api/sync-logs/${logId}/cancel`)).status, 409);
   // bob cannot cancel alice's syncs
-  assert.equal((await api(server, bob, 'POST', `/api/sync-logs/${logId}/cancel`)).status, 404);
+  assert.equal((await h.api(server, bob, 'POST', `/api/sync-logs/${logId}/cancel`)).status, 404);
   release();
 });
 
 test('credentials are stored encrypted and never returned', T, async () => {
   const src = await createSource(alice, { name: 'Creds', type: 'csv_url', config: { url: `${filesUrl}/list.csv` } });
-  const r = await api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 'marketing', password: 'a very secret password' });
+  const r = await h.api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 'marketing', password: 'a very secret password' });
   assert.equal(r.status, 200, r.text);
   assert.deepEqual(r.json.credentials, { user: '****', password: '****word' });
   assert.ok(!r.text.includes('secret password'));
@@ -379,9 +363,9 @@ test('credentials are stored encrypted and never returned', T, async () => {
   assert.deepEqual(data.credentials, { user: '****', password: '****word' });
   const raw = await h.sql(server, `select credentials_encrypted::text from public.data_source_credentials where data_source_id = ${h.lit(src.id)}`);
   assert.ok(raw.length > 0 && !raw.includes('secret'), 'encrypted at rest');
-  assert.equal((await api(server, bob, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 'x' })).status, 403);
-  assert.equal((await api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 5 })).status, 400);
-  assert.equal((await api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, '[1]')).status, 400);
+  assert.equal((await h.api(server, bob, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 'x' })).status, 403);
+  assert.equal((await h.api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 5 })).status, 400);
+  assert.equal((await h.api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, '[1]')).status, 400);
 });
 
 test('the scheduler runs a due source', T, async () => {
@@ -438,7 +422,7 @@ test('two server processes share one queue; kill -9 mid-sync is recovered', { ti
   try {
     // the private-address guard (the test runs in the request, on the second server)
     const priv = await createSource(alice, { name: 'Private', type: 'csv_url', config: { url: `${filesUrl}/list.csv` } });
-    const t = await api(second, alice, 'POST', `/api/data-sources/${priv.id}/test`);
+    const t = await h.api(second, alice, 'POST', `/api/data-sources/${priv.id}/test`);
     assert.equal(t.status, 400, t.text);
     assert.match(t.json.message, /private or local network address \(127\.0\.0\.1\)/);
 

@@ -13,7 +13,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { startServer, sql, sleep, dbUrl, jwtSecret, stopClusterIfRunning, signUpUser, noError, client } from './helpers.js';
+import { startServer, sql, dbUrl, jwtSecret, stopClusterIfRunning, signUpUser, noError, client, eventually } from './helpers.js';
 
 let host;
 let url;
@@ -31,17 +31,6 @@ async function startJobProcess() {
   const s = await startServer({ ...JOB_ENV, DATABASE_URL: url, JWT_SECRET: jwtSecret(host) });
   procs.push(s);
   return s;
-}
-
-/** Polls fn until it returns a truthy value, which it returns. */
-async function eventually(fn, what, ms = 60000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(200);
-  }
 }
 
 /** The job's row as an object. */

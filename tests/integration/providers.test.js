@@ -7,7 +7,7 @@
 // taking precedence over TWILIO_AUTH_TOKEN.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, freePort, signUpUser, sql, lit, request, client, noError, sleep } from './helpers.js';
+import { startServer, freePort, signUpUser, sql, lit, request, client, noError, eventually } from './helpers.js';
 import { postTwilioWebhook, twilioSignature, startFakeTwilio } from './fake-twilio.js';
 import { makeEventKey, postEvents, signEvents, startFakeSendGrid } from './fake-sendgrid.js';
 
@@ -259,16 +259,6 @@ function zoneAt(hour) {
   if (off > 14) off -= 24;
   if (off < -12) off += 24;
   return off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
-}
-
-async function eventually(fn, what, ms = 60000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(250);
-  }
 }
 
 describe('an SMS campaign through Twilio', () => {

@@ -7,19 +7,14 @@
 // tampered link being refused.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, PASSWORD } from './helpers.js';
+import { startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, PASSWORD, api as apiAs } from './helpers.js';
 import { startSmtpSink } from './mail-sink.js';
 
 let server;
 let sink;
 const users = {}; // name -> {id, token, email}
 
-const api = (who, method, p, body) =>
-  request(`${server.url}${p}`, {
-    method,
-    headers: { apikey: server.anonKey, ...(who ? { Authorization: `Bearer ${users[who].token}` } : {}) },
-    body,
-  });
+const api = (who, method, p, body) => apiAs(server, who && users[who], method, p, body);
 
 before(async () => {
   sink = await startSmtpSink();

@@ -8,7 +8,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, freePort, PASSWORD,
+  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, freePort, PASSWORD, eventually,
 } from './helpers.js';
 import { startSmtpSink } from './mail-sink.js';
 import { startFakeTwilio } from './fake-twilio.js';
@@ -56,16 +56,6 @@ after(async () => {
   await adminSink?.stop();
   await twilio?.stop();
 });
-
-async function eventually(fn, what, ms = 60000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(200);
-  }
-}
 
 /** Alice's e-mail campaign to one new contact, sent; resolves when it is sent. */
 async function sendCampaign(to) {

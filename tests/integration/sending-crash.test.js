@@ -16,8 +16,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, dbUrl, jwtSecret,
-  stopClusterIfRunning, freePort, PASSWORD,
+  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, dbUrl, jwtSecret,
+  stopClusterIfRunning, freePort, PASSWORD, eventually,
 } from './helpers.js';
 import { startSmtpSink } from './mail-sink.js';
 
@@ -29,16 +29,6 @@ let host;
 let url;
 let sink;
 const procs = [];
-
-async function eventually(fn, what, ms = 180000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(200);
-  }
-}
 
 /** Receipts per recipient, from the sink's envelope files (cheap: no parsing). */
 function receipts() {

@@ -10,13 +10,14 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, sleep, freePort, PASSWORD,
+  startServer, client, signIn, request, uniqueEmail, sql, lit, noError, freePort, PASSWORD, eventually, api as apiAs,
 } from './helpers.js';
 import { startSmtpSink } from './mail-sink.js';
 
 let server;
 let sink;
 const users = {}; // name -> {id, token, client}
+const api = (who, method, p, body) => apiAs(server, who && users[who], method, p, body);
 const tag = crypto.randomBytes(3).toString('hex');
 
 before(async () => {
@@ -46,22 +47,6 @@ after(async () => {
   await server?.stop();
   await sink?.stop();
 });
-
-function api(who, method, p, body) {
-  const h = { apikey: server.anonKey };
-  if (who) h.Authorization = `Bearer ${users[who].token}`;
-  return request(`${server.url}${p}`, { method, headers: h, body });
-}
-
-async function eventually(fn, what, ms = 60000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await sleep(200);
-  }
-}
 
 async function campaignRow(id) {
   return JSON.parse(await sql(server, `select row_to_json(c) from public.campaigns c where id = ${lit(id)}`));

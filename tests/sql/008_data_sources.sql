@@ -174,10 +174,13 @@ SELECT throws_ok(format('INSERT INTO public.%I (first_name) VALUES (''x'')', :'i
                  'anon cannot INSERT into the import table');
 
 -- ---------------------------------------------------------------------------
--- viewer: reads imported analytics metrics only
+-- viewer: reads imported analytics metrics, and (migration 045) the live data
+-- sources and their sync logs; never the import tables
 -- ---------------------------------------------------------------------------
 SELECT tests.authenticate_as(:'viewer');
-SELECT is((SELECT count(*) FROM public.data_sources), 0::bigint, 'viewer reads no data sources');
+SELECT ok((SELECT count(*) FROM public.data_sources) > 0
+          AND NOT EXISTS (SELECT 1 FROM public.data_sources WHERE deleted_at IS NOT NULL),
+          'viewer reads the live data sources (migration 045)');
 SELECT throws_ok(format($$INSERT INTO public.data_sources (user_id, name, type) VALUES (%L, 'v', 'rest_api')$$, :'viewer'),
                  '42501', NULL, 'viewer cannot INSERT a data source');
 SELECT is(tests.affected($$UPDATE public.data_sources SET name = 'v'$$), 0::bigint, 'viewer UPDATE of data_sources touches 0 rows');
@@ -189,7 +192,7 @@ SELECT throws_ok($$INSERT INTO public.imported_data (data_source_id, metric_name
                    VALUES ('d0000000-0000-0000-0000-00000000000a', 'x', '2024-01-01')$$, '42501', NULL, 'viewer cannot INSERT imported_data');
 SELECT is(tests.affected($$UPDATE public.imported_data SET metric_value = 0$$), 0::bigint, 'viewer UPDATE of imported_data touches 0 rows');
 SELECT is(tests.affected($$DELETE FROM public.imported_data$$), 0::bigint, 'viewer DELETE of imported_data touches 0 rows');
-SELECT is((SELECT count(*) FROM public.sync_logs), 0::bigint, 'viewer reads no sync logs');
+SELECT ok((SELECT count(*) FROM public.sync_logs) > 0, 'viewer reads the sync logs (migration 045)');
 SELECT throws_ok($$INSERT INTO public.sync_logs (status) VALUES ('running')$$, '42501', NULL, 'viewer cannot INSERT sync_logs');
 SELECT is(tests.affected($$DELETE FROM public.sync_logs$$), 0::bigint, 'viewer DELETE of sync_logs touches 0 rows');
 SELECT is(tests.affected(format('SELECT * FROM public.%I', :'import_table')), 0::bigint, 'viewer reads no import table rows');

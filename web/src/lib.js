@@ -190,17 +190,33 @@ export function useAsync(fn, deps) {
 }
 
 /** Subscribes to postgres_changes of tables while mounted; calls onChange(payload).
- * filter (e.g. "campaign_id=eq.<uuid>") is applied by the server. */
-export function useRealtime(name, tables, onChange, filter) {
+ * filter (e.g. "campaign_id=eq.<uuid>") is applied by the server. onResubscribe
+ * runs when the channel joins again after the connection was lost (not on the
+ * first join): changes made meanwhile were not delivered, so a page that
+ * follows a row through realtime alone refetches it then, and only then.
+ * Returns a ref to a promise that resolves once the channel has joined. */
+export function useRealtime(name, tables, onChange, filter, onResubscribe) {
   const cb = useRef(onChange);
   cb.current = onChange;
+  const again = useRef(onResubscribe);
+  again.current = onResubscribe;
+  const joined = useRef(Promise.resolve());
   useEffect(() => {
     let ch = supabase.channel(`${name}-${Math.random().toString(36).slice(2)}`);
     for (const table of tables)
       ch = ch.on('postgres_changes', { event: '*', schema: 'public', table, ...(filter ? { filter } : {}) }, (p) => cb.current(p));
-    ch.subscribe();
-    return () => { supabase.removeChannel(ch); };
+    let resolve;
+    joined.current = new Promise((r) => { resolve = r; });
+    let first = true;
+    ch.subscribe((status) => {
+      if (status !== 'SUBSCRIBED') return;
+      resolve();
+      if (!first && again.current) again.current();
+      first = false;
+    });
+    return () => { resolve(); supabase.removeChannel(ch); };
   }, [name, tables.join(','), filter]);
+  return joined;
 }
 
 // ---- small components ------------------------------------------------------

@@ -32,9 +32,10 @@ export const pages = [
   { path: '/segments', title: 'Segments', nav: true, roles: WRITERS, component: Segments },
   { path: '/segments/:id', title: 'Segment', roles: WRITERS, component: SegmentPage },
   { path: '/reports', title: 'Reports', nav: true, roles: ALL, component: Reports },
-  { path: '/data-sources', title: 'Data sources', nav: true, roles: WRITERS, component: DataSources },
-  { path: '/data-sources/import', title: 'Import data', roles: WRITERS, component: ImportWizard },
-  { path: '/data-sources/:id', title: 'Data source', roles: WRITERS, component: DataSourcePage },
+  // viewers see the sources, their history and the wizard, read-only (migration 045)
+  { path: '/data-sources', title: 'Data sources', nav: true, roles: ALL, component: DataSources },
+  { path: '/data-sources/import', title: 'Import data', roles: ALL, component: ImportWizard },
+  { path: '/data-sources/:id', title: 'Data source', roles: ALL, component: DataSourcePage },
   { path: '/admin', title: 'Admin', nav: true, roles: ['admin'], component: Admin },
 ];
 

@@ -62,33 +62,54 @@ export async function messageCounts(c) {
   return { total, pending, failed, dropped, unknown, handed: Math.max(0, total - pending - failed - dropped - unknown) };
 }
 
-/** Counts of the campaign's messages, refreshed on realtime changes of its
- * message table (at most once a second) and every 5 s while it is sending. */
+const groupOf = (s) => (PENDING.includes(s) ? 'pending' : FAILED.includes(s) ? 'failed'
+  : DROPPED.includes(s) ? 'dropped' : UNKNOWN.includes(s) ? 'unknown' : 'handed');
+// The statuses the send engine writes when it processes a message; the others
+// (delivered, opened, bounced…) come later from the provider or the tracking.
+const PROCESSED = new Set(['sent', 'failed', 'dropped', 'canceled', 'unknown']);
+
+/** Moves one message between the groups of counts (from null: a new one). */
+function moveMessage(o, from, to) {
+  const n = { ...o };
+  if (from) n[from] = Math.max(0, n[from] - 1);
+  else n.total += 1;
+  n[to] += 1;
+  return n;
+}
+
+/** Counts of the campaign's messages, live through realtime alone: exact
+ * counts (/rest/v1, exact count) when the page opens, when the campaign's
+ * status or recipients change, and when the realtime channel joins again
+ * after a lost connection; in between, each realtime change of one of its
+ * messages moves that message between the groups, with no request. A change
+ * carries the new status only (old_record holds the key), so a message first
+ * seen in an update is taken to have been waiting when the engine processes
+ * it, and to be counted already when the provider reports on it later. */
 function useCounts(c) {
   const [counts, setCounts] = useState(null);
   const [error, setError] = useState(null);
-  const timer = useRef(null);
+  const seen = useRef(new Map()); // message id -> its group, since the last exact counts
   const alive = useRef(true);
-  const load = () => {
-    if (timer.current) return;
-    timer.current = setTimeout(async () => {
-      try { const n = await messageCounts(c); if (alive.current) { setCounts(n); setError(null); } } catch (e) { if (alive.current) setError(e); }
-      timer.current = null;
-    }, 1000);
-  };
+  const exact = () => messageCounts(c).then(
+    (n) => { if (alive.current) { seen.current = new Map(); setCounts(n); setError(null); } },
+    (e) => { if (alive.current) setError(e); });
   useEffect(() => {
     alive.current = true;
-    messageCounts(c).then((n) => alive.current && setCounts(n), (e) => alive.current && setError(e));
-    return () => { alive.current = false; clearTimeout(timer.current); timer.current = null; };
+    exact();
+    return () => { alive.current = false; };
   }, [c.id, c.status, c.recipients_count]);
-  useEffect(() => {
-    if (c.status !== 'sending') return undefined;
-    const t = setInterval(load, 5000);
-    return () => clearInterval(t);
-  }, [c.id, c.status]);
   useRealtime(`messages-${c.id}`, [c.type === 'sms' ? 'sms_messages' : 'email_messages'], (p) => {
-    if ((p.new?.campaign_id || p.old?.campaign_id) === c.id) load();
-  }, `campaign_id=eq.${c.id}`);
+    const m = p.new;
+    if (!m || m.campaign_id !== c.id) return;
+    const to = groupOf(m.status);
+    let from = seen.current.get(m.id);
+    if (from === undefined) {
+      if (p.eventType === 'INSERT') from = null;
+      else from = to !== 'pending' && !PROCESSED.has(m.status) ? to : 'pending';
+    }
+    seen.current.set(m.id, to);
+    if (from !== to) setCounts((o) => (o ? moveMessage(o, from, to) : o));
+  }, `campaign_id=eq.${c.id}`, exact);
   return { counts, error };
 }
 
@@ -99,7 +120,7 @@ export function SendProgress({ c }) {
   if (!started) return null;
   // Viewers may not read the messages (RLS): the campaign's own counts then.
   const total = counts && counts.total ? counts.total : c.recipients_count || 0;
-  const done = counts && counts.total ? counts.total - counts.pending : null;
+  const done = counts && counts.total ? Math.min(total, Math.max(0, counts.total - counts.pending)) : null;
   const pct = total && done !== null ? Math.round((100 * done) / total) : null;
   return html`<div class="card sendprog" aria-labelledby="sp-title">
     <h2 id="sp-title">Delivery</h2>
