@@ -7,7 +7,8 @@
 --
 --   public.apply_twilio_status(message, sid, status, error_code, price_retry_seconds)
 --       the status callback of 029, and when it moves the message to a final
---       status (delivered, undelivered, failed) without a cost yet, one
+--       status (delivered, undelivered, failed) without a cost yet (NULL, or
+--       the 0 the engine of 027 stores while Twilio has no price), one
 --       `sms.price` job on the queue (020) for that message, first run and
 --       base back-off = price_retry_seconds (SMS_PRICE_RETRY_SECONDS), at most
 --       12 attempts, deduplicated per message. The webhook request itself
@@ -40,13 +41,13 @@ declare
     v_result text := public.apply_twilio_status(p_message_id, p_sid, p_status, p_error_code);
     v_id uuid;
     v_delay interval := pg_catalog.make_interval(
-        secs => pg_catalog.greatest(1, pg_catalog.least(coalesce(p_price_retry_seconds, 60), 86400)));
+        secs => greatest(1, least(coalesce(p_price_retry_seconds, 60), 86400)));
 begin
     if v_result <> 'applied' or p_status not in ('delivered', 'undelivered', 'failed') then
         return v_result;
     end if;
     select m.id into v_id from public.sms_messages m
-    where m.message_sid = p_sid and m.cost is null;
+    where m.message_sid = p_sid and coalesce(m.cost, 0) = 0;
     if v_id is not null then
         perform jobs.enqueue('sms.price', pg_catalog.jsonb_build_object('message_id', v_id),
                              pg_catalog.now() + v_delay, 'sms.price:' || v_id::text, 12, v_delay);
@@ -57,7 +58,8 @@ $$;
 
 -- Records Twilio's price of a message once. p_price is Twilio's decimal
 -- string ("-0.00750"); NULL or '' means not priced yet. Returns 'recorded',
--- 'pending' (no price yet: the job tries again later), 'already_priced' or
+-- 'pending' (no price yet: the job tries again later), 'already_priced' (a
+-- cost other than the engine's placeholder 0 is there) or
 -- 'unknown_message' (no message with that id and sid). A malformed price or
 -- unit is 22023.
 create function public.record_sms_price(p_message_id uuid, p_sid text, p_price text,
@@ -75,7 +77,7 @@ begin
     if not found then
         return 'unknown_message';
     end if;
-    if v_row.cost is not null then
+    if coalesce(v_row.cost, 0) <> 0 then
         return 'already_priced';
     end if;
     if coalesce(p_price, '') = '' then

@@ -24,7 +24,7 @@ INSERT INTO public.campaigns (id, user_id, name, type) VALUES
     ('c0000000-0000-0000-0000-0000000043aa', :'alice', 'SMS priced', 'sms');
 INSERT INTO public.sms_messages (id, campaign_id, recipient, message, status, message_sid, cost) VALUES
     ('a0000000-0000-0000-0000-000000004301', 'c0000000-0000-0000-0000-0000000043aa', '+15550004301', 'hi', 'sending', 'SM4301', NULL),
-    ('a0000000-0000-0000-0000-000000004302', 'c0000000-0000-0000-0000-0000000043aa', '+15550004302', 'hi', 'sending', 'SM4302', NULL),
+    ('a0000000-0000-0000-0000-000000004302', 'c0000000-0000-0000-0000-0000000043aa', '+15550004302', 'hi', 'sending', 'SM4302', 0),
     ('a0000000-0000-0000-0000-000000004303', 'c0000000-0000-0000-0000-0000000043aa', '+15550004303', 'hi', 'sending', 'SM4303', -0.0075);
 
 SELECT tests.authenticate_as_service();
@@ -47,7 +47,7 @@ SELECT is(public.apply_twilio_status('a0000000-0000-0000-0000-000000004303', 'SM
           'applied', 'delivered of a message already priced');
 SELECT tests.clear_authentication();
 SELECT is((SELECT count(*) FROM jobs.jobs WHERE kind = 'sms.price'), 2::bigint,
-          'one job per final message without a cost: not for the replay, not for the priced one');
+          'one job per final message without a cost (NULL or the engine''s 0): not for the replay, not for the priced one');
 SELECT is((SELECT payload ->> 'message_id' FROM jobs.jobs WHERE dedupe_key = 'sms.price:a0000000-0000-0000-0000-000000004301'),
           'a0000000-0000-0000-0000-000000004301', 'the job names its message');
 SELECT ok((SELECT run_at > now() + interval '29 seconds' AND retry_delay = interval '30 seconds' AND max_attempts = 12
