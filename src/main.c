@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/webhooks.h"
 #include "app.h"
 #include "auth/auth.h"
 #include "core/log.h"
@@ -100,6 +101,7 @@ static int cmd_serve(app_t *app)
     if (!auth_mfa_apply_setting(app))
         goto fail;
     app->limiter = auth_limiter_new(4096);
+    app->webhook_limiter = auth_limiter_new(4096);
     /* libcurl's global state, before any thread uses it (the mail job) */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         goto fail;
@@ -128,7 +130,8 @@ static int cmd_serve(app_t *app)
     size_t nstream = 0;
     const http_stream_route_t *stream_routes = server_stream_routes(&nstream);
     if (!jobs_retention_register(app) || !importer_register_jobs() || !mail_register_jobs() ||
-        !api_report_schedules_register() || !sending_register_jobs(app) || !jobs_start(app, &jobs))
+        !api_report_schedules_register() || !sending_register_jobs(app) ||
+        !webhooks_register_jobs() || !jobs_start(app, &jobs))
         goto fail;
     app->http = http_server_start(&opts, routes, nroutes, stream_routes, nstream, app);
     if (!app->http)
@@ -158,6 +161,7 @@ fail: /* and the normal way out: one stop sequence for both */
     rest_schema_stop();
     curl_global_cleanup();
     auth_limiter_free(app->limiter);
+    auth_limiter_free(app->webhook_limiter);
     app_close(app);
     return rc;
 }

@@ -154,6 +154,7 @@ static const char CREATE_SQL[] =
     "         ($4::date + 1)::timestamp at time zone tz.name as t1 from tz), "
     "em as materialized ("
     "  select m.id, m.recipient::text as recipient, m.status, m.opened_at, m.clicked_at,"
+    "    m.unsubscribed_at,"
     "    (coalesce(m.sent_at, m.created_at) at time zone (select name from tz))::date as day,"
     "    (select count(*) from public.email_clicks k where k.message_id = m.id) as clicks"
     "  from public.email_messages m, camp, win"
@@ -171,7 +172,9 @@ static const char CREATE_SQL[] =
     "    (em.status in ('opened', 'clicked') or em.opened_at is not null"
     "     or em.clicked_at is not null or em.clicks > 0) as opened,"
     "    (em.status = 'clicked' or em.clicked_at is not null or em.clicks > 0) as clicked_msg,"
-    "    em.clicks, 0::bigint as segments, 0::numeric as cost"
+    "    em.clicks, 0::bigint as segments, 0::numeric as cost,"
+    "    em.status = 'unknown' as unknown,"
+    "    (em.status = 'unsubscribed' or em.unsubscribed_at is not null) as unsubscribed"
     "  from em"
     "  union all"
     "  select 'sms', (coalesce(s.sent_at, s.created_at) at time zone (select name from tz))::date,"
@@ -179,7 +182,7 @@ static const char CREATE_SQL[] =
     "    s.status in ('sent', 'delivered', 'undelivered', 'read'),"
     "    s.status in ('delivered', 'read'),"
     "    s.status in ('failed', 'undelivered'),"
-    "    false, false, false, 0, s.segments, abs(coalesce(s.cost, 0))"
+    "    false, false, false, 0, s.segments, abs(coalesce(s.cost, 0)), s.status = 'unknown', false"
     "  from public.sms_messages s, camp, win"
     "  where s.campaign_id = camp.id"
     "    and (win.t0 is null or coalesce(s.sent_at, s.created_at) >= win.t0)"
@@ -199,7 +202,9 @@ static const char CREATE_SQL[] =
     "    count(*) filter (where a.sent and a.channel = 'email') as email_sent,"
     "    count(*) filter (where a.delivered and a.channel = 'email') as email_delivered,"
     "    coalesce(sum(a.segments), 0) as segments,"
-    "    coalesce(sum(a.cost), 0) as cost"
+    "    coalesce(sum(a.cost), 0) as cost,"
+    "    count(*) filter (where a.unknown) as unknown,"
+    "    count(*) filter (where a.unsubscribed) as unsubscribed"
     "  from (values ('email'), ('sms')) as ch(channel)"
     "  left join allm a on a.channel = ch.channel"
     "  group by grouping sets ((ch.channel), (a.day), ())), "
@@ -209,6 +214,7 @@ static const char CREATE_SQL[] =
     "    'bounced', bounced, 'opened', opened, 'clicked', clicked,"
     "    'unique_opens', unique_opens, 'unique_clicks', unique_clicks,"
     "    'clicked_messages', clicked_messages, 'segments', segments, 'cost', cost,"
+    "    'unknown', unknown, 'unsubscribed', unsubscribed,"
     "    'delivery_rate', round(100.0 * delivered / nullif(sent, 0), 2),"
     "    'bounce_rate', round(100.0 * bounced / nullif(email_sent, 0), 2),"
     "    'open_rate', round(100.0 * opened / nullif(email_delivered, 0), 2),"
@@ -438,7 +444,7 @@ static const char *const csv_head[] = {"report_id", "report_name", "campaign_id"
 static const char *const csv_metrics[] = {
     "messages",      "sent",         "delivered",     "failed",           "bounced",  "opened",
     "clicked",       "unique_opens", "unique_clicks", "clicked_messages", "segments", "cost",
-    "delivery_rate", "open_rate",    "click_rate",    "bounce_rate",
+    "delivery_rate", "open_rate",    "click_rate",    "bounce_rate",      "unknown",  "unsubscribed",
 };
 
 /* One row per day of the stored report, then a row "total". Built once from

@@ -17,8 +17,10 @@
 #include "api/provider_settings.h"
 #include "api/webhooks.h"
 #include "app.h"
+#include "auth/auth.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "jobs/queue.h"
 #include "providers/sendgrid.h"
 #include "providers/twilio.h"
 
@@ -55,6 +57,24 @@ static bool twilio_token(http_request_t *req, char *out, size_t cap)
         return false;
     }
     return true;
+}
+
+/* The per-address budget of signed webhook requests (WEBHOOK_RATE_LIMIT in
+ * 5-minute windows, the auth routes' limiter); false after answering 429.
+ * Called after the signature check: a forged request is always 403. */
+static bool within_rate(http_request_t *req)
+{
+    const app_t *app = req->ctx;
+    int wait = auth_limiter_hit(app->webhook_limiter, req->client_ip, app->cfg.webhook_rate_limit);
+    if (!wait)
+        return true;
+    char v[16];
+    snprintf(v, sizeof(v), "%d", wait);
+    http_add_header(req, "Retry-After", v);
+    api__reply_error(req, 429, "over_request_rate_limit",
+                     "too many webhook requests from this address", NULL,
+                     "wait Retry-After seconds; raise WEBHOOK_RATE_LIMIT for a busy account");
+    return false;
 }
 
 /* A verified Twilio form: params point into body (the caller frees body). */
@@ -105,7 +125,7 @@ static bool twilio_verified(http_request_t *req, twilio_form_t *f)
                                     : "set TWILIO_AUTH_TOKEN or store it in the app settings");
         return false;
     }
-    return true;
+    return within_rate(req);
 }
 
 /* Runs one statement as service_role; false after answering the error. */
@@ -139,8 +159,13 @@ static void handle_twilio_status(http_request_t *req)
                            "MessageSid and MessageStatus are required");
         goto done;
     }
-    const char *p[4] = {m, sid, status, twilio_form_get(f.params, f.n, "ErrorCode")};
-    if (run_service(req, "select public.apply_twilio_status($1::uuid, $2, $3, $4)", 4, p, &res))
+    const app_t *app = req->ctx;
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%ld", app->cfg.sms_price_retry_seconds);
+    const char *p[5] = {m, sid, status, twilio_form_get(f.params, f.n, "ErrorCode"), retry};
+    /* a final status also queues the price fetch (migration 043) */
+    if (run_service(req, "select public.apply_twilio_status($1::uuid, $2, $3, $4, $5::int)", 5, p,
+                    &res))
         http_reply_json(req, 200, json_pack("{s:s}", "result", PQgetvalue(res, 0, 0)));
 done:
     PQclear(res);
@@ -226,6 +251,8 @@ static void handle_sendgrid_events(http_request_t *req)
                          "SendGrid signs the timestamp header followed by the raw body");
         return;
     }
+    if (!within_rate(req))
+        return;
     json_t *events = sendgrid_events_parse(body, req->body.len, err, sizeof(err));
     if (!events) {
         api__reply_error(req, 400, "invalid_body", err, NULL, NULL);
@@ -249,3 +276,84 @@ const http_route_t webhook_routes[] = {
     {"POST", "/webhooks/sendgrid/events", handle_sendgrid_events, true},
 };
 const size_t webhook_routes_len = CD_ARRAY_LEN(webhook_routes);
+
+/* ------------------------------------------------- the price follow-up */
+
+static const db_caller_t price_caller = {
+    .role = "service_role",
+    .claims_json = "{\"role\":\"service_role\"}",
+    .method = "JOB",
+    .path = WEBHOOKS_PRICE_KIND,
+    .headers_json = "{}",
+};
+
+/* Asks Twilio for the message's price and records it; JOB_RETRY while
+ * Twilio has none yet or cannot be reached (the queue backs off). */
+static job_result_t fetch_and_record(job_ctx_t *ctx, const char *id, const char *sid)
+{
+    provider_config_t set;
+    db_error_t err;
+    if (provider_config_load(job_conn(ctx), &job_app(ctx)->cfg, &set, &err) != DB_OK) {
+        job_set_error(ctx, "sms %s: provider settings: %s", id, err.message);
+        return JOB_RETRY;
+    }
+    const provider_settings_t *ps = &set.ps;
+    twilio_config_t cfg = {ps->twilio_api_base, ps->twilio_account_sid, ps->twilio_auth_token,
+                           set.twilio_from, ps->timeout_seconds};
+    twilio_client_t *c = twilio_client_new();
+    twilio_result_t tr = {.outcome = TWILIO_TEMPORARY, .error = "out of memory"};
+    if (c)
+        twilio_fetch_message(c, &cfg, sid, &tr);
+    twilio_client_free(c);
+    provider_config_free(&set);
+    if (tr.outcome != TWILIO_ACCEPTED) {
+        job_set_error(ctx, "sms %s: %s", id, tr.error);
+        return tr.outcome == TWILIO_PERMANENT ? JOB_FAIL : JOB_RETRY;
+    }
+    const char *p[4] = {id, sid, tr.price, tr.price_unit};
+    PGresult *res = NULL;
+    db_status_t rc = db_run1(job_conn(ctx), &price_caller,
+                             "select public.record_sms_price($1::uuid, $2, $3, nullif($4, ''))", 4,
+                             p, &res, &err);
+    const char *outcome = rc == DB_OK ? PQgetvalue(res, 0, 0) : "";
+    job_result_t out = strcmp(outcome, "pending") == 0 ? JOB_RETRY : JOB_DONE;
+    if (rc != DB_OK) {
+        job_set_error(ctx, "sms %s: price %s not recorded: %s", id, tr.price, err.message);
+        out = rc == DB_SQL_ERROR ? JOB_FAIL : JOB_RETRY;
+    } else if (out == JOB_RETRY) {
+        job_set_error(ctx, "sms %s: Twilio has not priced message %s yet", id, sid);
+    }
+    PQclear(res);
+    return out;
+}
+
+/* sms.price {"message_id": uuid}: queued by a final status callback. */
+static job_result_t price_job(job_ctx_t *ctx, const job_t *job)
+{
+    const char *id = json_string_value(json_object_get(job->payload, "message_id"));
+    if (!id || !cd_is_uuid(id)) {
+        job_set_error(ctx, "payload has no message_id");
+        return JOB_FAIL;
+    }
+    const char *p[1] = {id};
+    PGresult *res = NULL;
+    db_error_t err;
+    if (db_run1(job_conn(ctx), &price_caller,
+                "select message_sid from public.sms_messages"
+                " where id = $1::uuid and coalesce(cost, 0) = 0 and message_sid is not null",
+                1, p, &res, &err) != DB_OK) {
+        job_set_error(ctx, "sms %s: %s", id, err.message);
+        return JOB_RETRY;
+    }
+    /* gone or already priced (0 is the engine's "no price yet"): nothing to do */
+    job_result_t out = JOB_DONE;
+    if (PQntuples(res) == 1)
+        out = fetch_and_record(ctx, id, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return out;
+}
+
+bool webhooks_register_jobs(void)
+{
+    return jobs_register(WEBHOOKS_PRICE_KIND, price_job);
+}

@@ -27,4 +27,11 @@ extern const size_t webhook_routes_len;
 CD_MUSTCHECK bool webhooks_twilio_url(const char *external_url, const char *raw_uri, char *out,
                                       size_t outlen);
 
+/* The job kind that fetches an SMS's price from Twilio after its final
+ * status (migration 043 queues it; SMS_PRICE_RETRY_SECONDS paces it). */
+#define WEBHOOKS_PRICE_KIND "sms.price"
+
+/* Registers the sms.price job handler (before jobs_start). */
+CD_MUSTCHECK bool webhooks_register_jobs(void);
+
 #endif

@@ -291,6 +291,14 @@ const config_entry_t config_table[] = {
     {"SMS_HELP_TEXT", CONFIG_STR, F(sms_help_text),
      "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.", 0, 0, false,
      "providers", "Answer to an inbound HELP or INFO."},
+    {"SMS_PRICE_RETRY_SECONDS", CONFIG_INT, F(sms_price_retry_seconds), "60", 1, 86400, false,
+     "providers",
+     "Seconds after an SMS's final status before its price is fetched from Twilio (which prices "
+     "messages a while later), and the first delay between tries (doubling; 12 tries)."},
+    {"WEBHOOK_RATE_LIMIT", CONFIG_INT, F(webhook_rate_limit), "60000", 1, 100000000, false,
+     "limits",
+     "Signed provider webhook requests (/webhooks/...) accepted per client address per 5 "
+     "minutes; beyond it 429 with Retry-After (a bad signature is always 403 first)."},
 };
 /* clang-format on */
 const size_t config_table_len = CD_ARRAY_LEN(config_table);

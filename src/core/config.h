@@ -132,6 +132,8 @@ typedef struct config {
     char *twilio_from;
     char *twilio_api_base;
     char *sms_help_text;
+    long sms_price_retry_seconds; /* SMS_PRICE_RETRY_SECONDS */
+    long webhook_rate_limit;      /* WEBHOOK_RATE_LIMIT */
 } config_t;
 
 typedef enum { CONFIG_STR, CONFIG_INT, CONFIG_BOOL } config_type_t;

@@ -179,29 +179,20 @@ sendgrid_outcome_t sendgrid_send(sendgrid_client_t *c, const sendgrid_config_t *
         snprintf(res->error, sizeof(res->error), "out of memory");
         goto done;
     }
-    CURL *h = c->curl;
-    char curl_err[CURL_ERROR_SIZE] = "";
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.data);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)req.len);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, webapi_write_buf);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, res);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, cfg->timeout_seconds);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
-        res->outcome = webapi_connect_failure((int)rc) ? SENDGRID_TEMPORARY : SENDGRID_UNKNOWN;
-        snprintf(res->error, sizeof(res->error), "SendGrid request failed: %s",
-                 *curl_err ? curl_err : curl_easy_strerror(rc));
+    webapi_request_t r = {.url = url,
+                          .headers = hdrs,
+                          .body = req.data,
+                          .body_len = req.len,
+                          .header_cb = header_cb,
+                          .header_data = res,
+                          .timeout_seconds = cfg->timeout_seconds};
+    char why[CURL_ERROR_SIZE] = "";
+    webapi_status_t ws = webapi_perform(c, &r, &answer, &res->http_status, why, sizeof(why));
+    if (ws != WEBAPI_ANSWERED) {
+        res->outcome = ws == WEBAPI_NOT_SENT ? SENDGRID_TEMPORARY : SENDGRID_UNKNOWN;
+        snprintf(res->error, sizeof(res->error), "SendGrid request failed: %s", why);
         goto done;
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->http_status);
     long s = res->http_status;
     res->outcome = s == 202 || s == 200   ? SENDGRID_ACCEPTED
                    : s == 429 || s >= 500 ? SENDGRID_TEMPORARY
@@ -344,10 +335,7 @@ json_t *sendgrid_events_parse(const char *body, size_t len, char *err, size_t er
 
 typedef struct sendgrid_provider {
     email_provider_t base; /* first: the seam's view */
-    char api_base[512];
-    char api_key[512];
-    long timeout_seconds;
-    sendgrid_client_t *client;
+    webapi_account_t account; /* api_base, the API key (secret), client */
 } sendgrid_provider_t;
 
 static bool same_content(const provider_email_t *a, const provider_email_t *b)
@@ -380,8 +368,9 @@ static void send_group(sendgrid_provider_t *sp, const provider_email_t *msgs, si
                              .html = msgs[0].html,
                              .to = to,
                              .nto = n};
-        sendgrid_config_t cfg = {sp->api_base, sp->api_key, sp->timeout_seconds};
-        sendgrid_send(sp->client, &cfg, &m, &res);
+        const webapi_account_t *a = &sp->account;
+        sendgrid_config_t cfg = {a->api_base, a->secret, a->timeout_seconds};
+        sendgrid_send(a->client, &cfg, &m, &res);
     } else {
         snprintf(res.error, sizeof(res.error), "out of memory");
     }
@@ -417,8 +406,7 @@ static void sendgrid_provider_send_batch(email_provider_t *p, const provider_ema
 static void sendgrid_provider_close(email_provider_t *p)
 {
     sendgrid_provider_t *sp = (sendgrid_provider_t *)p;
-    sendgrid_client_free(sp->client);
-    OPENSSL_cleanse(sp->api_key, sizeof(sp->api_key));
+    webapi_account_close(&sp->account);
     free(sp);
 }
 
@@ -430,25 +418,17 @@ static const email_provider_ops_t sendgrid_provider_ops = {
 
 email_provider_t *sendgrid_provider_open(const provider_settings_t *s, char *err, size_t errlen)
 {
-    const char *base = *s->sendgrid_api_base ? s->sendgrid_api_base : "https://api.sendgrid.com";
-    if (!*s->sendgrid_api_key) {
-        snprintf(err, errlen, "SENDGRID_API_KEY is not set");
-        return NULL;
-    }
-    if (strlen(base) >= 512 || strlen(s->sendgrid_api_key) >= 512 ||
-        (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0)) {
-        snprintf(err, errlen, "SENDGRID_API_BASE must be an http(s) URL and the key < 512 bytes");
-        return NULL;
-    }
     sendgrid_provider_t *sp = calloc(1, sizeof(*sp));
-    if (!sp || !(sp->client = sendgrid_client_new())) {
-        free(sp);
+    if (!sp) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (!webapi_account_open(&sp->account, s->sendgrid_api_base, "https://api.sendgrid.com",
+                             "SENDGRID_API_BASE", s->sendgrid_api_key, "SENDGRID_API_KEY",
+                             s->timeout_seconds, err, errlen)) {
+        free(sp);
+        return NULL;
+    }
     sp->base.ops = &sendgrid_provider_ops;
-    snprintf(sp->api_base, sizeof(sp->api_base), "%s", base);
-    snprintf(sp->api_key, sizeof(sp->api_key), "%s", s->sendgrid_api_key);
-    sp->timeout_seconds = s->timeout_seconds > 0 ? s->timeout_seconds : 30;
     return &sp->base;
 }

@@ -360,6 +360,7 @@ static void read_answer(const cd_buf_t *body, twilio_result_t *res)
         copy_json_text(j, "sid", res->sid, sizeof(res->sid));
         copy_json_text(j, "status", res->status, sizeof(res->status));
         copy_json_text(j, "price", res->price, sizeof(res->price));
+        copy_json_text(j, "price_unit", res->price_unit, sizeof(res->price_unit));
         char segs[24] = "";
         copy_json_text(j, "num_segments", segs, sizeof(segs));
         res->num_segments = strtol(segs, NULL, 10);
@@ -380,6 +381,23 @@ static void classify(twilio_result_t *res)
     res->outcome = s == 201 || s == 200   ? TWILIO_ACCEPTED
                    : s == 429 || s >= 500 ? TWILIO_TEMPORARY
                                           : TWILIO_PERMANENT;
+}
+
+/* Performs r, classifies the answer and reads it into res; false (res
+ * filled) when no answer came. */
+static bool perform(twilio_client_t *c, const webapi_request_t *r, cd_buf_t *answer,
+                    twilio_result_t *res)
+{
+    char why[256] = "";
+    webapi_status_t ws = webapi_perform(c, r, answer, &res->http_status, why, sizeof(why));
+    if (ws != WEBAPI_ANSWERED) {
+        res->outcome = ws == WEBAPI_NOT_SENT ? TWILIO_TEMPORARY : TWILIO_UNKNOWN;
+        snprintf(res->error, sizeof(res->error), "Twilio request failed: %s", why);
+        return false;
+    }
+    classify(res);
+    read_answer(answer, res);
+    return true;
 }
 
 twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, const char *to,
@@ -404,31 +422,14 @@ twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, con
         snprintf(res->error, sizeof(res->error), "the message is too large");
         goto done;
     }
-    CURL *h = c->curl;
-    char curl_err[CURL_ERROR_SIZE] = "";
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(h, CURLOPT_USERNAME, cfg->account_sid);
-    curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->auth_token);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, form.data);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)form.len);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, webapi_write_buf);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, cfg->timeout_seconds);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
-        res->outcome = webapi_connect_failure((int)rc) ? TWILIO_TEMPORARY : TWILIO_UNKNOWN;
-        snprintf(res->error, sizeof(res->error), "Twilio request failed: %s",
-                 *curl_err ? curl_err : curl_easy_strerror(rc));
+    webapi_request_t r = {.url = url,
+                          .user = cfg->account_sid,
+                          .password = cfg->auth_token,
+                          .body = form.data ? form.data : "",
+                          .body_len = form.len,
+                          .timeout_seconds = cfg->timeout_seconds};
+    if (!perform(c, &r, &answer, res))
         goto done;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->http_status);
-    classify(res);
-    read_answer(&answer, res);
     if (res->outcome == TWILIO_ACCEPTED && !*res->sid) {
         /* accepted without a SID: we cannot follow it, and resending could duplicate */
         res->outcome = TWILIO_PERMANENT;
@@ -440,15 +441,40 @@ done:
     return res->outcome;
 }
 
+twilio_outcome_t twilio_fetch_message(twilio_client_t *c, const twilio_config_t *cfg,
+                                      const char *message_sid, twilio_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->outcome = TWILIO_PERMANENT;
+    cd_buf_t answer;
+    cd_buf_init(&answer, 256 * 1024);
+    char url[2048];
+    if (!sid_ok(cfg->account_sid) || !cfg->auth_token || !*cfg->auth_token) {
+        snprintf(res->error, sizeof(res->error),
+                 "Twilio is not configured (account SID and auth token are required)");
+    } else if (!sid_ok(message_sid) ||
+               snprintf(url, sizeof(url), "%s/2010-04-01/Accounts/%s/Messages/%s.json",
+                        cfg->api_base, cfg->account_sid, message_sid) >= (int)sizeof(url)) {
+        snprintf(res->error, sizeof(res->error), "not a Twilio message sid");
+    } else {
+        webapi_request_t r = {.url = url,
+                              .user = cfg->account_sid,
+                              .password = cfg->auth_token,
+                              .timeout_seconds = cfg->timeout_seconds};
+        /* a GET changes nothing: a lost answer is only a temporary failure */
+        if (!perform(c, &r, &answer, res) && res->outcome == TWILIO_UNKNOWN)
+            res->outcome = TWILIO_TEMPORARY;
+    }
+    cd_buf_free(&answer);
+    return res->outcome;
+}
+
 /* ---------------------------------------------------- the SMS provider */
 
 typedef struct twilio_provider {
-    sms_provider_t base; /* first: the seam's view */
-    char api_base[512];
+    sms_provider_t base;      /* first: the seam's view */
+    webapi_account_t account; /* api_base, the auth token (secret), client */
     char account_sid[TWILIO_SID_MAX];
-    char auth_token[256];
-    long timeout_seconds;
-    twilio_client_t *client; /* one connection for the whole job */
 } twilio_provider_t;
 
 /* Twilio's price ("-0.00750", negative for money spent) in millionths. */
@@ -472,10 +498,10 @@ static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
     const char *url = m->status_callback_url;
     if (url && *url)
         snprintf(cb, sizeof(cb), "%s%sm=%s", url, strchr(url, '?') ? "&" : "?", m->message_uuid);
-    twilio_config_t cfg = {tp->api_base, tp->account_sid, tp->auth_token, m->from,
-                           tp->timeout_seconds};
+    const webapi_account_t *a = &tp->account;
+    twilio_config_t cfg = {a->api_base, tp->account_sid, a->secret, m->from, a->timeout_seconds};
     twilio_result_t tr;
-    twilio_outcome_t o = twilio_send(tp->client, &cfg, m->to, m->body, *cb ? cb : NULL, &tr);
+    twilio_outcome_t o = twilio_send(a->client, &cfg, m->to, m->body, *cb ? cb : NULL, &tr);
     r->outcome = o == TWILIO_ACCEPTED    ? PROVIDER_ACCEPTED
                  : o == TWILIO_TEMPORARY ? PROVIDER_TEMPFAIL
                  : o == TWILIO_UNKNOWN   ? PROVIDER_UNKNOWN
@@ -493,8 +519,7 @@ static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
 static void twilio_provider_close(sms_provider_t *p)
 {
     twilio_provider_t *tp = (twilio_provider_t *)p;
-    twilio_client_free(tp->client);
-    OPENSSL_cleanse(tp->auth_token, sizeof(tp->auth_token));
+    webapi_account_close(&tp->account);
     free(tp);
 }
 
@@ -506,26 +531,22 @@ static const sms_provider_ops_t twilio_provider_ops = {
 
 sms_provider_t *twilio_provider_open(const provider_settings_t *s, char *err, size_t errlen)
 {
-    const char *base = *s->twilio_api_base ? s->twilio_api_base : "https://api.twilio.com";
     if (!sid_ok(s->twilio_account_sid) || !*s->twilio_auth_token) {
         snprintf(err, errlen, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required");
         return NULL;
     }
-    if (strlen(base) >= 512 || strlen(s->twilio_auth_token) >= 256 ||
-        (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0)) {
-        snprintf(err, errlen, "TWILIO_API_BASE must be an http(s) URL and the token < 256 bytes");
-        return NULL;
-    }
     twilio_provider_t *tp = calloc(1, sizeof(*tp));
-    if (!tp || !(tp->client = twilio_client_new())) {
-        free(tp);
+    if (!tp) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (!webapi_account_open(&tp->account, s->twilio_api_base, "https://api.twilio.com",
+                             "TWILIO_API_BASE", s->twilio_auth_token, "TWILIO_AUTH_TOKEN",
+                             s->timeout_seconds, err, errlen)) {
+        free(tp);
+        return NULL;
+    }
     tp->base.ops = &twilio_provider_ops;
-    snprintf(tp->api_base, sizeof(tp->api_base), "%s", base);
     snprintf(tp->account_sid, sizeof(tp->account_sid), "%s", s->twilio_account_sid);
-    snprintf(tp->auth_token, sizeof(tp->auth_token), "%s", s->twilio_auth_token);
-    tp->timeout_seconds = s->timeout_seconds > 0 ? s->timeout_seconds : 30;
     return &tp->base;
 }

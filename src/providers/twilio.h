@@ -110,6 +110,7 @@ typedef struct twilio_result {
     char status[32];     /* Twilio's status of the new message ("queued", "accepted") */
     long num_segments;   /* Twilio's count when it gives one, else 0 */
     char price[32];      /* "" while Twilio has not priced it (usual at creation) */
+    char price_unit[8];  /* the price's currency (ISO 4217, "USD"), "" if none */
     char error_code[16]; /* Twilio's error code, "" if none */
     char error[512];     /* why it failed (Twilio's message, never a credential) */
 } twilio_result_t;
@@ -132,6 +133,14 @@ CD_MUSTCHECK bool twilio_message_form(const twilio_config_t *cfg, const char *to
  * (may be NULL). Fills res; returns res->outcome. */
 twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, const char *to,
                              const char *body, const char *status_callback, twilio_result_t *res);
+
+/* Fetches a Message resource (GET {api_base}/2010-04-01/Accounts/{sid}/
+ * Messages/{message_sid}.json): 200 is TWILIO_ACCEPTED with status, price
+ * (often "" for a while after delivery: Twilio prices a message later) and
+ * price_unit; 404 and other 4xx are permanent; 429, 5xx and a lost answer
+ * temporary (a GET can be repeated). Fills res; returns res->outcome. */
+twilio_outcome_t twilio_fetch_message(twilio_client_t *c, const twilio_config_t *cfg,
+                                      const char *message_sid, twilio_result_t *res);
 
 /* The SMS provider of the send engine (sending/provider.h): Twilio with
  * the settings' account, token and API base; the message's uuid is added to

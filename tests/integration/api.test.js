@@ -372,6 +372,8 @@ function expectedFigures(emails, smses) {
       bounce_rate: pct(bounced, eSent),
       open_rate: pct(opened.length, eDelivered),
       click_rate: pct(clickedMsgs.length, eDelivered),
+      unknown: em.filter((m) => m.status === 'unknown').length + sm.filter((m) => m.status === 'unknown').length,
+      unsubscribed: em.filter((m) => m.status === 'unsubscribed').length,
     };
   };
   const days = [...new Set([...emails, ...smses].map((m) => m.day))].sort();
@@ -505,7 +507,7 @@ describe('reports', () => {
     const rows = parseCsv(r.text);
     assert.deepEqual(rows[0], ['report_id', 'report_name', 'campaign_id', 'campaign_name', 'date', 'messages', 'sent',
       'delivered', 'failed', 'bounced', 'opened', 'clicked', 'unique_opens', 'unique_clicks', 'clicked_messages',
-      'segments', 'cost', 'delivery_rate', 'open_rate', 'click_rate', 'bounce_rate']);
+      'segments', 'cost', 'delivery_rate', 'open_rate', 'click_rate', 'bounce_rate', 'unknown', 'unsubscribed']);
     assert.equal(rows.length, 1 + 2 + 1, 'header, two days, total');
     for (const row of rows.slice(1)) {
       assert.equal(row.length, rows[0].length);

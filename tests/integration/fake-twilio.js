@@ -8,6 +8,11 @@
 //     400 with Twilio's error codes (21211 bad To, 21602 no Body, 21604 no
 //     From) otherwise; 201 with a Message resource (sid SM + 32 hex, status
 //     "queued", price null as at creation).
+//   GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json
+//     the Message resource as it is now (same auth; 404 with error 20404 for
+//     a sid it never issued): its latest status and, like Twilio, `price`
+//     null until a while (priceDelayMs) after the final status was
+//     reported, then the price (default "-0.00790", `price_unit` "USD").
 //   Then, like Twilio, it posts the status callbacks (`sent`, then
 //   `delivered`, or whatever statuses the test asks for) to StatusCallback,
 //   form-encoded and signed with X-Twilio-Signature exactly as Twilio's
@@ -18,6 +23,15 @@
 // documentation, so the C verifier is checked against an independent one.
 import crypto from 'node:crypto';
 import http from 'node:http';
+
+/** An Etc/GMT zone where it is now about `hour` o'clock (Etc/GMT-5 is
+ * UTC+5): SMS go out only in their recipients' waking hours (08:00-21:00). */
+export function zoneAt(hour) {
+  let off = hour - new Date().getUTCHours();
+  if (off > 14) off -= 24;
+  if (off < -12) off += 24;
+  return off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
+}
 
 /** X-Twilio-Signature for a POST of params (an object) to url. */
 export function twilioSignature(authToken, url, params) {
@@ -68,18 +82,66 @@ function twilioError(res, status, code, message) {
 /**
  * Starts the server. opts: accountSid, authToken, callbacks (statuses to post
  * after each message, default ['sent', 'delivered']; [] for none), failWith
- * (a function (params) -> {status, code, message} | null to make a send fail).
- * Resolves { url, messages, callbacksDone(), stop() }.
+ * (a function (params) -> {status, code, message} | null to make a send fail),
+ * price / priceUnit / priceDelayMs (the price the resource shows once
+ * priceDelayMs have passed after the final status callback; default
+ * "-0.00790", "USD", 1000). Resolves { url, messages, fetches, callbacksDone(),
+ * stop() }; each message is {sid, params, at, status, finalAt}, fetches lists
+ * the sids GET asked for, with the price answered ({sid, price}).
  */
-export async function startFakeTwilio({ accountSid, authToken, callbacks = ['sent', 'delivered'], failWith } = {}) {
+const FINAL = new Set(['delivered', 'undelivered', 'failed', 'read']);
+
+export async function startFakeTwilio({
+  accountSid, authToken, callbacks = ['sent', 'delivered'], failWith,
+  price = '-0.00790', priceUnit = 'USD', priceDelayMs = 1000,
+} = {}) {
   const messages = [];
+  const bySid = new Map();
+  const fetches = [];
   const pending = new Set();
+  const resource = (msg) => {
+    const priced = msg.finalAt !== null && Date.now() - msg.finalAt >= priceDelayMs;
+    const now = new Date().toUTCString();
+    return {
+      account_sid: accountSid,
+      api_version: '2010-04-01',
+      body: msg.params.Body,
+      date_created: new Date(msg.at).toUTCString(),
+      date_sent: msg.status === 'queued' ? null : now,
+      date_updated: now,
+      direction: 'outbound-api',
+      error_code: null,
+      error_message: null,
+      from: msg.params.From ?? null,
+      messaging_service_sid: msg.params.MessagingServiceSid ?? null,
+      num_media: '0',
+      num_segments: '1',
+      price: priced ? price : null,
+      price_unit: priceUnit,
+      sid: msg.sid,
+      status: msg.status,
+      subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${msg.sid}/Media.json` },
+      to: msg.params.To,
+      uri: `/2010-04-01/Accounts/${accountSid}/Messages/${msg.sid}.json`,
+    };
+  };
   const expectedAuth = 'Basic ' + Buffer.from(`${accountSid}:${authToken}`).toString('base64');
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d) => (body += d));
     req.on('end', () => {
+      const g = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\/([A-Za-z0-9]+)\.json$/.exec(req.url);
+      if (req.method === 'GET' && g) {
+        if (req.headers.authorization !== expectedAuth || g[1] !== accountSid)
+          return twilioError(res, 401, 20003, 'Authenticate');
+        const msg = bySid.get(g[2]);
+        if (!msg) return twilioError(res, 404, 20404, 'The requested resource was not found');
+        const r = resource(msg);
+        fetches.push({ sid: msg.sid, price: r.price });
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify(r));
+      }
       const m = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/.exec(req.url);
       if (req.method !== 'POST' || !m) return twilioError(res, 404, 20404, 'The requested resource was not found');
       if (req.headers.authorization !== expectedAuth || m[1] !== accountSid)
@@ -96,37 +158,16 @@ export async function startFakeTwilio({ accountSid, authToken, callbacks = ['sen
       const fail = failWith?.(params);
       if (fail) return twilioError(res, fail.status, fail.code, fail.message);
       const sid = 'SM' + crypto.randomBytes(16).toString('hex');
-      const now = new Date().toUTCString();
-      const msg = { sid, params, at: Date.now() };
+      const msg = { sid, params, at: Date.now(), status: 'queued', finalAt: null };
       messages.push(msg);
+      bySid.set(sid, msg);
       res.writeHead(201, { 'Content-Type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          account_sid: accountSid,
-          api_version: '2010-04-01',
-          body: params.Body,
-          date_created: now,
-          date_sent: null,
-          date_updated: now,
-          direction: 'outbound-api',
-          error_code: null,
-          error_message: null,
-          from: params.From ?? null,
-          messaging_service_sid: params.MessagingServiceSid ?? null,
-          num_media: '0',
-          num_segments: '1',
-          price: null,
-          price_unit: 'USD',
-          sid,
-          status: 'queued',
-          subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}/Media.json` },
-          to: params.To,
-          uri: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
-        }),
-      );
+      res.end(JSON.stringify(resource(msg)));
       if (params.StatusCallback && callbacks.length) {
         const p = (async () => {
           for (const status of callbacks) {
+            msg.status = status;
+            if (FINAL.has(status)) msg.finalAt = Date.now();
             await postTwilioWebhook(params.StatusCallback, authToken, {
               AccountSid: accountSid,
               ApiVersion: '2010-04-01',
@@ -149,6 +190,7 @@ export async function startFakeTwilio({ accountSid, authToken, callbacks = ['sen
   return {
     url,
     messages,
+    fetches,
     callbacksDone: () => Promise.all([...pending]),
     stop: () => new Promise((r) => server.close(r)),
   };

@@ -8,7 +8,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, freePort, signUpUser, sql, lit, request, client, noError, eventually } from './helpers.js';
-import { postTwilioWebhook, twilioSignature, startFakeTwilio } from './fake-twilio.js';
+import { postTwilioWebhook, twilioSignature, startFakeTwilio, zoneAt } from './fake-twilio.js';
 import { makeEventKey, postEvents, signEvents, startFakeSendGrid } from './fake-sendgrid.js';
 
 const TOKEN = 'twilio-test-token-0123456789abcdef';
@@ -252,14 +252,6 @@ describe('settings', () => {
     }
   });
 });
-
-// An Etc/GMT zone where it is now about `hour` o'clock (Etc/GMT-5 is UTC+5).
-function zoneAt(hour) {
-  let off = hour - new Date().getUTCHours();
-  if (off > 14) off -= 24;
-  if (off < -12) off += 24;
-  return off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
-}
 
 describe('an SMS campaign through Twilio', () => {
   it('sends in the recipients\' waking hours with the STOP footer on the first message, then follows the callbacks', async () => {

@@ -264,6 +264,44 @@ static void test_send_needs_configuration(void **state)
     twilio_client_free(c);
 }
 
+/* The Message resource GET: refused without configuration or with a sid
+ * that could change the path; a refused connection is temporary (a GET can
+ * be repeated); the provider opener refuses a bad API base. */
+static void test_fetch_message(void **state)
+{
+    (void)state;
+    twilio_client_t *c = twilio_client_new();
+    assert_non_null(c);
+    twilio_result_t r;
+    twilio_config_t cfg = {.api_base = "http://127.0.0.1:9",
+                           .account_sid = "AC0123",
+                           .auth_token = "",
+                           .timeout_seconds = 2};
+    assert_int_equal(twilio_fetch_message(c, &cfg, "SM0123", &r), TWILIO_PERMANENT);
+    assert_non_null(strstr(r.error, "not configured"));
+    cfg.auth_token = "t";
+    assert_int_equal(twilio_fetch_message(c, &cfg, "SM01/../x", &r), TWILIO_PERMANENT);
+    assert_int_equal(twilio_fetch_message(c, &cfg, "", &r), TWILIO_PERMANENT);
+    assert_int_equal(r.http_status, 0);
+    assert_int_equal(twilio_fetch_message(c, &cfg, "SM0123", &r), TWILIO_TEMPORARY);
+    assert_non_null(strstr(r.error, "Twilio request failed"));
+    twilio_client_free(c);
+
+    char err[256] = "";
+    provider_settings_t s = {.twilio_account_sid = "AC0123",
+                             .twilio_auth_token = "t",
+                             .twilio_api_base = "ftp://x"};
+    assert_null(twilio_provider_open(&s, err, sizeof(err)));
+    assert_non_null(strstr(err, "TWILIO_API_BASE"));
+    s.twilio_api_base = "";
+    sms_provider_t *p = twilio_provider_open(&s, err, sizeof(err));
+    assert_non_null(p);
+    assert_string_equal(p->ops->name, "twilio");
+    p->ops->close(p);
+    s.twilio_auth_token = "";
+    assert_null(twilio_provider_open(&s, err, sizeof(err)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_twiml),
         cmocka_unit_test(test_message_form),
         cmocka_unit_test(test_send_needs_configuration),
+        cmocka_unit_test(test_fetch_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,7 +97,21 @@ function NewUser({ onDone }) {
   </form>`;
 }
 
-const SECRETS = [['twilio_account_sid', 'Twilio account SID'], ['twilio_auth_token', 'Twilio auth token'], ['sendgrid_api_key', 'SendGrid API key']];
+// The write-only provider secrets of migrations 009 and 039: the server keeps
+// them encrypted and answers only a mask; the page says "Set" / "Not set".
+const SECRETS = [
+  ['smtp_url', 'SMTP URL', 'smtp://user:password@host:587 (smtps:// for implicit TLS): the server of campaign e-mail.'],
+  ['sendgrid_api_key', 'SendGrid API key', 'An API key with the Mail Send permission.'],
+  ['twilio_account_sid', 'Twilio account SID', 'AC… from the Twilio console.'],
+  ['twilio_auth_token', 'Twilio auth token', 'Signs API requests and the webhooks Twilio sends back.'],
+];
+// The plain provider columns of app_settings (039); empty = the server's environment value.
+const PROVIDER_FIELDS = [
+  ['email_from', 'Sender address', 'email', 'Used when a campaign names none.'],
+  ['sendgrid_api_base', 'SendGrid API base', 'url', 'Default https://api.sendgrid.com.'],
+  ['twilio_from', 'Twilio sender', 'text', 'An E.164 number or a messaging service SID (MG…); a campaign\'s SMS sender wins.'],
+  ['twilio_api_base', 'Twilio API base', 'url', 'Default https://api.twilio.com.'],
+];
 const FORMATS = ['MM/DD/YYYY', 'DD/MM/YYYY', 'YYYY-MM-DD', 'DD.MM.YYYY'];
 
 function Settings() {
@@ -106,8 +120,11 @@ function Settings() {
   return html`<${Status} state=${state}>${state.data ? html`<${SettingsForm} s=${state.data} reload=${() => setGen((n) => n + 1)} />` : null}</${Status}>`;
 }
 
+const nullIfBlank = (v) => (typeof v === 'string' && !v.trim() ? null : typeof v === 'string' ? v.trim() : v);
+
 function SettingsForm({ s, reload }) {
   const [f, setF] = useState({ timezone: s.timezone, date_format: s.date_format, monthly_sms_limit: s.monthly_sms_limit, monthly_email_limit: s.monthly_email_limit, data_retention_days: s.data_retention_days, enable_audit_log: s.enable_audit_log, postal_address: s.postal_address || '' });
+  const [prov, setProv] = useState(Object.fromEntries([['email_provider', s.email_provider || ''], ...PROVIDER_FIELDS.map(([k]) => [k, s[k] || ''])]));
   const [secrets, setSecrets] = useState({});
   const [error, setError] = useState(null);
   const [flash, show] = useFlash();
@@ -116,7 +133,8 @@ function SettingsForm({ s, reload }) {
     e.preventDefault();
     setError(null);
     try {
-      await q(supabase.from('app_settings').update({ ...f, postal_address: f.postal_address.trim() || null }).eq('id', s.id).select('id').single());
+      const provider = Object.fromEntries(Object.entries(prov).map(([k, v]) => [k, nullIfBlank(v)]));
+      await q(supabase.from('app_settings').update({ ...f, ...provider, postal_address: f.postal_address.trim() || null }).eq('id', s.id).select('id').single());
       for (const [name] of SECRETS)
         if (secrets[name]) await q(supabase.rpc('set_app_secret', { name, value: secrets[name] }));
       setTimeZone(f.timezone);
@@ -126,9 +144,10 @@ function SettingsForm({ s, reload }) {
       reload();
     } catch (err) { setError(err); }
   };
-  const clearSecret = async (name) => {
-    if (!window.confirm('Remove this credential? Sending through this provider stops until a new one is entered.')) return;
-    try { await q(supabase.rpc('set_app_secret', { name, value: '' })); show('Credential removed.'); reload(); } catch (err) { setError(err); }
+  const clearSecret = async (name, label) => {
+    if (!window.confirm(`Clear the ${label}? Sending through this provider uses the server's own value (or stops) until a new one is entered.`)) return;
+    setError(null);
+    try { await q(supabase.rpc('set_app_secret', { name, value: '' })); show(`${label} cleared.`); reload(); } catch (err) { setError(err); }
   };
   return html`<form class="card editor" onSubmit=${save} aria-label="App settings">
     <h2>General</h2>
@@ -144,12 +163,21 @@ function SettingsForm({ s, reload }) {
     <${Field} label="Postal address" id="s-postal" hint="Printed in the footer of every marketing e-mail; e-mail campaigns are not sent without it.">
       <textarea id="s-postal" rows="2" maxlength="500" value=${f.postal_address} onInput=${set('postal_address')}></textarea></${Field}>
     <label class="check"><input type="checkbox" checked=${f.enable_audit_log} onChange=${(e) => setF({ ...f, enable_audit_log: e.target.checked })} /> Keep an audit log</label>
+    <h2>Providers</h2>
+    <p class="muted">Empty fields use the server's own configuration (its environment).</p>
+    <${Field} label="E-mail provider" id="p-email_provider"><select id="p-email_provider" value=${prov.email_provider} onChange=${(e) => setProv({ ...prov, email_provider: e.target.value })}>
+      <option value="">Server default</option><option value="smtp">SMTP</option><option value="sendgrid">SendGrid</option></select></${Field}>
+    <div class="row">
+      ${PROVIDER_FIELDS.map(([k, label, type, hint]) => html`<${Field} label=${label} id=${`p-${k}`} hint=${hint}>
+        <input id=${`p-${k}`} type=${type} maxlength=${k === 'twilio_from' ? 64 : 500} value=${prov[k]} onInput=${(e) => setProv({ ...prov, [k]: e.target.value })} /></${Field}>`)}
+    </div>
     <h2>Provider credentials</h2>
-    <p class="muted">Write-only: stored encrypted, shown masked. Leave a field empty to keep the current value.</p>
-    ${SECRETS.map(([name, label]) => html`<div class="row secret">
-      <${Field} label=${label} id=${`sec-${name}`} hint=${s[name] ? `Current: ${s[name]}` : 'Not set'}>
-        <input id=${`sec-${name}`} type="password" autocomplete="off" placeholder=${s[name] ? 'Enter a new value to replace' : 'Not set'} value=${secrets[name] || ''} onInput=${(e) => setSecrets({ ...secrets, [name]: e.target.value })} /></${Field}>
-      ${s[name] ? html`<button type="button" class="link danger" onClick=${() => clearSecret(name)}>Remove</button>` : null}
+    <p class="muted">Write-only: stored encrypted and never shown again. Leave a field empty to keep the current value.</p>
+    ${SECRETS.map(([name, label, hint]) => html`<div class="row secret" data-testid=${`secret-${name}`}>
+      <${Field} label=${label} id=${`sec-${name}`} hint=${hint}>
+        <input id=${`sec-${name}`} type="password" autocomplete="off" placeholder=${s[name] ? 'Enter a new value to replace it' : 'Not set'} value=${secrets[name] || ''} onInput=${(e) => setSecrets({ ...secrets, [name]: e.target.value })} /></${Field}>
+      <span class=${s[name] ? 'badge ok' : 'badge'} data-testid="secret-state">${s[name] ? 'Set' : 'Not set'}</span>
+      ${s[name] ? html`<button type="button" class="link danger" onClick=${() => clearSecret(name, label)}>Clear ${label}</button>` : null}
     </div>`)}
     <${ErrorBox} error=${error} />${flash}
     <button type="submit">Save settings</button>

@@ -206,7 +206,7 @@ function Editor({ campaign, onSaved, session }) {
   </form>`;
 }
 
-const FIGS = [['messages', 'Messages'], ['sent', 'Sent'], ['delivered', 'Delivered'], ['failed', 'Failed'], ['bounced', 'Bounced'], ['opened', 'Opened'], ['clicked', 'Clicks'], ['cost', 'Cost'], ['delivery_rate', 'Delivery %'], ['open_rate', 'Open %'], ['click_rate', 'Click %']];
+const FIGS = [['messages', 'Messages'], ['sent', 'Sent'], ['delivered', 'Delivered'], ['failed', 'Failed'], ['bounced', 'Bounced'], ['opened', 'Opened'], ['clicked', 'Clicks'], ['unsubscribed', 'Unsubscribed'], ['unknown', 'Unknown'], ['cost', 'Cost'], ['delivery_rate', 'Delivery %'], ['open_rate', 'Open %'], ['click_rate', 'Click %']];
 
 export function ReportFigures({ report }) {
   const d = report.data || {};
@@ -214,7 +214,7 @@ export function ReportFigures({ report }) {
   const daily = d.daily || [];
   return html`<div class="report">
     <p class="muted">${d.period?.from || 'all time'} – ${d.period?.to || 'now'} · generated ${fmtTime(report.generated_at)}</p>
-    <div class="kpis">${FIGS.map(([k, l]) => html`<div class="kpi"><span class="kpi-label">${l}</span><span class="kpi-value">${k.endsWith('_rate') ? (t[k] === null || t[k] === undefined ? '—' : `${t[k]}%`) : k === 'cost' ? `$${fmtNum(t[k], 4)}` : fmtNum(t[k])}</span></div>`)}</div>
+    <div class="kpis">${FIGS.map(([k, l]) => html`<div class="kpi" data-fig=${k}><span class="kpi-label">${l}</span><span class="kpi-value">${k.endsWith('_rate') ? (t[k] === null || t[k] === undefined ? '—' : `${t[k]}%`) : k === 'cost' ? `$${fmtNum(t[k], 4)}` : fmtNum(t[k])}</span></div>`)}</div>
     ${daily.length ? html`<${TimeChart} labels=${daily.map((x) => x.date)} series=${['sent', 'delivered', 'opened', 'clicked'].map((k) => ({ name: k, values: daily.map((x) => x[k] || 0) }))} title="Daily performance" height=${220} />`
                    : html`<p class="state empty">No messages in this period.</p>`}
     <div class="actions">

@@ -46,6 +46,8 @@ const PENDING = ['queued', 'sending', 'deferred', 'accepted', 'scheduled'];
 const FAILED = ['failed', 'bounced', 'undelivered', 'spam_reported'];
 const DROPPED = ['dropped', 'canceled'];
 const UNKNOWN = ['unknown'];
+// Reported delivered by the provider (its webhooks): a subset of "sent".
+const DELIVERED = ['delivered', 'read', 'opened', 'clicked', 'spam_reported', 'unsubscribed'];
 
 async function countMessages(table, id, statuses) {
   let b = supabase.from(table).select('id', { count: 'exact', head: true }).eq('campaign_id', id);
@@ -54,12 +56,12 @@ async function countMessages(table, id, statuses) {
   return r.count ?? 0;
 }
 
-/** The campaign's messages by group: { total, pending, handed, failed, dropped, unknown }. */
+/** The campaign's messages by group: { total, pending, handed, delivered, failed, dropped, unknown }. */
 export async function messageCounts(c) {
   const table = c.type === 'sms' ? 'sms_messages' : 'email_messages';
-  const [total, pending, failed, dropped, unknown] = await Promise.all(
-    [null, PENDING, FAILED, DROPPED, UNKNOWN].map((s) => countMessages(table, c.id, s)));
-  return { total, pending, failed, dropped, unknown, handed: Math.max(0, total - pending - failed - dropped - unknown) };
+  const [total, pending, failed, dropped, unknown, delivered] = await Promise.all(
+    [null, PENDING, FAILED, DROPPED, UNKNOWN, DELIVERED].map((s) => countMessages(table, c.id, s)));
+  return { total, pending, failed, dropped, unknown, delivered, handed: Math.max(0, total - pending - failed - dropped - unknown) };
 }
 
 const groupOf = (s) => (PENDING.includes(s) ? 'pending' : FAILED.includes(s) ? 'failed'
@@ -131,7 +133,7 @@ export function SendProgress({ c }) {
           <span class=${c.status === 'sending' ? 'bar striped' : 'bar'} style=${{ width: `${pct}%` }}></span></div>` : null}
     <p class="muted" data-testid="send-counts">
       ${fmtNum(total)} recipient${total === 1 ? '' : 's'}${c.skipped_count ? ` (${fmtNum(c.skipped_count)} skipped: no address, no consent or suppressed)` : ''}
-      ${counts && counts.total ? html` · <span>${fmtNum(counts.handed)} sent</span> · <span>${fmtNum(counts.pending)} waiting</span> · <span>${fmtNum(counts.failed)} failed</span> · <span>${fmtNum(counts.dropped)} dropped</span>${counts.unknown ? ` · ${fmtNum(counts.unknown)} unknown (never resent, see docs/sending.md)` : ''}` : null}
+      ${counts && counts.total ? html` · <span>${fmtNum(counts.handed)} sent</span> · <span>${fmtNum(counts.delivered)} delivered</span> · <span>${fmtNum(counts.pending)} waiting</span> · <span>${fmtNum(counts.failed)} failed</span> · <span>${fmtNum(counts.dropped)} dropped</span>${counts.unknown ? ` · ${fmtNum(counts.unknown)} unknown (never resent, see docs/sending.md)` : ''}` : null}
     </p>
     <${ErrorBox} error=${error} />
   </div>`;
