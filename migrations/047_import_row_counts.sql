@@ -54,7 +54,7 @@ begin
     end if;
     if v_delta <> 0 then
         update public.import_tables it
-        set row_count = pg_catalog.least(pg_catalog.greatest(it.row_count + v_delta, 0),
+        set row_count = least(greatest(it.row_count + v_delta, 0),
                                          2147483647)::integer
         where it.table_name = tg_table_name;
     end if;
@@ -74,19 +74,23 @@ set search_path = ''
 as $$
 declare
     v_rel pg_catalog.regclass;
+    v_have bigint;
 begin
     if not exists (select 1 from public.import_tables it where it.table_name = p_table) then
         raise exception '% is not a registered import table', p_table using errcode = '22023';
     end if;
     v_rel := pg_catalog.format('public.%I', p_table)::pg_catalog.regclass;
-    if (select pg_catalog.count(*) from pg_catalog.pg_trigger t
-        where t.tgrelid = v_rel
-          and t.tgname in ('import_count_insert', 'import_count_delete', 'import_count_truncate')) = 3 then
+    select pg_catalog.count(*) into v_have from pg_catalog.pg_trigger t
+    where t.tgrelid = v_rel
+      and t.tgname in ('import_count_insert', 'import_count_delete', 'import_count_truncate');
+    if v_have = 3 then
         return false;
     end if;
-    execute pg_catalog.format('drop trigger if exists import_count_insert on public.%I', p_table);
-    execute pg_catalog.format('drop trigger if exists import_count_delete on public.%I', p_table);
-    execute pg_catalog.format('drop trigger if exists import_count_truncate on public.%I', p_table);
+    if v_have > 0 then
+        execute pg_catalog.format('drop trigger if exists import_count_insert on public.%I', p_table);
+        execute pg_catalog.format('drop trigger if exists import_count_delete on public.%I', p_table);
+        execute pg_catalog.format('drop trigger if exists import_count_truncate on public.%I', p_table);
+    end if;
     execute pg_catalog.format(
         'create trigger import_count_insert after insert on public.%I '
         'referencing new table as import_count_new '
@@ -116,7 +120,7 @@ begin
         perform public.import_count_triggers(v_table);
         execute pg_catalog.format('select pg_catalog.count(*) from public.%I', v_table) into v_rows;
         update public.import_tables it
-        set row_count = pg_catalog.least(v_rows, 2147483647)::integer
+        set row_count = least(v_rows, 2147483647)::integer
         where it.table_name = v_table;
     end loop;
 end
@@ -169,7 +173,7 @@ begin
     if p_copied is null then
         execute pg_catalog.format('select count(*) from import_staging.%I', p_staging) into v_loaded;
     else
-        v_loaded := pg_catalog.greatest(p_copied - v_dups, 0);
+        v_loaded := greatest(p_copied - v_dups, 0);
     end if;
 
     select pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', ' order by a.attnum)
@@ -203,7 +207,7 @@ begin
             execute pg_catalog.format('select pg_catalog.count(*) from public.%I', v_table)
             into v_rows;
             update public.import_tables it
-            set row_count = pg_catalog.least(v_rows, 2147483647)::integer
+            set row_count = least(v_rows, 2147483647)::integer
             where it.table_name = v_table;
         end if;
         select it.row_count into v_rows
@@ -230,12 +234,12 @@ begin
                                   'enable trigger import_count_insert, '
                                   'enable trigger import_count_delete', v_table);
         execute pg_catalog.format('drop table import_staging.%I', p_staging);
-        v_rows := pg_catalog.greatest(coalesce(v_rows, 0) + v_inserted - v_deleted, 0);
+        v_rows := greatest(coalesce(v_rows, 0) + v_inserted - v_deleted, 0);
         v_loaded := v_inserted;
     end if;
 
     update public.import_tables it
-    set row_count = pg_catalog.least(v_rows, 2147483647)::integer, last_updated_at = pg_catalog.now()
+    set row_count = least(v_rows, 2147483647)::integer, last_updated_at = pg_catalog.now()
     where it.table_name = v_table;
 
     select ds.user_id into v_owner from public.data_sources ds where ds.id = p_data_source_id;
