@@ -721,6 +721,54 @@ static bool run_metrics(run_t *r)
     return ok;
 }
 
+/* The table destination: dedupe, then swap or merge (import_finish_staging);
+ * for incremental database sources, the key index and, after a swap,
+ * statistics. Its JSON answer, or NULL (r->error says why). */
+static json_t *finish_table(run_t *r, load_t *ld)
+{
+    const char *handling;
+    char *keys = NULL, *ci = NULL;
+    dup_keys(r->plan, &handling, &keys, &ci);
+    if (strcmp(ld->mode, "upsert") == 0 && strcmp(keys ? keys : "[]", "[]") == 0)
+        ld->mode = "append";
+    char copied[32];
+    snprintf(copied, sizeof(copied), "%lld", r->copied);
+    const char *p[8] = {r->src.id,      ld->staging, ld->mode,  keys ? keys : "[]",
+                        ci ? ci : "[]", handling,    r->log_id, copied};
+    /* $8: the COPY's own count, so the staging table is not counted (047) */
+    char *res = copy_scalar(r,
+                            "select public.import_finish_staging($1, $2, $3, "
+                            "array(select jsonb_array_elements_text($4::jsonb)), "
+                            "array(select jsonb_array_elements_text($5::jsonb)), $6, $7, "
+                            "$8::bigint)",
+                            8, p);
+    if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
+        const char *pk[2] = {r->src.id, keys ? keys : "[]"};
+        char *ix = copy_scalar(r,
+                               "select public.import_key_index($1, "
+                               "array(select jsonb_array_elements_text($2::jsonb)))",
+                               2, pk);
+        /* a new table has no statistics: the next merge's delete would plan
+         * a hash join over the whole table (migration 047) */
+        char *an = ix && strcmp(ld->mode, "replace") == 0
+                       ? copy_scalar(r, "select public.import_analyze($1)", 1, pk)
+                       : strdup("");
+        if (!ix || !an) {
+            free(res);
+            res = NULL;
+        }
+        free(ix);
+        free(an);
+    }
+    free(keys);
+    free(ci);
+    json_t *result = res ? json_loads(res, 0, NULL) : NULL;
+    if (res && !result)
+        run_fail(r, false, "the database's answer could not be read");
+    free(res);
+    return result;
+}
+
 /* Dedupe, index, swap or merge; close the run as success; commit. */
 static bool finish(run_t *r, load_t *ld)
 {
@@ -731,53 +779,10 @@ static bool finish(run_t *r, load_t *ld)
     long long extra_skipped = 0;
     json_t *result = NULL;
     if (ld->dest == DEST_TABLE) {
-        const char *handling;
-        char *keys = NULL, *ci = NULL;
-        dup_keys(r->plan, &handling, &keys, &ci);
-        if (strcmp(ld->mode, "upsert") == 0 && strcmp(keys ? keys : "[]", "[]") == 0)
-            ld->mode = "append";
-        char copied[32];
-        snprintf(copied, sizeof(copied), "%lld", r->copied);
-        const char *p[8] = {r->src.id,      ld->staging, ld->mode,  keys ? keys : "[]",
-                            ci ? ci : "[]", handling,    r->log_id, copied};
-        /* $8: the COPY's own count, so the staging table is not counted
-         * (migration 047) */
-        char *res = copy_scalar(r,
-                                "select public.import_finish_staging($1, $2, $3, "
-                                "array(select jsonb_array_elements_text($4::jsonb)), "
-                                "array(select jsonb_array_elements_text($5::jsonb)), $6, $7, "
-                                "$8::bigint)",
-                                8, p);
-        if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
-            const char *pk[2] = {r->src.id, keys ? keys : "[]"};
-            char *ix = copy_scalar(r,
-                                   "select public.import_key_index($1, "
-                                   "array(select jsonb_array_elements_text($2::jsonb)))",
-                                   2, pk);
-            /* a new table has no statistics: the next merge's delete would
-             * plan a hash join over the whole table (migration 047) */
-            char *an = ix && strcmp(ld->mode, "replace") == 0
-                           ? copy_scalar(r, "select public.import_analyze($1)", 1, pk)
-                           : strdup("");
-            if (!ix || !an) {
-                free(res);
-                res = NULL;
-            }
-            free(ix);
-            free(an);
-        }
-        free(keys);
-        free(ci);
-        if (!res)
+        result = finish_table(r, ld);
+        if (!result)
             return false;
-        result = json_loads(res, 0, NULL);
-        free(res);
-        long long dups = json_integer_value(json_object_get(result, "duplicates"));
-        if (dups > 0) {
-            extra_skipped += dups;
-            json_t *m = json_object_get(result, "duplicates");
-            (void)m;
-        }
+        extra_skipped += json_integer_value(json_object_get(result, "duplicates"));
         r->imported = json_integer_value(json_object_get(result, "imported"));
     } else {
         const char *p[3] = {r->src.id, ld->staging, r->log_id};
