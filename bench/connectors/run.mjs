@@ -70,17 +70,18 @@ try {
   const sync = async (id) => {
     const r = await api('POST', `/api/data-sources/${id}/sync`);
     if (r.status !== 202) throw new Error(r.text);
-    for (;;) {
-      const out = await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
-        'imported', records_imported, 'read', metadata -> 'progress' -> 'rows_read', 'err', error_message)
-        from public.sync_logs where id = ${h.lit(r.json.sync_log_id)}`);
-      const { status, secs, imported, read, err } = JSON.parse(out);
-      if (status !== 'running') {
-        if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
-        return { secs: Number(secs), imported: Number(imported), read: Number(read) };
-      }
-      await h.sleep(250); // each poll is a backend: counted in the cluster's CPU
-    }
+    // waited for in ONE database session: a psql per poll would be a new
+    // backend each time, counted in the cluster's CPU
+    const logId = h.lit(r.json.sync_log_id);
+    await h.sql(server, `do $$ begin loop
+      exit when (select status from public.sync_logs where id = ${logId}) <> 'running';
+      perform pg_sleep(0.2); end loop; end $$`);
+    const out = await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
+      'imported', records_imported, 'read', metadata -> 'progress' -> 'rows_read', 'err', error_message)
+      from public.sync_logs where id = ${logId}`);
+    const { status, secs, imported, read, err } = JSON.parse(out);
+    if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
+    return { secs: Number(secs), imported: Number(imported), read: Number(read) };
   };
 
   log('full sync (campaignd)');

@@ -90,7 +90,8 @@ uid=$(json 'd["user"]["id"]' <<<"$signup")
 auth=(-H "apikey: $anon" -H "Authorization: Bearer $token")
 
 log "uploading $bytes bytes"
-curl -sf "${auth[@]}" -H 'Content-Type: text/csv' --data-binary "@$csv" \
+# -T streams the file (--data-binary @file reads it into memory first: too much for 1 GB)
+curl -sf "${auth[@]}" -H 'Content-Type: text/csv' -X POST -T "$csv" \
   "$url/storage/v1/object/imports/$uid/contacts.csv" >/dev/null || die "upload failed"
 
 column_config='{"columns":[
@@ -119,15 +120,18 @@ if [ "${BENCH_PERF:-}" = 1 ]; then
   perf_pid=$!
 fi
 log_id=$(curl -sf "${auth[@]}" -X POST "$url/api/data-sources/$src_id/sync" | json 'd["sync_log_id"]') || die "sync refused"
-status=running
-# polled twice a second (each poll is a new backend, counted in the cluster's
-# CPU), for up to 10 minutes per million rows
-for _ in $(seq 1 $((1200 * (rows / 1000000 + 1)))); do
-  status=$(psql "$owner_url" -XAtc "select status from public.sync_logs where id = '$log_id'")
-  [ "$status" != running ] && break
-  pgrep -P "$pm_pid" >>"$work/pg_pids" || true
-  sleep 0.5
-done
+# Waited for in ONE database session (a new psql every poll would be a new
+# backend each time, counted in the cluster's CPU); meanwhile the cluster's
+# processes are noted for the profile.
+( while :; do pgrep -P "$pm_pid" >>"$work/pg_pids" || true; sleep 0.5; done ) &
+pids_pid=$!
+psql "$owner_url" -XAtq -c "do \$\$ begin
+  loop
+    exit when (select status from public.sync_logs where id = '$log_id') <> 'running';
+    perform pg_sleep(0.2);
+  end loop; end \$\$" || true
+kill "$pids_pid" 2>/dev/null || true
+status=$(psql "$owner_url" -XAtc "select status from public.sync_logs where id = '$log_id'")
 if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
@@ -184,19 +188,21 @@ rev="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted
   if [ -n "$perf_pid" ] && [ -s "$work/perf.data" ]; then
     pg_list=$(sort -u "$work/pg_pids" | paste -sd, -)
     echo
-    echo "Profile of the import (perf record -a -g -F 499; percentages of all samples on the machine):"
+    echo "Profile of the import (perf record -a -g -F 499; percentages of each process group's own samples):"
     echo
-    echo "campaignd (pid $server_pid, all threads), by thread and symbol:"
+    echo "campaignd (pid $server_pid), by thread, library and symbol:"
     echo
     echo '```'
-    perf report -i "$work/perf.data" --no-children -g none --pid "$server_pid" --sort tid,dso,symbol --stdio 2>/dev/null |
+    perf report -i "$work/perf.data" --no-children -g none --percentage relative --pid "$server_pid" \
+      --sort pid,dso,symbol --stdio 2>/dev/null |
       grep -E '^ +[0-9]' | head -40 | cut -c1-140 | sed 's/ *$//' || true
     echo '```'
     echo
     echo "this cluster's PostgreSQL processes, by symbol:"
     echo
     echo '```'
-    perf report -i "$work/perf.data" --no-children -g none --pid "$pg_list" --sort dso,symbol --stdio 2>/dev/null |
+    perf report -i "$work/perf.data" --no-children -g none --percentage relative --pid "$pg_list" \
+      --sort dso,symbol --stdio 2>/dev/null |
       grep -E '^ +[0-9]' | head -40 | cut -c1-140 | sed 's/ *$//' || true
     echo '```'
   fi
