@@ -100,29 +100,19 @@ copy_pipe_t *copy_pipe_start(size_t nbufs, size_t flush_at, size_t buf_max, copy
     p->cur = 0;
     for (size_t i = nbufs; i > 1; i--)
         p->free_idx[p->nfree++] = i - 1;
-    if (pthread_mutex_init(&p->mu, NULL) != 0) {
-        pipe_free(p);
-        return NULL;
-    }
-    if (pthread_cond_init(&p->cv_free, NULL) != 0) {
-        pthread_mutex_destroy(&p->mu);
-        pipe_free(p);
-        return NULL;
-    }
-    if (pthread_cond_init(&p->cv_work, NULL) != 0) {
-        pthread_cond_destroy(&p->cv_free);
-        pthread_mutex_destroy(&p->mu);
-        pipe_free(p);
-        return NULL;
-    }
-    if (pthread_create(&p->thread, NULL, writer_main, p) != 0) {
+    bool mu = pthread_mutex_init(&p->mu, NULL) == 0;
+    bool cf = mu && pthread_cond_init(&p->cv_free, NULL) == 0;
+    bool cw = cf && pthread_cond_init(&p->cv_work, NULL) == 0;
+    if (cw && pthread_create(&p->thread, NULL, writer_main, p) == 0)
+        return p;
+    if (cw)
         pthread_cond_destroy(&p->cv_work);
+    if (cf)
         pthread_cond_destroy(&p->cv_free);
+    if (mu)
         pthread_mutex_destroy(&p->mu);
-        pipe_free(p);
-        return NULL;
-    }
-    return p;
+    pipe_free(p);
+    return NULL;
 }
 
 cd_buf_t *copy_pipe_buf(copy_pipe_t *p)
