@@ -19,8 +19,12 @@
 # (BENCH_FANOUT_RATES, rows/s, default "300 600"; "" skips it). Writes
 # bench/RESULTS.md (BENCH_RESULTS to change) and prints the same.
 # BENCH_ONLY picks a subset of the parts, by name: list (both list scenarios),
-# auth_user, signin, soak (default: all of them), e.g.
+# auth_user, signin, soak, import (bench/import/run.sh: a 1,000,000-row CSV
+# against psql \copy), connectors (bench/connectors/run.mjs: PostgreSQL →
+# table against the psql pipe, and the incremental re-sync) (default: all of
+# them), e.g.
 #   BENCH_ONLY=list BENCH_SECONDS=20 bench/run.sh
+#   BENCH_ONLY="import connectors" bench/run.sh
 # BENCH_PERF=1 also records a system-wide perf profile (perf record -a -g)
 # during the list_campaigns run at 8 connections and puts where the CPU time
 # went (per process, and the server's hottest symbols) into the results.
@@ -33,7 +37,7 @@ root=$(pwd)
 bin=${CAMPAIGND_BIN:-$root/build/campaignd}
 seconds=${BENCH_SECONDS:-30}
 connections=${BENCH_CONNECTIONS:-"8 64"}
-only=${BENCH_ONLY:-"list auth_user signin soak"}
+only=${BENCH_ONLY:-"list auth_user signin soak import connectors"}
 wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -393,6 +397,38 @@ The campaignd process's resident memory, sampled every 30 s:
 | seconds | RSS (KiB) |
 | ---: | ---: |
 $soak_rows"
+fi
+
+# ------------------------------------------------------------------ import, connectors
+# Their own scripts, each with its own server; their sections go into this
+# report (each also says its command, machine, load and CPU per million rows).
+if wants import; then
+  log "import: bench/import/run.sh"
+  if CAMPAIGND_BIN=$bin BENCH_RESULTS=$work/import.md nice bench/import/run.sh >&2; then
+    sections+="
+$(cat "$work/import.md")
+"
+  else
+    sections+="
+## Import: 1,000,000-row CSV into a dedicated table (issue 10)
+
+Not measured: bench/import/run.sh failed (see its output).
+"
+  fi
+fi
+if wants connectors; then
+  log "connectors: bench/connectors/run.mjs"
+  if CAMPAIGND_BIN=$bin BENCH_RESULTS=$work/connectors.md nice node bench/connectors/run.mjs >/dev/null; then
+    sections+="
+$(cat "$work/connectors.md")
+"
+  else
+    sections+="
+## Database connector: PostgreSQL → dedicated table (issue 11)
+
+Not measured: bench/connectors/run.mjs failed (see its output).
+"
+  fi
 fi
 
 # ------------------------------------------------------------------ realtime fan-out

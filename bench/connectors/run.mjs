@@ -10,14 +10,17 @@
 //   4. incremental: a second source with incremental_column updated_at: its first
 //      sync reads everything; then 1,000 rows change at the source and the next
 //      sync reads only those (and the ties of the last value);
-//   5. appends the figures to bench/RESULTS.md.
+//   5. appends the figures to bench/RESULTS.md, with the CPU seconds (user +
+//      system, bench/cputime.py) of campaignd and of both clusters (postmaster
+//      and every backend) per million rows, and of the psql pipe: figures a
+//      shared, loaded machine distorts far less than wall time.
 //
 // Usage: CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/connectors/run.mjs
 // BENCH_DB_ROWS (default 1000000), BENCH_RESULTS (default bench/RESULTS.md).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as h from '../../tests/integration/helpers.js';
 import * as dbs from '../../tests/integration/db-servers.js';
 
@@ -55,34 +58,51 @@ try {
     if (r.status !== 200) throw new Error(r.text);
     return data.id;
   };
+  const pmOf = (dir) => {
+    const f = execFileSync('find', [dir, '-name', 'postmaster.pid'], { encoding: 'utf8' }).split('\n')[0];
+    return fs.readFileSync(f, 'utf8').split('\n')[0].trim();
+  };
+  const pids = [String(server.process.pid), `tree:${pmOf(server.dataDir)}`, `tree:${pmOf(pg.dir)}`];
+  // [campaignd, destination cluster, source cluster] CPU seconds so far
+  const cpu = () => execFileSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), ...pids], { encoding: 'utf8' })
+    .trim().split(' ').map(Number);
+  const cpuSince = (a) => cpu().map((x, i) => x - a[i]);
   const sync = async (id) => {
     const r = await api('POST', `/api/data-sources/${id}/sync`);
     if (r.status !== 202) throw new Error(r.text);
-    for (;;) {
-      const out = await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
-        'imported', records_imported, 'read', metadata -> 'progress' -> 'rows_read', 'err', error_message)
-        from public.sync_logs where id = ${h.lit(r.json.sync_log_id)}`);
-      const { status, secs, imported, read, err } = JSON.parse(out);
-      if (status !== 'running') {
-        if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
-        return { secs: Number(secs), imported: Number(imported), read: Number(read) };
-      }
-      await h.sleep(100);
-    }
+    // waited for in ONE database session: a psql per poll would be a new
+    // backend each time, counted in the cluster's CPU
+    const logId = h.lit(r.json.sync_log_id);
+    await h.sql(server, `do $$ begin loop
+      exit when (select status from public.sync_logs where id = ${logId}) <> 'running';
+      perform pg_sleep(0.2); end loop; end $$`);
+    const out = await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
+      'imported', records_imported, 'read', metadata -> 'progress' -> 'rows_read', 'err', error_message)
+      from public.sync_logs where id = ${logId}`);
+    const { status, secs, imported, read, err } = JSON.parse(out);
+    if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
+    return { secs: Number(secs), imported: Number(imported), read: Number(read) };
   };
 
   log('full sync (campaignd)');
-  const full = await sync(await create('bench full'));
+  const fullId = await create('bench full');
+  let c0 = cpu();
+  const full = await sync(fullId);
+  const fullCpu = cpuSince(c0);
   log(`full: ${full.secs}s, ${full.imported} rows`);
 
   log('psql \\copy | psql \\copy');
   const dst = await h.dbUrl(server);
   execFileSync('psql', ['-X', '-q', dst, '-c', 'create table public.bench_plain (id integer, email text, first_name text, score integer, amount numeric(10,2), active boolean, signed_up date, updated_at timestamptz)']);
+  c0 = cpu();
   const t0 = process.hrtime.bigint();
-  execFileSync('bash', ['-o', 'pipefail', '-c',
+  const pipe = spawnSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), '--run', 'bash', '-o', 'pipefail', '-c',
     `psql -X -q "$SRC" -c "\\copy (select * from public.leads) to stdout" | psql -X -q "$DST" -c "\\copy public.bench_plain from stdin"`],
-  { env: { ...process.env, SRC: pg.url('reader', 'reader-pw'), DST: dst } });
+  { env: { ...process.env, SRC: pg.url('reader', 'reader-pw'), DST: dst }, encoding: 'utf8' });
   const copySecs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (pipe.status !== 0) throw new Error(`psql pipe: ${pipe.stderr}`);
+  const copyCpu = cpuSince(c0);
+  copyCpu[0] = Number(/cpu_s=([0-9.]+)/.exec(pipe.stderr)[1]); // the two psql processes, not campaignd
   log(`psql: ${copySecs}s`);
 
   log('incremental: first (full) sync, 1000 changes, second sync');
@@ -90,22 +110,29 @@ try {
     column_config: { duplicate_key_columns: ['id_col'] },
     schedule_config: { incremental_strategy: 'incremental', incremental_column: 'updated_at' },
   });
+  c0 = cpu();
   const first = await sync(inc);
+  const firstCpu = cpuSince(c0);
   await pg.psql(`update public.leads set updated_at = updated_at + interval '10 years', email = 'changed' || id || '@example.com'
                  where id in (select g * ${Math.floor(rows / 1000)} from generate_series(1, 1000) g)`);
+  c0 = cpu();
   const second = await sync(inc);
+  const secondCpu = cpuSince(c0);
   log(`incremental: first ${first.secs}s, second ${second.secs}s (${second.read} rows read)`);
 
   const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() ? ' (with uncommitted changes)' : '';
-  const cpu = (os.cpus()[0] || {}).model || '?';
+  const model = (os.cpus()[0] || {}).model || '?';
   const f = (x) => x.toFixed(2);
+  const m = rows / 1e6;
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  const perM = (a) => `${a.map((x) => f(x / m)).join(' + ')} = ${f(sum(a) / m)}`;
   const lines = [
     '',
     '## Database connector: PostgreSQL → dedicated table, 1,000,000 rows; incremental re-sync (issue 11)',
     '',
     `- Command: \`CAMPAIGND_BIN=${process.env.CAMPAIGND_BIN || h.BIN} nice node bench/connectors/run.mjs\` (BENCH_DB_ROWS=${rows}), ${new Date().toISOString().slice(0, 19)}Z`,
-    `- Machine: ${os.cpus().length} CPUs (${cpu.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, other work running: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} load`,
+    `- Machine: ${os.cpus().length} CPUs (${model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, other work running: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} load`,
     `- campaignd ${rev}${dirty}; source: a second PostgreSQL 15 cluster on 127.0.0.1 (8 columns: integer key, text ×2, integer, numeric, boolean, date, timestamptz; index on updated_at)`,
     '',
     '| measure | value |',
@@ -118,6 +145,13 @@ try {
     `| incremental re-sync after 1,000 changed rows (rows read: ${second.read}), s | ${f(second.secs)} |`,
     `| **re-sync / full sync** (goal < 2 %) | **${((100 * second.secs) / full.secs).toFixed(2)} %** (vs the incremental source's own first sync: ${((100 * second.secs) / first.secs).toFixed(2)} %) |`,
   ];
+  lines.push(
+    `| CPU s per million rows, full sync: campaignd + destination cluster + source cluster | ${perM(fullCpu)} |`,
+    `| CPU s per million rows, psql pipe: the two psql + destination cluster + source cluster | ${perM(copyCpu)} |`,
+    `| **ratio of CPU, psql pipe / full sync** (load-robust) | **${f(sum(copyCpu) / sum(fullCpu))}** |`,
+    `| CPU s, incremental first sync / re-sync (campaignd + both clusters) | ${f(sum(firstCpu))} / ${f(sum(secondCpu))} (${((100 * sum(secondCpu)) / sum(fullCpu)).toFixed(2)} % of the full sync's) |`,
+    `| load average (1/5/15 min) at the end | ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
+  );
   fs.appendFileSync(results, lines.join('\n') + '\n');
   log(`appended to ${results}`);
   console.log(lines.join('\n'));

@@ -72,6 +72,11 @@ bool import__address_public(const struct sockaddr *sa);
 
 /* Writes a random UUID (version 4) from 16 random bytes. */
 void import__uuid_format(const unsigned char b[16], char out[37]);
+/* Writes a time-ordered UUID (version 7, RFC 9562): ms (Unix time in
+ * milliseconds, 48 bits), then seq (26 bits, increasing within that
+ * millisecond), then 48 random bits from rnd. Ids made with increasing
+ * (ms, seq) sort in that order. */
+void import__uuid7_format(uint64_t ms, uint32_t seq, const unsigned char rnd[6], char out[37]);
 
 /* Slugifies a data source's name for create_import_table: [a-z0-9_], at
  * most 40 characters, not starting with a digit, "source" when empty. */

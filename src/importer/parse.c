@@ -93,6 +93,27 @@ void parse__error(imp_error_t *err, imp_errcode_t code, long long line, const ch
     va_end(ap);
 }
 
+int parse__pull(imp_reader_t *r, const parse__pull_t *p, long long *line, imp_error_t *err)
+{
+    for (;;) {
+        if (*p->failed)
+            return -1;
+        if (*p->row_done) {
+            *p->row_done = false;
+            int ready = p->row_ready(r, err);
+            if (ready < 0)
+                return -1;
+            if (ready == 0)
+                continue;
+            *line = *p->row_line;
+            return 1;
+        }
+        int fed = p->feed(r, err);
+        if (fed <= 0)
+            return fed;
+    }
+}
+
 size_t parse__utf8_valid_prefix(const unsigned char *s, size_t len)
 {
     size_t i = 0;

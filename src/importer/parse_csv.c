@@ -296,63 +296,64 @@ static void feed_segment(csv_state_t *st)
     }
 }
 
-static bool row_is_blank(const imp_reader_t *r)
+/* A completed row: a blank line is dropped. */
+static int csv_row_ready(imp_reader_t *r, imp_error_t *err)
 {
-    if (r->nfields != 1)
-        return false;
-    const char *s = r->store + r->field_off[0];
-    for (size_t i = 0; i < r->field_len[0]; i++) {
-        if (s[i] != ' ' && s[i] != '\t')
-            return false;
+    (void)err;
+    if (r->nfields == 1) {
+        const char *s = r->store + r->field_off[0];
+        size_t i = 0;
+        while (i < r->field_len[0] && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        if (i == r->field_len[0]) {
+            parse__row_reset(r);
+            return 0;
+        }
     }
-    return true;
+    return 1;
+}
+
+/* Pushes the next piece of decoded text into libcsv, reading the file as
+ * needed; at its end, finishes the last row. */
+static int csv_feed(imp_reader_t *r, imp_error_t *err)
+{
+    csv_state_t *st = r->impl;
+    if (st->dec_pos < st->dec_len) {
+        feed_segment(st);
+        return 1;
+    }
+    if (!st->eof) {
+        if (!fill(st)) {
+            parse__error(err, IMP_ERR_NOMEM, st->cur_line, "out of memory");
+            return -1;
+        }
+        if (ferror(st->f)) {
+            parse__error(err, IMP_ERR_IO, st->cur_line, "cannot read the file");
+            return -1;
+        }
+        return 1;
+    }
+    if (st->finished)
+        return 0;
+    st->finished = true;
+    long long start = st->row_start;
+    /* libcsv's CSV_STRICT_FINI works only in strict mode, which would also
+     * refuse the sloppy quoting real exports have: look at its state
+     * (2 = FIELD_BEGUN) instead. */
+    if ((st->p.quoted && st->p.pstate == 2) ||
+        (csv_fini(&st->p, on_field, on_row, st) != 0 && !st->failed)) {
+        parse__error(err, IMP_ERR_FORMAT, start, "a quoted field is never closed (a stray '\"'?)");
+        return -1;
+    }
+    return 1;
 }
 
 static int csv_next(imp_reader_t *r, long long *line, imp_error_t *err)
 {
     csv_state_t *st = r->impl;
     st->err = err;
-    for (;;) {
-        if (st->failed)
-            return -1;
-        if (st->row_done) {
-            st->row_done = false;
-            if (row_is_blank(r)) {
-                parse__row_reset(r);
-                continue;
-            }
-            *line = st->row_line;
-            return 1;
-        }
-        if (st->dec_pos < st->dec_len) {
-            feed_segment(st);
-            continue;
-        }
-        if (!st->eof) {
-            if (!fill(st)) {
-                parse__error(err, IMP_ERR_NOMEM, st->cur_line, "out of memory");
-                return -1;
-            }
-            if (ferror(st->f)) {
-                parse__error(err, IMP_ERR_IO, st->cur_line, "cannot read the file");
-                return -1;
-            }
-            continue;
-        }
-        if (st->finished)
-            return 0;
-        st->finished = true;
-        long long start = st->row_start;
-        /* libcsv's CSV_STRICT_FINI works only in strict mode, which would also
-         * refuse the sloppy quoting real exports have: look at its state
-         * (2 = FIELD_BEGUN) instead. */
-        if ((st->p.quoted && st->p.pstate == 2) ||
-            (csv_fini(&st->p, on_field, on_row, st) != 0 && !st->failed)) {
-            parse__error(err, IMP_ERR_FORMAT, start,
-                         "a quoted field is never closed (a stray '\"'?)");
-            return -1;
-        }
-    }
+    const parse__pull_t pull = {&st->failed, &st->row_done, &st->row_line, csv_row_ready, csv_feed};
+    return parse__pull(r, &pull, line, err);
 }
 
 static void csv_close(void *impl)

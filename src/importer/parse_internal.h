@@ -57,6 +57,19 @@ CD_MUSTCHECK bool parse__field_pad(imp_reader_t *r, size_t n, long long line, im
 /* Fills err. */
 void parse__error(imp_error_t *err, imp_errcode_t code, long long line, const char *fmt, ...)
     CD_PRINTF(4, 5);
+/* The pull loop of the push parsers (libcsv for CSV, expat for XLSX): their
+ * callbacks complete a row (*row_done, at *row_line) or fail (*failed) while
+ * feed() pushes input into them. */
+typedef struct parse__pull {
+    bool *failed, *row_done;
+    const long long *row_line;
+    /* A completed row: 1 hands it out, 0 drops it (reading on), -1 error. */
+    int (*row_ready)(imp_reader_t *r, imp_error_t *err);
+    /* Pushes more input: 1 read on, 0 the end of the input, -1 error. */
+    int (*feed)(imp_reader_t *r, imp_error_t *err);
+} parse__pull_t;
+/* Pulls the next row through p: parse__ops_t.next of a push parser. */
+int parse__pull(imp_reader_t *r, const parse__pull_t *p, long long *line, imp_error_t *err);
 /* Length of the longest valid UTF-8 prefix of s[0..len) without NUL bytes. */
 size_t parse__utf8_valid_prefix(const unsigned char *s, size_t len);
 

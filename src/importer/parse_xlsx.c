@@ -644,52 +644,58 @@ static void sheet_chars(void *ud, const XML_Char *s, int len)
         text_add(st, s, (size_t)len);
 }
 
+/* A completed row: trailing empty cells are not stored in XLSX, so the row
+ * is padded to the header. */
+static int xlsx_row_ready(imp_reader_t *r, imp_error_t *err)
+{
+    xlsx_state_t *st = r->impl;
+    return parse__field_pad(r, r->nheader, st->row_line, err) ? 1 : -1;
+}
+
+/* Resumes expat, or pushes the next inflated piece of the sheet into it. */
+static int xlsx_feed(imp_reader_t *r, imp_error_t *err)
+{
+    xlsx_state_t *st = r->impl;
+    enum XML_Status xs;
+    if (st->suspended) {
+        st->suspended = false;
+        xs = XML_ResumeParser(st->xp);
+    } else {
+        if (st->sheet_eof)
+            return 0;
+        zip_int64_t n = zip_fread(st->sheet, st->chunk, XLSX_CHUNK);
+        if (n < 0) {
+            parse__error(err, IMP_ERR_FORMAT, st->row_line,
+                         "the workbook is damaged (the sheet cannot be decompressed)");
+            return -1;
+        }
+        st->sheet_bytes += (uint64_t)n;
+        r->stats.bytes_read = st->sheet_bytes;
+        if (st->sheet_bytes > st->sheet_max) {
+            parse__error(err, IMP_ERR_TOO_BIG, st->row_line,
+                         "the sheet is too large once uncompressed (a zip bomb?)");
+            return -1;
+        }
+        st->sheet_eof = n == 0;
+        xs = XML_Parse(st->xp, st->chunk, (int)n, n == 0);
+    }
+    if (xs == XML_STATUS_SUSPENDED) {
+        st->suspended = true;
+    } else if (xs == XML_STATUS_ERROR && !st->failed) {
+        parse__error(err, IMP_ERR_FORMAT, st->row_line, "the sheet's XML is malformed: %s",
+                     XML_ErrorString(XML_GetErrorCode(st->xp)));
+        return -1;
+    }
+    return 1;
+}
+
 static int xlsx_next(imp_reader_t *r, long long *line, imp_error_t *err)
 {
     xlsx_state_t *st = r->impl;
     st->err = err;
-    for (;;) {
-        if (st->failed)
-            return -1;
-        if (st->row_done) {
-            st->row_done = false;
-            /* trailing empty cells are not stored in XLSX: pad to the header */
-            if (!parse__field_pad(r, r->nheader, st->row_line, err))
-                return -1;
-            *line = st->row_line;
-            return 1;
-        }
-        enum XML_Status xs;
-        if (st->suspended) {
-            st->suspended = false;
-            xs = XML_ResumeParser(st->xp);
-        } else {
-            if (st->sheet_eof)
-                return 0;
-            zip_int64_t n = zip_fread(st->sheet, st->chunk, XLSX_CHUNK);
-            if (n < 0) {
-                parse__error(err, IMP_ERR_FORMAT, st->row_line,
-                             "the workbook is damaged (the sheet cannot be decompressed)");
-                return -1;
-            }
-            st->sheet_bytes += (uint64_t)n;
-            r->stats.bytes_read = st->sheet_bytes;
-            if (st->sheet_bytes > st->sheet_max) {
-                parse__error(err, IMP_ERR_TOO_BIG, st->row_line,
-                             "the sheet is too large once uncompressed (a zip bomb?)");
-                return -1;
-            }
-            st->sheet_eof = n == 0;
-            xs = XML_Parse(st->xp, st->chunk, (int)n, n == 0);
-        }
-        if (xs == XML_STATUS_SUSPENDED) {
-            st->suspended = true;
-        } else if (xs == XML_STATUS_ERROR && !st->failed) {
-            parse__error(err, IMP_ERR_FORMAT, st->row_line, "the sheet's XML is malformed: %s",
-                         XML_ErrorString(XML_GetErrorCode(st->xp)));
-            return -1;
-        }
-    }
+    const parse__pull_t pull = {&st->failed, &st->row_done, &st->row_line, xlsx_row_ready,
+                                xlsx_feed};
+    return parse__pull(r, &pull, line, err);
 }
 
 static void xlsx_close(void *impl)

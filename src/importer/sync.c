@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "importer/clean.h"
 #include "importer/connectors.h"
+#include "importer/copy_pipe.h"
 #include "importer/dbconn.h"
 #include "importer/importer_internal.h"
 #include "importer/parse.h"
@@ -36,9 +37,11 @@
 
 #define SYNC_COPY_CHUNK    (256 * 1024) /* bytes handed to PQputCopyData at once */
 #define SYNC_COPY_BUF_MAX  (64 * 1024 * 1024)
+#define SYNC_PIPE_BUFFERS  4    /* COPY buffers between the parse and the writer thread */
 #define SYNC_CHECK_ROWS    1024 /* rows between clock reads */
 #define SYNC_PROGRESS_MS   500  /* progress (and cancel checks) at least this often */
 #define SYNC_UUID_BATCH    256
+#define SYNC_UUID_SEQ_MAX  (1u << 26) /* ids per millisecond of a version 7 id */
 #define SYNC_MAX_SQL       (64 * 1024)
 #define SYNC_METRICS_BATCH 5000 /* metric rows per import_metrics_upsert call */
 
@@ -68,6 +71,7 @@ typedef struct run {
     long long rows_read;
     long long imported;
     long long skipped;
+    long long copied; /* rows the COPY loaded into the staging table */
     long long skip_counts[IMP_SKIP_REASON_COUNT];
     json_t *errors;   /* the first IMPORT_MAX_ROW_ERRORS row errors */
     json_t *warnings; /* strings */
@@ -75,8 +79,10 @@ typedef struct run {
     bool cancelled;
     bool lost; /* the lease was lost or the process stops */
     /* uuids */
-    unsigned char rnd[16 * SYNC_UUID_BATCH];
+    unsigned char rnd[6 * SYNC_UUID_BATCH];
     size_t rnd_used;
+    uint64_t id_ms; /* the ids' time: the load's start (next_uuid) */
+    uint32_t id_seq;
     /* outcome */
     char error[512];
     bool retryable;
@@ -89,13 +95,9 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void import__uuid_format(const unsigned char b[16], char out[37])
+static void uuid_hex(const unsigned char v[16], char out[37])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char v[16];
-    memcpy(v, b, 16);
-    v[6] = (unsigned char)((v[6] & 0x0f) | 0x40); /* version 4 */
-    v[8] = (unsigned char)((v[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     size_t o = 0;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -104,6 +106,28 @@ void import__uuid_format(const unsigned char b[16], char out[37])
         out[o++] = hex[v[i] & 15];
     }
     out[o] = '\0';
+}
+
+void import__uuid_format(const unsigned char b[16], char out[37])
+{
+    unsigned char v[16];
+    memcpy(v, b, 16);
+    v[6] = (unsigned char)((v[6] & 0x0f) | 0x40); /* version 4 */
+    v[8] = (unsigned char)((v[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    uuid_hex(v, out);
+}
+
+void import__uuid7_format(uint64_t ms, uint32_t seq, const unsigned char rnd[6], char out[37])
+{
+    unsigned char v[16];
+    for (int i = 0; i < 6; i++)
+        v[i] = (unsigned char)(ms >> (40 - 8 * i));
+    v[6] = (unsigned char)(0x70 | ((seq >> 22) & 0x0f)); /* version 7, seq bits 25-22 */
+    v[7] = (unsigned char)(seq >> 14);
+    v[8] = (unsigned char)(0x80 | ((seq >> 8) & 0x3f)); /* variant, seq bits 13-8 */
+    v[9] = (unsigned char)seq;
+    memcpy(v + 10, rnd, 6);
+    uuid_hex(v, out);
 }
 
 void import__slug(const char *name, char *out, size_t outlen)
@@ -463,6 +487,10 @@ done:
     return ok;
 }
 
+/* The next row's id: version 7, increasing through the run (the run's start
+ * in ms, then a counter), so the primary key is built from presorted ids —
+ * random version 4 ids made the sort of that build the largest cost after
+ * the COPY — and rows merged later go to the index's right edge. */
 static bool next_uuid(run_t *r, char out[37])
 {
     if (r->rnd_used == SYNC_UUID_BATCH) {
@@ -470,23 +498,22 @@ static bool next_uuid(run_t *r, char out[37])
             return false;
         r->rnd_used = 0;
     }
-    import__uuid_format(r->rnd + 16 * r->rnd_used++, out);
-    return true;
-}
-
-static bool copy_flush(run_t *r, cd_buf_t *b)
-{
-    if (b->len == 0)
-        return true;
-    if (PQputCopyData(r->copy, b->data, (int)b->len) != 1) {
-        run_fail(r, true, "the database connection was lost during the import");
-        return false;
+    if (r->id_seq == SYNC_UUID_SEQ_MAX) { /* 67 million ids: the next millisecond */
+        r->id_ms++;
+        r->id_seq = 0;
     }
-    cd_buf_reset(b);
+    import__uuid7_format(r->id_ms, r->id_seq++, r->rnd + 6 * r->rnd_used++, out);
     return true;
 }
 
-/* Streams every row of the file into the staging table. */
+/* The writer thread's sink (copy_pipe.h): the only user of the data
+ * connection while the rows stream. */
+static bool copy_sink(void *arg, const char *data, size_t len)
+{
+    PGconn *conn = arg;
+    return PQputCopyData(conn, data, (int)len) == 1;
+}
+
 /* Starts the COPY into the load's staging table. */
 static bool copy_begin(run_t *r, const load_t *ld)
 {
@@ -500,7 +527,9 @@ static bool copy_begin(run_t *r, const load_t *ld)
         ok = q && cd_buf_printf(&sql, ", %s", q);
         PQfreemem(q);
     }
-    ok = ok && cd_buf_adds(&sql, ") from stdin");
+    /* FREEZE: the staging table was made in this transaction, so its rows are
+     * written frozen and all-visible; nothing rewrites their pages later */
+    ok = ok && cd_buf_adds(&sql, ") from stdin with (freeze)");
     if (!ok) {
         cd_buf_free(&sql);
         run_fail(r, false, "too many columns");
@@ -517,9 +546,9 @@ static bool copy_begin(run_t *r, const load_t *ld)
     return true;
 }
 
-/* Cleans one row and adds it to the COPY buffer b (or counts it as
+/* Cleans one row and adds it to the pipe's COPY buffer (or counts it as
  * skipped); the reason to abort the COPY, or NULL to go on. */
-static const char *load_row(run_t *r, cd_buf_t *b, const imp_row_t *row)
+static const char *load_row(run_t *r, copy_pipe_t *pipe, const imp_row_t *row)
 {
     r->rows_read++;
     if (r->db)
@@ -540,28 +569,27 @@ static const char *load_row(run_t *r, cd_buf_t *b, const imp_row_t *row)
         add_row_error(r, &out);
     } else {
         char id[37];
+        cd_buf_t *b = copy_pipe_buf(pipe);
         if (!next_uuid(r, id) || !cd_buf_add(b, id, 36) || !cd_buf_add(b, "\t", 1) ||
             !imp_copy_append_row(b, &out)) {
             run_fail(r, false, "line %lld is too large to load", row->line);
             return "a row is too large";
         }
         r->imported++;
-        if (b->len >= SYNC_COPY_CHUNK && !copy_flush(r, b))
+        if (!copy_pipe_flush(pipe)) {
+            run_fail(r, true, "the database connection was lost during the import (line %lld)",
+                     row->line);
             return "connection lost";
+        }
     }
     return NULL;
 }
 
-static bool load_rows(run_t *r, const load_t *ld)
+/* Parses and cleans on this thread while the pipe's writer thread streams
+ * the COPY text to PostgreSQL (copy_pipe.h): SYNC_PIPE_BUFFERS buffers of
+ * about SYNC_COPY_CHUNK bytes between them bound the memory. */
+static const char *load_loop(run_t *r, copy_pipe_t *pipe)
 {
-    if (!copy_begin(r, ld))
-        return false;
-
-    cd_buf_t b;
-    cd_buf_init(&b, SYNC_COPY_BUF_MAX);
-    r->phase = "loading";
-    r->rnd_used = SYNC_UUID_BATCH;
-    const char *abort_msg = NULL;
     long long since_check = 0;
     for (;;) {
         imp_row_t row;
@@ -571,36 +599,57 @@ static bool load_rows(run_t *r, const load_t *ld)
             if (r->db && r->db->failed)
                 run_fail(r, r->db->retryable, "%s", r->db->err);
             run_fail(r, false, "%s", perr.message);
-            abort_msg = "the file could not be read";
-            break;
+            return "the file could not be read";
         }
         if (got == 0 && r->db && r->db->failed) { /* the stream's end was an error */
             run_fail(r, r->db->retryable, "%s", r->db->err);
-            abort_msg = "the source database failed";
-            break;
+            return "the source database failed";
         }
         if (got == 0)
-            break;
-        abort_msg = load_row(r, &b, &row);
+            return NULL;
+        const char *abort_msg = load_row(r, pipe, &row);
         if (abort_msg)
-            break;
+            return abort_msg;
         if (++since_check >= SYNC_CHECK_ROWS) {
             since_check = 0;
-            if (!run_tick(r, false)) {
-                abort_msg = r->cancelled ? "cancelled by the user" : "the job stopped";
-                break;
-            }
+            if (!run_tick(r, false))
+                return r->cancelled ? "cancelled by the user" : "the job stopped";
         }
     }
-    if (!abort_msg && !copy_flush(r, &b))
+}
+
+static bool load_rows(run_t *r, const load_t *ld)
+{
+    if (!copy_begin(r, ld))
+        return false;
+    r->phase = "loading";
+    r->rnd_used = SYNC_UUID_BATCH;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    r->id_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    r->id_seq = 0;
+    const char *abort_msg = NULL;
+    copy_pipe_t *pipe =
+        copy_pipe_start(SYNC_PIPE_BUFFERS, SYNC_COPY_CHUNK, SYNC_COPY_BUF_MAX, copy_sink, r->copy);
+    if (!pipe) {
+        run_fail(r, true, "cannot start the import's writer thread");
+        abort_msg = "no writer thread";
+    } else {
+        abort_msg = load_loop(r, pipe);
+    }
+    /* the writer is joined here: the data connection is this thread's again */
+    if (!copy_pipe_finish(pipe, abort_msg == NULL) && !abort_msg) {
+        run_fail(r, true, "the database connection was lost during the import");
         abort_msg = "connection lost";
-    cd_buf_free(&b);
+    }
     if (PQputCopyEnd(r->copy, abort_msg) != 1) {
         run_fail(r, true, "the database connection was lost during the import");
         return false;
     }
     PGresult *res = PQgetResult(r->copy);
     bool copied = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (copied)
+        r->copied = strtoll(PQcmdTuples(res), NULL, 10);
     if (!copied && !abort_msg) {
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
@@ -745,6 +794,54 @@ static char *finish_metadata(run_t *r, const load_t *ld, const json_t *result)
     return mtxt;
 }
 
+/* The table destination: dedupe, then swap or merge (import_finish_staging);
+ * for incremental database sources, the key index and, after a swap,
+ * statistics. Its JSON answer, or NULL (r->error says why). */
+static json_t *finish_table(run_t *r, load_t *ld)
+{
+    const char *handling;
+    char *keys = NULL, *ci = NULL;
+    dup_keys(r->plan, &handling, &keys, &ci);
+    if (strcmp(ld->mode, "upsert") == 0 && strcmp(keys ? keys : "[]", "[]") == 0)
+        ld->mode = "append";
+    char copied[32];
+    snprintf(copied, sizeof(copied), "%lld", r->copied);
+    const char *p[8] = {r->src.id,      ld->staging, ld->mode,  keys ? keys : "[]",
+                        ci ? ci : "[]", handling,    r->log_id, copied};
+    /* $8: the COPY's own count, so the staging table is not counted (047) */
+    char *res = copy_scalar(r,
+                            "select public.import_finish_staging($1, $2, $3, "
+                            "array(select jsonb_array_elements_text($4::jsonb)), "
+                            "array(select jsonb_array_elements_text($5::jsonb)), $6, $7, "
+                            "$8::bigint)",
+                            8, p);
+    if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
+        const char *pk[2] = {r->src.id, keys ? keys : "[]"};
+        char *ix = copy_scalar(r,
+                               "select public.import_key_index($1, "
+                               "array(select jsonb_array_elements_text($2::jsonb)))",
+                               2, pk);
+        /* a new table has no statistics: the next merge's delete would plan
+         * a hash join over the whole table (migration 047) */
+        char *an = ix && strcmp(ld->mode, "replace") == 0
+                       ? copy_scalar(r, "select public.import_analyze($1)", 1, pk)
+                       : strdup("");
+        if (!ix || !an) {
+            free(res);
+            res = NULL;
+        }
+        free(ix);
+        free(an);
+    }
+    free(keys);
+    free(ci);
+    json_t *result = res ? json_loads(res, 0, NULL) : NULL;
+    if (res && !result)
+        run_fail(r, false, "the database's answer could not be read");
+    free(res);
+    return result;
+}
+
 /* Dedupe, index, swap or merge; close the run as success; commit. */
 static bool finish(run_t *r, load_t *ld)
 {
@@ -755,42 +852,10 @@ static bool finish(run_t *r, load_t *ld)
     long long extra_skipped = 0;
     json_t *result = NULL;
     if (ld->dest == DEST_TABLE) {
-        const char *handling;
-        char *keys = NULL, *ci = NULL;
-        dup_keys(r->plan, &handling, &keys, &ci);
-        if (strcmp(ld->mode, "upsert") == 0 && strcmp(keys ? keys : "[]", "[]") == 0)
-            ld->mode = "append";
-        const char *p[7] = {r->src.id,      ld->staging, ld->mode, keys ? keys : "[]",
-                            ci ? ci : "[]", handling,    r->log_id};
-        char *res = copy_scalar(r,
-                                "select public.import_finish_staging($1, $2, $3, "
-                                "array(select jsonb_array_elements_text($4::jsonb)), "
-                                "array(select jsonb_array_elements_text($5::jsonb)), $6, $7)",
-                                7, p);
-        if (res && r->db && r->db->inc_column) { /* incremental upserts find rows by index */
-            const char *pk[2] = {r->src.id, keys ? keys : "[]"};
-            char *ix = copy_scalar(r,
-                                   "select public.import_key_index($1, "
-                                   "array(select jsonb_array_elements_text($2::jsonb)))",
-                                   2, pk);
-            if (!ix) {
-                free(res);
-                res = NULL;
-            }
-            free(ix);
-        }
-        free(keys);
-        free(ci);
-        if (!res)
+        result = finish_table(r, ld);
+        if (!result)
             return false;
-        result = json_loads(res, 0, NULL);
-        free(res);
-        long long dups = json_integer_value(json_object_get(result, "duplicates"));
-        if (dups > 0) {
-            extra_skipped += dups;
-            json_t *m = json_object_get(result, "duplicates");
-            (void)m;
-        }
+        extra_skipped += json_integer_value(json_object_get(result, "duplicates"));
         r->imported = json_integer_value(json_object_get(result, "imported"));
     } else {
         const char *p[3] = {r->src.id, ld->staging, r->log_id};
@@ -835,8 +900,10 @@ static bool finish(run_t *r, load_t *ld)
     bool ok = copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb)", 4, p, NULL);
     free(mtxt);
     /* The schema cache of /rest/v1 also reloads without the DDL event trigger
-     * (a DATABASE_URL without superuser). */
-    ok = ok && copy_exec(r, "select pg_notify('pgrst', 'reload schema')", 0, NULL, NULL);
+     * (a DATABASE_URL without superuser) — when a table was made or swapped:
+     * rows merged into the same table change no schema. */
+    if (ld->dest != DEST_TABLE || ld->recreated || strcmp(ld->mode, "replace") == 0)
+        ok = ok && copy_exec(r, "select pg_notify('pgrst', 'reload schema')", 0, NULL, NULL);
     return ok && copy_exec(r, "commit", 0, NULL, NULL);
 }
 

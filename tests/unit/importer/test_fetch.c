@@ -92,6 +92,29 @@ static void test_uuid_format(void **state)
     assert_string_equal(out, "00000000-0000-4000-8000-000000000000");
 }
 
+static void test_uuid7_format(void **state)
+{
+    (void)state;
+    const unsigned char rnd[6] = {0xde, 0xad, 0xbe, 0xef, 0x01, 0x02};
+    char a[37], b[37], c[37];
+    /* 2026-01-01T00:00:00Z in ms = 0x019b76daa800 */
+    import__uuid7_format(1767225600000ULL, 0, rnd, a);
+    assert_string_equal(a, "019b76da-a800-7000-8000-deadbeef0102");
+    import__uuid7_format(1767225600000ULL, (1u << 26) - 1, rnd, b);
+    assert_string_equal(b, "019b76da-a800-7fff-bfff-deadbeef0102"); /* version and variant kept */
+    import__uuid7_format(1767225600001ULL, 0, rnd, c);
+    /* increasing (ms, seq) give increasing ids, as text and as uuid bytes */
+    assert_true(strcmp(a, b) < 0);
+    assert_true(strcmp(b, c) < 0);
+    char prev[37] = "";
+    for (uint32_t seq = 0; seq < 5000; seq += 7) {
+        char id[37];
+        import__uuid7_format(1767225600000ULL, seq, rnd, id);
+        assert_true(strcmp(prev, id) < 0);
+        memcpy(prev, id, sizeof(id));
+    }
+}
+
 static void test_slug(void **state)
 {
     (void)state;
@@ -119,6 +142,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_address_guard),
         cmocka_unit_test(test_uuid_format),
+        cmocka_unit_test(test_uuid7_format),
         cmocka_unit_test(test_slug),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
