@@ -64,20 +64,6 @@ void auth_limiter_free(struct auth_limiter *l);
 /* Counts a request from addr; returns 0 if allowed, else seconds to wait. */
 int auth_limiter_hit(struct auth_limiter *l, const char *addr, long limit);
 
-/* How long an OAuth sign-in may take from /authorize to /callback, and how
- * long an issued PKCE auth code waits for its exchange (seconds). */
-#define AUTH_OAUTH_STATE_TTL 600
-#define AUTH_OAUTH_CODE_TTL  300
-/* The longest a PKCE flow row (auth.flow_state) can still be completed: its
- * callback or mailed link (MAILER_OTP_EXP), then the code's exchange. The
- * retention job purges older rows (auth.purge_flow_states, migration 040). */
-static inline long auth_flow_lifetime_seconds(const config_t *cfg)
-{
-    long wait =
-        cfg->mailer_otp_exp > AUTH_OAUTH_STATE_TTL ? cfg->mailer_otp_exp : AUTH_OAUTH_STATE_TTL;
-    return wait + AUTH_OAUTH_CODE_TTL;
-}
-
 /* MFA_REQUIRED_FOR_ADMIN=true turns on app_settings.mfa_required_for_admin
  * (migration 035) at start. False, and logged, when the database refuses. */
 CD_MUSTCHECK bool auth_mfa_apply_setting(app_t *app);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/auth.h"
 #include "core/log.h"
 #include "jobs/jobs.h"
 #include "jobs/queue.h"
@@ -77,7 +76,7 @@ static job_result_t retention_job(job_ctx_t *ctx, const job_t *job)
     jobs_retention_result_t res;
     db_error_t err;
     db_status_t st = jobs_retention_run_once(app->cfg.login_window_seconds, app->cfg.job_keep_days,
-                                             auth_flow_lifetime_seconds(&app->cfg), &res, &err);
+                                             config_flow_lifetime_seconds(&app->cfg), &res, &err);
     if (st != DB_OK) {
         job_set_error(ctx, "purge failed: %s (SQLSTATE %s)", err.message, err.sqlstate);
         return JOB_RETRY;
