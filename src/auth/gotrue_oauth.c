@@ -469,11 +469,17 @@ static void callback_refused(http_request_t *req, const callback_t *c, const sig
 {
     bool pkce = c->flow != NULL;
     char msg[160];
-    audit_failure(req, c->provider, pkce,
-                  strcmp(s->status, "ok") == 0           ? "user_banned"
-                  : strcmp(s->status, "unverified") == 0 ? "email_not_verified"
-                                                         : s->status,
-                  s->uid, s->email);
+    /* the audit reason of each outcome of auth.oauth_sign_in ("ok": banned) */
+    static const char *const reasons[][2] = {{"ok", "user_banned"},
+                                             {"unverified", "email_not_verified"},
+                                             {"no_email", "email_not_provided"},
+                                             {"deleted", "user_deleted"},
+                                             {"signup_disabled", "signup_disabled"}};
+    const char *reason = s->status;
+    for (size_t i = 0; i < CD_ARRAY_LEN(reasons); i++)
+        if (strcmp(s->status, reasons[i][0]) == 0)
+            reason = reasons[i][1];
+    audit_failure(req, c->provider, pkce, reason, s->uid, s->email);
     if (strcmp(s->status, "unverified") == 0) {
         snprintf(msg, sizeof(msg),
                  "Unverified email with %s: verify the address at the provider first", c->provider);
