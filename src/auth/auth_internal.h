@@ -81,6 +81,12 @@ CD_MUSTCHECK bool auth__run(http_request_t *req, const char *headers_json, bool 
                             const db_stmt_t *stmts, size_t n, PGresult **res,
                             const auth_unique_t *unique);
 
+/* auth__run of one statement (sql with nparams params) and no unique
+ * violation to map: the common case. */
+CD_MUSTCHECK bool auth__query(http_request_t *req, const char *headers_json, bool read_only,
+                              const char *sql, int nparams, const char *const *params,
+                              PGresult **res);
+
 /* auth__run for statements that encrypt or decrypt with the instance key
  * (the MFA secrets, migration 035): a write transaction with_secrets. */
 CD_MUSTCHECK bool auth__run_secrets(http_request_t *req, const char *headers_json,

@@ -255,6 +255,13 @@ bool auth__run(http_request_t *req, const char *headers_json, bool read_only,
     return run_auth_sql(req, headers_json, read_only, false, stmts, n, res, unique);
 }
 
+bool auth__query(http_request_t *req, const char *headers_json, bool read_only, const char *sql,
+                 int nparams, const char *const *params, PGresult **res)
+{
+    db_stmt_t s = {sql, nparams, params};
+    return auth__run(req, headers_json, read_only, &s, 1, res, NULL);
+}
+
 bool auth__run_secrets(http_request_t *req, const char *headers_json, const db_stmt_t *stmts,
                        size_t n, PGresult **res)
 {

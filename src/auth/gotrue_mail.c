@@ -152,6 +152,32 @@ typedef struct mail_job {
     const char *flow;        /* the PKCE flow the link completes (auth__mail_flow), or NULL */
 } mail_job_t;
 
+/* The template kind and link type of each token purpose. */
+static const struct {
+    const char *purpose, *kind, *link_type;
+} MAIL_PURPOSES[] = {
+    {"signup", "confirmation", "signup"},
+    {"recovery", "recovery", "recovery"},
+    {"magiclink", "magic_link", "magiclink"},
+    {"invite", "invite", "invite"},
+    {"email_change_current", "email_change", "email_change"},
+    {"email_change_new", "email_change", "email_change"},
+};
+
+/* A mail job of purpose (one of MAIL_PURPOSES) to address to, whose link
+ * leads to redirect_to (already checked); the caller adds the rest. */
+static mail_job_t mail_job(const char *purpose, const char *to, const char *redirect_to)
+{
+    mail_job_t j = {.purpose = purpose, .to = to, .redirect_to = redirect_to};
+    for (size_t i = 0; i < CD_ARRAY_LEN(MAIL_PURPOSES); i++) {
+        if (strcmp(purpose, MAIL_PURPOSES[i].purpose) == 0) {
+            j.kind = MAIL_PURPOSES[i].kind;
+            j.link_type = MAIL_PURPOSES[i].link_type;
+        }
+    }
+    return j;
+}
+
 static void reply_send_limited(http_request_t *req, int wait)
 {
     char msg[128];
@@ -282,13 +308,10 @@ void auth__signup_unconfirmed(http_request_t *req, const char *email, const char
     db_stmt_t user = {"select auth.user_json(u)::text from auth.users u where u.id = $1::uuid", 1,
                       p_user};
     db_stmt_t pre[2] = {create, audit};
-    mail_job_t j = {.uid = uid,
-                    .purpose = "signup",
-                    .kind = "confirmation",
-                    .link_type = "signup",
-                    .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
-                    .flow = flow};
+    mail_job_t j =
+        mail_job("signup", email, pick_redirect(app, http_query_arg(req, "redirect_to")));
+    j.uid = uid;
+    j.flow = flow;
     PGresult *r = NULL;
     const auth_unique_t taken = {"user_already_exists", "User already registered", 1};
     char *headers = auth_headers_json(req);
@@ -342,13 +365,10 @@ void auth__handle_recover(http_request_t *req)
         json_decref(body);
         return;
     }
-    mail_job_t j = {.lookup = true,
-                    .purpose = "recovery",
-                    .kind = "recovery",
-                    .link_type = "recovery",
-                    .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
-                    .flow = flow};
+    mail_job_t j =
+        mail_job("recovery", email, pick_redirect(app, http_query_arg(req, "redirect_to")));
+    j.lookup = true;
+    j.flow = flow;
     const char *p_audit[2] = {email, req->client_ip};
     db_stmt_t audit = {"select auth.audit('user_recovery_requested', (select id from auth.users "
                        "where lower(email) = lower(btrim($1)) and deleted_at is null), $1, $2)",
@@ -365,13 +385,12 @@ void auth__handle_recover(http_request_t *req)
 static bool find_user(http_request_t *req, const char *headers, const char *email,
                       char uid[CD_UUID_LEN + 1], bool *confirmed)
 {
-    const char *p[1] = {email};
-    db_stmt_t s = {"select id, email_confirmed_at is not null from auth.users "
-                   "where lower(email) = lower(btrim($1)) and deleted_at is null "
-                   "and not is_sso_user",
-                   1, p};
     PGresult *r = NULL;
-    if (!auth__run(req, headers, true, &s, 1, &r, NULL))
+    if (!auth__query(req, headers, true,
+                     "select id, email_confirmed_at is not null from auth.users "
+                     "where lower(email) = lower(btrim($1)) and deleted_at is null "
+                     "and not is_sso_user",
+                     1, &email, &r))
         return false;
     uid[0] = '\0';
     *confirmed = false;
@@ -403,13 +422,9 @@ void auth__handle_otp(http_request_t *req)
     if (!find_user(req, headers, email, uid, &confirmed))
         goto done;
     if (*uid) {
-        mail_job_t j = {.uid = uid,
-                        .purpose = confirmed ? "magiclink" : "signup",
-                        .kind = confirmed ? "magic_link" : "confirmation",
-                        .link_type = confirmed ? "magiclink" : "signup",
-                        .to = email,
-                        .redirect_to = redirect,
-                        .flow = flow};
+        mail_job_t j = mail_job(confirmed ? "magiclink" : "signup", email, redirect);
+        j.uid = uid;
+        j.flow = flow;
         if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
             reply_empty_ok(req);
     } else if (may_create && !app->cfg.disable_signup) {
@@ -423,13 +438,9 @@ void auth__handle_otp(http_request_t *req)
         const char *p[4] = {email, app->cfg.default_user_role, meta ? meta : "{}", nid};
         db_stmt_t mk = {
             "select auth.create_user($1, null, $2, $3::jsonb, '{}'::jsonb, false, $4::uuid)", 4, p};
-        mail_job_t j = {.uid = nid,
-                        .purpose = "signup",
-                        .kind = "confirmation",
-                        .link_type = "signup",
-                        .to = email,
-                        .redirect_to = redirect,
-                        .flow = flow};
+        mail_job_t j = mail_job("signup", email, redirect);
+        j.uid = nid;
+        j.flow = flow;
         /* a parallel sign-up of the same address: answer as for any other */
         const auth_unique_t taken = {"user_already_exists", "User already registered", 1};
         if (send_token(req, headers, &j, &mk, 1, NULL, NULL, NULL, &taken))
@@ -439,11 +450,7 @@ void auth__handle_otp(http_request_t *req)
         /* Nobody to mail and nobody to create: GoTrue answers otp_disabled
          * here, which tells who is registered; campaignd answers as if sent,
          * still spending the address's budget so the 429s match too. */
-        mail_job_t j = {.purpose = "magiclink",
-                        .kind = "magic_link",
-                        .link_type = "magiclink",
-                        .to = email,
-                        .redirect_to = redirect};
+        mail_job_t j = mail_job("magiclink", email, redirect);
         if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
             reply_empty_ok(req);
     }
@@ -469,11 +476,8 @@ static void resend_email_change(http_request_t *req, const char *headers, const 
         return;
     if (PQntuples(r) != 1) {
         PQclear(r);
-        mail_job_t j = {.purpose = "email_change_current",
-                        .kind = "email_change",
-                        .link_type = "email_change",
-                        .to = email,
-                        .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+        mail_job_t j = mail_job("email_change_current", email,
+                                pick_redirect(app, http_query_arg(req, "redirect_to")));
         if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
             reply_empty_ok(req);
         return;
@@ -513,13 +517,10 @@ void auth__handle_resend(http_request_t *req)
         goto done;
     /* confirmed or unknown: nothing is sent, but the answer and the budget
      * spent are the same */
-    mail_job_t j = {.uid = (*uid && !confirmed) ? uid : NULL,
-                    .purpose = "signup",
-                    .kind = "confirmation",
-                    .link_type = "signup",
-                    .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to")),
-                    .flow = flow};
+    mail_job_t j =
+        mail_job("signup", email, pick_redirect(app, http_query_arg(req, "redirect_to")));
+    j.uid = (*uid && !confirmed) ? uid : NULL;
+    j.flow = flow;
     if (send_token(req, headers, &j, NULL, 0, NULL, NULL, NULL, NULL))
         reply_empty_ok(req);
 done:
@@ -718,41 +719,73 @@ void auth__handle_verify_get(http_request_t *req)
 
 /* --------------------------------------------------------------- invite */
 
-void auth__handle_invite(http_request_t *req)
+/* What an admin endpoint that mails or makes a link does once it has an
+ * admin caller, the JSON body and its `data` (user metadata) as compact text
+ * when it is an object (else NULL). */
+typedef void (*admin_body_fn)(http_request_t *req, const auth_caller_t *caller, json_t *body,
+                              const char *meta);
+
+/* Runs fn for an admin caller with the request's JSON body; whatever is
+ * missing is answered here, and all is freed after fn. */
+static void with_admin_body(http_request_t *req, admin_body_fn fn)
 {
-    app_t *app = auth__app(req);
     auth_caller_t caller;
     if (!auth__require_admin(req, &caller))
         return;
     json_t *body = auth__read_body(req);
-    char *meta = NULL;
-    if (!body)
-        goto done;
+    char *meta = body ? auth__object_text(json_object_get(body, "data")) : NULL;
+    if (body)
+        fn(req, &caller, body, meta);
+    free(meta);
+    json_decref(body);
+    auth_caller_free(&caller);
+}
+
+/* The user of address email into uid, or, when there is none, a new random
+ * id (*create). A user is refused with 422 email_exists when confirmed and
+ * refuse_confirmed, or unconfirmed and refuse_unconfirmed; nobody with 404
+ * unless may_create. False after answering. */
+static bool user_id_for(http_request_t *req, const char *headers, const char *email,
+                        bool refuse_confirmed, bool refuse_unconfirmed, bool may_create,
+                        char uid[CD_UUID_LEN + 1], bool *create)
+{
+    bool confirmed;
+    if (!find_user(req, headers, email, uid, &confirmed))
+        return false;
+    if (*uid && (confirmed ? refuse_confirmed : refuse_unconfirmed)) {
+        auth__error(req, 422, "email_exists",
+                    "A user with this email address has already been registered");
+        return false;
+    }
+    if (!*uid && !may_create) {
+        auth__error(req, 404, "user_not_found", "User with this email not found");
+        return false;
+    }
+    *create = !*uid;
+    if (*create && !cd_random_uuid(uid)) {
+        auth__error(req, 500, "unexpected_failure", "no randomness available");
+        return false;
+    }
+    return true;
+}
+
+static void invite(http_request_t *req, const auth_caller_t *caller, json_t *body, const char *meta)
+{
+    app_t *app = auth__app(req);
     const char *email = auth__jstr(body, "email");
     json_t *data = json_object_get(body, "data");
     if (!auth__check_email(req, email))
-        goto done;
+        return;
     if (data && !json_is_object(data) && !json_is_null(data)) {
         auth__error(req, 400, "validation_failed", "data must be an object");
-        goto done;
+        return;
     }
     char uid[CD_UUID_LEN + 1];
-    bool confirmed;
-    if (!find_user(req, caller.headers_json, email, uid, &confirmed))
-        goto done;
-    if (*uid && confirmed) {
-        auth__error(req, 422, "email_exists",
-                    "A user with this email address has already been registered");
-        goto done;
-    }
-    bool create = !*uid;
-    if (create && !cd_random_uuid(uid)) {
-        auth__error(req, 500, "unexpected_failure", "no randomness available");
-        goto done;
-    }
-    meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : NULL;
+    bool create;
+    if (!user_id_for(req, caller->headers_json, email, true, false, true, uid, &create))
+        return;
     const char *p[4] = {email, app->cfg.default_user_role, meta ? meta : "{}", uid};
-    const char *actor = cd_is_uuid(caller.user_id) ? caller.user_id : NULL;
+    const char *actor = cd_is_uuid(caller->user_id) ? caller->user_id : NULL;
     const char *p_audit[4] = {actor, email, req->client_ip, uid};
     db_stmt_t pre[2] = {
         {"select auth.create_user($1, null, $2, $3::jsonb, '{}'::jsonb, false, $4::uuid)", 4, p},
@@ -760,27 +793,25 @@ void auth__handle_invite(http_request_t *req)
          "jsonb_build_object('user_id', $4::text, 'user_email', $2::text))",
          4, p_audit},
     };
-    mail_job_t j = {.uid = uid,
-                    .purpose = "invite",
-                    .kind = "invite",
-                    .link_type = "invite",
-                    .to = email,
-                    .redirect_to = pick_redirect(app, http_query_arg(req, "redirect_to"))};
+    mail_job_t j =
+        mail_job("invite", email, pick_redirect(app, http_query_arg(req, "redirect_to")));
+    j.uid = uid;
     const auth_unique_t taken = {"email_exists",
                                  "A user with this email address has already been registered", 1};
     PGresult *r = NULL;
     const char *p_user[1] = {uid};
     db_stmt_t user = {"select auth.user_json(u)::text from auth.users u where u.id = $1::uuid", 1,
                       p_user};
-    if (send_token(req, caller.headers_json, &j, create ? pre : pre + 1, create ? 2 : 1, &user, &r,
+    if (send_token(req, caller->headers_json, &j, create ? pre : pre + 1, create ? 2 : 1, &user, &r,
                    NULL, &taken)) {
         http_reply(req, 200, NULL, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
         PQclear(r);
     }
-done:
-    free(meta);
-    json_decref(body);
-    auth_caller_free(&caller);
+}
+
+void auth__handle_invite(http_request_t *req)
+{
+    with_admin_body(req, invite);
 }
 
 /* -------------------------------------------------------- generate_link */
@@ -788,20 +819,13 @@ done:
 /* POST /admin/generate_link: the link and code an invite, sign-up, magic
  * link or recovery mail would carry, for the admin to deliver; nothing is
  * mailed and no mail budget is spent. */
-void auth__handle_generate_link(http_request_t *req)
+static void generate_link(http_request_t *req, const auth_caller_t *caller, json_t *body,
+                          const char *meta)
 {
     app_t *app = auth__app(req);
-    auth_caller_t caller;
-    if (!auth__require_admin(req, &caller))
-        return;
-    json_t *body = auth__read_body(req);
-    char *meta = NULL;
-    if (!body)
-        goto done;
     const char *type = auth__jstr(body, "type");
     const char *email = auth__jstr(body, "email");
     const char *password = auth__jstr(body, "password");
-    json_t *data = json_object_get(body, "data");
     const char *want = http_query_arg(req, "redirect_to"); /* supabase-js sends it here */
     const char *redirect = pick_redirect(app, want ? want : auth__jstr(body, "redirect_to"));
     bool is_signup = type && strcmp(type, "signup") == 0;
@@ -810,48 +834,32 @@ void auth__handle_generate_link(http_request_t *req)
                    strcmp(type, "recovery") == 0)) {
         auth__error(req, 400, "validation_failed",
                     "Invalid type: signup, invite, magiclink or recovery");
-        goto done;
+        return;
     }
     if (!auth__check_email(req, email))
-        goto done;
+        return;
     char hash[PASSWORD_HASH_BYTES] = "";
     if (is_signup) {
         if (!password || !auth__check_password(req, password) ||
             !auth__hash_password(req, password, hash)) {
             if (!req->replied)
                 auth__error(req, 422, "validation_failed", "Signup requires a valid password");
-            goto done;
+            return;
         }
     }
     char uid[CD_UUID_LEN + 1];
-    bool confirmed;
-    if (!find_user(req, caller.headers_json, email, uid, &confirmed))
-        goto done;
-    bool create = false;
-    if ((is_signup || is_invite) && *uid) {
-        auth__error(req, 422, "email_exists",
-                    "A user with this email address has already been registered");
-        goto done;
-    } else if (!*uid && !(is_signup || is_invite)) {
-        auth__error(req, 404, "user_not_found", "User with this email not found");
-        goto done;
-    } else if (!*uid) {
-        create = true;
-        if (!cd_random_uuid(uid)) {
-            auth__error(req, 500, "unexpected_failure", "no randomness available");
-            goto done;
-        }
-    }
+    bool create, new_user = is_signup || is_invite;
+    if (!user_id_for(req, caller->headers_json, email, new_user, new_user, new_user, uid, &create))
+        return;
     char token[CD_TOKEN_LEN + 1], thash[CD_SHA256_HEX_LEN + 1], code[CODE_DIGITS + 1];
     char chash[CD_TOKEN_LEN + 1], ttl[16];
     if (!cd_random_token(token) || !random_code(code)) {
         auth__error(req, 500, "unexpected_failure", "no randomness available");
-        goto done;
+        return;
     }
     cd_sha256_hex(token, strlen(token), thash);
     code_hash(app, code, chash);
     snprintf(ttl, sizeof(ttl), "%ld", app->cfg.mailer_otp_exp);
-    meta = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : NULL;
     const char *p_new[5] = {email, *hash ? hash : NULL, app->cfg.default_user_role,
                             meta ? meta : "{}", uid};
     const char *p_tok[7] = {uid, type, email, thash, chash, ttl, redirect};
@@ -864,8 +872,8 @@ void auth__handle_generate_link(http_request_t *req)
                                  "A user with this email address has already been registered", 1};
     PGresult *res[3] = {0};
     size_t first = create ? 0 : 1, n = 3 - first;
-    if (!auth__run(req, caller.headers_json, false, stmts + first, n, res, &taken))
-        goto done;
+    if (!auth__run(req, caller->headers_json, false, stmts + first, n, res, &taken))
+        return;
     json_error_t je;
     json_t *user = json_loads(PQgetvalue(res[n - 1], 0, 0), 0, &je);
     for (size_t i = 0; i < n; i++)
@@ -877,7 +885,7 @@ void auth__handle_generate_link(http_request_t *req)
     curl_free(enc);
     if (!user) {
         auth__error(req, 500, "unexpected_failure", "could not read the user");
-        goto done;
+        return;
     }
     /* supabase-js splits these five keys off as `properties`, the rest is the user */
     json_object_set_new(user, "action_link", json_string(link));
@@ -886,10 +894,11 @@ void auth__handle_generate_link(http_request_t *req)
     json_object_set_new(user, "verification_type", json_string(type));
     json_object_set_new(user, "redirect_to", json_string(redirect));
     http_reply_json(req, 200, user);
-done:
-    free(meta);
-    json_decref(body);
-    auth_caller_free(&caller);
+}
+
+void auth__handle_generate_link(http_request_t *req)
+{
+    with_admin_body(req, generate_link);
 }
 
 /* ---------------------------------------------------------- e-mail change */
@@ -908,14 +917,10 @@ bool auth__request_email_change(http_request_t *req, const char *headers, const 
         return false;
     }
     const char *redirect = pick_redirect(app, http_query_arg(req, "redirect_to"));
-    mail_job_t cur = {.uid = uid,
-                      .purpose = "email_change_current",
-                      .kind = "email_change",
-                      .link_type = "email_change",
-                      .to = current,
-                      .email = current,
-                      .new_email = new_email,
-                      .redirect_to = redirect};
+    mail_job_t cur = mail_job("email_change_current", current, redirect);
+    cur.uid = uid;
+    cur.email = current;
+    cur.new_email = new_email;
     mail_job_t nxt = cur;
     nxt.purpose = "email_change_new";
     nxt.to = new_email;

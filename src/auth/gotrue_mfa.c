@@ -123,6 +123,26 @@ static const char *path_factor(http_request_t *req)
     return NULL;
 }
 
+/* What an MFA handler does once its caller, factor and body are known. */
+typedef void (*mfa_body_fn)(http_request_t *req, const auth_caller_t *c, const char *factor,
+                            json_t *body);
+
+/* Runs fn for a signed-in caller with a session (mfa_caller); with_factor,
+ * with the path's factor id (else NULL); with_body, with the JSON body (else
+ * NULL). Whatever is missing is answered here; all is freed after fn. */
+static void with_mfa(http_request_t *req, bool with_factor, bool with_body, mfa_body_fn fn)
+{
+    auth_caller_t c;
+    if (!mfa_caller(req, &c))
+        return;
+    const char *factor = with_factor ? path_factor(req) : NULL;
+    json_t *body = with_body && (!with_factor || factor) ? auth__read_body(req) : NULL;
+    if ((!with_factor || factor) && (!with_body || body))
+        fn(req, &c, factor, body);
+    json_decref(body);
+    auth_caller_free(&c);
+}
+
 /* An optional string member of at most max bytes: *out gets it (or def).
  * False after answering 400. */
 static bool optional_string(http_request_t *req, json_t *body, const char *key, size_t max,
@@ -274,17 +294,12 @@ static void enroll_totp(http_request_t *req, const auth_caller_t *c, json_t *bod
     memset(secret, 0, sizeof(secret));
 }
 
-void auth__handle_mfa_enroll(http_request_t *req)
+static void enroll(http_request_t *req, const auth_caller_t *c, const char *factor, json_t *body)
 {
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    json_t *body = auth__read_body(req);
-    if (!body)
-        goto done;
+    (void)factor;
     const char *type = auth__jstr(body, "factor_type");
     if (type && strcmp(type, "totp") == 0)
-        enroll_totp(req, &c, body);
+        enroll_totp(req, c, body);
     else if (type && strcmp(type, "phone") == 0)
         auth__error(req, 422, "mfa_phone_enroll_not_enabled", "MFA enroll is disabled for Phone");
     else if (type && strcmp(type, "webauthn") == 0)
@@ -293,32 +308,28 @@ void auth__handle_mfa_enroll(http_request_t *req)
     else
         auth__error(req, 400, "validation_failed",
                     "factor_type needs to be totp, phone, or webauthn");
-    json_decref(body);
-done:
-    auth_caller_free(&c);
+}
+
+void auth__handle_mfa_enroll(http_request_t *req)
+{
+    with_mfa(req, false, true, enroll);
 }
 
 /* ------------------------------------------------------------- challenge */
 
-void auth__handle_mfa_challenge(http_request_t *req)
+/* auth-js sends {factorId} as the body: ignored (the path names the factor) */
+static void challenge(http_request_t *req, const auth_caller_t *c, const char *factor, json_t *body)
 {
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    const char *factor = path_factor(req);
-    json_t *body = factor ? auth__read_body(req) : NULL; /* auth-js sends {factorId}: ignored */
-    if (!body)
-        goto done;
-    json_decref(body);
+    (void)body;
     char expiry[16];
     snprintf(expiry, sizeof(expiry), "%d", MFA_CHALLENGE_EXPIRY);
-    const char *p[5] = {c.user_id, c.session_id, factor, req->client_ip, expiry};
+    const char *p[5] = {c->user_id, c->session_id, factor, req->client_ip, expiry};
     db_stmt_t stmt = {"select status, challenge_id, factor_type, expires_at from "
                       "auth.mfa_challenge($1::uuid, $2::uuid, $3::uuid, $4, $5::int)",
                       5, p};
     PGresult *r = NULL;
-    if (!auth__run(req, c.headers_json, false, &stmt, 1, &r, NULL))
-        goto done;
+    if (!auth__run(req, c->headers_json, false, &stmt, 1, &r, NULL))
+        return;
     const char *status = PQgetvalue(r, 0, 0);
     if (strcmp(status, "ok") == 0)
         http_reply_json(req, 200,
@@ -328,8 +339,11 @@ void auth__handle_mfa_challenge(http_request_t *req)
     else
         reply_status(req, status, 403, "");
     PQclear(r);
-done:
-    auth_caller_free(&c);
+}
+
+void auth__handle_mfa_challenge(http_request_t *req)
+{
+    with_mfa(req, true, true, challenge);
 }
 
 /* ---------------------------------------------------------------- verify */
@@ -371,16 +385,9 @@ static bool check_totp(http_request_t *req, const auth_caller_t *c, const char *
     return ok;
 }
 
-void auth__handle_mfa_verify(http_request_t *req)
+static void verify(http_request_t *req, const auth_caller_t *c, const char *factor, json_t *body)
 {
     app_t *app = auth__app(req);
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    const char *factor = path_factor(req);
-    json_t *body = factor ? auth__read_body(req) : NULL;
-    if (!body)
-        goto done;
     const char *challenge = auth__jstr(body, "challenge_id");
     const char *code = auth__jstr(body, "code");
     int64_t step;
@@ -389,28 +396,30 @@ void auth__handle_mfa_verify(http_request_t *req)
         auth__error(req, 400, "validation_failed", "Code needs to be non-empty");
     } else if (!challenge || !cd_is_uuid(challenge)) {
         auth__error(req, 400, "validation_failed", "challenge_id must be a UUID");
-    } else if (auth__check_limiter(req) && check_totp(req, &c, factor, challenge, code, &step) &&
+    } else if (auth__check_limiter(req) && check_totp(req, c, factor, challenge, code, &step) &&
                new_refresh_token(req, token, hash)) {
         char s_step[24], s_max[16], s_lock[16], status[32];
         snprintf(s_step, sizeof(s_step), "%lld", (long long)step);
         snprintf(s_max, sizeof(s_max), "%ld", app->cfg.mfa_max_verify_attempts);
         snprintf(s_lock, sizeof(s_lock), "%ld", app->cfg.mfa_lockout_seconds);
         const char *p[9] = {
-            c.user_id, c.session_id, factor, challenge,     step >= 0 ? s_step : NULL,
-            hash,      s_max,        s_lock, req->client_ip};
+            c->user_id, c->session_id, factor, challenge,     step >= 0 ? s_step : NULL,
+            hash,       s_max,         s_lock, req->client_ip};
         db_stmt_t raise = {"select auth.mfa_verify_totp($1::uuid, $2::uuid, $3::uuid, $4::uuid, "
                            "$5::bigint, $6, $7::int, $8::int, $9)",
                            9, p};
-        if (raise_session(req, &c, &raise, token, status, sizeof(status), NULL, 0)) {
+        if (raise_session(req, c, &raise, token, status, sizeof(status), NULL, 0)) {
             if (strcmp(status, "locked") == 0)
                 reply_locked(req, NULL, "over_request_rate_limit");
             else
                 reply_status(req, status, 403, "");
         }
     }
-    json_decref(body);
-done:
-    auth_caller_free(&c);
+}
+
+void auth__handle_mfa_verify(http_request_t *req)
+{
+    with_mfa(req, true, true, verify);
 }
 
 /* -------------------------------------------------------------- unenroll */
@@ -434,20 +443,19 @@ static void reply_removed(http_request_t *req, const auth_caller_t *c, const db_
     PQclear(r);
 }
 
+static void unenroll(http_request_t *req, const auth_caller_t *c, const char *factor, json_t *body)
+{
+    (void)body;
+    const char *p[4] = {c->user_id, c->session_id, factor, req->client_ip};
+    db_stmt_t stmt = {"select auth.mfa_unenroll($1::uuid, $2::uuid, $3::uuid, $4), $3::uuid::text",
+                      4, p};
+    reply_removed(req, c, &stmt, "Factor not found", 422,
+                  "AAL2 required to unenroll verified factor");
+}
+
 void auth__handle_mfa_unenroll(http_request_t *req)
 {
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    const char *factor = path_factor(req);
-    if (factor) {
-        const char *p[4] = {c.user_id, c.session_id, factor, req->client_ip};
-        db_stmt_t stmt = {
-            "select auth.mfa_unenroll($1::uuid, $2::uuid, $3::uuid, $4), $3::uuid::text", 4, p};
-        reply_removed(req, &c, &stmt, "Factor not found", 422,
-                      "AAL2 required to unenroll verified factor");
-    }
-    auth_caller_free(&c);
+    with_mfa(req, true, false, unenroll);
 }
 
 /* ---------------------------------------------------------- recovery codes */
@@ -503,28 +511,26 @@ static bool new_recovery_codes(char codes[RECOVERY_CODE_COUNT][RECOVERY_CODE_LEN
     return true;
 }
 
-static void store_recovery_codes(http_request_t *req, bool regenerate)
+/* body: optional {friendly_name} */
+static void store_recovery_codes(http_request_t *req, const auth_caller_t *c, json_t *body,
+                                 bool regenerate)
 {
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    json_t *body = auth__read_body(req); /* optional: {friendly_name} */
     const char *name;
     char codes[RECOVERY_CODE_COUNT][RECOVERY_CODE_LEN + 1];
     char array[RECOVERY_CODE_COUNT * (CD_SHA256_HEX_LEN + 1) + 4];
-    if (!body || !optional_string(req, body, "friendly_name", MFA_NAME_MAX, "", &name))
-        goto done;
+    if (!optional_string(req, body, "friendly_name", MFA_NAME_MAX, "", &name))
+        return;
     if (!new_recovery_codes(codes, array, sizeof(array))) {
         auth__error(req, 500, "unexpected_failure", "no randomness available");
         goto done;
     }
-    const char *p[6] = {c.user_id,     c.session_id, name, array, regenerate ? "true" : "false",
+    const char *p[6] = {c->user_id,    c->session_id, name, array, regenerate ? "true" : "false",
                         req->client_ip};
     db_stmt_t stmt = {"select status, factor_id, friendly_name from auth.mfa_recovery_store("
                       "$1::uuid, $2::uuid, $3, $4::text[], $5::bool, $6)",
                       6, p};
     PGresult *r = NULL;
-    if (!auth__run(req, c.headers_json, false, &stmt, 1, &r, NULL))
+    if (!auth__run(req, c->headers_json, false, &stmt, 1, &r, NULL))
         goto done;
     const char *status = PQgetvalue(r, 0, 0);
     if (strcmp(status, "ok") == 0) {
@@ -547,18 +553,30 @@ static void store_recovery_codes(http_request_t *req, bool regenerate)
     PQclear(r);
 done:
     memset(codes, 0, sizeof(codes));
-    json_decref(body);
-    auth_caller_free(&c);
+}
+
+static void generate_codes(http_request_t *req, const auth_caller_t *c, const char *factor,
+                           json_t *body)
+{
+    (void)factor;
+    store_recovery_codes(req, c, body, false);
+}
+
+static void regenerate_codes(http_request_t *req, const auth_caller_t *c, const char *factor,
+                             json_t *body)
+{
+    (void)factor;
+    store_recovery_codes(req, c, body, true);
 }
 
 void auth__handle_recovery_generate(http_request_t *req)
 {
-    store_recovery_codes(req, false);
+    with_mfa(req, false, true, generate_codes);
 }
 
 void auth__handle_recovery_regenerate(http_request_t *req)
 {
-    store_recovery_codes(req, true);
+    with_mfa(req, false, true, regenerate_codes);
 }
 
 /* A typed recovery code in its stored form: lower case, without the spaces
@@ -582,15 +600,11 @@ static bool normalize_recovery_code(const char *in, char out[RECOVERY_CODE_LEN +
     return n == RECOVERY_CODE_LEN;
 }
 
-void auth__handle_recovery_verify(http_request_t *req)
+static void recovery_verify(http_request_t *req, const auth_caller_t *c, const char *factor,
+                            json_t *body)
 {
+    (void)factor;
     app_t *app = auth__app(req);
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    json_t *body = auth__read_body(req);
-    if (!body)
-        goto done;
     const char *code = auth__jstr(body, "code");
     char norm[RECOVERY_CODE_LEN + 1], token[CD_TOKEN_LEN + 1], hash[CD_SHA256_HEX_LEN + 1];
     char code_hash[CD_SHA256_HEX_LEN + 1];
@@ -603,12 +617,12 @@ void auth__handle_recovery_verify(http_request_t *req)
         char s_max[16], s_lock[16], status[32], wait[24];
         snprintf(s_max, sizeof(s_max), "%ld", app->cfg.mfa_max_verify_attempts);
         snprintf(s_lock, sizeof(s_lock), "%ld", app->cfg.mfa_lockout_seconds);
-        const char *p[7] = {c.user_id, c.session_id, code_hash,     hash,
-                            s_max,     s_lock,       req->client_ip};
+        const char *p[7] = {c->user_id, c->session_id, code_hash,     hash,
+                            s_max,      s_lock,        req->client_ip};
         db_stmt_t raise = {"select status, wait from auth.mfa_recovery_verify($1::uuid, $2::uuid, "
                            "$3, $4, $5::int, $6::int, $7)",
                            7, p};
-        if (raise_session(req, &c, &raise, token, status, sizeof(status), wait, sizeof(wait))) {
+        if (raise_session(req, c, &raise, token, status, sizeof(status), wait, sizeof(wait))) {
             if (strcmp(status, "locked") == 0)
                 reply_locked(req, wait, "mfa_recovery_codes_locked");
             else if (strcmp(status, "invalid") == 0)
@@ -617,22 +631,28 @@ void auth__handle_recovery_verify(http_request_t *req)
                 reply_status(req, status, 403, "");
         }
     }
-    json_decref(body);
-done:
-    auth_caller_free(&c);
+}
+
+void auth__handle_recovery_verify(http_request_t *req)
+{
+    with_mfa(req, false, true, recovery_verify);
+}
+
+static void delete_codes(http_request_t *req, const auth_caller_t *c, const char *factor,
+                         json_t *body)
+{
+    (void)factor;
+    (void)body;
+    const char *p[3] = {c->user_id, c->session_id, req->client_ip};
+    db_stmt_t stmt = {
+        "select status, factor_id from auth.mfa_recovery_delete($1::uuid, $2::uuid, $3)", 3, p};
+    reply_removed(req, c, &stmt, "The user has not enrolled recovery codes", 403,
+                  "AAL2 required to delete recovery codes");
 }
 
 void auth__handle_recovery_delete(http_request_t *req)
 {
-    auth_caller_t c;
-    if (!mfa_caller(req, &c))
-        return;
-    const char *p[3] = {c.user_id, c.session_id, req->client_ip};
-    db_stmt_t stmt = {
-        "select status, factor_id from auth.mfa_recovery_delete($1::uuid, $2::uuid, $3)", 3, p};
-    reply_removed(req, &c, &stmt, "The user has not enrolled recovery codes", 403,
-                  "AAL2 required to delete recovery codes");
-    auth_caller_free(&c);
+    with_mfa(req, false, false, delete_codes);
 }
 
 /* ------------------------------------------------------------- at start */

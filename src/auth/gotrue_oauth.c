@@ -31,9 +31,12 @@
 #include "core/crypto.h"
 #include "core/log.h"
 
-#define OAUTH_STATE_TTL 600 /* seconds from /authorize to /callback */
-#define OAUTH_CODE_TTL  300 /* seconds an auth code may wait for its exchange */
+#define OAUTH_STATE_TTL AUTH_OAUTH_STATE_TTL
+#define OAUTH_CODE_TTL  AUTH_OAUTH_CODE_TTL
 #define OAUTH_LOC_MAX   8192
+/* The cookie that binds an implicit-flow state to the browser that started
+ * it (login CSRF): a random nonce whose SHA-256 is in the signed state. */
+#define OAUTH_COOKIE "cd-oauth-nonce"
 
 /* ------------------------------------------------------------- helpers */
 
@@ -67,6 +70,70 @@ static bool run_one(http_request_t *req, const db_stmt_t *s, PGresult **r,
     bool ok = auth__run(req, headers, false, s, 1, r, unique);
     free(headers);
     return ok;
+}
+
+/* Writes the audit row of a sign-in that failed: auth.audit('login_failed')
+ * with the provider, the flow (implicit or pkce) and why, and the client's
+ * address; never the provider's code or tokens. uid and email when known.
+ * An audit failure does not change the answer (it is logged). */
+static void audit_failure(http_request_t *req, const char *provider, bool pkce, const char *reason,
+                          const char *uid, const char *email)
+{
+    char *headers = auth_headers_json(req);
+    const char *p[6] = {uid && *uid ? uid : NULL,
+                        email && *email ? email : NULL,
+                        req->client_ip,
+                        provider ? provider : "",
+                        reason,
+                        pkce ? "pkce" : "implicit"};
+    db_stmt_t s = {"select auth.audit('login_failed', $1::uuid, $2, $3, jsonb_build_object("
+                   "'provider', $4::text, 'reason', $5::text, 'flow', $6::text))",
+                   6, p};
+    PGresult *r = NULL;
+    db_caller_t who;
+    db_error_t err;
+    auth__service_who(req, headers, &who);
+    if (db_run(&who, &s, 1, &r, &err) != DB_OK)
+        log_warn("oauth: cannot audit a failed sign-in (%s): %s", reason, err.message);
+    PQclear(r);
+    free(headers);
+}
+
+/* The path the state cookie is sent to: external_url's path (when campaignd
+ * is served under a prefix) and /auth/v1/callback. */
+static void cookie_path(const app_t *app, char *out, size_t cap)
+{
+    const char *host = strstr(app->external_url, "://");
+    const char *path = host ? strchr(host + 3, '/') : NULL;
+    size_t n = path ? strcspn(path, "?#") : 0;
+    while (n && path[n - 1] == '/')
+        n--;
+    snprintf(out, cap, "%.*s/auth/v1/callback", (int)n, path ? path : "");
+}
+
+/* Sets (value) or clears (NULL) the state cookie: HttpOnly, SameSite=Lax (it
+ * must come along on the provider's top-level redirect back), Secure when
+ * campaignd is served over https, only for the callback's path. */
+static void set_state_cookie(http_request_t *req, const char *value)
+{
+    app_t *app = auth__app(req);
+    char path[600], c[1024];
+    cookie_path(app, path, sizeof(path));
+    bool secure = strncasecmp(app->external_url, "https://", 8) == 0;
+    snprintf(c, sizeof(c), "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s", OAUTH_COOKIE,
+             value ? value : "", path, value ? OAUTH_STATE_TTL : 0, secure ? "; Secure" : "");
+    http_add_header(req, "Set-Cookie", c);
+}
+
+/* Whether the request carries the state cookie whose hash the state names. */
+static bool state_cookie_matches(http_request_t *req, const char *want_hash)
+{
+    const char *v = http_cookie(req, OAUTH_COOKIE);
+    if (!v || !*v || !want_hash || strlen(v) > CD_TOKEN_LEN)
+        return false;
+    char hash[CD_SHA256_HEX_LEN + 1];
+    cd_sha256_hex(v, strlen(v), hash);
+    return cd_secure_equal(hash, want_hash);
 }
 
 /* Redirects to `to` with GoTrue's error triple: in the query for PKCE (the
@@ -156,7 +223,7 @@ static bool scopes_ok(const char *s)
 
 /* The provider's authorization URL for this sign-in, malloc'd, or NULL. */
 static char *provider_location(const app_t *app, const oauth_provider_t *p, const char *scopes,
-                               const char *state)
+                               const char *state, const char *nonce)
 {
     char redirect_uri[1200], scope[1100];
     snprintf(redirect_uri, sizeof(redirect_uri), "%s/auth/v1/callback", app->external_url);
@@ -173,7 +240,8 @@ static char *provider_location(const app_t *app, const oauth_provider_t *p, cons
                             "%s%cclient_id=%s&redirect_uri=%s&response_type=code&scope=%s"
                             "&state=%s",
                             p->authorize_url, strchr(p->authorize_url, '?') ? '&' : '?', e_id,
-                            e_uri, e_scope, e_state);
+                            e_uri, e_scope, e_state) &&
+              (p->kind != OAUTH_KIND_OIDC || cd_buf_printf(&b, "&nonce=%s", nonce));
     curl_free(e_id);
     curl_free(e_uri);
     curl_free(e_scope);
@@ -209,25 +277,33 @@ void auth__handle_authorize(http_request_t *req)
             !create_flow(req, challenge, method, p.name, "oauth", flow))
             return;
     }
-    char nonce[CD_TOKEN_LEN + 1], key[CD_TOKEN_LEN + 1];
-    if (!cd_random_token(nonce)) {
+    /* nonce: the OIDC nonce (and what makes every state unique); browser:
+     * the implicit flow's cookie, whose hash the state carries (a PKCE flow
+     * is bound to its client by the code verifier instead) */
+    char nonce[CD_TOKEN_LEN + 1], browser[CD_TOKEN_LEN + 1], key[CD_TOKEN_LEN + 1];
+    char browser_hash[CD_SHA256_HEX_LEN + 1];
+    if (!cd_random_token(nonce) || !cd_random_token(browser)) {
         auth__error(req, 500, "unexpected_failure", "no randomness available");
         return;
     }
+    cd_sha256_hex(browser, strlen(browser), browser_hash);
     state_key(app, key);
-    json_t *claims = json_pack(
-        "{s:I, s:s, s:s, s:s?, s:s}", "exp", (json_int_t)time(NULL) + OAUTH_STATE_TTL, "provider",
-        p.name, "redirect_to", checked_redirect(app, http_query_arg(req, "redirect_to")), "flow",
-        *flow ? flow : NULL, "nonce", nonce);
+    json_t *claims =
+        json_pack("{s:I, s:s, s:s, s:s?, s:s, s:s?}", "exp",
+                  (json_int_t)time(NULL) + OAUTH_STATE_TTL, "provider", p.name, "redirect_to",
+                  checked_redirect(app, http_query_arg(req, "redirect_to")), "flow",
+                  *flow ? flow : NULL, "nonce", nonce, "browser", *flow ? NULL : browser_hash);
     char *state =
         claims ? oauth_state_sign(claims, (const unsigned char *)key, CD_TOKEN_LEN) : NULL;
     json_decref(claims);
-    char *loc = state ? provider_location(app, &p, scopes, state) : NULL;
+    char *loc = state ? provider_location(app, &p, scopes, state, nonce) : NULL;
     free(state);
     if (!loc) {
         auth__error(req, 500, "unexpected_failure", "could not build the provider's URL");
         return;
     }
+    if (!*flow)
+        set_state_cookie(req, browser);
     http_add_header(req, "Location", loc);
     free(loc);
     http_reply(req, 302, "text/plain", "", 0);
@@ -243,12 +319,24 @@ typedef struct callback {
     const char *flow;     /* PKCE flow id, or NULL (implicit) */
     char *access;         /* the provider's tokens */
     char *refresh;
+    char *id_token;
     oauth_user_t user;
 } callback_t;
 
-/* Checks the state and the provider's answer; exchanges the code and fetches
- * the user. False after answering with a redirect. */
-static bool callback_begin(http_request_t *req, callback_t *c)
+/* Audits a failed callback (reason) and answers with GoTrue's error redirect
+ * to the sign-in's redirect_to (SITE_URL while the state is unknown). */
+static void callback_fail(http_request_t *req, const callback_t *c, const char *reason,
+                          const char *error, const char *code, const char *description)
+{
+    bool pkce = c->flow != NULL;
+    audit_failure(req, c->provider, pkce, reason, NULL, NULL);
+    redirect_error(req, c->to ? c->to : auth__app(req)->cfg.site_url, pkce, error, code,
+                   description);
+}
+
+/* Checks the state: signature, expiry and, for the implicit flow, the
+ * browser cookie. False after answering with a redirect. */
+static bool callback_state(http_request_t *req, callback_t *c)
 {
     app_t *app = auth__app(req);
     char key[CD_TOKEN_LEN + 1];
@@ -257,46 +345,74 @@ static bool callback_begin(http_request_t *req, callback_t *c)
         oauth_state_verify(http_query_arg(req, "state"), (const unsigned char *)key, CD_TOKEN_LEN,
                            (long long)time(NULL), &c->claims);
     if (st != OAUTH_STATE_OK) {
-        redirect_error(req, app->cfg.site_url, false, "invalid_request", "bad_oauth_state",
-                       st == OAUTH_STATE_EXPIRED ? "OAuth state has expired"
-                                                 : "OAuth callback with invalid state");
+        bool expired = st == OAUTH_STATE_EXPIRED;
+        callback_fail(req, c, expired ? "state_expired" : "bad_state", "invalid_request",
+                      "bad_oauth_state",
+                      expired ? "OAuth state has expired" : "OAuth callback with invalid state");
         return false;
     }
     c->provider = json_string_value(json_object_get(c->claims, "provider"));
     c->flow = json_string_value(json_object_get(c->claims, "flow"));
     c->to = checked_redirect(app, json_string_value(json_object_get(c->claims, "redirect_to")));
-    bool pkce = c->flow != NULL;
+    if (!c->flow &&
+        !state_cookie_matches(req, json_string_value(json_object_get(c->claims, "browser")))) {
+        callback_fail(req, c, "state_not_bound_to_browser", "invalid_request", "bad_oauth_state",
+                      "OAuth state does not belong to this browser: start the sign-in again");
+        return false;
+    }
+    return true;
+}
+
+/* Checks the state and the provider's answer; exchanges the code and fetches
+ * the user. False after answering with a redirect. */
+static bool callback_begin(http_request_t *req, callback_t *c)
+{
+    app_t *app = auth__app(req);
+    if (!callback_state(req, c))
+        return false;
     oauth_provider_t p;
     const char *perr = http_query_arg(req, "error");
     const char *code = http_query_arg(req, "code");
     if (!oauth_provider_get(&app->cfg, c->provider, &p)) {
-        redirect_error(req, c->to, pkce, "invalid_request", "provider_disabled",
-                       "Unsupported provider: provider is not enabled");
+        callback_fail(req, c, "provider_disabled", "invalid_request", "provider_disabled",
+                      "Unsupported provider: provider is not enabled");
         return false;
     }
     if (perr && *perr) {
         const char *desc = http_query_arg(req, "error_description");
-        redirect_error(req, c->to, pkce, perr, "oauth_provider_error",
-                       desc && *desc ? desc : "The provider refused the sign-in");
+        callback_fail(req, c, "provider_error", perr, "oauth_provider_error",
+                      desc && *desc ? desc : "The provider refused the sign-in");
         return false;
     }
     if (!code || !*code || strlen(code) > 2048) {
-        redirect_error(req, c->to, pkce, "invalid_request", "bad_oauth_callback",
-                       "OAuth callback with missing authorization code");
+        callback_fail(req, c, "missing_code", "invalid_request", "bad_oauth_callback",
+                      "OAuth callback with missing authorization code");
         return false;
     }
     char redirect_uri[1200], err[256];
     snprintf(redirect_uri, sizeof(redirect_uri), "%s/auth/v1/callback", app->external_url);
-    if (!oauth_exchange_code(&p, code, redirect_uri, &c->access, &c->refresh, err, sizeof(err))) {
+    if (!oauth_exchange_code(&p, code, redirect_uri, &c->access, &c->refresh, &c->id_token, err,
+                             sizeof(err))) {
         log_warn("oauth %s: code exchange failed: %s", p.name, err);
-        redirect_error(req, c->to, pkce, "server_error", "unexpected_failure",
-                       "Unable to exchange external code");
+        callback_fail(req, c, "code_exchange_failed", "server_error", "unexpected_failure",
+                      "Unable to exchange external code");
         return false;
+    }
+    if (p.kind == OAUTH_KIND_OIDC && *p.issuer && c->id_token) {
+        /* the id_token says who signed in; userinfo is for providers without one */
+        const char *nonce = json_string_value(json_object_get(c->claims, "nonce"));
+        if (!oauth_verify_id_token(&p, c->id_token, nonce, &c->user, err, sizeof(err))) {
+            log_warn("oauth %s: id_token refused: %s", p.name, err);
+            callback_fail(req, c, "id_token_invalid", "server_error", "bad_id_token",
+                          "The provider's id_token could not be verified");
+            return false;
+        }
+        return true;
     }
     if (!oauth_fetch_user(&p, c->access, &c->user, err, sizeof(err))) {
         log_warn("oauth %s: user lookup failed: %s", p.name, err);
-        redirect_error(req, c->to, pkce, "server_error", "unexpected_failure",
-                       "Error getting user profile from external provider");
+        callback_fail(req, c, "user_lookup_failed", "server_error", "unexpected_failure",
+                      "Error getting user profile from external provider");
         return false;
     }
     return true;
@@ -353,6 +469,17 @@ static void callback_refused(http_request_t *req, const callback_t *c, const sig
 {
     bool pkce = c->flow != NULL;
     char msg[160];
+    /* the audit reason of each outcome of auth.oauth_sign_in ("ok": banned) */
+    static const char *const reasons[][2] = {{"ok", "user_banned"},
+                                             {"unverified", "email_not_verified"},
+                                             {"no_email", "email_not_provided"},
+                                             {"deleted", "user_deleted"},
+                                             {"signup_disabled", "signup_disabled"}};
+    const char *reason = s->status;
+    for (size_t i = 0; i < CD_ARRAY_LEN(reasons); i++)
+        if (strcmp(s->status, reasons[i][0]) == 0)
+            reason = reasons[i][1];
+    audit_failure(req, c->provider, pkce, reason, s->uid, s->email);
     if (strcmp(s->status, "unverified") == 0) {
         snprintf(msg, sizeof(msg),
                  "Unverified email with %s: verify the address at the provider first", c->provider);
@@ -403,6 +530,7 @@ void auth__handle_callback(http_request_t *req)
 {
     callback_t c = {0};
     signed_in_t s;
+    set_state_cookie(req, NULL); /* used once, whatever happens next */
     if (!auth__check_limiter(req) || !callback_begin(req, &c) || !callback_user(req, &c, &s))
         goto done;
     if (strcmp(s.status, "ok") != 0 || s.banned) {
@@ -423,6 +551,7 @@ done:
     oauth_user_free(&c.user);
     free(c.access);
     free(c.refresh);
+    free(c.id_token);
     json_decref(c.claims);
 }
 
@@ -443,32 +572,43 @@ void auth__grant_pkce(http_request_t *req, json_t *body)
     cd_sha256_hex(code, strlen(code), hash);
     snprintf(ttl, sizeof(ttl), "%d", OAUTH_CODE_TTL);
     const char *p[2] = {hash, ttl};
-    db_stmt_t s = {
-        "select r.user_id, r.code_challenge_method, r.code_challenge, "
-        "r.authentication_method, r.provider_access_token, r.provider_refresh_token, "
-        "u.email, coalesce(u.banned_until > now(), false) "
-        "from auth.redeem_flow_state($1, $2::int) r join auth.users u on u.id = r.user_id",
-        2, p};
-    PGresult *r = NULL;
-    bool ok = run_one(req, &s, &r, NULL);
+    /* the provider first (for the audit trail): redeeming deletes the flow */
+    db_stmt_t s[2] = {
+        {"select provider_type from auth.flow_state where auth_code = $1", 1, p},
+        {"select r.user_id, r.code_challenge_method, r.code_challenge, "
+         "r.authentication_method, r.provider_access_token, r.provider_refresh_token, "
+         "u.email, coalesce(u.banned_until > now(), false) "
+         "from auth.redeem_flow_state($1, $2::int) r join auth.users u on u.id = r.user_id",
+         2, p}};
+    PGresult *r[2] = {NULL, NULL};
+    char *headers = auth_headers_json(req);
+    bool ok = auth__run(req, headers, false, s, 2, r, NULL);
+    free(headers);
     if (!ok)
         return;
-    if (PQntuples(r) != 1) {
+    const char *provider = PQntuples(r[0]) == 1 ? PQgetvalue(r[0], 0, 0) : "";
+    bool found = PQntuples(r[1]) == 1;
+    const char *uid = found ? PQgetvalue(r[1], 0, 0) : NULL;
+    const char *email = found ? PQgetvalue(r[1], 0, 6) : NULL;
+    if (!found) {
+        audit_failure(req, provider, true, "flow_state_not_found", NULL, NULL);
         auth__error(req, 404, "flow_state_not_found",
                     "invalid flow state, no valid flow state found");
-    } else if (!oauth_pkce_matches(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), verifier)) {
+    } else if (!oauth_pkce_matches(PQgetvalue(r[1], 0, 1), PQgetvalue(r[1], 0, 2), verifier)) {
+        audit_failure(req, provider, true, "bad_code_verifier", uid, email);
         auth__error(req, 403, "bad_code_verifier",
                     "code challenge does not match previously saved code verifier");
-    } else if (PQgetvalue(r, 0, 7)[0] == 't') {
+    } else if (PQgetvalue(r[1], 0, 7)[0] == 't') {
+        audit_failure(req, provider, true, "user_banned", uid, email);
         auth__error(req, 400, "user_banned", "User is banned");
     } else {
-        const char *p_amr[1] = {PQgetvalue(r, 0, 3)};
+        const char *p_amr[1] = {PQgetvalue(r[1], 0, 3)};
         db_stmt_t amr = {"select set_config('campaignd.amr_method', $1, true)", 1, p_amr};
         auth_session_opts_t o = {
-            .provider_token = PQgetisnull(r, 0, 4) ? NULL : PQgetvalue(r, 0, 4),
-            .provider_refresh_token = PQgetisnull(r, 0, 5) ? NULL : PQgetvalue(r, 0, 5)};
-        auth__start_session_opts(req, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 6), &amr, 1, "login",
-                                 &o);
+            .provider_token = PQgetisnull(r[1], 0, 4) ? NULL : PQgetvalue(r[1], 0, 4),
+            .provider_refresh_token = PQgetisnull(r[1], 0, 5) ? NULL : PQgetvalue(r[1], 0, 5)};
+        auth__start_session_opts(req, uid, email, &amr, 1, "login", &o);
     }
-    PQclear(r);
+    PQclear(r[0]);
+    PQclear(r[1]);
 }

@@ -10,11 +10,14 @@
 #include "auth/oauth_provider.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "auth/oidc_token.h"
 #include "core/buf.h"
 
 #define OAUTH_BODY_MAX       (256 * 1024)
@@ -67,14 +70,18 @@ static bool google(const config_t *cfg, oauth_provider_t *p)
                             .scopes = "openid email profile"};
     if (!cfg->google_enabled)
         return false;
-    if (!*cfg->google_url)
+    if (!*cfg->google_url) {
+        p->alt_issuer = "accounts.google.com"; /* Google's id_tokens use both forms */
         return set_url(p->authorize_url, "https://accounts.google.com", "/o/oauth2/v2/auth") &&
                set_url(p->token_url, "https://oauth2.googleapis.com", "/token") &&
-               set_url(p->user_url, "https://openidconnect.googleapis.com", "/v1/userinfo");
+               set_url(p->user_url, "https://openidconnect.googleapis.com", "/v1/userinfo") &&
+               set_url(p->issuer, "https://accounts.google.com", "");
+    }
     char base[OAUTH_URL_MAX];
     trim_base(cfg->google_url, base);
     return set_url(p->authorize_url, base, "/o/oauth2/v2/auth") &&
-           set_url(p->token_url, base, "/token") && set_url(p->user_url, base, "/v1/userinfo");
+           set_url(p->token_url, base, "/token") && set_url(p->user_url, base, "/v1/userinfo") &&
+           set_url(p->issuer, base, "");
 }
 
 static bool oidc(const config_t *cfg, oauth_provider_t *p)
@@ -84,6 +91,8 @@ static bool oidc(const config_t *cfg, oauth_provider_t *p)
                             .client_id = cfg->oidc_client_id,
                             .secret = cfg->oidc_secret,
                             .scopes = cfg->oidc_scopes};
+    if (cfg->oidc_issuer && *cfg->oidc_issuer)
+        trim_base(cfg->oidc_issuer, p->issuer);
     return cfg->oidc_enabled && *cfg->oidc_authorize_url && *cfg->oidc_token_url &&
            *cfg->oidc_userinfo_url && set_url(p->authorize_url, cfg->oidc_authorize_url, "") &&
            set_url(p->token_url, cfg->oidc_token_url, "") &&
@@ -135,10 +144,10 @@ static const char *str_member(json_t *obj, const char *key, size_t max)
     return s;
 }
 
-bool oauth_parse_token(const char *body, size_t len, char **access, char **refresh, char *err,
-                       size_t errlen)
+bool oauth_parse_token(const char *body, size_t len, char **access, char **refresh, char **id_token,
+                       char *err, size_t errlen)
 {
-    *access = *refresh = NULL;
+    *access = *refresh = *id_token = NULL;
     json_t *j = load_object(body, len, err, errlen);
     if (!j)
         return false;
@@ -150,12 +159,15 @@ bool oauth_parse_token(const char *body, size_t len, char **access, char **refre
         json_decref(j);
         return false;
     }
+    const char *id = str_member(j, "id_token", OIDC_TOKEN_MAX);
     *access = strdup(a);
     *refresh = r && *r ? strdup(r) : NULL;
+    *id_token = id && *id ? strdup(id) : NULL;
     json_decref(j);
     if (!*access) {
         free(*refresh);
-        *refresh = NULL;
+        free(*id_token);
+        *refresh = *id_token = NULL;
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -344,9 +356,9 @@ static bool form_add(cd_buf_t *b, const char *name, const char *value)
 }
 
 bool oauth_exchange_code(const oauth_provider_t *p, const char *code, const char *redirect_uri,
-                         char **access, char **refresh, char *err, size_t errlen)
+                         char **access, char **refresh, char **id_token, char *err, size_t errlen)
 {
-    *access = *refresh = NULL;
+    *access = *refresh = *id_token = NULL;
     cd_buf_t form, body;
     cd_buf_init(&form, 16384);
     cd_buf_init(&body, OAUTH_BODY_MAX);
@@ -358,7 +370,7 @@ bool oauth_exchange_code(const oauth_provider_t *p, const char *code, const char
         snprintf(err, errlen, "the code is too long");
     else
         ok = call(p->token_url, cd_buf_str(&form), NULL, &body, err, errlen) &&
-             oauth_parse_token(cd_buf_str(&body), body.len, access, refresh, err, errlen);
+             oauth_parse_token(cd_buf_str(&body), body.len, access, refresh, id_token, err, errlen);
     cd_buf_free(&form);
     cd_buf_free(&body);
     return ok;
@@ -384,5 +396,124 @@ bool oauth_fetch_user(const oauth_provider_t *p, const char *access, oauth_user_
     cd_buf_free(&body);
     if (!ok)
         oauth_user_free(u);
+    return ok;
+}
+
+/* ----------------------------------------------------------------- JWKS */
+
+/* The providers' key sets, by issuer: fetched through the discovery
+ * document, kept OAUTH_JWKS_CACHE_S seconds. A handful of providers at most. */
+#define JWKS_SLOTS 4
+static struct {
+    char issuer[OAUTH_URL_MAX];
+    json_t *jwks;
+    time_t expires;
+} jwks_cache[JWKS_SLOTS];
+static pthread_mutex_t jwks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* GET url; its JSON object answer, or NULL (err says why). */
+static json_t *get_object(const char *url, char *err, size_t errlen)
+{
+    cd_buf_t body;
+    cd_buf_init(&body, OAUTH_BODY_MAX);
+    json_t *j = call(url, NULL, NULL, &body, err, errlen)
+                    ? load_object(cd_buf_str(&body), body.len, err, errlen)
+                    : NULL;
+    cd_buf_free(&body);
+    return j;
+}
+
+/* The issuer's key set from the network: discovery document (whose issuer
+ * must be the one configured), then its jwks_uri. */
+static json_t *fetch_jwks(const char *issuer, char *err, size_t errlen)
+{
+    char url[OAUTH_URL_MAX];
+    if (!set_url(url, issuer, "/.well-known/openid-configuration")) {
+        snprintf(err, errlen, "the issuer URL is too long");
+        return NULL;
+    }
+    json_t *disc = get_object(url, err, errlen);
+    if (!disc)
+        return NULL;
+    const char *iss = str_member(disc, "issuer", OAUTH_URL_MAX - 1);
+    const char *uri = str_member(disc, "jwks_uri", OAUTH_URL_MAX - 1);
+    json_t *jwks = NULL;
+    if (!iss || strcmp(iss, issuer) != 0)
+        snprintf(err, errlen, "the discovery document names another issuer");
+    else if (!uri || (strncmp(uri, "https://", 8) != 0 && strncmp(uri, "http://", 7) != 0))
+        snprintf(err, errlen, "the discovery document has no jwks_uri");
+    else if ((jwks = get_object(uri, err, errlen)) &&
+             !json_is_array(json_object_get(jwks, "keys"))) {
+        snprintf(err, errlen, "the JWKS has no keys array");
+        json_decref(jwks);
+        jwks = NULL;
+    }
+    json_decref(disc);
+    return jwks;
+}
+
+/* The issuer's key set (new reference): from the cache unless refresh or
+ * expired, else fetched and cached. */
+static json_t *jwks_get(const char *issuer, bool refresh, char *err, size_t errlen)
+{
+    time_t now = time(NULL);
+    json_t *j = NULL;
+    pthread_mutex_lock(&jwks_lock);
+    for (int i = 0; !refresh && i < JWKS_SLOTS; i++)
+        if (jwks_cache[i].jwks && strcmp(jwks_cache[i].issuer, issuer) == 0 &&
+            jwks_cache[i].expires > now)
+            j = json_incref(jwks_cache[i].jwks);
+    pthread_mutex_unlock(&jwks_lock);
+    if (j)
+        return j;
+    j = fetch_jwks(issuer, err, errlen); /* outside the lock: a slow provider blocks no one */
+    if (!j)
+        return NULL;
+    pthread_mutex_lock(&jwks_lock);
+    int slot = 0; /* the issuer's own slot, else an empty one, else the oldest */
+    for (int i = 0; i < JWKS_SLOTS; i++) {
+        if (strcmp(jwks_cache[i].issuer, issuer) == 0) {
+            slot = i;
+            break;
+        }
+        if (!jwks_cache[i].jwks || jwks_cache[i].expires < jwks_cache[slot].expires)
+            slot = i;
+    }
+    json_decref(jwks_cache[slot].jwks);
+    snprintf(jwks_cache[slot].issuer, OAUTH_URL_MAX, "%s", issuer);
+    jwks_cache[slot].jwks = json_incref(j);
+    jwks_cache[slot].expires = now + OAUTH_JWKS_CACHE_S;
+    pthread_mutex_unlock(&jwks_lock);
+    return j;
+}
+
+bool oauth_verify_id_token(const oauth_provider_t *p, const char *id_token, const char *nonce,
+                           oauth_user_t *u, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    oidc_expect_t want = {.issuer = p->issuer,
+                          .alt_issuer = p->alt_issuer,
+                          .client_id = p->client_id,
+                          .nonce = nonce,
+                          .now = (long long)time(NULL)};
+    json_t *claims = NULL;
+    oidc_status_t st = OIDC_UNKNOWN_KID;
+    for (int attempt = 0; attempt < 2 && st == OIDC_UNKNOWN_KID; attempt++) {
+        json_t *jwks = jwks_get(p->issuer, attempt > 0, err, errlen);
+        if (!jwks)
+            return false;
+        st = oidc_verify_id_token(id_token, jwks, &want, &claims);
+        json_decref(jwks);
+    }
+    if (st != OIDC_OK) {
+        snprintf(err, errlen, "%s", oidc_status_text(st));
+        return false;
+    }
+    char *text = json_dumps(claims, JSON_COMPACT);
+    json_decref(claims);
+    bool ok = text && oauth_parse_userinfo(text, strlen(text), u, err, errlen);
+    if (!text)
+        snprintf(err, errlen, "out of memory");
+    free(text);
     return ok;
 }

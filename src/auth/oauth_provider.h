@@ -29,6 +29,11 @@ typedef struct oauth_provider {
     char token_url[OAUTH_URL_MAX];
     char user_url[OAUTH_URL_MAX];
     char emails_url[OAUTH_URL_MAX]; /* GitHub only */
+    /* OIDC: the issuer an id_token must name, whose discovery document
+     * (<issuer>/.well-known/openid-configuration) gives the JWKS; "" when the
+     * provider's id_token cannot be verified (the user comes from userinfo) */
+    char issuer[OAUTH_URL_MAX];
+    const char *alt_issuer; /* another accepted iss (Google's bare host), or NULL */
 } oauth_provider_t;
 
 /* The provider called name, when it is enabled and has a client id and
@@ -47,10 +52,10 @@ void oauth_user_free(oauth_user_t *u);
 
 /* Parsers of provider answers (body of len bytes). False when the answer is
  * not what the provider should send; err names why. */
-/* A token endpoint's JSON: access_token (required) and refresh_token
- * (optional) as malloc'd strings, or the provider's error. */
+/* A token endpoint's JSON: access_token (required), refresh_token and
+ * id_token (optional) as malloc'd strings, or the provider's error. */
 CD_MUSTCHECK bool oauth_parse_token(const char *body, size_t len, char **access, char **refresh,
-                                    char *err, size_t errlen);
+                                    char **id_token, char *err, size_t errlen);
 /* GitHub's GET /user: id, login, name, avatar_url, email. */
 CD_MUSTCHECK bool oauth_parse_github_user(const char *body, size_t len, oauth_user_t *u, char *err,
                                           size_t errlen);
@@ -67,7 +72,16 @@ CD_MUSTCHECK bool oauth_parse_userinfo(const char *body, size_t len, oauth_user_
  * secret in the form, as GitHub and Google accept). */
 CD_MUSTCHECK bool oauth_exchange_code(const oauth_provider_t *p, const char *code,
                                       const char *redirect_uri, char **access, char **refresh,
-                                      char *err, size_t errlen);
+                                      char **id_token, char *err, size_t errlen);
+/* Verifies an OIDC provider's id_token (oidc_token.h) against its JWKS,
+ * fetched through the discovery document and cached for
+ * OAUTH_JWKS_CACHE_S seconds; an unknown kid refetches the set once (key
+ * rotation). nonce: the one sent at /authorize. On true u holds the user the
+ * token describes (as oauth_parse_userinfo reads it). */
+#define OAUTH_JWKS_CACHE_S 3600
+CD_MUSTCHECK bool oauth_verify_id_token(const oauth_provider_t *p, const char *id_token,
+                                        const char *nonce, oauth_user_t *u, char *err,
+                                        size_t errlen);
 /* Looks the user up with the provider's access token. */
 CD_MUSTCHECK bool oauth_fetch_user(const oauth_provider_t *p, const char *access, oauth_user_t *u,
                                    char *err, size_t errlen);

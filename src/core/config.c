@@ -235,6 +235,10 @@ const config_entry_t config_table[] = {
      "The OIDC provider's token endpoint."},
     {"EXTERNAL_OIDC_USERINFO_URL", CONFIG_STR, F(oidc_userinfo_url), "", 0, 0, false, "oauth",
      "The OIDC provider's userinfo endpoint (sub, email, email_verified are read)."},
+    {"EXTERNAL_OIDC_ISSUER", CONFIG_STR, F(oidc_issuer), "", 0, 0, false, "oauth",
+     "The OIDC provider's issuer (iss). Its discovery document "
+     "(<issuer>/.well-known/openid-configuration) names the JWKS the id_token is verified with; "
+     "empty: an id_token is not trusted and the user comes from the userinfo endpoint."},
     {"EXTERNAL_OIDC_SCOPES", CONFIG_STR, F(oidc_scopes), "openid email profile", 0, 0, false,
      "oauth", "Scopes requested from the OIDC provider, space-separated."},
     /* the send engine (issue 12) */

@@ -110,6 +110,7 @@ typedef struct config {
     char *oidc_authorize_url;
     char *oidc_token_url;
     char *oidc_userinfo_url;
+    char *oidc_issuer;
     char *oidc_scopes;
     /* the send engine (issue 12) */
     char *email_provider;
@@ -170,5 +171,19 @@ void config_format_value(const config_t *cfg, const config_entry_t *e, bool mask
 void config_free(config_t *cfg);
 /* Prints the settings table: as text for --help, or as the Markdown of docs/configuration.md. */
 void config_print_help(FILE *f, bool markdown);
+
+/* How long an OAuth sign-in may take from /authorize to /callback, and how
+ * long an issued PKCE auth code waits for its exchange (seconds). */
+#define AUTH_OAUTH_STATE_TTL 600
+#define AUTH_OAUTH_CODE_TTL  300
+/* The longest a PKCE flow row (auth.flow_state) can still be completed: its
+ * callback or mailed link (MAILER_OTP_EXP), then the code's exchange. The
+ * retention job purges older rows (auth.purge_flow_states, migration 040). */
+static inline long config_flow_lifetime_seconds(const config_t *cfg)
+{
+    long wait =
+        cfg->mailer_otp_exp > AUTH_OAUTH_STATE_TTL ? cfg->mailer_otp_exp : AUTH_OAUTH_STATE_TTL;
+    return wait + AUTH_OAUTH_CODE_TTL;
+}
 
 #endif

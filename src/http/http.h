@@ -141,6 +141,9 @@ void http_server_stop(struct http_server *s, int timeout_s);
 
 /* A request header by case-insensitive name, or NULL. */
 const char *http_header(const http_request_t *req, const char *name);
+/* A cookie of the request's Cookie header by name (libmicrohttpd parses
+ * it), or NULL. */
+const char *http_cookie(const http_request_t *req, const char *name);
 /* Calls fn for every request header (name as received). */
 void http_each_header(const http_request_t *req,
                       void (*fn)(void *arg, const char *name, const char *value), void *arg);

@@ -156,6 +156,11 @@ const char *http_header(const http_request_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+const char *http_cookie(const http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
 struct each_ctx {
     void (*fn)(void *, const char *, const char *);
     void *arg;

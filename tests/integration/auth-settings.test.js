@@ -1,20 +1,30 @@
 // Auth settings take effect: JWT_EXP, JWT_ISSUER, PASSWORD_MIN_LENGTH,
-// DEFAULT_USER_ROLE and DISABLE_SIGNUP.
+// DEFAULT_USER_ROLE and DISABLE_SIGNUP (also for sign-in with a provider).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, client, signUpUser, signIn, request, decodeJwt, uniqueEmail, noError } from './helpers.js';
+import { startServer, client, signUpUser, signIn, request, decodeJwt, uniqueEmail, noError, sql, lit } from './helpers.js';
+import { startFakeOAuth, CLIENT_ID, CLIENT_SECRET } from './fake-oauth.js';
 
 const ISSUER = 'https://auth.example.test/auth/v1';
 let tuned; // JWT_EXP=120, JWT_ISSUER, PASSWORD_MIN_LENGTH=12, DEFAULT_USER_ROLE=viewer
-let closed; // DISABLE_SIGNUP=true
+let closed; // DISABLE_SIGNUP=true, GitHub sign-in at a local provider
+let fake;
 before(async () => {
+  fake = await startFakeOAuth();
   [tuned, closed] = await Promise.all([
     startServer({ JWT_EXP: '120', JWT_ISSUER: ISSUER, PASSWORD_MIN_LENGTH: '12', DEFAULT_USER_ROLE: 'viewer' }),
-    startServer({ DISABLE_SIGNUP: 'true' }),
+    startServer({
+      DISABLE_SIGNUP: 'true',
+      SITE_URL: 'http://site.example.test',
+      EXTERNAL_GITHUB_ENABLED: 'true',
+      EXTERNAL_GITHUB_CLIENT_ID: CLIENT_ID,
+      EXTERNAL_GITHUB_SECRET: CLIENT_SECRET,
+      EXTERNAL_GITHUB_URL: fake.url,
+    }),
   ]);
 });
 after(async () => {
-  await Promise.all([tuned?.stop(), closed?.stop()]);
+  await Promise.all([tuned?.stop(), closed?.stop(), fake?.stop()]);
 });
 
 describe('JWT_EXP, JWT_ISSUER, PASSWORD_MIN_LENGTH, DEFAULT_USER_ROLE', () => {
@@ -69,5 +79,27 @@ describe('DISABLE_SIGNUP=true', () => {
     const cli = await closed.run(['user', 'add', '--email', cliEmail, '--password', 'long enough pw']);
     assert.equal(cli.code, 0, cli.stderr);
     await signIn(closed, cliEmail, 'long enough pw');
+  });
+});
+
+describe('DISABLE_SIGNUP=true and sign-in with a provider', () => {
+  it('an unknown GitHub user is refused with signup_disabled, and the refusal is audited', async () => {
+    const email = uniqueEmail('gh-stranger');
+    fake.login('github', { id: 4242, login: 'stranger', email });
+    const { data } = await client(closed).auth.signInWithOAuth({ provider: 'github', options: { skipBrowserRedirect: true } });
+    const a = await request(data.url);
+    const cookie = a.headers['set-cookie'][0].split(';')[0];
+    const cb = (await request(a.headers.location)).headers.location;
+    const r = await request(cb, { headers: { cookie } });
+    assert.equal(r.status, 303);
+    const f = Object.fromEntries(new URLSearchParams(new URL(r.headers.location).hash.slice(1)));
+    assert.equal(f.error_code, 'signup_disabled');
+    assert.equal(f.access_token, undefined);
+    assert.equal(await sql(closed, `select count(*) from auth.users where email = ${lit(email)}`), '0');
+    const row = JSON.parse(await sql(closed, `select json_build_object('payload', payload, 'ip', ip_address)::text
+      from auth.audit_log_entries where payload->>'action' = 'login_failed' order by created_at desc limit 1`));
+    assert.equal(row.payload.traits.reason, 'signup_disabled');
+    assert.equal(row.payload.traits.provider, 'github');
+    assert.ok(row.ip);
   });
 });

@@ -11,6 +11,15 @@
 // login(provider, profile) and redirects back with code and state; the token
 // endpoint checks client_id, client_secret, the code (single use, bound to
 // its redirect_uri and client); the user endpoints check the access token.
+//
+// As an OpenID provider (Google's endpoints) it also publishes a discovery
+// document (GET /.well-known/openid-configuration, issuer = its URL) and a
+// JWKS (GET /jwks) with a real RSA and a real P-256 key, and its token
+// endpoint returns an id_token signed with them (RS256 by default) carrying
+// the nonce of the authorization request. nextIdToken({...}) bends the next
+// id_token for the attack tests: alg, kid, aud, iss, exp, wrongKey (signed
+// with a key not in the JWKS under a published kid), omit (no id_token);
+// rotateKey() publishes a new RSA key and signs with it from then on.
 import http from 'node:http';
 import crypto from 'node:crypto';
 
@@ -18,12 +27,37 @@ export const CLIENT_ID = 'campaignd-test-client';
 export const CLIENT_SECRET = 'campaignd-test-secret';
 
 const rand = () => crypto.randomBytes(18).toString('base64url');
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+function newKey(type, kid) {
+  const { privateKey, publicKey } =
+    type === 'EC'
+      ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg: type === 'EC' ? 'ES256' : 'RS256' };
+  return { privateKey, jwk, kid };
+}
+
+/** A compact JWS of claims, signed with key (RS256 or ES256 by alg). */
+function signJws(alg, kid, claims, key) {
+  const input = `${b64({ alg, typ: 'JWT', kid })}.${b64(claims)}`;
+  const sig =
+    alg === 'ES256'
+      ? crypto.sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
+      : crypto.sign('sha256', Buffer.from(input), key.privateKey);
+  return `${input}.${sig.toString('base64url')}`;
+}
 
 export async function startFakeOAuth() {
   const queued = { github: [], google: [] }; // profiles to log in as, in order
   const codes = new Map(); // code -> {provider, profile, redirect_uri, client_id}
   const tokens = new Map(); // access token -> {provider, profile}
   const seen = []; // every request: {method, path, query, form}
+  const keys = { rsa: newKey('RSA', 'rsa-1'), ec: newKey('EC', 'ec-1') };
+  const published = [keys.rsa, keys.ec]; // the JWKS
+  const stranger = newKey('RSA', 'rsa-1'); // same kid, key not published
+  let idTokenOnce = null; // overrides of the next id_token
+  let url; // set once listening: the issuer
 
   const json = (res, status, body) => {
     res.writeHead(status, { 'Content-Type': 'application/json' });
@@ -42,7 +76,7 @@ export async function startFakeOAuth() {
       back.searchParams.set('error_description', 'The user denied the request');
     } else {
       const code = rand();
-      codes.set(code, { provider, profile, redirect_uri: redirect, client_id: CLIENT_ID });
+      codes.set(code, { provider, profile, redirect_uri: redirect, client_id: CLIENT_ID, nonce: q.get('nonce') });
       back.searchParams.set('code', code);
     }
     back.searchParams.set('state', q.get('state'));
@@ -67,8 +101,37 @@ export async function startFakeOAuth() {
     const access = `${provider}_at_${rand()}`;
     tokens.set(access, { provider, profile: c.profile });
     const body = { access_token: access, token_type: 'bearer', scope: 'x' };
-    if (provider === 'google') body.refresh_token = `google_rt_${rand()}`;
+    if (provider === 'google') {
+      body.refresh_token = `google_rt_${rand()}`;
+      const idt = idToken(c);
+      if (idt) body.id_token = idt;
+    }
     json(res, 200, body);
+  }
+
+  /** The id_token of a code's sign-in (null: none), bent by nextIdToken(). */
+  function idToken(c) {
+    const o = idTokenOnce || {};
+    idTokenOnce = null;
+    if (o.omit) return null;
+    const p = c.profile;
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: o.iss ?? url,
+      aud: o.aud ?? CLIENT_ID,
+      sub: String(p.id),
+      iat: now,
+      exp: o.exp ?? now + 3600,
+      email: p.email,
+      email_verified: p.email_verified,
+      name: p.name,
+      picture: p.avatar_url,
+      role: p.role, // a hostile claim: must never reach the user
+    };
+    if (c.nonce) claims.nonce = o.nonce ?? c.nonce;
+    const alg = o.alg ?? 'RS256';
+    const key = o.wrongKey ? stranger : alg === 'ES256' ? keys.ec : keys.rsa;
+    return signJws(alg, o.kid ?? key.kid, claims, key);
   }
 
   function user(provider, kind, req, res) {
@@ -95,6 +158,16 @@ export async function startFakeOAuth() {
     'GET /o/oauth2/v2/auth': (q, req, res) => authorize('google', q, res),
     'POST /token': (q, req, res, form) => token('google', form, res),
     'GET /v1/userinfo': (q, req, res) => user('google', 'userinfo', req, res),
+    'GET /.well-known/openid-configuration': (q, req, res) =>
+      json(res, 200, {
+        issuer: url,
+        authorization_endpoint: `${url}/o/oauth2/v2/auth`,
+        token_endpoint: `${url}/token`,
+        userinfo_endpoint: `${url}/v1/userinfo`,
+        jwks_uri: `${url}/jwks`,
+        id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+      }),
+    'GET /jwks': (q, req, res) => json(res, 200, { keys: published.map((k) => k.jwk) }),
   };
 
   const server = http.createServer((req, res) => {
@@ -111,10 +184,20 @@ export async function startFakeOAuth() {
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${server.address().port}`;
+  url = `http://127.0.0.1:${server.address().port}`;
   return {
     url,
     seen,
+    /** Bends the next id_token (see the header). */
+    nextIdToken(o) {
+      idTokenOnce = o;
+    },
+    /** Publishes a new RSA key (kid rsa-N) and signs with it from now on. */
+    rotateKey() {
+      keys.rsa = newKey('RSA', `rsa-${published.length + 1}`);
+      published.push(keys.rsa);
+      return keys.rsa.kid;
+    },
     /** Queues the profile the next authorization at provider logs in as. */
     login(provider, profile) {
       queued[provider].push({ avatar_url: 'https://avatars.test/a.png', name: 'Test User', email_verified: true, ...profile });

@@ -328,6 +328,21 @@ describe('recovery codes (auth.mfa.recoveryCodes of supabase-js)', () => {
     assert.equal((await c.auth.getSession()).data.session.access_token, aal1.access_token, 'still the aal1 session');
   });
 
+  it('count towards the factor limit (ten factors per user, as GoTrue)', async () => {
+    const { session } = await userWithTotp('phone');
+    const owner = await recoveryClientWith(session);
+    for (let i = 1; i < 10; i++) // nine more (unverified) TOTP factors: ten in all
+      noError((await owner.auth.mfa.enroll({ factorType: 'totp', friendlyName: `spare ${i}` })).error, `enroll ${i}`);
+    apiError(await owner.auth.mfa.recoveryCodes.generate(), 422, 'too_many_enrolled_mfa_factors', 'recovery codes at the limit');
+    const { data: listed } = await owner.auth.mfa.listFactors();
+    assert.equal(listed.all.length, 10, 'no eleventh factor');
+    // one factor less: the recovery codes fit and take the last place
+    noError((await owner.auth.mfa.unenroll({ factorId: listed.all.find((f) => f.friendly_name === 'spare 9').id })).error, 'unenroll');
+    noError((await owner.auth.mfa.recoveryCodes.generate()).error, 'recovery codes below the limit');
+    apiError(await owner.auth.mfa.enroll({ factorType: 'totp', friendlyName: 'one more' }), 422, 'too_many_enrolled_mfa_factors', 'a TOTP factor after them');
+    noError((await owner.auth.mfa.recoveryCodes.regenerate()).error, 'regenerating at the limit adds no factor');
+  });
+
   it('cannot be the only second factor', async () => {
     const u = await signUpUser(server);
     const c = await recoveryClientWith(u.session);

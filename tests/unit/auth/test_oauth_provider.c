@@ -58,26 +58,29 @@ static void test_endpoints(void **state)
 static void test_token(void **state)
 {
     (void)state;
-    char err[256], *a, *r;
+    char err[256], *a, *r, *id;
     const char *ok =
         "{\"access_token\":\"gho_abc\",\"token_type\":\"bearer\",\"scope\":\"user:email\"}";
-    assert_true(oauth_parse_token(ok, strlen(ok), &a, &r, err, sizeof(err)));
+    assert_true(oauth_parse_token(ok, strlen(ok), &a, &r, &id, err, sizeof(err)));
     assert_string_equal(a, "gho_abc");
     assert_null(r);
+    assert_null(id);
     free(a);
-    const char *both = "{\"access_token\":\"x\",\"refresh_token\":\"y\"}";
-    assert_true(oauth_parse_token(both, strlen(both), &a, &r, err, sizeof(err)));
+    const char *both = "{\"access_token\":\"x\",\"refresh_token\":\"y\",\"id_token\":\"h.p.s\"}";
+    assert_true(oauth_parse_token(both, strlen(both), &a, &r, &id, err, sizeof(err)));
     assert_string_equal(r, "y");
+    assert_string_equal(id, "h.p.s");
     free(a);
     free(r);
+    free(id);
     /* GitHub answers 200 with an error for a bad code */
     const char *bad = "{\"error\":\"bad_verification_code\"}";
-    assert_false(oauth_parse_token(bad, strlen(bad), &a, &r, err, sizeof(err)));
+    assert_false(oauth_parse_token(bad, strlen(bad), &a, &r, &id, err, sizeof(err)));
     assert_non_null(strstr(err, "bad_verification_code"));
     assert_null(a);
     const char *nul = "{\"access_token\":\"a\\u0000b\"}";
-    assert_false(oauth_parse_token(nul, strlen(nul), &a, &r, err, sizeof(err)));
-    assert_false(oauth_parse_token("[]", 2, &a, &r, err, sizeof(err)));
+    assert_false(oauth_parse_token(nul, strlen(nul), &a, &r, &id, err, sizeof(err)));
+    assert_false(oauth_parse_token("[]", 2, &a, &r, &id, err, sizeof(err)));
 }
 
 static void test_github(void **state)
