@@ -35,7 +35,7 @@ typedef struct app {
     struct http_server *http;
     struct auth_limiter *limiter;
     struct auth_limiter *webhook_limiter; /* WEBHOOK_RATE_LIMIT per address */
-    bool mailer_autoconfirm; /* MAILER_AUTOCONFIRM, resolved */
+    bool mailer_autoconfirm;              /* MAILER_AUTOCONFIRM, resolved */
     time_t started;
 } app_t;
 

@@ -442,9 +442,10 @@ void api__reports_get(http_request_t *req)
 static const char *const csv_head[] = {"report_id", "report_name", "campaign_id", "campaign_name",
                                        "date"};
 static const char *const csv_metrics[] = {
-    "messages",      "sent",         "delivered",     "failed",           "bounced",  "opened",
-    "clicked",       "unique_opens", "unique_clicks", "clicked_messages", "segments", "cost",
-    "delivery_rate", "open_rate",    "click_rate",    "bounce_rate",      "unknown",  "unsubscribed",
+    "messages",    "sent",    "delivered",     "failed",        "bounced",
+    "opened",      "clicked", "unique_opens",  "unique_clicks", "clicked_messages",
+    "segments",    "cost",    "delivery_rate", "open_rate",     "click_rate",
+    "bounce_rate", "unknown", "unsubscribed",
 };
 
 /* One row per day of the stored report, then a row "total". Built once from

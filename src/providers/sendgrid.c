@@ -334,7 +334,7 @@ json_t *sendgrid_events_parse(const char *body, size_t len, char *err, size_t er
 /* ------------------------------------------------- the e-mail provider */
 
 typedef struct sendgrid_provider {
-    email_provider_t base; /* first: the seam's view */
+    email_provider_t base;    /* first: the seam's view */
     webapi_account_t account; /* api_base, the API key (secret), client */
 } sendgrid_provider_t;
 

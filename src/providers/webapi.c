@@ -49,8 +49,8 @@ void webapi_client_free(struct webapi_client *c)
     free(c);
 }
 
-webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *r,
-                               cd_buf_t *answer, long *http_status, char *err, size_t errlen)
+webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *r, cd_buf_t *answer,
+                               long *http_status, char *err, size_t errlen)
 {
     CURL *h = c->curl;
     char curl_err[CURL_ERROR_SIZE] = "";

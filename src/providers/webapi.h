@@ -56,8 +56,8 @@ typedef enum webapi_status {
 /* Performs r on c (http and https only), the answer's body into answer and
  * its status into *http_status (0 without an answer). Otherwise err gets
  * libcurl's reason (never a credential). */
-webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *r,
-                               cd_buf_t *answer, long *http_status, char *err, size_t errlen);
+webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *r, cd_buf_t *answer,
+                               long *http_status, char *err, size_t errlen);
 
 /* The state of a provider value of an HTTP API, opened from the settings. */
 #define WEBAPI_FIELD_MAX 512

@@ -288,9 +288,8 @@ static void test_fetch_message(void **state)
     twilio_client_free(c);
 
     char err[256] = "";
-    provider_settings_t s = {.twilio_account_sid = "AC0123",
-                             .twilio_auth_token = "t",
-                             .twilio_api_base = "ftp://x"};
+    provider_settings_t s = {
+        .twilio_account_sid = "AC0123", .twilio_auth_token = "t", .twilio_api_base = "ftp://x"};
     assert_null(twilio_provider_open(&s, err, sizeof(err)));
     assert_non_null(strstr(err, "TWILIO_API_BASE"));
     s.twilio_api_base = "";

@@ -57,8 +57,8 @@ static void test_account_open(void **state)
     big[sizeof(big) - 1] = '\0';
     assert_false(webapi_account_open(&a, "", "https://api.example", "X_BASE", big, "X_KEY", 0, err,
                                      sizeof(err)));
-    assert_true(webapi_account_open(&a, "", "https://api.example", "X_BASE", "key", "X_KEY", 0,
-                                    err, sizeof(err)));
+    assert_true(webapi_account_open(&a, "", "https://api.example", "X_BASE", "key", "X_KEY", 0, err,
+                                    sizeof(err)));
     assert_string_equal(a.api_base, "https://api.example");
     assert_string_equal(a.secret, "key");
     assert_int_equal(a.timeout_seconds, 30);
@@ -83,8 +83,8 @@ static void test_perform(void **state)
     cd_buf_init(&answer, 1024);
     long status = -1;
     char err[256] = "";
-    webapi_request_t r = {.url = "http://127.0.0.1:9/x", .user = "u", .password = "p",
-                          .timeout_seconds = 2};
+    webapi_request_t r = {
+        .url = "http://127.0.0.1:9/x", .user = "u", .password = "p", .timeout_seconds = 2};
     assert_int_equal(webapi_perform(c, &r, &answer, &status, err, sizeof(err)), WEBAPI_NOT_SENT);
     assert_int_equal(status, 0);
     assert_true(err[0] != '\0');
