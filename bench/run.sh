@@ -74,7 +74,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 url="http://127.0.0.1:$port"
 unset DATABASE_URL JWT_SECRET CAMPAIGND_ENV_FILE
 export CAMPAIGND_DATA_DIR=$data PORT=$port LOG_LEVEL=warn JWT_EXP=7200 \
-  AUTH_RATE_LIMIT=10000000 LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_EMAIL=100000
+  AUTH_RATE_LIMIT=10000000 LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_EMAIL=100000 \
+  DISABLE_SIGNUP=false # the bench signs its user up (campaignd is invite-only by default)
 log "starting $bin on $url (data dir $data)"
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
