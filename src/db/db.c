@@ -370,6 +370,20 @@ static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct 
     return PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
 }
 
+/* Sends the prelude (the caller's role and request settings) as a query of
+ * the pipeline. */
+static bool send_prelude(PGconn *pg, const db_caller_t *who)
+{
+    const char *pre[7] = {who->role,
+                          who->claims_json ? who->claims_json : "{}",
+                          who->method ? who->method : "",
+                          who->path ? who->path : "",
+                          who->headers_json ? who->headers_json : "{}",
+                          db_timeout_text,
+                          who->with_secrets ? "on" : ""};
+    return PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+}
+
 /* Sends the whole request in pipeline mode: the DEALLOCATEs of evicted
  * statements, BEGIN, the prelude, each statement, COMMIT and a sync. slots
  * (room for 3 * nstmts + 3) receives what each query was, *ns how many.
@@ -384,13 +398,6 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
         return false;
     const char *begin = who->read_only ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
                                        : "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
-    const char *pre[7] = {who->role,
-                          who->claims_json ? who->claims_json : "{}",
-                          who->method ? who->method : "",
-                          who->path ? who->path : "",
-                          who->headers_json ? who->headers_json : "{}",
-                          db_timeout_text,
-                          who->with_secrets ? "on" : ""};
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];
@@ -400,8 +407,8 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     }
     slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
     slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    sent = sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
-           PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+    sent =
+        sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) && send_prelude(pg, who);
     for (size_t i = 0; sent && i < nstmts; i++)
         sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
     slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
@@ -636,14 +643,7 @@ static bool batch_send_txn(db_batch_t *b, const db_txn_t *t, const unsigned long
 {
     PGconn *pg = b->c->pg;
     const db_caller_t *who = t->who;
-    const char *pre[7] = {who->role,
-                          who->claims_json ? who->claims_json : "{}",
-                          who->method ? who->method : "",
-                          who->path ? who->path : "",
-                          who->headers_json ? who->headers_json : "{}",
-                          db_timeout_text,
-                          who->with_secrets ? "on" : ""};
-    bool ok = PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+    bool ok = send_prelude(pg, who);
     b->nqueries++;
     if (ok && who->read_only) {
         ok = PQsendQueryParams(pg, READ_ONLY_SQL, 0, NULL, NULL, NULL, NULL, 0);
