@@ -78,7 +78,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 url="http://127.0.0.1:$port"
 unset DATABASE_URL JWT_SECRET CAMPAIGND_ENV_FILE
 export CAMPAIGND_DATA_DIR=$data PORT=$port LOG_LEVEL=warn JWT_EXP=7200 \
-  AUTH_RATE_LIMIT=10000000 LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_EMAIL=100000
+  AUTH_RATE_LIMIT=10000000 LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_EMAIL=100000 \
+  DISABLE_SIGNUP=false # the bench signs its user up (campaignd is invite-only by default)
 log "starting $bin on $url (data dir $data)"
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -174,32 +175,65 @@ threads_for() { if [ "$1" -lt "$cpus" ]; then echo "$1"; else echo "$cpus"; fi; 
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2" | head -1; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{a/b:.2f}' if b > 0 else 'n/a')" "$1" "$2"; }
 
-# run_wrk NAME CONNS URL [wrk args...]: prints "rps p50 p90 p99 requests non2xx errors rss0 rss1".
+# tree_cpu: CPU clock ticks (user + system) used so far by campaignd and every
+# process below it (its PostgreSQL postmaster and backends; cutime/cstime keep
+# what exited ones used): the load-robust cost of the work, unlike req/s.
+tree_cpu() {
+  python3 - "$server_pid" <<'PY'
+import os, sys
+st = {}
+for d in os.listdir('/proc'):
+    if d.isdigit():
+        try:
+            t = open(f'/proc/{d}/stat').read()
+        except OSError:
+            continue
+        f = t[t.rindex(') ') + 2:].split()
+        st[int(d)] = (int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+root = int(sys.argv[1])
+def walk(pid, is_root):
+    ppid, cpu, dead = st.get(pid, (0, 0, 0))
+    return cpu + (0 if is_root else dead) + sum(walk(p, False) for p, v in st.items() if v[0] == pid)
+print(walk(root, True))
+PY
+}
+# us_per N TICKS: CPU microseconds per unit of work.
+us_per() { python3 -c "import sys; n,t=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{t*1e6/100/n:.0f}' if n > 0 else 'n/a')" "$1" "$2"; }
+
+# run_wrk NAME CONNS URL [wrk args...]: prints "rps p50 p90 p99 requests non2xx errors rss0 rss1
+# cpu_us_per_request" (the CPU of campaignd and its PostgreSQL processes).
 run_wrk() {
   local name=$1 c=$2 target=$3
   shift 3
-  local rss0 rss1 out
+  local rss0 rss1 out cpu0 cpu1
   rss0=$(server_rss)
+  cpu0=$(tree_cpu)
   wrk -t "$(threads_for "$c")" -c "$c" -d "${seconds}s" --timeout 10s "$@" "$target" >"$work/wrk-$name-$c.log" 2>&1 || true
+  cpu1=$(tree_cpu)
   rss1=$(server_rss)
   out=$(grep '^WRK ' "$work/wrk-$name-$c.log" || true)
   [ -n "$out" ] || { cat "$work/wrk-$name-$c.log" >&2; out="WRK rps=0"; }
   echo "$(field rps " $out") $(field p50_ms " $out") $(field p90_ms " $out") $(field p99_ms " $out") \
-$(field requests " $out") $(field non2xx " $out") $(field socket_errors " $out") $rss0 $rss1"
+$(field requests " $out") $(field non2xx " $out") $(field socket_errors " $out") $rss0 $rss1 \
+$(us_per "$(field requests " $out")" $((cpu1 - cpu0)))"
 }
 
-# run_pgbench NAME CONNS: prints "tps latency_ms" for the captured script.
+# run_pgbench NAME CONNS: prints "tps latency_ms db_cpu_us_per_txn" for the captured script.
 run_pgbench() {
   local name=$1 c=$2 v
   local -a dargs=()
   while IFS= read -r v; do dargs+=(-D "$v"); done <"$work/$name.vars"
+  local cpu0 cpu1
+  cpu0=$(tree_cpu) # pgbench's backends are the embedded cluster's too
   "$pgbench" -n -M prepared -c "$c" -j "$(threads_for "$c")" -T "$seconds" "${dargs[@]}" \
     -f "$work/$name.sql" "$owner_url" >"$work/pgbench-$name-$c.log" 2>&1 || true
-  local tps lat
+  cpu1=$(tree_cpu)
+  local tps lat txns
   tps=$(sed -n 's/^tps = \([0-9]*\.[0-9]\).*/\1/p' "$work/pgbench-$name-$c.log" | head -1)
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$work/pgbench-$name-$c.log" | head -1)
+  txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench-$name-$c.log" | head -1)
   [ -n "$tps" ] || { tail -5 "$work/pgbench-$name-$c.log" >&2; tps=0; }
-  echo "$tps ${lat:-?}"
+  echo "$tps ${lat:-?} $(us_per "$txns" $((cpu1 - cpu0)))"
 }
 
 # perf_report NAME: appends where the CPU time went during the profiled run.
@@ -250,8 +284,8 @@ $pg_sym
 "
 }
 
-table_header="| connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | pgbench tps (same SQL) | pgbench avg latency ms | server / pgbench |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+table_header="| connections | server req/s | p50 ms | p90 ms | p99 ms | non-2xx / socket errors | RSS start → end (KiB) | pgbench tps (same SQL) | pgbench avg latency ms | server / pgbench | CPU µs/request: server + PostgreSQL | CPU µs/txn: pgbench's PostgreSQL |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 sections=""
 
 # scenario TITLE NAME URL NOTE: wrk and pgbench at each connection count.
@@ -288,9 +322,9 @@ Not measured: \`$target\` did not answer 200 (see the server log of the run).
       log "$name: pgbench, $c clients, ${seconds}s"
       read -r -a p <<<"$(run_pgbench "$name" "$c")"
     else
-      p=(0 "?")
+      p=(0 "?" "n/a")
     fi
-    rows+="| $c | ${w[0]} | ${w[1]} | ${w[2]} | ${w[3]} | ${w[5]} / ${w[6]} | ${w[7]} → ${w[8]} | ${p[0]} | ${p[1]} | $(ratio "${w[0]}" "${p[0]}") |
+    rows+="| $c | ${w[0]} | ${w[1]} | ${w[2]} | ${w[3]} | ${w[5]} / ${w[6]} | ${w[7]} → ${w[8]} | ${p[0]} | ${p[1]} | $(ratio "${w[0]}" "${p[0]}") | ${w[9]} | ${p[2]} |
 "
   done
   local sql_text=""
@@ -450,10 +484,11 @@ import json, sys, types
 try:
     r = json.loads(sys.argv[1], object_hook=lambda d: types.SimpleNamespace(**d))
 except ValueError:
-    print(f"| {sys.argv[2]} | failed (see the work directory) | | | | | | | |")
+    print(f"| {sys.argv[2]} | failed (see the work directory) | | | | | | | | | |")
     sys.exit()
 print(f"| {r.rate} | {r.offered_per_s:,} | {r.delivered:,} of {r.expected:,} | {r.lost:,} "
-      f"| {r.events_per_s:,} | {r.drain_s} | {r.p50_ms} | {r.p99_ms} | {r.server_us_per_event} |")
+      f"| {r.events_per_s:,} | {r.drain_s} | {r.p50_ms} | {r.p99_ms} | {r.server_us_per_event} "
+      f"| {r.total_us_per_event} | {r.load_avg:.1f} |")
 ' "$out" "$rate")
     fanout_rows+="
 "
@@ -461,15 +496,15 @@ print(f"| {r.rate} | {r.offered_per_s:,} | {r.delivered:,} of {r.expected:,} | {
   sections+="
 ## Realtime fan-out (this run)
 
-\`bench/realtime/fanout.mjs\`: 1,000 supabase-js clients (one Node process, on this machine)
+\`bench/realtime/fanout.mjs\`: 1,000 supabase-js clients (in CLIENT_PROCS Node processes, default one per CPU, on this machine)
 subscribed to \`INSERT\` on \`public.campaigns\` over 10 users (RLS: 10 claims groups, each
 event goes to the 100 sockets of its owner). Goal: at 30,000 events/s offered nothing lost
 and p99 < 250 ms; at 60,000 offered >= 30,000 delivered/s, nothing lost. Server CPU
 µs/event: campaignd's user + system CPU time over the run (the inserts included) per
-delivered event, which a busy machine distorts less than events/s.
+delivered event, and with its PostgreSQL processes; a busy machine distorts them less than events/s.
 
-| rows/s | events/s offered | delivered | lost | delivered events/s | drain s | p50 ms | p99 ms | server CPU µs/event |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| rows/s | events/s offered | delivered | lost | delivered events/s | drain s | p50 ms | p99 ms | campaignd CPU µs/event | + PostgreSQL CPU µs/event | load avg |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $fanout_rows"
 fi
 

@@ -154,6 +154,10 @@ const config_entry_t config_table[] = {
     {"REALTIME_MAX_PRESENCE_PER_CONNECTION", CONFIG_INT, F(realtime_max_presence_per_conn), "10", 1,
      10000, false, "realtime",
      "Most presences one WebSocket connection tracks at once (over all its channels)."},
+    {"REALTIME_CHECK_CONNECTIONS", CONFIG_INT, F(realtime_check_connections), "2", 1, 8, false,
+     "realtime",
+     "Database connections that check which postgres_changes each claims group may see; the "
+     "groups of a batch are spread over them, one pipelined round trip per connection."},
     {"STORAGE_MAX_FILE_BYTES", CONFIG_INT, F(storage_max_file_bytes), "52428800", 1, 1099511627776,
      false, "storage",
      "Largest object /storage/v1 accepts, in bytes (a bucket's file_size_limit may lower it)."},

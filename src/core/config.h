@@ -72,6 +72,7 @@ typedef struct config {
     long realtime_max_message_bytes;
     long realtime_max_broadcast_bytes;
     long realtime_max_presence_bytes;
+    long realtime_check_connections;
     long realtime_max_presence_per_topic;
     long realtime_max_presence_per_conn;
     /* storage */

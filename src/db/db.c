@@ -170,47 +170,81 @@ static bool give_key(PGconn *pg, char *why, size_t whylen)
     return ok;
 }
 
-db_conn_t *db_thread_conn(void)
+/* A new authenticator connection with the prelude prepared and the key
+ * given; NULL (and the back-off noted) when the database is unreachable. */
+static PGconn *connect_new(void)
 {
-    if (thread_conn.pg && PQstatus(thread_conn.pg) == CONNECTION_OK)
-        return &thread_conn;
-    db_thread_close();
     if (!db_conninfo)
         return NULL;
     if (thread_next_attempt_ms && now_ms() < thread_next_attempt_ms)
         return NULL;
     PGconn *pg = PQconnectdb(db_conninfo);
+    char why[256] = "";
     if (PQstatus(pg) != CONNECTION_OK) {
-        char why[256];
         snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
         why[strcspn(why, "\n")] = '\0';
-        PQfinish(pg);
-        note_failure(why);
-        return NULL;
+        goto fail;
     }
     PGresult *r = PQprepare(pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        char why[256];
         snprintf(why, sizeof(why), "prepare: %s", PQresultErrorMessage(r));
         why[strcspn(why, "\n")] = '\0';
         PQclear(r);
-        PQfinish(pg);
-        note_failure(why);
-        return NULL;
+        goto fail;
     }
     PQclear(r);
-    char why[256] = "";
-    if (!give_key(pg, why, sizeof(why))) {
-        PQfinish(pg);
-        note_failure(why);
-        return NULL;
-    }
+    if (!give_key(pg, why, sizeof(why)))
+        goto fail;
     thread_backoff_ms = 0;
     thread_next_attempt_ms = 0;
+    return pg;
+fail:
+    PQfinish(pg);
+    note_failure(why);
+    return NULL;
+}
+
+db_conn_t *db_thread_conn(void)
+{
+    if (thread_conn.pg && PQstatus(thread_conn.pg) == CONNECTION_OK)
+        return &thread_conn;
+    db_thread_close();
+    PGconn *pg = connect_new();
+    if (!pg)
+        return NULL;
     thread_conn.pg = pg;
     pthread_once(&thread_conn_once, conn_key_init);
     pthread_setspecific(thread_conn_key, &thread_conn);
     return &thread_conn;
+}
+
+db_conn_t *db_conn_new(void)
+{
+    return calloc(1, sizeof(db_conn_t));
+}
+
+static void conn_close(db_conn_t *c)
+{
+    PQfinish(c->pg);
+    c->pg = NULL;
+    db__cache_clear(c);
+}
+
+bool db_conn_ready(db_conn_t *c)
+{
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+        return true;
+    conn_close(c);
+    c->pg = connect_new();
+    return c->pg != NULL;
+}
+
+void db_conn_free(db_conn_t *c)
+{
+    if (c) {
+        conn_close(c);
+        free(c);
+    }
 }
 
 static void copy_field(char *dst, size_t n, const char *src)
@@ -336,6 +370,20 @@ static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct 
     return PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
 }
 
+/* Sends the prelude (the caller's role and request settings) as a query of
+ * the pipeline. */
+static bool send_prelude(PGconn *pg, const db_caller_t *who)
+{
+    const char *pre[7] = {who->role,
+                          who->claims_json ? who->claims_json : "{}",
+                          who->method ? who->method : "",
+                          who->path ? who->path : "",
+                          who->headers_json ? who->headers_json : "{}",
+                          db_timeout_text,
+                          who->with_secrets ? "on" : ""};
+    return PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+}
+
 /* Sends the whole request in pipeline mode: the DEALLOCATEs of evicted
  * statements, BEGIN, the prelude, each statement, COMMIT and a sync. slots
  * (room for 3 * nstmts + 3) receives what each query was, *ns how many.
@@ -350,13 +398,6 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
         return false;
     const char *begin = who->read_only ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
                                        : "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
-    const char *pre[7] = {who->role,
-                          who->claims_json ? who->claims_json : "{}",
-                          who->method ? who->method : "",
-                          who->path ? who->path : "",
-                          who->headers_json ? who->headers_json : "{}",
-                          db_timeout_text,
-                          who->with_secrets ? "on" : ""};
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];
@@ -366,8 +407,8 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     }
     slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
     slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    sent = sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) &&
-           PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+    sent =
+        sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) && send_prelude(pg, who);
     for (size_t i = 0; sent && i < nstmts; i++)
         sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
     slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
@@ -512,4 +553,238 @@ db_status_t db_run(const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts
     for (size_t i = 0; i < nstmts; i++)
         results[i] = NULL;
     return DB_UNAVAILABLE;
+}
+
+/* ------------------------------------------- batches of transactions */
+
+/* One pipeline of several callers' transactions (db_batch_send). Segment 0,
+ * when there is one, prepares the batch's statements new to the cache; each
+ * following segment is one transaction: prelude, [read only], statements,
+ * each segment closed by a sync. */
+struct db_batch {
+    db_conn_t *c;
+    db_txn_t *txns;
+    size_t n;
+    bool has_prep;         /* segment 0 was sent */
+    size_t *prep_slot;     /* segment 0, per query: the cache slot a PREPARE fills */
+    const char **prep_sql; /* ... and its SQL (NULL: a DEALLOCATE) */
+    size_t nprep;          /* queries in segment 0 */
+    size_t nqueries;       /* queries sent in all, to bound the wait for results */
+};
+
+static const char READ_ONLY_SQL[] =
+    "select pg_catalog.set_config('transaction_read_only', 'on', true)";
+
+static void batch_free(db_batch_t *b)
+{
+    if (b) {
+        free(b->prep_slot);
+        free(b->prep_sql);
+        free(b);
+    }
+}
+
+/* Plans the batch's distinct statements against the cache and sends segment
+ * 0 (DEALLOCATE of evicted, PREPARE of new ones). names[k] gets how
+ * stmt k of the flattened list is sent: its cache id, or 0 for unnamed. */
+static bool batch_send_prepares(db_batch_t *b, const db_stmt_t **flat, size_t nflat,
+                                unsigned long long *ids)
+{
+    db_conn_t *c = b->c;
+    db_stmt_t *distinct = malloc((nflat ? nflat : 1) * sizeof(*distinct));
+    size_t *which = malloc((nflat ? nflat : 1) * sizeof(*which));
+    struct db_stmt_plan *plan = malloc((nflat ? nflat : 1) * sizeof(*plan));
+    unsigned long long *evict = malloc((nflat ? nflat : 1) * sizeof(*evict));
+    b->prep_slot = malloc((2 * nflat + 1) * sizeof(*b->prep_slot));
+    b->prep_sql = malloc((2 * nflat + 1) * sizeof(*b->prep_sql));
+    bool ok = distinct && which && plan && evict && b->prep_slot && b->prep_sql;
+    size_t nd = 0, nevict = 0;
+    for (size_t k = 0; ok && k < nflat; k++) {
+        size_t d = 0;
+        while (d < nd && strcmp(distinct[d].sql, flat[k]->sql) != 0)
+            d++;
+        if (d == nd)
+            distinct[nd++] = *flat[k];
+        which[k] = d;
+    }
+    if (ok)
+        db__plan_stmts(c, distinct, nd, plan, evict, &nevict);
+    for (size_t i = 0; ok && i < nevict; i++) {
+        char dealloc[48];
+        snprintf(dealloc, sizeof(dealloc), "DEALLOCATE cd_s%llu", evict[i]);
+        b->prep_sql[b->nprep++] = NULL;
+        ok = PQsendQueryParams(c->pg, dealloc, 0, NULL, NULL, NULL, NULL, 0);
+    }
+    for (size_t d = 0; ok && d < nd; d++) {
+        if (plan[d].how != DB_PLAN_PREPARE)
+            continue;
+        char name[32];
+        snprintf(name, sizeof(name), "cd_s%llu", plan[d].id);
+        b->prep_slot[b->nprep] = plan[d].slot;
+        b->prep_sql[b->nprep++] = distinct[d].sql;
+        ok = PQsendPrepare(c->pg, name, distinct[d].sql, distinct[d].nparams, NULL);
+    }
+    if (ok && b->nprep) {
+        b->has_prep = true;
+        ok = PQpipelineSync(c->pg);
+    }
+    for (size_t k = 0; ok && k < nflat; k++)
+        ids[k] = plan[which[k]].how == DB_PLAN_UNNAMED ? 0 : plan[which[k]].id;
+    b->nqueries += b->nprep;
+    free(distinct);
+    free(which);
+    free(plan);
+    free(evict);
+    return ok;
+}
+
+/* Sends one transaction of the batch as its own segment. */
+static bool batch_send_txn(db_batch_t *b, const db_txn_t *t, const unsigned long long *ids)
+{
+    PGconn *pg = b->c->pg;
+    const db_caller_t *who = t->who;
+    bool ok = send_prelude(pg, who);
+    b->nqueries++;
+    if (ok && who->read_only) {
+        ok = PQsendQueryParams(pg, READ_ONLY_SQL, 0, NULL, NULL, NULL, NULL, 0);
+        b->nqueries++;
+    }
+    for (size_t i = 0; ok && i < t->nstmts; i++) {
+        const db_stmt_t *st = &t->stmts[i];
+        if (ids[i]) {
+            char name[32];
+            snprintf(name, sizeof(name), "cd_s%llu", ids[i]);
+            ok = PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
+        } else {
+            ok = PQsendQueryParams(pg, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0);
+        }
+        b->nqueries++;
+    }
+    return ok && PQpipelineSync(pg);
+}
+
+db_batch_t *db_batch_send(db_conn_t *c, db_txn_t *txns, size_t n)
+{
+    size_t nflat = 0;
+    for (size_t i = 0; i < n; i++) {
+        txns[i].status = DB_UNAVAILABLE;
+        memset(&txns[i].err, 0, sizeof(txns[i].err));
+        txns[i].err.failed_stmt = -1;
+        for (size_t k = 0; k < txns[i].nstmts; k++)
+            txns[i].results[k] = NULL;
+        nflat += txns[i].nstmts;
+    }
+    db_batch_t *b = calloc(1, sizeof(*b));
+    const db_stmt_t **flat = malloc((nflat ? nflat : 1) * sizeof(*flat));
+    unsigned long long *ids = malloc((nflat ? nflat : 1) * sizeof(*ids));
+    bool ok = b && flat && ids && c && c->pg && PQenterPipelineMode(c->pg) == 1;
+    if (ok) {
+        b->c = c;
+        b->txns = txns;
+        b->n = n;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < txns[i].nstmts; j++)
+                flat[k++] = &txns[i].stmts[j];
+        ok = batch_send_prepares(b, flat, nflat, ids);
+        k = 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            txns[i].status = DB_OK;
+            ok = batch_send_txn(b, &txns[i], ids + k);
+            k += txns[i].nstmts;
+        }
+    }
+    free(flat);
+    free(ids);
+    if (!ok) {
+        for (size_t i = 0; i < n; i++)
+            txns[i].status = DB_UNAVAILABLE;
+        if (c && c->pg) {
+            log_warn("database: cannot send a batch: %s", PQerrorMessage(c->pg));
+            conn_close(c);
+        }
+        batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Takes one result of transaction t at query q of its segment (q counts the
+ * prelude and the read-only switch first). */
+static void batch_take(db_txn_t *t, size_t q, PGresult *r)
+{
+    size_t first = t->who->read_only ? 2 : 1;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_FATAL_ERROR) {
+        if (t->status == DB_OK) {
+            db_error_from_result(r, &t->err);
+            t->err.failed_stmt = q >= first ? (int)(q - first) : -1;
+            t->status = DB_SQL_ERROR;
+        }
+    } else if (q >= first && q - first < t->nstmts && t->status == DB_OK &&
+               !t->results[q - first] && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+        t->results[q - first] = r;
+        return;
+    }
+    PQclear(r);
+}
+
+db_status_t db_batch_finish(db_batch_t *b)
+{
+    PGconn *pg = b->c->pg;
+    size_t seg = b->has_prep ? 0 : 1, q = 0, nulls = 0;
+    bool broken = false;
+    while (seg <= b->n) {
+        PGresult *r = PQgetResult(pg);
+        if (!r) {
+            if (PQstatus(pg) != CONNECTION_OK || ++nulls > b->nqueries + b->n + 1) {
+                broken = true;
+                break;
+            }
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            seg++;
+            q = 0;
+            continue;
+        }
+        if (seg == 0) {
+            if (st == PGRES_COMMAND_OK && q < b->nprep && b->prep_sql[q])
+                db__cache_store(b->c, b->prep_slot[q], b->prep_sql[q]);
+            PQclear(r);
+        } else {
+            batch_take(&b->txns[seg - 1], q, r);
+        }
+        q++;
+    }
+    if (!broken && PQexitPipelineMode(pg) == 1 && PQtransactionStatus(pg) != PQTRANS_IDLE)
+        db_exec_ignore(pg, "ROLLBACK");
+    broken = broken || PQstatus(pg) != CONNECTION_OK;
+    bool replan = false;
+    for (size_t i = 0; i < b->n; i++) {
+        db_txn_t *t = &b->txns[i];
+        if (broken && i + 1 >= seg)
+            t->status = DB_UNAVAILABLE;
+        if (t->status == DB_SQL_ERROR && strcmp(t->err.sqlstate, "0A000") == 0)
+            replan = true;
+        if (t->status != DB_OK)
+            for (size_t k = 0; k < t->nstmts; k++) {
+                PQclear(t->results[k]);
+                t->results[k] = NULL;
+            }
+    }
+    if (broken) {
+        log_warn("database connection lost: %s", PQerrorMessage(pg));
+        conn_close(b->c);
+    } else if (replan) {
+        /* a table changed shape under a cached statement: the next batch
+         * prepares afresh (see db_run_as) */
+        db__cache_clear(b->c);
+        db_exec_ignore(pg, "DEALLOCATE ALL");
+        PQclear(PQprepare(pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL));
+    }
+    batch_free(b);
+    return broken ? DB_UNAVAILABLE : DB_OK;
 }

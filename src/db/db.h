@@ -74,6 +74,41 @@ CD_MUSTCHECK db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const d
 CD_MUSTCHECK db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,
                                  const char *const *params, PGresult **res, db_error_t *err);
 
+/* One transaction of a batch (db_batch_send): who runs it, its statements,
+ * and, after db_batch_finish, its outcome. results has room for nstmts. */
+typedef struct db_txn {
+    const db_caller_t *who;
+    const db_stmt_t *stmts;
+    size_t nstmts;
+    PGresult **results; /* on DB_OK, the caller PQclear()s each */
+    db_status_t status;
+    db_error_t err;
+} db_txn_t;
+
+typedef struct db_batch db_batch_t;
+
+/* Sends n independent read-only transactions in one pipeline, one round trip
+ * for all: the statements new to the connection's cache are prepared first,
+ * then each transaction runs as its caller in its own implicit transaction
+ * that ends at its own sync point, so one that fails (its status and err say
+ * why) neither stops nor sees the others. Returns what db_batch_finish needs,
+ * or NULL when nothing could be sent (every txns[i].status is then
+ * DB_UNAVAILABLE). Sending on several connections before finishing any lets
+ * the server work on them at once. */
+db_batch_t *db_batch_send(db_conn_t *c, db_txn_t *txns, size_t n);
+/* Reads the results of a sent batch into its transactions and frees it.
+ * Returns DB_UNAVAILABLE when the connection broke (it is then closed; every
+ * unfinished transaction is DB_UNAVAILABLE), else DB_OK. */
+db_status_t db_batch_finish(db_batch_t *b);
+
+/* A connection of its own, for a thread that needs more than its
+ * db_thread_conn (the realtime feed's checking connections). NULL when out of
+ * memory; connects lazily in db_conn_ready. */
+db_conn_t *db_conn_new(void);
+/* Connects c when it is not connected; false when the database is unreachable. */
+bool db_conn_ready(db_conn_t *c);
+void db_conn_free(db_conn_t *c);
+
 /* Runs plain SQL (no parameters, possibly several statements) on a connection
  * outside any caller context, e.g. for migrations. Returns false and fills err. */
 CD_MUSTCHECK bool db_exec(PGconn *pg, const char *sql, db_error_t *err);

@@ -1,8 +1,9 @@
 /*
  * The postgres_changes feed. One thread owns an owner connection that
  * LISTENs for the capture trigger's wake-up and reads realtime.changes in
- * windows of finished transactions; a second, authenticator connection (the
- * thread's db_thread_conn) runs the visibility checks as each subscriber.
+ * windows of finished transactions; REALTIME_CHECK_CONNECTIONS authenticator
+ * connections run the visibility checks as each claims group, all groups of a
+ * batch in one pipeline per connection.
  * Subscriptions live in a mutex-protected list that the realtime loop edits
  * on join, leave and access_token.
  */
@@ -23,14 +24,15 @@
 #include "core/log.h"
 #include "db/db.h"
 
-#define FEED_BATCH         1000 /* changes read per query */
-#define FEED_IDLE_POLL_MS  500  /* poll even without NOTIFY (lost wake-ups, late xmin) */
-#define FEED_PURGE_EVERY_S 60   /* how often old queue rows are removed */
-#define FEED_RETENTION     "10 minutes"
-#define FEED_MAX_RECORD    (1u << 20) /* larger records are not sent (Supabase: 1 MiB) */
-#define FEED_MAX_TABLES    256
-#define FEED_MAX_DATA      (4u << 20)
-#define FEED_GROUP_BUCKETS 1024
+#define FEED_BATCH           1000 /* changes read per query */
+#define FEED_IDLE_POLL_MS    500  /* poll even without NOTIFY (lost wake-ups, late xmin) */
+#define FEED_PURGE_EVERY_S   60   /* how often old queue rows are removed */
+#define FEED_RETENTION       "10 minutes"
+#define FEED_MAX_RECORD      (1u << 20) /* larger records are not sent (Supabase: 1 MiB) */
+#define FEED_MAX_TABLES      256
+#define FEED_MAX_DATA        (4u << 20)
+#define FEED_GROUP_BUCKETS   1024
+#define FEED_MAX_CHECK_CONNS 8
 
 /* ------------------------------------------------------------ filters */
 
@@ -394,6 +396,8 @@ static struct {
     long long cur_id;
     table_info_t tables[FEED_MAX_TABLES];
     size_t ntables;
+    db_conn_t *check[FEED_MAX_CHECK_CONNS]; /* the checking connections */
+    size_t ncheck;
 } feed;
 
 static void table_info_clear(table_info_t *t)
@@ -624,90 +628,284 @@ static bool match_batch(feed_event_t *ev, size_t nev, group_t **buckets)
     return true;
 }
 
-/* Runs the visibility checks of one group: one query per table among the
- * events the group wants, on the thread's connection as the group's role and
- * claims. Sets visible[e] for what it may see. */
-static void check_group(group_t *g, feed_event_t *ev, size_t nev, unsigned char *visible)
+/* ------------------------------------------------ visibility checks */
+
+/* One query of a group's check: the rows of one table the group may see
+ * (visible_sql over a JSON array of keys), or, for DELETEs, whether the
+ * group's role may read the table at all. */
+typedef struct check_q {
+    const table_info_t *ti;
+    bool privilege;
+    char rel[16];
+    cd_buf_t keys;
+    const char *param;
+    size_t *pos; /* event index of each key (1-based row numbers answer) */
+    size_t npos;
+} check_q_t;
+
+/* A group's check: its queries, as one transaction of the batch. */
+typedef struct check {
+    group_t *g;
+    check_q_t *q;
+    size_t nq;
+    db_stmt_t *stmts;
+    PGresult **results;
+    db_caller_t who;
+    unsigned char *visible; /* [nev] */
+} check_t;
+
+static void check_free(check_t *k)
 {
-    memset(visible, 0, nev);
-    if (!g->nwant || !g->nmembers)
-        return;
-    db_conn_t *c = db_thread_conn();
-    if (!c) {
-        log_warn("realtime: database unavailable; changes for %zu subscriptions dropped",
-                 g->nmembers);
-        return;
+    for (size_t i = 0; i < k->nq; i++) {
+        cd_buf_free(&k->q[i].keys);
+        free(k->q[i].pos);
+        PQclear(k->results ? k->results[i] : NULL);
     }
-    db_caller_t who = {.role = g->role, .claims_json = g->claims_json, .read_only = true};
-    unsigned char *asked = calloc(nev, 1);
-    size_t *pos = calloc(nev, sizeof(size_t));
-    if (!asked || !pos)
-        goto done;
-    for (size_t e0 = 0; e0 < nev; e0++) {
-        if (!g->want[e0] || asked[e0])
-            continue;
-        table_info_t *ti = ev[e0].ti;
-        if (ev[e0].mask == CHANGES_EV_DELETE) {
-            /* The row is gone: RLS cannot be asked. As Supabase does, a
-             * DELETE (primary key only when RLS is on) goes to subscribers
-             * whose role may read the table. */
-            char rel[16];
-            snprintf(rel, sizeof(rel), "%u", ti->relid);
-            const char *p1[1] = {rel};
-            PGresult *r = NULL;
-            db_error_t err;
-            bool may = db_run1(c, &who, "select pg_catalog.has_table_privilege($1::oid, 'SELECT')",
-                               1, p1, &r, &err) == DB_OK &&
-                       PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-            PQclear(r);
-            for (size_t j = e0; j < nev; j++)
-                if (g->want[j] && ev[j].ti == ti && ev[j].mask == CHANGES_EV_DELETE) {
-                    asked[j] = 1;
-                    visible[j] = may;
-                }
-            continue;
-        }
-        cd_buf_t keys;
-        cd_buf_init(&keys, 64u << 20);
-        bool ok = cd_buf_adds(&keys, "[");
-        size_t n = 0;
-        for (size_t e = e0; e < nev && ok; e++) {
-            if (!g->want[e] || asked[e] || ev[e].ti != ti || ev[e].mask == CHANGES_EV_DELETE)
-                continue;
-            asked[e] = 1;
-            pos[n++] = e;
-            ok = (n > 1 ? cd_buf_adds(&keys, ",") : true) && cd_buf_adds(&keys, ev[e].key);
-        }
-        ok = ok && cd_buf_adds(&keys, "]");
-        if (!ok) {
-            cd_buf_free(&keys);
-            continue;
-        }
-        const char *params[1] = {cd_buf_str(&keys)};
-        PGresult *r = NULL;
-        db_error_t err;
-        db_status_t st = db_run1(c, &who, ti->visible_sql, 1, params, &r, &err);
-        cd_buf_free(&keys);
-        if (st != DB_OK) {
-            if (st == DB_SQL_ERROR && strcmp(err.sqlstate, "42501") != 0)
-                log_warn("realtime: visibility check failed (%s): %s", err.sqlstate, err.message);
-            PQclear(r);
-            continue; /* 42501: the role may not read the table at all */
-        }
-        for (int row = 0; row < PQntuples(r); row++) {
-            long k = strtol(PQgetvalue(r, row, 0), NULL, 10);
-            if (k >= 1 && (size_t)k <= n)
-                visible[pos[k - 1]] = 1;
-        }
-        PQclear(r);
-    }
-done:
-    free(asked);
-    free(pos);
+    free(k->q);
+    free(k->stmts);
+    free(k->results);
+    free(k->visible);
 }
 
-/* DELETE events carry only the primary key when RLS is on; they are checked
- * for table privilege (as Supabase: the row is gone, RLS cannot be asked). */
+static check_q_t *check_query_for(check_t *k, const feed_event_t *e, size_t nev)
+{
+    bool privilege = e->mask == CHANGES_EV_DELETE;
+    for (size_t i = 0; i < k->nq; i++)
+        if (k->q[i].ti == e->ti && k->q[i].privilege == privilege)
+            return &k->q[i];
+    check_q_t *n = realloc(k->q, (k->nq + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    k->q = n;
+    check_q_t *q = &k->q[k->nq];
+    memset(q, 0, sizeof(*q));
+    q->pos = malloc(nev * sizeof(size_t));
+    if (!q->pos)
+        return NULL;
+    k->nq++;
+    q->ti = e->ti;
+    q->privilege = privilege;
+    snprintf(q->rel, sizeof(q->rel), "%u", e->ti->relid);
+    cd_buf_init(&q->keys, 64u << 20);
+    return q;
+}
+
+/* Builds a group's transaction: one query per table (and one per table with
+ * DELETEs) over the events the group wants. False when out of memory. */
+static bool check_build(check_t *k, group_t *g, const feed_event_t *ev, size_t nev)
+{
+    memset(k, 0, sizeof(*k));
+    k->g = g;
+    k->visible = calloc(nev ? nev : 1, 1);
+    if (!k->visible)
+        return false;
+    for (size_t e = 0; e < nev; e++) {
+        if (!g->want[e])
+            continue;
+        check_q_t *q = check_query_for(k, &ev[e], nev);
+        if (!q)
+            return false;
+        if (!q->privilege &&
+            !((q->npos ? cd_buf_adds(&q->keys, ",") : cd_buf_adds(&q->keys, "[")) &&
+              cd_buf_adds(&q->keys, ev[e].key)))
+            return false;
+        q->pos[q->npos++] = e;
+    }
+    k->stmts = calloc(k->nq ? k->nq : 1, sizeof(*k->stmts));
+    k->results = calloc(k->nq ? k->nq : 1, sizeof(*k->results));
+    if (!k->stmts || !k->results)
+        return false;
+    for (size_t i = 0; i < k->nq; i++) {
+        check_q_t *q = &k->q[i];
+        /* The row is gone: RLS cannot be asked. As Supabase does, a DELETE
+         * (primary key only when RLS is on) goes to subscribers whose role
+         * may read the table. */
+        if (q->privilege) {
+            q->param = q->rel;
+            k->stmts[i] = (db_stmt_t){"select pg_catalog.has_table_privilege($1::oid, 'SELECT')", 1,
+                                      &q->param};
+        } else {
+            if (!cd_buf_adds(&q->keys, "]"))
+                return false;
+            q->param = cd_buf_str(&q->keys);
+            k->stmts[i] = (db_stmt_t){q->ti->visible_sql, 1, &q->param};
+        }
+    }
+    k->who = (db_caller_t){.role = g->role, .claims_json = g->claims_json, .read_only = true};
+    return true;
+}
+
+/* Reads a finished check's results into visible[]. */
+static void check_read(check_t *k, const db_txn_t *t)
+{
+    if (t->status != DB_OK) {
+        /* 42501: the role may not read the table at all */
+        if (t->status == DB_SQL_ERROR && strcmp(t->err.sqlstate, "42501") != 0)
+            log_warn("realtime: visibility check failed (%s): %s", t->err.sqlstate, t->err.message);
+        else if (t->status == DB_UNAVAILABLE)
+            log_warn("realtime: database unavailable; changes for %zu subscriptions dropped",
+                     k->g->nmembers);
+        return;
+    }
+    for (size_t i = 0; i < k->nq; i++) {
+        const check_q_t *q = &k->q[i];
+        PGresult *r = k->results[i];
+        if (q->privilege) {
+            bool may = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+            for (size_t j = 0; j < q->npos; j++)
+                k->visible[q->pos[j]] = may;
+            continue;
+        }
+        for (int row = 0; row < PQntuples(r); row++) {
+            long n = strtol(PQgetvalue(r, row, 0), NULL, 10);
+            if (n >= 1 && (size_t)n <= q->npos)
+                k->visible[q->pos[n - 1]] = 1;
+        }
+    }
+}
+
+static bool batch_add(changes_batch_t *b, uint64_t chan_id, const char *ids, size_t ev)
+{
+    size_t il = strlen(ids);
+    /* consecutive deliveries usually share their ids: stored once */
+    bool same = b->n && strcmp(b->ids + b->d[b->n - 1].ids_off, ids) == 0;
+    if (!same && b->ids_len + il + 1 > b->ids_cap) {
+        size_t cap = b->ids_cap ? b->ids_cap * 2 : 4096;
+        while (cap < b->ids_len + il + 1)
+            cap *= 2;
+        char *n = realloc(b->ids, cap);
+        if (!n)
+            return false;
+        b->ids = n;
+        b->ids_cap = cap;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        changes_delivery_t *n = realloc(b->d, cap * sizeof(*n));
+        if (!n)
+            return false;
+        b->d = n;
+        b->cap = cap;
+    }
+    uint32_t off = same ? b->d[b->n - 1].ids_off : (uint32_t)b->ids_len;
+    if (!same) {
+        memcpy(b->ids + b->ids_len, ids, il + 1);
+        b->ids_len += il + 1;
+    }
+    b->d[b->n++] = (changes_delivery_t){chan_id, off, (uint32_t)ev};
+    return true;
+}
+
+/* Each member of a checked group gets, in commit order, the visible events its
+ * own bindings match (members are referenced: their bindings stay). */
+static bool check_deliver(const check_t *k, feed_event_t *ev, size_t nev, changes_batch_t *b)
+{
+    for (size_t m = 0; m < k->g->nmembers; m++) {
+        const sub_t *sb = k->g->members[m];
+        for (size_t e = 0; e < nev; e++) {
+            char ids[256];
+            if (k->visible[e] && sub_matches(sb, &ev[e], ids, sizeof(ids)) &&
+                !batch_add(b, sb->chan_id, ids, e))
+                return false;
+        }
+    }
+    return true;
+}
+
+void changes_batch_free(changes_batch_t *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->ndata; i++)
+        changes_data_unref(b->data[i]);
+    free(b->data);
+    free(b->ids);
+    free(b->d);
+    free(b);
+}
+
+static changes_batch_t *batch_new(feed_event_t *ev, size_t nev)
+{
+    changes_batch_t *b = calloc(1, sizeof(*b));
+    if (b)
+        b->data = calloc(nev ? nev : 1, sizeof(*b->data));
+    if (!b || !b->data) {
+        free(b);
+        return NULL;
+    }
+    b->ndata = nev;
+    for (size_t e = 0; e < nev; e++) {
+        if (ev[e].data)
+            changes_data_ref(ev[e].data);
+        b->data[e] = ev[e].data;
+    }
+    return b;
+}
+
+/* Sends the checks of every group, spread over the checking connections, as
+ * one pipeline per connection; then, connection by connection as their
+ * answers arrive, reads them and collects the deliveries in b. A group whose
+ * check fails (or whose connection is down) gets nothing; the others are not
+ * held by it. */
+static void run_checks(check_t *ks, size_t nk, feed_event_t *ev, size_t nev, changes_batch_t *b)
+{
+    size_t nconn = feed.ncheck;
+    db_txn_t *txns = calloc(nk ? nk : 1, sizeof(*txns));
+    if (!txns)
+        return;
+    db_batch_t *sent[FEED_MAX_CHECK_CONNS] = {0};
+    size_t from[FEED_MAX_CHECK_CONNS + 1];
+    for (size_t j = 0; j <= nconn; j++)
+        from[j] = nk * j / nconn; /* connection j checks groups from[j] .. from[j+1] */
+    for (size_t i = 0; i < nk; i++)
+        txns[i] = (db_txn_t){.who = &ks[i].who,
+                             .stmts = ks[i].stmts,
+                             .nstmts = ks[i].nq,
+                             .results = ks[i].results,
+                             .status = DB_UNAVAILABLE};
+    for (size_t j = 0; j < nconn; j++) {
+        if (from[j] == from[j + 1])
+            continue;
+        if (db_conn_ready(feed.check[j]))
+            sent[j] = db_batch_send(feed.check[j], txns + from[j], from[j + 1] - from[j]);
+    }
+    size_t left = 0;
+    for (size_t j = 0; j < nconn; j++)
+        left += sent[j] != NULL;
+    while (left) {
+        /* the first connection with an answer is read first; a result libpq
+         * already holds would not make its socket readable */
+        struct pollfd p[FEED_MAX_CHECK_CONNS];
+        size_t np = 0;
+        for (size_t j = 0; j < nconn; j++) {
+            if (!sent[j])
+                continue;
+            PGconn *pg = db_pg(feed.check[j]);
+            if (!PQconsumeInput(pg) || !PQisBusy(pg)) {
+                (void)db_batch_finish(sent[j]); /* per-transaction outcome in txns */
+                sent[j] = NULL;
+                left--;
+                continue;
+            }
+            p[np++] = (struct pollfd){.fd = PQsocket(pg), .events = POLLIN};
+        }
+        if (np && poll(p, np, 1000) < 0 && errno != EINTR)
+            break;
+    }
+    for (size_t j = 0; j < nconn; j++)
+        if (sent[j])
+            (void)db_batch_finish(sent[j]);
+    for (size_t i = 0; i < nk; i++) {
+        check_read(&ks[i], &txns[i]);
+        if (!check_deliver(&ks[i], ev, nev, b))
+            log_error("realtime: out of memory collecting deliveries");
+    }
+    free(txns);
+}
+
+/* Matches a batch against the subscriptions (under the lock), checks every
+ * group's events in one pipeline per checking connection, and hands the
+ * deliveries to the loop at once. */
 static void process_batch(feed_event_t *ev, size_t nev)
 {
     group_t *buckets[FEED_GROUP_BUCKETS] = {0};
@@ -716,27 +914,33 @@ static void process_batch(feed_event_t *ev, size_t nev)
     pthread_mutex_unlock(&subs_lock);
     if (!ok)
         log_error("realtime: out of memory matching changes");
-    unsigned char *visible = malloc(nev ? nev : 1);
-    if (!visible) {
-        groups_free(buckets);
-        return;
-    }
-    for (size_t b = 0; b < FEED_GROUP_BUCKETS; b++) {
-        for (group_t *g = buckets[b]; g; g = g->next) {
-            check_group(g, ev, nev, visible);
-            /* each member gets, in commit order, the visible events its own
-             * bindings match (members are referenced: their bindings stay) */
-            for (size_t k = 0; k < g->nmembers; k++) {
-                const sub_t *sb = g->members[k];
-                for (size_t e = 0; e < nev; e++) {
-                    char ids[256];
-                    if (visible[e] && sub_matches(sb, &ev[e], ids, sizeof(ids)))
-                        feed.deliver(feed.arg, sb->chan_id, ids, ev[e].data);
-                }
+    size_t ng = 0;
+    for (size_t i = 0; i < FEED_GROUP_BUCKETS; i++)
+        for (group_t *g = buckets[i]; g; g = g->next)
+            ng += g->nwant && g->nmembers;
+    check_t *ks = calloc(ng ? ng : 1, sizeof(*ks));
+    changes_batch_t *b = ng ? batch_new(ev, nev) : NULL;
+    size_t nk = 0;
+    for (size_t i = 0; ks && b && i < FEED_GROUP_BUCKETS; i++)
+        for (group_t *g = buckets[i]; g; g = g->next) {
+            if (!g->nwant || !g->nmembers)
+                continue;
+            if (check_build(&ks[nk], g, ev, nev))
+                nk++;
+            else {
+                check_free(&ks[nk]);
+                log_error("realtime: out of memory checking changes");
             }
         }
-    }
-    free(visible);
+    if (nk)
+        run_checks(ks, nk, ev, nev, b);
+    for (size_t i = 0; i < nk; i++)
+        check_free(&ks[i]);
+    free(ks);
+    if (b && b->n)
+        feed.deliver(feed.arg, b);
+    else
+        changes_batch_free(b);
     groups_free(buckets);
 }
 
@@ -933,16 +1137,36 @@ static void *feed_main(void *arg)
     return NULL;
 }
 
+static void checks_free(void)
+{
+    for (size_t j = 0; j < FEED_MAX_CHECK_CONNS; j++) {
+        db_conn_free(feed.check[j]);
+        feed.check[j] = NULL;
+    }
+    feed.ncheck = 0;
+}
+
 bool changes_start(app_t *app, changes_deliver_fn fn, void *arg)
 {
     CD_ASSERT(!feed.running); /* one change feed per process */
     feed.app = app;
     feed.deliver = fn;
     feed.arg = arg;
+    feed.ncheck = (size_t)app->cfg.realtime_check_connections;
+    if (feed.ncheck < 1 || feed.ncheck > FEED_MAX_CHECK_CONNS)
+        feed.ncheck = 1;
+    for (size_t j = 0; j < feed.ncheck; j++)
+        if (!(feed.check[j] = db_conn_new())) {
+            checks_free();
+            return false;
+        }
     feed.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (feed.stop_fd < 0)
+    if (feed.stop_fd < 0) {
+        checks_free();
         return false;
+    }
     if (!feed_connect(true)) {
+        checks_free();
         close(feed.stop_fd);
         feed.stop_fd = -1;
         return false;
@@ -953,6 +1177,7 @@ bool changes_start(app_t *app, changes_deliver_fn fn, void *arg)
         PQfinish(feed.owner);
         feed.owner = NULL;
         close(feed.stop_fd);
+        checks_free();
         return false;
     }
     return true;
@@ -971,6 +1196,7 @@ void changes_stop(void)
     }
     PQfinish(feed.owner);
     feed.owner = NULL;
+    checks_free();
     for (size_t i = 0; i < feed.ntables; i++)
         table_info_clear(&feed.tables[i]);
     feed.ntables = 0;

@@ -4,8 +4,10 @@
  * 000_platform_realtime.sql); a feed thread wakes on NOTIFY, reads finished
  * transactions in xid order, matches them against the channels' bindings and
  * filters, checks each candidate row under the subscriber's own role and JWT
- * claims (one query per distinct claims and table per batch, through
- * db_run_as), and hands deliveries to the realtime loop.
+ * claims (one query per distinct claims and table per batch, the queries of
+ * all claims groups of a batch in one pipeline per checking connection:
+ * REALTIME_CHECK_CONNECTIONS), and hands each batch's deliveries to the
+ * realtime loop at once.
  */
 #ifndef CD_REALTIME_CHANGES_H
 #define CD_REALTIME_CHANGES_H
@@ -69,11 +71,32 @@ typedef struct changes_data {
 void changes_data_ref(changes_data_t *d);
 void changes_data_unref(changes_data_t *d);
 
-/* Called on the feed thread for each (channel, event) to deliver: ids_json is
- * the JSON array of matching binding ids (only valid during the call); take a
- * reference on data to keep it. */
-typedef void (*changes_deliver_fn)(void *arg, uint64_t chan_id, const char *ids_json,
-                                   changes_data_t *data);
+/* One delivery of a batch: event ev (an index into the batch's data) goes to
+ * channel chan_id with the binding ids at ids_off in the batch's ids text. */
+typedef struct changes_delivery {
+    uint64_t chan_id;
+    uint32_t ids_off;
+    uint32_t ev;
+} changes_delivery_t;
+
+/* What one batch of changes delivers, handed to the realtime loop at once (one
+ * allocation and one hand-off per batch, not per delivery). Deliveries to the
+ * same channel are in commit order. */
+typedef struct changes_batch {
+    changes_data_t **data; /* [ndata], one reference each (NULL: not sent) */
+    size_t ndata;
+    char *ids; /* NUL-terminated JSON arrays of binding ids, e.g. "[1,2]" */
+    size_t ids_len, ids_cap;
+    changes_delivery_t *d;
+    size_t n, cap;
+} changes_batch_t;
+
+/* Frees a batch and drops its references to the events' data. */
+void changes_batch_free(changes_batch_t *b);
+
+/* Called on the feed thread once per batch with something to deliver; the
+ * callee owns b (changes_batch_free when done). */
+typedef void (*changes_deliver_fn)(void *arg, changes_batch_t *b);
 
 /* Parses a filter ("col=op.value"; ops eq neq lt lte gt gte in). On failure
  * returns false with a static reason in *why; out holds nothing to free. */

@@ -92,11 +92,9 @@ struct rt_conn {
 
 /* Inbox items from other threads. */
 typedef struct rt_item {
-    enum { RT_ITEM_CONN, RT_ITEM_CHANGE } kind;
+    enum { RT_ITEM_CONN, RT_ITEM_CHANGES } kind;
     rt_conn_t *conn;
-    uint64_t chan_id;
-    char ids[256];
-    changes_data_t *data;
+    changes_batch_t *batch; /* RT_ITEM_CHANGES: one batch's deliveries */
     struct rt_item *next;
 } rt_item_t;
 
@@ -903,8 +901,13 @@ static void drain_inbox(void)
         if (it->kind == RT_ITEM_CONN) {
             conn_add(it->conn);
         } else {
-            deliver_change(it->chan_id, it->ids, it->data);
-            changes_data_unref(it->data);
+            changes_batch_t *b = it->batch;
+            for (size_t i = 0; i < b->n; i++) {
+                const changes_delivery_t *d = &b->d[i];
+                if (b->data[d->ev])
+                    deliver_change(d->chan_id, b->ids + d->ids_off, b->data[d->ev]);
+            }
+            changes_batch_free(b);
         }
         free(it);
         it = next;
@@ -928,18 +931,19 @@ static void push_item(rt_item_t *it)
     }
 }
 
-/* Feed thread: queue a delivery for the loop. */
-static void on_change(void *arg, uint64_t chan_id, const char *ids, changes_data_t *data)
+/* Feed thread: queue one batch's deliveries for the loop (one hand-off per
+ * batch, not per delivery). */
+static void on_changes(void *arg, changes_batch_t *b)
 {
     (void)arg;
     rt_item_t *it = calloc(1, sizeof(*it));
-    if (!it)
+    if (!it) {
+        log_error("realtime: out of memory; %zu deliveries dropped", b->n);
+        changes_batch_free(b);
         return;
-    it->kind = RT_ITEM_CHANGE;
-    it->chan_id = chan_id;
-    snprintf(it->ids, sizeof(it->ids), "%s", ids);
-    changes_data_ref(data);
-    it->data = data;
+    }
+    it->kind = RT_ITEM_CHANGES;
+    it->batch = b;
     push_item(it);
 }
 
@@ -1189,7 +1193,7 @@ bool realtime_start(app_t *app)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(rt.epfd, EPOLL_CTL_ADD, rt.wake_fd, &ev) != 0)
         goto fail;
-    if (!changes_start(app, on_change, NULL)) {
+    if (!changes_start(app, on_changes, NULL)) {
         log_error("realtime: the change feed could not start");
         goto fail;
     }

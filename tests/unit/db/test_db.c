@@ -1,7 +1,8 @@
 /* Unit tests for db.c that need no server: the per-connection cache of
  * prepared statements (which statements are prepared, reused, evicted or run
- * unnamed), and db_run's answer when there is no connection. The pipeline
- * itself is exercised against PostgreSQL by every integration test. */
+ * unnamed), and db_run's and db_batch_send's answers when there is no
+ * connection. The pipelines themselves are exercised against PostgreSQL by
+ * every integration test (the batches by realtime-batch.test.js). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,6 +157,33 @@ static void test_run_without_connection(void **state)
     assert_int_equal(db_error_http(err.sqlstate, false).kind, DB_ERR_UNAVAILABLE);
 }
 
+/* A batch on a connection that is not connected sends nothing: every
+ * transaction is unavailable with no result, and a checking connection of its
+ * own cannot connect without a configured database. */
+static void test_batch_without_connection(void **state)
+{
+    (void)state;
+    db_caller_t who = {.role = "anon", .read_only = true};
+    db_stmt_t st[2] = {{"select 1", 0, NULL}, {"select 2", 0, NULL}};
+    PGresult *res0[2] = {(PGresult *)&conn, (PGresult *)&conn};
+    PGresult *res1[1] = {(PGresult *)&conn};
+    db_txn_t txns[2] = {{.who = &who, .stmts = st, .nstmts = 2, .results = res0, .status = DB_OK},
+                        {.who = &who, .stmts = st + 1, .nstmts = 1, .results = res1}};
+    db_conn_t *c = db_conn_new();
+    assert_non_null(c);
+    assert_false(db_conn_ready(c));
+    assert_null(db_batch_send(c, txns, 2));
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(txns[i].status, DB_UNAVAILABLE);
+        assert_int_equal(txns[i].err.failed_stmt, -1);
+    }
+    assert_null(res0[0]);
+    assert_null(res0[1]);
+    assert_null(res1[0]);
+    db_conn_free(c);
+    db_conn_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +193,7 @@ int main(void)
         cmocka_unit_test_setup(test_long_sql_unnamed, reset),
         cmocka_unit_test_setup(test_clear, reset),
         cmocka_unit_test(test_run_without_connection),
+        cmocka_unit_test(test_batch_without_connection),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     db__cache_clear(&conn);
