@@ -499,7 +499,7 @@ begin
         flying as (
             update sending.leases l set in_flight = true,
                 lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds),
-                links = p_links -> (ok.ord::integer - 1)
+                links = nullif(p_links -> (ok.ord::integer - 1), 'null'::jsonb)
             from ok where ok.allowed and l.message_id = ok.id
             returning l.message_id)
         select (select pg_catalog.array_agg(f.message_id) from flying f),

@@ -86,6 +86,10 @@ try {
 } finally {
   await server.stop();
 }
+const receipts = new Map();
+for (const f of fs.readdirSync(sink.dir).filter((x) => x.endsWith('.json'))) {
+  for (const to of JSON.parse(fs.readFileSync(path.join(sink.dir, f), 'utf8')).to) receipts.set(to, (receipts.get(to) || 0) + 1);
+}
 // The minimal client replays the very messages the sink received.
 const files = fs.readdirSync(sink.dir).filter((f) => f.endsWith('.eml')).map((f) => path.join(sink.dir, f));
 const list = path.join(sink.dir, 'replay.list');
@@ -97,10 +101,6 @@ await sink.stop();
 if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
 const client_s = Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
 const sent = files.length;
-const receipts = new Map();
-for (const f of fs.readdirSync(sink.dir).filter((x) => x.endsWith('.json'))) {
-  for (const to of JSON.parse(fs.readFileSync(path.join(sink.dir, f), 'utf8')).to) receipts.set(to, (receipts.get(to) || 0) + 1);
-}
 console.log(JSON.stringify({
   n: sent, connections: WORKERS,
   campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +(sent / client_s).toFixed(1),
