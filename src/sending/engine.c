@@ -151,7 +151,7 @@ void sending__sender(const app_t *app, const provider_config_t *set, const sendi
 typedef struct batch {
     size_t n;
     char claim[CD_UUID_LEN + 1]; /* this batch's claim id */
-    bool go[PROVIDER_BATCH_MAX];  /* may leave now (sending.step said so) */
+    bool go[PROVIDER_BATCH_MAX]; /* may leave now (sending.step said so) */
     char ids[PROVIDER_BATCH_MAX][37];
     char to[PROVIDER_BATCH_MAX][256];
     json_t *contacts[PROVIDER_BATCH_MAX];
@@ -311,8 +311,8 @@ static db_status_t step(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, co
         snprintf(err->message, sizeof(err->message), "out of memory");
         goto out;
     }
-    const char *p[10] = {run->channel, run->campaign_id, b->claim, done, next,
-                         links,        all,              maxa,     backoff, lease};
+    const char *p[10] = {run->channel, run->campaign_id, b->claim, done, next, links, all,
+                         maxa,         backoff,          lease};
     PGresult *r = NULL;
     st = db_run1(job_conn(ctx), &SERVICE,
                  "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
@@ -585,8 +585,9 @@ static void give_slot(job_ctx_t *ctx, const char *campaign_id, int slot)
     PGresult *r = NULL;
     db_error_t err = {0};
     /* A failure here means the connection is gone, and the lock with it. */
-    if (db_run1(job_conn(ctx), &SERVICE, "select pg_advisory_unlock(hashtext('send:' || $1), $2::int)",
-                2, p, &r, &err) == DB_OK)
+    if (db_run1(job_conn(ctx), &SERVICE,
+                "select pg_advisory_unlock(hashtext('send:' || $1), $2::int)", 2, p, &r,
+                &err) == DB_OK)
         PQclear(r);
 }
 
