@@ -82,8 +82,9 @@ grant select on sending.leases to service_role;
 create function sending.allowed(p_channel text, p_address text)
 returns boolean
 language sql stable
-security definer
-set search_path = ''
+-- Neither SECURITY DEFINER nor SET: PostgreSQL inlines it into the queries
+-- of the engine's functions (called once per message). Every name is
+-- qualified; its callers are SECURITY DEFINER with an empty search_path.
 as $$
     select p_address is not null
        and case p_channel
@@ -91,7 +92,10 @@ as $$
                                          where s.email = p_address and not s.subscribed)
            else exists (select 1 from public.sms_consent s
                         where s.phone_number = p_address and s.consent_given) end
-       and not public.is_suppressed(p_channel, p_address)
+       and not exists (select 1 from public.suppressions x
+                       where x.channel = p_channel
+                         and x.address = case p_channel when 'email' then pg_catalog.lower(pg_catalog.btrim(p_address))
+                                                        else pg_catalog.btrim(p_address) end)
 $$;
 
 -- The status an outcome leaves a message in after its p_attempts-th attempt.
@@ -99,7 +103,7 @@ create function sending.settled_status(p_channel text, p_outcome text, p_status 
                                        p_attempts integer, p_max_attempts integer)
 returns text
 language sql immutable
-set search_path = ''
+-- no SET clause: inlined into the settle's UPDATE
 as $$
     select case p_outcome
         when 'accepted' then 'sent'
@@ -114,7 +118,7 @@ $$;
 create function sending.retry_at(p_attempts integer, p_backoff_seconds integer)
 returns timestamptz
 language sql stable
-set search_path = ''
+-- no SET clause: inlined into the settle's UPDATE (names are qualified)
 as $$
     select pg_catalog.now() + pg_catalog.make_interval(
         secs => least(3600, p_backoff_seconds * 2 ^ least(greatest(p_attempts, 1) - 1, 16)))
@@ -208,7 +212,9 @@ begin
            (select min(g.channel) from gone g)
     into v_lost, v_free, v_channel;
     -- a campaign has one channel: what was only claimed is given back
-    perform sending.release(v_channel, v_free);
+    if v_free > 0 then
+        perform sending.release(v_channel, v_free);
+    end if;
     update public.email_messages set status = 'unknown', lease_until = null, last_error = v_why
     where campaign_id = p_campaign and status = 'sending' and lease_until < pg_catalog.now();
     get diagnostics n_email = row_count;
@@ -420,7 +426,9 @@ begin
            count(*) filter (where o.outcome not in ('accepted', 'unknown'))
     into v_unknown, v_unsent
     from (select outcome from e union all select outcome from s) o;
-    perform sending.release(p_channel, v_unsent);
+    if v_unsent > 0 then
+        perform sending.release(p_channel, v_unsent);
+    end if;
     if v_unknown > 0 then
         update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
     end if;
@@ -441,7 +449,9 @@ declare
 begin
     delete from sending.leases l where l.claim = p_claim and not l.in_flight;
     get diagnostics v_left = row_count;
-    perform sending.release(p_channel, v_left);
+    if v_left > 0 then
+        perform sending.release(p_channel, v_left);
+    end if;
     perform sending.audit_batch(p_channel, p_campaign, pg_catalog.jsonb_build_object(
         'event', 'sent_batch', 'claim', p_claim, 'returned', v_left,
         'messages', (select pg_catalog.jsonb_object_agg(x.status, x.ids) from (
