@@ -21,8 +21,8 @@
 # BENCH_ONLY picks a subset of the parts, by name: list (both list scenarios),
 # auth_user, signin, soak, import (bench/import/run.sh: a 1,000,000-row CSV
 # against psql \copy), connectors (bench/connectors/run.mjs: PostgreSQL →
-# table against the psql pipe, and the incremental re-sync) (default: all of
-# them), e.g.
+# table against the psql pipe, and the incremental re-sync), send_email,
+# send_sms (default: all of them), e.g.
 #   BENCH_ONLY=list BENCH_SECONDS=20 bench/run.sh
 #   BENCH_ONLY="import connectors" bench/run.sh
 # BENCH_PERF=1 also records a system-wide perf profile (perf record -a -g)
@@ -37,7 +37,7 @@ root=$(pwd)
 bin=${CAMPAIGND_BIN:-$root/build/campaignd}
 seconds=${BENCH_SECONDS:-30}
 connections=${BENCH_CONNECTIONS:-"8 64"}
-only=${BENCH_ONLY:-"list auth_user signin soak import connectors"}
+only=${BENCH_ONLY:-"list auth_user signin soak import connectors send_email send_sms"}
 wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -506,6 +506,63 @@ delivered event, and with its PostgreSQL processes; a busy machine distorts them
 | rows/s | events/s offered | delivered | lost | delivered events/s | drain s | p50 ms | p99 ms | campaignd CPU µs/event | + PostgreSQL CPU µs/event | load avg |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $fanout_rows"
+fi
+
+# ------------------------------------------------------------------ sending
+# Issue 12's two sending goals (bench/send/): a 10,000-recipient e-mail
+# campaign to the local SMTP sink against a minimal smtplib client over the
+# same connections, and a 10,000-recipient SMS campaign to the local
+# Twilio-shaped server against a minimal keep-alive HTTP client; each starts
+# its own server and prints one JSON line. BENCH_SEND_RECIPIENTS (default
+# 10000) changes the size.
+send_rows=""
+send_row() { # NAME JSON
+  python3 -c '
+import json, sys
+try:
+    r = json.loads(sys.argv[2])
+except ValueError:
+    print(f"| {sys.argv[1]} | failed (see the work directory) | | | | | | |")
+    sys.exit()
+rate = r.get("campaignd_msg_per_s", r.get("campaignd_sms_per_s"))
+ceiling = r.get("minimal_client_msg_per_s", r.get("minimal_client_sms_per_s"))
+cpu, rss = r["cpu_us_per_msg"], r["rss_kib"]
+n, conns, ratio, dups, load = r["n"], r["connections"], r["ratio"], r["duplicates"], r["load_average"]
+c_us, pg_us = cpu["campaignd"], cpu["postgres"]
+r0, r1, r2 = rss["start"], rss["peak"], rss["end"]
+print(f"| {sys.argv[1]} | {n:,} | {conns} | {rate} | {ceiling} | **{ratio}** | {c_us} + {pg_us} "
+      f"| {r0} / {r1} / {r2} | {dups} | {load} |")
+' "$1" "$2"
+}
+send_n=${BENCH_SEND_RECIPIENTS:-10000}
+if wants send_email; then
+  log "sending: $send_n-recipient e-mail campaign to the SMTP sink"
+  out=$(CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work BENCH_SEND_RECIPIENTS=$send_n \
+    node bench/send/run.mjs 2>"$work/send-email.log" | tail -1) || out=""
+  send_rows+="$(send_row e-mail "$out")
+"
+fi
+if wants send_sms; then
+  log "sending: $send_n-recipient SMS campaign to the Twilio-shaped server"
+  out=$(CAMPAIGND_BIN=$bin CAMPAIGND_TEST_TMP=$work N=$send_n \
+    node bench/send/sms.mjs 2>"$work/send-sms.log" | tail -1) || out=""
+  send_rows+="$(send_row SMS "$out")
+"
+fi
+if [ -n "$send_rows" ]; then
+  sections+="
+## Sending (issue 12)
+
+\`bench/send/run.mjs\` (e-mail to tests/integration/smtp-sink.py; ceiling: bench/send/minimal_client.py,
+Python smtplib, replaying the very messages over the same connections) and \`bench/send/sms.mjs\`
+(SMS to tests/integration/fake-twilio.js; ceiling: node:http keep-alive client). campaignd's
+time runs from \`POST /api/campaigns/:id/send\` (recipients materialised by the engine) to the
+last message. Goal: ratio >= 0.8, RSS flat. CPU µs/message: user + system time of campaignd +
+of its PostgreSQL cluster (backends, postmaster) over the send, per message (bench/send/cpu.mjs).
+
+| channel | recipients | connections | campaignd msg/s | minimal client msg/s | ratio | CPU µs/msg (campaignd + PostgreSQL) | RSS start / peak / end (KiB) | duplicates | load average |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$send_rows"
 fi
 
 # ------------------------------------------------------------------ report

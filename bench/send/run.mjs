@@ -3,15 +3,20 @@
 // sink's ceiling measured in the same run by a minimal client
 // (bench/send/minimal_client.py: Python's smtplib) sending the same messages
 // (the engine's own, as the sink received them) over the same number of
-// connections (SEND_WORKERS). Prints one Markdown table row set for
-// bench/RESULTS.md. Run once, nice'd:
+// connections (SEND_WORKERS). Also the CPU time (user + system) of campaignd
+// and of its PostgreSQL backends per message (bench/send/cpu.mjs), which the
+// load of a shared machine distorts far less than the wall clock, and the
+// load average. Prints one JSON line (bench/run.sh's send_email part turns
+// it into a table). Run once, nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/send/run.mjs
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
+import { cpuSeconds, usPerMessage } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
@@ -38,6 +43,8 @@ const server = await startServer({
 });
 let engine;
 let rss;
+let cpu;
+let load;
 try {
   const service = client(server, server.serviceKey);
   const email = uniqueEmail('bench');
@@ -53,21 +60,35 @@ try {
       + '<p><a href="https://example.com/a">A</a> and <a href="https://example.com/b">B</a></p></body></html>',
   }).select().single();
   const rss0 = rssKiB(server.process.pid);
+  const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
     method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
   });
   if (r.status !== 200) throw new Error(`send: ${r.status} ${r.text}`);
   let peak = rss0;
+  // Wait for the sink to hold every message (no psql polling: its backends
+  // would count as the engine's CPU), then for the campaign to be sent.
+  const received = () => fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')).length;
   for (;;) {
     peak = Math.max(peak, rssKiB(server.process.pid));
-    if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
+    if (received() >= N) break;
     await sleep(100);
   }
+  for (;;) {
+    if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
+    await sleep(20);
+  }
   engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
+  load = os.loadavg()[0];
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
 } finally {
   await server.stop();
+}
+const receipts = new Map();
+for (const f of fs.readdirSync(sink.dir).filter((x) => x.endsWith('.json'))) {
+  for (const to of JSON.parse(fs.readFileSync(path.join(sink.dir, f), 'utf8')).to) receipts.set(to, (receipts.get(to) || 0) + 1);
 }
 // The minimal client replays the very messages the sink received.
 const files = fs.readdirSync(sink.dir).filter((f) => f.endsWith('.eml')).map((f) => path.join(sink.dir, f));
@@ -80,6 +101,10 @@ await sink.stop();
 if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
 const client_s = Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
 const sent = files.length;
-console.log(`| recipients | connections | campaignd msg/s | minimal client msg/s | ratio | RSS start / peak / end (KiB) |`);
-console.log(`| ---: | ---: | ---: | ---: | ---: | ---: |`);
-console.log(`| ${sent} | ${WORKERS} | ${(sent / engine).toFixed(1)} | ${(sent / client_s).toFixed(1)} | ${((sent / engine) / (sent / client_s)).toFixed(2)} | ${rss.start} / ${rss.peak} / ${rss.end} |`);
+console.log(JSON.stringify({
+  n: sent, connections: WORKERS,
+  campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +(sent / client_s).toFixed(1),
+  ratio: +((sent / engine) / (sent / client_s)).toFixed(2),
+  cpu_us_per_msg: cpu, load_average: +load.toFixed(1),
+  rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
+}));

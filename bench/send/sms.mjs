@@ -8,13 +8,18 @@
 //      create-Message requests, same shape and auth, over the same number of
 //      connections: that server's ceiling on this machine, in this run.
 //
-// Prints both rates, their ratio and campaignd's RSS (start, peak, end).
+// Prints both rates, their ratio, campaignd's RSS (start, peak, end), the
+// CPU time (user + system) of campaignd and of its PostgreSQL backends per
+// message (bench/send/cpu.mjs: what a shared machine's load distorts far
+// less than the wall clock) and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
 // (N=10000 by default; status callbacks are off on both sides).
 import http from 'node:http';
 import fs from 'node:fs';
+import os from 'node:os';
 import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
 import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
+import { cpuSeconds, usPerMessage } from './cpu.mjs';
 
 const N = Number(process.env.N || 10000);
 const WORKERS = Number(process.env.SEND_WORKERS || 2);
@@ -47,7 +52,7 @@ const port = String(await freePort());
 const server = await startServer({
   PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
   TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009999', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
-  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
+  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000', LOG_LEVEL: 'warn',
 });
 try {
   const owner = await signUpUser(server);
@@ -64,6 +69,7 @@ try {
   const pid = server.process.pid;
   const rssStart = rss(pid);
   let rssPeak = rssStart;
+  const cpu0 = cpuSeconds(pid, server.dataDir);
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${id}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
   if (r.status >= 300) throw new Error(`send: ${r.status} ${r.text}`);
@@ -72,6 +78,8 @@ try {
     rssPeak = Math.max(rssPeak, rss(pid));
   }
   const engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = usPerMessage(cpu0, cpuSeconds(pid, server.dataDir), N);
+  const load = os.loadavg()[0];
   const rssEnd = rss(pid);
   // counted before the minimal client adds its own requests to the same server
   const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
@@ -79,7 +87,8 @@ try {
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
     campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
-    ratio: +((N / engine) / (N / ceiling)).toFixed(2), rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
+    ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1),
+    rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates,
   }));
 } finally {

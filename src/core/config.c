@@ -258,13 +258,16 @@ const config_entry_t config_table[] = {
     {"SMS_RATE_PER_SECOND", CONFIG_INT, F(sms_rate_per_second), "10", 0, 100000, false, "sending",
      "Most campaign SMS this process hands to the provider per second (0: no limit)."},
     {"SEND_WORKERS", CONFIG_INT, F(send_workers), "2", 1, 64, false, "sending",
-     "Worker jobs that send one campaign at once (each one SMTP connection)."},
+     "Workers that send one campaign at once, in all processes together (each one SMTP "
+     "connection); after a crash at most this many messages become `unknown` (SendGrid: "
+     "SEND_WORKERS x SEND_BATCH_SIZE)."},
     {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
-     "Messages a worker claims at once: at most SEND_WORKERS x SEND_BATCH_SIZE messages of a "
-     "campaign are in flight, and after a crash at most that many become `unknown`."},
+     "Messages a worker claims (leases) at once; they are handed over one by one, so the batch "
+     "does not bound what a crash loses (SendGrid sends a batch in one request)."},
     {"SEND_LEASE_SECONDS", CONFIG_INT, F(send_lease_seconds), "120", 2, 3600, false, "sending",
-     "Seconds a claimed message may stay `sending`; past that its worker is taken for dead and "
-     "the message becomes `unknown` (never resent)."},
+     "Seconds a worker holds its claimed messages and one may stay in flight; past that its "
+     "worker is taken for dead: a message in flight becomes `unknown` (never resent), the "
+     "others are claimed again."},
     {"SEND_MAX_ATTEMPTS", CONFIG_INT, F(send_max_attempts), "5", 1, 100, false, "sending",
      "Tries of a message that fails temporarily before it is marked failed."},
     {"SEND_RETRY_SECONDS", CONFIG_INT, F(send_retry_seconds), "60", 1, 86400, false, "sending",

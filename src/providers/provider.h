@@ -14,8 +14,8 @@
  * network I/O (connections are made lazily and reused across the batch).
  *
  * Outcomes: every message of a batch gets exactly one outcome. The engine
- * has already marked each message `sending` in a committed transaction
- * before the call; a provider that cannot tell whether a message left (the
+ * has already marked each message in flight in a committed transaction
+ * before the call (sending.step); a provider that cannot tell whether a message left (the
  * connection broke after DATA) answers PROVIDER_UNKNOWN, never TEMPFAIL, so
  * that the engine does not send it twice.
  */
@@ -85,6 +85,10 @@ typedef struct email_provider_ops {
                        provider_email_result_t *results);
     /* Closes connections and frees p. */
     void (*close)(email_provider_t *p);
+    /* How many messages the engine hands over in one send_batch call, and so
+     * has in flight at once (0 or 1: one at a time). A crash may leave this
+     * many messages of a worker `unknown`. */
+    size_t max_in_flight;
 } email_provider_ops_t;
 
 /* A provider value: ops first, the provider's own state after it (each

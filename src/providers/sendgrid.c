@@ -414,6 +414,8 @@ static const email_provider_ops_t sendgrid_provider_ops = {
     .name = "sendgrid",
     .send_batch = sendgrid_provider_send_batch,
     .close = sendgrid_provider_close,
+    /* personalizations batching: one request carries a whole batch */
+    .max_in_flight = PROVIDER_BATCH_MAX,
 };
 
 email_provider_t *sendgrid_provider_open(const provider_settings_t *s, char *err, size_t errlen)

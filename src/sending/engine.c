@@ -1,11 +1,16 @@
 /*
- * The send engine's jobs (sending.h): send.worker claims, renders and hands
- * over one campaign's messages in batches; send.scheduler starts scheduled
- * campaigns whose date has come; send.test sends one rendered test message.
- * Every decision about a message (consent again, the monthly limit, the
+ * The send engine's jobs (sending.h): send.worker claims one campaign's
+ * messages in batches (leases) and hands them over one by one (one provider
+ * request at a time), each with one statement that settles the previous and
+ * puts the next in flight; send.scheduler starts scheduled campaigns whose
+ * date has come; send.test sends one rendered test message. Every decision
+ * about a message (consent again, the monthly limit, quiet hours, the
  * forward-only status, unknown after a crash) is a function of
- * migrations/027_sending.sql, called in its own transaction: this file only
- * renders and talks to the provider between those transactions.
+ * migrations/027_sending.sql and 041_send_fast.sql, called in its own
+ * transaction: this file only renders and talks to the provider between
+ * those transactions. At most SEND_WORKERS workers send one campaign at a
+ * time, across processes (a session advisory lock per slot), so a crash
+ * leaves at most SEND_WORKERS provider requests unknown.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -141,10 +146,12 @@ void sending__sender(const app_t *app, const provider_config_t *set, const sendi
     *name = *c->str[SC_FROM_NAME] ? c->str[SC_FROM_NAME] : cfg->smtp_sender_name;
 }
 
-/* ------------------------------------------------------ one e-mail batch */
+/* ------------------------------------------------------------ one batch */
 
 typedef struct batch {
     size_t n;
+    char claim[CD_UUID_LEN + 1]; /* this batch's claim id */
+    bool go[PROVIDER_BATCH_MAX]; /* may leave now (sending.step said so) */
     char ids[PROVIDER_BATCH_MAX][37];
     char to[PROVIDER_BATCH_MAX][256];
     json_t *contacts[PROVIDER_BATCH_MAX];
@@ -222,22 +229,23 @@ static const char *outcome_name(provider_outcome_t o)
     }
 }
 
-/* Claims a batch: fills b from sending.claim_email (or claim_sms). */
-static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, bool sms, batch_t *b,
-                         db_error_t *err)
+/* Claims a batch: fills b from sending.claim (leases, nothing in flight). */
+static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
 {
     const app_t *app = job_app(ctx);
     char limit[16], lease[16];
     snprintf(limit, sizeof(limit), "%ld", app->cfg.send_batch_size);
     snprintf(lease, sizeof(lease), "%ld", app->cfg.send_lease_seconds);
-    const char *p[3] = {run->campaign_id, limit, lease};
+    if (!cd_random_uuid(b->claim)) {
+        snprintf(err->message, sizeof(err->message), "no randomness");
+        return DB_UNAVAILABLE;
+    }
+    const char *p[5] = {run->channel, run->campaign_id, b->claim, limit, lease};
     PGresult *r = NULL;
     db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             sms ? "select id::text, recipient, contact::text from "
-                                   "sending.claim_sms($1::uuid, $2::int, $3::int)"
-                                 : "select id::text, recipient, contact::text from "
-                                   "sending.claim_email($1::uuid, $2::int, $3::int)",
-                             3, p, &r, err);
+                             "select id::text, recipient, contact::text from "
+                             "sending.claim($1, $2::uuid, $3::uuid, $4::int, $5::int)",
+                             5, p, &r, err);
     if (st != DB_OK)
         return st;
     int rows = PQntuples(r);
@@ -253,112 +261,125 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, bool sms, bat
     return DB_OK;
 }
 
-/* Stores the tracked links of the composed messages (before they leave). */
-static db_status_t store_links(job_ctx_t *ctx, batch_t *b, db_error_t *err)
+/* "{id,id,...}" of ids[from, from + n): a uuid[] literal. */
+static char *uuid_array(const batch_t *b, size_t from, size_t n)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < b->n; i++)
-        if (b->composed[i] && json_array_size(b->out[i].links) > 0)
-            json_array_append_new(
-                arr, json_pack("{s:s, s:O}", "id", b->ids[i], "links", b->out[i].links));
-    if (!arr || json_array_size(arr) == 0) {
-        json_decref(arr);
-        return DB_OK;
+    size_t len = 2 + n * 37 + 1;
+    char *out = malloc(len), *w = out;
+    if (!out)
+        return NULL;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *w++ = ',';
+        memcpy(w, b->ids[from + i], 36);
+        w += 36;
     }
-    char *text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    if (!text) {
-        snprintf(err->message, sizeof(err->message), "out of memory");
-        return DB_UNAVAILABLE;
-    }
-    const char *p[1] = {text};
-    PGresult *r = NULL;
-    db_status_t st =
-        db_run1(job_conn(ctx), &SERVICE, "select sending.store_links($1::jsonb)", 1, p, &r, err);
-    PQclear(r);
-    free(text);
-    return st;
+    *w++ = '}';
+    *w = '\0';
+    return out;
 }
 
-/* Records the outcomes; *status receives the campaign's status afterwards. */
-static db_status_t settle(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, char *status,
-                          size_t statuslen, db_error_t *err)
+/* The step's arguments: done (results of the previous group, NULL: none),
+ * the next group [from, from + n) with its links (e-mail), and end: the
+ * batch ends (its ids are passed). */
+typedef struct step_args {
+    json_t *done;
+    size_t from, n;
+    json_t *links;
+    bool end;
+} step_args_t;
+
+/* One call of sending.step: settles a->done, puts the next group in flight.
+ * Marks b->go[i] for the messages that may leave now; *status receives the
+ * campaign's status. */
+static db_status_t step(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, const step_args_t *a,
+                        char *status, size_t statuslen, db_error_t *err)
 {
     const app_t *app = job_app(ctx);
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < b->n; i++)
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome",
-                                        outcome_name(b->results[i].outcome), "provider_id",
-                                        b->results[i].provider_id, "error", b->results[i].error));
-    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    if (!text) {
-        snprintf(err->message, sizeof(err->message), "out of memory");
-        return DB_UNAVAILABLE;
-    }
-    char maxa[16], backoff[16];
+    char maxa[16], backoff[16], lease[16];
     snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
     snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
-    const char *p[4] = {run->campaign_id, text, maxa, backoff};
+    snprintf(lease, sizeof(lease), "%ld", app->cfg.send_lease_seconds);
+    char *done = a->done && json_array_size(a->done) ? json_dumps(a->done, JSON_COMPACT) : NULL;
+    char *next = a->n ? uuid_array(b, a->from, a->n) : NULL;
+    char *links = a->links ? json_dumps(a->links, JSON_COMPACT) : NULL;
+    char *all = a->end ? uuid_array(b, 0, b->n) : NULL;
+    db_status_t st = DB_UNAVAILABLE;
+    if ((a->done && json_array_size(a->done) && !done) || (a->n && !next) || (a->links && !links) ||
+        (a->end && !all)) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        goto out;
+    }
+    const char *p[10] = {run->channel, run->campaign_id, b->claim, done, next, links, all,
+                         maxa,         backoff,          lease};
     PGresult *r = NULL;
-    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             "select sending.settle_email($1::uuid, $2::jsonb, $3::int, $4::int)",
-                             4, p, &r, err);
-    if (st == DB_OK)
+    st = db_run1(job_conn(ctx), &SERVICE,
+                 "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
+                 " $5::uuid[], $6::jsonb, $7::uuid[], $8::int, $9::int, $10::int)",
+                 10, p, &r, err);
+    if (st == DB_OK) {
         snprintf(status, statuslen, "%s", PQgetvalue(r, 0, 0));
+        const char *go = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
+        for (size_t i = a->from; i < a->from + a->n; i++)
+            b->go[i] = strstr(go, b->ids[i]) != NULL;
+    }
     PQclear(r);
-    free(text);
+out:
+    free(done);
+    free(next);
+    free(links);
+    free(all);
     return st;
 }
 
-/* One batch: claim, compose, store links, hand over, settle. *claimed is the
- * number of messages claimed (0: nothing due). */
-static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+/* The result of e-mail i as sending.step records it. */
+static json_t *email_result(const batch_t *b, size_t i)
 {
-    db_error_t err = {0};
-    *claimed = 0;
-    /* Wait for the rate before claiming, so that claimed messages spend as
-     * little time as possible `sending` (what a crash turns into unknown). */
-    if (!pace(ctx, 0, job_app(ctx)->cfg.email_rate_per_second,
-              (size_t)job_app(ctx)->cfg.send_batch_size))
-        return JOB_RETRY;
-    if (claim(ctx, run, false, b, &err) != DB_OK) {
-        job_set_error(ctx, "claim: %s", err.message);
-        return JOB_RETRY;
-    }
-    *claimed = b->n;
-    if (b->n == 0)
-        return JOB_DONE;
-    for (size_t i = 0; i < b->n; i++)
+    const provider_email_result_t *r = &b->results[i];
+    return json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome", outcome_name(r->outcome),
+                     "provider_id", r->provider_id, "error", r->error);
+}
+
+/* Composes the e-mails of the group [from, from + n) and returns their
+ * tracked links, an array parallel to the group (null where none). */
+static json_t *compose_group(const sending_run_t *run, batch_t *b, size_t from, size_t n)
+{
+    json_t *links = json_array();
+    for (size_t i = from; i < from + n; i++) {
         compose_one(run, b, i);
-    if (store_links(ctx, b, &err) != DB_OK) {
-        /* Nothing left: the messages stay `sending` and become unknown after
-         * their lease; sending them without their links would break clicks. */
-        job_set_error(ctx, "store links: %s", err.message);
-        return JOB_RETRY;
+        json_t *l = b->composed[i] && json_array_size(b->out[i].links) > 0
+                        ? json_incref(b->out[i].links)
+                        : json_null();
+        if (links)
+            json_array_append_new(links, l);
+        else
+            json_decref(l);
     }
-    /* Hand over the composed ones, in order, as one provider batch. */
+    return links;
+}
+
+/* Hands over the messages of the group that may go; appends their results
+ * to done. */
+static void send_email_group(const sending_run_t *run, batch_t *b, size_t from, size_t n,
+                             json_t *done)
+{
     provider_email_t send[PROVIDER_BATCH_MAX];
-    size_t map[PROVIDER_BATCH_MAX], n = 0;
-    for (size_t i = 0; i < b->n; i++)
-        if (b->composed[i]) {
-            send[n] = b->msgs[i];
-            map[n++] = i;
+    size_t map[PROVIDER_BATCH_MAX], k = 0;
+    for (size_t i = from; i < from + n; i++)
+        if (b->go[i] && b->composed[i]) {
+            send[k] = b->msgs[i];
+            map[k++] = i;
         }
-    if (n > 0) {
+    if (k > 0) {
         provider_email_result_t res[PROVIDER_BATCH_MAX];
-        run->provider->ops->send_batch(run->provider, send, n, res);
-        for (size_t j = 0; j < n; j++)
+        run->provider->ops->send_batch(run->provider, send, k, res);
+        for (size_t j = 0; j < k; j++)
             b->results[map[j]] = res[j];
     }
-    char status[32] = "";
-    if (settle(ctx, run, b, status, sizeof(status), &err) != DB_OK) {
-        job_set_error(ctx, "settle: %s", err.message);
-        return JOB_RETRY;
-    }
-    snprintf(run->status, sizeof(run->status), "%s", status);
-    return JOB_DONE;
+    for (size_t i = from; i < from + n; i++)
+        if (b->go[i]) /* not composed: its permanent failure */
+            json_array_append_new(done, email_result(b, i));
 }
 
 /* ------------------------------------------------------------- the jobs */
@@ -396,8 +417,8 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run, c
 
 /* ------------------------------------------------------------- SMS */
 
-/* Renders and hands over message i of a claimed SMS batch; fills its result
- * as JSON for sending.settle_sms. */
+/* Renders and hands over message i of a claimed SMS batch; its result as
+ * JSON for sending.step. */
 static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i)
 {
     const json_t *k = b->contacts[i];
@@ -408,7 +429,7 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
     cd_buf_t body;
     cd_buf_init(&body, 64 * 1024);
     const char *src = run->c.str[SC_BODY];
-    /* the first message to a number says how to opt out (claim_sms tells) */
+    /* the first message to a number says how to opt out (the claim tells) */
     if (!tpl_render(src, strlen(src), TPL_TEXT, &contact, &body, r.error, sizeof(r.error)) ||
         (json_is_true(json_object_get(k, "first_to_number")) &&
          !cd_buf_adds(&body, "\nReply STOP to opt out"))) {
@@ -428,40 +449,73 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
     return out;
 }
 
-/* One SMS batch: claim, render and send one by one, settle. */
-static job_result_t run_sms_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+/* How many messages one provider request carries (in flight together). */
+static size_t group_size(const sending_run_t *run)
+{
+    if (run->sms || !run->provider->ops->max_in_flight)
+        return 1;
+    size_t g = run->provider->ops->max_in_flight;
+    return g > PROVIDER_BATCH_MAX ? PROVIDER_BATCH_MAX : g;
+}
+
+/* Settles the last group and ends the batch (its leftover leases go back). */
+static db_status_t end_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, json_t *done,
+                             db_error_t *err)
+{
+    step_args_t a = {.done = done, .end = true};
+    char status[32] = "";
+    db_status_t st = step(ctx, run, b, &a, status, sizeof(status), err);
+    if (st == DB_OK)
+        snprintf(run->status, sizeof(run->status), "%s", status);
+    return st;
+}
+
+/* One batch: claim (leases), then per provider request one sending.step
+ * that settles the previous request's messages and puts this one's in
+ * flight, then the request; a last step settles and ends the batch. A failed
+ * step leaves what was in flight to run out into unknown (never resent).
+ * *claimed is the number of messages claimed (0: nothing due). */
+static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
 {
     const app_t *app = job_app(ctx);
     db_error_t err = {0};
     *claimed = 0;
-    if (!pace(ctx, 1, app->cfg.sms_rate_per_second, (size_t)app->cfg.send_batch_size))
+    bool sms = run->sms != NULL;
+    /* Wait for the rate before claiming, so that leases are not held idle. */
+    if (!pace(ctx, sms ? 1 : 0, sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
+              (size_t)app->cfg.send_batch_size))
         return JOB_RETRY;
-    if (claim(ctx, run, true, b, &err) != DB_OK) {
+    if (claim(ctx, run, b, &err) != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
     }
     *claimed = b->n;
     if (b->n == 0)
         return JOB_DONE;
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < b->n; i++)
-        json_array_append_new(arr, send_one_sms(run, b, i));
-    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    if (!text) {
-        job_set_error(ctx, "out of memory"); /* left `sending`: unknown after the lease */
-        return JOB_RETRY;
+    size_t g = group_size(run);
+    json_t *done = NULL;
+    char status[32] = "sending";
+    for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0; i += g) {
+        step_args_t a = {.done = done, .from = i, .n = b->n - i < g ? b->n - i : g};
+        a.links = sms ? NULL : compose_group(run, b, a.from, a.n);
+        db_status_t st = step(ctx, run, b, &a, status, sizeof(status), &err);
+        json_decref(a.links);
+        json_decref(done);
+        done = json_array();
+        if (st != DB_OK || !done) {
+            json_decref(done);
+            job_set_error(ctx, "step: %s", st != DB_OK ? err.message : "out of memory");
+            return JOB_RETRY;
+        }
+        if (sms) {
+            if (b->go[i])
+                json_array_append_new(done, send_one_sms(run, b, i));
+        } else {
+            send_email_group(run, b, a.from, a.n, done);
+        }
     }
-    char maxa[16], backoff[16];
-    snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
-    snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
-    const char *p[4] = {run->campaign_id, text, maxa, backoff};
-    PGresult *r = NULL;
-    db_status_t st =
-        db_run1(job_conn(ctx), &SERVICE,
-                "select sending.settle_sms($1::uuid, $2::jsonb, $3::int, $4::int)", 4, p, &r, &err);
-    PQclear(r);
-    free(text);
+    db_status_t st = end_batch(ctx, run, b, done, &err);
+    json_decref(done);
     if (st != DB_OK) {
         job_set_error(ctx, "settle: %s", err.message);
         return JOB_RETRY;
@@ -469,11 +523,9 @@ static job_result_t run_sms_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b
     return JOB_DONE;
 }
 
-typedef job_result_t (*batch_fn)(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed);
-
-/* Runs batches of the channel until nothing is due, then arranges the next
- * look (after_last_batch). */
-static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run, batch_fn one, const char *channel)
+/* Runs batches until nothing is due, then arranges the next look
+ * (after_last_batch). */
+static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
 {
     batch_t *b = calloc(1, sizeof(*b));
     if (!b) {
@@ -487,17 +539,56 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run, batch_fn one, 
             break;
         }
         size_t claimed = 0;
-        res = one(ctx, run, b, &claimed);
+        res = run_batch(ctx, run, b, &claimed);
         batch_free(b);
         if (res != JOB_DONE)
             break;
         if (claimed == 0) {
-            res = after_last_batch(ctx, run, channel);
+            res = after_last_batch(ctx, run, run->channel);
             break;
         }
     }
     free(b);
     return res;
+}
+
+/* Takes one of the campaign's SEND_WORKERS slots: a session advisory lock on
+ * the job's connection, so that at most SEND_WORKERS workers hand over one
+ * campaign's messages at a time, in all processes together (a process that
+ * dies lets go of its slots with its connections). Returns the slot, 0 when
+ * all are taken (the workers holding them go on), -1 on a database error. */
+static int take_slot(job_ctx_t *ctx, const char *campaign_id, db_error_t *err)
+{
+    long workers = job_app(ctx)->cfg.send_workers;
+    for (long k = 1; k <= workers && k <= 64; k++) {
+        char slot[16];
+        snprintf(slot, sizeof(slot), "%ld", k);
+        const char *p[2] = {campaign_id, slot};
+        PGresult *r = NULL;
+        if (db_run1(job_conn(ctx), &SERVICE,
+                    "select pg_try_advisory_lock(hashtext('send:' || $1), $2::int)", 2, p, &r,
+                    err) != DB_OK)
+            return -1;
+        bool got = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (got)
+            return (int)k;
+    }
+    return 0;
+}
+
+static void give_slot(job_ctx_t *ctx, const char *campaign_id, int slot)
+{
+    char s[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    const char *p[2] = {campaign_id, s};
+    PGresult *r = NULL;
+    db_error_t err = {0};
+    /* A failure here means the connection is gone, and the lock with it. */
+    if (db_run1(job_conn(ctx), &SERVICE,
+                "select pg_advisory_unlock(hashtext('send:' || $1), $2::int)", 2, p, &r,
+                &err) == DB_OK)
+        PQclear(r);
 }
 
 /* Materialises the recipients if no worker did yet (without the request
@@ -532,8 +623,8 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         job_set_error(ctx, "recover: %s", err.message);
         return JOB_RETRY;
     }
-    sending_run_t run = {.campaign_id = id};
     bool sms = strcmp(channel, "sms") == 0;
+    sending_run_t run = {.campaign_id = id, .channel = sms ? "sms" : "email"};
     if (sending__campaign_load(job_conn(ctx), id, &run.c, &err) != DB_OK) {
         job_set_error(ctx, "load campaign: %s", err.message);
         return err.sqlstate[0] == 'P' ? JOB_FAIL : JOB_RETRY;
@@ -570,8 +661,14 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     sending__sender(app, &run.set, &run.c, &run.from, &run.from_name);
     sending__base_url(app, run.base_url, sizeof(run.base_url));
     sending__tracking_key(app, run.key);
-    res =
-        sms ? send_loop(ctx, &run, run_sms_batch, "sms") : send_loop(ctx, &run, run_batch, "email");
+    int slot = take_slot(ctx, id, &err);
+    if (slot < 0) {
+        job_set_error(ctx, "worker slot: %s", err.message);
+        res = JOB_RETRY;
+    } else if (slot > 0) {
+        res = send_loop(ctx, &run);
+        give_slot(ctx, id, slot);
+    } /* else SEND_WORKERS workers are sending it: they look again when done */
 done:
     provider_sms_close(run.sms);
     provider_email_close(run.provider);

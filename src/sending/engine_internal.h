@@ -41,7 +41,8 @@ typedef struct sending_run {
     provider_config_t set; /* the provider settings of this run */
     email_provider_t *provider;
     sms_provider_t *sms;
-    char status[32]; /* the campaign's status after the last batch */
+    char status[32];     /* the campaign's status after the last batch */
+    const char *channel; /* "email" | "sms" */
 } sending_run_t;
 
 /* The tracking key derived from JWT_SECRET. */

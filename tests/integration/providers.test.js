@@ -284,7 +284,7 @@ describe('an SMS campaign through Twilio', () => {
       'the signed callbacks to deliver both');
     const bob = await sql(server, `select status || ' ' || (next_attempt_at > now() + interval '3 hours')
                                    from public.sms_messages where campaign_id = ${lit(first)} and recipient = ${lit(phones.bob)}`);
-    assert.equal(bob, 'sending true', 'Bob\'s message waits (no lease) for 08:00 in his time zone');
+    assert.equal(bob, 'queued true', 'Bob\'s message waits (queued, not leased) for 08:00 in his time zone');
     assert.equal(await sql(server, `select status from public.campaigns where id = ${lit(first)}`), 'sending');
 
     // a second campaign: numbers that already got a message get no footer

@@ -4,7 +4,7 @@
 -- and suppression, claiming under the monthly limit, settling, the lease
 -- recovery to unknown, cancel and finish.
 BEGIN;
-SELECT plan(47);
+SELECT plan(56);
 
 SELECT tests.create_user('admin@example.test', 'admin') AS admin \gset
 SELECT tests.create_user('alice@example.test', 'user') AS alice \gset
@@ -103,40 +103,80 @@ SELECT is((SELECT count(*)::int FROM public.email_messages
 -- claim, settle, recover, the monthly limit
 -- ---------------------------------------------------------------------------
 
--- a contact who unsubscribes after materialising is dropped at the claim
+-- a contact who unsubscribes after materialising is dropped right before sending
 UPDATE public.email_subscriptions SET subscribed = false WHERE email = 'a3@example.test';
 INSERT INTO public.email_subscriptions (email, subscribed) SELECT 'a3@example.test', false
     WHERE NOT EXISTS (SELECT 1 FROM public.email_subscriptions WHERE email = 'a3@example.test');
 CREATE TEMP TABLE claimed AS
-    SELECT * FROM sending.claim_email('c0000000-0000-0000-0000-000000000001', 10, 60);
-SELECT is((SELECT count(*)::int FROM claimed), 2, 'two messages are claimed');
-SELECT is((SELECT status FROM public.email_messages WHERE recipient = 'a3@example.test'), 'dropped',
-    'consent is checked again right before sending');
-SELECT is((SELECT count(*)::int FROM public.email_messages WHERE status = 'sending' AND lease_until > now()), 2,
-    'claimed messages are sending, with a lease');
+    SELECT * FROM sending.claim('email', 'c0000000-0000-0000-0000-000000000001',
+                                'a0000000-0000-0000-0000-0000000000a1', 10, 60);
+SELECT is((SELECT count(*)::int FROM claimed), 3, 'three messages are leased');
+SELECT is((SELECT count(*)::int FROM public.email_messages
+           WHERE campaign_id = 'c0000000-0000-0000-0000-000000000001' AND status = 'queued'), 3,
+    'a claim leaves the rows queued: nothing is in flight yet');
 SELECT is((SELECT contact ->> 'first_name' FROM claimed WHERE recipient = 'a1@example.test'), 'A1',
     'the claim brings the contact');
-SELECT is((SELECT count(*)::int FROM sending.claim_email('c0000000-0000-0000-0000-000000000001', 10, 60)), 0,
+SELECT is((SELECT count(*)::int FROM sending.claim('email', 'c0000000-0000-0000-0000-000000000001',
+                                                   'a0000000-0000-0000-0000-0000000000a2', 10, 60)), 0,
     'nothing is claimed twice');
+CREATE TEMP TABLE ids AS SELECT recipient, id FROM claimed;
 
-SELECT is(sending.settle_email('c0000000-0000-0000-0000-000000000001',
-    jsonb_build_array(
-        jsonb_build_object('id', (SELECT id FROM claimed WHERE recipient = 'a1@example.test'), 'outcome', 'accepted', 'provider_id', '<m1@x>'),
-        jsonb_build_object('id', (SELECT id FROM claimed WHERE recipient = 'a2@example.test'), 'outcome', 'tempfail', 'error', '451 later')),
-    3, 60), 'sending', 'after a temporary failure the campaign is still sending');
-SELECT is((SELECT status || ' ' || message_id FROM public.email_messages WHERE recipient = 'a1@example.test'),
-    'sent <m1@x>', 'accepted: sent, with the provider id');
-SELECT ok((SELECT status = 'sending' AND lease_until IS NULL AND next_attempt_at > now() + interval '50 seconds'
+CREATE TEMP TABLE st1 AS SELECT * FROM sending.step('email', 'c0000000-0000-0000-0000-000000000001',
+    'a0000000-0000-0000-0000-0000000000a1', NULL,
+    ARRAY[(SELECT id FROM ids WHERE recipient = 'a1@example.test'), (SELECT id FROM ids WHERE recipient = 'a3@example.test')],
+    '[["https://example.com/1"], null]', NULL, 3, 60, 60);
+SELECT is((SELECT go FROM st1), ARRAY[(SELECT id FROM ids WHERE recipient = 'a1@example.test')],
+    'consent is checked again right before sending: the unsubscribed one does not go');
+SELECT is((SELECT status FROM public.email_messages WHERE recipient = 'a3@example.test'), 'dropped',
+    'the message of the address that unsubscribed is dropped');
+SELECT is((SELECT count(*)::int FROM sending.leases WHERE in_flight), 1,
+    'only the message handed over is in flight');
+
+SELECT is((SELECT go FROM sending.step('email', 'c0000000-0000-0000-0000-000000000001',
+    'a0000000-0000-0000-0000-0000000000a1',
+    jsonb_build_array(jsonb_build_object('id', (SELECT id FROM ids WHERE recipient = 'a1@example.test'),
+                                         'outcome', 'accepted', 'provider_id', '<m1@x>')),
+    ARRAY[(SELECT id FROM ids WHERE recipient = 'a2@example.test')], '[null]', NULL, 3, 60, 60)),
+    ARRAY[(SELECT id FROM ids WHERE recipient = 'a2@example.test')],
+    'one statement settles the previous message and puts the next in flight');
+SELECT is((SELECT status || ' ' || message_id || ' ' || links::text FROM public.email_messages
+           WHERE recipient = 'a1@example.test'),
+    'sent <m1@x> ["https://example.com/1"]', 'accepted: sent, with the provider id and its tracked links');
+UPDATE public.email_messages SET links = '["https://example.com/old"]' WHERE recipient = 'a2@example.test';
+SELECT is((SELECT status FROM sending.step('email', 'c0000000-0000-0000-0000-000000000001',
+    'a0000000-0000-0000-0000-0000000000a1',
+    jsonb_build_array(jsonb_build_object('id', (SELECT id FROM ids WHERE recipient = 'a2@example.test'),
+                                         'outcome', 'tempfail', 'error', '451 later')),
+    NULL, NULL, ARRAY(SELECT id FROM ids), 3, 60, 60)),
+    'sending', 'after a temporary failure the campaign is still sending');
+SELECT ok((SELECT status = 'queued' AND attempts = 1 AND last_error = '451 later'
+                  AND next_attempt_at > now() + interval '50 seconds'
            FROM public.email_messages WHERE recipient = 'a2@example.test'),
-    'a temporary failure waits for its retry, without a lease');
+    'a temporary failure waits for its retry');
+SELECT is((SELECT count(*)::int FROM sending.leases), 0, 'the end of the batch leaves no lease behind');
+SELECT is((SELECT links::text FROM public.email_messages WHERE recipient = 'a2@example.test'),
+    '["https://example.com/old"]', 'a message without tracked links keeps what it had');
+SELECT is((SELECT count(*)::int FROM public.audit_logs
+           WHERE resource_id = 'c0000000-0000-0000-0000-000000000001' AND new_value ->> 'event' = 'sent_batch'
+             AND new_value -> 'messages' -> 'sent' = jsonb_build_array((SELECT id FROM ids WHERE recipient = 'a1@example.test'))),
+    1, 'the batch is audited in one row that names what happened to each message');
+SELECT is((SELECT count(*)::int FROM public.audit_logs WHERE resource_id IN (SELECT id FROM ids)
+           AND (action = 'create' OR new_value ->> 'status' IS DISTINCT FROM old_value ->> 'status')), 0,
+    'the engine''s writes (inserts, status moves) are not audited row by row');
 UPDATE public.email_messages SET next_attempt_at = now() WHERE recipient = 'a2@example.test';
-SELECT is((SELECT recipient FROM sending.claim_email('c0000000-0000-0000-0000-000000000001', 10, 60)),
+SELECT is((SELECT recipient FROM sending.claim('email', 'c0000000-0000-0000-0000-000000000001',
+                                               'a0000000-0000-0000-0000-0000000000a3', 10, 60)),
     'a2@example.test', 'it is claimed again when due');
+SELECT is((SELECT go FROM sending.step('email', 'c0000000-0000-0000-0000-000000000001',
+    'a0000000-0000-0000-0000-0000000000a3', NULL, ARRAY[(SELECT id FROM ids WHERE recipient = 'a2@example.test')],
+    NULL, NULL, 3, 60, 60)), ARRAY[(SELECT id FROM ids WHERE recipient = 'a2@example.test')], 'it goes again');
 -- its worker dies: the lease runs out
-UPDATE public.email_messages SET lease_until = now() - interval '1 second' WHERE recipient = 'a2@example.test';
+SELECT tests.clear_authentication();
+UPDATE sending.leases SET lease_until = now() - interval '1 second';
+SELECT tests.authenticate_as_service();
 SELECT is(sending.recover('c0000000-0000-0000-0000-000000000001'), 1, 'recover finds the lost message');
 SELECT is((SELECT status FROM public.email_messages WHERE recipient = 'a2@example.test'), 'unknown',
-    'a message whose worker died is unknown, never queued again');
+    'a message whose worker died in flight is unknown, never queued again');
 SELECT is((SELECT f.status || ' ' || c.unknown_count FROM sending.finish_if_done('c0000000-0000-0000-0000-000000000001') f,
            public.campaigns c WHERE c.id = 'c0000000-0000-0000-0000-000000000001'),
     'sent 1', 'the campaign is sent when the last message settles, and counts the unknown one');
@@ -148,7 +188,8 @@ SELECT sending.start('c0000000-0000-0000-0000-000000000002', 1);
 SELECT sending.ensure_materialised('c0000000-0000-0000-0000-000000000002');
 UPDATE public.app_settings SET monthly_email_limit =
     (SELECT used FROM sending.monthly_usage WHERE month = sending.current_month() AND channel = 'email');
-SELECT is((SELECT count(*)::int FROM sending.claim_email('c0000000-0000-0000-0000-000000000002', 10, 60)), 0,
+SELECT is((SELECT count(*)::int FROM sending.claim('email', 'c0000000-0000-0000-0000-000000000002',
+                                                   'a0000000-0000-0000-0000-0000000000b1', 10, 60)), 0,
     'nothing is claimed past the monthly limit');
 SELECT matches((SELECT status || ': ' || pause_reason FROM public.campaigns WHERE id = 'c0000000-0000-0000-0000-000000000002'),
     '^paused: monthly e-mail limit', 'the campaign pauses with a reason');
@@ -178,11 +219,17 @@ SELECT is((SELECT string_agg(recipient, ',') FROM public.sms_messages
            WHERE campaign_id = 'c0000000-0000-0000-0000-000000000003'), '+15550000101',
     'SMS goes only to numbers with recorded consent');
 CREATE TEMP TABLE sms_claimed AS
-    SELECT * FROM sending.claim_sms('c0000000-0000-0000-0000-000000000003', 10, 60);
+    SELECT * FROM sending.claim('sms', 'c0000000-0000-0000-0000-000000000003',
+                                'a0000000-0000-0000-0000-0000000000c1', 10, 60);
 SELECT is((SELECT count(*)::int FROM sms_claimed), 1, 'the SMS is claimed');
-SELECT is(sending.settle_sms('c0000000-0000-0000-0000-000000000003',
+SELECT is((SELECT go FROM sending.step('sms', 'c0000000-0000-0000-0000-000000000003',
+    'a0000000-0000-0000-0000-0000000000c1', NULL, ARRAY[(SELECT id FROM sms_claimed)], NULL, NULL, 3, 60, 60)),
+    ARRAY[(SELECT id FROM sms_claimed)], 'the SMS goes: consent recorded');
+SELECT is((SELECT status FROM sending.step('sms', 'c0000000-0000-0000-0000-000000000003',
+    'a0000000-0000-0000-0000-0000000000c1',
     jsonb_build_array(jsonb_build_object('id', (SELECT id FROM sms_claimed), 'outcome', 'accepted',
-        'sid', 'SM123', 'segments', 2, 'cost', 0.0158, 'body', 'Hi S1', 'error', '')), 3, 60),
+        'sid', 'SM123', 'segments', 2, 'cost', 0.0158, 'body', 'Hi S1', 'error', '')),
+    NULL, NULL, ARRAY[(SELECT id FROM sms_claimed)], 3, 60, 60)),
     'sent', 'the campaign is sent when its only SMS is accepted');
 SELECT is((SELECT status || ' ' || message_sid || ' ' || segments || ' ' || cost || ' ' || message
            FROM public.sms_messages WHERE campaign_id = 'c0000000-0000-0000-0000-000000000003'),

@@ -226,9 +226,10 @@ SELECT ok(sending.sms_window_opens('d0000000-0000-0000-0000-000000000004') > now
           'no zone, the application at 03:00: it waits');
 SELECT is(sending.sms_window_opens('d0000000-0000-0000-0000-000000000001'), NULL,
           'the contact''s own zone wins over the application''s');
-SELECT ok(NOT has_function_privilege('authenticated', 'sending.claim_sms(uuid, integer, integer)', 'EXECUTE')
-          AND NOT has_function_privilege('authenticated', 'sending.settle_sms(uuid, jsonb, integer, integer)', 'EXECUTE')
-          AND has_function_privilege('service_role', 'sending.claim_sms(uuid, integer, integer)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('authenticated', 'sending.claim(text, uuid, uuid, integer, integer)', 'EXECUTE')
+          AND NOT has_function_privilege('authenticated',
+                  'sending.step(text, uuid, uuid, jsonb, uuid[], jsonb, uuid[], integer, integer, integer)', 'EXECUTE')
+          AND has_function_privilege('service_role', 'sending.claim(text, uuid, uuid, integer, integer)', 'EXECUTE'),
           'only the server claims and settles SMS');
 
 SELECT * FROM finish();
