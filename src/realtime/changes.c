@@ -384,6 +384,13 @@ typedef struct group {
     struct group *next;
 } group_t;
 
+/* A transaction above the snapshot's xmin whose changes were delivered before
+ * an older transaction finished: its xid and the last change id delivered. */
+typedef struct {
+    unsigned long long xid;
+    long long last_id;
+} early_t;
+
 static struct {
     app_t *app;
     changes_deliver_fn deliver;
@@ -394,6 +401,8 @@ static struct {
     PGconn *owner;
     char cur_xid[32];
     long long cur_id;
+    early_t *early; /* transactions delivered ahead of an older, still open one */
+    size_t nearly, capearly;
     table_info_t tables[FEED_MAX_TABLES];
     size_t ntables;
     db_conn_t *check[FEED_MAX_CHECK_CONNS]; /* the checking connections */
@@ -944,14 +953,195 @@ static void process_batch(feed_event_t *ev, size_t nev)
     groups_free(buckets);
 }
 
+/* The changes of transactions delivered early (feed.early) are skipped by both
+ * reads: "delivered" is (xid, id <= last_id). */
+#define FEED_NOT_EARLY(xids, ids)                                                                  \
+    "not exists (select 1 from rows from (pg_catalog.unnest(" xids "::xid8[]), "                   \
+    "pg_catalog.unnest(" ids "::bigint[])) u(x, i) where u.x = c.xid and c.id <= u.i)"
+
+#define FEED_COLUMNS                                                                               \
+    "c.xid::text, c.id, c.relid, c.schema_name, c.table_name, c.type, "                            \
+    "pg_catalog.to_char(c.commit_timestamp at time zone 'utc', "                                   \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), c.record::text, c.old_record::text"
+
+/* Every change below the oldest running transaction (xmin), in (xid, id) order. */
 static const char *poll_sql =
     "with hi as (select pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) as x) "
-    "select hi.x::text, c.xid::text, c.id, c.relid, c.schema_name, c.table_name, c.type, "
-    "pg_catalog.to_char(c.commit_timestamp at time zone 'utc', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), c.record::text, c.old_record::text "
+    "select hi.x::text, " FEED_COLUMNS " "
     "from hi left join lateral (select * from realtime.changes c "
-    "where (c.xid, c.id) > ($1::xid8, $2::bigint) and c.xid < hi.x "
-    "order by c.xid, c.id limit 1000) c on true";
+    "where (c.xid, c.id) > ($1::xid8, $2::bigint) and c.xid < hi.x and " FEED_NOT_EARLY(
+        "$3", "$4") " "
+                    "order by c.xid, c.id limit 1000) c on true";
+
+/* The changes of transactions that committed while an older one is still open
+ * (at or above xmin, visible in the snapshot $1). Without this read, one long
+ * transaction — a big import's load, say — would hold back every realtime event
+ * of the instance until it ends. */
+static const char *early_sql =
+    "select pg_catalog.pg_snapshot_xmin($1::pg_snapshot)::text, " FEED_COLUMNS " "
+    "from realtime.changes c "
+    "where c.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot) "
+    "and pg_catalog.pg_visible_in_snapshot(c.xid, $1::pg_snapshot) and " FEED_NOT_EARLY(
+        "$2", "$3") " "
+                    "order by c.xid, c.id limit 1000";
+
+#define FEED_MAX_EARLY 1024 /* early transactions remembered; beyond, wait for xmin */
+
+/* feed.early as the two array parameters ($3 xids, $4 last ids); malloc'd. */
+static bool early_params(char **xids, char **ids)
+{
+    cd_buf_t x, i;
+    cd_buf_init(&x, 64 + feed.nearly * 22);
+    cd_buf_init(&i, 64 + feed.nearly * 22);
+    bool ok = cd_buf_adds(&x, "{") && cd_buf_adds(&i, "{");
+    for (size_t k = 0; ok && k < feed.nearly; k++)
+        ok = cd_buf_printf(&x, "%s%llu", k ? "," : "", feed.early[k].xid) &&
+             cd_buf_printf(&i, "%s%lld", k ? "," : "", feed.early[k].last_id);
+    ok = ok && cd_buf_adds(&x, "}") && cd_buf_adds(&i, "}");
+    *xids = ok ? cd_buf_take(&x) : NULL;
+    *ids = ok ? cd_buf_take(&i) : NULL;
+    cd_buf_free(&x);
+    cd_buf_free(&i);
+    if (*xids && *ids)
+        return true;
+    free(*xids);
+    free(*ids);
+    return false;
+}
+
+/* Records that the rows of r (an early read) were delivered. Room for them was
+ * reserved before (early_reserve), so this cannot fail. */
+static void early_record(PGresult *r, int n)
+{
+    for (int k = 0; k < n; k++) {
+        unsigned long long xid = strtoull(PQgetvalue(r, k, 1), NULL, 10);
+        long long id = strtoll(PQgetvalue(r, k, 2), NULL, 10);
+        size_t j = 0;
+        while (j < feed.nearly && feed.early[j].xid != xid)
+            j++;
+        if (j == feed.nearly)
+            feed.early[feed.nearly++] = (early_t){.xid = xid, .last_id = id};
+        else if (id > feed.early[j].last_id)
+            feed.early[j].last_id = id;
+    }
+}
+
+static bool early_reserve(size_t more)
+{
+    if (feed.nearly + more <= feed.capearly)
+        return true;
+    size_t cap = feed.nearly + more;
+    early_t *e = realloc(feed.early, cap * sizeof(*e));
+    if (!e)
+        return false;
+    feed.early = e;
+    feed.capearly = cap;
+    return true;
+}
+
+/* Forgets the early transactions the main cursor has passed. */
+static void early_trim(void)
+{
+    unsigned long long cur = strtoull(feed.cur_xid, NULL, 10);
+    size_t w = 0;
+    for (size_t k = 0; k < feed.nearly; k++)
+        if (feed.early[k].xid >= cur)
+            feed.early[w++] = feed.early[k];
+    feed.nearly = w;
+}
+
+/* Turns the rows of a read (the columns of FEED_COLUMNS after the first) into
+ * events and delivers them. */
+static void deliver_rows(PGresult *r, int n)
+{
+    feed_event_t *ev = calloc((size_t)n, sizeof(*ev));
+    if (!ev)
+        return;
+    for (int i = 0; i < n; i++) {
+        const char *type = PQgetvalue(r, i, 6);
+        const char *rec = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8);
+        const char *old = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9);
+        feed_event_t *e = &ev[i];
+        e->mask = changes_event_mask(type);
+        snprintf(e->schema, sizeof(e->schema), "%s", PQgetvalue(r, i, 4));
+        snprintf(e->table, sizeof(e->table), "%s", PQgetvalue(r, i, 5));
+        e->key = e->mask == CHANGES_EV_DELETE ? old : rec;
+        if (!e->key || strlen(e->key) > FEED_MAX_RECORD)
+            continue;
+        e->ti = table_lookup((unsigned)strtoul(PQgetvalue(r, i, 3), NULL, 10));
+        if (!e->ti)
+            continue;
+        e->data = build_data(e->schema, e->table, PQgetvalue(r, i, 7), type, e->ti->columns_json,
+                             e->mask == CHANGES_EV_DELETE ? NULL : rec,
+                             e->mask == CHANGES_EV_INSERT ? NULL : old);
+    }
+    process_batch(ev, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        json_decref(ev[i].row);
+        changes_data_unref(ev[i].data);
+    }
+    free(ev);
+}
+
+/* Runs one read with the early set as its last two parameters: poll_sql
+ * (cursor xid, cursor id, $3, $4) or early_sql (p2 NULL: snapshot, $2, $3). */
+static PGresult *feed_read(const char *sql, const char *p1, const char *p2)
+{
+    char *xids = NULL, *ids = NULL;
+    if (!early_params(&xids, &ids))
+        return NULL;
+    const char *params[4] = {p1, p2, xids, ids};
+    if (!p2) {
+        params[1] = xids;
+        params[2] = ids;
+    }
+    PGresult *r = PQexecParams(feed.owner, sql, p2 ? 4 : 3, NULL, params, NULL, NULL, 0);
+    free(xids);
+    free(ids);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_warn("realtime: reading changes failed: %s", PQerrorMessage(feed.owner));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Delivers the changes of transactions that finished after an older one that
+ * is still open. Returns false when the owner connection failed. */
+static bool feed_poll_early(void)
+{
+    if (feed.nearly >= FEED_MAX_EARLY)
+        return true; /* too many: the main read delivers them once xmin moves */
+    PGresult *s = PQexec(feed.owner, "select pg_catalog.pg_current_snapshot()::text");
+    if (PQresultStatus(s) != PGRES_TUPLES_OK) {
+        PQclear(s);
+        return PQstatus(feed.owner) == CONNECTION_OK;
+    }
+    const char *sv = PQgetvalue(s, 0, 0);
+    /* "xmin:xmax:" — nothing running: the main read has it all */
+    char *snap = *sv && sv[strlen(sv) - 1] != ':' ? strdup(sv) : NULL;
+    PQclear(s);
+    if (!snap)
+        return true;
+    bool ok = true;
+    while (early_reserve(FEED_BATCH)) {
+        PGresult *r = feed_read(early_sql, snap, NULL);
+        if (!r) {
+            ok = PQstatus(feed.owner) == CONNECTION_OK;
+            break;
+        }
+        int n = PQntuples(r);
+        if (n > 0) {
+            deliver_rows(r, n);
+            early_record(r, n);
+        }
+        PQclear(r);
+        if (n < FEED_BATCH || feed.nearly >= FEED_MAX_EARLY)
+            break;
+    }
+    free(snap);
+    return ok;
+}
 
 /* Reads and delivers every finished change past the cursor. Returns false
  * when the owner connection failed. */
@@ -960,13 +1150,9 @@ static bool feed_poll(void)
     for (;;) {
         char idbuf[24];
         snprintf(idbuf, sizeof(idbuf), "%lld", feed.cur_id);
-        const char *params[2] = {feed.cur_xid, idbuf};
-        PGresult *r = PQexecParams(feed.owner, poll_sql, 2, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            log_warn("realtime: reading changes failed: %s", PQerrorMessage(feed.owner));
-            PQclear(r);
+        PGresult *r = feed_read(poll_sql, feed.cur_xid, idbuf);
+        if (!r)
             return PQstatus(feed.owner) == CONNECTION_OK;
-        }
         int n = PQntuples(r);
         if (n == 0 || PQgetisnull(r, 0, 1)) {
             /* Nothing finished past the cursor: every xid below hi is done. */
@@ -977,45 +1163,19 @@ static bool feed_poll(void)
                 if (h > cur) {
                     snprintf(feed.cur_xid, sizeof(feed.cur_xid), "%s", hi);
                     feed.cur_id = 0;
+                    early_trim();
                 }
             }
             PQclear(r);
-            return true;
+            return feed_poll_early();
         }
-        feed_event_t *ev = calloc((size_t)n, sizeof(*ev));
-        if (!ev) {
-            PQclear(r);
-            return true;
-        }
-        for (int i = 0; i < n; i++) {
-            const char *type = PQgetvalue(r, i, 6);
-            const char *rec = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8);
-            const char *old = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9);
-            feed_event_t *e = &ev[i];
-            e->mask = changes_event_mask(type);
-            snprintf(e->schema, sizeof(e->schema), "%s", PQgetvalue(r, i, 4));
-            snprintf(e->table, sizeof(e->table), "%s", PQgetvalue(r, i, 5));
-            e->key = e->mask == CHANGES_EV_DELETE ? old : rec;
-            if (!e->key || strlen(e->key) > FEED_MAX_RECORD)
-                continue;
-            e->ti = table_lookup((unsigned)strtoul(PQgetvalue(r, i, 3), NULL, 10));
-            if (!e->ti)
-                continue;
-            e->data = build_data(e->schema, e->table, PQgetvalue(r, i, 7), type,
-                                 e->ti->columns_json, e->mask == CHANGES_EV_DELETE ? NULL : rec,
-                                 e->mask == CHANGES_EV_INSERT ? NULL : old);
-        }
-        process_batch(ev, (size_t)n);
-        for (int i = 0; i < n; i++) {
-            json_decref(ev[i].row);
-            changes_data_unref(ev[i].data);
-        }
-        free(ev);
+        deliver_rows(r, n);
         snprintf(feed.cur_xid, sizeof(feed.cur_xid), "%s", PQgetvalue(r, n - 1, 1));
         feed.cur_id = strtoll(PQgetvalue(r, n - 1, 2), NULL, 10);
+        early_trim();
         PQclear(r);
         if (n < FEED_BATCH)
-            return true; /* next call moves the cursor up to hi */
+            return feed_poll_early(); /* next call moves the cursor up to hi */
     }
 }
 
@@ -1200,6 +1360,9 @@ void changes_stop(void)
     for (size_t i = 0; i < feed.ntables; i++)
         table_info_clear(&feed.tables[i]);
     feed.ntables = 0;
+    free(feed.early);
+    feed.early = NULL;
+    feed.nearly = feed.capearly = 0;
     pthread_mutex_lock(&subs_lock);
     for (size_t i = 0; i < nsubs; i++)
         sub_free(subs[i]);

@@ -138,3 +138,38 @@ test('many batches in a row: a subscriber gets every row once, in order within e
   }
   for (const w of [a, b]) w.c.realtime.disconnect();
 });
+
+test('a long open transaction does not hold back the changes committed after it', T, async () => {
+  const { alice } = users;
+  const a = await watch(alice.session.access_token, 'l-a');
+  await h.sql(server, 'create table if not exists public.test_release (k text)');
+  // A transaction that takes an xid (its insert) and stays open until the test
+  // releases it — like a big import's load.
+  let longDone = false;
+  const long = h
+    .sql(
+      server,
+      `begin; insert into public.campaigns (user_id, name, type) values (${h.lit(alice.user.id)}::uuid, 'l-long', 'email');
+       do $$ begin while not exists (select 1 from public.test_release where k = 'l') loop perform pg_sleep(0.05); end loop; end $$;
+       commit;`,
+    )
+    .then(() => {
+      longDone = true;
+    });
+  await h.eventually(
+    async () => (await h.sql(server, "select count(*) from pg_stat_activity where backend_xid is not null and query like '%test_release where k%'")) !== '0',
+    'the long transaction holds its xid',
+  );
+  await insertOneTransaction([[alice, 'l-after']]);
+  await waitFor(() => a.got.some((r) => r.name === 'l-after'));
+  assert.equal(longDone, false);
+  assert.deepEqual(names(a.got), ['l-after'], 'the later commit arrives while the older transaction is open');
+  await h.sql(server, "insert into public.test_release values ('l')");
+  await long;
+  await waitFor(() => a.got.some((r) => r.name === 'l-long'));
+  // once the cursor passes both, neither arrives again
+  await insertOneTransaction([[alice, 'l-end']]);
+  await waitFor(() => a.got.some((r) => r.name === 'l-end'));
+  assert.deepEqual(names(a.got), ['l-after', 'l-long', 'l-end']);
+  a.c.realtime.disconnect();
+});
