@@ -373,9 +373,11 @@ static void draw_axes(page_ctx_t *p, const rpdf_chart_t *ch, double x0, double y
     }
     size_t step = (ch->npoints + MAX_XLABEL - 1) / MAX_XLABEL;
     double slot = w / (double)ch->npoints;
+    /* one label per slot sits under its bar; sparser ones start at their point */
+    int align = step <= 1 ? ALIGN_CENTER : ALIGN_LEFT;
     for (size_t i = 0; i < ch->npoints; i += step ? step : 1)
         draw_text(p, ch->labels[i], x0 + slot * (double)i, y0 + h + 3, 6.5, false,
-                  slot * (double)(step ? step : 1), ALIGN_LEFT);
+                  slot * (double)(step ? step : 1), align);
     cairo_set_source_rgb(p->cr, 0, 0, 0);
 }
 

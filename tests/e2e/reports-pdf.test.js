@@ -2,7 +2,8 @@
 // campaign's performance, clicks "Export PDF" and gets a file named
 // report-<date>-<slug>.pdf whose text (poppler's pdftotext) has the report's
 // title and its key figures; the same from the Reports list's "PDF" link,
-// and a viewer's download works too (the CSV's permissions).
+// and a viewer's download works too (the CSV's permissions). A report too
+// large for a PDF shows the server's refusal and its advice (use the CSV).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { launch, pageSet, step, signIn, WEB_DIR } from './browser.js';
 const PASSWORD = 'e2e password 123';
 const people = { user: `pdf-user-${Date.now()}@example.com`, viewer: `pdf-viewer-${Date.now()}@example.com` };
 const CAMPAIGN = '00000000-0000-4000-8000-00000000e2f1';
+const LONG = '00000000-0000-4000-8000-00000000e2f2';
 const NAME = 'Rentrée Überraschung';
 let server, browser, report;
 const opened = pageSet();
@@ -32,14 +34,22 @@ before(async () => {
     insert into public.email_messages (campaign_id, recipient, status, sent_at) values
       ('${CAMPAIGN}', 'a@example.com', 'delivered', '2026-11-01 10:00Z'),
       ('${CAMPAIGN}', 'b@example.com', 'delivered', '2026-11-01 11:00Z'),
-      ('${CAMPAIGN}', 'c@example.com', 'failed', '2026-11-02 10:00Z');`);
-  const r = await request(`${server.url}/api/reports`, {
-    method: 'POST',
-    headers: { apikey: server.anonKey, Authorization: `Bearer ${s.session.access_token}` },
-    body: { campaign_id: CAMPAIGN },
-  });
-  assert.equal(r.status, 201, r.text);
-  report = r.json;
+      ('${CAMPAIGN}', 'c@example.com', 'failed', '2026-11-02 10:00Z');
+    insert into public.campaigns (id, user_id, name, type) values ('${LONG}', ${lit(s.user.id)}, 'Five years', 'email');
+    insert into public.email_messages (campaign_id, recipient, status, sent_at)
+      select '${LONG}', 'l' || i || '@example.com', 'delivered', timestamptz '2020-01-01 12:00Z' + i * interval '1 day'
+      from generate_series(0, 2000) i;`);
+  const generate = async (id) => {
+    const r = await request(`${server.url}/api/reports`, {
+      method: 'POST',
+      headers: { apikey: server.anonKey, Authorization: `Bearer ${s.session.access_token}` },
+      body: { campaign_id: id },
+    });
+    assert.equal(r.status, 201, r.text);
+    return r.json;
+  };
+  report = await generate(CAMPAIGN);
+  await generate(LONG);
   browser = await launch();
 });
 
@@ -75,6 +85,22 @@ describe('PDF export in the dashboard', () => {
       const listed = await downloadPdf(page, link);
       assert.equal(listed.name, pdf.name);
       assert.match(listed.text, /Per day/);
+    });
+  });
+
+  it('a report too large for a PDF shows the refusal and what to do', async () => {
+    const page = await newPage();
+    await step('pdf-too-large', pages, async () => {
+      await signIn(page, server.url, people.user, PASSWORD);
+      await page.goto(`${server.url}/#/campaigns/${LONG}`);
+      await page.getByRole('heading', { name: 'Five years' }).waitFor();
+      let downloads = 0;
+      page.on('download', () => downloads++);
+      await page.getByRole('button', { name: 'Export PDF' }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'too many rows' });
+      await alert.waitFor();
+      assert.match(await alert.innerText(), /Export it as CSV/);
+      assert.equal(downloads, 0);
     });
   });
 

@@ -209,6 +209,9 @@ function Editor({ campaign, onSaved, session }) {
 const FIGS = [['messages', 'Messages'], ['sent', 'Sent'], ['delivered', 'Delivered'], ['failed', 'Failed'], ['bounced', 'Bounced'], ['opened', 'Opened'], ['clicked', 'Clicks'], ['unsubscribed', 'Unsubscribed'], ['unknown', 'Unknown'], ['cost', 'Cost'], ['delivery_rate', 'Delivery %'], ['open_rate', 'Open %'], ['click_rate', 'Click %']];
 
 export function ReportFigures({ report }) {
+  const [error, setError] = useState(null);
+  // a refused export (e.g. 422: too many rows for a PDF) says so and what to do
+  const exportAs = (format) => download(`/api/reports/${report.id}/export?format=${format}`, `report.${format}`).then(() => setError(null), setError);
   const d = report.data || {};
   const t = d.totals || {};
   const daily = d.daily || [];
@@ -218,10 +221,11 @@ export function ReportFigures({ report }) {
     ${daily.length ? html`<${TimeChart} labels=${daily.map((x) => x.date)} series=${['sent', 'delivered', 'opened', 'clicked'].map((k) => ({ name: k, values: daily.map((x) => x[k] || 0) }))} title="Daily performance" height=${220} />`
                    : html`<p class="state empty">No messages in this period.</p>`}
     <div class="actions">
-      <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=csv`, 'report.csv')}>Export CSV</button>
-      <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=json`, 'report.json')}>Export JSON</button>
-      <button type="button" class="secondary" onClick=${() => download(`/api/reports/${report.id}/export?format=pdf`, 'report.pdf')}>Export PDF</button>
+      <button type="button" class="secondary" onClick=${() => exportAs('csv')}>Export CSV</button>
+      <button type="button" class="secondary" onClick=${() => exportAs('json')}>Export JSON</button>
+      <button type="button" class="secondary" onClick=${() => exportAs('pdf')}>Export PDF</button>
     </div>
+    <${ErrorBox} error=${error} />
   </div>`;
 }
 

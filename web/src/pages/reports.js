@@ -8,6 +8,8 @@ export function Reports({ role }) {
   const [page, setPage] = useState(1);
   const [live, setLive] = useState(0);
   const [open, setOpen] = useState(null);
+  const [failed, setFailed] = useState(null);
+  const get = (r, format) => download(`/api/reports/${r.id}/export?format=${format}`, `report.${format}`).then(() => setFailed(null), setFailed);
   const perPage = 20;
   const state = useAsync(() => api(`/api/reports?page=${page}&per_page=${perPage}`), [page, live]);
   useRealtime('reports', ['reports'], () => setLive((n) => n + 1));
@@ -15,6 +17,7 @@ export function Reports({ role }) {
   return html`<section aria-labelledby="r-title">
     <div class="page-head"><h1 id="r-title">Reports</h1></div>
     ${canWrite(role) ? html`<${Generate} onDone=${() => { setPage(1); setLive((n) => n + 1); }} />` : null}
+    <${ErrorBox} error=${failed} />
     <${Status} state=${state} empty=${!rows.length} emptyText="No reports yet.">
       <div class="table-wrap"><table class="list">
         <thead><tr><th scope="col">Report</th><th scope="col">Campaign</th><th scope="col">Period</th><th scope="col">Generated</th><th scope="col">Download</th></tr></thead>
@@ -23,7 +26,7 @@ export function Reports({ role }) {
           <td>${r.data?.campaign ? html`<a href=${`#/campaigns/${r.campaign_id}`}>${r.data.campaign.name}</a>` : '—'}</td>
           <td>${r.data?.period?.from || 'all'} – ${r.data?.period?.to || 'now'}</td>
           <td>${fmtTime(r.generated_at)}</td>
-          <td class="nowrap"><button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=csv`, 'report.csv')}>CSV</button> · <button type="button" class="link" onClick=${() => download(`/api/reports/${r.id}/export?format=json`, 'report.json')}>JSON</button> · <button type="button" class="link" aria-label=${`PDF of ${r.data?.name || r.report_type}`} onClick=${() => download(`/api/reports/${r.id}/export?format=pdf`, 'report.pdf')}>PDF</button></td>
+          <td class="nowrap"><button type="button" class="link" onClick=${() => get(r, 'csv')}>CSV</button> · <button type="button" class="link" onClick=${() => get(r, 'json')}>JSON</button> · <button type="button" class="link" aria-label=${`PDF of ${r.data?.name || r.report_type}`} onClick=${() => get(r, 'pdf')}>PDF</button></td>
         </tr>${open === r.id ? html`<tr><td colspan="5"><${ReportFigures} report=${r} /></td></tr>` : null}`)}</tbody></table></div>
       <${Pager} page=${page} perPage=${perPage} total=${state.data?.total} onPage=${setPage} />
     </${Status}>
