@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "auth/auth.h"
 #include "core/jwt.h"
 #include "core/buf.h"
@@ -40,8 +42,10 @@ static _Thread_local struct {
 
 static bool key_cached(const app_t *app, const char *apikey)
 {
+    /* constant time: the cache may hold the service key */
+    size_t n = strlen(apikey);
     return key_cache.app == app && (long long)time(NULL) < key_cache.exp &&
-           strcmp(key_cache.token, apikey) == 0;
+           n == strlen(key_cache.token) && CRYPTO_memcmp(key_cache.token, apikey, n) == 0;
 }
 
 static void key_remember(const app_t *app, const char *apikey, const json_t *claims)
