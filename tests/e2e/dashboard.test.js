@@ -177,7 +177,8 @@ describe('the dashboard in a browser', () => {
       await page.getByLabel(/Send at/).fill(`${next}T09:30`);
       await page.getByRole('button', { name: 'Confirm schedule' }).click();
       await page.getByText('Campaign is now scheduled.').waitFor();
-      await status.getByRole('button', { name: 'Send now' }).waitFor();
+      // 'Pause' exists only once the page shows the scheduled state ('Send now' exists in both)
+      await status.getByRole('button', { name: 'Pause' }).waitFor();
       assert.deepEqual(await status.getByRole('button').allInnerTexts(), ['Send now', 'Pause', 'Cancel campaign']);
     });
   });

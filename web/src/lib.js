@@ -10,6 +10,13 @@ export const html = htm.bind(h);
 
 const runtime = window.CAMPAIGND || {};
 export const anonKey = runtime.anonKey || '';
+// Whether this browser held a session before the client started: if the client
+// then has none, it could not be refreshed (revoked or expired). supabase-js
+// may say SIGNED_OUT during its start-up, before the shell listens.
+export const hadStoredSession = (() => {
+  try { return !!window.localStorage.getItem('campaignd-auth'); } catch { return false; }
+})();
+
 export const supabase = createClient(window.location.origin, anonKey, {
   auth: { persistSession: true, autoRefreshToken: true, detectSessionInUrl: false, storageKey: 'campaignd-auth' },
   realtime: { params: { eventsPerSecond: 10 } },

@@ -5,7 +5,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import 'uplot/dist/uPlot.min.css'; // here, not in chart.js: esbuild loads no CSS for lazy chunks
 import './style.css';
-import { html, supabase, roleOf, setTimeZone, setDateFormat, ErrorBox } from './lib.js';
+import { html, supabase, hadStoredSession, roleOf, setTimeZone, setDateFormat, ErrorBox } from './lib.js';
 import { SignIn } from './pages/signin.js';
 import { pages, matchPage } from './pages/index.js';
 
@@ -29,7 +29,10 @@ function App() {
   useEffect(() => {
     let mine = false; // a sign-out this tab asked for
     window.addEventListener('campaignd:signout', () => { mine = true; });
-    supabase.auth.getSession().then(({ data }) => setSession(data.session));
+    supabase.auth.getSession().then(({ data }) => {
+      if (!data.session && hadStoredSession) setSignedOutReason('You were signed out: your session ended or was revoked. Sign in again to continue.');
+      setSession(data.session);
+    });
     const { data: sub } = supabase.auth.onAuthStateChange((event, s) => {
       if (event === 'SIGNED_OUT') {
         if (!mine) setSignedOutReason('You were signed out: your session ended or was revoked. Sign in again to continue.');

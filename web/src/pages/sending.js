@@ -81,7 +81,7 @@ function moveMessage(o, from, to) {
 
 /** Counts of the campaign's messages, live through realtime alone: exact
  * counts (/rest/v1, exact count) when the page opens, when the campaign's
- * status or recipients change, and when the realtime channel joins again
+ * status changes, and when the realtime channel joins again
  * after a lost connection; in between, each realtime change of one of its
  * messages moves that message between the groups, with no request. A change
  * carries the new status only (old_record holds the key), so a message first
@@ -91,15 +91,16 @@ function useCounts(c) {
   const [counts, setCounts] = useState(null);
   const [error, setError] = useState(null);
   const seen = useRef(new Map()); // message id -> its group, since the last exact counts
+  const seenDelivered = useRef(new Map()); // message id -> counted as delivered
   const alive = useRef(true);
   const exact = () => messageCounts(c).then(
-    (n) => { if (alive.current) { seen.current = new Map(); setCounts(n); setError(null); } },
+    (n) => { if (alive.current) { seen.current = new Map(); seenDelivered.current = new Map(); setCounts(n); setError(null); } },
     (e) => { if (alive.current) setError(e); });
   useEffect(() => {
     alive.current = true;
     exact();
     return () => { alive.current = false; };
-  }, [c.id, c.status, c.recipients_count]);
+  }, [c.id, c.status]); // (new recipients arrive as INSERTs: no recount for recipients_count)
   useRealtime(`messages-${c.id}`, [c.type === 'sms' ? 'sms_messages' : 'email_messages'], (p) => {
     const m = p.new;
     if (!m || m.campaign_id !== c.id) return;
@@ -111,6 +112,14 @@ function useCounts(c) {
     }
     seen.current.set(m.id, to);
     if (from !== to) setCounts((o) => (o ? moveMessage(o, from, to) : o));
+    // "delivered" is a subset of "sent", reported later by the provider: a
+    // message first seen as 'delivered' has just become so; first seen as
+    // opened, read… it was counted by the last exact counts.
+    const isDel = DELIVERED.includes(m.status);
+    let wasDel = seenDelivered.current.get(m.id);
+    if (wasDel === undefined) wasDel = p.eventType !== 'INSERT' && isDel && m.status !== 'delivered';
+    seenDelivered.current.set(m.id, isDel);
+    if (isDel !== wasDel) setCounts((o) => (o ? { ...o, delivered: Math.max(0, o.delivered + (isDel ? 1 : -1)) } : o));
   }, `campaign_id=eq.${c.id}`, exact);
   return { counts, error };
 }
