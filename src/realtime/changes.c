@@ -245,9 +245,13 @@ typedef struct sub {
     uint64_t chan_id;
     char role[16];
     char *claims_json;
+    unsigned hash; /* hash_str(role, claims_json), kept with them: the feed groups
+                      every subscription by it on every batch */
     changes_binding_t *binds;
     size_t nbinds;
 } sub_t;
+
+static unsigned hash_str(const char *a, const char *b);
 
 static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
 static sub_t **subs;
@@ -296,6 +300,7 @@ bool changes_subscribe(uint64_t chan_id, const char *role, const char *claims_js
         binds[i].has_filter = false;
     }
     s->nbinds = nbinds;
+    s->hash = hash_str(s->role, s->claims_json);
     pthread_mutex_lock(&subs_lock);
     if (nsubs == subs_cap) {
         size_t cap = subs_cap ? subs_cap * 2 : 64;
@@ -324,6 +329,7 @@ void changes_set_claims(uint64_t chan_id, const char *role, const char *claims_j
             snprintf(subs[i]->role, sizeof(subs[i]->role), "%s", role);
             free(subs[i]->claims_json);
             subs[i]->claims_json = copy;
+            subs[i]->hash = hash_str(subs[i]->role, copy);
             copy = NULL;
             break;
         }
@@ -584,7 +590,7 @@ static bool match_batch(feed_event_t *ev, size_t nev, group_t **buckets)
 {
     for (size_t s = 0; s < nsubs; s++) {
         sub_t *sb = subs[s];
-        unsigned h = hash_str(sb->role, sb->claims_json);
+        unsigned h = sb->hash;
         group_t *g;
         for (g = buckets[h % FEED_GROUP_BUCKETS]; g; g = g->next)
             if (g->hash == h && strcmp(g->role, sb->role) == 0 &&
