@@ -16,7 +16,8 @@
 // Prints one JSON line; offered_per_s is RATE x CLIENTS/USERS, lost is what did not
 // arrive within 30 s after the last insert; server_us_per_event is the CPU time
 // (user + system) of campaignd and of its PostgreSQL processes over the run, per
-// delivered event: the figure that holds up on a busy machine.
+// delivered event (and per inserted row: server_us_per_row, db_us_per_row): the
+// figures that hold up on a busy machine.
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -197,6 +198,10 @@ async function main() {
       server_cpu_s: Number(serverCpu.toFixed(2)), db_cpu_s: Number(dbCpu.toFixed(2)),
       server_us_per_event: perEvent(serverCpu), db_us_per_event: perEvent(dbCpu),
       total_us_per_event: perEvent(serverCpu + dbCpu),
+      // per inserted row: what a row costs end to end (its REST insert, the
+      // feed's read, the visibility checks and the deliveries to its sockets)
+      server_us_per_row: sent ? Number(((serverCpu * 1e6) / sent).toFixed(0)) : null,
+      db_us_per_row: sent ? Number(((dbCpu * 1e6) / sent).toFixed(0)) : null,
       load_avg: os.loadavg()[0],
       cpus: os.cpus().length, cpu: os.cpus()[0].model, date: new Date().toISOString(),
     };

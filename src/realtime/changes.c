@@ -245,9 +245,13 @@ typedef struct sub {
     uint64_t chan_id;
     char role[16];
     char *claims_json;
+    unsigned hash; /* hash_str(role, claims_json), kept with them: the feed groups
+                      every subscription by it on every batch */
     changes_binding_t *binds;
     size_t nbinds;
 } sub_t;
+
+static unsigned hash_str(const char *a, const char *b);
 
 static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
 static sub_t **subs;
@@ -296,6 +300,7 @@ bool changes_subscribe(uint64_t chan_id, const char *role, const char *claims_js
         binds[i].has_filter = false;
     }
     s->nbinds = nbinds;
+    s->hash = hash_str(s->role, s->claims_json);
     pthread_mutex_lock(&subs_lock);
     if (nsubs == subs_cap) {
         size_t cap = subs_cap ? subs_cap * 2 : 64;
@@ -324,6 +329,7 @@ void changes_set_claims(uint64_t chan_id, const char *role, const char *claims_j
             snprintf(subs[i]->role, sizeof(subs[i]->role), "%s", role);
             free(subs[i]->claims_json);
             subs[i]->claims_json = copy;
+            subs[i]->hash = hash_str(subs[i]->role, copy);
             copy = NULL;
             break;
         }
@@ -584,7 +590,7 @@ static bool match_batch(feed_event_t *ev, size_t nev, group_t **buckets)
 {
     for (size_t s = 0; s < nsubs; s++) {
         sub_t *sb = subs[s];
-        unsigned h = hash_str(sb->role, sb->claims_json);
+        unsigned h = sb->hash;
         group_t *g;
         for (g = buckets[h % FEED_GROUP_BUCKETS]; g; g = g->next)
             if (g->hash == h && strcmp(g->role, sb->role) == 0 &&
@@ -965,9 +971,12 @@ static void process_batch(feed_event_t *ev, size_t nev)
     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), c.record::text, c.old_record::text"
 
 /* Every change below the oldest running transaction (xmin), in (xid, id) order. */
+/* The last column is the statement's snapshot: the early read that follows uses
+ * it, so a poll costs one round trip, not two (and both reads see one snapshot). */
 static const char *poll_sql =
-    "with hi as (select pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) as x) "
-    "select hi.x::text, " FEED_COLUMNS " "
+    "with s as (select pg_catalog.pg_current_snapshot() as snap), "
+    "hi as (select pg_catalog.pg_snapshot_xmin(s.snap) as x, s.snap::text as snap from s) "
+    "select hi.x::text, " FEED_COLUMNS ", hi.snap "
     "from hi left join lateral (select * from realtime.changes c "
     "where (c.xid, c.id) > ($1::xid8, $2::bigint) and c.xid < hi.x and " FEED_NOT_EARLY(
         "$3", "$4") " "
@@ -1009,21 +1018,33 @@ static bool early_params(char **xids, char **ids)
     return false;
 }
 
+static int early_cmp(const void *a, const void *b)
+{
+    unsigned long long x = ((const early_t *)a)->xid, y = ((const early_t *)b)->xid;
+    return x < y ? -1 : x > y;
+}
+
 /* Records that the rows of r (an early read) were delivered. Room for them was
- * reserved before (early_reserve), so this cannot fail. */
+ * reserved before (early_reserve), so this cannot fail. feed.early is kept
+ * sorted by xid: a known transaction is found by binary search; the rows come
+ * in (xid, id) order, so a new transaction's later rows update the entry just
+ * appended, and the appended entries are sorted in at the end. */
 static void early_record(PGresult *r, int n)
 {
+    size_t known = feed.nearly;
     for (int k = 0; k < n; k++) {
-        unsigned long long xid = strtoull(PQgetvalue(r, k, 1), NULL, 10);
-        long long id = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-        size_t j = 0;
-        while (j < feed.nearly && feed.early[j].xid != xid)
-            j++;
-        if (j == feed.nearly)
-            feed.early[feed.nearly++] = (early_t){.xid = xid, .last_id = id};
-        else if (id > feed.early[j].last_id)
-            feed.early[j].last_id = id;
+        early_t key = {.xid = strtoull(PQgetvalue(r, k, 1), NULL, 10),
+                       .last_id = strtoll(PQgetvalue(r, k, 2), NULL, 10)};
+        early_t *e = bsearch(&key, feed.early, known, sizeof(*e), early_cmp);
+        if (!e && feed.nearly > known && feed.early[feed.nearly - 1].xid == key.xid)
+            e = &feed.early[feed.nearly - 1];
+        if (!e)
+            feed.early[feed.nearly++] = key;
+        else if (key.last_id > e->last_id)
+            e->last_id = key.last_id;
     }
+    if (feed.nearly > known)
+        qsort(feed.early, feed.nearly, sizeof(*feed.early), early_cmp);
 }
 
 static bool early_reserve(size_t more)
@@ -1108,19 +1129,12 @@ static PGresult *feed_read(const char *sql, const char *p1, const char *p2)
 
 /* Delivers the changes of transactions that finished after an older one that
  * is still open. Returns false when the owner connection failed. */
-static bool feed_poll_early(void)
+static bool feed_poll_early(const char *sv)
 {
     if (feed.nearly >= FEED_MAX_EARLY)
         return true; /* too many: the main read delivers them once xmin moves */
-    PGresult *s = PQexec(feed.owner, "select pg_catalog.pg_current_snapshot()::text");
-    if (PQresultStatus(s) != PGRES_TUPLES_OK) {
-        PQclear(s);
-        return PQstatus(feed.owner) == CONNECTION_OK;
-    }
-    const char *sv = PQgetvalue(s, 0, 0);
     /* "xmin:xmax:" — nothing running: the main read has it all */
     char *snap = *sv && sv[strlen(sv) - 1] != ':' ? strdup(sv) : NULL;
-    PQclear(s);
     if (!snap)
         return true;
     bool ok = true;
@@ -1154,9 +1168,14 @@ static bool feed_poll(void)
         if (!r)
             return PQstatus(feed.owner) == CONNECTION_OK;
         int n = PQntuples(r);
-        if (n == 0 || PQgetisnull(r, 0, 1)) {
+        if (n == 0) { /* cannot happen: hi always gives a row */
+            PQclear(r);
+            return true;
+        }
+        bool ok = true;
+        if (PQgetisnull(r, 0, 1)) {
             /* Nothing finished past the cursor: every xid below hi is done. */
-            if (n > 0 && strlen(PQgetvalue(r, 0, 0)) < sizeof(feed.cur_xid)) {
+            if (strlen(PQgetvalue(r, 0, 0)) < sizeof(feed.cur_xid)) {
                 const char *hi = PQgetvalue(r, 0, 0);
                 unsigned long long h = strtoull(hi, NULL, 10);
                 unsigned long long cur = strtoull(feed.cur_xid, NULL, 10);
@@ -1166,16 +1185,19 @@ static bool feed_poll(void)
                     early_trim();
                 }
             }
+            ok = feed_poll_early(PQgetvalue(r, 0, 10));
             PQclear(r);
-            return feed_poll_early();
+            return ok;
         }
         deliver_rows(r, n);
         snprintf(feed.cur_xid, sizeof(feed.cur_xid), "%s", PQgetvalue(r, n - 1, 1));
         feed.cur_id = strtoll(PQgetvalue(r, n - 1, 2), NULL, 10);
         early_trim();
+        if (n < FEED_BATCH)
+            ok = feed_poll_early(PQgetvalue(r, 0, 10)); /* next call moves the cursor up to hi */
         PQclear(r);
         if (n < FEED_BATCH)
-            return feed_poll_early(); /* next call moves the cursor up to hi */
+            return ok;
     }
 }
 
@@ -1267,6 +1289,16 @@ static void *feed_main(void *arg)
         if (need_poll) {
             need_poll = false;
             if (!feed_poll())
+                continue;
+            /* A NOTIFY that arrived while feed_poll read its results is already
+             * in libpq's queue, not on the socket: poll() would not wake for it,
+             * and its rows would wait for the idle poll. */
+            PGnotify *q;
+            while ((q = PQnotifies(feed.owner))) {
+                need_poll = true;
+                PQfreemem(q);
+            }
+            if (need_poll)
                 continue;
         }
         struct pollfd p[2] = {{.fd = PQsocket(feed.owner), .events = POLLIN},
