@@ -402,6 +402,7 @@ typedef struct load {
     char *staging;
     char *table;
     bool recreated;
+    bool delta; /* staging is the source's dlt_ table (migration 050), not a new one */
 } load_t;
 
 /* Creates (or recreates) the import table if the plan's columns differ from
@@ -479,7 +480,14 @@ static bool prepare_destination(run_t *r, load_t *ld)
         free(current);
         free(current_sig);
     }
-    ld->staging = copy_scalar(r, "select public.import_create_staging($1, null)", 1, pid);
+    /* Appends and upserts load into the source's lasting unlogged staging
+     * table: no DDL per run (migration 050). A replace needs a table of its
+     * own, which becomes the import table. */
+    ld->delta = strcmp(ld->mode, "replace") != 0;
+    ld->staging = copy_scalar(r,
+                              ld->delta ? "select public.import_delta_staging($1)"
+                                        : "select public.import_create_staging($1, null)",
+                              1, pid);
     ok = ld->staging != NULL;
 done:
     free(cols_txt);
@@ -527,9 +535,11 @@ static bool copy_begin(run_t *r, const load_t *ld)
         ok = q && cd_buf_printf(&sql, ", %s", q);
         PQfreemem(q);
     }
-    /* FREEZE: the staging table was made in this transaction, so its rows are
-     * written frozen and all-visible; nothing rewrites their pages later */
-    ok = ok && cd_buf_adds(&sql, ") from stdin with (freeze)");
+    /* FREEZE: a new staging table was made in this transaction, so its rows
+     * are written frozen and all-visible; nothing rewrites their pages later.
+     * The lasting dlt_ table of appends and upserts was not: its rows live for
+     * this transaction only anyway. */
+    ok = ok && cd_buf_adds(&sql, ld->delta ? ") from stdin" : ") from stdin with (freeze)");
     if (!ok) {
         cd_buf_free(&sql);
         run_fail(r, false, "too many columns");
