@@ -19,6 +19,7 @@
  * destination stays as it was before the run.
  */
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,11 +309,48 @@ static char *copy_scalar(run_t *r, const char *sql, int n, const char *const *pa
     return v;
 }
 
+/* The data connection a job thread kept from its last run that committed
+ * (copy_close): the next run on that thread starts its transaction on it
+ * instead of starting a backend — which, new, would also have to load the
+ * catalog entries and compile the PL/pgSQL functions of the merge again. At
+ * most one per job thread; closed when the thread ends. Everything a run sets
+ * on it is transaction-local (set_config(..., true)). */
+static pthread_key_t kept_copy_key;
+static pthread_once_t kept_copy_once = PTHREAD_ONCE_INIT;
+static bool kept_copy_ok; /* the key exists */
+
+static void kept_copy_free(void *conn)
+{
+    PQfinish(conn);
+}
+
+static void kept_copy_init(void)
+{
+    kept_copy_ok = pthread_key_create(&kept_copy_key, kept_copy_free) == 0;
+    if (!kept_copy_ok)
+        log_warn("import: no thread key: every sync opens its own data connection");
+}
+
+static PGconn *kept_copy_take(const app_t *app)
+{
+    (void)pthread_once(&kept_copy_once, kept_copy_init);
+    PGconn *conn = kept_copy_ok ? pthread_getspecific(kept_copy_key) : NULL;
+    if (conn)
+        (void)pthread_setspecific(kept_copy_key, NULL);
+    /* PQconsumeInput reads what came meanwhile: a connection the server
+     * closed (a restart, idle_session_timeout) shows up as broken here */
+    if (conn && PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) == PQTRANS_IDLE)
+        return conn;
+    PQfinish(conn);
+    return PQconnectdb(app->worker_conninfo);
+}
+
 /* Opens the data connection and its transaction as service_role, with the
  * schedule's (or app_settings') time zone for timestamps without one. */
 static bool copy_open(run_t *r)
 {
-    r->copy = PQconnectdb(r->app->worker_conninfo);
+    r->copy = kept_copy_take(r->app);
     if (!r->copy || PQstatus(r->copy) != CONNECTION_OK) {
         run_fail(r, true, "cannot connect to the database");
         return false;
@@ -345,10 +383,18 @@ static bool copy_open(run_t *r)
     return ok;
 }
 
+/* Closes the data connection — an open transaction is rolled back — or, when
+ * its transaction ended (committed), keeps it for the thread's next run. */
 static void copy_close(run_t *r)
 {
+    if (r->copy && kept_copy_ok && PQstatus(r->copy) == CONNECTION_OK &&
+        PQtransactionStatus(r->copy) == PQTRANS_IDLE && !pthread_getspecific(kept_copy_key) &&
+        pthread_setspecific(kept_copy_key, r->copy) == 0) {
+        r->copy = NULL;
+        return;
+    }
     if (r->copy)
-        PQfinish(r->copy); /* an open transaction is rolled back */
+        PQfinish(r->copy);
     r->copy = NULL;
 }
 
