@@ -36,15 +36,16 @@
 #include "importer/parse.h"
 #include "jobs/queue.h"
 
-#define SYNC_COPY_CHUNK    (256 * 1024) /* bytes handed to PQputCopyData at once */
-#define SYNC_COPY_BUF_MAX  (64 * 1024 * 1024)
-#define SYNC_PIPE_BUFFERS  4    /* COPY buffers between the parse and the writer thread */
-#define SYNC_CHECK_ROWS    1024 /* rows between clock reads */
-#define SYNC_PROGRESS_MS   500  /* progress (and cancel checks) at least this often */
-#define SYNC_UUID_BATCH    256
-#define SYNC_UUID_SEQ_MAX  (1u << 26) /* ids per millisecond of a version 7 id */
-#define SYNC_MAX_SQL       (64 * 1024)
-#define SYNC_METRICS_BATCH 5000 /* metric rows per import_metrics_upsert call */
+#define SYNC_COPY_CHUNK         (256 * 1024) /* bytes handed to PQputCopyData at once */
+#define SYNC_COPY_BUF_MAX       (64 * 1024 * 1024)
+#define SYNC_PIPE_BUFFERS       4    /* COPY buffers between the parse and the writer thread */
+#define SYNC_CHECK_ROWS         1024 /* rows between clock reads */
+#define SYNC_PROGRESS_MS        500  /* progress (and cancel checks) at least this often */
+#define SYNC_UUID_BATCH         256
+#define SYNC_UUID_SEQ_MAX       (1u << 26) /* ids per millisecond of a version 7 id */
+#define SYNC_MAX_SQL            (64 * 1024)
+#define SYNC_METRICS_BATCH      5000  /* metric rows per import_metrics_upsert call */
+#define SYNC_FINISH_REPORT_ROWS 50000 /* loads that report the phase "finishing" at once */
 
 static const db_caller_t SERVICE = {
     .role = "service_role",
@@ -902,7 +903,10 @@ static json_t *finish_table(run_t *r, load_t *ld)
 static bool finish(run_t *r, load_t *ld)
 {
     r->phase = "finishing";
-    (void)run_tick(r, true);
+    /* A large load's finish (index build, swap) takes long enough to show as
+     * its own phase; a small one's report would be a transaction (and a
+     * commit) of its own right before the last look below, which reports too. */
+    (void)run_tick(r, r->copied >= SYNC_FINISH_REPORT_ROWS);
     if (r->cancelled || r->lost)
         return false;
     long long extra_skipped = 0;
