@@ -19,6 +19,7 @@
  * destination stays as it was before the run.
  */
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,16 @@
 #include "importer/parse.h"
 #include "jobs/queue.h"
 
-#define SYNC_COPY_CHUNK    (256 * 1024) /* bytes handed to PQputCopyData at once */
-#define SYNC_COPY_BUF_MAX  (64 * 1024 * 1024)
-#define SYNC_PIPE_BUFFERS  4    /* COPY buffers between the parse and the writer thread */
-#define SYNC_CHECK_ROWS    1024 /* rows between clock reads */
-#define SYNC_PROGRESS_MS   500  /* progress (and cancel checks) at least this often */
-#define SYNC_UUID_BATCH    256
-#define SYNC_UUID_SEQ_MAX  (1u << 26) /* ids per millisecond of a version 7 id */
-#define SYNC_MAX_SQL       (64 * 1024)
-#define SYNC_METRICS_BATCH 5000 /* metric rows per import_metrics_upsert call */
+#define SYNC_COPY_CHUNK         (256 * 1024) /* bytes handed to PQputCopyData at once */
+#define SYNC_COPY_BUF_MAX       (64 * 1024 * 1024)
+#define SYNC_PIPE_BUFFERS       4    /* COPY buffers between the parse and the writer thread */
+#define SYNC_CHECK_ROWS         1024 /* rows between clock reads */
+#define SYNC_PROGRESS_MS        500  /* progress (and cancel checks) at least this often */
+#define SYNC_UUID_BATCH         256
+#define SYNC_UUID_SEQ_MAX       (1u << 26) /* ids per millisecond of a version 7 id */
+#define SYNC_MAX_SQL            (64 * 1024)
+#define SYNC_METRICS_BATCH      5000  /* metric rows per import_metrics_upsert call */
+#define SYNC_FINISH_REPORT_ROWS 50000 /* loads that report the phase "finishing" at once */
 
 static const db_caller_t SERVICE = {
     .role = "service_role",
@@ -308,11 +310,48 @@ static char *copy_scalar(run_t *r, const char *sql, int n, const char *const *pa
     return v;
 }
 
+/* The data connection a job thread kept from its last run that committed
+ * (copy_close): the next run on that thread starts its transaction on it
+ * instead of starting a backend — which, new, would also have to load the
+ * catalog entries and compile the PL/pgSQL functions of the merge again. At
+ * most one per job thread; closed when the thread ends. Everything a run sets
+ * on it is transaction-local (set_config(..., true)). */
+static pthread_key_t kept_copy_key;
+static pthread_once_t kept_copy_once = PTHREAD_ONCE_INIT;
+static bool kept_copy_ok; /* the key exists */
+
+static void kept_copy_free(void *conn)
+{
+    PQfinish(conn);
+}
+
+static void kept_copy_init(void)
+{
+    kept_copy_ok = pthread_key_create(&kept_copy_key, kept_copy_free) == 0;
+    if (!kept_copy_ok)
+        log_warn("import: no thread key: every sync opens its own data connection");
+}
+
+static PGconn *kept_copy_take(const app_t *app)
+{
+    (void)pthread_once(&kept_copy_once, kept_copy_init);
+    PGconn *conn = kept_copy_ok ? pthread_getspecific(kept_copy_key) : NULL;
+    if (conn)
+        (void)pthread_setspecific(kept_copy_key, NULL);
+    /* PQconsumeInput reads what came meanwhile: a connection the server
+     * closed (a restart, idle_session_timeout) shows up as broken here */
+    if (conn && PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) == PQTRANS_IDLE)
+        return conn;
+    PQfinish(conn);
+    return PQconnectdb(app->worker_conninfo);
+}
+
 /* Opens the data connection and its transaction as service_role, with the
  * schedule's (or app_settings') time zone for timestamps without one. */
 static bool copy_open(run_t *r)
 {
-    r->copy = PQconnectdb(r->app->worker_conninfo);
+    r->copy = kept_copy_take(r->app);
     if (!r->copy || PQstatus(r->copy) != CONNECTION_OK) {
         run_fail(r, true, "cannot connect to the database");
         return false;
@@ -345,10 +384,18 @@ static bool copy_open(run_t *r)
     return ok;
 }
 
+/* Closes the data connection — an open transaction is rolled back — or, when
+ * its transaction ended (committed), keeps it for the thread's next run. */
 static void copy_close(run_t *r)
 {
+    if (r->copy && kept_copy_ok && PQstatus(r->copy) == CONNECTION_OK &&
+        PQtransactionStatus(r->copy) == PQTRANS_IDLE && !pthread_getspecific(kept_copy_key) &&
+        pthread_setspecific(kept_copy_key, r->copy) == 0) {
+        r->copy = NULL;
+        return;
+    }
     if (r->copy)
-        PQfinish(r->copy); /* an open transaction is rolled back */
+        PQfinish(r->copy);
     r->copy = NULL;
 }
 
@@ -402,6 +449,7 @@ typedef struct load {
     char *staging;
     char *table;
     bool recreated;
+    bool delta; /* staging is the source's dlt_ table (migration 050), not a new one */
 } load_t;
 
 /* Creates (or recreates) the import table if the plan's columns differ from
@@ -479,7 +527,14 @@ static bool prepare_destination(run_t *r, load_t *ld)
         free(current);
         free(current_sig);
     }
-    ld->staging = copy_scalar(r, "select public.import_create_staging($1, null)", 1, pid);
+    /* Appends and upserts load into the source's lasting unlogged staging
+     * table: no DDL per run (migration 050). A replace needs a table of its
+     * own, which becomes the import table. */
+    ld->delta = strcmp(ld->mode, "replace") != 0;
+    ld->staging = copy_scalar(r,
+                              ld->delta ? "select public.import_delta_staging($1)"
+                                        : "select public.import_create_staging($1, null)",
+                              1, pid);
     ok = ld->staging != NULL;
 done:
     free(cols_txt);
@@ -527,9 +582,11 @@ static bool copy_begin(run_t *r, const load_t *ld)
         ok = q && cd_buf_printf(&sql, ", %s", q);
         PQfreemem(q);
     }
-    /* FREEZE: the staging table was made in this transaction, so its rows are
-     * written frozen and all-visible; nothing rewrites their pages later */
-    ok = ok && cd_buf_adds(&sql, ") from stdin with (freeze)");
+    /* FREEZE: a new staging table was made in this transaction, so its rows
+     * are written frozen and all-visible; nothing rewrites their pages later.
+     * The lasting dlt_ table of appends and upserts was not: its rows live for
+     * this transaction only anyway. */
+    ok = ok && cd_buf_adds(&sql, ld->delta ? ") from stdin" : ") from stdin with (freeze)");
     if (!ok) {
         cd_buf_free(&sql);
         run_fail(r, false, "too many columns");
@@ -846,7 +903,10 @@ static json_t *finish_table(run_t *r, load_t *ld)
 static bool finish(run_t *r, load_t *ld)
 {
     r->phase = "finishing";
-    (void)run_tick(r, true);
+    /* A large load's finish (index build, swap) takes long enough to show as
+     * its own phase; a small one's report would be a transaction (and a
+     * commit) of its own right before the last look below, which reports too. */
+    (void)run_tick(r, r->copied >= SYNC_FINISH_REPORT_ROWS);
     if (r->cancelled || r->lost)
         return false;
     long long extra_skipped = 0;

@@ -1,0 +1,88 @@
+// Investigation helper (not part of make bench): one incremental source, its
+// first sync, then BENCH_RESYNC_RUNS re-syncs of 1,000 changed rows each, with
+// every statement of both clusters logged (log_min_duration_statement = 0) so
+// the per-step times of a re-sync can be read from the server logs.
+// Usage: CAMPAIGND_BIN=… BENCH_DB_ROWS=1000000 nice node bench/connectors/resync-probe.mjs
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import * as h from '../../tests/integration/helpers.js';
+import * as dbs from '../../tests/integration/db-servers.js';
+
+const rows = Number(process.env.BENCH_DB_ROWS || 1000000);
+const runs = Number(process.env.BENCH_RESYNC_RUNS || 3);
+const log = (m) => console.error(`${new Date().toISOString().slice(11, 23)} ${m}`);
+const pg = await dbs.startPostgres({ prefix: 'cd-probe-srcpg-', settings: ['-c log_line_prefix=%m[%p]'] });
+let server;
+try {
+  await pg.psql(`
+    create role reader login password 'reader-pw';
+    create table public.leads (id integer primary key, email text not null, first_name text,
+      score integer, amount numeric(10,2), active boolean, signed_up date, updated_at timestamptz not null);
+    insert into public.leads select g, 'user' || g || '@example.com', 'Name ' || (g % 977), g % 1000,
+      (g % 10000) / 100.0, g % 3 = 0, date '2020-01-01' + (g % 1500),
+      timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' from generate_series(1, ${rows}) g;
+    create index leads_updated_at on public.leads (updated_at);
+    grant select on public.leads to reader;`);
+  await pg.psql('vacuum analyze public.leads');
+  server = await h.startServer({ IMPORT_ALLOW_PRIVATE_NETWORKS: 'true', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'info' });
+  const user = await h.signUpUser(server);
+  const api = (method, p, body) =>
+    h.request(`${server.url}${p}`, { method, headers: { apikey: server.anonKey, Authorization: `Bearer ${user.session.access_token}` }, body });
+  const config = { host: '127.0.0.1', port: pg.port, database: 'postgres', schema: 'public', table: 'leads' };
+  const { data, error } = await user.client.from('data_sources').insert({
+    name: 'probe', type: 'postgres', config,
+    column_config: { duplicate_key_columns: ['id_col'] },
+    schedule_config: { incremental_strategy: 'incremental', incremental_column: 'updated_at' },
+  }).select().single();
+  h.noError(error, 'create');
+  const r0 = await api('PUT', `/api/data-sources/${data.id}/credentials`, { user: 'reader', password: 'reader-pw' });
+  if (r0.status !== 200) throw new Error(r0.text);
+  const pmOf = (dir) => {
+    const f = execFileSync('find', [dir, '-name', 'postmaster.pid'], { encoding: 'utf8' }).split('\n')[0];
+    return fs.readFileSync(f, 'utf8').split('\n')[0].trim();
+  };
+  const pids = [String(server.process.pid), `tree:${pmOf(server.dataDir)}`, `tree:${pmOf(pg.dir)}`];
+  const cpu = () => execFileSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), ...pids], { encoding: 'utf8' }).trim().split(' ').map(Number);
+  const sync = async () => {
+    const r = await api('POST', `/api/data-sources/${data.id}/sync`);
+    if (r.status !== 202) throw new Error(r.text);
+    const logId = h.lit(r.json.sync_log_id);
+    await h.sql(server, `do $$ begin loop exit when (select status from public.sync_logs where id = ${logId}) <> 'running';
+      perform pg_sleep(0.05); end loop; end $$`);
+    const out = JSON.parse(await h.sql(server, `select json_build_object('status', status, 'secs', extract(epoch from completed_at - started_at),
+      'read', metadata -> 'progress' -> 'rows_read', 'err', error_message) from public.sync_logs where id = ${logId}`));
+    if (out.status !== 'success') throw new Error(`sync ${out.status}: ${out.err}`);
+    return out;
+  };
+  let c0 = cpu();
+  const first = await sync();
+  log(`first sync ${first.secs}s cpu ${cpu().map((x, i) => (x - c0[i]).toFixed(2))}`);
+  if (process.env.PROBE_LOG) {
+    const qs = ["load 'auto_explain'", 'alter system set log_min_duration_statement = 0', "alter system set log_line_prefix = '%m[%p] '",
+      "alter system set session_preload_libraries = 'auto_explain'", "alter system set auto_explain.log_min_duration = '5ms'",
+      'alter system set auto_explain.log_nested_statements = on', 'alter system set auto_explain.log_analyze = on',
+      'alter system set auto_explain.log_buffers = on', "alter system set track_functions = 'all'", 'select pg_reload_conf()'];
+    const args = qs.flatMap((q) => ['-c', q]);
+    for (const url of [await h.dbUrl(server), pg.url()]) {
+      const r = await h.runCmd('psql', ['-X', '-q', url, ...args]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+  }
+  if (process.env.PROBE_QUIET) await new Promise((res) => setTimeout(res, Number(process.env.PROBE_QUIET) * 1000));
+  for (let i = 1; i <= runs; i++) {
+    const step = Math.floor(rows / 1000);
+    await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms', email = 'changed${i}-' || id || '@example.com'
+                   where id in (select g * ${step} - ${i} from generate_series(1, 1000) g)`);
+    c0 = cpu();
+    const t0 = Date.now();
+    const s = await sync();
+    const c = cpu().map((x, k) => x - c0[k]);
+    log(`re-sync ${i}: ${(s.secs * 1000).toFixed(1)} ms (${s.read} read), wall incl. queue ${Date.now() - t0} ms, cpu campaignd/dst/src ${c.map((x) => x.toFixed(3)).join(' / ')}`);
+  }
+  log(`logs: ${server.dataDir} ${pg.dir}/log`);
+  if (process.env.PROBE_KEEP) { fs.copyFileSync(`${pg.dir}/log`, '/tmp/si/probe-src.log'); execFileSync('bash', ['-c', `mkdir -p /tmp/si/probe-dst && find ${server.dataDir} -name '*.log' -exec cp {} /tmp/si/probe-dst/ \\;`]); }
+} finally {
+  if (server) await server.stop();
+  await pg.stop();
+}
