@@ -59,6 +59,53 @@ static void key_remember(const app_t *app, const char *apikey, const json_t *cla
     key_cache.app = app;
 }
 
+/* The Bearer token likewise: a signed-in dashboard sends the same access token
+ * on every request until it refreshes it, so each HTTP thread keeps the last
+ * token it verified and the claims' JSON text. The same token (compared in
+ * constant time) is accepted again without the HMAC and the two JSON parses
+ * of jwt_verify while it stays inside the window the full check accepted:
+ * not before the time it was verified (nbf and iat only get more true), and
+ * strictly before its exp, without the skew (at the edge, and after, the full
+ * check decides and answers its own error). Nothing else is cached: the role
+ * the request runs as still comes from the database on every request
+ * (auth.db_role_for_claims in the prelude). */
+#define BEARER_CACHE_MAX  2048
+#define BEARER_CLAIMS_MAX 4096
+static _Thread_local struct {
+    const app_t *app;
+    long long verified_at, exp;
+    char token[BEARER_CACHE_MAX];
+    char claims[BEARER_CLAIMS_MAX];
+} bearer_cache;
+
+/* The claims of a token this thread verified before, or NULL. */
+static json_t *bearer_cached(const app_t *app, const char *token)
+{
+    long long now = (long long)time(NULL);
+    size_t n = strlen(token);
+    if (bearer_cache.app != app || now < bearer_cache.verified_at || now >= bearer_cache.exp ||
+        n != strlen(bearer_cache.token) || CRYPTO_memcmp(bearer_cache.token, token, n) != 0)
+        return NULL;
+    return json_loads(bearer_cache.claims, 0, NULL);
+}
+
+static void bearer_remember(const app_t *app, const char *token, const json_t *claims)
+{
+    json_t *exp = json_object_get(claims, "exp");
+    size_t n = strlen(token);
+    bearer_cache.app = NULL; /* forget the previous token whatever happens next */
+    size_t len = json_is_integer(exp) && n < BEARER_CACHE_MAX
+                     ? json_dumpb(claims, bearer_cache.claims, BEARER_CLAIMS_MAX, JSON_COMPACT)
+                     : 0;
+    if (len == 0 || len >= BEARER_CLAIMS_MAX) /* too big: json_dumpb says how big, writes less */
+        return;
+    bearer_cache.claims[len] = '\0';
+    memcpy(bearer_cache.token, token, n + 1);
+    bearer_cache.verified_at = (long long)time(NULL);
+    bearer_cache.exp = (long long)json_integer_value(exp);
+    bearer_cache.app = app;
+}
+
 static const char *bearer_token(http_request_t *req)
 {
     const char *h = http_header(req, "Authorization");
@@ -110,7 +157,9 @@ auth_id_status_t auth_identify(const app_t *app, http_request_t *req, bool requi
     }
 
     json_t *claims = NULL;
-    if (with_bearer) {
+    if (with_bearer && (claims = bearer_cached(app, bearer)) != NULL) {
+        out->has_bearer = true;
+    } else if (with_bearer) {
         jwt_status_t st = verify(app, bearer, &claims);
         if (st != JWT_OK) {
             json_decref(key_claims);
@@ -118,6 +167,7 @@ auth_id_status_t auth_identify(const app_t *app, http_request_t *req, bool requi
             *why = jwt_status_message(st);
             return AUTH_ID_BAD_JWT;
         }
+        bearer_remember(app, bearer, claims);
         out->has_bearer = true;
     } else if (key_claims) {
         claims = json_incref(key_claims);

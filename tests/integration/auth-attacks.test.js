@@ -74,6 +74,27 @@ describe('access token verification', () => {
     await assertRejected(`${h}.${u.session.access_token.split('.')[1]}.${flipped}`, 'signature altered');
   });
 
+  it('a token verified before (each HTTP thread keeps the last one) does not let a look-alike through', async () => {
+    // Many requests with the good token, so every worker thread has it cached,
+    // then variants that share all but a few bytes with it, then the good one again.
+    const good = signJwt({ ...claimsOf(u.session), iat: now(), exp: now() + 600 }, jwtSecret(server));
+    for (let i = 0; i < 24; i++) {
+      const r = await getUserRaw(good);
+      assert.equal(r.status, 200, r.text);
+    }
+    const [h, p, s] = good.split('.');
+    const flipped = s.slice(0, -2) + (s.at(-2) === 'A' ? 'B' : 'A') + s.at(-1);
+    await assertRejected(`${h}.${p}.${flipped}`, 'the cached token with its signature altered');
+    await assertRejected(`${good}x`, 'the cached token with a byte appended');
+    await assertRejected(good.slice(0, -1), 'the cached token cut short');
+    const other = await signUpUser(server);
+    const swapped = Buffer.from(JSON.stringify({ ...decodeJwt(good).payload, sub: other.user.id })).toString('base64url');
+    await assertRejected(`${h}.${swapped}.${s}`, 'the cached token with another sub');
+    const again = await getUserRaw(good);
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.id, u.user.id, 'the cached token still names its own user');
+  });
+
   it('a token signed with another secret is rejected', async () => {
     await assertRejected(signJwt(claimsOf(u.session), crypto.randomBytes(48).toString('base64url')), 'wrong secret');
   });
