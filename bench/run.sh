@@ -21,9 +21,9 @@
 # BENCH_ONLY picks a subset of the parts, by name: list (both list scenarios),
 # auth_user, signin, soak, import (bench/import/run.sh: a 1,000,000-row CSV
 # against psql \copy), connectors (bench/connectors/run.mjs: PostgreSQL →
-# table against the psql pipe, and the incremental re-sync), send_email,
-# fanout (bench/realtime/fanout.mjs at BENCH_FANOUT_RATES), send_email,
-# send_sms (default: all of them), e.g.
+# table against the psql pipe, and the incremental re-sync), fanout
+# (bench/realtime/fanout.mjs at BENCH_FANOUT_RATES), send_email, send_sms
+# (default: all of them), e.g.
 #   BENCH_ONLY=list BENCH_SECONDS=20 bench/run.sh
 #   BENCH_ONLY="import connectors" bench/run.sh
 #   BENCH_ONLY=fanout BENCH_FANOUT_RATES="300 600" bench/run.sh
