@@ -54,3 +54,30 @@ export function usPerMessage(before, after, n) {
     postgres: Math.round(((after.postgres - before.postgres) * 1e6) / n),
   };
 }
+
+// The work the database did, the most load-robust evidence: WAL bytes
+// written (pg_current_wal_lsn), transactions committed and rows inserted,
+// updated and deleted (pg_stat_database, all databases of the cluster).
+// Read with the given sql(server, text) helper (one psql call: its own
+// transaction counts as 1 of thousands).
+const WORK_SQL = `select json_build_object('wal', pg_current_wal_lsn() - '0/0'::pg_lsn,
+  'xact', sum(xact_commit), 'ins', sum(tup_inserted), 'upd', sum(tup_updated), 'del', sum(tup_deleted))
+  from pg_stat_database`;
+
+/** { wal, xact, ins, upd, del } so far. */
+export async function workCounters(sql, server) {
+  return JSON.parse(await sql(server, WORK_SQL));
+}
+
+/** Work per message between two readings (wal: bytes, the rest: counts). */
+export function workPerMessage(before, after, n) {
+  const out = {};
+  for (const k of ['wal', 'xact', 'ins', 'upd', 'del']) out[k] = +((Number(after[k]) - Number(before[k])) / n).toFixed(2);
+  return out;
+}
+
+/** Waits until the backends have flushed their statistics (PostgreSQL 15
+ * reports them when a backend goes idle, at most about once a second). */
+export async function settleStats() {
+  await new Promise((res) => setTimeout(res, 2500));
+}
