@@ -19,8 +19,9 @@ BEGIN
     FOR r IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP acc := acc || r || E'\n'; END LOOP;
     RETURN acc;
 END $$;
-SELECT unlike(pg_temp.plan_of('SELECT public.message_status_rank(''email'', s) FROM rank_probe'),
-              '%message_status_rank%', 'a call is inlined into the caller''s plan');
+SELECT ok(position('message_status_rank' IN
+              pg_temp.plan_of('SELECT public.message_status_rank(''email'', s) FROM rank_probe')) = 0,
+          'a call is inlined into the caller''s plan');
 SELECT is(ARRAY[public.message_status_rank('email', 'queued'), public.message_status_rank('email', 'sent'),
                 public.message_status_rank('sms', 'delivered'), public.message_status_rank('email', 'clicked')],
           ARRAY[0, 3, 4, 6], 'the ranks of 026');
