@@ -30,21 +30,36 @@ function postmaster(dataDir) {
   return 0;
 }
 
-/** { campaignd, postgres } CPU seconds so far. */
+// A live backend of the database owner's connections (the realtime feed:
+// "postgres: campaignd campaignd ..."), not a request's or the engine's
+// (authenticator) nor a background process.
+function ownerBackend(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('postgres: campaignd campaignd');
+  } catch {
+    return false;
+  }
+}
+
+/** { campaignd, postgres, owner (part of postgres: the owner's live backends) } CPU seconds so far. */
 export function cpuSeconds(serverPid, dataDir) {
   const me = stat(serverPid);
   const pm = postmaster(dataDir);
   let pg = 0;
+  let owner = 0;
   const top = pm ? stat(pm) : null;
   if (top) {
     pg = top.self + top.children;
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       const s = stat(d);
-      if (s && s.ppid === pm) pg += s.self;
+      if (s && s.ppid === pm) {
+        pg += s.self;
+        if (ownerBackend(d)) owner += s.self;
+      }
     }
   }
-  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK };
+  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK };
 }
 
 /** CPU µs per message between two readings. */
@@ -52,6 +67,7 @@ export function usPerMessage(before, after, n) {
   return {
     campaignd: Math.round(((after.campaignd - before.campaignd) * 1e6) / n),
     postgres: Math.round(((after.postgres - before.postgres) * 1e6) / n),
+    postgres_owner_feed: Math.round(((after.owner - before.owner) * 1e6) / n),
   };
 }
 
