@@ -2,93 +2,29 @@
 -- cut (issue 12, speed; bench/RESULTS.md "send-fast2"). A perf profile of the
 -- engine's backends during a 3,000-message send (after the role prelude went,
 -- src/sending/engine.c) put
---   * ~14 % in fmgr_sql: public.message_status_rank (026), a LANGUAGE sql
---     function with SET search_path, so PostgreSQL never inlines it and
---     parses and plans it again on every call, twice per message-row update
---     (the forward_only trigger) — and once per webhook;
---   * ~13 % in hash builds inside sending.step: the step's lookup of the
---     next message and the settle's DELETE of its lease joined
---     unnest / jsonb_to_recordset to a seq scan of sending.leases (a small
---     table with a dead tuple per update and delete, i.e. per message)
---     through a hash, once per message.
+--   * ~14 % in fmgr_sql: LANGUAGE sql functions that PostgreSQL does not
+--     inline, so it parses and plans them again on every call. One of them
+--     is public.message_status_rank (026, immutable, but with SET
+--     search_path), called twice per message-row update by the forward_only
+--     trigger and by every webhook (pgTAP profile: ~10 us a call);
+--   * ~13 % in hash builds inside sending.step (its InitPlans): the lookup
+--     of the next message joined unnest(p_next) to a seq scan of
+--     sending.leases (a small table, but with a dead tuple per update and
+--     delete, i.e. per message) through a hash, once per message.
 --
 --   public.message_status_rank   its SET search_path goes (RESET ALL): the
 --                                body names nothing (one CASE over its
 --                                arguments), so no search_path can change
 --                                what it does; immutable SQL without SET is
 --                                inlined into its callers' expressions.
---   sending.step, sending.settle (041) the same functions, with the per-id
---                                lookups by primary key (lateral / = any)
---                                instead of hash joins. Same rules, same
---                                results, same privileges (CREATE OR REPLACE
---                                keeps 041's grants).
+--   sending.step (041)           the same function, with the next messages
+--                                looked up by primary key (a lateral,
+--                                correlated lookup) instead of hash joins.
+--                                Same rules, same results, same privileges
+--                                (CREATE OR REPLACE keeps 041's grants).
 -- Applied once, inside one transaction, by the database owner.
 
 alter function public.message_status_rank(text, text) reset all;
-
-create or replace function sending.settle(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
-                               p_max_attempts integer, p_backoff_seconds integer)
-returns void
-language plpgsql volatile
-security definer
-set search_path = ''
-set campaignd.engine_batch = 'on'
-as $$
-declare
-    v_unknown integer;
-    v_unsent integer;
-begin
-    with r as (
-        delete from sending.leases l
-        using pg_catalog.jsonb_to_recordset(p_done)
-              as x(id uuid, outcome text, provider_id text, sid text, segments integer,
-                   cost numeric, body text, error text)
-        where l.message_id = x.id
-          -- the ids as an index condition too: an index scan of the leases,
-          -- not a hash of a seq scan of the whole (churning) table per message
-          and l.message_id = any (array(select (d ->> 'id')::uuid
-                                        from pg_catalog.jsonb_array_elements(p_done) d))
-          and l.claim = p_claim and (l.in_flight or x.outcome = 'dropped')
-        returning x.*, l.links),
-    e as (
-        update public.email_messages m set
-            status = sending.settled_status('email', r.outcome, m.status, m.attempts + 1, p_max_attempts),
-            attempts = m.attempts + 1,
-            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-            message_id = case when r.outcome = 'accepted' then nullif(r.provider_id, '') else m.message_id end,
-            next_attempt_at = case when r.outcome = 'tempfail'
-                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
-            last_error = nullif(pg_catalog.left(r.error, 500), ''),
-            links = coalesce(r.links, m.links)
-        from r where p_channel = 'email' and m.id = r.id
-        returning r.outcome),
-    s as (
-        update public.sms_messages m set
-            status = sending.settled_status('sms', r.outcome, m.status, m.attempts + 1, p_max_attempts),
-            attempts = m.attempts + 1,
-            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-            failed_at = case when r.outcome = 'permfail' then pg_catalog.now() else m.failed_at end,
-            message_sid = case when r.outcome = 'accepted' then nullif(r.sid, '') else m.message_sid end,
-            segments = greatest(1, coalesce(r.segments, m.segments)),
-            cost = coalesce(r.cost, m.cost),
-            message = coalesce(nullif(r.body, ''), m.message),
-            next_attempt_at = case when r.outcome = 'tempfail'
-                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
-            last_error = nullif(pg_catalog.left(r.error, 500), '')
-        from r where p_channel = 'sms' and m.id = r.id
-        returning r.outcome)
-    select count(*) filter (where o.outcome = 'unknown'),
-           count(*) filter (where o.outcome not in ('accepted', 'unknown'))
-    into v_unknown, v_unsent
-    from (select outcome from e union all select outcome from s) o;
-    if v_unsent > 0 then
-        perform sending.release(p_channel, v_unsent);
-    end if;
-    if v_unknown > 0 then
-        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
-    end if;
-end
-$$;
 
 create or replace function sending.step(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
                              p_next uuid[], p_links jsonb, p_batch uuid[], p_max_attempts integer,
