@@ -22,9 +22,44 @@
 --                                correlated lookup) instead of hash joins.
 --                                Same rules, same results, same privileges
 --                                (CREATE OR REPLACE keeps 041's grants).
+--   sending.allowed (041)        consent and suppression, once per message
+--                                in the step and per recipient when
+--                                materialising: a LANGUAGE sql function with
+--                                EXISTS sublinks, which PostgreSQL never
+--                                inlines, so fmgr_sql parsed and planned it
+--                                for every step. Now PL/pgSQL: its three
+--                                lookups are planned once per backend. Same
+--                                answers; still neither SECURITY DEFINER nor
+--                                SET (every name qualified; it runs with its
+--                                caller's rights, as before).
 -- Applied once, inside one transaction, by the database owner.
 
 alter function public.message_status_rank(text, text) reset all;
+
+create or replace function sending.allowed(p_channel text, p_address text)
+returns boolean
+language plpgsql stable
+as $$
+begin
+    if p_address is null then
+        return false;
+    end if;
+    if p_channel = 'email' then
+        if exists (select 1 from public.email_subscriptions s
+                   where s.email = p_address and not s.subscribed) then
+            return false;
+        end if;
+    elsif not exists (select 1 from public.sms_consent s
+                      where s.phone_number = p_address and s.consent_given) then
+        return false;
+    end if;
+    return not exists (
+        select 1 from public.suppressions x
+        where x.channel = p_channel
+          and x.address = case p_channel when 'email' then pg_catalog.lower(pg_catalog.btrim(p_address))
+                                         else pg_catalog.btrim(p_address) end);
+end
+$$;
 
 create or replace function sending.step(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
                              p_next uuid[], p_links jsonb, p_batch uuid[], p_max_attempts integer,

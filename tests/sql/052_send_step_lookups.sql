@@ -4,7 +4,7 @@
 -- keep their results (tests/sql/041_send_fast.sql runs them against 052's
 -- definitions).
 BEGIN;
-SELECT plan(4);
+SELECT plan(6);
 
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'public.message_status_rank(text, text)'::regprocedure),
           NULL, 'message_status_rank has no SET clause');
@@ -25,6 +25,22 @@ SELECT ok(position('message_status_rank' IN
 SELECT is(ARRAY[public.message_status_rank('email', 'queued'), public.message_status_rank('email', 'sent'),
                 public.message_status_rank('sms', 'delivered'), public.message_status_rank('email', 'clicked')],
           ARRAY[0, 3, 4, 6], 'the ranks of 026');
+
+-- sending.allowed, now PL/pgSQL: the answers of 041
+INSERT INTO public.email_subscriptions (email, subscribed) VALUES ('gone@allowed.test', false),
+    ('stays@allowed.test', true);
+INSERT INTO public.suppressions (channel, address, reason) VALUES ('email', 'bounced@allowed.test', 'hard_bounce'),
+    ('sms', '+15550005203', 'manual');
+INSERT INTO public.sms_consent (phone_number, consent_given, consent_source) VALUES
+    ('+15550005201', true, 'manual'), ('+15550005202', false, 'manual'), ('+15550005203', true, 'manual');
+SELECT is(ARRAY[sending.allowed('email', 'new@allowed.test'), sending.allowed('email', 'stays@allowed.test'),
+                sending.allowed('email', 'gone@allowed.test'), sending.allowed('email', ' Bounced@Allowed.test '),
+                sending.allowed('email', NULL)],
+          ARRAY[true, true, false, false, false],
+          'e-mail: allowed unless unsubscribed or suppressed (trimmed, any case); NULL never');
+SELECT is(ARRAY[sending.allowed('sms', '+15550005201'), sending.allowed('sms', '+15550005202'),
+                sending.allowed('sms', '+15550005203'), sending.allowed('sms', '+15550005204')],
+          ARRAY[true, false, false, false], 'SMS: only with consent and not suppressed');
 
 SELECT * FROM finish();
 ROLLBACK;
