@@ -531,7 +531,7 @@ n, conns, ratio, dups, load = r["n"], r["connections"], r["ratio"], r["duplicate
 c_us, pg_us = cpu["campaignd"], cpu["postgres"]
 r0, r1, r2 = rss["start"], rss["peak"], rss["end"]
 w = r.get("work_per_msg") or {}
-work = (f"{w['wal']:.0f} / {w['xact']} / {w['ins']}+{w['upd']}+{w['del']}" if w else "")
+work = ("%.0f / %s / %s+%s+%s" % (w["wal"], w["xact"], w["ins"], w["upd"], w["del"])) if w else ""
 print(f"| {sys.argv[1]} | {n:,} | {conns} | {rate} | {ceiling} | **{ratio}** | {c_us} + {pg_us} "
       f"| {work} | {r0} / {r1} / {r2} | {dups} | {load} |")
 ' "$1" "$2"
