@@ -197,6 +197,10 @@ const config_entry_t config_table[] = {
      false, "imports",
      "Let csv_url and google_sheets imports fetch from loopback, private and link-local addresses "
      "(off: such URLs, and redirects to them, are refused)."},
+    {"IMPORT_MAX_ROWS_PER_SECOND", CONFIG_INT, F(import_max_rows_per_second), "0", 0, 100000000,
+     false, "imports",
+     "Most rows per second one import loads (0: as fast as it can). Keeps a large import from "
+     "taking the database's whole capacity from the dashboard and the sending work."},
     {"IMPORT_FETCH_TIMEOUT", CONFIG_INT, F(import_fetch_timeout), "600", 1, 86400, false, "imports",
      "Seconds a URL import's download may take."},
     {"IMPORT_DB_CONNECT_TIMEOUT", CONFIG_INT, F(import_db_connect_timeout), "15", 1, 600, false,

@@ -92,6 +92,7 @@ typedef struct config {
     /* imports */
     long import_max_bytes;
     bool import_allow_private_networks;
+    long import_max_rows_per_second;
     long import_fetch_timeout;
     long import_db_connect_timeout;
     long import_db_statement_timeout;

@@ -642,12 +642,35 @@ static const char *load_row(run_t *r, copy_pipe_t *pipe, const imp_row_t *row)
     return NULL;
 }
 
+/* IMPORT_MAX_ROWS_PER_SECOND: sleeps until rows_read rows are due since the
+ * load began (started_ms), in steps of at most SYNC_PROGRESS_MS so that
+ * progress, the lease and a cancel are still looked at. False to stop. */
+static bool load_pace(run_t *r, long long started_ms)
+{
+    long rate = r->app->cfg.import_max_rows_per_second;
+    if (rate <= 0)
+        return true;
+    for (;;) {
+        long long due_ms = started_ms + r->rows_read * 1000 / rate;
+        long long wait_ms = due_ms - now_ms();
+        if (wait_ms <= 0)
+            return true;
+        if (wait_ms > SYNC_PROGRESS_MS)
+            wait_ms = SYNC_PROGRESS_MS;
+        struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (!run_tick(r, false))
+            return false;
+    }
+}
+
 /* Parses and cleans on this thread while the pipe's writer thread streams
  * the COPY text to PostgreSQL (copy_pipe.h): SYNC_PIPE_BUFFERS buffers of
  * about SYNC_COPY_CHUNK bytes between them bound the memory. */
 static const char *load_loop(run_t *r, copy_pipe_t *pipe)
 {
     long long since_check = 0;
+    long long started_ms = now_ms();
     for (;;) {
         imp_row_t row;
         imp_error_t perr = {0};
@@ -669,7 +692,7 @@ static const char *load_loop(run_t *r, copy_pipe_t *pipe)
             return abort_msg;
         if (++since_check >= SYNC_CHECK_ROWS) {
             since_check = 0;
-            if (!run_tick(r, false))
+            if (!run_tick(r, false) || !load_pace(r, started_ms))
                 return r->cancelled ? "cancelled by the user" : "the job stopped";
         }
     }

@@ -10,11 +10,15 @@ import assert from 'node:assert/strict';
 import * as h from './helpers.js';
 
 const T = { timeout: 300000 };
+const RATE = 100000; // rows per second, each import
 let server;
 let alice;
 
 function serverEnv() {
-  return { JOB_LEASE_SECONDS: '6', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'info', STORAGE_MAX_FILE_BYTES: '104857600' };
+  // IMPORT_MAX_ROWS_PER_SECOND: a load of 400,000 rows lasts 4 s however fast
+  // the machine, so the tests below can act while rows stream
+  return { JOB_LEASE_SECONDS: '6', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'info', STORAGE_MAX_FILE_BYTES: '104857600',
+    IMPORT_MAX_ROWS_PER_SECOND: String(RATE) };
 }
 
 before(async () => {
@@ -119,6 +123,10 @@ test('a large file streams through the writer thread in file order; row_count fo
   assert.equal(log.status, 'success', JSON.stringify(log));
   assert.equal(log.records_imported, 150000);
   assert.equal(log.metadata.skipped_by_reason.duplicate, 50000);
+  // IMPORT_MAX_ROWS_PER_SECOND paced the load: 200,000 rows read at RATE rows/s
+  const secs = Number(await h.sql(server,
+    `select extract(epoch from completed_at - started_at) from public.sync_logs where id = ${h.lit(log.id)}`));
+  assert.ok(secs >= (200000 - 1024) / RATE, `${secs} s for 200,000 rows at ${RATE} rows/s`);
   const table = await tableOf(src.id);
   // keep_first keeps the first row of each e-mail in file order: only if the
   // buffers reached PostgreSQL in the order the parser filled them
