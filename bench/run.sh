@@ -372,7 +372,7 @@ if wants list; then
     "The table of migration 004 with its policies, each written TO the member role it is for (017_app_roles: the request runs as app_user)."
   scenario "List campaigns, owner policy only (bench_campaigns)" list_bench_campaigns \
     "$url/rest/v1/bench_campaigns?$list_path" \
-    "Same shape and rows; one policy \`user_id = (select auth.uid())\` and an index on (user_id, created_at desc): the query is cheap, so this shows what the server adds."
+    "Same columns and rows (LIKE campaigns, bench/scenario.sql); one policy \`user_id = (select auth.uid())\` and an index on (user_id, created_at desc): the query is cheap, so this shows what the server adds."
   # issue 9 §1 goal (a): the real table's list >= 0.9 x the owner-policy-only list, same run
   list_rows=""
   for c in $connections; do
