@@ -68,6 +68,8 @@ const groupOf = (s) => (PENDING.includes(s) ? 'pending' : FAILED.includes(s) ? '
   : DROPPED.includes(s) ? 'dropped' : UNKNOWN.includes(s) ? 'unknown' : 'handed');
 // The statuses the send engine writes when it processes a message; the others
 // (delivered, opened, bounced…) come later from the provider or the tracking.
+// The campaign statuses in which its messages only move forward on their own.
+const MOVING = ['draft', 'scheduled', 'sending'];
 const PROCESSED = new Set(['sent', 'failed', 'dropped', 'canceled', 'unknown']);
 
 /** Moves one message between the groups of counts (from null: a new one). */
@@ -80,9 +82,9 @@ function moveMessage(o, from, to) {
 }
 
 /** Counts of the campaign's messages, live through realtime alone: exact
- * counts (/rest/v1, exact count) when the page opens, when the campaign's
- * status changes, and when the realtime channel joins again
- * after a lost connection; in between, each realtime change of one of its
+ * counts (/rest/v1, exact count) when the page opens, when the campaign
+ * settles (paused, sent, cancelled, failed), and when the realtime channel
+ * joins again after a lost connection; in between, each realtime change of one of its
  * messages moves that message between the groups, with no request. A change
  * carries the new status only (old_record holds the key), so a message first
  * seen in an update is taken to have been waiting when the engine processes
@@ -96,11 +98,16 @@ function useCounts(c) {
   const exact = () => messageCounts(c).then(
     (n) => { if (alive.current) { seen.current = new Map(); seenDelivered.current = new Map(); setCounts(n); setError(null); } },
     (e) => { if (alive.current) setError(e); });
+  // Not when it starts moving (draft/scheduled -> sending): the page learns
+  // the new status from a refetch that may land after the first messages'
+  // changes, and a recount then races the changes it would only repeat.
+  // (New recipients arrive as INSERTs: no recount for recipients_count.)
+  const settled = MOVING.includes(c.status) ? 'moving' : c.status;
   useEffect(() => {
     alive.current = true;
     exact();
     return () => { alive.current = false; };
-  }, [c.id, c.status]); // (new recipients arrive as INSERTs: no recount for recipients_count)
+  }, [c.id, settled]);
   useRealtime(`messages-${c.id}`, [c.type === 'sms' ? 'sms_messages' : 'email_messages'], (p) => {
     const m = p.new;
     if (!m || m.campaign_id !== c.id) return;
