@@ -137,6 +137,19 @@ describe('sending a campaign from the dashboard', () => {
           if (bar && (!last || last.v !== v)) window.seenDone.push({ v, at: Date.now() });
         }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-done'] });
       });
+      // The page learns 'sending' from its refetch of the campaign; hold every
+      // refetch back until the bar has shown the first message, as a loaded
+      // machine does (CI did): the bar must still move through realtime alone.
+      const barMoved = async () => {
+        for (let i = 0; i < 100; i++) {
+          if (await page.evaluate(() => window.seenDone.some((x) => x.v >= 1)).catch(() => true)) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      await page.route(/\/api\/campaigns\/[0-9a-f-]{36}$/, async (route) => {
+        if (route.request().method() === 'GET') await barMoved();
+        await route.continue();
+      });
       await status.getByRole('button', { name: 'Send now' }).click();
       await page.locator('[role="progressbar"][data-done="3"][data-total="3"]').waitFor();
       const steps = (await page.evaluate(() => window.seenDone)).filter((x) => x.v > 0 && x.v < 3);

@@ -134,7 +134,9 @@ function useCounts(c) {
 /** The progress of a campaign that has recipients (or is sending). */
 export function SendProgress({ c }) {
   const { counts, error } = useCounts(c);
-  const started = c.status === 'sending' || c.recipients_count > 0 || c.send_started_at;
+  // (counts first: the page may learn of the send from its messages before
+  // its refetch of the campaign lands)
+  const started = (counts && counts.total > 0) || c.status === 'sending' || c.recipients_count > 0 || c.send_started_at;
   if (!started) return null;
   // Viewers may not read the messages (RLS): the campaign's own counts then.
   const total = counts && counts.total ? counts.total : c.recipients_count || 0;
