@@ -34,7 +34,7 @@ export function ScheduledReports({ session }) {
   const state = useAsync(() => q(supabase.from('report_schedules')
     .select('id,user_id,name,report_type,frequency,schedule_config,recipients,attachment_format,enabled,next_run_at,last_run_at,last_error')
     .order('created_at', { ascending: true }).limit(200)), []);
-  const people = useAsync(() => q(supabase.rpc('report_recipients')), []);
+  const people = useAsync(allRecipients, []);
   useRealtime('report-schedules', ['report_schedules'], () => state.reload());
   const rows = state.data || [];
   const emailOf = new Map((people.data || []).map((p) => [p.id, p.email]));
@@ -85,6 +85,18 @@ export function ScheduledReports({ session }) {
         })}</tbody></table></div>
     </${Status}>
   </section>`;
+}
+
+/** Every user a report can be mailed to: /rest/v1 answers at most DB_MAX_ROWS
+ * rows per request, so the list is read page by page until a short page. */
+async function allRecipients() {
+  const PAGE = 1000;
+  const all = [];
+  for (;;) {
+    const rows = await q(supabase.rpc('report_recipients').order('email').range(all.length, all.length + PAGE - 1));
+    all.push(...rows);
+    if (rows.length < PAGE) return all;
+  }
 }
 
 function ScheduleForm({ s, me, people, onDone, onCancel }) {
