@@ -62,6 +62,20 @@ describe('reports and scheduled reports in the dashboard', () => {
       const cells = await email.getByRole('cell').allInnerTexts();
       assert.deepEqual([cells[0], cells[1], cells[2], cells[4], cells[5]], ['total', 'email', '2', '1', '1']);
       assert.ok(await page.getByRole('table', { name: 'Rows' }).getByRole('row').count() > 30);
+      assert.equal(await page.getByText(/^The first \d+ of/).count(), 0, 'a month fits: no "first rows" note');
+
+      // A quarter has more rows than the page shows: the first 100, and a note
+      // that says how many there are and where the rest is.
+      await form.getByLabel('From').fill('2026-09-01');
+      await form.getByRole('button', { name: 'Generate report' }).click();
+      await page.getByRole('button', { name: 'Period summary 2026-09-01 to 2026-11-30', exact: true }).click();
+      const note = page.getByText(/^The first 100 of \d+ rows; the CSV has them all\.$/);
+      await note.waitFor();
+      const all = Number((await note.innerText()).match(/of (\d+) rows/)[1]);
+      const stored = Number(await one(`select jsonb_array_length(data->'rows') from public.reports
+                                        where data->'period'->>'from' = '2026-09-01' order by generated_at desc limit 1`));
+      assert.ok(all > 100 && all === stored, `the note counts the report's ${stored} rows (${all})`);
+      assert.equal(await page.getByRole('table', { name: 'Rows' }).locator('tbody tr').count(), 100, 'the first 100 are shown');
     });
   });
 
