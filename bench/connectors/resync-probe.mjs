@@ -62,7 +62,8 @@ try {
     const qs = ["load 'auto_explain'", 'alter system set log_min_duration_statement = 0', "alter system set log_line_prefix = '%m[%p] '",
       "alter system set session_preload_libraries = 'auto_explain'", "alter system set auto_explain.log_min_duration = '5ms'",
       'alter system set auto_explain.log_nested_statements = on', 'alter system set auto_explain.log_analyze = on',
-      'alter system set auto_explain.log_buffers = on', "alter system set track_functions = 'all'", 'select pg_reload_conf()'];
+      'alter system set auto_explain.log_buffers = on', "alter system set track_functions = 'all'",
+      'alter system set log_connections = on', 'select pg_reload_conf()'];
     const args = qs.flatMap((q) => ['-c', q]);
     for (const url of [await h.dbUrl(server), pg.url()]) {
       const r = await h.runCmd('psql', ['-X', '-q', url, ...args]);
@@ -81,7 +82,13 @@ try {
     log(`re-sync ${i}: ${(s.secs * 1000).toFixed(1)} ms (${s.read} read), wall incl. queue ${Date.now() - t0} ms, cpu campaignd/dst/src ${c.map((x) => x.toFixed(3)).join(' / ')}`);
   }
   log(`logs: ${server.dataDir} ${pg.dir}/log`);
-  if (process.env.PROBE_KEEP) { fs.copyFileSync(`${pg.dir}/log`, '/tmp/si/probe-src.log'); execFileSync('bash', ['-c', `mkdir -p /tmp/si/probe-dst && find ${server.dataDir} -name '*.log' -exec cp {} /tmp/si/probe-dst/ \\;`]); }
+  // PROBE_KEEP=<dir>: copies both clusters' logs there before they are removed
+  const keep = process.env.PROBE_KEEP;
+  if (keep) {
+    fs.mkdirSync(`${keep}/dst`, { recursive: true });
+    fs.copyFileSync(`${pg.dir}/log`, `${keep}/src.log`);
+    execFileSync('bash', ['-c', `find "$1" -name '*.log' -exec cp {} "$2/dst/" \\;`, '-', server.dataDir, keep]);
+  }
 } finally {
   if (server) await server.stop();
   await pg.stop();
