@@ -5,7 +5,7 @@
 // Usage: CAMPAIGND_BIN=… BENCH_DB_ROWS=1000000 nice node bench/connectors/resync-probe.mjs
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as h from '../../tests/integration/helpers.js';
 import * as dbs from '../../tests/integration/db-servers.js';
 
@@ -75,9 +75,18 @@ try {
     const step = Math.floor(rows / 1000);
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms', email = 'changed${i}-' || id || '@example.com'
                    where id in (select g * ${step} - ${i} from generate_series(1, 1000) g)`);
+    const l0 = await h.sql(server, 'select pg_current_wal_lsn()');
     c0 = cpu();
     const t0 = Date.now();
     const s = await sync();
+    // the destination's WAL of the re-sync by record type, largest first
+    const l1 = await h.sql(server, 'select pg_current_wal_lsn()');
+    const wd = spawnSync(path.join(h.PG_BIN, 'pg_waldump'), ['-p', path.join(server.dataDir, 'pg', 'pg_wal'), '-s', l0, '-e', l1, '--stats=record'], { encoding: 'utf8' });
+    const recs = (wd.stdout || '').split('\n').filter((x) => /^\S+\/\S+/.test(x))
+      .map((x) => x.trim().split(/\s+/)).map((f) => [f[0], ...f.slice(1).filter((t) => /^\d+$/.test(t))])
+      .map((f) => `${f[0]} n=${f[1]} bytes=${f[4]}${Number(f[3]) ? ` (fpi ${f[3]})` : ''}`);
+    const combined = (x) => Number(/bytes=(\d+)/.exec(x)[1]);
+    log(`re-sync ${i} WAL by record type: ${recs.sort((a, b) => combined(b) - combined(a)).slice(0, 10).join('; ')}`);
     const c = cpu().map((x, k) => x - c0[k]);
     log(`re-sync ${i}: ${(s.secs * 1000).toFixed(1)} ms (${s.read} read), wall incl. queue ${Date.now() - t0} ms, cpu campaignd/dst/src ${c.map((x) => x.toFixed(3)).join(' / ')}`);
   }
