@@ -5,7 +5,7 @@
 // Usage: CAMPAIGND_BIN=… BENCH_DB_ROWS=1000000 nice node bench/connectors/resync-probe.mjs
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as h from '../../tests/integration/helpers.js';
 import * as dbs from '../../tests/integration/db-servers.js';
 
@@ -62,7 +62,8 @@ try {
     const qs = ["load 'auto_explain'", 'alter system set log_min_duration_statement = 0', "alter system set log_line_prefix = '%m[%p] '",
       "alter system set session_preload_libraries = 'auto_explain'", "alter system set auto_explain.log_min_duration = '5ms'",
       'alter system set auto_explain.log_nested_statements = on', 'alter system set auto_explain.log_analyze = on',
-      'alter system set auto_explain.log_buffers = on', "alter system set track_functions = 'all'", 'select pg_reload_conf()'];
+      'alter system set auto_explain.log_buffers = on', "alter system set track_functions = 'all'",
+      'alter system set log_connections = on', 'select pg_reload_conf()'];
     const args = qs.flatMap((q) => ['-c', q]);
     for (const url of [await h.dbUrl(server), pg.url()]) {
       const r = await h.runCmd('psql', ['-X', '-q', url, ...args]);
@@ -74,14 +75,29 @@ try {
     const step = Math.floor(rows / 1000);
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms', email = 'changed${i}-' || id || '@example.com'
                    where id in (select g * ${step} - ${i} from generate_series(1, 1000) g)`);
+    const l0 = await h.sql(server, 'select pg_current_wal_lsn()');
     c0 = cpu();
     const t0 = Date.now();
     const s = await sync();
+    // the destination's WAL of the re-sync by record type, largest first
+    const l1 = await h.sql(server, 'select pg_current_wal_lsn()');
+    const wd = spawnSync(path.join(h.PG_BIN, 'pg_waldump'), ['-p', path.join(server.dataDir, 'pg', 'pg_wal'), '-s', l0, '-e', l1, '--stats=record'], { encoding: 'utf8' });
+    const recs = (wd.stdout || '').split('\n').filter((x) => /^\S+\/\S+/.test(x))
+      .map((x) => x.trim().split(/\s+/)).map((f) => [f[0], ...f.slice(1).filter((t) => /^\d+$/.test(t))])
+      .map((f) => `${f[0]} n=${f[1]} bytes=${f[4]}${Number(f[3]) ? ` (fpi ${f[3]})` : ''}`);
+    const combined = (x) => Number(/bytes=(\d+)/.exec(x)[1]);
+    log(`re-sync ${i} WAL by record type: ${recs.sort((a, b) => combined(b) - combined(a)).slice(0, 10).join('; ')}`);
     const c = cpu().map((x, k) => x - c0[k]);
     log(`re-sync ${i}: ${(s.secs * 1000).toFixed(1)} ms (${s.read} read), wall incl. queue ${Date.now() - t0} ms, cpu campaignd/dst/src ${c.map((x) => x.toFixed(3)).join(' / ')}`);
   }
   log(`logs: ${server.dataDir} ${pg.dir}/log`);
-  if (process.env.PROBE_KEEP) { fs.copyFileSync(`${pg.dir}/log`, '/tmp/si/probe-src.log'); execFileSync('bash', ['-c', `mkdir -p /tmp/si/probe-dst && find ${server.dataDir} -name '*.log' -exec cp {} /tmp/si/probe-dst/ \\;`]); }
+  // PROBE_KEEP=<dir>: copies both clusters' logs there before they are removed
+  const keep = process.env.PROBE_KEEP;
+  if (keep) {
+    fs.mkdirSync(`${keep}/dst`, { recursive: true });
+    fs.copyFileSync(`${pg.dir}/log`, `${keep}/src.log`);
+    execFileSync('bash', ['-c', `find "$1" -name '*.log' -exec cp {} "$2/dst/" \\;`, '-', server.dataDir, keep]);
+  }
 } finally {
   if (server) await server.stop();
   await pg.stop();

@@ -209,6 +209,13 @@ const config_entry_t config_table[] = {
     {"IMPORT_DB_STATEMENT_TIMEOUT", CONFIG_INT, F(import_db_statement_timeout), "3600", 1, 86400,
      false, "imports",
      "Seconds a database import's query may run on its source (the source's statement timeout)."},
+    {"IMPORT_DB_KEEP_SECONDS", CONFIG_INT, F(import_db_keep_seconds), "60", 0, 3600, false,
+     "imports",
+     "Seconds an idle PostgreSQL source connection stays open after a sync that read the whole "
+     "result, for the next sync of the same source (0: closed at once). Kept read-only; a change "
+     "of the source's configuration or credentials opens a new one; the source closes it after "
+     "that time too (idle_session_timeout: PostgreSQL 14 and later; older servers and Redshift "
+     "never keep one)."},
     {"GOOGLE_SHEETS_BASE_URL", CONFIG_STR, F(google_sheets_base_url), "https://docs.google.com", 0,
      0, false, "imports",
      "Where google_sheets imports fetch a sheet's CSV export (<base>/spreadsheets/d/<id>/export)."},

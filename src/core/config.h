@@ -96,6 +96,7 @@ typedef struct config {
     long import_fetch_timeout;
     long import_db_connect_timeout;
     long import_db_statement_timeout;
+    long import_db_keep_seconds;
     char *google_sheets_base_url;
     /* OAuth providers (issue 14) */
     bool github_enabled;

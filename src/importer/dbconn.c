@@ -715,6 +715,8 @@ import_db_t *import__db_open(const app_t *app, db_conn_t *c, const import_source
     db->inc_index = -1;
     db->target.connect_timeout_s = app->cfg.import_db_connect_timeout;
     db->target.statement_timeout_s = app->cfg.import_db_statement_timeout;
+    db->target.keep_s = app->cfg.import_db_keep_seconds;
+    snprintf(db->target.source_id, sizeof(db->target.source_id), "%s", src->id ? src->id : "");
     cd_buf_t sql;
     cd_buf_init(&sql, DB_SQL_MAX);
     json_t *cred = read_credentials(c, src->id, err, errlen, retryable);

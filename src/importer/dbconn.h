@@ -101,6 +101,10 @@ typedef struct import_db_target {
     char sslmode[32];
     long connect_timeout_s;
     long statement_timeout_s;
+    /* seconds an idle session may be kept for this source's next sync (0:
+     * never; dbconn_keep.h), and that source */
+    long keep_s;
+    char source_id[40];
 } import_db_target_t;
 
 struct import_db {

@@ -8,19 +8,47 @@
  *     over one CSV row at a time, passed on as it comes;
  *   - Redshift (no COPY TO STDOUT): DECLARE a cursor and FETCH
  *     IMPORT_DB_FETCH_ROWS rows at a time, written out as CSV.
+ * A PostgreSQL session whose COPY ran to its end is kept for the source's
+ * next sync (IMPORT_DB_KEEP_SECONDS, dbconn_keep.h): rolled back and
+ * DISCARD ALL first (settings, advisory locks, prepared statements of the
+ * run are gone), with the source's idle_session_timeout as the server-side
+ * bound; the next run sets the read-only session up again.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "importer/dbconn.h"
+#include "importer/dbconn_keep.h"
+
+/* idle_session_timeout exists from PostgreSQL 14 on */
+#define PG_KEEP_MIN_VERSION 140000
 
 typedef struct pg_state {
     PGconn *conn;
     bool header_sent; /* cursor mode */
     bool done;
+    bool copy_ended; /* the COPY's last row and its result were read */
 } pg_state_t;
+
+static long long keep_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void keep_finish(void *conn)
+{
+    PQfinish(conn);
+}
+
+static bool keep_wanted(const import_db_t *db)
+{
+    return db->target.keep_s > 0 && !db->redshift && db->target.source_id[0];
+}
 
 static void pg_fail(import_db_t *db, PGconn *conn, PGresult *res, const char *what)
 {
@@ -158,6 +186,7 @@ static bool pg_more_copy(import_db_t *db, bool *eof)
     while ((res = PQgetResult(st->conn)) != NULL)
         PQclear(res);
     *eof = ok;
+    st->copy_ended = ok;
     return ok;
 }
 
@@ -192,13 +221,60 @@ static bool pg_more_cursor(import_db_t *db, bool *eof)
     return true;
 }
 
+/* Ends the run's transaction and resets the session so that it can be kept:
+ * nothing of the run (settings, prepared statements, advisory locks a query
+ * took) survives into the next one. */
+static bool pg_reset_for_keep(PGconn *conn, long keep_s)
+{
+    if (PQstatus(conn) != CONNECTION_OK || PQserverVersion(conn) < PG_KEEP_MIN_VERSION ||
+        PQtransactionStatus(conn) != PQTRANS_INTRANS)
+        return false;
+    char idle[96];
+    snprintf(idle, sizeof(idle), "set idle_session_timeout = %ld", keep_s * 1000 + 1000);
+    PGresult *res = PQexec(conn, "rollback");
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    res = ok ? PQexec(conn, "discard all") : NULL; /* alone: not in a transaction block */
+    ok = ok && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    res = ok ? PQexec(conn, idle) : NULL;
+    ok = ok && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok && PQtransactionStatus(conn) == PQTRANS_IDLE;
+}
+
 static void pg_close(import_db_t *db)
 {
     pg_state_t *st = db->impl;
+    if (st && st->conn && st->copy_ended && keep_wanted(db) &&
+        pg_reset_for_keep(st->conn, db->target.keep_s)) {
+        imp_db_keep_key_t key;
+        imp_db_keep_key(&db->target, key);
+        imp_db_keep_put(db->target.source_id, key, st->conn, keep_now_ms(), keep_finish);
+        st->conn = NULL;
+    }
     if (st)
         PQfinish(st->conn); /* the read-only transaction ends unfinished: rolled back */
     free(st);
     db->impl = NULL;
+}
+
+/* The session kept for this source and target, when it is still there. */
+static PGconn *pg_kept(import_db_t *db)
+{
+    if (!keep_wanted(db))
+        return NULL;
+    imp_db_keep_key_t key;
+    imp_db_keep_key(&db->target, key);
+    PGconn *conn =
+        imp_db_keep_take(db->target.source_id, key, db->target.keep_s, keep_now_ms(), keep_finish);
+    /* PQconsumeInput reads what came meanwhile: a session the source ended
+     * (idle_session_timeout, a restart) shows up as broken here */
+    if (conn && PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) == PQTRANS_IDLE)
+        return conn;
+    PQfinish(conn);
+    return NULL;
 }
 
 bool import__db_pg_start(import_db_t *db, const char *sql)
@@ -210,8 +286,17 @@ bool import__db_pg_start(import_db_t *db, const char *sql)
     }
     db->impl = st;
     db->close = pg_close;
-    st->conn = pg_connect(db);
-    if (!st->conn || !pg_session(db, st->conn) || !pg_describe(db, st->conn, sql))
+    st->conn = pg_kept(db);
+    if (st->conn && !pg_session(db, st->conn)) {
+        /* the kept session went away between the check and now: a new one */
+        PQfinish(st->conn);
+        st->conn = NULL;
+        db->failed = false;
+        db->err[0] = '\0';
+    }
+    if (!st->conn && (!(st->conn = pg_connect(db)) || !pg_session(db, st->conn)))
+        return false;
+    if (!pg_describe(db, st->conn, sql))
         return false;
     cd_buf_t q;
     cd_buf_init(&q, strlen(sql) + 256);

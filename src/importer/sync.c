@@ -1200,8 +1200,15 @@ static job_result_t run_sync(run_t *r)
         goto out;
     }
     r->phase = "downloading";
-    (void)run_tick(r, true);
-    if (import__is_database(r->src.type)) { /* database connectors: dbconn.h */
+    bool database = import__is_database(r->src.type);
+    if (database)
+        /* import_begin_run has just reported the run (phase "starting") and
+         * checked for a cancel: the first report comes with the rows, after
+         * SYNC_PROGRESS_MS — a re-sync of a few rows saves a transaction */
+        r->last_progress_ms = now_ms();
+    else
+        (void)run_tick(r, true);
+    if (database) { /* database connectors: dbconn.h */
         if (!open_database(r, &ld))
             goto out;
     } else if (!import__input_open(r->app, r->c, &r->src, false, fetch_cancel, r, &r->in, r->error,

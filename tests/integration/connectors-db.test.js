@@ -227,6 +227,55 @@ test('postgres: the session is read-only and runs one statement', T, async () =>
   assert.match(t4.json.message, /password authentication failed/);
 });
 
+// IMPORT_DB_KEEP_SECONDS (default 60): the source session of a sync that read
+// everything is kept for the source's next sync — reset first, so nothing a
+// query did to its session survives — and never handed to another target.
+test('postgres: a sync soon after reuses the source session, reset; new credentials get a new one', T, async () => {
+  // roles of this test alone: the other tests' sources keep sessions as reader
+  await pg.psql(`create role keep1 login password 'keep1-pw'; create role keep2 login password 'keep2-pw';
+    grant select on public.leads to keep1, keep2; grant usage, select, update on sequence public.s to keep1`);
+  const src = await createSource({
+    name: 'Kept session',
+    type: 'postgres',
+    // a session-level advisory lock and a session setting, taken by the query itself
+    config: { ...pgConfig(), table: undefined,
+      query: "select id, pg_advisory_lock(4242)::text as l, set_config('work_mem', '7MB', false) as wm from public.leads" },
+  }, { user: 'keep1', password: 'keep1-pw' });
+  const sessions = async (user) => pg.psql(`select coalesce(string_agg(pid::text || ' ' || state, ','), '')
+    from pg_stat_activity where application_name = 'campaignd-import' and usename = '${user}'`);
+  let log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  const kept = await sessions('keep1');
+  assert.match(kept, /^\d+ idle$/, 'one idle session kept');
+  assert.equal(await pg.psql("select count(*) from pg_locks where locktype = 'advisory'"), '0', 'DISCARD ALL let the lock go');
+
+  log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  assert.equal(await sessions('keep1'), kept, 'the same backend served the second sync');
+  assert.equal(await pg.psql("select count(*) from pg_locks where locktype = 'advisory'"), '0');
+
+  // the session is still read-only when reused: a writing query fails there too
+  const { error } = await alice.client.from('data_sources')
+    .update({ config: { ...pgConfig(), table: undefined, query: "select nextval('public.s') as n" } }).eq('id', src.id);
+  h.noError(error, 'update config');
+  log = await sync(src.id);
+  assert.equal(log.status, 'failed', JSON.stringify(log));
+  assert.match(log.error_message, /read-only transaction/);
+  assert.equal(await pg.psql('select is_called from public.s'), 'f', 'the sequence never moved');
+
+  // other credentials: a new session as the new user; the old one is closed
+  const { error: e2 } = await alice.client.from('data_sources').update({ config: pgConfig() }).eq('id', src.id);
+  h.noError(e2, 'update config');
+  log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  const r = await h.api(server, alice, 'PUT', `/api/data-sources/${src.id}/credentials`, { user: 'keep2', password: 'keep2-pw' });
+  assert.equal(r.status, 200, r.text);
+  log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  assert.match(await sessions('keep2'), /^\d+ idle$/);
+  await waitFor(async () => (await sessions('keep1')) === '', 'the old session to close', 30000);
+});
+
 test('redshift (cursor) and custom_database URLs read the same rows', T, async () => {
   const rs = await createSource({ name: 'Redshift-ish', type: 'redshift', config: pgConfig() });
   let log = await sync(rs.id);
