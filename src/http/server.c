@@ -647,27 +647,27 @@ static bool check_head(struct http_server *s, http_request_t *req, bool streamin
 static void route_request(struct http_server *s, http_request_t *req)
 {
     bool path_matched = false;
+    /* The captures live in scratch while the handler runs. One buffer for
+     * all the routes tried, on the stack for any usual path: a malloc and a
+     * free per route tried added up for the routes listed late (/rest/v1). */
+    char local[1024];
+    size_t sl = strlen(req->path) + 8;
+    char *scratch = sl <= sizeof(local) ? local : malloc(sl);
+    if (!scratch) {
+        http_reply_error(req, 500, "internal_error", "out of memory", NULL);
+        return;
+    }
     for (size_t i = 0; i < s->nroutes; i++) {
         const http_route_t *rt = &s->routes[i];
         const char *params[HTTP_MAX_ROUTE_PARAMS];
         size_t np = 0;
-        char *scratch = NULL;
-        size_t sl = strlen(req->path) + 8;
-        scratch = malloc(sl);
-        if (!scratch)
-            break;
-        bool m = http_route_match(rt->pattern, req->path, params, &np, scratch, sl);
-        if (!m) {
-            free(scratch);
+        if (!http_route_match(rt->pattern, req->path, params, &np, scratch, sl))
             continue;
-        }
         path_matched = true;
         bool meth = strcmp(rt->method, "*") == 0 || strcmp(rt->method, req->method) == 0 ||
                     (strcmp(req->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
-        if (!meth) {
-            free(scratch);
+        if (!meth)
             continue;
-        }
         req->route = rt;
         memcpy(req->params, params, sizeof(params));
         req->nparams = np;
@@ -679,9 +679,12 @@ static void route_request(struct http_server *s, http_request_t *req)
         } else {
             rt->handler(req);
         }
-        free(scratch);
+        if (scratch != local)
+            free(scratch);
         return;
     }
+    if (scratch != local)
+        free(scratch);
     if (path_matched)
         http_reply_error(req, 405, "method_not_allowed", "This method is not allowed on this path.",
                          NULL);
