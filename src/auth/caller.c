@@ -262,39 +262,62 @@ void auth_caller_db(const auth_caller_t *c, const http_request_t *req, bool read
  * left out, the last of repeated names winning, a client's x-real-ip replaced
  * by the server's own, and control characters, quotes and backslashes
  * escaped. */
-static bool header_usable(const char *name, const char *value)
+/* Whether s is valid UTF-8, ASCII skipped a byte at a time without a call:
+ * header values are ASCII but for the odd one (tokens are most of the bytes). */
+static bool utf8_ok(const char *s)
 {
-    size_t n = strlen(name);
-    return n < 256 && cd_utf8_valid((const unsigned char *)name, n) &&
-           cd_utf8_valid((const unsigned char *)value, strlen(value));
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = cd_utf8_char_len(p + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
 }
 
-/* Appends s as a JSON string; lower-cases ASCII letters when lower. */
+static bool header_usable(const char *name, const char *value)
+{
+    return strlen(name) < 256 && utf8_ok(name) && utf8_ok(value);
+}
+
+/* Appends s as a JSON string; lower-cases ASCII letters when lower. Runs of
+ * bytes that need nothing done are copied at once. */
 static bool add_json_string(cd_buf_t *b, const char *s, bool lower)
 {
     static const char hex[] = "0123456789abcdef";
-    char tmp[256];
-    size_t w = 0;
     bool ok = cd_buf_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++) {
-        unsigned char c = *p;
-        if (w + 6 > sizeof(tmp)) {
-            ok = cd_buf_add(b, tmp, w);
-            w = 0;
-        }
-        if (c == '"' || c == '\\') {
-            tmp[w++] = '\\';
-            tmp[w++] = (char)c;
-        } else if (c < 0x20) {
-            memcpy(tmp + w, "\\u00", 4);
-            tmp[w + 4] = hex[c >> 4];
-            tmp[w + 5] = hex[c & 15];
-            w += 6;
+    const unsigned char *p = (const unsigned char *)s;
+    while (ok && *p) {
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p != '"' && *p != '\\' && !(lower && *p >= 'A' && *p <= 'Z'))
+            p++;
+        if (p > run)
+            ok = cd_buf_add(b, run, (size_t)(p - run));
+        if (!ok || !*p)
+            break;
+        char esc[6];
+        size_t w = 0;
+        if (*p == '"' || *p == '\\') {
+            esc[w++] = '\\';
+            esc[w++] = (char)*p;
+        } else if (*p < 0x20) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            w = 6;
         } else {
-            tmp[w++] = (char)(lower && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+            esc[w++] = (char)(*p + ('a' - 'A')); /* an upper-case letter of a name */
         }
+        ok = cd_buf_add(b, esc, w);
+        p++;
     }
-    return ok && cd_buf_add(b, tmp, w) && cd_buf_add(b, "\"", 1);
+    return ok && cd_buf_add(b, "\"", 1);
 }
 
 char *auth_headers_json_of(const char *const *names, const char *const *values, size_t n,
