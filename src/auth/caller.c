@@ -121,10 +121,9 @@ static void bearer_remember(const app_t *app, const char *token, json_t *claims)
     bearer_cache.app = NULL; /* forget the previous token whatever happens next */
     json_decref(bearer_cache.claims);
     bearer_cache.claims = NULL;
-    size_t len =
-        json_is_integer(exp) && n < BEARER_CACHE_MAX
-            ? json_dumpb(claims, bearer_cache.claims_text, BEARER_CLAIMS_MAX, JSON_COMPACT)
-            : 0;
+    size_t len = json_is_integer(exp) && n < BEARER_CACHE_MAX
+                     ? json_dumpb(claims, bearer_cache.claims_text, BEARER_CLAIMS_MAX, JSON_COMPACT)
+                     : 0;
     if (len == 0 || len >= BEARER_CLAIMS_MAX) /* too big: json_dumpb says how big, writes less */
         return;
     bearer_cache.claims_text[len] = '\0';

@@ -432,8 +432,7 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     }
     slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
     slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    sent = sent && PQsendQueryPrepared(pg, begin, 0, NULL, NULL, NULL, 0) &&
-           send_prelude(pg, who);
+    sent = sent && PQsendQueryPrepared(pg, begin, 0, NULL, NULL, NULL, 0) && send_prelude(pg, who);
     for (size_t i = 0; sent && i < nstmts; i++)
         sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
     slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};

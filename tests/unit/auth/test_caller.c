@@ -25,8 +25,8 @@ static json_t *expected(const char *const *names, const char *const *values, siz
         if (len >= sizeof(lname))
             continue;
         for (size_t k = 0; k <= len; k++)
-            lname[k] = (char)(names[i][k] >= 'A' && names[i][k] <= 'Z' ? names[i][k] + 32
-                                                                        : names[i][k]);
+            lname[k] =
+                (char)(names[i][k] >= 'A' && names[i][k] <= 'Z' ? names[i][k] + 32 : names[i][k]);
         if (strcmp(lname, "x-real-ip") == 0)
             continue;
         json_t *v = json_string(values[i]);
@@ -62,7 +62,8 @@ static void test_headers_plain(void **state)
     const char *v[] = {"127.0.0.1:8080", "eyJ.a.b", "Bearer eyJ.c.d", "*/*", "count=exact"};
     check(n, v, 5, "127.0.0.1");
     char *s = auth_headers_json_of(n, v, 2, "::1");
-    assert_string_equal(s, "{\"host\":\"127.0.0.1:8080\",\"apikey\":\"eyJ.a.b\",\"x-real-ip\":\"::1\"}");
+    assert_string_equal(
+        s, "{\"host\":\"127.0.0.1:8080\",\"apikey\":\"eyJ.a.b\",\"x-real-ip\":\"::1\"}");
     free(s);
     s = auth_headers_json_of(NULL, NULL, 0, "10.0.0.1");
     assert_string_equal(s, "{\"x-real-ip\":\"10.0.0.1\"}");
@@ -75,11 +76,13 @@ static void test_headers_hostile(void **state)
     char longname[300];
     memset(longname, 'a', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    const char *n[] = {"X-Real-IP",  "X-Q",       "x-q",   "X-Ctl",     "X-Bad",
-                       "X-Utf8",     longname,    "X-Dup", "x-dup",     "X-\xc3\xa9",
-                       "X-Backslash"};
-    const char *v[] = {"6.6.6.6",   "\"quoted\"", "second", "a\tb\x01\x1f\x7f", "\xff\xfe",
-                       "caf\xc3\xa9 \xe2\x82\xac", "long", "kept", "\xc0\xaf",     "name",
+    const char *n[] = {"X-Real-IP", "X-Q",   "x-q",   "X-Ctl",      "X-Bad",      "X-Utf8",
+                       longname,    "X-Dup", "x-dup", "X-\xc3\xa9", "X-Backslash"};
+    const char *v[] = {"6.6.6.6",  "\"quoted\"",
+                       "second",   "a\tb\x01\x1f\x7f",
+                       "\xff\xfe", "caf\xc3\xa9 \xe2\x82\xac",
+                       "long",     "kept",
+                       "\xc0\xaf", "name",
                        "a\\b\\\\"};
     check(n, v, 11, "192.0.2.7");
     /* the client's x-real-ip never gets through, and the later of two x-dup is

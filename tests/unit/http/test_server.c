@@ -194,9 +194,9 @@ static void test_request_ids_unique(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_literal),  cmocka_unit_test(test_route_params),
-        cmocka_unit_test(test_route_wildcard), cmocka_unit_test(test_url_decode),
-        cmocka_unit_test(test_cors_origins),   cmocka_unit_test(test_common_headers),
+        cmocka_unit_test(test_route_literal),      cmocka_unit_test(test_route_params),
+        cmocka_unit_test(test_route_wildcard),     cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_cors_origins),       cmocka_unit_test(test_common_headers),
         cmocka_unit_test(test_request_ids_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
