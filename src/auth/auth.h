@@ -50,6 +50,10 @@ void auth_caller_db(const auth_caller_t *c, const http_request_t *req, bool read
 /* request.headers as JSON: lower-cased header names, with x-real-ip set to the
  * client address (overriding any client-sent value). Caller frees. */
 char *auth_headers_json(http_request_t *req);
+/* The same from n header names and values (MHD's, in the order received) and the
+ * client address; "{}" when the result would pass its bound. Exposed for tests. */
+char *auth_headers_json_of(const char *const *names, const char *const *values, size_t n,
+                           const char *client_ip);
 /* Answers a failed auth_identify in the gateway's shape (401 with a message). */
 void auth_reply_identify_error(http_request_t *req, auth_id_status_t st, const char *why);
 

@@ -52,6 +52,38 @@ static const char PRELUDE_SQL[] =
     "true), "
     "set_config('request.jwt.claim.email', '', true), set_config('request.jwt.claim', '', true)";
 
+/* The transaction's own statements, prepared once per connection like the
+ * prelude: sent unnamed, each request made PostgreSQL parse and analyse BEGIN
+ * and COMMIT again (pgbench -M prepared, the bench's reference, does not). */
+static const struct {
+    const char *name, *sql;
+    int nparams;
+} FIXED_STMTS[] = {
+    {PRELUDE_NAME, PRELUDE_SQL, 7},
+    {"cd_begin_ro", "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", 0},
+    {"cd_begin_rw", "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE", 0},
+    {"cd_commit", "COMMIT", 0},
+};
+
+/* Prepares FIXED_STMTS on a connection (new, or after DEALLOCATE ALL); false
+ * with the reason in why. */
+static bool prepare_fixed(PGconn *pg, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < CD_ARRAY_LEN(FIXED_STMTS); i++) {
+        PGresult *r =
+            PQprepare(pg, FIXED_STMTS[i].name, FIXED_STMTS[i].sql, FIXED_STMTS[i].nparams, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) {
+            snprintf(why, whylen, "prepare: %s", PQresultErrorMessage(r));
+            why[strcspn(why, "\n")] = '\0';
+        }
+        PQclear(r);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 void db_configure(const char *conninfo, long statement_timeout_ms, const char *encryption_key)
 {
     free(db_conninfo);
@@ -185,14 +217,8 @@ static PGconn *connect_new(void)
         why[strcspn(why, "\n")] = '\0';
         goto fail;
     }
-    PGresult *r = PQprepare(pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        snprintf(why, sizeof(why), "prepare: %s", PQresultErrorMessage(r));
-        why[strcspn(why, "\n")] = '\0';
-        PQclear(r);
+    if (!prepare_fixed(pg, why, sizeof(why)))
         goto fail;
-    }
-    PQclear(r);
     if (!give_key(pg, why, sizeof(why)))
         goto fail;
     thread_backoff_ms = 0;
@@ -396,8 +422,7 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     PGconn *pg = c->pg;
     if (PQenterPipelineMode(pg) != 1)
         return false;
-    const char *begin = who->read_only ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-                                       : "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
+    const char *begin = who->read_only ? "cd_begin_ro" : "cd_begin_rw";
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];
@@ -407,12 +432,11 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     }
     slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
     slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    sent =
-        sent && PQsendQueryParams(pg, begin, 0, NULL, NULL, NULL, NULL, 0) && send_prelude(pg, who);
+    sent = sent && PQsendQueryPrepared(pg, begin, 0, NULL, NULL, NULL, 0) && send_prelude(pg, who);
     for (size_t i = 0; sent && i < nstmts; i++)
         sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
     slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
-    return sent && PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+    return sent && PQsendQueryPrepared(pg, "cd_commit", 0, NULL, NULL, NULL, 0) &&
            PQpipelineSync(pg);
 }
 
@@ -526,8 +550,9 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
         strstr(err->message, "cached plan") != NULL) {
         db__cache_clear(c);
         db_exec_ignore(c->pg, "DEALLOCATE ALL");
-        PGresult *r = PQprepare(c->pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL);
-        PQclear(r);
+        char why[256];
+        if (!prepare_fixed(c->pg, why, sizeof(why)))
+            log_warn("database: %s", why); /* the request below fails and says so */
         st = run_pipeline(c, who, stmts, nstmts, results, err);
     }
     return st;
@@ -783,7 +808,9 @@ db_status_t db_batch_finish(db_batch_t *b)
          * prepares afresh (see db_run_as) */
         db__cache_clear(b->c);
         db_exec_ignore(pg, "DEALLOCATE ALL");
-        PQclear(PQprepare(pg, PRELUDE_NAME, PRELUDE_SQL, 7, NULL));
+        char why[256];
+        if (!prepare_fixed(pg, why, sizeof(why)))
+            log_warn("database: %s", why);
     }
     batch_free(b);
     return broken ? DB_UNAVAILABLE : DB_OK;

@@ -190,6 +190,9 @@ enum {
 /* Adds the headers named in `which` (HTTP_HDR_*). Returns false when one did not fit. */
 bool http_add_common_headers(http_request_t *req, unsigned which);
 
+/* A new request id: 32 hex digits, unique within the process (see server.c).
+ * Thread-safe. Exposed for tests. */
+void http_make_request_id(char out[HTTP_REQUEST_ID_LEN + 1]);
 /* Matches path against a route pattern, filling params. Exposed for tests. */
 CD_MUSTCHECK bool http_route_match(const char *pattern, const char *path, const char **params,
                                    size_t *nparams, char *scratch, size_t scratch_len);

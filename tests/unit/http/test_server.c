@@ -1,4 +1,5 @@
-/* Unit tests for http/server: routing, URL decoding, CORS origins and common headers. */
+/* Unit tests for http/server: routing, URL decoding, CORS origins, common headers and
+ * request ids. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "http/http.h"
 
@@ -146,12 +148,56 @@ static void test_common_headers(void **state)
     free_resp_headers(&req);
 }
 
+/* Request ids: 32 lower-case hex digits, and no two alike, also when
+ * several threads take them at once (the counter is shared, the threads are
+ * not told apart by anything else). */
+#define RID_THREADS 8
+#define RID_EACH    20000
+
+static char rid_all[RID_THREADS * RID_EACH][HTTP_REQUEST_ID_LEN + 1];
+
+static void *rid_worker(void *arg)
+{
+    size_t t = (size_t)(uintptr_t)arg;
+    for (size_t i = 0; i < RID_EACH; i++)
+        http_make_request_id(rid_all[t * RID_EACH + i]);
+    return NULL;
+}
+
+static int cmp_rid(const void *a, const void *b)
+{
+    return memcmp(a, b, HTTP_REQUEST_ID_LEN + 1);
+}
+
+static void test_request_ids_unique(void **state)
+{
+    (void)state;
+    pthread_t th[RID_THREADS];
+    for (size_t t = 0; t < RID_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, rid_worker, (void *)(uintptr_t)t), 0);
+    for (size_t t = 0; t < RID_THREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    size_t n = RID_THREADS * RID_EACH;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(strlen(rid_all[i]), HTTP_REQUEST_ID_LEN);
+        assert_int_equal(strspn(rid_all[i], "0123456789abcdef"), HTTP_REQUEST_ID_LEN);
+    }
+    qsort(rid_all, n, sizeof(rid_all[0]), cmp_rid);
+    for (size_t i = 1; i < n; i++)
+        assert_int_not_equal(cmp_rid(rid_all[i - 1], rid_all[i]), 0);
+    /* one process prefix, the rest varies: the ids are not one counter in hex
+     * (first and last of the sorted list differ past the prefix's 16 digits) */
+    assert_memory_equal(rid_all[0], rid_all[n - 1], 16);
+    assert_memory_not_equal(rid_all[0] + 16, rid_all[n - 1] + 16, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_literal),  cmocka_unit_test(test_route_params),
-        cmocka_unit_test(test_route_wildcard), cmocka_unit_test(test_url_decode),
-        cmocka_unit_test(test_cors_origins),   cmocka_unit_test(test_common_headers),
+        cmocka_unit_test(test_route_literal),      cmocka_unit_test(test_route_params),
+        cmocka_unit_test(test_route_wildcard),     cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_cors_origins),       cmocka_unit_test(test_common_headers),
+        cmocka_unit_test(test_request_ids_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
