@@ -1307,8 +1307,7 @@ static void *feed_main(void *arg)
             backoff_ms = 100;
             need_poll = true;
         }
-        int wait_ms = need_poll ? feed_wait_ms(last_read) : FEED_IDLE_POLL_MS;
-        if (need_poll && wait_ms == 0) {
+        if (need_poll && feed_wait_ms(last_read) == 0) {
             need_poll = false;
             last_read = mono_ms();
             if (!feed_poll())
@@ -1324,6 +1323,9 @@ static void *feed_main(void *arg)
             if (need_poll)
                 continue;
         }
+        /* Waited for: the window's end when a read is due, else the idle
+         * poll (computed after the read: a read just made is not due again). */
+        int wait_ms = need_poll ? feed_wait_ms(last_read) : FEED_IDLE_POLL_MS;
         struct pollfd p[2] = {{.fd = PQsocket(feed.owner), .events = POLLIN},
                               {.fd = feed.stop_fd, .events = POLLIN}};
         int r = poll(p, 2, wait_ms);

@@ -3,7 +3,10 @@
 // checked together. Whatever the window, every subscriber gets each of its rows
 // once, in commit order, and nothing of another user's; a commit that comes
 // while the feed waits is not left behind. The longest window (1,000 ms) makes
-// a burst of separate commits land in few reads; 0 reads on every wake-up.
+// a burst of separate commits land in few reads; 0 reads on every wake-up; 10
+// is the default. And an idle feed does not read in a loop: it reads on a
+// wake-up or every 500 ms (counted as scans of realtime.changes over 5 s: a
+// feed that read again at once after every read made thousands).
 // No timing thresholds.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,7 +37,10 @@ async function watch(server, token, name) {
   return { c, got };
 }
 
-for (const windowMs of ['1000', '0']) {
+const scans = async (server) =>
+  Number(await h.sql(server, "select seq_scan + coalesce(idx_scan, 0) from pg_catalog.pg_stat_all_tables where relid = 'realtime.changes'::regclass"));
+
+for (const windowMs of ['1000', '0', '10']) {
   test(`REALTIME_FEED_WINDOW_MS=${windowMs}: a burst of separate commits reaches each subscriber once, in commit order`, T, async () => {
     const server = await h.startServer({ REALTIME_FEED_WINDOW_MS: windowMs });
     servers.push(server);
@@ -62,6 +68,12 @@ for (const windowMs of ['1000', '0']) {
     await waitFor(() => b.got.includes('last'));
     assert.deepEqual(a.got, want.a, 'alice: every own row once, in commit order, none of bob');
     assert.deepEqual(b.got, want.b.concat('last'), 'bob: every own row once, in commit order, none of alice');
+    // idle now: a backend that keeps working reports its counts every second
+    await h.sleep(2000);
+    const before = await scans(server);
+    await h.sleep(5000);
+    const idle = (await scans(server)) - before;
+    assert.ok(idle < 50, `the idle feed read realtime.changes ${idle} times in 5 s (expected about 10)`);
     a.c.realtime.disconnect();
     b.c.realtime.disconnect();
   });
