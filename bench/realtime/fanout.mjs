@@ -13,6 +13,8 @@
 // connection limit is off (MAX_CONNECTIONS_PER_IP=0), and MAX_CONNECTIONS has room.
 // The clients run in CLIENT_PROCS Node processes (default: the number of CPUs),
 // so that one process decoding every socket is not what the bench measures.
+// INSERTER=sql inserts through one psql session instead of /rest/v1 (one
+// transaction per row; the feed's work per commit without the REST path's).
 // At most INSERT_CONCURRENCY (default 64) inserts are in flight: when the server
 // cannot keep up the inserter falls behind (inserted_per_s) instead of opening
 // thousands of HTTP connections. Prints one JSON line; offered_per_s is RATE x
@@ -30,7 +32,7 @@
 // (user + system) of campaignd and of its PostgreSQL processes over the run, per
 // delivered event (and per inserted row: server_us_per_row, db_us_per_row): the
 // figures that hold up on a busy machine.
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import WebSocket from 'ws';
@@ -47,6 +49,7 @@ if (!['phoenix', 'supabase-js', 'mixed'].includes(process.env.CLIENT_MODE || 'ph
 const MODE = process.env.CLIENT_MODE || 'phoenix';
 const INSERT_CONCURRENCY = Number(process.env.INSERT_CONCURRENCY || 64);
 const WORK = process.env.FANOUT_WORK === '1';
+const INSERTER = process.env.INSERTER || 'rest';
 const DRAIN_S = Number(process.env.DRAIN_S ?? 30);
 const LATE_S = Number(process.env.LATE_S ?? 60);
 const CLIENT_PROCS = Math.max(1, Math.min(CLIENTS, Number(process.env.CLIENT_PROCS || os.cpus().length)));
@@ -210,13 +213,14 @@ function treeCpuS(root) {
 }
 
 // Transactions committed (pg_stat_database, every database of the cluster) and
-// the WAL position. Backends report their counts within 10 s of going idle
+// the WAL position, and the scans of realtime.changes (the feed's reads). Backends report their counts within 10 s of going idle
 // (PostgreSQL 15), so each reading first waits that long (FANOUT_WORK=1 only).
 async function dbWork(server) {
   await h.sleep(11000);
-  const [commits, wal] = (await h.sql(server, `select (select sum(xact_commit) from pg_catalog.pg_stat_database)::bigint,
-    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint`)).split('|');
-  return { commits: Number(commits), wal: Number(wal) };
+  const [commits, wal, reads] = (await h.sql(server, `select (select sum(xact_commit) from pg_catalog.pg_stat_database)::bigint,
+    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint,
+    (select seq_scan + coalesce(idx_scan, 0) from pg_catalog.pg_stat_all_tables where relid = 'realtime.changes'::regclass)`)).split('|');
+  return { commits: Number(commits), wal: Number(wal), reads: Number(reads) };
 }
 
 function ask(child, type, want) {
@@ -282,10 +286,34 @@ async function main() {
         if (idle && inflight === 0) idle();
       });
     };
+    // INSERTER=sql: one psql session as the owner, one transaction per row, fed at
+    // the rate (it falls behind when the database cannot keep up): commits
+    // without the REST path's cost, to measure the feed's work per commit
+    // (INSERT_SESSIONS psql sessions, default 1, take the rows in turn)
+    const sqlInserters = [];
+    if (INSERTER === 'sql') {
+      const url = await h.dbUrl(server);
+      for (let k = 0; k < Number(process.env.INSERT_SESSIONS || 1); k++) {
+        const p = spawn('psql', [url, '-X', '-q', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'ignore', 'inherit'] });
+        sqlInserters.push({ p, text: '', done: new Promise((resolve) => p.on('exit', resolve)) });
+      }
+    }
     while (Date.now() - t0 < SECONDS * 1000) {
       const due = Math.min(maxRows - 1, Math.floor(((Date.now() - t0) / 1000) * RATE));
-      while (sent < due && inflight < INSERT_CONCURRENCY) insertOne(sent++);
+      if (sqlInserters.length) {
+        for (; sent < due; sent++)
+          sqlInserters[sent % sqlInserters.length].text += `insert into public.campaigns (user_id, name, type) values ('${users[sent % USERS].user.id}', 'bench ${sent}', 'email');\n`;
+        for (const q of sqlInserters) if (q.text) (q.p.stdin.write(q.text), (q.text = ''));
+      } else {
+        while (sent < due && inflight < INSERT_CONCURRENCY) insertOne(sent++);
+      }
       await h.sleep(5);
+    }
+    if (sqlInserters.length) {
+      for (const q of sqlInserters) q.p.stdin.end();
+      const codes = await Promise.all(sqlInserters.map((q) => q.done));
+      if (codes.every((c) => c === 0)) inserted.fill(1, 0, sent);
+      else failures.set(`psql exited with ${codes.join(', ')}`, sent);
     }
     if (inflight) await new Promise((resolve) => (idle = resolve));
     const insertS = (Date.now() - t0) / 1000;
@@ -383,6 +411,8 @@ async function main() {
         // the database's work per inserted row: transactions (the insert's, each
         // feed read, each claims group's check) and WAL bytes
         commits_per_row: Number(((work1.commits - work0.commits) / rowsOk).toFixed(2)),
+        // scans of realtime.changes: the feed's reads (and its early reads)
+        feed_reads_per_row: Number(((work1.reads - work0.reads) / rowsOk).toFixed(2)),
         wal_bytes_per_row: Math.round((work1.wal - work0.wal) / rowsOk),
       } : {}),
       load_avg: os.loadavg()[0],
