@@ -159,6 +159,11 @@ const config_entry_t config_table[] = {
      "realtime",
      "Database connections that check which postgres_changes each claims group may see; the "
      "groups of a batch are spread over them, one pipelined round trip per connection."},
+    {"REALTIME_FEED_WINDOW_MS", CONFIG_INT, F(realtime_feed_window_ms), "10", 0, 1000, false,
+     "realtime",
+     "Shortest time in milliseconds between two reads of the postgres_changes feed: commits "
+     "that wake it sooner are read (and checked, once per claims group) together when the "
+     "window ends. A commit after a quiet spell is read at once; 0 reads on every wake-up."},
     {"STORAGE_MAX_FILE_BYTES", CONFIG_INT, F(storage_max_file_bytes), "52428800", 1, 1099511627776,
      false, "storage",
      "Largest object /storage/v1 accepts, in bytes (a bucket's file_size_limit may lower it)."},

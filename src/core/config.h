@@ -73,6 +73,7 @@ typedef struct config {
     long realtime_max_broadcast_bytes;
     long realtime_max_presence_bytes;
     long realtime_check_connections;
+    long realtime_feed_window_ms;
     long realtime_max_presence_per_topic;
     long realtime_max_presence_per_conn;
     /* storage */

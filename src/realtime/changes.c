@@ -1,7 +1,9 @@
 /*
  * The postgres_changes feed. One thread owns an owner connection that
  * LISTENs for the capture trigger's wake-up and reads realtime.changes in
- * windows of finished transactions; REALTIME_CHECK_CONNECTIONS authenticator
+ * windows of finished transactions, at most once per REALTIME_FEED_WINDOW_MS
+ * (the commits of a window share one read and one check per claims group);
+ * REALTIME_CHECK_CONNECTIONS authenticator
  * connections run the visibility checks as each claims group, all groups of a
  * batch in one pipeline per connection.
  * Subscriptions live in a mutex-protected list that the realtime loop edits
@@ -413,6 +415,7 @@ static struct {
     size_t ntables;
     db_conn_t *check[FEED_MAX_CHECK_CONNS]; /* the checking connections */
     size_t ncheck;
+    long window_ms; /* REALTIME_FEED_WINDOW_MS */
 } feed;
 
 static void table_info_clear(table_info_t *t)
@@ -1268,12 +1271,30 @@ fail:
     return false;
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds to wait before the next read: the reads start at most once per
+ * REALTIME_FEED_WINDOW_MS, so that when commits wake the feed faster than that,
+ * one read (and one visibility check per claims group) serves all of them. A
+ * wake-up after a quiet spell reads at once. */
+static int feed_wait_ms(long long last_read)
+{
+    long long left = last_read + feed.window_ms - mono_ms();
+    return left > 0 ? (int)left : 0;
+}
+
 static void *feed_main(void *arg)
 {
     (void)arg;
     time_t last_purge = time(NULL);
     int backoff_ms = 100;
     bool need_poll = true;
+    long long last_read = 0;
     while (feed.running) {
         if (!feed.owner || PQstatus(feed.owner) != CONNECTION_OK) {
             if (!feed_connect(false)) {
@@ -1286,8 +1307,9 @@ static void *feed_main(void *arg)
             backoff_ms = 100;
             need_poll = true;
         }
-        if (need_poll) {
+        if (need_poll && feed_wait_ms(last_read) == 0) {
             need_poll = false;
+            last_read = mono_ms();
             if (!feed_poll())
                 continue;
             /* A NOTIFY that arrived while feed_poll read its results is already
@@ -1301,9 +1323,12 @@ static void *feed_main(void *arg)
             if (need_poll)
                 continue;
         }
+        /* Waited for: the window's end when a read is due, else the idle
+         * poll (computed after the read: a read just made is not due again). */
+        int wait_ms = need_poll ? feed_wait_ms(last_read) : FEED_IDLE_POLL_MS;
         struct pollfd p[2] = {{.fd = PQsocket(feed.owner), .events = POLLIN},
                               {.fd = feed.stop_fd, .events = POLLIN}};
-        int r = poll(p, 2, FEED_IDLE_POLL_MS);
+        int r = poll(p, 2, wait_ms);
         if (r < 0 && errno != EINTR)
             break;
         if (p[1].revents)
@@ -1344,6 +1369,7 @@ bool changes_start(app_t *app, changes_deliver_fn fn, void *arg)
     feed.app = app;
     feed.deliver = fn;
     feed.arg = arg;
+    feed.window_ms = app->cfg.realtime_feed_window_ms;
     feed.ncheck = (size_t)app->cfg.realtime_check_connections;
     if (feed.ncheck < 1 || feed.ncheck > FEED_MAX_CHECK_CONNS)
         feed.ncheck = 1;

@@ -303,6 +303,10 @@ bool ws_conn_send(ws_conn_t *ws, bool binary, const void *data, size_t len)
     if (!ws_conn_alive(ws))
         return false;
     if (ws_conn_queued_cost(ws) + len + WS_QUEUED_MSG_COST > WS_MAX_QUEUED_BYTES) {
+        /* Said once per connection (a close is then queued): what a client that
+         * reconnects missed in between is gone, so the operator must see it. */
+        log_warn("websocket: client too slow: over %u bytes queued for it; closing (1008)",
+                 (unsigned)WS_MAX_QUEUED_BYTES);
         ws_conn_close(ws, WS_CLOSE_POLICY, "client too slow");
         return false;
     }
