@@ -133,8 +133,8 @@ const config_entry_t config_table[] = {
      "Key that encrypts stored credentials (at least 32 bytes); generated into the data dir on "
      "first run if unset."},
     {"REALTIME_TABLES", CONFIG_STR, F(realtime_tables),
-     "campaigns,analytics_data,reports,report_schedules,sms_messages,email_messages,contacts,"
-     "data_sources,sync_logs",
+     "campaigns,campaign_progress,analytics_data,reports,report_schedules,contacts,data_sources,"
+     "sync_logs",
      0, 0, false, "realtime",
      "Comma-separated tables (schema.table, default schema public) whose inserts, updates and "
      "deletes are published as postgres_changes; applied at start, empty publishes none."},

@@ -1,0 +1,206 @@
+-- 055_campaign_send_counts.sql: what the engine did with a campaign's
+-- messages, counted per step on a row of its own (issue 12, speed;
+-- bench/RESULTS.md "send-fast3").
+--
+-- The dashboard's progress card followed every message row through realtime:
+-- each message was captured twice (its insert, its settle) into
+-- realtime.changes, with a NOTIFY and the feed's reads per transaction —
+-- 0.7-0.8 ms of PostgreSQL CPU per message, a fifth of the total. Now the
+-- engine counts the messages it settles in the same statement (so the same
+-- transaction) as the settles, and the card follows those counts; the
+-- message tables need not be captured (REALTIME_TABLES no longer lists them
+-- by default, docs/realtime.md).
+--
+--   public.campaign_progress   new: one row per campaign that has sent (id =
+--       the campaign's id): sent_count (handed to the provider, accepted),
+--       failed_count (a permanent failure, or temporary ones until
+--       SEND_MAX_ATTEMPTS), dropped_count (consent withdrawn, suppressed,
+--       campaign cancelled). With campaigns.recipients_count and
+--       unknown_count (027): waiting = recipients - sent - failed - dropped -
+--       unknown. Later provider reports (delivered, bounced) do not move
+--       them: they count the engine's work. Not columns of campaigns: the
+--       campaign row would then change at every engine step, and each change
+--       runs campaigns' six triggers (one writes an audit row) and makes
+--       every open campaigns list, overview and campaign page refetch. Read
+--       under the campaign's own rules (a row is visible to whoever sees its
+--       campaign); written only by the engine's functions.
+--   sending.settle (041)   the same function; also adds the settled
+--       messages to the campaign's counts, one upsert per call (per engine
+--       step), in the step's transaction: a kill -9 loses the settles and
+--       their counts together.
+--   sending.cancel (041)   the same function; counts the dropped messages
+--       (and says how many in its audit row from its own counts).
+-- Existing campaigns get their counts from their messages.
+-- Applied once, inside one transaction, by the database owner.
+
+create table public.campaign_progress (
+    id uuid primary key references public.campaigns (id) on delete cascade,
+    sent_count integer not null default 0
+        constraint campaign_progress_sent_count_not_negative check (sent_count >= 0),
+    failed_count integer not null default 0
+        constraint campaign_progress_failed_count_not_negative check (failed_count >= 0),
+    dropped_count integer not null default 0
+        constraint campaign_progress_dropped_count_not_negative check (dropped_count >= 0)
+);
+comment on table public.campaign_progress is
+    'What the send engine did with a campaign''s messages (id = the campaign), counted in the transactions that settle them. Waiting = campaigns.recipients_count - sent - failed - dropped - campaigns.unknown_count.';
+comment on column public.campaign_progress.sent_count is
+    'Messages handed to the provider (accepted). Later provider reports (delivered, bounced) do not change it.';
+comment on column public.campaign_progress.failed_count is
+    'Messages the engine gave up on: a permanent failure, or temporary failures until SEND_MAX_ATTEMPTS.';
+comment on column public.campaign_progress.dropped_count is
+    'Messages not sent: consent withdrawn or address suppressed before sending, or the campaign cancelled.';
+
+alter table public.campaign_progress enable row level security;
+revoke all on public.campaign_progress from public, anon, authenticated;
+grant select on public.campaign_progress to authenticated;
+grant all on public.campaign_progress to service_role;
+-- Visible with its campaign: the campaigns policies decide inside the EXISTS.
+create policy campaign_progress_select on public.campaign_progress for select
+    to app_admin, app_user, app_viewer
+    using (exists (select 1 from public.campaigns c where c.id = campaign_progress.id));
+
+-- The counts of the campaigns that sent before this migration.
+insert into public.campaign_progress (id, sent_count, failed_count, dropped_count)
+select x.campaign_id, x.sent, x.failed, x.dropped
+from (select m.campaign_id,
+             count(*) filter (where m.sent_at is not null and m.status <> 'unknown')::integer as sent,
+             count(*) filter (where m.sent_at is null and m.status = 'failed')::integer as failed,
+             count(*) filter (where m.status = 'dropped')::integer as dropped
+      from public.email_messages m group by m.campaign_id
+      union all
+      select m.campaign_id,
+             count(*) filter (where m.sent_at is not null and m.status <> 'unknown')::integer,
+             count(*) filter (where m.sent_at is null and m.status = 'failed')::integer,
+             count(*) filter (where m.status = 'canceled')::integer
+      from public.sms_messages m group by m.campaign_id) x
+where x.sent > 0 or x.failed > 0 or x.dropped > 0;
+
+-- Adds to a campaign's counts (the engine's functions only).
+create function sending.count_progress(p_campaign uuid, p_sent integer, p_failed integer,
+                                       p_dropped integer)
+returns void
+language sql volatile
+security definer
+set search_path = ''
+as $$
+    insert into public.campaign_progress as p (id, sent_count, failed_count, dropped_count)
+    values (p_campaign, p_sent, p_failed, p_dropped)
+    on conflict (id) do update set sent_count = p.sent_count + excluded.sent_count,
+        failed_count = p.failed_count + excluded.failed_count,
+        dropped_count = p.dropped_count + excluded.dropped_count
+$$;
+revoke all on function sending.count_progress(uuid, integer, integer, integer) from public;
+
+create or replace function sending.settle(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
+                               p_max_attempts integer, p_backoff_seconds integer)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+set campaignd.engine_batch = 'on'
+as $$
+declare
+    v_unknown integer;
+    v_unsent integer;
+    v_sent integer;
+    v_failed integer;
+    v_dropped integer;
+begin
+    with r as (
+        delete from sending.leases l
+        using pg_catalog.jsonb_to_recordset(p_done)
+              as x(id uuid, outcome text, provider_id text, sid text, segments integer,
+                   cost numeric, body text, error text)
+        where l.message_id = x.id and l.claim = p_claim and (l.in_flight or x.outcome = 'dropped')
+        returning x.*, l.links),
+    e as (
+        update public.email_messages m set
+            status = sending.settled_status('email', r.outcome, m.status, m.attempts + 1, p_max_attempts),
+            attempts = m.attempts + 1,
+            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
+            message_id = case when r.outcome = 'accepted' then nullif(r.provider_id, '') else m.message_id end,
+            next_attempt_at = case when r.outcome = 'tempfail'
+                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
+            last_error = nullif(pg_catalog.left(r.error, 500), ''),
+            links = coalesce(r.links, m.links)
+        from r where p_channel = 'email' and m.id = r.id
+        returning r.outcome, m.status),
+    s as (
+        update public.sms_messages m set
+            status = sending.settled_status('sms', r.outcome, m.status, m.attempts + 1, p_max_attempts),
+            attempts = m.attempts + 1,
+            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
+            failed_at = case when r.outcome = 'permfail' then pg_catalog.now() else m.failed_at end,
+            message_sid = case when r.outcome = 'accepted' then nullif(r.sid, '') else m.message_sid end,
+            segments = greatest(1, coalesce(r.segments, m.segments)),
+            cost = coalesce(r.cost, m.cost),
+            message = coalesce(nullif(r.body, ''), m.message),
+            next_attempt_at = case when r.outcome = 'tempfail'
+                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
+            last_error = nullif(pg_catalog.left(r.error, 500), '')
+        from r where p_channel = 'sms' and m.id = r.id
+        returning r.outcome, m.status)
+    select count(*) filter (where o.outcome = 'unknown'),
+           count(*) filter (where o.outcome not in ('accepted', 'unknown')),
+           count(*) filter (where o.status = 'sent'),
+           count(*) filter (where o.status = 'failed'),
+           count(*) filter (where o.status in ('dropped', 'canceled'))
+    into v_unknown, v_unsent, v_sent, v_failed, v_dropped
+    from (select e.outcome, e.status from e union all select s.outcome, s.status from s) o;
+    if v_unsent > 0 then
+        perform sending.release(p_channel, v_unsent);
+    end if;
+    if v_unknown > 0 then
+        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
+    end if;
+    if v_sent > 0 or v_failed > 0 or v_dropped > 0 then
+        perform sending.count_progress(p_campaign, v_sent, v_failed, v_dropped);
+    end if;
+end
+$$;
+
+create or replace function sending.cancel(p_campaign uuid)
+returns jsonb
+language plpgsql volatile
+security definer
+set search_path = ''
+set campaignd.engine_batch = 'on'
+as $$
+declare
+    c public.campaigns%rowtype;
+    n integer;
+    n_sms integer;
+begin
+    update public.campaigns set status = 'cancelled', send_finished_at = pg_catalog.now()
+    where id = p_campaign and deleted_at is null
+      and status in ('draft', 'scheduled', 'sending', 'paused')
+    returning * into c;
+    if not found then
+        select * into c from public.campaigns where id = p_campaign and deleted_at is null;
+        if not found then
+            raise exception 'campaign not found' using errcode = 'P0002';
+        end if;
+        if c.status <> 'cancelled' then
+            raise exception 'a % campaign cannot be cancelled', c.status using errcode = '55000';
+        end if;
+        return pg_catalog.to_jsonb(c);
+    end if;
+    update public.email_messages m set status = 'dropped', last_error = 'campaign cancelled'
+    where m.campaign_id = p_campaign
+      and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+      and not exists (select 1 from sending.leases l where l.message_id = m.id and l.in_flight);
+    get diagnostics n = row_count;
+    update public.sms_messages m set status = 'canceled', last_error = 'campaign cancelled'
+    where m.campaign_id = p_campaign
+      and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+      and not exists (select 1 from sending.leases l where l.message_id = m.id and l.in_flight);
+    get diagnostics n_sms = row_count;
+    if n + n_sms > 0 then
+        perform sending.count_progress(p_campaign, 0, 0, n + n_sms);
+    end if;
+    perform sending.audit_batch(case c.type when 'sms' then 'sms' else 'email' end, p_campaign,
+        pg_catalog.jsonb_build_object('event', 'cancelled', 'dropped', n + n_sms));
+    return pg_catalog.to_jsonb(c);
+end
+$$;
