@@ -24,10 +24,17 @@
 --       every open campaigns list, overview and campaign page refetch. Read
 --       under the campaign's own rules (a row is visible to whoever sees its
 --       campaign); written only by the engine's functions.
+--   sending.progress   new, private (no trigger, not published): the exact
+--       counts, added to at every engine step. campaign_progress is its copy,
+--       refreshed when the counts grew by 1 % of the recipients (at least
+--       one message), at the end of each claimed batch and at a cancel: a
+--       realtime change (a NOTIFY, the feed's reads) per 1 % of a campaign,
+--       not per message.
 --   sending.settle (041)   the same function; also adds the settled
---       messages to the campaign's counts, one upsert per call (per engine
+--       messages to the campaign's counts, one update per call (per engine
 --       step), in the step's transaction: a kill -9 loses the settles and
 --       their counts together.
+--   sending.step (052)     the same function; publishes at a batch's end.
 --   sending.cancel (041)   the same function; counts the dropped messages
 --       (and says how many in its audit row from its own counts).
 -- Existing campaigns get their counts from their messages.
@@ -60,9 +67,29 @@ create policy campaign_progress_select on public.campaign_progress for select
     to app_admin, app_user, app_viewer
     using (exists (select 1 from public.campaigns c where c.id = campaign_progress.id));
 
+-- The exact counts, written at every engine step: a private row without
+-- triggers (not published), so that a step costs one small update and no
+-- realtime change. public.campaign_progress is a copy of it, refreshed by
+-- sending.publish_progress: when the counts have grown by 1 % of the
+-- recipients (at least one message) since the last copy, at the end of each
+-- claimed batch, and at a cancel — about a hundred realtime changes per
+-- campaign, not one per message.
+create table sending.progress (
+    campaign_id uuid primary key references public.campaigns (id) on delete cascade,
+    sent integer not null default 0,
+    failed integer not null default 0,
+    dropped integer not null default 0,
+    recipients integer not null default 0,
+    published integer not null default 0
+);
+comment on table sending.progress is
+    'The send engine''s exact counts per campaign (see public.campaign_progress, their published copy); published: sent + failed + dropped at the last copy.';
+revoke all on sending.progress from public;
+grant select on sending.progress to service_role;
+
 -- The counts of the campaigns that sent before this migration.
-insert into public.campaign_progress (id, sent_count, failed_count, dropped_count)
-select x.campaign_id, x.sent, x.failed, x.dropped
+insert into sending.progress (campaign_id, sent, failed, dropped, published)
+select x.campaign_id, x.sent, x.failed, x.dropped, x.sent + x.failed + x.dropped
 from (select m.campaign_id,
              count(*) filter (where m.sent_at is not null and m.status <> 'unknown')::integer as sent,
              count(*) filter (where m.sent_at is null and m.status = 'failed')::integer as failed,
@@ -75,22 +102,68 @@ from (select m.campaign_id,
              count(*) filter (where m.status = 'canceled')::integer
       from public.sms_messages m group by m.campaign_id) x
 where x.sent > 0 or x.failed > 0 or x.dropped > 0;
+update sending.progress p set recipients = c.recipients_count
+from public.campaigns c where c.id = p.campaign_id;
+insert into public.campaign_progress (id, sent_count, failed_count, dropped_count)
+select p.campaign_id, p.sent, p.failed, p.dropped from sending.progress p;
 
--- Adds to a campaign's counts (the engine's functions only).
-create function sending.count_progress(p_campaign uuid, p_sent integer, p_failed integer,
-                                       p_dropped integer)
+-- Copies a campaign's exact counts to its published row (p_always: whatever
+-- they are; else only when they grew by 1 % of the recipients, at least
+-- one, since the last copy). Called with the private row locked by the
+-- caller's update, so copies of one campaign are serialised and only grow.
+create function sending.publish_progress(p_campaign uuid, p_always boolean)
 returns void
-language sql volatile
+language plpgsql volatile
 security definer
 set search_path = ''
 as $$
-    insert into public.campaign_progress as p (id, sent_count, failed_count, dropped_count)
-    values (p_campaign, p_sent, p_failed, p_dropped)
-    on conflict (id) do update set sent_count = p.sent_count + excluded.sent_count,
-        failed_count = p.failed_count + excluded.failed_count,
-        dropped_count = p.dropped_count + excluded.dropped_count
+declare
+    r sending.progress%rowtype;
+begin
+    if p_always then
+        update sending.progress p set published = p.sent + p.failed + p.dropped
+        where p.campaign_id = p_campaign and p.published <> p.sent + p.failed + p.dropped
+        returning p.* into r;
+    else
+        update sending.progress p set published = p.sent + p.failed + p.dropped
+        where p.campaign_id = p_campaign
+          and p.sent + p.failed + p.dropped - p.published >= greatest(1, p.recipients / 100)
+        returning p.* into r;
+    end if;
+    if found then
+        insert into public.campaign_progress as q (id, sent_count, failed_count, dropped_count)
+        values (p_campaign, r.sent, r.failed, r.dropped)
+        on conflict (id) do update set sent_count = excluded.sent_count,
+            failed_count = excluded.failed_count, dropped_count = excluded.dropped_count;
+    end if;
+end
 $$;
-revoke all on function sending.count_progress(uuid, integer, integer, integer) from public;
+
+-- Adds to a campaign's exact counts, and publishes them when they grew
+-- enough (the engine's functions only, in the transaction of the settles).
+create function sending.count_progress(p_campaign uuid, p_sent integer, p_failed integer,
+                                       p_dropped integer)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+begin
+    update sending.progress p set sent = p.sent + p_sent, failed = p.failed + p_failed,
+        dropped = p.dropped + p_dropped
+    where p.campaign_id = p_campaign;
+    if not found then
+        insert into sending.progress as p (campaign_id, sent, failed, dropped, recipients)
+        values (p_campaign, p_sent, p_failed, p_dropped,
+                (select c.recipients_count from public.campaigns c where c.id = p_campaign))
+        on conflict (campaign_id) do update set sent = p.sent + excluded.sent,
+            failed = p.failed + excluded.failed, dropped = p.dropped + excluded.dropped;
+    end if;
+    perform sending.publish_progress(p_campaign, false);
+end
+$$;
+revoke all on function sending.count_progress(uuid, integer, integer, integer),
+    sending.publish_progress(uuid, boolean) from public;
 
 create or replace function sending.settle(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
                                p_max_attempts integer, p_backoff_seconds integer)
@@ -198,9 +271,74 @@ begin
     get diagnostics n_sms = row_count;
     if n + n_sms > 0 then
         perform sending.count_progress(p_campaign, 0, 0, n + n_sms);
+        perform sending.publish_progress(p_campaign, true);
     end if;
     perform sending.audit_batch(case c.type when 'sms' then 'sms' else 'email' end, p_campaign,
         pg_catalog.jsonb_build_object('event', 'cancelled', 'dropped', n + n_sms));
     return pg_catalog.to_jsonb(c);
 end
 $$;
+
+-- 052's step, and at the end of a batch its counts are published.
+create or replace function sending.step(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
+                             p_next uuid[], p_links jsonb, p_batch uuid[], p_max_attempts integer,
+                             p_backoff_seconds integer, p_lease_seconds integer,
+                             out status text, out go uuid[])
+language plpgsql volatile
+security definer
+set search_path = ''
+set campaignd.engine_batch = 'on'
+as $$
+declare
+    v_dropped uuid[];
+begin
+    if p_done is not null and pg_catalog.jsonb_array_length(p_done) > 0 then
+        perform sending.settle(p_channel, p_campaign, p_claim, p_done, p_max_attempts,
+                               p_backoff_seconds);
+    end if;
+    select c.status into step.status from public.campaigns c
+    where c.id = p_campaign and c.deleted_at is null;
+    if coalesce(pg_catalog.cardinality(p_next), 0) > 0 and step.status = 'sending' then
+        -- each id looked up by primary key (a lateral, correlated lookup), never
+        -- a hash of a seq scan of sending.leases or of the message table
+        with n as (
+            select x.id, x.ord, m.recipient, m.mstatus, m.mlease
+            from pg_catalog.unnest(p_next) with ordinality as x(id, ord)
+            cross join lateral (
+                select e.recipient::text as recipient, e.status as mstatus, e.lease_until as mlease
+                from public.email_messages e where p_channel = 'email' and e.id = x.id
+                union all
+                select s.recipient::text, s.status, s.lease_until
+                from public.sms_messages s where p_channel = 'sms' and s.id = x.id) m
+            where exists (select 1 from sending.leases l
+                          where l.message_id = x.id and l.claim = p_claim and not l.in_flight)),
+        ok as (
+            select n.id, n.ord, n.recipient,
+                   sending.allowed(p_channel, n.recipient) as allowed
+            from n where n.mstatus = 'queued' or (n.mstatus = 'sending' and n.mlease is null)),
+        flying as (
+            update sending.leases l set in_flight = true,
+                lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds),
+                links = nullif(p_links -> (ok.ord::integer - 1), 'null'::jsonb)
+            from ok where ok.allowed and l.message_id = ok.id
+            returning l.message_id)
+        select (select pg_catalog.array_agg(f.message_id) from flying f),
+               (select pg_catalog.array_agg(ok.id) from ok where not ok.allowed)
+        into step.go, v_dropped;
+        if v_dropped is not null then
+            perform sending.settle(p_channel, p_campaign, p_claim,
+                (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', d, 'outcome', 'dropped',
+                     'error', case p_channel when 'email' then 'unsubscribed or suppressed before sending'
+                                             else 'opted out or suppressed before sending' end))
+                 from pg_catalog.unnest(v_dropped) d),
+                p_max_attempts, p_backoff_seconds);
+        end if;
+    end if;
+    if p_batch is not null then
+        perform sending.publish_progress(p_campaign, true);
+        perform sending.end_batch(p_channel, p_campaign, p_claim, p_batch);
+        step.status := (select f.status from sending.finish_if_done(p_campaign) f);
+    end if;
+end
+$$;
+

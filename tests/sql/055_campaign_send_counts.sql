@@ -3,7 +3,7 @@
 -- progress row in the step's own transaction; the row is read under the
 -- campaign's rules and written by nobody but the engine.
 BEGIN;
-SELECT plan(12);
+SELECT plan(15);
 
 SELECT tests.create_user('pia@example.test', 'user') AS pia \gset
 SELECT tests.create_user('quinn@example.test', 'user') AS quinn \gset
@@ -73,6 +73,18 @@ SELECT is((SELECT count(*)::int FROM public.campaign_progress WHERE id = 'c55000
 SELECT tests.authenticate_as(:'vic');
 SELECT is((SELECT sent_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
     'a viewer sees them, as the campaign');
+
+-- a large campaign publishes per 1 % of its recipients, and always at a batch end
+SELECT tests.clear_authentication();
+UPDATE sending.progress SET recipients = 1000 WHERE campaign_id = 'c5500000-0000-0000-0000-000000000001';
+SELECT sending.count_progress('c5500000-0000-0000-0000-000000000001', 9, 0, 0);
+SELECT is((SELECT sent FROM sending.progress WHERE campaign_id = 'c5500000-0000-0000-0000-000000000001'), 10,
+    'the exact count grows at every step');
+SELECT is((SELECT sent_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
+    'its published copy waits for 1 % of the recipients');
+SELECT sending.publish_progress('c5500000-0000-0000-0000-000000000001', true);
+SELECT is((SELECT sent_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 10,
+    'and is exact after a batch end');
 
 SELECT * FROM finish();
 ROLLBACK;
