@@ -460,12 +460,14 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
     return out;
 }
 
-/* How many messages one provider request carries (in flight together). */
-static size_t group_size(const sending_run_t *run)
+/* How many messages one step puts in flight together: what one provider
+ * request carries (SendGrid: a batch), else SEND_IN_FLIGHT, handed over one
+ * after the other on the worker's connection (SMTP: one send_batch call). */
+static size_t group_size(const sending_run_t *run, long in_flight)
 {
-    if (run->sms || !run->provider->ops->max_in_flight)
-        return 1;
-    size_t g = run->provider->ops->max_in_flight;
+    size_t g = !run->sms && run->provider->ops->max_in_flight ? run->provider->ops->max_in_flight
+               : in_flight > 1                                ? (size_t)in_flight
+                                                              : 1;
     return g > PROVIDER_BATCH_MAX ? PROVIDER_BATCH_MAX : g;
 }
 
@@ -503,7 +505,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     *claimed = b->n;
     if (b->n == 0)
         return JOB_DONE;
-    size_t g = group_size(run);
+    size_t g = group_size(run, app->cfg.send_in_flight);
     json_t *done = NULL;
     char status[32] = "sending";
     for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0; i += g) {
@@ -519,8 +521,9 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
             return JOB_RETRY;
         }
         if (sms) {
-            if (b->go[i])
-                json_array_append_new(done, send_one_sms(run, b, i));
+            for (size_t k = a.from; k < a.from + a.n; k++)
+                if (b->go[k])
+                    json_array_append_new(done, send_one_sms(run, b, k));
         } else {
             send_email_group(run, b, a.from, a.n, done);
         }
