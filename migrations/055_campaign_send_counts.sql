@@ -35,6 +35,11 @@
 --       step), in the step's transaction: a kill -9 loses the settles and
 --       their counts together.
 --   sending.step (052)     the same function; publishes at a batch's end.
+--   delivered_count        the provider's and the tracking's later reports
+--       (delivered, read, opened, clicked ...), counted by a trigger on the
+--       message tables that only runs outside the engine's functions (the
+--       webhooks and the tracking write one message per request), published
+--       as they come.
 --   sending.cancel (041)   the same function; counts the dropped messages
 --       (and says how many in its audit row from its own counts).
 -- Existing campaigns get their counts from their messages.
@@ -47,7 +52,9 @@ create table public.campaign_progress (
     failed_count integer not null default 0
         constraint campaign_progress_failed_count_not_negative check (failed_count >= 0),
     dropped_count integer not null default 0
-        constraint campaign_progress_dropped_count_not_negative check (dropped_count >= 0)
+        constraint campaign_progress_dropped_count_not_negative check (dropped_count >= 0),
+    delivered_count integer not null default 0
+        constraint campaign_progress_delivered_count_not_negative check (delivered_count >= 0)
 );
 comment on table public.campaign_progress is
     'What the send engine did with a campaign''s messages (id = the campaign), counted in the transactions that settle them. Waiting = campaigns.recipients_count - sent - failed - dropped - campaigns.unknown_count.';
@@ -55,6 +62,8 @@ comment on column public.campaign_progress.sent_count is
     'Messages handed to the provider (accepted). Later provider reports (delivered, bounced) do not change it.';
 comment on column public.campaign_progress.failed_count is
     'Messages the engine gave up on: a permanent failure, or temporary failures until SEND_MAX_ATTEMPTS.';
+comment on column public.campaign_progress.delivered_count is
+    'Sent messages the provider or the tracking reported delivered (delivered, read, opened, clicked, spam_reported, unsubscribed): counted as the webhook or the tracking writes them, not by the engine.';
 comment on column public.campaign_progress.dropped_count is
     'Messages not sent: consent withdrawn or address suppressed before sending, or the campaign cancelled.';
 
@@ -79,6 +88,7 @@ create table sending.progress (
     sent integer not null default 0,
     failed integer not null default 0,
     dropped integer not null default 0,
+    delivered integer not null default 0,
     recipients integer not null default 0,
     published integer not null default 0
 );
@@ -88,24 +98,28 @@ revoke all on sending.progress from public;
 grant select on sending.progress to service_role;
 
 -- The counts of the campaigns that sent before this migration.
-insert into sending.progress (campaign_id, sent, failed, dropped, published)
-select x.campaign_id, x.sent, x.failed, x.dropped, x.sent + x.failed + x.dropped
+insert into sending.progress (campaign_id, sent, failed, dropped, delivered, published)
+select x.campaign_id, x.sent, x.failed, x.dropped, x.delivered, x.sent + x.failed + x.dropped
 from (select m.campaign_id,
              count(*) filter (where m.sent_at is not null and m.status <> 'unknown')::integer as sent,
              count(*) filter (where m.sent_at is null and m.status = 'failed')::integer as failed,
-             count(*) filter (where m.status = 'dropped')::integer as dropped
+             count(*) filter (where m.status = 'dropped')::integer as dropped,
+             count(*) filter (where m.status in ('delivered', 'read', 'opened', 'clicked',
+                                                 'spam_reported', 'unsubscribed'))::integer as delivered
       from public.email_messages m group by m.campaign_id
       union all
       select m.campaign_id,
              count(*) filter (where m.sent_at is not null and m.status <> 'unknown')::integer,
              count(*) filter (where m.sent_at is null and m.status = 'failed')::integer,
-             count(*) filter (where m.status = 'canceled')::integer
+             count(*) filter (where m.status = 'canceled')::integer,
+             count(*) filter (where m.status in ('delivered', 'read', 'opened', 'clicked',
+                                                 'spam_reported', 'unsubscribed'))::integer
       from public.sms_messages m group by m.campaign_id) x
-where x.sent > 0 or x.failed > 0 or x.dropped > 0;
+where x.sent > 0 or x.failed > 0 or x.dropped > 0 or x.delivered > 0;
 update sending.progress p set recipients = c.recipients_count
 from public.campaigns c where c.id = p.campaign_id;
-insert into public.campaign_progress (id, sent_count, failed_count, dropped_count)
-select p.campaign_id, p.sent, p.failed, p.dropped from sending.progress p;
+insert into public.campaign_progress (id, sent_count, failed_count, dropped_count, delivered_count)
+select p.campaign_id, p.sent, p.failed, p.dropped, p.delivered from sending.progress p;
 
 -- Copies a campaign's exact counts to its published row (p_always: whatever
 -- they are; else only when they grew by 1 % of the recipients, at least
@@ -131,10 +145,12 @@ begin
         returning p.* into r;
     end if;
     if found then
-        insert into public.campaign_progress as q (id, sent_count, failed_count, dropped_count)
-        values (p_campaign, r.sent, r.failed, r.dropped)
+        insert into public.campaign_progress as q (id, sent_count, failed_count, dropped_count,
+                                                   delivered_count)
+        values (p_campaign, r.sent, r.failed, r.dropped, r.delivered)
         on conflict (id) do update set sent_count = excluded.sent_count,
-            failed_count = excluded.failed_count, dropped_count = excluded.dropped_count;
+            failed_count = excluded.failed_count, dropped_count = excluded.dropped_count,
+            delivered_count = excluded.delivered_count;
     end if;
 end
 $$;
@@ -164,6 +180,46 @@ end
 $$;
 revoke all on function sending.count_progress(uuid, integer, integer, integer),
     sending.publish_progress(uuid, boolean) from public;
+
+-- Delivered: written by the webhooks and the tracking (one message per
+-- request, never inside the engine's functions), counted and published as
+-- they come, so that the dashboard sees them live without the message
+-- tables in REALTIME_TABLES. Only a status change outside the engine runs it.
+create function sending.count_delivered() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_delta integer := (new.status in ('delivered', 'read', 'opened', 'clicked', 'spam_reported',
+                                       'unsubscribed'))::integer
+                     - (old.status in ('delivered', 'read', 'opened', 'clicked', 'spam_reported',
+                                       'unsubscribed'))::integer;
+    v_delivered integer;
+begin
+    if v_delta <> 0 then
+        update sending.progress p set delivered = greatest(0, p.delivered + v_delta)
+        where p.campaign_id = new.campaign_id
+        returning p.delivered into v_delivered;
+        if found then
+            update public.campaign_progress q set delivered_count = v_delivered
+            where q.id = new.campaign_id;
+        end if;
+    end if;
+    return null;
+end
+$$;
+revoke all on function sending.count_delivered() from public;
+create trigger count_delivered after update of status on public.email_messages
+    for each row
+    when (old.status is distinct from new.status
+          and pg_catalog.current_setting('campaignd.engine_batch', true) is distinct from 'on')
+    execute function sending.count_delivered();
+create trigger count_delivered after update of status on public.sms_messages
+    for each row
+    when (old.status is distinct from new.status
+          and pg_catalog.current_setting('campaignd.engine_batch', true) is distinct from 'on')
+    execute function sending.count_delivered();
 
 create or replace function sending.settle(p_channel text, p_campaign uuid, p_claim uuid, p_done jsonb,
                                p_max_attempts integer, p_backoff_seconds integer)

@@ -3,7 +3,7 @@
 -- progress row in the step's own transaction; the row is read under the
 -- campaign's rules and written by nobody but the engine.
 BEGIN;
-SELECT plan(15);
+SELECT plan(17);
 
 SELECT tests.create_user('pia@example.test', 'user') AS pia \gset
 SELECT tests.create_user('quinn@example.test', 'user') AS quinn \gset
@@ -73,6 +73,15 @@ SELECT is((SELECT count(*)::int FROM public.campaign_progress WHERE id = 'c55000
 SELECT tests.authenticate_as(:'vic');
 SELECT is((SELECT sent_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
     'a viewer sees them, as the campaign');
+
+-- delivered: the webhook's write is counted and published at once
+SELECT tests.clear_authentication();
+UPDATE public.email_messages SET status = 'delivered' WHERE id = (SELECT id FROM w ORDER BY id LIMIT 1);
+SELECT is((SELECT delivered_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
+    'a delivered report is counted as it is written');
+UPDATE public.email_messages SET status = 'opened' WHERE id = (SELECT id FROM w ORDER BY id LIMIT 1);
+SELECT is((SELECT delivered_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
+    'opened after delivered is still one delivered message');
 
 -- a large campaign publishes per 1 % of its recipients, and always at a batch end
 SELECT tests.clear_authentication();

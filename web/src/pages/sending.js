@@ -41,42 +41,24 @@ export function engine(id, action, body) {
   return api(`/api/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST', body });
 }
 
-// Reported delivered by the provider (its webhooks), a subset of "sent".
-const DELIVERED = ['delivered', 'read', 'opened', 'clicked', 'spam_reported', 'unsubscribed'];
-
-async function countMessages(table, id, statuses) {
-  let b = supabase.from(table).select('id', { count: 'exact', head: true }).eq('campaign_id', id);
-  if (statuses) b = b.in('status', statuses);
-  const r = await q(b);
-  return r.count ?? 0;
-}
-
-/** How many of the campaign's messages the provider reported delivered, or
- * null when the user may not read the messages (viewers: RLS). */
-export async function deliveredCount(c) {
-  const table = c.type === 'sms' ? 'sms_messages' : 'email_messages';
-  const [total, delivered] = await Promise.all([null, DELIVERED].map((s) => countMessages(table, c.id, s)));
-  return total ? delivered : null;
-}
-
 // The campaign statuses in which its counts only move forward on their own.
 const MOVING = ['draft', 'scheduled', 'sending'];
-const COUNTERS = ['sent_count', 'failed_count', 'dropped_count'];
+const COUNTERS = ['sent_count', 'failed_count', 'dropped_count', 'delivered_count'];
 const CAMPAIGN_LIVE = ['status', 'recipients_count', 'unknown_count', 'skipped_count', 'pause_reason'];
 
 /** The engine's counts of the campaign, live through realtime alone: its
  * campaign_progress row (sent, failed, dropped; migration 055), written in
  * the transactions that settle the messages, and its campaign row
- * (recipients, unknown). Both are read when the page opens, when the
- * campaign settles and when the channel joins again after a lost
- * connection; in between each change's record is taken as it comes, with no
- * request. The counts only grow, so a record older than what the page shows
- * changes nothing. The provider's later reports (delivered) are counted
- * when the page opens and when the campaign settles. */
+ * (recipients, unknown); the provider's later reports (delivered) are
+ * counted on the progress row as the webhooks write them. Both are read when
+ * the page opens, when the campaign settles and when the channel joins again
+ * after a lost connection; in between each change's record is taken as it
+ * comes, with no request. The counts only grow (delivered: but for a rare
+ * delivered -> bounced), so a record older than what the page shows changes
+ * nothing. */
 function useCounts(c) {
   const [prog, setProg] = useState(null);
   const [row, setRow] = useState({});
-  const [delivered, setDelivered] = useState(null);
   const [error, setError] = useState(null);
   const alive = useRef(true);
   const grow = (o, n) => {
@@ -84,11 +66,9 @@ function useCounts(c) {
     for (const k of COUNTERS) m[k] = Math.max(m[k] || 0, n?.[k] || 0);
     return m;
   };
-  const exact = () => Promise.all([
-    q(supabase.from('campaign_progress').select(COUNTERS.join(',')).eq('id', c.id).maybeSingle()),
-    deliveredCount(c),
-  ]).then(([p, d]) => { if (alive.current) { setProg((o) => grow(o, p)); setDelivered(d); setError(null); } },
-    (e) => { if (alive.current) setError(e); });
+  const exact = () => q(supabase.from('campaign_progress').select(COUNTERS.join(',')).eq('id', c.id).maybeSingle())
+    .then((p) => { if (alive.current) { setProg((o) => grow(o, p)); setError(null); } },
+      (e) => { if (alive.current) setError(e); });
   // Not when it starts moving (draft/scheduled -> sending): the counts only
   // grow, and the changes bring them.
   const settled = MOVING.includes(c.status) ? 'moving' : c.status;
@@ -112,7 +92,7 @@ function useCounts(c) {
   const recipients = Math.max(c.recipients_count || 0, row.recipients_count || 0);
   const unknown = Math.max(c.unknown_count || 0, row.unknown_count || 0);
   const counts = prog ? {
-    total: recipients, unknown, delivered,
+    total: recipients, unknown, delivered: prog.delivered_count,
     handed: prog.sent_count, failed: prog.failed_count, dropped: prog.dropped_count,
   } : null;
   if (counts) counts.pending = Math.max(0, recipients - counts.handed - counts.failed - counts.dropped - unknown);
@@ -140,7 +120,7 @@ export function SendProgress({ c }) {
           <span class=${status === 'sending' ? 'bar striped' : 'bar'} style=${{ width: `${pct}%` }}></span></div>` : null}
     <p class="muted" data-testid="send-counts">
       ${fmtNum(total)} recipient${total === 1 ? '' : 's'}${c.skipped_count ? ` (${fmtNum(c.skipped_count)} skipped: no address, no consent or suppressed)` : ''}
-      ${counts && counts.total ? html` · <span>${fmtNum(counts.handed)} sent</span>${counts.delivered !== null ? html` · <span>${fmtNum(counts.delivered)} delivered</span>` : null} · <span>${fmtNum(counts.pending)} waiting</span> · <span>${fmtNum(counts.failed)} failed</span> · <span>${fmtNum(counts.dropped)} dropped</span>${counts.unknown ? ` · ${fmtNum(counts.unknown)} unknown (never resent, see docs/sending.md)` : ''}` : null}
+      ${counts && counts.total ? html` · <span>${fmtNum(counts.handed)} sent</span> · <span>${fmtNum(counts.delivered)} delivered</span> · <span>${fmtNum(counts.pending)} waiting</span> · <span>${fmtNum(counts.failed)} failed</span> · <span>${fmtNum(counts.dropped)} dropped</span>${counts.unknown ? ` · ${fmtNum(counts.unknown)} unknown (never resent, see docs/sending.md)` : ''}` : null}
     </p>
     <${ErrorBox} error=${error} />
   </div>`;
