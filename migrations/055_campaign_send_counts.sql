@@ -272,7 +272,9 @@ begin
         returning r.outcome, m.status)
     select count(*) filter (where o.outcome = 'unknown'),
            count(*) filter (where o.outcome not in ('accepted', 'unknown')),
-           count(*) filter (where o.status = 'sent'),
+           -- accepted: handed over, whatever status a webhook that came
+           -- first left (forward_only keeps a later status)
+           count(*) filter (where o.outcome = 'accepted'),
            count(*) filter (where o.status = 'failed'),
            count(*) filter (where o.status in ('dropped', 'canceled'))
     into v_unknown, v_unsent, v_sent, v_failed, v_dropped
