@@ -30,21 +30,36 @@ function postmaster(dataDir) {
   return 0;
 }
 
-/** { campaignd, postgres } CPU seconds so far. */
+// A live backend of the database owner's connections (the realtime feed:
+// "postgres: campaignd campaignd ..."), not a request's or the engine's
+// (authenticator) nor a background process.
+function ownerBackend(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('postgres: campaignd campaignd');
+  } catch {
+    return false;
+  }
+}
+
+/** { campaignd, postgres, owner (part of postgres: the owner's live backends) } CPU seconds so far. */
 export function cpuSeconds(serverPid, dataDir) {
   const me = stat(serverPid);
   const pm = postmaster(dataDir);
   let pg = 0;
+  let owner = 0;
   const top = pm ? stat(pm) : null;
   if (top) {
     pg = top.self + top.children;
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       const s = stat(d);
-      if (s && s.ppid === pm) pg += s.self;
+      if (s && s.ppid === pm) {
+        pg += s.self;
+        if (ownerBackend(d)) owner += s.self;
+      }
     }
   }
-  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK };
+  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK };
 }
 
 /** CPU µs per message between two readings. */
@@ -52,5 +67,33 @@ export function usPerMessage(before, after, n) {
   return {
     campaignd: Math.round(((after.campaignd - before.campaignd) * 1e6) / n),
     postgres: Math.round(((after.postgres - before.postgres) * 1e6) / n),
+    postgres_owner_feed: Math.round(((after.owner - before.owner) * 1e6) / n),
   };
+}
+
+// The work the database did, the most load-robust evidence: WAL bytes
+// written (pg_current_wal_lsn), transactions committed and rows inserted,
+// updated and deleted (pg_stat_database, all databases of the cluster).
+// Read with the given sql(server, text) helper (one psql call: its own
+// transaction counts as 1 of thousands).
+const WORK_SQL = `select json_build_object('wal', pg_current_wal_lsn() - '0/0'::pg_lsn,
+  'xact', sum(xact_commit), 'ins', sum(tup_inserted), 'upd', sum(tup_updated), 'del', sum(tup_deleted))
+  from pg_stat_database`;
+
+/** { wal, xact, ins, upd, del } so far. */
+export async function workCounters(sql, server) {
+  return JSON.parse(await sql(server, WORK_SQL));
+}
+
+/** Work per message between two readings (wal: bytes, the rest: counts). */
+export function workPerMessage(before, after, n) {
+  const out = {};
+  for (const k of ['wal', 'xact', 'ins', 'upd', 'del']) out[k] = +((Number(after[k]) - Number(before[k])) / n).toFixed(2);
+  return out;
+}
+
+/** Waits until the backends have flushed their statistics (PostgreSQL 15
+ * reports them when a backend goes idle, at most about once a second). */
+export async function settleStats() {
+  await new Promise((res) => setTimeout(res, 2500));
 }

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
-import { cpuSeconds, usPerMessage } from './cpu.mjs';
+import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
@@ -45,6 +45,7 @@ let engine;
 let rss;
 let cpu;
 let load;
+let work;
 try {
   const service = client(server, server.serviceKey);
   const email = uniqueEmail('bench');
@@ -59,6 +60,8 @@ try {
     content: '<html><body><h1>Hello {{first_name | "there"}}</h1><p>News from {{contact.attributes.company}}.</p>'
       + '<p><a href="https://example.com/a">A</a> and <a href="https://example.com/b">B</a></p></body></html>',
   }).select().single();
+  await settleStats();
+  const work0 = await workCounters(sql, server);
   const rss0 = rssKiB(server.process.pid);
   const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
   const t0 = process.hrtime.bigint();
@@ -83,6 +86,8 @@ try {
   cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
   load = os.loadavg()[0];
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
+  await settleStats();
+  work = workPerMessage(work0, await workCounters(sql, server), N);
 } finally {
   await server.stop();
 }
@@ -105,6 +110,6 @@ console.log(JSON.stringify({
   n: sent, connections: WORKERS,
   campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +(sent / client_s).toFixed(1),
   ratio: +((sent / engine) / (sent / client_s)).toFixed(2),
-  cpu_us_per_msg: cpu, load_average: +load.toFixed(1),
+  cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
   rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
 import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
-import { cpuSeconds, usPerMessage } from './cpu.mjs';
+import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats } from './cpu.mjs';
 
 const N = Number(process.env.N || 10000);
 const WORKERS = Number(process.env.SEND_WORKERS || 2);
@@ -67,6 +67,8 @@ try {
   const id = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
     values (${lit(owner.user.id)}, 'bench', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
   const pid = server.process.pid;
+  await settleStats();
+  const work0 = await workCounters(sql, server);
   const rssStart = rss(pid);
   let rssPeak = rssStart;
   const cpu0 = cpuSeconds(pid, server.dataDir);
@@ -81,13 +83,15 @@ try {
   const cpu = usPerMessage(cpu0, cpuSeconds(pid, server.dataDir), N);
   const load = os.loadavg()[0];
   const rssEnd = rss(pid);
+  await settleStats();
+  const work = workPerMessage(work0, await workCounters(sql, server), N);
   // counted before the minimal client adds its own requests to the same server
   const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
   const ceiling = await minimalClient(twilio.url);
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
     campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
-    ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1),
+    ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
     rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates,
   }));

@@ -340,12 +340,12 @@ static job_result_t price_job(job_ctx_t *ctx, const job_t *job)
     db_error_t err;
     if (db_run1(job_conn(ctx), &price_caller,
                 "select message_sid from public.sms_messages"
-                " where id = $1::uuid and coalesce(cost, 0) = 0 and message_sid is not null",
+                " where id = $1::uuid and cost is null and message_sid is not null",
                 1, p, &res, &err) != DB_OK) {
         job_set_error(ctx, "sms %s: %s", id, err.message);
         return JOB_RETRY;
     }
-    /* gone or already priced (0 is the engine's "no price yet"): nothing to do */
+    /* gone or already priced (NULL is "not priced yet", 0 free: 051): nothing to do */
     job_result_t out = JOB_DONE;
     if (PQntuples(res) == 1)
         out = fetch_and_record(ctx, id, PQgetvalue(res, 0, 0));

@@ -133,8 +133,8 @@ const config_entry_t config_table[] = {
      "Key that encrypts stored credentials (at least 32 bytes); generated into the data dir on "
      "first run if unset."},
     {"REALTIME_TABLES", CONFIG_STR, F(realtime_tables),
-     "campaigns,analytics_data,reports,report_schedules,sms_messages,email_messages,contacts,"
-     "data_sources,sync_logs",
+     "campaigns,campaign_progress,analytics_data,reports,report_schedules,contacts,data_sources,"
+     "sync_logs",
      0, 0, false, "realtime",
      "Comma-separated tables (schema.table, default schema public) whose inserts, updates and "
      "deletes are published as postgres_changes; applied at start, empty publishes none."},
@@ -276,8 +276,12 @@ const config_entry_t config_table[] = {
      "Most campaign SMS this process hands to the provider per second (0: no limit)."},
     {"SEND_WORKERS", CONFIG_INT, F(send_workers), "2", 1, 64, false, "sending",
      "Workers that send one campaign at once, in all processes together (each one SMTP "
-     "connection); after a crash at most this many messages become `unknown` (SendGrid: "
-     "SEND_WORKERS x SEND_BATCH_SIZE)."},
+     "connection); after a crash at most SEND_WORKERS x SEND_IN_FLIGHT messages become "
+     "`unknown` (SendGrid: SEND_WORKERS x SEND_BATCH_SIZE)."},
+    {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "4", 1, 100, false, "sending",
+     "Messages (SMTP, SMS) a worker puts in flight together with one database step and then "
+     "hands over one after the other on its connection: part of the send concurrency, since a "
+     "crash may leave all of them `unknown`; fewer database commits per message when larger."},
     {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
      "Messages a worker claims (leases) at once; they are handed over one by one, so the batch "
      "does not bound what a crash loses (SendGrid sends a batch in one request)."},

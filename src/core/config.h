@@ -123,6 +123,7 @@ typedef struct config {
     long sms_rate_per_second;
     long send_workers;
     long send_batch_size;
+    long send_in_flight;
     long send_lease_seconds;
     long send_max_attempts;
     long send_retry_seconds;

@@ -36,21 +36,25 @@ static const char PRELUDE_NAME[] = "cd_prelude";
  * applies only that role's policies (migrations/017_app_roles.sql; an admin
  * below aal2 while MFA is required for admins runs as authenticated, 035). The
  * function runs before SET ROLE takes effect, as authenticator. */
-static const char PRELUDE_SQL[] =
-    "select set_config('role', case when $1::text = 'authenticated' "
-    "then auth.db_role_for_claims($2::text::jsonb) else $1::text end, true), "
-    "set_config('request.jwt.claims', $2, true), "
-    "set_config('request.method', $3, true), set_config('request.path', $4, true), "
-    "set_config('request.headers', $5, true), set_config('statement_timeout', $6, true), "
-    "set_config('search_path', 'public, extensions', true), "
-    /* the key itself is in the session (give_key); this says whether this
-     * transaction may use it */
-    "set_config('campaignd.encryption_key', '', true), set_config('campaignd.secrets', $7, true), "
-    /* the legacy per-claim settings auth.uid() and friends still read first:
-     * empty, so only request.jwt.claims (set above, from a verified token) counts */
-    "set_config('request.jwt.claim.sub', '', true), set_config('request.jwt.claim.role', '', "
-    "true), "
-    "set_config('request.jwt.claim.email', '', true), set_config('request.jwt.claim', '', true)";
+/* The caller prelude; LOCAL "true": for one transaction, "false": for the
+ * session (db_run_session). campaignd.encryption_key: the key itself is in
+ * the session (give_key); campaignd.secrets says whether this transaction may
+ * use it. The legacy per-claim settings auth.uid() and friends still read
+ * first are emptied, so only request.jwt.claims (from a verified token)
+ * counts. */
+#define PRELUDE_SQL_AS(L)                                                                          \
+    "select set_config('role', case when $1::text = 'authenticated' "                              \
+    "then auth.db_role_for_claims($2::text::jsonb) else $1::text end, " L "), "                    \
+    "set_config('request.jwt.claims', $2, " L "), set_config('request.method', $3, " L "), "       \
+    "set_config('request.path', $4, " L "), set_config('request.headers', $5, " L "), "            \
+    "set_config('statement_timeout', $6, " L "), "                                                 \
+    "set_config('search_path', 'public, extensions', " L "), "                                     \
+    "set_config('campaignd.encryption_key', '', " L "), set_config('campaignd.secrets', $7, " L    \
+    "), set_config('request.jwt.claim.sub', '', " L "), "                                          \
+    "set_config('request.jwt.claim.role', '', " L "), "                                            \
+    "set_config('request.jwt.claim.email', '', " L "), set_config('request.jwt.claim', '', " L ")"
+static const char PRELUDE_SQL[] = PRELUDE_SQL_AS("true");
+static const char SESSION_PRELUDE_SQL[] = PRELUDE_SQL_AS("false");
 
 /* The transaction's own statements, prepared once per connection like the
  * prelude: sent unnamed, each request made PostgreSQL parse and analyse BEGIN
@@ -253,6 +257,7 @@ static void conn_close(db_conn_t *c)
 {
     PQfinish(c->pg);
     c->pg = NULL;
+    c->session_set = false;
     db__cache_clear(c);
 }
 
@@ -313,7 +318,10 @@ static db_status_t lost(db_conn_t *c, db_error_t *err)
     copy_field(err->message, sizeof(err->message), PQerrorMessage(c->pg));
     err->message[strcspn(err->message, "\n")] = '\0';
     log_warn("database connection lost: %s", err->message);
-    db_thread_close();
+    if (c == &thread_conn)
+        db_thread_close();
+    else
+        conn_close(c); /* a connection of its own (db_conn_new): not the thread's */
     note_failure("connection lost");
     return DB_UNAVAILABLE;
 }
@@ -422,7 +430,7 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
     PGconn *pg = c->pg;
     if (PQenterPipelineMode(pg) != 1)
         return false;
-    const char *begin = who->read_only ? "cd_begin_ro" : "cd_begin_rw";
+    const char *begin = who && who->read_only ? "cd_begin_ro" : "cd_begin_rw";
     bool sent = true;
     for (size_t i = 0; sent && i < nevict; i++) {
         char dealloc[48];
@@ -431,8 +439,11 @@ static bool send_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t 
         sent = PQsendQueryParams(pg, dealloc, 0, NULL, NULL, NULL, NULL, 0);
     }
     slots[(*ns)++] = (struct pipeline_slot){SLOT_BEGIN, 0, 0};
-    slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
-    sent = sent && PQsendQueryPrepared(pg, begin, 0, NULL, NULL, NULL, 0) && send_prelude(pg, who);
+    sent = sent && PQsendQueryPrepared(pg, begin, 0, NULL, NULL, NULL, 0);
+    if (who) { /* NULL: the session's own role and settings (db_run_session) */
+        slots[(*ns)++] = (struct pipeline_slot){SLOT_PRELUDE, 0, 0};
+        sent = sent && send_prelude(pg, who);
+    }
     for (size_t i = 0; sent && i < nstmts; i++)
         sent = send_stmt(c, &stmts[i], i, &plan[i], slots, ns);
     slots[(*ns)++] = (struct pipeline_slot){SLOT_COMMIT, 0, 0};
@@ -556,6 +567,50 @@ db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stm
         st = run_pipeline(c, who, stmts, nstmts, results, err);
     }
     return st;
+}
+
+/* Gives the session of c the caller's role and settings for good. */
+static db_status_t session_prelude(db_conn_t *c, const db_caller_t *who, db_error_t *err)
+{
+    if (!db_conn_ready(c)) {
+        copy_field(err->sqlstate, sizeof(err->sqlstate), "08006");
+        copy_field(err->message, sizeof(err->message), "database unavailable");
+        return DB_UNAVAILABLE;
+    }
+    const char *pre[7] = {who->role,
+                          who->claims_json ? who->claims_json : "{}",
+                          who->method ? who->method : "",
+                          who->path ? who->path : "",
+                          who->headers_json ? who->headers_json : "{}",
+                          db_timeout_text,
+                          ""};
+    PGresult *r = PQexecParams(c->pg, SESSION_PRELUDE_SQL, 7, NULL, pre, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        db_error_from_result(r, err);
+    PQclear(r);
+    if (!ok) {
+        conn_close(c);
+        return DB_UNAVAILABLE;
+    }
+    c->session_set = true;
+    return DB_OK;
+}
+
+db_status_t db_run_session(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                           size_t nstmts, PGresult **results, db_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    if (!c->session_set || !c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        for (size_t i = 0; i < nstmts; i++)
+            results[i] = NULL;
+        conn_close(c); /* a reconnect loses the session's settings */
+        db_status_t st = session_prelude(c, who, err);
+        if (st != DB_OK)
+            return st;
+    }
+    return db_run_as(c, NULL, stmts, nstmts, results, err);
 }
 
 db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,

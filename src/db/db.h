@@ -70,6 +70,17 @@ PGconn *db_pg(db_conn_t *c);
 CD_MUSTCHECK db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
                                    size_t nstmts, PGresult **results, db_error_t *err);
 
+/* Runs the statements in one pipelined transaction like db_run_as, but
+ * without the per-transaction prelude: the connection's session was given
+ * who's role and settings once (at session level, again after a reconnect).
+ * Only for a connection of its own (db_conn_new) that runs nothing but one
+ * trusted internal writer's statements (the send engine's, sending/engine.c),
+ * where the prelude's set_config calls per transaction are pure overhead;
+ * never for one that serves several callers. */
+CD_MUSTCHECK db_status_t db_run_session(db_conn_t *c, const db_caller_t *who,
+                                        const db_stmt_t *stmts, size_t nstmts, PGresult **results,
+                                        db_error_t *err);
+
 /* Convenience for one statement: returns its result in *res. */
 CD_MUSTCHECK db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,
                                  const char *const *params, PGresult **res, db_error_t *err);

@@ -24,6 +24,7 @@ struct db_conn {
     PGconn *pg;
     struct db_cached_stmt cache[DB_STMT_CACHE_SLOTS];
     unsigned long long next_id;
+    bool session_set; /* db_run_session's prelude ran on this connection */
 };
 
 /* How one statement of a request is sent. */

@@ -111,7 +111,8 @@ typedef struct provider_sms_result {
     char sid[PROVIDER_ID_MAX];        /* ACCEPTED: the provider's id (Twilio SM...) */
     char status[PROVIDER_STATUS_MAX]; /* the provider's status word ("queued") */
     int segments;                     /* message segments billed (GSM-7 / UCS-2) */
-    long long cost_micros;            /* price in millionths of the currency, 0 unknown */
+    bool priced;                      /* the answer had a price (0 is a free message) */
+    long long cost_micros;            /* priced: its price in millionths of the currency */
     char error[PROVIDER_ERROR_MAX];   /* otherwise: why, never a secret */
 } provider_sms_result_t;
 

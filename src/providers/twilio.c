@@ -477,14 +477,18 @@ typedef struct twilio_provider {
     char account_sid[TWILIO_SID_MAX];
 } twilio_provider_t;
 
-/* Twilio's price ("-0.00750", negative for money spent) in millionths. */
-static long long price_micros(const char *price)
+/* Twilio's price ("-0.00750", negative for money spent) in millionths of
+ * its absolute value; false when there is none (Twilio's create answer
+ * nearly always has "price": null: not priced yet, not free). */
+static bool price_micros(const char *price, long long *micros)
 {
     char *end = NULL;
+    *micros = 0;
     double v = *price ? strtod(price, &end) : 0.0;
     if (!end || *end || v != v)
-        return 0;
-    return (long long)((v < 0 ? -v : v) * 1e6 + 0.5);
+        return false;
+    *micros = (long long)((v < 0 ? -v : v) * 1e6 + 0.5);
+    return true;
 }
 
 static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
@@ -513,7 +517,7 @@ static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
     if (!twilio_count_segments(m->body, &seg))
         seg.segments = 1;
     r->segments = tr.num_segments > 0 ? (int)tr.num_segments : (int)seg.segments;
-    r->cost_micros = price_micros(tr.price);
+    r->priced = price_micros(tr.price, &r->cost_micros);
 }
 
 static void twilio_provider_close(sms_provider_t *p)

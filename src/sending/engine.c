@@ -229,6 +229,16 @@ static const char *outcome_name(provider_outcome_t o)
     }
 }
 
+/* One statement of the engine's hot path (claim, step) on its own
+ * connection, whose session runs as service_role for good (db_run_session):
+ * per message only BEGIN, the step and COMMIT, no role prelude. */
+static db_status_t engine_run1(const sending_run_t *run, const char *sql, int nparams,
+                               const char *const *params, PGresult **res, db_error_t *err)
+{
+    db_stmt_t st = {sql, nparams, params};
+    return db_run_session(run->eng, &SERVICE, &st, 1, res, err);
+}
+
 /* Claims a batch: fills b from sending.claim (leases, nothing in flight). */
 static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
 {
@@ -242,10 +252,10 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, d
     }
     const char *p[5] = {run->channel, run->campaign_id, b->claim, limit, lease};
     PGresult *r = NULL;
-    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             "select id::text, recipient, contact::text from "
-                             "sending.claim($1, $2::uuid, $3::uuid, $4::int, $5::int)",
-                             5, p, &r, err);
+    db_status_t st = engine_run1(run,
+                                 "select id::text, recipient, contact::text from "
+                                 "sending.claim($1, $2::uuid, $3::uuid, $4::int, $5::int)",
+                                 5, p, &r, err);
     if (st != DB_OK)
         return st;
     int rows = PQntuples(r);
@@ -314,10 +324,10 @@ static db_status_t step(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, co
     const char *p[10] = {run->channel, run->campaign_id, b->claim, done, next, links, all,
                          maxa,         backoff,          lease};
     PGresult *r = NULL;
-    st = db_run1(job_conn(ctx), &SERVICE,
-                 "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
-                 " $5::uuid[], $6::jsonb, $7::uuid[], $8::int, $9::int, $10::int)",
-                 10, p, &r, err);
+    st = engine_run1(run,
+                     "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
+                     " $5::uuid[], $6::jsonb, $7::uuid[], $8::int, $9::int, $10::int)",
+                     10, p, &r, err);
     if (st == DB_OK) {
         snprintf(status, statuslen, "%s", PQgetvalue(r, 0, 0));
         const char *go = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
@@ -441,20 +451,23 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
                             callback};
         run->sms->ops->send(run->sms, &m, &r);
     }
-    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "id", b->ids[i], "outcome",
+    /* no price yet: NULL ("not priced", the sms.price job asks later), not 0 (free) */
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:s}", "id", b->ids[i], "outcome",
                             outcome_name(r.outcome), "sid", r.sid, "segments", r.segments, "cost",
-                            (double)r.cost_micros / 1e6, "body", body.len ? cd_buf_str(&body) : "",
-                            "error", r.error);
+                            r.priced ? json_real((double)r.cost_micros / 1e6) : json_null(), "body",
+                            body.len ? cd_buf_str(&body) : "", "error", r.error);
     cd_buf_free(&body);
     return out;
 }
 
-/* How many messages one provider request carries (in flight together). */
-static size_t group_size(const sending_run_t *run)
+/* How many messages one step puts in flight together: what one provider
+ * request carries (SendGrid: a batch), else SEND_IN_FLIGHT, handed over one
+ * after the other on the worker's connection (SMTP: one send_batch call). */
+static size_t group_size(const sending_run_t *run, long in_flight)
 {
-    if (run->sms || !run->provider->ops->max_in_flight)
-        return 1;
-    size_t g = run->provider->ops->max_in_flight;
+    size_t g = !run->sms && run->provider->ops->max_in_flight ? run->provider->ops->max_in_flight
+               : in_flight > 1                                ? (size_t)in_flight
+                                                              : 1;
     return g > PROVIDER_BATCH_MAX ? PROVIDER_BATCH_MAX : g;
 }
 
@@ -492,7 +505,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     *claimed = b->n;
     if (b->n == 0)
         return JOB_DONE;
-    size_t g = group_size(run);
+    size_t g = group_size(run, app->cfg.send_in_flight);
     json_t *done = NULL;
     char status[32] = "sending";
     for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0; i += g) {
@@ -508,8 +521,9 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
             return JOB_RETRY;
         }
         if (sms) {
-            if (b->go[i])
-                json_array_append_new(done, send_one_sms(run, b, i));
+            for (size_t k = a.from; k < a.from + a.n; k++)
+                if (b->go[k])
+                    json_array_append_new(done, send_one_sms(run, b, k));
         } else {
             send_email_group(run, b, a.from, a.n, done);
         }
@@ -666,7 +680,11 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         job_set_error(ctx, "worker slot: %s", err.message);
         res = JOB_RETRY;
     } else if (slot > 0) {
-        res = send_loop(ctx, &run);
+        run.eng = db_conn_new();
+        res = run.eng ? send_loop(ctx, &run) : JOB_RETRY;
+        if (!run.eng)
+            job_set_error(ctx, "out of memory");
+        db_conn_free(run.eng);
         give_slot(ctx, id, slot);
     } /* else SEND_WORKERS workers are sending it: they look again when done */
 done:

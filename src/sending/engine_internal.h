@@ -43,6 +43,7 @@ typedef struct sending_run {
     sms_provider_t *sms;
     char status[32];     /* the campaign's status after the last batch */
     const char *channel; /* "email" | "sms" */
+    db_conn_t *eng;      /* claims and steps: the engine's own connection */
 } sending_run_t;
 
 /* The tracking key derived from JWT_SECRET. */

@@ -46,8 +46,8 @@ SELECT is(public.apply_twilio_status(NULL, 'SM4302', 'undelivered', '30003', 30)
 SELECT is(public.apply_twilio_status('a0000000-0000-0000-0000-000000004303', 'SM4303', 'delivered', NULL, 30),
           'applied', 'delivered of a message already priced');
 SELECT tests.clear_authentication();
-SELECT is((SELECT count(*) FROM jobs.jobs WHERE kind = 'sms.price'), 2::bigint,
-          'one job per final message without a cost (NULL or the engine''s 0): not for the replay, not for the priced one');
+SELECT is((SELECT count(*) FROM jobs.jobs WHERE kind = 'sms.price'), 1::bigint,
+          'one job per final message without a cost (NULL, 051): not for the replay, not for a free (0) or priced one');
 SELECT is((SELECT payload ->> 'message_id' FROM jobs.jobs WHERE dedupe_key = 'sms.price:a0000000-0000-0000-0000-000000004301'),
           'a0000000-0000-0000-0000-000000004301', 'the job names its message');
 SELECT ok((SELECT run_at > now() + interval '29 seconds' AND retry_delay = interval '30 seconds' AND max_attempts = 12

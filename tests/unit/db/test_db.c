@@ -184,6 +184,28 @@ static void test_batch_without_connection(void **state)
     db_conn_free(NULL);
 }
 
+/* A session connection that cannot connect: db_run_session answers
+ * unavailable with the connection-failure SQLSTATE and no result, and the
+ * session prelude counts as not given, so a later success gives it again. */
+static void test_session_without_connection(void **state)
+{
+    (void)state;
+    db_caller_t who = {.role = "service_role", .claims_json = "{\"role\":\"service_role\"}"};
+    db_stmt_t st[2] = {{"select 1", 0, NULL}, {"select 2", 0, NULL}};
+    PGresult *res[2] = {(PGresult *)&conn, (PGresult *)&conn};
+    db_conn_t *c = db_conn_new();
+    assert_non_null(c);
+    c->session_set = true; /* as if it had run on a connection that then broke */
+    db_error_t err;
+    assert_int_equal(db_run_session(c, &who, st, 2, res, &err), DB_UNAVAILABLE);
+    assert_null(res[0]);
+    assert_null(res[1]);
+    assert_string_equal(err.sqlstate, "08006");
+    assert_int_equal(err.failed_stmt, -1);
+    assert_false(c->session_set);
+    db_conn_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +216,7 @@ int main(void)
         cmocka_unit_test_setup(test_clear, reset),
         cmocka_unit_test(test_run_without_connection),
         cmocka_unit_test(test_batch_without_connection),
+        cmocka_unit_test(test_session_without_connection),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     db__cache_clear(&conn);

@@ -41,114 +41,83 @@ export function engine(id, action, body) {
   return api(`/api/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST', body });
 }
 
-// Message statuses (migration 026) in the groups the progress bar shows.
-const PENDING = ['queued', 'sending', 'deferred', 'accepted', 'scheduled'];
-const FAILED = ['failed', 'bounced', 'undelivered', 'spam_reported'];
-const DROPPED = ['dropped', 'canceled'];
-const UNKNOWN = ['unknown'];
-// Reported delivered by the provider (its webhooks): a subset of "sent".
-const DELIVERED = ['delivered', 'read', 'opened', 'clicked', 'spam_reported', 'unsubscribed'];
-
-async function countMessages(table, id, statuses) {
-  let b = supabase.from(table).select('id', { count: 'exact', head: true }).eq('campaign_id', id);
-  if (statuses) b = b.in('status', statuses);
-  const r = await q(b);
-  return r.count ?? 0;
-}
-
-/** The campaign's messages by group: { total, pending, handed, delivered, failed, dropped, unknown }. */
-export async function messageCounts(c) {
-  const table = c.type === 'sms' ? 'sms_messages' : 'email_messages';
-  const [total, pending, failed, dropped, unknown, delivered] = await Promise.all(
-    [null, PENDING, FAILED, DROPPED, UNKNOWN, DELIVERED].map((s) => countMessages(table, c.id, s)));
-  return { total, pending, failed, dropped, unknown, delivered, handed: Math.max(0, total - pending - failed - dropped - unknown) };
-}
-
-const groupOf = (s) => (PENDING.includes(s) ? 'pending' : FAILED.includes(s) ? 'failed'
-  : DROPPED.includes(s) ? 'dropped' : UNKNOWN.includes(s) ? 'unknown' : 'handed');
-// The statuses the send engine writes when it processes a message; the others
-// (delivered, opened, bounced…) come later from the provider or the tracking.
-// The campaign statuses in which its messages only move forward on their own.
+// The campaign statuses in which its counts only move forward on their own.
 const MOVING = ['draft', 'scheduled', 'sending'];
-const PROCESSED = new Set(['sent', 'failed', 'dropped', 'canceled', 'unknown']);
+const COUNTERS = ['sent_count', 'failed_count', 'dropped_count', 'delivered_count'];
+const CAMPAIGN_LIVE = ['status', 'recipients_count', 'unknown_count', 'skipped_count', 'pause_reason'];
 
-/** Moves one message between the groups of counts (from null: a new one). */
-function moveMessage(o, from, to) {
-  const n = { ...o };
-  if (from) n[from] = Math.max(0, n[from] - 1);
-  else n.total += 1;
-  n[to] += 1;
-  return n;
-}
-
-/** Counts of the campaign's messages, live through realtime alone: exact
- * counts (/rest/v1, exact count) when the page opens, when the campaign
- * settles (paused, sent, cancelled, failed), and when the realtime channel
- * joins again after a lost connection; in between, each realtime change of one of its
- * messages moves that message between the groups, with no request. A change
- * carries the new status only (old_record holds the key), so a message first
- * seen in an update is taken to have been waiting when the engine processes
- * it, and to be counted already when the provider reports on it later. */
+/** The engine's counts of the campaign, live through realtime alone: its
+ * campaign_progress row (sent, failed, dropped; migration 055), written in
+ * the transactions that settle the messages, and its campaign row
+ * (recipients, unknown); the provider's later reports (delivered) are
+ * counted on the progress row as the webhooks write them. Both are read when
+ * the page opens, when the campaign settles and when the channel joins again
+ * after a lost connection; in between each change's record is taken as it
+ * comes, with no request. The counts only grow (delivered: but for a rare
+ * delivered -> bounced), so a record older than what the page shows changes
+ * nothing. */
 function useCounts(c) {
-  const [counts, setCounts] = useState(null);
+  const [prog, setProg] = useState(null);
+  const [row, setRow] = useState({});
   const [error, setError] = useState(null);
-  const seen = useRef(new Map()); // message id -> its group, since the last exact counts
-  const seenDelivered = useRef(new Map()); // message id -> counted as delivered
   const alive = useRef(true);
-  const exact = () => messageCounts(c).then(
-    (n) => { if (alive.current) { seen.current = new Map(); seenDelivered.current = new Map(); setCounts(n); setError(null); } },
-    (e) => { if (alive.current) setError(e); });
-  // Not when it starts moving (draft/scheduled -> sending): the page learns
-  // the new status from a refetch that may land after the first messages'
-  // changes, and a recount then races the changes it would only repeat.
-  // (New recipients arrive as INSERTs: no recount for recipients_count.)
+  const grow = (o, n) => {
+    const m = { ...(o || {}) };
+    for (const k of COUNTERS) m[k] = Math.max(m[k] || 0, n?.[k] || 0);
+    return m;
+  };
+  const exact = () => q(supabase.from('campaign_progress').select(COUNTERS.join(',')).eq('id', c.id).maybeSingle())
+    .then((p) => { if (alive.current) { setProg((o) => grow(o, p)); setError(null); } },
+      (e) => { if (alive.current) setError(e); });
+  // Not when it starts moving (draft/scheduled -> sending): the counts only
+  // grow, and the changes bring them.
   const settled = MOVING.includes(c.status) ? 'moving' : c.status;
   useEffect(() => {
     alive.current = true;
     exact();
     return () => { alive.current = false; };
   }, [c.id, settled]);
-  useRealtime(`messages-${c.id}`, [c.type === 'sms' ? 'sms_messages' : 'email_messages'], (p) => {
-    const m = p.new;
-    if (!m || m.campaign_id !== c.id) return;
-    const to = groupOf(m.status);
-    let from = seen.current.get(m.id);
-    if (from === undefined) {
-      if (p.eventType === 'INSERT') from = null;
-      else from = to !== 'pending' && !PROCESSED.has(m.status) ? to : 'pending';
-    }
-    seen.current.set(m.id, to);
-    if (from !== to) setCounts((o) => (o ? moveMessage(o, from, to) : o));
-    // "delivered" is a subset of "sent", reported later by the provider: a
-    // message first seen as 'delivered' has just become so; first seen as
-    // opened, read… it was counted by the last exact counts.
-    const isDel = DELIVERED.includes(m.status);
-    let wasDel = seenDelivered.current.get(m.id);
-    if (wasDel === undefined) wasDel = p.eventType !== 'INSERT' && isDel && m.status !== 'delivered';
-    seenDelivered.current.set(m.id, isDel);
-    if (isDel !== wasDel) setCounts((o) => (o ? { ...o, delivered: Math.max(0, o.delivered + (isDel ? 1 : -1)) } : o));
-  }, `campaign_id=eq.${c.id}`, exact);
-  return { counts, error };
+  // one channel, both tables: the progress row's key is the campaign's id
+  useRealtime(`progress-${c.id}`, ['campaign_progress', 'campaigns'], (p) => {
+    const n = p.new;
+    if (!n || n.id !== c.id) return;
+    if (p.table === 'campaign_progress') setProg((o) => grow(o, n));
+    else setRow((o) => {
+      const m = { ...o };
+      for (const k of CAMPAIGN_LIVE) m[k] = n[k];
+      return m;
+    });
+  }, `id=eq.${c.id}`, exact);
+  // the page's own campaign (refetched) and the latest change: the larger count
+  const recipients = Math.max(c.recipients_count || 0, row.recipients_count || 0);
+  const unknown = Math.max(c.unknown_count || 0, row.unknown_count || 0);
+  const counts = prog ? {
+    total: recipients, unknown, delivered: prog.delivered_count,
+    handed: prog.sent_count, failed: prog.failed_count, dropped: prog.dropped_count,
+  } : null;
+  if (counts) counts.pending = Math.max(0, recipients - counts.handed - counts.failed - counts.dropped - unknown);
+  return { counts, error, live: row };
 }
 
 /** The progress of a campaign that has recipients (or is sending). */
 export function SendProgress({ c }) {
-  const { counts, error } = useCounts(c);
-  // (counts first: the page may learn of the send from its messages before
-  // its refetch of the campaign lands)
-  const started = (counts && counts.total > 0) || c.status === 'sending' || c.recipients_count > 0 || c.send_started_at;
+  const { counts, error, live } = useCounts(c);
+  // (the changes first: the page may learn of the send from them before its
+  // refetch of the campaign lands)
+  const status = c.status === 'sending' || !live.status ? c.status : live.status;
+  const started = (counts && counts.total > 0) || status === 'sending' || live.status === 'sending' || c.send_started_at;
   if (!started) return null;
-  // Viewers may not read the messages (RLS): the campaign's own counts then.
-  const total = counts && counts.total ? counts.total : c.recipients_count || 0;
-  const done = counts && counts.total ? Math.min(total, Math.max(0, counts.total - counts.pending)) : null;
+  const total = counts ? counts.total : c.recipients_count || 0;
+  const done = counts && total ? Math.min(total, total - counts.pending) : null;
   const pct = total && done !== null ? Math.round((100 * done) / total) : null;
+  const pauseReason = c.pause_reason || live.pause_reason;
   return html`<div class="card sendprog" aria-labelledby="sp-title">
     <h2 id="sp-title">Delivery</h2>
-    ${c.status === 'paused' && c.pause_reason ? html`<p class="flash warn" role="status" data-testid="pause-reason">Paused: ${c.pause_reason}</p>` : null}
-    ${c.status === 'sending' && total === 0 ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Preparing the recipients"><span class="indeterminate"></span></div>`
+    ${c.status === 'paused' && pauseReason ? html`<p class="flash warn" role="status" data-testid="pause-reason">Paused: ${pauseReason}</p>` : null}
+    ${status === 'sending' && total === 0 ? html`<div class="progress" role="progressbar" aria-label="Sending" aria-valuetext="Preparing the recipients"><span class="indeterminate"></span></div>`
       : pct !== null ? html`<div class="progress" role="progressbar" aria-label="Sending progress" aria-valuemin="0" aria-valuemax=${total} aria-valuenow=${done}
           aria-valuetext=${`${done} of ${total} messages processed`} data-done=${done} data-total=${total}>
-          <span class=${c.status === 'sending' ? 'bar striped' : 'bar'} style=${{ width: `${pct}%` }}></span></div>` : null}
+          <span class=${status === 'sending' ? 'bar striped' : 'bar'} style=${{ width: `${pct}%` }}></span></div>` : null}
     <p class="muted" data-testid="send-counts">
       ${fmtNum(total)} recipient${total === 1 ? '' : 's'}${c.skipped_count ? ` (${fmtNum(c.skipped_count)} skipped: no address, no consent or suppressed)` : ''}
       ${counts && counts.total ? html` · <span>${fmtNum(counts.handed)} sent</span> · <span>${fmtNum(counts.delivered)} delivered</span> · <span>${fmtNum(counts.pending)} waiting</span> · <span>${fmtNum(counts.failed)} failed</span> · <span>${fmtNum(counts.dropped)} dropped</span>${counts.unknown ? ` · ${fmtNum(counts.unknown)} unknown (never resent, see docs/sending.md)` : ''}` : null}
