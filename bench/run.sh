@@ -601,7 +601,7 @@ import json, sys
 try:
     r = json.loads(sys.argv[2])
 except ValueError:
-    print(f"| {sys.argv[1]} | failed (see the work directory) | | | | | | | |")
+    print(f"| {sys.argv[1]} | failed (see the work directory) | | | | | | | | |")
     sys.exit()
 rate = r.get("campaignd_msg_per_s", r.get("campaignd_sms_per_s"))
 ceiling = r.get("minimal_client_msg_per_s", r.get("minimal_client_sms_per_s"))
@@ -611,8 +611,10 @@ c_us, pg_us = cpu["campaignd"], cpu["postgres"]
 r0, r1, r2 = rss["start"], rss["peak"], rss["end"]
 w = r.get("work_per_msg") or {}
 work = ("%.0f / %s / %s+%s+%s" % (w["wal"], w["xact"], w["ins"], w["upd"], w["del"])) if w else ""
+k = r.get("worker_clock") or {}
+clock = ("%s %% / %s %%" % (k["provider_busy_pct"], k["db_wait_pct"])) if k else ""
 print(f"| {sys.argv[1]} | {n:,} | {conns} | {rate} | {ceiling} | **{ratio}** | {c_us} + {pg_us} "
-      f"| {work} | {r0} / {r1} / {r2} | {dups} | {load} |")
+      f"| {work} | {clock} | {r0} / {r1} / {r2} | {dups} | {load} |")
 ' "$1" "$2"
 }
 send_n=${BENCH_SEND_RECIPIENTS:-10000}
@@ -640,9 +642,11 @@ Python smtplib, replaying the very messages over the same connections) and \`ben
 time runs from \`POST /api/campaigns/:id/send\` (recipients materialised by the engine) to the
 last message. Goal: ratio >= 0.8, RSS flat. CPU µs/message: user + system time of campaignd +
 of its PostgreSQL cluster (backends, postmaster) over the send, per message (bench/send/cpu.mjs).
+Workers' time: the share of the send workers' wall clock in the provider's conversations (the
+connection busy) / waiting for the database, from the line each worker logs at info level.
 
-| channel | recipients | connections | campaignd msg/s | minimal client msg/s | ratio | CPU µs/msg (campaignd + PostgreSQL) | per msg: WAL bytes / commits / rows ins+upd+del | RSS start / peak / end (KiB) | duplicates | load average |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| channel | recipients | connections | campaignd msg/s | minimal client msg/s | ratio | CPU µs/msg (campaignd + PostgreSQL) | per msg: WAL bytes / commits / rows ins+upd+del | workers' time: provider busy / database wait | RSS start / peak / end (KiB) | duplicates | load average |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $send_rows"
 fi
 

@@ -97,3 +97,33 @@ export function workPerMessage(before, after, n) {
 export async function settleStats() {
   await new Promise((res) => setTimeout(res, 2500));
 }
+
+// Where the send workers' time went, from the line each logs at info level
+// when its run ends (sending/engine.c, send_loop): the share of their wall
+// clock spent in the provider's conversations (the connection busy) and
+// waiting for the database, weighted by each run's length. Waits up to
+// timeoutMs for runs that account for n messages (a worker logs after its
+// last claim comes back empty). null when no line was logged (a binary
+// without the line, or LOG_LEVEL above info).
+export async function workerClock(server, n, timeoutMs = 15000) {
+  const re = /send worker \S+ \w+: (\d+) messages in ([0-9.]+) s: provider busy ([0-9.]+) %, waiting for the database ([0-9.]+) %/g;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let msgs = 0;
+    let wall = 0;
+    let busy = 0;
+    let db = 0;
+    for (const m of server.log().matchAll(re)) {
+      const w = Number(m[2]);
+      msgs += Number(m[1]);
+      wall += w;
+      busy += (w * Number(m[3])) / 100;
+      db += (w * Number(m[4])) / 100;
+    }
+    if (msgs >= n || Date.now() > deadline) {
+      if (!wall) return null;
+      return { runs_messages: msgs, provider_busy_pct: +((100 * busy) / wall).toFixed(1), db_wait_pct: +((100 * db) / wall).toFixed(1) };
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
-import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats } from './cpu.mjs';
+import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
@@ -39,13 +39,17 @@ const server = await startServer({
   SEND_BATCH_SIZE: '50',
   JOB_WORKERS: String(WORKERS + 2),
   JOB_POLL_INTERVAL: '1',
-  LOG_LEVEL: 'warn',
+  // info: each send worker logs where its time went (provider busy, waiting
+  // for the database), read back below
+  LOG_LEVEL: 'info',
+  ...(process.env.BENCH_SEND_IN_FLIGHT ? { SEND_IN_FLIGHT: process.env.BENCH_SEND_IN_FLIGHT } : {}),
 });
 let engine;
 let rss;
 let cpu;
 let load;
 let work;
+let clock;
 try {
   const service = client(server, server.serviceKey);
   const email = uniqueEmail('bench');
@@ -88,6 +92,7 @@ try {
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
   await settleStats();
   work = workPerMessage(work0, await workCounters(sql, server), N);
+  clock = await workerClock(server, N);
 } finally {
   await server.stop();
 }
@@ -111,5 +116,5 @@ console.log(JSON.stringify({
   campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +(sent / client_s).toFixed(1),
   ratio: +((sent / engine) / (sent / client_s)).toFixed(2),
   cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
-  rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
+  worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
 import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
-import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats } from './cpu.mjs';
+import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
 
 const N = Number(process.env.N || 10000);
 const WORKERS = Number(process.env.SEND_WORKERS || 2);
@@ -52,7 +52,10 @@ const port = String(await freePort());
 const server = await startServer({
   PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
   TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009999', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
-  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000', LOG_LEVEL: 'warn',
+  SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
+  // info: each send worker logs where its time went (workerClock)
+  LOG_LEVEL: 'info',
+  ...(process.env.BENCH_SEND_IN_FLIGHT ? { SEND_IN_FLIGHT: process.env.BENCH_SEND_IN_FLIGHT } : {}),
 });
 try {
   const owner = await signUpUser(server);
@@ -87,12 +90,13 @@ try {
   const work = workPerMessage(work0, await workCounters(sql, server), N);
   // counted before the minimal client adds its own requests to the same server
   const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
+  const clock = await workerClock(server, N);
   const ceiling = await minimalClient(twilio.url);
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
     campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
     ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
-    rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
+    worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates,
   }));
 } finally {

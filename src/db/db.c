@@ -514,33 +514,66 @@ static db_status_t finish_pipeline(db_conn_t *c, db_status_t status, const db_er
     return status;
 }
 
-/* One request as one pipelined transaction. A single cleanup path frees the
- * working arrays whatever happened; on any failure no result is kept, and a
- * connection that failed is dropped by lost(). */
-static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
-                                size_t nstmts, PGresult **results, db_error_t *err)
+/* A transaction sent in pipeline mode whose results are not read yet: what
+ * run_pipeline needs between sending and reading (db_session_send). */
+struct db_pending {
+    db_conn_t *c;
+    const db_caller_t *who; /* db_session_send's, for a rerun after a stale plan */
+    const db_stmt_t *stmts;
+    size_t nstmts;
+    struct pipeline_slot *slots;
+    size_t ns;
+};
+
+static void pending_free(db_pending_t *p)
 {
-    memset(err, 0, sizeof(*err));
-    err->failed_stmt = -1;
-    for (size_t i = 0; i < nstmts; i++)
-        results[i] = NULL;
+    if (p) {
+        free(p->slots);
+        free(p);
+    }
+}
+
+/* Plans and sends one pipelined transaction (the first half of
+ * run_pipeline). Returns what pipeline_read needs, or NULL when nothing could
+ * be sent (out of memory, or the connection refused it: *status says which;
+ * DB_UNAVAILABLE after a refusal). */
+static db_pending_t *pipeline_send(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                                   size_t nstmts, db_status_t *status)
+{
     size_t n1 = nstmts ? nstmts : 1;
-    struct pipeline_slot *slots = malloc((3 * nstmts + 3) * sizeof(*slots));
+    db_pending_t *p = calloc(1, sizeof(*p));
     struct db_stmt_plan *plan = malloc(n1 * sizeof(*plan));
     unsigned long long *evict = malloc(n1 * sizeof(*evict));
-    db_status_t status = DB_UNAVAILABLE;
-    size_t nevict = 0, ns = 0;
-    if (!slots || !plan || !evict)
-        goto done;
-    db__plan_stmts(c, stmts, nstmts, plan, evict, &nevict);
-    if (!send_pipeline(c, who, stmts, nstmts, plan, evict, nevict, slots, &ns))
-        goto done;
-    status = read_pipeline(c, stmts, slots, ns, results, err);
-    status = finish_pipeline(c, status, err);
-done:
+    size_t nevict = 0;
+    *status = DB_UNAVAILABLE;
+    if (p)
+        p->slots = malloc((3 * nstmts + 3) * sizeof(*p->slots));
+    bool ok = p && p->slots && plan && evict;
+    if (ok) {
+        *p = (db_pending_t){c, NULL, stmts, nstmts, p->slots, 0};
+        db__plan_stmts(c, stmts, nstmts, plan, evict, &nevict);
+        ok = send_pipeline(c, who, stmts, nstmts, plan, evict, nevict, p->slots, &p->ns);
+    }
     free(evict);
     free(plan);
-    free(slots);
+    if (!ok) {
+        pending_free(p);
+        return NULL;
+    }
+    *status = DB_OK;
+    return p;
+}
+
+/* Reads a sent transaction's results (the second half of run_pipeline) and
+ * frees p. On any failure no result is kept, and a connection that failed is
+ * dropped by lost(). */
+static db_status_t pipeline_read(db_pending_t *p, PGresult **results, db_error_t *err)
+{
+    db_conn_t *c = p->c;
+    db_status_t status = read_pipeline(c, p->stmts, p->slots, p->ns, results, err);
+    status = finish_pipeline(c, status, err);
+    size_t nstmts = p->nstmts;
+    pending_free(p);
     if (status != DB_OK) {
         for (size_t i = 0; i < nstmts; i++) {
             PQclear(results[i]);
@@ -550,20 +583,47 @@ done:
     return status == DB_UNAVAILABLE ? lost(c, err) : status;
 }
 
+/* One request as one pipelined transaction: sent, then read. */
+static db_status_t run_pipeline(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                                size_t nstmts, PGresult **results, db_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    for (size_t i = 0; i < nstmts; i++)
+        results[i] = NULL;
+    db_status_t status;
+    db_pending_t *p = pipeline_send(c, who, stmts, nstmts, &status);
+    if (!p)
+        return lost(c, err);
+    return pipeline_read(p, results, err);
+}
+
+/* A cached statement whose tables changed shape ("cached plan must not
+ * change result type"). */
+static bool stale_plan(db_status_t st, const db_error_t *err)
+{
+    return st == DB_SQL_ERROR && strcmp(err->sqlstate, "0A000") == 0 &&
+           strstr(err->message, "cached plan") != NULL;
+}
+
+/* Forgets every prepared statement of c, server and cache, after stale_plan. */
+static void forget_prepared(db_conn_t *c)
+{
+    db__cache_clear(c);
+    db_exec_ignore(c->pg, "DEALLOCATE ALL");
+    char why[256];
+    if (!prepare_fixed(c->pg, why, sizeof(why)))
+        log_warn("database: %s", why); /* the request that follows fails and says so */
+}
+
 db_status_t db_run_as(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts, size_t nstmts,
                       PGresult **results, db_error_t *err)
 {
     db_status_t st = run_pipeline(c, who, stmts, nstmts, results, err);
-    /* A cached statement whose tables changed shape ("cached plan must not
-     * change result type"): forget every prepared statement and run the
+    /* A stale cached plan: forget every prepared statement and run the
      * request once more; it failed as a whole, so nothing ran twice. */
-    if (st == DB_SQL_ERROR && strcmp(err->sqlstate, "0A000") == 0 &&
-        strstr(err->message, "cached plan") != NULL) {
-        db__cache_clear(c);
-        db_exec_ignore(c->pg, "DEALLOCATE ALL");
-        char why[256];
-        if (!prepare_fixed(c->pg, why, sizeof(why)))
-            log_warn("database: %s", why); /* the request below fails and says so */
+    if (stale_plan(st, err)) {
+        forget_prepared(c);
         st = run_pipeline(c, who, stmts, nstmts, results, err);
     }
     return st;
@@ -611,6 +671,44 @@ db_status_t db_run_session(db_conn_t *c, const db_caller_t *who, const db_stmt_t
             return st;
     }
     return db_run_as(c, NULL, stmts, nstmts, results, err);
+}
+
+db_status_t db_session_send(db_conn_t *c, const db_caller_t *who, const db_stmt_t *stmts,
+                            size_t nstmts, db_pending_t **pending, db_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    *pending = NULL;
+    if (!c->session_set || !c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        conn_close(c); /* a reconnect loses the session's settings */
+        db_status_t st = session_prelude(c, who, err);
+        if (st != DB_OK)
+            return st;
+    }
+    db_status_t st;
+    *pending = pipeline_send(c, NULL, stmts, nstmts, &st);
+    if (!*pending)
+        return lost(c, err);
+    (*pending)->who = who;
+    return DB_OK;
+}
+
+db_status_t db_session_finish(db_pending_t *pending, PGresult **results, db_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->failed_stmt = -1;
+    db_conn_t *c = pending->c;
+    const db_caller_t *who = pending->who;
+    const db_stmt_t *stmts = pending->stmts;
+    size_t nstmts = pending->nstmts;
+    for (size_t i = 0; i < nstmts; i++)
+        results[i] = NULL;
+    db_status_t st = pipeline_read(pending, results, err);
+    if (stale_plan(st, err)) { /* as db_run_as: nothing ran, run it once more now */
+        forget_prepared(c);
+        st = db_run_session(c, who, stmts, nstmts, results, err);
+    }
+    return st;
 }
 
 db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,

@@ -81,6 +81,22 @@ CD_MUSTCHECK db_status_t db_run_session(db_conn_t *c, const db_caller_t *who,
                                         const db_stmt_t *stmts, size_t nstmts, PGresult **results,
                                         db_error_t *err);
 
+/* db_run_session in two halves, so that the caller works while the server
+ * runs the transaction (the send engine hands a group of messages over while
+ * the step of the next group commits). db_session_send sends the whole
+ * pipelined transaction and returns at once with *pending set (DB_OK), or
+ * fails like db_run_session (nothing pending then). db_session_finish reads
+ * the results of *pending and frees it, answering what db_run_session would
+ * have. Until then: nothing else may run on c, and stmts (their SQL and the
+ * array itself) must stay valid; the parameter values are copied when sent.
+ * Every send that returned DB_OK must be finished. */
+typedef struct db_pending db_pending_t;
+CD_MUSTCHECK db_status_t db_session_send(db_conn_t *c, const db_caller_t *who,
+                                         const db_stmt_t *stmts, size_t nstmts,
+                                         db_pending_t **pending, db_error_t *err);
+CD_MUSTCHECK db_status_t db_session_finish(db_pending_t *pending, PGresult **results,
+                                           db_error_t *err);
+
 /* Convenience for one statement: returns its result in *res. */
 CD_MUSTCHECK db_status_t db_run1(db_conn_t *c, const db_caller_t *who, const char *sql, int nparams,
                                  const char *const *params, PGresult **res, db_error_t *err);

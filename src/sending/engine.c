@@ -300,47 +300,104 @@ typedef struct step_args {
     bool end;
 } step_args_t;
 
-/* One call of sending.step: settles a->done, puts the next group in flight.
- * Marks b->go[i] for the messages that may leave now; *status receives the
- * campaign's status. */
+static const char STEP_SQL[] =
+    "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
+    " $5::uuid[], $6::jsonb, $7::uuid[], $8::int, $9::int, $10::int)";
+
+/* One call of sending.step between its sending and its result (the
+ * statement and its parameters stay valid until step_finish). */
+typedef struct step_call {
+    char maxa[16], backoff[16], lease[16];
+    char *done, *next, *links, *all;
+    const char *p[10];
+    db_stmt_t stmt;
+    db_pending_t *pending;
+    size_t from, n; /* the group it puts in flight */
+} step_call_t;
+
+static void step_call_free(step_call_t *c)
+{
+    free(c->done);
+    free(c->next);
+    free(c->links);
+    free(c->all);
+    c->done = c->next = c->links = c->all = NULL;
+}
+
+/* Marks b->go[i] for the ids of [from, from + n) that the step's go list
+ * ("{id,id,...}", uuid[] as text) names. */
+static void mark_go(batch_t *b, size_t from, size_t n, const char *go)
+{
+    for (size_t i = from; i < from + n; i++)
+        b->go[i] = false;
+    for (const char *t = *go == '{' ? go + 1 : go; strlen(t) >= 36; t += 37) {
+        for (size_t i = from; i < from + n; i++)
+            if (!b->go[i] && memcmp(t, b->ids[i], 36) == 0) {
+                b->go[i] = true;
+                break;
+            }
+        if (t[36] != ',')
+            break;
+    }
+}
+
+/* Sends one call of sending.step (settles a->done, puts the next group in
+ * flight) without waiting for it; step_finish reads its result. */
+static db_status_t step_send(job_ctx_t *ctx, const sending_run_t *run, const batch_t *b,
+                             const step_args_t *a, step_call_t *c, db_error_t *err)
+{
+    const app_t *app = job_app(ctx);
+    memset(c, 0, sizeof(*c));
+    snprintf(c->maxa, sizeof(c->maxa), "%ld", app->cfg.send_max_attempts);
+    snprintf(c->backoff, sizeof(c->backoff), "%ld", app->cfg.send_retry_seconds);
+    snprintf(c->lease, sizeof(c->lease), "%ld", app->cfg.send_lease_seconds);
+    bool has_done = a->done && json_array_size(a->done);
+    c->done = has_done ? json_dumps(a->done, JSON_COMPACT) : NULL;
+    c->next = a->n ? uuid_array(b, a->from, a->n) : NULL;
+    c->links = a->links ? json_dumps(a->links, JSON_COMPACT) : NULL;
+    c->all = a->end ? uuid_array(b, 0, b->n) : NULL;
+    c->from = a->from;
+    c->n = a->n;
+    if ((has_done && !c->done) || (a->n && !c->next) || (a->links && !c->links) ||
+        (a->end && !c->all)) {
+        step_call_free(c);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return DB_UNAVAILABLE;
+    }
+    const char *p[10] = {run->channel, run->campaign_id, b->claim, c->done,    c->next,
+                         c->links,     c->all,           c->maxa,  c->backoff, c->lease};
+    memcpy(c->p, p, sizeof(p));
+    c->stmt = (db_stmt_t){STEP_SQL, 10, c->p};
+    db_status_t st = db_session_send(run->eng, &SERVICE, &c->stmt, 1, &c->pending, err);
+    if (st != DB_OK)
+        step_call_free(c);
+    return st;
+}
+
+/* Reads the result of a sent step: marks b->go[i] for the messages of its
+ * group that may leave now; *status receives the campaign's status. */
+static db_status_t step_finish(batch_t *b, step_call_t *c, char *status, size_t statuslen,
+                               db_error_t *err)
+{
+    PGresult *r = NULL;
+    db_status_t st = db_session_finish(c->pending, &r, err);
+    c->pending = NULL;
+    if (st == DB_OK) {
+        snprintf(status, statuslen, "%s", PQgetvalue(r, 0, 0));
+        mark_go(b, c->from, c->n, PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    step_call_free(c);
+    return st;
+}
+
+/* One call of sending.step, waiting for its result. */
 static db_status_t step(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, const step_args_t *a,
                         char *status, size_t statuslen, db_error_t *err)
 {
-    const app_t *app = job_app(ctx);
-    char maxa[16], backoff[16], lease[16];
-    snprintf(maxa, sizeof(maxa), "%ld", app->cfg.send_max_attempts);
-    snprintf(backoff, sizeof(backoff), "%ld", app->cfg.send_retry_seconds);
-    snprintf(lease, sizeof(lease), "%ld", app->cfg.send_lease_seconds);
-    char *done = a->done && json_array_size(a->done) ? json_dumps(a->done, JSON_COMPACT) : NULL;
-    char *next = a->n ? uuid_array(b, a->from, a->n) : NULL;
-    char *links = a->links ? json_dumps(a->links, JSON_COMPACT) : NULL;
-    char *all = a->end ? uuid_array(b, 0, b->n) : NULL;
-    db_status_t st = DB_UNAVAILABLE;
-    if ((a->done && json_array_size(a->done) && !done) || (a->n && !next) || (a->links && !links) ||
-        (a->end && !all)) {
-        snprintf(err->message, sizeof(err->message), "out of memory");
-        goto out;
-    }
-    const char *p[10] = {run->channel, run->campaign_id, b->claim, done, next, links, all,
-                         maxa,         backoff,          lease};
-    PGresult *r = NULL;
-    st = engine_run1(run,
-                     "select status, go::text from sending.step($1, $2::uuid, $3::uuid, $4::jsonb,"
-                     " $5::uuid[], $6::jsonb, $7::uuid[], $8::int, $9::int, $10::int)",
-                     10, p, &r, err);
-    if (st == DB_OK) {
-        snprintf(status, statuslen, "%s", PQgetvalue(r, 0, 0));
-        const char *go = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
-        for (size_t i = a->from; i < a->from + a->n; i++)
-            b->go[i] = strstr(go, b->ids[i]) != NULL;
-    }
-    PQclear(r);
-out:
-    free(done);
-    free(next);
-    free(links);
-    free(all);
-    return st;
+    step_call_t c;
+    db_status_t st = step_send(ctx, run, b, a, &c, err);
+    return st == DB_OK ? step_finish(b, &c, status, statuslen, err) : st;
 }
 
 /* The result of e-mail i as sending.step records it. */
@@ -461,14 +518,48 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
 }
 
 /* How many messages one step puts in flight together: what one provider
- * request carries (SendGrid: a batch), else SEND_IN_FLIGHT, handed over one
- * after the other on the worker's connection (SMTP: one send_batch call). */
-static size_t group_size(const sending_run_t *run, long in_flight)
+ * request carries (SendGrid: a batch), else the group of SEND_IN_FLIGHT
+ * messages, handed over one after the other on the worker's connection
+ * (SMTP: one send_batch call). With overlap (SEND_IN_FLIGHT >= 2, SMTP and
+ * SMS), a worker holds two groups in flight at once (one being handed over,
+ * the next waiting for it), so a group is SEND_IN_FLIGHT / 2: a worker never
+ * has more than SEND_IN_FLIGHT messages in flight. */
+static size_t group_size(const sending_run_t *run, long in_flight, bool *overlap)
 {
-    size_t g = !run->sms && run->provider->ops->max_in_flight ? run->provider->ops->max_in_flight
-               : in_flight > 1                                ? (size_t)in_flight
-                                                              : 1;
+    *overlap = false;
+    size_t g = 1;
+    if (!run->sms && run->provider->ops->max_in_flight) {
+        g = run->provider->ops->max_in_flight;
+    } else if (in_flight >= 2) {
+        *overlap = true;
+        g = (size_t)in_flight / 2;
+    }
     return g > PROVIDER_BATCH_MAX ? PROVIDER_BATCH_MAX : g;
+}
+
+/* Seconds since *mark; moves *mark to now. */
+static double lap(double *mark)
+{
+    double now = now_seconds(), d = now - *mark;
+    *mark = now;
+    return d;
+}
+
+/* Hands over the messages of the group [from, from + n) that may go;
+ * appends their results to done and counts the time in the provider. */
+static void send_group(sending_run_t *run, batch_t *b, size_t from, size_t n, json_t *done)
+{
+    double t = now_seconds();
+    if (run->sms) {
+        for (size_t k = from; k < from + n; k++)
+            if (b->go[k])
+                json_array_append_new(done, send_one_sms(run, b, k));
+    } else {
+        send_email_group(run, b, from, n, done);
+    }
+    run->clock.provider += lap(&t);
+    for (size_t k = from; k < from + n; k++)
+        run->clock.handed += b->go[k];
 }
 
 /* Settles the last group and ends the batch (its leftover leases go back). */
@@ -483,10 +574,107 @@ static db_status_t end_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, jso
     return st;
 }
 
-/* One batch: claim (leases), then per provider request one sending.step
- * that settles the previous request's messages and puts this one's in
- * flight, then the request; a last step settles and ends the batch. A failed
- * step leaves what was in flight to run out into unknown (never resent).
+/* The groups of a claimed batch one after the other: per group one
+ * sending.step that settles the previous group's messages and puts this
+ * one's in flight, then its provider conversations. Returns the results not
+ * settled yet (for end_batch), NULL after a failed step (err says why). */
+static json_t *run_groups_serial(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t g,
+                                 char *status, size_t statuslen, db_error_t *err)
+{
+    json_t *done = NULL;
+    for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0; i += g) {
+        step_args_t a = {.done = done, .from = i, .n = b->n - i < g ? b->n - i : g};
+        a.links = run->sms ? NULL : compose_group(run, b, a.from, a.n);
+        double t = now_seconds();
+        db_status_t st = step(ctx, run, b, &a, status, statuslen, err);
+        run->clock.db += lap(&t);
+        json_decref(a.links);
+        json_decref(done);
+        done = json_array();
+        if (st != DB_OK || !done) {
+            json_decref(done);
+            if (st == DB_OK)
+                snprintf(err->message, sizeof(err->message), "out of memory");
+            return NULL;
+        }
+        send_group(run, b, a.from, a.n, done);
+    }
+    return done ? done : json_array();
+}
+
+/* Appends the elements of more to done (both arrays); frees more. */
+static void append_all(json_t *done, json_t *more)
+{
+    json_array_extend(done, more);
+    json_decref(more);
+}
+
+/* The groups overlapped with the database: while group k is handed over,
+ * the step that settles group k-1 and puts group k+1 in flight runs on the
+ * engine's connection; group k+1 leaves only once that step's result (its
+ * go flags, the campaign's status) is read. A worker thus holds at most two
+ * groups in flight. A failed step leaves what was in flight to run out into
+ * unknown: nothing of group k+1 leaves. The last group's results and the
+ * one before it are settled together by end_batch. */
+static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t g,
+                                  char *status, size_t statuslen, db_error_t *err)
+{
+    step_args_t a = {.n = b->n < g ? b->n : g};
+    a.links = run->sms ? NULL : compose_group(run, b, 0, a.n);
+    double t = now_seconds();
+    db_status_t st = step(ctx, run, b, &a, status, statuslen, err);
+    run->clock.db += lap(&t);
+    json_decref(a.links);
+    json_t *prev = json_array(); /* results of the group before, not settled yet */
+    if (st != DB_OK || !prev) {
+        json_decref(prev);
+        return NULL;
+    }
+    for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0;) {
+        size_t n = b->n - i < g ? b->n - i : g, next = i + n;
+        step_call_t call = {0};
+        bool ahead = next < b->n;
+        if (ahead) {
+            step_args_t na = {.done = prev, .from = next, .n = b->n - next < g ? b->n - next : g};
+            na.links = run->sms ? NULL : compose_group(run, b, na.from, na.n);
+            st = step_send(ctx, run, b, &na, &call, err);
+            json_decref(na.links);
+            if (st != DB_OK)
+                break; /* group i is in flight and stays there: it runs out into unknown */
+        }
+        json_t *cur = json_array();
+        if (cur)
+            send_group(run, b, i, n, cur);
+        t = now_seconds();
+        if (ahead) {
+            st = step_finish(b, &call, status, statuslen, err);
+            run->clock.db += lap(&t);
+        }
+        if (st != DB_OK || !cur) {
+            json_decref(cur);
+            if (st == DB_OK)
+                snprintf(err->message, sizeof(err->message), "out of memory");
+            st = DB_UNAVAILABLE;
+            break;
+        }
+        if (ahead) { /* prev was settled by that step */
+            json_decref(prev);
+            prev = cur;
+        } else {
+            append_all(prev, cur);
+        }
+        i = next;
+    }
+    if (st != DB_OK) {
+        json_decref(prev);
+        return NULL;
+    }
+    return prev;
+}
+
+/* One batch: claim (leases), then its groups (run_groups_serial or
+ * run_groups_overlap); a last step settles and ends the batch. A failed step
+ * leaves what was in flight to run out into unknown (never resent).
  * *claimed is the number of messages claimed (0: nothing due). */
 static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
 {
@@ -498,37 +686,28 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     if (!pace(ctx, sms ? 1 : 0, sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
               (size_t)app->cfg.send_batch_size))
         return JOB_RETRY;
-    if (claim(ctx, run, b, &err) != DB_OK) {
+    double t = now_seconds();
+    db_status_t st = claim(ctx, run, b, &err);
+    run->clock.db += lap(&t);
+    if (st != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
     }
     *claimed = b->n;
     if (b->n == 0)
         return JOB_DONE;
-    size_t g = group_size(run, app->cfg.send_in_flight);
-    json_t *done = NULL;
+    bool overlap;
+    size_t g = group_size(run, app->cfg.send_in_flight, &overlap);
     char status[32] = "sending";
-    for (size_t i = 0; i < b->n && strcmp(status, "sending") == 0; i += g) {
-        step_args_t a = {.done = done, .from = i, .n = b->n - i < g ? b->n - i : g};
-        a.links = sms ? NULL : compose_group(run, b, a.from, a.n);
-        db_status_t st = step(ctx, run, b, &a, status, sizeof(status), &err);
-        json_decref(a.links);
-        json_decref(done);
-        done = json_array();
-        if (st != DB_OK || !done) {
-            json_decref(done);
-            job_set_error(ctx, "step: %s", st != DB_OK ? err.message : "out of memory");
-            return JOB_RETRY;
-        }
-        if (sms) {
-            for (size_t k = a.from; k < a.from + a.n; k++)
-                if (b->go[k])
-                    json_array_append_new(done, send_one_sms(run, b, k));
-        } else {
-            send_email_group(run, b, a.from, a.n, done);
-        }
+    json_t *done = overlap ? run_groups_overlap(ctx, run, b, g, status, sizeof(status), &err)
+                           : run_groups_serial(ctx, run, b, g, status, sizeof(status), &err);
+    if (!done) {
+        job_set_error(ctx, "step: %s", err.message);
+        return JOB_RETRY;
     }
-    db_status_t st = end_batch(ctx, run, b, done, &err);
+    t = now_seconds();
+    st = end_batch(ctx, run, b, done, &err);
+    run->clock.db += lap(&t);
     json_decref(done);
     if (st != DB_OK) {
         job_set_error(ctx, "settle: %s", err.message);
@@ -547,6 +726,7 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
         return JOB_RETRY;
     }
     job_result_t res = JOB_DONE;
+    double started = now_seconds();
     for (;;) {
         if (!job_heartbeat(ctx)) {
             res = JOB_RETRY;
@@ -563,6 +743,13 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
         }
     }
     free(b);
+    double wall = now_seconds() - started;
+    const sending_clock_t *k = &run->clock;
+    if (k->handed > 0 && wall > 0)
+        log_info("send worker %s %s: %zu messages in %.3f s: provider busy %.1f %%, "
+                 "waiting for the database %.1f %%, the rest (composing, pacing, job) %.1f %%",
+                 run->campaign_id, run->channel, k->handed, wall, 100 * k->provider / wall,
+                 100 * k->db / wall, 100 * (wall - k->provider - k->db) / wall);
     return res;
 }
 

@@ -31,6 +31,14 @@ typedef struct sending_campaign {
 } sending_campaign_t;
 
 /* One worker's state for one job run. */
+/* Where a worker's time goes (logged at info level after its run): in the
+ * provider's conversations, waiting for the database (claim, step results,
+ * end of batch), and the rest. */
+typedef struct sending_clock {
+    double provider, db; /* seconds */
+    size_t handed;       /* messages handed to the provider */
+} sending_clock_t;
+
 typedef struct sending_run {
     const char *campaign_id;
     sending_campaign_t c;
@@ -44,6 +52,7 @@ typedef struct sending_run {
     char status[32];     /* the campaign's status after the last batch */
     const char *channel; /* "email" | "sms" */
     db_conn_t *eng;      /* claims and steps: the engine's own connection */
+    sending_clock_t clock;
 } sending_run_t;
 
 /* The tracking key derived from JWT_SECRET. */

@@ -6,12 +6,16 @@
 //   * every message is `sent` or `unknown` at the end, and the campaign is sent;
 //   * every `sent` message arrived exactly once;
 //   * every recipient who got nothing is `unknown` (never silently dropped);
-//   * at most SEND_WORKERS x SEND_IN_FLIGHT messages are `unknown`: a worker
-//     marks SEND_IN_FLIGHT messages in flight with one database step
+//   * at most SEND_WORKERS x SEND_IN_FLIGHT messages are in flight at any
+//     time, and so `unknown` after the kill: a worker marks a group of
+//     SEND_IN_FLIGHT / 2 messages in flight with one database step
 //     (sending.step) and hands them to the server one after the other on its
-//     connection, and at most SEND_WORKERS workers send a campaign at once
-//     (one advisory-locked slot each), whatever the batch size; the campaign
-//     counts them;
+//     connection while the step of its next group runs, so it holds at most
+//     two groups in flight; at most SEND_WORKERS workers send a campaign at
+//     once (one advisory-locked slot each), whatever the batch size. The
+//     in-flight marks are counted while the send runs and at the kill; every
+//     message in flight at the kill ends `unknown`, and the campaign counts
+//     them;
 //   * the messages the killed process had claimed but not yet handed over are
 //     sent by the next process, exactly once.
 // The layout is jobs.test.js's: a host process owns the embedded database
@@ -29,8 +33,8 @@ import { startSmtpSink } from './mail-sink.js';
 
 const N = Number(process.env.SEND_CRASH_RECIPIENTS || 1000);
 const WORKERS = 2;
-// messages a worker puts in flight per step: part of the bound
-const IN_FLIGHT = 3;
+// messages a worker may have in flight (two groups of 2): the bound
+const IN_FLIGHT = 4;
 // far larger than WORKERS: the bound must not depend on it
 const BATCH = 50;
 
@@ -108,11 +112,24 @@ describe('kill -9 mid-send', () => {
 
     const first = await startServer(senderEnv());
     procs.push(first);
-    await eventually(() => receipts().size >= N / 4, 'a quarter of the messages arriving');
+    // the in-flight marks of the campaign, sampled while it sends
+    const flying = `select count(*) from sending.leases where in_flight and campaign_id = ${lit(c.id)}`;
+    let mostInFlight = 0;
+    await eventually(async () => {
+      mostInFlight = Math.max(mostInFlight, Number(await sql(host, flying)));
+      return receipts().size >= N / 4;
+    }, 'a quarter of the messages arriving');
     first.process.kill('SIGKILL');
     await eventually(() => first.exited(), 'the killed process exiting');
     procs.splice(procs.indexOf(first), 1);
     const atKill = receipts().size;
+    // what the killed process had in flight (nobody settles it now)
+    const inFlightAtKill = (await sql(host, `select message_id from sending.leases
+      where in_flight and campaign_id = ${lit(c.id)}`)).split('\n').filter(Boolean);
+    assert.ok(mostInFlight <= WORKERS * IN_FLIGHT,
+      `${mostInFlight} messages in flight at once, more than ${WORKERS} workers x ${IN_FLIGHT}`);
+    assert.ok(inFlightAtKill.length <= WORKERS * IN_FLIGHT,
+      `${inFlightAtKill.length} messages in flight at the kill, more than ${WORKERS} workers x ${IN_FLIGHT}`);
     assert.ok(atKill < N, `the whole campaign went out before the kill (${atKill}); lower the rate`);
 
     procs.push(await startServer(senderEnv()));
@@ -122,6 +139,11 @@ describe('kill -9 mid-send', () => {
     const got = receipts();
     const rows = (await sql(host, `select recipient || ' ' || status from public.email_messages where campaign_id = ${lit(c.id)}`))
       .split('\n').map((l) => l.split(' '));
+    if (inFlightAtKill.length) {
+      const ids = inFlightAtKill.map(lit).join(',');
+      assert.equal(await sql(host, `select count(*) from public.email_messages where id in (${ids}) and status <> 'unknown'`), '0',
+        'every message in flight at the kill ends unknown');
+    }
     assert.equal(rows.length, N);
     let unknown = 0;
     let unknownReceived = 0;
@@ -143,6 +165,7 @@ describe('kill -9 mid-send', () => {
     assert.equal(row.unknown_count, unknown, 'the campaign counts its unknown messages');
     // In flight at the kill: some may have arrived (the sink took them before
     // the process could record it), the rest did not; neither is ever resent.
-    t.diagnostic(`${N} recipients, ${atKill} received at the kill, ${unknown} unknown (${unknownReceived} of them arrived)`);
+    t.diagnostic(`${N} recipients, ${atKill} received at the kill, ${unknown} unknown (${unknownReceived} of them arrived), `
+      + `at most ${mostInFlight} in flight at once, ${inFlightAtKill.length} at the kill`);
   });
 });

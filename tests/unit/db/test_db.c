@@ -206,6 +206,27 @@ static void test_session_without_connection(void **state)
     db_conn_free(c);
 }
 
+/* db_session_send on a connection that cannot connect: unavailable like
+ * db_run_session, with nothing pending (nothing to finish) and the session
+ * prelude counted as not given. */
+static void test_session_send_without_connection(void **state)
+{
+    (void)state;
+    db_caller_t who = {.role = "service_role", .claims_json = "{\"role\":\"service_role\"}"};
+    db_stmt_t st[1] = {{"select 1", 0, NULL}};
+    db_conn_t *c = db_conn_new();
+    assert_non_null(c);
+    c->session_set = true;
+    db_pending_t *pending = (db_pending_t *)&conn;
+    db_error_t err;
+    assert_int_equal(db_session_send(c, &who, st, 1, &pending, &err), DB_UNAVAILABLE);
+    assert_null(pending);
+    assert_string_equal(err.sqlstate, "08006");
+    assert_int_equal(err.failed_stmt, -1);
+    assert_false(c->session_set);
+    db_conn_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_run_without_connection),
         cmocka_unit_test(test_batch_without_connection),
         cmocka_unit_test(test_session_without_connection),
+        cmocka_unit_test(test_session_send_without_connection),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     db__cache_clear(&conn);
