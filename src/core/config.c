@@ -278,10 +278,12 @@ const config_entry_t config_table[] = {
      "Workers that send one campaign at once, in all processes together (each one SMTP "
      "connection); after a crash at most SEND_WORKERS x SEND_IN_FLIGHT messages become "
      "`unknown` (SendGrid: SEND_WORKERS x SEND_BATCH_SIZE)."},
-    {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "4", 1, 100, false, "sending",
-     "Messages (SMTP, SMS) a worker puts in flight together with one database step and then "
-     "hands over one after the other on its connection: part of the send concurrency, since a "
-     "crash may leave all of them `unknown`; fewer database commits per message when larger."},
+    {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "8", 1, 100, false, "sending",
+     "Messages (SMTP, SMS) one worker may have in flight at once: it puts them in flight in "
+     "groups of SEND_IN_FLIGHT/2 with one database step each and hands a group over one after "
+     "the other on its connection while the next group's step runs (1: one message per step, "
+     "no overlap). Part of the send concurrency, since a crash may leave all of them `unknown`; "
+     "fewer database commits per message when larger."},
     {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
      "Messages a worker claims (leases) at once; they are handed over one by one, so the batch "
      "does not bound what a crash loses (SendGrid sends a batch in one request)."},
