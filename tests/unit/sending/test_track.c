@@ -10,6 +10,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+
+#include "core/text.h"
 
 #include "sending/track.h"
 
@@ -55,6 +60,57 @@ static void test_sign_verify(void **state)
     assert_false(track_sign(key, TRACK_CLICK, ID, 70000, tok));
 }
 
+/* The token computed independently: kind | uuid bytes | link (big endian)
+ * | the first 12 bytes of HMAC-SHA256 (OpenSSL's one-shot HMAC), base64url. */
+static void expected_token(const unsigned char key[TRACK_KEY_LEN], track_kind_t kind, unsigned link,
+                           char out[TRACK_TOKEN_LEN + 1])
+{
+    static const unsigned char id[16] = {0x3f, 0x2b, 0x8c, 0x1e, 0x9d, 0x4a, 0x4e, 0x7b,
+                                         0x8c, 0x2d, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f};
+    unsigned char raw[31], md[32];
+    unsigned int n = 0;
+    raw[0] = (unsigned char)kind;
+    memcpy(raw + 1, id, 16);
+    raw[17] = (unsigned char)(link >> 8);
+    raw[18] = (unsigned char)(link & 0xFF);
+    HMAC(EVP_sha256(), key, TRACK_KEY_LEN, raw, 19, md, &n);
+    memcpy(raw + 19, md, 12);
+    out[cd_base64url_encode(raw, sizeof(raw), out)] = '\0';
+}
+
+/* Signs with two keys in turn (the per-thread keyed context is re-keyed
+ * each time) and checks every token against the one-shot HMAC. */
+static void *sign_alternating(void *arg)
+{
+    int *bad = arg;
+    unsigned char k1[TRACK_KEY_LEN], k2[TRACK_KEY_LEN];
+    track_derive_key("secret-one-which-is-long-enough", k1);
+    track_derive_key("secret-two-which-is-long-enough", k2);
+    for (unsigned i = 0; i < 50; i++) {
+        const unsigned char *k = (i / 3) % 2 ? k2 : k1;
+        track_kind_t kind = i % 2 ? TRACK_CLICK : TRACK_OPEN;
+        char tok[TRACK_TOKEN_LEN + 1], want[TRACK_TOKEN_LEN + 8];
+        if (!track_sign(k, kind, ID, i, tok))
+            (*bad)++;
+        expected_token(k, kind, i, want);
+        if (strcmp(tok, want) != 0)
+            (*bad)++;
+    }
+    return NULL;
+}
+
+static void test_sign_matches_hmac(void **state)
+{
+    (void)state;
+    int bad = 0, bad_thread = 0;
+    sign_alternating(&bad);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sign_alternating, &bad_thread), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(bad, 0);
+    assert_int_equal(bad_thread, 0);
+}
+
 static void test_rewrite(void **state)
 {
     (void)state;
@@ -96,6 +152,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_sign_matches_hmac),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
