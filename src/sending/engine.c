@@ -648,7 +648,7 @@ static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b
         t = now_seconds();
         if (ahead) {
             st = step_finish(b, &call, status, statuslen, err);
-            run->clock.db += lap(&t);
+            run->clock.db_overlapped += lap(&t);
         }
         if (st != DB_OK || !cur) {
             json_decref(cur);
@@ -747,9 +747,11 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
     const sending_clock_t *k = &run->clock;
     if (k->handed > 0 && wall > 0)
         log_info("send worker %s %s: %zu messages in %.3f s: provider busy %.1f %%, "
-                 "waiting for the database %.1f %%, the rest (composing, pacing, job) %.1f %%",
+                 "waiting for the database %.1f %% (%.1f %% for steps overlapped with a group), "
+                 "the rest (composing, pacing, job) %.1f %%",
                  run->campaign_id, run->channel, k->handed, wall, 100 * k->provider / wall,
-                 100 * k->db / wall, 100 * (wall - k->provider - k->db) / wall);
+                 100 * (k->db + k->db_overlapped) / wall, 100 * k->db_overlapped / wall,
+                 100 * (wall - k->provider - k->db - k->db_overlapped) / wall);
     return res;
 }
 

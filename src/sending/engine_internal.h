@@ -32,11 +32,12 @@ typedef struct sending_campaign {
 
 /* One worker's state for one job run. */
 /* Where a worker's time goes (logged at info level after its run): in the
- * provider's conversations, waiting for the database (claim, step results,
- * end of batch), and the rest. */
+ * provider's conversations, waiting for the database (claim, first step and
+ * end of a batch: db; the rest of the steps: db_overlapped), and the rest. */
 typedef struct sending_clock {
-    double provider, db; /* seconds */
-    size_t handed;       /* messages handed to the provider */
+    double provider, db;  /* seconds */
+    double db_overlapped; /* waiting for a step sent before a group's hand-over */
+    size_t handed;        /* messages handed to the provider */
 } sending_clock_t;
 
 typedef struct sending_run {
