@@ -150,6 +150,7 @@ void sending__sender(const app_t *app, const provider_config_t *set, const sendi
 
 typedef struct batch {
     size_t n;
+    bool claimed;                /* claimed ahead (during the previous batch's last group) */
     char claim[CD_UUID_LEN + 1]; /* this batch's claim id */
     bool go[PROVIDER_BATCH_MAX]; /* may leave now (sending.step said so) */
     char ids[PROVIDER_BATCH_MAX][37];
@@ -168,6 +169,7 @@ static void batch_free(batch_t *b)
         compose_free(&b->out[i]);
     }
     b->n = 0;
+    b->claimed = false;
 }
 
 static const char *jstr(const json_t *o, const char *k)
@@ -229,33 +231,47 @@ static const char *outcome_name(provider_outcome_t o)
     }
 }
 
-/* One statement of the engine's hot path (claim, step) on its own
- * connection, whose session runs as service_role for good (db_run_session):
- * per message only BEGIN, the step and COMMIT, no role prelude. */
-static db_status_t engine_run1(const sending_run_t *run, const char *sql, int nparams,
-                               const char *const *params, PGresult **res, db_error_t *err)
-{
-    db_stmt_t st = {sql, nparams, params};
-    return db_run_session(run->eng, &SERVICE, &st, 1, res, err);
-}
+/* The engine's hot path (claim, step) runs on its own connection, whose
+ * session runs as service_role for good (db_session_send, like
+ * db_run_session): per message only BEGIN, the step and COMMIT, no role
+ * prelude. */
 
-/* Claims a batch: fills b from sending.claim (leases, nothing in flight). */
-static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
+/* One call of sending.claim between its sending and its result. */
+typedef struct claim_call {
+    char limit[16], lease[16];
+    const char *p[5];
+    db_stmt_t stmt;
+    db_pending_t *pending;
+} claim_call_t;
+
+static const char CLAIM_SQL[] = "select id::text, recipient, contact::text from "
+                                "sending.claim($1, $2::uuid, $3::uuid, $4::int, $5::int)";
+
+/* Sends the claim of a batch into b (leases, nothing in flight) without
+ * waiting for it; claim_finish reads it. */
+static db_status_t claim_send(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, claim_call_t *c,
+                              db_error_t *err)
 {
     const app_t *app = job_app(ctx);
-    char limit[16], lease[16];
-    snprintf(limit, sizeof(limit), "%ld", app->cfg.send_batch_size);
-    snprintf(lease, sizeof(lease), "%ld", app->cfg.send_lease_seconds);
+    memset(c, 0, sizeof(*c));
+    snprintf(c->limit, sizeof(c->limit), "%ld", app->cfg.send_batch_size);
+    snprintf(c->lease, sizeof(c->lease), "%ld", app->cfg.send_lease_seconds);
     if (!cd_random_uuid(b->claim)) {
         snprintf(err->message, sizeof(err->message), "no randomness");
         return DB_UNAVAILABLE;
     }
-    const char *p[5] = {run->channel, run->campaign_id, b->claim, limit, lease};
+    const char *p[5] = {run->channel, run->campaign_id, b->claim, c->limit, c->lease};
+    memcpy(c->p, p, sizeof(p));
+    c->stmt = (db_stmt_t){CLAIM_SQL, 5, c->p};
+    return db_session_send(run->eng, &SERVICE, &c->stmt, 1, &c->pending, err);
+}
+
+/* Reads a sent claim: fills b with the claimed messages. */
+static db_status_t claim_finish(batch_t *b, claim_call_t *c, db_error_t *err)
+{
     PGresult *r = NULL;
-    db_status_t st = engine_run1(run,
-                                 "select id::text, recipient, contact::text from "
-                                 "sending.claim($1, $2::uuid, $3::uuid, $4::int, $5::int)",
-                                 5, p, &r, err);
+    db_status_t st = db_session_finish(c->pending, &r, err);
+    c->pending = NULL;
     if (st != DB_OK)
         return st;
     int rows = PQntuples(r);
@@ -268,7 +284,16 @@ static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, d
         b->composed[k] = false;
     }
     PQclear(r);
+    b->claimed = true;
     return DB_OK;
+}
+
+/* Claims a batch, waiting for it. */
+static db_status_t claim(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, db_error_t *err)
+{
+    claim_call_t c;
+    db_status_t st = claim_send(ctx, run, b, &c, err);
+    return st == DB_OK ? claim_finish(b, &c, err) : st;
 }
 
 /* "{id,id,...}" of ids[from, from + n): a uuid[] literal. */
@@ -609,15 +634,32 @@ static void append_all(json_t *done, json_t *more)
     json_decref(more);
 }
 
+/* Sends the claim of the next batch into nb (after the pacing wait, as
+ * run_batch does), to be read after the current batch's last group; false
+ * when it is not sent (the job must stop, or the database refused: the next
+ * batch then claims as usual). */
+static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_call_t *cc)
+{
+    const app_t *app = job_app(ctx);
+    bool sms = run->sms != NULL;
+    db_error_t err = {0};
+    return pace(ctx, sms ? 1 : 0,
+                sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
+                (size_t)app->cfg.send_batch_size) &&
+           claim_send(ctx, run, nb, cc, &err) == DB_OK;
+}
+
 /* The groups overlapped with the database: while group k is handed over,
  * the step that settles group k-1 and puts group k+1 in flight runs on the
  * engine's connection; group k+1 leaves only once that step's result (its
  * go flags, the campaign's status) is read. A worker thus holds at most two
  * groups in flight. A failed step leaves what was in flight to run out into
  * unknown: nothing of group k+1 leaves. The last group's results and the
- * one before it are settled together by end_batch. */
+ * one before it are settled together by end_batch; while the last group is
+ * handed over, the next batch is claimed into next_batch (NULL: not). */
 static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t g,
-                                  char *status, size_t statuslen, db_error_t *err)
+                                  batch_t *next_batch, char *status, size_t statuslen,
+                                  db_error_t *err)
 {
     step_args_t a = {.n = b->n < g ? b->n : g};
     a.links = run->sms ? NULL : compose_group(run, b, 0, a.n);
@@ -642,12 +684,22 @@ static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b
             if (st != DB_OK)
                 break; /* group i is in flight and stays there: it runs out into unknown */
         }
+        /* The last group: the next batch is claimed meanwhile (no step runs). */
+        claim_call_t cc;
+        bool claiming = !ahead && next_batch && claim_ahead(ctx, run, next_batch, &cc);
         json_t *cur = json_array();
         if (cur)
             send_group(run, b, i, n, cur);
         t = now_seconds();
         if (ahead) {
             st = step_finish(b, &call, status, statuslen, err);
+            run->clock.db_overlapped += lap(&t);
+        }
+        if (claiming) {
+            db_error_t cerr = {0};
+            /* a failed claim is merely not ahead: the next batch claims again */
+            if (claim_finish(next_batch, &cc, &cerr) != DB_OK)
+                batch_free(next_batch);
             run->clock.db_overlapped += lap(&t);
         }
         if (st != DB_OK || !cur) {
@@ -672,23 +724,30 @@ static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b
     return prev;
 }
 
-/* One batch: claim (leases), then its groups (run_groups_serial or
- * run_groups_overlap); a last step settles and ends the batch. A failed step
+/* One batch: claim (leases; unless claimed ahead into b), then its groups
+ * (run_groups_serial or run_groups_overlap, which claims the next batch into
+ * next); a last step settles and ends the batch. A failed step
  * leaves what was in flight to run out into unknown (never resent).
  * *claimed is the number of messages claimed (0: nothing due). */
-static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t *claimed)
+static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, batch_t *next,
+                              size_t *claimed)
 {
     const app_t *app = job_app(ctx);
     db_error_t err = {0};
     *claimed = 0;
     bool sms = run->sms != NULL;
+    double t = now_seconds();
+    db_status_t st = DB_OK;
     /* Wait for the rate before claiming, so that leases are not held idle. */
-    if (!pace(ctx, sms ? 1 : 0, sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
+    if (!b->claimed &&
+        !pace(ctx, sms ? 1 : 0, sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
               (size_t)app->cfg.send_batch_size))
         return JOB_RETRY;
-    double t = now_seconds();
-    db_status_t st = claim(ctx, run, b, &err);
-    run->clock.db += lap(&t);
+    if (!b->claimed) {
+        t = now_seconds();
+        st = claim(ctx, run, b, &err);
+        run->clock.db += lap(&t);
+    }
     if (st != DB_OK) {
         job_set_error(ctx, "claim: %s", err.message);
         return JOB_RETRY;
@@ -699,7 +758,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     bool overlap;
     size_t g = group_size(run, app->cfg.send_in_flight, &overlap);
     char status[32] = "sending";
-    json_t *done = overlap ? run_groups_overlap(ctx, run, b, g, status, sizeof(status), &err)
+    json_t *done = overlap ? run_groups_overlap(ctx, run, b, g, next, status, sizeof(status), &err)
                            : run_groups_serial(ctx, run, b, g, status, sizeof(status), &err);
     if (!done) {
         job_set_error(ctx, "step: %s", err.message);
@@ -720,8 +779,8 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
  * (after_last_batch). */
 static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
 {
-    batch_t *b = calloc(1, sizeof(*b));
-    if (!b) {
+    batch_t *pair = calloc(2, sizeof(*pair)), *b = pair, *next = pair ? pair + 1 : NULL;
+    if (!pair) {
         job_set_error(ctx, "out of memory");
         return JOB_RETRY;
     }
@@ -733,16 +792,21 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
             break;
         }
         size_t claimed = 0;
-        res = run_batch(ctx, run, b, &claimed);
+        res = run_batch(ctx, run, b, next, &claimed);
         batch_free(b);
-        if (res != JOB_DONE)
-            break;
-        if (claimed == 0) {
-            res = after_last_batch(ctx, run, run->channel);
+        if (res != JOB_DONE || claimed == 0) {
+            /* a batch claimed ahead is let go: its leases run out (nothing
+             * of it is in flight), and it is claimed again */
+            batch_free(next);
+            if (res == JOB_DONE)
+                res = after_last_batch(ctx, run, run->channel);
             break;
         }
+        batch_t *tmp = b; /* the batch claimed ahead (if any) is next */
+        b = next;
+        next = tmp;
     }
-    free(b);
+    free(pair);
     double wall = now_seconds() - started;
     const sending_clock_t *k = &run->clock;
     if (k->handed > 0 && wall > 0)
