@@ -634,19 +634,25 @@ static void append_all(json_t *done, json_t *more)
     json_decref(more);
 }
 
+/* Waits until a batch of the run's channel may be claimed at its rate, so
+ * that leases are not held idle; false when the job must stop. */
+static bool pace_batch(job_ctx_t *ctx, const sending_run_t *run)
+{
+    const app_t *app = job_app(ctx);
+    bool sms = run->sms != NULL;
+    return pace(ctx, sms ? 1 : 0,
+                sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
+                (size_t)app->cfg.send_batch_size);
+}
+
 /* Sends the claim of the next batch into nb (after the pacing wait, as
  * run_batch does), to be read after the current batch's last group; false
  * when it is not sent (the job must stop, or the database refused: the next
  * batch then claims as usual). */
 static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_call_t *cc)
 {
-    const app_t *app = job_app(ctx);
-    bool sms = run->sms != NULL;
     db_error_t err = {0};
-    return pace(ctx, sms ? 1 : 0,
-                sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
-                (size_t)app->cfg.send_batch_size) &&
-           claim_send(ctx, run, nb, cc, &err) == DB_OK;
+    return pace_batch(ctx, run) && claim_send(ctx, run, nb, cc, &err) == DB_OK;
 }
 
 /* The groups overlapped with the database: while group k is handed over,
@@ -735,13 +741,9 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, ba
     const app_t *app = job_app(ctx);
     db_error_t err = {0};
     *claimed = 0;
-    bool sms = run->sms != NULL;
     double t = now_seconds();
     db_status_t st = DB_OK;
-    /* Wait for the rate before claiming, so that leases are not held idle. */
-    if (!b->claimed &&
-        !pace(ctx, sms ? 1 : 0, sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
-              (size_t)app->cfg.send_batch_size))
+    if (!b->claimed && !pace_batch(ctx, run))
         return JOB_RETRY;
     if (!b->claimed) {
         t = now_seconds();
