@@ -22,6 +22,7 @@
 
 #include "importer/dbconn.h"
 #include "importer/dbconn_keep.h"
+#include "importer/importer.h"
 
 /* idle_session_timeout exists from PostgreSQL 14 on */
 #define PG_KEEP_MIN_VERSION 140000
@@ -43,6 +44,11 @@ static long long keep_now_ms(void)
 static void keep_finish(void *conn)
 {
     PQfinish(conn);
+}
+
+int importer_close_kept(void)
+{
+    return imp_db_keep_clear(keep_finish);
 }
 
 static bool keep_wanted(const import_db_t *db)
