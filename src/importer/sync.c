@@ -847,6 +847,13 @@ static char *finish_metadata(run_t *r, const load_t *ld, const json_t *result)
         json_object_set_new(m, "mode", json_string(ld->mode));
         json_object_set_new(m, "rows_in_table",
                             json_integer(json_integer_value(json_object_get(result, "rows"))));
+        /* an upsert merged in place (migration 065): what it wrote */
+        const char *merged[] = {"updated", "inserted", "unchanged"};
+        for (size_t i = 0; i < 3; i++) {
+            json_t *v = json_object_get(result, merged[i]);
+            if (json_is_integer(v))
+                json_object_set(m, merged[i], v);
+        }
     } else {
         long long inv = json_integer_value(json_object_get(result, "invalid"));
         long long mer = json_integer_value(json_object_get(result, "merged"));
@@ -967,20 +974,16 @@ static bool finish(run_t *r, load_t *ld)
         free(mtxt);
         return false;
     }
-    if (r->db && r->db->inc_column && r->db->max_value) {
-        /* incremental database sync: the new position commits with the rows */
-        const char *pv[2] = {r->src.id, r->db->max_value};
-        if (!copy_exec(r, "update public.data_sources set last_sync_value = $2 where id = $1", 2,
-                       pv, NULL)) {
-            free(mtxt);
-            return false;
-        }
-    }
+    /* an incremental database sync's new position: written by the UPDATE of
+     * data_sources that records the success, so it commits with the rows
+     * (migration 065); NULL leaves it */
+    const char *position = r->db && r->db->inc_column ? r->db->max_value : NULL;
     char imported[32], skipped[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     snprintf(skipped, sizeof(skipped), "%lld", r->skipped);
-    const char *p[4] = {r->log_id, imported, skipped, mtxt ? mtxt : "{}"};
-    bool ok = copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb)", 4, p, NULL);
+    const char *p[5] = {r->log_id, imported, skipped, mtxt ? mtxt : "{}", position};
+    bool ok =
+        copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb, $5)", 5, p, NULL);
     free(mtxt);
     /* The schema cache of /rest/v1 also reloads without the DDL event trigger
      * (a DATABASE_URL without superuser) — when a table was made or swapped:
