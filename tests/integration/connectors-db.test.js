@@ -378,10 +378,12 @@ test('hosts: private addresses are refused unless allowed; socket paths always',
 // source session (IMPORT_DB_KEEP_SECONDS) is closed at shutdown with a
 // Terminate message: the source's backend ends cleanly, not on a dropped
 // socket ("unexpected EOF on client connection", logged at DEBUG1 — turned on
-// for this test's role alone).
+// for this test's role alone; log_disconnections shows that the session ended).
 test('postgres: at shutdown the kept source sessions are closed', T, async () => {
   await pg.psql(`create role keep3 login password 'keep3-pw'; grant select on public.leads to keep3;
-    alter role keep3 set log_min_messages = 'debug1'; alter role keep3 set log_disconnections = on;`);
+    alter role keep3 set log_min_messages = 'debug1'`);
+  await pg.psql('alter system set log_disconnections = on'); // for backends started from now on
+  await pg.psql('select pg_reload_conf()');
   const src = await createSource({ name: 'Kept at shutdown', type: 'postgres', config: pgConfig() },
     { user: 'keep3', password: 'keep3-pw' });
   const log = await sync(src.id);
