@@ -11,9 +11,11 @@
 --      trigger (DELETE and INSERT statements), each audited. Now an unchanged
 --      row costs one index probe, a changed one a heap update (HOT when its
 --      page has room: no index insertion), and a merge with no new key fires
---      no count update. This needs keys that are unique among the staging rows,
---      which import_dedupe_staging guarantees for duplicate_handling keep_first,
---      keep_last and skip_all; any other value keeps the delete + insert.
+--      no count update. This needs keys that are unique among the staging rows:
+--      import_dedupe_staging makes them so for duplicate_handling keep_first,
+--      keep_last and skip_all; with 'none' (the default) one pass over the
+--      staging table checks it, and a load that holds a key twice keeps the
+--      delete + insert (the table then holds both rows, as before).
 --      The result and the audit row say how many rows were updated, inserted
 --      and unchanged.
 --   2. import_begin_run does not set data_sources.sync_status = 'syncing' again
@@ -31,8 +33,8 @@
 -- 1. the merge: update in place what changed, insert what is new
 -- ---------------------------------------------------------------------------
 
--- As in migration 050, but an upsert with unique staging keys updates in place
--- (see 1. above).
+-- As in migration 050, but an upsert whose staging keys are unique updates in
+-- place (see 1. above).
 create or replace function public.import_finish_staging(p_data_source_id uuid, p_staging text,
                                                        p_mode text, p_key_columns text[],
                                                        p_ci_columns text[], p_handling text,
@@ -60,6 +62,9 @@ declare
     v_scols text;
     v_updated bigint;
     v_inserted bigint;
+    v_unique boolean;
+    v_group text;
+    v_notnull text;
 begin
     if v_table is null then
         raise exception 'the data source has no import table' using errcode = '22023';
@@ -153,10 +158,28 @@ begin
                 perform pg_catalog.set_config('enable_hashjoin', 'off', true),
                         pg_catalog.set_config('enable_mergejoin', 'off', true);
             end if;
+            -- Are the staging rows' keys unique? import_dedupe_staging made them
+            -- so for keep_first, keep_last and skip_all; with 'none' one pass
+            -- over the (small) staging table tells. Rows without a full key
+            -- match nothing and do not count.
             if p_handling in ('keep_first', 'keep_last', 'skip_all') then
-                -- The staging rows' keys are unique (import_dedupe_staging), so a
-                -- table row matches at most one of them: rows whose key is in the
-                -- table are updated in place, and only when their content
+                v_unique := true;
+            else
+                select pg_catalog.string_agg(
+                           case when k = any (coalesce(p_ci_columns, '{}'))
+                                then pg_catalog.format('pg_catalog.lower(s.%I::text)', k)
+                                else pg_catalog.format('s.%I', k) end, ', '),
+                       pg_catalog.string_agg(pg_catalog.format('s.%I is not null', k), ' and ')
+                into v_group, v_notnull
+                from pg_catalog.unnest(p_key_columns) k;
+                execute pg_catalog.format(
+                    'select not exists (select from import_staging.%I s where %s '
+                    'group by %s having pg_catalog.count(*) > 1)', p_staging, v_notnull, v_group)
+                into v_unique;
+            end if;
+            if v_unique then
+                -- A table row matches at most one staging row: rows whose key is
+                -- in the table are updated in place, and only when their content
                 -- changed (compared as text: a false "changed" only costs a
                 -- rewrite); rows with a new key are inserted.
                 select pg_catalog.string_agg(pg_catalog.format('%1$I = s.%1$I', a.attname), ', '

@@ -6,7 +6,7 @@
 -- insert; import_begin_run writes no second 'syncing'; the 5-argument
 -- import_succeed_run writes the position in the UPDATE that records the success.
 BEGIN;
-SELECT plan(28);
+SELECT plan(30);
 
 -- ---------------------------------------------------------------------------
 -- Privileges
@@ -96,14 +96,25 @@ SELECT is(public.import_finish_staging('65656565-6565-4565-8565-656565656565', :
 SELECT is((SELECT count(*)::int FROM public.audit_logs WHERE resource_type = 'import_tables') - :it_audits_before, 1,
           'and writes import_tables once');
 
--- a handling that leaves repeated keys in the staging table: delete + insert, as before
+-- handling none (the default) with unique keys: in place too
+SELECT lives_ok(format($$INSERT INTO import_staging.%I VALUES
+    ('01900000-0000-7000-8000-000000000031', 'u6@x.com', 60, NULL),
+    ('01900000-0000-7000-8000-000000000032', 'u8@x.com', 8, date '2024-01-09'),
+    ('01900000-0000-7000-8000-000000000033', NULL, 701, NULL),
+    ('01900000-0000-7000-8000-000000000034', NULL, 702, NULL)$$, :'dlt'), 'load unique keys (and two without a key)');
+SELECT is(public.import_finish_staging('65656565-6565-4565-8565-656565656565', :'dlt', 'upsert',
+                                        '{email}', '{}', 'none', '65656565-0000-4000-8000-000000000001', 4),
+          '{"rows": 14, "imported": 4, "duplicates": 0, "updated": 1, "inserted": 2, "unchanged": 1}'::jsonb,
+          'handling none, keys unique: u6 updated in place, u8 unchanged, the two rows without a key inserted');
+
+-- handling none with a key twice in the load: delete + insert, as before
 SELECT (SELECT id FROM public.:"tbl" WHERE email = 'u5@x.com') AS u5_id \gset
 SELECT lives_ok(format($$INSERT INTO import_staging.%I VALUES
     ('01900000-0000-7000-8000-000000000021', 'u5@x.com', 51, NULL),
     ('01900000-0000-7000-8000-000000000022', 'u5@x.com', 52, NULL)$$, :'dlt'), 'load a key twice');
 SELECT is(public.import_finish_staging('65656565-6565-4565-8565-656565656565', :'dlt', 'upsert',
                                         '{email}', '{}', 'none', '65656565-0000-4000-8000-000000000001', 2),
-          '{"rows": 13, "imported": 2, "duplicates": 0}'::jsonb, 'handling none: the key''s row replaced by both');
+          '{"rows": 15, "imported": 2, "duplicates": 0}'::jsonb, 'handling none, a key twice: the key''s row replaced by both');
 SELECT is((SELECT count(*)::int FROM public.:"tbl" WHERE email = 'u5@x.com' AND id <> :'u5_id'), 2,
           'new rows, new ids');
 
