@@ -22,7 +22,6 @@
 
 #include "importer/dbconn.h"
 #include "importer/dbconn_keep.h"
-#include "importer/importer.h"
 
 /* idle_session_timeout exists from PostgreSQL 14 on */
 #define PG_KEEP_MIN_VERSION 140000
@@ -46,7 +45,7 @@ static void keep_finish(void *conn)
     PQfinish(conn);
 }
 
-int importer_close_kept(void)
+int import__db_close_kept(void)
 {
     return imp_db_keep_clear(keep_finish);
 }
