@@ -9,7 +9,7 @@
 //   3. the same rows with `psql -c "\copy (select …) to stdout" | psql -c "\copy …
 //      from stdin"` between the same two clusters, into a plain table;
 //   4. incremental: a second source with incremental_column updated_at: its first
-//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 3), 1,000
+//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 5), 1,000
 //      rows change at the source and the next sync reads only those (and the ties
 //      of the last value); the median re-sync, from the request to the finished
 //      sync_logs row (the job's wait included), is the figure; before the
@@ -173,12 +173,12 @@ try {
   c0 = cpu();
   const first = await sync(inc);
   const firstCpu = cpuSince(c0);
-  // BENCH_RESYNC_RUNS re-syncs (default 3), each after 1,000 other rows changed
+  // BENCH_RESYNC_RUNS re-syncs (default 5), each after 1,000 other rows changed
   // at the source (past every earlier value of updated_at); the median is the
   // figure (one re-sync is well under a second: a single one is at the mercy of
   // whatever else the machine does in that second).
   const resyncs = [];
-  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 3));
+  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 5));
   const lsn = async () => bench.sql('select pg_current_wal_lsn()');
   // A user's re-sync comes long after the source's first sync, when autovacuum
   // has long done the 1M-row tables that sync (and the ones before it) wrote.
