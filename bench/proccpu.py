@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from cputime import children  # the postmaster's live children
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -26,17 +28,6 @@ def run_ms(pid):
 def title(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().replace(b"\0", b" ").decode("utf8", "replace").strip()
-
-
-def children(pid):
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def main():
