@@ -27,6 +27,11 @@
 --      data_sources that records the success (one row version, one audit row,
 --      one realtime change instead of two), still in the transaction of the
 --      rows. The 4-argument form stays.
+--   4. import_create_staging: the table of a source with incremental_strategy
+--      'incremental' is made with fillfactor 90, so that the first update of a
+--      row finds room on its page (a HOT update: no index insertion, no row
+--      lock record, one page written) instead of moving to another page. The
+--      cost: about 11 % more pages for that table.
 -- Applied once, inside one transaction, by the database owner.
 
 -- ---------------------------------------------------------------------------
@@ -402,3 +407,66 @@ end
 $$;
 revoke all on function public.import_succeed_run(uuid, bigint, bigint, jsonb, text) from public, anon, authenticated;
 grant execute on function public.import_succeed_run(uuid, bigint, bigint, jsonb, text) to service_role;
+
+-- ---------------------------------------------------------------------------
+-- 4. room for in-place updates in an incremental source's table
+-- ---------------------------------------------------------------------------
+
+-- As in migration 021, with fillfactor 90 for an incremental source (see 4.
+-- above): the table a full sync loads into becomes the import table.
+create or replace function public.import_create_staging(p_data_source_id uuid, p_columns jsonb)
+returns text
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_table text := public.import_current_table(p_data_source_id);
+    v_stg text := 'stg_' || pg_catalog.substr(pg_catalog.md5(gen_random_uuid()::text), 1, 12);
+    v_defs text := '';
+    v_col jsonb;
+    v_sql_type text;
+    v_with text := '';
+begin
+    if p_columns is null then
+        if v_table is null then
+            raise exception 'the data source has no import table' using errcode = '22023';
+        end if;
+        select pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname,
+                                     pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
+                                     order by a.attnum)
+        into v_defs
+        from pg_catalog.pg_attribute a
+        where a.attrelid = pg_catalog.format('public.%I', v_table)::pg_catalog.regclass
+          and a.attnum > 0 and not a.attisdropped and a.attname not in ('id', 'imported_at');
+    else
+        if pg_catalog.jsonb_typeof(p_columns) is distinct from 'array' then
+            raise exception 'the columns must be a JSON array' using errcode = '22023';
+        end if;
+        for v_col in select e.value from pg_catalog.jsonb_array_elements(p_columns) e loop
+            if (v_col ->> 'target_name') !~ '^[a-z_][a-z0-9_]{0,62}$' then
+                raise exception 'invalid column name %', v_col ->> 'target_name' using errcode = '22023';
+            end if;
+            v_sql_type := pg_catalog.lower(v_col ->> 'sql_type');
+            if v_sql_type not in ('text', 'numeric', 'integer', 'bigint', 'boolean', 'date',
+                                  'timestamptz', 'jsonb') then
+                raise exception 'unsupported column type %', v_sql_type using errcode = '22023';
+            end if;
+            v_defs := v_defs || case when v_defs = '' then '' else ', ' end
+                      || pg_catalog.format('%I %s', v_col ->> 'target_name', v_sql_type);
+        end loop;
+    end if;
+    -- an incremental source's table is updated in place by its re-syncs: room
+    -- on each page for the new versions (HOT updates: no index insertion)
+    if exists (select 1 from public.data_sources ds
+               where ds.id = p_data_source_id
+                 and ds.schedule_config ->> 'incremental_strategy' = 'incremental') then
+        v_with := ' with (fillfactor = 90)';
+    end if;
+    execute pg_catalog.format(
+        'create table import_staging.%I (id uuid not null%s)%s',
+        v_stg, case when coalesce(v_defs, '') = '' then '' else ', ' || v_defs end, v_with);
+    execute pg_catalog.format('grant select, insert, delete on import_staging.%I to service_role', v_stg);
+    return v_stg;
+end
+$$;

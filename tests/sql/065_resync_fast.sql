@@ -4,9 +4,10 @@
 -- inserts new keys, one audit row for the merge and none per row, the count
 -- kept; a duplicate_handling that does not make keys unique keeps the delete +
 -- insert; import_begin_run writes no second 'syncing'; the 5-argument
--- import_succeed_run writes the position in the UPDATE that records the success.
+-- import_succeed_run writes the position in the UPDATE that records the success;
+-- an incremental source's table is made with fillfactor 90.
 BEGIN;
-SELECT plan(30);
+SELECT plan(32);
 
 -- ---------------------------------------------------------------------------
 -- Privileges
@@ -154,6 +155,23 @@ SELECT tests.authenticate_as_service();
 SELECT public.import_succeed_run('65656565-0000-4000-8000-000000000002', 5, 0, '{}', NULL);
 SELECT is((SELECT last_sync_value FROM public.data_sources WHERE id = '65656565-6565-4565-8565-656565656565'),
           '2024-03-01 06:00:00+00', 'no position: the last one stays');
+
+-- ---------------------------------------------------------------------------
+-- import_create_staging: room on each page for an incremental source
+-- ---------------------------------------------------------------------------
+RESET ROLE;
+INSERT INTO public.data_sources (id, user_id, name, type, config, schedule_config)
+VALUES ('65656565-6565-4565-8565-656565656566', :'rhea', 'Incremental', 'csv_upload', '{"storage_path":"x/z.csv"}',
+        '{"incremental_strategy": "incremental"}');
+SELECT tests.authenticate_as_service();
+SELECT public.import_create_staging('65656565-6565-4565-8565-656565656566',
+    '[{"target_name":"email","sql_type":"text"}]') AS stg_inc \gset
+SELECT public.import_create_staging('65656565-6565-4565-8565-656565656565',
+    '[{"target_name":"email","sql_type":"text"}]') AS stg_full \gset
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = ('import_staging.' || :'stg_inc')::regclass),
+          ARRAY['fillfactor=90'], 'an incremental source''s table leaves room on its pages');
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = ('import_staging.' || :'stg_full')::regclass),
+          NULL, 'a full-sync source''s table is packed');
 
 SELECT * FROM finish();
 ROLLBACK;
