@@ -399,7 +399,7 @@ static bool copy_open(run_t *r)
 }
 
 /* Closes the data connection — an open transaction is rolled back — or, when
- * its transaction ended (committed), keeps it for the thread's next run. */
+ * its transaction ended (committed), keeps it for the next run. */
 static void copy_close(run_t *r)
 {
     if (r->copy && PQstatus(r->copy) == CONNECTION_OK &&
