@@ -158,6 +158,10 @@ fail: /* and the normal way out: one stop sequence for both */
         app->http = NULL;
     }
     jobs_stop(jobs);
+    /* no job thread uses them any more: the servers see the sessions end */
+    int kept = importer_close_kept();
+    if (kept > 0)
+        log_info("closed %d kept connection(s) (source sessions, import data)", kept);
     rest_schema_stop();
     curl_global_cleanup();
     auth_limiter_free(app->limiter);

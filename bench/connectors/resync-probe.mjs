@@ -44,6 +44,27 @@ try {
   };
   const pids = [String(server.process.pid), `tree:${pmOf(server.dataDir)}`, `tree:${pmOf(pg.dir)}`];
   const cpu = () => execFileSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), ...pids], { encoding: 'utf8' }).trim().split(' ').map(Number);
+  // per process of the destination cluster (bench/proccpu.py): which backend
+  // does a re-sync's work
+  const dstPm = pids[1].slice(5);
+  const procs = () => JSON.parse(execFileSync('python3', [path.join(h.ROOT, 'bench', 'proccpu.py'), dstPm], { encoding: 'utf8' }));
+  const procReport = async (a, b) => {
+    const act = {};
+    for (const line of (await h.sql(server, `select pid || '|' || backend_type || '|' || coalesce(application_name, '') || '|' ||
+        coalesce(state, '') || '|' || left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 70) from pg_stat_activity`)).split('\n')) {
+      const [pid, ...rest] = line.split('|');
+      act[pid] = rest.join(' | ');
+    }
+    const rows = [];
+    for (const [pid, [ms, t]] of Object.entries(b.procs)) {
+      const d = ms - (a.procs[pid] ? a.procs[pid][0] : 0);
+      if (d >= 0.05) rows.push([d, `${pid}${a.procs[pid] ? '' : ' (new)'} ${act[pid] || t}`]);
+    }
+    for (const [pid, [, t]] of Object.entries(a.procs)) if (!b.procs[pid]) rows.push([0, `${pid} (ended; CPU in reaped) ${t}`]);
+    rows.push([b.reaped_ms - a.reaped_ms, 'backends that ended in the window (10 ms ticks)']);
+    rows.sort((x, y) => y[0] - x[0]);
+    return rows.map(([d, l]) => `    ${d.toFixed(1).padStart(8)} ms  ${l}`).join('\n');
+  };
   const sync = async () => {
     const r = await api('POST', `/api/data-sources/${data.id}/sync`);
     if (r.status !== 202) throw new Error(r.text);
@@ -70,15 +91,28 @@ try {
       if (r.code !== 0) throw new Error(r.stderr);
     }
   }
+  // PROBE_FUNCS=1: track_functions = all on the destination; each re-sync's
+  // PL/pgSQL and SQL functions by self time (pg_stat_user_functions, reset
+  // before the re-sync)
+  if (process.env.PROBE_FUNCS) {
+    await h.sql(server, "alter system set track_functions = 'all'");
+    await h.sql(server, 'select pg_reload_conf()');
+  }
   if (process.env.PROBE_QUIET) await new Promise((res) => setTimeout(res, Number(process.env.PROBE_QUIET) * 1000));
   for (let i = 1; i <= runs; i++) {
     const step = Math.floor(rows / 1000);
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms', email = 'changed${i}-' || id || '@example.com'
                    where id in (select g * ${step} - ${i} from generate_series(1, 1000) g)`);
     const l0 = await h.sql(server, 'select pg_current_wal_lsn()');
+    if (process.env.PROBE_FUNCS) { // what the backends still hold from before is flushed first
+      await new Promise((res) => setTimeout(res, 1500));
+      await h.sql(server, 'select pg_stat_reset()');
+    }
+    const p0 = procs();
     c0 = cpu();
     const t0 = Date.now();
     const s = await sync();
+    const p1 = procs();
     // the destination's WAL of the re-sync by record type, largest first
     const l1 = await h.sql(server, 'select pg_current_wal_lsn()');
     const wd = spawnSync(path.join(h.PG_BIN, 'pg_waldump'), ['-p', path.join(server.dataDir, 'pg', 'pg_wal'), '-s', l0, '-e', l1, '--stats=record'], { encoding: 'utf8' });
@@ -88,6 +122,13 @@ try {
     const combined = (x) => Number(/bytes=(\d+)/.exec(x)[1]);
     log(`re-sync ${i} WAL by record type: ${recs.sort((a, b) => combined(b) - combined(a)).slice(0, 10).join('; ')}`);
     const c = cpu().map((x, k) => x - c0[k]);
+    if (process.env.PROBE_FUNCS) {
+      await new Promise((res) => setTimeout(res, 1500)); // idle backends flush their counts within 1 s
+      log(`re-sync ${i}: functions by self time (ms; calls; total ms):\n${await h.sql(server, `select string_agg(format('    %8s %6s %8s  %s.%s',
+        round(self_time::numeric, 1), calls, round(total_time::numeric, 1), schemaname, funcname), E'\\n' order by self_time desc)
+        from (select * from pg_stat_user_functions order by self_time desc limit 25) f`)}`);
+    }
+    log(`re-sync ${i}: destination CPU per process:\n${await procReport(p0, p1)}`);
     log(`re-sync ${i}: ${(s.secs * 1000).toFixed(1)} ms (${s.read} read), wall incl. queue ${Date.now() - t0} ms, cpu campaignd/dst/src ${c.map((x) => x.toFixed(3)).join(' / ')}`);
   }
   log(`logs: ${server.dataDir} ${pg.dir}/log`);

@@ -9,24 +9,25 @@
 //   3. the same rows with `psql -c "\copy (select …) to stdout" | psql -c "\copy …
 //      from stdin"` between the same two clusters, into a plain table;
 //   4. incremental: a second source with incremental_column updated_at: its first
-//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 3), 1,000
+//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 5), 1,000
 //      rows change at the source and the next sync reads only those (and the ties
 //      of the last value); the median re-sync, from the request to the finished
-//      sync_logs row (the job's wait included), is the figure; each re-sync
-//      first waits for the destination's autovacuum of the tables the syncs
-//      before it wrote (a real re-sync comes long after; its CPU would be
-//      counted here otherwise);
+//      sync_logs row (the job's wait included), is the figure; before the
+//      re-syncs the destination is vacuumed (what autovacuum does long before a
+//      real re-sync; it would otherwise start inside one), and each re-sync
+//      waits for a running autovacuum worker;
 //   5. appends the figures to bench/RESULTS.md, with the CPU seconds (user +
-//      system, bench/cputime.py) of campaignd and of both clusters (postmaster
-//      and every backend) per million rows, and of the psql pipe: figures a
-//      shared, loaded machine distorts far less than wall time.
+//      system, bench/cputime.py; the destination's per process to the µs,
+//      bench/proccpu.py) of campaignd and of both clusters (postmaster and every
+//      backend but the bench's own session) per million rows, and of the psql
+//      pipe: figures a shared, loaded machine distorts far less than wall time.
 //
 // Usage: CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/connectors/run.mjs
 // BENCH_DB_ROWS (default 1000000), BENCH_RESULTS (default bench/RESULTS.md).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as h from '../../tests/integration/helpers.js';
 import * as dbs from '../../tests/integration/db-servers.js';
 
@@ -34,8 +35,41 @@ const rows = Number(process.env.BENCH_DB_ROWS || 1000000);
 const results = process.env.BENCH_RESULTS || path.join(h.ROOT, 'bench', 'RESULTS.md');
 const log = (m) => console.error(`${new Date().toISOString().slice(11, 19)} ${m}`);
 
+// One psql session kept open for the bench's own queries (waiting for a sync,
+// reading its result, WAL positions): a psql per query would start a backend
+// each time inside the measured window, and that backend's CPU would be
+// counted as the destination's (20–50 ms each under load). Its backend's CPU
+// is left out of the destination's figure.
+function psqlSession(url) {
+  const p = spawn('psql', ['-X', '-q', '-A', '-t', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const waiting = [];
+  p.stdout.on('data', (d) => {
+    out += d;
+    let i;
+    while ((i = out.indexOf('__bench_done__\n')) >= 0) {
+      const text = out.slice(0, i).trim();
+      out = out.slice(i + 15);
+      const w = waiting.shift();
+      if (err) w.reject(new Error(`psql: ${err}`));
+      else w.resolve(text);
+      err = '';
+    }
+  });
+  p.stderr.on('data', (d) => { err += d; });
+  return {
+    sql: (text) => new Promise((resolve, reject) => {
+      waiting.push({ resolve, reject });
+      p.stdin.write(`${text.trim().replace(/;$/, '')};\n\\echo __bench_done__\n`);
+    }),
+    close: () => p.stdin.end(),
+  };
+}
+
 const pg = await dbs.startPostgres({ prefix: 'cd-bench-srcpg-' });
 let server;
+let bench;
 try {
   log(`source: ${rows} rows`);
   await pg.psql(`
@@ -49,8 +83,10 @@ try {
              timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
       from generate_series(1, ${rows}) g;
     create index leads_updated_at on public.leads (updated_at);
-    analyze public.leads;
     grant select on public.leads to reader;`);
+  // a real source table is long vacuumed; autovacuum of this new one would
+  // otherwise run during the syncs and count as the source's CPU
+  await pg.psql('vacuum (analyze) public.leads');
 
   server = await h.startServer({ IMPORT_ALLOW_PRIVATE_NETWORKS: 'true', JOB_POLL_INTERVAL: '1', LOG_LEVEL: 'warn' });
   const user = await h.signUpUser(server);
@@ -68,10 +104,24 @@ try {
     const f = execFileSync('find', [dir, '-name', 'postmaster.pid'], { encoding: 'utf8' }).split('\n')[0];
     return fs.readFileSync(f, 'utf8').split('\n')[0].trim();
   };
-  const pids = [String(server.process.pid), `tree:${pmOf(server.dataDir)}`, `tree:${pmOf(pg.dir)}`];
+  const pids = [String(server.process.pid), `tree:${pmOf(pg.dir)}`];
+  bench = psqlSession(await h.dbUrl(server));
+  const benchPid = await bench.sql('select pg_backend_pid()');
+  // the destination cluster per process, to the µs (bench/proccpu.py), without
+  // the bench's own session
+  const dstPm = pmOf(server.dataDir);
+  const dstCpu = () => {
+    const snap = JSON.parse(execFileSync('python3', [path.join(h.ROOT, 'bench', 'proccpu.py'), dstPm], { encoding: 'utf8' }));
+    let ms = snap.reaped_ms;
+    for (const [pid, [x]] of Object.entries(snap.procs)) if (pid !== benchPid) ms += x;
+    return ms / 1000;
+  };
   // [campaignd, destination cluster, source cluster] CPU seconds so far
-  const cpu = () => execFileSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), ...pids], { encoding: 'utf8' })
-    .trim().split(' ').map(Number);
+  const cpu = () => {
+    const [c, src] = execFileSync('python3', [path.join(h.ROOT, 'bench', 'cputime.py'), ...pids], { encoding: 'utf8' })
+      .trim().split(' ').map(Number);
+    return [c, dstCpu(), src];
+  };
   const cpuSince = (a) => cpu().map((x, i) => x - a[i]);
   const sync = async (id) => {
     const r = await api('POST', `/api/data-sources/${id}/sync`);
@@ -79,13 +129,13 @@ try {
     // waited for in ONE database session: a psql per poll would be a new
     // backend each time, counted in the cluster's CPU
     const logId = h.lit(r.json.sync_log_id);
-    await h.sql(server, `do $$ begin loop
+    await bench.sql(`do $$ begin loop
       exit when (select status from public.sync_logs where id = ${logId}) <> 'running';
-      perform pg_sleep(0.2); end loop; end $$`);
+      perform pg_sleep(0.05); end loop; end $$`);
     // total: from the request (the job's created_at, in the request's
     // transaction) to the finished sync_logs row, so a job that waits for a
     // poll interval, or a slow claim, counts
-    const out = await h.sql(server, `select json_build_object('status', l.status, 'secs', extract(epoch from l.completed_at - l.started_at),
+    const out = await bench.sql(`select json_build_object('status', l.status, 'secs', extract(epoch from l.completed_at - l.started_at),
       'total', extract(epoch from l.completed_at - j.created_at),
       'imported', l.records_imported, 'read', l.metadata -> 'progress' -> 'rows_read', 'err', l.error_message)
       from public.sync_logs l left join jobs.jobs j on j.id = (l.metadata ->> 'job_id')::bigint where l.id = ${logId}`);
@@ -123,20 +173,30 @@ try {
   c0 = cpu();
   const first = await sync(inc);
   const firstCpu = cpuSince(c0);
-  // BENCH_RESYNC_RUNS re-syncs (default 3), each after 1,000 other rows changed
+  // BENCH_RESYNC_RUNS re-syncs (default 5), each after 1,000 other rows changed
   // at the source (past every earlier value of updated_at); the median is the
   // figure (one re-sync is well under a second: a single one is at the mercy of
   // whatever else the machine does in that second).
   const resyncs = [];
-  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 3));
-  const lsn = async () => h.sql(server, 'select pg_current_wal_lsn()');
+  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 5));
+  const lsn = async () => bench.sql('select pg_current_wal_lsn()');
+  // A user's re-sync comes long after the source's first sync, when autovacuum
+  // has long done the 1M-row tables that sync (and the ones before it) wrote.
+  // Here it would start in the middle of a re-sync (it wakes up every
+  // autovacuum_naptime, so waiting for a running worker is not enough): do its
+  // work now, outside the measured windows. Re-syncs still carry what they
+  // leave themselves (the pruning of the rows the one before replaced).
+  log('vacuum (analyze) of the destination: what autovacuum does after the big syncs');
+  await bench.sql('vacuum (analyze)');
   // the full-page images in a WAL range (pg_waldump --stats): after a checkpoint
   // the first change of each page logs the whole page; null when unreadable
   const walFpi = (from, to) => {
     const r = spawnSync(path.join(h.PG_BIN, 'pg_waldump'), ['-p', path.join(server.dataDir, 'pg', 'pg_wal'), '-s', from, '-e', to, '--stats'],
       { encoding: 'utf8' });
     const m = /Total\s+(\d+)\s+(\d+)\s+\[[^\]]*\]\s+(\d+)/.exec(r.stdout || '');
-    return m ? { records: Number(m[1]), fpi: Number(m[3]) } : null;
+    // commit records: the transactions that wrote (each a WAL flush)
+    const c = /^Transaction\s+(\d+)/m.exec(r.stdout || '');
+    return m ? { records: Number(m[1]), fpi: Number(m[3]), commits: c ? Number(c[1]) : null } : null;
   };
   for (let i = 1; i <= runs; i++) {
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms',
@@ -146,21 +206,21 @@ try {
     // done the tables that sync wrote; here it would run during the re-syncs
     // (a vacuum of 1M-row tables: seconds of CPU on 2 CPUs), so wait for it
     // (at most BENCH_AUTOVACUUM_WAIT seconds, default 120).
-    await h.sql(server, `do $$ begin for i in 1..${Number(process.env.BENCH_AUTOVACUUM_WAIT || 120) * 5} loop
+    await bench.sql(`do $$ begin for i in 1..${Number(process.env.BENCH_AUTOVACUUM_WAIT || 120) * 5} loop
       exit when not exists (select 1 from pg_stat_activity where backend_type = 'autovacuum worker');
       perform pg_sleep(0.2); end loop; end $$`);
-    const waited = await h.sql(server, "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'");
+    const waited = await bench.sql("select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'");
     if (waited !== '0') log(`re-sync ${i}: autovacuum still running`);
     const l0 = await lsn();
     c0 = cpu();
     const one = await sync(inc);
     one.cpu = cpuSince(c0);
     const l1 = await lsn();
-    one.wal = Number(await h.sql(server, `select pg_wal_lsn_diff('${l1}', '${l0}')`));
+    one.wal = Number(await bench.sql(`select pg_wal_lsn_diff('${l1}', '${l0}')`));
     one.fpi = walFpi(l0, l1);
     resyncs.push(one);
     log(`re-sync ${i}: ${one.secs}s from the request (${one.run}s from the job's start; ${one.read} rows read), CPU ${one.cpu.map((x) => x.toFixed(3)).join(' / ')} s, WAL ${one.wal} bytes` +
-      (one.fpi ? ` (${one.fpi.records} records, full-page images ${one.fpi.fpi} bytes)` : ''));
+      (one.fpi ? ` (${one.fpi.records} records, full-page images ${one.fpi.fpi} bytes, ${one.fpi.commits} transaction records)` : ''));
   }
   const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
   const second = { secs: median(resyncs.map((x) => x.secs)), run: median(resyncs.map((x) => x.run)), read: median(resyncs.map((x) => x.read)) };
@@ -202,12 +262,14 @@ try {
     `| CPU s, incremental first sync / re-sync (campaignd + both clusters; re-sync: medians) | ${f(sum(firstCpu))} / ${secondCpu.map((x) => x.toFixed(3)).join(' + ')} (${((100 * sum(secondCpu)) / sum(fullCpu)).toFixed(2)} % of the full sync's) |`,
     `| WAL written by the destination per re-sync (median), bytes | ${secondWal} |`,
     `| of which full-page images, bytes (each re-sync; pg_waldump --stats) | ${resyncs.map((x) => (x.fpi ? `${x.fpi.fpi} of ${x.fpi.records} records` : '?')).join(', ')} |`,
+    `| transaction (commit) records in the destination's WAL per re-sync (each) | ${resyncs.map((x) => (x.fpi ? x.fpi.commits : '?')).join(', ')} |`,
     `| load average (1/5/15 min) at the end | ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   );
   fs.appendFileSync(results, lines.join('\n') + '\n');
   log(`appended to ${results}`);
   console.log(lines.join('\n'));
 } finally {
+  if (bench) bench.close();
   if (server) await server.stop();
   await pg.stop();
 }

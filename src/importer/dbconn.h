@@ -159,6 +159,10 @@ const char *import__db_inc_column(const import_source_t *src);
 
 void import__db_close(import_db_t *db);
 
+/* Closes the source sessions kept for the next sync (dbconn_keep.c) with the
+ * driver's close; returns how many. For importer_close_kept (shutdown). */
+int import__db_close_kept(void);
+
 /* Driver entry points (dbconn_pg.c, dbconn_mysql.c, dbconn_mssql.c): start
  * the query sql on db->target. Fill db->err on failure. */
 CD_MUSTCHECK bool import__db_pg_start(import_db_t *db, const char *sql);

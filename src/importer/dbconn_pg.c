@@ -45,6 +45,11 @@ static void keep_finish(void *conn)
     PQfinish(conn);
 }
 
+int import__db_close_kept(void)
+{
+    return imp_db_keep_clear(keep_finish);
+}
+
 static bool keep_wanted(const import_db_t *db)
 {
     return db->target.keep_s > 0 && !db->redshift && db->target.source_id[0];

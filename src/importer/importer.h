@@ -22,6 +22,12 @@
 /* Registers the import.sync handler with the job queue (before jobs_start). */
 CD_MUSTCHECK bool importer_register_jobs(void);
 
+/* Closes the source sessions kept for the next sync (IMPORT_DB_KEEP_SECONDS)
+ * and the kept data connections to the database, each with a Terminate
+ * message, so the servers end those backends at once; call after the job
+ * threads stopped (shutdown). Returns how many. */
+int importer_close_kept(void);
+
 /* The outcome of a preview. */
 typedef enum import_preview_status {
     IMPORT_PREVIEW_OK = 0,

@@ -310,34 +310,25 @@ static char *copy_scalar(run_t *r, const char *sql, int n, const char *const *pa
     return v;
 }
 
-/* The data connection a job thread kept from its last run that committed
- * (copy_close): the next run on that thread starts its transaction on it
- * instead of starting a backend — which, new, would also have to load the
- * catalog entries and compile the PL/pgSQL functions of the merge again. At
- * most one per job thread; closed when the thread ends. Everything a run sets
- * on it is transaction-local (set_config(..., true)). */
-static pthread_key_t kept_copy_key;
-static pthread_once_t kept_copy_once = PTHREAD_ONCE_INIT;
-static bool kept_copy_ok; /* the key exists */
-
-static void kept_copy_free(void *conn)
-{
-    PQfinish(conn);
-}
-
-static void kept_copy_init(void)
-{
-    kept_copy_ok = pthread_key_create(&kept_copy_key, kept_copy_free) == 0;
-    if (!kept_copy_ok)
-        log_warn("import: no thread key: every sync opens its own data connection");
-}
+/* The data connections kept from runs that committed (copy_close): the next
+ * run, on whichever job thread, starts its transaction on one instead of
+ * starting a backend — which, new, would also have to load the catalog
+ * entries and compile the PL/pgSQL functions of the merge again (100-250 ms
+ * of the destination's CPU in a loaded re-sync). Shared by the job threads,
+ * not one per thread: a source's re-sync that lands on another thread than
+ * its last sync still finds a warm one. The last one kept is taken first (the
+ * warmest); at most KEPT_COPY_MAX; closed at shutdown (importer_close_kept).
+ * Everything a run sets on one is transaction-local (set_config(..., true)). */
+#define KEPT_COPY_MAX 8
+static pthread_mutex_t kept_copy_mu = PTHREAD_MUTEX_INITIALIZER;
+static PGconn *kept_copy[KEPT_COPY_MAX];
+static size_t kept_copy_n;
 
 static PGconn *kept_copy_take(const app_t *app)
 {
-    (void)pthread_once(&kept_copy_once, kept_copy_init);
-    PGconn *conn = kept_copy_ok ? pthread_getspecific(kept_copy_key) : NULL;
-    if (conn)
-        (void)pthread_setspecific(kept_copy_key, NULL);
+    pthread_mutex_lock(&kept_copy_mu);
+    PGconn *conn = kept_copy_n > 0 ? kept_copy[--kept_copy_n] : NULL;
+    pthread_mutex_unlock(&kept_copy_mu);
     /* PQconsumeInput reads what came meanwhile: a connection the server
      * closed (a restart, idle_session_timeout) shows up as broken here */
     if (conn && PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK &&
@@ -345,6 +336,29 @@ static PGconn *kept_copy_take(const app_t *app)
         return conn;
     PQfinish(conn);
     return PQconnectdb(app->worker_conninfo);
+}
+
+/* Keeps conn for the next run; false when KEPT_COPY_MAX are kept already. */
+static bool kept_copy_put(PGconn *conn)
+{
+    pthread_mutex_lock(&kept_copy_mu);
+    bool kept = kept_copy_n < KEPT_COPY_MAX;
+    if (kept)
+        kept_copy[kept_copy_n++] = conn;
+    pthread_mutex_unlock(&kept_copy_mu);
+    return kept;
+}
+
+int importer_close_kept(void)
+{
+    int n = import__db_close_kept();
+    pthread_mutex_lock(&kept_copy_mu);
+    while (kept_copy_n > 0) {
+        PQfinish(kept_copy[--kept_copy_n]);
+        n++;
+    }
+    pthread_mutex_unlock(&kept_copy_mu);
+    return n;
 }
 
 /* Opens the data connection and its transaction as service_role, with the
@@ -385,12 +399,11 @@ static bool copy_open(run_t *r)
 }
 
 /* Closes the data connection — an open transaction is rolled back — or, when
- * its transaction ended (committed), keeps it for the thread's next run. */
+ * its transaction ended (committed), keeps it for the next run. */
 static void copy_close(run_t *r)
 {
-    if (r->copy && kept_copy_ok && PQstatus(r->copy) == CONNECTION_OK &&
-        PQtransactionStatus(r->copy) == PQTRANS_IDLE && !pthread_getspecific(kept_copy_key) &&
-        pthread_setspecific(kept_copy_key, r->copy) == 0) {
+    if (r->copy && PQstatus(r->copy) == CONNECTION_OK &&
+        PQtransactionStatus(r->copy) == PQTRANS_IDLE && kept_copy_put(r->copy)) {
         r->copy = NULL;
         return;
     }
@@ -847,6 +860,13 @@ static char *finish_metadata(run_t *r, const load_t *ld, const json_t *result)
         json_object_set_new(m, "mode", json_string(ld->mode));
         json_object_set_new(m, "rows_in_table",
                             json_integer(json_integer_value(json_object_get(result, "rows"))));
+        /* an upsert merged in place (migration 065): what it wrote */
+        const char *merged[] = {"updated", "inserted", "unchanged"};
+        for (size_t i = 0; i < 3; i++) {
+            json_t *v = json_object_get(result, merged[i]);
+            if (json_is_integer(v))
+                json_object_set(m, merged[i], v);
+        }
     } else {
         long long inv = json_integer_value(json_object_get(result, "invalid"));
         long long mer = json_integer_value(json_object_get(result, "merged"));
@@ -906,12 +926,18 @@ static json_t *finish_table(run_t *r, load_t *ld)
         char *an = ix && strcmp(ld->mode, "replace") == 0
                        ? copy_scalar(r, "select public.import_analyze($1)", 1, pk)
                        : strdup("");
-        if (!ix || !an) {
+        /* and the staging table of the re-syncs (migration 050) is made now,
+         * by this run's DDL and its schema reload, not by the first re-sync */
+        char *dlt = an && strcmp(ld->mode, "replace") == 0
+                        ? copy_scalar(r, "select public.import_delta_staging($1)", 1, pk)
+                        : strdup("");
+        if (!ix || !an || !dlt) {
             free(res);
             res = NULL;
         }
         free(ix);
         free(an);
+        free(dlt);
     }
     free(keys);
     free(ci);
@@ -967,20 +993,16 @@ static bool finish(run_t *r, load_t *ld)
         free(mtxt);
         return false;
     }
-    if (r->db && r->db->inc_column && r->db->max_value) {
-        /* incremental database sync: the new position commits with the rows */
-        const char *pv[2] = {r->src.id, r->db->max_value};
-        if (!copy_exec(r, "update public.data_sources set last_sync_value = $2 where id = $1", 2,
-                       pv, NULL)) {
-            free(mtxt);
-            return false;
-        }
-    }
+    /* an incremental database sync's new position: written by the UPDATE of
+     * data_sources that records the success, so it commits with the rows
+     * (migration 065); NULL leaves it */
+    const char *position = r->db && r->db->inc_column ? r->db->max_value : NULL;
     char imported[32], skipped[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     snprintf(skipped, sizeof(skipped), "%lld", r->skipped);
-    const char *p[4] = {r->log_id, imported, skipped, mtxt ? mtxt : "{}"};
-    bool ok = copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb)", 4, p, NULL);
+    const char *p[5] = {r->log_id, imported, skipped, mtxt ? mtxt : "{}", position};
+    bool ok =
+        copy_exec(r, "select public.import_succeed_run($1, $2, $3, $4::jsonb, $5)", 5, p, NULL);
     free(mtxt);
     /* The schema cache of /rest/v1 also reloads without the DDL event trigger
      * (a DATABASE_URL without superuser) — when a table was made or swapped:

@@ -5,6 +5,7 @@
 // run that leaves last_sync_value, read-only sessions, one statement only, the
 // SSRF guard on hosts, Redshift's cursor path, custom_database URLs. SQL Server is
 // not tested here (no server runs on this machine): see tests/unit/importer/test_dbconn.c.
+import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './helpers.js';
@@ -371,4 +372,34 @@ test('hosts: private addresses are refused unless allowed; socket paths always',
   } finally {
     await second.stop({ removeData: false });
   }
+});
+
+// Must stay the LAST test of this file: it stops the file's server. A kept
+// source session (IMPORT_DB_KEEP_SECONDS) is closed at shutdown with a
+// Terminate message: the source's backend ends cleanly, not on a dropped
+// socket ("unexpected EOF on client connection", logged at DEBUG1 — turned on
+// for this test's role alone; log_disconnections shows that the session ended).
+test('postgres: at shutdown the kept source sessions are closed', T, async () => {
+  await pg.psql(`create role keep3 login password 'keep3-pw'; grant select on public.leads to keep3;
+    alter role keep3 set log_min_messages = 'debug1'`);
+  await pg.psql('alter system set log_disconnections = on'); // for backends started from now on
+  await pg.psql('select pg_reload_conf()');
+  const src = await createSource({ name: 'Kept at shutdown', type: 'postgres', config: pgConfig() },
+    { user: 'keep3', password: 'keep3-pw' });
+  const log = await sync(src.id);
+  assert.equal(log.status, 'success', JSON.stringify(log));
+  const pid = await pg.psql("select pid from pg_stat_activity where usename = 'keep3' and state = 'idle'");
+  assert.match(pid, /^\d+$/, 'one idle session kept');
+  const logFile = `${pg.dir}/log`;
+  const from = fs.statSync(logFile).size;
+  await server.stop({ removeData: false });
+  await waitFor(async () => (await pg.psql("select count(*) from pg_stat_activity where usename = 'keep3'")) === '0',
+    'the kept session to end', 30000);
+  let tail = '';
+  await waitFor(async () => {
+    tail = fs.readFileSync(logFile, 'utf8').slice(from);
+    return tail.includes(`[${pid}] LOG:  disconnection`);
+  }, 'the session end in the source log', 30000);
+  const mine = tail.split('\n').filter((l) => l.includes(`[${pid}]`)).join('\n');
+  assert.doesNotMatch(mine, /unexpected EOF/, 'a Terminate, not a dropped connection');
 });

@@ -143,7 +143,10 @@ test('a large file streams through the writer thread in file order; row_count fo
   assert.deepEqual(await counts(table), { rows: 150500, registry: 150500 });
   const audit = JSON.parse(await h.sql(server,
     `select metadata from public.audit_logs where action = 'import' and metadata->>'sync_log_id' = ${h.lit(inc.id)}`));
-  assert.equal(audit.rows_deleted, 500, 'the upsert replaced the 500 known rows');
+  // the 500 known rows come again unchanged: not rewritten (migration 065)
+  assert.deepEqual([audit.rows_deleted, audit.rows_updated, audit.rows_inserted, audit.rows_unchanged], [0, 0, 500, 500],
+    'the upsert inserted the 500 new rows and left the 500 known ones alone');
+  assert.deepEqual([inc.metadata.updated, inc.metadata.inserted, inc.metadata.unchanged], [0, 500, 500]);
 
   // a row deleted through /rest/v1 is counted by the table's trigger
   const { error } = await alice.client.from(table).delete().eq('pos', 0).eq('email', 'u0@x.com');

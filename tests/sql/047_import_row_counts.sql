@@ -90,9 +90,10 @@ SELECT lives_ok(format($$INSERT INTO import_staging.%I VALUES
     'second load');
 SELECT is(public.import_finish_staging('77777777-7777-4777-8777-777777777777', :'stg2', 'upsert',
                                         '{email}', '{email}', 'keep_first', '77777777-0000-4000-8000-000000000001', 3),
-          '{"rows": 10, "imported": 3, "duplicates": 0}'::jsonb, 'upsert: 9 + 3 inserted - 2 deleted');
+          '{"rows": 10, "imported": 3, "duplicates": 0, "updated": 2, "inserted": 1, "unchanged": 0}'::jsonb,
+          'upsert: 9 + 1 inserted, 2 updated in place (migration 065)');
 SELECT is((SELECT count(*)::int FROM public.:"tbl"), 10, 'the table holds 10 rows');
-SELECT is((SELECT (metadata->>'rows_deleted')::int FROM public.audit_logs
+SELECT is((SELECT (metadata->>'rows_updated')::int FROM public.audit_logs
            WHERE action = 'import' AND resource_type = :'tbl' AND metadata->>'mode' = 'upsert'), 2,
           'the one audit row of the sync says how many rows it replaced');
 SELECT ok((SELECT bool_and(tgenabled = 'O') FROM pg_trigger WHERE tgrelid = ('public.' || :'tbl')::regclass

@@ -85,7 +85,8 @@ SELECT (SELECT count(*) FROM public.audit_logs WHERE resource_type = :'tbl') AS 
 SELECT (SELECT relfilenode FROM pg_class WHERE oid = ('public.' || :'tbl')::regclass) AS node_before \gset
 SELECT is(public.import_finish_staging('55555555-5555-4555-8555-555555555555', :'dlt', 'upsert',
                                         '{email}', '{}', 'keep_last', '55555555-0000-4000-8000-000000000001', 4),
-          '{"rows": 11, "imported": 3, "duplicates": 1}'::jsonb, 'upsert: 10 + 3 inserted - 2 replaced');
+          '{"rows": 11, "imported": 3, "duplicates": 1, "updated": 2, "inserted": 1, "unchanged": 0}'::jsonb,
+          'upsert: 10 + 1 inserted, 2 updated in place (migration 065)');
 SELECT is((SELECT score FROM public.:"tbl" WHERE email = 'u50@x.com'), 502, 'keep_last keeps the last row of the file (by id)');
 SELECT is((SELECT array_agg(score ORDER BY score) FROM public.:"tbl" WHERE email IN ('u5@x.com', 'u6@x.com')),
           ARRAY[55, 66], 'the rows of the key were replaced');
