@@ -15,7 +15,11 @@
 --     and the batch end's joins (25 rows read per message).
 --
 --   sending.claim (041)          the due messages in a CTE and arrays, no
---                                temporary table. Same rules, same results.
+--                                temporary table; each channel's first due
+--                                rows in the claim index's order (a LIMIT
+--                                per branch of the UNION: it sorted all of
+--                                the campaign's waiting rows, 31 rows read
+--                                per message). Same rules, same results.
 --   sending.settle (055)         the leases looked up by primary key (= ANY
 --                                of the ids), never a join that may scan.
 --   sending.end_batch (041)      the claim's leftover leases looked up by
@@ -23,9 +27,12 @@
 --   sending.unfinished (new)     whether anything of a campaign is left to
 --                                send or in flight: index probes only.
 --   sending.finish_if_done (041) uses it; next_retry as before.
---   sending.step (055)           the flying update by primary key; at a
---                                batch end the campaign finishes through
---                                sending.unfinished, without next_retry.
+--   sending.step (055)           the next messages looked up by primary
+--                                key only (a cached plan looked each one up
+--                                by scanning the claim index: 35 rows read
+--                                per message), the flying update by primary
+--                                key; at a batch end the campaign finishes
+--                                through sending.unfinished, no next_retry.
 -- Applied once, inside one transaction, by the database owner.
 
 create or replace function sending.claim(p_channel text, p_campaign uuid, p_claim uuid, p_limit integer,
@@ -55,17 +62,21 @@ begin
     with due as materialized (
         select d.id, d.recipient, d.contact_id,
                case when p_channel = 'sms' then sending.sms_window_opens(d.contact_id) end as opens
-        from (select m.id, m.recipient::text, m.contact_id, m.next_attempt_at from public.email_messages m
+        -- each branch in the claim index's order with its own LIMIT: the
+        -- first due rows, not all of them sorted (O(recipients) per claim)
+        from ((select m.id, m.recipient::text, m.contact_id, m.next_attempt_at from public.email_messages m
               where p_channel = 'email' and m.campaign_id = p_campaign
                 and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
                 and m.next_attempt_at <= pg_catalog.now()
                 and not exists (select 1 from sending.leases l where l.message_id = m.id)
+              order by m.next_attempt_at limit p_limit)
               union all
-              select m.id, m.recipient::text, m.contact_id, m.next_attempt_at from public.sms_messages m
+              (select m.id, m.recipient::text, m.contact_id, m.next_attempt_at from public.sms_messages m
               where p_channel = 'sms' and m.campaign_id = p_campaign
                 and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
                 and m.next_attempt_at <= pg_catalog.now()
                 and not exists (select 1 from sending.leases l where l.message_id = m.id)
+              order by m.next_attempt_at limit p_limit)
               order by 4 limit p_limit) d),
     wait as (
         update public.sms_messages m set next_attempt_at = due.opens
@@ -305,8 +316,11 @@ begin
     where c.id = p_campaign and c.deleted_at is null;
     if coalesce(pg_catalog.cardinality(p_next), 0) > 0 and step.status = 'sending' then
         -- each id looked up by primary key (a lateral, correlated lookup), never
-        -- a hash of a seq scan of sending.leases or of the message table
-        with n as (
+        -- a hash of a seq scan of sending.leases or of the message table.
+        -- MATERIALIZED: ok's status test must not be pushed into the lookup,
+        -- where it matches the claim index's predicate and a plan made while
+        -- the table looked empty scanned that index for every id
+        with n as materialized (
             select x.id, x.ord, m.recipient, m.mstatus, m.mlease
             from pg_catalog.unnest(p_next) with ordinality as x(id, ord)
             cross join lateral (

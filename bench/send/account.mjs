@@ -6,7 +6,8 @@
 // (pg_stat_user_functions), and the rows each table got inserted / updated /
 // deleted, catalogs included (pg_stat_all_tables). BENCH_SEND_PERF=<file>:
 // also `perf record -g` of the engine's backends for BENCH_SEND_PERF_SECONDS
-// (default 8) from the start of the send. Run nice'd:
+// (default 8) from the start of the send. BENCH_SEND_EXPLAIN=1: auto_explain
+// logs every statement's plan into the cluster's postgres.log. Run nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd CAMPAIGND_TEST_TMP=$(mktemp -d) nice node bench/send/account.mjs
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -35,6 +36,11 @@ const server = await startServer({
 const out = {};
 try {
   await sql(server, `alter system set track_functions = 'all'`);
+  if (process.env.BENCH_SEND_EXPLAIN) { // every plan of the new sessions into postgres.log
+    const pgdir = fs.existsSync(`${server.dataDir}/pg`) ? `${server.dataDir}/pg` : server.dataDir;
+    fs.appendFileSync(`${pgdir}/postgresql.auto.conf`, "session_preload_libraries = 'auto_explain'\n"
+      + 'auto_explain.log_min_duration = 0\nauto_explain.log_nested_statements = on\n');
+  }
   await sql(server, 'select pg_reload_conf()');
   const service = client(server, server.serviceKey);
   const email = uniqueEmail('bench');
