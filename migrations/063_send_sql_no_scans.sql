@@ -32,7 +32,13 @@
 --                                by scanning the claim index: 35 rows read
 --                                per message), the flying update by primary
 --                                key; at a batch end the campaign finishes
---                                through sending.unfinished, no next_retry.
+--                                through sending.unfinished, no next_retry;
+--                                the previous group settles after the next
+--                                one's mark, so the progress row (055) that
+--                                all workers' settles update is locked for
+--                                the end of the step only (the workers
+--                                waited for each other there: count_progress
+--                                had 0.8 ms of wall time per message).
 -- Applied once, inside one transaction, by the database owner.
 
 create or replace function sending.claim(p_channel text, p_campaign uuid, p_claim uuid, p_limit integer,
@@ -308,10 +314,6 @@ as $$
 declare
     v_dropped uuid[];
 begin
-    if p_done is not null and pg_catalog.jsonb_array_length(p_done) > 0 then
-        perform sending.settle(p_channel, p_campaign, p_claim, p_done, p_max_attempts,
-                               p_backoff_seconds);
-    end if;
     select c.status into step.status from public.campaigns c
     where c.id = p_campaign and c.deleted_at is null;
     if coalesce(pg_catalog.cardinality(p_next), 0) > 0 and step.status = 'sending' then
@@ -353,6 +355,14 @@ begin
                  from pg_catalog.unnest(v_dropped) d),
                 p_max_attempts, p_backoff_seconds);
         end if;
+    end if;
+    -- the previous group's results after the next group's mark (one
+    -- transaction: the same outcome), so that the campaign's progress row,
+    -- which every worker's settle updates, stays locked for the end of the
+    -- step only, not for its lookups
+    if p_done is not null and pg_catalog.jsonb_array_length(p_done) > 0 then
+        perform sending.settle(p_channel, p_campaign, p_claim, p_done, p_max_attempts,
+                               p_backoff_seconds);
     end if;
     if p_batch is not null then
         perform sending.publish_progress(p_campaign, true);

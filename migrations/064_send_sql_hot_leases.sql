@@ -17,7 +17,8 @@
 --       so the mark is a heap-only (HOT) update: no index entry at all.
 -- Same rows, same rules; only how they are stored and found changes.
 -- Also public.email_messages' normalize_email trigger only when it has
--- something to normalise (below).
+-- something to normalise, and sending.count_progress calls
+-- publish_progress only when there is something to publish (below).
 -- Applied once, inside one transaction, by the database owner.
 
 drop index sending.leases_campaign;
@@ -34,3 +35,36 @@ create trigger normalize_email before insert or update of recipient on public.em
     for each row
     when (new.recipient::text is distinct from pg_catalog.lower(pg_catalog.btrim(new.recipient::text)))
     execute function public.normalize_email('recipient');
+
+-- sending.count_progress (055), called by every settle (per engine step):
+-- the same update, which now also says whether the counts grew by 1 % of
+-- the recipients since the last copy; sending.publish_progress (which checks
+-- again, under the same row lock) is called only then, not at every step.
+create or replace function sending.count_progress(p_campaign uuid, p_sent integer, p_failed integer,
+                                                  p_dropped integer)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_due boolean;
+begin
+    update sending.progress p set sent = p.sent + p_sent, failed = p.failed + p_failed,
+        dropped = p.dropped + p_dropped
+    where p.campaign_id = p_campaign
+    returning p.sent + p.failed + p.dropped - p.published >= greatest(1, p.recipients / 100)
+    into v_due;
+    if not found then
+        insert into sending.progress as p (campaign_id, sent, failed, dropped, recipients)
+        values (p_campaign, p_sent, p_failed, p_dropped,
+                (select c.recipients_count from public.campaigns c where c.id = p_campaign))
+        on conflict (campaign_id) do update set sent = p.sent + excluded.sent,
+            failed = p.failed + excluded.failed, dropped = p.dropped + excluded.dropped;
+        v_due := true;
+    end if;
+    if v_due then
+        perform sending.publish_progress(p_campaign, false);
+    end if;
+end
+$$;
