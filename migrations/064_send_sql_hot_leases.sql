@@ -17,8 +17,9 @@
 --       so the mark is a heap-only (HOT) update: no index entry at all.
 -- Same rows, same rules; only how they are stored and found changes.
 -- Also public.email_messages' normalize_email trigger only when it has
--- something to normalise, and sending.count_progress calls
--- publish_progress only when there is something to publish (below).
+-- something to normalise, forward_only only when it would change something,
+-- and sending.count_progress calls publish_progress only when there is
+-- something to publish (below).
 -- Applied once, inside one transaction, by the database owner.
 
 drop index sending.leases_campaign;
@@ -68,3 +69,36 @@ begin
     end if;
 end
 $$;
+
+-- public.messages_forward_only (026), a PL/pgSQL BEFORE UPDATE trigger per
+-- message row: it only ever changes something when the status would move
+-- back (a lower rank, or another final status of rank 4 except an e-mail's
+-- delivered -> bounced) or a milestone time already set would change. Its
+-- WHEN now says exactly that (message_status_rank is inlined, 052), so the
+-- engine's settle of a fresh message (queued -> sent, no time set yet) and
+-- most webhooks no longer call it; what it does when called is unchanged.
+drop trigger forward_only on public.email_messages;
+create trigger forward_only before update on public.email_messages
+    for each row
+    when ((new.status is distinct from old.status
+           and (public.message_status_rank('email', new.status) < public.message_status_rank('email', old.status)
+                or (public.message_status_rank('email', new.status) = public.message_status_rank('email', old.status)
+                    and public.message_status_rank('email', old.status) = 4
+                    and not (old.status = 'delivered' and new.status = 'bounced'))))
+          or (old.sent_at is not null and new.sent_at is distinct from old.sent_at)
+          or (old.delivered_at is not null and new.delivered_at is distinct from old.delivered_at)
+          or (old.opened_at is not null and new.opened_at is distinct from old.opened_at)
+          or (old.clicked_at is not null and new.clicked_at is distinct from old.clicked_at)
+          or (old.bounced_at is not null and new.bounced_at is distinct from old.bounced_at))
+    execute function public.messages_forward_only();
+drop trigger forward_only on public.sms_messages;
+create trigger forward_only before update on public.sms_messages
+    for each row
+    when ((new.status is distinct from old.status
+           and (public.message_status_rank('sms', new.status) < public.message_status_rank('sms', old.status)
+                or (public.message_status_rank('sms', new.status) = public.message_status_rank('sms', old.status)
+                    and public.message_status_rank('sms', old.status) = 4)))
+          or (old.sent_at is not null and new.sent_at is distinct from old.sent_at)
+          or (old.delivered_at is not null and new.delivered_at is distinct from old.delivered_at)
+          or (old.failed_at is not null and new.failed_at is distinct from old.failed_at))
+    execute function public.messages_forward_only();

@@ -3,7 +3,7 @@
 // (BENCH_SEND_RECIPIENTS, default 3,000, to the SMTP sink; no minimal
 // client), with track_functions = all. Prints, per message: the cluster's
 // CPU and work (cpu.mjs), the PL/pgSQL functions' calls and self/total time
-// (pg_stat_user_functions), and the rows each table got inserted / updated /
+// (pg_stat_user_functions), the cluster's CPU by process title, and the rows each table got inserted / updated /
 // deleted, catalogs included (pg_stat_all_tables). BENCH_SEND_PERF=<file>:
 // also `perf record -g` of the engine's backends for BENCH_SEND_PERF_SECONDS
 // (default 8) from the start of the send. BENCH_SEND_EXPLAIN=1: auto_explain
@@ -14,6 +14,40 @@ import fs from 'node:fs';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
 import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats } from './cpu.mjs';
+
+// CPU ticks of each child of the postmaster by its title ("postgres:
+// autovacuum worker", "postgres: authenticator campaignd [local] idle" ...),
+// and of the children that already exited (the postmaster's cutime+cstime).
+function clusterTicks(dataDir) {
+  const pm = Number(fs.readFileSync(`${dataDir}/pg/postmaster.pid`, 'utf8').split('\n')[0]);
+  const field = (pid) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const out = { exited: 0, byPid: {} };
+  const f = field(pm);
+  out.exited = Number(f[13]) + Number(f[14]);
+  out.byPid[pm] = { title: 'postmaster', ticks: Number(f[11]) + Number(f[12]) };
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const g = field(d);
+      if (Number(g[1]) !== pm) continue;
+      const title = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ')
+        .replace(/\[local\].*|\d+\.\d+\.\d+\.\d+.*/, '').trim();
+      out.byPid[d] = { title, ticks: Number(g[11]) + Number(g[12]) };
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** µs per message by process title between two clusterTicks readings. */
+function clusterSplit(a, b, n) {
+  const by = { 'exited children': (b.exited - a.exited) * 1e4 / n };
+  for (const [pid, x] of Object.entries(b.byPid)) {
+    const t = x.ticks - (a.byPid[pid] ? a.byPid[pid].ticks : 0);
+    by[x.title] = (by[x.title] || 0) + (t * 1e4) / n;
+  }
+  for (const k of Object.keys(by)) by[k] = Math.round(by[k]);
+  return by;
+}
 
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 3000);
 const WORKERS = Number(process.env.BENCH_SEND_WORKERS || 2);
@@ -60,6 +94,7 @@ try {
   await settleStats();
   const work0 = await workCounters(sql, server);
   const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
+  const split0 = clusterTicks(server.dataDir);
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
     method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
@@ -85,6 +120,7 @@ try {
   }
   out.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   out.cpu_us_per_msg = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
+  out.postgres_us_per_msg_by_process = clusterSplit(split0, clusterTicks(server.dataDir), N);
   if (perf) await perf.done;
   await settleStats();
   out.work_per_msg = workPerMessage(work0, await workCounters(sql, server), N);

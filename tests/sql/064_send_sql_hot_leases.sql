@@ -1,9 +1,11 @@
 -- tests/sql/064_send_sql_hot_leases.sql: migrations/064_send_sql_hot_leases.sql
 -- — the in-flight mark is a heap-only update of the lease (no indexed
 -- column), recovery still finds a campaign's expired leases, and
--- email_messages' recipients are still normalised.
+-- email_messages' recipients are still normalised; forward_only is called
+-- only when it has something to keep, and still keeps it.
 BEGIN;
-SELECT plan(8);
+SELECT plan(12);
+SET track_functions = 'all';
 
 SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
            FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
@@ -48,6 +50,29 @@ INSERT INTO public.email_messages (campaign_id, recipient, subject, status)
     VALUES ('c6400000-0000-0000-0000-000000000001', '  MiXed@Hot.TEST ', 'Hi', 'queued');
 SELECT is((SELECT count(*)::int FROM public.email_messages WHERE recipient = 'mixed@hot.test'), 1,
     'a recipient is stored lowered and trimmed');
+
+-- forward_only: the settle of a fresh message does not call it; a late
+-- report of a lower status or another time still changes nothing
+SELECT coalesce((SELECT calls FROM pg_stat_xact_user_functions
+                 WHERE funcid = 'public.messages_forward_only'::regproc), 0) AS fo0 \gset
+UPDATE public.email_messages SET status = 'sent', sent_at = '2026-01-01 00:00Z'
+WHERE recipient = 'mixed@hot.test';
+SELECT is(coalesce((SELECT calls FROM pg_stat_xact_user_functions
+                    WHERE funcid = 'public.messages_forward_only'::regproc), 0) - :fo0, 0::bigint,
+    'queued -> sent with no time set yet: forward_only is not called');
+UPDATE public.email_messages SET status = 'delivered', delivered_at = '2026-01-01 00:01Z'
+WHERE recipient = 'mixed@hot.test';
+UPDATE public.email_messages SET status = 'sent', sent_at = '2026-01-02 00:00Z'
+WHERE recipient = 'mixed@hot.test';
+SELECT is((SELECT status || ' ' || (sent_at = '2026-01-01 00:00Z') FROM public.email_messages
+           WHERE recipient = 'mixed@hot.test'), 'delivered true',
+    'a late sent neither lowers the status nor moves the sent time');
+SELECT ok(coalesce((SELECT calls FROM pg_stat_xact_user_functions
+                    WHERE funcid = 'public.messages_forward_only'::regproc), 0) - :fo0 >= 1,
+    'that update did call it');
+UPDATE public.email_messages SET status = 'bounced' WHERE recipient = 'mixed@hot.test';
+SELECT is((SELECT status FROM public.email_messages WHERE recipient = 'mixed@hot.test'), 'bounced',
+    'delivered -> bounced still passes');
 
 SELECT * FROM finish();
 ROLLBACK;
