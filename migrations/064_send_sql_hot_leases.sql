@@ -71,34 +71,23 @@ end
 $$;
 
 -- public.messages_forward_only (026), a PL/pgSQL BEFORE UPDATE trigger per
--- message row: it only ever changes something when the status would move
--- back (a lower rank, or another final status of rank 4 except an e-mail's
--- delivered -> bounced) or a milestone time already set would change. Its
--- WHEN now says exactly that (message_status_rank is inlined, 052), so the
--- engine's settle of a fresh message (queued -> sent, no time set yet) and
--- most webhooks no longer call it; what it does when called is unchanged.
+-- message row, can only change something when the row already has a status
+-- above the lowest rank (0: queued; for SMS also accepted, scheduled) or a
+-- milestone time: a status cannot move below rank 0, and a time not yet set
+-- is the update's own. Its WHEN now says so, with plain comparisons (a WHEN
+-- is prepared for every statement: one that called message_status_rank was
+-- inlined and parsed per statement and cost more than the call it saved), so
+-- the engine's settle of a queued message no longer calls it; what it does
+-- when called is unchanged.
 drop trigger forward_only on public.email_messages;
 create trigger forward_only before update on public.email_messages
     for each row
-    when ((new.status is distinct from old.status
-           and (public.message_status_rank('email', new.status) < public.message_status_rank('email', old.status)
-                or (public.message_status_rank('email', new.status) = public.message_status_rank('email', old.status)
-                    and public.message_status_rank('email', old.status) = 4
-                    and not (old.status = 'delivered' and new.status = 'bounced'))))
-          or (old.sent_at is not null and new.sent_at is distinct from old.sent_at)
-          or (old.delivered_at is not null and new.delivered_at is distinct from old.delivered_at)
-          or (old.opened_at is not null and new.opened_at is distinct from old.opened_at)
-          or (old.clicked_at is not null and new.clicked_at is distinct from old.clicked_at)
-          or (old.bounced_at is not null and new.bounced_at is distinct from old.bounced_at))
+    when (old.status <> 'queued' or old.sent_at is not null or old.delivered_at is not null
+          or old.opened_at is not null or old.clicked_at is not null or old.bounced_at is not null)
     execute function public.messages_forward_only();
 drop trigger forward_only on public.sms_messages;
 create trigger forward_only before update on public.sms_messages
     for each row
-    when ((new.status is distinct from old.status
-           and (public.message_status_rank('sms', new.status) < public.message_status_rank('sms', old.status)
-                or (public.message_status_rank('sms', new.status) = public.message_status_rank('sms', old.status)
-                    and public.message_status_rank('sms', old.status) = 4)))
-          or (old.sent_at is not null and new.sent_at is distinct from old.sent_at)
-          or (old.delivered_at is not null and new.delivered_at is distinct from old.delivered_at)
-          or (old.failed_at is not null and new.failed_at is distinct from old.failed_at))
+    when (old.status not in ('queued', 'accepted', 'scheduled') or old.sent_at is not null
+          or old.delivered_at is not null or old.failed_at is not null)
     execute function public.messages_forward_only();
