@@ -6,7 +6,8 @@
 // (pg_stat_user_functions), the cluster's CPU by process title, and the rows each table got inserted / updated /
 // deleted, catalogs included (pg_stat_all_tables). BENCH_SEND_PERF=<file>:
 // also `perf record -g` of the engine's backends for BENCH_SEND_PERF_SECONDS
-// (default 8) from the start of the send. BENCH_SEND_EXPLAIN=1: auto_explain
+// (default 8) from the start of the send. BENCH_SEND_IN_FLIGHT: the
+// engine's SEND_IN_FLIGHT (default 4). BENCH_SEND_EXPLAIN=1: auto_explain
 // logs every statement's plan into the cluster's postgres.log. Run nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd CAMPAIGND_TEST_TMP=$(mktemp -d) nice node bench/send/account.mjs
 import { spawn } from 'node:child_process';
@@ -63,6 +64,7 @@ const server = await startServer({
   EMAIL_RATE_PER_SECOND: '0',
   SEND_WORKERS: String(WORKERS),
   SEND_BATCH_SIZE: '50',
+  SEND_IN_FLIGHT: process.env.BENCH_SEND_IN_FLIGHT || '4',
   JOB_WORKERS: String(WORKERS + 2),
   JOB_POLL_INTERVAL: '1',
   LOG_LEVEL: 'warn',
