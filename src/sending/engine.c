@@ -48,6 +48,14 @@ static double now_seconds(void)
 
 /* Waits until n more messages of the channel may leave this process at rate
  * per second (0: no limit). Returns false when the job must stop. */
+/* Seconds since *mark; moves *mark to now. */
+static double lap(double *mark)
+{
+    double now = now_seconds(), d = now - *mark;
+    *mark = now;
+    return d;
+}
+
 static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
 {
     if (rate <= 0)
@@ -333,6 +341,7 @@ static const char STEP_SQL[] =
  * statement and its parameters stay valid until step_finish). */
 typedef struct step_call {
     char maxa[16], backoff[16], lease[16];
+    char claim[CD_UUID_LEN + 1]; /* the batch's claim (the batch may be gone when sent) */
     char *done, *next, *links, *all;
     const char *p[10];
     db_stmt_t stmt;
@@ -366,10 +375,10 @@ static void mark_go(batch_t *b, size_t from, size_t n, const char *go)
     }
 }
 
-/* Sends one call of sending.step (settles a->done, puts the next group in
- * flight) without waiting for it; step_finish reads its result. */
-static db_status_t step_send(job_ctx_t *ctx, const sending_run_t *run, const batch_t *b,
-                             const step_args_t *a, step_call_t *c, db_error_t *err)
+/* Builds one call of sending.step (settles a->done, puts the next group in
+ * flight) into c->stmt, not sent yet; c holds all it points to. */
+static db_status_t step_prepare(job_ctx_t *ctx, const sending_run_t *run, const batch_t *b,
+                                const step_args_t *a, step_call_t *c, db_error_t *err)
 {
     const app_t *app = job_app(ctx);
     memset(c, 0, sizeof(*c));
@@ -389,11 +398,23 @@ static db_status_t step_send(job_ctx_t *ctx, const sending_run_t *run, const bat
         snprintf(err->message, sizeof(err->message), "out of memory");
         return DB_UNAVAILABLE;
     }
-    const char *p[10] = {run->channel, run->campaign_id, b->claim, c->done,    c->next,
+    snprintf(c->claim, sizeof(c->claim), "%s", b->claim);
+    const char *p[10] = {run->channel, run->campaign_id, c->claim, c->done,    c->next,
                          c->links,     c->all,           c->maxa,  c->backoff, c->lease};
     memcpy(c->p, p, sizeof(p));
     c->stmt = (db_stmt_t){STEP_SQL, 10, c->p};
-    db_status_t st = db_session_send(run->eng, &SERVICE, &c->stmt, 1, &c->pending, err);
+    return DB_OK;
+}
+
+/* Sends one call of sending.step without waiting for it; step_finish reads
+ * its result. */
+static db_status_t step_send(job_ctx_t *ctx, const sending_run_t *run, const batch_t *b,
+                             const step_args_t *a, step_call_t *c, db_error_t *err)
+{
+    db_status_t st = step_prepare(ctx, run, b, a, c, err);
+    if (st != DB_OK)
+        return st;
+    st = db_session_send(run->eng, &SERVICE, &c->stmt, 1, &c->pending, err);
     if (st != DB_OK)
         step_call_free(c);
     return st;
@@ -423,6 +444,66 @@ static db_status_t step(job_ctx_t *ctx, const sending_run_t *run, batch_t *b, co
     step_call_t c;
     db_status_t st = step_send(ctx, run, b, a, &c, err);
     return st == DB_OK ? step_finish(b, &c, status, statuslen, err) : st;
+}
+
+/* The batch edge (with overlap): the end of a batch (the results of its
+ * last two groups, settled by nobody yet, and its leftover leases) waits to
+ * go in one transaction with the first step of the batch claimed ahead,
+ * instead of two transactions waited for one after the other. */
+typedef struct edge {
+    bool pending;
+    step_call_t end; /* sending.step(done, end) of the batch before, prepared */
+} edge_t;
+
+/* Sends the pending end of a batch on its own (no first step to join it). */
+static db_status_t edge_flush(sending_run_t *run, edge_t *e, db_error_t *err)
+{
+    if (!e->pending)
+        return DB_OK;
+    e->pending = false;
+    double t = now_seconds();
+    PGresult *r = NULL;
+    db_status_t st = db_session_send(run->eng, &SERVICE, &e->end.stmt, 1, &e->end.pending, err);
+    if (st == DB_OK)
+        st = db_session_finish(e->end.pending, &r, err);
+    if (st == DB_OK)
+        snprintf(run->status, sizeof(run->status), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    step_call_free(&e->end);
+    run->clock.db += lap(&t);
+    return st;
+}
+
+/* The first step of batch b (a: its first group) joined with the pending
+ * end of the batch before, in one transaction: that batch's last results
+ * are settled and its leftover leases go back in the commit that puts b's
+ * first group in flight, so a worker still never has more than two groups
+ * in flight. A failure loses both, as a failed step does: what was in
+ * flight runs out into unknown, nothing of b leaves. */
+static db_status_t step_edge(job_ctx_t *ctx, sending_run_t *run, batch_t *b, const step_args_t *a,
+                             edge_t *e, char *status, size_t statuslen, db_error_t *err)
+{
+    step_call_t c;
+    db_status_t st = step_prepare(ctx, run, b, a, &c, err);
+    if (st != DB_OK)
+        return st; /* e stays pending: send_loop sends it on its own */
+    e->pending = false;
+    db_stmt_t stmts[2] = {e->end.stmt, c.stmt};
+    db_pending_t *pending = NULL;
+    PGresult *r[2] = {NULL, NULL};
+    st = db_session_send(run->eng, &SERVICE, stmts, 2, &pending, err);
+    if (st == DB_OK)
+        st = db_session_finish(pending, r, err);
+    if (st == DB_OK) {
+        snprintf(run->status, sizeof(run->status), "%s", PQgetvalue(r[0], 0, 0));
+        snprintf(status, statuslen, "%s", PQgetvalue(r[1], 0, 0));
+        mark_go(b, c.from, c.n, PQgetisnull(r[1], 0, 1) ? "" : PQgetvalue(r[1], 0, 1));
+    }
+    PQclear(r[0]);
+    PQclear(r[1]);
+    step_call_free(&c);
+    step_call_free(&e->end);
+    return st;
 }
 
 /* The result of e-mail i as sending.step records it. */
@@ -562,14 +643,6 @@ static size_t group_size(const sending_run_t *run, long in_flight, bool *overlap
     return g > PROVIDER_BATCH_MAX ? PROVIDER_BATCH_MAX : g;
 }
 
-/* Seconds since *mark; moves *mark to now. */
-static double lap(double *mark)
-{
-    double now = now_seconds(), d = now - *mark;
-    *mark = now;
-    return d;
-}
-
 /* Hands over the messages of the group [from, from + n) that may go;
  * appends their results to done and counts the time in the provider. */
 static void send_group(sending_run_t *run, batch_t *b, size_t from, size_t n, json_t *done)
@@ -664,13 +737,14 @@ static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_c
  * one before it are settled together by end_batch; while the last group is
  * handed over, the next batch is claimed into next_batch (NULL: not). */
 static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b, size_t g,
-                                  batch_t *next_batch, char *status, size_t statuslen,
+                                  batch_t *next_batch, edge_t *e, char *status, size_t statuslen,
                                   db_error_t *err)
 {
     step_args_t a = {.n = b->n < g ? b->n : g};
     a.links = run->sms ? NULL : compose_group(run, b, 0, a.n);
     double t = now_seconds();
-    db_status_t st = step(ctx, run, b, &a, status, statuslen, err);
+    db_status_t st = e->pending ? step_edge(ctx, run, b, &a, e, status, statuslen, err)
+                                : step(ctx, run, b, &a, status, statuslen, err);
     run->clock.db += lap(&t);
     json_decref(a.links);
     json_t *prev = json_array(); /* results of the group before, not settled yet */
@@ -730,17 +804,42 @@ static json_t *run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b
     return prev;
 }
 
+/* Ends batch b: at once (end_batch), or, when the next batch was claimed
+ * ahead with messages, prepared into e to go with that batch's first step
+ * (step_edge). */
+static db_status_t end_or_defer(job_ctx_t *ctx, sending_run_t *run, batch_t *b, json_t *done,
+                                const batch_t *next, edge_t *e, db_error_t *err)
+{
+    step_args_t a = {.done = done, .end = true};
+    if (next && next->claimed && next->n > 0 && strcmp(run->status, "sending") == 0 &&
+        step_prepare(ctx, run, b, &a, &e->end, err) == DB_OK) {
+        e->pending = true;
+        return DB_OK;
+    }
+    double t = now_seconds();
+    db_status_t st = end_batch(ctx, run, b, done, err);
+    run->clock.db += lap(&t);
+    return st;
+}
+
 /* One batch: claim (leases; unless claimed ahead into b), then its groups
  * (run_groups_serial or run_groups_overlap, which claims the next batch into
- * next); a last step settles and ends the batch. A failed step
+ * next); a last step settles and ends the batch (end_or_defer: with
+ * overlap, together with the next batch's first step). A failed step
  * leaves what was in flight to run out into unknown (never resent).
  * *claimed is the number of messages claimed (0: nothing due). */
 static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, batch_t *next,
-                              size_t *claimed)
+                              edge_t *e, size_t *claimed)
 {
     const app_t *app = job_app(ctx);
     db_error_t err = {0};
     *claimed = 0;
+    bool overlap;
+    size_t g = group_size(run, app->cfg.send_in_flight, &overlap);
+    if (e->pending && !(overlap && b->claimed && b->n > 0) && edge_flush(run, e, &err) != DB_OK) {
+        job_set_error(ctx, "settle: %s", err.message);
+        return JOB_RETRY;
+    }
     double t = now_seconds();
     db_status_t st = DB_OK;
     if (!b->claimed && !pace_batch(ctx, run))
@@ -757,18 +856,22 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, ba
     *claimed = b->n;
     if (b->n == 0)
         return JOB_DONE;
-    bool overlap;
-    size_t g = group_size(run, app->cfg.send_in_flight, &overlap);
     char status[32] = "sending";
-    json_t *done = overlap ? run_groups_overlap(ctx, run, b, g, next, status, sizeof(status), &err)
-                           : run_groups_serial(ctx, run, b, g, status, sizeof(status), &err);
+    json_t *done = overlap
+                       ? run_groups_overlap(ctx, run, b, g, next, e, status, sizeof(status), &err)
+                       : run_groups_serial(ctx, run, b, g, status, sizeof(status), &err);
     if (!done) {
         job_set_error(ctx, "step: %s", err.message);
         return JOB_RETRY;
     }
-    t = now_seconds();
-    st = end_batch(ctx, run, b, done, &err);
-    run->clock.db += lap(&t);
+    snprintf(run->status, sizeof(run->status), "%s", status);
+    if (overlap) {
+        st = end_or_defer(ctx, run, b, done, next, e, &err);
+    } else {
+        t = now_seconds();
+        st = end_batch(ctx, run, b, done, &err);
+        run->clock.db += lap(&t);
+    }
     json_decref(done);
     if (st != DB_OK) {
         job_set_error(ctx, "settle: %s", err.message);
@@ -788,13 +891,14 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
     }
     job_result_t res = JOB_DONE;
     double started = now_seconds();
+    edge_t edge = {0};
     for (;;) {
         if (!job_heartbeat(ctx)) {
             res = JOB_RETRY;
             break;
         }
         size_t claimed = 0;
-        res = run_batch(ctx, run, b, next, &claimed);
+        res = run_batch(ctx, run, b, next, &edge, &claimed);
         batch_free(b);
         if (res != JOB_DONE || claimed == 0) {
             /* a batch claimed ahead is let go: its leases run out (nothing
@@ -807,6 +911,11 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
         batch_t *tmp = b; /* the batch claimed ahead (if any) is next */
         b = next;
         next = tmp;
+    }
+    db_error_t err = {0};
+    if (edge_flush(run, &edge, &err) != DB_OK) { /* the job stopped between two batches */
+        job_set_error(ctx, "settle: %s", err.message);
+        res = JOB_RETRY;
     }
     free(pair);
     double wall = now_seconds() - started;
