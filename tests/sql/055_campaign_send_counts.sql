@@ -87,7 +87,7 @@ SELECT is((SELECT delivered_count FROM public.campaign_progress WHERE id = 'c550
 SELECT tests.clear_authentication();
 UPDATE sending.progress SET recipients = 1000 WHERE campaign_id = 'c5500000-0000-0000-0000-000000000001';
 SELECT sending.count_progress('c5500000-0000-0000-0000-000000000001', 9, 0, 0);
-SELECT is((SELECT sent FROM sending.progress WHERE campaign_id = 'c5500000-0000-0000-0000-000000000001'), 10,
+SELECT is((SELECT sent FROM sending.progress_counts WHERE campaign_id = 'c5500000-0000-0000-0000-000000000001'), 10,
     'the exact count grows at every step');
 SELECT is((SELECT sent_count FROM public.campaign_progress WHERE id = 'c5500000-0000-0000-0000-000000000001'), 1,
     'its published copy waits for 1 % of the recipients');
