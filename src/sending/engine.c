@@ -894,6 +894,7 @@ static job_result_t send_loop(job_ctx_t *ctx, sending_run_t *run)
     edge_t edge = {0};
     for (;;) {
         if (!job_heartbeat(ctx)) {
+            batch_free(b); /* claimed ahead: its leases run out, as below */
             res = JOB_RETRY;
             break;
         }
