@@ -282,6 +282,7 @@ try {
     `| incremental source, first sync (reads all, builds the key index), s | ${f(first.secs)} |`,
     `| incremental re-sync after 1,000 changed rows, request → finished sync_logs row, median of ${runs} (rows read: ${second.read}), s | ${second.secs.toFixed(3)} (each: ${resyncs.map((x) => x.secs.toFixed(3)).join(', ')}) |`,
     `| the same, from the job's start (sync_logs.started_at), s | ${second.run.toFixed(3)} (each: ${resyncs.map((x) => x.run.toFixed(3)).join(', ')}) |`,
+    `| re-sync timeline, ms after the request was sent (median of each step): request's transaction begins / HTTP answer / claim begins / import_begin_run begins / finished | ${['created', 'answered', 'claimed', 'begun', 'completed'].map((k) => median(resyncs.map((x) => x.timeline[k] ?? NaN))).join(' / ')} |`,
     `| **re-sync / full sync** (goal < 2 %) | **${((100 * second.secs) / full.secs).toFixed(2)} %** (vs the incremental source's own first sync: ${((100 * second.secs) / first.secs).toFixed(2)} %) |`,
   ];
   lines.push(
