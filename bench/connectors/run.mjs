@@ -124,7 +124,9 @@ try {
   };
   const cpuSince = (a) => cpu().map((x, i) => x - a[i]);
   const sync = async (id) => {
+    const tSent = Date.now();
     const r = await api('POST', `/api/data-sources/${id}/sync`);
+    const tAnswered = Date.now();
     if (r.status !== 202) throw new Error(r.text);
     // waited for in ONE database session: a psql per poll would be a new
     // backend each time, counted in the cluster's CPU
@@ -137,11 +139,20 @@ try {
     // poll interval, or a slow claim, counts
     const out = await bench.sql(`select json_build_object('status', l.status, 'secs', extract(epoch from l.completed_at - l.started_at),
       'total', extract(epoch from l.completed_at - j.created_at),
-      'imported', l.records_imported, 'read', l.metadata -> 'progress' -> 'rows_read', 'err', l.error_message)
+      'imported', l.records_imported, 'read', l.metadata -> 'progress' -> 'rows_read', 'err', l.error_message,
+      'created_ms', extract(epoch from j.created_at) * 1000, 'claimed_ms', extract(epoch from j.started_at) * 1000,
+      'begun_ms', extract(epoch from l.started_at) * 1000, 'completed_ms', extract(epoch from l.completed_at) * 1000)
       from public.sync_logs l left join jobs.jobs j on j.id = (l.metadata ->> 'job_id')::bigint where l.id = ${logId}`);
-    const { status, secs, total, imported, read, err } = JSON.parse(out);
+    const o = JSON.parse(out);
+    const { status, secs, total, imported, read, err } = o;
     if (status !== 'success') throw new Error(`sync ${status}: ${err}`);
-    return { secs: Number(total ?? secs), run: Number(secs), imported: Number(imported), read: Number(read) };
+    // the timeline, ms after the request was sent: the request's transaction
+    // began (jobs.created_at), the HTTP answer, the claim's transaction began
+    // (jobs.started_at), import_begin_run's began (sync_logs.started_at), done
+    const at = (x) => (x == null ? null : Math.round(Number(x) - tSent));
+    const timeline = { created: at(o.created_ms), answered: tAnswered - tSent, claimed: at(o.claimed_ms),
+      begun: at(o.begun_ms), completed: at(o.completed_ms) };
+    return { secs: Number(total ?? secs), run: Number(secs), imported: Number(imported), read: Number(read), timeline };
   };
 
   log('full sync (campaignd)');
@@ -198,6 +209,16 @@ try {
     const c = /^Transaction\s+(\d+)/m.exec(r.stdout || '');
     return m ? { records: Number(m[1]), fpi: Number(m[3]), commits: c ? Number(c[1]) : null } : null;
   };
+  // BENCH_RESYNC_TRACE=1: every statement of the destination with its end
+  // time, duration and application in the cluster's log (pg_ctl.log under
+  // the server's data dir), to follow a re-sync from the request to the end
+  if (process.env.BENCH_RESYNC_TRACE === '1') {
+    await bench.sql("alter system set log_min_duration_statement = 0");
+    await bench.sql("alter system set log_line_prefix = '%m [%p] %a: '");
+    await bench.sql("alter system set track_functions = 'all'");
+    await bench.sql('select pg_reload_conf()');
+    log(`tracing statements into the log under ${server.dataDir}`);
+  }
   for (let i = 1; i <= runs; i++) {
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms',
                    email = 'changed' || ${i} || '-' || id || '@example.com'
@@ -221,6 +242,14 @@ try {
     resyncs.push(one);
     log(`re-sync ${i}: ${one.secs}s from the request (${one.run}s from the job's start; ${one.read} rows read), CPU ${one.cpu.map((x) => x.toFixed(3)).join(' / ')} s, WAL ${one.wal} bytes` +
       (one.fpi ? ` (${one.fpi.records} records, full-page images ${one.fpi.fpi} bytes, ${one.fpi.commits} transaction records)` : ''));
+    const t = one.timeline;
+    log(`re-sync ${i} timeline, ms after the request was sent: its transaction began ${t.created}, answered ${t.answered}, claim began ${t.claimed}, import_begin_run began ${t.begun}, finished ${t.completed}`);
+  }
+  if (process.env.BENCH_RESYNC_TRACE === '1') {
+    const top = await bench.sql(`select string_agg(format('%s.%s calls %s self %s ms total %s ms', schemaname, funcname, calls,
+        round(self_time::numeric, 1), round(total_time::numeric, 1)), E'\n' order by self_time desc)
+      from (select * from pg_stat_user_functions order by self_time desc limit 30) f`);
+    log(`functions by self time (the whole bench, track_functions = all from the re-syncs on):\n${top}`);
   }
   const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
   const second = { secs: median(resyncs.map((x) => x.secs)), run: median(resyncs.map((x) => x.run)), read: median(resyncs.map((x) => x.read)) };
@@ -253,6 +282,7 @@ try {
     `| incremental source, first sync (reads all, builds the key index), s | ${f(first.secs)} |`,
     `| incremental re-sync after 1,000 changed rows, request → finished sync_logs row, median of ${runs} (rows read: ${second.read}), s | ${second.secs.toFixed(3)} (each: ${resyncs.map((x) => x.secs.toFixed(3)).join(', ')}) |`,
     `| the same, from the job's start (sync_logs.started_at), s | ${second.run.toFixed(3)} (each: ${resyncs.map((x) => x.run.toFixed(3)).join(', ')}) |`,
+    `| re-sync timeline, ms after the request was sent (median of each step): request's transaction begins / HTTP answer / claim begins / import_begin_run begins / finished | ${['created', 'answered', 'claimed', 'begun', 'completed'].map((k) => median(resyncs.map((x) => x.timeline[k] ?? NaN))).join(' / ')} |`,
     `| **re-sync / full sync** (goal < 2 %) | **${((100 * second.secs) / full.secs).toFixed(2)} %** (vs the incremental source's own first sync: ${((100 * second.secs) / first.secs).toFixed(2)} %) |`,
   ];
   lines.push(

@@ -430,6 +430,28 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The queue this process runs, between jobs_start and jobs_stop: what
+ * jobs_poke wakes. */
+static pthread_mutex_t running_mu = PTHREAD_MUTEX_INITIALIZER;
+static jobs_t *running_q;
+
+bool jobs_poke(void)
+{
+    pthread_mutex_lock(&running_mu);
+    jobs_t *q = running_q;
+    if (q) {
+        pthread_mutex_lock(&q->mu);
+        q->wake_seq++;
+        /* One idle worker, not all: the others would each run a claim that
+         * finds nothing. A busy worker sees wake_seq moved and claims again
+         * when it is done; the NOTIFY still reaches every process. */
+        pthread_cond_signal(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    pthread_mutex_unlock(&running_mu);
+    return q != NULL;
+}
+
 /* ------------------------------------------------------------------- keeper */
 
 /* Renews the leases of the jobs this process runs; marks lost ones. */
@@ -697,6 +719,9 @@ bool jobs_start(const app_t *app, jobs_t **out)
     }
     log_info("jobs: %zu worker(s) for %zu job kind(s), lease %ld s", q->nworkers, nkinds,
              q->lease_s);
+    pthread_mutex_lock(&running_mu);
+    running_q = q;
+    pthread_mutex_unlock(&running_mu);
     *out = q;
     return true;
 fail_threads:
@@ -714,6 +739,10 @@ void jobs_stop(jobs_t *q)
 {
     if (!q)
         return;
+    pthread_mutex_lock(&running_mu);
+    if (running_q == q)
+        running_q = NULL;
+    pthread_mutex_unlock(&running_mu);
     pthread_mutex_lock(&q->mu);
     q->stopping = true;
     for (size_t i = 0; i < q->nworkers; i++) {
