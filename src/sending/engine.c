@@ -840,18 +840,16 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, ba
         job_set_error(ctx, "settle: %s", err.message);
         return JOB_RETRY;
     }
-    double t = now_seconds();
-    db_status_t st = DB_OK;
-    if (!b->claimed && !pace_batch(ctx, run))
-        return JOB_RETRY;
-    if (!b->claimed) {
-        t = now_seconds();
-        st = claim(ctx, run, b, &err);
+    if (!b->claimed) { /* not claimed ahead: wait for the rate, then claim */
+        if (!pace_batch(ctx, run))
+            return JOB_RETRY;
+        double t = now_seconds();
+        db_status_t st = claim(ctx, run, b, &err);
         run->clock.db += lap(&t);
-    }
-    if (st != DB_OK) {
-        job_set_error(ctx, "claim: %s", err.message);
-        return JOB_RETRY;
+        if (st != DB_OK) {
+            job_set_error(ctx, "claim: %s", err.message);
+            return JOB_RETRY;
+        }
     }
     *claimed = b->n;
     if (b->n == 0)
@@ -865,10 +863,11 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, ba
         return JOB_RETRY;
     }
     snprintf(run->status, sizeof(run->status), "%s", status);
+    db_status_t st;
     if (overlap) {
         st = end_or_defer(ctx, run, b, done, next, e, &err);
     } else {
-        t = now_seconds();
+        double t = now_seconds();
         st = end_batch(ctx, run, b, done, &err);
         run->clock.db += lap(&t);
     }
