@@ -62,6 +62,24 @@ export async function q(promise) {
   return count === undefined || count === null ? data : { data, count };
 }
 
+/** Every row of a query that may exceed one response: /rest/v1 answers at most
+ * DB_MAX_ROWS (1,000 by default) rows per request, so pickers read page by page
+ * until a short page. build(from, to) returns the query for rows from..to. */
+export async function allPages(build, page = 1000) {
+  const all = [];
+  for (;;) {
+    const rows = await q(build(all.length, all.length + page - 1));
+    all.push(...rows);
+    if (rows.length < page) return all;
+  }
+}
+
+/** The rows of one page of a list, with the total for the Pager. */
+export const PER_PAGE = 25;
+export function pageRange(builder, page, perPage = PER_PAGE) {
+  return builder.range((page - 1) * perPage, page * perPage - 1);
+}
+
 export async function accessToken() {
   const { data } = await supabase.auth.getSession();
   return data.session ? data.session.access_token : null;

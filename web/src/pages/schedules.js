@@ -7,7 +7,7 @@
 // it is. Runs update the row (last_run_at, last_error, next_run_at), which
 // arrives through realtime.
 import { useState } from 'preact/hooks';
-import { html, supabase, q, useAsync, useRealtime, Status, ErrorBox, Field, fmtTime, useFlash, timeZone } from '../lib.js';
+import { html, supabase, q, allPages, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, fmtTime, useFlash, timeZone } from '../lib.js';
 
 export const REPORT_TYPES = [
   ['period_summary', 'Period summary'],
@@ -31,12 +31,13 @@ export function ScheduledReports({ session }) {
   const [editing, setEditing] = useState(null); // null: closed, {}: new, row: edit
   const [error, setError] = useState(null);
   const [flash, show] = useFlash();
-  const state = useAsync(() => q(supabase.from('report_schedules')
-    .select('id,user_id,name,report_type,frequency,schedule_config,recipients,attachment_format,enabled,next_run_at,last_run_at,last_error')
-    .order('created_at', { ascending: true }).limit(200)), []);
+  const [page, setPage] = useState(1);
+  const state = useAsync(() => q(pageRange(supabase.from('report_schedules')
+    .select('id,user_id,name,report_type,frequency,schedule_config,recipients,attachment_format,enabled,next_run_at,last_run_at,last_error', { count: 'exact' })
+    .order('created_at', { ascending: true }).order('id'), page)), [page]);
   const people = useAsync(allRecipients, []);
   useRealtime('report-schedules', ['report_schedules'], () => state.reload());
-  const rows = state.data || [];
+  const rows = state.data?.data || [];
   const emailOf = new Map((people.data || []).map((p) => [p.id, p.email]));
   const who = (ids) => ids.map((id) => emailOf.get(id) || 'a former user').join(', ');
 
@@ -83,21 +84,13 @@ export function ScheduledReports({ session }) {
               : html`<span class="muted">${emailOf.get(s.user_id) || 'another user'}'s</span>`}</td>
           </tr>`;
         })}</tbody></table></div>
+      <${Pager} page=${page} perPage=${PER_PAGE} total=${state.data?.count} onPage=${setPage} />
     </${Status}>
   </section>`;
 }
 
-/** Every user a report can be mailed to: /rest/v1 answers at most DB_MAX_ROWS
- * rows per request, so the list is read page by page until a short page. */
-async function allRecipients() {
-  const PAGE = 1000;
-  const all = [];
-  for (;;) {
-    const rows = await q(supabase.rpc('report_recipients').order('email').range(all.length, all.length + PAGE - 1));
-    all.push(...rows);
-    if (rows.length < PAGE) return all;
-  }
-}
+/** Every user a report can be mailed to (read page by page: allPages). */
+const allRecipients = () => allPages((from, to) => supabase.rpc('report_recipients').order('email').range(from, to));
 
 function ScheduleForm({ s, me, people, onDone, onCancel }) {
   const isNew = !s.id;

@@ -1,11 +1,11 @@
 // The campaign editor's audience: one of the signed-in user's segments, or all
 // of the campaign owner's live contacts (campaigns.segment_id NULL). Written
 // through /rest/v1 after the campaign itself is saved by /api/campaigns.
-import { html, supabase, q, useAsync, Field, fmtNum } from '../lib.js';
+import { html, supabase, q, allPages, useAsync, Field, fmtNum } from '../lib.js';
 
 export function SegmentPicker({ value, onChange, owner }) {
   // a campaign may name only a segment of its own owner (migration 026)
-  const state = useAsync(() => q(supabase.from('audience_segments').select('id,name,estimated_size').eq('user_id', owner).order('name').limit(500)), [owner]);
+  const state = useAsync(() => allPages((from, to) => supabase.from('audience_segments').select('id,name,estimated_size').eq('user_id', owner).order('name').order('id').range(from, to)), [owner]);
   const rows = state.data || [];
   return html`<${Field} label="Audience" id="c-segment" hint=${state.error ? `Segments could not be loaded: ${state.error.message}` : 'Who the campaign goes to. Consent and suppressions are checked when it sends.'}>
     <select id="c-segment" value=${value || ''} onChange=${(e) => onChange(e.target.value || null)}>

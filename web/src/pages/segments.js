@@ -5,13 +5,14 @@
 // the rules on save (docs/segments.md) and its message, e.g.
 // "rules.all[2].value: must be a non-empty string", is shown as it is.
 import { useState, useEffect, useRef } from 'preact/hooks';
-import { html, supabase, q, useAsync, Status, ErrorBox, Field, fmtTime, fmtNum, useFlash, canWrite } from '../lib.js';
+import { html, supabase, q, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, fmtTime, fmtNum, useFlash, canWrite } from '../lib.js';
 import { FIELDS, CHOICES, kindOf, opsOf, opLabel, newCond, newGroup, toRules, fromRules } from '../rules.js';
 
 export function Segments({ role }) {
-  const state = useAsync(() => q(supabase.from('audience_segments').select('id,name,description,estimated_size,last_calculated_at,updated_at')
-    .order('updated_at', { ascending: false }).limit(200)), []);
-  const rows = state.data || [];
+  const [page, setPage] = useState(1);
+  const state = useAsync(() => q(pageRange(supabase.from('audience_segments').select('id,name,description,estimated_size,last_calculated_at,updated_at', { count: 'exact' })
+    .order('updated_at', { ascending: false }).order('id'), page)), [page]);
+  const rows = state.data?.data || [];
   return html`<section aria-labelledby="sg-title">
     <div class="page-head"><h1 id="sg-title">Segments</h1>${canWrite(role) ? html`<a class="button" href="#/segments/new">New segment</a>` : null}</div>
     <${Status} state=${state} empty=${!rows.length} emptyText="No segments yet. Create one to send a campaign to part of your contacts.">
@@ -21,6 +22,7 @@ export function Segments({ role }) {
           <td><a href=${`#/segments/${s.id}`}>${s.name}</a></td><td>${s.description || '—'}</td>
           <td class="num">${s.estimated_size === null ? '—' : fmtNum(s.estimated_size)}</td><td>${fmtTime(s.last_calculated_at)}</td><td>${fmtTime(s.updated_at)}</td></tr>`)}
         </tbody></table></div>
+      <${Pager} page=${page} perPage=${PER_PAGE} total=${state.data?.count} onPage=${setPage} />
     </${Status}>
   </section>`;
 }

@@ -5,7 +5,7 @@
 // which /api/campaigns does not take: they are written through /rest/v1,
 // where column privileges and the same-owner trigger (migration 026) decide.
 import { useState, useEffect, useRef } from 'preact/hooks';
-import { html, api, supabase, q, useRealtime, ErrorBox, Field, fmtNum, ApiError } from '../lib.js';
+import { html, api, supabase, q, allPages, useRealtime, ErrorBox, Field, fmtNum, ApiError } from '../lib.js';
 
 /** The engine's buttons from each status: [action, label]. "schedule" moves
  * the campaign through PUT /api/campaigns/:id with a date (the scheduler
@@ -158,8 +158,8 @@ export function useSenderFields(c, type, owner) {
   const [error, setError] = useState(null);
   useEffect(() => {
     if (type !== 'email' && type !== 'sms') return;
-    q(supabase.from('templates').select('id,name,type,subject').eq('user_id', owner).eq('type', type)
-      .is('deleted_at', null).eq('is_active', true).order('name').limit(500))
+    allPages((from, to) => supabase.from('templates').select('id,name,type,subject').eq('user_id', owner).eq('type', type)
+      .is('deleted_at', null).eq('is_active', true).order('name').order('id').range(from, to))
       .then(setTemplates, setError);
   }, [owner, type]);
   const prevType = useRef(type);

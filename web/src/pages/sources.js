@@ -6,7 +6,7 @@
 // page also shows the first rows of its import table and follows its sync
 // history live (realtime); viewers see all of it without the action buttons.
 import { useState } from 'preact/hooks';
-import { html, api, supabase, q, useAsync, useRealtime, Status, ErrorBox, Field, Badge, fmtTime, fmtNum, useFlash, canWrite, ApiError } from '../lib.js';
+import { html, api, supabase, q, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, useFlash, canWrite, ApiError } from '../lib.js';
 import { explain, adviceFor } from './connectors.js';
 
 const TYPES = ['csv_upload', 'csv_url', 'google_sheets', 'excel', 'rest_api', 'postgres', 'mysql', 'mssql', 'redshift', 'bigquery', 'snowflake', 'google_analytics', 'meta_pixel', 'custom_database'];
@@ -26,14 +26,17 @@ export async function engine(path, body) {
 export function DataSources({ role }) {
   const [adding, setAdding] = useState(false);
   const [gen, setGen] = useState(0);
-  const state = useAsync(() => q(supabase.from('data_sources').select('id,name,type,sync_schedule,sync_status,last_sync_at,next_sync_at').order('created_at', { ascending: false }).limit(500)), [gen]);
-  const rows = state.data || [];
+  const [page, setPage] = useState(1);
+  const state = useAsync(() => q(pageRange(supabase.from('data_sources').select('id,name,type,sync_schedule,sync_status,last_sync_at,next_sync_at', { count: 'exact' })
+    .order('created_at', { ascending: false }).order('id'), page)), [gen, page]);
+  const rows = state.data?.data || [];
   return html`<section aria-labelledby="ds-title">
     <div class="page-head"><h1 id="ds-title">Data sources</h1>${canWrite(role) ? html`<a class="button" href="#/data-sources/import">Import data</a><button type="button" class="secondary" aria-expanded=${adding} onClick=${() => setAdding(!adding)}>New data source</button>` : null}</div>
     ${adding ? html`<${NewSource} onDone=${(id) => { setAdding(false); setGen((n) => n + 1); if (id) window.location.hash = `#/data-sources/${id}`; }} />` : null}
     <${Status} state=${state} empty=${!rows.length} emptyText="No data sources yet. Add one to import contacts or metrics.">
       <div class="table-wrap"><table class="list"><thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Schedule</th><th scope="col">Status</th><th scope="col">Last sync</th></tr></thead>
       <tbody>${rows.map((d) => html`<tr><td><a href=${`#/data-sources/${d.id}`}>${d.name}</a></td><td>${d.type}</td><td>${d.sync_schedule}</td><td><${Badge} value=${d.sync_status} /></td><td>${fmtTime(d.last_sync_at)}</td></tr>`)}</tbody></table></div>
+      <${Pager} page=${page} perPage=${PER_PAGE} total=${state.data?.count} onPage=${setPage} />
     </${Status}>
   </section>`;
 }

@@ -2,7 +2,7 @@
 // SMS length and segment counter). Rows are read and written through /rest/v1;
 // RLS lets users see their own and admins all.
 import { useState, useEffect } from 'preact/hooks';
-import { html, supabase, q, api, useAsync, Status, ErrorBox, Field, Badge, fmtTime, useFlash, canWrite } from '../lib.js';
+import { html, supabase, q, api, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, Badge, fmtTime, useFlash, canWrite } from '../lib.js';
 import { SmsCounter, variablesOf, fillTemplate } from '../sms.js';
 
 const CATEGORIES = ['promotional', 'transactional', 'newsletter'];
@@ -10,23 +10,25 @@ const CATEGORIES = ['promotional', 'transactional', 'newsletter'];
 export function Templates() {
   const [type, setType] = useState('');
   const [search, setSearch] = useState('');
+  const [page, setPage] = useState(1);
   const state = useAsync(() => {
-    let b = supabase.from('templates').select('id,name,type,category,is_active,updated_at').is('deleted_at', null).order('updated_at', { ascending: false }).limit(200);
+    let b = supabase.from('templates').select('id,name,type,category,is_active,updated_at', { count: 'exact' }).is('deleted_at', null);
     if (type) b = b.eq('type', type);
     const s = search.replace(/[%_\\]/g, '').trim();
     if (s) b = b.ilike('name', `%${s}%`);
-    return q(b);
-  }, [type, search]);
-  const rows = state.data || [];
+    return q(pageRange(b.order('updated_at', { ascending: false }).order('id'), page));
+  }, [type, search, page]);
+  const rows = state.data?.data || [];
   return html`<section aria-labelledby="t-title">
     <div class="page-head"><h1 id="t-title">Templates</h1><a class="button" href="#/templates/new">New template</a></div>
     <div class="filters" role="group" aria-label="Filters">
-      <${Field} label="Search" id="t-search"><input id="t-search" type="search" value=${search} onInput=${(e) => setSearch(e.target.value)} placeholder="Name" /></${Field}>
-      <${Field} label="Channel" id="t-type"><select id="t-type" value=${type} onChange=${(e) => setType(e.target.value)}><option value="">Any</option><option value="email">email</option><option value="sms">sms</option></select></${Field}>
+      <${Field} label="Search" id="t-search"><input id="t-search" type="search" value=${search} onInput=${(e) => { setSearch(e.target.value); setPage(1); }} placeholder="Name" /></${Field}>
+      <${Field} label="Channel" id="t-type"><select id="t-type" value=${type} onChange=${(e) => { setType(e.target.value); setPage(1); }}><option value="">Any</option><option value="email">email</option><option value="sms">sms</option></select></${Field}>
     </div>
     <${Status} state=${state} empty=${!rows.length} emptyText="No templates yet. Create one to reuse content across campaigns.">
       <div class="table-wrap"><table class="list"><thead><tr><th scope="col">Name</th><th scope="col">Channel</th><th scope="col">Category</th><th scope="col">Active</th><th scope="col">Updated</th></tr></thead>
       <tbody>${rows.map((t) => html`<tr><td><a href=${`#/templates/${t.id}`}>${t.name}</a></td><td>${t.type}</td><td>${t.category || '—'}</td><td>${t.is_active ? 'yes' : 'no'}</td><td>${fmtTime(t.updated_at)}</td></tr>`)}</tbody></table></div>
+      <${Pager} page=${page} perPage=${PER_PAGE} total=${state.data?.count} onPage=${setPage} />
     </${Status}>
   </section>`;
 }
