@@ -20,7 +20,9 @@
 --                        share the application time zone's answer, computed
 --                        once per claim (the function's own answer for no
 --                        contact, so the same value).
---   sending.settle       sets updated_at itself; the message tables'
+--   sending.settle       one statement per channel (one that named both
+--                        message tables opened both, with all their indexes,
+--                        at every settle); sets updated_at itself; the message tables'
 --                        set_updated_at triggers fire only when the new row's
 --                        updated_at is not already now() — what the trigger
 --                        would set, so every update stores what it stored.
@@ -273,56 +275,82 @@ declare
     v_failed integer;
     v_dropped integer;
 begin
-    with x as materialized (
-        select * from pg_catalog.jsonb_to_recordset(p_done)
-            as x(id uuid, outcome text, provider_id text, sid text, segments integer,
-                 cost numeric, body text, error text)),
-    -- by primary key: = ANY of the ids, never a join that may scan the table
-    gone as (
-        delete from sending.leases l
-        where l.message_id = any (array(select x.id from x)) and l.claim = p_claim
-          and (l.in_flight or l.message_id = any (array(select x.id from x where x.outcome = 'dropped')))
-        returning l.message_id, l.links),
-    r as (
-        select x.*, gone.links from gone join x on x.id = gone.message_id),
-    e as (
-        update public.email_messages m set
-            status = sending.settled_status('email', r.outcome, m.status, m.attempts + 1, p_max_attempts),
-            updated_at = pg_catalog.now(),
-            attempts = m.attempts + 1,
-            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-            message_id = case when r.outcome = 'accepted' then nullif(r.provider_id, '') else m.message_id end,
-            next_attempt_at = case when r.outcome = 'tempfail'
-                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
-            last_error = nullif(pg_catalog.left(r.error, 500), ''),
-            links = coalesce(r.links, m.links)
-        from r where p_channel = 'email' and m.id = r.id
-        returning r.outcome, m.status),
-    s as (
-        update public.sms_messages m set
-            status = sending.settled_status('sms', r.outcome, m.status, m.attempts + 1, p_max_attempts),
-            updated_at = pg_catalog.now(),
-            attempts = m.attempts + 1,
-            sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-            failed_at = case when r.outcome = 'permfail' then pg_catalog.now() else m.failed_at end,
-            message_sid = case when r.outcome = 'accepted' then nullif(r.sid, '') else m.message_sid end,
-            segments = greatest(1, coalesce(r.segments, m.segments)),
-            cost = coalesce(r.cost, m.cost),
-            message = coalesce(nullif(r.body, ''), m.message),
-            next_attempt_at = case when r.outcome = 'tempfail'
-                then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
-            last_error = nullif(pg_catalog.left(r.error, 500), '')
-        from r where p_channel = 'sms' and m.id = r.id
-        returning r.outcome, m.status)
-    select count(*) filter (where o.outcome = 'unknown'),
-           count(*) filter (where o.outcome not in ('accepted', 'unknown')),
-           -- accepted: handed over, whatever status a webhook that came
-           -- first left (forward_only keeps a later status)
-           count(*) filter (where o.outcome = 'accepted'),
-           count(*) filter (where o.status = 'failed'),
-           count(*) filter (where o.status in ('dropped', 'canceled'))
-    into v_unknown, v_unsent, v_sent, v_failed, v_dropped
-    from (select e.outcome, e.status from e union all select s.outcome, s.status from s) o;
+    -- one statement per channel: a statement naming both message tables
+    -- opened and locked both, with their 9 indexes each, at every settle
+    if p_channel = 'email' then
+        with x as materialized (
+            select * from pg_catalog.jsonb_to_recordset(p_done)
+                as x(id uuid, outcome text, provider_id text, sid text, segments integer,
+                     cost numeric, body text, error text)),
+        -- by primary key: = ANY of the ids, never a join that may scan the table
+        gone as (
+            delete from sending.leases l
+            where l.message_id = any (array(select x.id from x)) and l.claim = p_claim
+              and (l.in_flight or l.message_id = any (array(select x.id from x where x.outcome = 'dropped')))
+            returning l.message_id, l.links),
+        r as (
+            select x.*, gone.links from gone join x on x.id = gone.message_id),
+        e as (
+            update public.email_messages m set
+                status = sending.settled_status('email', r.outcome, m.status, m.attempts + 1, p_max_attempts),
+                updated_at = pg_catalog.now(),
+                attempts = m.attempts + 1,
+                sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
+                message_id = case when r.outcome = 'accepted' then nullif(r.provider_id, '') else m.message_id end,
+                next_attempt_at = case when r.outcome = 'tempfail'
+                    then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
+                last_error = nullif(pg_catalog.left(r.error, 500), ''),
+                links = coalesce(r.links, m.links)
+            from r where m.id = r.id
+            returning r.outcome, m.status)
+        select count(*) filter (where o.outcome = 'unknown'),
+               count(*) filter (where o.outcome not in ('accepted', 'unknown')),
+               -- accepted: handed over, whatever status a webhook that came
+               -- first left (forward_only keeps a later status)
+               count(*) filter (where o.outcome = 'accepted'),
+               count(*) filter (where o.status = 'failed'),
+               count(*) filter (where o.status in ('dropped', 'canceled'))
+        into v_unknown, v_unsent, v_sent, v_failed, v_dropped
+        from e o;
+    else
+        with x as materialized (
+            select * from pg_catalog.jsonb_to_recordset(p_done)
+                as x(id uuid, outcome text, provider_id text, sid text, segments integer,
+                     cost numeric, body text, error text)),
+        -- by primary key: = ANY of the ids, never a join that may scan the table
+        gone as (
+            delete from sending.leases l
+            where l.message_id = any (array(select x.id from x)) and l.claim = p_claim
+              and (l.in_flight or l.message_id = any (array(select x.id from x where x.outcome = 'dropped')))
+            returning l.message_id, l.links),
+        r as (
+            select x.*, gone.links from gone join x on x.id = gone.message_id),
+        s as (
+            update public.sms_messages m set
+                status = sending.settled_status('sms', r.outcome, m.status, m.attempts + 1, p_max_attempts),
+                updated_at = pg_catalog.now(),
+                attempts = m.attempts + 1,
+                sent_at = case when r.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
+                failed_at = case when r.outcome = 'permfail' then pg_catalog.now() else m.failed_at end,
+                message_sid = case when r.outcome = 'accepted' then nullif(r.sid, '') else m.message_sid end,
+                segments = greatest(1, coalesce(r.segments, m.segments)),
+                cost = coalesce(r.cost, m.cost),
+                message = coalesce(nullif(r.body, ''), m.message),
+                next_attempt_at = case when r.outcome = 'tempfail'
+                    then sending.retry_at(m.attempts + 1, p_backoff_seconds) else m.next_attempt_at end,
+                last_error = nullif(pg_catalog.left(r.error, 500), '')
+            from r where m.id = r.id
+            returning r.outcome, m.status)
+        select count(*) filter (where o.outcome = 'unknown'),
+               count(*) filter (where o.outcome not in ('accepted', 'unknown')),
+               -- accepted: handed over, whatever status a webhook that came
+               -- first left (forward_only keeps a later status)
+               count(*) filter (where o.outcome = 'accepted'),
+               count(*) filter (where o.status = 'failed'),
+               count(*) filter (where o.status in ('dropped', 'canceled'))
+        into v_unknown, v_unsent, v_sent, v_failed, v_dropped
+        from s o;
+    end if;
     if v_unsent > 0 then
         perform sending.release(p_channel, v_unsent);
     end if;
