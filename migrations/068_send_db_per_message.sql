@@ -36,6 +36,10 @@
 --                        is marked sent (sending.finish), by a cancel, and
 --                        by a step of a campaign that no longer sends (the
 --                        late settles after a cancel or a pause).
+--   sending.unfinished, sending.audit_batch, sending.current_month
+--                        PL/pgSQL instead of LANGUAGE sql with SET or
+--                        SECURITY DEFINER, which is never inlined and was
+--                        parsed and planned at every call (per batch).
 -- sending.allowed stays (same rule; other callers). Same rules, same
 -- results; the C<->SQL interface is unchanged.
 -- Applied once, inside one transaction, by the database owner.
@@ -496,3 +500,52 @@ create trigger set_updated_at before update on public.sms_messages
     for each row
     when (new.updated_at is distinct from pg_catalog.now())
     execute function public.set_updated_at();
+
+-- LANGUAGE sql functions with SET or SECURITY DEFINER are never inlined:
+-- fmgr_sql parsed and planned their statement at every call (per batch:
+-- the batch end's finish, its audit row, each claim's reservation). As
+-- PL/pgSQL the plan is kept per session. Same statements, same results.
+create or replace function sending.unfinished(p_campaign uuid)
+returns boolean
+language plpgsql stable
+security definer
+set search_path = ''
+as $$
+begin
+    return exists (select 1 from public.email_messages m where m.campaign_id = p_campaign
+                   and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null)))
+        or exists (select 1 from public.email_messages m where m.campaign_id = p_campaign
+                   and m.status = 'sending')
+        or exists (select 1 from public.sms_messages m where m.campaign_id = p_campaign
+                   and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null)))
+        or exists (select 1 from public.sms_messages m where m.campaign_id = p_campaign
+                   and m.status = 'sending')
+        or exists (select 1 from sending.leases l where l.campaign_id = p_campaign);
+end
+$$;
+
+create or replace function sending.audit_batch(p_channel text, p_campaign uuid, p_detail jsonb)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+begin
+    insert into public.audit_logs (action, resource_type, resource_id, new_value, status, metadata)
+    values ('update', case p_channel when 'email' then 'email_messages' else 'sms_messages' end,
+            p_campaign, p_detail, 'success',
+            pg_catalog.jsonb_build_object('role', 'service_role', 'batch', true, 'table',
+                case p_channel when 'email' then 'public.email_messages' else 'public.sms_messages' end));
+end
+$$;
+
+create or replace function sending.current_month()
+returns date
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return pg_catalog.date_trunc('month', pg_catalog.now() at time zone
+        coalesce((select a.timezone::text from public.app_settings a limit 1), 'UTC'))::date;
+end
+$$;
