@@ -26,6 +26,29 @@ const WORKERS = Number(process.env.SEND_WORKERS || 2);
 const SID = 'AC' + 'b'.repeat(32);
 const TOKEN = 'bench-token';
 
+// BENCH_SEND_ACCOUNT=1: track_functions = all, and the functions' calls and
+// time and the tables' rows per message in the output; no minimal client.
+const ACCOUNT = Boolean(process.env.BENCH_SEND_ACCOUNT);
+// BENCH_SEND_NO_CEILING=1: campaignd's side only (CPU and work per message).
+const NO_CEILING = Boolean(process.env.BENCH_SEND_NO_CEILING);
+
+async function functionsAndTables(server) {
+  const functions = JSON.parse(await sql(server, `select coalesce(json_agg(x order by x.self_time desc), '[]') from (
+    select schemaname || '.' || funcname as fn, calls,
+           round((self_time / ${N} * 1000)::numeric, 1) as self_us_per_msg,
+           round((total_time / ${N} * 1000)::numeric, 1) as total_us_per_msg, self_time
+    from pg_stat_user_functions) x`));
+  const tables = JSON.parse(await sql(server, `select coalesce(json_agg(x order by x.n desc), '[]') from (
+    select schemaname || '.' || relname as rel,
+           round(n_tup_ins::numeric / ${N}, 3) as ins, round(n_tup_upd::numeric / ${N}, 3) as upd,
+           round(n_tup_del::numeric / ${N}, 3) as del, round(n_tup_hot_upd::numeric / ${N}, 3) as hot,
+           round(seq_tup_read::numeric / ${N}, 1) as seq_read_per_msg,
+           round(coalesce(idx_tup_fetch, 0)::numeric / ${N}, 1) as idx_fetch_per_msg,
+           n_tup_ins + n_tup_upd + n_tup_del as n
+    from pg_stat_all_tables where n_tup_ins + n_tup_upd + n_tup_del > 0) x`));
+  return { functions, tables };
+}
+
 const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 async function minimalClient(url) {
@@ -70,6 +93,12 @@ try {
   const id = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
     values (${lit(owner.user.id)}, 'bench', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
   const pid = server.process.pid;
+  if (ACCOUNT) { // each function's calls and time, each table's rows (as account.mjs)
+    await sql(server, `alter system set track_functions = 'all'`);
+    await sql(server, 'select pg_reload_conf()');
+    await settleStats();
+    await sql(server, 'select pg_stat_reset()');
+  }
   await settleStats();
   const work0 = await workCounters(sql, server);
   const rssStart = rss(pid);
@@ -91,13 +120,14 @@ try {
   // counted before the minimal client adds its own requests to the same server
   const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
   const clock = await workerClock(server, N);
-  const ceiling = await minimalClient(twilio.url);
+  const account = ACCOUNT ? await functionsAndTables(server) : undefined;
+  const ceiling = ACCOUNT || NO_CEILING ? NaN : await minimalClient(twilio.url);
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
     campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
     ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
-    duplicates,
+    duplicates, account,
   }));
 } finally {
   await server.stop();
