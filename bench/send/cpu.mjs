@@ -104,8 +104,9 @@ export async function settleStats() {
 // waiting for the database, weighted by each run's length. Waits up to
 // timeoutMs for runs that account for n messages (a worker logs after its
 // last claim comes back empty). null when no line was logged (a binary
-// without the line, or LOG_LEVEL above info).
-export async function workerClock(server, n, timeoutMs = 15000) {
+// without the line, or LOG_LEVEL above info). since: the length the log had
+// when the send began (lines before it are an earlier send's).
+export async function workerClock(server, n, timeoutMs = 15000, since = 0) {
   const re = /send worker \S+ \w+: (\d+) messages in ([0-9.]+) s: provider busy ([0-9.]+) %, waiting for the database ([0-9.]+) %/g;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -113,7 +114,7 @@ export async function workerClock(server, n, timeoutMs = 15000) {
     let wall = 0;
     let busy = 0;
     let db = 0;
-    for (const m of server.log().matchAll(re)) {
+    for (const m of server.log().slice(since).matchAll(re)) {
       const w = Number(m[2]);
       msgs += Number(m[1]);
       wall += w;
