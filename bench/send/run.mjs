@@ -109,7 +109,8 @@ try {
   replayed = [...jsonFiles()].map((f) => path.join(sink.dir, f.replace(/\.json$/, '.eml')));
   const list = path.join(sink.dir, 'replay.list');
   fs.writeFileSync(list, replayed.join('\n'));
-  // 2. the ceiling before
+  // 2. the ceiling before (once the first send's tail has settled, as before the timed send)
+  await settleStats();
   ceilings.push(replay(list));
   // 3. campaignd, timed
   const c = await campaign('bench');
