@@ -14,8 +14,8 @@ function stat(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    // fields after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
-    return { ppid: Number(f[1]), self: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
+    // fields after comm: state(0) ppid(1) ... minflt(7) ... utime(11) stime(12) cutime(13) cstime(14)
+    return { ppid: Number(f[1]), minflt: Number(f[7]), self: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
   } catch {
     return null;
   }
@@ -41,7 +41,8 @@ function ownerBackend(pid) {
   }
 }
 
-/** { campaignd, postgres, owner (part of postgres: the owner's live backends) } CPU seconds so far. */
+/** { campaignd, postgres, owner (part of postgres: the owner's live backends) } CPU seconds so
+ * far, and campaignd's minor page faults (minflt: memory the allocator gave back and took again). */
 export function cpuSeconds(serverPid, dataDir) {
   const me = stat(serverPid);
   const pm = postmaster(dataDir);
@@ -59,7 +60,7 @@ export function cpuSeconds(serverPid, dataDir) {
       }
     }
   }
-  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK };
+  return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK, minflt: me ? me.minflt : 0 };
 }
 
 /** CPU µs per message between two readings. */
@@ -68,6 +69,7 @@ export function usPerMessage(before, after, n) {
     campaignd: Math.round(((after.campaignd - before.campaignd) * 1e6) / n),
     postgres: Math.round(((after.postgres - before.postgres) * 1e6) / n),
     postgres_owner_feed: Math.round(((after.owner - before.owner) * 1e6) / n),
+    campaignd_minor_faults: +((after.minflt - before.minflt) / n).toFixed(2),
   };
 }
 
@@ -104,8 +106,9 @@ export async function settleStats() {
 // waiting for the database, weighted by each run's length. Waits up to
 // timeoutMs for runs that account for n messages (a worker logs after its
 // last claim comes back empty). null when no line was logged (a binary
-// without the line, or LOG_LEVEL above info).
-export async function workerClock(server, n, timeoutMs = 15000) {
+// without the line, or LOG_LEVEL above info). since: the length the log had
+// when the send began (lines before it are an earlier send's).
+export async function workerClock(server, n, timeoutMs = 15000, since = 0) {
   const re = /send worker \S+ \w+: (\d+) messages in ([0-9.]+) s: provider busy ([0-9.]+) %, waiting for the database ([0-9.]+) %/g;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -113,7 +116,7 @@ export async function workerClock(server, n, timeoutMs = 15000) {
     let wall = 0;
     let busy = 0;
     let db = 0;
-    for (const m of server.log().matchAll(re)) {
+    for (const m of server.log().slice(since).matchAll(re)) {
       const w = Number(m[2]);
       msgs += Number(m[1]);
       wall += w;

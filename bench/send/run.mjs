@@ -1,13 +1,21 @@
 // Bench: a BENCH_SEND_RECIPIENTS (default 10,000) recipient e-mail campaign to
 // the local SMTP sink (tests/integration/smtp-sink.py, aiosmtpd), against the
-// sink's ceiling measured in the same run by a minimal client
-// (bench/send/minimal_client.py: Python's smtplib) sending the same messages
-// (the engine's own, as the sink received them) over the same number of
-// connections (SEND_WORKERS). Also the CPU time (user + system) of campaignd
-// and of its PostgreSQL backends per message (bench/send/cpu.mjs), which the
-// load of a shared machine distorts far less than the wall clock, and the
-// load average. Prints one JSON line (bench/run.sh's send_email part turns
-// it into a table). Run once, nice'd:
+// sink's ceiling measured in the same run, on the same sink, by a minimal
+// client (bench/send/minimal_client.py: Python's smtplib) sending the same
+// messages over the same number of connections (SEND_WORKERS):
+//   1. campaignd sends the campaign once, untimed: the messages it renders
+//      (as the sink received them) are what the minimal client replays;
+//   2. the minimal client replays them (the ceiling "before");
+//   3. campaignd sends the same campaign content to the same recipients
+//      again (a second campaign), timed;
+//   4. the minimal client replays the same messages again ("after").
+// The ratio is campaignd's rate over the mean of the two ceilings; both are
+// printed with their spread (one reading alone moved by half between two
+// quiet runs). Also the CPU time (user + system) of campaignd and of its
+// PostgreSQL backends per message of the timed send (bench/send/cpu.mjs),
+// which the load of a shared machine distorts far less than the wall clock,
+// and the load average. Prints one JSON line (bench/run.sh's send_email part
+// turns it into a table). Run once, nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/send/run.mjs
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -50,6 +58,16 @@ let cpu;
 let load;
 let work;
 let clock;
+let mine;
+let replayed;
+const ceilings = [];
+const jsonFiles = () => new Set(fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')));
+// The minimal client replays the listed messages on the same sink; its wall time in s.
+const replay = (list) => {
+  const py = spawnSync('/usr/bin/python3', [path.join(here, 'minimal_client.py'), '127.0.0.1', String(sink.port), String(WORKERS), list], { encoding: 'utf8' });
+  if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
+  return Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
+};
 try {
   const service = client(server, server.serviceKey);
   const email = uniqueEmail('bench');
@@ -59,62 +77,80 @@ try {
   await sql(server, `insert into public.contacts (user_id, email, first_name, attributes)
     select ${lit(me.user.id)}, 'r' || i || '@bench.example', 'R' || i, jsonb_build_object('company', 'Co ' || i)
     from generate_series(1, ${N}) i`);
-  const { data: c } = await me.client.from('campaigns').insert({
-    name: 'bench', type: 'email', subject: 'News for {{first_name}}',
+  const campaign = async (name) => (await me.client.from('campaigns').insert({
+    name, type: 'email', subject: 'News for {{first_name}}',
     content: '<html><body><h1>Hello {{first_name | "there"}}</h1><p>News from {{contact.attributes.company}}.</p>'
       + '<p><a href="https://example.com/a">A</a> and <a href="https://example.com/b">B</a></p></body></html>',
-  }).select().single();
+  }).select().single()).data;
+  // Sends campaign c; resolves once the sink holds its N messages (no psql
+  // polling meanwhile: its backends would count as the engine's CPU) and the
+  // campaign is sent. The sink numbers its files in order and writes each
+  // whole before the next (one event loop, no await inside), so the last
+  // one's name is enough: no listing of a directory of thousands each look.
+  // base: how many messages the sink held before; onPoll runs at each look.
+  const send = async (c, base, onPoll = () => {}) => {
+    const last = path.join(sink.dir, `${String(base + N).padStart(6, '0')}.json`);
+    const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
+      method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
+    });
+    if (r.status !== 200) throw new Error(`send: ${r.status} ${r.text}`);
+    for (;;) {
+      onPoll();
+      if (fs.existsSync(last)) break;
+      await sleep(100);
+    }
+    for (;;) {
+      if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
+      await sleep(20);
+    }
+  };
+  // 1. the messages to replay
+  await send(await campaign('bench (the messages the minimal client replays)'), 0);
+  replayed = [...jsonFiles()].map((f) => path.join(sink.dir, f.replace(/\.json$/, '.eml')));
+  const list = path.join(sink.dir, 'replay.list');
+  fs.writeFileSync(list, replayed.join('\n'));
+  // 2. the ceiling before (once the first send's tail has settled, as before the timed send)
   await settleStats();
+  ceilings.push(replay(list));
+  // 3. campaignd, timed
+  const c = await campaign('bench');
+  await settleStats();
+  const seen = jsonFiles();
+  const since = server.log().length;
   const work0 = await workCounters(sql, server);
   const rss0 = rssKiB(server.process.pid);
   const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
-  const t0 = process.hrtime.bigint();
-  const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
-    method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
-  });
-  if (r.status !== 200) throw new Error(`send: ${r.status} ${r.text}`);
   let peak = rss0;
-  // Wait for the sink to hold every message (no psql polling: its backends
-  // would count as the engine's CPU), then for the campaign to be sent.
-  const received = () => fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')).length;
-  for (;;) {
-    peak = Math.max(peak, rssKiB(server.process.pid));
-    if (received() >= N) break;
-    await sleep(100);
-  }
-  for (;;) {
-    if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
-    await sleep(20);
-  }
+  const t0 = process.hrtime.bigint();
+  await send(c, seen.size, () => { peak = Math.max(peak, rssKiB(server.process.pid)); });
   engine = Number(process.hrtime.bigint() - t0) / 1e9;
   cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
   load = os.loadavg()[0];
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
+  mine = [...jsonFiles()].filter((f) => !seen.has(f));
   await settleStats();
   work = workPerMessage(work0, await workCounters(sql, server), N);
-  clock = await workerClock(server, N);
+  clock = await workerClock(server, N, 15000, since);
+  // 4. the ceiling after
+  ceilings.push(replay(list));
 } finally {
   await server.stop();
 }
+// Receipts per recipient of the timed send only (the replays reuse its addresses).
 const receipts = new Map();
-for (const f of fs.readdirSync(sink.dir).filter((x) => x.endsWith('.json'))) {
+for (const f of mine) {
   for (const to of JSON.parse(fs.readFileSync(path.join(sink.dir, f), 'utf8')).to) receipts.set(to, (receipts.get(to) || 0) + 1);
 }
-// The minimal client replays the very messages the sink received.
-const files = fs.readdirSync(sink.dir).filter((f) => f.endsWith('.eml')).map((f) => path.join(sink.dir, f));
-const list = path.join(sink.dir, 'replay.list');
-fs.writeFileSync(list, files.join('\n'));
-const sink2 = await startSmtpSink();
-const py = spawnSync('/usr/bin/python3', [path.join(here, 'minimal_client.py'), '127.0.0.1', String(sink2.port), String(WORKERS), list], { encoding: 'utf8' });
-await sink2.stop();
 await sink.stop();
-if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
-const client_s = Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
-const sent = files.length;
+const sent = mine.length;
+const rates = ceilings.map((s) => replayed.length / s);
+const mean = (rates[0] + rates[1]) / 2;
 console.log(JSON.stringify({
   n: sent, connections: WORKERS,
-  campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +(sent / client_s).toFixed(1),
-  ratio: +((sent / engine) / (sent / client_s)).toFixed(2),
+  campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +mean.toFixed(1),
+  minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
+  minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
+  ratio: +((sent / engine) / mean).toFixed(2),
   cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

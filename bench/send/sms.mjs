@@ -1,30 +1,41 @@
 // SMS campaign throughput against the local Twilio-shaped server
 // (tests/integration/fake-twilio.js), issue 12 "Speed":
 //
-//   1. campaignd sends a 10,000-recipient SMS campaign (SEND_WORKERS jobs,
-//      each one kept connection to the fake) and we time it from
+//   1. a minimal client (bench/send/sms_client.mjs: node:http with
+//      keep-alive, in a process of its own) posts N create-Message requests,
+//      the very parameters campaignd sends (To, From, Body with the opt-out
+//      line of a first message, StatusCallback) with the same auth, over the
+//      same number of connections: that server's ceiling on this machine;
+//   2. campaignd sends an N-recipient SMS campaign (SEND_WORKERS jobs, each
+//      one kept connection to the fake) and we time it from
 //      POST /api/campaigns/:id/send until the fake has received every message;
-//   2. a minimal client (node:http with keep-alive) posts the same number of
-//      create-Message requests, same shape and auth, over the same number of
-//      connections: that server's ceiling on this machine, in this run.
+//   3. the minimal client again, same server, same requests.
+// The ratio is campaignd's rate over the mean of the two ceilings; both are
+// printed with their spread (the ceiling moves with the machine's load: one
+// reading alone made the ratio move by half between two quiet runs).
 //
 // Prints both rates, their ratio, campaignd's RSS (start, peak, end), the
 // CPU time (user + system) of campaignd and of its PostgreSQL backends per
 // message (bench/send/cpu.mjs: what a shared machine's load distorts far
 // less than the wall clock) and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
-// (N=10000 by default; status callbacks are off on both sides).
-import http from 'node:http';
+// (N=10000 by default; status callbacks are off on the server's side).
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
 import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
 import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
 
+const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.N || 10000);
 const WORKERS = Number(process.env.SEND_WORKERS || 2);
 const SID = 'AC' + 'b'.repeat(32);
 const TOKEN = 'bench-token';
+const FROM = '+15550009999';
 
 // BENCH_SEND_ACCOUNT=1: track_functions = all, and the functions' calls and
 // time and the tables' rows per message in the output; no minimal client.
@@ -50,31 +61,37 @@ async function functionsAndTables(server) {
 }
 
 const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const phone = (g) => '+1555' + String(g).padStart(7, '0');
 
-async function minimalClient(url) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: WORKERS });
-  const auth = 'Basic ' + Buffer.from(`${SID}:${TOKEN}`).toString('base64');
-  const u = new URL(`${url}/2010-04-01/Accounts/${SID}/Messages.json`);
-  let next = 0;
-  const one = (i) => new Promise((resolve, reject) => {
-    const body = new URLSearchParams({ To: `+1555${String(i).padStart(7, '0')}`, From: '+15550009999', Body: 'Hi there, this is the spring offer' }).toString();
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent,
-      headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) } },
-    (res) => { res.resume(); res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)))); });
-    req.on('error', reject);
-    req.end(body);
+// The parameters campaignd sends to recipient g, message id (checked against
+// what the fake received from it below).
+const params = (g, callback, id = crypto.randomUUID()) => ({
+  To: phone(g), From: FROM, Body: `Hi C${g}, this is the spring offer\nReply STOP to opt out`, StatusCallback: `${callback}?m=${id}`,
+});
+
+// Runs the minimal client in its own process (asynchronously: this process's
+// event loop serves the fake Twilio meanwhile); resolves its wall time in s.
+function minimalClient(url, callback) {
+  const list = path.join(os.tmpdir(), `sms-replay-${process.pid}.json`);
+  fs.writeFileSync(list, JSON.stringify(Array.from({ length: N }, (_, i) => params(i + 1, callback))));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(here, 'sms_client.mjs'), url, SID, TOKEN, list, String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      fs.rmSync(list, { force: true });
+      const m = /SECONDS ([0-9.]+)/.exec(out);
+      if (code === 0 && m) resolve(Number(m[1]));
+      else reject(new Error(`minimal client exited with ${code}`));
+    });
   });
-  const t0 = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: WORKERS }, async () => { while (next < N) await one(next++); }));
-  agent.destroy();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
 const twilio = await startFakeTwilio({ accountSid: SID, authToken: TOKEN, callbacks: [] });
 const port = String(await freePort());
 const server = await startServer({
   PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
-  TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009999', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
+  TWILIO_API_BASE: twilio.url, TWILIO_FROM: FROM, SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
   SEND_BATCH_SIZE: '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
   // info: each send worker logs where its time went (workerClock)
   LOG_LEVEL: 'info',
@@ -93,12 +110,17 @@ try {
   const id = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
     values (${lit(owner.user.id)}, 'bench', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
   const pid = server.process.pid;
+  const callback = `http://127.0.0.1:${port}/webhooks/twilio/status`; // campaignd's (API_EXTERNAL_URL)
   if (ACCOUNT) { // each function's calls and time, each table's rows (as account.mjs)
     await sql(server, `alter system set track_functions = 'all'`);
     await sql(server, 'select pg_reload_conf()');
     await settleStats();
     await sql(server, 'select pg_stat_reset()');
   }
+  const noClient = ACCOUNT || NO_CEILING;
+  await settleStats(); // the setup's tail (contacts, consent rows) settles, as before campaignd's send
+  const before = noClient ? NaN : await minimalClient(twilio.url, callback);
+  const base = twilio.messages.length;
   await settleStats();
   const work0 = await workCounters(sql, server);
   const rssStart = rss(pid);
@@ -107,7 +129,7 @@ try {
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${id}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
   if (r.status >= 300) throw new Error(`send: ${r.status} ${r.text}`);
-  while (twilio.messages.length < N) {
+  while (twilio.messages.length < base + N) {
     await new Promise((res) => setTimeout(res, 100));
     rssPeak = Math.max(rssPeak, rss(pid));
   }
@@ -118,14 +140,25 @@ try {
   await settleStats();
   const work = workPerMessage(work0, await workCounters(sql, server), N);
   // counted before the minimal client adds its own requests to the same server
-  const duplicates = twilio.messages.length - new Set(twilio.messages.map((m) => m.params.To)).size;
+  const mine = twilio.messages.slice(base, base + N);
+  const duplicates = mine.length - new Set(mine.map((m) => m.params.To)).size;
+  // the minimal client's requests are campaignd's (same parameters, same order of keys)
+  const sample = mine.find((m) => m.params.To === phone(1));
+  const mid = sample && new URL(sample.params.StatusCallback).searchParams.get('m');
+  if (!sample || JSON.stringify(sample.params) !== JSON.stringify(params(1, callback, mid))) {
+    throw new Error(`the minimal client's requests differ from campaignd's: ${JSON.stringify(sample && sample.params)}`);
+  }
   const clock = await workerClock(server, N);
   const account = ACCOUNT ? await functionsAndTables(server) : undefined;
-  const ceiling = ACCOUNT || NO_CEILING ? NaN : await minimalClient(twilio.url);
+  const after = noClient ? NaN : await minimalClient(twilio.url, callback);
+  const rates = [N / before, N / after];
+  const mean = (rates[0] + rates[1]) / 2;
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
-    campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +(N / ceiling).toFixed(1),
-    ratio: +((N / engine) / (N / ceiling)).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
+    campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +mean.toFixed(1),
+    minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
+    minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
+    ratio: +((N / engine) / mean).toFixed(2), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,
   }));

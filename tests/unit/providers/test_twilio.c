@@ -241,6 +241,11 @@ static void test_message_form(void **state)
     assert_true(twilio_message_form(&cfg, "+15552223333", "x", NULL, &b));
     assert_string_equal(
         b.data, "To=%2B15552223333&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&Body=x");
+    /* UTF-8 bytes escaped one by one, upper-case hex; the unreserved kept */
+    cd_buf_reset(&b);
+    assert_true(twilio_message_form(&cfg, "+1", "\xc3\xa9t\xc3\xa9 a-b.c_d~e\n\x7f", NULL, &b));
+    assert_string_equal(b.data, "To=%2B1&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&"
+                                "Body=%C3%A9t%C3%A9%20a-b.c_d~e%0A%7F");
     cd_buf_free(&b);
 }
 
