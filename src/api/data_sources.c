@@ -14,7 +14,6 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "importer/importer.h"
-#include "jobs/queue.h"
 
 /* A credentials object: at most this many keys, each value at most this long. */
 #define API_MAX_CREDENTIAL_KEYS  32
@@ -101,9 +100,6 @@ void api__data_sources_sync(http_request_t *req)
     PGresult *res = NULL;
     if (!api__run(req, &ctx, &st, 1, &res))
         goto done;
-    /* committed: the job is due now; a worker of this process starts it
-     * without waiting for the NOTIFY's round through the keeper thread */
-    (void)jobs_poke();
     json_t *j = json_pack("{s:s, s:s}", "sync_log_id", PQgetvalue(res, 0, 0), "status", "running");
     PQclear(res);
     char loc[96];

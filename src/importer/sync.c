@@ -79,7 +79,8 @@ typedef struct run {
     json_t *warnings; /* strings */
     long long last_progress_ms;
     bool cancelled;
-    bool lost; /* the lease was lost or the process stops */
+    bool lost;    /* the lease was lost or the process stops */
+    bool refused; /* import_succeed_run refused the success (57014): a cancel? */
     /* uuids */
     unsigned char rnd[6 * SYNC_UUID_BATCH];
     size_t rnd_used;
@@ -290,6 +291,7 @@ static bool copy_exec(run_t *r, const char *sql, int n, const char *const *param
                                    strncmp(state, "08", 2) == 0 || strcmp(state, "55P03") == 0);
         run_fail(r, transient, "%s%s%s", msg ? msg : "the database refused the import",
                  hint ? " — " : "", hint ? hint : "");
+        r->refused = r->refused || (state && strcmp(state, "57014") == 0);
         log_warn("import %s: SQL failed (%s): %s", r->log_id, state ? state : "?",
                  PQresultErrorMessage(res));
     }
@@ -835,7 +837,11 @@ static bool run_metrics(run_t *r)
     json_decref(result);
     char *mtxt = m ? json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);
-    ok = mtxt && run_tick(r, true);
+    ok = mtxt != NULL;
+    if (ok && !job_heartbeat(r->ctx)) { /* no last look: see finish() */
+        r->lost = true;
+        ok = false;
+    }
     char imported[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     const char *ps[4] = {r->log_id, imported, "0", mtxt};
@@ -981,11 +987,11 @@ static bool finish(run_t *r, load_t *ld)
     r->skipped += extra_skipped;
     char *mtxt = finish_metadata(r, ld, result);
     json_decref(result);
-    /* Last look at the cancel flag before the point of no return. It must come
-     * before import_succeed_run: from then on this transaction holds the
-     * sync_logs row, and the progress report would wait for it. */
-    (void)run_tick(r, true);
-    if (r->cancelled || r->lost) {
+    /* No last look at the cancel flag here (a transaction and a commit of
+     * its own): import_succeed_run refuses a run whose cancel was requested
+     * (migration 071), in this transaction, and end_refused() reads why. */
+    if (!job_heartbeat(r->ctx)) {
+        r->lost = true;
         free(mtxt);
         return false;
     }
@@ -1259,6 +1265,10 @@ static job_result_t run_sync(run_t *r)
         goto out;
 out:
     copy_close(r); /* rolls back whatever did not commit */
+    if (r->refused && !r->lost && !r->cancelled)
+        /* import_succeed_run refused the success and the data is rolled
+         * back: read the cancel flag now (true too when the row was closed) */
+        (void)run_tick(r, true);
     free(ld.staging);
     free(ld.table);
     if (r->lost) {

@@ -226,11 +226,17 @@ static void wait_locked(jobs_t *q, pthread_cond_t *cv, double timeout_s, unsigne
     }
 }
 
-static void wake_workers(jobs_t *q)
+/* Wakes one idle worker: it claims, and passes the wake-up on to another one
+ * only when the claim said more jobs were due (claim_next's `more`). Waking
+ * every idle worker made each of them run a claim for a job only one could
+ * take. A worker that is claiming at this moment sees wake_seq moved and
+ * claims again (or passes it on) rather than sleeping; a busy one claims again
+ * when its job is done. */
+static void wake_one(jobs_t *q)
 {
     pthread_mutex_lock(&q->mu);
     q->wake_seq++;
-    pthread_cond_broadcast(&q->cv);
+    pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -257,15 +263,16 @@ static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
     *pid_seen = pid;
 }
 
-/* Claims one job. Returns DB_OK with *res holding 0 or 1 rows. */
+/* Claims one job (jobs.claim_next, migration 070). Returns DB_OK with *res
+ * holding 0 or 1 rows; column 5 says whether another job was due. */
 static db_status_t claim(job_ctx_t *w, db_conn_t *c, PGresult **res, db_error_t *err)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%ld", w->q->lease_s);
     const char *params[3] = {w->worker_id, w->q->kinds_literal, lease};
     return db_run1(c, &service_caller,
-                   "select id, kind, payload::text, attempts, max_attempts "
-                   "from jobs.claim($1, $2::text[], $3::integer)",
+                   "select id, kind, payload::text, attempts, max_attempts, more "
+                   "from jobs.claim_next($1, $2::text[], $3::integer)",
                    3, params, res, err);
 }
 
@@ -411,14 +418,22 @@ static void *worker_main(void *arg)
             db_error_t err;
             db_status_t st = claim(w, c, &res, &err);
             if (st == DB_OK && PQntuples(res) == 1) {
+                /* More due jobs, or a wake-up during the claim (a job this
+                 * claim's snapshot may not have seen): one more worker claims. */
+                pthread_mutex_lock(&q->mu);
+                bool pass_on = strcmp(PQgetvalue(res, 0, 5), "t") == 0 || q->wake_seq != seq;
+                pthread_mutex_unlock(&q->mu);
+                if (pass_on)
+                    wake_one(q);
                 run_one(w, c, res);
-                PQclear(res);
-                continue; /* there may be more */
-            }
-            PQclear(res);
-            if (st == DB_SQL_ERROR)
+                /* No claim after the job unless something was announced
+                 * meanwhile (or passed on above): the wait below returns at
+                 * once when wake_seq moved since this claim began. */
+            } else if (st == DB_SQL_ERROR) {
                 log_warn("jobs: claiming a job failed: %s (SQLSTATE %s)", err.message,
                          err.sqlstate);
+            }
+            PQclear(res);
         } else {
             wait_s = (double)db_retry_after();
         }
@@ -428,28 +443,6 @@ static void *worker_main(void *arg)
     }
     db_thread_close();
     return NULL;
-}
-
-/* The queue this process runs, between jobs_start and jobs_stop: what
- * jobs_poke wakes. */
-static pthread_mutex_t running_mu = PTHREAD_MUTEX_INITIALIZER;
-static jobs_t *running_q;
-
-bool jobs_poke(void)
-{
-    pthread_mutex_lock(&running_mu);
-    jobs_t *q = running_q;
-    if (q) {
-        pthread_mutex_lock(&q->mu);
-        q->wake_seq++;
-        /* One idle worker, not all: the others would each run a claim that
-         * finds nothing. A busy worker sees wake_seq moved and claims again
-         * when it is done; the NOTIFY still reaches every process. */
-        pthread_cond_signal(&q->cv);
-        pthread_mutex_unlock(&q->mu);
-    }
-    pthread_mutex_unlock(&running_mu);
-    return q != NULL;
 }
 
 /* ------------------------------------------------------------------- keeper */
@@ -579,7 +572,7 @@ static void *keeper_main(void *arg)
             } else {
                 listening = pg;
                 listening_pid = PQbackendPID(pg);
-                wake_workers(q); /* jobs added while nobody listened */
+                wake_one(q); /* jobs added while nobody listened */
             }
         }
         double now = mono_now();
@@ -591,7 +584,7 @@ static void *keeper_main(void *arg)
             tick(c, first);
             first = false;
             next_tick = now + (double)q->poll_s;
-            wake_workers(q); /* due run_at times, lost notifications */
+            wake_one(q); /* due run_at times, lost notifications */
         }
         /* A statement above may have found the connection broken: db_run1
          * then closed it, and pg is gone. */
@@ -619,7 +612,7 @@ static void *keeper_main(void *arg)
             PQfreemem(n);
         }
         if (woke)
-            wake_workers(q);
+            wake_one(q); /* one job or several (enqueue_due_syncs): `more` chains */
     }
     db_thread_close();
     return NULL;
@@ -719,9 +712,6 @@ bool jobs_start(const app_t *app, jobs_t **out)
     }
     log_info("jobs: %zu worker(s) for %zu job kind(s), lease %ld s", q->nworkers, nkinds,
              q->lease_s);
-    pthread_mutex_lock(&running_mu);
-    running_q = q;
-    pthread_mutex_unlock(&running_mu);
     *out = q;
     return true;
 fail_threads:
@@ -739,10 +729,6 @@ void jobs_stop(jobs_t *q)
 {
     if (!q)
         return;
-    pthread_mutex_lock(&running_mu);
-    if (running_q == q)
-        running_q = NULL;
-    pthread_mutex_unlock(&running_mu);
     pthread_mutex_lock(&q->mu);
     q->stopping = true;
     for (size_t i = 0; i < q->nworkers; i++) {

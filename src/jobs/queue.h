@@ -119,12 +119,6 @@ typedef struct jobs jobs_t;
  * it starts nothing (*out = NULL). Returns false (and logs) when they cannot start. */
 CD_MUSTCHECK bool jobs_start(const app_t *app, jobs_t **out);
 
-/* Wakes one idle worker of this process at once, for a caller that has just
- * committed a transaction that enqueued a due job (it need not wait for its
- * NOTIFY to go round through the database and the keeper thread). Returns
- * false when this process runs no job queue (then the NOTIFY is what wakes
- * a worker, here or in another process). */
-bool jobs_poke(void);
 /* Stops promptly: wakes the workers, cancels the statement running on each
  * busy worker's job_conn(), lets running handlers see job_heartbeat() ==
  * false, joins the threads and frees j. NULL is a no-op. */

@@ -129,21 +129,6 @@ static void test_start_without_kinds_starts_nothing(void **state)
     jobs_stop(NULL); /* a no-op */
 }
 
-/* jobs_poke wakes the queue this process runs; with none started (JOBS_ENABLED
- * false) there is nothing to wake, and the caller leaves it to the NOTIFY. */
-static void test_poke_without_a_queue_wakes_nothing(void **state)
-{
-    (void)state;
-    assert_false(jobs_poke());
-    assert_true(jobs_register("retention", noop));
-    app_t app;
-    memset(&app, 0, sizeof(app));
-    app.cfg.jobs_enabled = false;
-    jobs_t *j = NULL;
-    assert_true(jobs_start(&app, &j));
-    assert_false(jobs_poke());
-}
-
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR); /* the refusals log errors by design */
@@ -157,7 +142,6 @@ int main(void)
         cmocka_unit_test_setup(test_retention_registers_the_recurring_kind, reset),
         cmocka_unit_test_setup(test_start_disabled_starts_nothing, reset),
         cmocka_unit_test_setup(test_start_without_kinds_starts_nothing, reset),
-        cmocka_unit_test_setup(test_poke_without_a_queue_wakes_nothing, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
