@@ -1318,19 +1318,24 @@ static job_result_t handle_sync(job_ctx_t *ctx, const job_t *job)
     const char *p[5] = {source_id, log_id, trigger ? trigger : "schedule", attempt, jid};
     PGresult *res = NULL;
     db_error_t err;
-    db_status_t st = db_run1(r->c, &SERVICE,
-                             "select public.import_begin_run($1, $2, $3, $4::integer, $5::bigint)",
-                             5, p, &res, &err);
+    db_status_t st = DB_OK;
+    const char *begun = job->begun; /* import_begin_run, run with the claim */
+    if (!job->begun_run) {
+        st = db_run1(r->c, &SERVICE,
+                     "select public.import_begin_run($1, $2, $3, $4::integer, $5::bigint)", 5, p,
+                     &res, &err);
+        begun = st == DB_OK && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+    }
     if (st != DB_OK) {
         job_set_error(ctx, "import.sync: cannot start: %s",
                       st == DB_UNAVAILABLE ? "database unavailable" : err.message);
         goto done;
     }
-    if (PQgetisnull(res, 0, 0)) {
+    if (!begun || !cd_is_uuid(begun)) {
         result = JOB_DONE; /* nothing to do (cancelled, finished, another run) */
         goto done;
     }
-    snprintf(r->log_id, sizeof(r->log_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(r->log_id, sizeof(r->log_id), "%s", begun);
     PQclear(res);
     res = NULL;
     const char *ps[1] = {source_id};
@@ -1369,7 +1374,17 @@ done:
     return result;
 }
 
+/* import_begin_run in the claim's transaction (jobs_register_begin): the run's
+ * start commits with the claim, one flushed commit less per sync. The payload's
+ * fields as handle_sync reads them; a payload it would refuse makes the
+ * expression NULL (nothing written) or raise (the claim is made again without
+ * it), and handle_sync refuses it. */
+#define IMPORT_BEGIN_SQL                                                                           \
+    "public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "                            \
+    "(c.payload ->> 'sync_log_id')::uuid, coalesce(c.payload ->> 'trigger', 'schedule'), "         \
+    "c.attempts, c.id)"
+
 bool importer_register_jobs(void)
 {
-    return jobs_register(IMPORT_JOB_KIND, handle_sync);
+    return jobs_register_begin(IMPORT_JOB_KIND, handle_sync, IMPORT_BEGIN_SQL);
 }

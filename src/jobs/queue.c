@@ -48,7 +48,8 @@
 typedef struct job_kind {
     char name[JOBS_KIND_MAX];
     job_handler_fn fn;
-    long recur_s; /* > 0: a recurring kind, re-run this many seconds after success */
+    long recur_s;          /* > 0: a recurring kind, re-run this many seconds after success */
+    const char *begin_sql; /* jobs_register_begin's expression, else NULL */
 } job_kind_t;
 static job_kind_t kinds[JOBS_MAX_KINDS];
 static size_t nkinds;
@@ -82,6 +83,7 @@ struct jobs {
     bool keeper_started;
     char kinds_literal[JOBS_MAX_KINDS * (JOBS_KIND_MAX + 3) + 3]; /* text[] of kinds */
     char workers_literal[JOBS_MAX_WORKERS * (JOBS_WORKER_ID_MAX + 3) + 3];
+    char *claim_begin_sql; /* the claim with the kinds' begin steps; NULL: none */
 };
 
 static const db_caller_t service_caller = {
@@ -107,7 +109,7 @@ static bool kind_name_valid(const char *k)
     return true;
 }
 
-static bool register_kind(const char *kind, job_handler_fn fn, long recur_s)
+static bool register_kind(const char *kind, job_handler_fn fn, long recur_s, const char *begin)
 {
     if (!kind || !fn || !kind_name_valid(kind)) {
         log_error("jobs: invalid job kind registration");
@@ -125,13 +127,23 @@ static bool register_kind(const char *kind, job_handler_fn fn, long recur_s)
     snprintf(kinds[nkinds].name, sizeof(kinds[nkinds].name), "%s", kind);
     kinds[nkinds].fn = fn;
     kinds[nkinds].recur_s = recur_s;
+    kinds[nkinds].begin_sql = begin;
     nkinds++;
     return true;
 }
 
 bool jobs_register(const char *kind, job_handler_fn fn)
 {
-    return register_kind(kind, fn, 0);
+    return register_kind(kind, fn, 0, NULL);
+}
+
+bool jobs_register_begin(const char *kind, job_handler_fn fn, const char *begin_sql)
+{
+    if (!begin_sql || !*begin_sql) {
+        log_error("jobs: kind %s registered with an empty begin expression", kind ? kind : "?");
+        return false;
+    }
+    return register_kind(kind, fn, 0, begin_sql);
 }
 
 bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_s)
@@ -140,7 +152,7 @@ bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_
         log_error("jobs: recurring kind %s needs an interval", kind ? kind : "(null)");
         return false;
     }
-    return register_kind(kind, fn, interval_s);
+    return register_kind(kind, fn, interval_s, NULL);
 }
 
 void jobs__reset_registry(void)
@@ -263,17 +275,50 @@ static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
     *pid_seen = pid;
 }
 
-/* Claims one job (jobs.claim_next, migration 070). Returns DB_OK with *res
- * holding 0 or 1 rows; column 5 says whether another job was due. */
-static db_status_t claim(job_ctx_t *w, db_conn_t *c, PGresult **res, db_error_t *err)
+#define CLAIM_SELECT "select c.id, c.kind, c.payload::text, c.attempts, c.max_attempts, c.more, "
+#define CLAIM_FROM   " from jobs.claim_next($1, $2::text[], $3::integer) c"
+
+/* The claim with the begin steps of the kinds registered with one (column 6:
+ * the claimed kind's, as text); NULL when no kind has one. */
+static char *claim_begin_sql(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nkinds; i++)
+        if (kinds[i].begin_sql)
+            n += strlen(kinds[i].begin_sql) + 2 * JOBS_KIND_MAX + 32;
+    if (n == 0)
+        return NULL;
+    n += sizeof(CLAIM_SELECT) + sizeof(CLAIM_FROM) + 32;
+    char *sql = malloc(n);
+    if (!sql)
+        return NULL;
+    size_t len = (size_t)snprintf(sql, n, "%scase c.kind", CLAIM_SELECT);
+    for (size_t i = 0; i < nkinds; i++)
+        if (kinds[i].begin_sql) /* kind names are [a-z0-9_.]: no quoting needed */
+            len += (size_t)snprintf(sql + len, n - len, " when '%s' then (%s)::text", kinds[i].name,
+                                    kinds[i].begin_sql);
+    snprintf(sql + len, n - len, " end%s", CLAIM_FROM);
+    return sql;
+}
+
+char *jobs__claim_begin_sql(void)
+{
+    return claim_begin_sql();
+}
+
+/* Claims one job (jobs.claim_next, migration 070), with the kinds' begin
+ * steps in the same transaction when with_begin. Returns DB_OK with *res
+ * holding 0 or 1 rows; column 5 says whether another job was due, column 6
+ * is the begin step's value. */
+static db_status_t claim(job_ctx_t *w, db_conn_t *c, bool with_begin, PGresult **res,
+                         db_error_t *err)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%ld", w->q->lease_s);
     const char *params[3] = {w->worker_id, w->q->kinds_literal, lease};
-    return db_run1(c, &service_caller,
-                   "select id, kind, payload::text, attempts, max_attempts, more "
-                   "from jobs.claim_next($1, $2::text[], $3::integer)",
-                   3, params, res, err);
+    const char *sql = with_begin ? w->q->claim_begin_sql
+                                 : CLAIM_SELECT "null::text" CLAIM_FROM;
+    return db_run1(c, &service_caller, sql, 3, params, res, err);
 }
 
 static const char *outcome_name(job_result_t r, bool release)
@@ -348,7 +393,7 @@ static void finish(job_ctx_t *w, long long id, int attempt, const job_kind_t *k,
     log_warn("jobs: the database is unreachable; job %lld runs again once its lease expires", id);
 }
 
-static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row)
+static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row, bool with_begin)
 {
     jobs_t *q = w->q;
     long long id = strtoll(PQgetvalue(row, 0, 0), NULL, 10);
@@ -382,6 +427,8 @@ static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row)
             .payload = payload,
             .attempt = attempt,
             .max_attempts = max_attempts,
+            .begun_run = with_begin && k->begin_sql != NULL,
+            .begun = PQgetisnull(row, 0, 6) ? NULL : PQgetvalue(row, 0, 6),
         };
         r = k->fn(w, &job);
         if (r != JOB_DONE && w->error[0] == '\0')
@@ -416,7 +463,20 @@ static void *worker_main(void *arg)
             prepare_conn(c, w->worker_id, &pid_seen);
             PGresult *res = NULL;
             db_error_t err;
-            db_status_t st = claim(w, c, &res, &err);
+            bool with_begin = q->claim_begin_sql != NULL;
+            db_status_t st = claim(w, c, with_begin, &res, &err);
+            if (st == DB_SQL_ERROR && with_begin) {
+                /* A begin step that raises rolls its claim back: claim
+                 * again without it, and the handler meets the error itself
+                 * (a retry with back-off rather than a claim in a loop). */
+                log_warn("jobs: a claim with a begin step failed: %s (SQLSTATE %s); claiming "
+                         "without it",
+                         err.message, err.sqlstate);
+                PQclear(res);
+                res = NULL;
+                with_begin = false;
+                st = claim(w, c, false, &res, &err);
+            }
             if (st == DB_OK && PQntuples(res) == 1) {
                 /* More due jobs, or a wake-up during the claim (a job this
                  * claim's snapshot may not have seen): one more worker claims. */
@@ -425,7 +485,7 @@ static void *worker_main(void *arg)
                 pthread_mutex_unlock(&q->mu);
                 if (pass_on)
                     wake_one(q);
-                run_one(w, c, res);
+                run_one(w, c, res, with_begin);
                 /* No claim after the job unless something was announced
                  * meanwhile (or passed on above): the wait below returns at
                  * once when wake_seq moved since this claim began. */
@@ -681,6 +741,9 @@ bool jobs_start(const app_t *app, jobs_t **out)
     q->workers = calloc(q->nworkers, sizeof(*q->workers));
     if (!q->workers)
         goto fail_alloc;
+    for (size_t i = 0; i < nkinds && !q->claim_begin_sql; i++)
+        if (kinds[i].begin_sql && !(q->claim_begin_sql = claim_begin_sql()))
+            goto fail_alloc;
     for (size_t i = 0; i < q->nworkers; i++) {
         job_ctx_t *w = &q->workers[i];
         w->q = q;
@@ -720,6 +783,7 @@ fail_threads:
     return false;
 fail_alloc:
     log_error("jobs: cannot set up the job queue");
+    free(q->claim_begin_sql);
     free(q->workers);
     free(q);
     return false;
@@ -752,6 +816,7 @@ void jobs_stop(jobs_t *q)
     pthread_cond_destroy(&q->keeper_cv);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
+    free(q->claim_begin_sql);
     free(q->workers);
     free(q);
 }

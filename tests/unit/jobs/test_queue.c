@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -129,6 +130,27 @@ static void test_start_without_kinds_starts_nothing(void **state)
     jobs_stop(NULL); /* a no-op */
 }
 
+/* A begin step is an expression of its kind only, in the claim's SELECT; a
+ * process without one claims with the plain statement. */
+static void test_claim_with_begin_steps(void **state)
+{
+    (void)state;
+    assert_true(jobs_register("retention", noop));
+    assert_null(jobs__claim_begin_sql());
+    assert_false(jobs_register_begin("import.sync", noop, ""));
+    assert_false(jobs_register_begin("import.sync", noop, NULL));
+    assert_false(jobs_register_begin("Bad", noop, "1"));
+    assert_true(jobs_register_begin("import.sync", noop, "f(c.id)"));
+    assert_false(jobs_register_begin("import.sync", noop, "g(c.id)")); /* twice */
+    assert_true(jobs_register_begin("b.k", noop, "c.attempts"));
+    char *sql = jobs__claim_begin_sql();
+    assert_non_null(sql);
+    assert_non_null(strstr(sql, "case c.kind when 'import.sync' then (f(c.id))::text "
+                                "when 'b.k' then (c.attempts)::text end from jobs.claim_next("));
+    assert_null(strstr(sql, "retention"));
+    free(sql);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR); /* the refusals log errors by design */
@@ -142,6 +164,7 @@ int main(void)
         cmocka_unit_test_setup(test_retention_registers_the_recurring_kind, reset),
         cmocka_unit_test_setup(test_start_disabled_starts_nothing, reset),
         cmocka_unit_test_setup(test_start_without_kinds_starts_nothing, reset),
+        cmocka_unit_test_setup(test_claim_with_begin_steps, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
