@@ -98,7 +98,10 @@ void api__data_sources_sync(http_request_t *req)
     const char *p[1] = {req->params[0]};
     db_stmt_t st = {"select public.request_data_source_sync($1::uuid)", 1, p};
     PGresult *res = NULL;
-    if (!api__run(req, &ctx, &st, 1, &res))
+    db_conn_t *warm = importer_request_conn_take(); /* NULL: the thread's own */
+    bool ok = api__run_on(req, &ctx, warm, &st, 1, &res);
+    importer_request_conn_put(warm);
+    if (!ok)
         goto done;
     json_t *j = json_pack("{s:s, s:s}", "sync_log_id", PQgetvalue(res, 0, 0), "status", "running");
     PQclear(res);

@@ -351,6 +351,40 @@ static bool kept_copy_put(PGconn *conn)
     return kept;
 }
 
+/* The sync request's warm connection (importer.h); request_conn_busy while a
+ * request runs on it. */
+static pthread_mutex_t request_conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static db_conn_t *request_conn;
+static bool request_conn_busy;
+
+db_conn_t *importer_request_conn_take(void)
+{
+    pthread_mutex_lock(&request_conn_mu);
+    db_conn_t *c = NULL;
+    if (!request_conn_busy) {
+        if (!request_conn)
+            request_conn = db_conn_new();
+        c = request_conn;
+        request_conn_busy = c != NULL;
+    }
+    pthread_mutex_unlock(&request_conn_mu);
+    if (c && !db_conn_ready(c)) {
+        importer_request_conn_put(c);
+        return NULL;
+    }
+    return c;
+}
+
+void importer_request_conn_put(db_conn_t *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&request_conn_mu);
+    if (c == request_conn)
+        request_conn_busy = false;
+    pthread_mutex_unlock(&request_conn_mu);
+}
+
 int importer_close_kept(void)
 {
     int n = import__db_close_kept();
@@ -360,6 +394,13 @@ int importer_close_kept(void)
         n++;
     }
     pthread_mutex_unlock(&kept_copy_mu);
+    pthread_mutex_lock(&request_conn_mu);
+    if (request_conn && !request_conn_busy) {
+        db_conn_free(request_conn);
+        request_conn = NULL;
+        n++;
+    }
+    pthread_mutex_unlock(&request_conn_mu);
     return n;
 }
 
