@@ -1421,7 +1421,7 @@ done:
  * expression NULL (nothing written) or raise (the claim is made again without
  * it), and handle_sync refuses it. */
 #define IMPORT_BEGIN_SQL                                                                           \
-    "public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "                            \
+    "public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "                             \
     "(c.payload ->> 'sync_log_id')::uuid, coalesce(c.payload ->> 'trigger', 'schedule'), "         \
     "c.attempts, c.id)"
 

@@ -316,8 +316,7 @@ static db_status_t claim(job_ctx_t *w, db_conn_t *c, bool with_begin, PGresult *
     char lease[24];
     snprintf(lease, sizeof(lease), "%ld", w->q->lease_s);
     const char *params[3] = {w->worker_id, w->q->kinds_literal, lease};
-    const char *sql = with_begin ? w->q->claim_begin_sql
-                                 : CLAIM_SELECT "null::text" CLAIM_FROM;
+    const char *sql = with_begin ? w->q->claim_begin_sql : CLAIM_SELECT "null::text" CLAIM_FROM;
     return db_run1(c, &service_caller, sql, 3, params, res, err);
 }
 
