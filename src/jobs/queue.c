@@ -42,6 +42,7 @@
 #define JOBS_CHANNEL       "campaignd_jobs"
 #define JOBS_ERROR_MAX     2000
 #define JOBS_WORKER_ID_MAX 96
+#define JOBS_IDLE_POLLS    5 /* an idle worker's own timer, in poll intervals */
 
 /* The handlers, registered before jobs_start() (from main, single-threaded);
  * read-only while the queue runs. */
@@ -457,7 +458,11 @@ static void *worker_main(void *arg)
         if (stop)
             break;
         db_conn_t *c = db_thread_conn();
-        double wait_s = (double)q->poll_s;
+        /* The keeper wakes one idle worker every poll interval (due run_at
+         * times) and on every notification; a worker's own timer is only a
+         * safety net. At one poll interval, every idle worker claimed once
+         * per interval on its own besides the keeper's wake-up. */
+        double wait_s = (double)q->poll_s * JOBS_IDLE_POLLS;
         if (c) {
             prepare_conn(c, w->worker_id, &pid_seen);
             PGresult *res = NULL;
