@@ -1001,7 +1001,7 @@ static bool finish(run_t *r, load_t *ld)
     r->phase = "finishing";
     /* A large load's finish (index build, swap) takes long enough to show as
      * its own phase; a small one's report would be a transaction (and a
-     * commit) of its own right before the last look below, which reports too. */
+     * commit) of its own for a phase that lasts milliseconds. */
     (void)run_tick(r, r->copied >= SYNC_FINISH_REPORT_ROWS);
     if (r->cancelled || r->lost)
         return false;
