@@ -200,6 +200,14 @@ try {
   // leave themselves (the pruning of the rows the one before replaced).
   log('vacuum (analyze) of the destination: what autovacuum does after the big syncs');
   await bench.sql('vacuum (analyze)');
+  // ... and long after the kernel has written the full syncs' gigabytes out:
+  // right after them, a re-sync's commits (each an fdatasync of the WAL) queued
+  // behind that writeback for 100-200 ms (session 8's trace). A checkpoint
+  // writes and syncs it all now. Its cost stays in the figure where a real
+  // re-sync pays it too: the first change of each page after a checkpoint
+  // logs the whole page (full-page images, counted below).
+  log('checkpoint: the full syncs written out to disk, as long before a real re-sync');
+  await bench.sql('checkpoint');
   // the full-page images in a WAL range (pg_waldump --stats): after a checkpoint
   // the first change of each page logs the whole page; null when unreadable
   const walFpi = (from, to) => {
