@@ -9,7 +9,7 @@
 //   3. the same rows with `psql -c "\copy (select …) to stdout" | psql -c "\copy …
 //      from stdin"` between the same two clusters, into a plain table;
 //   4. incremental: a second source with incremental_column updated_at: its first
-//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 5), 1,000
+//      sync reads everything; then, BENCH_RESYNC_RUNS times (default 11), 1,000
 //      rows change at the source and the next sync reads only those (and the ties
 //      of the last value); the median re-sync, from the request to the finished
 //      sync_logs row (the job's wait included), is the figure; before the
@@ -184,12 +184,13 @@ try {
   c0 = cpu();
   const first = await sync(inc);
   const firstCpu = cpuSince(c0);
-  // BENCH_RESYNC_RUNS re-syncs (default 5), each after 1,000 other rows changed
+  // BENCH_RESYNC_RUNS re-syncs (default 11: a median of 5 moved with one slow
+  // sample), each after 1,000 other rows changed
   // at the source (past every earlier value of updated_at); the median is the
   // figure (one re-sync is well under a second: a single one is at the mercy of
   // whatever else the machine does in that second).
   const resyncs = [];
-  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 5));
+  const runs = Math.max(1, Number(process.env.BENCH_RESYNC_RUNS || 11));
   const lsn = async () => bench.sql('select pg_current_wal_lsn()');
   // A user's re-sync comes long after the source's first sync, when autovacuum
   // has long done the 1M-row tables that sync (and the ones before it) wrote.
@@ -199,6 +200,14 @@ try {
   // leave themselves (the pruning of the rows the one before replaced).
   log('vacuum (analyze) of the destination: what autovacuum does after the big syncs');
   await bench.sql('vacuum (analyze)');
+  // ... and long after the kernel has written the full syncs' gigabytes out:
+  // right after them, a re-sync's commits (each an fdatasync of the WAL) queued
+  // behind that writeback for 100-200 ms (session 8's trace). A checkpoint
+  // writes and syncs it all now. Its cost stays in the figure where a real
+  // re-sync pays it too: the first change of each page after a checkpoint
+  // logs the whole page (full-page images, counted below).
+  log('checkpoint: the full syncs written out to disk, as long before a real re-sync');
+  await bench.sql('checkpoint');
   // the full-page images in a WAL range (pg_waldump --stats): after a checkpoint
   // the first change of each page logs the whole page; null when unreadable
   const walFpi = (from, to) => {
@@ -216,6 +225,12 @@ try {
     await bench.sql("alter system set log_min_duration_statement = 0");
     await bench.sql("alter system set log_line_prefix = '%m [%p] %a: '");
     await bench.sql("alter system set track_functions = 'all'");
+    // lock waits longer than 20 ms, and every checkpoint and autovacuum, with
+    // their times: the waits a slow re-sync may sit behind
+    await bench.sql("alter system set log_lock_waits = on");
+    await bench.sql("alter system set deadlock_timeout = '20ms'");
+    await bench.sql("alter system set log_checkpoints = on");
+    await bench.sql("alter system set log_autovacuum_min_duration = 0");
     await bench.sql('select pg_reload_conf()');
     log(`tracing statements into the log under ${server.dataDir}`);
   }
@@ -283,6 +298,7 @@ try {
     `| incremental re-sync after 1,000 changed rows, request → finished sync_logs row, median of ${runs} (rows read: ${second.read}), s | ${second.secs.toFixed(3)} (each: ${resyncs.map((x) => x.secs.toFixed(3)).join(', ')}) |`,
     `| the same, from the job's start (sync_logs.started_at), s | ${second.run.toFixed(3)} (each: ${resyncs.map((x) => x.run.toFixed(3)).join(', ')}) |`,
     `| re-sync timeline, ms after the request was sent (median of each step): request's transaction begins / HTTP answer / claim begins / import_begin_run begins / finished | ${['created', 'answered', 'claimed', 'begun', 'completed'].map((k) => median(resyncs.map((x) => x.timeline[k] ?? NaN))).join(' / ')} |`,
+    `| request's transaction begins → claim begins, ms (each: where the slow re-syncs lose their time) | ${resyncs.map((x) => x.timeline.claimed - x.timeline.created).join(', ')} |`,
     `| **re-sync / full sync** (goal < 2 %) | **${((100 * second.secs) / full.secs).toFixed(2)} %** (vs the incremental source's own first sync: ${((100 * second.secs) / first.secs).toFixed(2)} %) |`,
   ];
   lines.push(

@@ -53,6 +53,9 @@ void api__end(api_ctx_t *ctx);
  * with PostgreSQL's message) and returns false with every result NULL. */
 CD_MUSTCHECK bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts,
                            size_t n, PGresult **results);
+/* api__run on connection c (NULL: the thread's own). */
+CD_MUSTCHECK bool api__run_on(http_request_t *req, const api_ctx_t *ctx, db_conn_t *c,
+                              const db_stmt_t *stmts, size_t n, PGresult **results);
 /* The route's :id (params[0]), which must be a UUID; false after answering
  * 400 "the <what> id in the path must be a UUID". */
 CD_MUSTCHECK bool api__path_id(http_request_t *req, const char *what);

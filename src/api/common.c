@@ -54,8 +54,15 @@ void api__reply_error(http_request_t *req, int status, const char *code, const c
 bool api__run(http_request_t *req, const api_ctx_t *ctx, const db_stmt_t *stmts, size_t n,
               PGresult **results)
 {
+    return api__run_on(req, ctx, NULL, stmts, n, results);
+}
+
+bool api__run_on(http_request_t *req, const api_ctx_t *ctx, db_conn_t *c, const db_stmt_t *stmts,
+                 size_t n, PGresult **results)
+{
     db_error_t err;
-    db_status_t st = db_run(&ctx->who, stmts, n, results, &err);
+    db_status_t st = c ? db_run_as(c, &ctx->who, stmts, n, results, &err)
+                       : db_run(&ctx->who, stmts, n, results, &err);
     if (st == DB_OK)
         return true;
     if (st == DB_UNAVAILABLE) {

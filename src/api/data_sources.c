@@ -14,7 +14,6 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "importer/importer.h"
-#include "jobs/queue.h"
 
 /* A credentials object: at most this many keys, each value at most this long. */
 #define API_MAX_CREDENTIAL_KEYS  32
@@ -99,11 +98,11 @@ void api__data_sources_sync(http_request_t *req)
     const char *p[1] = {req->params[0]};
     db_stmt_t st = {"select public.request_data_source_sync($1::uuid)", 1, p};
     PGresult *res = NULL;
-    if (!api__run(req, &ctx, &st, 1, &res))
+    db_conn_t *warm = importer_request_conn_take(); /* NULL: the thread's own */
+    bool ok = api__run_on(req, &ctx, warm, &st, 1, &res);
+    importer_request_conn_put(warm);
+    if (!ok)
         goto done;
-    /* committed: the job is due now; a worker of this process starts it
-     * without waiting for the NOTIFY's round through the keeper thread */
-    (void)jobs_poke();
     json_t *j = json_pack("{s:s, s:s}", "sync_log_id", PQgetvalue(res, 0, 0), "status", "running");
     PQclear(res);
     char loc[96];

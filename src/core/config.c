@@ -181,8 +181,8 @@ const config_entry_t config_table[] = {
      "Seconds a running job stays claimed without its process renewing the lease; a job of a "
      "process that died is taken over after this."},
     {"JOB_POLL_INTERVAL", CONFIG_INT, F(job_poll_interval), "5", 1, 3600, false, "jobs",
-     "Seconds between the scheduler's passes (due syncs), and the longest an idle worker waits "
-     "before looking for jobs without a wake-up."},
+     "Seconds between the scheduler's passes (due syncs); each pass also wakes one idle worker "
+     "to look for due jobs (idle workers otherwise wait for a notification)."},
     {"JOB_KEEP_DAYS", CONFIG_INT, F(job_keep_days), "7", 1, 3650, false, "jobs",
      "Days that finished (done or failed) jobs stay in jobs.jobs before the retention job "
      "deletes them."},

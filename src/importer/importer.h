@@ -22,8 +22,21 @@
 /* Registers the import.sync handler with the job queue (before jobs_start). */
 CD_MUSTCHECK bool importer_register_jobs(void);
 
-/* Closes the source sessions kept for the next sync (IMPORT_DB_KEEP_SECONDS)
- * and the kept data connections to the database, each with a Terminate
+/* The sync request's own database connection (POST /api/data-sources/:id/sync),
+ * kept warm: the request's PL/pgSQL (request_data_source_sync, its audit and
+ * realtime triggers, jobs.enqueue) compiled and its relations cached in one
+ * backend. On an HTTP thread's connection that had not run them yet, the
+ * request took 50-300 ms instead of 10-50 (session 8's trace): with 8 threads,
+ * the slow re-syncs of the bench. NULL when another request holds it or the
+ * database cannot be reached: the caller then uses its own connection (never
+ * waits). Run as the caller (db_run_as); give it back with
+ * importer_request_conn_put (NULL is a no-op). */
+db_conn_t *importer_request_conn_take(void);
+void importer_request_conn_put(db_conn_t *c);
+
+/* Closes the source sessions kept for the next sync (IMPORT_DB_KEEP_SECONDS),
+ * the kept data connections to the database and the sync request's
+ * connection (after the HTTP server stopped), each with a Terminate
  * message, so the servers end those backends at once; call after the job
  * threads stopped (shutdown). Returns how many. */
 int importer_close_kept(void);

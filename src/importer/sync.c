@@ -79,7 +79,8 @@ typedef struct run {
     json_t *warnings; /* strings */
     long long last_progress_ms;
     bool cancelled;
-    bool lost; /* the lease was lost or the process stops */
+    bool lost;    /* the lease was lost or the process stops */
+    bool refused; /* import_succeed_run refused the success (57014): a cancel? */
     /* uuids */
     unsigned char rnd[6 * SYNC_UUID_BATCH];
     size_t rnd_used;
@@ -290,6 +291,7 @@ static bool copy_exec(run_t *r, const char *sql, int n, const char *const *param
                                    strncmp(state, "08", 2) == 0 || strcmp(state, "55P03") == 0);
         run_fail(r, transient, "%s%s%s", msg ? msg : "the database refused the import",
                  hint ? " — " : "", hint ? hint : "");
+        r->refused = r->refused || (state && strcmp(state, "57014") == 0);
         log_warn("import %s: SQL failed (%s): %s", r->log_id, state ? state : "?",
                  PQresultErrorMessage(res));
     }
@@ -349,6 +351,40 @@ static bool kept_copy_put(PGconn *conn)
     return kept;
 }
 
+/* The sync request's warm connection (importer.h); request_conn_busy while a
+ * request runs on it. */
+static pthread_mutex_t request_conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static db_conn_t *request_conn;
+static bool request_conn_busy;
+
+db_conn_t *importer_request_conn_take(void)
+{
+    pthread_mutex_lock(&request_conn_mu);
+    db_conn_t *c = NULL;
+    if (!request_conn_busy) {
+        if (!request_conn)
+            request_conn = db_conn_new();
+        c = request_conn;
+        request_conn_busy = c != NULL;
+    }
+    pthread_mutex_unlock(&request_conn_mu);
+    if (c && !db_conn_ready(c)) {
+        importer_request_conn_put(c);
+        return NULL;
+    }
+    return c;
+}
+
+void importer_request_conn_put(db_conn_t *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&request_conn_mu);
+    if (c == request_conn)
+        request_conn_busy = false;
+    pthread_mutex_unlock(&request_conn_mu);
+}
+
 int importer_close_kept(void)
 {
     int n = import__db_close_kept();
@@ -358,6 +394,13 @@ int importer_close_kept(void)
         n++;
     }
     pthread_mutex_unlock(&kept_copy_mu);
+    pthread_mutex_lock(&request_conn_mu);
+    if (request_conn && !request_conn_busy) {
+        db_conn_free(request_conn);
+        request_conn = NULL;
+        n++;
+    }
+    pthread_mutex_unlock(&request_conn_mu);
     return n;
 }
 
@@ -835,7 +878,11 @@ static bool run_metrics(run_t *r)
     json_decref(result);
     char *mtxt = m ? json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);
-    ok = mtxt && run_tick(r, true);
+    ok = mtxt != NULL;
+    if (ok && !job_heartbeat(r->ctx)) { /* no last look: see finish() */
+        r->lost = true;
+        ok = false;
+    }
     char imported[32];
     snprintf(imported, sizeof(imported), "%lld", r->imported);
     const char *ps[4] = {r->log_id, imported, "0", mtxt};
@@ -954,7 +1001,7 @@ static bool finish(run_t *r, load_t *ld)
     r->phase = "finishing";
     /* A large load's finish (index build, swap) takes long enough to show as
      * its own phase; a small one's report would be a transaction (and a
-     * commit) of its own right before the last look below, which reports too. */
+     * commit) of its own for a phase that lasts milliseconds. */
     (void)run_tick(r, r->copied >= SYNC_FINISH_REPORT_ROWS);
     if (r->cancelled || r->lost)
         return false;
@@ -981,11 +1028,11 @@ static bool finish(run_t *r, load_t *ld)
     r->skipped += extra_skipped;
     char *mtxt = finish_metadata(r, ld, result);
     json_decref(result);
-    /* Last look at the cancel flag before the point of no return. It must come
-     * before import_succeed_run: from then on this transaction holds the
-     * sync_logs row, and the progress report would wait for it. */
-    (void)run_tick(r, true);
-    if (r->cancelled || r->lost) {
+    /* No last look at the cancel flag here (a transaction and a commit of
+     * its own): import_succeed_run refuses a run whose cancel was requested
+     * (migration 071), in this transaction, and end_refused() reads why. */
+    if (!job_heartbeat(r->ctx)) {
+        r->lost = true;
         free(mtxt);
         return false;
     }
@@ -1259,6 +1306,10 @@ static job_result_t run_sync(run_t *r)
         goto out;
 out:
     copy_close(r); /* rolls back whatever did not commit */
+    if (r->refused && !r->lost && !r->cancelled)
+        /* import_succeed_run refused the success and the data is rolled
+         * back: read the cancel flag now (true too when the row was closed) */
+        (void)run_tick(r, true);
     free(ld.staging);
     free(ld.table);
     if (r->lost) {
@@ -1308,19 +1359,24 @@ static job_result_t handle_sync(job_ctx_t *ctx, const job_t *job)
     const char *p[5] = {source_id, log_id, trigger ? trigger : "schedule", attempt, jid};
     PGresult *res = NULL;
     db_error_t err;
-    db_status_t st = db_run1(r->c, &SERVICE,
-                             "select public.import_begin_run($1, $2, $3, $4::integer, $5::bigint)",
-                             5, p, &res, &err);
+    db_status_t st = DB_OK;
+    const char *begun = job->begun; /* import_begin_run, run with the claim */
+    if (!job->begun_run) {
+        st = db_run1(r->c, &SERVICE,
+                     "select public.import_begin_run($1, $2, $3, $4::integer, $5::bigint)", 5, p,
+                     &res, &err);
+        begun = st == DB_OK && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+    }
     if (st != DB_OK) {
         job_set_error(ctx, "import.sync: cannot start: %s",
                       st == DB_UNAVAILABLE ? "database unavailable" : err.message);
         goto done;
     }
-    if (PQgetisnull(res, 0, 0)) {
+    if (!begun || !cd_is_uuid(begun)) {
         result = JOB_DONE; /* nothing to do (cancelled, finished, another run) */
         goto done;
     }
-    snprintf(r->log_id, sizeof(r->log_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(r->log_id, sizeof(r->log_id), "%s", begun);
     PQclear(res);
     res = NULL;
     const char *ps[1] = {source_id};
@@ -1359,7 +1415,17 @@ done:
     return result;
 }
 
+/* import_begin_run in the claim's transaction (jobs_register_begin): the run's
+ * start commits with the claim, one flushed commit less per sync. The payload's
+ * fields as handle_sync reads them; a payload it would refuse makes the
+ * expression NULL (nothing written) or raise (the claim is made again without
+ * it), and handle_sync refuses it. */
+#define IMPORT_BEGIN_SQL                                                                           \
+    "public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "                             \
+    "(c.payload ->> 'sync_log_id')::uuid, coalesce(c.payload ->> 'trigger', 'schedule'), "         \
+    "c.attempts, c.id)"
+
 bool importer_register_jobs(void)
 {
-    return jobs_register(IMPORT_JOB_KIND, handle_sync);
+    return jobs_register_begin(IMPORT_JOB_KIND, handle_sync, IMPORT_BEGIN_SQL);
 }

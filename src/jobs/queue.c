@@ -42,13 +42,15 @@
 #define JOBS_CHANNEL       "campaignd_jobs"
 #define JOBS_ERROR_MAX     2000
 #define JOBS_WORKER_ID_MAX 96
+#define JOBS_IDLE_POLLS    5 /* an idle worker's own timer, in poll intervals */
 
 /* The handlers, registered before jobs_start() (from main, single-threaded);
  * read-only while the queue runs. */
 typedef struct job_kind {
     char name[JOBS_KIND_MAX];
     job_handler_fn fn;
-    long recur_s; /* > 0: a recurring kind, re-run this many seconds after success */
+    long recur_s;          /* > 0: a recurring kind, re-run this many seconds after success */
+    const char *begin_sql; /* jobs_register_begin's expression, else NULL */
 } job_kind_t;
 static job_kind_t kinds[JOBS_MAX_KINDS];
 static size_t nkinds;
@@ -82,6 +84,7 @@ struct jobs {
     bool keeper_started;
     char kinds_literal[JOBS_MAX_KINDS * (JOBS_KIND_MAX + 3) + 3]; /* text[] of kinds */
     char workers_literal[JOBS_MAX_WORKERS * (JOBS_WORKER_ID_MAX + 3) + 3];
+    char *claim_begin_sql; /* the claim with the kinds' begin steps; NULL: none */
 };
 
 static const db_caller_t service_caller = {
@@ -107,7 +110,7 @@ static bool kind_name_valid(const char *k)
     return true;
 }
 
-static bool register_kind(const char *kind, job_handler_fn fn, long recur_s)
+static bool register_kind(const char *kind, job_handler_fn fn, long recur_s, const char *begin)
 {
     if (!kind || !fn || !kind_name_valid(kind)) {
         log_error("jobs: invalid job kind registration");
@@ -125,13 +128,23 @@ static bool register_kind(const char *kind, job_handler_fn fn, long recur_s)
     snprintf(kinds[nkinds].name, sizeof(kinds[nkinds].name), "%s", kind);
     kinds[nkinds].fn = fn;
     kinds[nkinds].recur_s = recur_s;
+    kinds[nkinds].begin_sql = begin;
     nkinds++;
     return true;
 }
 
 bool jobs_register(const char *kind, job_handler_fn fn)
 {
-    return register_kind(kind, fn, 0);
+    return register_kind(kind, fn, 0, NULL);
+}
+
+bool jobs_register_begin(const char *kind, job_handler_fn fn, const char *begin_sql)
+{
+    if (!begin_sql || !*begin_sql) {
+        log_error("jobs: kind %s registered with an empty begin expression", kind ? kind : "?");
+        return false;
+    }
+    return register_kind(kind, fn, 0, begin_sql);
 }
 
 bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_s)
@@ -140,7 +153,7 @@ bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_
         log_error("jobs: recurring kind %s needs an interval", kind ? kind : "(null)");
         return false;
     }
-    return register_kind(kind, fn, interval_s);
+    return register_kind(kind, fn, interval_s, NULL);
 }
 
 void jobs__reset_registry(void)
@@ -226,11 +239,17 @@ static void wait_locked(jobs_t *q, pthread_cond_t *cv, double timeout_s, unsigne
     }
 }
 
-static void wake_workers(jobs_t *q)
+/* Wakes one idle worker: it claims, and passes the wake-up on to another one
+ * only when the claim said more jobs were due (claim_next's `more`). Waking
+ * every idle worker made each of them run a claim for a job only one could
+ * take. A worker that is claiming at this moment sees wake_seq moved and
+ * claims again (or passes it on) rather than sleeping; a busy one claims again
+ * when its job is done. */
+static void wake_one(jobs_t *q)
 {
     pthread_mutex_lock(&q->mu);
     q->wake_seq++;
-    pthread_cond_broadcast(&q->cv);
+    pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -257,16 +276,49 @@ static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
     *pid_seen = pid;
 }
 
-/* Claims one job. Returns DB_OK with *res holding 0 or 1 rows. */
-static db_status_t claim(job_ctx_t *w, db_conn_t *c, PGresult **res, db_error_t *err)
+#define CLAIM_SELECT "select c.id, c.kind, c.payload::text, c.attempts, c.max_attempts, c.more, "
+#define CLAIM_FROM   " from jobs.claim_next($1, $2::text[], $3::integer) c"
+
+/* The claim with the begin steps of the kinds registered with one (column 6:
+ * the claimed kind's, as text); NULL when no kind has one. */
+static char *claim_begin_sql(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nkinds; i++)
+        if (kinds[i].begin_sql)
+            n += strlen(kinds[i].begin_sql) + 2 * JOBS_KIND_MAX + 32;
+    if (n == 0)
+        return NULL;
+    n += sizeof(CLAIM_SELECT) + sizeof(CLAIM_FROM) + 32;
+    char *sql = malloc(n);
+    if (!sql)
+        return NULL;
+    size_t len = (size_t)snprintf(sql, n, "%scase c.kind", CLAIM_SELECT);
+    for (size_t i = 0; i < nkinds; i++)
+        if (kinds[i].begin_sql) /* kind names are [a-z0-9_.]: no quoting needed */
+            len += (size_t)snprintf(sql + len, n - len, " when '%s' then (%s)::text", kinds[i].name,
+                                    kinds[i].begin_sql);
+    snprintf(sql + len, n - len, " end%s", CLAIM_FROM);
+    return sql;
+}
+
+char *jobs__claim_begin_sql(void)
+{
+    return claim_begin_sql();
+}
+
+/* Claims one job (jobs.claim_next, migration 070), with the kinds' begin
+ * steps in the same transaction when with_begin. Returns DB_OK with *res
+ * holding 0 or 1 rows; column 5 says whether another job was due, column 6
+ * is the begin step's value. */
+static db_status_t claim(job_ctx_t *w, db_conn_t *c, bool with_begin, PGresult **res,
+                         db_error_t *err)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%ld", w->q->lease_s);
     const char *params[3] = {w->worker_id, w->q->kinds_literal, lease};
-    return db_run1(c, &service_caller,
-                   "select id, kind, payload::text, attempts, max_attempts "
-                   "from jobs.claim($1, $2::text[], $3::integer)",
-                   3, params, res, err);
+    const char *sql = with_begin ? w->q->claim_begin_sql : CLAIM_SELECT "null::text" CLAIM_FROM;
+    return db_run1(c, &service_caller, sql, 3, params, res, err);
 }
 
 static const char *outcome_name(job_result_t r, bool release)
@@ -341,7 +393,7 @@ static void finish(job_ctx_t *w, long long id, int attempt, const job_kind_t *k,
     log_warn("jobs: the database is unreachable; job %lld runs again once its lease expires", id);
 }
 
-static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row)
+static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row, bool with_begin)
 {
     jobs_t *q = w->q;
     long long id = strtoll(PQgetvalue(row, 0, 0), NULL, 10);
@@ -375,6 +427,8 @@ static void run_one(job_ctx_t *w, db_conn_t *c, PGresult *row)
             .payload = payload,
             .attempt = attempt,
             .max_attempts = max_attempts,
+            .begun_run = with_begin && k->begin_sql != NULL,
+            .begun = PQgetisnull(row, 0, 6) ? NULL : PQgetvalue(row, 0, 6),
         };
         r = k->fn(w, &job);
         if (r != JOB_DONE && w->error[0] == '\0')
@@ -404,21 +458,46 @@ static void *worker_main(void *arg)
         if (stop)
             break;
         db_conn_t *c = db_thread_conn();
-        double wait_s = (double)q->poll_s;
+        /* The keeper wakes one idle worker every poll interval (due run_at
+         * times) and on every notification; a worker's own timer is only a
+         * safety net. At one poll interval, every idle worker claimed once
+         * per interval on its own besides the keeper's wake-up. */
+        double wait_s = (double)q->poll_s * JOBS_IDLE_POLLS;
         if (c) {
             prepare_conn(c, w->worker_id, &pid_seen);
             PGresult *res = NULL;
             db_error_t err;
-            db_status_t st = claim(w, c, &res, &err);
-            if (st == DB_OK && PQntuples(res) == 1) {
-                run_one(w, c, res);
+            bool with_begin = q->claim_begin_sql != NULL;
+            db_status_t st = claim(w, c, with_begin, &res, &err);
+            if (st == DB_SQL_ERROR && with_begin) {
+                /* A begin step that raises rolls its claim back: claim
+                 * again without it, and the handler meets the error itself
+                 * (a retry with back-off rather than a claim in a loop). */
+                log_warn("jobs: a claim with a begin step failed: %s (SQLSTATE %s); claiming "
+                         "without it",
+                         err.message, err.sqlstate);
                 PQclear(res);
-                continue; /* there may be more */
+                res = NULL;
+                with_begin = false;
+                st = claim(w, c, false, &res, &err);
             }
-            PQclear(res);
-            if (st == DB_SQL_ERROR)
+            if (st == DB_OK && PQntuples(res) == 1) {
+                /* More due jobs, or a wake-up during the claim (a job this
+                 * claim's snapshot may not have seen): one more worker claims. */
+                pthread_mutex_lock(&q->mu);
+                bool pass_on = strcmp(PQgetvalue(res, 0, 5), "t") == 0 || q->wake_seq != seq;
+                pthread_mutex_unlock(&q->mu);
+                if (pass_on)
+                    wake_one(q);
+                run_one(w, c, res, with_begin);
+                /* No claim after the job unless something was announced
+                 * meanwhile (or passed on above): the wait below returns at
+                 * once when wake_seq moved since this claim began. */
+            } else if (st == DB_SQL_ERROR) {
                 log_warn("jobs: claiming a job failed: %s (SQLSTATE %s)", err.message,
                          err.sqlstate);
+            }
+            PQclear(res);
         } else {
             wait_s = (double)db_retry_after();
         }
@@ -428,28 +507,6 @@ static void *worker_main(void *arg)
     }
     db_thread_close();
     return NULL;
-}
-
-/* The queue this process runs, between jobs_start and jobs_stop: what
- * jobs_poke wakes. */
-static pthread_mutex_t running_mu = PTHREAD_MUTEX_INITIALIZER;
-static jobs_t *running_q;
-
-bool jobs_poke(void)
-{
-    pthread_mutex_lock(&running_mu);
-    jobs_t *q = running_q;
-    if (q) {
-        pthread_mutex_lock(&q->mu);
-        q->wake_seq++;
-        /* One idle worker, not all: the others would each run a claim that
-         * finds nothing. A busy worker sees wake_seq moved and claims again
-         * when it is done; the NOTIFY still reaches every process. */
-        pthread_cond_signal(&q->cv);
-        pthread_mutex_unlock(&q->mu);
-    }
-    pthread_mutex_unlock(&running_mu);
-    return q != NULL;
 }
 
 /* ------------------------------------------------------------------- keeper */
@@ -579,7 +636,7 @@ static void *keeper_main(void *arg)
             } else {
                 listening = pg;
                 listening_pid = PQbackendPID(pg);
-                wake_workers(q); /* jobs added while nobody listened */
+                wake_one(q); /* jobs added while nobody listened */
             }
         }
         double now = mono_now();
@@ -591,7 +648,7 @@ static void *keeper_main(void *arg)
             tick(c, first);
             first = false;
             next_tick = now + (double)q->poll_s;
-            wake_workers(q); /* due run_at times, lost notifications */
+            wake_one(q); /* due run_at times, lost notifications */
         }
         /* A statement above may have found the connection broken: db_run1
          * then closed it, and pg is gone. */
@@ -619,7 +676,7 @@ static void *keeper_main(void *arg)
             PQfreemem(n);
         }
         if (woke)
-            wake_workers(q);
+            wake_one(q); /* one job or several (enqueue_due_syncs): `more` chains */
     }
     db_thread_close();
     return NULL;
@@ -688,6 +745,9 @@ bool jobs_start(const app_t *app, jobs_t **out)
     q->workers = calloc(q->nworkers, sizeof(*q->workers));
     if (!q->workers)
         goto fail_alloc;
+    for (size_t i = 0; i < nkinds && !q->claim_begin_sql; i++)
+        if (kinds[i].begin_sql && !(q->claim_begin_sql = claim_begin_sql()))
+            goto fail_alloc;
     for (size_t i = 0; i < q->nworkers; i++) {
         job_ctx_t *w = &q->workers[i];
         w->q = q;
@@ -719,9 +779,6 @@ bool jobs_start(const app_t *app, jobs_t **out)
     }
     log_info("jobs: %zu worker(s) for %zu job kind(s), lease %ld s", q->nworkers, nkinds,
              q->lease_s);
-    pthread_mutex_lock(&running_mu);
-    running_q = q;
-    pthread_mutex_unlock(&running_mu);
     *out = q;
     return true;
 fail_threads:
@@ -730,6 +787,7 @@ fail_threads:
     return false;
 fail_alloc:
     log_error("jobs: cannot set up the job queue");
+    free(q->claim_begin_sql);
     free(q->workers);
     free(q);
     return false;
@@ -739,10 +797,6 @@ void jobs_stop(jobs_t *q)
 {
     if (!q)
         return;
-    pthread_mutex_lock(&running_mu);
-    if (running_q == q)
-        running_q = NULL;
-    pthread_mutex_unlock(&running_mu);
     pthread_mutex_lock(&q->mu);
     q->stopping = true;
     for (size_t i = 0; i < q->nworkers; i++) {
@@ -766,6 +820,7 @@ void jobs_stop(jobs_t *q)
     pthread_cond_destroy(&q->keeper_cv);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
+    free(q->claim_begin_sql);
     free(q->workers);
     free(q);
 }

@@ -45,6 +45,11 @@ typedef struct job {
     const json_t *payload;
     int attempt; /* 1 on the first run */
     int max_attempts;
+    /* A kind registered with jobs_register_begin: whether its begin
+     * expression ran in the claim's transaction (false when the claim fell
+     * back to one without it), and its value (NULL for SQL NULL). */
+    bool begun_run;
+    const char *begun;
 } job_t;
 
 /* What a handler tells the queue. */
@@ -86,8 +91,21 @@ CD_MUSTCHECK bool jobs_register(const char *kind, job_handler_fn fn);
  * keeper notices it missing (after a final failure). Payload {}. */
 CD_MUSTCHECK bool jobs_register_recurring(const char *kind, job_handler_fn fn, long interval_s);
 
+/* Registers a kind like jobs_register, with the first step of its handler
+ * run in the claim's own transaction: begin_sql is an SQL expression over the
+ * claimed row `c` (c.id, c.kind, c.payload, c.attempts, c.max_attempts), a
+ * constant string of the caller's, evaluated as the worker's role. It commits
+ * with the claim: one transaction (and one flushed commit) less per job. Its
+ * value reaches the handler as job->begun. When it raises, the claim is
+ * rolled back and made again without it (job->begun_run false): the handler
+ * then runs its first step itself and reports the error as it would. */
+CD_MUSTCHECK bool jobs_register_begin(const char *kind, job_handler_fn fn, const char *begin_sql);
+
 /* Tests only: forgets every registration. */
 void jobs__reset_registry(void);
+/* Tests only: the claim with the registered begin steps (malloc'd), or NULL
+ * when no kind has one. */
+char *jobs__claim_begin_sql(void);
 
 /* The worker thread's own database connection (db_run_as with any caller;
  * jobs usually run as service_role; each transaction gets DB_STATEMENT_TIMEOUT
@@ -119,12 +137,6 @@ typedef struct jobs jobs_t;
  * it starts nothing (*out = NULL). Returns false (and logs) when they cannot start. */
 CD_MUSTCHECK bool jobs_start(const app_t *app, jobs_t **out);
 
-/* Wakes one idle worker of this process at once, for a caller that has just
- * committed a transaction that enqueued a due job (it need not wait for its
- * NOTIFY to go round through the database and the keeper thread). Returns
- * false when this process runs no job queue (then the NOTIFY is what wakes
- * a worker, here or in another process). */
-bool jobs_poke(void);
 /* Stops promptly: wakes the workers, cancels the statement running on each
  * busy worker's job_conn(), lets running handlers see job_heartbeat() ==
  * false, joins the threads and frees j. NULL is a no-op. */

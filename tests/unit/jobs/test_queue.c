@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -129,19 +130,25 @@ static void test_start_without_kinds_starts_nothing(void **state)
     jobs_stop(NULL); /* a no-op */
 }
 
-/* jobs_poke wakes the queue this process runs; with none started (JOBS_ENABLED
- * false) there is nothing to wake, and the caller leaves it to the NOTIFY. */
-static void test_poke_without_a_queue_wakes_nothing(void **state)
+/* A begin step is an expression of its kind only, in the claim's SELECT; a
+ * process without one claims with the plain statement. */
+static void test_claim_with_begin_steps(void **state)
 {
     (void)state;
-    assert_false(jobs_poke());
     assert_true(jobs_register("retention", noop));
-    app_t app;
-    memset(&app, 0, sizeof(app));
-    app.cfg.jobs_enabled = false;
-    jobs_t *j = NULL;
-    assert_true(jobs_start(&app, &j));
-    assert_false(jobs_poke());
+    assert_null(jobs__claim_begin_sql());
+    assert_false(jobs_register_begin("import.sync", noop, ""));
+    assert_false(jobs_register_begin("import.sync", noop, NULL));
+    assert_false(jobs_register_begin("Bad", noop, "1"));
+    assert_true(jobs_register_begin("import.sync", noop, "f(c.id)"));
+    assert_false(jobs_register_begin("import.sync", noop, "g(c.id)")); /* twice */
+    assert_true(jobs_register_begin("b.k", noop, "c.attempts"));
+    char *sql = jobs__claim_begin_sql();
+    assert_non_null(sql);
+    assert_non_null(strstr(sql, "case c.kind when 'import.sync' then (f(c.id))::text "
+                                "when 'b.k' then (c.attempts)::text end from jobs.claim_next("));
+    assert_null(strstr(sql, "retention"));
+    free(sql);
 }
 
 int main(void)
@@ -157,7 +164,7 @@ int main(void)
         cmocka_unit_test_setup(test_retention_registers_the_recurring_kind, reset),
         cmocka_unit_test_setup(test_start_disabled_starts_nothing, reset),
         cmocka_unit_test_setup(test_start_without_kinds_starts_nothing, reset),
-        cmocka_unit_test_setup(test_poke_without_a_queue_wakes_nothing, reset),
+        cmocka_unit_test_setup(test_claim_with_begin_steps, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
