@@ -272,7 +272,9 @@ describe('job queue shared by several processes', () => {
   });
 
   it('keeps the queue out of reach of every API key, the service key included', async () => {
-    const before = await sql(host, 'select count(*) from jobs.jobs');
+    // the forged calls carry a marker: the server's own recurring jobs (the
+    // keeper's, the scheduler's) may be added meanwhile and are not counted
+    const forged = "select count(*) from jobs.jobs where payload ? 'forged'";
     const u = await signUpUser(host);
     const service = client(host, host.serviceKey);
     for (const [who, c] of [['a user', u.client], ['the service key', service]]) {
@@ -280,13 +282,13 @@ describe('job queue shared by several processes', () => {
       assert.ok(read.error, `${who} cannot read jobs.jobs through /rest/v1`);
       assert.ok(read.status >= 400 && read.status < 500, `${who}: a 4xx, not ${read.status}`);
       assert.equal(read.data, null);
-      const rpc = await c.schema('jobs').rpc('enqueue', { kind: 'retention', payload: {} });
+      const rpc = await c.schema('jobs').rpc('enqueue', { kind: 'retention', payload: { forged: who } });
       assert.ok(rpc.error, `${who} cannot call jobs.enqueue through /rest/v1/rpc`);
       assert.ok(rpc.status >= 400 && rpc.status < 500, `${who}: a 4xx, not ${rpc.status}`);
-      const pub = await c.rpc('enqueue', { kind: 'retention', payload: {} });
+      const pub = await c.rpc('enqueue', { kind: 'retention', payload: { forged: who } });
       assert.ok(pub.error, `${who} finds no enqueue function in the public schema`);
       assert.equal(pub.status, 404);
     }
-    assert.equal(await sql(host, 'select count(*) from jobs.jobs'), before, 'no job was added');
+    assert.equal(await sql(host, forged), '0', 'no job was added');
   });
 });
