@@ -1417,13 +1417,19 @@ done:
 
 /* import_begin_run in the claim's transaction (jobs_register_begin): the run's
  * start commits with the claim, one flushed commit less per sync. The payload's
- * fields as handle_sync reads them; a payload it would refuse makes the
+ * fields as handle_sync reads them: the ids only in cd_is_uuid's spelling
+ * (PostgreSQL's ::uuid also takes braces or no hyphens, which handle_sync
+ * refuses; a run begun for a payload it then refuses would stay "running" and
+ * block every later sync of the source). A payload it would refuse makes the
  * expression NULL (nothing written) or raise (the claim is made again without
  * it), and handle_sync refuses it. */
+#define IMPORT_UUID_RE "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
 #define IMPORT_BEGIN_SQL                                                                           \
-    "public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "                             \
+    "case when c.payload ->> 'data_source_id' ~ " IMPORT_UUID_RE                                   \
+    " and coalesce(c.payload ->> 'sync_log_id', '00000000-0000-0000-0000-000000000000') ~ "        \
+    IMPORT_UUID_RE " then public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "        \
     "(c.payload ->> 'sync_log_id')::uuid, coalesce(c.payload ->> 'trigger', 'schedule'), "         \
-    "c.attempts, c.id)"
+    "c.attempts, c.id) end"
 
 bool importer_register_jobs(void)
 {

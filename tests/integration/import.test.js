@@ -385,6 +385,26 @@ test('the scheduler runs a due source', T, async () => {
   assert.equal(log.records_imported, 1);
 });
 
+test('a forged sync job whose ids PostgreSQL would read but the worker refuses leaves no run behind', T, async () => {
+  // import_begin_run runs in the claim's transaction; ::uuid reads "{…}" and
+  // hyphen-less spellings the worker refuses. Begun and then refused, the run
+  // would stay "running" and block every later sync of the source.
+  const path = await upload(alice, 'forged.csv', csv([['email'], ['f@example.com']]));
+  const src = await createSource(alice, { name: 'Forged', config: { storage_path: path } });
+  const job = await h.sql(server, `select jobs.enqueue('import.sync', jsonb_build_object(
+    'data_source_id', '{' || ${h.lit(src.id)} || '}', 'trigger', 'manual'), max_attempts => 1)`);
+  const status = await waitFor(async () => {
+    const s = await h.sql(server, `select status from jobs.jobs where id = ${job}`);
+    return ['done', 'failed'].includes(s) && s;
+  }, 'the forged job ending');
+  assert.equal(status, 'failed', 'the worker refused the payload');
+  assert.equal(await h.sql(server, `select count(*) from public.sync_logs where data_source_id = ${h.lit(src.id)}`), '0', 'no run begun');
+  assert.equal(await h.sql(server, `select sync_status from public.data_sources where id = ${h.lit(src.id)}`) === 'syncing', false);
+  // and a real sync of the source still runs
+  const log = await finished(alice, await startSync(alice, src.id));
+  assert.equal(log.status, 'success', JSON.stringify(log));
+});
+
 test('contacts destination upserts by e-mail and never implies consent', T, async () => {
   const path = await upload(alice, 'contacts.csv', csv([['Email', 'Phone', 'First'], ['New@Example.com', '+14155550100', 'Nia'], ['bad', '', 'X'], ['new@example.com', '', 'Nia B']]));
   const src = await createSource(alice, {
