@@ -2,8 +2,9 @@
 // Templates, Segments, Data sources and Scheduled reports lists show 25 rows
 // a page with a pager and the total (they used to stop silently at 200 or 500
 // rows), a search goes back to the first page, and the campaign editor's
-// template picker offers every active template even past the 1,000 rows
-// /rest/v1 answers per request (it reads page by page).
+// template picker offers every active template even past the rows /rest/v1
+// answers per request (it reads page by page; DB_MAX_ROWS is 400 here), and a
+// page emptied by a deletion elsewhere moves back to the last page with rows.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, sql, lit } from '../integration/helpers.js';
@@ -19,7 +20,7 @@ const newPage = () => opened.newPage(browser, server.url, { width: 1280, height:
 
 before(async () => {
   requireWebBuild();
-  server = await startServer({ WEB_DIR });
+  server = await startServer({ WEB_DIR, DB_MAX_ROWS: '400' });
   await addUsers(server, [[alice, 'user'], [bob, 'user']]);
   const owner = `(select id from auth.users where email = ${lit(alice)})`;
   // Rows of the names T0001…, S01…, D01…, R01… created one second apart, the
@@ -100,6 +101,11 @@ describe('long lists in a browser', () => {
       await spager.getByRole('button', { name: 'Next' }).click();
       await stable.getByText('R26', { exact: true }).waitFor();
       assert.deepEqual(await firstCells(stable), ['R26']);
+      // R26 deleted elsewhere: realtime reloads the list, page 2 is empty, the
+      // list moves to page 1 (25 rows) instead of showing "no schedules"
+      await sql(server, `delete from public.report_schedules where name = 'R26'`);
+      await spager.getByText('Page 1 of 1 · 25 total').waitFor();
+      assert.equal((await firstCells(stable)).length, 25);
 
       // The campaign editor's picker: every active SMS template, past 1,000
       await page.goto(`${server.url}/#/campaigns/new`);

@@ -63,14 +63,15 @@ export async function q(promise) {
 }
 
 /** Every row of a query that may exceed one response: /rest/v1 answers at most
- * DB_MAX_ROWS (1,000 by default) rows per request, so pickers read page by page
- * until a short page. build(from, to) returns the query for rows from..to. */
+ * DB_MAX_ROWS rows per request (1,000 by default, maybe fewer), so pickers read
+ * page by page until an empty page. build(from, to) returns the query for rows
+ * from..to. */
 export async function allPages(build, page = 1000) {
   const all = [];
   for (;;) {
     const rows = await q(build(all.length, all.length + page - 1));
+    if (!rows.length) return all;
     all.push(...rows);
-    if (rows.length < page) return all;
   }
 }
 
@@ -78,6 +79,18 @@ export async function allPages(build, page = 1000) {
 export const PER_PAGE = 25;
 export function pageRange(builder, page, perPage = PER_PAGE) {
   return builder.range((page - 1) * perPage, page * perPage - 1);
+}
+
+/** Keeps a paged list on a page that exists when rows go away under it
+ * (deleted here, or by someone else through realtime): past the last page it
+ * moves to the last one; a range past the end (416) goes back to page 1. */
+export function usePageClamp(state, page, setPage, perPage = PER_PAGE) {
+  useEffect(() => {
+    if (page <= 1) return;
+    const count = state.data?.count;
+    if (typeof count === 'number' && (page - 1) * perPage >= count) setPage(Math.max(1, Math.ceil(count / perPage)));
+    else if (state.error?.status === 416) setPage(1);
+  }, [state.data, state.error, page]);
 }
 
 export async function accessToken() {

@@ -1,7 +1,7 @@
 // Contacts: a server-side paged, searchable table through /rest/v1 (Range and
 // an exact count), with the consent state per channel from the consent tables.
 import { useState, useEffect } from 'preact/hooks';
-import { html, supabase, q, useAsync, Status, ErrorBox, Field, Pager, fmtTime, useFlash, canWrite } from '../lib.js';
+import { html, supabase, q, useAsync, Status, ErrorBox, Field, Pager, fmtTime, useFlash, canWrite, usePageClamp } from '../lib.js';
 
 const PER_PAGE = 25;
 const COLS = 'id,email,phone,first_name,last_name,source,created_at,sms_consent(consent_given,opt_out_at),email_subscriptions(subscribed,unsubscribed_at)';
@@ -28,6 +28,7 @@ export function Contacts({ role }) {
     return q(b);
   }, [term, page, gen]);
   const rows = state.data?.data || [];
+  usePageClamp(state, page, setPage, PER_PAGE);
 
   return html`<section aria-labelledby="ct-title">
     <div class="page-head"><h1 id="ct-title">Contacts</h1>${canWrite(role) ? html`<button type="button" onClick=${() => setAdding(!adding)} aria-expanded=${adding}>New contact</button>` : null}</div>

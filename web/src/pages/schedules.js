@@ -7,7 +7,7 @@
 // it is. Runs update the row (last_run_at, last_error, next_run_at), which
 // arrives through realtime.
 import { useState } from 'preact/hooks';
-import { html, supabase, q, allPages, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, fmtTime, useFlash, timeZone } from '../lib.js';
+import { html, supabase, q, allPages, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, fmtTime, useFlash, timeZone, usePageClamp } from '../lib.js';
 
 export const REPORT_TYPES = [
   ['period_summary', 'Period summary'],
@@ -38,6 +38,7 @@ export function ScheduledReports({ session }) {
   const people = useAsync(allRecipients, []);
   useRealtime('report-schedules', ['report_schedules'], () => state.reload());
   const rows = state.data?.data || [];
+  usePageClamp(state, page, setPage);
   const emailOf = new Map((people.data || []).map((p) => [p.id, p.email]));
   const who = (ids) => ids.map((id) => emailOf.get(id) || 'a former user').join(', ');
 

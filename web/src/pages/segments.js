@@ -5,7 +5,7 @@
 // the rules on save (docs/segments.md) and its message, e.g.
 // "rules.all[2].value: must be a non-empty string", is shown as it is.
 import { useState, useEffect, useRef } from 'preact/hooks';
-import { html, supabase, q, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, fmtTime, fmtNum, useFlash, canWrite } from '../lib.js';
+import { html, supabase, q, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, fmtTime, fmtNum, useFlash, canWrite, usePageClamp } from '../lib.js';
 import { FIELDS, CHOICES, kindOf, opsOf, opLabel, newCond, newGroup, toRules, fromRules } from '../rules.js';
 
 export function Segments({ role }) {
@@ -13,6 +13,7 @@ export function Segments({ role }) {
   const state = useAsync(() => q(pageRange(supabase.from('audience_segments').select('id,name,description,estimated_size,last_calculated_at,updated_at', { count: 'exact' })
     .order('updated_at', { ascending: false }).order('id'), page)), [page]);
   const rows = state.data?.data || [];
+  usePageClamp(state, page, setPage);
   return html`<section aria-labelledby="sg-title">
     <div class="page-head"><h1 id="sg-title">Segments</h1>${canWrite(role) ? html`<a class="button" href="#/segments/new">New segment</a>` : null}</div>
     <${Status} state=${state} empty=${!rows.length} emptyText="No segments yet. Create one to send a campaign to part of your contacts.">

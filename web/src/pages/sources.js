@@ -6,7 +6,7 @@
 // page also shows the first rows of its import table and follows its sync
 // history live (realtime); viewers see all of it without the action buttons.
 import { useState } from 'preact/hooks';
-import { html, api, supabase, q, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, useFlash, canWrite, ApiError } from '../lib.js';
+import { html, api, supabase, q, pageRange, PER_PAGE, useAsync, useRealtime, Status, ErrorBox, Field, Pager, Badge, fmtTime, fmtNum, useFlash, canWrite, ApiError, usePageClamp } from '../lib.js';
 import { explain, adviceFor } from './connectors.js';
 
 const TYPES = ['csv_upload', 'csv_url', 'google_sheets', 'excel', 'rest_api', 'postgres', 'mysql', 'mssql', 'redshift', 'bigquery', 'snowflake', 'google_analytics', 'meta_pixel', 'custom_database'];
@@ -30,6 +30,7 @@ export function DataSources({ role }) {
   const state = useAsync(() => q(pageRange(supabase.from('data_sources').select('id,name,type,sync_schedule,sync_status,last_sync_at,next_sync_at', { count: 'exact' })
     .order('created_at', { ascending: false }).order('id'), page)), [gen, page]);
   const rows = state.data?.data || [];
+  usePageClamp(state, page, setPage);
   return html`<section aria-labelledby="ds-title">
     <div class="page-head"><h1 id="ds-title">Data sources</h1>${canWrite(role) ? html`<a class="button" href="#/data-sources/import">Import data</a><button type="button" class="secondary" aria-expanded=${adding} onClick=${() => setAdding(!adding)}>New data source</button>` : null}</div>
     ${adding ? html`<${NewSource} onDone=${(id) => { setAdding(false); setGen((n) => n + 1); if (id) window.location.hash = `#/data-sources/${id}`; }} />` : null}

@@ -2,7 +2,7 @@
 // SMS length and segment counter). Rows are read and written through /rest/v1;
 // RLS lets users see their own and admins all.
 import { useState, useEffect } from 'preact/hooks';
-import { html, supabase, q, api, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, Badge, fmtTime, useFlash, canWrite } from '../lib.js';
+import { html, supabase, q, api, pageRange, PER_PAGE, useAsync, Status, ErrorBox, Field, Pager, Badge, fmtTime, useFlash, canWrite, usePageClamp } from '../lib.js';
 import { SmsCounter, variablesOf, fillTemplate } from '../sms.js';
 
 const CATEGORIES = ['promotional', 'transactional', 'newsletter'];
@@ -19,6 +19,7 @@ export function Templates() {
     return q(pageRange(b.order('updated_at', { ascending: false }).order('id'), page));
   }, [type, search, page]);
   const rows = state.data?.data || [];
+  usePageClamp(state, page, setPage);
   return html`<section aria-labelledby="t-title">
     <div class="page-head"><h1 id="t-title">Templates</h1><a class="button" href="#/templates/new">New template</a></div>
     <div class="filters" role="group" aria-label="Filters">
