@@ -1423,11 +1423,12 @@ done:
  * block every later sync of the source). A payload it would refuse makes the
  * expression NULL (nothing written) or raise (the claim is made again without
  * it), and handle_sync refuses it. */
-#define IMPORT_UUID_RE "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
+#define IMPORT_UUID_RE                                                                             \
+    "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
 #define IMPORT_BEGIN_SQL                                                                           \
     "case when c.payload ->> 'data_source_id' ~ " IMPORT_UUID_RE                                   \
-    " and coalesce(c.payload ->> 'sync_log_id', '00000000-0000-0000-0000-000000000000') ~ "        \
-    IMPORT_UUID_RE " then public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "        \
+    " and coalesce(c.payload ->> 'sync_log_id', '00000000-0000-0000-0000-000000000000') "          \
+    "~ " IMPORT_UUID_RE " then public.import_begin_run((c.payload ->> 'data_source_id')::uuid, "   \
     "(c.payload ->> 'sync_log_id')::uuid, coalesce(c.payload ->> 'trigger', 'schedule'), "         \
     "c.attempts, c.id) end"
 
