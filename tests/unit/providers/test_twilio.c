@@ -246,6 +246,19 @@ static void test_message_form(void **state)
     assert_true(twilio_message_form(&cfg, "+1", "\xc3\xa9t\xc3\xa9 a-b.c_d~e\n\x7f", NULL, &b));
     assert_string_equal(b.data, "To=%2B1&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&"
                                 "Body=%C3%A9t%C3%A9%20a-b.c_d~e%0A%7F");
+    /* a body longer than the encoder's stack buffer (the heap path): 1,000
+     * spaces, each escaped */
+    cd_buf_reset(&b);
+    char body[1001];
+    memset(body, ' ', 1000);
+    body[1000] = '\0';
+    assert_true(twilio_message_form(&cfg, "+1", body, NULL, &b));
+    const char *enc = strstr(b.data, "&Body=");
+    assert_non_null(enc);
+    enc += 6;
+    assert_int_equal(strlen(enc), 3000);
+    for (size_t i = 0; i < 3000; i += 3)
+        assert_memory_equal(enc + i, "%20", 3);
     cd_buf_free(&b);
 }
 
