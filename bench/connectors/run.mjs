@@ -232,7 +232,12 @@ try {
     await bench.sql("alter system set log_checkpoints = on");
     await bench.sql("alter system set log_autovacuum_min_duration = 0");
     await bench.sql('select pg_reload_conf()');
-    log(`tracing statements into the log under ${server.dataDir}`);
+    // the source's side of a re-sync too (session settings, describe, COPY),
+    // with the same prefix, in the log under the source cluster's directory
+    await pg.psql('alter system set log_min_duration_statement = 0');
+    await pg.psql("alter system set log_line_prefix = '%m [%p] %a: '");
+    await pg.psql('select pg_reload_conf()');
+    log(`tracing statements into the log under ${server.dataDir} and ${pg.dir}`);
   }
   for (let i = 1; i <= runs; i++) {
     await pg.psql(`update public.leads set updated_at = timestamptz '2040-01-01' + ${i} * interval '1 day' + id * interval '1 ms',
