@@ -218,6 +218,13 @@ try {
     const c = /^Transaction\s+(\d+)/m.exec(r.stdout || '');
     return m ? { records: Number(m[1]), fpi: Number(m[3]), commits: c ? Number(c[1]) : null } : null;
   };
+  // BENCH_WAL_COMPRESSION=lz4 (or pglz, zstd, off): the destination's
+  // wal_compression for the re-syncs (full-page images compressed)
+  if (process.env.BENCH_WAL_COMPRESSION) {
+    await bench.sql(`alter system set wal_compression = '${process.env.BENCH_WAL_COMPRESSION.replace(/[^a-z0-9]/g, '')}'`);
+    await bench.sql('select pg_reload_conf()');
+    log(`wal_compression = ${await bench.sql('show wal_compression')}`);
+  }
   // BENCH_RESYNC_TRACE=1: every statement of the destination with its end
   // time, duration and application in the cluster's log (pg_ctl.log under
   // the server's data dir), to follow a re-sync from the request to the end
@@ -252,6 +259,11 @@ try {
       perform pg_sleep(0.2); end loop; end $$`);
     const waited = await bench.sql("select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'");
     if (waited !== '0') log(`re-sync ${i}: autovacuum still running`);
+    // BENCH_RESYNC_CHECKPOINT=1: a checkpoint of the destination before each
+    // re-sync (outside its window), as for a real re-sync that comes more than
+    // checkpoint_timeout (5 min) after the last one: its first change of each
+    // page logs the whole page (full-page images)
+    if (process.env.BENCH_RESYNC_CHECKPOINT === '1') await bench.sql('checkpoint');
     const l0 = await lsn();
     c0 = cpu();
     const one = await sync(inc);
@@ -289,7 +301,7 @@ try {
     '',
     '## Database connector: PostgreSQL → dedicated table, 1,000,000 rows; incremental re-sync (issue 11)',
     '',
-    `- Command: \`CAMPAIGND_BIN=${process.env.CAMPAIGND_BIN || h.BIN} nice node bench/connectors/run.mjs\` (BENCH_DB_ROWS=${rows}), ${new Date().toISOString().slice(0, 19)}Z`,
+    `- Command: \`CAMPAIGND_BIN=${process.env.CAMPAIGND_BIN || h.BIN} nice node bench/connectors/run.mjs\` (BENCH_DB_ROWS=${rows}${['BENCH_RESYNC_CHECKPOINT', 'BENCH_WAL_COMPRESSION'].filter((k) => process.env[k]).map((k) => `, ${k}=${process.env[k]}`).join('')}), ${new Date().toISOString().slice(0, 19)}Z`,
     `- Machine: ${os.cpus().length} CPUs (${model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, other work running: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} load`,
     `- campaignd ${rev}${dirty}; source: a second PostgreSQL 15 cluster on 127.0.0.1 (8 columns: integer key, text ×2, integer, numeric, boolean, date, timestamptz; index on updated_at)`,
     '',
