@@ -3,7 +3,7 @@
  * config, query building and quoting per dialect, type mapping, the host's
  * SSRF check, the credentials, and the CSV stream the file reader reads.
  */
-#define _GNU_SOURCE /* explicit_bzero */
+#define _GNU_SOURCE /* fopencookie */
 #include "importer/dbconn.h"
 
 #include <arpa/inet.h>
@@ -365,9 +365,9 @@ void import__db_close(import_db_t *db)
 
 /* ------------------------------------------------------------ the stream */
 
-static ssize_t db_read(void *arg, char *buf, size_t size)
+static ssize_t cookie_read(void *cookie, char *buf, size_t size)
 {
-    import_db_t *db = arg;
+    import_db_t *db = cookie;
     while (db->out_pos == db->out.len && !db->eof) {
         cd_buf_reset(&db->out);
         db->out_pos = 0;
@@ -385,16 +385,25 @@ static ssize_t db_read(void *arg, char *buf, size_t size)
     return (ssize_t)n;
 }
 
+static int cookie_close(void *cookie)
+{
+    (void)cookie; /* the db is closed by import__db_close */
+    return 0;
+}
+
 imp_reader_t *import__db_reader(import_db_t *db, imp_error_t *err)
 {
+    cookie_io_functions_t io = {.read = cookie_read, .close = cookie_close};
+    FILE *f = fopencookie(db, "r", io);
+    if (!f) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return NULL;
+    }
     imp_parse_opts_t o;
     imp_parse_opts_init(&o);
     o.encoding = IMP_ENC_UTF8;
     o.delimiter = ',';
-    /* the header from the source's first row: the run plans and opens the
-     * destination while the source still sends the rows (through a FILE,
-     * fread waited for the first 64 KiB: most of a re-sync's rows) */
-    imp_reader_t *r = imp_reader_open_fn(db_read, db, &o, err);
+    imp_reader_t *r = imp_reader_open_stream(f, &o, err);
     if (!r)
         return NULL;
     db->inc_index = -1;

@@ -435,7 +435,7 @@ static imp_reader_t *open_common(const char *path, const void *data, size_t len,
         }
         break;
     default:
-        ok = parse__csv_open(r, f, NULL, NULL, size, err); /* takes f, even on failure */
+        ok = parse__csv_open(r, f, size, err); /* takes f, even on failure */
         f = NULL;
         break;
     }
@@ -468,20 +468,7 @@ imp_reader_t *imp_reader_open_stream(FILE *f, const imp_parse_opts_t *o, imp_err
         fclose(f);
         return NULL;
     }
-    if (!parse__csv_open(r, f, NULL, NULL, 0, err) || !reader_start(r, err)) { /* takes f */
-        imp_reader_close(r);
-        return NULL;
-    }
-    return r;
-}
-
-imp_reader_t *imp_reader_open_fn(imp_read_fn rd, void *rd_arg, const imp_parse_opts_t *o,
-                                 imp_error_t *err)
-{
-    imp_reader_t *r = reader_new(IMP_FORMAT_CSV, o, err);
-    if (!r)
-        return NULL;
-    if (!parse__csv_open(r, NULL, rd, rd_arg, 0, err) || !reader_start(r, err)) {
+    if (!parse__csv_open(r, f, 0, err) || !reader_start(r, err)) { /* takes f */
         imp_reader_close(r);
         return NULL;
     }

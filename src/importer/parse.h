@@ -26,7 +26,6 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/types.h>
 
 #include "core/common.h"
 
@@ -153,19 +152,6 @@ imp_reader_t *imp_reader_open_mem(const void *data, size_t len, imp_format_t fmt
  * fopencookie streams, src/importer/dbconn.h). Takes f, even on failure:
  * imp_reader_close closes it. A read error of f is IMP_ERR_IO. */
 imp_reader_t *imp_reader_open_stream(FILE *f, const imp_parse_opts_t *o, imp_error_t *err);
-
-/* What a reader of imp_reader_open_fn reads with: up to n bytes into buf,
- * waiting for at least one; 0 at the end, -1 on an error. */
-typedef ssize_t (*imp_read_fn)(void *arg, char *buf, size_t n);
-
-/* A CSV reader over bytes the caller hands over through rd (the database
- * connectors' rows, src/importer/dbconn.h). Unlike a FILE (whose fread waits
- * for a whole 64 KiB chunk), the header is parsed from rd's first answer, so
- * the caller can plan and open the destination while the source still sends
- * the rows; later reads take whole chunks. rd_arg is the caller's to free. A
- * read error is IMP_ERR_IO. */
-imp_reader_t *imp_reader_open_fn(imp_read_fn rd, void *rd_arg, const imp_parse_opts_t *o,
-                                 imp_error_t *err);
 
 /* Pulls the next data row into *row. Returns 1 for a row, 0 at the end of the
  * data, -1 on an error (err filled, with its line; the reader cannot go on).

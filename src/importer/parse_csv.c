@@ -19,10 +19,7 @@
 
 typedef struct csv_state {
     imp_reader_t *r;
-    FILE *f;        /* the input, or: */
-    imp_read_fn rd; /* its read function (imp_reader_open_fn) */
-    void *rd_arg;
-    bool rd_failed; /* rd answered -1 */
+    FILE *f;
     struct csv_parser p;
     bool p_ready;
     imp_encoding_t enc;
@@ -169,37 +166,6 @@ static bool decode_utf16(csv_state_t *st)
     return true;
 }
 
-/* Reads up to n bytes: as many as there are until the end (fread), or with
- * rd the first answer only when one is set (the head, so that the header
- * comes as soon as the source sends it). *end: the input is exhausted. */
-static size_t csv_read(csv_state_t *st, void *buf, size_t n, bool one, bool *end)
-{
-    if (!st->rd) {
-        size_t k = fread(buf, 1, n, st->f);
-        *end = k < n;
-        return k;
-    }
-    size_t k = 0;
-    *end = false;
-    while (k < n && !*end) {
-        ssize_t got = st->rd(st->rd_arg, (char *)buf + k, n - k);
-        if (got <= 0) {
-            st->rd_failed = got < 0;
-            *end = true;
-        } else {
-            k += (size_t)got;
-        }
-        if (one)
-            break;
-    }
-    return k;
-}
-
-static bool csv_read_failed(const csv_state_t *st)
-{
-    return st->rd ? st->rd_failed : ferror(st->f) != 0;
-}
-
 /* Reads and decodes the next chunk, appending to dec. Returns false when out
  * of memory; sets eof at the end of the file. */
 static bool fill(csv_state_t *st)
@@ -214,18 +180,16 @@ static bool fill(csv_state_t *st)
     if (st->enc == IMP_ENC_UTF8) {
         if (!dec_reserve(st, CSV_CHUNK))
             return false;
-        bool end = false;
-        size_t n = csv_read(st, st->dec + st->dec_len, CSV_CHUNK, false, &end);
+        size_t n = fread(st->dec + st->dec_len, 1, CSV_CHUNK, st->f);
         st->dec_len += n;
         st->r->stats.bytes_read += n;
-        if (end)
+        if (n < CSV_CHUNK)
             st->eof = true;
         return true;
     }
-    bool end = false;
-    size_t n = csv_read(st, st->raw + st->raw_len, CSV_CHUNK, false, &end);
+    size_t n = fread(st->raw + st->raw_len, 1, CSV_CHUNK, st->f);
     st->r->stats.bytes_read += n;
-    if (end)
+    if (n < CSV_CHUNK)
         st->eof = true;
     if (st->enc == IMP_ENC_UTF16LE || st->enc == IMP_ENC_UTF16BE) {
         st->raw_len += n;
@@ -363,7 +327,7 @@ static int csv_feed(imp_reader_t *r, imp_error_t *err)
             parse__error(err, IMP_ERR_NOMEM, st->cur_line, "out of memory");
             return -1;
         }
-        if (csv_read_failed(st)) {
+        if (ferror(st->f)) {
             parse__error(err, IMP_ERR_IO, st->cur_line, "cannot read the file");
             return -1;
         }
@@ -460,20 +424,16 @@ static bool decode_head(csv_state_t *st, imp_encoding_t enc, const unsigned char
     return true;
 }
 
-bool parse__csv_open(imp_reader_t *r, FILE *f, imp_read_fn rd, void *rd_arg, uint64_t size,
-                     imp_error_t *err)
+bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err)
 {
     (void)size;
     csv_state_t *st = calloc(1, sizeof(*st));
     if (!st) {
-        if (f)
-            fclose(f);
+        fclose(f);
         goto nomem;
     }
     st->r = r;
     st->f = f;
-    st->rd = f ? NULL : rd;
-    st->rd_arg = rd_arg;
     st->cd = (iconv_t)-1;
     st->cur_line = 1;
     st->err = err;
@@ -484,14 +444,14 @@ bool parse__csv_open(imp_reader_t *r, FILE *f, imp_read_fn rd, void *rd_arg, uin
     unsigned char *head = malloc(CSV_CHUNK + 4);
     if (!head)
         goto nomem;
-    bool head_is_all = false;
-    size_t n = csv_read(st, head, CSV_CHUNK, true, &head_is_all);
-    if (csv_read_failed(st)) { /* a short read is the end only without an error */
+    size_t n = fread(head, 1, CSV_CHUNK, f);
+    if (ferror(f)) { /* a short read is the end only without an error */
         free(head);
         parse__error(err, IMP_ERR_IO, 0, "cannot read the file");
         return false;
     }
     r->stats.bytes_read = n;
+    bool head_is_all = n < CSV_CHUNK;
     size_t skip = 0;
     imp_encoding_t enc = head_encoding(r, st, head, n, head_is_all, &skip);
     st->enc = enc;

@@ -74,9 +74,7 @@ int parse__pull(imp_reader_t *r, const parse__pull_t *p, long long *line, imp_er
 size_t parse__utf8_valid_prefix(const unsigned char *s, size_t len);
 
 /* Per-format openers: fill r->impl and r->ops, or fill err and return false. */
-/* f, or (f NULL) rd with rd_arg: imp_reader_open_fn. */
-CD_MUSTCHECK bool parse__csv_open(imp_reader_t *r, FILE *f, imp_read_fn rd, void *rd_arg,
-                                  uint64_t size, imp_error_t *err);
+CD_MUSTCHECK bool parse__csv_open(imp_reader_t *r, FILE *f, uint64_t size, imp_error_t *err);
 CD_MUSTCHECK bool parse__xlsx_open(imp_reader_t *r, const char *path, const void *data, size_t len,
                                    imp_error_t *err);
 CD_MUSTCHECK bool parse__xls_open(imp_reader_t *r, const char *path, imp_error_t *err);

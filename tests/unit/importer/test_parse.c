@@ -622,84 +622,6 @@ static void test_xls_fixture(void **state)
     free(bad);
 }
 
-/* A source that answers in pieces (the database connectors' rows): at most
- * `piece` bytes per read, -1 once `fail_at` bytes were handed out. */
-typedef struct pieces {
-    const char *data;
-    size_t len, pos, piece, fail_at;
-    int calls;
-} pieces_t;
-
-static ssize_t pieces_read(void *arg, char *buf, size_t n)
-{
-    pieces_t *p = arg;
-    p->calls++;
-    if (p->fail_at && p->pos >= p->fail_at)
-        return -1;
-    size_t k = p->len - p->pos;
-    if (k > p->piece)
-        k = p->piece;
-    if (k > n)
-        k = n;
-    memcpy(buf, p->data + p->pos, k);
-    p->pos += k;
-    return (ssize_t)k;
-}
-
-static void test_csv_read_fn(void **state)
-{
-    (void)state;
-    imp_parse_opts_t o;
-    imp_parse_opts_init(&o);
-    o.encoding = IMP_ENC_UTF8;
-    o.delimiter = ',';
-    /* the header from the first answer, before the rest was asked for */
-    static const char rows[] = "id,name\n1,\"two\nlines\"\n2,Zo\xc3\xab\n3,\"a,b\"\n";
-    pieces_t p = {.data = rows, .len = sizeof(rows) - 1, .piece = 8};
-    imp_error_t err = {0};
-    imp_reader_t *r = imp_reader_open_fn(pieces_read, &p, &o, &err);
-    assert_non_null(r);
-    assert_int_equal(p.calls, 1);
-    static slurp_t s;
-    memset(&s, 0, sizeof(s));
-    slurp_reader(r, &s);
-    imp_reader_close(r);
-    assert_int_equal(s.rc, 0);
-    assert_string_equal(s.text, "H:id|name\n@2:1|two\nlines\n@4:2|Zo\xc3\xab\n@5:3|a,b\n");
-    /* pieces of one byte: a character and a quoted field cut between reads */
-    pieces_t p1 = {.data = rows, .len = sizeof(rows) - 1, .piece = 1};
-    r = imp_reader_open_fn(pieces_read, &p1, &o, &err);
-    assert_non_null(r);
-    memset(&s, 0, sizeof(s));
-    slurp_reader(r, &s);
-    imp_reader_close(r);
-    assert_int_equal(s.rc, 0);
-    assert_string_equal(s.text, "H:id|name\n@2:1|two\nlines\n@4:2|Zo\xc3\xab\n@5:3|a,b\n");
-    /* an empty source: no header, no rows */
-    pieces_t p0 = {.data = "", .len = 0, .piece = 8};
-    r = imp_reader_open_fn(pieces_read, &p0, &o, &err);
-    assert_non_null(r);
-    memset(&s, 0, sizeof(s));
-    slurp_reader(r, &s);
-    imp_reader_close(r);
-    assert_int_equal(s.rc, 0);
-    assert_string_equal(s.text, "H:\n");
-    /* a read error mid-way is an I/O error, not the end */
-    pieces_t pf = {.data = rows, .len = sizeof(rows) - 1, .piece = 8, .fail_at = 16};
-    r = imp_reader_open_fn(pieces_read, &pf, &o, &err);
-    assert_non_null(r);
-    memset(&s, 0, sizeof(s));
-    slurp_reader(r, &s);
-    imp_reader_close(r);
-    assert_int_equal(s.rc, -1);
-    assert_int_equal(s.err.code, IMP_ERR_IO);
-    /* and at the first read, the open fails */
-    pieces_t pe = {.data = rows, .len = sizeof(rows) - 1, .piece = 8, .fail_at = 0};
-    pe.pos = pe.fail_at = 1; /* fails at once: pos >= fail_at */
-    assert_null(imp_reader_open_fn(pieces_read, &pe, &o, &err));
-    assert_int_equal(err.code, IMP_ERR_IO);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,7 +632,6 @@ int main(void)
         cmocka_unit_test(test_xlsx_values),    cmocka_unit_test(test_xlsx_1904),
         cmocka_unit_test(test_xlsx_errors),    cmocka_unit_test(test_xlsx_zip_bomb),
         cmocka_unit_test(test_xlsx_streams),   cmocka_unit_test(test_xls_fixture),
-        cmocka_unit_test(test_csv_read_fn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
