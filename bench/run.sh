@@ -589,7 +589,7 @@ fi
 
 # ------------------------------------------------------------------ sending
 # Issue 12's two sending goals (bench/send/): a 10,000-recipient e-mail
-# campaign to the local SMTP sink against a minimal smtplib client over the
+# campaign to the local SMTP sink against a minimal Python client over the
 # same connections, and a 10,000-recipient SMS campaign to the local
 # Twilio-shaped server against a minimal keep-alive HTTP client; each starts
 # its own server and prints one JSON line. BENCH_SEND_RECIPIENTS (default
@@ -640,7 +640,7 @@ if [ -n "$send_rows" ]; then
 ## Sending (issue 12)
 
 \`bench/send/run.mjs\` (e-mail to tests/integration/smtp-sink.py; ceiling: bench/send/minimal_client.py,
-Python smtplib, replaying campaignd's very messages over the same connections) and \`bench/send/sms.mjs\`
+a minimal Python SMTP client pipelining as campaignd does when the sink offers RFC 2920, replaying campaignd's very messages over the same connections) and \`bench/send/sms.mjs\`
 (SMS to tests/integration/fake-twilio.js; ceiling: bench/send/sms_client.mjs, a node:http keep-alive
 client in its own process sending campaignd's very requests). The minimal client runs on the same
 sink before and after campaignd's send: the ratio is against the mean of the two (each and their

@@ -1,8 +1,9 @@
 // Bench: a BENCH_SEND_RECIPIENTS (default 10,000) recipient e-mail campaign to
 // the local SMTP sink (tests/integration/smtp-sink.py, aiosmtpd), against the
 // sink's ceiling measured in the same run, on the same sink, by a minimal
-// client (bench/send/minimal_client.py: Python's smtplib) sending the same
-// messages over the same number of connections (SEND_WORKERS):
+// client (bench/send/minimal_client.py: Python on raw sockets, the commands
+// pipelined when the sink advertises RFC 2920, as campaignd's sender does)
+// sending the same messages over the same number of connections (SEND_WORKERS):
 //   1. campaignd sends the campaign once, untimed: the messages it renders
 //      (as the sink received them) are what the minimal client replays;
 //   2. the minimal client replays them (the ceiling "before");
