@@ -3,7 +3,7 @@
 -- every role x command (reached through the owning campaign), and that delivery
 -- history survives soft and hard deletes.
 BEGIN;
-SELECT plan(86);
+SELECT plan(88);
 
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
@@ -24,10 +24,28 @@ SELECT is(pg_temp.fk_action('public.sms_messages', 'public.campaigns'), 'r', 'sm
 SELECT is(pg_temp.fk_action('public.email_messages', 'public.campaigns'), 'r', 'email_messages.campaign_id ON DELETE RESTRICT');
 SELECT is(pg_temp.fk_action('public.email_clicks', 'public.email_messages'), 'r', 'email_clicks.message_id ON DELETE RESTRICT');
 SELECT is(pg_temp.fk_action('public.sms_messages', 'public.contacts'), 'n', 'sms_messages.contact_id ON DELETE SET NULL');
-SELECT has_index('public', 'sms_messages', 'idx_sms_messages_campaign', 'idx_sms_messages_campaign');
-SELECT has_index('public', 'sms_messages', 'idx_sms_messages_status', 'idx_sms_messages_status');
-SELECT has_index('public', 'email_messages', 'idx_email_messages_campaign', 'idx_email_messages_campaign');
-SELECT has_index('public', 'email_messages', 'idx_email_messages_status', 'idx_email_messages_status');
+-- 072 dropped (campaign_id) and (status): a campaign's messages are found by
+-- 026's unique (campaign_id, recipient) index, also by the foreign key's check
+SELECT hasnt_index('public', 'sms_messages', 'idx_sms_messages_campaign', 'no idx_sms_messages_campaign (072)');
+SELECT hasnt_index('public', 'sms_messages', 'idx_sms_messages_status', 'no idx_sms_messages_status (072)');
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_campaign', 'no idx_email_messages_campaign (072)');
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_status', 'no idx_email_messages_status (072)');
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; o text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN ' || q LOOP o := o || r || ' '; END LOOP;
+    RETURN o;
+END $$;
+SET LOCAL enable_seqscan = off;
+PREPARE by_campaign_sms(uuid) AS SELECT 1 FROM ONLY public.sms_messages x WHERE campaign_id = $1 FOR KEY SHARE OF x;
+PREPARE by_campaign_email(uuid) AS SELECT 1 FROM ONLY public.email_messages x WHERE campaign_id = $1 FOR KEY SHARE OF x;
+SET LOCAL plan_cache_mode = force_generic_plan;
+SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_sms(NULL)') ~ 'sms_messages_one_per_recipient',
+          'an SMS campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
+SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_email(NULL)') ~ 'email_messages_one_per_recipient',
+          'an e-mail campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
+RESET plan_cache_mode;
+RESET enable_seqscan;
 SELECT has_index('public', 'email_clicks', 'idx_email_clicks_message', 'idx_email_clicks_message');
 SELECT is(tests.privs('anon', 'public.sms_messages') || tests.privs('anon', 'public.email_messages')
           || tests.privs('anon', 'public.email_clicks'), '', 'anon has no privilege on the three tables');
