@@ -25,15 +25,34 @@
 --       the message's id, its campaign or the provider's id), and status
 --       changes at every settle, so it cost an entry per message twice.
 --
--- The other seven stay: the primary key (webhooks, engine), the provider's
--- unique ids (message_sid / message_id: the webhooks' lookups), the one per
+--
+-- And one is narrowed:
+--
+--   sms_messages.message_sid, email_messages.message_id     UNIQUE (007)
+--       The provider's id, unknown until the settle: every materialised
+--       message put a NULL into the unique index, which NULLs never
+--       conflict in and no lookup reads (`message_sid = $1` never matches
+--       NULL). Now unique indexes of the same names WHERE the id is not
+--       null: the same uniqueness (23505 on a duplicate), the same
+--       lookups (the webhooks' `message_sid = $1` implies the predicate),
+--       and an entry only for a message the provider accepted.
+--
+-- The others stay: the primary key (webhooks, engine), the one per
 -- recipient rule, contact_id (the contacts' ON DELETE SET NULL), recipient
 -- (consent, STOP, first_to_number), and 027's partial claim and in-flight
--- indexes. Same rows, same rules: 6 index entries at the insert and 5 at the
--- settle instead of 8 and 7.
+-- indexes. Same rows, same rules: 5 index entries at the insert instead of
+-- 8, and 5 at the settle (4 for a message that failed, was dropped or is
+-- unknown) instead of 7.
 -- Applied once, inside one transaction, by the database owner.
 
 drop index public.idx_sms_messages_campaign;
 drop index public.idx_sms_messages_status;
 drop index public.idx_email_messages_campaign;
 drop index public.idx_email_messages_status;
+
+alter table public.sms_messages drop constraint sms_messages_message_sid_key;
+create unique index sms_messages_message_sid_key on public.sms_messages (message_sid)
+    where message_sid is not null;
+alter table public.email_messages drop constraint email_messages_message_id_key;
+create unique index email_messages_message_id_key on public.email_messages (message_id)
+    where message_id is not null;

@@ -3,7 +3,7 @@
 -- every role x command (reached through the owning campaign), and that delivery
 -- history survives soft and hard deletes.
 BEGIN;
-SELECT plan(88);
+SELECT plan(92);
 
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
@@ -44,6 +44,20 @@ SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_sms(NULL)') ~ 'sms_messages_one_p
           'an SMS campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
 SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_email(NULL)') ~ 'email_messages_one_per_recipient',
           'an e-mail campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
+-- 072: the provider's ids unique among the messages that have one (NULLs
+-- never conflicted), found by the webhooks' lookup
+SELECT ok((SELECT indisunique AND indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.sms_messages_message_sid_key'::regclass),
+          'message_sid: a unique index of the non-null ids (072)');
+SELECT ok((SELECT indisunique AND indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.email_messages_message_id_key'::regclass),
+          'email message_id: a unique index of the non-null ids (072)');
+PREPARE by_sid(text) AS SELECT id FROM public.sms_messages m WHERE m.message_sid = $1 FOR UPDATE;
+PREPARE by_provider_id(text) AS SELECT id FROM public.email_messages m WHERE m.message_id = $1;
+SELECT ok(pg_temp.plan_of('EXECUTE by_sid(NULL)') ~ 'sms_messages_message_sid_key',
+          'a status callback''s lookup by MessageSid (generic plan) reads the partial unique index');
+SELECT ok(pg_temp.plan_of('EXECUTE by_provider_id(NULL)') ~ 'email_messages_message_id_key',
+          'a lookup by the e-mail provider''s id (generic plan) reads the partial unique index');
 RESET plan_cache_mode;
 RESET enable_seqscan;
 SELECT has_index('public', 'email_clicks', 'idx_email_clicks_message', 'idx_email_clicks_message');
