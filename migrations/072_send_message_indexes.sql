@@ -43,6 +43,17 @@
 -- indexes. Same rows, same rules: 5 index entries at the insert instead of
 -- 8, and 5 at the settle (4 for a message that failed, was dropped or is
 -- unknown) instead of 7.
+--
+-- And the settle's update stays on the row's page: both tables get
+-- fillfactor 50 (new pages only; every message row is updated at least
+-- once, by the settle, and an SMS usually again by its status callbacks).
+-- A non-HOT update that finds no room on its page first marks the old
+-- version locked in a WAL record of its own, then writes the new one into
+-- another page (two buffers); on the same page that record goes. The table
+-- does not grow by it: an update to another page leaves the same dead
+-- space behind. (The other lock record per settle stays: any BEFORE UPDATE
+-- row trigger — forward_only, set_updated_at — makes PostgreSQL lock the
+-- old tuple before the update, whatever the triggers' WHEN clauses say.)
 -- Applied once, inside one transaction, by the database owner.
 
 drop index public.idx_sms_messages_campaign;
@@ -56,3 +67,6 @@ create unique index sms_messages_message_sid_key on public.sms_messages (message
 alter table public.email_messages drop constraint email_messages_message_id_key;
 create unique index email_messages_message_id_key on public.email_messages (message_id)
     where message_id is not null;
+
+alter table public.sms_messages set (fillfactor = 50);
+alter table public.email_messages set (fillfactor = 50);

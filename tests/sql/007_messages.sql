@@ -3,7 +3,7 @@
 -- every role x command (reached through the owning campaign), and that delivery
 -- history survives soft and hard deletes.
 BEGIN;
-SELECT plan(92);
+SELECT plan(93);
 
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
@@ -60,6 +60,10 @@ SELECT ok(pg_temp.plan_of('EXECUTE by_provider_id(NULL)') ~ 'email_messages_mess
           'a lookup by the e-mail provider''s id (generic plan) reads the partial unique index');
 RESET plan_cache_mode;
 RESET enable_seqscan;
+SELECT is((SELECT array_agg(c.relname::text || ':' || array_to_string(c.reloptions, ',') ORDER BY c.relname)
+           FROM pg_class c WHERE c.oid IN ('public.sms_messages'::regclass, 'public.email_messages'::regclass)),
+          ARRAY['email_messages:fillfactor=50', 'sms_messages:fillfactor=50'],
+          'message tables: fillfactor 50, room for the settle''s new version on its page (072)');
 SELECT has_index('public', 'email_clicks', 'idx_email_clicks_message', 'idx_email_clicks_message');
 SELECT is(tests.privs('anon', 'public.sms_messages') || tests.privs('anon', 'public.email_messages')
           || tests.privs('anon', 'public.email_clicks'), '', 'anon has no privilege on the three tables');
