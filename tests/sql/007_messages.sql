@@ -3,7 +3,7 @@
 -- every role x command (reached through the owning campaign), and that delivery
 -- history survives soft and hard deletes.
 BEGIN;
-SELECT plan(93);
+SELECT plan(96);
 
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
@@ -58,6 +58,16 @@ SELECT ok(pg_temp.plan_of('EXECUTE by_sid(NULL)') ~ 'sms_messages_message_sid_ke
           'a status callback''s lookup by MessageSid (generic plan) reads the partial unique index');
 SELECT ok(pg_temp.plan_of('EXECUTE by_provider_id(NULL)') ~ 'email_messages_message_id_key',
           'a lookup by the e-mail provider''s id (generic plan) reads the partial unique index');
+-- 072: no (recipient) index on e-mail messages (no reader); the SMS one only
+-- over messages with a sid, which the claim's first_to_number reads
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_recipient', 'no idx_email_messages_recipient (072)');
+SELECT ok((SELECT indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.idx_sms_messages_recipient'::regclass),
+          'idx_sms_messages_recipient: messages with a sid only (072)');
+PREPARE first_to(text, uuid) AS SELECT NOT EXISTS (SELECT 1 FROM public.sms_messages o
+    WHERE o.recipient = $1 AND o.id <> $2 AND o.message_sid IS NOT NULL);
+SELECT ok(pg_temp.plan_of('EXECUTE first_to(NULL, NULL)') ~ 'idx_sms_messages_recipient',
+          'the claim''s first_to_number lookup (generic plan) reads the partial recipient index');
 RESET plan_cache_mode;
 RESET enable_seqscan;
 SELECT is((SELECT array_agg(c.relname::text || ':' || array_to_string(c.reloptions, ',') ORDER BY c.relname)
