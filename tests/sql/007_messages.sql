@@ -3,7 +3,7 @@
 -- every role x command (reached through the owning campaign), and that delivery
 -- history survives soft and hard deletes.
 BEGIN;
-SELECT plan(86);
+SELECT plan(96);
 
 CREATE FUNCTION pg_temp.fk_action(tbl regclass, ref regclass) RETURNS text LANGUAGE sql AS $$
     SELECT confdeltype::text FROM pg_constraint WHERE conrelid = tbl AND confrelid = ref AND contype = 'f'
@@ -24,10 +24,56 @@ SELECT is(pg_temp.fk_action('public.sms_messages', 'public.campaigns'), 'r', 'sm
 SELECT is(pg_temp.fk_action('public.email_messages', 'public.campaigns'), 'r', 'email_messages.campaign_id ON DELETE RESTRICT');
 SELECT is(pg_temp.fk_action('public.email_clicks', 'public.email_messages'), 'r', 'email_clicks.message_id ON DELETE RESTRICT');
 SELECT is(pg_temp.fk_action('public.sms_messages', 'public.contacts'), 'n', 'sms_messages.contact_id ON DELETE SET NULL');
-SELECT has_index('public', 'sms_messages', 'idx_sms_messages_campaign', 'idx_sms_messages_campaign');
-SELECT has_index('public', 'sms_messages', 'idx_sms_messages_status', 'idx_sms_messages_status');
-SELECT has_index('public', 'email_messages', 'idx_email_messages_campaign', 'idx_email_messages_campaign');
-SELECT has_index('public', 'email_messages', 'idx_email_messages_status', 'idx_email_messages_status');
+-- 072 dropped (campaign_id) and (status): a campaign's messages are found by
+-- 026's unique (campaign_id, recipient) index, also by the foreign key's check
+SELECT hasnt_index('public', 'sms_messages', 'idx_sms_messages_campaign', 'no idx_sms_messages_campaign (072)');
+SELECT hasnt_index('public', 'sms_messages', 'idx_sms_messages_status', 'no idx_sms_messages_status (072)');
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_campaign', 'no idx_email_messages_campaign (072)');
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_status', 'no idx_email_messages_status (072)');
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; o text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN ' || q LOOP o := o || r || ' '; END LOOP;
+    RETURN o;
+END $$;
+SET LOCAL enable_seqscan = off;
+PREPARE by_campaign_sms(uuid) AS SELECT 1 FROM ONLY public.sms_messages x WHERE campaign_id = $1 FOR KEY SHARE OF x;
+PREPARE by_campaign_email(uuid) AS SELECT 1 FROM ONLY public.email_messages x WHERE campaign_id = $1 FOR KEY SHARE OF x;
+SET LOCAL plan_cache_mode = force_generic_plan;
+SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_sms(NULL)') ~ 'sms_messages_one_per_recipient',
+          'an SMS campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
+SELECT ok(pg_temp.plan_of('EXECUTE by_campaign_email(NULL)') ~ 'email_messages_one_per_recipient',
+          'an e-mail campaign''s messages (foreign key check, generic plan) are read by the one-per-recipient index');
+-- 072: the provider's ids unique among the messages that have one (NULLs
+-- never conflicted), found by the webhooks' lookup
+SELECT ok((SELECT indisunique AND indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.sms_messages_message_sid_key'::regclass),
+          'message_sid: a unique index of the non-null ids (072)');
+SELECT ok((SELECT indisunique AND indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.email_messages_message_id_key'::regclass),
+          'email message_id: a unique index of the non-null ids (072)');
+PREPARE by_sid(text) AS SELECT id FROM public.sms_messages m WHERE m.message_sid = $1 FOR UPDATE;
+PREPARE by_provider_id(text) AS SELECT id FROM public.email_messages m WHERE m.message_id = $1;
+SELECT ok(pg_temp.plan_of('EXECUTE by_sid(NULL)') ~ 'sms_messages_message_sid_key',
+          'a status callback''s lookup by MessageSid (generic plan) reads the partial unique index');
+SELECT ok(pg_temp.plan_of('EXECUTE by_provider_id(NULL)') ~ 'email_messages_message_id_key',
+          'a lookup by the e-mail provider''s id (generic plan) reads the partial unique index');
+-- 072: no (recipient) index on e-mail messages (no reader); the SMS one only
+-- over messages with a sid, which the claim's first_to_number reads
+SELECT hasnt_index('public', 'email_messages', 'idx_email_messages_recipient', 'no idx_email_messages_recipient (072)');
+SELECT ok((SELECT indpred IS NOT NULL FROM pg_index
+           WHERE indexrelid = 'public.idx_sms_messages_recipient'::regclass),
+          'idx_sms_messages_recipient: messages with a sid only (072)');
+PREPARE first_to(text, uuid) AS SELECT NOT EXISTS (SELECT 1 FROM public.sms_messages o
+    WHERE o.recipient = $1 AND o.id <> $2 AND o.message_sid IS NOT NULL);
+SELECT ok(pg_temp.plan_of('EXECUTE first_to(NULL, NULL)') ~ 'idx_sms_messages_recipient',
+          'the claim''s first_to_number lookup (generic plan) reads the partial recipient index');
+RESET plan_cache_mode;
+RESET enable_seqscan;
+SELECT is((SELECT array_agg(c.relname::text || ':' || array_to_string(c.reloptions, ',') ORDER BY c.relname)
+           FROM pg_class c WHERE c.oid IN ('public.sms_messages'::regclass, 'public.email_messages'::regclass)),
+          ARRAY['email_messages:fillfactor=50', 'sms_messages:fillfactor=50'],
+          'message tables: fillfactor 50, room for the settle''s new version on its page (072)');
 SELECT has_index('public', 'email_clicks', 'idx_email_clicks_message', 'idx_email_clicks_message');
 SELECT is(tests.privs('anon', 'public.sms_messages') || tests.privs('anon', 'public.email_messages')
           || tests.privs('anon', 'public.email_clicks'), '', 'anon has no privilege on the three tables');
