@@ -600,6 +600,11 @@ static bool conn_reply(smtp_conn_t *k, long long deadline)
         }
         if (k->inlen == sizeof(k->in))
             return false;
+        /* In the clear nothing is buffered below us: wait first (the reply
+         * is rarely there yet) instead of a recv that says EAGAIN. Over TLS,
+         * OpenSSL may hold a record already read: recv first. */
+        if (!k->tls && !conn_wait(k, false, deadline))
+            return false;
         size_t got = 0;
         CURLcode rc = curl_easy_recv(k->curl, k->in + k->inlen, sizeof(k->in) - k->inlen, &got);
         if (rc == CURLE_AGAIN) {
