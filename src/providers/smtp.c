@@ -1,7 +1,9 @@
 /*
- * The SMTP provider (smtp.h): RFC 5322 messages and their delivery through
- * libcurl's SMTP client, which does the protocol, STARTTLS, TLS and AUTH. The
- * only hand-written part is the message text: libcurl's MIME API builds
+ * The SMTP provider (smtp.h): RFC 5322 messages and their delivery. Auth's
+ * mails (smtp_send) go through libcurl's SMTP client, which does the
+ * protocol, STARTTLS, TLS and AUTH; the send engine's batches through our own
+ * transactions on a connection libcurl opened (below: pipelined when the
+ * server allows). The message text is hand-written: libcurl's MIME API builds
  * bodies but neither RFC 2047 display names nor Message-ID and Date in the
  * form we want, and the message must be testable without a server.
  */
@@ -411,9 +413,7 @@ typedef struct smtp_provider {
     email_provider_t base; /* first: the seam's view */
     char url[1024];
     long timeout_seconds;
-    CURL *curl;        /* libcurl's conversation (TLS): its connection is reused */
-    smtp_conn_t *conn; /* our own conversation's connection (in the clear) */
-    bool tls;          /* the server speaks TLS: libcurl's conversation only */
+    smtp_conn_t *conn; /* the batch's connection, reused across batches */
 } smtp_provider_t;
 
 provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
@@ -459,8 +459,9 @@ provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
  * PIPELINING advertised, MAIL, RCPT and DATA go in one write, and the next
  * message's three follow the previous body's final dot: one round trip per
  * message. Without PIPELINING the commands go one at a time, as libcurl's
- * would. TLS connections (smtps://, or STARTTLS when offered) keep
- * libcurl's own conversation: ours is tested in the clear only. */
+ * would. Over TLS (smtps://, or STARTTLS when offered) the same: libcurl's
+ * TLS layer carries our bytes (test_smtp_conv speaks both to its own
+ * server). */
 
 long smtp_reply_parse(const char *buf, size_t len, int *code)
 {
@@ -504,6 +505,13 @@ bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len)
         return false;
     bool crlf = len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n';
     return cd_buf_adds(out, crlf || len == 0 ? ".\r\n" : "\r\n.\r\n");
+}
+
+static const char *test_cainfo; /* smtp_test_set_cainfo */
+
+void smtp_test_set_cainfo(const char *path)
+{
+    test_cainfo = path;
 }
 
 typedef struct smtp_conn {
@@ -651,6 +659,9 @@ static smtp_conn_t *conn_open(const char *url, long timeout_seconds, CURLcode *r
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    if (test_cainfo)
+        curl_easy_setopt(c, CURLOPT_CAINFO, test_cainfo);
+    k->tls = strncmp(url, "smtps://", 8) == 0;
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
@@ -809,43 +820,6 @@ static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool
     cd_buf_free(&out);
 }
 
-/* One batch on libcurl's conversation, one transfer a message. */
-static void libcurl_batch(smtp_provider_t *sp, const provider_email_t *msgs, size_t n,
-                          provider_email_result_t *results)
-{
-    for (size_t i = 0; i < n; i++) {
-        const provider_email_t *e = &msgs[i];
-        provider_email_result_t *r = &results[i];
-        memset(r, 0, sizeof(*r));
-        smtp_message_t m = {.from_name = e->from_name,
-                            .from = e->from,
-                            .to = e->to,
-                            .subject = e->subject,
-                            .text = e->text,
-                            .html = e->html,
-                            .headers = e->headers,
-                            .nheaders = e->nheaders};
-        bool formatted = false;
-        long code = 0;
-        if (!sp->curl)
-            sp->curl = curl_easy_init();
-        CURLcode rc = sp->curl
-                          ? deliver(sp->curl, sp->url, &m, sp->timeout_seconds, r->provider_id,
-                                    sizeof(r->provider_id), &formatted, r->error, sizeof(r->error))
-                          : CURLE_OUT_OF_MEMORY;
-        if (sp->curl)
-            curl_easy_getinfo(sp->curl, CURLINFO_RESPONSE_CODE, &code);
-        r->outcome = smtp_classify(rc, code, formatted || !sp->curl);
-        if (rc == CURLE_OUT_OF_MEMORY && !r->error[0])
-            snprintf(r->error, sizeof(r->error), "out of memory");
-        if (rc != CURLE_OK && sp->curl) {
-            /* A broken conversation leaves nothing worth reusing. */
-            curl_easy_cleanup(sp->curl);
-            sp->curl = NULL;
-        }
-    }
-}
-
 static smtp_message_t to_message(const provider_email_t *e)
 {
     return (smtp_message_t){.from_name = e->from_name,
@@ -862,22 +836,6 @@ static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t
                                      provider_email_result_t *results)
 {
     smtp_provider_t *sp = (smtp_provider_t *)p;
-    if (!sp->tls && !sp->conn && strncmp(sp->url, "smtps://", 8) != 0) {
-        /* the first connection tells whether STARTTLS is in use */
-        CURLcode rc;
-        char err[PROVIDER_ERROR_MAX];
-        sp->conn = conn_open(sp->url, sp->timeout_seconds, &rc, err, sizeof(err));
-        if (sp->conn && sp->conn->tls) {
-            sp->tls = true;
-            conn_close(&sp->conn, false);
-        }
-    } else if (strncmp(sp->url, "smtps://", 8) == 0) {
-        sp->tls = true;
-    }
-    if (sp->tls) {
-        libcurl_batch(sp, msgs, n, results);
-        return;
-    }
     smtp_message_t ms[PROVIDER_BATCH_MAX];
     bool fmt[PROVIDER_BATCH_MAX];
     cd_buf_t bodies[PROVIDER_BATCH_MAX];
@@ -899,8 +857,6 @@ static void smtp_provider_close(email_provider_t *p)
 {
     smtp_provider_t *sp = (smtp_provider_t *)p;
     conn_close(&sp->conn, false);
-    if (sp->curl)
-        curl_easy_cleanup(sp->curl);
     free(sp);
 }
 

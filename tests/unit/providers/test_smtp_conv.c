@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "providers/provider.h"
 #include "providers/smtp.h"
@@ -78,14 +81,27 @@ typedef struct fake {
     int connections;     /* accepted so far */
     int accepted;        /* messages taken */
     int pipelined_reads; /* reads that held MAIL FROM and DATA together */
+    SSL_CTX *tls;        /* offers STARTTLS when set */
+    bool implicit;       /* with tls: TLS from the start (smtps://) */
+    int tls_sessions;    /* STARTTLS handshakes done */
     char last_data[8192];
 } fake_t;
 
-static bool sendall(int fd, const char *s)
+typedef struct io {
+    int fd;
+    SSL *ssl;
+} io_t;
+
+static ssize_t io_recv(io_t *io, char *p, size_t n)
+{
+    return io->ssl ? SSL_read(io->ssl, p, (int)n) : recv(io->fd, p, n, 0);
+}
+
+static bool sendall(io_t *io, const char *s)
 {
     size_t n = strlen(s);
     while (n > 0) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        ssize_t w = io->ssl ? SSL_write(io->ssl, s, (int)n) : send(io->fd, s, n, MSG_NOSIGNAL);
         if (w <= 0)
             return false;
         s += w;
@@ -97,7 +113,7 @@ static bool sendall(int fd, const char *s)
 /* One connection: line by line from a buffer, so pipelined commands are
  * served in order. Recipients: "reject..." 550, "later..." 451,
  * "drop..." the connection closes at the end of its data (no reply). */
-static void serve(fake_t *f, int fd)
+static void serve(fake_t *f, io_t *io)
 {
     char buf[65536];
     size_t len = 0;
@@ -105,10 +121,10 @@ static void serve(fake_t *f, int fd)
     int rcpts = 0;
     size_t dlen = 0;
     char dbuf[8192];
-    if (!sendall(fd, "220 fake ESMTP\r\n"))
+    if (!sendall(io, "220 fake ESMTP\r\n"))
         return;
     for (;;) {
-        ssize_t r = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
+        ssize_t r = io_recv(io, buf + len, sizeof(buf) - len - 1);
         if (r <= 0)
             return;
         buf[len + (size_t)r] = '\0';
@@ -149,8 +165,22 @@ static void serve(fake_t *f, int fd)
                     continue;
                 }
             } else if (strncmp(line, "EHLO", 4) == 0) {
+                if (f->tls && !io->ssl && !sendall(io, "250-STARTTLS\r\n"))
+                    return;
                 reply = f->pipelining ? "250-fake\r\n250-PIPELINING\r\n250 HELP\r\n"
                                       : "250-fake\r\n250 HELP\r\n";
+            } else if (strncmp(line, "STARTTLS", 8) == 0 && f->tls && !io->ssl) {
+                if (!sendall(io, "220 go ahead\r\n"))
+                    return;
+                io->ssl = SSL_new(f->tls);
+                SSL_set_fd(io->ssl, io->fd);
+                if (SSL_accept(io->ssl) != 1)
+                    return;
+                pthread_mutex_lock(&f->mu);
+                f->tls_sessions++;
+                pthread_mutex_unlock(&f->mu);
+                len = 0; /* RFC 3207: nothing from before the handshake counts */
+                continue;
             } else if (strncmp(line, "MAIL FROM:", 10) == 0) {
                 rcpts = 0;
                 drop = false;
@@ -175,12 +205,12 @@ static void serve(fake_t *f, int fd)
                 rcpts = 0;
                 reply = "250 OK\r\n";
             } else if (strncmp(line, "QUIT", 4) == 0) {
-                sendall(fd, "221 bye\r\n");
+                sendall(io, "221 bye\r\n");
                 return;
             } else {
                 reply = "500 what\r\n";
             }
-            if (!sendall(fd, reply))
+            if (!sendall(io, reply))
                 return;
         }
     }
@@ -197,7 +227,21 @@ static void *fake_main(void *arg)
         f->cfd = fd;
         f->connections++;
         pthread_mutex_unlock(&f->mu);
-        serve(f, fd);
+        io_t io = {.fd = fd};
+        if (f->implicit) {
+            io.ssl = SSL_new(f->tls);
+            SSL_set_fd(io.ssl, fd);
+            if (SSL_accept(io.ssl) == 1) {
+                pthread_mutex_lock(&f->mu);
+                f->tls_sessions++;
+                pthread_mutex_unlock(&f->mu);
+                serve(f, &io);
+            }
+        } else {
+            serve(f, &io);
+        }
+        if (io.ssl)
+            SSL_free(io.ssl);
         pthread_mutex_lock(&f->mu);
         if (f->cfd == fd)
             f->cfd = -1;
@@ -247,7 +291,7 @@ static void fake_stop(fake_t *f)
 static email_provider_t *open_provider(const fake_t *f)
 {
     char url[64], err[256];
-    snprintf(url, sizeof(url), "smtp://127.0.0.1:%d", f->port);
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d", f->implicit ? "smtps" : "smtp", f->port);
     provider_settings_t s = {.smtp_url = url, .timeout_seconds = 5};
     email_provider_t *p = smtp_provider_open(&s, err, sizeof(err));
     assert_non_null(p);
@@ -366,13 +410,88 @@ static void test_no_server(void **state)
     p->ops->close(p);
 }
 
+/* A key and a certificate for 127.0.0.1 (openssl's command line), the
+ * certificate being its own CA. */
+static char tls_dir[64], tls_ca[128];
+
+static SSL_CTX *tls_server_ctx(void)
+{
+    snprintf(tls_dir, sizeof(tls_dir), "/tmp/cd-smtp-tls-XXXXXX");
+    assert_non_null(mkdtemp(tls_dir));
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout %s/key.pem -out %s/cert.pem "
+             ">/dev/null 2>&1",
+             tls_dir, tls_dir);
+    assert_int_equal(system(cmd), 0);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(ctx);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/cert.pem", tls_dir);
+    assert_int_equal(SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM), 1);
+    snprintf(tls_ca, sizeof(tls_ca), "%s", path);
+    smtp_test_set_cainfo(tls_ca);
+    snprintf(path, sizeof(path), "%s/key.pem", tls_dir);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM), 1);
+    return ctx;
+}
+
+/* The same conversation over libcurl's TLS (STARTTLS or smtps://),
+ * pipelined, with a refusal, a break after the 354 and an idle close. */
+static void tls_conversation(bool implicit)
+{
+    SSL_CTX *ctx = tls_server_ctx();
+    fake_t *f = fake_start(true);
+    f->tls = ctx;
+    f->implicit = implicit;
+    email_provider_t *p = open_provider(f);
+    const char *to[] = {"a@x.test", "reject@x.test", "b@x.test", "drop@x.test", "c@x.test"};
+    provider_email_result_t res[5];
+    send_to(p, to, 5, res);
+    assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
+    assert_int_equal(res[1].outcome, PROVIDER_PERMFAIL);
+    assert_int_equal(res[2].outcome, PROVIDER_ACCEPTED);
+    assert_int_equal(res[3].outcome, PROVIDER_UNKNOWN);
+    assert_int_equal(res[4].outcome, PROVIDER_ACCEPTED);
+    fake_drop(f);
+    send_to(p, to, 1, res);
+    assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
+    p->ops->close(p);
+    assert_int_equal(f->accepted, 4);
+    assert_int_equal(f->connections, 3);
+    assert_int_equal(f->tls_sessions, 3);
+    assert_true(f->pipelined_reads >= 1);
+    assert_non_null(strstr(f->last_data, "\r\nTo: <a@x.test>\r\n"));
+    fake_stop(f);
+    SSL_CTX_free(ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_starttls(void **state)
+{
+    (void)state;
+    tls_conversation(false);
+}
+
+/* smtps://: TLS from the start, the same conversation. */
+static void test_implicit_tls(void **state)
+{
+    (void)state;
+    tls_conversation(true);
+}
+
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* the server's SSL_write to a closed peer */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reply_parse),       cmocka_unit_test(test_dot_stuff),
         cmocka_unit_test(test_pipelined),         cmocka_unit_test(test_one_at_a_time),
         cmocka_unit_test(test_broken_after_data), cmocka_unit_test(test_idle_close),
-        cmocka_unit_test(test_no_server),
+        cmocka_unit_test(test_no_server),         cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_implicit_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
