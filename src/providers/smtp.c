@@ -521,7 +521,7 @@ typedef struct smtp_conn {
     bool tls;        /* STARTTLS was sent */
     bool used;       /* has carried a message */
     size_t inlen;
-    char in[2 * SMTP_REPLY_LINE_MAX + 8];
+    char in[16 * 1024];                /* a whole multi-line reply must fit */
     int code;                          /* the last reply's code */
     char text[PROVIDER_ERROR_MAX / 2]; /* its first line, printable */
 } smtp_conn_t;
