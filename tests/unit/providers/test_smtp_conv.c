@@ -187,6 +187,9 @@ static void serve(fake_t *f, io_t *io)
                 reply = "250 OK\r\n";
             } else if (strncmp(line, "RCPT TO:<reject", 15) == 0) {
                 reply = "550 5.1.1 no such user\r\n";
+            } else if (strncmp(line, "RCPT TO:<multi", 14) == 0) {
+                rcpts++;
+                reply = "250-recipient\r\n250-accepted\r\n250 over lines\r\n";
             } else if (strncmp(line, "RCPT TO:<later", 14) == 0) {
                 reply = "451 4.3.0 try later\r\n";
             } else if (strncmp(line, "RCPT TO:", 8) == 0) {
@@ -316,9 +319,10 @@ static void refusals(bool pipelining)
 {
     fake_t *f = fake_start(pipelining);
     email_provider_t *p = open_provider(f);
-    const char *to[] = {"a@x.test", "reject@x.test", "later@x.test", "no-at-sign", "b@x.test"};
-    provider_email_result_t res[5];
-    send_to(p, to, 5, res);
+    const char *to[] = {"a@x.test",   "reject@x.test", "later@x.test",
+                        "no-at-sign", "multi@x.test",  "b@x.test"};
+    provider_email_result_t res[6];
+    send_to(p, to, 6, res);
     assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
     assert_non_null(strchr(res[0].provider_id, '@'));
     assert_int_equal(res[1].outcome, PROVIDER_PERMFAIL);
@@ -326,9 +330,10 @@ static void refusals(bool pipelining)
     assert_int_equal(res[2].outcome, PROVIDER_TEMPFAIL);
     assert_non_null(strstr(res[2].error, "451"));
     assert_int_equal(res[3].outcome, PROVIDER_PERMFAIL); /* never formatted */
-    assert_int_equal(res[4].outcome, PROVIDER_ACCEPTED);
+    assert_int_equal(res[4].outcome, PROVIDER_ACCEPTED); /* a multi-line reply */
+    assert_int_equal(res[5].outcome, PROVIDER_ACCEPTED);
     p->ops->close(p);
-    assert_int_equal(f->accepted, 2);
+    assert_int_equal(f->accepted, 3);
     assert_int_equal(f->connections, 1);
     if (pipelining)
         assert_true(f->pipelined_reads >= 1);
