@@ -80,6 +80,7 @@ export async function startSmtpSink({ port: fixedPort, pipelining = true } = {})
   const forAddress = (to) => all().filter((m) => m.to.some((t) => t.toLowerCase() === to.toLowerCase()));
   return {
     port,
+    pid: child.pid,
     dir,
     url: `smtp://127.0.0.1:${port}`,
     all,
