@@ -83,6 +83,8 @@ typedef struct fake {
     int pipelined_reads; /* reads that held MAIL FROM and DATA together */
     SSL_CTX *tls;        /* offers STARTTLS when set */
     bool implicit;       /* with tls: TLS from the start (smtps://) */
+    bool auth;           /* offers AUTH PLAIN (user "user", password "pass") and requires it */
+    int logins;          /* AUTH PLAIN accepted */
     int tls_sessions;    /* STARTTLS handshakes done */
     char last_data[8192];
 } fake_t;
@@ -117,7 +119,7 @@ static void serve(fake_t *f, io_t *io)
 {
     char buf[65536];
     size_t len = 0;
-    bool data = false, drop = false;
+    bool data = false, drop = false, authed = false, auth_wait = false;
     int rcpts = 0;
     size_t dlen = 0;
     char dbuf[8192];
@@ -144,7 +146,29 @@ static void serve(fake_t *f, io_t *io)
             len -= ll;
             buf[len] = '\0';
             const char *reply = NULL;
-            if (data) {
+            if (auth_wait) {
+                auth_wait = false;
+                authed = strcmp(line, "AHVzZXIAcGFzcw==\r\n") == 0; /* "\0user\0pass" */
+                if (authed) {
+                    pthread_mutex_lock(&f->mu);
+                    f->logins++;
+                    pthread_mutex_unlock(&f->mu);
+                }
+                reply = authed ? "235 2.7.0 ok\r\n" : "535 5.7.8 bad credentials\r\n";
+            } else if (strncmp(line, "AUTH PLAIN", 10) == 0 && f->auth) {
+                if (strlen(line) > 12) { /* the initial response on the same line */
+                    authed = strcmp(line + 11, "AHVzZXIAcGFzcw==\r\n") == 0;
+                    pthread_mutex_lock(&f->mu);
+                    f->logins += authed;
+                    pthread_mutex_unlock(&f->mu);
+                    reply = authed ? "235 2.7.0 ok\r\n" : "535 5.7.8 bad credentials\r\n";
+                } else {
+                    auth_wait = true;
+                    reply = "334 \r\n";
+                }
+            } else if (f->auth && !authed && strncmp(line, "MAIL FROM:", 10) == 0) {
+                reply = "530 5.7.0 authentication required\r\n";
+            } else if (data) {
                 if (strcmp(line, ".\r\n") == 0) {
                     data = false;
                     if (drop)
@@ -166,6 +190,8 @@ static void serve(fake_t *f, io_t *io)
                 }
             } else if (strncmp(line, "EHLO", 4) == 0) {
                 if (f->tls && !io->ssl && !sendall(io, "250-STARTTLS\r\n"))
+                    return;
+                if (f->auth && !sendall(io, "250-AUTH PLAIN\r\n"))
                     return;
                 reply = f->pipelining ? "250-fake\r\n250-PIPELINING\r\n250 HELP\r\n"
                                       : "250-fake\r\n250 HELP\r\n";
@@ -291,14 +317,20 @@ static void fake_stop(fake_t *f)
     free(f);
 }
 
-static email_provider_t *open_provider(const fake_t *f)
+static email_provider_t *open_provider_as(const fake_t *f, const char *login)
 {
-    char url[64], err[256];
-    snprintf(url, sizeof(url), "%s://127.0.0.1:%d", f->implicit ? "smtps" : "smtp", f->port);
+    char url[128], err[256];
+    snprintf(url, sizeof(url), "%s://%s127.0.0.1:%d", f->implicit ? "smtps" : "smtp", login,
+             f->port);
     provider_settings_t s = {.smtp_url = url, .timeout_seconds = 5};
     email_provider_t *p = smtp_provider_open(&s, err, sizeof(err));
     assert_non_null(p);
     return p;
+}
+
+static email_provider_t *open_provider(const fake_t *f)
+{
+    return open_provider_as(f, "");
 }
 
 static void send_to(email_provider_t *p, const char *const *to, size_t n,
@@ -488,6 +520,31 @@ static void test_implicit_tls(void **state)
     tls_conversation(true);
 }
 
+/* AUTH from the URL's user and password: libcurl logs in before our
+ * transactions; a wrong password is a temporary failure, nothing sent. */
+static void test_auth(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(true);
+    f->auth = true;
+    email_provider_t *p = open_provider_as(f, "user:pass@");
+    const char *to[] = {"a@x.test", "b@x.test"};
+    provider_email_result_t res[2];
+    send_to(p, to, 2, res);
+    assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
+    assert_int_equal(res[1].outcome, PROVIDER_ACCEPTED);
+    p->ops->close(p);
+    assert_int_equal(f->logins, 1);
+    assert_int_equal(f->accepted, 2);
+    p = open_provider_as(f, "user:wrong@");
+    send_to(p, to, 1, res);
+    assert_int_equal(res[0].outcome, PROVIDER_TEMPFAIL);
+    assert_null(strstr(res[0].error, "wrong"));
+    p->ops->close(p);
+    assert_int_equal(f->accepted, 2);
+    fake_stop(f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the server's SSL_write to a closed peer */
@@ -496,7 +553,7 @@ int main(void)
         cmocka_unit_test(test_pipelined),         cmocka_unit_test(test_one_at_a_time),
         cmocka_unit_test(test_broken_after_data), cmocka_unit_test(test_idle_close),
         cmocka_unit_test(test_no_server),         cmocka_unit_test(test_starttls),
-        cmocka_unit_test(test_implicit_tls),
+        cmocka_unit_test(test_implicit_tls),      cmocka_unit_test(test_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
