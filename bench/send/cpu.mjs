@@ -63,6 +63,12 @@ export function cpuSeconds(serverPid, dataDir) {
   return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK, minflt: me ? me.minflt : 0 };
 }
 
+/** CPU seconds a process (all its threads) has used so far, e.g. the SMTP sink's. */
+export function processCpuSeconds(pid) {
+  const s = stat(pid);
+  return s ? s.self / TICK : 0;
+}
+
 /** CPU µs per message between two readings. */
 export function usPerMessage(before, after, n) {
   return {

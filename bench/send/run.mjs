@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
-import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
+import { cpuSeconds, processCpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
@@ -62,6 +62,14 @@ let clock;
 let mine;
 let replayed;
 const ceilings = [];
+// The sink's own CPU per message: during campaignd's timed send and during each replay.
+const sinkCpu = { campaignd: 0, minimal_client: [] };
+const timedReplay = (list) => {
+  const c0 = processCpuSeconds(sink.pid);
+  const s = replay(list);
+  sinkCpu.minimal_client.push(Math.round(((processCpuSeconds(sink.pid) - c0) * 1e6) / replayed.length));
+  return s;
+};
 const jsonFiles = () => new Set(fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')));
 // The minimal client replays the listed messages on the same sink; its wall time in s.
 const replay = (list) => {
@@ -112,7 +120,7 @@ try {
   fs.writeFileSync(list, replayed.join('\n'));
   // 2. the ceiling before (once the first send's tail has settled, as before the timed send)
   await settleStats();
-  ceilings.push(replay(list));
+  ceilings.push(timedReplay(list));
   // 3. campaignd, timed
   const c = await campaign('bench');
   await settleStats();
@@ -122,9 +130,11 @@ try {
   const rss0 = rssKiB(server.process.pid);
   const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
   let peak = rss0;
+  const sink0 = processCpuSeconds(sink.pid);
   const t0 = process.hrtime.bigint();
   await send(c, seen.size, () => { peak = Math.max(peak, rssKiB(server.process.pid)); });
   engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  sinkCpu.campaignd = Math.round(((processCpuSeconds(sink.pid) - sink0) * 1e6) / N);
   cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
   load = os.loadavg()[0];
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
@@ -133,7 +143,7 @@ try {
   work = workPerMessage(work0, await workCounters(sql, server), N);
   clock = await workerClock(server, N, 15000, since);
   // 4. the ceiling after
-  ceilings.push(replay(list));
+  ceilings.push(timedReplay(list));
 } finally {
   await server.stop();
 }
@@ -152,6 +162,6 @@ console.log(JSON.stringify({
   minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
   minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
   ratio: +((sent / engine) / mean).toFixed(2),
-  cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
+  cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

@@ -1,16 +1,22 @@
 /*
- * The SMTP provider (smtp.h): RFC 5322 messages and their delivery through
- * libcurl's SMTP client, which does the protocol, STARTTLS, TLS and AUTH. The
- * only hand-written part is the message text: libcurl's MIME API builds
+ * The SMTP provider (smtp.h): RFC 5322 messages and their delivery. Auth's
+ * mails (smtp_send) go through libcurl's SMTP client, which does the
+ * protocol, STARTTLS, TLS and AUTH; the send engine's batches through our own
+ * transactions on a connection libcurl opened (below: pipelined when the
+ * server allows). The message text is hand-written: libcurl's MIME API builds
  * bodies but neither RFC 2047 display names nor Message-ID and Date in the
  * form we want, and the message must be testable without a server.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "providers/smtp.h"
@@ -401,11 +407,13 @@ bool smtp_send(const char *url, const smtp_message_t *m, long timeout_seconds, c
 
 /* ------------------------------------------------- the e-mail provider */
 
+typedef struct smtp_conn smtp_conn_t;
+
 typedef struct smtp_provider {
     email_provider_t base; /* first: the seam's view */
     char url[1024];
     long timeout_seconds;
-    CURL *curl; /* one handle for the whole batch: its connection is reused */
+    smtp_conn_t *conn; /* the batch's connection, reused across batches */
 } smtp_provider_t;
 
 provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
@@ -441,15 +449,380 @@ provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted)
     return reply_code == 354 ? PROVIDER_UNKNOWN : PROVIDER_TEMPFAIL;
 }
 
-static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t *msgs, size_t n,
-                                     provider_email_result_t *results)
+/* ------------------------------------------ the campaign conversation */
+
+/* The send engine's conversation is our own, on a connection libcurl opens
+ * (CURLOPT_CONNECT_ONLY: greeting, EHLO, AUTH) and then hands over through
+ * curl_easy_send / curl_easy_recv. libcurl's SMTP client waits for every
+ * reply (MAIL, RCPT, DATA, the body: four round trips per message) and
+ * checks the connection with extra polls around each; with RFC 2920
+ * PIPELINING advertised, MAIL, RCPT and DATA go in one write, and the next
+ * message's three follow the previous body's final dot: one round trip per
+ * message. Without PIPELINING the commands go one at a time, as libcurl's
+ * would. Over TLS (smtps://, or STARTTLS when offered) the same: libcurl's
+ * TLS layer carries our bytes (test_smtp_conv speaks both to its own
+ * server). */
+
+long smtp_reply_parse(const char *buf, size_t len, int *code)
 {
-    smtp_provider_t *sp = (smtp_provider_t *)p;
+    size_t pos = 0;
+    for (;;) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t line = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+        if (line > SMTP_REPLY_LINE_MAX)
+            return -1;
+        if (!nl)
+            return 0;
+        const char *l = buf + pos;
+        if (line > 0 && l[line - 1] == '\r')
+            line--;
+        if (line < 3 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
+            l[2] > '9' || (line > 3 && l[3] != '-' && l[3] != ' '))
+            return -1;
+        int c = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+        if (pos > 0 && c != *code)
+            return -1; /* the lines of one reply share its code */
+        *code = c;
+        pos = (size_t)(nl - buf) + 1;
+        if (line == 3 || l[3] == ' ')
+            return (long)pos;
+    }
+}
+
+bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len)
+{
+    /* RFC 5321 4.5.2: a line that starts with "." gets another; the data
+     * ends with CRLF "." CRLF, a CRLF added when the message lacks one. */
+    size_t from = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (msg[i] == '.' && (i == 0 || msg[i - 1] == '\n')) {
+            if (!cd_buf_add(out, msg + from, i - from) || !cd_buf_adds(out, "."))
+                return false;
+            from = i;
+        }
+    }
+    if (!cd_buf_add(out, msg + from, len - from))
+        return false;
+    bool crlf = len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n';
+    return cd_buf_adds(out, crlf || len == 0 ? ".\r\n" : "\r\n.\r\n");
+}
+
+static const char *test_cainfo; /* smtp_test_set_cainfo */
+
+void smtp_test_set_cainfo(const char *path)
+{
+    test_cainfo = path;
+}
+
+typedef struct smtp_conn {
+    CURL *curl;
+    curl_socket_t fd;
+    bool pipelining; /* the last EHLO reply advertised PIPELINING */
+    bool tls;        /* STARTTLS was sent */
+    bool used;       /* has carried a message */
+    size_t inlen;
+    char in[16 * 1024];                /* a whole multi-line reply must fit */
+    int code;                          /* the last reply's code */
+    char text[PROVIDER_ERROR_MAX / 2]; /* its first line, printable */
+} smtp_conn_t;
+
+/* libcurl's view of the greeting and EHLO: an outgoing EHLO forgets what an
+ * earlier one (before STARTTLS) advertised. */
+static int conn_debug_cb(CURL *c, curl_infotype type, char *data, size_t size, void *userp)
+{
+    (void)c;
+    smtp_conn_t *k = userp;
+    if (type == CURLINFO_HEADER_OUT && size >= 5 && strncasecmp(data, "EHLO ", 5) == 0)
+        k->pipelining = false;
+    else if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "STARTTLS", 8) == 0)
+        k->tls = true;
+    else if (type == CURLINFO_HEADER_IN && size >= 14 &&
+             (strncmp(data, "250-", 4) == 0 || strncmp(data, "250 ", 4) == 0) &&
+             strncasecmp(data + 4, "PIPELINING", 10) == 0 &&
+             (size == 14 || data[14] == '\r' || data[14] == '\n' || data[14] == ' '))
+        k->pipelining = true;
+    return 0;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is readable (or writable) or the deadline passes. */
+static bool conn_wait(smtp_conn_t *k, bool out, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = k->fd, .events = out ? POLLOUT : POLLIN};
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+static bool conn_write(smtp_conn_t *k, const char *p, size_t n, long long deadline)
+{
+    while (n > 0) {
+        size_t w = 0;
+        CURLcode rc = curl_easy_send(k->curl, p, n, &w);
+        if (rc == CURLE_AGAIN) {
+            if (!conn_wait(k, true, deadline))
+                return false;
+            continue;
+        }
+        if (rc != CURLE_OK)
+            return false;
+        p += w;
+        n -= w;
+    }
+    return true;
+}
+
+/* Reads the next reply into k->code and k->text. False when the connection
+ * broke, timed out or spoke something that is not SMTP. */
+static bool conn_reply(smtp_conn_t *k, long long deadline)
+{
+    for (;;) {
+        int code = 0;
+        long used = smtp_reply_parse(k->in, k->inlen, &code);
+        if (used < 0)
+            return false;
+        if (used > 0) {
+            size_t t = 0;
+            for (size_t i = 4; i < (size_t)used && k->in[i] != '\r' && k->in[i] != '\n' &&
+                               t + 1 < sizeof(k->text);
+                 i++)
+                k->text[t++] = (unsigned char)k->in[i] < ' ' || k->in[i] == 0x7f ? ' ' : k->in[i];
+            k->text[t] = '\0';
+            k->code = code;
+            memmove(k->in, k->in + used, k->inlen - (size_t)used);
+            k->inlen -= (size_t)used;
+            return true;
+        }
+        if (k->inlen == sizeof(k->in))
+            return false;
+        /* In the clear nothing is buffered below us: wait first (the reply
+         * is rarely there yet) instead of a recv that says EAGAIN. Over TLS,
+         * OpenSSL may hold a record already read: recv first. */
+        if (!k->tls && !conn_wait(k, false, deadline))
+            return false;
+        size_t got = 0;
+        CURLcode rc = curl_easy_recv(k->curl, k->in + k->inlen, sizeof(k->in) - k->inlen, &got);
+        if (rc == CURLE_AGAIN) {
+            if (!conn_wait(k, false, deadline))
+                return false;
+            continue;
+        }
+        if (rc != CURLE_OK || got == 0)
+            return false;
+        k->inlen += got;
+    }
+}
+
+/* Closes the connection: libcurl says QUIT and waits for the answer, a
+ * second at most when the conversation broke. */
+static void conn_close(smtp_conn_t **kp, bool broke)
+{
+    if (*kp) {
+        if (broke)
+            curl_easy_setopt((*kp)->curl, CURLOPT_SERVER_RESPONSE_TIMEOUT, 1L);
+        curl_easy_cleanup((*kp)->curl);
+        free(*kp);
+        *kp = NULL;
+    }
+}
+
+/* Opens a connection (libcurl: connect, greeting, EHLO, STARTTLS when
+ * offered, AUTH). NULL with err set (no password in it) on failure; *rc is
+ * libcurl's code. */
+static smtp_conn_t *conn_open(const char *url, long timeout_seconds, CURLcode *rc, char *err,
+                              size_t errlen)
+{
+    smtp_conn_t *k = calloc(1, sizeof(*k));
+    *rc = CURLE_OUT_OF_MEMORY;
+    if (!k || !(k->curl = curl_easy_init())) {
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char curl_err[CURL_ERROR_SIZE];
+    curl_err[0] = '\0';
+    CURL *c = k->curl;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    if (test_cainfo)
+        curl_easy_setopt(c, CURLOPT_CAINFO, test_cainfo);
+    k->tls = strncmp(url, "smtps://", 8) == 0;
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
+    /* bounds libcurl's wait for the reply to its QUIT at the close */
+    curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, timeout_seconds);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* the debug callback sees the EHLO reply */
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, conn_debug_cb);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, k);
+    *rc = curl_easy_perform(c);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (*rc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+        fd != CURL_SOCKET_BAD) {
+        k->fd = fd;
+        return k;
+    }
+    if (*rc == CURLE_OK)
+        *rc = CURLE_COULDNT_CONNECT;
+    snprintf(err, errlen, "SMTP delivery failed: %s",
+             *curl_err ? curl_err : curl_easy_strerror(*rc));
+    conn_close(&k, true);
+    return NULL;
+}
+
+static void reply_error(provider_email_result_t *r, const char *step, const smtp_conn_t *k)
+{
+    r->outcome = k->code >= 500 ? PROVIDER_PERMFAIL : PROVIDER_TEMPFAIL;
+    snprintf(r->error, sizeof(r->error), "SMTP delivery failed: %s: %d %s", step, k->code, k->text);
+}
+
+static void broken(provider_email_result_t *r, provider_outcome_t o, const char *step)
+{
+    r->outcome = o;
+    snprintf(r->error, sizeof(r->error), "SMTP delivery failed: %s: connection broken or timed out",
+             step);
+}
+
+static bool add_envelope(cd_buf_t *out, const char *from, const char *to)
+{
+    return cd_buf_printf(out, "MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", from, to);
+}
+
+/* Ends a refused envelope: the data of a non-conforming 354 (an empty
+ * message the server must refuse: it has no recipient) and RSET when the
+ * server took MAIL FROM. False when the connection is no longer usable. */
+static bool reset_refused(smtp_conn_t *k, bool mail_ok, bool data_open, long long deadline)
+{
+    if (data_open && (!conn_write(k, ".\r\n", 3, deadline) || !conn_reply(k, deadline)))
+        return false;
+    if (mail_ok &&
+        (!conn_write(k, "RSET\r\n", 6, deadline) || !conn_reply(k, deadline) || k->code / 100 != 2))
+        return false;
+    return true;
+}
+
+/* The envelope of m on k, up to the server's go-ahead for its data. sent:
+ * its commands went out already (behind the previous message's data).
+ * Returns 1 at the go-ahead (354); 0 when the server refused (r filled);
+ * -1 when the connection broke or must close (r filled when the server had
+ * refused first), *replies counting the replies read. */
+static int envelope(smtp_conn_t *k, const smtp_message_t *m, bool sent, cd_buf_t *out,
+                    long long deadline, provider_email_result_t *r, int *replies)
+{
+    static const char *const step[] = {"MAIL FROM", "RCPT TO", "DATA"};
+    int codes[3] = {0, 0, 0};
+    int failed = -1; /* the first step refused */
+    if (k->pipelining && !sent) {
+        cd_buf_reset(out);
+        if (!add_envelope(out, m->from, m->to) || !conn_write(k, out->data, out->len, deadline))
+            return -1;
+    }
+    for (int s = 0; s < 3 && (k->pipelining || failed < 0); s++) {
+        if (!k->pipelining) {
+            cd_buf_reset(out);
+            bool ok = s == 0   ? cd_buf_printf(out, "MAIL FROM:<%s>\r\n", m->from)
+                      : s == 1 ? cd_buf_printf(out, "RCPT TO:<%s>\r\n", m->to)
+                               : cd_buf_adds(out, "DATA\r\n");
+            if (!ok || !conn_write(k, out->data, out->len, deadline))
+                return -1;
+        }
+        if (!conn_reply(k, deadline))
+            return -1;
+        (*replies)++;
+        codes[s] = k->code;
+        if (failed < 0 && (s < 2 ? k->code / 100 != 2 : k->code != 354)) {
+            failed = s;
+            reply_error(r, step[s], k);
+        }
+    }
+    if (failed < 0)
+        return 1;
+    return reset_refused(k, codes[0] / 100 == 2, codes[2] == 354, deadline) ? 0 : -1;
+}
+
+/* One batch on our own conversation; formatted messages in bodies[]. */
+static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool *fmt,
+                       cd_buf_t *bodies, size_t n, provider_email_result_t *results)
+{
+    cd_buf_t out;
+    cd_buf_init(&out, 2 * SMTP_MESSAGE_MAX + 1024);
+    bool sent = false; /* the envelope of message i went out behind i - 1 */
     for (size_t i = 0; i < n; i++) {
-        const provider_email_t *e = &msgs[i];
         provider_email_result_t *r = &results[i];
-        memset(r, 0, sizeof(*r));
-        smtp_message_t m = {.from_name = e->from_name,
+        if (!fmt[i]) {
+            r->outcome = PROVIDER_PERMFAIL; /* smtp_format said why */
+            continue;
+        }
+        long long deadline = mono_ms() + (long long)sp->timeout_seconds * 1000;
+        for (int attempt = 0;; attempt++) {
+            if (!sp->conn) {
+                CURLcode rc;
+                sp->conn = conn_open(sp->url, sp->timeout_seconds, &rc, r->error, sizeof(r->error));
+                if (!sp->conn) {
+                    r->outcome = smtp_classify(rc, 0, true);
+                    break;
+                }
+            }
+            smtp_conn_t *k = sp->conn;
+            /* a connection that waited since its last message may have been
+             * closed by the server: nothing of this message reached it */
+            bool reused = k->used && !sent;
+            int replies = 0;
+            int e = envelope(k, &ms[i], sent, &out, deadline, r, &replies);
+            sent = false;
+            if (e < 0) {
+                conn_close(&sp->conn, true);
+                if (reused && replies == 0 && attempt == 0)
+                    continue;
+                if (replies == 0 || !r->error[0])
+                    broken(r, PROVIDER_TEMPFAIL, "MAIL FROM");
+                break;
+            }
+            if (e == 0)
+                break;
+            /* 354: the data, and the next message's envelope behind it */
+            cd_buf_reset(&out);
+            bool ok = smtp_dot_stuff(&out, bodies[i].data, bodies[i].len);
+            bool next = ok && k->pipelining && i + 1 < n && fmt[i + 1] &&
+                        add_envelope(&out, ms[i + 1].from, ms[i + 1].to);
+            if (!ok || !conn_write(k, out.data, out.len, deadline) || !conn_reply(k, deadline)) {
+                conn_close(&sp->conn, true);
+                broken(r, PROVIDER_UNKNOWN, "end of data");
+                break;
+            }
+            k->used = true;
+            sent = next;
+            if (k->code / 100 == 2)
+                r->outcome = PROVIDER_ACCEPTED;
+            else
+                reply_error(r, "end of data", k);
+            break;
+        }
+    }
+    cd_buf_free(&out);
+}
+
+static smtp_message_t to_message(const provider_email_t *e)
+{
+    return (smtp_message_t){.from_name = e->from_name,
                             .from = e->from,
                             .to = e->to,
                             .subject = e->subject,
@@ -457,32 +830,33 @@ static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t
                             .html = e->html,
                             .headers = e->headers,
                             .nheaders = e->nheaders};
-        bool formatted = false;
-        long code = 0;
-        if (!sp->curl)
-            sp->curl = curl_easy_init();
-        CURLcode rc = sp->curl
-                          ? deliver(sp->curl, sp->url, &m, sp->timeout_seconds, r->provider_id,
-                                    sizeof(r->provider_id), &formatted, r->error, sizeof(r->error))
-                          : CURLE_OUT_OF_MEMORY;
-        if (sp->curl)
-            curl_easy_getinfo(sp->curl, CURLINFO_RESPONSE_CODE, &code);
-        r->outcome = smtp_classify(rc, code, formatted || !sp->curl);
-        if (rc == CURLE_OUT_OF_MEMORY && !r->error[0])
-            snprintf(r->error, sizeof(r->error), "out of memory");
-        if (rc != CURLE_OK && sp->curl) {
-            /* A broken conversation leaves nothing worth reusing. */
-            curl_easy_cleanup(sp->curl);
-            sp->curl = NULL;
-        }
+}
+
+static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t *msgs, size_t n,
+                                     provider_email_result_t *results)
+{
+    smtp_provider_t *sp = (smtp_provider_t *)p;
+    smtp_message_t ms[PROVIDER_BATCH_MAX];
+    bool fmt[PROVIDER_BATCH_MAX];
+    cd_buf_t bodies[PROVIDER_BATCH_MAX];
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof(results[i]));
+        ms[i] = to_message(&msgs[i]);
+        cd_buf_init(&bodies[i], SMTP_MESSAGE_MAX);
+        fmt[i] =
+            smtp_format(&ms[i], now, &bodies[i], results[i].provider_id,
+                        sizeof(results[i].provider_id), results[i].error, sizeof(results[i].error));
     }
+    conv_batch(sp, ms, fmt, bodies, n, results);
+    for (size_t i = 0; i < n; i++)
+        cd_buf_free(&bodies[i]);
 }
 
 static void smtp_provider_close(email_provider_t *p)
 {
     smtp_provider_t *sp = (smtp_provider_t *)p;
-    if (sp->curl)
-        curl_easy_cleanup(sp->curl);
+    conn_close(&sp->conn, false);
     free(sp);
 }
 

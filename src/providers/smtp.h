@@ -75,4 +75,23 @@ CD_MUSTCHECK bool smtp_encode_filename_2231(cd_buf_t *out, const char *name);
  * curl.h out of this header. */
 provider_outcome_t smtp_classify(int rc, long reply_code, bool formatted);
 
+/* Longest reply line the send engine's conversation accepts (RFC 5321: 512). */
+#define SMTP_REPLY_LINE_MAX 1000
+
+/* Parses one SMTP reply (lines "ddd-text", the last "ddd text" or "ddd",
+ * CRLF or LF) at the start of buf[0..len). Returns its length in bytes with
+ * *code set (200..599), 0 when it is not complete yet, -1 when it is not a
+ * reply (a bad code, lines of different codes, a line over
+ * SMTP_REPLY_LINE_MAX). */
+long smtp_reply_parse(const char *buf, size_t len, int *code);
+
+/* Appends msg as the data of an SMTP transaction: lines starting with "."
+ * doubled (RFC 5321 4.5.2), then CRLF "." CRLF (a CRLF added first when msg
+ * does not end with one). False if out is full. */
+CD_MUSTCHECK bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len);
+
+/* Tests only: the CA file the send engine's SMTP connections trust (NULL:
+ * the system's), so a test can speak TLS to its own server. */
+void smtp_test_set_cainfo(const char *path);
+
 #endif

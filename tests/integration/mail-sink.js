@@ -51,11 +51,13 @@ export function parseMessage(raw) {
 }
 
 /** Starts the sink: { port, url, dir, all(), waitFor(to, { after }), count(to), stop() }.
- * With `port`, listens there (a sink restarted where campaignd expects it). */
-export async function startSmtpSink({ port: fixedPort } = {}) {
+ * With `port`, listens there (a sink restarted where campaignd expects it);
+ * `pipelining: false` leaves RFC 2920 PIPELINING out of its EHLO reply. */
+export async function startSmtpSink({ port: fixedPort, pipelining = true } = {}) {
   const dir = makeDataDir('cd-smtp-');
   const args = [path.join(here, 'smtp-sink.py'), dir, ...(fixedPort ? [String(fixedPort)] : [])];
-  const child = spawn('/usr/bin/python3', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const env = { ...process.env, SMTP_SINK_PIPELINING: pipelining ? '1' : '0' };
+  const child = spawn('/usr/bin/python3', args, { stdio: ['pipe', 'pipe', 'inherit'], env });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -78,6 +80,7 @@ export async function startSmtpSink({ port: fixedPort } = {}) {
   const forAddress = (to) => all().filter((m) => m.to.some((t) => t.toLowerCase() === to.toLowerCase()));
   return {
     port,
+    pid: child.pid,
     dir,
     url: `smtp://127.0.0.1:${port}`,
     all,

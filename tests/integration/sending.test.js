@@ -325,6 +325,34 @@ describe('limits, pause, cancel, test sends', () => {
   });
 });
 
+describe('a server without PIPELINING', () => {
+  it('gets every message once, its commands one at a time', async () => {
+    const plain = await startSmtpSink({ pipelining: false });
+    const bare = await startServer({ API_EXTERNAL_URL: 'http://127.0.0.1:1', SMTP_URL: plain.url, EMAIL_FROM: 'news@example.org', EMAIL_RATE_PER_SECOND: '0', JOB_POLL_INTERVAL: '1' });
+    try {
+      const service = client(bare, bare.serviceKey);
+      const email = uniqueEmail('np');
+      noError((await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } })).error);
+      const s = await signIn(bare, email);
+      await sql(bare, `update public.app_settings set postal_address = 'x'`);
+      const to = Array.from({ length: 12 }, (_, i) => `plain-${i}-${tag}@example.com`);
+      noError((await s.client.from('contacts').insert(to.map((e) => ({ email: e, attributes: {} })))).error);
+      const { data: c, error } = await s.client.from('campaigns').insert({ name: 'np', type: 'email', subject: 's', content: '<p>c</p>' }).select().single();
+      noError(error);
+      const r = await request(`${bare.url}/api/campaigns/${c.id}/send`, {
+        method: 'POST', headers: { apikey: bare.anonKey, Authorization: `Bearer ${s.session.access_token}` },
+      });
+      assert.equal(r.status, 200, r.text);
+      await eventually(async () => JSON.parse(await sql(bare, `select row_to_json(c) from public.campaigns c where id = ${lit(c.id)}`)).status === 'sent', 'the campaign being sent');
+      for (const e of to) assert.equal(plain.count(e), 1, e);
+      assert.equal(await sql(bare, `select string_agg(distinct status, ',') from public.email_messages where campaign_id = ${lit(c.id)}`), 'sent');
+    } finally {
+      await bare.stop();
+      await plain.stop();
+    }
+  });
+});
+
 describe('without a provider', () => {
   it('answers 409 provider_not_configured', async () => {
     const bare = await startServer({ API_EXTERNAL_URL: 'http://127.0.0.1:1' });

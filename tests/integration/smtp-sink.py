@@ -6,6 +6,9 @@ Usage: smtp-sink.py DIR [PORT]. Listens on 127.0.0.1 on PORT or a free port, pri
 DIR/<n>.eml (the raw message) with DIR/<n>.json (envelope: from, to). Runs
 until stdin closes or SIGTERM. Offers no STARTTLS: campaignd must send in the
 clear when the server does not offer it (smtp:// with STARTTLS when offered).
+Advertises RFC 2920 PIPELINING (aiosmtpd reads commands from a buffered
+stream, so it serves pipelined commands in order) unless SMTP_SINK_PIPELINING
+is "0" in the environment.
 """
 import json
 import os
@@ -22,6 +25,12 @@ class Recorder:
         self.directory = directory
         self.count = 0
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if os.environ.get("SMTP_SINK_PIPELINING", "1") != "0":
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
