@@ -157,6 +157,23 @@ bool cd_utf8_valid(const unsigned char *s, size_t n)
     return true;
 }
 
+size_t cd_utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n = strlen(s), replaced = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t len = cd_utf8_char_len(p + i, n - i);
+        if (len == 0) {
+            p[i++] = '?';
+            replaced++;
+        } else {
+            i += len;
+        }
+    }
+    return replaced;
+}
+
 bool cd_utf8_count(const char *s, size_t n, size_t *chars)
 {
     const unsigned char *p = (const unsigned char *)s;

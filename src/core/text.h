@@ -48,6 +48,13 @@ size_t cd_utf8_char_len(const unsigned char *s, size_t n);
 /* Whether s[0..n) is entirely valid UTF-8 (see cd_utf8_char_len). */
 bool cd_utf8_valid(const unsigned char *s, size_t n);
 
+/* Makes the NUL-terminated s valid UTF-8 in place: every byte that does not
+ * start a valid sequence (a stray byte, a sequence cut by a truncating copy)
+ * becomes '?'. The length does not change. Returns how many bytes it
+ * replaced. For text from peers (a server's reply) on its way into JSON,
+ * which jansson refuses when it is not UTF-8. */
+size_t cd_utf8_scrub(char *s);
+
 /* Whether s[0..n) is valid UTF-8 without a NUL byte; when it is and chars is
  * not NULL, *chars gets the number of code points. */
 bool cd_utf8_count(const char *s, size_t n, size_t *chars);

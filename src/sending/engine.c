@@ -21,6 +21,7 @@
 
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "jobs/queue.h"
 #include "sending/compose.h"
 #include "sending/engine_internal.h"
@@ -506,12 +507,23 @@ static db_status_t step_edge(job_ctx_t *ctx, sending_run_t *run, batch_t *b, con
     return st;
 }
 
-/* The result of e-mail i as sending.step records it. */
+/* The result of e-mail i as sending.step records it. The provider's texts
+ * come from a peer (an SMTP server's reply may be Latin-1, a truncating copy
+ * may cut a character) and jansson refuses what is not UTF-8: scrubbed, so
+ * that a result is never lost (a lost result would leave the message in
+ * flight until its lease ran out, then `unknown`). */
 static json_t *email_result(const batch_t *b, size_t i)
 {
-    const provider_email_result_t *r = &b->results[i];
-    return json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome", outcome_name(r->outcome),
-                     "provider_id", r->provider_id, "error", r->error);
+    provider_email_result_t r = b->results[i];
+    cd_utf8_scrub(r.provider_id);
+    cd_utf8_scrub(r.error);
+    json_t *out =
+        json_pack("{s:s, s:s, s:s, s:s}", "id", b->ids[i], "outcome", outcome_name(r.outcome),
+                  "provider_id", r.provider_id, "error", r.error);
+    if (!out)
+        log_error("send: the result of message %s could not be recorded (out of memory)",
+                  b->ids[i]);
+    return out;
 }
 
 /* Composes the e-mails of the group [from, from + n) and returns their
@@ -614,11 +626,17 @@ static json_t *send_one_sms(const sending_run_t *run, const batch_t *b, size_t i
                             callback};
         run->sms->ops->send(run->sms, &m, &r);
     }
+    /* the provider's texts as for e-mail (email_result) */
+    cd_utf8_scrub(r.sid);
+    cd_utf8_scrub(r.error);
     /* no price yet: NULL ("not priced", the sms.price job asks later), not 0 (free) */
     json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:s}", "id", b->ids[i], "outcome",
                             outcome_name(r.outcome), "sid", r.sid, "segments", r.segments, "cost",
                             r.priced ? json_real((double)r.cost_micros / 1e6) : json_null(), "body",
                             body.len ? cd_buf_str(&body) : "", "error", r.error);
+    if (!out)
+        log_error("send: the result of message %s could not be recorded (out of memory)",
+                  b->ids[i]);
     cd_buf_free(&body);
     return out;
 }

@@ -104,6 +104,24 @@ static void test_base64url_strict(void **state)
     assert_int_equal(n, 0);
 }
 
+static void test_utf8_scrub(void **state)
+{
+    (void)state;
+    char latin1[] = "550 Empf\xe4nger unbekannt"; /* a Latin-1 reply */
+    assert_int_equal(cd_utf8_scrub(latin1), 1);
+    assert_string_equal(latin1, "550 Empf?nger unbekannt");
+    char cut[] = "caf\xc3"; /* a truncating copy cut the last character */
+    assert_int_equal(cd_utf8_scrub(cut), 1);
+    assert_string_equal(cut, "caf?");
+    char fine[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    assert_int_equal(cd_utf8_scrub(fine), 0);
+    assert_string_equal(fine, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    char surrogate[] = "\xed\xa0\x80x"; /* U+D800 encoded: three stray bytes */
+    assert_int_equal(cd_utf8_scrub(surrogate), 3);
+    assert_string_equal(surrogate, "???x");
+    assert_true(cd_utf8_valid((const unsigned char *)latin1, strlen(latin1)));
+}
+
 static void test_utf8(void **state)
 {
     (void)state;
@@ -215,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_base64url_roundtrip),
         cmocka_unit_test(test_base64url_strict),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_utf8_scrub),
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_json_strings),
     };
