@@ -572,7 +572,8 @@ static bool conn_write(smtp_conn_t *k, const char *p, size_t n, long long deadli
     while (n > 0) {
         size_t w = 0;
         CURLcode rc = curl_easy_send(k->curl, p, n, &w);
-        if (rc == CURLE_AGAIN) {
+        /* nothing taken is a wait too: never spin past the deadline */
+        if (rc == CURLE_AGAIN || (rc == CURLE_OK && w == 0)) {
             if (!conn_wait(k, true, deadline))
                 return false;
             continue;
@@ -599,7 +600,11 @@ static bool conn_reply(smtp_conn_t *k, long long deadline)
             for (size_t i = 4; i < (size_t)used && k->in[i] != '\r' && k->in[i] != '\n' &&
                                t + 1 < sizeof(k->text);
                  i++)
-                k->text[t++] = (unsigned char)k->in[i] < ' ' || k->in[i] == 0x7f ? ' ' : k->in[i];
+                /* RFC 5321 replies are ASCII; a relay's Latin-1 text must not
+                 * reach the result's JSON as invalid UTF-8 */
+                k->text[t++] = (unsigned char)k->in[i] < ' '     ? ' '
+                               : (unsigned char)k->in[i] >= 0x7f ? '?'
+                                                                 : k->in[i];
             k->text[t] = '\0';
             k->code = code;
             memmove(k->in, k->in + used, k->inlen - (size_t)used);
@@ -790,7 +795,9 @@ static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool
             sent = false;
             if (e < 0) {
                 conn_close(&sp->conn, true);
-                if (reused && replies == 0 && attempt == 0)
+                /* once more on a new connection, only when the old one
+                 * failed at once (closed while idle), not by the deadline */
+                if (reused && replies == 0 && attempt == 0 && mono_ms() < deadline)
                     continue;
                 if (replies == 0 || !r->error[0])
                     broken(r, PROVIDER_TEMPFAIL, "MAIL FROM");
@@ -803,7 +810,14 @@ static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool
             bool ok = smtp_dot_stuff(&out, bodies[i].data, bodies[i].len);
             bool next = ok && k->pipelining && i + 1 < n && fmt[i + 1] &&
                         add_envelope(&out, ms[i + 1].from, ms[i + 1].to);
-            if (!ok || !conn_write(k, out.data, out.len, deadline) || !conn_reply(k, deadline)) {
+            if (!ok) { /* nothing of the text left: the server never saw an end */
+                conn_close(&sp->conn, true);
+                r->outcome = PROVIDER_TEMPFAIL;
+                snprintf(r->error, sizeof(r->error),
+                         "SMTP delivery failed: DATA: the message did not fit the send buffer");
+                break;
+            }
+            if (!conn_write(k, out.data, out.len, deadline) || !conn_reply(k, deadline)) {
                 conn_close(&sp->conn, true);
                 broken(r, PROVIDER_UNKNOWN, "end of data");
                 break;

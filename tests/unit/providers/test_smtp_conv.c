@@ -216,6 +216,8 @@ static void serve(fake_t *f, io_t *io)
             } else if (strncmp(line, "RCPT TO:<multi", 14) == 0) {
                 rcpts++;
                 reply = "250-recipient\r\n250-accepted\r\n250 over lines\r\n";
+            } else if (strncmp(line, "RCPT TO:<latin1", 15) == 0) {
+                reply = "550 5.1.1 Empf\xe4nger unbekannt\r\n"; /* Latin-1, not UTF-8 */
             } else if (strncmp(line, "RCPT TO:<later", 14) == 0) {
                 reply = "451 4.3.0 try later\r\n";
             } else if (strncmp(line, "RCPT TO:", 8) == 0) {
@@ -351,10 +353,10 @@ static void refusals(bool pipelining)
 {
     fake_t *f = fake_start(pipelining);
     email_provider_t *p = open_provider(f);
-    const char *to[] = {"a@x.test",   "reject@x.test", "later@x.test",
-                        "no-at-sign", "multi@x.test",  "b@x.test"};
-    provider_email_result_t res[6];
-    send_to(p, to, 6, res);
+    const char *to[] = {"a@x.test",     "reject@x.test", "later@x.test", "no-at-sign",
+                        "multi@x.test", "b@x.test",      "latin1@x.test"};
+    provider_email_result_t res[7];
+    send_to(p, to, 7, res);
     assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
     assert_non_null(strchr(res[0].provider_id, '@'));
     assert_int_equal(res[1].outcome, PROVIDER_PERMFAIL);
@@ -364,6 +366,9 @@ static void refusals(bool pipelining)
     assert_int_equal(res[3].outcome, PROVIDER_PERMFAIL); /* never formatted */
     assert_int_equal(res[4].outcome, PROVIDER_ACCEPTED); /* a multi-line reply */
     assert_int_equal(res[5].outcome, PROVIDER_ACCEPTED);
+    /* a reply's non-ASCII bytes become '?': the result's JSON must be UTF-8 */
+    assert_int_equal(res[6].outcome, PROVIDER_PERMFAIL);
+    assert_non_null(strstr(res[6].error, "RCPT TO: 550 5.1.1 Empf?nger unbekannt"));
     p->ops->close(p);
     assert_int_equal(f->accepted, 3);
     assert_int_equal(f->connections, 1);
