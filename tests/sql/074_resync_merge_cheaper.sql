@@ -8,7 +8,7 @@
 -- rewritten, changed rows updated in place, new keys and keyless rows
 -- inserted, a key held twice by the table updated in both rows and not inserted.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 SELECT ok(bool_and(p.prosecdef AND p.proconfig @> ARRAY['search_path=""']), 'SECURITY DEFINER with a pinned search_path')
 FROM pg_proc p
@@ -106,6 +106,18 @@ SELECT lives_ok(format($$DELETE FROM public.%I WHERE code = 5000$$, :'tbl'), 'se
 SELECT set_config('campaignd.import_merge', 'off', true);
 SELECT is((SELECT count(*)::int FROM public.audit_logs WHERE resource_type = :'tbl') - :audits_before, 3,
           'all three rows are audited');
+
+-- The skip rests on current_user being the owner: only a SECURITY DEFINER
+-- function of the owner runs as the owner for anyone else. Such a function
+-- that turned campaignd.import_merge on around other writes of import tables
+-- would write them unaudited; import_finish_staging must stay the only one
+-- (docs/architecture.md). A new one fails here until it is reviewed.
+RESET ROLE;
+SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)
+           FROM pg_catalog.pg_proc p
+           WHERE p.prosrc ~ $re$set_config\(\s*'campaignd\.import_merge'\s*,\s*'on'$re$),
+          ARRAY['import_finish_staging(uuid,text,text,text[],text[],text,uuid,bigint)'],
+          'import_finish_staging is the only function that turns campaignd.import_merge on');
 
 SELECT * FROM finish();
 ROLLBACK;
