@@ -119,7 +119,7 @@ static void serve(fake_t *f, io_t *io)
 {
     char buf[65536];
     size_t len = 0;
-    bool data = false, drop = false, authed = false, auth_wait = false;
+    bool data = false, drop = false, authed = false, auth_wait = false, silent = false;
     int rcpts = 0;
     size_t dlen = 0;
     char dbuf[8192];
@@ -146,6 +146,8 @@ static void serve(fake_t *f, io_t *io)
             len -= ll;
             buf[len] = '\0';
             const char *reply = NULL;
+            if (silent) /* a server that stopped answering: reads, never replies */
+                continue;
             if (auth_wait) {
                 auth_wait = false;
                 authed = strcmp(line, "AHVzZXIAcGFzcw==\r\n") == 0; /* "\0user\0pass" */
@@ -216,6 +218,9 @@ static void serve(fake_t *f, io_t *io)
             } else if (strncmp(line, "RCPT TO:<multi", 14) == 0) {
                 rcpts++;
                 reply = "250-recipient\r\n250-accepted\r\n250 over lines\r\n";
+            } else if (strncmp(line, "RCPT TO:<silent", 15) == 0) {
+                silent = true;
+                continue;
             } else if (strncmp(line, "RCPT TO:<latin1", 15) == 0) {
                 reply = "550 5.1.1 Empf\xe4nger unbekannt\r\n"; /* Latin-1, not UTF-8 */
             } else if (strncmp(line, "RCPT TO:<later", 14) == 0) {
@@ -319,15 +324,20 @@ static void fake_stop(fake_t *f)
     free(f);
 }
 
-static email_provider_t *open_provider_as(const fake_t *f, const char *login)
+static email_provider_t *open_provider_timeout(const fake_t *f, const char *login, int timeout)
 {
     char url[128], err[256];
     snprintf(url, sizeof(url), "%s://%s127.0.0.1:%d", f->implicit ? "smtps" : "smtp", login,
              f->port);
-    provider_settings_t s = {.smtp_url = url, .timeout_seconds = 5};
+    provider_settings_t s = {.smtp_url = url, .timeout_seconds = timeout};
     email_provider_t *p = smtp_provider_open(&s, err, sizeof(err));
     assert_non_null(p);
     return p;
+}
+
+static email_provider_t *open_provider_as(const fake_t *f, const char *login)
+{
+    return open_provider_timeout(f, login, 5);
 }
 
 static email_provider_t *open_provider(const fake_t *f)
@@ -392,6 +402,37 @@ static void test_one_at_a_time(void **state)
 {
     (void)state;
     refusals(false);
+}
+
+/* A server that stops answering mid-envelope: the message fails temporarily
+ * at the deadline (nothing of its text was sent: it is retried later), the
+ * worker is not held for ever, and the next message goes out once on a new
+ * connection. */
+static void silent(bool pipelining)
+{
+    fake_t *f = fake_start(pipelining);
+    email_provider_t *p = open_provider_timeout(f, "", 1);
+    const char *to[] = {"silent@x.test", "b@x.test"};
+    provider_email_result_t res[2];
+    send_to(p, to, 2, res);
+    assert_int_equal(res[0].outcome, PROVIDER_TEMPFAIL);
+    assert_int_equal(res[1].outcome, PROVIDER_ACCEPTED);
+    p->ops->close(p);
+    assert_int_equal(f->accepted, 1);
+    assert_int_equal(f->connections, 2);
+    fake_stop(f);
+}
+
+static void test_silent_pipelined(void **state)
+{
+    (void)state;
+    silent(true);
+}
+
+static void test_silent_one_at_a_time(void **state)
+{
+    (void)state;
+    silent(false);
 }
 
 /* A connection broken after the server's 354 may have delivered: unknown,
@@ -556,6 +597,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reply_parse),       cmocka_unit_test(test_dot_stuff),
         cmocka_unit_test(test_pipelined),         cmocka_unit_test(test_one_at_a_time),
+        cmocka_unit_test(test_silent_pipelined),  cmocka_unit_test(test_silent_one_at_a_time),
         cmocka_unit_test(test_broken_after_data), cmocka_unit_test(test_idle_close),
         cmocka_unit_test(test_no_server),         cmocka_unit_test(test_starttls),
         cmocka_unit_test(test_implicit_tls),      cmocka_unit_test(test_auth),
