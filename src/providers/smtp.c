@@ -763,16 +763,52 @@ static int envelope(smtp_conn_t *k, const smtp_message_t *m, bool sent, cd_buf_t
     return reset_refused(k, codes[0] / 100 == 2, codes[2] == 354, deadline) ? 0 : -1;
 }
 
-/* One batch on our own conversation; formatted messages in bodies[]. */
-static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool *fmt,
-                       cd_buf_t *bodies, size_t n, provider_email_result_t *results)
+/* A batch's messages, formatted when the conversation first needs them: at
+ * most two at a time (the one being sent and the next, whose envelope rides
+ * behind it), not the whole group. */
+typedef struct {
+    const smtp_message_t *ms;
+    provider_email_result_t *results;
+    long long now;
+    signed char st[PROVIDER_BATCH_MAX]; /* 0 not yet, 1 formatted, -1 refused, 2 done */
+    cd_buf_t bodies[PROVIDER_BATCH_MAX];
+} batch_fmt_t;
+
+/* Whether message i is formatted (formats it on first call; a refusal is in
+ * its result). */
+static bool fmt_ready(batch_fmt_t *f, size_t i)
 {
+    if (f->st[i] == 0) {
+        provider_email_result_t *r = &f->results[i];
+        cd_buf_init(&f->bodies[i], SMTP_MESSAGE_MAX);
+        f->st[i] = smtp_format(&f->ms[i], f->now, &f->bodies[i], r->provider_id,
+                               sizeof(r->provider_id), r->error, sizeof(r->error))
+                       ? 1
+                       : -1;
+        if (f->st[i] < 0)
+            cd_buf_free(&f->bodies[i]);
+    }
+    return f->st[i] == 1;
+}
+
+static void fmt_done(batch_fmt_t *f, size_t i)
+{
+    if (f->st[i] == 1) {
+        cd_buf_free(&f->bodies[i]);
+        f->st[i] = 2;
+    }
+}
+
+/* One batch on our own conversation. */
+static void conv_batch(smtp_provider_t *sp, batch_fmt_t *f, size_t n)
+{
+    const smtp_message_t *ms = f->ms;
     cd_buf_t out;
     cd_buf_init(&out, 2 * SMTP_MESSAGE_MAX + 1024);
     bool sent = false; /* the envelope of message i went out behind i - 1 */
-    for (size_t i = 0; i < n; i++) {
-        provider_email_result_t *r = &results[i];
-        if (!fmt[i]) {
+    for (size_t i = 0; i < n; fmt_done(f, i), i++) {
+        provider_email_result_t *r = &f->results[i];
+        if (!fmt_ready(f, i)) {
             r->outcome = PROVIDER_PERMFAIL; /* smtp_format said why */
             continue;
         }
@@ -807,8 +843,9 @@ static void conv_batch(smtp_provider_t *sp, const smtp_message_t *ms, const bool
                 break;
             /* 354: the data, and the next message's envelope behind it */
             cd_buf_reset(&out);
-            bool ok = smtp_dot_stuff(&out, bodies[i].data, bodies[i].len);
-            bool next = ok && k->pipelining && i + 1 < n && fmt[i + 1] &&
+            bool ok = smtp_dot_stuff(&out, f->bodies[i].data, f->bodies[i].len);
+            fmt_done(f, i); /* its text is in out now */
+            bool next = ok && k->pipelining && i + 1 < n && fmt_ready(f, i + 1) &&
                         add_envelope(&out, ms[i + 1].from, ms[i + 1].to);
             if (!ok) { /* nothing of the text left: the server never saw an end */
                 conn_close(&sp->conn, true);
@@ -851,20 +888,25 @@ static void smtp_provider_send_batch(email_provider_t *p, const provider_email_t
 {
     smtp_provider_t *sp = (smtp_provider_t *)p;
     smtp_message_t ms[PROVIDER_BATCH_MAX];
-    bool fmt[PROVIDER_BATCH_MAX];
-    cd_buf_t bodies[PROVIDER_BATCH_MAX];
-    long long now = (long long)time(NULL);
+    batch_fmt_t *f = calloc(1, sizeof(*f)); /* 100 buffers: off the worker's stack */
     for (size_t i = 0; i < n; i++) {
         memset(&results[i], 0, sizeof(results[i]));
         ms[i] = to_message(&msgs[i]);
-        cd_buf_init(&bodies[i], SMTP_MESSAGE_MAX);
-        fmt[i] =
-            smtp_format(&ms[i], now, &bodies[i], results[i].provider_id,
-                        sizeof(results[i].provider_id), results[i].error, sizeof(results[i].error));
     }
-    conv_batch(sp, ms, fmt, bodies, n, results);
+    if (!f) {
+        for (size_t i = 0; i < n; i++) {
+            results[i].outcome = PROVIDER_TEMPFAIL;
+            snprintf(results[i].error, sizeof(results[i].error), "SMTP: out of memory");
+        }
+        return;
+    }
+    f->ms = ms;
+    f->results = results;
+    f->now = (long long)time(NULL);
+    conv_batch(sp, f, n);
     for (size_t i = 0; i < n; i++)
-        cd_buf_free(&bodies[i]);
+        fmt_done(f, i);
+    free(f);
 }
 
 static void smtp_provider_close(email_provider_t *p)
