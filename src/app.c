@@ -212,15 +212,22 @@ static bool prepare_authenticator(app_t *app, PGconn *owner)
     char pw[65];
     authenticator_password(app, pw);
     const char *p[1] = {pw};
-    PGresult *r = PQexecParams(
-        owner, "select format('alter role authenticator with login password %L', $1::text)", 1,
-        NULL, p, NULL, NULL, 0);
+    /* Processes starting at once on one database would update the role's
+     * row together ("tuple concurrently updated"): one at a time, under a
+     * transaction-scoped advisory lock. */
+    PGresult *r =
+        PQexecParams(owner,
+                     "select format('begin; select pg_catalog.pg_advisory_xact_lock(4242002); "
+                     "alter role authenticator with login password %L; commit', $1::text)",
+                     1, NULL, p, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok) {
         db_error_t err;
         ok = db_exec(owner, PQgetvalue(r, 0, 0), &err);
-        if (!ok)
+        if (!ok) {
             log_error("cannot set the authenticator role's password: %s", err.message);
+            db_exec_ignore(owner, "rollback");
+        }
     }
     PQclear(r);
     if (!ok)
