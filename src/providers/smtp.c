@@ -806,10 +806,20 @@ static void conv_batch(smtp_provider_t *sp, batch_fmt_t *f, size_t n)
     cd_buf_t out;
     cd_buf_init(&out, 2 * SMTP_MESSAGE_MAX + 1024);
     bool sent = false; /* the envelope of message i went out behind i - 1 */
+    /* A connection this batch could not open: the relay is down or refusing,
+     * and each of the rest would wait for the same refusal (or time-out) in
+     * turn, holding the group past its lease. They fail the same way at once
+     * (temporary: retried with backoff). */
+    const provider_email_result_t *unreachable = NULL;
     for (size_t i = 0; i < n; fmt_done(f, i), i++) {
         provider_email_result_t *r = &f->results[i];
         if (!fmt_ready(f, i)) {
             r->outcome = PROVIDER_PERMFAIL; /* smtp_format said why */
+            continue;
+        }
+        if (unreachable) {
+            r->outcome = unreachable->outcome;
+            snprintf(r->error, sizeof(r->error), "%s", unreachable->error);
             continue;
         }
         long long deadline = mono_ms() + (long long)sp->timeout_seconds * 1000;
@@ -819,6 +829,7 @@ static void conv_batch(smtp_provider_t *sp, batch_fmt_t *f, size_t n)
                 sp->conn = conn_open(sp->url, sp->timeout_seconds, &rc, r->error, sizeof(r->error));
                 if (!sp->conn) {
                     r->outcome = smtp_classify(rc, 0, true);
+                    unreachable = r;
                     break;
                 }
             }

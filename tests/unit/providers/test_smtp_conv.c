@@ -86,6 +86,7 @@ typedef struct fake {
     bool auth;           /* offers AUTH PLAIN (user "user", password "pass") and requires it */
     int logins;          /* AUTH PLAIN accepted */
     int tls_sessions;    /* STARTTLS handshakes done */
+    bool refuse;         /* greets every connection with 421 and closes it */
     char last_data[8192];
 } fake_t;
 
@@ -123,6 +124,13 @@ static void serve(fake_t *f, io_t *io)
     int rcpts = 0;
     size_t dlen = 0;
     char dbuf[8192];
+    pthread_mutex_lock(&f->mu);
+    bool refuse = f->refuse;
+    pthread_mutex_unlock(&f->mu);
+    if (refuse) {
+        sendall(io, "421 4.3.2 service not available\r\n");
+        return;
+    }
     if (!sendall(io, "220 fake ESMTP\r\n"))
         return;
     for (;;) {
@@ -435,6 +443,33 @@ static void test_silent_one_at_a_time(void **state)
     silent(false);
 }
 
+/* A relay that refuses the connection refuses it for the whole group: the
+ * rest of the group fails at once with the same temporary error instead of
+ * each message waiting for its own refusal (or timeout) in turn. */
+static void test_refused_group(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(true);
+    pthread_mutex_lock(&f->mu);
+    f->refuse = true;
+    pthread_mutex_unlock(&f->mu);
+    email_provider_t *p = open_provider(f);
+    const char *to[] = {"a@x.test", "b@x.test", "c@x.test"};
+    provider_email_result_t res[3];
+    send_to(p, to, 3, res);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(res[i].outcome, PROVIDER_TEMPFAIL);
+        assert_string_equal(res[i].error, res[0].error);
+    }
+    assert_non_null(strstr(res[0].error, "SMTP delivery failed"));
+    pthread_mutex_lock(&f->mu);
+    int connections = f->connections;
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(connections, 1);
+    p->ops->close(p);
+    fake_stop(f);
+}
+
 /* A connection broken after the server's 354 may have delivered: unknown,
  * and the next message goes on a new connection. */
 static void test_broken_after_data(void **state)
@@ -595,12 +630,19 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the server's SSL_write to a closed peer */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reply_parse),       cmocka_unit_test(test_dot_stuff),
-        cmocka_unit_test(test_pipelined),         cmocka_unit_test(test_one_at_a_time),
-        cmocka_unit_test(test_silent_pipelined),  cmocka_unit_test(test_silent_one_at_a_time),
-        cmocka_unit_test(test_broken_after_data), cmocka_unit_test(test_idle_close),
-        cmocka_unit_test(test_no_server),         cmocka_unit_test(test_starttls),
-        cmocka_unit_test(test_implicit_tls),      cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_reply_parse),
+        cmocka_unit_test(test_dot_stuff),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_one_at_a_time),
+        cmocka_unit_test(test_silent_pipelined),
+        cmocka_unit_test(test_silent_one_at_a_time),
+        cmocka_unit_test(test_refused_group),
+        cmocka_unit_test(test_broken_after_data),
+        cmocka_unit_test(test_idle_close),
+        cmocka_unit_test(test_no_server),
+        cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_implicit_tls),
+        cmocka_unit_test(test_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
