@@ -53,6 +53,9 @@ function App() {
     });
   }, [session?.user?.id]);
 
+  // The menu closes when the route changes (a link elsewhere, the back
+  // button) and, for its own links, at the click itself: the page then never
+  // shows the new route under a menu that is still open.
   useEffect(() => { setMenuOpen(false); }, [hash]);
 
   if (session === undefined) return html`<p class="state boot" role="status">Loading…</p>`;
@@ -78,7 +81,7 @@ function App() {
       <button type="button" class="secondary" onClick=${signOut}>Sign out</button>
     </header>
     <div class="body">
-      <nav id="nav" class=${menuOpen ? 'nav open' : 'nav'} aria-label="Main">
+      <nav id="nav" class=${menuOpen ? 'nav open' : 'nav'} aria-label="Main" onClick=${(e) => { if (e.target.closest('a')) setMenuOpen(false); }}>
         <ul>${pages.filter((p) => p.nav && p.roles.includes(role)).map((p) => html`
           <li><a href=${`#${p.path}`} aria-current=${found && found.page === p ? 'page' : undefined}>${p.title}</a></li>`)}
         </ul>
