@@ -207,6 +207,10 @@ static void authenticator_password(const app_t *app, char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Any constant but migrate.c's: the advisory lock that serialises the
+ * authenticator's ALTER ROLE across processes starting together. */
+#define AUTHENTICATOR_LOCK_KEY "4242002"
+
 static bool prepare_authenticator(app_t *app, PGconn *owner)
 {
     char pw[65];
@@ -214,12 +218,13 @@ static bool prepare_authenticator(app_t *app, PGconn *owner)
     const char *p[1] = {pw};
     /* Processes starting at once on one database would update the role's
      * row together ("tuple concurrently updated"): one at a time, under a
-     * transaction-scoped advisory lock. */
-    PGresult *r =
-        PQexecParams(owner,
-                     "select format('begin; select pg_catalog.pg_advisory_xact_lock(4242002); "
-                     "alter role authenticator with login password %L; commit', $1::text)",
-                     1, NULL, p, NULL, NULL, 0);
+     * transaction-scoped advisory lock (its key beside migrate.c's). */
+    PGresult *r = PQexecParams(
+        owner,
+        "select format('begin; select pg_catalog.pg_advisory_xact_lock(" AUTHENTICATOR_LOCK_KEY
+        "); "
+        "alter role authenticator with login password %L; commit', $1::text)",
+        1, NULL, p, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok) {
         db_error_t err;

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 /* Marks a fallible function whose result must be looked at (PgBouncer's _MUSTCHECK). */
 #define CD_MUSTCHECK __attribute__((warn_unused_result))
@@ -25,6 +26,15 @@
 #define CD_ASSERT(cond) ((cond) ? (void)0 : cd_assert_fail(#cond, __FILE__, __LINE__, __func__))
 /* Logs "assertion failed: expr at file:line (func)" and aborts. In core/log.c. */
 _Noreturn void cd_assert_fail(const char *expr, const char *file, int line, const char *func);
+
+/* Milliseconds on the monotonic clock: for deadlines and intervals, never
+ * for dates. */
+static inline long long cd_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #define CAMPAIGND_VERSION "0.1.0"
 

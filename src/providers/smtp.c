@@ -544,18 +544,11 @@ static int conn_debug_cb(CURL *c, curl_infotype type, char *data, size_t size, v
     return 0;
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until fd is readable (or writable) or the deadline passes. */
 static bool conn_wait(smtp_conn_t *k, bool out, long long deadline)
 {
     for (;;) {
-        long long left = deadline - mono_ms();
+        long long left = deadline - cd_mono_ms();
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = k->fd, .events = out ? POLLOUT : POLLIN};
@@ -822,7 +815,7 @@ static void conv_batch(smtp_provider_t *sp, batch_fmt_t *f, size_t n)
             snprintf(r->error, sizeof(r->error), "%s", unreachable->error);
             continue;
         }
-        long long deadline = mono_ms() + (long long)sp->timeout_seconds * 1000;
+        long long deadline = cd_mono_ms() + (long long)sp->timeout_seconds * 1000;
         for (int attempt = 0;; attempt++) {
             if (!sp->conn) {
                 CURLcode rc;
@@ -844,7 +837,7 @@ static void conv_batch(smtp_provider_t *sp, batch_fmt_t *f, size_t n)
                 conn_close(&sp->conn, true);
                 /* once more on a new connection, only when the old one
                  * failed at once (closed while idle), not by the deadline */
-                if (reused && replies == 0 && attempt == 0 && mono_ms() < deadline)
+                if (reused && replies == 0 && attempt == 0 && cd_mono_ms() < deadline)
                     continue;
                 if (replies == 0 || !r->error[0])
                     broken(r, PROVIDER_TEMPFAIL, "MAIL FROM");

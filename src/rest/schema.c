@@ -1228,13 +1228,6 @@ int rest__schema_table_exists(PGconn *pg, const char *name)
     return ret;
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 rest_schema_t *rest__schema_reload_now(PGconn *pg, const rest_schema_t *seen)
 {
     /* when the last reload on demand started (monotonic ms; 0: never) */
@@ -1248,7 +1241,7 @@ rest_schema_t *rest__schema_reload_now(PGconn *pg, const rest_schema_t *seen)
     /* At most one reload on demand per second, whatever the request rate: a
      * reload reads the whole catalogue. Requests in between answer from what
      * they checked themselves. */
-    long long t = mono_ms(), prev = atomic_load(&last_ms);
+    long long t = cd_mono_ms(), prev = atomic_load(&last_ms);
     if ((prev && t - prev < REST_SCHEMA_RELOAD_MIN_MS) ||
         !atomic_compare_exchange_strong(&last_ms, &prev, t))
         return NULL;
