@@ -96,8 +96,9 @@ const config_entry_t config_table[] = {
      "Comma-separated redirect_to URLs allowed besides SITE_URL; * matches within a path segment "
      "or host label, ** matches anything (GoTrue's globs)."},
     {"SMTP_URL", CONFIG_STR, F(smtp_url), "", 0, 0, true, "mail",
-     "SMTP server for Auth's mails: smtp://user:password@host:587 (STARTTLS when offered) or "
-     "smtps://...:465. Unset: no mail is sent. Campaigns: an admin's value in the app settings "
+     "SMTP server for Auth's mails: smtp://user:password@host:587 (STARTTLS; required when the URL "
+     "has a user or password, unless the host is localhost) or smtps://...:465. Unset: no mail is "
+     "sent. Campaigns: an admin's value in the app settings "
      "wins (Auth's mails keep this one)."},
     {"SMTP_ADMIN_EMAIL", CONFIG_STR, F(smtp_admin_email), "noreply@localhost", 0, 0, false, "mail",
      "Sender address of Auth's mails."},

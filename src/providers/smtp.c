@@ -8,6 +8,7 @@
  * form we want, and the message must be testable without a server.
  */
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -307,6 +308,48 @@ bool smtp_format(const smtp_message_t *m, long long now, cd_buf_t *out, char *me
 
 /* ------------------------------------------------------------- delivery */
 
+/* A host name of this machine: "localhost", 127.0.0.0/8 or [::1] as written
+ * in the URL (the name, not what it resolves to: what Go's net/smtp checks
+ * before it sends a password in the clear). */
+static bool loopback_host(const char *host)
+{
+    struct in_addr a4;
+    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return true;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+long smtp_tls_policy(const char *url)
+{
+    /* libcurl's URL parser, the one that will connect: the same reading of
+     * user, password and host */
+    CURLU *u = curl_url();
+    char *user = NULL, *password = NULL, *host = NULL;
+    long policy = CURLUSESSL_ALL; /* what cannot be read gets the strict answer */
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        bool login = curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+                     curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK;
+        if (!login || loopback_host(host))
+            policy = CURLUSESSL_TRY;
+    }
+    curl_free(user);
+    curl_free(password);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return policy;
+}
+
+/* libcurl's answer when the server offered no STARTTLS and the policy
+ * required it, in words that say what to do. */
+static const char *tls_required_error(CURLcode rc)
+{
+    return rc == CURLE_USE_SSL_FAILED
+               ? "the server does not offer STARTTLS, and campaignd sends the SMTP password "
+                 "only over TLS (use smtps://, or a server that offers STARTTLS)"
+               : NULL;
+}
+
 struct upload {
     const char *data;
     size_t len, pos;
@@ -330,8 +373,9 @@ static void setup_transfer(CURL *c, const char *url, long timeout_seconds, const
 {
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    /* STARTTLS whenever the server offers it; smtps:// is TLS regardless. */
-    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    /* STARTTLS when the server offers it, required with a password (but to
+     * this machine); smtps:// is TLS regardless. */
+    curl_easy_setopt(c, CURLOPT_USE_SSL, smtp_tls_policy(url));
     curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
@@ -373,7 +417,9 @@ static CURLcode deliver(CURL *c, const char *url, const smtp_message_t *m, long 
     rc = curl_easy_perform(c);
     if (rc != CURLE_OK) /* curl's messages name the host and the step, never the password */
         snprintf(err, errlen, "SMTP delivery failed: %s",
-                 *curl_err ? curl_err : curl_easy_strerror(rc));
+                 tls_required_error(rc) ? tls_required_error(rc)
+                 : *curl_err            ? curl_err
+                                        : curl_easy_strerror(rc));
 done:
     curl_slist_free_all(rcpt);
     cd_buf_free(&msg);
@@ -507,11 +553,17 @@ bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len)
     return cd_buf_adds(out, crlf || len == 0 ? ".\r\n" : "\r\n.\r\n");
 }
 
-static const char *test_cainfo; /* smtp_test_set_cainfo */
+static const char *test_cainfo;            /* smtp_test_set_cainfo */
+static struct curl_slist *test_connect_to; /* smtp_test_set_connect_to */
 
 void smtp_test_set_cainfo(const char *path)
 {
     test_cainfo = path;
+}
+
+void smtp_test_set_connect_to(struct curl_slist *list)
+{
+    test_connect_to = list;
 }
 
 typedef struct smtp_conn {
@@ -655,10 +707,12 @@ static smtp_conn_t *conn_open(const char *url, long timeout_seconds, CURLcode *r
     CURL *c = k->curl;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    curl_easy_setopt(c, CURLOPT_USE_SSL, smtp_tls_policy(url)); /* as setup_transfer */
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
     if (test_cainfo)
         curl_easy_setopt(c, CURLOPT_CAINFO, test_cainfo);
+    if (test_connect_to)
+        curl_easy_setopt(c, CURLOPT_CONNECT_TO, test_connect_to);
     k->tls = strncmp(url, "smtps://", 8) == 0;
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
@@ -681,7 +735,9 @@ static smtp_conn_t *conn_open(const char *url, long timeout_seconds, CURLcode *r
     if (*rc == CURLE_OK)
         *rc = CURLE_COULDNT_CONNECT;
     snprintf(err, errlen, "SMTP delivery failed: %s",
-             *curl_err ? curl_err : curl_easy_strerror(*rc));
+             tls_required_error(*rc) ? tls_required_error(*rc)
+             : *curl_err             ? curl_err
+                                     : curl_easy_strerror(*rc));
     conn_close(&k, true);
     return NULL;
 }

@@ -94,4 +94,18 @@ CD_MUSTCHECK bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len);
  * the system's), so a test can speak TLS to its own server. */
 void smtp_test_set_cainfo(const char *path);
 
+struct curl_slist;
+
+/* Tests only: libcurl's CURLOPT_CONNECT_TO for those connections (NULL:
+ * none), so a URL naming another host reaches the test's own server. */
+void smtp_test_set_connect_to(struct curl_slist *list);
+
+/* What the connection to url requires (libcurl's CURLOPT_USE_SSL): with a
+ * user or password in the URL, TLS (CURLUSESSL_ALL: a server that offers no
+ * STARTTLS, or a man in the middle who strips it, gets no password), except
+ * to this machine (localhost, 127.0.0.0/8, [::1]); without, STARTTLS when
+ * offered (CURLUSESSL_TRY). smtps:// is TLS from the start either way. A URL
+ * libcurl cannot read gets CURLUSESSL_ALL. */
+long smtp_tls_policy(const char *url);
+
 #endif

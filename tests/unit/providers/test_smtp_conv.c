@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -343,6 +344,23 @@ static email_provider_t *open_provider_timeout(const fake_t *f, const char *logi
     return p;
 }
 
+/* A provider for smtp://<login><host>:<port>, host reaching f through
+ * libcurl's CONNECT_TO (as if the server were elsewhere). */
+static email_provider_t *open_provider_named(const fake_t *f, const char *login, const char *host,
+                                             struct curl_slist **connect_to)
+{
+    char url[160], map[160], err[256];
+    snprintf(map, sizeof(map), "%s:%d:127.0.0.1:%d", host, f->port, f->port);
+    *connect_to = curl_slist_append(NULL, map);
+    assert_non_null(*connect_to);
+    smtp_test_set_connect_to(*connect_to);
+    snprintf(url, sizeof(url), "smtp://%s%s:%d", login, host, f->port);
+    provider_settings_t s = {.smtp_url = url, .timeout_seconds = 5};
+    email_provider_t *p = smtp_provider_open(&s, err, sizeof(err));
+    assert_non_null(p);
+    return p;
+}
+
 static email_provider_t *open_provider_as(const fake_t *f, const char *login)
 {
     return open_provider_timeout(f, login, 5);
@@ -539,7 +557,8 @@ static SSL_CTX *tls_server_ctx(void)
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
              "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-             "-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout %s/key.pem -out %s/cert.pem "
+             "-addext subjectAltName=IP:127.0.0.1,DNS:mail.example.test -days 1 -keyout %s/key.pem "
+             "-out %s/cert.pem "
              ">/dev/null 2>&1",
              tls_dir, tls_dir);
     assert_int_equal(system(cmd), 0);
@@ -626,6 +645,89 @@ static void test_auth(void **state)
     fake_stop(f);
 }
 
+/* When the password needs TLS: libcurl's reading of the URL, the host as
+ * written (a name that only looks local is not). */
+static void test_tls_policy(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        long policy;
+    } cases[] = {
+        {"smtp://user:pass@mail.example.org:587", CURLUSESSL_ALL},
+        {"smtp://user@mail.example.org", CURLUSESSL_ALL},
+        {"smtp://:pass@mail.example.org", CURLUSESSL_ALL},
+        {"smtps://user:pass@mail.example.org:465", CURLUSESSL_ALL},
+        {"smtp://user:pass@128.0.0.1:25", CURLUSESSL_ALL},
+        {"smtp://user:pass@localhost.evil.example:25", CURLUSESSL_ALL},
+        {"smtp://user:pass@127.0.0.1.evil.example:25", CURLUSESSL_ALL},
+        {"smtp://user:pass@[::2]:25", CURLUSESSL_ALL},
+        {"not a url", CURLUSESSL_ALL},
+        {"smtp://mail.example.org:25", CURLUSESSL_TRY},
+        {"smtp://user:pass@127.0.0.1:2525", CURLUSESSL_TRY},
+        {"smtp://user:pass@127.5.6.7:2525", CURLUSESSL_TRY},
+        {"smtp://user:pass@localhost:25", CURLUSESSL_TRY},
+        {"smtp://user:pass@LOCALHOST:25", CURLUSESSL_TRY},
+        {"smtp://user:pass@[::1]:25", CURLUSESSL_TRY},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (smtp_tls_policy(cases[i].url) != cases[i].policy)
+            fail_msg("%s: expected %ld", cases[i].url, cases[i].policy);
+    }
+}
+
+/* A server elsewhere that offers no STARTTLS (or a man in the middle who
+ * strips it from the EHLO reply): the password is never sent, the message
+ * is not sent, and the error says what to do. */
+static void test_password_needs_tls(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(true);
+    f->auth = true;
+    struct curl_slist *map;
+    email_provider_t *p = open_provider_named(f, "user:pass@", "mail.example.test", &map);
+    const char *to[] = {"a@x.test"};
+    provider_email_result_t res[1];
+    send_to(p, to, 1, res);
+    assert_int_equal(res[0].outcome, PROVIDER_TEMPFAIL);
+    assert_non_null(strstr(res[0].error, "does not offer STARTTLS"));
+    assert_null(strstr(res[0].error, "user:pass"));
+    p->ops->close(p);
+    assert_true(f->connections >= 1); /* it did reach the server */
+    assert_int_equal(f->logins, 0);
+    assert_int_equal(f->accepted, 0);
+    smtp_test_set_connect_to(NULL);
+    curl_slist_free_all(map);
+    fake_stop(f);
+}
+
+/* The same server with STARTTLS: the password goes, over TLS. */
+static void test_password_over_starttls(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = tls_server_ctx();
+    fake_t *f = fake_start(true);
+    f->tls = ctx;
+    f->auth = true;
+    struct curl_slist *map;
+    email_provider_t *p = open_provider_named(f, "user:pass@", "mail.example.test", &map);
+    const char *to[] = {"a@x.test"};
+    provider_email_result_t res[1];
+    send_to(p, to, 1, res);
+    assert_int_equal(res[0].outcome, PROVIDER_ACCEPTED);
+    p->ops->close(p);
+    assert_int_equal(f->tls_sessions, 1);
+    assert_int_equal(f->logins, 1);
+    assert_int_equal(f->accepted, 1);
+    smtp_test_set_connect_to(NULL);
+    curl_slist_free_all(map);
+    fake_stop(f);
+    SSL_CTX_free(ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the server's SSL_write to a closed peer */
@@ -643,6 +745,9 @@ int main(void)
         cmocka_unit_test(test_starttls),
         cmocka_unit_test(test_implicit_tls),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_tls_policy),
+        cmocka_unit_test(test_password_needs_tls),
+        cmocka_unit_test(test_password_over_starttls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
