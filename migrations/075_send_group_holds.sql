@@ -63,11 +63,16 @@ revoke all on sending.holds from public;
 grant select on sending.holds to service_role;
 
 -- leases held when this migration runs (a send interrupted by the upgrade):
--- each one a hold of its own, same state and lease
+-- a claim's reserved ones one reservation (its earliest lease), each one in
+-- flight a group of its own (its lease, its links)
+insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+select l.campaign_id, l.claim, min(l.channel), false, min(l.lease_until), array_agg(l.message_id)
+from sending.leases l where not l.in_flight
+group by l.campaign_id, l.claim;
 insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids, links)
-select l.campaign_id, l.claim, l.channel, l.in_flight, l.lease_until, array[l.message_id],
+select l.campaign_id, l.claim, l.channel, true, l.lease_until, array[l.message_id],
        case when l.links is not null then pg_catalog.jsonb_build_array(l.links) end
-from sending.leases l;
+from sending.leases l where l.in_flight;
 drop table sending.leases;
 
 create view sending.leases as
@@ -269,9 +274,12 @@ begin
         -- the claim's reservation, locked: what it still holds may go. A
         -- recovery that deleted it (expired) leaves nothing here; one that
         -- comes later waits for this transaction and finds the rest.
-        select h.ids into v_res from sending.holds h
-        where h.campaign_id = p_campaign and h.claim = p_claim and not h.in_flight
-        for update;
+        v_res := array(
+            select u.id
+            from (select h.ids from sending.holds h
+                  where h.campaign_id = p_campaign and h.claim = p_claim and not h.in_flight
+                  for update) r
+            cross join lateral pg_catalog.unnest(r.ids) as u(id));
         -- each id looked up by primary key (a lateral, correlated lookup).
         -- MATERIALIZED: ok's status test must not be pushed into the lookup,
         -- where it matches the claim index's predicate and a plan made while
