@@ -320,8 +320,7 @@ begin
             where h.campaign_id = p_campaign and h.claim = p_claim and not h.in_flight
               and exists (select 1 from ok)
             returning 1),
-        -- into a group: what goes, with its links; what is dropped before
-        -- sending (settled as dropped right below, in this transaction)
+        -- into a group: what goes, with its links
         flying as (
             insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids, links)
             select p_campaign, p_claim, p_channel, true,
@@ -331,18 +330,17 @@ begin
                        coalesce(p_links -> (ok.ord::integer - 1), 'null'::jsonb) order by ok.ord) end
             from ok where ok.allowed
             having count(*) > 0
-            returning holds.ids),
-        dropped as (
-            insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
-            select p_campaign, p_claim, p_channel, true,
-                   pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds),
-                   pg_catalog.array_agg(ok.id order by ok.ord)
-            from ok where not ok.allowed
-            having count(*) > 0
             returning holds.ids)
-        select (select f.ids from flying f), (select d.ids from dropped d)
+        select (select f.ids from flying f),
+               (select pg_catalog.array_agg(ok.id order by ok.ord) from ok where not ok.allowed)
         into step.go, v_dropped;
+        -- what is dropped before sending (rare): a group of its own, settled
+        -- as dropped right away; an INSERT of its own so that the step's
+        -- statement above does not prepare one at every call
         if v_dropped is not null then
+            insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+            values (p_campaign, p_claim, p_channel, true,
+                    pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds), v_dropped);
             perform sending.settle(p_channel, p_campaign, p_claim,
                 (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', d, 'outcome', 'dropped',
                      'error', case p_channel when 'email' then 'unsubscribed or suppressed before sending'
@@ -386,12 +384,15 @@ declare
     v_sent integer;
     v_failed integer;
     v_dropped integer;
+    v_rest uuid[];
+    v_rest_links jsonb;
+    v_rest_until timestamptz;
 begin
     -- one statement per channel: a statement naming both message tables
     -- opened and locked both, with their indexes, at every settle. Only
     -- results of this claim's groups in flight settle (deleting the group
     -- is what makes a result count: a recovery that came first made it
-    -- unknown); what a group holds without a result here stays held.
+    -- unknown); what a group holds without a result here stays held (below).
     if p_channel = 'email' then
         with x as materialized (
             select * from pg_catalog.jsonb_to_recordset(p_done)
@@ -407,13 +408,6 @@ begin
                    case when gone.links is not null
                         then nullif(gone.links -> (u.ord::integer - 1), 'null'::jsonb) end as links
             from gone cross join lateral pg_catalog.unnest(gone.ids) with ordinality as u(id, ord)),
-        kept as (
-            insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids, links)
-            select p_campaign, p_claim, p_channel, true, min(g.lease_until),
-                   pg_catalog.array_agg(g.id order by g.id),
-                   pg_catalog.jsonb_agg(coalesce(g.links, 'null'::jsonb) order by g.id)
-            from g where not exists (select 1 from x where x.id = g.id)
-            having count(*) > 0),
         r as (
             select x.*, g.links from g join x on x.id = g.id),
         e as (
@@ -435,8 +429,14 @@ begin
                -- first left (forward_only keeps a later status)
                count(*) filter (where o.outcome = 'accepted'),
                count(*) filter (where o.status = 'failed'),
-               count(*) filter (where o.status in ('dropped', 'canceled'))
-        into v_unknown, v_unsent, v_sent, v_failed, v_dropped
+               count(*) filter (where o.status in ('dropped', 'canceled')),
+               -- what the deleted groups held without a result here
+               (select pg_catalog.array_agg(g.id order by g.id) from g
+                where not exists (select 1 from x where x.id = g.id)),
+               (select pg_catalog.jsonb_agg(coalesce(g.links, 'null'::jsonb) order by g.id) from g
+                where not exists (select 1 from x where x.id = g.id)),
+               (select min(g.lease_until) from g)
+        into v_unknown, v_unsent, v_sent, v_failed, v_dropped, v_rest, v_rest_links, v_rest_until
         from e o;
     else
         with x as materialized (
@@ -451,12 +451,6 @@ begin
         g as materialized (
             select u.id, gone.lease_until
             from gone cross join lateral pg_catalog.unnest(gone.ids) as u(id)),
-        kept as (
-            insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
-            select p_campaign, p_claim, p_channel, true, min(g.lease_until),
-                   pg_catalog.array_agg(g.id order by g.id)
-            from g where not exists (select 1 from x where x.id = g.id)
-            having count(*) > 0),
         r as (
             select x.* from g join x on x.id = g.id),
         s as (
@@ -481,9 +475,19 @@ begin
                -- first left (forward_only keeps a later status)
                count(*) filter (where o.outcome = 'accepted'),
                count(*) filter (where o.status = 'failed'),
-               count(*) filter (where o.status in ('dropped', 'canceled'))
-        into v_unknown, v_unsent, v_sent, v_failed, v_dropped
+               count(*) filter (where o.status in ('dropped', 'canceled')),
+               (select pg_catalog.array_agg(g.id order by g.id) from g
+                where not exists (select 1 from x where x.id = g.id)),
+               (select min(g.lease_until) from g)
+        into v_unknown, v_unsent, v_sent, v_failed, v_dropped, v_rest, v_rest_until
         from s o;
+    end if;
+    -- a group with results for part of its ids (rare): the rest stays held,
+    -- in flight, with the group's lease (an INSERT of its own so that the
+    -- settle's statement does not prepare one at every call)
+    if v_rest is not null then
+        insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids, links)
+        values (p_campaign, p_claim, p_channel, true, v_rest_until, v_rest, v_rest_links);
     end if;
     if v_unsent > 0 then
         perform sending.release(p_channel, v_unsent);
