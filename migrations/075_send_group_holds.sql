@@ -55,8 +55,11 @@ create table sending.holds (
 );
 comment on table sending.holds is
     'What a worker holds: per claim its reservation (in_flight false: the claimed ids no step has taken yet; the lease may simply run out) and per group the ids handed to the provider right now (in_flight true: unknown if the lease runs out).';
--- every reader selects a campaign's holds: at most a few rows per worker
-create index holds_campaign on sending.holds (campaign_id);
+-- every reader selects a campaign's holds (at most a few live rows per
+-- worker), the step, the settle and the batch's end those of one claim: with
+-- the claim in the key they skip the other claims' rows, dead ones included
+-- (a group row per step is inserted and deleted)
+create index holds_campaign on sending.holds (campaign_id, claim);
 -- room on the page for a reservation's new version (its ids shrink per step)
 alter table sending.holds set (fillfactor = 50);
 revoke all on sending.holds from public;

@@ -10,8 +10,8 @@ SET track_functions = 'all';
 SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
            FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-           WHERE i.indexrelid = 'sending.holds_campaign'::regclass), ARRAY['campaign_id'],
-    'holds_campaign (075, after leases_campaign) is on campaign_id alone');
+           WHERE i.indexrelid = 'sending.holds_campaign'::regclass), ARRAY['campaign_id', 'claim'],
+    'holds_campaign (075, after leases_campaign) is on campaign_id and claim');
 SELECT ok((SELECT reloptions FROM pg_class WHERE oid = 'sending.holds'::regclass) @> ARRAY['fillfactor=50'],
     'sending.holds (075) leaves room for a new version on the page');
 
