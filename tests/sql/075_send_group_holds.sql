@@ -5,7 +5,7 @@
 -- reservation's expiry makes them claimable again, a settle of part of a
 -- group keeps the rest held, consent is checked by the step.
 BEGIN;
-SELECT plan(31);
+SELECT plan(37);
 
 SELECT tests.create_user('gina@example.test', 'user') AS gina \gset
 SELECT tests.clear_authentication();
@@ -112,6 +112,12 @@ SELECT is((SELECT count(*)::int FROM sending.holds WHERE claim = 'a7500000-0000-
     'nothing of claim 2 is held any more');
 SELECT is((SELECT unknown_count FROM public.campaigns WHERE id = 'c7500000-0000-0000-0000-000000000001'), 2,
     'the campaign counts them');
+-- the worker was only slow, not dead: its reservation was taken away, so its next step sends nothing
+SELECT is((SELECT go FROM sending.step('email', 'c7500000-0000-0000-0000-000000000001',
+    'a7500000-0000-0000-0000-000000000002', NULL, ARRAY(SELECT id FROM c2 ORDER BY id OFFSET 2 LIMIT 2), NULL, NULL,
+    3, 60, 60)), NULL, 'a step after its reservation expired sends nothing');
+SELECT is((SELECT count(*)::int FROM sending.holds WHERE claim = 'a7500000-0000-0000-0000-000000000002'), 0,
+    'and holds nothing');
 CREATE TEMP TABLE c4 AS SELECT * FROM sending.claim('email', 'c7500000-0000-0000-0000-000000000001',
     'a7500000-0000-0000-0000-000000000004', 10, 60);
 SELECT is((SELECT count(*)::int FROM c4), 3, 'the expired reservation''s three are claimable again');
@@ -134,6 +140,42 @@ SELECT is((SELECT status FROM public.email_messages WHERE id = (SELECT id FROM c
     'queued', 'the message in flight is left to its settle');
 SELECT is((SELECT count(*)::int FROM public.email_messages WHERE id IN (SELECT id FROM c4) AND status = 'dropped'), 2,
     'the reserved ones are dropped');
+
+-- SMS: a partial settle keeps the rest in flight, its expiry makes it unknown
+SELECT tests.clear_authentication();
+SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                       FROM generate_series(-12, 14) o) x
+        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz \gset
+UPDATE public.app_settings SET timezone = :'day_tz', monthly_sms_limit = 1000000;
+INSERT INTO public.contacts (user_id, phone, first_name)
+    SELECT :'gina', '+1555750000' || g, 'S' || g FROM generate_series(1, 3) g;
+INSERT INTO public.sms_consent (phone_number, consent_given, consent_source)
+    SELECT '+1555750000' || g, true, 'manual' FROM generate_series(1, 3) g
+    ON CONFLICT (phone_number) DO UPDATE SET consent_given = true;
+INSERT INTO public.campaigns (id, user_id, name, type, content)
+    VALUES ('c7500000-0000-0000-0000-000000000002', :'gina', 'SMS groups', 'sms', 'Hi');
+SELECT tests.authenticate_as_service();
+SELECT sending.start('c7500000-0000-0000-0000-000000000002', 1);
+SELECT sending.ensure_materialised('c7500000-0000-0000-0000-000000000002');
+CREATE TEMP TABLE t1 AS SELECT * FROM sending.claim('sms', 'c7500000-0000-0000-0000-000000000002',
+    'a7500000-0000-0000-0000-000000000005', 10, 60);
+SELECT is((SELECT cardinality(go) FROM sending.step('sms', 'c7500000-0000-0000-0000-000000000002',
+    'a7500000-0000-0000-0000-000000000005', NULL, ARRAY(SELECT id FROM t1 ORDER BY id), NULL, NULL, 3, 60, 60)), 3,
+    'three SMS go as one group');
+SELECT sending.step('sms', 'c7500000-0000-0000-0000-000000000002', 'a7500000-0000-0000-0000-000000000005',
+    (SELECT jsonb_agg(jsonb_build_object('id', id, 'outcome', 'accepted', 'sid', 'SM75' || left(id::text, 8),
+                                         'segments', 1))
+     FROM (SELECT id FROM t1 ORDER BY id LIMIT 2) x), NULL, NULL, NULL, 3, 60, 60);
+SELECT is((SELECT array_agg(message_id) FROM sending.leases WHERE claim = 'a7500000-0000-0000-0000-000000000005'
+           AND in_flight), ARRAY(SELECT id FROM t1 ORDER BY id OFFSET 2), 'the SMS without a result stays in flight');
+SELECT tests.clear_authentication();
+UPDATE sending.holds SET lease_until = now() - interval '1 second'
+WHERE claim = 'a7500000-0000-0000-0000-000000000005';
+SELECT tests.authenticate_as_service();
+SELECT is(sending.recover('c7500000-0000-0000-0000-000000000002'), 1, 'and is unknown when its lease runs out');
+SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.sms_messages
+           WHERE campaign_id = 'c7500000-0000-0000-0000-000000000002'), 'sent,sent,unknown',
+    'the two settled are sent, never touched again');
 
 SELECT * FROM finish();
 ROLLBACK;
