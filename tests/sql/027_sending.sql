@@ -172,7 +172,7 @@ SELECT is((SELECT go FROM sending.step('email', 'c0000000-0000-0000-0000-0000000
     NULL, NULL, 3, 60, 60)), ARRAY[(SELECT id FROM ids WHERE recipient = 'a2@example.test')], 'it goes again');
 -- its worker dies: the lease runs out
 SELECT tests.clear_authentication();
-UPDATE sending.leases SET lease_until = now() - interval '1 second';
+UPDATE sending.holds SET lease_until = now() - interval '1 second';
 SELECT tests.authenticate_as_service();
 SELECT is(sending.recover('c0000000-0000-0000-0000-000000000001'), 1, 'recover finds the lost message');
 SELECT is((SELECT status FROM public.email_messages WHERE recipient = 'a2@example.test'), 'unknown',

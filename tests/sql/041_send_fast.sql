@@ -63,7 +63,7 @@ SELECT is((SELECT count(*)::int FROM public.email_messages WHERE status = 'sent'
 
 -- kill -9: both workers' leases run out
 SELECT tests.clear_authentication();
-UPDATE sending.leases SET lease_until = now() - interval '1 second';
+UPDATE sending.holds SET lease_until = now() - interval '1 second';
 SELECT tests.authenticate_as_service();
 SELECT is(sending.recover('c4100000-0000-0000-0000-000000000001'), 2,
     'after a crash only the messages in flight are unknown');

@@ -10,11 +10,11 @@ INSERT INTO public.campaigns (id, user_id, name, type) VALUES
 INSERT INTO public.sms_messages (id, campaign_id, recipient, message, status) VALUES
     ('a0000000-0000-0000-0000-000000005101', 'c0000000-0000-0000-0000-0000000051aa', '+15550005101', '', 'queued'),
     ('a0000000-0000-0000-0000-000000005102', 'c0000000-0000-0000-0000-0000000051aa', '+15550005102', '', 'queued');
--- both handed over (in flight) by claim k
-INSERT INTO sending.leases (message_id, channel, campaign_id, claim, in_flight, lease_until)
-SELECT m, 'sms', 'c0000000-0000-0000-0000-0000000051aa', 'b0000000-0000-0000-0000-0000000051bb', true,
-       now() + interval '1 minute'
-FROM unnest(ARRAY['a0000000-0000-0000-0000-000000005101', 'a0000000-0000-0000-0000-000000005102']::uuid[]) m;
+-- both handed over (in flight, one group) by claim k
+INSERT INTO sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+VALUES ('c0000000-0000-0000-0000-0000000051aa', 'b0000000-0000-0000-0000-0000000051bb', 'sms', true,
+        now() + interval '1 minute',
+        ARRAY['a0000000-0000-0000-0000-000000005101', 'a0000000-0000-0000-0000-000000005102']::uuid[]);
 
 -- what the engine sends: Twilio's answer without a price (null), and a free message (0)
 SELECT lives_ok($$SELECT sending.settle('sms', 'c0000000-0000-0000-0000-0000000051aa',

@@ -10,10 +10,10 @@ SET track_functions = 'all';
 SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
            FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-           WHERE i.indexrelid = 'sending.leases_campaign'::regclass), ARRAY['campaign_id'],
-    'leases_campaign is on campaign_id alone');
-SELECT ok((SELECT reloptions FROM pg_class WHERE oid = 'sending.leases'::regclass) @> ARRAY['fillfactor=50'],
-    'sending.leases leaves room for a new version on the page');
+           WHERE i.indexrelid = 'sending.holds_campaign'::regclass), ARRAY['campaign_id', 'claim'],
+    'holds_campaign (075, after leases_campaign) is on campaign_id and claim');
+SELECT ok((SELECT reloptions FROM pg_class WHERE oid = 'sending.holds'::regclass) @> ARRAY['fillfactor=50'],
+    'sending.holds (075) leaves room for a new version on the page');
 
 SELECT tests.create_user('eve@example.test', 'user') AS eve \gset
 SELECT tests.clear_authentication();
@@ -27,19 +27,19 @@ SELECT sending.start('c6400000-0000-0000-0000-000000000001', 1);
 SELECT sending.ensure_materialised('c6400000-0000-0000-0000-000000000001');
 CREATE TEMP TABLE h AS SELECT * FROM sending.claim('email', 'c6400000-0000-0000-0000-000000000001',
     'a6400000-0000-0000-0000-000000000001', 10, 60);
-SELECT coalesce((SELECT n_tup_hot_upd FROM pg_stat_xact_all_tables WHERE relid = 'sending.leases'::regclass), 0)
+SELECT coalesce((SELECT n_tup_hot_upd FROM pg_stat_xact_all_tables WHERE relid = 'sending.holds'::regclass), 0)
     AS hot0 \gset
 SELECT is((SELECT cardinality(go) FROM sending.step('email', 'c6400000-0000-0000-0000-000000000001',
     'a6400000-0000-0000-0000-000000000001', NULL, ARRAY(SELECT id FROM h ORDER BY id LIMIT 2),
     '[["https://example.com/a"], null]', NULL, 3, 60, 60)), 2, 'two messages go in flight');
-SELECT is((SELECT n_tup_hot_upd FROM pg_stat_xact_all_tables WHERE relid = 'sending.leases'::regclass) - :hot0, 2::bigint,
-    'their marks are heap-only updates');
+SELECT is((SELECT n_tup_hot_upd FROM pg_stat_xact_all_tables WHERE relid = 'sending.holds'::regclass) - :hot0, 1::bigint,
+    'taking them out of the reservation is one heap-only update (075: a hold per claim and group)');
 SELECT is((SELECT links FROM sending.leases WHERE message_id = (SELECT id FROM h ORDER BY id LIMIT 1)),
     '["https://example.com/a"]'::jsonb, 'the mark keeps the tracked links');
 
 -- kill -9: the leases run out; recovery finds them through the campaign index
 SELECT tests.clear_authentication();
-UPDATE sending.leases SET lease_until = now() - interval '1 second';
+UPDATE sending.holds SET lease_until = now() - interval '1 second';
 SELECT tests.authenticate_as_service();
 SELECT is(sending.recover('c6400000-0000-0000-0000-000000000001'), 2, 'what was in flight is unknown');
 SELECT is((SELECT count(*)::int FROM sending.leases), 0, 'the only-claimed lease is freed too');
