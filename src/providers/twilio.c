@@ -836,8 +836,9 @@ static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
     snprintf(r->sid, sizeof(r->sid), "%s", tr.sid);
     snprintf(r->status, sizeof(r->status), "%.*s", (int)sizeof(r->status) - 1, tr.status);
     snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, tr.error);
+    /* our own count only when Twilio gives none */
     twilio_segments_t seg = {.segments = 1};
-    if (!twilio_count_segments(m->body, &seg))
+    if (tr.num_segments <= 0 && !twilio_count_segments(m->body, &seg))
         seg.segments = 1;
     r->segments = tr.num_segments > 0 ? (int)tr.num_segments : (int)seg.segments;
     r->priced = price_micros(tr.price, &r->cost_micros);
