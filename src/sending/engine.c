@@ -714,8 +714,9 @@ static void real_text(double v, char *out, size_t outlen)
     snprintf(out, outlen, "%.17g", v);
     char *e = strchr(out, 'e');
     if (!e) {
-        if (!strchr(out, '.') && strlen(out) + 2 < outlen)
-            strcat(out, ".0");
+        size_t n = strlen(out);
+        if (!strchr(out, '.') && n + 2 < outlen)
+            memcpy(out + n, ".0", 3);
         return;
     }
     char *w = e + 1;

@@ -428,14 +428,14 @@ static void test_answer_scan(void **state)
     static char deep[2 * 2100 + 16];
     for (size_t depth = 2046; depth <= 2050; depth++) {
         size_t n = 0;
-        n += (size_t)sprintf(deep, "{\"sid\":\"d\",\"a\":");
+        n += (size_t)snprintf(deep, sizeof(deep), "{\"sid\":\"d\",\"a\":");
         for (size_t k = 0; k < depth - 1; k++)
             deep[n++] = '[';
         for (size_t k = 0; k < depth - 1; k++)
             deep[n++] = ']';
         deep[n++] = '}';
         same_as_jansson(deep, n);
-        n = (size_t)sprintf(deep, "{\"a\":");
+        n = (size_t)snprintf(deep, sizeof(deep), "{\"a\":");
         for (size_t k = 0; k < depth - 2; k++)
             deep[n++] = '[';
         deep[n++] = '1';
