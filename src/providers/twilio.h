@@ -115,6 +115,22 @@ typedef struct twilio_result {
     char error[512];     /* why it failed (Twilio's message, never a credential) */
 } twilio_result_t;
 
+/* One member of Twilio's JSON answer to copy out (twilio_answer_scan). */
+typedef struct twilio_answer_field {
+    const char *name; /* the member's name */
+    char *dst;        /* receives its text ("" when absent, null, a real, ...) */
+    size_t cap;       /* dst's size: a longer text is cut to cap - 1 bytes */
+} twilio_answer_field_t;
+
+/* Reads the named members of a JSON object (the last of a repeated name, as
+ * jansson's json_object_get) without building a tree: a string's decoded
+ * text or an integer's as "%lld". Accepts exactly what json_loadb(flags 0)
+ * accepts as an object (strict grammar, valid UTF-8, no \u0000, integers in
+ * range, finite reals, nesting depth 2048, nothing but white space after
+ * it); false for anything else, every dst then "". */
+CD_MUSTCHECK bool twilio_answer_scan(const char *json, size_t len, twilio_answer_field_t *fields,
+                                     size_t nfields);
+
 /* A reusable connection to the API (libcurl keeps it alive between sends).
  * One per thread: not thread-safe. */
 typedef struct webapi_client twilio_client_t; /* providers/webapi.h */

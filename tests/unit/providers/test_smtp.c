@@ -134,6 +134,22 @@ static void test_format(void **state)
     cd_buf_reset(&b);
     assert_true(smtp_format(&m, 1700000000LL, &b, id2, sizeof(id2), err, sizeof(err)));
     assert_string_not_equal(id, id2);
+    /* ... nor a boundary, across the refills of the per-thread random pool
+     * (1,024 bytes: 32 messages each) */
+    enum { MANY = 100 };
+    static char ids[MANY][128], bounds[MANY][64];
+    for (size_t i = 0; i < MANY; i++) {
+        cd_buf_reset(&b);
+        assert_true(smtp_format(&m, 1700000000LL, &b, ids[i], sizeof(ids[i]), err, sizeof(err)));
+        const char *bd = strstr(cd_buf_str(&b), "boundary=\"");
+        assert_non_null(bd);
+        snprintf(bounds[i], sizeof(bounds[i]), "%.*s", (int)strcspn(bd + 10, "\""), bd + 10);
+        assert_true(strlen(bounds[i]) == 35);
+        for (size_t k = 0; k < i; k++) {
+            assert_string_not_equal(ids[i], ids[k]);
+            assert_string_not_equal(bounds[i], bounds[k]);
+        }
+    }
 
     /* an injected recipient is refused, not written */
     m.to = "user@example.org>\r\nBcc: <x@evil.test";

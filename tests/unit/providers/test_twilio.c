@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "providers/twilio.h"
 
@@ -319,6 +320,132 @@ static void test_fetch_message(void **state)
     assert_null(twilio_provider_open(&s, err, sizeof(err)));
 }
 
+/* twilio_answer_scan reads what json_loadb + json_object_get read (string or
+ * integer text, cut to the field's size) and refuses what jansson refuses. */
+static void same_as_jansson(const char *json, size_t len)
+{
+    const char *names[] = {"sid", "status", "num_segments", "code", "message"};
+    char got[5][64];
+    twilio_answer_field_t f[5];
+    for (size_t i = 0; i < 5; i++)
+        f[i] = (twilio_answer_field_t){names[i], got[i], i == 1 ? 4 : sizeof(got[i])};
+    bool ok = twilio_answer_scan(json, len, f, 5);
+    json_t *j = json_loadb(json, len, 0, NULL);
+    if (ok != (json_is_object(j) != 0))
+        fail_msg("%s: scan %d, jansson %d", json, ok, json_is_object(j) != 0);
+    for (size_t i = 0; i < 5; i++) {
+        char want[64] = "";
+        json_t *v = json_object_get(j, names[i]);
+        if (json_is_string(v))
+            snprintf(want, f[i].cap, "%s", json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(want, f[i].cap, "%lld", (long long)json_integer_value(v));
+        assert_string_equal(want, got[i]);
+    }
+    json_decref(j);
+}
+
+static void test_answer_scan(void **state)
+{
+    (void)state;
+    char sid[64], status[32], segs[24], price[32];
+    twilio_answer_field_t f[] = {{"sid", sid, sizeof(sid)},
+                                 {"status", status, sizeof(status)},
+                                 {"num_segments", segs, sizeof(segs)},
+                                 {"price", price, sizeof(price)}};
+    const char *msg =
+        "{\"account_sid\": \"ACb\", \"api_version\": \"2010-04-01\", \"body\": \"Hi \\\"C1\\\"\\n"
+        "Reply STOP\", \"date_created\": \"Thu, 24 Aug 2023 05:01:45 +0000\", \"direction\": "
+        "\"outbound-api\", \"error_code\": null, \"num_media\": \"0\", \"num_segments\": \"2\", "
+        "\"price\": null, \"price_unit\": \"USD\", \"sid\": \"SM0123456789abcdef\", \"status\": "
+        "\"queued\", \"subresource_uris\": {\"media\": \"/x/Media.json\", \"sid\": \"nested\"}, "
+        "\"tags\": [1, -2.5e-3, {\"sid\": [true, false]}], \"uri\": \"/x.json\"}";
+    assert_true(twilio_answer_scan(msg, strlen(msg), f, 4));
+    assert_string_equal(sid, "SM0123456789abcdef"); /* the nested "sid" is not the message's */
+    assert_string_equal(status, "queued");
+    assert_string_equal(segs, "2");
+    assert_string_equal(price, ""); /* null */
+    same_as_jansson(msg, strlen(msg));
+
+    /* escapes and surrogate pairs decoded, the last of a repeated name wins */
+    const char *esc = "{\"s\\u0069d\":\"A\\u00e9\\ud83d\\ude00\\/\\t\",\"status\":\"x\","
+                      "\"status\":12,\"num_segments\":-0}";
+    assert_true(twilio_answer_scan(esc, strlen(esc), f, 4));
+    assert_string_equal(sid, "A\xc3\xa9\xf0\x9f\x98\x80/\t");
+    assert_string_equal(status, "12");
+    assert_string_equal(segs, "0");
+    same_as_jansson(esc, strlen(esc));
+
+    /* refused: every field then "" */
+    const char *bad[] = {
+        "",
+        "[]",
+        "{\"sid\":\"a\"} x",
+        "{\"sid\":\"a\",}",
+        "{\"sid\":01}",
+        "{\"sid\":\"\\u0000\"}",
+        "{\"sid\":\"\\ud800\"}",
+        "{\"sid\":\"\\udc00\"}",
+        "{\"sid\":\"\\ud800\\u0041\"}",
+        "{\"sid\":\"\\x\"}",
+        "{\"sid\":\"\xc0\xaf\"}",
+        "{\"sid\":\"\xed\xa0\x80\"}",
+        "{\"sid\":\"a\tb\"}",
+        "{\"sid\":9223372036854775808}",
+        "{\"sid\":-9223372036854775809}",
+        "{\"sid\":1e999}",
+        "{\"sid\":1.}",
+        "{\"sid\":-}",
+        "{\"sid\":tru}",
+        "{\"sid\" \"a\"}",
+        "{sid:1}",
+        "{\"sid\":\"a\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(twilio_answer_scan(bad[i], strlen(bad[i]), f, 4));
+        assert_string_equal(sid, "");
+        same_as_jansson(bad[i], strlen(bad[i]));
+    }
+    const char *good[] = {
+        " {\"sid\":9223372036854775807} \r\n\t",
+        "{\"sid\":-9223372036854775808,\"status\":\"queued\"}",
+        "{\"sid\":1e-999}",
+        "{\"sid\":\"0123456789012345678901234567890123456789\",\"status\":\"accepted\"}",
+        "{\"code\":21211,\"message\":\"The 'To' number +1555 is not a valid phone number.\"}",
+        "{\"sid\":[[[]]],\"status\":{}}",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(twilio_answer_scan(good[i], strlen(good[i]), f, 4));
+        same_as_jansson(good[i], strlen(good[i]));
+    }
+    /* jansson's lexer drops a NUL byte right after a number or a word */
+    same_as_jansson("{\"sid\":12\0}", 11);
+    same_as_jansson("{\"sid\":null\0,\"status\":\"q\"}", 26);
+    same_as_jansson("{\"sid\":\"a\"\0}", 12);
+    same_as_jansson("{\"sid\":1}\0", 10);
+
+    /* nesting: jansson's 2,048 levels at most, the top object the first */
+    static char deep[2 * 2100 + 16];
+    for (size_t depth = 2046; depth <= 2050; depth++) {
+        size_t n = 0;
+        n += (size_t)snprintf(deep, sizeof(deep), "{\"sid\":\"d\",\"a\":");
+        for (size_t k = 0; k < depth - 1; k++)
+            deep[n++] = '[';
+        for (size_t k = 0; k < depth - 1; k++)
+            deep[n++] = ']';
+        deep[n++] = '}';
+        same_as_jansson(deep, n);
+        n = (size_t)snprintf(deep, sizeof(deep), "{\"a\":");
+        for (size_t k = 0; k < depth - 2; k++)
+            deep[n++] = '[';
+        deep[n++] = '1';
+        for (size_t k = 0; k < depth - 2; k++)
+            deep[n++] = ']';
+        deep[n++] = '}';
+        same_as_jansson(deep, n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_message_form),
         cmocka_unit_test(test_send_needs_configuration),
         cmocka_unit_test(test_fetch_message),
+        cmocka_unit_test(test_answer_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
