@@ -65,6 +65,17 @@ alter table sending.holds set (fillfactor = 50);
 revoke all on sending.holds from public;
 grant select on sending.holds to service_role;
 
+-- Several processes may share the database (docs/operations.md): one that
+-- starts with this migration while an older one sends. Its steps and settles
+-- write sending.leases under row locks that the two reads below would not
+-- wait for, each read with its own snapshot: a message marked in flight
+-- between them was converted twice, one marked after them not at all (its
+-- settle then matched no group and it was claimed again: sent twice). The
+-- table's strongest lock waits for the older process's statements in
+-- progress; its later ones fail on the dropped table and their messages run
+-- out into `unknown`, as at a kill. (Review of 075.)
+lock table sending.leases in access exclusive mode;
+
 -- leases held when this migration runs (a send interrupted by the upgrade):
 -- a claim's reserved ones one reservation (its earliest lease), each one in
 -- flight a group of its own (its lease, its links)
@@ -103,9 +114,16 @@ declare
     n_sms integer;
     v_why constant text := 'in flight when its worker stopped: may or may not have been delivered';
 begin
+    -- only the expired rows no transaction holds: a locked one belongs to a
+    -- live worker (its step or settle is running), and waiting for it while
+    -- that step waits for a row this recovery deleted first, or for the
+    -- campaign row the claim that called it holds, was a deadlock (review)
     with gone as (
         delete from sending.holds h
-        where h.campaign_id = p_campaign and h.lease_until < pg_catalog.now()
+        where h.ctid = any (array(
+            select k.ctid from sending.holds k
+            where k.campaign_id = p_campaign and k.lease_until < pg_catalog.now()
+            for update skip locked))
         returning h.channel, h.in_flight, h.ids, h.links),
     g as materialized (
         select gone.channel, gone.in_flight, u.id,
@@ -115,12 +133,15 @@ begin
     e as (
         update public.email_messages m set status = 'unknown', attempts = m.attempts + 1,
             links = coalesce(g.links, m.links), last_error = v_why
+        -- a message already settled (a stale hold) is neither changed nor counted
         from g where g.in_flight and g.channel = 'email' and m.id = g.id
+          and m.status in ('queued', 'sending')
         returning m.id),
     s as (
         update public.sms_messages m set status = 'unknown', attempts = m.attempts + 1,
             last_error = v_why
         from g where g.in_flight and g.channel = 'sms' and m.id = g.id
+          and m.status in ('queued', 'sending')
         returning m.id)
     select (select pg_catalog.array_agg(x.id) from (select e.id from e union all select s.id from s) x),
            (select count(*)::integer from g where not g.in_flight),

@@ -5,7 +5,7 @@
 -- reservation's expiry makes them claimable again, a settle of part of a
 -- group keeps the rest held, consent is checked by the step.
 BEGIN;
-SELECT plan(37);
+SELECT plan(40);
 
 SELECT tests.create_user('gina@example.test', 'user') AS gina \gset
 SELECT tests.clear_authentication();
@@ -176,6 +176,24 @@ SELECT is(sending.recover('c7500000-0000-0000-0000-000000000002'), 1, 'and is un
 SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.sms_messages
            WHERE campaign_id = 'c7500000-0000-0000-0000-000000000002'), 'sent,sent,unknown',
     'the two settled are sent, never touched again');
+
+-- a stale group (its message settled already, as a hold the upgrade's
+-- conversion could leave) runs out: the message is neither changed nor counted
+SELECT tests.clear_authentication();
+SELECT unknown_count AS before_stale FROM public.campaigns WHERE id = 'c7500000-0000-0000-0000-000000000002' \gset
+INSERT INTO sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+SELECT 'c7500000-0000-0000-0000-000000000002', 'a7500000-0000-0000-0000-0000000000ff', 'sms', true,
+       now() - interval '1 second',
+       ARRAY(SELECT id FROM public.sms_messages WHERE campaign_id = 'c7500000-0000-0000-0000-000000000002'
+             AND status = 'sent' ORDER BY id LIMIT 1);
+SELECT tests.authenticate_as_service();
+SELECT is(sending.recover('c7500000-0000-0000-0000-000000000002'), 0,
+    'a stale group of a settled message: nothing becomes unknown');
+SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.sms_messages
+           WHERE campaign_id = 'c7500000-0000-0000-0000-000000000002'), 'sent,sent,unknown',
+    'the sent message stays sent');
+SELECT is((SELECT unknown_count FROM public.campaigns WHERE id = 'c7500000-0000-0000-0000-000000000002'),
+    :before_stale, 'and the campaign does not count it');
 
 SELECT * FROM finish();
 ROLLBACK;
