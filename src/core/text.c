@@ -5,7 +5,10 @@
 #include "core/text.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "core/buf.h"
 
 int cd_hex_value(int c)
 {
@@ -231,4 +234,40 @@ void cd_json_strings(const json_t *o, ...)
         *out = json_string_value(json_object_get(o, key));
     }
     va_end(ap);
+}
+
+/* cd_buf_add_json_str: jansson's dump_string, byte for byte (test_text holds
+ * them together), so that text written here reads as json_dumps wrote it. */
+bool cd_buf_add_json_str(cd_buf_t *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (!cd_utf8_valid((const unsigned char *)s, n) || !cd_buf_add(b, "\"", 1))
+        return false;
+    const char *run = s;
+    for (const char *p = s;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (!cd_buf_add(b, run, (size_t)(p - run)))
+            return false;
+        if (!c)
+            break;
+        char esc[8];
+        const char *e = c == '"'    ? "\\\""
+                        : c == '\\' ? "\\\\"
+                        : c == '\b' ? "\\b"
+                        : c == '\f' ? "\\f"
+                        : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t"
+                                    : NULL;
+        if (!e) {
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+            e = esc;
+        }
+        if (!cd_buf_adds(b, e))
+            return false;
+        run = p + 1;
+    }
+    return cd_buf_add(b, "\"", 1);
 }

@@ -71,4 +71,12 @@ size_t cd_json_depth(const json_t *j, size_t limit);
  * The strings belong to o. */
 void cd_json_strings(const json_t *o, ...) __attribute__((sentinel));
 
+struct cd_buf;
+/* Appends s (NUL-terminated) to b as a JSON string, escaped exactly as
+ * jansson's json_dumps escapes it (\" \\ \b \f \n \r \t, other control bytes
+ * \u00XX, the rest as is), for JSON written as text without a json_t per
+ * value. False when s is not UTF-8 (jansson's json_string refuses it too; b
+ * unchanged) or when b is full (b then holds part of it: callers roll back). */
+CD_MUSTCHECK bool cd_buf_add_json_str(struct cd_buf *b, const char *s);
+
 #endif

@@ -836,11 +836,13 @@ static void twilio_provider_send(sms_provider_t *p, const provider_sms_t *m,
     snprintf(r->sid, sizeof(r->sid), "%s", tr.sid);
     snprintf(r->status, sizeof(r->status), "%.*s", (int)sizeof(r->status) - 1, tr.status);
     snprintf(r->error, sizeof(r->error), "%.*s", (int)sizeof(r->error) - 1, tr.error);
-    /* our own count only when Twilio gives none */
+    /* Twilio's count when it gives one (a number past any body's 1,600
+     * characters is none), else ours */
     twilio_segments_t seg = {.segments = 1};
-    if (tr.num_segments <= 0 && !twilio_count_segments(m->body, &seg))
+    bool theirs = tr.num_segments > 0 && tr.num_segments <= 1600;
+    if (!theirs && !twilio_count_segments(m->body, &seg))
         seg.segments = 1;
-    r->segments = tr.num_segments > 0 ? (int)tr.num_segments : (int)seg.segments;
+    r->segments = theirs ? (int)tr.num_segments : (int)seg.segments;
     r->priced = price_micros(tr.price, &r->cost_micros);
 }
 

@@ -354,42 +354,6 @@ static void results_reset(results_t *r)
     r->n = 0;
 }
 
-/* Appends s as a JSON string, escaped as jansson's json_dumps does; false
- * when s is not UTF-8 (jansson's json_string refuses it) or memory ran out. */
-static bool add_json_str(cd_buf_t *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (!cd_utf8_valid((const unsigned char *)s, n) || !cd_buf_add(b, "\"", 1))
-        return false;
-    const char *run = s;
-    for (const char *p = s;; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (!cd_buf_add(b, run, (size_t)(p - run)))
-            return false;
-        if (!c)
-            break;
-        char esc[8];
-        const char *e = c == '"'    ? "\\\""
-                        : c == '\\' ? "\\\\"
-                        : c == '\b' ? "\\b"
-                        : c == '\f' ? "\\f"
-                        : c == '\n' ? "\\n"
-                        : c == '\r' ? "\\r"
-                        : c == '\t' ? "\\t"
-                                    : NULL;
-        if (!e) {
-            snprintf(esc, sizeof(esc), "\\u%04X", c);
-            e = esc;
-        }
-        if (!cd_buf_adds(b, e))
-            return false;
-        run = p + 1;
-    }
-    return cd_buf_add(b, "\"", 1);
-}
-
 /* Ends the element begun at mark: counted, or, when it could not be
  * written (not UTF-8, out of memory), taken back and logged, as a result
  * json_pack refused was lost before (its message runs out into unknown). */
@@ -402,7 +366,9 @@ static void results_end(results_t *out, size_t mark, bool ok, const char *id)
     out->text.len = mark;
     if (out->text.data)
         out->text.data[mark] = '\0';
-    log_error("send: the result of message %s could not be recorded (out of memory)", id);
+    log_error("send: the result of message %s could not be recorded (out of memory, or a text "
+              "that is not UTF-8)",
+              id);
 }
 
 /* Appends the elements of more to done. */
@@ -624,10 +590,10 @@ static void email_result(const batch_t *b, size_t i, results_t *out)
     cd_buf_t *t = &out->text;
     size_t mark = t->len;
     bool ok = (!out->n || cd_buf_add(t, ",", 1)) && cd_buf_adds(t, "{\"id\":") &&
-              add_json_str(t, b->ids[i]) && cd_buf_adds(t, ",\"outcome\":\"") &&
+              cd_buf_add_json_str(t, b->ids[i]) && cd_buf_adds(t, ",\"outcome\":\"") &&
               cd_buf_adds(t, outcome_name(r.outcome)) && cd_buf_adds(t, "\",\"provider_id\":") &&
-              add_json_str(t, r.provider_id) && cd_buf_adds(t, ",\"error\":") &&
-              add_json_str(t, r.error) && cd_buf_add(t, "}", 1);
+              cd_buf_add_json_str(t, r.provider_id) && cd_buf_adds(t, ",\"error\":") &&
+              cd_buf_add_json_str(t, r.error) && cd_buf_add(t, "}", 1);
     results_end(out, mark, ok, b->ids[i]);
 }
 
@@ -754,9 +720,13 @@ static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, r
                             callback};
         run->sms->ops->send(run->sms, &m, &r);
     }
-    /* the provider's texts as for e-mail (email_result) */
+    /* the provider's texts as for e-mail (email_result), and the body the
+     * template rendered (UTF-8 from jsonb today; scrubbed so that the result
+     * of an accepted message is never lost to it) */
     cd_utf8_scrub(r.sid);
     cd_utf8_scrub(r.error);
+    if (body.len)
+        cd_utf8_scrub(body.data);
     /* no price yet: NULL ("not priced", the sms.price job asks later), not 0 (free) */
     char num[48] = "null", segs[24];
     if (r.priced)
@@ -764,13 +734,14 @@ static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, r
     snprintf(segs, sizeof(segs), "%d", r.segments);
     cd_buf_t *t = &done->text;
     size_t mark = t->len;
-    bool ok = (!done->n || cd_buf_add(t, ",", 1)) && cd_buf_adds(t, "{\"id\":") &&
-              add_json_str(t, b->ids[i]) && cd_buf_adds(t, ",\"outcome\":\"") &&
-              cd_buf_adds(t, outcome_name(r.outcome)) && cd_buf_adds(t, "\",\"sid\":") &&
-              add_json_str(t, r.sid) && cd_buf_adds(t, ",\"segments\":") && cd_buf_adds(t, segs) &&
-              cd_buf_adds(t, ",\"cost\":") && cd_buf_adds(t, num) && cd_buf_adds(t, ",\"body\":") &&
-              add_json_str(t, body.len ? cd_buf_str(&body) : "") && cd_buf_adds(t, ",\"error\":") &&
-              add_json_str(t, r.error) && cd_buf_add(t, "}", 1);
+    bool ok =
+        (!done->n || cd_buf_add(t, ",", 1)) && cd_buf_adds(t, "{\"id\":") &&
+        cd_buf_add_json_str(t, b->ids[i]) && cd_buf_adds(t, ",\"outcome\":\"") &&
+        cd_buf_adds(t, outcome_name(r.outcome)) && cd_buf_adds(t, "\",\"sid\":") &&
+        cd_buf_add_json_str(t, r.sid) && cd_buf_adds(t, ",\"segments\":") && cd_buf_adds(t, segs) &&
+        cd_buf_adds(t, ",\"cost\":") && cd_buf_adds(t, num) && cd_buf_adds(t, ",\"body\":") &&
+        cd_buf_add_json_str(t, body.len ? cd_buf_str(&body) : "") &&
+        cd_buf_adds(t, ",\"error\":") && cd_buf_add_json_str(t, r.error) && cd_buf_add(t, "}", 1);
     results_end(done, mark, ok, b->ids[i]);
     cd_buf_free(&body);
 }

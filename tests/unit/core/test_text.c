@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/text.h"
 
 static void test_hex(void **state)
@@ -225,6 +226,50 @@ static void test_json_strings(void **state)
     cd_json_strings(NULL, NULL); /* no pairs */
 }
 
+/* cd_buf_add_json_str writes what json_dumps writes for the same string:
+ * every byte below 0x20, the quote, the backslash, DEL, multi-byte UTF-8. */
+static void test_json_str(void **state)
+{
+    (void)state;
+    char all[0x80];
+    for (int i = 1; i < 0x80; i++)
+        all[i - 1] = (char)i;
+    all[0x7F] = '\0';
+    const char *cases[] = {"",
+                           "plain",
+                           "a\"b\\c/d",
+                           "tab\tnl\ncr\rbs\bff\f",
+                           "\x01\x1f\x7f",
+                           "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                           all};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cd_buf_t b;
+        cd_buf_init(&b, 4096);
+        assert_true(cd_buf_add_json_str(&b, cases[i]));
+        json_t *j = json_string(cases[i]);
+        assert_non_null(j);
+        char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+        assert_non_null(want);
+        assert_string_equal(cd_buf_str(&b), want);
+        free(want);
+        json_decref(j);
+        cd_buf_free(&b);
+    }
+    /* not UTF-8 (a cut sequence, a stray continuation byte): refused, b unchanged */
+    cd_buf_t b;
+    cd_buf_init(&b, 64);
+    assert_true(cd_buf_adds(&b, "x"));
+    assert_false(cd_buf_add_json_str(&b, "cut \xe2\x82"));
+    assert_false(cd_buf_add_json_str(&b, "\x80"));
+    assert_string_equal(cd_buf_str(&b), "x");
+    /* full: false */
+    cd_buf_t small;
+    cd_buf_init(&small, 4);
+    assert_false(cd_buf_add_json_str(&small, "longer than four"));
+    cd_buf_free(&small);
+    cd_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_utf8_scrub),
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_json_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
