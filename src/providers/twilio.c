@@ -542,6 +542,23 @@ static bool scan_number(scan_t *s, char *dst, size_t cap)
     return ok;
 }
 
+/* After a member or an element: the closing byte close (taken: 1), or a
+ * comma and the space after it (taken: 0, another one follows); -1 for
+ * anything else. */
+static int scan_next(scan_t *s, char close)
+{
+    scan_ws(s);
+    if (scan_at(s, close)) {
+        s->p++;
+        return 1;
+    }
+    if (!scan_at(s, ','))
+        return -1;
+    s->p++;
+    scan_ws(s);
+    return 0;
+}
+
 /* The object at s->p (its brace); members named in fields are copied. */
 static bool scan_object(scan_t *s, twilio_answer_field_t *fields, size_t nfields)
 {
@@ -569,15 +586,9 @@ static bool scan_object(scan_t *s, twilio_answer_field_t *fields, size_t nfields
             hit->dst[0] = '\0';
         if (!scan_value(s, hit ? hit->dst : NULL, hit ? hit->cap : 0))
             return false;
-        scan_ws(s);
-        if (scan_at(s, '}')) {
-            s->p++;
-            return true;
-        }
-        if (!scan_at(s, ','))
-            return false;
-        s->p++;
-        scan_ws(s);
+        int next = scan_next(s, '}');
+        if (next)
+            return next > 0;
     }
 }
 
@@ -592,15 +603,9 @@ static bool scan_array(scan_t *s)
     for (;;) {
         if (!scan_value(s, NULL, 0))
             return false;
-        scan_ws(s);
-        if (scan_at(s, ']')) {
-            s->p++;
-            return true;
-        }
-        if (!scan_at(s, ','))
-            return false;
-        s->p++;
-        scan_ws(s);
+        int next = scan_next(s, ']');
+        if (next)
+            return next > 0;
     }
 }
 
