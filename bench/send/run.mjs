@@ -54,6 +54,7 @@ const server = await startServer({
   ...(process.env.BENCH_SEND_IN_FLIGHT ? { SEND_IN_FLIGHT: process.env.BENCH_SEND_IN_FLIGHT } : {}),
 });
 let engine;
+let firstMessage;
 let rss;
 let cpu;
 let load;
@@ -97,21 +98,28 @@ try {
   // whole before the next (one event loop, no await inside), so the last
   // one's name is enough: no listing of a directory of thousands each look.
   // base: how many messages the sink held before; onPoll runs at each look.
+  // Resolves the seconds from the POST to the sink's first message (looked
+  // for every 2 ms until it is there, then every 100 ms for the last).
   const send = async (c, base, onPoll = () => {}) => {
     const last = path.join(sink.dir, `${String(base + N).padStart(6, '0')}.json`);
+    const firstFile = path.join(sink.dir, `${String(base + 1).padStart(6, '0')}.json`);
+    const posted = process.hrtime.bigint();
+    let first = null;
     const r = await request(`${server.url}/api/campaigns/${c.id}/send`, {
       method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${me.session.access_token}` },
     });
     if (r.status !== 200) throw new Error(`send: ${r.status} ${r.text}`);
     for (;;) {
       onPoll();
+      if (first === null && fs.existsSync(firstFile)) first = Number(process.hrtime.bigint() - posted) / 1e9;
       if (fs.existsSync(last)) break;
-      await sleep(100);
+      await sleep(first === null ? 2 : 100);
     }
     for (;;) {
       if ((await sql(server, `select status from public.campaigns where id = ${lit(c.id)}`)) === 'sent') break;
       await sleep(20);
     }
+    return first;
   };
   // 1. the messages to replay
   await send(await campaign('bench (the messages the minimal client replays)'), 0);
@@ -132,7 +140,7 @@ try {
   let peak = rss0;
   const sink0 = processCpuSeconds(sink.pid);
   const t0 = process.hrtime.bigint();
-  await send(c, seen.size, () => { peak = Math.max(peak, rssKiB(server.process.pid)); });
+  firstMessage = await send(c, seen.size, () => { peak = Math.max(peak, rssKiB(server.process.pid)); });
   engine = Number(process.hrtime.bigint() - t0) / 1e9;
   sinkCpu.campaignd = Math.round(((processCpuSeconds(sink.pid) - sink0) * 1e6) / N);
   cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
@@ -161,7 +169,7 @@ console.log(JSON.stringify({
   campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +mean.toFixed(1),
   minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
   minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
-  ratio: +((sent / engine) / mean).toFixed(2),
+  ratio: +((sent / engine) / mean).toFixed(2), first_message_s: firstMessage && +firstMessage.toFixed(3),
   cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));
