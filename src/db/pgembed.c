@@ -103,6 +103,8 @@ static pid_t spawn(const pgembed_t *pg, char *const argv[], const char *log_path
             envp[k++] = environ[i];
     envp[k++] = "LC_ALL=C.UTF-8";
     envp[k] = NULL;
+    /* the child only execs or _exits: per-thread state of the parent (smtp.c's
+     * random pool, say) is never used twice */
     pid_t pid = fork();
     if (pid != 0) {
         free(envp);
@@ -160,8 +162,8 @@ static bool pg_user_can_reach(const char *dir)
         return true;
     struct passwd *pw = getpwnam(PG_OS_USER);
     if (!pw)
-        return true; /* spawn() reports the missing user */
-    pid_t pid = fork();
+        return true;    /* spawn() reports the missing user */
+    pid_t pid = fork(); /* the child only _exits (see spawn) */
     if (pid == 0) {
         if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
             _exit(2);

@@ -112,8 +112,8 @@ typedef struct provider_sms_result {
     char status[PROVIDER_STATUS_MAX]; /* the provider's status word ("queued") */
     int segments;                     /* message segments billed (GSM-7 / UCS-2) */
     bool priced;                      /* the answer had a price (0 is a free message) */
-    long long cost_micros;            /* priced: its price in millionths of the currency */
-    char error[PROVIDER_ERROR_MAX];   /* otherwise: why, never a secret */
+    long long cost_micros; /* priced: its price in millionths, signed as Twilio writes it */
+    char error[PROVIDER_ERROR_MAX]; /* otherwise: why, never a secret */
 } provider_sms_result_t;
 
 typedef struct sms_provider sms_provider_t;

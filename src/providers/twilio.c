@@ -805,9 +805,11 @@ typedef struct twilio_provider {
     char account_sid[TWILIO_SID_MAX];
 } twilio_provider_t;
 
-/* Twilio's price ("-0.00750", negative for money spent) in millionths of
- * its absolute value; false when there is none (Twilio's create answer
- * nearly always has "price": null: not priced yet, not free). */
+/* Twilio's price ("-0.00750", negative for money spent) in millionths, its
+ * sign kept: stored as Twilio writes it, as record_sms_price stores a
+ * fetched one (the reports sum abs(cost)); false when there is none
+ * (Twilio's create answer nearly always has "price": null: not priced yet,
+ * not free). */
 static bool price_micros(const char *price, long long *micros)
 {
     char *end = NULL;
@@ -815,7 +817,9 @@ static bool price_micros(const char *price, long long *micros)
     double v = *price ? strtod(price, &end) : 0.0;
     if (!end || *end || v != v)
         return false;
-    *micros = (long long)((v < 0 ? -v : v) * 1e6 + 0.5);
+    if (v > 1e9 || v < -1e9)
+        return false; /* no price of one message */
+    *micros = (long long)(v * 1e6 + (v < 0 ? -0.5 : 0.5));
     return true;
 }
 

@@ -673,29 +673,6 @@ static job_result_t after_last_batch(job_ctx_t *ctx, const sending_run_t *run, c
 
 /* ------------------------------------------------------------- SMS */
 
-/* jansson's text of a real (json_dumps of json_real): "%.17g", ".0" added
- * when that reads as an integer, the exponent without '+' or leading zeros. */
-static void real_text(double v, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%.17g", v);
-    char *e = strchr(out, 'e');
-    if (!e) {
-        size_t n = strlen(out);
-        if (!strchr(out, '.') && n + 2 < outlen)
-            memcpy(out + n, ".0", 3);
-        return;
-    }
-    char *w = e + 1;
-    const char *r = e + 1;
-    if (*r == '-')
-        *w++ = *r++;
-    else if (*r == '+')
-        r++;
-    while (*r == '0' && r[1])
-        r++;
-    memmove(w, r, strlen(r) + 1);
-}
-
 /* Renders and hands over message i of a claimed SMS batch; appends its
  * result to done for sending.step. */
 static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, results_t *done)
@@ -729,8 +706,11 @@ static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, r
         cd_utf8_scrub(body.data);
     /* no price yet: NULL ("not priced", the sms.price job asks later), not 0 (free) */
     char num[48] = "null", segs[24];
-    if (r.priced)
-        real_text((double)r.cost_micros / 1e6, num, sizeof(num));
+    if (r.priced) { /* exact: the millionths as a decimal, never a double's %.17g */
+        long long m = r.cost_micros < 0 ? -r.cost_micros : r.cost_micros;
+        snprintf(num, sizeof(num), "%s%lld.%06lld", r.cost_micros < 0 ? "-" : "", m / 1000000,
+                 m % 1000000);
+    }
     snprintf(segs, sizeof(segs), "%d", r.segments);
     cd_buf_t *t = &done->text;
     size_t mark = t->len;

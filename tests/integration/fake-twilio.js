@@ -86,8 +86,10 @@ function twilioError(res, status, code, message) {
  * price / priceUnit / priceDelayMs (the price the resource shows once
  * priceDelayMs have passed after the final status callback; default
  * "-0.00790", "USD", 1000). Resolves { url, messages, fetches, callbacksDone(),
- * stop() }; each message is {sid, params, at, status, finalAt}, fetches lists
- * the sids GET asked for, with the price answered ({sid, price}).
+ * stop(), live }; each message is {sid, params, at, status, finalAt}, fetches
+ * lists the sids GET asked for, with the price answered ({sid, price}); live
+ * holds what a test may change while the server runs: priceAtCreation (the
+ * create answer already has the price, as Twilio's seldom has; default false).
  */
 const FINAL = new Set(['delivered', 'undelivered', 'failed', 'read']);
 
@@ -99,8 +101,9 @@ export async function startFakeTwilio({
   const bySid = new Map();
   const fetches = [];
   const pending = new Set();
-  const resource = (msg) => {
-    const priced = msg.finalAt !== null && Date.now() - msg.finalAt >= priceDelayMs;
+  const live = { priceAtCreation: false };
+  const resource = (msg, creating = false) => {
+    const priced = (creating && live.priceAtCreation) || (msg.finalAt !== null && Date.now() - msg.finalAt >= priceDelayMs);
     const now = new Date().toUTCString();
     return {
       account_sid: accountSid,
@@ -162,7 +165,7 @@ export async function startFakeTwilio({
       messages.push(msg);
       bySid.set(sid, msg);
       res.writeHead(201, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(resource(msg)));
+      res.end(JSON.stringify(resource(msg, true)));
       if (params.StatusCallback && callbacks.length) {
         const p = (async () => {
           for (const status of callbacks) {
@@ -193,5 +196,6 @@ export async function startFakeTwilio({
     fetches,
     callbacksDone: () => Promise.all([...pending]),
     stop: () => new Promise((r) => server.close(r)),
+    live,
   };
 }

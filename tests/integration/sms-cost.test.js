@@ -93,6 +93,24 @@ describe('SMS cost', () => {
       'sms_cost rolled up into analytics_data');
   });
 
+  it('taken from the create answer when Twilio prices at once: as Twilio writes it, sign and digits exact', async () => {
+    const phone = '+15550300011';
+    await sql(server, `insert into public.contacts (user_id, phone, first_name) values (${lit(owner.user.id)}, ${lit(phone)}, 'P')`);
+    await sql(server, `insert into public.sms_consent (phone_number, consent_given, consent_source) values (${lit(phone)}, true, 'web_form')`);
+    const cid = await one(`insert into public.campaigns (user_id, name, type, content)
+                           values (${lit(owner.user.id)}, 'priced at once', 'sms', 'Sale today') returning id`);
+    twilio.live.priceAtCreation = true;
+    try {
+      const r = await request(`${server.url}/api/campaigns/${cid}/send`, { method: 'POST', headers: auth() });
+      assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+      // the same value record_sms_price stores from a fetch: negative (money spent), exact
+      await eventually(async () => (await one(`select coalesce(cost::text, '-') from public.sms_messages
+                                              where campaign_id = ${lit(cid)}`)) === '-0.0079', 'the price of the create answer recorded');
+    } finally {
+      twilio.live.priceAtCreation = false;
+    }
+  });
+
   it('records a price once, refuses a malformed one, and is only for the server', async () => {
     const cid = await one(`insert into public.campaigns (user_id, name, type) values (${lit(owner.user.id)}, 'manual', 'sms') returning id`);
     const id = await one(`insert into public.sms_messages (campaign_id, recipient, message, status, message_sid)
