@@ -361,6 +361,13 @@ static email_provider_t *open_provider_named(const fake_t *f, const char *login,
     return p;
 }
 
+/* Undoes open_provider_named's CONNECT_TO. */
+static void connect_to_done(struct curl_slist *map)
+{
+    smtp_test_set_connect_to(NULL);
+    curl_slist_free_all(map);
+}
+
 static email_provider_t *open_provider_as(const fake_t *f, const char *login)
 {
     return open_provider_timeout(f, login, 5);
@@ -574,6 +581,15 @@ static SSL_CTX *tls_server_ctx(void)
     return ctx;
 }
 
+/* Frees tls_server_ctx's context and removes its key and certificate. */
+static void tls_server_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The same conversation over libcurl's TLS (STARTTLS or smtps://),
  * pipelined, with a refusal, a break after the 354 and an idle close. */
 static void tls_conversation(bool implicit)
@@ -601,10 +617,7 @@ static void tls_conversation(bool implicit)
     assert_true(f->pipelined_reads >= 1);
     assert_non_null(strstr(f->last_data, "\r\nTo: <a@x.test>\r\n"));
     fake_stop(f);
-    SSL_CTX_free(ctx);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
-    assert_int_equal(system(cmd), 0);
+    tls_server_free(ctx);
 }
 
 static void test_starttls(void **state)
@@ -696,8 +709,7 @@ static void test_password_needs_tls(void **state)
     assert_true(f->connections >= 1); /* it did reach the server */
     assert_int_equal(f->logins, 0);
     assert_int_equal(f->accepted, 0);
-    smtp_test_set_connect_to(NULL);
-    curl_slist_free_all(map);
+    connect_to_done(map);
     fake_stop(f);
 }
 
@@ -719,13 +731,9 @@ static void test_password_over_starttls(void **state)
     assert_int_equal(f->tls_sessions, 1);
     assert_int_equal(f->logins, 1);
     assert_int_equal(f->accepted, 1);
-    smtp_test_set_connect_to(NULL);
-    curl_slist_free_all(map);
+    connect_to_done(map);
     fake_stop(f);
-    SSL_CTX_free(ctx);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
-    assert_int_equal(system(cmd), 0);
+    tls_server_free(ctx);
 }
 
 int main(void)
