@@ -284,10 +284,20 @@ describe('the dashboard in a browser', () => {
       await page.evaluate(async () => {
         const { access_token: tok } = JSON.parse(localStorage.getItem('campaignd-auth'));
         await fetch('/auth/v1/logout?scope=global', { method: 'POST', headers: { apikey: window.CAMPAIGND.anonKey, Authorization: `Bearer ${tok}` } });
-        // the access token stays valid until it expires; make the client refresh now
-        const s = JSON.parse(localStorage.getItem('campaignd-auth'));
-        s.expires_at = Math.floor(Date.now() / 1000) - 10;
-        localStorage.setItem('campaignd-auth', JSON.stringify(s));
+      });
+      // The access token stays valid until it expires: make the client refresh
+      // at its next start, by editing the stored session in the reloaded
+      // document before the app's script runs. Edited in the running page
+      // instead, the app's own client could find the expired session first,
+      // refresh it (refused: revoked) and clear it before the reload, and the
+      // reloaded app then saw no stored session at all (the flake of sessions
+      // 9 and 10: the sign-in page without the message).
+      await page.addInitScript(() => {
+        const s = JSON.parse(localStorage.getItem('campaignd-auth') || 'null');
+        if (s) {
+          s.expires_at = Math.floor(Date.now() / 1000) - 10;
+          localStorage.setItem('campaignd-auth', JSON.stringify(s));
+        }
       });
       await page.reload();
       await page.getByText(/You were signed out/).waitFor();
