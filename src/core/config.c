@@ -279,7 +279,7 @@ const config_entry_t config_table[] = {
      "Workers that send one campaign at once, in all processes together (each one SMTP "
      "connection); after a crash at most SEND_WORKERS x SEND_IN_FLIGHT messages become "
      "`unknown` (SendGrid: SEND_WORKERS x SEND_BATCH_SIZE)."},
-    {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "16", 1, 100, false, "sending",
+    {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "32", 1, 100, false, "sending",
      "Messages (SMTP, SMS) one worker may have in flight at once: it puts them in flight in "
      "groups of SEND_IN_FLIGHT/2 with one database step each and hands a group over one after "
      "the other on its connection while the next group's step runs (1: one message per step, "
