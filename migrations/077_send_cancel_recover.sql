@@ -160,8 +160,7 @@ language plpgsql volatile
 security definer
 set search_path = ''
 set campaignd.engine_batch = 'on'
--- one plan per statement and backend, kept (see 068's header)
-set plan_cache_mode = 'force_generic_plan'
+-- (plan_cache_mode: the step's, whose SET holds for what it calls)
 as $$
 declare
     v_unknown integer;
