@@ -11,8 +11,13 @@
 --                 unknown result (it needs the campaign's row) waits for it,
 --                 then finds its reservation gone and sends nothing (main:
 --                 the step sent the next group the cancel had dropped).
+--   batch edge:   a batch's end and the next batch's first step in one
+--                 transaction (engine.c step_edge), not committed; the cancel
+--                 waits, then leaves the new group in flight (no lock cycle
+--                 between the end's progress and usage rows and the next
+--                 reservation; main: the new group dropped and sent).
 BEGIN;
-SELECT plan(12);
+SELECT plan(17);
 
 SELECT exists (SELECT 1 FROM pg_available_extensions WHERE name = 'dblink') AS have_dblink \gset
 \if :have_dblink
@@ -21,7 +26,8 @@ SELECT format('host=%s port=%s dbname=%s user=%s',
               split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
               current_database(), current_user) AS conn \gset
 SELECT dblink_connect('s', :'conn') AS s, dblink_connect('b', :'conn') AS b, dblink_connect('c', :'conn') AS c;
-SELECT gen_random_uuid() AS x, gen_random_uuid() AS y, gen_random_uuid() AS k1, gen_random_uuid() AS k2,
+SELECT gen_random_uuid() AS x, gen_random_uuid() AS y, gen_random_uuid() AS z, gen_random_uuid() AS k1,
+       gen_random_uuid() AS k2, gen_random_uuid() AS ka, gen_random_uuid() AS kb,
        'r' || left(md5(random()::text), 10) AS tag \gset
 SELECT pid AS bpid FROM dblink('b', 'select pg_backend_pid()') AS t(pid int) \gset
 SELECT pid AS cpid FROM dblink('c', 'select pg_backend_pid()') AS t(pid int) \gset
@@ -51,17 +57,20 @@ SELECT dblink_exec('s', format($f$
         from generate_series(1, 6) g;
     insert into public.campaigns (id, user_id, name, type, subject, content)
         select c, (select id from auth.users where email = '%1$s@race.test'), 'Race', 'email', 'Hi', '<p>x</p>'
-        from unnest(array['%2$s', '%3$s']::uuid[]) c;
-    update public.campaigns set status = 'sending', send_started_at = now() where id in ('%2$s', '%3$s');
+        from unnest(array['%2$s', '%3$s', '%6$s']::uuid[]) c;
+    update public.campaigns set status = 'sending', send_started_at = now() where id in ('%2$s', '%3$s', '%6$s');
     select sending.ensure_materialised('%2$s');
     select sending.ensure_materialised('%3$s');
+    select sending.ensure_materialised('%6$s');
     select sending.claim('email', '%2$s', '%4$s', 10, 60);
     select sending.claim('email', '%3$s', '%5$s', 10, 60);
+    select sending.claim('email', '%6$s', '%7$s', 3, 60);
+    select sending.claim('email', '%6$s', '%8$s', 3, 60);
     commit;
-$f$, :'tag', :'x', :'y', :'k1', :'k2'));
+$f$, :'tag', :'x', :'y', :'k1', :'k2', :'z', :'ka', :'kb'));
 SELECT array_agg(id ORDER BY id) AS xids FROM public.email_messages WHERE campaign_id = :'x' \gset
 SELECT array_agg(id ORDER BY id) AS yids FROM public.email_messages WHERE campaign_id = :'y' \gset
-SELECT is(cardinality(:'xids'::uuid[]) || ' ' || cardinality(:'yids'::uuid[]), '6 6', 'two campaigns of six, claimed');
+SELECT is(cardinality(:'xids'::uuid[]) || ' ' || cardinality(:'yids'::uuid[]), '6 6', 'campaigns of six, claimed');
 
 -- ---------------------------------------------------------------- step first
 SELECT dblink_exec('b', 'begin');
@@ -111,22 +120,52 @@ SELECT is((SELECT p.sent || ' ' || p.dropped || ' ' || c.unknown_count FROM send
            JOIN public.campaigns c ON c.id = p.campaign_id WHERE p.campaign_id = :'y'), '1 4 1',
     'each message counted once');
 
+-- ---------------------------------------------------------------- batch edge
+SELECT array_agg(message_id ORDER BY message_id) AS zaids FROM sending.leases WHERE claim = :'ka' \gset
+SELECT array_agg(message_id ORDER BY message_id) AS zbids FROM sending.leases WHERE claim = :'kb' \gset
+-- batch a's first group of two in flight, committed
+SELECT * FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)', :'z', :'ka',
+    (:'zaids'::uuid[])[1:2])) AS t(go text);
+SELECT dblink_exec('b', 'begin');
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, %L, 3, 60, 60)', :'z', :'ka',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest((:'zaids'::uuid[])[1:2]) i),
+    :'zaids')) AS t(status text);
+SELECT go AS zgo FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)',
+    :'z', :'kb', (:'zbids'::uuid[])[1:2])) AS t(go text) \gset
+SELECT dblink_send_query('c', format('select sending.cancel(%L)::text', :'z'));
+SELECT is(pg_temp.wait_for('c', :cpid), 'waiting', 'the cancel waits for a batch edge''s transaction');
+SELECT dblink_exec('b', 'commit');
+SELECT is((SELECT count(*)::int FROM dblink_get_result('c') AS t(r text)), 1, 'and ends once it commits');
+SELECT count(*) FROM dblink_get_result('c') AS t(r text);
+SELECT is(:'zgo'::uuid[], (:'zbids'::uuid[])[1:2], 'the next batch''s first group goes');
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, %L, 3, 60, 60)', :'z', :'kb',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest((:'zbids'::uuid[])[1:2]) i),
+    :'zbids')) AS t(status text);
+SELECT is((SELECT count(*) FILTER (WHERE status = 'sent') || ' ' || count(*) FILTER (WHERE status = 'dropped')
+           FROM public.email_messages WHERE campaign_id = :'z'), '4 2', 'the four that went are sent, the two left dropped');
+SELECT is((SELECT sent || ' ' || dropped FROM sending.progress_counts WHERE campaign_id = :'z'), '4 2',
+    'each message counted once');
+
 -- the fixture goes
 SELECT dblink_exec('s', format($f$
     begin;
-    delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s');
-    delete from sending.holds where campaign_id in ('%1$s', '%2$s');
-    delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s');
-    delete from sending.progress where campaign_id in ('%1$s', '%2$s');
-    delete from public.campaign_progress where id in ('%1$s', '%2$s');
-    delete from public.email_messages where campaign_id in ('%1$s', '%2$s');
-    delete from public.campaigns where id in ('%1$s', '%2$s');
+    delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s', '%4$s');
+    delete from sending.holds where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from sending.progress where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from public.campaign_progress where id in ('%1$s', '%2$s', '%4$s');
+    delete from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from public.campaigns where id in ('%1$s', '%2$s', '%4$s');
     delete from public.contacts where email like '%3$s-%%@race.test';
     commit;
-$f$, :'x', :'y', :'tag'));
+$f$, :'x', :'y', :'tag', :'z'));
 SELECT dblink_disconnect('s'), dblink_disconnect('b'), dblink_disconnect('c');
 \else
-SELECT skip('dblink is not installed', 12);
+SELECT skip('dblink is not installed', 17);
 \endif
 
 SELECT * FROM finish();
