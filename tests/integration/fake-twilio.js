@@ -90,12 +90,14 @@ function twilioError(res, status, code, message) {
  * lists the sids GET asked for, with the price answered ({sid, price}); live
  * holds what a test may change while the server runs: priceAtCreation (the
  * create answer already has the price, as Twilio's seldom has; default false).
+ * hold (an async function (params)): a create request is answered only once
+ * the promise it returns settles (a slow provider).
  */
 const FINAL = new Set(['delivered', 'undelivered', 'failed', 'read']);
 
 export async function startFakeTwilio({
   accountSid, authToken, callbacks = ['sent', 'delivered'], failWith,
-  price = '-0.00790', priceUnit = 'USD', priceDelayMs = 1000,
+  price = '-0.00790', priceUnit = 'USD', priceDelayMs = 1000, hold,
 } = {}) {
   const messages = [];
   const bySid = new Map();
@@ -133,7 +135,7 @@ export async function startFakeTwilio({
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d) => (body += d));
-    req.on('end', () => {
+    req.on('end', async () => {
       const g = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\/([A-Za-z0-9]+)\.json$/.exec(req.url);
       if (req.method === 'GET' && g) {
         if (req.headers.authorization !== expectedAuth || g[1] !== accountSid)
@@ -160,6 +162,7 @@ export async function startFakeTwilio({
         return twilioError(res, 400, 21602, 'Message body is required.');
       const fail = failWith?.(params);
       if (fail) return twilioError(res, fail.status, fail.code, fail.message);
+      if (hold) await hold(params);
       const sid = 'SM' + crypto.randomBytes(16).toString('hex');
       const msg = { sid, params, at: Date.now(), status: 'queued', finalAt: null };
       messages.push(msg);

@@ -1,0 +1,172 @@
+-- tests/sql/077_send_cancel_race.sql: migrations/077_send_cancel_recover.sql
+-- with a second and a third session (dblink): a cancel racing a step never
+-- marks a message the worker sends `dropped`, whichever comes first, and
+-- never deadlocks with it. The fixture is committed (the other sessions
+-- must see it) under random ids, and deleted at the end.
+--   step first:   the step has put a group in flight, not committed; the
+--                 cancel waits for its reservation, then sees the group
+--                 (main: the cancel did not wait and dropped the group's
+--                 messages, which the worker then sent: counted twice).
+--   cancel first: the cancel has not committed; a step that settles an
+--                 unknown result (it needs the campaign's row) waits for it,
+--                 then finds its reservation gone and sends nothing (main:
+--                 the step sent the next group the cancel had dropped).
+--   batch edge:   a batch's end and the next batch's first step in one
+--                 transaction (engine.c step_edge), not committed; the cancel
+--                 waits, then leaves the new group in flight (no lock cycle
+--                 between the end's progress and usage rows and the next
+--                 reservation; main: the new group dropped and sent).
+BEGIN;
+SELECT plan(17);
+
+SELECT exists (SELECT 1 FROM pg_available_extensions WHERE name = 'dblink') AS have_dblink \gset
+\if :have_dblink
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT format('host=%s port=%s dbname=%s user=%s',
+              split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
+              current_database(), current_user) AS conn \gset
+SELECT dblink_connect('s', :'conn') AS s, dblink_connect('b', :'conn') AS b, dblink_connect('c', :'conn') AS c;
+SELECT gen_random_uuid() AS x, gen_random_uuid() AS y, gen_random_uuid() AS z, gen_random_uuid() AS k1,
+       gen_random_uuid() AS k2, gen_random_uuid() AS ka, gen_random_uuid() AS kb,
+       'r' || left(md5(random()::text), 10) AS tag \gset
+SELECT pid AS bpid FROM dblink('b', 'select pg_backend_pid()') AS t(pid int) \gset
+SELECT pid AS cpid FROM dblink('c', 'select pg_backend_pid()') AS t(pid int) \gset
+
+-- waits (at most 10 s) until a session's query has ended or waits for a lock
+CREATE FUNCTION pg_temp.wait_for(p_conn text, p_pid int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..1000 LOOP
+        IF dblink_is_busy(p_conn) = 0 THEN
+            RETURN 'done';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = p_pid AND wait_event_type = 'Lock') THEN
+            RETURN 'waiting';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN 'busy';
+END $$;
+
+-- two e-mail campaigns of six recipients each, sending (no worker job:
+-- nobody but this test sends them), each claimed whole
+SELECT dblink_exec('s', format($f$
+    begin;
+    select tests.create_user('%1$s@race.test', 'user');
+    insert into public.contacts (user_id, email)
+        select (select id from auth.users where email = '%1$s@race.test'), '%1$s-' || g || '@race.test'
+        from generate_series(1, 6) g;
+    insert into public.campaigns (id, user_id, name, type, subject, content)
+        select c, (select id from auth.users where email = '%1$s@race.test'), 'Race', 'email', 'Hi', '<p>x</p>'
+        from unnest(array['%2$s', '%3$s', '%6$s']::uuid[]) c;
+    update public.campaigns set status = 'sending', send_started_at = now() where id in ('%2$s', '%3$s', '%6$s');
+    select sending.ensure_materialised('%2$s');
+    select sending.ensure_materialised('%3$s');
+    select sending.ensure_materialised('%6$s');
+    select sending.claim('email', '%2$s', '%4$s', 10, 60);
+    select sending.claim('email', '%3$s', '%5$s', 10, 60);
+    select sending.claim('email', '%6$s', '%7$s', 3, 60);
+    select sending.claim('email', '%6$s', '%8$s', 3, 60);
+    commit;
+$f$, :'tag', :'x', :'y', :'k1', :'k2', :'z', :'ka', :'kb'));
+SELECT array_agg(id ORDER BY id) AS xids FROM public.email_messages WHERE campaign_id = :'x' \gset
+SELECT array_agg(id ORDER BY id) AS yids FROM public.email_messages WHERE campaign_id = :'y' \gset
+SELECT is(cardinality(:'xids'::uuid[]) || ' ' || cardinality(:'yids'::uuid[]), '6 6', 'campaigns of six, claimed');
+
+-- ---------------------------------------------------------------- step first
+SELECT dblink_exec('b', 'begin');
+SELECT go AS xgo FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)',
+    :'x', :'k1', (:'xids'::uuid[])[1:2])) AS t(go text) \gset
+SELECT dblink_send_query('c', format('select sending.cancel(%L)::text', :'x'));
+SELECT is(pg_temp.wait_for('c', :cpid), 'waiting', 'the cancel waits for the step that holds a reservation');
+SELECT dblink_exec('b', 'commit');
+SELECT is((SELECT count(*)::int FROM dblink_get_result('c') AS t(r text)), 1, 'the cancel ends once the step commits');
+SELECT count(*) FROM dblink_get_result('c') AS t(r text);
+SELECT is(:'xgo'::uuid[], (:'xids'::uuid[])[1:2], 'the step''s group goes');
+SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.email_messages WHERE campaign_id = :'x'),
+    'queued,queued,dropped,dropped,dropped,dropped', 'the cancel leaves the group in flight, drops the rest');
+-- the worker settles its group
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, null, 3, 60, 60)', :'x', :'k1',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest((:'xids'::uuid[])[1:2]) i)))
+    AS t(status text);
+SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.email_messages WHERE campaign_id = :'x'),
+    'sent,sent,dropped,dropped,dropped,dropped', 'what went is sent');
+SELECT is((SELECT sent || ' ' || dropped FROM sending.progress_counts WHERE campaign_id = :'x'), '2 4',
+    'each message counted once');
+SELECT is((SELECT count(*)::int FROM sending.holds WHERE campaign_id = :'x'), 0, 'nothing is held');
+
+-- ---------------------------------------------------------------- cancel first
+-- a group of two in flight, committed
+SELECT * FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)', :'y', :'k2',
+    (:'yids'::uuid[])[1:2])) AS t(go text);
+SELECT dblink_exec('c', 'begin');
+SELECT count(*) FROM dblink('c', format('select sending.cancel(%L)::text', :'y')) AS t(r text);
+-- the worker's next step: the group's results (one unknown: the campaign's
+-- row) and the next group
+SELECT dblink_send_query('b', format(
+    'select go::text from sending.step(''email'', %L, %L, %L, %L, null, null, 3, 60, 60)', :'y', :'k2',
+    jsonb_build_array(jsonb_build_object('id', (:'yids'::uuid[])[1], 'outcome', 'accepted'),
+                      jsonb_build_object('id', (:'yids'::uuid[])[2], 'outcome', 'unknown')),
+    (:'yids'::uuid[])[3:4]));
+SELECT is(pg_temp.wait_for('b', :bpid), 'waiting', 'the step waits for the cancel');
+SELECT dblink_exec('c', 'commit');
+SELECT is((SELECT go FROM dblink_get_result('b') AS t(go text)), NULL, 'then sends nothing: its reservation is gone');
+SELECT count(*) FROM dblink_get_result('b') AS t(go text);
+SELECT is((SELECT string_agg(status, ',' ORDER BY id) FROM public.email_messages WHERE campaign_id = :'y'),
+    'sent,unknown,dropped,dropped,dropped,dropped', 'the dropped ones were not sent');
+SELECT is((SELECT p.sent || ' ' || p.dropped || ' ' || c.unknown_count FROM sending.progress_counts p
+           JOIN public.campaigns c ON c.id = p.campaign_id WHERE p.campaign_id = :'y'), '1 4 1',
+    'each message counted once');
+
+-- ---------------------------------------------------------------- batch edge
+SELECT array_agg(message_id ORDER BY message_id) AS zaids FROM sending.leases WHERE claim = :'ka' \gset
+SELECT array_agg(message_id ORDER BY message_id) AS zbids FROM sending.leases WHERE claim = :'kb' \gset
+-- batch a's first group of two in flight, committed
+SELECT * FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)', :'z', :'ka',
+    (:'zaids'::uuid[])[1:2])) AS t(go text);
+SELECT dblink_exec('b', 'begin');
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, %L, 3, 60, 60)', :'z', :'ka',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest((:'zaids'::uuid[])[1:2]) i),
+    :'zaids')) AS t(status text);
+SELECT go AS zgo FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)',
+    :'z', :'kb', (:'zbids'::uuid[])[1:2])) AS t(go text) \gset
+SELECT dblink_send_query('c', format('select sending.cancel(%L)::text', :'z'));
+SELECT is(pg_temp.wait_for('c', :cpid), 'waiting', 'the cancel waits for a batch edge''s transaction');
+SELECT dblink_exec('b', 'commit');
+SELECT is((SELECT count(*)::int FROM dblink_get_result('c') AS t(r text)), 1, 'and ends once it commits');
+SELECT count(*) FROM dblink_get_result('c') AS t(r text);
+SELECT is(:'zgo'::uuid[], (:'zbids'::uuid[])[1:2], 'the next batch''s first group goes');
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, %L, 3, 60, 60)', :'z', :'kb',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest((:'zbids'::uuid[])[1:2]) i),
+    :'zbids')) AS t(status text);
+SELECT is((SELECT count(*) FILTER (WHERE status = 'sent') || ' ' || count(*) FILTER (WHERE status = 'dropped')
+           FROM public.email_messages WHERE campaign_id = :'z'), '4 2', 'the four that went are sent, the two left dropped');
+SELECT is((SELECT sent || ' ' || dropped FROM sending.progress_counts WHERE campaign_id = :'z'), '4 2',
+    'each message counted once');
+
+-- the fixture goes
+SELECT dblink_exec('s', format($f$
+    begin;
+    delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s', '%4$s');
+    delete from sending.holds where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from sending.progress where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from public.campaign_progress where id in ('%1$s', '%2$s', '%4$s');
+    delete from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s');
+    delete from public.campaigns where id in ('%1$s', '%2$s', '%4$s');
+    delete from public.contacts where email like '%3$s-%%@race.test';
+    commit;
+$f$, :'x', :'y', :'tag', :'z'));
+SELECT dblink_disconnect('s'), dblink_disconnect('b'), dblink_disconnect('c');
+\else
+SELECT skip('dblink is not installed', 17);
+\endif
+
+SELECT * FROM finish();
+ROLLBACK;
