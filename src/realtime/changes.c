@@ -373,6 +373,11 @@ typedef struct feed_event {
                        * record (must still equal the row visible now, see
                        * realtime.table_info), or the old key for DELETE */
     table_info_t *ti; /* NULL: table without a primary key (never delivered) */
+    bool usable;      /* may be matched: key and table known */
+    /* what build_data needs, texts of the read's result (valid for the batch):
+     * the data is built only for events some subscriber wants — a change nobody
+     * listens to (a bulk import's rows) costs no formatting */
+    const char *ts, *type, *record, *old_record;
     changes_data_t *data;
 } feed_event_t;
 
@@ -618,7 +623,7 @@ static bool match_batch(feed_event_t *ev, size_t nev, group_t **buckets)
         }
         bool wants = false;
         for (size_t e = 0; e < nev; e++) {
-            if (!ev[e].ti || !ev[e].data)
+            if (!ev[e].usable)
                 continue;
             if (g->want[e]) {
                 wants = true; /* another member already asks; this one is matched later */
@@ -921,6 +926,29 @@ static void run_checks(check_t *ks, size_t nk, feed_event_t *ev, size_t nev, cha
     free(txns);
 }
 
+/* Builds the data of the events some group wants (outside the subscription
+ * lock); an event whose data cannot be built (too large, out of memory) is
+ * wanted by nobody. */
+static void build_wanted(feed_event_t *ev, size_t nev, group_t **buckets)
+{
+    for (size_t i = 0; i < FEED_GROUP_BUCKETS; i++)
+        for (group_t *g = buckets[i]; g; g = g->next)
+            for (size_t e = 0; g->nmembers && e < nev; e++) {
+                if (!g->want[e])
+                    continue;
+                feed_event_t *x = &ev[e];
+                if (!x->data && x->usable) {
+                    x->data = build_data(x->schema, x->table, x->ts, x->type, x->ti->columns_json,
+                                         x->record, x->old_record);
+                    x->usable = x->data != NULL;
+                }
+                if (!x->data) {
+                    g->want[e] = 0;
+                    g->nwant--;
+                }
+            }
+}
+
 /* Matches a batch against the subscriptions (under the lock), checks every
  * group's events in one pipeline per checking connection, and hands the
  * deliveries to the loop at once. */
@@ -932,6 +960,7 @@ static void process_batch(feed_event_t *ev, size_t nev)
     pthread_mutex_unlock(&subs_lock);
     if (!ok)
         log_error("realtime: out of memory matching changes");
+    build_wanted(ev, nev, buckets);
     size_t ng = 0;
     for (size_t i = 0; i < FEED_GROUP_BUCKETS; i++)
         for (group_t *g = buckets[i]; g; g = g->next)
@@ -1095,9 +1124,11 @@ static void deliver_rows(PGresult *r, int n)
         e->ti = table_lookup((unsigned)strtoul(PQgetvalue(r, i, 3), NULL, 10));
         if (!e->ti)
             continue;
-        e->data = build_data(e->schema, e->table, PQgetvalue(r, i, 7), type, e->ti->columns_json,
-                             e->mask == CHANGES_EV_DELETE ? NULL : rec,
-                             e->mask == CHANGES_EV_INSERT ? NULL : old);
+        e->usable = true;
+        e->ts = PQgetvalue(r, i, 7);
+        e->type = type;
+        e->record = e->mask == CHANGES_EV_DELETE ? NULL : rec;
+        e->old_record = e->mask == CHANGES_EV_INSERT ? NULL : old;
     }
     process_batch(ev, (size_t)n);
     for (int i = 0; i < n; i++) {
