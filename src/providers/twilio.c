@@ -1,9 +1,9 @@
 /*
- * The Twilio provider (twilio.h): the create-Message call through libcurl,
- * SMS segment counting, webhook signatures and forms, inbound keywords and
- * TwiML. Hand-written parts and why: the GSM 03.38 table and the segment
- * rules (no Debian library counts SMS segments), the form decoder (the HTTP
- * layer's decoder is a layer above providers, and webhooks need the pairs in
+ * The Twilio provider (twilio.h): the create-Message call (webapi_exchange:
+ * our HTTP/1.1 on a kept-alive connection libcurl opened), SMS segment
+ * counting, webhook signatures and forms, inbound keywords and TwiML. Hand-written parts and why:
+ * the GSM 03.38 table and the segment rules (no Debian library counts SMS segments), the form
+ * decoder (the HTTP layer's decoder is a layer above providers, and webhooks need the pairs in
  * order for the signature), and the signature itself (a documented
  * composition of OpenSSL's HMAC-SHA1 and base64).
  */
@@ -717,7 +717,7 @@ static bool perform(twilio_client_t *c, const webapi_request_t *r, cd_buf_t *ans
                     twilio_result_t *res)
 {
     char why[256] = "";
-    webapi_status_t ws = webapi_perform(c, r, answer, &res->http_status, why, sizeof(why));
+    webapi_status_t ws = webapi_exchange(c, r, answer, &res->http_status, why, sizeof(why));
     if (ws != WEBAPI_ANSWERED) {
         res->outcome = ws == WEBAPI_NOT_SENT ? TWILIO_TEMPORARY : TWILIO_UNKNOWN;
         snprintf(res->error, sizeof(res->error), "Twilio request failed: %s", why);

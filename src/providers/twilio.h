@@ -131,8 +131,8 @@ typedef struct twilio_answer_field {
 CD_MUSTCHECK bool twilio_answer_scan(const char *json, size_t len, twilio_answer_field_t *fields,
                                      size_t nfields);
 
-/* A reusable connection to the API (libcurl keeps it alive between sends).
- * One per thread: not thread-safe. */
+/* A reusable connection to the API (kept alive between sends, see
+ * webapi_exchange). One per thread: not thread-safe. */
 typedef struct webapi_client twilio_client_t; /* providers/webapi.h */
 
 /* Creates a client, or NULL when out of memory. */

@@ -1,11 +1,17 @@
 /*
- * Shared libcurl glue of the HTTP API providers (webapi.h).
+ * Shared libcurl glue of the HTTP API providers (webapi.h), and the send
+ * engine's own HTTP/1.1 exchange on a connection libcurl opened.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "providers/webapi.h"
 
@@ -41,10 +47,13 @@ struct webapi_client *webapi_client_new(void)
     return c;
 }
 
+static void conn_close(struct webapi_client *c);
+
 void webapi_client_free(struct webapi_client *c)
 {
     if (!c)
         return;
+    conn_close(c);
     curl_easy_cleanup(c->curl);
     free(c);
 }
@@ -119,4 +128,610 @@ void webapi_account_close(webapi_account_t *a)
     webapi_client_free(a->client);
     a->client = NULL;
     OPENSSL_cleanse(a->secret, sizeof(a->secret));
+}
+
+/* ------------------------------------------------- the answer's parser */
+
+enum {
+    ST_STATUS = 0, /* the status line */
+    ST_HEADER,     /* a header line, or the empty line ending the head */
+    ST_BODY,       /* left_ bytes of a body with a length */
+    ST_CLOSE,      /* a body that ends at the close */
+    ST_CHUNK_SIZE, /* a chunk's size line */
+    ST_CHUNK_DATA, /* left_ bytes of a chunk */
+    ST_CHUNK_END,  /* the CRLF after a chunk's data */
+    ST_TRAILER,    /* a trailer line, or the empty line ending the body */
+    ST_DONE,
+};
+
+/* Interim (1xx) answers skipped before the final one; more is not HTTP. */
+#define WEBAPI_INTERIM_MAX 16
+
+void webapi_parser_init(webapi_parser_t *p)
+{
+    memset(p, 0, sizeof(*p));
+}
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool parse_fail(webapi_parser_t *p, const char *why)
+{
+    p->error = why;
+    return false;
+}
+
+/* Whether s[0..n) equals the lower-case word w, in any case. */
+static bool word_is(const char *s, size_t n, const char *w)
+{
+    return strlen(w) == n && strncasecmp(s, w, n) == 0;
+}
+
+/* "HTTP/1.x ddd[ reason]" (CR and LF already cut). */
+static bool parse_status(webapi_parser_t *p, const char *s, size_t n)
+{
+    if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' || s[8] != ' ' ||
+        s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' ||
+        (n > 12 && s[12] != ' '))
+        return parse_fail(p, "not an HTTP/1.x status line");
+    p->http11_ = s[7] != '0';
+    p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    p->close_ = p->keep_ = p->chunked_ = p->length_ = false;
+    p->left_ = 0;
+    p->keep_alive_timeout = 0;
+    return true;
+}
+
+/* Connection's tokens: close, keep-alive. */
+static void parse_connection(webapi_parser_t *p, const char *v, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ',' || v[i] == ' ' || v[i] == '\t'))
+            i++;
+        size_t b = i;
+        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        if (word_is(v + b, i - b, "close"))
+            p->close_ = true;
+        else if (word_is(v + b, i - b, "keep-alive"))
+            p->keep_ = true;
+    }
+}
+
+/* Keep-Alive: timeout=N[, max=M] */
+static void parse_keep_alive(webapi_parser_t *p, const char *v, size_t n)
+{
+    for (size_t i = 0; i + 8 <= n; i++) {
+        if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') &&
+            strncasecmp(v + i, "timeout=", 8) == 0) {
+            long t = 0;
+            for (size_t j = i + 8; j < n && v[j] >= '0' && v[j] <= '9' && t < 100000; j++)
+                t = t * 10 + (v[j] - '0');
+            p->keep_alive_timeout = t;
+            return;
+        }
+    }
+}
+
+/* One header line "name: value" (CR and LF already cut). Only the headers
+ * that frame the answer matter; the others are checked for form only. */
+static bool parse_header(webapi_parser_t *p, const char *s, size_t n)
+{
+    size_t k = 0;
+    while (k < n && is_tchar((unsigned char)s[k]))
+        k++;
+    if (k == 0 || k == n || s[k] != ':')
+        return parse_fail(p, "a bad header line"); /* obs-fold included (RFC 9112 5.2) */
+    const char *v = s + k + 1;
+    size_t vn = n - k - 1;
+    while (vn && (*v == ' ' || *v == '\t'))
+        v++, vn--;
+    while (vn && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
+        vn--;
+    for (size_t i = 0; i < vn; i++)
+        if ((unsigned char)v[i] < ' ' && v[i] != '\t')
+            return parse_fail(p, "a control character in a header");
+    if (word_is(s, k, "content-length")) {
+        unsigned long long len = 0;
+        if (vn == 0 || vn > 15)
+            return parse_fail(p, "a bad Content-Length");
+        for (size_t i = 0; i < vn; i++) {
+            if (v[i] < '0' || v[i] > '9')
+                return parse_fail(p, "a bad Content-Length");
+            len = len * 10 + (unsigned long long)(v[i] - '0');
+        }
+        if (p->length_ && len != p->left_)
+            return parse_fail(p, "two different Content-Lengths");
+        p->length_ = true;
+        p->left_ = len;
+    } else if (word_is(s, k, "transfer-encoding")) {
+        /* we send no TE: chunked is the only coding a server may use */
+        if (p->chunked_ || !word_is(v, vn, "chunked"))
+            return parse_fail(p, "an unsupported Transfer-Encoding");
+        p->chunked_ = true;
+    } else if (word_is(s, k, "connection")) {
+        parse_connection(p, v, vn);
+    } else if (word_is(s, k, "keep-alive")) {
+        parse_keep_alive(p, v, vn);
+    }
+    return true;
+}
+
+/* The head is over: what frames the body (RFC 9112 6.3). */
+static bool head_end(webapi_parser_t *p)
+{
+    if (p->status < 200) {
+        if (p->status == 101)
+            return parse_fail(p, "101 Switching Protocols to a request that asked for none");
+        if (++p->interim_ > WEBAPI_INTERIM_MAX)
+            return parse_fail(p, "too many interim (1xx) answers");
+        p->status = 0;
+        p->state_ = ST_STATUS;
+        return true;
+    }
+    p->keep_alive = !p->close_ && (p->http11_ || p->keep_);
+    if (p->status == 204 || p->status == 304) {
+        p->state_ = ST_DONE;
+    } else if (p->chunked_) {
+        /* both a length and chunked: chunked counts, the connection is
+         * not trusted after it (RFC 9112 6.3, point 3) */
+        if (p->length_)
+            p->keep_alive = false;
+        p->state_ = ST_CHUNK_SIZE;
+    } else if (p->length_) {
+        p->state_ = p->left_ ? ST_BODY : ST_DONE;
+    } else {
+        p->keep_alive = false;
+        p->state_ = ST_CLOSE;
+    }
+    return true;
+}
+
+/* A chunk's size line: hex digits, then extensions (";...") to ignore. */
+static bool parse_chunk_size(webapi_parser_t *p, const char *s, size_t n)
+{
+    size_t i = 0;
+    unsigned long long size = 0;
+    for (; i < n && i < 16; i++) {
+        int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
+                : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+                : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10
+                                             : -1;
+        if (d < 0)
+            break;
+        size = size * 16 + (unsigned long long)d;
+    }
+    if (i == 0 || i >= 16)
+        return parse_fail(p, "a bad chunk size");
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (i < n && s[i] != ';')
+        return parse_fail(p, "a bad chunk size");
+    for (; i < n; i++)
+        if ((unsigned char)s[i] < ' ' && s[i] != '\t')
+            return parse_fail(p, "a control character in a chunk extension");
+    p->left_ = size;
+    p->state_ = size ? ST_CHUNK_DATA : ST_TRAILER;
+    return true;
+}
+
+/* One line of the head or of a chunk's framing (CR LF or LF cut). */
+static bool parse_line(webapi_parser_t *p, const char *s, size_t n)
+{
+    switch (p->state_) {
+    case ST_STATUS:
+        return parse_status(p, s, n);
+    case ST_HEADER:
+        if (n == 0)
+            return head_end(p);
+        return parse_header(p, s, n);
+    case ST_CHUNK_SIZE:
+        return parse_chunk_size(p, s, n);
+    case ST_CHUNK_END:
+        if (n != 0)
+            return parse_fail(p, "a chunk longer than its size");
+        p->state_ = ST_CHUNK_SIZE;
+        return true;
+    default: /* ST_TRAILER: trailers are not read, only checked for form */
+        if (n == 0) {
+            p->state_ = ST_DONE;
+            return true;
+        }
+        return parse_header(p, s, n);
+    }
+}
+
+long webapi_parse(webapi_parser_t *p, const char *data, size_t len, cd_buf_t *body)
+{
+    size_t pos = 0;
+    if (p->error)
+        return -1;
+    while (pos < len && p->state_ != ST_DONE) {
+        size_t avail = len - pos;
+        if (p->state_ == ST_BODY || p->state_ == ST_CHUNK_DATA || p->state_ == ST_CLOSE) {
+            size_t take = avail;
+            if (p->state_ != ST_CLOSE && p->left_ < take)
+                take = (size_t)p->left_;
+            if (!cd_buf_add(body, data + pos, take)) {
+                p->error = "the answer's body is larger than its buffer";
+                return -1;
+            }
+            pos += take;
+            if (p->state_ != ST_CLOSE && (p->left_ -= take) == 0)
+                p->state_ = p->state_ == ST_BODY ? ST_DONE : ST_CHUNK_END;
+            continue;
+        }
+        const char *nl = memchr(data + pos, '\n', avail);
+        size_t line = nl ? (size_t)(nl - (data + pos)) + 1 : avail;
+        if (line > WEBAPI_LINE_MAX || p->head_ + line > WEBAPI_HEAD_MAX) {
+            p->error = line > WEBAPI_LINE_MAX ? "a line of the answer is too long"
+                                              : "the answer's head is too large";
+            return -1;
+        }
+        if (!nl)
+            break; /* the rest of the line is still to come */
+        p->head_ += line;
+        size_t n = line - 1;
+        if (n && data[pos + n - 1] == '\r')
+            n--;
+        if (memchr(data + pos, '\r', n) || memchr(data + pos, '\0', n)) {
+            p->error = "a bare CR or a NUL in the answer's head";
+            return -1;
+        }
+        if (!parse_line(p, data + pos, n))
+            return -1;
+        pos += line;
+    }
+    p->done = p->state_ == ST_DONE;
+    return (long)pos;
+}
+
+bool webapi_parse_eof(webapi_parser_t *p)
+{
+    if (p->error)
+        return false;
+    if (p->state_ == ST_CLOSE)
+        p->state_ = ST_DONE;
+    p->done = p->state_ == ST_DONE;
+    if (!p->done)
+        p->error = "the connection closed before the answer was complete";
+    return p->done;
+}
+
+/* ------------------------------------------------------- the exchange */
+
+/*
+ * Why our own HTTP/1.1 exchange: perf of the send engine put ~71 % of
+ * campaignd's CPU per SMS in libcurl's exchange (bench/RESULTS.md,
+ * "send-cpu"): its state machine, the URL parsed again after each
+ * curl_easy_reset, the request built and the answer's head parsed through
+ * its generic layers, its timers, and ~3 polls, a sendto and a recvfrom per
+ * request. The send engine's requests are all alike (one origin, a POST of
+ * a form, a JSON answer), so here libcurl only opens the connection (TCP,
+ * TLS with its certificate checks, a proxy's CONNECT) and the exchange is
+ * one write of the whole request and reads until the answer is complete,
+ * framed by webapi_parse. The figures are in bench/RESULTS.md, "send-http".
+ * webapi_perform stays for what needs more (SendGrid's extra headers).
+ */
+
+#define WEBAPI_IN_MAX (16 * 1024)
+
+struct webapi_conn {
+    CURL *curl;
+    curl_socket_t fd;
+    bool tls;
+    bool used;               /* has carried an answer */
+    long long idle_since;    /* cd_mono_ms of its last answer */
+    long long idle_limit_ms; /* the server's Keep-Alive timeout less a margin; 0 none */
+    char origin[WEBAPI_FIELD_MAX + 16];
+    size_t inlen;
+    char in[WEBAPI_IN_MAX];
+};
+
+static const char *test_cainfo; /* webapi_test_set_cainfo */
+
+void webapi_test_set_cainfo(const char *path)
+{
+    test_cainfo = path;
+}
+
+static void conn_close(struct webapi_client *c)
+{
+    if (c->conn) {
+        curl_easy_cleanup(c->conn->curl);
+        free(c->conn);
+        c->conn = NULL;
+    }
+}
+
+/* Waits until the connection is readable (or writable) or the deadline passes. */
+static bool conn_wait(const struct webapi_conn *k, bool out, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - cd_mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = k->fd, .events = out ? POLLOUT : POLLIN};
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+/* Whether a connection that waited since its last answer can carry a
+ * request: nothing may be readable on it (a close, a reset, bytes nobody
+ * asked for all say no). Over TLS a readable socket may hold only a record
+ * OpenSSL reads for itself (a session ticket): libcurl says "again" then. */
+static bool conn_alive(struct webapi_conn *k)
+{
+    if (k->idle_limit_ms && cd_mono_ms() - k->idle_since >= k->idle_limit_ms)
+        return false;
+    for (;;) {
+        struct pollfd p = {.fd = k->fd, .events = POLLIN};
+        int r = poll(&p, 1, 0);
+        if (r == 0)
+            return true;
+        if (r < 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+            return false;
+        char b[256];
+        size_t got = 0;
+        CURLcode rc = curl_easy_recv(k->curl, b, sizeof(b), &got);
+        if (rc != CURLE_AGAIN)
+            return false;
+    }
+}
+
+/* Opens a connection to origin (libcurl: connect, a proxy's CONNECT, TLS).
+ * NULL with err set on failure. */
+static struct webapi_conn *conn_open(const char *origin, long long deadline, char *err,
+                                     size_t errlen)
+{
+    struct webapi_conn *k = calloc(1, sizeof(*k));
+    if (!k || !(k->curl = curl_easy_init())) {
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char curl_err[CURL_ERROR_SIZE] = "";
+    long long left_ms = deadline - cd_mono_ms();
+    long secs = left_ms <= 1000 ? 1L : (long)((left_ms + 999) / 1000);
+    CURL *h = k->curl;
+    curl_easy_setopt(h, CURLOPT_URL, origin);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    /* through a proxy (the environment's), a tunnel: our request is in
+     * origin form, for the server itself */
+    curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    if (test_cainfo)
+        curl_easy_setopt(h, CURLOPT_CAINFO, test_cainfo);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, secs);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (rc == CURLE_OK && curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+        fd != CURL_SOCKET_BAD) {
+        k->fd = fd;
+        k->tls = strncmp(origin, "https://", 8) == 0;
+        snprintf(k->origin, sizeof(k->origin), "%s", origin);
+        return k;
+    }
+    snprintf(err, errlen, "%s",
+             *curl_err        ? curl_err
+             : rc != CURLE_OK ? curl_easy_strerror(rc)
+                              : "no connection");
+    curl_easy_cleanup(h);
+    free(k);
+    return NULL;
+}
+
+/* Writes p[0..n); *written counts what went. False when the connection
+ * broke or the deadline passed. */
+static bool conn_write(struct webapi_conn *k, const char *p, size_t n, size_t *written,
+                       long long deadline)
+{
+    while (n > 0) {
+        size_t w = 0;
+        CURLcode rc = curl_easy_send(k->curl, p, n, &w);
+        if (rc == CURLE_AGAIN || (rc == CURLE_OK && w == 0)) {
+            if (!conn_wait(k, true, deadline))
+                return false;
+            continue;
+        }
+        if (rc != CURLE_OK)
+            return false;
+        *written += w;
+        p += w;
+        n -= w;
+    }
+    return true;
+}
+
+/* Reads the answer into answer. 1: complete; 0: cut or timed out (why in
+ * err); -1: not readable (why in err). */
+static int conn_read(struct webapi_conn *k, webapi_parser_t *ps, cd_buf_t *answer,
+                     long long deadline, char *err, size_t errlen)
+{
+    for (;;) {
+        if (k->inlen) {
+            long used = webapi_parse(ps, k->in, k->inlen, answer);
+            if (used < 0) {
+                snprintf(err, errlen, "unreadable answer: %s", ps->error);
+                return -1;
+            }
+            memmove(k->in, k->in + used, k->inlen - (size_t)used);
+            k->inlen -= (size_t)used;
+            if (ps->done)
+                return 1;
+        }
+        if (k->inlen == sizeof(k->in)) { /* cannot happen: a line is shorter */
+            snprintf(err, errlen, "unreadable answer: a line is too long");
+            return -1;
+        }
+        /* In the clear nothing is buffered below us: wait first (the answer
+         * is rarely there yet) instead of a recv that says EAGAIN. Over TLS,
+         * OpenSSL may hold a record already read: recv first. */
+        if (!k->tls && !conn_wait(k, false, deadline))
+            goto timeout;
+        size_t got = 0;
+        CURLcode rc = curl_easy_recv(k->curl, k->in + k->inlen, sizeof(k->in) - k->inlen, &got);
+        if (rc == CURLE_AGAIN) {
+            if (!conn_wait(k, false, deadline))
+                goto timeout;
+            continue;
+        }
+        if (rc != CURLE_OK) {
+            snprintf(err, errlen, "the connection broke before the answer: %s",
+                     curl_easy_strerror(rc));
+            return 0;
+        }
+        if (got == 0) {
+            if (webapi_parse_eof(ps))
+                return 1;
+            snprintf(err, errlen, "%s", ps->error);
+            return 0;
+        }
+        k->inlen += got;
+    }
+timeout:
+    snprintf(err, errlen, "no complete answer within the timeout");
+    return 0;
+}
+
+/* The origin ("http(s)://authority") and the request target of url, when
+ * the exchange can send it: no credentials in it, a printable ASCII target. */
+static bool split_url(const char *url, char *origin, size_t cap, const char **target,
+                      size_t *target_len)
+{
+    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    if (!scheme)
+        return false;
+    size_t a = scheme + strcspn(url + scheme, "/?#");
+    if (a == scheme || a >= cap || memchr(url + scheme, '@', a - scheme))
+        return false;
+    memcpy(origin, url, a);
+    origin[a] = '\0';
+    const char *t = url + a;
+    size_t n = strcspn(t, "#");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f)
+            return false;
+    *target = t;
+    *target_len = n;
+    return true;
+}
+
+/* The request's text into out. */
+static bool build_request(cd_buf_t *out, const webapi_request_t *r, const char *origin,
+                          const char *target, size_t target_len)
+{
+    const char *host = strstr(origin, "://") + 3;
+    bool ok =
+        cd_buf_printf(out, "%s %s%.*s HTTP/1.1\r\nHost: %s\r\n", r->body ? "POST" : "GET",
+                      target_len && target[0] == '/' ? "" : "/", (int)target_len, target, host);
+    if (ok && r->user) {
+        /* HTTP basic auth: base64 of user:password */
+        cd_buf_t cred;
+        cd_buf_init(&cred, 2 * WEBAPI_FIELD_MAX + 2);
+        const char *pw = r->password ? r->password : "";
+        ok = cd_buf_printf(&cred, "%s:%s", r->user, pw);
+        unsigned char b64[4 * ((2 * WEBAPI_FIELD_MAX + 2 + 2) / 3) + 1];
+        int n = ok ? EVP_EncodeBlock(b64, (const unsigned char *)cred.data, (int)cred.len) : -1;
+        ok = n >= 0 && cd_buf_adds(out, "Authorization: Basic ") &&
+             cd_buf_add(out, b64, (size_t)n) && cd_buf_adds(out, "\r\n");
+        OPENSSL_cleanse(b64, sizeof(b64));
+        if (cred.data)
+            OPENSSL_cleanse(cred.data, cred.len);
+        cd_buf_free(&cred);
+    }
+    ok = ok && cd_buf_adds(out, "Accept: */*\r\n");
+    if (ok && r->body)
+        ok = cd_buf_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                           r->content_type ? r->content_type : "application/x-www-form-urlencoded",
+                           r->body_len) &&
+             cd_buf_add(out, r->body, r->body_len);
+    else if (ok)
+        ok = cd_buf_adds(out, "\r\n");
+    return ok;
+}
+
+webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t *r,
+                                cd_buf_t *answer, long *http_status, char *err, size_t errlen)
+{
+    char origin[WEBAPI_FIELD_MAX + 16];
+    const char *target = NULL;
+    size_t target_len = 0;
+    *http_status = 0;
+    if (r->headers || r->header_cb || (r->user && strlen(r->user) >= WEBAPI_FIELD_MAX) ||
+        (r->password && strlen(r->password) >= WEBAPI_FIELD_MAX) ||
+        !split_url(r->url, origin, sizeof(origin), &target, &target_len))
+        return webapi_perform(c, r, answer, http_status, err, errlen);
+    long long deadline = cd_mono_ms() + (r->timeout_seconds > 0 ? r->timeout_seconds : 30) * 1000;
+    cd_buf_t out;
+    cd_buf_init(&out, r->body_len + 4096 + 2 * WEBAPI_FIELD_MAX + (size_t)target_len);
+    webapi_status_t st = WEBAPI_NOT_SENT;
+    if (!build_request(&out, r, origin, target, target_len)) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (c->conn && (strcmp(c->conn->origin, origin) != 0 || !conn_alive(c->conn)))
+        conn_close(c);
+    for (int attempt = 0;; attempt++) {
+        bool reused = c->conn != NULL;
+        if (!c->conn && !(c->conn = conn_open(origin, deadline, err, errlen)))
+            goto done; /* nothing of the request left */
+        struct webapi_conn *k = c->conn;
+        size_t written = 0;
+        if (!conn_write(k, out.data, out.len, &written, deadline)) {
+            conn_close(c);
+            if (written > 0) {
+                st = WEBAPI_LOST;
+                snprintf(err, errlen, "the connection broke while the request was sent");
+                goto done;
+            }
+            /* a kept connection that failed at once: nothing of the request
+             * reached the server, once more on a new connection */
+            if (reused && attempt == 0 && cd_mono_ms() < deadline)
+                continue;
+            snprintf(err, errlen, "the connection broke before the request was sent");
+            goto done;
+        }
+        /* from here on the server may have the request: never sent again */
+        st = WEBAPI_LOST;
+        webapi_parser_t ps;
+        webapi_parser_init(&ps);
+        k->inlen = 0;
+        if (conn_read(k, &ps, answer, deadline, err, errlen) <= 0) {
+            conn_close(c);
+            goto done;
+        }
+        st = WEBAPI_ANSWERED;
+        *http_status = ps.status;
+        /* bytes after the answer were asked for by nobody: not kept */
+        if (!ps.keep_alive || k->inlen) {
+            conn_close(c);
+        } else {
+            k->used = true;
+            k->idle_since = cd_mono_ms();
+            /* the server closes an idle connection after its timeout: a
+             * second before, ours goes (a request crossing its close would
+             * be lost) */
+            k->idle_limit_ms = ps.keep_alive_timeout > 0 ? ps.keep_alive_timeout * 1000 - 1000 : 0;
+            if (ps.keep_alive_timeout == 1)
+                k->idle_limit_ms = 500;
+        }
+        break;
+    }
+done:
+    if (out.data)
+        OPENSSL_cleanse(out.data, out.len);
+    cd_buf_free(&out);
+    return st;
 }
