@@ -182,6 +182,7 @@ static bool parse_status(webapi_parser_t *p, const char *s, size_t n)
     p->close_ = p->keep_ = p->chunked_ = p->length_ = false;
     p->left_ = 0;
     p->keep_alive_timeout = 0;
+    p->state_ = ST_HEADER;
     return true;
 }
 
