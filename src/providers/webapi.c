@@ -509,6 +509,9 @@ static struct webapi_conn *conn_open(const char *origin, long long deadline, cha
     /* through a proxy (the environment's), a tunnel: our request is in
      * origin form, for the server itself */
     curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    /* TLS's ALPN offers http/1.1 alone: a server that may pick h2 (libcurl
+     * offers it by default) would not understand our requests */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     if (test_cainfo)
         curl_easy_setopt(h, CURLOPT_CAINFO, test_cainfo);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

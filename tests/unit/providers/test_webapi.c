@@ -5,7 +5,7 @@
  * scripted server in a thread: keep-alive, a connection the server closed
  * while it waited (a new one, nothing sent twice), one closed after the
  * request (lost), silence (lost at the deadline), no server (not sent),
- * TLS. */
+ * TLS (HTTP/1.1 offered by ALPN, never h2). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -785,6 +785,29 @@ static void test_exchange_no_server(void **state)
 /* A key and a certificate for 127.0.0.1, the certificate its own CA. */
 static char tls_dir[64];
 
+/* The server's ALPN choice: h2 whenever the client offers it (as a real API
+ * front does), else http/1.1; what it chose, for the test to read. */
+static char alpn_chosen[16] = "";
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const char *const prefs[] = {"h2", "http/1.1"};
+    for (size_t k = 0; k < 2; k++)
+        for (unsigned i = 0; i < inlen; i += 1u + in[i])
+            if (in[i] == strlen(prefs[k]) && i + 1u + in[i] <= inlen &&
+                memcmp(in + i + 1, prefs[k], in[i]) == 0) {
+                *out = in + i + 1;
+                *outlen = in[i];
+                snprintf(alpn_chosen, sizeof(alpn_chosen), "%s", prefs[k]);
+                return SSL_TLSEXT_ERR_OK;
+            }
+    snprintf(alpn_chosen, sizeof(alpn_chosen), "none");
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 static SSL_CTX *tls_server_ctx(void)
 {
     snprintf(tls_dir, sizeof(tls_dir), "/tmp/cd-webapi-tls-XXXXXX");
@@ -803,6 +826,7 @@ static SSL_CTX *tls_server_ctx(void)
     assert_int_equal(SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM), 1);
     snprintf(path, sizeof(path), "%s/key.pem", tls_dir);
     assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM), 1);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return ctx;
 }
 
@@ -829,6 +853,8 @@ static void test_exchange_tls(void **state)
         assert_int_equal(e.st, WEBAPI_ANSWERED);
         assert_int_equal(e.status, 201);
         assert_string_equal(e.body, answer_body);
+        /* our exchange speaks HTTP/1.1: never let the server pick h2 */
+        assert_string_not_equal(alpn_chosen, "h2");
         usleep(100 * 1000);
     }
     e = exchange(c, f, true, 5);
