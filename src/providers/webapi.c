@@ -473,7 +473,8 @@ static bool conn_alive(struct webapi_conn *k)
 {
     if (k->idle_limit_ms && cd_mono_ms() - k->idle_since >= k->idle_limit_ms)
         return false;
-    for (;;) {
+    /* a few rounds: a partial TLS record would stay readable for ever */
+    for (int round = 0; round < 4; round++) {
         struct pollfd p = {.fd = k->fd, .events = POLLIN};
         int r = poll(&p, 1, 0);
         if (r == 0)
@@ -486,6 +487,7 @@ static bool conn_alive(struct webapi_conn *k)
         if (rc != CURLE_AGAIN)
             return false;
     }
+    return false;
 }
 
 /* Opens a connection to origin (libcurl: connect, a proxy's CONNECT, TLS).
