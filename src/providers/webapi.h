@@ -19,8 +19,9 @@
 #include "core/buf.h"
 #include "core/common.h"
 
-/* A client of one HTTP API: one libcurl handle, so its connections are kept
- * and reused from one request to the next (one client per sending worker). */
+/* A client of one HTTP API (one per sending worker, not thread-safe): a
+ * libcurl handle for webapi_perform, which keeps its connections from one
+ * request to the next, and webapi_exchange's own kept connection. */
 struct webapi_client {
     void *curl;               /* CURL * of webapi_perform */
     struct webapi_conn *conn; /* webapi_exchange's connection, NULL when none */
