@@ -489,7 +489,7 @@ static void serve(fake_t *f, io_t *io)
         }
         size_t head = (size_t)(end - buf) + 4;
         const char *cl = find(buf, len, "Content-Length: ");
-        size_t body = cl && cl < end ? (size_t)atol(cl + 16) : 0;
+        size_t body = cl && cl < end ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
         while (len < head + body) {
             ssize_t r = io_recv(io, buf + len, sizeof(buf) - len);
             if (r <= 0)
