@@ -702,13 +702,19 @@ static void read_answer(const cd_buf_t *body, twilio_result_t *res)
         snprintf(res->error, sizeof(res->error), "Twilio answered HTTP %ld", res->http_status);
 }
 
+twilio_outcome_t twilio_status_outcome(long s)
+{
+    /* 408: the server gave up waiting for the request (an idle connection's
+     * close, a slow write), so it did not act on it: try again later */
+    return s == 201 || s == 200               ? TWILIO_ACCEPTED
+           : s == 408 || s == 429 || s >= 500 ? TWILIO_TEMPORARY
+                                              : TWILIO_PERMANENT;
+}
+
 /* Sets the outcome from the HTTP status. */
 static void classify(twilio_result_t *res)
 {
-    long s = res->http_status;
-    res->outcome = s == 201 || s == 200   ? TWILIO_ACCEPTED
-                   : s == 429 || s >= 500 ? TWILIO_TEMPORARY
-                                          : TWILIO_PERMANENT;
+    res->outcome = twilio_status_outcome(res->http_status);
 }
 
 /* Performs r, classifies the answer and reads it into res; false (res

@@ -150,6 +150,7 @@ enum {
 void webapi_parser_init(webapi_parser_t *p)
 {
     memset(p, 0, sizeof(*p));
+    p->keep_alive_timeout = -1;
 }
 
 static bool is_tchar(unsigned char c)
@@ -181,7 +182,7 @@ static bool parse_status(webapi_parser_t *p, const char *s, size_t n)
     p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     p->close_ = p->keep_ = p->chunked_ = p->length_ = false;
     p->left_ = 0;
-    p->keep_alive_timeout = 0;
+    p->keep_alive_timeout = -1;
     p->state_ = ST_HEADER;
     return true;
 }
@@ -421,13 +422,45 @@ bool webapi_parse_eof(webapi_parser_t *p)
 
 #define WEBAPI_IN_MAX (16 * 1024)
 
+/* How long a kept connection may wait for its next request. A server that
+ * announces no Keep-Alive timeout (Twilio's front announces none) still
+ * closes an idle connection some time, and a NAT or a firewall on the way
+ * may forget it without a word: such a connection passes conn_alive's poll,
+ * and the request written on it is lost (unknown, never retried), though it
+ * never arrived. libcurl never reused a connection idle for more than 118 s
+ * (CURLOPT_MAXAGE_CONN); ours go after 30 s, or a second before the
+ * server's announced timeout when that is sooner. */
+#define WEBAPI_IDLE_MAX_MS 30000
+
+static long long test_idle_max_ms; /* webapi_test_set_idle_max_ms */
+
+void webapi_test_set_idle_max_ms(long long ms)
+{
+    test_idle_max_ms = ms;
+}
+
+/* The idle limit of a connection after an answer that announced a
+ * Keep-Alive timeout of ka seconds (-1: none); 0: not kept at all. */
+static long long idle_limit_ms(long ka)
+{
+    long long max = test_idle_max_ms > 0 ? test_idle_max_ms : WEBAPI_IDLE_MAX_MS;
+    if (ka < 0)
+        return max;
+    if (ka == 0) /* the server keeps nothing idle */
+        return 0;
+    /* the server closes an idle connection after its timeout: a second
+     * before, ours goes (a request crossing its close would be lost) */
+    long long l = ka == 1 ? 500 : (long long)ka * 1000 - 1000;
+    return l < max ? l : max;
+}
+
 struct webapi_conn {
     CURL *curl;
     curl_socket_t fd;
     bool tls;
     bool used;               /* has carried an answer */
     long long idle_since;    /* cd_mono_ms of its last answer */
-    long long idle_limit_ms; /* the server's Keep-Alive timeout less a margin; 0 none */
+    long long idle_limit_ms; /* idle_limit_ms() of its last answer (> 0) */
     char origin[WEBAPI_FIELD_MAX + 16];
     size_t inlen;
     char in[WEBAPI_IN_MAX];
@@ -471,7 +504,7 @@ static bool conn_wait(const struct webapi_conn *k, bool out, long long deadline)
  * OpenSSL reads for itself (a session ticket): libcurl says "again" then. */
 static bool conn_alive(struct webapi_conn *k)
 {
-    if (k->idle_limit_ms && cd_mono_ms() - k->idle_since >= k->idle_limit_ms)
+    if (cd_mono_ms() - k->idle_since >= k->idle_limit_ms)
         return false;
     /* a few rounds: a partial TLS record would stay readable for ever */
     for (int round = 0; round < 4; round++) {
@@ -733,17 +766,12 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         st = WEBAPI_ANSWERED;
         *http_status = ps.status;
         /* bytes after the answer were asked for by nobody: not kept */
-        if (!ps.keep_alive || k->inlen) {
+        k->idle_limit_ms = idle_limit_ms(ps.keep_alive_timeout);
+        if (!ps.keep_alive || k->inlen || k->idle_limit_ms == 0) {
             conn_close(c);
         } else {
             k->used = true;
             k->idle_since = cd_mono_ms();
-            /* the server closes an idle connection after its timeout: a
-             * second before, ours goes (a request crossing its close would
-             * be lost) */
-            k->idle_limit_ms = ps.keep_alive_timeout > 0 ? ps.keep_alive_timeout * 1000 - 1000 : 0;
-            if (ps.keep_alive_timeout == 1)
-                k->idle_limit_ms = 500;
         }
         break;
     }

@@ -103,7 +103,7 @@ typedef struct webapi_parser {
     long status;             /* the final answer's status (1xx ones are skipped) */
     bool done;               /* the answer is complete */
     bool keep_alive;         /* when done: the connection may carry another request */
-    long keep_alive_timeout; /* a Keep-Alive: timeout=N header's N (seconds), 0 none */
+    long keep_alive_timeout; /* a Keep-Alive: timeout=N header's N (seconds), -1 none */
     const char *error;       /* why webapi_parse failed (a static text) */
     /* internal */
     int state_;
@@ -133,6 +133,10 @@ bool webapi_parse_eof(webapi_parser_t *p);
 /* Tests only: the CA file webapi_exchange's connections trust (NULL: the
  * system's), so a test can speak TLS to its own server. */
 void webapi_test_set_cainfo(const char *path);
+
+/* Tests only: the longest a kept connection may wait for its next request
+ * (0: the default, 30 s; a server's Keep-Alive timeout may make it shorter). */
+void webapi_test_set_idle_max_ms(long long ms);
 
 /* The state of a provider value of an HTTP API, opened from the settings. */
 #define WEBAPI_FIELD_MAX 512

@@ -226,6 +226,11 @@ static void test_parse_lengths(void **state)
     assert_int_equal(r.keep_alive_timeout, 5);
     assert_int_equal(r.body_len, 11);
     assert_memory_equal(r.body, "{\"sid\":\"x\"}", 11);
+    /* none announced: -1, not 0 (timeout=0 keeps nothing idle) */
+    r = parse_all("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+    assert_int_equal(r.keep_alive_timeout, -1);
+    r = parse_all("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=0\r\nContent-Length: 0\r\n\r\n", false);
+    assert_int_equal(r.keep_alive_timeout, 0);
     /* bare LF, no reason, an empty body */
     r = parse_all("HTTP/1.1 200\nContent-Length: 0\n\n", false);
     assert_int_equal(r.rc, 1);
@@ -425,6 +430,7 @@ typedef enum act {
     ACT_CHUNKED,    /* 201 chunked, written a few bytes at a time, with a 100 first */
     ACT_HTTP10,     /* HTTP/1.0, no length: the body ends at the close */
     ACT_KEEP_1S,    /* 201 with Keep-Alive: timeout=1 */
+    ACT_KEEP_0S,    /* 201 with Keep-Alive: timeout=0 (keeps nothing idle) */
 } act_t;
 
 typedef struct fake {
@@ -512,11 +518,13 @@ static void serve(fake_t *f, io_t *io)
         case ACT_CLOSE:
         case ACT_IDLE_CLOSE:
         case ACT_KEEP_1S:
+        case ACT_KEEP_0S:
             n = snprintf(out, sizeof(out),
                          "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n%s"
                          "Content-Length: %zu\r\n\r\n%s",
                          act == ACT_CLOSE     ? "Connection: close\r\n"
                          : act == ACT_KEEP_1S ? "Keep-Alive: timeout=1\r\n"
+                         : act == ACT_KEEP_0S ? "Keep-Alive: timeout=0\r\n"
                                               : "",
                          strlen(answer_body), answer_body);
             if (!io_send(io, out, (size_t)n) || act == ACT_CLOSE)
@@ -728,6 +736,32 @@ static void test_exchange_keep_alive_timeout(void **state)
     fake_stop(f);
 }
 
+/* A server that announces no Keep-Alive timeout (as Twilio's) still has an
+ * idle limit, and so may a NAT on the way, silently: a connection idle past
+ * ours is not used again (the test sets it to 200 ms instead of 30 s). A
+ * server's timeout=0 keeps nothing. */
+static void test_exchange_idle_limit(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(NULL);
+    f->script[3] = ACT_KEEP_0S;
+    webapi_test_set_idle_max_ms(200);
+    struct webapi_client *c = webapi_client_new();
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED);
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED); /* at once: kept */
+    assert_int_equal(fake_count(f, &f->connections), 1);
+    usleep(300 * 1000);
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED);
+    assert_int_equal(fake_count(f, &f->connections), 2);
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED); /* timeout=0 */
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED);
+    assert_int_equal(fake_count(f, &f->connections), 3);
+    assert_int_equal(fake_count(f, &f->requests), 5);
+    webapi_test_set_idle_max_ms(0);
+    webapi_client_free(c);
+    fake_stop(f);
+}
+
 /* The server had the request and no (complete) answer came: lost, never
  * sent again; the next request goes on a new connection. */
 static void test_exchange_lost(void **state)
@@ -889,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_exchange_keep_alive),
         cmocka_unit_test(test_exchange_server_closes),
         cmocka_unit_test(test_exchange_keep_alive_timeout),
+        cmocka_unit_test(test_exchange_idle_limit),
         cmocka_unit_test(test_exchange_lost),
         cmocka_unit_test(test_exchange_no_server),
         cmocka_unit_test(test_exchange_tls),
