@@ -473,6 +473,11 @@ void webapi_test_set_cainfo(const char *path)
     test_cainfo = path;
 }
 
+int webapi_test_conn_fd(const struct webapi_client *c)
+{
+    return c->conn ? (int)c->conn->fd : -1;
+}
+
 static void conn_close(struct webapi_client *c)
 {
     if (c->conn) {

@@ -138,6 +138,10 @@ void webapi_test_set_cainfo(const char *path);
  * (0: the default, 30 s; a server's Keep-Alive timeout may make it shorter). */
 void webapi_test_set_idle_max_ms(long long ms);
 
+/* Tests only: the socket of c's kept connection, -1 when none (a test may
+ * shut it down to break the connection, or wait for the server's close). */
+int webapi_test_conn_fd(const struct webapi_client *c);
+
 /* The state of a provider value of an HTTP API, opened from the settings. */
 #define WEBAPI_FIELD_MAX 512
 typedef struct webapi_account {

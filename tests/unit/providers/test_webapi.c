@@ -8,6 +8,7 @@
  * TLS (HTTP/1.1 offered by ALPN, never h2). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -423,7 +424,7 @@ static void test_parse_limits(void **state)
 typedef enum act {
     ACT_ANSWER = 0, /* 201 with a length, kept alive */
     ACT_CLOSE,      /* 201 with Connection: close, then closes */
-    ACT_IDLE_CLOSE, /* 201, then closes the connection a moment later */
+    ACT_IDLE_CLOSE, /* 201 kept alive, then closes the connection */
     ACT_DROP,       /* reads the request, closes without a word */
     ACT_PARTIAL,    /* half an answer, then closes */
     ACT_SILENT,     /* reads the request, never answers (until stopped) */
@@ -443,7 +444,10 @@ typedef struct fake {
     int requests;
     act_t script[16]; /* per request, ACT_ANSWER past the end */
     bool stop;
-    char last[4096]; /* the last request */
+    bool hold_on_eof;   /* the client shut its side: close only once a new
+                           connection waits (its check must not see the close) */
+    size_t reset_after; /* > 0: reset the connection once it read so many bytes */
+    char last[4096];    /* the last request */
 } fake_t;
 
 typedef struct io {
@@ -480,6 +484,26 @@ static char *find(char *p, size_t n, const char *needle)
     return NULL;
 }
 
+/* The end of the client's side of a connection (recv said 0 or failed). */
+static void client_gone(fake_t *f)
+{
+    if (f->hold_on_eof) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        poll(&p, 1, 5000);
+    }
+}
+
+/* Whether the connection must be reset now (reset_after reached): an abortive
+ * close (SO_LINGER 0), so the client's next send fails. */
+static bool reset_now(fake_t *f, io_t *io, size_t len)
+{
+    if (!f->reset_after || len < f->reset_after)
+        return false;
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(io->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    return true;
+}
+
 /* One connection: request after request (head, then Content-Length bytes). */
 static void serve(fake_t *f, io_t *io)
 {
@@ -489,9 +513,13 @@ static void serve(fake_t *f, io_t *io)
         char *end;
         while (!(end = find(buf, len, "\r\n\r\n"))) {
             ssize_t r = io_recv(io, buf + len, sizeof(buf) - len);
-            if (r <= 0)
+            if (r <= 0) {
+                client_gone(f);
                 return;
+            }
             len += (size_t)r;
+            if (reset_now(f, io, len))
+                return;
         }
         size_t head = (size_t)(end - buf) + 4;
         const char *cl = find(buf, len, "Content-Length: ");
@@ -501,6 +529,8 @@ static void serve(fake_t *f, io_t *io)
             if (r <= 0)
                 return;
             len += (size_t)r;
+            if (reset_now(f, io, len))
+                return;
         }
         pthread_mutex_lock(&f->mu);
         int i = f->requests++;
@@ -527,12 +557,8 @@ static void serve(fake_t *f, io_t *io)
                          : act == ACT_KEEP_0S ? "Keep-Alive: timeout=0\r\n"
                                               : "",
                          strlen(answer_body), answer_body);
-            if (!io_send(io, out, (size_t)n) || act == ACT_CLOSE)
+            if (!io_send(io, out, (size_t)n) || act == ACT_CLOSE || act == ACT_IDLE_CLOSE)
                 return;
-            if (act == ACT_IDLE_CLOSE) {
-                usleep(50 * 1000);
-                return;
-            }
             break;
         case ACT_DROP:
             return;
@@ -595,8 +621,8 @@ static void *fake_main(void *arg)
         pthread_mutex_lock(&f->mu);
         if (f->cfd == fd)
             f->cfd = -1;
-        pthread_mutex_unlock(&f->mu);
         close(fd);
+        pthread_mutex_unlock(&f->mu);
     }
 }
 
@@ -668,6 +694,15 @@ static ex_t exchange(struct webapi_client *c, const fake_t *f, bool post, long t
     return e;
 }
 
+/* Waits until the server's close of c's kept connection reached it (its
+ * socket readable): the close happened while the connection waited. */
+static void wait_server_close(const struct webapi_client *c)
+{
+    struct pollfd p = {.fd = webapi_test_conn_fd(c), .events = POLLIN};
+    assert_true(p.fd >= 0);
+    assert_int_equal(poll(&p, 1, 10000), 1);
+}
+
 /* Requests on one kept connection; what the server got is what was meant. */
 static void test_exchange_keep_alive(void **state)
 {
@@ -709,7 +744,8 @@ static void test_exchange_server_closes(void **state)
         assert_int_equal(e.st, WEBAPI_ANSWERED);
         assert_int_equal(e.status, 201);
         assert_string_equal(e.body, answer_body);
-        usleep(100 * 1000); /* the idle close happens while we wait */
+        if (i == 1)
+            wait_server_close(c); /* it closes while the connection waits */
     }
     assert_int_equal(fake_count(f, &f->requests), 4);
     assert_int_equal(fake_count(f, &f->connections), 4);
@@ -758,6 +794,27 @@ static void test_exchange_idle_limit(void **state)
     assert_int_equal(fake_count(f, &f->connections), 3);
     assert_int_equal(fake_count(f, &f->requests), 5);
     webapi_test_set_idle_max_ms(0);
+    webapi_client_free(c);
+    fake_stop(f);
+}
+
+/* A kept connection that passes the check but fails at the first byte
+ * (shut down on our side; the server says nothing until a new connection
+ * comes): nothing of the request reached the server, so it goes once more
+ * on a new connection, and arrives once. */
+static void test_exchange_retry_once(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(NULL);
+    f->hold_on_eof = true;
+    struct webapi_client *c = webapi_client_new();
+    assert_int_equal(exchange(c, f, true, 5).st, WEBAPI_ANSWERED);
+    assert_int_equal(shutdown(webapi_test_conn_fd(c), SHUT_WR), 0);
+    ex_t e = exchange(c, f, true, 5);
+    assert_int_equal(e.st, WEBAPI_ANSWERED);
+    assert_int_equal(e.status, 201);
+    assert_int_equal(fake_count(f, &f->requests), 2);
+    assert_int_equal(fake_count(f, &f->connections), 2);
     webapi_client_free(c);
     fake_stop(f);
 }
@@ -889,7 +946,8 @@ static void test_exchange_tls(void **state)
         assert_string_equal(e.body, answer_body);
         /* our exchange speaks HTTP/1.1: never let the server pick h2 */
         assert_string_not_equal(alpn_chosen, "h2");
-        usleep(100 * 1000);
+        if (i == 2)
+            wait_server_close(c);
     }
     e = exchange(c, f, true, 5);
     assert_int_equal(e.st, WEBAPI_LOST);
@@ -924,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_exchange_server_closes),
         cmocka_unit_test(test_exchange_keep_alive_timeout),
         cmocka_unit_test(test_exchange_idle_limit),
+        cmocka_unit_test(test_exchange_retry_once),
         cmocka_unit_test(test_exchange_lost),
         cmocka_unit_test(test_exchange_no_server),
         cmocka_unit_test(test_exchange_tls),
