@@ -748,8 +748,13 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         if (!conn_write(k, out.data, out.len, &written, deadline)) {
             conn_close(c);
             if (written > 0) {
-                st = WEBAPI_LOST;
-                snprintf(err, errlen, "the connection broke while the request was sent");
+                /* part of it went: the server has a request whose end (its
+                 * Content-Length, or the head's empty line) never came, and
+                 * cannot act on it. Not sent, but not tried again in this
+                 * call (the caller retries later, on a new connection). */
+                snprintf(err, errlen,
+                         "the connection broke while the request was sent (%zu of %zu bytes)",
+                         written, out.len);
                 goto done;
             }
             /* a kept connection that failed at once: nothing of the request

@@ -74,10 +74,11 @@ webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *
  * and certificate checks included; the HTTP/1.1 exchange is ours):
  *   - a connection that waited since its last answer is checked first
  *     (closed by the server, or holding bytes nobody asked for: a new one);
- *   - WEBAPI_NOT_SENT when no byte of the request was written (no
- *     connection, or a reused one that failed at once: tried once more on a
- *     new connection first);
- *   - WEBAPI_LOST when bytes of it were written and no complete answer came
+ *   - WEBAPI_NOT_SENT when the request was not written whole (no
+ *     connection; a reused one that failed at the first byte: tried once
+ *     more on a new connection first; a connection that broke in the
+ *     middle: the server has an incomplete request it cannot act on);
+ *   - WEBAPI_LOST when all of it was written and no complete answer came
  *     (closed, timed out, an answer we cannot read, or larger than answer's
  *     maximum): it may have arrived, never send it again;
  *   - the connection is kept for the next request unless the server said

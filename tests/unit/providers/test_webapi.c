@@ -819,6 +819,44 @@ static void test_exchange_retry_once(void **state)
     fake_stop(f);
 }
 
+/* The connection breaks while the request is being written (the server
+ * reset it after a few KiB of a 16 MiB body: more than the sockets' buffers
+ * hold): the server has an incomplete request it cannot act on, so it is
+ * not sent (the caller may retry), not lost. */
+static void test_exchange_partial_write(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(NULL);
+    f->reset_after = 4096;
+    struct webapi_client *c = webapi_client_new();
+    size_t big = 16u << 20;
+    char *body = malloc(big);
+    assert_non_null(body);
+    memset(body, 'a', big);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", f->port);
+    webapi_request_t r = {.url = url,
+                          .user = "AC1",
+                          .password = "token",
+                          .body = body,
+                          .body_len = big,
+                          .timeout_seconds = 10};
+    cd_buf_t answer;
+    cd_buf_init(&answer, 1024);
+    long status = -1;
+    char err[256] = "";
+    assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)), WEBAPI_NOT_SENT);
+    assert_int_equal(status, 0);
+    assert_non_null(strstr(err, "broke while the request was sent"));
+    assert_int_equal(fake_count(f, &f->requests), 0);
+    assert_int_equal(fake_count(f, &f->connections), 1); /* not tried again in the call */
+    assert_int_equal(webapi_test_conn_fd(c), -1);
+    cd_buf_free(&answer);
+    free(body);
+    webapi_client_free(c);
+    fake_stop(f);
+}
+
 /* The server had the request and no (complete) answer came: lost, never
  * sent again; the next request goes on a new connection. */
 static void test_exchange_lost(void **state)
@@ -983,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_exchange_keep_alive_timeout),
         cmocka_unit_test(test_exchange_idle_limit),
         cmocka_unit_test(test_exchange_retry_once),
+        cmocka_unit_test(test_exchange_partial_write),
         cmocka_unit_test(test_exchange_lost),
         cmocka_unit_test(test_exchange_no_server),
         cmocka_unit_test(test_exchange_tls),
