@@ -546,9 +546,16 @@ static struct webapi_conn *conn_open(const char *origin, long long deadline, cha
     curl_easy_setopt(h, CURLOPT_URL, origin);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-    /* through a proxy (the environment's), a tunnel: our request is in
-     * origin form, for the server itself */
-    curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    if (strncmp(origin, "https://", 8) == 0) {
+        /* through a proxy (the environment's), a tunnel: our request is in
+         * origin form, for the server itself, inside TLS */
+        curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    } else {
+        /* http://: webapi_exchange found no proxy for it (one that applies
+         * sends the request to webapi_perform), so none: the connection is
+         * the server's own, in the clear (k->tls false is then true) */
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
+    }
     /* TLS's ALPN offers http/1.1 alone: a server that may pick h2 (libcurl
      * offers it by default) would not understand our requests */
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -649,6 +656,60 @@ timeout:
     return 0;
 }
 
+/* Whether a proxy of the environment applies to an http:// URL's authority
+ * (libcurl reads http_proxy or all_proxy, and no_proxy's exclusions). An
+ * http:// request through a proxy is sent in absolute form, not through a
+ * CONNECT tunnel to port 80 (which proxies commonly refuse): webapi_perform
+ * does that. A case in doubt says yes (webapi_perform then does exactly
+ * what libcurl does); no only when no proxy is set, or when no_proxy is "*"
+ * or names the host exactly or as a domain of it (a name, not an address,
+ * for the latter), which libcurl reads the same way. */
+static bool env_proxy_applies(const char *authority)
+{
+    static const char *const vars[] = {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"};
+    bool set = false;
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        set = set || (v && *v);
+    }
+    if (!set)
+        return false;
+    const char *np = getenv("no_proxy");
+    if (!np || !*np)
+        np = getenv("NO_PROXY");
+    if (!np || !*np)
+        return true;
+    if (strcmp(np, "*") == 0)
+        return false;
+    const char *host = authority;
+    size_t hl = strcspn(authority, ":");
+    if (authority[0] == '[') {
+        const char *e = strchr(authority, ']');
+        if (!e)
+            return true;
+        host = authority + 1;
+        hl = (size_t)(e - host);
+    }
+    if (hl == 0)
+        return true;
+    bool address = memchr(host, ':', hl) || strspn(host, "0123456789.") == hl;
+    while (*np) {
+        np += strspn(np, ", \t");
+        size_t n = strcspn(np, ", \t");
+        const char *e = np;
+        np += n;
+        if (n && *e == '.' && !address)
+            e++, n--;
+        if (n == 0)
+            continue;
+        if (n == hl && strncasecmp(host, e, n) == 0)
+            return false;
+        if (!address && hl > n && host[hl - n - 1] == '.' && strncasecmp(host + hl - n, e, n) == 0)
+            return false;
+    }
+    return true;
+}
+
 /* The origin ("http(s)://authority") and the request target of url, when
  * the exchange can send it: no credentials in it, a printable ASCII target. */
 static bool split_url(const char *url, char *origin, size_t cap, const char **target,
@@ -727,7 +788,8 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
     *http_status = 0;
     if (r->headers || r->header_cb || (r->user && strlen(r->user) >= WEBAPI_FIELD_MAX) ||
         (r->password && strlen(r->password) >= WEBAPI_FIELD_MAX) ||
-        !split_url(r->url, origin, sizeof(origin), &target, &target_len))
+        !split_url(r->url, origin, sizeof(origin), &target, &target_len) ||
+        (strncmp(origin, "http://", 7) == 0 && env_proxy_applies(origin + 7)))
         return webapi_perform(c, r, answer, http_status, err, errlen);
     long long deadline = cd_mono_ms() + (r->timeout_seconds > 0 ? r->timeout_seconds : 30) * 1000;
     cd_buf_t out;

@@ -895,6 +895,79 @@ static void test_exchange_lost(void **state)
     fake_stop(f);
 }
 
+/* The environment's proxies, as libcurl reads them. */
+static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                         "all_proxy",  "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
+
+static void proxies_unset(void)
+{
+    for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+        unsetenv(proxy_vars[i]);
+}
+
+/* An http:// URL through an HTTP proxy: the request goes to the proxy in
+ * absolute form (as libcurl's own client sends it), not through a CONNECT
+ * tunnel to port 80, which proxies commonly refuse; a host no_proxy names
+ * is reached directly, with our exchange. The fake server plays the proxy. */
+static void test_exchange_http_proxy(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start(NULL);
+    struct webapi_client *c = webapi_client_new();
+    char proxy[64], url[128];
+    snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", f->port);
+    const char *names[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        proxies_unset();
+        setenv(names[i], proxy, 1);
+        webapi_request_t r = {.url = "http://api.example.test/2010-04-01/Messages.json",
+                              .user = "AC1",
+                              .password = "token",
+                              .body = "To=1",
+                              .body_len = 4,
+                              .timeout_seconds = 5};
+        cd_buf_t answer;
+        cd_buf_init(&answer, 1024);
+        long status = 0;
+        char err[256] = "";
+        assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)),
+                         WEBAPI_ANSWERED);
+        assert_int_equal(status, 201);
+        cd_buf_free(&answer);
+        pthread_mutex_lock(&f->mu);
+        if (strncmp(f->last, "POST http://api.example.test/2010-04-01/Messages.json HTTP/1.1\r\n",
+                    60) != 0)
+            fail_msg("%s: the proxy got: %.80s", names[i], f->last);
+        pthread_mutex_unlock(&f->mu);
+    }
+    assert_int_equal(fake_count(f, &f->requests), 3);
+    /* the fake serves one connection at a time: libcurl's kept one goes */
+    webapi_client_free(c);
+    c = webapi_client_new();
+    /* no_proxy names the host (exactly, or as a domain for a name): direct */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/direct", f->port);
+    const char *excluded[] = {"127.0.0.1", "example.test, 127.0.0.1", "*"};
+    for (size_t i = 0; i < sizeof(excluded) / sizeof(excluded[0]); i++) {
+        setenv("no_proxy", excluded[i], 1);
+        webapi_request_t r = {.url = url, .body = "x", .body_len = 1, .timeout_seconds = 5};
+        cd_buf_t answer;
+        cd_buf_init(&answer, 1024);
+        long status = 0;
+        char err[256] = "";
+        assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)),
+                         WEBAPI_ANSWERED);
+        cd_buf_free(&answer);
+        assert_true(webapi_test_conn_fd(c) >= 0); /* our exchange's connection */
+        pthread_mutex_lock(&f->mu);
+        if (strncmp(f->last, "POST /direct HTTP/1.1\r\n", 23) != 0)
+            fail_msg("no_proxy=%s: the server got: %.80s", excluded[i], f->last);
+        pthread_mutex_unlock(&f->mu);
+    }
+    proxies_unset();
+    webapi_client_free(c);
+    fake_stop(f);
+}
+
 /* No server: not sent (safe to retry). */
 static void test_exchange_no_server(void **state)
 {
@@ -1004,6 +1077,7 @@ static void test_exchange_tls(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the server's writes to a closed peer */
+    proxies_unset();          /* the exchanges here go to 127.0.0.1 directly */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_write_buf),
@@ -1022,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_exchange_idle_limit),
         cmocka_unit_test(test_exchange_retry_once),
         cmocka_unit_test(test_exchange_partial_write),
+        cmocka_unit_test(test_exchange_http_proxy),
         cmocka_unit_test(test_exchange_lost),
         cmocka_unit_test(test_exchange_no_server),
         cmocka_unit_test(test_exchange_tls),
