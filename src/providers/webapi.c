@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "providers/curlconn.h"
 #include "providers/webapi.h"
 
 size_t webapi_write_buf(char *p, size_t size, size_t nmemb, void *userp)
@@ -420,8 +421,6 @@ bool webapi_parse_eof(webapi_parser_t *p)
  * webapi_perform stays for what needs more (SendGrid's extra headers).
  */
 
-#define WEBAPI_IN_MAX (16 * 1024)
-
 /* How long a kept connection may wait for its next request. A server that
  * announces no Keep-Alive timeout (Twilio's front announces none) still
  * closes an idle connection some time, and a NAT or a firewall on the way
@@ -455,51 +454,24 @@ static long long idle_limit_ms(long ka)
 }
 
 struct webapi_conn {
-    CURL *curl;
-    curl_socket_t fd;
-    bool tls;
+    curlconn_t io;
     bool used;               /* has carried an answer */
     long long idle_since;    /* cd_mono_ms of its last answer */
     long long idle_limit_ms; /* idle_limit_ms() of its last answer (> 0) */
     char origin[WEBAPI_FIELD_MAX + 16];
-    size_t inlen;
-    char in[WEBAPI_IN_MAX];
 };
-
-static const char *test_cainfo; /* webapi_test_set_cainfo */
-
-void webapi_test_set_cainfo(const char *path)
-{
-    test_cainfo = path;
-}
 
 int webapi_test_conn_fd(const struct webapi_client *c)
 {
-    return c->conn ? (int)c->conn->fd : -1;
+    return c->conn ? (int)c->conn->io.fd : -1;
 }
 
 static void conn_close(struct webapi_client *c)
 {
     if (c->conn) {
-        curl_easy_cleanup(c->conn->curl);
+        curl_easy_cleanup(c->conn->io.curl);
         free(c->conn);
         c->conn = NULL;
-    }
-}
-
-/* Waits until the connection is readable (or writable) or the deadline passes. */
-static bool conn_wait(const struct webapi_conn *k, bool out, long long deadline)
-{
-    for (;;) {
-        long long left = deadline - cd_mono_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = k->fd, .events = out ? POLLOUT : POLLIN};
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r > 0)
-            return true;
-        if (r < 0 && errno != EINTR)
-            return false;
     }
 }
 
@@ -513,7 +485,7 @@ static bool conn_alive(struct webapi_conn *k)
         return false;
     /* a few rounds: a partial TLS record would stay readable for ever */
     for (int round = 0; round < 4; round++) {
-        struct pollfd p = {.fd = k->fd, .events = POLLIN};
+        struct pollfd p = {.fd = k->io.fd, .events = POLLIN};
         int r = poll(&p, 1, 0);
         if (r == 0)
             return true;
@@ -521,31 +493,17 @@ static bool conn_alive(struct webapi_conn *k)
             return false;
         char b[256];
         size_t got = 0;
-        CURLcode rc = curl_easy_recv(k->curl, b, sizeof(b), &got);
+        CURLcode rc = curl_easy_recv(k->io.curl, b, sizeof(b), &got);
         if (rc != CURLE_AGAIN)
             return false;
     }
     return false;
 }
 
-/* Opens a connection to origin (libcurl: connect, a proxy's CONNECT, TLS).
- * NULL with err set on failure. */
-static struct webapi_conn *conn_open(const char *origin, long long deadline, char *err,
-                                     size_t errlen)
+/* The HTTP options of the connect phase (curlconn_open's setup). */
+static void conn_setup(CURL *h, void *arg)
 {
-    struct webapi_conn *k = calloc(1, sizeof(*k));
-    if (!k || !(k->curl = curl_easy_init())) {
-        free(k);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    char curl_err[CURL_ERROR_SIZE] = "";
-    long long left_ms = deadline - cd_mono_ms();
-    long secs = left_ms <= 1000 ? 1L : (long)((left_ms + 999) / 1000);
-    CURL *h = k->curl;
-    curl_easy_setopt(h, CURLOPT_URL, origin);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    const char *origin = arg;
     if (strncmp(origin, "https://", 8) == 0) {
         /* through a proxy (the environment's), a tunnel: our request is in
          * origin form, for the server itself, inside TLS */
@@ -553,56 +511,42 @@ static struct webapi_conn *conn_open(const char *origin, long long deadline, cha
     } else {
         /* http://: webapi_exchange found no proxy for it (one that applies
          * sends the request to webapi_perform), so none: the connection is
-         * the server's own, in the clear (k->tls false is then true) */
+         * the server's own, in the clear (its tls false is then true) */
         curl_easy_setopt(h, CURLOPT_PROXY, "");
     }
     /* TLS's ALPN offers http/1.1 alone: a server that may pick h2 (libcurl
      * offers it by default) would not understand our requests */
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    if (test_cainfo)
-        curl_easy_setopt(h, CURLOPT_CAINFO, test_cainfo);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, secs);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (rc == CURLE_OK && curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
-        fd != CURL_SOCKET_BAD) {
-        k->fd = fd;
-        k->tls = strncmp(origin, "https://", 8) == 0;
+}
+
+/* Opens a connection to origin (libcurl: connect, a proxy's CONNECT, TLS)
+ * within what is left until the deadline. NULL with err set on failure. */
+static struct webapi_conn *conn_open(const char *origin, long long deadline, char *err,
+                                     size_t errlen)
+{
+    struct webapi_conn *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char curl_err[CURL_ERROR_SIZE];
+    long long left = deadline - cd_mono_ms();
+    CURLcode rc = curlconn_open(&k->io, origin, "http,https",
+                                left < 1          ? 1L
+                                : left > LONG_MAX ? LONG_MAX
+                                                  : (long)left,
+                                conn_setup, (void *)origin, curl_err);
+    if (rc == CURLE_OK) {
         snprintf(k->origin, sizeof(k->origin), "%s", origin);
         return k;
     }
     snprintf(err, errlen, "%s",
-             *curl_err        ? curl_err
-             : rc != CURLE_OK ? curl_easy_strerror(rc)
-                              : "no connection");
-    curl_easy_cleanup(h);
+             *curl_err                                  ? curl_err
+             : rc == CURLE_OUT_OF_MEMORY && !k->io.curl ? "out of memory"
+                                                        : curl_easy_strerror(rc));
+    curl_easy_cleanup(k->io.curl);
     free(k);
     return NULL;
-}
-
-/* Writes p[0..n); *written counts what went. False when the connection
- * broke or the deadline passed. */
-static bool conn_write(struct webapi_conn *k, const char *p, size_t n, size_t *written,
-                       long long deadline)
-{
-    while (n > 0) {
-        size_t w = 0;
-        CURLcode rc = curl_easy_send(k->curl, p, n, &w);
-        if (rc == CURLE_AGAIN || (rc == CURLE_OK && w == 0)) {
-            if (!conn_wait(k, true, deadline))
-                return false;
-            continue;
-        }
-        if (rc != CURLE_OK)
-            return false;
-        *written += w;
-        p += w;
-        n -= w;
-    }
-    return true;
 }
 
 /* Reads the answer into answer. 1: complete; 0: cut or timed out (why in
@@ -610,35 +554,30 @@ static bool conn_write(struct webapi_conn *k, const char *p, size_t n, size_t *w
 static int conn_read(struct webapi_conn *k, webapi_parser_t *ps, cd_buf_t *answer,
                      long long deadline, char *err, size_t errlen)
 {
+    curlconn_t *io = &k->io;
     for (;;) {
-        if (k->inlen) {
-            long used = webapi_parse(ps, k->in, k->inlen, answer);
+        if (io->inlen) {
+            long used = webapi_parse(ps, io->in, io->inlen, answer);
             if (used < 0) {
                 snprintf(err, errlen, "unreadable answer: %s", ps->error);
                 return -1;
             }
-            memmove(k->in, k->in + used, k->inlen - (size_t)used);
-            k->inlen -= (size_t)used;
+            memmove(io->in, io->in + used, io->inlen - (size_t)used);
+            io->inlen -= (size_t)used;
             if (ps->done)
                 return 1;
         }
-        if (k->inlen == sizeof(k->in)) { /* cannot happen: a line is shorter */
+        if (io->inlen == sizeof(io->in)) { /* cannot happen: a line is shorter */
             snprintf(err, errlen, "unreadable answer: a line is too long");
             return -1;
         }
-        /* In the clear nothing is buffered below us: wait first (the answer
-         * is rarely there yet) instead of a recv that says EAGAIN. Over TLS,
-         * OpenSSL may hold a record already read: recv first. */
-        if (!k->tls && !conn_wait(k, false, deadline))
-            goto timeout;
-        size_t got = 0;
-        CURLcode rc = curl_easy_recv(k->curl, k->in + k->inlen, sizeof(k->in) - k->inlen, &got);
-        if (rc == CURLE_AGAIN) {
-            if (!conn_wait(k, false, deadline))
-                goto timeout;
-            continue;
+        CURLcode rc;
+        long got = curlconn_fill(io, deadline, &rc);
+        if (got < 0 && rc == CURLE_OPERATION_TIMEDOUT) {
+            snprintf(err, errlen, "no complete answer within the timeout");
+            return 0;
         }
-        if (rc != CURLE_OK) {
+        if (got < 0) {
             snprintf(err, errlen, "the connection broke before the answer: %s",
                      curl_easy_strerror(rc));
             return 0;
@@ -649,11 +588,7 @@ static int conn_read(struct webapi_conn *k, webapi_parser_t *ps, cd_buf_t *answe
             snprintf(err, errlen, "%s", ps->error);
             return 0;
         }
-        k->inlen += got;
     }
-timeout:
-    snprintf(err, errlen, "no complete answer within the timeout");
-    return 0;
 }
 
 /* Whether a proxy of the environment applies to an http:// URL's authority
@@ -807,7 +742,7 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
             goto done; /* nothing of the request left */
         struct webapi_conn *k = c->conn;
         size_t written = 0;
-        if (!conn_write(k, out.data, out.len, &written, deadline)) {
+        if (!curlconn_write(&k->io, out.data, out.len, &written, deadline)) {
             conn_close(c);
             if (written > 0) {
                 /* part of it went: the server has a request whose end (its
@@ -830,7 +765,7 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         st = WEBAPI_LOST;
         webapi_parser_t ps;
         webapi_parser_init(&ps);
-        k->inlen = 0;
+        k->io.inlen = 0;
         if (conn_read(k, &ps, answer, deadline, err, errlen) <= 0) {
             conn_close(c);
             goto done;
@@ -839,7 +774,7 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         *http_status = ps.status;
         /* bytes after the answer were asked for by nobody: not kept */
         k->idle_limit_ms = idle_limit_ms(ps.keep_alive_timeout);
-        if (!ps.keep_alive || k->inlen || k->idle_limit_ms == 0) {
+        if (!ps.keep_alive || k->io.inlen || k->idle_limit_ms == 0) {
             conn_close(c);
         } else {
             k->used = true;

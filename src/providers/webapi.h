@@ -131,9 +131,8 @@ long webapi_parse(webapi_parser_t *p, const char *data, size_t len, cd_buf_t *bo
  * close), false when the answer was cut. */
 bool webapi_parse_eof(webapi_parser_t *p);
 
-/* Tests only: the CA file webapi_exchange's connections trust (NULL: the
- * system's), so a test can speak TLS to its own server. */
-void webapi_test_set_cainfo(const char *path);
+/* (The CA file webapi_exchange's connections trust in a test:
+ * curlconn_test_set_cainfo.) */
 
 /* Tests only: the longest a kept connection may wait for its next request
  * (0: the default, 30 s; a server's Keep-Alive timeout may make it shorter). */

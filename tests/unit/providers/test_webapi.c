@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
+#include "providers/curlconn.h"
 #include "providers/webapi.h"
 
 static void test_connect_failure(void **state)
@@ -1049,7 +1050,7 @@ static void test_exchange_tls(void **state)
     assert_int_equal(fake_count(f, &f->requests), 0);
     char ca[128];
     snprintf(ca, sizeof(ca), "%s/cert.pem", tls_dir);
-    webapi_test_set_cainfo(ca);
+    curlconn_test_set_cainfo(ca);
     for (int i = 0; i < 4; i++) {
         e = exchange(c, f, i != 1, 5);
         assert_int_equal(e.st, WEBAPI_ANSWERED);
@@ -1065,7 +1066,7 @@ static void test_exchange_tls(void **state)
     assert_int_equal(fake_count(f, &f->requests), 5);
     /* first (refused) + 0..2 + 3 (after the idle close) + 4 */
     assert_int_equal(fake_count(f, &f->connections), 3);
-    webapi_test_set_cainfo(NULL);
+    curlconn_test_set_cainfo(NULL);
     webapi_client_free(c);
     fake_stop(f);
     SSL_CTX_free(ctx);
