@@ -3,6 +3,7 @@
  * engine's own HTTP/1.1 exchange on a connection libcurl opened.
  */
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -209,7 +210,7 @@ static void parse_connection(webapi_parser_t *p, const char *v, size_t n)
 static void parse_keep_alive(webapi_parser_t *p, const char *v, size_t n)
 {
     for (size_t i = 0; i + 8 <= n; i++) {
-        if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') &&
+        if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == '\t' || v[i - 1] == ',') &&
             strncasecmp(v + i, "timeout=", 8) == 0) {
             long t = 0;
             for (size_t j = i + 8; j < n && v[j] >= '0' && v[j] <= '9' && t < 100000; j++)
@@ -221,8 +222,10 @@ static void parse_keep_alive(webapi_parser_t *p, const char *v, size_t n)
 }
 
 /* One header line "name: value" (CR and LF already cut). Only the headers
- * that frame the answer matter; the others are checked for form only. */
-static bool parse_header(webapi_parser_t *p, const char *s, size_t n)
+ * that frame the answer matter; the others are checked for form only, and
+ * so is every trailer field (trailer: after a chunked body, where framing
+ * and connection fields have no say, RFC 9110 6.5.1). */
+static bool parse_header(webapi_parser_t *p, const char *s, size_t n, bool trailer)
 {
     size_t k = 0;
     while (k < n && is_tchar((unsigned char)s[k]))
@@ -238,6 +241,8 @@ static bool parse_header(webapi_parser_t *p, const char *s, size_t n)
     for (size_t i = 0; i < vn; i++)
         if ((unsigned char)v[i] < ' ' && v[i] != '\t')
             return parse_fail(p, "a control character in a header");
+    if (trailer)
+        return true;
     if (word_is(s, k, "content-length")) {
         unsigned long long len = 0;
         if (vn == 0 || vn > 15)
@@ -299,7 +304,11 @@ static bool parse_chunk_size(webapi_parser_t *p, const char *s, size_t n)
 {
     size_t i = 0;
     unsigned long long size = 0;
-    for (; i < n && i < 16; i++) {
+    /* leading zeros do not count against the 15 digits a size may have */
+    while (i + 1 < n && s[i] == '0' && isxdigit((unsigned char)s[i + 1]))
+        i++;
+    size_t first = i;
+    for (; i < n && i - first < 16; i++) {
         int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
                 : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
                 : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10
@@ -308,7 +317,7 @@ static bool parse_chunk_size(webapi_parser_t *p, const char *s, size_t n)
             break;
         size = size * 16 + (unsigned long long)d;
     }
-    if (i == 0 || i >= 16)
+    if (i == first || i - first >= 16)
         return parse_fail(p, "a bad chunk size");
     while (i < n && (s[i] == ' ' || s[i] == '\t'))
         i++;
@@ -331,7 +340,7 @@ static bool parse_line(webapi_parser_t *p, const char *s, size_t n)
     case ST_HEADER:
         if (n == 0)
             return head_end(p);
-        return parse_header(p, s, n);
+        return parse_header(p, s, n, false);
     case ST_CHUNK_SIZE:
         return parse_chunk_size(p, s, n);
     case ST_CHUNK_END:
@@ -344,7 +353,7 @@ static bool parse_line(webapi_parser_t *p, const char *s, size_t n)
             p->state_ = ST_DONE;
             return true;
         }
-        return parse_header(p, s, n);
+        return parse_header(p, s, n, true);
     }
 }
 

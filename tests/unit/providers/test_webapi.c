@@ -228,6 +228,10 @@ static void test_parse_lengths(void **state)
     assert_int_equal(r.keep_alive_timeout, 5);
     assert_int_equal(r.body_len, 11);
     assert_memory_equal(r.body, "{\"sid\":\"x\"}", 11);
+    /* a parameter after a tab */
+    r = parse_all("HTTP/1.1 200 OK\r\nKeep-Alive: max=5,\ttimeout=3\r\nContent-Length: 0\r\n\r\n",
+                  false);
+    assert_int_equal(r.keep_alive_timeout, 3);
     /* none announced: -1, not 0 (timeout=0 keeps nothing idle) */
     r = parse_all("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false);
     assert_int_equal(r.keep_alive_timeout, -1);
@@ -333,6 +337,30 @@ static void test_parse_chunked(void **state)
     /* cut before the last chunk: not an answer at the close */
     assert_int_equal(
         parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", true).rc, -1);
+    /* trailer fields are checked for form, never read: a length, a
+     * coding, a Keep-Alive or a Connection there change nothing */
+    r = parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+                  "2\r\nok\r\n0\r\nContent-Length: 7\r\nTransfer-Encoding: gzip\r\n\r\n",
+                  false);
+    assert_int_equal(r.rc, 1);
+    assert_int_equal(r.body_len, 2);
+    r = parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=9\r\n\r\n"
+                  "0\r\nKeep-Alive: timeout=1\r\nConnection: close\r\n\r\n",
+                  false);
+    assert_int_equal(r.rc, 1);
+    assert_true(r.keep_alive);
+    assert_int_equal(r.keep_alive_timeout, 9);
+    assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               "0\r\nbad trailer\r\n\r\n",
+                               false)
+                         .rc,
+                     -1);
+    /* leading zeros do not count against a size's 15 digits */
+    r = parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "00000000000000000002\r\nok\r\n0000000000000000000\r\n\r\n",
+                  false);
+    assert_int_equal(r.rc, 1);
+    assert_int_equal(r.body_len, 2);
     /* a coding we never asked for */
     assert_int_equal(
         parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", false).rc,
