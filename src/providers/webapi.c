@@ -723,6 +723,17 @@ static bool build_request(cd_buf_t *out, const webapi_request_t *r, const char *
     return ok;
 }
 
+/* An upper bound of build_request's text (see there). */
+static size_t request_size(const webapi_request_t *r, const char *origin, size_t target_len)
+{
+    size_t n = 64 + target_len + strlen(origin) + 32; /* request line, Host, Accept */
+    if (r->user)
+        n += 32 + 4 * ((strlen(r->user) + 1 + (r->password ? strlen(r->password) : 0) + 2) / 3);
+    if (r->body)
+        n += 64 + (r->content_type ? strlen(r->content_type) : 40) + 24 + r->body_len;
+    return n;
+}
+
 webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t *r,
                                 cd_buf_t *answer, long *http_status, char *err, size_t errlen)
 {
@@ -736,10 +747,13 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         (strncmp(origin, "http://", 7) == 0 && env_proxy_applies(origin + 7)))
         return webapi_perform(c, r, answer, http_status, err, errlen);
     long long deadline = cd_mono_ms() + (r->timeout_seconds > 0 ? r->timeout_seconds : 30) * 1000;
+    /* the whole request in one allocation, cleansed at the end: appends that
+     * grew it would leave copies of the Authorization line in freed blocks */
+    size_t need = request_size(r, origin, target_len);
     cd_buf_t out;
-    cd_buf_init(&out, r->body_len + 4096 + 2 * WEBAPI_FIELD_MAX + (size_t)target_len);
+    cd_buf_init(&out, need);
     webapi_status_t st = WEBAPI_NOT_SENT;
-    if (!build_request(&out, r, origin, target, target_len)) {
+    if (!cd_buf_reserve(&out, need) || !build_request(&out, r, origin, target, target_len)) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
