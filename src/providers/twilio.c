@@ -1,11 +1,12 @@
 /*
  * The Twilio provider (twilio.h): the create-Message call (webapi_exchange:
  * our HTTP/1.1 on a kept-alive connection libcurl opened), SMS segment
- * counting, webhook signatures and forms, inbound keywords and TwiML. Hand-written parts and why:
- * the GSM 03.38 table and the segment rules (no Debian library counts SMS segments), the form
- * decoder (the HTTP layer's decoder is a layer above providers, and webhooks need the pairs in
- * order for the signature), and the signature itself (a documented
- * composition of OpenSSL's HMAC-SHA1 and base64).
+ * counting, webhook signatures and forms, inbound keywords and TwiML.
+ * Hand-written parts and why: the GSM 03.38 table and the segment rules (no
+ * Debian library counts SMS segments), the form decoder (the HTTP layer's
+ * decoder is a layer above providers, and webhooks need the pairs in order
+ * for the signature), and the signature itself (a documented composition of
+ * OpenSSL's HMAC-SHA1 and base64).
  */
 #include <ctype.h>
 #include <curl/curl.h>

@@ -464,7 +464,6 @@ static long long idle_limit_ms(long ka)
 
 struct webapi_conn {
     curlconn_t io;
-    bool used;               /* has carried an answer */
     long long idle_since;    /* cd_mono_ms of its last answer */
     long long idle_limit_ms; /* idle_limit_ms() of its last answer (> 0) */
     char origin[WEBAPI_FIELD_MAX + 16];
@@ -665,6 +664,11 @@ static bool split_url(const char *url, char *origin, size_t cap, const char **ta
     size_t a = scheme + strcspn(url + scheme, "/?#");
     if (a == scheme || a >= cap || memchr(url + scheme, '@', a - scheme))
         return false;
+    /* the authority goes into Host: as it is, printable ASCII only (a host
+     * in another script is libcurl's: it sends its punycode form) */
+    for (size_t i = scheme; i < a; i++)
+        if ((unsigned char)url[i] <= ' ' || (unsigned char)url[i] >= 0x7f)
+            return false;
     memcpy(origin, url, a);
     origin[a] = '\0';
     const char *t = url + a;
@@ -800,7 +804,6 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
         if (!ps.keep_alive || k->io.inlen || k->idle_limit_ms == 0) {
             conn_close(c);
         } else {
-            k->used = true;
             k->idle_since = cd_mono_ms();
         }
         break;

@@ -86,7 +86,7 @@ webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *
  *     ends at the close).
  * timeout_seconds bounds the whole exchange, connection included. A request
  * it does not handle (extra headers or a header callback, credentials in the
- * URL, a path that is not printable ASCII) goes to webapi_perform. */
+ * URL, a host or a path that is not printable ASCII) goes to webapi_perform. */
 webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t *r,
                                 cd_buf_t *answer, long *http_status, char *err, size_t errlen);
 
