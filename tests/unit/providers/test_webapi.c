@@ -702,17 +702,15 @@ typedef struct ex {
     char err[256];
 } ex_t;
 
-/* One POST of a form (or a GET) through webapi_exchange. */
-static ex_t exchange(struct webapi_client *c, const fake_t *f, bool post, long timeout)
+/* One request of url as AC1:token (body NULL: a GET) through webapi_exchange. */
+static ex_t exchange_at(struct webapi_client *c, const char *url, const char *body, size_t body_len,
+                        long timeout)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "%s://127.0.0.1:%d/2010-04-01/Accounts/AC1/Messages.json",
-             f->tls ? "https" : "http", f->port);
     webapi_request_t r = {.url = url,
                           .user = "AC1",
                           .password = "token",
-                          .body = post ? "To=%2B15550001111&Body=hi" : NULL,
-                          .body_len = post ? 25 : 0,
+                          .body = body,
+                          .body_len = body_len,
                           .timeout_seconds = timeout};
     ex_t e = {0};
     cd_buf_t answer;
@@ -721,6 +719,15 @@ static ex_t exchange(struct webapi_client *c, const fake_t *f, bool post, long t
     snprintf(e.body, sizeof(e.body), "%s", cd_buf_str(&answer));
     cd_buf_free(&answer);
     return e;
+}
+
+/* One POST of a form (or a GET) through webapi_exchange. */
+static ex_t exchange(struct webapi_client *c, const fake_t *f, bool post, long timeout)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d/2010-04-01/Accounts/AC1/Messages.json",
+             f->tls ? "https" : "http", f->port);
+    return exchange_at(c, url, post ? "To=%2B15550001111&Body=hi" : NULL, post ? 25 : 0, timeout);
 }
 
 /* Waits until the server's close of c's kept connection reached it (its
@@ -864,23 +871,13 @@ static void test_exchange_partial_write(void **state)
     memset(body, 'a', big);
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", f->port);
-    webapi_request_t r = {.url = url,
-                          .user = "AC1",
-                          .password = "token",
-                          .body = body,
-                          .body_len = big,
-                          .timeout_seconds = 10};
-    cd_buf_t answer;
-    cd_buf_init(&answer, 1024);
-    long status = -1;
-    char err[256] = "";
-    assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)), WEBAPI_NOT_SENT);
-    assert_int_equal(status, 0);
-    assert_non_null(strstr(err, "broke while the request was sent"));
+    ex_t e = exchange_at(c, url, body, big, 10);
+    assert_int_equal(e.st, WEBAPI_NOT_SENT);
+    assert_int_equal(e.status, 0);
+    assert_non_null(strstr(e.err, "broke while the request was sent"));
     assert_int_equal(fake_count(f, &f->requests), 0);
     assert_int_equal(fake_count(f, &f->connections), 1); /* not tried again in the call */
     assert_int_equal(webapi_test_conn_fd(c), -1);
-    cd_buf_free(&answer);
     free(body);
     webapi_client_free(c);
     fake_stop(f);
@@ -949,20 +946,9 @@ static void test_exchange_http_proxy(void **state)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         proxies_unset();
         setenv(names[i], proxy, 1);
-        webapi_request_t r = {.url = "http://api.example.test/2010-04-01/Messages.json",
-                              .user = "AC1",
-                              .password = "token",
-                              .body = "To=1",
-                              .body_len = 4,
-                              .timeout_seconds = 5};
-        cd_buf_t answer;
-        cd_buf_init(&answer, 1024);
-        long status = 0;
-        char err[256] = "";
-        assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)),
-                         WEBAPI_ANSWERED);
-        assert_int_equal(status, 201);
-        cd_buf_free(&answer);
+        ex_t e = exchange_at(c, "http://api.example.test/2010-04-01/Messages.json", "To=1", 4, 5);
+        assert_int_equal(e.st, WEBAPI_ANSWERED);
+        assert_int_equal(e.status, 201);
         pthread_mutex_lock(&f->mu);
         if (strncmp(f->last, "POST http://api.example.test/2010-04-01/Messages.json HTTP/1.1\r\n",
                     60) != 0)
@@ -978,14 +964,7 @@ static void test_exchange_http_proxy(void **state)
     const char *excluded[] = {"127.0.0.1", "example.test, 127.0.0.1", "*"};
     for (size_t i = 0; i < sizeof(excluded) / sizeof(excluded[0]); i++) {
         setenv("no_proxy", excluded[i], 1);
-        webapi_request_t r = {.url = url, .body = "x", .body_len = 1, .timeout_seconds = 5};
-        cd_buf_t answer;
-        cd_buf_init(&answer, 1024);
-        long status = 0;
-        char err[256] = "";
-        assert_int_equal(webapi_exchange(c, &r, &answer, &status, err, sizeof(err)),
-                         WEBAPI_ANSWERED);
-        cd_buf_free(&answer);
+        assert_int_equal(exchange_at(c, url, "x", 1, 5).st, WEBAPI_ANSWERED);
         assert_true(webapi_test_conn_fd(c) >= 0); /* our exchange's connection */
         pthread_mutex_lock(&f->mu);
         if (strncmp(f->last, "POST /direct HTTP/1.1\r\n", 23) != 0)
