@@ -73,7 +73,9 @@ webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *
  * failure rule, on c's own kept-alive connection (libcurl connects it, TLS
  * and certificate checks included; the HTTP/1.1 exchange is ours):
  *   - a connection that waited since its last answer is checked first
- *     (closed by the server, or holding bytes nobody asked for: a new one);
+ *     (closed by the server, holding bytes nobody asked for, idle 30 s or
+ *     more, or idle past the server's Keep-Alive timeout less a second: a
+ *     new one);
  *   - WEBAPI_NOT_SENT when the request was not written whole (no
  *     connection; a reused one that failed at the first byte: tried once
  *     more on a new connection first; a connection that broke in the
@@ -86,7 +88,8 @@ webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *
  *     ends at the close).
  * timeout_seconds bounds the whole exchange, connection included. A request
  * it does not handle (extra headers or a header callback, credentials in the
- * URL, a host or a path that is not printable ASCII) goes to webapi_perform. */
+ * URL, a host or a path that is not printable ASCII, an http:// URL that an
+ * environment proxy applies to) goes to webapi_perform. */
 webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t *r,
                                 cd_buf_t *answer, long *http_status, char *err, size_t errlen);
 
