@@ -51,6 +51,23 @@ static bool buf_reserve(cd_buf_t *b, size_t extra)
     return true;
 }
 
+bool cd_buf_reserve(cd_buf_t *b, size_t extra)
+{
+    if (extra > b->max - b->len)
+        return false;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return true;
+    char *p = realloc(b->data, need);
+    if (!p)
+        return false;
+    if (!b->data)
+        p[0] = '\0';
+    b->data = p;
+    b->cap = need;
+    return true;
+}
+
 bool cd_buf_add(cd_buf_t *b, const void *p, size_t n)
 {
     if (!buf_reserve(b, n))

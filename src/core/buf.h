@@ -22,6 +22,11 @@ void cd_buf_init(cd_buf_t *b, size_t max);
 void cd_buf_free(cd_buf_t *b);
 /* Forgets the contents but keeps the allocation. */
 void cd_buf_reset(cd_buf_t *b);
+/* Makes room for extra more bytes at once (one allocation), so appends of
+ * up to that many bytes move nothing (a secret built in the buffer leaves
+ * no copy in a block a reallocation freed). False (buffer unchanged) when
+ * the maximum would be passed or memory is out. */
+CD_MUSTCHECK bool cd_buf_reserve(cd_buf_t *b, size_t extra);
 /* Appends n bytes. Returns false (buffer unchanged) if the maximum would be passed. */
 CD_MUSTCHECK bool cd_buf_add(cd_buf_t *b, const void *p, size_t n);
 /* Appends a NUL-terminated string. */

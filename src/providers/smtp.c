@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "providers/curlconn.h"
 #include "providers/smtp.h"
 
 bool smtp_address_ok(const char *s)
@@ -576,13 +577,7 @@ bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len)
     return cd_buf_adds(out, crlf || len == 0 ? ".\r\n" : "\r\n.\r\n");
 }
 
-static const char *test_cainfo;            /* smtp_test_set_cainfo */
 static struct curl_slist *test_connect_to; /* smtp_test_set_connect_to */
-
-void smtp_test_set_cainfo(const char *path)
-{
-    test_cainfo = path;
-}
 
 void smtp_test_set_connect_to(struct curl_slist *list)
 {
@@ -590,14 +585,12 @@ void smtp_test_set_connect_to(struct curl_slist *list)
 }
 
 typedef struct smtp_conn {
-    CURL *curl;
-    curl_socket_t fd;
+    curlconn_t io;   /* its tls is set when STARTTLS was sent */
     bool pipelining; /* the last EHLO reply advertised PIPELINING */
-    bool tls;        /* STARTTLS was sent */
     bool used;       /* has carried a message */
-    size_t inlen;
-    char in[16 * 1024];                /* a whole multi-line reply must fit */
-    int code;                          /* the last reply's code */
+    int code;        /* the last reply's code */
+    const char *url; /* conn_open's, for conn_setup */
+    long timeout_seconds;
     char text[PROVIDER_ERROR_MAX / 2]; /* its first line, printable */
 } smtp_conn_t;
 
@@ -610,7 +603,7 @@ static int conn_debug_cb(CURL *c, curl_infotype type, char *data, size_t size, v
     if (type == CURLINFO_HEADER_OUT && size >= 5 && strncasecmp(data, "EHLO ", 5) == 0)
         k->pipelining = false;
     else if (type == CURLINFO_HEADER_OUT && size >= 8 && strncasecmp(data, "STARTTLS", 8) == 0)
-        k->tls = true;
+        k->io.tls = true;
     else if (type == CURLINFO_HEADER_IN && size >= 14 &&
              (strncmp(data, "250-", 4) == 0 || strncmp(data, "250 ", 4) == 0) &&
              strncasecmp(data + 4, "PIPELINING", 10) == 0 &&
@@ -619,39 +612,9 @@ static int conn_debug_cb(CURL *c, curl_infotype type, char *data, size_t size, v
     return 0;
 }
 
-/* Waits until fd is readable (or writable) or the deadline passes. */
-static bool conn_wait(smtp_conn_t *k, bool out, long long deadline)
-{
-    for (;;) {
-        long long left = deadline - cd_mono_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = k->fd, .events = out ? POLLOUT : POLLIN};
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r > 0)
-            return true;
-        if (r < 0 && errno != EINTR)
-            return false;
-    }
-}
-
 static bool conn_write(smtp_conn_t *k, const char *p, size_t n, long long deadline)
 {
-    while (n > 0) {
-        size_t w = 0;
-        CURLcode rc = curl_easy_send(k->curl, p, n, &w);
-        /* nothing taken is a wait too: never spin past the deadline */
-        if (rc == CURLE_AGAIN || (rc == CURLE_OK && w == 0)) {
-            if (!conn_wait(k, true, deadline))
-                return false;
-            continue;
-        }
-        if (rc != CURLE_OK)
-            return false;
-        p += w;
-        n -= w;
-    }
-    return true;
+    return curlconn_write(&k->io, p, n, NULL, deadline);
 }
 
 /* Reads the next reply into k->code and k->text. False when the connection
@@ -660,42 +623,27 @@ static bool conn_reply(smtp_conn_t *k, long long deadline)
 {
     for (;;) {
         int code = 0;
-        long used = smtp_reply_parse(k->in, k->inlen, &code);
+        char *in = k->io.in;
+        long used = smtp_reply_parse(in, k->io.inlen, &code);
         if (used < 0)
             return false;
         if (used > 0) {
             size_t t = 0;
-            for (size_t i = 4; i < (size_t)used && k->in[i] != '\r' && k->in[i] != '\n' &&
-                               t + 1 < sizeof(k->text);
-                 i++)
+            for (size_t i = 4;
+                 i < (size_t)used && in[i] != '\r' && in[i] != '\n' && t + 1 < sizeof(k->text); i++)
                 /* RFC 5321 replies are ASCII; a relay's Latin-1 text must not
                  * reach the result's JSON as invalid UTF-8 */
-                k->text[t++] = (unsigned char)k->in[i] < ' '     ? ' '
-                               : (unsigned char)k->in[i] >= 0x7f ? '?'
-                                                                 : k->in[i];
+                k->text[t++] = (unsigned char)in[i] < ' '     ? ' '
+                               : (unsigned char)in[i] >= 0x7f ? '?'
+                                                              : in[i];
             k->text[t] = '\0';
             k->code = code;
-            memmove(k->in, k->in + used, k->inlen - (size_t)used);
-            k->inlen -= (size_t)used;
+            memmove(in, in + used, k->io.inlen - (size_t)used);
+            k->io.inlen -= (size_t)used;
             return true;
         }
-        if (k->inlen == sizeof(k->in))
+        if (k->io.inlen == sizeof(k->io.in) || curlconn_fill(&k->io, deadline, NULL) <= 0)
             return false;
-        /* In the clear nothing is buffered below us: wait first (the reply
-         * is rarely there yet) instead of a recv that says EAGAIN. Over TLS,
-         * OpenSSL may hold a record already read: recv first. */
-        if (!k->tls && !conn_wait(k, false, deadline))
-            return false;
-        size_t got = 0;
-        CURLcode rc = curl_easy_recv(k->curl, k->in + k->inlen, sizeof(k->in) - k->inlen, &got);
-        if (rc == CURLE_AGAIN) {
-            if (!conn_wait(k, false, deadline))
-                return false;
-            continue;
-        }
-        if (rc != CURLE_OK || got == 0)
-            return false;
-        k->inlen += got;
     }
 }
 
@@ -705,11 +653,26 @@ static void conn_close(smtp_conn_t **kp, bool broke)
 {
     if (*kp) {
         if (broke)
-            curl_easy_setopt((*kp)->curl, CURLOPT_SERVER_RESPONSE_TIMEOUT, 1L);
-        curl_easy_cleanup((*kp)->curl);
+            curl_easy_setopt((*kp)->io.curl, CURLOPT_SERVER_RESPONSE_TIMEOUT, 1L);
+        curl_easy_cleanup((*kp)->io.curl);
         free(*kp);
         *kp = NULL;
     }
+}
+
+/* The SMTP options of the connect phase (curlconn_open's setup). */
+static void conn_setup(CURL *c, void *arg)
+{
+    smtp_conn_t *k = arg;
+    curl_easy_setopt(c, CURLOPT_USE_SSL, smtp_tls_policy(k->url)); /* as setup_transfer */
+    if (test_connect_to)
+        curl_easy_setopt(c, CURLOPT_CONNECT_TO, test_connect_to);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k->timeout_seconds < 10 ? k->timeout_seconds : 10L);
+    /* bounds libcurl's wait for the reply to its QUIT at the close */
+    curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, k->timeout_seconds);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* the debug callback sees the EHLO reply */
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, conn_debug_cb);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, k);
 }
 
 /* Opens a connection (libcurl: connect, greeting, EHLO, STARTTLS when
@@ -720,43 +683,17 @@ static smtp_conn_t *conn_open(const char *url, long timeout_seconds, CURLcode *r
 {
     smtp_conn_t *k = calloc(1, sizeof(*k));
     *rc = CURLE_OUT_OF_MEMORY;
-    if (!k || !(k->curl = curl_easy_init())) {
-        free(k);
+    if (!k) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     char curl_err[CURL_ERROR_SIZE];
     curl_err[0] = '\0';
-    CURL *c = k->curl;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(c, CURLOPT_USE_SSL, smtp_tls_policy(url)); /* as setup_transfer */
-    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
-    if (test_cainfo)
-        curl_easy_setopt(c, CURLOPT_CAINFO, test_cainfo);
-    if (test_connect_to)
-        curl_easy_setopt(c, CURLOPT_CONNECT_TO, test_connect_to);
-    k->tls = strncmp(url, "smtps://", 8) == 0;
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_seconds);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
-    /* bounds libcurl's wait for the reply to its QUIT at the close */
-    curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, timeout_seconds);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* the debug callback sees the EHLO reply */
-    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, conn_debug_cb);
-    curl_easy_setopt(c, CURLOPT_DEBUGDATA, k);
-    *rc = curl_easy_perform(c);
-    curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (*rc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
-        fd != CURL_SOCKET_BAD) {
-        k->fd = fd;
-        return k;
-    }
+    k->url = url;
+    k->timeout_seconds = timeout_seconds;
+    *rc = curlconn_open(&k->io, url, "smtp,smtps", timeout_seconds * 1000, conn_setup, k, curl_err);
     if (*rc == CURLE_OK)
-        *rc = CURLE_COULDNT_CONNECT;
+        return k;
     snprintf(err, errlen, "SMTP delivery failed: %s",
              tls_required_error(*rc) ? tls_required_error(*rc)
              : *curl_err             ? curl_err

@@ -90,9 +90,7 @@ long smtp_reply_parse(const char *buf, size_t len, int *code);
  * does not end with one). False if out is full. */
 CD_MUSTCHECK bool smtp_dot_stuff(cd_buf_t *out, const char *msg, size_t len);
 
-/* Tests only: the CA file the send engine's SMTP connections trust (NULL:
- * the system's), so a test can speak TLS to its own server. */
-void smtp_test_set_cainfo(const char *path);
+/* (The CA file those connections trust in a test: curlconn_test_set_cainfo.) */
 
 struct curl_slist;
 

@@ -1,11 +1,12 @@
 /*
- * The Twilio provider (twilio.h): the create-Message call through libcurl,
- * SMS segment counting, webhook signatures and forms, inbound keywords and
- * TwiML. Hand-written parts and why: the GSM 03.38 table and the segment
- * rules (no Debian library counts SMS segments), the form decoder (the HTTP
- * layer's decoder is a layer above providers, and webhooks need the pairs in
- * order for the signature), and the signature itself (a documented
- * composition of OpenSSL's HMAC-SHA1 and base64).
+ * The Twilio provider (twilio.h): the create-Message call (webapi_exchange:
+ * our HTTP/1.1 on a kept-alive connection libcurl opened), SMS segment
+ * counting, webhook signatures and forms, inbound keywords and TwiML.
+ * Hand-written parts and why: the GSM 03.38 table and the segment rules (no
+ * Debian library counts SMS segments), the form decoder (the HTTP layer's
+ * decoder is a layer above providers, and webhooks need the pairs in order
+ * for the signature), and the signature itself (a documented composition of
+ * OpenSSL's HMAC-SHA1 and base64).
  */
 #include <ctype.h>
 #include <curl/curl.h>
@@ -702,13 +703,19 @@ static void read_answer(const cd_buf_t *body, twilio_result_t *res)
         snprintf(res->error, sizeof(res->error), "Twilio answered HTTP %ld", res->http_status);
 }
 
+twilio_outcome_t twilio_status_outcome(long s)
+{
+    /* 408: the server gave up waiting for the request (an idle connection's
+     * close, a slow write), so it did not act on it: try again later */
+    return s == 201 || s == 200               ? TWILIO_ACCEPTED
+           : s == 408 || s == 429 || s >= 500 ? TWILIO_TEMPORARY
+                                              : TWILIO_PERMANENT;
+}
+
 /* Sets the outcome from the HTTP status. */
 static void classify(twilio_result_t *res)
 {
-    long s = res->http_status;
-    res->outcome = s == 201 || s == 200   ? TWILIO_ACCEPTED
-                   : s == 429 || s >= 500 ? TWILIO_TEMPORARY
-                                          : TWILIO_PERMANENT;
+    res->outcome = twilio_status_outcome(res->http_status);
 }
 
 /* Performs r, classifies the answer and reads it into res; false (res
@@ -717,7 +724,7 @@ static bool perform(twilio_client_t *c, const webapi_request_t *r, cd_buf_t *ans
                     twilio_result_t *res)
 {
     char why[256] = "";
-    webapi_status_t ws = webapi_perform(c, r, answer, &res->http_status, why, sizeof(why));
+    webapi_status_t ws = webapi_exchange(c, r, answer, &res->http_status, why, sizeof(why));
     if (ws != WEBAPI_ANSWERED) {
         res->outcome = ws == WEBAPI_NOT_SENT ? TWILIO_TEMPORARY : TWILIO_UNKNOWN;
         snprintf(res->error, sizeof(res->error), "Twilio request failed: %s", why);

@@ -98,9 +98,13 @@ typedef enum twilio_outcome {
     TWILIO_UNKNOWN,      /* the request may have arrived but no answer came
                               (timeout, connection lost after sending): never
                               retry, it could send twice */
-    TWILIO_TEMPORARY,    /* 429, 5xx, or no connection at all: try again later */
+    TWILIO_TEMPORARY,    /* 408, 429, 5xx, or no connection at all: try again later */
     TWILIO_PERMANENT,    /* another 4xx, or a bad request of ours: never retry */
 } twilio_outcome_t;
+
+/* The outcome of an HTTP answer's status: 200 and 201 accepted; 408, 429
+ * and 5xx temporary; any other permanent. */
+twilio_outcome_t twilio_status_outcome(long http_status);
 
 /* What Twilio answered. */
 typedef struct twilio_result {
@@ -131,8 +135,8 @@ typedef struct twilio_answer_field {
 CD_MUSTCHECK bool twilio_answer_scan(const char *json, size_t len, twilio_answer_field_t *fields,
                                      size_t nfields);
 
-/* A reusable connection to the API (libcurl keeps it alive between sends).
- * One per thread: not thread-safe. */
+/* A reusable connection to the API (kept alive between sends, see
+ * webapi_exchange). One per thread: not thread-safe. */
 typedef struct webapi_client twilio_client_t; /* providers/webapi.h */
 
 /* Creates a client, or NULL when out of memory. */
@@ -153,7 +157,7 @@ twilio_outcome_t twilio_send(twilio_client_t *c, const twilio_config_t *cfg, con
 /* Fetches a Message resource (GET {api_base}/2010-04-01/Accounts/{sid}/
  * Messages/{message_sid}.json): 200 is TWILIO_ACCEPTED with status, price
  * (often "" for a while after delivery: Twilio prices a message later) and
- * price_unit; 404 and other 4xx are permanent; 429, 5xx and a lost answer
+ * price_unit; 404 and other 4xx are permanent; 408, 429, 5xx and a lost answer
  * temporary (a GET can be repeated). Fills res; returns res->outcome. */
 twilio_outcome_t twilio_fetch_message(twilio_client_t *c, const twilio_config_t *cfg,
                                       const char *message_sid, twilio_result_t *res);

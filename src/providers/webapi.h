@@ -5,6 +5,11 @@
  * same options and the same failure rule, the response body collector and
  * the rule that decides whether a failed request may be retried. Kept apart
  * so both clients answer the same way.
+ *
+ * Two ways to perform a request: webapi_perform (libcurl's whole HTTP
+ * client) and webapi_exchange (libcurl only connects, TLS included; the
+ * HTTP/1.1 request and the answer's parsing are ours, on one kept-alive
+ * connection per client: the send engine's path, see webapi.c for why).
  */
 #ifndef CD_PROVIDERS_WEBAPI_H
 #define CD_PROVIDERS_WEBAPI_H
@@ -14,10 +19,12 @@
 #include "core/buf.h"
 #include "core/common.h"
 
-/* A client of one HTTP API: one libcurl handle, so its connections are kept
- * and reused from one request to the next (one client per sending worker). */
+/* A client of one HTTP API (one per sending worker, not thread-safe): a
+ * libcurl handle for webapi_perform, which keeps its connections from one
+ * request to the next, and webapi_exchange's own kept connection. */
 struct webapi_client {
-    void *curl; /* CURL * */
+    void *curl;               /* CURL * of webapi_perform */
+    struct webapi_conn *conn; /* webapi_exchange's connection, NULL when none */
 };
 struct webapi_client *webapi_client_new(void);
 void webapi_client_free(struct webapi_client *c);
@@ -44,6 +51,9 @@ typedef struct webapi_request {
     size_t (*header_cb)(char *p, size_t size, size_t nmemb, void *userp);
     void *header_data;
     long timeout_seconds;
+    /* webapi_exchange: the Content-Type of a body (NULL:
+     * application/x-www-form-urlencoded, as libcurl's default) */
+    const char *content_type;
 } webapi_request_t;
 
 /* What became of a request. */
@@ -58,6 +68,82 @@ typedef enum webapi_status {
  * libcurl's reason (never a credential). */
 webapi_status_t webapi_perform(struct webapi_client *c, const webapi_request_t *r, cd_buf_t *answer,
                                long *http_status, char *err, size_t errlen);
+
+/* Performs r as webapi_perform does, with the same answers and the same
+ * failure rule, on c's own kept-alive connection (libcurl connects it, TLS
+ * and certificate checks included; the HTTP/1.1 exchange is ours):
+ *   - a connection that waited since its last answer is checked first
+ *     (closed by the server, holding bytes nobody asked for, idle 30 s or
+ *     more, or idle past the server's Keep-Alive timeout less a second: a
+ *     new one);
+ *   - WEBAPI_NOT_SENT when the request was not written whole (no
+ *     connection; a reused one that failed at the first byte: tried once
+ *     more on a new connection first; a connection that broke in the
+ *     middle: the server has an incomplete request it cannot act on);
+ *   - WEBAPI_LOST when all of it was written and no complete answer came
+ *     (closed, timed out, an answer we cannot read, or larger than answer's
+ *     maximum): it may have arrived, never send it again;
+ *   - the connection is kept for the next request unless the server said
+ *     close (Connection: close, HTTP/1.0 without keep-alive, an answer that
+ *     ends at the close).
+ * timeout_seconds bounds the whole exchange, connection included. A request
+ * it does not handle (extra headers or a header callback, credentials in the
+ * URL, a host or a path that is not printable ASCII, an http:// URL that an
+ * environment proxy applies to) goes to webapi_perform. */
+webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t *r,
+                                cd_buf_t *answer, long *http_status, char *err, size_t errlen);
+
+/* ------------------------------------------------- the answer's parser */
+
+/* Limits on an answer's head: one line, and all the head's lines of one
+ * exchange together (interim answers and a chunked body's framing and
+ * trailers included). */
+#define WEBAPI_LINE_MAX 8192
+#define WEBAPI_HEAD_MAX (32 * 1024)
+
+/* An HTTP/1.x answer read incrementally (webapi_parse). The fields before
+ * the underscore ones may be read once it is done. */
+typedef struct webapi_parser {
+    long status;             /* the final answer's status (1xx ones are skipped) */
+    bool done;               /* the answer is complete */
+    bool keep_alive;         /* when done: the connection may carry another request */
+    long keep_alive_timeout; /* a Keep-Alive: timeout=N header's N (seconds), -1 none */
+    const char *error;       /* why webapi_parse failed (a static text) */
+    /* internal */
+    int state_;
+    bool http11_, close_, keep_, chunked_, length_;
+    int interim_;
+    unsigned long long left_; /* bytes of the body or of the chunk still to come */
+    size_t head_;             /* head bytes so far */
+} webapi_parser_t;
+
+void webapi_parser_init(webapi_parser_t *p);
+
+/* Reads the answer's bytes at data[0..len): the body's bytes are appended to
+ * body (its maximum bounds the answer). Returns the bytes taken, which may be
+ * fewer than len when a line is not complete yet (call again with them and
+ * more) or when the answer is done (what follows is not part of it), or -1
+ * when the bytes are not an HTTP/1.x answer we can read (p->error says why:
+ * a bad status line or header, a line over WEBAPI_LINE_MAX, a head over
+ * WEBAPI_HEAD_MAX, a body over body's maximum, a bad chunk, an unsupported
+ * Transfer-Encoding, conflicting lengths, 101). */
+long webapi_parse(webapi_parser_t *p, const char *data, size_t len, cd_buf_t *body);
+
+/* The connection closed after everything was given to webapi_parse: true
+ * when that completes the answer (a body without a length ends at the
+ * close), false when the answer was cut. */
+bool webapi_parse_eof(webapi_parser_t *p);
+
+/* (The CA file webapi_exchange's connections trust in a test:
+ * curlconn_test_set_cainfo.) */
+
+/* Tests only: the longest a kept connection may wait for its next request
+ * (0: the default, 30 s; a server's Keep-Alive timeout may make it shorter). */
+void webapi_test_set_idle_max_ms(long long ms);
+
+/* Tests only: the socket of c's kept connection, -1 when none (a test may
+ * shut it down to break the connection, or wait for the server's close). */
+int webapi_test_conn_fd(const struct webapi_client *c);
 
 /* The state of a provider value of an HTTP API, opened from the settings. */
 #define WEBAPI_FIELD_MAX 512

@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "providers/curlconn.h"
 #include "providers/provider.h"
 #include "providers/smtp.h"
 
@@ -575,7 +576,7 @@ static SSL_CTX *tls_server_ctx(void)
     snprintf(path, sizeof(path), "%s/cert.pem", tls_dir);
     assert_int_equal(SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM), 1);
     snprintf(tls_ca, sizeof(tls_ca), "%s", path);
-    smtp_test_set_cainfo(tls_ca);
+    curlconn_test_set_cainfo(tls_ca);
     snprintf(path, sizeof(path), "%s/key.pem", tls_dir);
     assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM), 1);
     return ctx;

@@ -263,6 +263,24 @@ static void test_message_form(void **state)
     cd_buf_free(&b);
 }
 
+/* What each HTTP status means for a message: 408 (the server gave up
+ * waiting for the request, e.g. on an idle connection) is temporary, as 429
+ * and 5xx; other 4xx permanent. */
+static void test_status_outcome(void **state)
+{
+    (void)state;
+    assert_int_equal(twilio_status_outcome(201), TWILIO_ACCEPTED);
+    assert_int_equal(twilio_status_outcome(200), TWILIO_ACCEPTED);
+    assert_int_equal(twilio_status_outcome(408), TWILIO_TEMPORARY);
+    assert_int_equal(twilio_status_outcome(429), TWILIO_TEMPORARY);
+    assert_int_equal(twilio_status_outcome(500), TWILIO_TEMPORARY);
+    assert_int_equal(twilio_status_outcome(503), TWILIO_TEMPORARY);
+    assert_int_equal(twilio_status_outcome(400), TWILIO_PERMANENT);
+    assert_int_equal(twilio_status_outcome(401), TWILIO_PERMANENT);
+    assert_int_equal(twilio_status_outcome(404), TWILIO_PERMANENT);
+    assert_int_equal(twilio_status_outcome(302), TWILIO_PERMANENT);
+}
+
 static void test_send_needs_configuration(void **state)
 {
     (void)state;
@@ -457,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_keywords),
         cmocka_unit_test(test_twiml),
         cmocka_unit_test(test_message_form),
+        cmocka_unit_test(test_status_outcome),
         cmocka_unit_test(test_send_needs_configuration),
         cmocka_unit_test(test_fetch_message),
         cmocka_unit_test(test_answer_scan),
