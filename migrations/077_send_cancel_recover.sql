@@ -76,6 +76,7 @@ declare
     v_free integer;
     v_channel text;
     v_status text;
+    v_handed integer;
     n_email integer;
     n_sms integer;
     v_why constant text := 'in flight when its worker stopped: may or may not have been delivered';
@@ -110,11 +111,28 @@ begin
             last_error = v_why
         from g where g.in_flight and g.channel = 'sms' and m.id = g.id
           and m.status in ('queued', 'sending')
-        returning m.id)
+        returning m.id),
+    -- what a provider's webhook already moved past `sending` (its status
+    -- callback came before the worker's settle): handed over, counted sent
+    -- (never marked unknown, so a late result for it is not applied again).
+    -- Not what 075's cancel dropped under a step (a stale hold, counted).
+    handed as (
+        select count(*)::integer as n from g
+        where g.in_flight and exists (
+            select 1 from public.email_messages m
+            where g.channel = 'email' and m.id = g.id
+              and public.message_status_rank('email', m.status) >= 3
+              and m.last_error is distinct from 'campaign cancelled'
+            union all
+            select 1 from public.sms_messages m
+            where g.channel = 'sms' and m.id = g.id
+              and public.message_status_rank('sms', m.status) >= 3
+              and m.last_error is distinct from 'campaign cancelled'))
     select (select pg_catalog.array_agg(x.id) from (select e.id from e union all select s.id from s) x),
            (select count(*)::integer from g where not g.in_flight),
-           (select min(g.channel) from g)
-    into v_lost, v_free, v_channel;
+           (select min(g.channel) from g),
+           (select handed.n from handed)
+    into v_lost, v_free, v_channel, v_handed;
     update public.email_messages set status = 'unknown', lease_until = null, last_error = v_why
     where campaign_id = p_campaign and status = 'sending' and lease_until < pg_catalog.now();
     get diagnostics n_email = row_count;
@@ -125,17 +143,21 @@ begin
     if n_email > 0 then
         update public.campaigns set unknown_count = unknown_count + n_email where id = p_campaign;
     end if;
+    if v_handed > 0 then
+        perform sending.count_progress(p_campaign, v_handed, 0, 0);
+    end if;
     -- a campaign has one channel: what was only claimed is given back (the
     -- usage row last)
     if v_free > 0 then
         perform sending.release(v_channel, v_free);
     end if;
-    if n_email > 0 or v_free > 0 then
+    if n_email > 0 or v_free > 0 or v_handed > 0 then
         perform sending.audit_batch(
             (select case c.type when 'sms' then 'sms' else 'email' end from public.campaigns c
              where c.id = p_campaign), p_campaign,
             pg_catalog.jsonb_build_object('event', 'recovered', 'unknown', coalesce(v_lost, '{}'),
-                                          'unknown_count', n_email, 'released', v_free));
+                                          'unknown_count', n_email, 'released', v_free,
+                                          'handed_over', v_handed));
     end if;
     -- no worker sends it any more (cancelled, paused): the next look at what
     -- is still held, when its lease runs out
@@ -278,7 +300,10 @@ begin
     -- is `unknown` with the recovery's reason and counted so. The result the
     -- worker brings is better than unknown: accepted → sent, a failure →
     -- failed (given up, not tried again: unknown never is), unknown stays.
-    -- The reason is the mark: a message settled already has another.
+    -- A message a provider's webhook moved past unknown meanwhile (its
+    -- status callback came first) was handed over: counted sent, whatever
+    -- the worker says, its status kept. The reason is the mark, cleared
+    -- here (counted once); a message settled already has another.
     if v_matched < pg_catalog.jsonb_array_length(p_done) then
         if p_channel = 'email' then
             with x as (
@@ -286,19 +311,23 @@ begin
                     as x(id uuid, outcome text, provider_id text, error text)),
             l as (
                 update public.email_messages m set
-                    status = case when x.outcome = 'accepted' then 'sent' else 'failed' end,
+                    status = case when public.message_status_rank('email', m.status) >= 3 then m.status
+                                  when x.outcome = 'accepted' then 'sent' else 'failed' end,
                     updated_at = pg_catalog.now(),
                     sent_at = case when x.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-                    message_id = case when x.outcome = 'accepted' then nullif(x.provider_id, '')
+                    message_id = case when x.outcome = 'accepted'
+                                      then coalesce(nullif(x.provider_id, ''), m.message_id)
                                       else m.message_id end,
-                    last_error = case when x.outcome = 'accepted' then null
+                    -- (null: handed over; the mark goes either way)
+                    last_error = case when x.outcome = 'accepted'
+                                        or public.message_status_rank('email', m.status) >= 3 then null
                         else coalesce(nullif(pg_catalog.left(x.error, 500), ''), 'failed') end
                 from x
-                where m.id = x.id and m.campaign_id = p_campaign and m.status = 'unknown'
-                  and m.last_error = v_why and x.outcome in ('accepted', 'tempfail', 'permfail')
-                returning x.outcome)
-            select count(*) filter (where l.outcome = 'accepted'),
-                   count(*) filter (where l.outcome <> 'accepted')
+                where m.id = x.id and m.campaign_id = p_campaign and m.last_error = v_why
+                  and public.message_status_rank('email', m.status) >= 2
+                  and x.outcome in ('accepted', 'tempfail', 'permfail')
+                returning m.last_error is null as handed)
+            select count(*) filter (where l.handed), count(*) filter (where not l.handed)
             into v_late_sent, v_late_failed from l;
         else
             with x as (
@@ -307,23 +336,29 @@ begin
                          error text)),
             l as (
                 update public.sms_messages m set
-                    status = case when x.outcome = 'accepted' then 'sent' else 'failed' end,
+                    status = case when public.message_status_rank('sms', m.status) >= 3 then m.status
+                                  when x.outcome = 'accepted' then 'sent' else 'failed' end,
                     updated_at = pg_catalog.now(),
                     sent_at = case when x.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-                    failed_at = case when x.outcome <> 'accepted' then pg_catalog.now() else m.failed_at end,
-                    message_sid = case when x.outcome = 'accepted' then nullif(x.sid, '')
+                    failed_at = case when x.outcome <> 'accepted'
+                                      and public.message_status_rank('sms', m.status) < 3
+                                     then pg_catalog.now() else m.failed_at end,
+                    message_sid = case when x.outcome = 'accepted'
+                                       then coalesce(nullif(x.sid, ''), m.message_sid)
                                        else m.message_sid end,
                     segments = greatest(1, coalesce(x.segments, m.segments)),
                     cost = coalesce(x.cost, m.cost),
                     message = coalesce(nullif(x.body, ''), m.message),
-                    last_error = case when x.outcome = 'accepted' then null
+                    -- (null: handed over; the mark goes either way)
+                    last_error = case when x.outcome = 'accepted'
+                                        or public.message_status_rank('sms', m.status) >= 3 then null
                         else coalesce(nullif(pg_catalog.left(x.error, 500), ''), 'failed') end
                 from x
-                where m.id = x.id and m.campaign_id = p_campaign and m.status = 'unknown'
-                  and m.last_error = v_why and x.outcome in ('accepted', 'tempfail', 'permfail')
-                returning x.outcome)
-            select count(*) filter (where l.outcome = 'accepted'),
-                   count(*) filter (where l.outcome <> 'accepted')
+                where m.id = x.id and m.campaign_id = p_campaign and m.last_error = v_why
+                  and public.message_status_rank('sms', m.status) >= 2
+                  and x.outcome in ('accepted', 'tempfail', 'permfail')
+                returning m.last_error is null as handed)
+            select count(*) filter (where l.handed), count(*) filter (where not l.handed)
             into v_late_sent, v_late_failed from l;
         end if;
         settle_rows.sent := settle_rows.sent + v_late_sent;
@@ -333,7 +368,9 @@ begin
         v_unknown := v_unknown - v_late_sent - v_late_failed;
     end if;
     if v_unknown <> 0 then
-        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
+        -- (never below 0: a check would abort the whole step)
+        update public.campaigns set unknown_count = greatest(0, unknown_count + v_unknown)
+        where id = p_campaign;
     end if;
 end
 $$;
