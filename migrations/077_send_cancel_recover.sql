@@ -77,6 +77,8 @@ declare
     v_channel text;
     v_status text;
     v_handed integer;
+    v_held uuid[];
+    v_drop integer := 0;
     n_email integer;
     n_sms integer;
     v_why constant text := 'in flight when its worker stopped: may or may not have been delivered';
@@ -143,26 +145,50 @@ begin
     if n_email > 0 then
         update public.campaigns set unknown_count = unknown_count + n_email where id = p_campaign;
     end if;
-    if v_handed > 0 then
-        perform sending.count_progress(p_campaign, v_handed, 0, 0);
+    -- no worker sends it any more (cancelled, paused): the next look at what
+    -- is still held, when its lease runs out. Before the drop below: a hold
+    -- it does not see was deleted by a settle committed before, whose queued
+    -- messages the drop then sees
+    if v_status is distinct from 'sending' then
+        perform sending.recover_later(p_campaign);
+    end if;
+    -- a cancelled campaign: what its settles left queued (a temporary
+    -- failure of a group the cancel left in flight) will never be sent:
+    -- dropped and counted, as the cancel does with what nothing holds
+    if v_status = 'cancelled' then
+        v_held := array(select u.id from sending.holds h cross join lateral pg_catalog.unnest(h.ids) as u(id)
+                        where h.campaign_id = p_campaign);
+        update public.email_messages m set status = 'dropped', last_error = 'campaign cancelled'
+        where m.campaign_id = p_campaign
+          and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+          and m.id not in (select pg_catalog.unnest(v_held));
+        get diagnostics v_drop = row_count;
+        update public.sms_messages m set status = 'canceled', last_error = 'campaign cancelled'
+        where m.campaign_id = p_campaign
+          and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+          and m.id not in (select pg_catalog.unnest(v_held));
+        get diagnostics n_sms = row_count;
+        v_drop := v_drop + n_sms;
+    end if;
+    if v_handed > 0 or v_drop > 0 then
+        perform sending.count_progress(p_campaign, v_handed, 0, v_drop);
+    end if;
+    if v_drop > 0 then
+        perform sending.publish_progress(p_campaign, true);
+        perform sending.fold_progress(p_campaign);
     end if;
     -- a campaign has one channel: what was only claimed is given back (the
     -- usage row last)
     if v_free > 0 then
         perform sending.release(v_channel, v_free);
     end if;
-    if n_email > 0 or v_free > 0 or v_handed > 0 then
+    if n_email > 0 or v_free > 0 or v_handed > 0 or v_drop > 0 then
         perform sending.audit_batch(
             (select case c.type when 'sms' then 'sms' else 'email' end from public.campaigns c
              where c.id = p_campaign), p_campaign,
             pg_catalog.jsonb_build_object('event', 'recovered', 'unknown', coalesce(v_lost, '{}'),
                                           'unknown_count', n_email, 'released', v_free,
-                                          'handed_over', v_handed));
-    end if;
-    -- no worker sends it any more (cancelled, paused): the next look at what
-    -- is still held, when its lease runs out
-    if v_status is distinct from 'sending' then
-        perform sending.recover_later(p_campaign);
+                                          'handed_over', v_handed, 'dropped', v_drop));
     end if;
     return n_email;
 end
