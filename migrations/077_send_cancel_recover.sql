@@ -22,7 +22,13 @@
 --    for a message a recovery made unknown (its status `unknown` with the
 --    recovery's reason) is applied: accepted → sent, a failure → failed
 --    (not tried again: it was given up), `unknown` stays; the campaign's
---    unknown count goes down by as many.
+--    unknown count goes down by as many. A message a provider's status
+--    callback moved past `sending` first was handed over: counted sent,
+--    once (by the recovery, or by the late result that clears the mark).
+-- 4. A cancelled campaign's look drops what its settles left queued (a
+--    temporary failure of a group the cancel left in flight); the finish
+--    sets `sent` only from `sending`; the upgrade looks at the holds 075
+--    left to campaigns that no longer send (sending.recover_stranded).
 --
 -- The lock order (docs/architecture.md, "sending"): the campaign's row,
 -- then its reservations, then message rows, then the progress rows, then
@@ -622,8 +628,14 @@ declare
 begin
     select c.status into v_status from public.campaigns c where c.id = p_campaign;
     if v_status = 'sending' and not sending.unfinished(p_campaign) then
+        -- only from 'sending': a cancel or a pause that committed since the
+        -- read above (the update waited for it) stays
         update public.campaigns c set status = 'sent', send_finished_at = pg_catalog.now()
-        where c.id = p_campaign;
+        where c.id = p_campaign and c.status = 'sending';
+        if not found then
+            select c.status into v_status from public.campaigns c where c.id = p_campaign;
+            return v_status;
+        end if;
         v_status := 'sent';
         -- nothing is held any more: the empty reservations (a dead worker's,
         -- or a live one's between its last step and its batch's end) go;
@@ -713,5 +725,35 @@ begin
 end
 $$;
 
-revoke all on function sending.recover_later(uuid),
+-- The holds 075 stranded: a campaign cancelled (or paused) before this
+-- migration kept its reservations (their monthly usage reserved) and a dead
+-- worker's groups (never made unknown); nobody looked at them again. A look
+-- for each such campaign, when its first hold's lease runs out. Returns how
+-- many campaigns; run once below (the upgrade), and harmless again.
+create function sending.recover_stranded()
+returns integer
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    n integer := 0;
+    v_id uuid;
+begin
+    for v_id in
+        select c.id from public.campaigns c
+        where c.status <> 'sending'
+          and exists (select 1 from sending.holds h where h.campaign_id = c.id)
+        order by c.id
+    loop
+        perform sending.recover_later(v_id);
+        n := n + 1;
+    end loop;
+    return n;
+end
+$$;
+
+revoke all on function sending.recover_later(uuid), sending.recover_stranded(),
     sending.settle_rows(text, uuid, uuid, jsonb, integer, integer) from public;
+
+select sending.recover_stranded();

@@ -16,12 +16,15 @@
 --                 waits, then leaves the new group in flight (no lock cycle
 --                 between the end's progress and usage rows and the next
 --                 reservation; main: the new group dropped and sent).
+--   finish:       a batch's end finds everything settled while a cancel
+--                 holds the campaign's row: it waits, and the campaign stays
+--                 cancelled (main: the finish overwrote it with sent).
 -- Each wait is checked to be the one named (the blocking session, the
 -- table of the row waited for). The cleanup runs even when a statement
 -- errors (ON_ERROR_ROLLBACK; the test then fails at its end) and leaves
 -- nothing: user, audit rows, the month's e-mail usage as it was.
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 SELECT format('host=%s port=%s dbname=%s user=%s',
               split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
@@ -50,6 +53,7 @@ SELECT coalesce((SELECT used FROM sending.monthly_usage WHERE month = sending.cu
                 -1) AS used0 \gset
 SELECT gen_random_uuid() AS x, gen_random_uuid() AS y, gen_random_uuid() AS z, gen_random_uuid() AS k1,
        gen_random_uuid() AS k2, gen_random_uuid() AS ka, gen_random_uuid() AS kb,
+       gen_random_uuid() AS w, gen_random_uuid() AS kw,
        'r' || left(md5(random()::text), 10) AS tag \gset
 SELECT pid AS bpid FROM dblink('b', 'select pg_backend_pid()') AS t(pid int) \gset
 SELECT pid AS cpid FROM dblink('c', 'select pg_backend_pid()') AS t(pid int) \gset
@@ -90,17 +94,20 @@ SELECT dblink_exec('s', format($f$
         from generate_series(1, 6) g;
     insert into public.campaigns (id, user_id, name, type, subject, content)
         select c, (select id from auth.users where email = '%1$s@race.test'), 'Race', 'email', 'Hi', '<p>x</p>'
-        from unnest(array['%2$s', '%3$s', '%6$s']::uuid[]) c;
-    update public.campaigns set status = 'sending', send_started_at = now() where id in ('%2$s', '%3$s', '%6$s');
+        from unnest(array['%2$s', '%3$s', '%6$s', '%9$s']::uuid[]) c;
+    update public.campaigns set status = 'sending', send_started_at = now()
+    where id in ('%2$s', '%3$s', '%6$s', '%9$s');
     select sending.ensure_materialised('%2$s');
     select sending.ensure_materialised('%3$s');
     select sending.ensure_materialised('%6$s');
+    select sending.ensure_materialised('%9$s');
     select sending.claim('email', '%2$s', '%4$s', 10, 60);
     select sending.claim('email', '%3$s', '%5$s', 10, 60);
     select sending.claim('email', '%6$s', '%7$s', 3, 60);
     select sending.claim('email', '%6$s', '%8$s', 3, 60);
+    select sending.claim('email', '%9$s', '%10$s', 10, 60);
     commit;
-$f$, :'tag', :'x', :'y', :'k1', :'k2', :'z', :'ka', :'kb'));
+$f$, :'tag', :'x', :'y', :'k1', :'k2', :'z', :'ka', :'kb', :'w', :'kw'));
 SELECT array_agg(id ORDER BY id) AS xids FROM public.email_messages WHERE campaign_id = :'x' \gset
 SELECT array_agg(id ORDER BY id) AS yids FROM public.email_messages WHERE campaign_id = :'y' \gset
 SELECT is(cardinality(:'xids'::uuid[]) || ' ' || cardinality(:'yids'::uuid[]), '6 6', 'campaigns of six, claimed');
@@ -196,6 +203,31 @@ SELECT is((SELECT count(*) FILTER (WHERE status = 'sent') || ' ' || count(*) FIL
 SELECT is((SELECT sent || ' ' || dropped FROM sending.progress_counts WHERE campaign_id = :'z'), '4 2',
     'each message counted once');
 
+-- ---------------------------------------------------------------- finish
+-- all six of w sent and settled; a batch's end (its finish) while a cancel
+-- holds the campaign's row: the finish waits and keeps the cancel (main:
+-- the finish's update overwrote 'cancelled' with 'sent')
+SELECT array_agg(id ORDER BY id) AS wids FROM public.email_messages WHERE campaign_id = :'w' \gset
+SELECT * FROM dblink('b', format(
+    'select go::text from sending.step(''email'', %L, %L, null, %L, null, null, 3, 60, 60)', :'w', :'kw',
+    :'wids')) AS t(go text);
+SELECT * FROM dblink('b', format(
+    'select status from sending.step(''email'', %L, %L, %L, null, null, null, 3, 60, 60)', :'w', :'kw',
+    (SELECT jsonb_agg(jsonb_build_object('id', i, 'outcome', 'accepted')) FROM unnest(:'wids'::uuid[]) i)))
+    AS t(status text);
+SELECT dblink_exec('c', 'begin');
+SELECT count(*) FROM dblink('c', format('select sending.cancel(%L)::text', :'w')) AS t(r text);
+SELECT dblink_send_query('b', format(
+    'select status from sending.step(''email'', %L, %L, null, null, null, %L, 3, 60, 60)', :'w', :'kw',
+    :'wids'));
+SELECT is(pg_temp.wait_for('b', :bpid, :cpid, 'public.campaigns'), 'waiting',
+    'a batch''s finish waits for the cancel (the campaign''s row)');
+SELECT dblink_exec('c', 'commit');
+SELECT is((SELECT status FROM dblink_get_result('b') AS t(status text)) || ' '
+          || (SELECT status FROM public.campaigns WHERE id = :'w'), 'cancelled cancelled',
+    'then keeps the cancel: a campaign is sent only from sending');
+SELECT count(*) FROM dblink_get_result('b') AS t(status text);
+
 -- the fixture goes, whatever happened above: the sessions' transactions
 -- end first (a query still running is cancelled)
 SELECT dblink_cancel_query(n) FROM unnest(array['s', 'b', 'c']) n WHERE dblink_is_busy(n) = 1;
@@ -204,17 +236,17 @@ SELECT dblink_exec('s', format($f$
     begin;
     set local lock_timeout = '10s';
     create temp table gone on commit drop as
-        select id from public.campaigns where id in ('%1$s', '%2$s', '%4$s')
+        select id from public.campaigns where id in ('%1$s', '%2$s', '%4$s', '%6$s')
         union all select id from public.contacts where email like '%3$s-%%@race.test'
-        union all select id from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s')
+        union all select id from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s')
         union all select id from auth.users where email = '%3$s@race.test';
-    delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s', '%4$s');
-    delete from sending.holds where campaign_id in ('%1$s', '%2$s', '%4$s');
-    delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s', '%4$s');
-    delete from sending.progress where campaign_id in ('%1$s', '%2$s', '%4$s');
-    delete from public.campaign_progress where id in ('%1$s', '%2$s', '%4$s');
-    delete from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s');
-    delete from public.campaigns where id in ('%1$s', '%2$s', '%4$s');
+    delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from sending.holds where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from sending.progress where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from public.campaign_progress where id in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from public.campaigns where id in ('%1$s', '%2$s', '%4$s', '%6$s');
     delete from public.contacts where email like '%3$s-%%@race.test';
     delete from public.audit_logs where user_id in (select id from gone) or resource_id in (select id from gone);
     delete from auth.users where email = '%3$s@race.test';
@@ -226,13 +258,13 @@ SELECT dblink_exec('s', format($f$
     delete from sending.monthly_usage
     where month = sending.current_month() and channel = 'email' and %5$s < 0;
     commit;
-$f$, :'x', :'y', :'tag', :'z', :used0));
+$f$, :'x', :'y', :'tag', :'z', :used0, :'w'));
 SELECT is((SELECT count(*)::int FROM auth.users WHERE email LIKE :'tag' || '%')
           + (SELECT count(*)::int FROM public.audit_logs
-             WHERE resource_id IN (:'x', :'y', :'z') OR new_value::text LIKE '%' || :'tag' || '%'
+             WHERE resource_id IN (:'x', :'y', :'z', :'w') OR new_value::text LIKE '%' || :'tag' || '%'
                 OR old_value::text LIKE '%' || :'tag' || '%')
-          + (SELECT count(*)::int FROM jobs.jobs WHERE payload ->> 'campaign_id' IN (:'x', :'y', :'z'))
-          + (SELECT count(*)::int FROM public.campaigns WHERE id IN (:'x', :'y', :'z'))
+          + (SELECT count(*)::int FROM jobs.jobs WHERE payload ->> 'campaign_id' IN (:'x', :'y', :'z', :'w'))
+          + (SELECT count(*)::int FROM public.campaigns WHERE id IN (:'x', :'y', :'z', :'w'))
           + (SELECT count(*)::int FROM public.contacts WHERE email LIKE :'tag' || '%'),
           0, 'the fixture leaves nothing behind');
 SELECT is(coalesce((SELECT used FROM sending.monthly_usage
@@ -244,7 +276,7 @@ SELECT is(:'LAST_ERROR_SQLSTATE'::text, '00000', 'no statement failed: ' || :'LA
 \set ON_ERROR_ROLLBACK off
 \set ON_ERROR_STOP 1
 \else
-SELECT skip('dblink is not usable here (' || :'dblink_why' || ')', 21);
+SELECT skip('dblink is not usable here (' || :'dblink_why' || ')', 23);
 \endif
 
 SELECT * FROM finish();

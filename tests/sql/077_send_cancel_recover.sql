@@ -5,10 +5,11 @@
 -- dropped); the finish deletes the empty reservations; a result that comes
 -- after a recovery took its group (a relay slower than the lease) is
 -- applied instead of lost; a temporary failure of a group a cancel left in
--- flight ends dropped, not queued for good. The races with a second session are in
+-- flight ends dropped, not queued for good; the upgrade looks at the holds
+-- 075 stranded. The races with a second session are in
 -- 077_send_cancel_race.sql.
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
 SELECT tests.create_user('cara@example.test', 'user') AS cara \gset
 SELECT tests.clear_authentication();
@@ -199,6 +200,21 @@ SELECT is((SELECT string_agg(status, ',') FROM public.email_messages
     'and drops what the settle left queued: nothing waits on a cancelled campaign');
 SELECT is((SELECT sent || ' ' || failed || ' ' || dropped FROM sending.progress_counts
            WHERE campaign_id = 'c7700000-0000-0000-0000-000000000004'), '0 0 3', 'each counted once, dropped');
+
+-- ---------------------------------------------------------------- holds 075 stranded
+-- a campaign cancelled before 077 (075's cancel kept its holds and asked
+-- for no look): the upgrade's one-off asks for one
+SELECT tests.clear_authentication();
+INSERT INTO sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+VALUES ('c7700000-0000-0000-0000-000000000001', 'a7700000-0000-0000-0000-000000000009', 'email', false,
+        now() + interval '30 seconds', ARRAY(SELECT id FROM k2 ORDER BY id LIMIT 1));
+DELETE FROM jobs.jobs WHERE payload ->> 'campaign_id' = 'c7700000-0000-0000-0000-000000000001';
+SELECT cmp_ok(sending.recover_stranded(), '>=', 1, 'the upgrade looks at the campaigns that hold without sending');
+SELECT is((SELECT count(*)::int FROM jobs.jobs WHERE kind = 'send.worker' AND status = 'pending'
+           AND payload ->> 'campaign_id' = 'c7700000-0000-0000-0000-000000000001'
+           AND run_at = (SELECT min(lease_until) + interval '1 second' FROM sending.holds
+                         WHERE campaign_id = 'c7700000-0000-0000-0000-000000000001')), 1,
+    'a cancelled campaign''s stranded reservation is looked at when its lease runs out');
 
 SELECT * FROM finish();
 ROLLBACK;
