@@ -29,6 +29,8 @@
 --    temporary failure of a group the cancel left in flight); the finish
 --    sets `sent` only from `sending`; the upgrade looks at the holds 075
 --    left to campaigns that no longer send (sending.recover_stranded).
+-- 5. A SendGrid event batch locks its messages first (a cycle with a step:
+--    message, progress, message).
 --
 -- The lock order (docs/architecture.md, "sending"): the campaign's row,
 -- then its reservations, then message rows, then the progress rows, then
@@ -722,6 +724,59 @@ begin
         perform sending.recover_later(p_campaign);
     end if;
     return pg_catalog.to_jsonb(c);
+end
+$$;
+
+-- A SendGrid event batch (029) with the messages it names locked first, in
+-- id order: 029 locked each message as its event came, after an earlier
+-- event of the batch had counted a delivery (sending.progress): message,
+-- progress, message — a cycle with a step that settles the later message
+-- and then publishes its progress. Otherwise as 029.
+create or replace function public.apply_sendgrid_events(p_events jsonb)
+returns jsonb
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_event jsonb;
+    v_message uuid;
+    v_applied integer := 0;
+    v_dups integer := 0;
+begin
+    if pg_catalog.jsonb_typeof(p_events) <> 'array' then
+        raise exception 'events must be a JSON array' using errcode = '22023';
+    end if;
+    -- the lock order: message rows before the progress rows
+    perform 1 from public.email_messages m
+    where m.id in (select (e ->> 'campaignd_message_id')::uuid
+                   from pg_catalog.jsonb_array_elements(p_events) e
+                   where e ->> 'campaignd_message_id'
+                         ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+    order by m.id
+    for update;
+    for v_event in select e from pg_catalog.jsonb_array_elements(p_events) e loop
+        v_message := null;
+        if v_event ->> 'campaignd_message_id'
+           ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+            select m.id into v_message from public.email_messages m
+            where m.id = (v_event ->> 'campaignd_message_id')::uuid
+              and m.recipient = pg_catalog.lower(v_event ->> 'email')
+            for update;
+        end if;
+        insert into public.sendgrid_events (sg_event_id, event, email_message_id, email, occurred_at)
+        values (v_event ->> 'sg_event_id', pg_catalog.left(v_event ->> 'event', 50), v_message,
+                pg_catalog.left(v_event ->> 'email', 255),
+                pg_catalog.to_timestamp((v_event ->> 'timestamp')::double precision))
+        on conflict (sg_event_id) do nothing;
+        if not found then
+            v_dups := v_dups + 1;
+            continue;
+        end if;
+        perform public.apply_sendgrid_event(v_event, v_message);
+        v_applied := v_applied + 1;
+    end loop;
+    return pg_catalog.jsonb_build_object('applied', v_applied, 'duplicates', v_dups);
 end
 $$;
 

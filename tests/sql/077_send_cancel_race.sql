@@ -19,12 +19,15 @@
 --   finish:       a batch's end finds everything settled while a cancel
 --                 holds the campaign's row: it waits, and the campaign stays
 --                 cancelled (main: the finish overwrote it with sent).
+--   SendGrid:     an event batch locks its messages before it counts a
+--                 delivery (main: message, progress, message: a cycle with
+--                 a step).
 -- Each wait is checked to be the one named (the blocking session, the
 -- table of the row waited for). The cleanup runs even when a statement
 -- errors (ON_ERROR_ROLLBACK; the test then fails at its end) and leaves
 -- nothing: user, audit rows, the month's e-mail usage as it was.
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 
 SELECT format('host=%s port=%s dbname=%s user=%s',
               split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
@@ -228,6 +231,29 @@ SELECT is((SELECT status FROM dblink_get_result('b') AS t(status text)) || ' '
     'then keeps the cancel: a campaign is sent only from sending');
 SELECT count(*) FROM dblink_get_result('b') AS t(status text);
 
+-- ---------------------------------------------------------------- SendGrid batch
+-- a batch of two delivered events while a step holds the second message
+-- (its settle, before it publishes the progress): the batch waits for that
+-- message holding no progress row (main: it had counted the first delivery,
+-- sending.progress locked, a cycle once the step publishes)
+SELECT dblink_exec('c', 'begin');
+SELECT count(*) FROM dblink('c', format('select id from public.email_messages where id = %L for update',
+    (:'xids'::uuid[])[2])) AS t(id uuid);
+SELECT dblink_send_query('b', format('select public.apply_sendgrid_events(%L)::text',
+    (SELECT jsonb_agg(jsonb_build_object('event', 'delivered', 'email', m.recipient, 'timestamp', 1765000000,
+                                         'sg_event_id', :'tag' || '-' || o, 'campaignd_message_id', m.id)
+                      ORDER BY o)
+     FROM unnest((:'xids'::uuid[])[1:2]) WITH ORDINALITY u(id, o) JOIN public.email_messages m ON m.id = u.id)));
+SELECT is(pg_temp.wait_for('b', :bpid, :cpid, 'public.email_messages') || ' '
+          || coalesce((SELECT r FROM dblink('s', format(
+                 'select ''free'' from sending.progress where campaign_id = %L for update nowait', :'x'), false)
+                 AS t(r text)), 'locked'),
+    'waiting free', 'a SendGrid batch waits for a message before it counts a delivery (the lock order)');
+SELECT dblink_exec('c', 'rollback');
+SELECT is((SELECT r FROM dblink_get_result('b') AS t(r text)), '{"applied": 2, "duplicates": 0}',
+    'then applies both');
+SELECT count(*) FROM dblink_get_result('b') AS t(r text);
+
 -- the fixture goes, whatever happened above: the sessions' transactions
 -- end first (a query still running is cancelled)
 SELECT dblink_cancel_query(n) FROM unnest(array['s', 'b', 'c']) n WHERE dblink_is_busy(n) = 1;
@@ -241,6 +267,7 @@ SELECT dblink_exec('s', format($f$
         union all select id from public.email_messages where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s')
         union all select id from auth.users where email = '%3$s@race.test';
     delete from jobs.jobs where payload ->> 'campaign_id' in ('%1$s', '%2$s', '%4$s', '%6$s');
+    delete from public.sendgrid_events where sg_event_id like '%3$s-%%';
     delete from sending.holds where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
     delete from sending.progress_parts where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
     delete from sending.progress where campaign_id in ('%1$s', '%2$s', '%4$s', '%6$s');
@@ -276,7 +303,7 @@ SELECT is(:'LAST_ERROR_SQLSTATE'::text, '00000', 'no statement failed: ' || :'LA
 \set ON_ERROR_ROLLBACK off
 \set ON_ERROR_STOP 1
 \else
-SELECT skip('dblink is not usable here (' || :'dblink_why' || ')', 23);
+SELECT skip('dblink is not usable here (' || :'dblink_why' || ')', 25);
 \endif
 
 SELECT * FROM finish();
