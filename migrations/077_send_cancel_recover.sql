@@ -30,7 +30,8 @@
 --    sets `sent` only from `sending`; the upgrade looks at the holds 075
 --    left to campaigns that no longer send (sending.recover_stranded).
 -- 5. A SendGrid event batch locks its messages first (a cycle with a step:
---    message, progress, message).
+--    message, progress, message); a claim (its recovery) creates the
+--    session's progress rows (a cycle across step_edge's two statements).
 --
 -- The lock order (docs/architecture.md, "sending"): the campaign's row,
 -- then its reservations, then message rows, then the progress rows, then
@@ -95,6 +96,20 @@ begin
     -- waits for the reservations, so taking holds first and the row after
     -- was a cycle (in a claim the row is held already: no new lock)
     select c.status into v_status from public.campaigns c where c.id = p_campaign for no key update;
+    -- a sending campaign: this session's progress rows exist from here on
+    -- (a claim: the campaign's row is held), so that a step's count later
+    -- in this session never inserts one, whose foreign key waits for the
+    -- campaign's row (held by another worker's claim, which waits for the
+    -- usage row that step may hold: step_edge). Nothing is written when
+    -- they exist.
+    if v_status = 'sending' then
+        insert into sending.progress (campaign_id, recipients)
+        select p_campaign, c.recipients_count from public.campaigns c where c.id = p_campaign
+        on conflict (campaign_id) do nothing;
+        insert into sending.progress_parts (campaign_id, part)
+        values (p_campaign, pg_catalog.pg_backend_pid())
+        on conflict (campaign_id, part) do nothing;
+    end if;
     -- only the expired rows no transaction holds: a locked one belongs to a
     -- live worker (its step or settle is running), or to a cancel taking it
     with gone as (

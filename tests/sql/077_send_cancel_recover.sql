@@ -9,7 +9,7 @@
 -- 075 stranded. The races with a second session are in
 -- 077_send_cancel_race.sql.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 SELECT tests.create_user('cara@example.test', 'user') AS cara \gset
 SELECT tests.clear_authentication();
@@ -102,6 +102,10 @@ SELECT tests.authenticate_as_service();
 CREATE TEMP TABLE f1 AS SELECT * FROM sending.claim('email', 'c7700000-0000-0000-0000-000000000002',
     'a7700000-0000-0000-0000-000000000003', 10, 60);
 SELECT is((SELECT count(*)::int FROM f1), 3, 'three to send');
+SELECT is((SELECT count(*)::int FROM sending.progress_parts
+           WHERE campaign_id = 'c7700000-0000-0000-0000-000000000002' AND part = pg_backend_pid()
+             AND sent + failed + dropped = 0), 1,
+    'the claim creates its session''s progress part (a later count never inserts it)');
 -- the worker sends all three and settles them, then dies before its batch's end
 SELECT sending.step('email', 'c7700000-0000-0000-0000-000000000002', 'a7700000-0000-0000-0000-000000000003',
     NULL, ARRAY(SELECT id FROM f1 ORDER BY id), NULL, NULL, 3, 60, 60);
