@@ -22,7 +22,16 @@
 --    for a message a recovery made unknown (its status `unknown` with the
 --    recovery's reason) is applied: accepted → sent, a failure → failed
 --    (not tried again: it was given up), `unknown` stays; the campaign's
---    unknown count goes down by as many.
+--    unknown count goes down by as many. A message a provider's status
+--    callback moved past `sending` first was handed over: counted sent,
+--    once (by the recovery, or by the late result that clears the mark).
+-- 4. A cancelled campaign's look drops what its settles left queued (a
+--    temporary failure of a group the cancel left in flight); the finish
+--    sets `sent` only from `sending`; the upgrade looks at the holds 075
+--    left to campaigns that no longer send (sending.recover_stranded).
+-- 5. A SendGrid event batch locks its messages first (a cycle with a step:
+--    message, progress, message); a claim (its recovery) creates the
+--    session's progress rows (a cycle across step_edge's two statements).
 --
 -- The lock order (docs/architecture.md, "sending"): the campaign's row,
 -- then its reservations, then message rows, then the progress rows, then
@@ -76,6 +85,9 @@ declare
     v_free integer;
     v_channel text;
     v_status text;
+    v_handed integer;
+    v_held uuid[];
+    v_drop integer := 0;
     n_email integer;
     n_sms integer;
     v_why constant text := 'in flight when its worker stopped: may or may not have been delivered';
@@ -84,6 +96,20 @@ begin
     -- waits for the reservations, so taking holds first and the row after
     -- was a cycle (in a claim the row is held already: no new lock)
     select c.status into v_status from public.campaigns c where c.id = p_campaign for no key update;
+    -- a sending campaign: this session's progress rows exist from here on
+    -- (a claim: the campaign's row is held), so that a step's count later
+    -- in this session never inserts one, whose foreign key waits for the
+    -- campaign's row (held by another worker's claim, which waits for the
+    -- usage row that step may hold: step_edge). Nothing is written when
+    -- they exist.
+    if v_status = 'sending' then
+        insert into sending.progress (campaign_id, recipients)
+        select p_campaign, c.recipients_count from public.campaigns c where c.id = p_campaign
+        on conflict (campaign_id) do nothing;
+        insert into sending.progress_parts (campaign_id, part)
+        values (p_campaign, pg_catalog.pg_backend_pid())
+        on conflict (campaign_id, part) do nothing;
+    end if;
     -- only the expired rows no transaction holds: a locked one belongs to a
     -- live worker (its step or settle is running), or to a cancel taking it
     with gone as (
@@ -110,11 +136,28 @@ begin
             last_error = v_why
         from g where g.in_flight and g.channel = 'sms' and m.id = g.id
           and m.status in ('queued', 'sending')
-        returning m.id)
+        returning m.id),
+    -- what a provider's webhook already moved past `sending` (its status
+    -- callback came before the worker's settle): handed over, counted sent
+    -- (never marked unknown, so a late result for it is not applied again).
+    -- Not what 075's cancel dropped under a step (a stale hold, counted).
+    handed as (
+        select count(*)::integer as n from g
+        where g.in_flight and exists (
+            select 1 from public.email_messages m
+            where g.channel = 'email' and m.id = g.id
+              and public.message_status_rank('email', m.status) >= 3
+              and m.last_error is distinct from 'campaign cancelled'
+            union all
+            select 1 from public.sms_messages m
+            where g.channel = 'sms' and m.id = g.id
+              and public.message_status_rank('sms', m.status) >= 3
+              and m.last_error is distinct from 'campaign cancelled'))
     select (select pg_catalog.array_agg(x.id) from (select e.id from e union all select s.id from s) x),
            (select count(*)::integer from g where not g.in_flight),
-           (select min(g.channel) from g)
-    into v_lost, v_free, v_channel;
+           (select min(g.channel) from g),
+           (select handed.n from handed)
+    into v_lost, v_free, v_channel, v_handed;
     update public.email_messages set status = 'unknown', lease_until = null, last_error = v_why
     where campaign_id = p_campaign and status = 'sending' and lease_until < pg_catalog.now();
     get diagnostics n_email = row_count;
@@ -125,22 +168,50 @@ begin
     if n_email > 0 then
         update public.campaigns set unknown_count = unknown_count + n_email where id = p_campaign;
     end if;
+    -- no worker sends it any more (cancelled, paused): the next look at what
+    -- is still held, when its lease runs out. Before the drop below: a hold
+    -- it does not see was deleted by a settle committed before, whose queued
+    -- messages the drop then sees
+    if v_status is distinct from 'sending' then
+        perform sending.recover_later(p_campaign);
+    end if;
+    -- a cancelled campaign: what its settles left queued (a temporary
+    -- failure of a group the cancel left in flight) will never be sent:
+    -- dropped and counted, as the cancel does with what nothing holds
+    if v_status = 'cancelled' then
+        v_held := array(select u.id from sending.holds h cross join lateral pg_catalog.unnest(h.ids) as u(id)
+                        where h.campaign_id = p_campaign);
+        update public.email_messages m set status = 'dropped', last_error = 'campaign cancelled'
+        where m.campaign_id = p_campaign
+          and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+          and m.id not in (select pg_catalog.unnest(v_held));
+        get diagnostics v_drop = row_count;
+        update public.sms_messages m set status = 'canceled', last_error = 'campaign cancelled'
+        where m.campaign_id = p_campaign
+          and (m.status = 'queued' or (m.status = 'sending' and m.lease_until is null))
+          and m.id not in (select pg_catalog.unnest(v_held));
+        get diagnostics n_sms = row_count;
+        v_drop := v_drop + n_sms;
+    end if;
+    if v_handed > 0 or v_drop > 0 then
+        perform sending.count_progress(p_campaign, v_handed, 0, v_drop);
+    end if;
+    if v_drop > 0 then
+        perform sending.publish_progress(p_campaign, true);
+        perform sending.fold_progress(p_campaign);
+    end if;
     -- a campaign has one channel: what was only claimed is given back (the
     -- usage row last)
     if v_free > 0 then
         perform sending.release(v_channel, v_free);
     end if;
-    if n_email > 0 or v_free > 0 then
+    if n_email > 0 or v_free > 0 or v_handed > 0 or v_drop > 0 then
         perform sending.audit_batch(
             (select case c.type when 'sms' then 'sms' else 'email' end from public.campaigns c
              where c.id = p_campaign), p_campaign,
             pg_catalog.jsonb_build_object('event', 'recovered', 'unknown', coalesce(v_lost, '{}'),
-                                          'unknown_count', n_email, 'released', v_free));
-    end if;
-    -- no worker sends it any more (cancelled, paused): the next look at what
-    -- is still held, when its lease runs out
-    if v_status is distinct from 'sending' then
-        perform sending.recover_later(p_campaign);
+                                          'unknown_count', n_email, 'released', v_free,
+                                          'handed_over', v_handed, 'dropped', v_drop));
     end if;
     return n_email;
 end
@@ -278,7 +349,10 @@ begin
     -- is `unknown` with the recovery's reason and counted so. The result the
     -- worker brings is better than unknown: accepted → sent, a failure →
     -- failed (given up, not tried again: unknown never is), unknown stays.
-    -- The reason is the mark: a message settled already has another.
+    -- A message a provider's webhook moved past unknown meanwhile (its
+    -- status callback came first) was handed over: counted sent, whatever
+    -- the worker says, its status kept. The reason is the mark, cleared
+    -- here (counted once); a message settled already has another.
     if v_matched < pg_catalog.jsonb_array_length(p_done) then
         if p_channel = 'email' then
             with x as (
@@ -286,19 +360,23 @@ begin
                     as x(id uuid, outcome text, provider_id text, error text)),
             l as (
                 update public.email_messages m set
-                    status = case when x.outcome = 'accepted' then 'sent' else 'failed' end,
+                    status = case when public.message_status_rank('email', m.status) >= 3 then m.status
+                                  when x.outcome = 'accepted' then 'sent' else 'failed' end,
                     updated_at = pg_catalog.now(),
                     sent_at = case when x.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-                    message_id = case when x.outcome = 'accepted' then nullif(x.provider_id, '')
+                    message_id = case when x.outcome = 'accepted'
+                                      then coalesce(nullif(x.provider_id, ''), m.message_id)
                                       else m.message_id end,
-                    last_error = case when x.outcome = 'accepted' then null
+                    -- (null: handed over; the mark goes either way)
+                    last_error = case when x.outcome = 'accepted'
+                                        or public.message_status_rank('email', m.status) >= 3 then null
                         else coalesce(nullif(pg_catalog.left(x.error, 500), ''), 'failed') end
                 from x
-                where m.id = x.id and m.campaign_id = p_campaign and m.status = 'unknown'
-                  and m.last_error = v_why and x.outcome in ('accepted', 'tempfail', 'permfail')
-                returning x.outcome)
-            select count(*) filter (where l.outcome = 'accepted'),
-                   count(*) filter (where l.outcome <> 'accepted')
+                where m.id = x.id and m.campaign_id = p_campaign and m.last_error = v_why
+                  and public.message_status_rank('email', m.status) >= 2
+                  and x.outcome in ('accepted', 'tempfail', 'permfail')
+                returning m.last_error is null as handed)
+            select count(*) filter (where l.handed), count(*) filter (where not l.handed)
             into v_late_sent, v_late_failed from l;
         else
             with x as (
@@ -307,23 +385,29 @@ begin
                          error text)),
             l as (
                 update public.sms_messages m set
-                    status = case when x.outcome = 'accepted' then 'sent' else 'failed' end,
+                    status = case when public.message_status_rank('sms', m.status) >= 3 then m.status
+                                  when x.outcome = 'accepted' then 'sent' else 'failed' end,
                     updated_at = pg_catalog.now(),
                     sent_at = case when x.outcome = 'accepted' then pg_catalog.now() else m.sent_at end,
-                    failed_at = case when x.outcome <> 'accepted' then pg_catalog.now() else m.failed_at end,
-                    message_sid = case when x.outcome = 'accepted' then nullif(x.sid, '')
+                    failed_at = case when x.outcome <> 'accepted'
+                                      and public.message_status_rank('sms', m.status) < 3
+                                     then pg_catalog.now() else m.failed_at end,
+                    message_sid = case when x.outcome = 'accepted'
+                                       then coalesce(nullif(x.sid, ''), m.message_sid)
                                        else m.message_sid end,
                     segments = greatest(1, coalesce(x.segments, m.segments)),
                     cost = coalesce(x.cost, m.cost),
                     message = coalesce(nullif(x.body, ''), m.message),
-                    last_error = case when x.outcome = 'accepted' then null
+                    -- (null: handed over; the mark goes either way)
+                    last_error = case when x.outcome = 'accepted'
+                                        or public.message_status_rank('sms', m.status) >= 3 then null
                         else coalesce(nullif(pg_catalog.left(x.error, 500), ''), 'failed') end
                 from x
-                where m.id = x.id and m.campaign_id = p_campaign and m.status = 'unknown'
-                  and m.last_error = v_why and x.outcome in ('accepted', 'tempfail', 'permfail')
-                returning x.outcome)
-            select count(*) filter (where l.outcome = 'accepted'),
-                   count(*) filter (where l.outcome <> 'accepted')
+                where m.id = x.id and m.campaign_id = p_campaign and m.last_error = v_why
+                  and public.message_status_rank('sms', m.status) >= 2
+                  and x.outcome in ('accepted', 'tempfail', 'permfail')
+                returning m.last_error is null as handed)
+            select count(*) filter (where l.handed), count(*) filter (where not l.handed)
             into v_late_sent, v_late_failed from l;
         end if;
         settle_rows.sent := settle_rows.sent + v_late_sent;
@@ -333,7 +417,9 @@ begin
         v_unknown := v_unknown - v_late_sent - v_late_failed;
     end if;
     if v_unknown <> 0 then
-        update public.campaigns set unknown_count = unknown_count + v_unknown where id = p_campaign;
+        -- (never below 0: a check would abort the whole step)
+        update public.campaigns set unknown_count = greatest(0, unknown_count + v_unknown)
+        where id = p_campaign;
     end if;
 end
 $$;
@@ -559,8 +645,14 @@ declare
 begin
     select c.status into v_status from public.campaigns c where c.id = p_campaign;
     if v_status = 'sending' and not sending.unfinished(p_campaign) then
+        -- only from 'sending': a cancel or a pause that committed since the
+        -- read above (the update waited for it) stays
         update public.campaigns c set status = 'sent', send_finished_at = pg_catalog.now()
-        where c.id = p_campaign;
+        where c.id = p_campaign and c.status = 'sending';
+        if not found then
+            select c.status into v_status from public.campaigns c where c.id = p_campaign;
+            return v_status;
+        end if;
         v_status := 'sent';
         -- nothing is held any more: the empty reservations (a dead worker's,
         -- or a live one's between its last step and its batch's end) go;
@@ -650,5 +742,88 @@ begin
 end
 $$;
 
-revoke all on function sending.recover_later(uuid),
+-- A SendGrid event batch (029) with the messages it names locked first, in
+-- id order: 029 locked each message as its event came, after an earlier
+-- event of the batch had counted a delivery (sending.progress): message,
+-- progress, message — a cycle with a step that settles the later message
+-- and then publishes its progress. Otherwise as 029.
+create or replace function public.apply_sendgrid_events(p_events jsonb)
+returns jsonb
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_event jsonb;
+    v_message uuid;
+    v_applied integer := 0;
+    v_dups integer := 0;
+begin
+    if pg_catalog.jsonb_typeof(p_events) <> 'array' then
+        raise exception 'events must be a JSON array' using errcode = '22023';
+    end if;
+    -- the lock order: message rows before the progress rows
+    perform 1 from public.email_messages m
+    where m.id in (select (e ->> 'campaignd_message_id')::uuid
+                   from pg_catalog.jsonb_array_elements(p_events) e
+                   where e ->> 'campaignd_message_id'
+                         ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+    order by m.id
+    for update;
+    for v_event in select e from pg_catalog.jsonb_array_elements(p_events) e loop
+        v_message := null;
+        if v_event ->> 'campaignd_message_id'
+           ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+            select m.id into v_message from public.email_messages m
+            where m.id = (v_event ->> 'campaignd_message_id')::uuid
+              and m.recipient = pg_catalog.lower(v_event ->> 'email')
+            for update;
+        end if;
+        insert into public.sendgrid_events (sg_event_id, event, email_message_id, email, occurred_at)
+        values (v_event ->> 'sg_event_id', pg_catalog.left(v_event ->> 'event', 50), v_message,
+                pg_catalog.left(v_event ->> 'email', 255),
+                pg_catalog.to_timestamp((v_event ->> 'timestamp')::double precision))
+        on conflict (sg_event_id) do nothing;
+        if not found then
+            v_dups := v_dups + 1;
+            continue;
+        end if;
+        perform public.apply_sendgrid_event(v_event, v_message);
+        v_applied := v_applied + 1;
+    end loop;
+    return pg_catalog.jsonb_build_object('applied', v_applied, 'duplicates', v_dups);
+end
+$$;
+
+-- The holds 075 stranded: a campaign cancelled (or paused) before this
+-- migration kept its reservations (their monthly usage reserved) and a dead
+-- worker's groups (never made unknown); nobody looked at them again. A look
+-- for each such campaign, when its first hold's lease runs out. Returns how
+-- many campaigns; run once below (the upgrade), and harmless again.
+create function sending.recover_stranded()
+returns integer
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    n integer := 0;
+    v_id uuid;
+begin
+    for v_id in
+        select c.id from public.campaigns c
+        where c.status <> 'sending'
+          and exists (select 1 from sending.holds h where h.campaign_id = c.id)
+        order by c.id
+    loop
+        perform sending.recover_later(v_id);
+        n := n + 1;
+    end loop;
+    return n;
+end
+$$;
+
+revoke all on function sending.recover_later(uuid), sending.recover_stranded(),
     sending.settle_rows(text, uuid, uuid, jsonb, integer, integer) from public;
+
+select sending.recover_stranded();

@@ -90,8 +90,12 @@ function twilioError(res, status, code, message) {
  * lists the sids GET asked for, with the price answered ({sid, price}); live
  * holds what a test may change while the server runs: priceAtCreation (the
  * create answer already has the price, as Twilio's seldom has; default false).
- * hold (an async function (params)): a create request is answered only once
- * the promise it returns settles (a slow provider).
+ * hold (an async function (params, early)): a create request is answered only
+ * once the promise it returns settles (a slow provider); early(url) posts the
+ * message's status callbacks right away, to url (default StatusCallback; the
+ * sid is not known to campaignd yet: a test adds ?m=<message id>), awaited,
+ * before the create is answered (a callback that overtakes the answer), and
+ * then not again after it.
  */
 const FINAL = new Set(['delivered', 'undelivered', 'failed', 'read']);
 
@@ -162,30 +166,37 @@ export async function startFakeTwilio({
         return twilioError(res, 400, 21602, 'Message body is required.');
       const fail = failWith?.(params);
       if (fail) return twilioError(res, fail.status, fail.code, fail.message);
-      if (hold) await hold(params);
       const sid = 'SM' + crypto.randomBytes(16).toString('hex');
       const msg = { sid, params, at: Date.now(), status: 'queued', finalAt: null };
+      let posted = false;
+      const post = async (url = params.StatusCallback) => {
+        posted = true;
+        for (const status of callbacks) {
+          msg.status = status;
+          if (FINAL.has(status)) msg.finalAt = Date.now();
+          await postTwilioWebhook(url, authToken, {
+            AccountSid: accountSid,
+            ApiVersion: '2010-04-01',
+            From: params.From ?? '',
+            MessageSid: sid,
+            MessageStatus: status,
+            SmsSid: sid,
+            SmsStatus: status,
+            To: params.To,
+          }).catch(() => {});
+        }
+      };
+      if (hold) {
+        await hold(params, async (url) => {
+          if (params.StatusCallback && callbacks.length) await post(url);
+        });
+      }
       messages.push(msg);
       bySid.set(sid, msg);
       res.writeHead(201, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(resource(msg, true)));
-      if (params.StatusCallback && callbacks.length) {
-        const p = (async () => {
-          for (const status of callbacks) {
-            msg.status = status;
-            if (FINAL.has(status)) msg.finalAt = Date.now();
-            await postTwilioWebhook(params.StatusCallback, authToken, {
-              AccountSid: accountSid,
-              ApiVersion: '2010-04-01',
-              From: params.From ?? '',
-              MessageSid: sid,
-              MessageStatus: status,
-              SmsSid: sid,
-              SmsStatus: status,
-              To: params.To,
-            }).catch(() => {});
-          }
-        })();
+      if (params.StatusCallback && callbacks.length && !posted) {
+        const p = post();
         pending.add(p);
         p.finally(() => pending.delete(p));
       }

@@ -4,10 +4,12 @@
 -- flight when their lease runs out (then unknown and counted, never
 -- dropped); the finish deletes the empty reservations; a result that comes
 -- after a recovery took its group (a relay slower than the lease) is
--- applied instead of lost. The races with a second session are in
+-- applied instead of lost; a temporary failure of a group a cancel left in
+-- flight ends dropped, not queued for good; the upgrade looks at the holds
+-- 075 stranded. The races with a second session are in
 -- 077_send_cancel_race.sql.
 BEGIN;
-SELECT plan(29);
+SELECT plan(39);
 
 SELECT tests.create_user('cara@example.test', 'user') AS cara \gset
 SELECT tests.clear_authentication();
@@ -17,7 +19,8 @@ INSERT INTO public.contacts (user_id, email, first_name)
 INSERT INTO public.campaigns (id, user_id, name, type, subject, content) VALUES
     ('c7700000-0000-0000-0000-000000000001', :'cara', 'Cancel', 'email', 'Hi', '<p>x</p>'),
     ('c7700000-0000-0000-0000-000000000002', :'cara', 'Finish', 'email', 'Hi', '<p>x</p>'),
-    ('c7700000-0000-0000-0000-000000000003', :'cara', 'Late', 'email', 'Hi', '<p>x</p>');
+    ('c7700000-0000-0000-0000-000000000003', :'cara', 'Late', 'email', 'Hi', '<p>x</p>'),
+    ('c7700000-0000-0000-0000-000000000004', :'cara', 'Tempfail', 'email', 'Hi', '<p>x</p>');
 -- the contacts of campaign 2 and 3: a segment each would do; simpler, the
 -- messages of 2 and 3 are cut down after materialising (below)
 SELECT tests.authenticate_as_service();
@@ -99,6 +102,10 @@ SELECT tests.authenticate_as_service();
 CREATE TEMP TABLE f1 AS SELECT * FROM sending.claim('email', 'c7700000-0000-0000-0000-000000000002',
     'a7700000-0000-0000-0000-000000000003', 10, 60);
 SELECT is((SELECT count(*)::int FROM f1), 3, 'three to send');
+SELECT is((SELECT count(*)::int FROM sending.progress_parts
+           WHERE campaign_id = 'c7700000-0000-0000-0000-000000000002' AND part = pg_backend_pid()
+             AND sent + failed + dropped = 0), 1,
+    'the claim creates its session''s progress part (a later count never inserts it)');
 -- the worker sends all three and settles them, then dies before its batch's end
 SELECT sending.step('email', 'c7700000-0000-0000-0000-000000000002', 'a7700000-0000-0000-0000-000000000003',
     NULL, ARRAY(SELECT id FROM f1 ORDER BY id), NULL, NULL, 3, 60, 60);
@@ -159,6 +166,59 @@ SELECT is((SELECT unknown_count::text || ' ' || (SELECT sent FROM sending.progre
            WHERE campaign_id = 'c7700000-0000-0000-0000-000000000003')::text
            FROM public.campaigns WHERE id = 'c7700000-0000-0000-0000-000000000003'), '1 1',
     'a result applied once is not counted twice');
+
+-- ---------------------------------------------------------------- tempfail after a cancel
+SELECT tests.clear_authentication();
+UPDATE public.campaigns SET status = 'sending', send_started_at = now()
+WHERE id = 'c7700000-0000-0000-0000-000000000004';
+SELECT tests.authenticate_as_service();
+SELECT sending.ensure_materialised('c7700000-0000-0000-0000-000000000004');
+SELECT tests.clear_authentication();
+DELETE FROM public.email_messages WHERE campaign_id = 'c7700000-0000-0000-0000-000000000004'
+  AND recipient NOT IN ('c1@cancel.test', 'c2@cancel.test', 'c3@cancel.test');
+SELECT tests.authenticate_as_service();
+CREATE TEMP TABLE t1 AS SELECT * FROM sending.claim('email', 'c7700000-0000-0000-0000-000000000004',
+    'a7700000-0000-0000-0000-000000000005', 10, 60);
+SELECT is((SELECT cardinality(go) FROM sending.step('email', 'c7700000-0000-0000-0000-000000000004',
+    'a7700000-0000-0000-0000-000000000005', NULL, ARRAY(SELECT id FROM t1 ORDER BY id LIMIT 2), NULL,
+    NULL, 3, 60, 60)), 2, 'two of three in flight');
+SELECT sending.cancel('c7700000-0000-0000-0000-000000000004');
+-- the provider answers 421 for both: a temporary failure keeps them queued
+SELECT is((SELECT status FROM sending.step('email', 'c7700000-0000-0000-0000-000000000004',
+    'a7700000-0000-0000-0000-000000000005',
+    (SELECT jsonb_agg(jsonb_build_object('id', id, 'outcome', 'tempfail', 'error', '421 try later'))
+     FROM (SELECT id FROM t1 ORDER BY id LIMIT 2) x),
+    NULL, NULL, NULL, 3, 60, 60)), 'cancelled', 'the settle of the cancelled campaign''s group runs');
+SELECT is((SELECT count(*)::int FROM public.email_messages
+           WHERE campaign_id = 'c7700000-0000-0000-0000-000000000004' AND status = 'queued'), 2,
+    'the two are queued after the settle');
+-- the look the cancel asked for (a worker's job starts with sending.recover)
+SELECT tests.clear_authentication();
+SELECT is((SELECT count(*)::int FROM jobs.jobs WHERE kind = 'send.worker' AND status = 'pending'
+           AND payload ->> 'campaign_id' = 'c7700000-0000-0000-0000-000000000004'), 1,
+    'the cancel asked for a look');
+SELECT tests.authenticate_as_service();
+SELECT is(sending.recover('c7700000-0000-0000-0000-000000000004'), 0, 'the look makes nothing unknown');
+SELECT is((SELECT string_agg(status, ',') FROM public.email_messages
+           WHERE campaign_id = 'c7700000-0000-0000-0000-000000000004'), 'dropped,dropped,dropped',
+    'and drops what the settle left queued: nothing waits on a cancelled campaign');
+SELECT is((SELECT sent || ' ' || failed || ' ' || dropped FROM sending.progress_counts
+           WHERE campaign_id = 'c7700000-0000-0000-0000-000000000004'), '0 0 3', 'each counted once, dropped');
+
+-- ---------------------------------------------------------------- holds 075 stranded
+-- a campaign cancelled before 077 (075's cancel kept its holds and asked
+-- for no look): the upgrade's one-off asks for one
+SELECT tests.clear_authentication();
+INSERT INTO sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+VALUES ('c7700000-0000-0000-0000-000000000001', 'a7700000-0000-0000-0000-000000000009', 'email', false,
+        now() + interval '30 seconds', ARRAY(SELECT id FROM k2 ORDER BY id LIMIT 1));
+DELETE FROM jobs.jobs WHERE payload ->> 'campaign_id' = 'c7700000-0000-0000-0000-000000000001';
+SELECT cmp_ok(sending.recover_stranded(), '>=', 1, 'the upgrade looks at the campaigns that hold without sending');
+SELECT is((SELECT count(*)::int FROM jobs.jobs WHERE kind = 'send.worker' AND status = 'pending'
+           AND payload ->> 'campaign_id' = 'c7700000-0000-0000-0000-000000000001'
+           AND run_at = (SELECT min(lease_until) + interval '1 second' FROM sending.holds
+                         WHERE campaign_id = 'c7700000-0000-0000-0000-000000000001')), 1,
+    'a cancelled campaign''s stranded reservation is looked at when its lease runs out');
 
 SELECT * FROM finish();
 ROLLBACK;
