@@ -288,14 +288,20 @@ describe('limits, pause, cancel, test sends', () => {
     for (const i of [1, 2, 3]) assert.equal(sink.count(`lim${i}-${tag}@example.com`), 1);
   });
 
-  it('cancels a paused campaign: what was not sent is dropped', async () => {
+  it('cancels a paused campaign: what was not sent is dropped; deleted only once cancelled', async () => {
     await addContacts('alice', [{ email: `cx-${tag}@example.com`, first_name: 'Cx' }]);
     const c = await newCampaign('alice', { subject: 'Cancelled', content: 'Plain {{first_name}}' });
     await sql(server, `update public.campaigns set status = 'paused' where id = ${lit(c.id)}`);
     await sql(server, `select sending.materialise(${lit(c.id)})`);
+    // a paused campaign is not deleted (its messages would stay queued): 409, saying what to do
+    const del = await api('alice', 'DELETE', `/api/campaigns/${c.id}`);
+    assert.equal(del.status, 409, del.text);
+    assert.match(del.text, /a paused campaign cannot be deleted/);
+    assert.match(del.text, /Cancel the campaign first/);
     const r = await api('alice', 'POST', `/api/campaigns/${c.id}/cancel`);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.status, 'cancelled');
+    assert.equal((await api('alice', 'DELETE', `/api/campaigns/${c.id}`)).status, 200, 'deleted once cancelled');
     assert.equal(await sql(server, `select count(*) from public.email_messages where campaign_id = ${lit(c.id)} and status <> 'dropped'`), '0');
     assert.equal((await api('mallory', 'POST', `/api/campaigns/${c.id}/cancel`)).status, 404);
   });
