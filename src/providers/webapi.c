@@ -747,8 +747,13 @@ webapi_status_t webapi_exchange(struct webapi_client *c, const webapi_request_t 
     *http_status = 0;
     if (r->headers || r->header_cb || (r->user && strlen(r->user) >= WEBAPI_FIELD_MAX) ||
         (r->password && strlen(r->password) >= WEBAPI_FIELD_MAX) ||
-        !split_url(r->url, origin, sizeof(origin), &target, &target_len) ||
-        (strncmp(origin, "http://", 7) == 0 && env_proxy_applies(origin + 7)))
+        !split_url(r->url, origin, sizeof(origin), &target, &target_len))
+        return webapi_perform(c, r, answer, http_status, err, errlen);
+    /* the environment's proxy is looked at when a connection is to be
+     * opened, not for every request: a kept connection to this origin was
+     * opened because none applied */
+    bool kept = c->conn && strcmp(c->conn->origin, origin) == 0;
+    if (!kept && strncmp(origin, "http://", 7) == 0 && env_proxy_applies(origin + 7))
         return webapi_perform(c, r, answer, http_status, err, errlen);
     long long deadline = cd_mono_ms() + (r->timeout_seconds > 0 ? r->timeout_seconds : 30) * 1000;
     /* the whole request in one allocation, cleansed at the end: appends that
