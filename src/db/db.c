@@ -404,18 +404,28 @@ static bool send_stmt(db_conn_t *c, const db_stmt_t *st, size_t i, const struct 
     return PQsendQueryPrepared(pg, name, st->nparams, st->params, NULL, NULL, 0);
 }
 
+/* The seven parameters of both preludes: the caller's role, claims, method,
+ * path, headers, the statement timeout and, when secrets is set and the caller
+ * may read them, the secrets switch. */
+#define PRELUDE_NPARAMS 7
+static void prelude_params(const db_caller_t *who, bool secrets, const char *pre[PRELUDE_NPARAMS])
+{
+    pre[0] = who->role;
+    pre[1] = who->claims_json ? who->claims_json : "{}";
+    pre[2] = who->method ? who->method : "";
+    pre[3] = who->path ? who->path : "";
+    pre[4] = who->headers_json ? who->headers_json : "{}";
+    pre[5] = db_timeout_text;
+    pre[6] = secrets && who->with_secrets ? "on" : "";
+}
+
 /* Sends the prelude (the caller's role and request settings) as a query of
  * the pipeline. */
 static bool send_prelude(PGconn *pg, const db_caller_t *who)
 {
-    const char *pre[7] = {who->role,
-                          who->claims_json ? who->claims_json : "{}",
-                          who->method ? who->method : "",
-                          who->path ? who->path : "",
-                          who->headers_json ? who->headers_json : "{}",
-                          db_timeout_text,
-                          who->with_secrets ? "on" : ""};
-    return PQsendQueryPrepared(pg, PRELUDE_NAME, 7, pre, NULL, NULL, 0);
+    const char *pre[PRELUDE_NPARAMS];
+    prelude_params(who, true, pre);
+    return PQsendQueryPrepared(pg, PRELUDE_NAME, PRELUDE_NPARAMS, pre, NULL, NULL, 0);
 }
 
 /* Sends the whole request in pipeline mode: the DEALLOCATEs of evicted
@@ -637,14 +647,10 @@ static db_status_t session_prelude(db_conn_t *c, const db_caller_t *who, db_erro
         copy_field(err->message, sizeof(err->message), "database unavailable");
         return DB_UNAVAILABLE;
     }
-    const char *pre[7] = {who->role,
-                          who->claims_json ? who->claims_json : "{}",
-                          who->method ? who->method : "",
-                          who->path ? who->path : "",
-                          who->headers_json ? who->headers_json : "{}",
-                          db_timeout_text,
-                          ""};
-    PGresult *r = PQexecParams(c->pg, SESSION_PRELUDE_SQL, 7, NULL, pre, NULL, NULL, 0);
+    const char *pre[PRELUDE_NPARAMS];
+    prelude_params(who, false, pre); /* a session kept for good never reads secrets */
+    PGresult *r =
+        PQexecParams(c->pg, SESSION_PRELUDE_SQL, PRELUDE_NPARAMS, NULL, pre, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
         db_error_from_result(r, err);
