@@ -1,0 +1,99 @@
+-- tests/sql/080_send_pg_cpu.sql: migrations/080_send_pg_cpu.sql — the claim
+-- reads each message's contact once and builds what the templates read in
+-- one call: the same objects as before (the contact's fields, {} without a
+-- contact, and for SMS first_to_number), the same time-zone rule.
+BEGIN;
+SELECT plan(12);
+
+SELECT tests.create_user('hugo@example.test', 'user') AS hugo \gset
+SELECT tests.clear_authentication();
+UPDATE public.app_settings SET postal_address = '1 Main St', monthly_email_limit = 1000000,
+    monthly_sms_limit = 1000000;
+-- (what 075's claim returned for a message: its contact's fields, or {})
+CREATE FUNCTION pg_temp.expected(p_channel text, p_id uuid) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT coalesce((SELECT jsonb_build_object('first_name', k.first_name, 'last_name', k.last_name,
+                                               'email', k.email, 'phone', k.phone, 'attributes', k.attributes)
+                     FROM public.contacts k
+                     WHERE k.id = coalesce((SELECT e.contact_id FROM public.email_messages e WHERE e.id = p_id),
+                                           (SELECT s.contact_id FROM public.sms_messages s WHERE s.id = p_id))),
+                    '{}'::jsonb)
+        || CASE WHEN p_channel = 'sms' THEN jsonb_build_object('first_to_number', NOT EXISTS (
+               SELECT 1 FROM public.sms_messages o, public.sms_messages m
+               WHERE m.id = p_id AND o.recipient = m.recipient AND o.id <> m.id AND o.message_sid IS NOT NULL))
+           ELSE '{}'::jsonb END
+$$;
+
+-- e-mail: fields as they are (nulls included), no first_to_number
+INSERT INTO public.contacts (user_id, email, first_name, last_name, attributes) VALUES
+    (:'hugo', 'e1@c080.test', 'Eve', NULL, '{"plan": "gold"}'),
+    (:'hugo', 'e2@c080.test', 'Ed', 'Two', '{}'),
+    (:'hugo', 'e3@c080.test', NULL, NULL, '{"timezone": "Europe/Paris"}');
+INSERT INTO public.campaigns (id, user_id, name, type, subject, content)
+    VALUES ('c8000000-0000-0000-0000-000000000001', :'hugo', 'Mail', 'email', 'Hi', '<p>x</p>');
+SELECT tests.authenticate_as_service();
+SELECT sending.start('c8000000-0000-0000-0000-000000000001', 1);
+SELECT sending.ensure_materialised('c8000000-0000-0000-0000-000000000001');
+-- a contact deleted after materialising: its message has no contact any more
+SELECT tests.clear_authentication();
+DELETE FROM public.contacts WHERE email = 'e2@c080.test';
+SELECT tests.authenticate_as_service();
+CREATE TEMP TABLE ce AS SELECT * FROM sending.claim('email', 'c8000000-0000-0000-0000-000000000001',
+    'a8000000-0000-0000-0000-000000000001', 10, 60);
+SELECT is((SELECT count(*)::int FROM ce), 3, 'an e-mail claim of three (a time zone does not hold e-mail back)');
+SELECT is((SELECT count(*)::int FROM ce WHERE contact IS DISTINCT FROM pg_temp.expected('email', id)), 0,
+    'each e-mail''s object is what the claim built before');
+SELECT is((SELECT contact FROM ce WHERE recipient = 'e2@c080.test'), '{}'::jsonb, 'no contact: {}');
+SELECT is((SELECT contact FROM ce WHERE recipient = 'e1@c080.test'),
+    '{"first_name": "Eve", "last_name": null, "email": "e1@c080.test", "phone": null, "attributes": {"plan": "gold"}}'::jsonb,
+    'a contact''s fields, nulls kept');
+SELECT is((SELECT array_agg(id) FROM ce), (SELECT array_agg(id ORDER BY id) FROM ce),
+    'returned in id order');
+
+-- SMS: first_to_number with and without a contact, a time zone in quiet hours waits
+SELECT tests.clear_authentication();
+-- (041's zones: one where it is 13:00 now, one where it is 03:00)
+SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                       FROM generate_series(-12, 14) o) x
+        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz,
+       (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
+                       FROM generate_series(-12, 14) o) x
+        WHERE extract(hour FROM now() AT TIME ZONE n) = 3 LIMIT 1) AS night_tz \gset
+UPDATE public.app_settings SET timezone = :'day_tz';
+INSERT INTO public.contacts (user_id, phone, first_name, attributes) VALUES
+    (:'hugo', '+15558000001', 'Sam', '{}'),
+    (:'hugo', '+15558000002', 'Known', '{"timezone": ""}'),
+    (:'hugo', '+15558000003', 'Gone', '{}'),
+    (:'hugo', '+15558000004', 'Night', jsonb_build_object('timezone', :'night_tz'));
+INSERT INTO public.sms_consent (phone_number, consent_given, consent_source)
+    SELECT p, true, 'manual' FROM unnest(ARRAY['+15558000001', '+15558000002', '+15558000003', '+15558000004']) p
+    ON CONFLICT (phone_number) DO UPDATE SET consent_given = true;
+INSERT INTO public.sms_messages (recipient, message, status, message_sid)
+    VALUES ('+15558000002', 'earlier', 'sent', 'SMc080earlier');
+INSERT INTO public.campaigns (id, user_id, name, type, content)
+    VALUES ('c8000000-0000-0000-0000-000000000002', :'hugo', 'SMS', 'sms', 'Hi {{first_name}}');
+SELECT tests.authenticate_as_service();
+SELECT sending.start('c8000000-0000-0000-0000-000000000002', 1);
+SELECT sending.ensure_materialised('c8000000-0000-0000-0000-000000000002');
+SELECT tests.clear_authentication();
+DELETE FROM public.contacts WHERE phone = '+15558000003';
+SELECT tests.authenticate_as_service();
+CREATE TEMP TABLE cs AS SELECT * FROM sending.claim('sms', 'c8000000-0000-0000-0000-000000000002',
+    'a8000000-0000-0000-0000-000000000002', 10, 60);
+SELECT is((SELECT string_agg(recipient, ',' ORDER BY recipient) FROM cs), '+15558000001,+15558000002,+15558000003',
+    'the number in its quiet hours is not claimed (an empty time zone is the application''s)');
+SELECT ok((SELECT next_attempt_at > now() FROM public.sms_messages WHERE recipient = '+15558000004'
+           AND campaign_id = 'c8000000-0000-0000-0000-000000000002'), 'it waits for the window there');
+SELECT is((SELECT count(*)::int FROM cs WHERE contact IS DISTINCT FROM pg_temp.expected('sms', id)), 0,
+    'each SMS''s object is what the claim built before');
+SELECT is((SELECT contact FROM cs WHERE recipient = '+15558000003'), '{"first_to_number": true}'::jsonb,
+    'no contact: first_to_number alone');
+SELECT is((SELECT contact ->> 'first_to_number' FROM cs WHERE recipient = '+15558000002'), 'false',
+    'a number sent to before is not a first');
+SELECT is((SELECT contact - 'first_to_number' FROM cs WHERE recipient = '+15558000001'),
+    '{"first_name": "Sam", "last_name": null, "email": null, "phone": "+15558000001", "attributes": {}}'::jsonb,
+    'with the contact''s fields');
+SELECT is((SELECT cardinality(ids) FROM sending.holds WHERE claim = 'a8000000-0000-0000-0000-000000000002'), 3,
+    'the claim''s reservation holds what it returned');
+
+SELECT * FROM finish();
+ROLLBACK;
