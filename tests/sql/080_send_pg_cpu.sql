@@ -1,9 +1,11 @@
 -- tests/sql/080_send_pg_cpu.sql: migrations/080_send_pg_cpu.sql — the claim
 -- reads each message's contact once and builds what the templates read in
 -- one call: the same objects as before (the contact's fields, {} without a
--- contact, and for SMS first_to_number), the same time-zone rule.
+-- contact, and for SMS first_to_number), the same time-zone rule; and
+-- sending.holds keeps a size at which every plan of the engine's statements
+-- reads it by index (or by ctid), also after a vacuum of the empty table.
 BEGIN;
-SELECT plan(12);
+SELECT plan(17);
 
 SELECT tests.create_user('hugo@example.test', 'user') AS hugo \gset
 SELECT tests.clear_authentication();
@@ -94,6 +96,40 @@ SELECT is((SELECT contact - 'first_to_number' FROM cs WHERE recipient = '+155580
     'with the contact''s fields');
 SELECT is((SELECT cardinality(ids) FROM sending.holds WHERE claim = 'a8000000-0000-0000-0000-000000000002'), 3,
     'the claim''s reservation holds what it returned');
+
+-- sending.holds: never truncated, at least 64 pages; with the statistics a
+-- vacuum of the empty table leaves (no rows, its pages), the engine's
+-- generic plans read it by index or ctid, not whole
+SELECT tests.clear_authentication();
+RESET ROLE;
+SELECT ok((SELECT 'vacuum_truncate=false' = ANY (reloptions) FROM pg_class WHERE oid = 'sending.holds'::regclass),
+    'sending.holds is never truncated by a vacuum');
+SELECT ok(pg_relation_size('sending.holds') >= 64 * 8192, 'sending.holds has at least 64 pages');
+UPDATE pg_class SET relpages = (pg_relation_size('sending.holds') / 8192)::int, reltuples = 0
+WHERE oid = 'sending.holds'::regclass;
+CREATE FUNCTION pg_temp.plan_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; o text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN ' || p_sql LOOP o := o || r || E'\n'; END LOOP;
+    RETURN o;
+END $$;
+SET plan_cache_mode = force_generic_plan;
+PREPARE res(uuid, uuid) AS SELECT h.ids FROM sending.holds h
+    WHERE h.campaign_id = $1 AND h.claim = $2 AND NOT h.in_flight FOR UPDATE SKIP LOCKED;
+PREPARE settle_del(uuid, uuid, uuid[]) AS DELETE FROM sending.holds h
+    WHERE h.campaign_id = $1 AND h.claim = $2 AND h.in_flight AND h.ids && $3 RETURNING h.ids;
+PREPARE held(uuid) AS SELECT u.id FROM sending.holds h CROSS JOIN LATERAL unnest(h.ids) AS u(id)
+    WHERE h.campaign_id = $1;
+PREPARE batch_end(uuid, uuid) AS DELETE FROM sending.holds h WHERE h.ctid = ANY (ARRAY(
+    SELECT k.ctid FROM sending.holds k WHERE k.campaign_id = $1 AND k.claim = $2 AND NOT k.in_flight
+    FOR UPDATE SKIP LOCKED));
+SELECT unalike(pg_temp.plan_of('EXECUTE res(NULL, NULL)'), '%Seq Scan on holds%',
+    'the step''s reservation: by index');
+SELECT unalike(pg_temp.plan_of('EXECUTE settle_del(NULL, NULL, NULL)'), '%Seq Scan on holds%',
+    'the settle''s delete of its groups: by index');
+SELECT unalike(pg_temp.plan_of('EXECUTE held(NULL)'), '%Seq Scan on holds%',
+    'the claim''s held ids: by index');
+RESET plan_cache_mode;
 
 SELECT * FROM finish();
 ROLLBACK;
