@@ -21,6 +21,8 @@
 -- the object is built there in one call: the same objects (jsonb orders
 -- keys itself), the same time-zone rule, one index probe and two JSON
 -- operations fewer per message.
+--
+-- And sending.holds keeps its size (at the end: why).
 -- Applied once, inside one transaction, by the database owner.
 
 create or replace function sending.claim(p_channel text, p_campaign uuid, p_claim uuid, p_limit integer,
