@@ -165,23 +165,43 @@ $$;
 -- whatever it holds, so every plan takes the index or the ctids. 64 empty
 -- pages are 512 kB.
 alter table sending.holds set (vacuum_truncate = false);
-do $$
+
+-- Idempotent: the migration calls it once; after a restore into a new
+-- cluster, a VACUUM FULL or a CLUSTER of sending.holds (which leave it small
+-- again) an operator calls it once more (docs/operations.md).
+create function sending.pad_holds()
+returns integer
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_rows tid[] := '{}';
 begin
     -- rows of no campaign, never visible outside this transaction, until the
     -- table has 64 pages (free space in it is used first)
     while pg_catalog.pg_relation_size('sending.holds') < 64 * 8192 loop
-        insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
-        select '00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', 'sms',
-               false, pg_catalog.now(),
-               array(select '00000000-0000-0000-0000-000000000000'::uuid from pg_catalog.generate_series(1, 100))
-        from pg_catalog.generate_series(1, 8);
+        with ins as (
+            insert into sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+            select '00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', 'sms',
+                   false, pg_catalog.now(),
+                   array(select '00000000-0000-0000-0000-000000000000'::uuid
+                         from pg_catalog.generate_series(1, 100))
+            from pg_catalog.generate_series(1, 8)
+            returning ctid)
+        select v_rows || pg_catalog.array_agg(ins.ctid) into v_rows from ins;
     end loop;
-    delete from sending.holds
-    where campaign_id = '00000000-0000-0000-0000-000000000000' and claim = '00000000-0000-0000-0000-000000000000';
+    -- exactly the rows inserted above (by their place: no one else sees
+    -- them, so no one moves them; a real hold is never touched)
+    delete from sending.holds h where h.ctid = any (v_rows);
+    -- its statistics now (no live rows, 64 pages or more), as a vacuum would
+    -- leave them: plans made before the first vacuum also probe the index (a
+    -- table never analysed is estimated from its pages and rows' width: a
+    -- bitmap scan for the campaign's holds, which never marks dead entries)
+    analyze sending.holds;
+    return (pg_catalog.pg_relation_size('sending.holds') / 8192)::integer;
 end
 $$;
--- its statistics now (no rows, 64 pages or more), as a vacuum would leave
--- them: plans made before the first vacuum also probe the index (a table
--- never analysed is estimated from its pages and rows' width: a bitmap scan
--- for the campaign's holds, which never marks dead entries)
-analyze sending.holds;
+revoke all on function sending.pad_holds() from public;
+comment on function sending.pad_holds() is
+    'Grows sending.holds back to 64 empty pages and analyses it, so the send engine''s cached plans read it by index (migration 080). Returns its pages. Run by the database owner after a restore or a VACUUM FULL of the table.';
+select sending.pad_holds();

@@ -5,7 +5,7 @@
 -- sending.holds keeps a size at which every plan of the engine's statements
 -- reads it by index (or by ctid), also after a vacuum of the empty table.
 BEGIN;
-SELECT plan(17);
+SELECT plan(22);
 
 SELECT tests.create_user('hugo@example.test', 'user') AS hugo \gset
 SELECT tests.clear_authentication();
@@ -105,6 +105,19 @@ RESET ROLE;
 SELECT ok((SELECT 'vacuum_truncate=false' = ANY (reloptions) FROM pg_class WHERE oid = 'sending.holds'::regclass),
     'sending.holds is never truncated by a vacuum');
 SELECT ok(pg_relation_size('sending.holds') >= 64 * 8192, 'sending.holds has at least 64 pages');
+-- what an operator runs after a restore or a VACUUM FULL (here: a TRUNCATE,
+-- rolled back with the test): the table padded again, no row of its own
+-- left, a hold of the same campaign and claim untouched
+TRUNCATE sending.holds;
+SELECT is(pg_relation_size('sending.holds'), 0::bigint, 'a truncated sending.holds is empty');
+INSERT INTO sending.holds (campaign_id, claim, channel, in_flight, lease_until, ids)
+VALUES ('00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', 'sms', false,
+        now(), '{}');
+SELECT ok(sending.pad_holds() >= 64, 'sending.pad_holds answers 64 pages or more');
+SELECT is((SELECT count(*)::int FROM sending.holds WHERE cardinality(ids) = 100), 0,
+    'sending.pad_holds leaves none of its rows behind');
+SELECT is((SELECT count(*)::int FROM sending.holds WHERE cardinality(ids) = 0), 1,
+    'sending.pad_holds deletes only its own rows (not one of the same campaign and claim, older)');
 UPDATE pg_class SET relpages = (pg_relation_size('sending.holds') / 8192)::int, reltuples = 0
 WHERE oid = 'sending.holds'::regclass;
 CREATE FUNCTION pg_temp.plan_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -129,6 +142,8 @@ SELECT unalike(pg_temp.plan_of('EXECUTE settle_del(NULL, NULL, NULL)'), '%Seq Sc
     'the settle''s delete of its groups: by index');
 SELECT unalike(pg_temp.plan_of('EXECUTE held(NULL)'), '%Seq Scan on holds%',
     'the claim''s held ids: by index');
+SELECT unalike(pg_temp.plan_of('EXECUTE batch_end(NULL, NULL)'), '%Seq Scan on holds%',
+    'the batch''s end: its reservation by index, deleted by ctid');
 RESET plan_cache_mode;
 
 SELECT * FROM finish();
