@@ -13,7 +13,7 @@ deps-test:
 	@scripts/setup.sh test
 
 build: deps
-	@[ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized >/dev/null
+	@scripts/meson-dir.sh build --buildtype=debugoptimized
 	@ninja -C build
 	@node scripts/build-web.mjs build/web
 

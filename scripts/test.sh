@@ -40,9 +40,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-"print_stacktrace=1:halt_on_error=1"}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-"suppressions=$root/tests/lsan.supp:print_suppressions=0"}
 
 section "build (ASan + UBSan)"
-if [ ! -f build-asan/build.ninja ]; then
-  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized >/dev/null || exit 1
-fi
+scripts/meson-dir.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+  --buildtype=debugoptimized || exit 1
 ninja -C build-asan >/dev/null || { ninja -C build-asan; echo "0 passed, 1 failed"; exit 1; }
 bin=$root/build-asan/campaignd
 echo "built $bin"
