@@ -42,6 +42,12 @@ const FROM = '+15550009999';
 const ACCOUNT = Boolean(process.env.BENCH_SEND_ACCOUNT);
 // BENCH_SEND_NO_CEILING=1: campaignd's side only (CPU and work per message).
 const NO_CEILING = Boolean(process.env.BENCH_SEND_NO_CEILING);
+// BENCH_SEND_AFTER_SEND=1: a send after a send, as on a server that has sent
+// before (the case of migration 080): an untimed first campaign to the same N
+// numbers, `vacuum sending.holds` once it is sent (what an autovacuum does
+// after a send), then the timed one. campaignd's side only (no minimal client:
+// the second message to a number carries no opt-out line).
+const AFTER_SEND = Boolean(process.env.BENCH_SEND_AFTER_SEND);
 
 async function functionsAndTables(server) {
   const functions = JSON.parse(await sql(server, `select coalesce(json_agg(x order by x.self_time desc), '[]') from (
@@ -102,7 +108,7 @@ try {
   // a time zone where it is 13:00 now, so quiet hours do not hold messages back
   const off = ((13 - new Date().getUTCHours() + 36) % 24) - 12;
   const tz = off === 0 ? 'UTC' : `Etc/GMT${off > 0 ? '-' : '+'}${Math.abs(off)}`;
-  await sql(server, `update public.app_settings set timezone = ${lit(tz)}, monthly_sms_limit = ${N * 2};
+  await sql(server, `update public.app_settings set timezone = ${lit(tz)}, monthly_sms_limit = ${N * (AFTER_SEND ? 4 : 2)};
     insert into public.contacts (user_id, phone, first_name)
       select ${lit(owner.user.id)}, '+1555' || lpad(g::text, 7, '0'), 'C' || g from generate_series(1, ${N}) g;
     insert into public.sms_consent (phone_number, consent_given, consent_source)
@@ -110,6 +116,20 @@ try {
   const id = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
     values (${lit(owner.user.id)}, 'bench', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
   const pid = server.process.pid;
+  let holdsAfterFirst;
+  if (AFTER_SEND) {
+    const first = (await sql(server, `insert into public.campaigns (user_id, name, type, content)
+      values (${lit(owner.user.id)}, 'first', 'sms', 'Hi {{first_name}}, this is the spring offer') returning id`)).split('\n')[0];
+    const base0 = twilio.messages.length;
+    const r0 = await request(`${server.url}/api/campaigns/${first}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
+    if (r0.status >= 300) throw new Error(`first send: ${r0.status} ${r0.text}`);
+    while (twilio.messages.length < base0 + N) await new Promise((res) => setTimeout(res, 100));
+    while ((await sql(server, `select status from public.campaigns where id = ${lit(first)}`)) !== 'sent') {
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    await sql(server, 'vacuum sending.holds');
+    holdsAfterFirst = await sql(server, `select relpages from pg_class where oid = 'sending.holds'::regclass`);
+  }
   const callback = `http://127.0.0.1:${port}/webhooks/twilio/status`; // campaignd's (API_EXTERNAL_URL)
   if (ACCOUNT) { // each function's calls and time, each table's rows (as account.mjs)
     await sql(server, `alter system set track_functions = 'all'`);
@@ -117,10 +137,11 @@ try {
     await settleStats();
     await sql(server, 'select pg_stat_reset()');
   }
-  const noClient = ACCOUNT || NO_CEILING;
+  const noClient = ACCOUNT || NO_CEILING || AFTER_SEND;
   await settleStats(); // the setup's tail (contacts, consent rows) settles, as before campaignd's send
   const before = noClient ? NaN : await minimalClient(twilio.url, callback);
   const base = twilio.messages.length;
+  const logStart = server.log().length; // the worker clock of this send only
   await settleStats();
   const work0 = await workCounters(sql, server);
   const rssStart = rss(pid);
@@ -148,10 +169,10 @@ try {
   // the minimal client's requests are campaignd's (same parameters, same order of keys)
   const sample = mine.find((m) => m.params.To === phone(1));
   const mid = sample && new URL(sample.params.StatusCallback).searchParams.get('m');
-  if (!sample || JSON.stringify(sample.params) !== JSON.stringify(params(1, callback, mid))) {
+  if (!AFTER_SEND && (!sample || JSON.stringify(sample.params) !== JSON.stringify(params(1, callback, mid)))) {
     throw new Error(`the minimal client's requests differ from campaignd's: ${JSON.stringify(sample && sample.params)}`);
   }
-  const clock = await workerClock(server, N);
+  const clock = await workerClock(server, N, 15000, logStart);
   const account = ACCOUNT ? await functionsAndTables(server) : undefined;
   const after = noClient ? NaN : await minimalClient(twilio.url, callback);
   const rates = [N / before, N / after];
@@ -164,6 +185,7 @@ try {
     ratio: +((N / engine) / mean).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,
+    ...(AFTER_SEND ? { holds_pages_after_first_send: Number(holdsAfterFirst) } : {}),
   }));
 } finally {
   await server.stop();
