@@ -11,6 +11,7 @@
 
 #include <expat.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
@@ -571,8 +572,13 @@ static void sheet_start(void *ud, const XML_Char *name, const XML_Char **atts)
     } else if (!st->in_sheetdata) {
         return;
     } else if (strcmp(ln, "row") == 0) {
+        /* r is an xsd:unsignedInt; a value outside it (or no r) means "the
+         * next row". Counting on from the last row cannot overflow: each row
+         * costs bytes of the sheet, which is bounded. */
         const char *rn = attr(atts, "r");
         long long num = rn ? strtoll(rn, NULL, 10) : 0;
+        if (num > (long long)UINT32_MAX)
+            num = 0;
         st->row_num = num > st->row_num ? num : st->row_num + 1;
         st->row_line = st->row_num;
         st->in_row = true;

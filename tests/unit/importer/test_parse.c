@@ -486,6 +486,17 @@ static void test_xlsx_errors(void **state)
     /* malformed sheet XML: an error, not a crash */
     s = xlsx("0", "<worksheet><sheetData><row r=\"1\"><c><v>1</v></row>", sheet2_xml, NULL);
     assert_int_equal(s->err.code, IMP_ERR_FORMAT);
+    /* a row number past the format's range counts on from the last row
+     * (LLONG_MAX + 1 was undefined behaviour the fuzzer found) */
+    s = xlsx("0",
+             "<worksheet><sheetData><row r=\"9223372036854775807\"><c t=\"inlineStr\">"
+             "<is><t>h</t></is></c></row><row><c><v>1</v></c></row>"
+             "<row r=\"4294967296\"><c><v>2</v></c></row>"
+             "<row r=\"4294967295\"><c><v>3</v></c></row><row><c><v>4</v></c></row>"
+             "</sheetData></worksheet>",
+             sheet2_xml, NULL);
+    assert_int_equal(s->rc, 0);
+    assert_string_equal(s->text, "H:h\n@2:1\n@3:2\n@4294967295:3\n@4294967296:4\n");
     /* a shared string index out of range */
     s = xlsx("0", "<worksheet><sheetData><row><c t=\"s\"><v>99</v></c></row></sheetData>",
              sheet2_xml, NULL);
