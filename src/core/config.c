@@ -281,10 +281,10 @@ const config_entry_t config_table[] = {
      "`unknown` (SendGrid: SEND_WORKERS x SEND_BATCH_SIZE)."},
     {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "32", 1, 100, false, "sending",
      "Messages (SMTP, SMS) one worker may have in flight at once: it puts them in flight in "
-     "groups of SEND_IN_FLIGHT/2 with one database step each and hands a group over one after "
-     "the other on its connection while the next group's step runs (1: one message per step, "
-     "no overlap). Part of the send concurrency, since a crash may leave all of them `unknown`; "
-     "fewer database commits per message when larger."},
+     "groups of at most SEND_IN_FLIGHT/2 with one database step each and hands a group over "
+     "one after the other on its connection while the next group's step runs (1: one message "
+     "per step, no overlap). Part of the send concurrency, since a crash may leave all of them "
+     "`unknown`; fewer database commits per message when larger."},
     {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
      "Messages a worker claims (leases) at once; they are handed over one by one, so the batch "
      "does not bound what a crash loses (SendGrid sends a batch in one request)."},
