@@ -819,13 +819,9 @@ static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_c
     return pace_batch(ctx, run) && claim_send(ctx, run, nb, cc, &err) == DB_OK;
 }
 
-/* The size of the groups when n messages go in groups of at most g, all of
- * about one size: 50 in groups of at most 16 are 13, 13, 13 and 11, not 16,
- * 16, 16 and 2. The claim of the next batch runs while a batch's last group
- * is handed over, and the first step of a batch waits for what the last
- * step of the one before settles: a last group of 2 hid almost none of the
- * claim. Same number of steps, none larger. */
-static size_t balanced_group(size_t n, size_t g)
+/* The claim of the next batch runs while a batch's last group is handed
+ * over: a last group of 2 hid almost none of it. */
+size_t sending__balanced_group(size_t n, size_t g)
 {
     if (n == 0 || g == 0)
         return g;
@@ -845,7 +841,7 @@ static bool run_groups_overlap(job_ctx_t *ctx, sending_run_t *run, batch_t *b, s
                                batch_t *next_batch, edge_t *e, char *status, size_t statuslen,
                                results_t *done, db_error_t *err)
 {
-    g = balanced_group(b->n, g);
+    g = sending__balanced_group(b->n, g);
     step_args_t a = {.n = b->n < g ? b->n : g};
     a.links = run->sms ? NULL : compose_group(run, b, 0, a.n);
     double t = now_seconds();

@@ -56,6 +56,12 @@ typedef struct sending_run {
     sending_clock_t clock;
 } sending_run_t;
 
+/* The size of the groups when n messages go in groups of at most g, all of
+ * about one size: 50 in groups of at most 16 are 13, 13, 13 and 11, not 16,
+ * 16, 16 and 2. As many groups as groups of g would be; the last may be
+ * smaller than the others, never larger. g when n or g is 0. */
+size_t sending__balanced_group(size_t n, size_t g);
+
 /* The tracking key derived from JWT_SECRET. */
 void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN]);
 /* API_EXTERNAL_URL without trailing slashes ("" when unset). */
