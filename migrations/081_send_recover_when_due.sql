@@ -23,8 +23,13 @@
 --   - an expired lease on a message still `sending`: the messages' probes;
 --   - this session's progress rows, which 077 creates up front so that a
 --     step's count never inserts one later (a lock cycle, see 077): the
---     progress_parts probe (its row implies the campaign's progress row,
---     its foreign key);
+--     progress_parts probe (both rows are inserted together, by 077's
+--     recovery and by 067's count, and sending.progress is deleted only
+--     with its campaign: a part implies the progress row). A fold
+--     (sending.fold_progress, a pause) deleting the part and not committed
+--     yet is not waited for, as 077's insert did; a later count then
+--     inserts the part itself, the rare cycle 077 describes, which a claim
+--     after a fold that committed meets as before;
 -- and a campaign that is not sending (paused, cancelled: the next look, the
 -- cancelled campaign's drop) always takes the whole recovery. The campaign's
 -- row is locked first, as recover_all does (the lock order: in a claim the

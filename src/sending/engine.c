@@ -731,7 +731,8 @@ static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, r
  * messages, handed over one after the other on the worker's connection
  * (SMTP: one send_batch call). With overlap (SEND_IN_FLIGHT >= 2, SMTP and
  * SMS), a worker holds two groups in flight at once (one being handed over,
- * the next waiting for it), so a group is SEND_IN_FLIGHT / 2: a worker never
+ * the next waiting for it), so a group is at most SEND_IN_FLIGHT / 2
+ * (sending__balanced_group evens a batch's groups out): a worker never
  * has more than SEND_IN_FLIGHT messages in flight. */
 static size_t group_size(const sending_run_t *run, long in_flight, bool *overlap)
 {

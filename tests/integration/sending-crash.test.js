@@ -8,7 +8,7 @@
 //   * every recipient who got nothing is `unknown` (never silently dropped);
 //   * at most SEND_WORKERS x SEND_IN_FLIGHT messages are in flight at any
 //     time, and so `unknown` after the kill: a worker marks a group of
-//     SEND_IN_FLIGHT / 2 messages in flight with one database step
+//     at most SEND_IN_FLIGHT / 2 messages in flight with one database step
 //     (sending.step) and hands them to the server one after the other on its
 //     connection while the step of its next group runs, so it holds at most
 //     two groups in flight; at most SEND_WORKERS workers send a campaign at

@@ -39,6 +39,7 @@ static void test_balanced_properties(void **state)
             assert_true(b >= 1 && b <= g);
             size_t groups = (n + b - 1) / b, plain = (n + g - 1) / g;
             assert_int_equal(groups, plain);
+            assert_int_equal(b, (n + plain - 1) / plain); /* evened out, not g */
             size_t last = n - (groups - 1) * b, plain_last = n - (plain - 1) * g;
             assert_true(last >= 1 && last <= b);
             assert_true(last >= plain_last);
