@@ -45,7 +45,8 @@ const server = await startServer({
   EMAIL_FROM: 'bench@example.org',
   EMAIL_RATE_PER_SECOND: '0',
   SEND_WORKERS: String(WORKERS),
-  SEND_BATCH_SIZE: '50',
+  // BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (messages claimed at once)
+  SEND_BATCH_SIZE: process.env.BENCH_SEND_BATCH || '50',
   JOB_WORKERS: String(WORKERS + 2),
   JOB_POLL_INTERVAL: '1',
   // info: each send worker logs where its time went (provider busy, waiting
