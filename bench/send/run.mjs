@@ -10,9 +10,11 @@
 //   3. campaignd sends the same campaign content to the same recipients
 //      again (a second campaign), timed;
 //   4. the minimal client replays the same messages again ("after").
-// The ratio is campaignd's rate over the mean of the two ceilings; both are
-// printed with their spread (one reading alone moved by half between two
-// quiet runs). Also the CPU time (user + system) of campaignd and of its
+// The ratio is campaignd's rate over the higher of the two ceilings (a
+// reading that stalled, as the Python sink's does now and then, is not the
+// ceiling; until session 13 it was over their mean, which such a stall
+// raised); both are printed with their spread (one reading alone moved by
+// half between two quiet runs). Also the CPU time (user + system) of campaignd and of its
 // PostgreSQL backends per message of the timed send (bench/send/cpu.mjs),
 // which the load of a shared machine distorts far less than the wall clock,
 // and the load average. Prints one JSON line (bench/run.sh's send_email part
@@ -165,12 +167,13 @@ await sink.stop();
 const sent = mine.length;
 const rates = ceilings.map((s) => replayed.length / s);
 const mean = (rates[0] + rates[1]) / 2;
+const ceiling = Math.max(rates[0], rates[1]); // a reading that stalled is not the ceiling
 console.log(JSON.stringify({
   n: sent, connections: WORKERS,
-  campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +mean.toFixed(1),
+  campaignd_msg_per_s: +(sent / engine).toFixed(1), minimal_client_msg_per_s: +ceiling.toFixed(1),
   minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
   minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
-  ratio: +((sent / engine) / mean).toFixed(2), first_message_s: firstMessage && +firstMessage.toFixed(3),
+  ratio: +((sent / engine) / ceiling).toFixed(2), first_message_s: firstMessage && +firstMessage.toFixed(3),
   cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

@@ -10,8 +10,9 @@
 //      one kept connection to the fake) and we time it from
 //      POST /api/campaigns/:id/send until the fake has received every message;
 //   3. the minimal client again, same server, same requests.
-// The ratio is campaignd's rate over the mean of the two ceilings; both are
-// printed with their spread (the ceiling moves with the machine's load: one
+// The ratio is campaignd's rate over the higher of the two ceilings (a
+// reading that stalled is not the ceiling; until session 13 it was over
+// their mean); both are printed with their spread (the ceiling moves with the machine's load: one
 // reading alone made the ratio move by half between two quiet runs).
 //
 // Prints both rates, their ratio, campaignd's RSS (start, peak, end), the
@@ -185,12 +186,13 @@ try {
   const after = noClient ? NaN : await minimalClient(twilio.url, callback);
   const rates = [N / before, N / after];
   const mean = (rates[0] + rates[1]) / 2;
+  const ceiling = Math.max(rates[0], rates[1]); // a reading that stalled is not the ceiling
   console.log(JSON.stringify({
     n: N, connections: WORKERS,
-    campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +mean.toFixed(1),
+    campaignd_sms_per_s: +(N / engine).toFixed(1), minimal_client_sms_per_s: +ceiling.toFixed(1),
     minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
     minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
-    ratio: +((N / engine) / mean).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
+    ratio: +((N / engine) / ceiling).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,
     ...(AFTER_SEND ? { holds_pages_after_first_send: Number(holdsAfterFirst) } : {}),
