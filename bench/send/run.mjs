@@ -153,6 +153,11 @@ try {
   await settleStats();
   work = workPerMessage(work0, await workCounters(sql, server), N);
   clock = await workerClock(server, N, 15000, since);
+  // BENCH_SEND_WORKER_LINES=1: each send worker's own line (its time split,
+  // the steps overlapped with a group included) on stderr
+  if (process.env.BENCH_SEND_WORKER_LINES) {
+    for (const l of server.log().slice(since).split('\n')) if (/send worker /.test(l)) console.error(l);
+  }
   // 4. the ceiling after
   ceilings.push(timedReplay(list));
 } finally {
