@@ -207,10 +207,7 @@ INSERT INTO public.sms_consent (phone_number, consent_given, consent_source) VAL
 UPDATE public.app_settings SET monthly_sms_limit = 1000000;
 -- daytime in the application's zone, whatever the clock: 029's quiet hours
 -- (08:00-21:00 there) would hold the SMS back otherwise
-UPDATE public.app_settings SET timezone = (
-    SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                   FROM generate_series(-12, 14) o) z
-    WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1);
+UPDATE public.app_settings SET timezone = tests.zone_at_hour(13);
 INSERT INTO public.campaigns (id, user_id, name, type, content)
     VALUES ('c0000000-0000-0000-0000-000000000003', :'alice', 'SMS', 'sms', 'Hi {{first_name}}');
 SELECT sending.start('c0000000-0000-0000-0000-000000000003', 1);

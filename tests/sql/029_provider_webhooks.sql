@@ -202,12 +202,8 @@ SELECT is((SELECT email_message_id FROM public.sendgrid_events WHERE sg_event_id
 -- ---------------------------------------------------------------------------
 SELECT tests.clear_authentication();
 -- zones where it is now 13:xx and 03:xx
-SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz,
-       (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 3 LIMIT 1) AS night_tz \gset
+SELECT tests.zone_at_hour(13) AS day_tz,
+       tests.zone_at_hour(3) AS night_tz \gset
 INSERT INTO public.contacts (id, user_id, phone, attributes) VALUES
     ('d0000000-0000-0000-0000-000000000001', :'alice', '+15550000101', jsonb_build_object('timezone', :'day_tz')),
     ('d0000000-0000-0000-0000-000000000002', :'alice', '+15550000102', jsonb_build_object('timezone', :'night_tz')),

@@ -120,12 +120,8 @@ SELECT ok(coalesce(current_setting('campaignd.engine_batch', true), '') <> 'on',
     'the engine''s setting does not outlive its functions');
 
 -- SMS: quiet hours, the first-message flag, the same claim
-SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz,
-       (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 3 LIMIT 1) AS night_tz \gset
+SELECT tests.zone_at_hour(13) AS day_tz,
+       tests.zone_at_hour(3) AS night_tz \gset
 UPDATE public.app_settings SET timezone = :'day_tz';
 INSERT INTO public.contacts (user_id, phone, first_name, attributes) VALUES
     (:'carol', '+15554100001', 'Day', '{}'),

@@ -143,9 +143,7 @@ SELECT is((SELECT count(*)::int FROM public.email_messages WHERE id IN (SELECT i
 
 -- SMS: a partial settle keeps the rest in flight, its expiry makes it unknown
 SELECT tests.clear_authentication();
-SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz \gset
+SELECT tests.zone_at_hour(13) AS day_tz \gset
 UPDATE public.app_settings SET timezone = :'day_tz', monthly_sms_limit = 1000000;
 INSERT INTO public.contacts (user_id, phone, first_name)
     SELECT :'gina', '+1555750000' || g, 'S' || g FROM generate_series(1, 3) g;

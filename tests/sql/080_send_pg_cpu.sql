@@ -53,13 +53,9 @@ SELECT is((SELECT array_agg(id) FROM ce), (SELECT array_agg(id ORDER BY id) FROM
 
 -- SMS: first_to_number with and without a contact, a time zone in quiet hours waits
 SELECT tests.clear_authentication();
--- (041's zones: one where it is 13:00 now, one where it is 03:00)
-SELECT (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 13 LIMIT 1) AS day_tz,
-       (SELECT n FROM (SELECT CASE WHEN o > 0 THEN 'Etc/GMT-' || o WHEN o < 0 THEN 'Etc/GMT+' || (-o) ELSE 'Etc/GMT' END AS n
-                       FROM generate_series(-12, 14) o) x
-        WHERE extract(hour FROM now() AT TIME ZONE n) = 3 LIMIT 1) AS night_tz \gset
+-- (zones where it is 13:xx and 03:xx now)
+SELECT tests.zone_at_hour(13) AS day_tz,
+       tests.zone_at_hour(3) AS night_tz \gset
 UPDATE public.app_settings SET timezone = :'day_tz';
 INSERT INTO public.contacts (user_id, phone, first_name, attributes) VALUES
     (:'hugo', '+15558000001', 'Sam', '{}'),

@@ -242,4 +242,18 @@ exception when others then
 end
 $$;
 
+-- A fixed-offset time zone (Etc/GMT±n) where the local hour is p_hour now:
+-- the quiet-hours tests put a recipient or the application in the day (13)
+-- or the night (3) whatever time the suite runs. The offsets -12..+14 cover
+-- every hour of the day.
+create or replace function tests.zone_at_hour(p_hour integer) returns text
+language sql stable as $$
+    select z.n
+    from (select case when o > 0 then 'Etc/GMT-' || o when o < 0 then 'Etc/GMT+' || (-o)
+                      else 'Etc/GMT' end as n
+          from generate_series(-12, 14) o) z
+    where extract(hour from now() at time zone z.n) = p_hour
+    limit 1
+$$;
+
 grant execute on all functions in schema tests to public;
