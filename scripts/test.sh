@@ -83,11 +83,8 @@ if want fuzz; then
   if [ -f build-fuzz/build.ninja ] && ! grep -q 'clang++' build-fuzz/build.ninja; then
     rm -rf build-fuzz
   fi
-  if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
-      --buildtype=debugoptimized >/dev/null
-  fi
-  if ninja -C build-fuzz >/dev/null; then
+  if CC=clang CXX=clang++ scripts/meson-dir.sh build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+       -Db_lundef=false --buildtype=debugoptimized && ninja -C build-fuzz >/dev/null; then
     for t in build-fuzz/fuzz_*; do
       [ -f "$t" ] && [ -x "$t" ] || continue
       name=$(basename "$t")
