@@ -69,6 +69,56 @@ export function processCpuSeconds(pid) {
   return s ? s.self / TICK : 0;
 }
 
+// Time spent runnable but waiting for a CPU (the scheduler's run queue,
+// /proc/<pid>/task/<tid>/schedstat: ns on a CPU, ns waiting, time slices):
+// what shows that parties of a send take the CPU from each other on a
+// small machine, which CPU time alone does not. Summed over the threads of
+// the given processes that are alive at the reading (a thread that ended in
+// between drops out: read around one send, whose threads all live on).
+function schedOf(pid) {
+  let run = 0;
+  let wait = 0;
+  let tasks = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return { run, wait };
+  }
+  for (const t of tasks) {
+    try {
+      const [r, w] = fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').trim().split(' ').map(Number);
+      run += r;
+      wait += w;
+    } catch { /* ended meanwhile */ }
+  }
+  return { run, wait };
+}
+
+/** Run-queue waits so far, in s: { <name>: wait } for each named pid, and
+ * postgres: the PostgreSQL cluster's live backends (the postmaster's children). */
+export function runQueueWaits(pids, dataDir) {
+  const out = {};
+  for (const [name, pid] of Object.entries(pids)) out[name] = schedOf(pid).wait / 1e9;
+  const pm = dataDir ? postmaster(dataDir) : 0;
+  if (pm) {
+    let wait = 0;
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      const s = stat(d);
+      if (s && s.ppid === pm) wait += schedOf(d).wait;
+    }
+    out.postgres = wait / 1e9;
+  }
+  return out;
+}
+
+/** Run-queue wait µs per message between two runQueueWaits readings. */
+export function waitPerMessage(before, after, n) {
+  const out = {};
+  for (const k of Object.keys(after)) out[k] = Math.round(((after[k] - (before[k] || 0)) * 1e6) / n);
+  return out;
+}
+
 /** CPU µs per message between two readings. */
 export function usPerMessage(before, after, n) {
   return {

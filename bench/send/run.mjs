@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, client, signIn, request, uniqueEmail, sql, lit, sleep, freePort, PASSWORD } from '../../tests/integration/helpers.js';
 import { startSmtpSink } from '../../tests/integration/mail-sink.js';
-import { cpuSeconds, processCpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
+import { cpuSeconds, processCpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock, runQueueWaits, waitPerMessage } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.BENCH_SEND_RECIPIENTS || 10000);
@@ -68,10 +68,15 @@ let replayed;
 const ceilings = [];
 // The sink's own CPU per message: during campaignd's timed send and during each replay.
 const sinkCpu = { campaignd: 0, minimal_client: [] };
+// Run-queue waits per message (cpu.mjs): the sink's during each replay;
+// the sink's, campaignd's and PostgreSQL's during campaignd's timed send.
+const waits = { campaignd_send: null, sink_minimal_client: [] };
 const timedReplay = (list) => {
   const c0 = processCpuSeconds(sink.pid);
+  const w0 = runQueueWaits({ sink: sink.pid });
   const s = replay(list);
   sinkCpu.minimal_client.push(Math.round(((processCpuSeconds(sink.pid) - c0) * 1e6) / replayed.length));
+  waits.sink_minimal_client.push(waitPerMessage(w0, runQueueWaits({ sink: sink.pid }), replayed.length).sink);
   return s;
 };
 const jsonFiles = () => new Set(fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')));
@@ -142,10 +147,13 @@ try {
   const cpu0 = cpuSeconds(server.process.pid, server.dataDir);
   let peak = rss0;
   const sink0 = processCpuSeconds(sink.pid);
+  const sendWaits = () => runQueueWaits({ sink: sink.pid, campaignd: server.process.pid }, server.dataDir);
+  const wait0 = sendWaits();
   const t0 = process.hrtime.bigint();
   firstMessage = await send(c, seen.size, () => { peak = Math.max(peak, rssKiB(server.process.pid)); });
   engine = Number(process.hrtime.bigint() - t0) / 1e9;
   sinkCpu.campaignd = Math.round(((processCpuSeconds(sink.pid) - sink0) * 1e6) / N);
+  waits.campaignd_send = waitPerMessage(wait0, sendWaits(), N);
   cpu = usPerMessage(cpu0, cpuSeconds(server.process.pid, server.dataDir), N);
   load = os.loadavg()[0];
   rss = { start: rss0, peak, end: rssKiB(server.process.pid) };
@@ -179,6 +187,6 @@ console.log(JSON.stringify({
   minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
   minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
   ratio: +((sent / engine) / ceiling).toFixed(2), first_message_s: firstMessage && +firstMessage.toFixed(3),
-  cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, load_average: +load.toFixed(1), work_per_msg: work,
+  cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, runqueue_wait_us_per_msg: waits, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

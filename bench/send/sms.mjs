@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, freePort, signUpUser, sql, lit, request } from '../../tests/integration/helpers.js';
 import { startFakeTwilio } from '../../tests/integration/fake-twilio.js';
-import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock } from './cpu.mjs';
+import { cpuSeconds, usPerMessage, workCounters, workPerMessage, settleStats, workerClock, runQueueWaits, waitPerMessage } from './cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const N = Number(process.env.N || 10000);
@@ -149,7 +149,16 @@ try {
   }
   const noClient = ACCOUNT || NO_CEILING || AFTER_SEND;
   await settleStats(); // the setup's tail (contacts, consent rows) settles, as before campaignd's send
-  const before = noClient ? NaN : await minimalClient(twilio.url, callback);
+  // the fake's run-queue wait per request while the minimal client runs
+  // (the untimed warm-up's 1,000 requests included)
+  const fakeWait = [];
+  const timedClient = async () => {
+    const w0 = runQueueWaits({ fake: process.pid });
+    const s = await minimalClient(twilio.url, callback);
+    fakeWait.push(waitPerMessage(w0, runQueueWaits({ fake: process.pid }), N + Math.min(N, 1000)).fake);
+    return s;
+  };
+  const before = noClient ? NaN : await timedClient();
   const base = twilio.messages.length;
   const logStart = server.log().length; // the worker clock of this send only
   await settleStats();
@@ -157,6 +166,7 @@ try {
   const rssStart = rss(pid);
   let rssPeak = rssStart;
   const cpu0 = cpuSeconds(pid, server.dataDir);
+  const wait0 = runQueueWaits({ fake: process.pid, campaignd: pid }, server.dataDir);
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${id}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
   if (r.status >= 300) throw new Error(`send: ${r.status} ${r.text}`);
@@ -169,6 +179,7 @@ try {
   }
   const engine = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = usPerMessage(cpu0, cpuSeconds(pid, server.dataDir), N);
+  const waits = waitPerMessage(wait0, runQueueWaits({ fake: process.pid, campaignd: pid }, server.dataDir), N);
   const load = os.loadavg()[0];
   const rssEnd = rss(pid);
   await settleStats();
@@ -184,7 +195,7 @@ try {
   }
   const clock = await workerClock(server, N, 15000, logStart);
   const account = ACCOUNT ? await functionsAndTables(server) : undefined;
-  const after = noClient ? NaN : await minimalClient(twilio.url, callback);
+  const after = noClient ? NaN : await timedClient();
   const rates = [N / before, N / after];
   const mean = (rates[0] + rates[1]) / 2;
   const ceiling = Math.max(rates[0], rates[1]); // a reading that stalled is not the ceiling
@@ -194,6 +205,7 @@ try {
     minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
     minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
     ratio: +((N / engine) / ceiling).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
+    runqueue_wait_us_per_msg: { campaignd_send: waits, fake_minimal_client: fakeWait },
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,
     ...(AFTER_SEND ? { holds_pages_after_first_send: Number(holdsAfterFirst) } : {}),
