@@ -17,7 +17,8 @@
 // half between two quiet runs). Also the CPU time (user + system) of campaignd and of its
 // PostgreSQL backends per message of the timed send (bench/send/cpu.mjs),
 // which the load of a shared machine distorts far less than the wall clock,
-// and the load average. Prints one JSON line (bench/run.sh's send_email part
+// the run-queue waits per message (cpu.mjs: the sink's, campaignd's,
+// PostgreSQL's) and the load average. Prints one JSON line (bench/run.sh's send_email part
 // turns it into a table). Run once, nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/send/run.mjs
 import { spawnSync } from 'node:child_process';

@@ -18,7 +18,8 @@
 // Prints both rates, their ratio, campaignd's RSS (start, peak, end), the
 // CPU time (user + system) of campaignd and of its PostgreSQL backends per
 // message (bench/send/cpu.mjs: what a shared machine's load distorts far
-// less than the wall clock) and the load average, as one JSON line.
+// less than the wall clock), the run-queue waits per message of the fake,
+// campaignd and PostgreSQL (cpu.mjs) and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
 // (N=10000 by default; status callbacks are off on the server's side).
 // BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (default 100).
