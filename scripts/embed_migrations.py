@@ -32,6 +32,12 @@ for f in files:
 lines.append('};')
 lines.append('const size_t migrations_embedded_count = %d;' % len(files))
 open(out, "w").write("\n".join(lines) + "\n")
-# make's depfile syntax: a space in a path is escaped with a backslash
-esc = lambda p: os.path.abspath(p).replace(" ", "\\ ")
+
+
+def esc(path):
+    """A path in a depfile (make syntax, as ninja reads it): space and # escaped
+    with a backslash, $ doubled."""
+    return os.path.abspath(path).replace("$", "$$").replace("#", "\\#").replace(" ", "\\ ")
+
+
 open(depfile, "w").write(out + ": " + " \\\n  ".join(esc(p) for p in [mdir] + files) + "\n")
