@@ -30,6 +30,18 @@ function postmaster(dataDir) {
   return 0;
 }
 
+// The live children of process pm (the postmaster's: the backends), each
+// with its stat().
+function children(pm) {
+  const out = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const s = stat(d);
+    if (s && s.ppid === pm) out.push({ pid: d, s });
+  }
+  return out;
+}
+
 // A live backend of the database owner's connections (the realtime feed:
 // "postgres: campaignd campaignd ..."), not a request's or the engine's
 // (authenticator) nor a background process.
@@ -51,13 +63,9 @@ export function cpuSeconds(serverPid, dataDir) {
   const top = pm ? stat(pm) : null;
   if (top) {
     pg = top.self + top.children;
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      const s = stat(d);
-      if (s && s.ppid === pm) {
-        pg += s.self;
-        if (ownerBackend(d)) owner += s.self;
-      }
+    for (const { pid, s } of children(pm)) {
+      pg += s.self;
+      if (ownerBackend(pid)) owner += s.self;
     }
   }
   return { campaignd: (me ? me.self : 0) / TICK, postgres: pg / TICK, owner: owner / TICK, minflt: me ? me.minflt : 0 };
@@ -75,40 +83,29 @@ export function processCpuSeconds(pid) {
 // small machine, which CPU time alone does not. Summed over the threads of
 // the given processes that are alive at the reading (a thread that ended in
 // between drops out: read around one send, whose threads all live on).
-function schedOf(pid) {
-  let run = 0;
+function waitOf(pid) {
   let wait = 0;
   let tasks = [];
   try {
     tasks = fs.readdirSync(`/proc/${pid}/task`);
   } catch {
-    return { run, wait };
+    return 0;
   }
   for (const t of tasks) {
     try {
-      const [r, w] = fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').trim().split(' ').map(Number);
-      run += r;
-      wait += w;
+      wait += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[1]);
     } catch { /* ended meanwhile */ }
   }
-  return { run, wait };
+  return wait;
 }
 
 /** Run-queue waits so far, in s: { <name>: wait } for each named pid, and
  * postgres: the PostgreSQL cluster's live backends (the postmaster's children). */
 export function runQueueWaits(pids, dataDir) {
   const out = {};
-  for (const [name, pid] of Object.entries(pids)) out[name] = schedOf(pid).wait / 1e9;
+  for (const [name, pid] of Object.entries(pids)) out[name] = waitOf(pid) / 1e9;
   const pm = dataDir ? postmaster(dataDir) : 0;
-  if (pm) {
-    let wait = 0;
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      const s = stat(d);
-      if (s && s.ppid === pm) wait += schedOf(d).wait;
-    }
-    out.postgres = wait / 1e9;
-  }
+  if (pm) out.postgres = children(pm).reduce((w, c) => w + waitOf(c.pid), 0) / 1e9;
   return out;
 }
 

@@ -55,8 +55,12 @@ try {
       end loop; end $$;
     insert into t select 'settle', ${cpu};
     select json_object_agg(k, d) from (select k, us - lag(us) over (order by us) as d from t) x where d is not null;`);
-  const out = execFileSync('psql', [await dbUrl(server), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-f', script], { encoding: 'utf8' });
-  fs.rmSync(script, { force: true });
+  let out;
+  try {
+    out = execFileSync('psql', [await dbUrl(server), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-f', script], { encoding: 'utf8' });
+  } finally {
+    fs.rmSync(script, { force: true });
+  }
   const us = JSON.parse(out.trim().split('\n').pop());
   console.log(JSON.stringify({
     n: N, group: G,
