@@ -6,6 +6,7 @@
  */
 #include "db/pgembed.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -310,6 +311,31 @@ static bool ensure_database(const pgembed_t *pg)
     return ok;
 }
 
+/* The WAL level the postmaster starts with: `replica`, PostgreSQL's default
+ * (physical backups and standbys work), unless the cluster holds a
+ * replication slot: campaignd started clusters at `logical` until December
+ * 2026, and a logical slot made on one then (pg_recvlogical through the
+ * socket) would keep the server from starting below that level. Nothing in
+ * campaignd decodes WAL (realtime reads trigger-written rows:
+ * docs/architecture.md), and at `logical` an update on the same page logs
+ * the whole new row instead of the part that changed (bench/RESULTS.md,
+ * "Session 15": the WAL per message sent). */
+static const char *wal_level_option(const pgembed_t *pg)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/pg_replslot", pg->pgdata);
+    DIR *d = opendir(path);
+    bool slot = false;
+    if (d) {
+        for (struct dirent *e; !slot && (e = readdir(d)) != NULL;)
+            slot = e->d_name[0] != '.';
+        closedir(d);
+    }
+    if (slot)
+        log_info("the cluster has a replication slot (%s): WAL kept at the logical level", path);
+    return slot ? "wal_level=logical" : "wal_level=replica";
+}
+
 /* Starts a postmaster on the cluster (removing a postmaster.pid left by a crash
  * first) and waits until it accepts connections; sets pg->pid. */
 static bool start_postmaster(pgembed_t *pg)
@@ -340,7 +366,7 @@ static bool start_postmaster(pgembed_t *pg)
                     "-c",
                     "max_connections=300",
                     "-c",
-                    "wal_level=logical",
+                    (char *)wal_level_option(pg),
                     "-c",
                     "max_replication_slots=16",
                     "-c",

@@ -384,7 +384,7 @@ export function pgembedOptions(dataDir) {
     '-c unix_socket_permissions=0700',
     '-c port=5432',
     '-c max_connections=300',
-    '-c wal_level=logical',
+    '-c wal_level=replica',
     '-c max_replication_slots=16',
     '-c max_wal_senders=16',
     '-c logging_collector=off',

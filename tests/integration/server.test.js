@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {
   startServer, client, signUpUser, request, rawHttp, statusLines, uniqueEmail, pgAsOwner, pgembedOptions,
-  stopClusterIfRunning, noError, sleep, PASSWORD,
+  stopClusterIfRunning, noError, sleep, psql, PASSWORD,
 } from './helpers.js';
 
 let server; // defaults
@@ -414,5 +414,45 @@ describe('database outage', () => {
     await server.stop({ removeData: false });
     const pidfile = path.join(server.dataDir, 'pg', 'postmaster.pid');
     assert.equal(fs.existsSync(pidfile), false, 'no postmaster left running');
+  });
+});
+
+describe('the embedded PostgreSQL\'s WAL level', () => {
+  // replica (PostgreSQL's default) unless the cluster holds a replication
+  // slot: a logical slot made while campaignd ran its clusters at `logical`
+  // must not keep the server from starting.
+  it('is replica; a cluster with a slot keeps logical (a logical slot still works), and replica comes back without one', async () => {
+    let s = await startServer();
+    const dataDir = s.dataDir;
+    try {
+      const level = async () => (await psql(s, 'show wal_level')).stdout.trim();
+      assert.equal(await level(), 'replica');
+      assert.equal((await psql(s, "select pg_create_physical_replication_slot('s15_physical')")).code, 0);
+      const restart = async () => {
+        await s.stop({ removeData: false });
+        s = await startServer({ CAMPAIGND_DATA_DIR: dataDir });
+      };
+      await restart();
+      assert.equal(await level(), 'logical', 'a slot exists: logical');
+      // now a logical slot (what an earlier campaignd allowed), and the physical one gone
+      let r = await psql(s, "select pg_create_logical_replication_slot('s15_logical', 'test_decoding')");
+      assert.equal(r.code, 0, r.stderr);
+      r = await psql(s, "select pg_drop_replication_slot('s15_physical')");
+      assert.equal(r.code, 0, r.stderr);
+      await restart();
+      assert.equal(await level(), 'logical', 'the logical slot keeps the level, and the server started');
+      r = await psql(s, "create table public.s15_t (id int primary key); insert into public.s15_t values (1);" +
+        " select count(*) from pg_logical_slot_get_changes('s15_logical', null, null)");
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(Number(r.stdout.trim().split('\n').pop()) > 0, 'the slot decodes what was written');
+      r = await psql(s, "select pg_drop_replication_slot('s15_logical'); drop table public.s15_t");
+      assert.equal(r.code, 0, r.stderr);
+      await restart();
+      assert.equal(await level(), 'replica', 'no slot left: replica again');
+    } finally {
+      await s.stop({ removeData: false });
+      await stopClusterIfRunning(dataDir);
+      if (!process.env.KEEP_TEST_DATA) fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
