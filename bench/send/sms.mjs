@@ -19,7 +19,8 @@
 // CPU time (user + system) of campaignd and of its PostgreSQL backends per
 // message (bench/send/cpu.mjs: what a shared machine's load distorts far
 // less than the wall clock), the run-queue waits per message of the fake,
-// campaignd and PostgreSQL (cpu.mjs) and the load average, as one JSON line.
+// campaignd and PostgreSQL (cpu.mjs), the fake's own CPU per request in
+// each phase, and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
 // (N=10000 by default; status callbacks are off on the server's side).
 // BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (default 100).
@@ -153,10 +154,20 @@ try {
   // the fake's run-queue wait per request while the minimal client runs
   // (the untimed warm-up's 1,000 requests included)
   const fakeWait = [];
+  // The fake's CPU per request (this process's: the fake, plus the bench's
+  // own look at its count every 100 ms during campaignd's send), during
+  // campaignd's send and each minimal-client run: the provider's side of the
+  // budget, and a sign of a minute in which the machine itself ran slow (the
+  // same server needing much more CPU per request in one phase).
+  const fakeCpu = { campaignd_send: null, minimal_client: [] };
+  const cpuOfThis = () => { const u = process.cpuUsage(); return u.user + u.system; }; // µs
   const timedClient = async () => {
     const w0 = runQueueWaits({ fake: process.pid });
+    const c0 = cpuOfThis();
     const s = await minimalClient(twilio.url, callback);
-    fakeWait.push(waitPerMessage(w0, runQueueWaits({ fake: process.pid }), N + Math.min(N, 1000)).fake);
+    const sent = N + Math.min(N, 1000);
+    fakeCpu.minimal_client.push(Math.round((cpuOfThis() - c0) / sent));
+    fakeWait.push(waitPerMessage(w0, runQueueWaits({ fake: process.pid }), sent).fake);
     return s;
   };
   const before = noClient ? NaN : await timedClient();
@@ -168,6 +179,7 @@ try {
   let rssPeak = rssStart;
   const cpu0 = cpuSeconds(pid, server.dataDir);
   const wait0 = runQueueWaits({ fake: process.pid, campaignd: pid }, server.dataDir);
+  const fake0 = cpuOfThis();
   const t0 = process.hrtime.bigint();
   const r = await request(`${server.url}/api/campaigns/${id}/send`, { method: 'POST', headers: { apikey: server.anonKey, Authorization: `Bearer ${owner.session.access_token}` } });
   if (r.status >= 300) throw new Error(`send: ${r.status} ${r.text}`);
@@ -179,6 +191,7 @@ try {
     rssPeak = Math.max(rssPeak, rss(pid));
   }
   const engine = Number(process.hrtime.bigint() - t0) / 1e9;
+  fakeCpu.campaignd_send = Math.round((cpuOfThis() - fake0) / N);
   const cpu = usPerMessage(cpu0, cpuSeconds(pid, server.dataDir), N);
   const waits = waitPerMessage(wait0, runQueueWaits({ fake: process.pid, campaignd: pid }, server.dataDir), N);
   const load = os.loadavg()[0];
@@ -206,6 +219,7 @@ try {
     minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
     minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
     ratio: +((N / engine) / ceiling).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
+    fake_cpu_us_per_msg: fakeCpu,
     runqueue_wait_us_per_msg: { campaignd_send: waits, fake_minimal_client: fakeWait },
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,
