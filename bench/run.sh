@@ -601,7 +601,7 @@ import json, sys
 try:
     r = json.loads(sys.argv[2])
 except ValueError:
-    print(f"| {sys.argv[1]} | failed (see the work directory) |" + " |" * 11)
+    print(f"| {sys.argv[1]} | failed (see the work directory) |" + " |" * 12)
     sys.exit()
 rate = r.get("campaignd_msg_per_s", r.get("campaignd_sms_per_s"))
 ceiling = r.get("minimal_client_msg_per_s", r.get("minimal_client_sms_per_s"))
@@ -619,7 +619,8 @@ clock = ("%s %% / %s %%" % (k["provider_busy_pct"], k["db_wait_pct"])) if k else
 sv = r.get("sink_cpu_us_per_msg") or r.get("fake_cpu_us_per_msg") or {}
 srv = ("%s / %s" % (sv.get("campaignd", sv.get("campaignd_send")),
                     ", ".join(str(x) for x in sv.get("minimal_client") or []))) if sv else ""
-print(f"| {sys.argv[1]} | {n:,} | {conns} | {rate} | {ceiling} | **{ratio}** | {c_us} + {pg_us} "
+mc = ", ".join(str(x) for x in r.get("minimal_client_cpu_us_per_msg") or [])
+print(f"| {sys.argv[1]} | {n:,} | {conns} | {rate} | {ceiling} | **{ratio}** | {c_us} + {pg_us} | {mc} "
       f"| {srv} | {work} | {clock} | {r0} / {r1} / {r2} | {dups} | {load} |")
 ' "$1" "$2"
 }
@@ -652,13 +653,15 @@ materialised by the engine) to the last message. Goal: ratio >= 0.8, RSS flat. C
 of its PostgreSQL cluster (backends, postmaster) over the send, per message (bench/send/cpu.mjs).
 Workers' time: the share of the send workers' wall clock in the provider's conversations (the
 connection busy) / waiting for the database, from the line each worker logs at info level.
-The server's CPU µs/msg: the SMTP sink's or the fake Twilio's own CPU per message during
-campaignd's send / during each minimal-client run; the same server needs the same CPU per
-message whoever sends, so a phase far above the others ran in a minute when the machine
-itself was slow, and its rate says little.
+The minimal client's CPU µs/msg: its own user + system time per message in each run, what
+campaignd + PostgreSQL's CPU per message compares with. The server's CPU µs/msg: the SMTP
+sink's or the fake Twilio's own CPU per message during campaignd's send / during each
+minimal-client run; the same server needs the same CPU per message whoever sends, so a
+phase far above the others ran in a minute when the machine itself was slow, and its rate
+says little.
 
-| channel | recipients | connections | campaignd msg/s | minimal client msg/s: higher (before / after, spread) | ratio | CPU µs/msg (campaignd + PostgreSQL) | the server's CPU µs/msg (campaignd's send / minimal client) | per msg: WAL bytes / commits / rows ins+upd+del | workers' time: provider busy / database wait | RSS start / peak / end (KiB) | duplicates | load average |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| channel | recipients | connections | campaignd msg/s | minimal client msg/s: higher (before / after, spread) | ratio | CPU µs/msg (campaignd + PostgreSQL) | the minimal client's CPU µs/msg | the server's CPU µs/msg (campaignd's send / minimal client) | per msg: WAL bytes / commits / rows ins+upd+del | workers' time: provider busy / database wait | RSS start / peak / end (KiB) | duplicates | load average |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $send_rows"
 fi
 

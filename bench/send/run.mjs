@@ -18,7 +18,9 @@
 // PostgreSQL backends per message of the timed send (bench/send/cpu.mjs),
 // which the load of a shared machine distorts far less than the wall clock,
 // the run-queue waits per message (cpu.mjs: the sink's, campaignd's,
-// PostgreSQL's) and the load average. Prints one JSON line (bench/run.sh's send_email part
+// PostgreSQL's), the sink's own CPU per message in each phase, the minimal
+// client's own CPU per message (what campaignd + PostgreSQL per e-mail
+// compare with) and the load average. Prints one JSON line (bench/run.sh's send_email part
 // turns it into a table). Run once, nice'd:
 //   CAMPAIGND_BIN=$PWD/build/campaignd nice node bench/send/run.mjs
 import { spawnSync } from 'node:child_process';
@@ -69,6 +71,9 @@ let replayed;
 const ceilings = [];
 // The sink's own CPU per message: during campaignd's timed send and during each replay.
 const sinkCpu = { campaignd: 0, minimal_client: [] };
+// The minimal client's own CPU per message, each replay (what campaignd +
+// PostgreSQL per e-mail compare with).
+const clientCpu = [];
 // Run-queue waits per message (cpu.mjs): the sink's during each replay;
 // the sink's, campaignd's and PostgreSQL's during campaignd's timed send.
 const waits = { campaignd_send: null, sink_minimal_client: [] };
@@ -85,7 +90,9 @@ const jsonFiles = () => new Set(fs.readdirSync(sink.dir).filter((f) => f.endsWit
 const replay = (list) => {
   const py = spawnSync('/usr/bin/python3', [path.join(here, 'minimal_client.py'), '127.0.0.1', String(sink.port), String(WORKERS), list], { encoding: 'utf8' });
   if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
-  return Number(/SECONDS ([0-9.]+)/.exec(py.stdout)[1]);
+  const m = /SECONDS ([0-9.]+) CPU_US ([0-9]+)/.exec(py.stdout);
+  clientCpu.push(Math.round(Number(m[2]) / replayed.length));
+  return Number(m[1]);
 };
 try {
   const service = client(server, server.serviceKey);
@@ -188,6 +195,6 @@ console.log(JSON.stringify({
   minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
   minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
   ratio: +((sent / engine) / ceiling).toFixed(2), first_message_s: firstMessage && +firstMessage.toFixed(3),
-  cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, runqueue_wait_us_per_msg: waits, load_average: +load.toFixed(1), work_per_msg: work,
+  cpu_us_per_msg: cpu, sink_cpu_us_per_msg: sinkCpu, minimal_client_cpu_us_per_msg: clientCpu, runqueue_wait_us_per_msg: waits, load_average: +load.toFixed(1), work_per_msg: work,
   worker_clock: clock, rss_kib: rss, duplicates: [...receipts.values()].filter((k) => k > 1).length,
 }));

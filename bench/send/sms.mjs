@@ -20,7 +20,8 @@
 // message (bench/send/cpu.mjs: what a shared machine's load distorts far
 // less than the wall clock), the run-queue waits per message of the fake,
 // campaignd and PostgreSQL (cpu.mjs), the fake's own CPU per request in
-// each phase, and the load average, as one JSON line.
+// each phase, the minimal client's own CPU per request (what campaignd +
+// PostgreSQL per SMS compare with), and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
 // (N=10000 by default; status callbacks are off on the server's side).
 // BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (default 100).
@@ -90,8 +91,8 @@ function minimalClient(url, callback) {
     child.stdout.on('data', (d) => (out += d));
     child.on('exit', (code) => {
       fs.rmSync(list, { force: true });
-      const m = /SECONDS ([0-9.]+)/.exec(out);
-      if (code === 0 && m) resolve(Number(m[1]));
+      const m = /SECONDS ([0-9.]+) CPU_US ([0-9]+)/.exec(out);
+      if (code === 0 && m) resolve({ seconds: Number(m[1]), cpuUs: Number(m[2]) });
       else reject(new Error(`minimal client exited with ${code}`));
     });
   });
@@ -160,11 +161,14 @@ try {
   // budget, and a sign of a minute in which the machine itself ran slow (the
   // same server needing much more CPU per request in one phase).
   const fakeCpu = { campaignd_send: null, minimal_client: [] };
+  const clientCpu = []; // the minimal client's own CPU per request, each run
+
   const cpuOfThis = () => { const u = process.cpuUsage(); return u.user + u.system; }; // µs
   const timedClient = async () => {
     const w0 = runQueueWaits({ fake: process.pid });
     const c0 = cpuOfThis();
-    const s = await minimalClient(twilio.url, callback);
+    const { seconds: s, cpuUs } = await minimalClient(twilio.url, callback);
+    clientCpu.push(Math.round(cpuUs / N));
     const sent = N + Math.min(N, 1000);
     fakeCpu.minimal_client.push(Math.round((cpuOfThis() - c0) / sent));
     fakeWait.push(waitPerMessage(w0, runQueueWaits({ fake: process.pid }), sent).fake);
@@ -219,7 +223,7 @@ try {
     minimal_client_before_after: rates.map((r) => +r.toFixed(1)),
     minimal_client_spread_pct: +((100 * Math.abs(rates[0] - rates[1])) / mean).toFixed(1),
     ratio: +((N / engine) / ceiling).toFixed(2), first_message_s: first && +first.toFixed(3), cpu_us_per_msg: cpu, load_average: +load.toFixed(1), work_per_msg: work,
-    fake_cpu_us_per_msg: fakeCpu,
+    fake_cpu_us_per_msg: fakeCpu, minimal_client_cpu_us_per_msg: clientCpu,
     runqueue_wait_us_per_msg: { campaignd_send: waits, fake_minimal_client: fakeWait },
     worker_clock: clock, rss_kib: { start: rssStart, peak: rssPeak, end: rssEnd },
     duplicates, account,

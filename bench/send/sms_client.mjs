@@ -3,7 +3,9 @@
 // parameters campaignd sends) to the Twilio-shaped server at URL, form-encoded
 // with HTTP basic auth as campaignd does, over CONNECTIONS keep-alive
 // connections (node:http, one request at a time on each), after an untimed
-// warm-up, and prints "SECONDS <wall time>".
+// warm-up, and prints "SECONDS <wall time> CPU_US <its own CPU time>" (user +
+// system of this process over the timed requests: the client's side of the
+// budget that campaignd + PostgreSQL are held against).
 //
 // Its own process, as campaignd is: run inside the bench's process it shared
 // one event loop with the fake server it measures, which handled each answer
@@ -44,7 +46,9 @@ const pass = async (n) => {
 // this client's start, not the server's ceiling. The connections stay open
 // (keep-alive), as campaignd's workers keep theirs.
 await pass(Math.min(N, WARMUP));
+const c0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 await pass(N);
+const c1 = process.cpuUsage(c0);
 agent.destroy();
-console.log(`SECONDS ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3)}`);
+console.log(`SECONDS ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3)} CPU_US ${c1.user + c1.system}`);
