@@ -80,19 +80,20 @@ const waits = { campaignd_send: null, sink_minimal_client: [] };
 const timedReplay = (list) => {
   const c0 = processCpuSeconds(sink.pid);
   const w0 = runQueueWaits({ sink: sink.pid });
-  const s = replay(list);
+  const { seconds: s, cpuUs } = replay(list);
+  clientCpu.push(Math.round(cpuUs / replayed.length));
   sinkCpu.minimal_client.push(Math.round(((processCpuSeconds(sink.pid) - c0) * 1e6) / replayed.length));
   waits.sink_minimal_client.push(waitPerMessage(w0, runQueueWaits({ sink: sink.pid }), replayed.length).sink);
   return s;
 };
 const jsonFiles = () => new Set(fs.readdirSync(sink.dir).filter((f) => f.endsWith('.json')));
-// The minimal client replays the listed messages on the same sink; its wall time in s.
+// The minimal client replays the listed messages on the same sink: its wall
+// time in s and its own CPU time in µs.
 const replay = (list) => {
   const py = spawnSync('/usr/bin/python3', [path.join(here, 'minimal_client.py'), '127.0.0.1', String(sink.port), String(WORKERS), list], { encoding: 'utf8' });
   if (py.status !== 0) throw new Error(`minimal client: ${py.stderr}`);
   const m = /SECONDS ([0-9.]+) CPU_US ([0-9]+)/.exec(py.stdout);
-  clientCpu.push(Math.round(Number(m[2]) / replayed.length));
-  return Number(m[1]);
+  return { seconds: Number(m[1]), cpuUs: Number(m[2]) };
 };
 try {
   const service = client(server, server.serviceKey);

@@ -311,8 +311,8 @@ static bool ensure_database(const pgembed_t *pg)
     return ok;
 }
 
-/* The WAL level the postmaster starts with: `replica`, PostgreSQL's default
- * (physical backups and standbys work), unless the cluster holds a
+/* The WAL level the postmaster starts with: `replica`, PostgreSQL's
+ * default, unless the cluster holds a
  * replication slot: campaignd started clusters at `logical` until December
  * 2026, and a logical slot made on one then (pg_recvlogical through the
  * socket) would keep the server from starting below that level. Nothing in
@@ -332,7 +332,9 @@ static const char *wal_level_option(const pgembed_t *pg)
         closedir(d);
     }
     if (slot)
-        log_info("the cluster has a replication slot (%s): WAL kept at the logical level", path);
+        log_info("the cluster has a replication slot (%s): WAL kept at the logical level; drop "
+                 "the slot if nothing reads it (docs/operations.md)",
+                 path);
     return slot ? "wal_level=logical" : "wal_level=replica";
 }
 

@@ -427,7 +427,7 @@ describe('the embedded PostgreSQL\'s WAL level', () => {
     try {
       const level = async () => (await psql(s, 'show wal_level')).stdout.trim();
       assert.equal(await level(), 'replica');
-      assert.equal((await psql(s, "select pg_create_physical_replication_slot('s15_physical')")).code, 0);
+      assert.equal((await psql(s, "select pg_create_physical_replication_slot('wal_physical')")).code, 0);
       const restart = async () => {
         await s.stop({ removeData: false });
         s = await startServer({ CAMPAIGND_DATA_DIR: dataDir });
@@ -435,17 +435,17 @@ describe('the embedded PostgreSQL\'s WAL level', () => {
       await restart();
       assert.equal(await level(), 'logical', 'a slot exists: logical');
       // now a logical slot (what an earlier campaignd allowed), and the physical one gone
-      let r = await psql(s, "select pg_create_logical_replication_slot('s15_logical', 'test_decoding')");
+      let r = await psql(s, "select pg_create_logical_replication_slot('wal_logical', 'test_decoding')");
       assert.equal(r.code, 0, r.stderr);
-      r = await psql(s, "select pg_drop_replication_slot('s15_physical')");
+      r = await psql(s, "select pg_drop_replication_slot('wal_physical')");
       assert.equal(r.code, 0, r.stderr);
       await restart();
       assert.equal(await level(), 'logical', 'the logical slot keeps the level, and the server started');
-      r = await psql(s, "create table public.s15_t (id int primary key); insert into public.s15_t values (1);" +
-        " select count(*) from pg_logical_slot_get_changes('s15_logical', null, null)");
+      r = await psql(s, "create table public.wal_t (id int primary key); insert into public.wal_t values (1);" +
+        " select count(*) from pg_logical_slot_get_changes('wal_logical', null, null)");
       assert.equal(r.code, 0, r.stderr);
       assert.ok(Number(r.stdout.trim().split('\n').pop()) > 0, 'the slot decodes what was written');
-      r = await psql(s, "select pg_drop_replication_slot('s15_logical'); drop table public.s15_t");
+      r = await psql(s, "select pg_drop_replication_slot('wal_logical'); drop table public.wal_t");
       assert.equal(r.code, 0, r.stderr);
       await restart();
       assert.equal(await level(), 'replica', 'no slot left: replica again');
