@@ -278,16 +278,19 @@ const config_entry_t config_table[] = {
     {"SEND_WORKERS", CONFIG_INT, F(send_workers), "2", 1, 64, false, "sending",
      "Workers that send one campaign at once, in all processes together (each one SMTP "
      "connection); after a crash at most SEND_WORKERS x SEND_IN_FLIGHT messages become "
-     "`unknown` (SendGrid: SEND_WORKERS x SEND_BATCH_SIZE)."},
+     "`unknown`."},
     {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "32", 1, 100, false, "sending",
      "Messages (SMTP, SMS) one worker may have in flight at once: it puts them in flight in "
      "groups of at most SEND_IN_FLIGHT/2 with one database step each and hands a group over "
      "one after the other on its connection while the next group's step runs (1: one message "
      "per step, no overlap). Part of the send concurrency, since a crash may leave all of them "
      "`unknown`; fewer database commits per message when larger."},
-    {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "20", 1, 100, false, "sending",
-     "Messages a worker claims (leases) at once; they are handed over one by one, so the batch "
-     "does not bound what a crash loses (SendGrid sends a batch in one request)."},
+    {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "100", 1, 100, false, "sending",
+     "Most messages a worker claims (leases) at once, and never more than a second of its "
+     "channel's rate (EMAIL_RATE_PER_SECOND, SMS_RATE_PER_SECOND): a claim leaves as fast as "
+     "the provider takes it, so that is the largest burst the provider sees. They are handed "
+     "over one by one, so the batch does not bound what a crash loses (SendGrid sends a batch "
+     "in one request)."},
     {"SEND_LEASE_SECONDS", CONFIG_INT, F(send_lease_seconds), "120", 2, 3600, false, "sending",
      "Seconds a worker holds its claimed messages and one may stay in flight; past that its "
      "worker is taken for dead: a message in flight becomes `unknown` (never resent), the "

@@ -414,7 +414,8 @@ static const email_provider_ops_t sendgrid_provider_ops = {
     .name = "sendgrid",
     .send_batch = sendgrid_provider_send_batch,
     .close = sendgrid_provider_close,
-    /* personalizations batching: one request carries a whole batch */
+    /* personalizations batching: one call carries a group of up to
+     * SEND_IN_FLIGHT messages (the engine's group_size), not one each */
     .max_in_flight = PROVIDER_BATCH_MAX,
 };
 

@@ -47,8 +47,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Waits until n more messages of the channel may leave this process at rate
- * per second (0: no limit). Returns false when the job must stop. */
 /* Seconds since *mark; moves *mark to now. */
 static double lap(double *mark)
 {
@@ -57,6 +55,8 @@ static double lap(double *mark)
     return d;
 }
 
+/* Waits until n more messages of the channel may leave this process at rate
+ * per second (0: no limit). Returns false when the job must stop. */
 static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
 {
     if (rate <= 0)
@@ -78,6 +78,20 @@ static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
         }
     }
     return true;
+}
+
+size_t sending__claim_size(long batch, long rate)
+{
+    if (batch < 1)
+        batch = 1;
+    return (size_t)(rate > 0 && rate < batch ? rate : batch);
+}
+
+/* The run's claims: SEND_BATCH_SIZE, at most a second of its channel's rate. */
+static size_t claim_size(const app_t *app, const sending_run_t *run)
+{
+    return sending__claim_size(app->cfg.send_batch_size, run->sms ? app->cfg.sms_rate_per_second
+                                                                  : app->cfg.email_rate_per_second);
 }
 
 /* -------------------------------------------------------------- settings */
@@ -263,7 +277,7 @@ static db_status_t claim_send(job_ctx_t *ctx, const sending_run_t *run, batch_t 
 {
     const app_t *app = job_app(ctx);
     memset(c, 0, sizeof(*c));
-    snprintf(c->limit, sizeof(c->limit), "%ld", app->cfg.send_batch_size);
+    snprintf(c->limit, sizeof(c->limit), "%zu", claim_size(app, run));
     snprintf(c->lease, sizeof(c->lease), "%ld", app->cfg.send_lease_seconds);
     if (!cd_random_uuid(b->claim)) {
         snprintf(err->message, sizeof(err->message), "no randomness");
@@ -727,19 +741,23 @@ static void send_one_sms(const sending_run_t *run, const batch_t *b, size_t i, r
 }
 
 /* How many messages one step puts in flight together: what one provider
- * request carries (SendGrid: a batch), else the group of SEND_IN_FLIGHT
- * messages, handed over one after the other on the worker's connection
- * (SMTP: one send_batch call). With overlap (SEND_IN_FLIGHT >= 2, SMTP and
- * SMS), a worker holds two groups in flight at once (one being handed over,
- * the next waiting for it), so a group is at most SEND_IN_FLIGHT / 2
- * (sending__balanced_group evens a batch's groups out): a worker never
- * has more than SEND_IN_FLIGHT messages in flight. */
+ * call carries (SendGrid: its requests' personalizations, up to
+ * SEND_IN_FLIGHT, so that its crash bound is the others'; no overlap), else
+ * the group of SEND_IN_FLIGHT messages, handed over one after the other on
+ * the worker's connection (SMTP: one send_batch call). With overlap
+ * (SEND_IN_FLIGHT >= 2, SMTP and SMS), a worker holds two groups in flight
+ * at once (one being handed over, the next waiting for it), so a group is
+ * at most SEND_IN_FLIGHT / 2 (sending__balanced_group evens a batch's
+ * groups out): a worker never has more than SEND_IN_FLIGHT messages in
+ * flight. */
 static size_t group_size(const sending_run_t *run, long in_flight, bool *overlap)
 {
     *overlap = false;
     size_t g = 1;
     if (!run->sms && run->provider->ops->max_in_flight) {
         g = run->provider->ops->max_in_flight;
+        if (in_flight >= 1 && (size_t)in_flight < g)
+            g = (size_t)in_flight;
     } else if (in_flight >= 2) {
         *overlap = true;
         g = (size_t)in_flight / 2;
@@ -807,7 +825,7 @@ static bool pace_batch(job_ctx_t *ctx, const sending_run_t *run)
     bool sms = run->sms != NULL;
     return pace(ctx, sms ? 1 : 0,
                 sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
-                (size_t)app->cfg.send_batch_size);
+                claim_size(app, run));
 }
 
 /* Sends the claim of the next batch into nb (after the pacing wait, as

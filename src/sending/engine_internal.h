@@ -62,6 +62,13 @@ typedef struct sending_run {
  * smaller than the others, never larger. g when n or g is 0. */
 size_t sending__balanced_group(size_t n, size_t g);
 
+/* How many messages a worker claims at once: batch (SEND_BATCH_SIZE, at
+ * least 1), but with a rate limit (per second, 0: none) never more than a
+ * second's worth of it. A batch leaves as fast as the provider takes it and
+ * the next one waits for the rate, so the claim is the largest burst the
+ * provider sees: at most what the rate allows in a second. */
+size_t sending__claim_size(long batch, long rate);
+
 /* The tracking key derived from JWT_SECRET. */
 void sending__tracking_key(const app_t *app, unsigned char key[TRACK_KEY_LEN]);
 /* API_EXTERNAL_URL without trailing slashes ("" when unset). */

@@ -89,6 +89,10 @@ export function mailSendErrors(b) {
 /** Starts the Mail Send server. Resolves { url, requests, stop() }. */
 export async function startFakeSendGrid({ apiKey } = {}) {
   const requests = [];
+  // pause(): Mail Send requests are recorded but answered only at resume(),
+  // so a test can look at what the sender holds in flight meanwhile
+  let paused = false;
+  const held = [];
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -104,10 +108,20 @@ export async function startFakeSendGrid({ apiKey } = {}) {
       if (errors.length) return sgErrors(res, 400, errors);
       const id = crypto.randomBytes(11).toString('base64url');
       requests.push({ body: b, messageId: id });
-      res.writeHead(202, { 'X-Message-Id': id, 'Content-Length': '0' });
-      res.end();
+      const answer = () => {
+        res.writeHead(202, { 'X-Message-Id': id, 'Content-Length': '0' });
+        res.end();
+      };
+      if (paused) held.push(answer);
+      else answer();
     });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, requests, stop: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    requests,
+    pause: () => { paused = true; },
+    resume: () => { paused = false; held.splice(0).forEach((answer) => answer()); },
+    stop: () => new Promise((r) => { held.splice(0).forEach((answer) => answer()); server.close(r); }),
+  };
 }

@@ -345,3 +345,46 @@ describe('an e-mail campaign through SendGrid', () => {
     assert.equal(await q(`select status from public.email_messages where id = ${lit(msg)}`), 'delivered');
   });
 });
+
+describe('SendGrid and SEND_IN_FLIGHT', () => {
+  // One step puts a group in flight and the provider call carries it (a
+  // request per message here: each body has its own unsubscribe link). At
+  // most SEND_IN_FLIGHT are in flight at once, so that a crash leaves at most
+  // SEND_WORKERS x SEND_IN_FLIGHT messages unknown, as with SMTP and Twilio,
+  // however many a worker claims at once (SEND_BATCH_SIZE).
+  it('holds at most SEND_IN_FLIGHT messages in flight, whatever SEND_BATCH_SIZE says', async () => {
+    const sg = await startFakeSendGrid({ apiKey: 'SG.test-key' });
+    const port = String(await freePort());
+    const s = await startServer({
+      PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, EMAIL_PROVIDER: 'sendgrid',
+      SENDGRID_API_KEY: 'SG.test-key', SENDGRID_API_BASE: sg.url, EMAIL_FROM: 'news@example.org',
+      EMAIL_RATE_PER_SECOND: '0', SEND_IN_FLIGHT: '3', SEND_BATCH_SIZE: '100', SEND_WORKERS: '1', JOB_POLL_INTERVAL: '1',
+    });
+    try {
+      const u = await signUpUser(s);
+      await sql(s, `update public.app_settings set postal_address = '1 Main St, Springfield';
+        insert into public.contacts (user_id, email) select ${lit(u.user.id)}, 'p' || g || '@example.test' from generate_series(1, 7) g`);
+      const id = (await sql(s, `insert into public.campaigns (user_id, name, type, subject, content)
+        values (${lit(u.user.id)}, 'sg-if', 'email', 'News', '<p>News</p>') returning id`)).split('\n')[0];
+      sg.pause();
+      const r = await request(`${s.url}/api/campaigns/${id}/send`, {
+        method: 'POST', headers: { apikey: s.anonKey, Authorization: `Bearer ${u.session.access_token}` } });
+      assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+      await eventually(() => sg.requests.length >= 1, 'the first request at SendGrid');
+      // the worker waits for SendGrid's answer: what it holds in flight now
+      assert.equal(await sql(s, `select coalesce(sum(cardinality(ids)), 0) from sending.holds
+        where campaign_id = ${lit(id)} and in_flight`), '3', 'one group of SEND_IN_FLIGHT in flight, not the batch of 7');
+      sg.resume();
+      await eventually(async () => {
+        sg.resume(); // the requests of the next groups
+        return (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent';
+      }, 'the campaign sent');
+      const to = sg.requests.flatMap((x) => x.body.personalizations.map((p) => p.to[0].email)).sort();
+      assert.deepEqual(to, Array.from({ length: 7 }, (_, i) => `p${i + 1}@example.test`).sort(), 'every message once');
+    } finally {
+      sg.resume();
+      await s.stop();
+      await sg.stop();
+    }
+  });
+});

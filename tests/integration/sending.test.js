@@ -359,6 +359,42 @@ describe('a server without PIPELINING', () => {
   });
 });
 
+describe('a rate limit', () => {
+  // SEND_BATCH_SIZE is at most a second of the rate: a worker claims that many
+  // and hands them over as fast as the server takes them, so a claim is the
+  // largest burst the provider sees. Each batch's audit row names its messages.
+  it('claims at most a second of EMAIL_RATE_PER_SECOND at once, whatever SEND_BATCH_SIZE says', async () => {
+    const rated = await startServer({
+      API_EXTERNAL_URL: 'http://127.0.0.1:1', SMTP_URL: sink.url, EMAIL_FROM: 'news@example.org',
+      EMAIL_RATE_PER_SECOND: '4', SEND_BATCH_SIZE: '100', SEND_WORKERS: '1', JOB_POLL_INTERVAL: '1',
+    });
+    try {
+      const service = client(rated, rated.serviceKey);
+      const email = uniqueEmail('rate');
+      noError((await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } })).error);
+      const s = await signIn(rated, email);
+      await sql(rated, `update public.app_settings set postal_address = 'x'`);
+      const to = Array.from({ length: 10 }, (_, i) => `rate-${i}-${tag}@example.com`);
+      noError((await s.client.from('contacts').insert(to.map((e) => ({ email: e, attributes: {} })))).error);
+      const { data: c, error } = await s.client.from('campaigns').insert({ name: 'rated', type: 'email', subject: 's', content: '<p>c</p>' }).select().single();
+      noError(error);
+      const r = await request(`${rated.url}/api/campaigns/${c.id}/send`, {
+        method: 'POST', headers: { apikey: rated.anonKey, Authorization: `Bearer ${s.session.access_token}` },
+      });
+      assert.equal(r.status, 200, r.text);
+      await eventually(async () => JSON.parse(await sql(rated, `select row_to_json(c) from public.campaigns c where id = ${lit(c.id)}`)).status === 'sent', 'the campaign being sent');
+      for (const e of to) assert.equal(sink.count(e), 1, e);
+      const sizes = (await sql(rated, `select string_agg(n::text, ',' order by n desc) from (
+          select (select sum(jsonb_array_length(v)) from jsonb_each(a.new_value -> 'messages') e(k, v)) as n
+          from public.audit_logs a
+          where a.resource_id = ${lit(c.id)} and a.new_value ->> 'event' = 'sent_batch') x where n > 0`)).split(',').map(Number);
+      assert.deepEqual(sizes, [4, 4, 2], 'claims of at most 4 (the rate), not one of 10');
+    } finally {
+      await rated.stop();
+    }
+  });
+});
+
 describe('without a provider', () => {
   it('answers 409 provider_not_configured', async () => {
     const bare = await startServer({ API_EXTERNAL_URL: 'http://127.0.0.1:1' });

@@ -1,5 +1,6 @@
 /* Unit tests for sending/engine.c's pure parts: how a claimed batch is cut
- * into groups (sending__balanced_group). The engine's database side is
+ * into groups (sending__balanced_group), how many messages a worker claims
+ * (sending__claim_size). The engine's database side is
  * tested by pgTAP (tests/sql/0xx_send*.sql) and its sends end to end by
  * tests/integration/sending*.test.js. */
 #include <setjmp.h>
@@ -47,11 +48,26 @@ static void test_balanced_properties(void **state)
     }
 }
 
+/* SEND_BATCH_SIZE, at most a second of the rate (the largest burst). */
+static void test_claim_size(void **state)
+{
+    (void)state;
+    assert_int_equal(sending__claim_size(100, 0), 100); /* no limit: the batch */
+    assert_int_equal(sending__claim_size(100, 10), 10); /* 10 a second: 10 at once */
+    assert_int_equal(sending__claim_size(100, 50), 50);
+    assert_int_equal(sending__claim_size(20, 50), 20); /* the batch bounds it too */
+    assert_int_equal(sending__claim_size(100, 100), 100);
+    assert_int_equal(sending__claim_size(100, 1), 1);
+    assert_int_equal(sending__claim_size(0, 0), 1); /* never nothing */
+    assert_int_equal(sending__claim_size(100, -1), 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_balanced_examples),
         cmocka_unit_test(test_balanced_properties),
+        cmocka_unit_test(test_claim_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
