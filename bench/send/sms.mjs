@@ -24,7 +24,8 @@
 // PostgreSQL per SMS compare with), and the load average, as one JSON line.
 // Run once, by hand: CAMPAIGND_BIN=build/campaignd node bench/send/sms.mjs
 // (N=10000 by default; status callbacks are off on the server's side).
-// BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (default 100).
+// BENCH_SEND_BATCH: the engine's SEND_BATCH_SIZE (default: the engine's own,
+// what a user gets).
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -103,7 +104,7 @@ const port = String(await freePort());
 const server = await startServer({
   PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TOKEN,
   TWILIO_API_BASE: twilio.url, TWILIO_FROM: FROM, SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(WORKERS),
-  SEND_BATCH_SIZE: process.env.BENCH_SEND_BATCH || '100', JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
+  ...(process.env.BENCH_SEND_BATCH ? { SEND_BATCH_SIZE: process.env.BENCH_SEND_BATCH } : {}), JOB_POLL_INTERVAL: '1', DB_STATEMENT_TIMEOUT: '300000',
   // info: each send worker logs where its time went (workerClock)
   LOG_LEVEL: 'info',
   ...(process.env.BENCH_SEND_IN_FLIGHT ? { SEND_IN_FLIGHT: process.env.BENCH_SEND_IN_FLIGHT } : {}),
