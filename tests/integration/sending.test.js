@@ -331,29 +331,45 @@ describe('limits, pause, cancel, test sends', () => {
   });
 });
 
+// Sends an e-mail campaign to n new addresses (`<prefix>-<i>-<tag>@example.com`)
+// on a server of its own (env: its settings beside SMTP at smtpUrl) and waits
+// until it is sent; returns the server (the caller stops it), the campaign's
+// id and the addresses.
+async function sendOnOwnServer(smtpUrl, env, prefix, n) {
+  const own = await startServer({ API_EXTERNAL_URL: 'http://127.0.0.1:1', SMTP_URL: smtpUrl, EMAIL_FROM: 'news@example.org', JOB_POLL_INTERVAL: '1', ...env });
+  try {
+    const service = client(own, own.serviceKey);
+    const email = uniqueEmail(prefix);
+    noError((await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } })).error);
+    const s = await signIn(own, email);
+    await sql(own, `update public.app_settings set postal_address = 'x'`);
+    const to = Array.from({ length: n }, (_, i) => `${prefix}-${i}-${tag}@example.com`);
+    noError((await s.client.from('contacts').insert(to.map((e) => ({ email: e, attributes: {} })))).error);
+    const { data: c, error } = await s.client.from('campaigns').insert({ name: prefix, type: 'email', subject: 's', content: '<p>c</p>' }).select().single();
+    noError(error);
+    const r = await request(`${own.url}/api/campaigns/${c.id}/send`, {
+      method: 'POST', headers: { apikey: own.anonKey, Authorization: `Bearer ${s.session.access_token}` },
+    });
+    assert.equal(r.status, 200, r.text);
+    await eventually(async () => JSON.parse(await sql(own, `select row_to_json(c) from public.campaigns c where id = ${lit(c.id)}`)).status === 'sent', 'the campaign being sent');
+    return { own, id: c.id, to };
+  } catch (e) {
+    await own.stop();
+    throw e;
+  }
+}
+
 describe('a server without PIPELINING', () => {
   it('gets every message once, its commands one at a time', async () => {
     const plain = await startSmtpSink({ pipelining: false });
-    const bare = await startServer({ API_EXTERNAL_URL: 'http://127.0.0.1:1', SMTP_URL: plain.url, EMAIL_FROM: 'news@example.org', EMAIL_RATE_PER_SECOND: '0', JOB_POLL_INTERVAL: '1' });
+    let own;
     try {
-      const service = client(bare, bare.serviceKey);
-      const email = uniqueEmail('np');
-      noError((await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } })).error);
-      const s = await signIn(bare, email);
-      await sql(bare, `update public.app_settings set postal_address = 'x'`);
-      const to = Array.from({ length: 12 }, (_, i) => `plain-${i}-${tag}@example.com`);
-      noError((await s.client.from('contacts').insert(to.map((e) => ({ email: e, attributes: {} })))).error);
-      const { data: c, error } = await s.client.from('campaigns').insert({ name: 'np', type: 'email', subject: 's', content: '<p>c</p>' }).select().single();
-      noError(error);
-      const r = await request(`${bare.url}/api/campaigns/${c.id}/send`, {
-        method: 'POST', headers: { apikey: bare.anonKey, Authorization: `Bearer ${s.session.access_token}` },
-      });
-      assert.equal(r.status, 200, r.text);
-      await eventually(async () => JSON.parse(await sql(bare, `select row_to_json(c) from public.campaigns c where id = ${lit(c.id)}`)).status === 'sent', 'the campaign being sent');
-      for (const e of to) assert.equal(plain.count(e), 1, e);
-      assert.equal(await sql(bare, `select string_agg(distinct status, ',') from public.email_messages where campaign_id = ${lit(c.id)}`), 'sent');
+      const sent = await sendOnOwnServer(plain.url, { EMAIL_RATE_PER_SECOND: '0' }, 'plain', 12);
+      own = sent.own;
+      for (const e of sent.to) assert.equal(plain.count(e), 1, e);
+      assert.equal(await sql(own, `select string_agg(distinct status, ',') from public.email_messages where campaign_id = ${lit(sent.id)}`), 'sent');
     } finally {
-      await bare.stop();
+      await own?.stop();
       await plain.stop();
     }
   });
@@ -364,33 +380,18 @@ describe('a rate limit', () => {
   // and hands them over as fast as the server takes them, so a claim is the
   // largest burst the provider sees. Each batch's audit row names its messages.
   it('claims at most a second of EMAIL_RATE_PER_SECOND at once, whatever SEND_BATCH_SIZE says', async () => {
-    const rated = await startServer({
-      API_EXTERNAL_URL: 'http://127.0.0.1:1', SMTP_URL: sink.url, EMAIL_FROM: 'news@example.org',
-      EMAIL_RATE_PER_SECOND: '4', SEND_BATCH_SIZE: '100', SEND_WORKERS: '1', JOB_POLL_INTERVAL: '1',
-    });
+    let own;
     try {
-      const service = client(rated, rated.serviceKey);
-      const email = uniqueEmail('rate');
-      noError((await service.auth.admin.createUser({ email, password: PASSWORD, email_confirm: true, app_metadata: { role: 'user' } })).error);
-      const s = await signIn(rated, email);
-      await sql(rated, `update public.app_settings set postal_address = 'x'`);
-      const to = Array.from({ length: 10 }, (_, i) => `rate-${i}-${tag}@example.com`);
-      noError((await s.client.from('contacts').insert(to.map((e) => ({ email: e, attributes: {} })))).error);
-      const { data: c, error } = await s.client.from('campaigns').insert({ name: 'rated', type: 'email', subject: 's', content: '<p>c</p>' }).select().single();
-      noError(error);
-      const r = await request(`${rated.url}/api/campaigns/${c.id}/send`, {
-        method: 'POST', headers: { apikey: rated.anonKey, Authorization: `Bearer ${s.session.access_token}` },
-      });
-      assert.equal(r.status, 200, r.text);
-      await eventually(async () => JSON.parse(await sql(rated, `select row_to_json(c) from public.campaigns c where id = ${lit(c.id)}`)).status === 'sent', 'the campaign being sent');
-      for (const e of to) assert.equal(sink.count(e), 1, e);
-      const sizes = (await sql(rated, `select string_agg(n::text, ',' order by n desc) from (
+      const sent = await sendOnOwnServer(sink.url, { EMAIL_RATE_PER_SECOND: '4', SEND_BATCH_SIZE: '100', SEND_WORKERS: '1' }, 'rate', 10);
+      own = sent.own;
+      for (const e of sent.to) assert.equal(sink.count(e), 1, e);
+      const sizes = (await sql(own, `select string_agg(n::text, ',' order by n desc) from (
           select (select sum(jsonb_array_length(v)) from jsonb_each(a.new_value -> 'messages') e(k, v)) as n
           from public.audit_logs a
-          where a.resource_id = ${lit(c.id)} and a.new_value ->> 'event' = 'sent_batch') x where n > 0`)).split(',').map(Number);
+          where a.resource_id = ${lit(sent.id)} and a.new_value ->> 'event' = 'sent_batch') x where n > 0`)).split(',').map(Number);
       assert.deepEqual(sizes, [4, 4, 2], 'claims of at most 4 (the rate), not one of 10');
     } finally {
-      await rated.stop();
+      await own?.stop();
     }
   });
 });
