@@ -280,17 +280,18 @@ const config_entry_t config_table[] = {
      "connection); after a crash at most SEND_WORKERS x SEND_IN_FLIGHT messages become "
      "`unknown`."},
     {"SEND_IN_FLIGHT", CONFIG_INT, F(send_in_flight), "32", 1, 100, false, "sending",
-     "Messages (SMTP, SMS) one worker may have in flight at once: it puts them in flight in "
-     "groups of at most SEND_IN_FLIGHT/2 with one database step each and hands a group over "
+     "Messages one worker may have in flight at once: with SMTP and SMS it puts them in flight "
+     "in groups of at most SEND_IN_FLIGHT/2 with one database step each and hands a group over "
      "one after the other on its connection while the next group's step runs (1: one message "
-     "per step, no overlap). Part of the send concurrency, since a crash may leave all of them "
-     "`unknown`; fewer database commits per message when larger."},
+     "per step, no overlap); with SendGrid a step's group is one call of at most SEND_IN_FLIGHT. "
+     "Part of the send concurrency, since a crash may leave all of them `unknown`; fewer "
+     "database commits per message when larger."},
     {"SEND_BATCH_SIZE", CONFIG_INT, F(send_batch_size), "100", 1, 100, false, "sending",
      "Most messages a worker claims (leases) at once, and never more than a second of its "
      "channel's rate (EMAIL_RATE_PER_SECOND, SMS_RATE_PER_SECOND): a claim leaves as fast as "
-     "the provider takes it, so that is the largest burst the provider sees. They are handed "
-     "over one by one, so the batch does not bound what a crash loses (SendGrid sends a batch "
-     "in one request)."},
+     "the provider takes it, so that is the largest burst the provider sees. They are put in "
+     "flight SEND_IN_FLIGHT at most at a time, so the batch does not bound what a crash "
+     "loses."},
     {"SEND_LEASE_SECONDS", CONFIG_INT, F(send_lease_seconds), "120", 2, 3600, false, "sending",
      "Seconds a worker holds its claimed messages and one may stay in flight; past that its "
      "worker is taken for dead: a message in flight becomes `unknown` (never resent), the "

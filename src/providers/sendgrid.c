@@ -414,8 +414,9 @@ static const email_provider_ops_t sendgrid_provider_ops = {
     .name = "sendgrid",
     .send_batch = sendgrid_provider_send_batch,
     .close = sendgrid_provider_close,
-    /* personalizations batching: one call carries a group of up to
-     * SEND_IN_FLIGHT messages (the engine's group_size), not one each */
+    /* one call carries a step's group (the engine caps it at
+     * SEND_IN_FLIGHT, group_size); messages of the same content share a
+     * request (personalizations) */
     .max_in_flight = PROVIDER_BATCH_MAX,
 };
 
