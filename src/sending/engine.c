@@ -80,6 +80,21 @@ static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
     return true;
 }
 
+/* Like pace, without waiting: takes the allowance of n messages when they
+ * may leave now; false (nothing taken) when they would have to wait. */
+static bool pace_now(int channel, long rate, size_t n)
+{
+    if (rate <= 0)
+        return true;
+    pthread_mutex_lock(&pace_lock);
+    double now = now_seconds();
+    bool due = pace_next[channel] <= now;
+    if (due)
+        pace_next[channel] = now + (double)n / (double)rate;
+    pthread_mutex_unlock(&pace_lock);
+    return due;
+}
+
 size_t sending__claim_size(long batch, long rate)
 {
     if (batch < 1)
@@ -87,11 +102,16 @@ size_t sending__claim_size(long batch, long rate)
     return (size_t)(rate > 0 && rate < batch ? rate : batch);
 }
 
+/* The run's channel's rate per second in this process (0: no limit). */
+static long run_rate(const app_t *app, const sending_run_t *run)
+{
+    return run->sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second;
+}
+
 /* The run's claims: SEND_BATCH_SIZE, at most a second of its channel's rate. */
 static size_t claim_size(const app_t *app, const sending_run_t *run)
 {
-    return sending__claim_size(app->cfg.send_batch_size, run->sms ? app->cfg.sms_rate_per_second
-                                                                  : app->cfg.email_rate_per_second);
+    return sending__claim_size(app->cfg.send_batch_size, run_rate(app, run));
 }
 
 /* -------------------------------------------------------------- settings */
@@ -822,20 +842,21 @@ static bool run_groups_serial(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
 static bool pace_batch(job_ctx_t *ctx, const sending_run_t *run)
 {
     const app_t *app = job_app(ctx);
-    bool sms = run->sms != NULL;
-    return pace(ctx, sms ? 1 : 0,
-                sms ? app->cfg.sms_rate_per_second : app->cfg.email_rate_per_second,
-                claim_size(app, run));
+    return pace(ctx, run->sms ? 1 : 0, run_rate(app, run), claim_size(app, run));
 }
 
-/* Sends the claim of the next batch into nb (after the pacing wait, as
- * run_batch does), to be read after the current batch's last group; false
- * when it is not sent (the job must stop, or the database refused: the next
- * batch then claims as usual). */
+/* Sends the claim of the next batch into nb, to be read after the current
+ * batch's last group, when the rate lets that batch go now; false when it
+ * is not sent: the rate says wait, or the database refused. The next batch
+ * then claims as usual, after the last group: the wait for the rate never
+ * comes between a group's step, which marks it in flight, and its hand-over
+ * (a crash then would leave messages `unknown` that never left). */
 static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_call_t *cc)
 {
+    const app_t *app = job_app(ctx);
     db_error_t err = {0};
-    return pace_batch(ctx, run) && claim_send(ctx, run, nb, cc, &err) == DB_OK;
+    return pace_now(run->sms ? 1 : 0, run_rate(app, run), claim_size(app, run)) &&
+           claim_send(ctx, run, nb, cc, &err) == DB_OK;
 }
 
 /* The claim of the next batch runs while a batch's last group is handed

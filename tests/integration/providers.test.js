@@ -388,3 +388,52 @@ describe('SendGrid and SEND_IN_FLIGHT', () => {
     }
   });
 });
+
+describe('a rate limit and the messages in flight', () => {
+  // A group's step marks its messages in flight; a worker that then waited
+  // for the rate before handing them over (to claim the next batch ahead)
+  // would leave them `unknown`, never sent, if it died meanwhile. Under a
+  // rate, the next batch is claimed after the last group went, not before.
+  it('hands a group over before it waits for the rate to claim the next batch', async () => {
+    let release;
+    let atTwilio = null;
+    const twilio = await startFakeTwilio({
+      accountSid: 'ACrate', authToken: 'rate-token', callbacks: [],
+      hold: async () => {
+        if (atTwilio) return; // the first create request only
+        await new Promise((r) => { atTwilio = r; release = r; });
+      },
+    });
+    const port = String(await freePort());
+    const s = await startServer({
+      PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: 'ACrate', TWILIO_AUTH_TOKEN: 'rate-token',
+      TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009997', SMS_RATE_PER_SECOND: '2', SEND_BATCH_SIZE: '2',
+      SEND_WORKERS: '1', JOB_POLL_INTERVAL: '1',
+    });
+    try {
+      const u = await signUpUser(s);
+      await sql(s, `update public.app_settings set timezone = ${lit(zoneAt(13))};
+        insert into public.contacts (user_id, phone) select ${lit(u.user.id)}, '+1555030000' || g from generate_series(1, 6) g;
+        insert into public.sms_consent (phone_number, consent_given, consent_source) select '+1555030000' || g, true, 'web_form' from generate_series(1, 6) g`);
+      const id = (await sql(s, `insert into public.campaigns (user_id, name, type, content)
+        values (${lit(u.user.id)}, 'rated-sms', 'sms', 'News') returning id`)).split('\n')[0];
+      const r = await request(`${s.url}/api/campaigns/${id}/send`, {
+        method: 'POST', headers: { apikey: s.anonKey, Authorization: `Bearer ${u.session.access_token}` } });
+      assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+      await eventually(() => atTwilio !== null, 'the first request at Twilio');
+      // the worker waits for Twilio's answer to the first batch's group: the
+      // next batch (which the rate lets go a second after the first) is not
+      // claimed yet, so nothing waited between the step and the hand-over
+      assert.equal(await sql(s, `select coalesce(sum(cardinality(ids)), 0) from sending.holds
+        where campaign_id = ${lit(id)} and not in_flight`), '0', 'no message claimed ahead while the rate says wait');
+      release();
+      await eventually(async () => (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent', 'the campaign sent');
+      const to = twilio.messages.map((m) => m.params.To).sort();
+      assert.deepEqual(to, Array.from({ length: 6 }, (_, i) => `+1555030000${i + 1}`), 'every message once');
+    } finally {
+      release?.();
+      await s.stop();
+      await twilio.stop();
+    }
+  });
+});
