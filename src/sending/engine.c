@@ -55,16 +55,28 @@ static double lap(double *mark)
     return d;
 }
 
-/* Waits until n more messages of the channel may leave this process at rate
- * per second (0: no limit). Returns false when the job must stop. */
-static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
+/* Takes the allowance of n more messages of the channel at rate per second
+ * (0: no limit) and sets *at to when they may leave this process; with
+ * only_now, takes it only when that is now (false: nothing taken). */
+static bool pace_take(int channel, long rate, size_t n, bool only_now, double *at)
 {
+    *at = 0;
     if (rate <= 0)
         return true;
     pthread_mutex_lock(&pace_lock);
-    double now = now_seconds(), at = pace_next[channel] > now ? pace_next[channel] : now;
-    pace_next[channel] = at + (double)n / (double)rate;
+    double now = now_seconds();
+    bool take = !only_now || pace_next[channel] <= now;
+    if (take) {
+        *at = pace_next[channel] > now ? pace_next[channel] : now;
+        pace_next[channel] = *at + (double)n / (double)rate;
+    }
     pthread_mutex_unlock(&pace_lock);
+    return take;
+}
+
+/* Waits until at; false when the job must stop meanwhile. */
+static bool wait_until(job_ctx_t *ctx, double at)
+{
     while (now_seconds() < at) {
         if (!job_heartbeat(ctx))
             return false;
@@ -78,21 +90,6 @@ static bool pace(job_ctx_t *ctx, int channel, long rate, size_t n)
         }
     }
     return true;
-}
-
-/* Like pace, without waiting: takes the allowance of n messages when they
- * may leave now; false (nothing taken) when they would have to wait. */
-static bool pace_now(int channel, long rate, size_t n)
-{
-    if (rate <= 0)
-        return true;
-    pthread_mutex_lock(&pace_lock);
-    double now = now_seconds();
-    bool due = pace_next[channel] <= now;
-    if (due)
-        pace_next[channel] = now + (double)n / (double)rate;
-    pthread_mutex_unlock(&pace_lock);
-    return due;
 }
 
 size_t sending__claim_size(long batch, long rate)
@@ -112,6 +109,18 @@ static long run_rate(const app_t *app, const sending_run_t *run)
 static size_t claim_size(const app_t *app, const sending_run_t *run)
 {
     return sending__claim_size(app->cfg.send_batch_size, run_rate(app, run));
+}
+
+/* Takes the allowance of the run's next claim at its channel's rate: waits
+ * for it, so that leases are not held idle (false: the job must stop
+ * meanwhile), or, with only_now, takes it only when it is due now (false:
+ * not taken, the rate says wait). */
+static bool pace_claim(job_ctx_t *ctx, const sending_run_t *run, bool only_now)
+{
+    const app_t *app = job_app(ctx);
+    double at;
+    return pace_take(run->sms ? 1 : 0, run_rate(app, run), claim_size(app, run), only_now, &at) &&
+           (only_now || wait_until(ctx, at));
 }
 
 /* -------------------------------------------------------------- settings */
@@ -837,14 +846,6 @@ static bool run_groups_serial(job_ctx_t *ctx, sending_run_t *run, batch_t *b, si
     return true;
 }
 
-/* Waits until a batch of the run's channel may be claimed at its rate, so
- * that leases are not held idle; false when the job must stop. */
-static bool pace_batch(job_ctx_t *ctx, const sending_run_t *run)
-{
-    const app_t *app = job_app(ctx);
-    return pace(ctx, run->sms ? 1 : 0, run_rate(app, run), claim_size(app, run));
-}
-
 /* Sends the claim of the next batch into nb, to be read after the current
  * batch's last group, when the rate lets that batch go now; false when it
  * is not sent: the rate says wait, or the database refused. The next batch
@@ -853,10 +854,8 @@ static bool pace_batch(job_ctx_t *ctx, const sending_run_t *run)
  * (a crash then would leave messages `unknown` that never left). */
 static bool claim_ahead(job_ctx_t *ctx, sending_run_t *run, batch_t *nb, claim_call_t *cc)
 {
-    const app_t *app = job_app(ctx);
     db_error_t err = {0};
-    return pace_now(run->sms ? 1 : 0, run_rate(app, run), claim_size(app, run)) &&
-           claim_send(ctx, run, nb, cc, &err) == DB_OK;
+    return pace_claim(ctx, run, true) && claim_send(ctx, run, nb, cc, &err) == DB_OK;
 }
 
 /* The claim of the next batch runs while a batch's last group is handed
@@ -976,7 +975,7 @@ static job_result_t run_batch(job_ctx_t *ctx, sending_run_t *run, batch_t *b, ba
         return JOB_RETRY;
     }
     if (!b->claimed) { /* not claimed ahead: wait for the rate, then claim */
-        if (!pace_batch(ctx, run))
+        if (!pace_claim(ctx, run, false))
             return JOB_RETRY;
         double t = now_seconds();
         db_status_t st = claim(ctx, run, b, &err);
