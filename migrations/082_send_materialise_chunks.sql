@@ -47,12 +47,6 @@ grant select on sending.materialising to service_role;
 -- The recipients the progress rows count against (067: published every 1 %
 -- of them), as the slices write them: set once when its row was made, it
 -- said "1,000" for a campaign of 10,000 and published every 10 messages.
--- (The claims and the first look now lock the campaign's row FOR NO KEY
--- UPDATE, as any update of it does: a step publishing its progress takes
--- the row FOR KEY SHARE, its upsert's foreign key, while it holds the
--- progress row; FOR UPDATE blocked that, and a claim then waiting for the
--- progress row was a deadlock. The claims still wait for each other, a
--- pause, a cancel and a delete for them.)
 create function sending.progress_recipients(p_campaign uuid, p_recipients integer)
 returns void
 language plpgsql volatile
@@ -60,10 +54,12 @@ security definer
 set search_path = ''
 as $$
 begin
-    -- SKIP LOCKED: a step that holds the row (publishing) may wait for the
-    -- campaign's row (its upsert's foreign key), which a claim that ran a
-    -- recovery holds FOR UPDATE; the next slice writes the number then (at
-    -- worst the progress is published a little more often meanwhile)
+    -- SKIP LOCKED, never a wait: the caller holds the campaign's row FOR
+    -- UPDATE, and a step that holds this row (publishing) may wait for the
+    -- campaign's row (the first publish inserts campaign_progress, whose
+    -- foreign key takes it FOR KEY SHARE): waiting here was a deadlock (the
+    -- bench found it). A later slice writes the number then (meanwhile the
+    -- progress is published a little more often)
     update sending.progress p set recipients = p_recipients
     where p.ctid = any (array(
         select q.ctid from sending.progress q
@@ -208,7 +204,7 @@ set search_path = ''
 set campaignd.engine_batch = 'on'
 as $$
 begin
-    perform 1 from public.campaigns where id = p_campaign for no key update;
+    perform 1 from public.campaigns where id = p_campaign for update;
     while not sending.materialise_slice(p_campaign, 5000) loop
     end loop;
     select c.recipients_count, c.skipped_count into recipients, skipped
@@ -228,7 +224,7 @@ as $$
 declare
     c public.campaigns%rowtype;
 begin
-    select * into c from public.campaigns where id = p_campaign for no key update;
+    select * into c from public.campaigns where id = p_campaign for update;
     if found and c.materialised_at is null and c.status = 'sending'
        and sending.materialise_slice(p_campaign, 500) then
         perform sending.finish_if_done(p_campaign);
@@ -284,7 +280,7 @@ begin
     select k.materialised_at is null into v_partial from public.campaigns k
     where k.id = p_campaign and k.status = 'sending' and k.deleted_at is null
       and k.type = p_channel
-    for no key update;
+    for update;
     if not found then
         return;
     end if;
