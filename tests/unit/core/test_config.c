@@ -34,6 +34,11 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_body_bytes, 1048576);
     assert_int_equal(c.refresh_token_reuse_interval, 10);
     assert_true(c.disable_signup); /* invite-only by default (issue 14) */
+    /* the send engine's defaults, which the benches measure (bench/RESULTS.md,
+     * "Session 16": a default of 20 sent a fifth slower than the benches said) */
+    assert_int_equal(c.send_batch_size, 100);
+    assert_int_equal(c.send_in_flight, 32);
+    assert_int_equal(c.send_workers, 2);
     config_free(&c);
 }
 
