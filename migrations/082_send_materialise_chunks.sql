@@ -88,6 +88,7 @@ declare
     c public.campaigns%rowtype;
     v_after text;
     v_rules jsonb;
+    v_from text;
     v_ids uuid[];
     v_keys text[];
     v_added integer;
@@ -105,34 +106,21 @@ begin
             raise exception 'the campaign''s segment does not exist' using errcode = '22023';
         end if;
     end if;
+    -- the audience's statement: the segment's (030: fixed fragments, the
+    -- user's values as parameters $1-$3), or all the owner's live contacts
+    v_from := case when v_rules is null
+                   then ' from public.contacts c where c.user_id = $2 and c.deleted_at is null'
+                   else public.segment__from(v_rules) end;
     -- the slice: the audience's next contacts with an address, in the order
     -- of their addresses (the owner's (user_id, phone|email) index; every
     -- address sorts after '', 006's checks: an index condition in any plan)
-    if v_rules is not null then
-        -- the segment's statement (030: fixed fragments, the user's values
-        -- as parameters $1-$3) walked by address
-        execute pg_catalog.format(
-            'select pg_catalog.array_agg(x.id order by x.k), pg_catalog.array_agg(x.k order by x.k)'
-            || ' from (select c.id, c.%1$I::text as k %2$s and c.%1$I is not null'
-            || ' and c.%1$I > coalesce($4::text, '''') order by c.%1$I limit $5) x',
-            case c.type when 'email' then 'email' else 'phone' end, public.segment__from(v_rules))
-        into v_ids, v_keys
-        using v_rules, c.user_id, public.segment__tz(), v_after, p_limit;
-    elsif c.type = 'email' then
-        select pg_catalog.array_agg(x.id order by x.k), pg_catalog.array_agg(x.k order by x.k)
-        into v_ids, v_keys
-        from (select k.id, k.email::text as k from public.contacts k
-              where k.user_id = c.user_id and k.deleted_at is null and k.email is not null
-                and k.email > coalesce(v_after, '')
-              order by k.email limit p_limit) x;
-    else
-        select pg_catalog.array_agg(x.id order by x.k), pg_catalog.array_agg(x.k order by x.k)
-        into v_ids, v_keys
-        from (select k.id, k.phone::text as k from public.contacts k
-              where k.user_id = c.user_id and k.deleted_at is null and k.phone is not null
-                and k.phone > coalesce(v_after, '')
-              order by k.phone limit p_limit) x;
-    end if;
+    execute pg_catalog.format(
+        'select pg_catalog.array_agg(x.id order by x.k), pg_catalog.array_agg(x.k order by x.k)'
+        || ' from (select c.id, c.%1$I::text as k %2$s and c.%1$I is not null'
+        || ' and c.%1$I > coalesce($4::text, '''') order by c.%1$I limit $5) x',
+        case c.type when 'email' then 'email' else 'phone' end, v_from)
+    into v_ids, v_keys
+    using v_rules, c.user_id, public.segment__tz(), v_after, p_limit;
     v_added := 0;
     if v_ids is not null then
         -- sending.allowed's rule (041, 052, 068), probed per recipient
@@ -174,13 +162,8 @@ begin
     end if;
     -- the audience has ended: skipped is every contact of it not written
     -- (as 068 counted: no address, no consent, suppressed)
-    if v_rules is not null then
-        execute 'select count(*)::integer' || public.segment__from(v_rules)
-        into v_audience using v_rules, c.user_id, public.segment__tz();
-    else
-        select count(*)::integer into v_audience from public.contacts k
-        where k.user_id = c.user_id and k.deleted_at is null;
-    end if;
+    execute 'select count(*)::integer' || v_from
+    into v_audience using v_rules, c.user_id, public.segment__tz();
     delete from sending.materialising m where m.campaign_id = p_campaign;
     v_total := c.recipients_count + v_added;
     update public.campaigns set materialised_at = pg_catalog.now(),
