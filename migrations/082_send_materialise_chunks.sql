@@ -12,13 +12,15 @@
 -- unique per owner and address: 006's (user_id, phone) and (user_id, email)
 -- indexes, which the walk reads in order), a slice at a time, each slice
 -- written with the same consent and suppression rule as before:
---   - the worker's first look (ensure_materialised) writes the first slice
---     (500 recipients), so the first claim finds messages at once;
---   - every claim of a campaign not wholly materialised writes the next
---     slice (twice the claim, at least 500) before it takes its batch, under
---     the campaign's row lock it holds anyway, so slices never overlap and
---     the queue stays ahead of the claims; a claim that finds nothing due
---     goes on to the next slice until something is due or the audience ends;
+--   - each worker's first look (ensure_materialised) writes a slice
+--     (500 contacts), so the first claim finds messages at once;
+--   - the campaign's other workers (SEND_WORKERS > 1) write the rest, a
+--     slice of 1,000 per transaction (sending.materialise_more), before
+--     they send: on their own connections and CPU while the first sends;
+--   - a claim that finds nothing due in a campaign not wholly materialised
+--     writes the next slice (twice the claim, at least 500), and more until
+--     something is due or the audience ends; slices are written under the
+--     campaign's row lock (a claim holds it anyway), so they never overlap;
 --   - where the walk stands is a row of sending.materialising (the last
 --     recipient written); the row goes when the audience ends, and then
 --     materialised_at, skipped_count (the audience's contacts left out: no
@@ -215,6 +217,35 @@ begin
 end
 $$;
 
+-- One slice of a sending campaign's audience in a transaction of its own:
+-- a worker that is not the campaign's first (its slot, engine.c) writes
+-- the audience this way before it sends, while the first sends, on the
+-- other connection and CPU; the claims write a slice only when all that is
+-- written is taken. True when nothing is left to write (or the campaign no
+-- longer sends); a campaign with nobody (else) to send to is finished here.
+create function sending.materialise_more(p_campaign uuid, p_limit integer)
+returns boolean
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+    c public.campaigns%rowtype;
+begin
+    select * into c from public.campaigns where id = p_campaign for update;
+    if not found or c.materialised_at is not null or c.status <> 'sending' then
+        return true;
+    end if;
+    if sending.materialise_slice(p_campaign, greatest(1, least(p_limit, 100000))) then
+        perform sending.finish_if_done(p_campaign);
+        return true;
+    end if;
+    return false;
+end
+$$;
+revoke all on function sending.materialise_more(uuid, integer) from public;
+grant execute on function sending.materialise_more(uuid, integer) to service_role;
+
 -- Unfinished while its materialisation is (075's rule otherwise).
 create or replace function sending.unfinished(p_campaign uuid)
 returns boolean
@@ -280,12 +311,9 @@ begin
     if p_channel = 'sms' then
         v_app_opens := sending.sms_window_opens(null);
     end if;
-    -- a campaign not wholly materialised: the next slice of its audience
-    -- first (082), and more while nothing of it is due
+    -- a campaign not wholly materialised whose written messages are all
+    -- taken: the next slice of its audience (082), until something is due
     loop
-        if v_partial then
-            v_partial := not sending.materialise_slice(p_campaign, greatest(p_limit * 2, 500));
-        end if;
         -- the due messages; SMS in the recipient's quiet hours wait for the
         -- window, as a temporary failure does (wait runs whether read or not).
         -- The held ones are skipped by a hashed NOT IN (one hash per claim).
@@ -351,6 +379,7 @@ begin
         -- (due but waiting for the window, quiet hours: the rest of the
         -- audience waits too, for the claims after it)
         exit when v_ids is not null or v_seen > 0 or not v_partial;
+        v_partial := not sending.materialise_slice(p_campaign, greatest(p_limit * 2, 500));
     end loop;
     if v_ids is null then
         return;

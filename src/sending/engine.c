@@ -1106,6 +1106,24 @@ static void give_slot(job_ctx_t *ctx, const char *campaign_id, int slot)
         PQclear(r);
 }
 
+/* A campaign's workers after its first write the rest of its audience
+ * before they send, a slice per transaction (migration 082), on their own
+ * connection while the first worker sends on its; the claims then rarely
+ * write a slice themselves. On a database error the claims write the rest. */
+static void materialise_rest(job_ctx_t *ctx, const char *campaign_id)
+{
+    const char *p[1] = {campaign_id};
+    for (bool done = false; !done && job_heartbeat(ctx);) {
+        PGresult *r = NULL;
+        db_error_t err = {0};
+        if (db_run1(job_conn(ctx), &SERVICE, "select sending.materialise_more($1::uuid, 1000)", 1,
+                    p, &r, &err) != DB_OK)
+            return;
+        done = PQntuples(r) != 1 || PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+    }
+}
+
 /* Materialises the recipients if no worker did yet (without the request
  * statement timeout: a large audience takes a while), then turns messages
  * whose worker died into unknown. */
@@ -1181,6 +1199,8 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
         job_set_error(ctx, "worker slot: %s", err.message);
         res = JOB_RETRY;
     } else if (slot > 0) {
+        if (slot > 1)
+            materialise_rest(ctx, id);
         run.eng = db_conn_new();
         res = run.eng ? send_loop(ctx, &run) : JOB_RETRY;
         if (!run.eng)

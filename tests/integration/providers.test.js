@@ -437,56 +437,81 @@ describe('a rate limit and the messages in flight', () => {
     }
   });
 
-  it('sends before a large audience is all written, and a cancel does not wait for the rest', async () => {
-    let release;
-    let atTwilio = null;
+  // A campaign of 2,500 SMS recipients sent through a fake Twilio that holds
+  // its first answer until release(); workers: SEND_WORKERS.
+  async function heldSlicedSend(workers) {
+    const held = { at: null, release: null };
     const twilio = await startFakeTwilio({
       accountSid: 'ACslice', authToken: 'slice-token', callbacks: [],
       hold: async () => {
-        if (atTwilio) return; // the first create request only
-        await new Promise((r) => { atTwilio = r; release = r; });
+        if (held.at) return; // the first create request only
+        await new Promise((r) => { held.at = r; held.release = r; });
       },
     });
     const port = String(await freePort());
     const s = await startServer({
       PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: 'ACslice', TWILIO_AUTH_TOKEN: 'slice-token',
-      TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009996', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: '1',
+      TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009996', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: String(workers),
       JOB_POLL_INTERVAL: '1',
     });
+    const u = await signUpUser(s);
+    await sql(s, `update public.app_settings set timezone = ${lit(zoneAt(13))};
+      insert into public.contacts (user_id, phone) select ${lit(u.user.id)}, '+1555040' || lpad(g::text, 4, '0') from generate_series(1, 2500) g;
+      insert into public.sms_consent (phone_number, consent_given, consent_source) select '+1555040' || lpad(g::text, 4, '0'), true, 'web_form' from generate_series(1, 2500) g`);
+    const id = (await sql(s, `insert into public.campaigns (user_id, name, type, content)
+      values (${lit(u.user.id)}, 'sliced-sms', 'sms', 'News') returning id`)).split('\n')[0];
+    const auth = { apikey: s.anonKey, Authorization: `Bearer ${u.session.access_token}` };
+    const r = await request(`${s.url}/api/campaigns/${id}/send`, { method: 'POST', headers: auth });
+    assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+    await eventually(() => held.at !== null, 'the first request at Twilio');
+    const written = async () => (await sql(s, `select materialised_at is not null, recipients_count,
+      (select count(*) from public.sms_messages where campaign_id = c.id) from public.campaigns c where id = ${lit(id)}`)).split('|');
+    return { s, twilio, id, auth, held, written };
+  }
+
+  it('sends before a large audience is all written, and a cancel does not wait for the rest', async () => {
+    const { s, twilio, id, auth, held, written } = await heldSlicedSend(1);
     try {
-      const u = await signUpUser(s);
-      await sql(s, `update public.app_settings set timezone = ${lit(zoneAt(13))};
-        insert into public.contacts (user_id, phone) select ${lit(u.user.id)}, '+1555040' || lpad(g::text, 4, '0') from generate_series(1, 2500) g;
-        insert into public.sms_consent (phone_number, consent_given, consent_source) select '+1555040' || lpad(g::text, 4, '0'), true, 'web_form' from generate_series(1, 2500) g`);
-      const id = (await sql(s, `insert into public.campaigns (user_id, name, type, content)
-        values (${lit(u.user.id)}, 'sliced-sms', 'sms', 'News') returning id`)).split('\n')[0];
-      const auth = { apikey: s.anonKey, Authorization: `Bearer ${u.session.access_token}` };
-      const r = await request(`${s.url}/api/campaigns/${id}/send`, { method: 'POST', headers: auth });
-      assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
-      await eventually(() => atTwilio !== null, 'the first request at Twilio');
-      // the first message left after two slices of 500 were written (the
-      // worker's first look, its first claim), not all 2,500
-      const [materialised, recipients, rows] = (await sql(s, `select materialised_at is not null, recipients_count,
-        (select count(*) from public.sms_messages where campaign_id = c.id) from public.campaigns c where id = ${lit(id)}`)).split('|');
-      assert.equal(materialised, 'f', 'the audience is not all written when the first message leaves');
-      assert.equal(recipients, '1000', 'two slices written');
-      assert.equal(rows, '1000');
+      // the first message left after the worker's first look wrote a slice
+      // of 500 (its claims write more only when that is all taken), not
+      // after all 2,500
+      assert.deepEqual(await written(), ['f', '500', '500'], 'one slice written when the first message leaves');
       // a cancel now waits for no materialisation (the worker holds no lock
       // while Twilio holds its answer); nothing more is written or sent
       const c = await request(`${s.url}/api/campaigns/${id}/cancel`, { method: 'POST', headers: auth });
       assert.equal(c.status, 200, c.text);
       assert.equal(JSON.parse(c.text).status, 'cancelled');
-      release();
+      held.release();
       await eventually(async () => (await sql(s, `select count(*) from sending.holds where campaign_id = ${lit(id)}`)) === '0',
         'the worker settling what it had in flight');
       assert.equal(await sql(s, `select status from public.campaigns where id = ${lit(id)}`), 'cancelled');
-      assert.equal(await sql(s, `select count(*) from public.sms_messages where campaign_id = ${lit(id)}`), '1000',
+      assert.equal(await sql(s, `select count(*) from public.sms_messages where campaign_id = ${lit(id)}`), '500',
         'the rest of the audience never written');
       const sent = twilio.messages.length;
       assert.ok(sent >= 1 && sent <= 32, `${sent} messages left: at most what was in flight (SEND_IN_FLIGHT)`);
       assert.equal(new Set(twilio.messages.map((m) => m.params.To)).size, sent, 'each once');
     } finally {
-      release?.();
+      held.release?.();
+      await s.stop();
+      await twilio.stop();
+    }
+  });
+
+  it('a campaign\'s other worker writes and sends the rest of the audience while the first waits, each recipient once', async () => {
+    const { s, twilio, id, held, written } = await heldSlicedSend(2);
+    try {
+      // the first worker waits for Twilio's first answer; the second wrote
+      // the whole audience meanwhile (slices of its own, then sent)
+      await eventually(async () => (await written())[0] === 't', 'the audience all written');
+      assert.deepEqual((await written()).slice(1), ['2500', '2500']);
+      held.release();
+      await eventually(async () => (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent',
+        'the campaign sent');
+      const to = twilio.messages.map((m) => m.params.To);
+      assert.equal(to.length, 2500, 'every recipient');
+      assert.equal(new Set(to).size, 2500, 'each once');
+    } finally {
+      held.release?.();
       await s.stop();
       await twilio.stop();
     }

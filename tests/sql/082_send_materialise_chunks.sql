@@ -1,12 +1,13 @@
 -- tests/sql/082_send_materialise_chunks.sql: migrations/082_send_materialise_chunks.sql
 -- — a campaign's recipients are written a slice at a time (the first look:
--- 500; each claim: the next slice before its batch), with the same rule as
+-- 500; a claim that finds nothing due: the next slice; the other workers:
+-- the rest, a slice per transaction), with the same rule as
 -- the single statement before (the owner's live contacts with an address,
 -- consent, not suppressed, each address once); the campaign is not finished
 -- while its audience is not all written; the counts, the audit event and
 -- the progress rows follow; a paused campaign resumes where it stood.
 BEGIN;
-SELECT plan(33);
+SELECT plan(37);
 
 SELECT tests.create_user('ivy@example.test', 'user') AS ivy \gset
 SELECT tests.create_user('jon@example.test', 'user') AS jon \gset
@@ -154,8 +155,9 @@ SELECT set_eq(format('SELECT recipient::text FROM public.email_messages WHERE ca
               'the segment''s subscribed addresses, each once');
 SELECT ok((SELECT count(*) FROM expected_email) > 500, '(more than one slice of them)');
 
--- at night (quiet hours) a claim writes one slice and stops: what it wrote
--- waits for the window, and so does the rest of the audience
+-- at night (quiet hours) a claim writes nothing more: what is written waits
+-- for the window, and so does the rest of the audience (not one transaction
+-- walking all of it)
 INSERT INTO public.campaigns (user_id, name, type, content)
 VALUES (:'ivy', 'Night', 'sms', 'Hi') RETURNING id AS c4 \gset
 SELECT sending.start(:'c4', 1) IS NOT NULL AS started \gset
@@ -169,11 +171,19 @@ SELECT ok(sending.sms_window_opens(null) IS NOT NULL, '(it is night in the appli
 SELECT m.after AS night0 FROM sending.materialising m WHERE m.campaign_id = :'c4' \gset
 SELECT is((SELECT count(*)::int FROM sending.claim('sms', :'c4', gen_random_uuid(), 100, 300)), 0,
           'a claim at night takes nothing');
+SELECT is((SELECT m.after FROM sending.materialising m WHERE m.campaign_id = :'c4'), :'night0',
+          'and writes no slice: what is written waits for the window, and so does the rest');
+
+-- a campaign's other workers write the rest a slice per call
+SELECT is(sending.materialise_more(:'c4', 300), false, 'materialise_more: one slice, more to come');
 SELECT is((SELECT count(*)::int FROM public.contacts k
            WHERE k.user_id = :'ivy' AND k.deleted_at IS NULL AND k.phone IS NOT NULL
              AND k.phone > :'night0'
              AND k.phone <= (SELECT m.after FROM sending.materialising m WHERE m.campaign_id = :'c4')),
-          500, 'and writes one slice, not the whole audience');
+          300, 'of the size asked');
+SELECT is((SELECT count(*)::int FROM generate_series(1, 10) WHERE NOT sending.materialise_more(:'c4', 300)),
+          1, 'until the audience ends (true then, and after)');
+SELECT ok((SELECT materialised_at IS NOT NULL FROM public.campaigns WHERE id = :'c4'), 'and it is materialised');
 
 -- a campaign whose audience ends in its first slice is finished there (no one to send to)
 INSERT INTO public.campaigns (user_id, name, type, content)
