@@ -1124,9 +1124,9 @@ static void materialise_rest(job_ctx_t *ctx, const char *campaign_id)
     }
 }
 
-/* Materialises the recipients if no worker did yet (without the request
- * statement timeout: a large audience takes a while), then turns messages
- * whose worker died into unknown. */
+/* The worker's first look: a slice of the audience's recipients while it
+ * is not all written (migration 082; without the request statement
+ * timeout), then messages whose worker died turned into unknown. */
 static db_status_t recover(job_ctx_t *ctx, const char *campaign_id, db_error_t *err)
 {
     const char *p[1] = {campaign_id};
