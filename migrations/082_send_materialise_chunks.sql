@@ -197,26 +197,6 @@ begin
 end
 $$;
 
--- A worker's first look: the first slice, so that the first claim finds
--- messages at once; a campaign with nobody (else) to send to is finished
--- here, as before.
-create or replace function sending.ensure_materialised(p_campaign uuid)
-returns void
-language plpgsql volatile
-security definer
-set search_path = ''
-as $$
-declare
-    c public.campaigns%rowtype;
-begin
-    select * into c from public.campaigns where id = p_campaign for update;
-    if found and c.materialised_at is null and c.status = 'sending'
-       and sending.materialise_slice(p_campaign, 500) then
-        perform sending.finish_if_done(p_campaign);
-    end if;
-end
-$$;
-
 -- One slice of a sending campaign's audience in a transaction of its own:
 -- a worker that is not the campaign's first (its slot, engine.c) writes
 -- the audience this way before it sends, while the first sends, on the
@@ -245,6 +225,20 @@ end
 $$;
 revoke all on function sending.materialise_more(uuid, integer) from public;
 grant execute on function sending.materialise_more(uuid, integer) to service_role;
+
+-- A worker's first look: the first slice, so that the first claim finds
+-- messages at once; a campaign with nobody (else) to send to is finished
+-- here, as before.
+create or replace function sending.ensure_materialised(p_campaign uuid)
+returns void
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+begin
+    perform sending.materialise_more(p_campaign, 500);
+end
+$$;
 
 -- Unfinished while its materialisation is (075's rule otherwise).
 create or replace function sending.unfinished(p_campaign uuid)
