@@ -1322,10 +1322,11 @@ static void *reload_thread(void *arg)
             continue;
         }
         while (!atomic_load(&g.stop) && PQstatus(pg) == CONNECTION_OK) {
-            if (!wait_readable(PQsocket(pg), 5000))
-                continue;
-            if (!PQconsumeInput(pg))
-                break;
+            /* What libpq holds already first: a notification that came while a
+             * reload's query ran was read with its results, and the socket then
+             * has nothing more to say. Waiting for the socket first left it
+             * unseen until the next one came, and that reload's snapshot may
+             * have been taken before the change it announced. */
             bool reload = false;
             PGnotify *n;
             while ((n = PQnotifies(pg)) != NULL) {
@@ -1334,7 +1335,12 @@ static void *reload_thread(void *arg)
                     reload = true;
                 PQfreemem(n);
             }
-            if (reload && !reload_with(pg, "NOTIFY pgrst"))
+            if (reload) {
+                if (!reload_with(pg, "NOTIFY pgrst"))
+                    break;
+                continue;
+            }
+            if (wait_readable(PQsocket(pg), 5000) && !PQconsumeInput(pg))
                 break;
         }
         PQfinish(pg);

@@ -503,6 +503,31 @@ describe('schema changes at run time', () => {
     assert.deepEqual(ok(last, 'the new column'), [{ id: 1, extra: 7 }]);
   });
 
+  // A NOTIFY that arrives while the listener reloads (its catalog query
+  // started before the change committed) is read by libpq with that query's
+  // results: the listener must still act on it, though its socket has
+  // nothing more to say. Each round announces a reload, then changes the
+  // table a few milliseconds later, while that reload runs.
+  it('a change announced while a reload runs is not missed', async () => {
+    await sql(ctx.server, `create table public.fx_race (id bigint primary key);
+      grant all on public.fx_race to service_role; insert into public.fx_race values (1);`);
+    await reloadSchema(ctx.server);
+    await waitForTable(ctx.server, 'fx_race');
+    for (const [k, ms] of [[1, 0], [2, 2], [3, 5], [4, 10], [5, 20], [6, 40]]) {
+      await sql(ctx.server, `notify pgrst, 'reload schema'; commit; select pg_sleep(${ms / 1000}); commit;
+        alter table public.fx_race add column c${k} integer default ${k}; commit;`);
+      const deadline = Date.now() + 10000;
+      let last;
+      do {
+        last = await ctx.service.from('fx_race').select(`id,c${k}`);
+        if (!last.error) break;
+        await new Promise((r) => setTimeout(r, 50));
+      } while (Date.now() < deadline);
+      assert.deepEqual(ok(last, `column c${k} (${ms} ms after the NOTIFY)`), [{ id: 1, [`c${k}`]: k }]);
+    }
+    await sql(ctx.server, 'drop table public.fx_race');
+  });
+
   it('a dropped table is gone after NOTIFY pgrst (404 PGRST205)', async () => {
     await sql(ctx.server, 'drop table if exists public.fx_late');
     await reloadSchema(ctx.server);
