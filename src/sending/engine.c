@@ -1142,6 +1142,39 @@ static db_status_t recover(job_ctx_t *ctx, const char *campaign_id, db_error_t *
     return s;
 }
 
+/* The engine's connection of this job thread (NULL: out of memory), kept from
+ * one send job to the next and closed when the thread ends: a new backend's
+ * first claim plans the engine's statements and loads their catalog entries,
+ * 50-100 ms of PostgreSQL's CPU, and every send job (a campaign's workers, a
+ * resume, the look after the last batch) began with one (bench/RESULTS.md
+ * "Session 18"). A job that lost the connection leaves it closed; the next
+ * one's first statement opens it again. */
+static pthread_key_t eng_key;
+static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
+static bool eng_key_ok;
+
+static void eng_conn_free(void *c)
+{
+    db_conn_free(c);
+}
+
+static void eng_key_make(void)
+{
+    eng_key_ok = pthread_key_create(&eng_key, eng_conn_free) == 0;
+}
+
+static db_conn_t *engine_conn(void)
+{
+    if (pthread_once(&eng_once, eng_key_make) != 0 || !eng_key_ok)
+        return NULL;
+    db_conn_t *c = pthread_getspecific(eng_key);
+    if (!c && (c = db_conn_new()) != NULL && pthread_setspecific(eng_key, c) != 0) {
+        db_conn_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
 {
     const app_t *app = job_app(ctx);
@@ -1201,11 +1234,10 @@ static job_result_t handle_worker(job_ctx_t *ctx, const job_t *job)
     } else if (slot > 0) {
         if (slot > 1)
             materialise_rest(ctx, id);
-        run.eng = db_conn_new();
+        run.eng = engine_conn();
         res = run.eng ? send_loop(ctx, &run) : JOB_RETRY;
         if (!run.eng)
             job_set_error(ctx, "out of memory");
-        db_conn_free(run.eng);
         give_slot(ctx, id, slot);
     } /* else SEND_WORKERS workers are sending it: they look again when done */
 done:

@@ -517,3 +517,59 @@ describe('a rate limit and the messages in flight', () => {
     }
   });
 });
+
+describe("the engine's connection", () => {
+  // A new backend's first claim plans the engine's statements (50-100 ms of
+  // PostgreSQL's CPU): a job thread keeps its engine connection from one
+  // send job to the next. One job thread, one worker: the backends that
+  // count a campaign's progress (sending.progress_parts, one row per
+  // backend) are the same for both campaigns. Twilio holds its answer to each
+  // campaign's fifth message while the test looks.
+  it('is kept from one send job to the next: a second campaign runs on the same backend', async () => {
+    const held = { n: 0, at: 0, release: null };
+    const twilio = await startFakeTwilio({
+      accountSid: 'ACkeep', authToken: 'keep-token', callbacks: [],
+      hold: async () => {
+        held.n += 1;
+        if (held.n !== 5 && held.n !== 25) return;
+        await new Promise((r) => { held.release = r; held.at = held.n; });
+      },
+    });
+    const port = String(await freePort());
+    const s = await startServer({
+      PORT: port, API_EXTERNAL_URL: `http://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: 'ACkeep', TWILIO_AUTH_TOKEN: 'keep-token',
+      TWILIO_API_BASE: twilio.url, TWILIO_FROM: '+15550009994', SMS_RATE_PER_SECOND: '0', SEND_WORKERS: '1',
+      JOB_WORKERS: '1', JOB_POLL_INTERVAL: '1',
+    });
+    try {
+      const u = await signUpUser(s);
+      await sql(s, `update public.app_settings set timezone = ${lit(zoneAt(13))};
+        insert into public.contacts (user_id, phone) select ${lit(u.user.id)}, '+155506000' || lpad(g::text, 2, '0') from generate_series(1, 20) g;
+        insert into public.sms_consent (phone_number, consent_given, consent_source) select '+155506000' || lpad(g::text, 2, '0'), true, 'web_form' from generate_series(1, 20) g`);
+      const send = async (name, at) => {
+        const id = (await sql(s, `insert into public.campaigns (user_id, name, type, content)
+          values (${lit(u.user.id)}, ${lit(name)}, 'sms', 'News') returning id`)).split('\n')[0];
+        const r = await request(`${s.url}/api/campaigns/${id}/send`, {
+          method: 'POST', headers: { apikey: s.anonKey, Authorization: `Bearer ${u.session.access_token}` } });
+        assert.ok(r.status === 200 || r.status === 202, `send: ${r.status} ${r.text}`);
+        await eventually(() => held.at === at, `${name}'s fifth message at Twilio`);
+        const parts = await sql(s, `select string_agg(part::text, ',') from sending.progress_parts where campaign_id = ${lit(id)}`);
+        held.release();
+        await eventually(async () => (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent', `${name} sent`);
+        return parts;
+      };
+      // the job's connection (the worker's first look, sending.recover) and
+      // the engine's (claims, steps)
+      const first = await send('keep-1', 5);
+      assert.match(first, /^\d+,\d+$/, `two backends count the first campaign: ${first}`);
+      assert.equal(await send('keep-2', 25), first, 'the second campaign ran on the same backends');
+      const to = twilio.messages.map((m) => m.params.To);
+      assert.equal(to.length, 40, 'both campaigns, every recipient');
+      assert.equal(new Set(to).size, 20);
+    } finally {
+      held.release?.();
+      await s.stop();
+      await twilio.stop();
+    }
+  });
+});
