@@ -531,7 +531,7 @@ describe("the engine's connection", () => {
       accountSid: 'ACkeep', authToken: 'keep-token', callbacks: [],
       hold: async () => {
         held.n += 1;
-        if (held.n !== 5 && held.n !== 25) return;
+        if (held.n !== 5 && held.n !== 25 && held.n !== 45) return;
         await new Promise((r) => { held.release = r; held.at = held.n; });
       },
     });
@@ -555,16 +555,30 @@ describe("the engine's connection", () => {
         await eventually(() => held.at === at, `${name}'s fifth message at Twilio`);
         const parts = await sql(s, `select string_agg(part::text, ',') from sending.progress_parts where campaign_id = ${lit(id)}`);
         held.release();
-        await eventually(async () => (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent', `${name} sent`);
+        await eventually(async () => (await sql(s, `select status from public.campaigns where id = ${lit(id)}`)) === 'sent',
+          `${name} sent`, 20000);
         return parts;
       };
       // the job's connection (the worker's first look, sending.recover) and
       // the engine's (claims, steps)
       const first = await send('keep-1', 5);
       assert.match(first, /^\d+,\d+$/, `two backends count the first campaign: ${first}`);
-      assert.equal(await send('keep-2', 25), first, 'the second campaign ran on the same backends');
+      const second = await send('keep-2', 25);
+      assert.equal(second, first, 'the second campaign ran on the same backends');
+      // the server closes the engine's (the later of the two) while it is
+      // idle (a restart, an idle timeout): the next campaign's worker opens
+      // a new one, and its job does not fail into its back-off (a minute)
+      assert.equal(await sql(s, `select pg_terminate_backend(pid) from pg_stat_activity
+        where pid in (${second}) order by backend_start desc limit 1`), 't');
+      const third = await send('keep-3', 45);
+      assert.match(third, /^\d+,\d+$/);
+      assert.notEqual(third, second, 'a new engine backend');
+      assert.equal(await sql(s, `select coalesce(string_agg(attempts || ' ' || coalesce(last_error, ''), '; '), '')
+        from jobs.jobs where kind = 'send.worker'
+          and payload ->> 'campaign_id' in (select id::text from public.campaigns where name = 'keep-3')
+          and (attempts > 1 or last_error is not null)`), '', 'no attempt of the third campaign failed');
       const to = twilio.messages.map((m) => m.params.To);
-      assert.equal(to.length, 40, 'both campaigns, every recipient');
+      assert.equal(to.length, 60, 'the three campaigns, every recipient');
       assert.equal(new Set(to).size, 20);
     } finally {
       held.release?.();
