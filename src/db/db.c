@@ -5,6 +5,7 @@
 #include "db/db.h"
 #include "db/db_internal.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,13 @@ bool db_conn_ready(db_conn_t *c)
     conn_close(c);
     c->pg = connect_new();
     return c->pg != NULL;
+}
+
+void db_conn_drop_if_closed(db_conn_t *c)
+{
+    struct pollfd p = {.fd = c->pg ? PQsocket(c->pg) : -1, .events = POLLIN};
+    if (p.fd >= 0 && poll(&p, 1, 0) > 0)
+        conn_close(c);
 }
 
 void db_conn_free(db_conn_t *c)

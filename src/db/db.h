@@ -134,6 +134,12 @@ db_status_t db_batch_finish(db_batch_t *b);
 db_conn_t *db_conn_new(void);
 /* Connects c when it is not connected; false when the database is unreachable. */
 bool db_conn_ready(db_conn_t *c);
+/* Closes c when its server closed it while it sat idle (a restart, an idle
+ * timeout: its goodbye waits unread, and libpq learns of it only when the
+ * next statement fails). Only for a connection of its own that LISTENs to
+ * nothing and runs no statement now: anything to read on it is that goodbye.
+ * Its next use connects again. */
+void db_conn_drop_if_closed(db_conn_t *c);
 void db_conn_free(db_conn_t *c);
 
 /* Runs plain SQL (no parameters, possibly several statements) on a connection

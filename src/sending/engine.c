@@ -13,7 +13,6 @@
  * leaves at most SEND_WORKERS provider requests unknown.
  */
 #include <jansson.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1169,19 +1168,13 @@ static db_conn_t *engine_conn(void)
     if (pthread_once(&eng_once, eng_key_make) != 0 || !eng_key_ok)
         return NULL;
     db_conn_t *c = pthread_getspecific(eng_key);
-    /* Nothing comes on an idle engine connection unless the server closed
-     * it meanwhile (a restart, an idle timeout: its goodbye, then the end),
-     * which libpq learns only when a statement fails, failing the job into
-     * its back-off: a kept connection with anything to read is replaced
-     * (a rare notice costs a reconnection, no more). */
-    PGconn *pg = c ? db_pg(c) : NULL;
-    struct pollfd p = {.fd = pg ? PQsocket(pg) : -1, .events = POLLIN};
-    if (p.fd >= 0 && poll(&p, 1, 0) > 0) {
-        db_conn_free(c);
-        c = NULL;
-        (void)pthread_setspecific(eng_key, NULL);
+    if (c) {
+        /* one the server closed while it was idle would fail the job's
+         * first claim, and the job into its back-off */
+        db_conn_drop_if_closed(c);
+        return c;
     }
-    if (!c && (c = db_conn_new()) != NULL && pthread_setspecific(eng_key, c) != 0) {
+    if ((c = db_conn_new()) != NULL && pthread_setspecific(eng_key, c) != 0) {
         db_conn_free(c);
         c = NULL;
     }
