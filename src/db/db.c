@@ -235,9 +235,35 @@ fail:
     return NULL;
 }
 
+/* Whether the server closed pg while it sat idle (a terminated backend, a
+ * restart, an idle timeout): its goodbye waits unread, and libpq learns of it
+ * only when the next statement fails, which a request would answer with a
+ * 503 although the database is back. What waits is read into libpq's buffer,
+ * so a LISTENing connection keeps its notifications for PQnotifies; the
+ * goodbye is an error message and then the end of the stream, which a second
+ * read finds (libpq returns after the read that brought data). Only between
+ * transactions: a connection lost inside one must fail its next statement,
+ * not go on in a new session. */
+static bool closed_while_idle(PGconn *pg)
+{
+    if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+        if (p.fd < 0)
+            return true;
+        if (poll(&p, 1, 0) <= 0)
+            return false;
+        if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK)
+            return true;
+    }
+    return false;
+}
+
 db_conn_t *db_thread_conn(void)
 {
-    if (thread_conn.pg && PQstatus(thread_conn.pg) == CONNECTION_OK)
+    if (thread_conn.pg && PQstatus(thread_conn.pg) == CONNECTION_OK &&
+        !closed_while_idle(thread_conn.pg))
         return &thread_conn;
     db_thread_close();
     PGconn *pg = connect_new();
@@ -273,8 +299,7 @@ bool db_conn_ready(db_conn_t *c)
 
 void db_conn_drop_if_closed(db_conn_t *c)
 {
-    struct pollfd p = {.fd = c->pg ? PQsocket(c->pg) : -1, .events = POLLIN};
-    if (p.fd >= 0 && poll(&p, 1, 0) > 0)
+    if (c->pg && closed_while_idle(c->pg))
         conn_close(c);
 }
 

@@ -53,8 +53,11 @@ typedef struct db_stmt {
  * serving. */
 void db_configure(const char *conninfo, long statement_timeout_ms, const char *encryption_key);
 
-/* The calling thread's connection, connecting if needed. NULL when the
- * database is unreachable (then db_retry_after() says when to try again). */
+/* The calling thread's connection, connecting if needed: also when the
+ * server closed it while it sat between transactions (a restart, a terminated
+ * backend), so the first request after a database restart is answered. NULL
+ * when the database is unreachable (then db_retry_after() says when to try
+ * again). */
 db_conn_t *db_thread_conn(void);
 /* Seconds until this thread tries to reconnect (at least 1). */
 int db_retry_after(void);
@@ -134,11 +137,10 @@ db_status_t db_batch_finish(db_batch_t *b);
 db_conn_t *db_conn_new(void);
 /* Connects c when it is not connected; false when the database is unreachable. */
 bool db_conn_ready(db_conn_t *c);
-/* Closes c when its server closed it while it sat idle (a restart, an idle
- * timeout: its goodbye waits unread, and libpq learns of it only when the
- * next statement fails). Only for a connection of its own that LISTENs to
- * nothing and runs no statement now: anything to read on it is that goodbye.
- * Its next use connects again. */
+/* Closes c when its server closed it while it sat between transactions (a
+ * restart, an idle timeout: its goodbye waits unread, and libpq learns of it
+ * only when the next statement fails), as db_thread_conn does for the
+ * thread's. Its next use connects again. */
 void db_conn_drop_if_closed(db_conn_t *c);
 void db_conn_free(db_conn_t *c);
 

@@ -607,6 +607,18 @@ static double mono_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* How many notifications libpq holds for pg; frees them. */
+static int drain_notifies(PGconn *pg)
+{
+    int n = 0;
+    PGnotify *e;
+    while ((e = PQnotifies(pg)) != NULL) {
+        n++;
+        PQfreemem(e);
+    }
+    return n;
+}
+
 static void *keeper_main(void *arg)
 {
     jobs_t *q = arg;
@@ -657,10 +669,12 @@ static void *keeper_main(void *arg)
             listening = NULL;
             continue;
         }
-        /* Notifications that arrived during the statements above, or now. */
-        int woke = 0;
+        /* Notifications that arrived during the statements above, or now.
+         * Those libpq read already (db_thread_conn reads what waits on an
+         * idle connection) are not on the socket: no wait for more then. */
+        int woke = drain_notifies(pg);
         double until = (next_renew < next_tick ? next_renew : next_tick) - mono_now();
-        int timeout_ms = until <= 0 ? 0 : until > 0.5 ? 500 : (int)(until * 1000.0);
+        int timeout_ms = woke || until <= 0 ? 0 : until > 0.5 ? 500 : (int)(until * 1000.0);
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
         if (p.fd >= 0 && poll(&p, 1, timeout_ms) > 0) {
             if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) {
@@ -670,11 +684,7 @@ static void *keeper_main(void *arg)
                 next_tick = 0;
             }
         }
-        PGnotify *n;
-        while ((n = PQnotifies(pg)) != NULL) {
-            woke++;
-            PQfreemem(n);
-        }
+        woke += drain_notifies(pg);
         if (woke)
             wake_one(q); /* one job or several (enqueue_due_syncs): `more` chains */
     }

@@ -184,8 +184,8 @@ describe('§3.7 the encryption key never travels in a statement', () => {
       // new connections are made after the setting: drop the workers' connections
       await sql(server, `select pg_terminate_backend(pid) from pg_stat_activity
         where usename = 'authenticator' and pid <> pg_backend_pid()`);
-      // each worker thread notices on its next request (503) and reconnects:
-      // go on until a whole round of parallel requests is answered
+      // each worker thread reconnects before its next request; go on until
+      // a whole round of parallel requests is answered
       for (let round = 0; round < 100; round++) {
         const all = await Promise.all(Array.from({ length: 24 }, () => service.from('campaigns').select('id').limit(1)));
         if (all.every((a) => !a.error)) break;
