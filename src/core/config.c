@@ -304,8 +304,9 @@ const config_entry_t config_table[] = {
     {"SEND_SCHEDULER_INTERVAL", CONFIG_INT, F(send_scheduler_interval), "30", 1, 3600, false,
      "sending", "Seconds between checks for scheduled campaigns whose date has come."},
     {"SEND_ROLLUP_INTERVAL", CONFIG_INT, F(send_rollup_interval), "300", 0, 86400, false, "sending",
-     "Seconds between roll-ups of delivery counts (yesterday and today) into analytics_data "
-     "(0 disables it; a campaign that finishes is rolled up at once)."},
+     "Seconds between roll-ups of delivery counts into analytics_data: every day of the "
+     "campaigns sending or changed since the last one (0 disables it; a campaign that "
+     "finishes is rolled up at once)."},
     /* providers (issue 12): SendGrid and Twilio */
     {"SENDGRID_API_KEY", CONFIG_STR, F(sendgrid_api_key), "", 0, 0, true, "providers",
      "SendGrid API key (Mail Send permission); an admin's value in the app settings wins."},

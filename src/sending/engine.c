@@ -1348,18 +1348,16 @@ done:
     return res;
 }
 
-/* Rolls delivery counts of yesterday and today (application time zone) up
- * into analytics_data. */
+/* Rolls the delivery counts of the campaigns that changed since the last run
+ * (a webhook, an open, a price, a campaign that stopped sending) and of those
+ * sending now up into analytics_data, every day of each (migration 084). */
 static job_result_t handle_rollup(job_ctx_t *ctx, const job_t *job)
 {
     (void)job;
     PGresult *r = NULL;
     db_error_t err = {0};
-    db_status_t st = db_run1(job_conn(ctx), &SERVICE,
-                             "select sending.rollup_analytics((now() at time zone coalesce("
-                             "(select a.timezone::text from public.app_settings a limit 1), 'UTC'))"
-                             "::date - 1)",
-                             0, NULL, &r, &err);
+    db_status_t st =
+        db_run1(job_conn(ctx), &SERVICE, "select sending.rollup_due()", 0, NULL, &r, &err);
     PQclear(r);
     if (st != DB_OK) {
         job_set_error(ctx, "roll-up: %s", err.message);

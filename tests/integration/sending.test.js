@@ -262,6 +262,31 @@ describe('sending a campaign', () => {
       where metric_type = 'email_clicked' and dimensions = jsonb_build_object('campaign_id', ${lit(campaign.id)}::uuid)`);
     assert.equal(Number(clicked), 1);
   });
+
+  it('the roll-up job recounts every day of a campaign that changed, also days before yesterday', async () => {
+    // As if the campaign had gone out ten days ago (rewritten without
+    // triggers: no change is marked, sent_at is set-once), and Bob opened it
+    // today. The job's old roll-up (the days from yesterday on) never looked
+    // at those days again, and kept today's rows of the test above.
+    const dims = `jsonb_build_object('campaign_id', ${lit(campaign.id)}::uuid)`;
+    await sql(server, `set session_replication_role = replica;
+      update public.email_messages set sent_at = sent_at - interval '10 days', created_at = created_at - interval '10 days'
+      where campaign_id = ${lit(campaign.id)}`);
+    const bob = await sink.waitFor(`bob-${tag}@example.com`);
+    const pixel = new RegExp(`${server.url}/t/o/([A-Za-z0-9_-]{42})\\.gif`).exec(bob.html)[1];
+    assert.equal((await request(`${server.url}/t/o/${pixel}.gif`)).status, 200);
+    await sql(server, `select jobs.enqueue('send.rollup', '{}'::jsonb, now(), 'send.rollup', 3, '1 second')`);
+    // metric@days ago=value, the days counted back from the messages' own day + 10 (today)
+    const days = () => sql(server, `select coalesce(string_agg(a.metric_type || '@' || (d.day - a.date) || '=' || a.value,
+        ',' order by a.metric_type, a.date), '')
+      from public.analytics_data a,
+           (select (max(m.sent_at) at time zone coalesce((select timezone::text from public.app_settings limit 1), 'UTC'))::date + 10 as day
+            from public.email_messages m where m.campaign_id = ${lit(campaign.id)}) d
+      where a.metric_type in ('email_sent', 'email_opened', 'email_clicked') and a.dimensions = ${dims}`);
+    const want = 'email_clicked@10=1,email_opened@10=2,email_sent@10=3';
+    await eventually(async () => (await days()) === want, 'the roll-up job', 20000)
+      .catch(async (e) => { throw new Error(`${e.message}: ${await days()}`); });
+  });
 });
 
 describe('limits, pause, cancel, test sends', () => {
