@@ -67,6 +67,7 @@ struct job_ctx {
     PGcancel *cancel;        /* cancels the handler's statement at shutdown */
     /* The handler's own. */
     char error[JOBS_ERROR_MAX + 1];
+    int pid_seen; /* the backend prepare_conn set up; the worker thread's */
 };
 
 struct jobs {
@@ -172,10 +173,29 @@ static const job_kind_t *find_kind(const char *kind)
 
 /* --------------------------------------------------------------- handler API */
 
+static bool prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen);
+
 db_conn_t *job_conn(job_ctx_t *ctx)
 {
-    (void)ctx; /* the worker thread's own connection */
-    return db_thread_conn();
+    db_conn_t *c = db_thread_conn(); /* the worker thread's own connection */
+    /* A connection the server closed while the handler waited (a provider's
+     * answer, a back-off) is replaced by db_thread_conn: the new session gets
+     * the worker's settings, and a stop cancels its statements, not the old
+     * backend's. */
+    if (c && prepare_conn(c, ctx->worker_id, &ctx->pid_seen)) {
+        PGcancel *fresh = PQgetCancel(db_pg(c));
+        pthread_mutex_lock(&ctx->q->mu);
+        PGcancel *old = NULL;
+        if (ctx->running_id != 0) {
+            old = ctx->cancel;
+            ctx->cancel = fresh;
+            fresh = NULL;
+        }
+        pthread_mutex_unlock(&ctx->q->mu);
+        PQfreeCancel(old);
+        PQfreeCancel(fresh);
+    }
+    return c;
 }
 
 const app_t *job_app(const job_ctx_t *ctx)
@@ -256,13 +276,14 @@ static void wake_one(jobs_t *q)
 /* Sets the session settings of a worker connection once per connection:
  * PostgreSQL checks every 2 s that the client is still there, so that the
  * statements of a killed process are cancelled rather than committed later;
- * application_name names the worker in pg_stat_activity. */
-static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
+ * application_name names the worker in pg_stat_activity. True when c is a
+ * session it had not set up yet. */
+static bool prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
 {
     PGconn *pg = db_pg(c);
     int pid = PQbackendPID(pg);
     if (pid == *pid_seen)
-        return;
+        return false;
     char name[JOBS_WORKER_ID_MAX + 32];
     snprintf(name, sizeof(name), "campaignd job %s", worker_id);
     const char *params[1] = {name};
@@ -274,6 +295,7 @@ static void prepare_conn(db_conn_t *c, const char *worker_id, int *pid_seen)
         log_warn("jobs: cannot set up the worker connection: %s", PQerrorMessage(pg));
     PQclear(r);
     *pid_seen = pid;
+    return true;
 }
 
 #define CLAIM_SELECT "select c.id, c.kind, c.payload::text, c.attempts, c.max_attempts, c.more, "
@@ -449,7 +471,6 @@ static void *worker_main(void *arg)
 {
     job_ctx_t *w = arg;
     jobs_t *q = w->q;
-    int pid_seen = 0;
     for (;;) {
         pthread_mutex_lock(&q->mu);
         bool stop = q->stopping;
@@ -464,7 +485,7 @@ static void *worker_main(void *arg)
          * per interval on its own besides the keeper's wake-up. */
         double wait_s = (double)q->poll_s * JOBS_IDLE_POLLS;
         if (c) {
-            prepare_conn(c, w->worker_id, &pid_seen);
+            prepare_conn(c, w->worker_id, &w->pid_seen);
             PGresult *res = NULL;
             db_error_t err;
             bool with_begin = q->claim_begin_sql != NULL;
