@@ -16,89 +16,124 @@
 -- Now the roll-up recomputes whole campaigns, those whose counts may have
 -- changed, each read by its own index (026's one-per-recipient index leads
 -- with campaign_id):
---   * sending.rollup_marks: a row per change that may move a campaign's
---     counts, written by a row trigger of the message tables for every
---     writer except the engine's batches (the webhooks, tracking,
---     unsubscribe, the price follow-up, psql; the engine's functions run
---     with campaignd.engine_batch on, which its WHEN skips as the per-row
---     audit does), and by a trigger of campaigns when a campaign stops
---     sending (sent, paused, cancelled). No key and no index: a webhook
---     burst for one campaign never waits for another transaction's mark
---     (an ON CONFLICT on a key would wait for each uncommitted one), and a
---     run takes the whole table;
+--   * sending.rollup_marks: a row per statement that wrote the messages of
+--     a campaign that is not sending (a campaign sending now is rolled up by
+--     every run anyway): statement triggers of the message tables, for every
+--     writer (the webhooks, tracking, unsubscribe, the price follow-up, and
+--     the engine's own writes after a pause or a cancel: the groups still in
+--     flight settling, a cancel's dropped messages, a recovery's unknown);
+--     and a trigger of campaigns when a campaign's status or owner changes
+--     (the old owner's rows of the campaign go then). No key and no index:
+--     a burst of webhooks for one campaign never waits for another
+--     transaction's uncommitted mark (an ON CONFLICT on a key would), and a
+--     run takes what it rolls up;
 --   * sending.rollup_campaigns(ids): every day of those campaigns from their
---     messages, upserted, and the campaign's rows of days that no longer
+--     messages, upserted, and the campaigns' rows of days that no longer
 --     have a message deleted (an `unknown` message counts on the day it was
 --     written until a late result gives it a sent_at);
---   * sending.rollup_due(): takes the marks, adds the campaigns sending now,
---     and rolls them up. The recurring job and the job queued when a
---     campaign finishes or a price comes call it (src/sending/engine.c).
+--   * sending.rollup_due(limit): the marks of up to `limit` campaigns and
+--     every campaign sending now, rolled up; `more` says marks are left. The
+--     recurring job and the job queued when a campaign finishes or a price
+--     comes call it until nothing is left, each call a transaction
+--     (src/sending/engine.c). Runs take one advisory lock, so two processes'
+--     runs never cross (an older snapshot's counts written over newer ones).
 -- sending.rollup_analytics(date) stays as it was: a full recomputation from
--- a day on, for an operator. Every campaign that has sent anything is
--- marked here, so the first run after the upgrade mends the days the old
--- roll-up left behind. Applied once, inside one transaction, by the
--- database owner.
+-- a day on, for an operator. Every campaign that has messages is marked
+-- here, so the first runs after the upgrade mend the days the old roll-up
+-- left behind (`limit` campaigns a transaction). Applied once, inside one
+-- transaction, by the database owner.
 
 create table sending.rollup_marks (
     campaign_id uuid not null
 );
 comment on table sending.rollup_marks is
-    'Campaigns whose delivery counts may have changed since the last roll-up into analytics_data (a row per change; sending.rollup_due takes them all).';
+    'Campaigns whose delivery counts may have changed since the last roll-up into analytics_data (a row per writing statement or campaign change; sending.rollup_due takes them).';
 revoke all on sending.rollup_marks from public;
 grant select on sending.rollup_marks to service_role;
 
-create function sending.mark_rollup_due() returns trigger
+-- The messages a statement wrote (changed: its transition table), their
+-- campaigns that are not sending now.
+create function sending.mark_messages_rollup_due() returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 begin
+    insert into sending.rollup_marks (campaign_id)
+    select d.campaign_id
+    from (select distinct n.campaign_id from changed n where n.campaign_id is not null) d
+    where not exists (select 1 from public.campaigns c where c.id = d.campaign_id and c.status = 'sending');
+    return null;
+end
+$$;
+
+-- A campaign whose status or owner changed; its old owner's rows go (the
+-- run deletes only the current owner's rows of days without messages).
+create function sending.mark_campaign_rollup_due() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    if old.user_id is not null and old.user_id is distinct from new.user_id then
+        delete from public.analytics_data a
+        where a.user_id = old.user_id
+          and a.dimensions = pg_catalog.jsonb_build_object('campaign_id', old.id)
+          and a.metric_type in ('email_sent', 'email_delivered', 'email_failed', 'email_bounced',
+                                'email_opened', 'email_clicked', 'email_unsubscribed',
+                                'email_unknown', 'sms_sent', 'sms_delivered', 'sms_failed',
+                                'sms_cost');
+    end if;
     insert into sending.rollup_marks (campaign_id) values (new.id);
     return null;
 end
 $$;
+revoke all on function sending.mark_messages_rollup_due(), sending.mark_campaign_rollup_due() from public;
 
-create function sending.mark_message_rollup_due() returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    insert into sending.rollup_marks (campaign_id) values (new.campaign_id);
-    return null;
-end
-$$;
-revoke all on function sending.mark_rollup_due(), sending.mark_message_rollup_due() from public;
-
-create trigger rollup_due after insert or update on public.email_messages
+-- (A trigger with a transition table has one event: two per table.)
+create trigger rollup_due_insert after insert on public.email_messages
+    referencing new table as changed
+    for each statement execute function sending.mark_messages_rollup_due();
+create trigger rollup_due_update after update on public.email_messages
+    referencing new table as changed
+    for each statement execute function sending.mark_messages_rollup_due();
+create trigger rollup_due_insert after insert on public.sms_messages
+    referencing new table as changed
+    for each statement execute function sending.mark_messages_rollup_due();
+create trigger rollup_due_update after update on public.sms_messages
+    referencing new table as changed
+    for each statement execute function sending.mark_messages_rollup_due();
+create trigger rollup_due after update of status, user_id on public.campaigns
     for each row
-    when (new.campaign_id is not null
-          and pg_catalog.current_setting('campaignd.engine_batch', true) is distinct from 'on')
-    execute function sending.mark_message_rollup_due();
-create trigger rollup_due after insert or update on public.sms_messages
-    for each row
-    when (new.campaign_id is not null
-          and pg_catalog.current_setting('campaignd.engine_batch', true) is distinct from 'on')
-    execute function sending.mark_message_rollup_due();
-create trigger rollup_due after update of status on public.campaigns
-    for each row
-    when (old.status = 'sending' and new.status is distinct from 'sending')
-    execute function sending.mark_rollup_due();
+    when (old.status is distinct from new.status or old.user_id is distinct from new.user_id)
+    execute function sending.mark_campaign_rollup_due();
 
 -- Every day of the campaigns p_campaigns into analytics_data (028's metrics
 -- and definitions, the same as the campaign_performance report's); the
 -- campaigns' rows of days without a message any more are deleted. Returns
 -- the number of rows written or deleted.
+--
+-- enable_seqscan off: the campaigns' messages are read by the campaign's
+-- index whatever the planner guesses of p_campaigns (an array it cannot
+-- see: ten elements, so with few campaigns on the server it read both
+-- message tables whole for one campaign; bench-send.test.js), the rows of
+-- analytics_data by its key's index (as 083 does for a batch's end). jit
+-- off: what must still be read whole (app_settings' one row) costs 10^10
+-- under enable_seqscan off, and that cost had PostgreSQL compile the
+-- statement with LLVM for tens of seconds (bench-send.test.js hung there).
 create function sending.rollup_campaigns(p_campaigns uuid[])
 returns integer
 language plpgsql volatile
 security definer
 set search_path = ''
+set enable_seqscan = off
+set jit = off
 as $$
 declare
     v_tz text := coalesce((select a.timezone::text from public.app_settings a limit 1), 'UTC');
     n integer;
 begin
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('campaignd.rollup'));
     with c as materialized (
         select c.id, c.user_id, pg_catalog.jsonb_build_object('campaign_id', c.id) as dims
         from public.campaigns c
@@ -176,12 +211,13 @@ begin
 end
 $$;
 
--- The roll-up's run: the marked campaigns and those sending now. A mark
--- made after the marks are taken (a webhook committing meanwhile) stays for
--- the next run; one taken here is rolled up by the next statement, which
--- sees the change that made it (committed with it).
-create function sending.rollup_due()
-returns integer
+-- The roll-up's run: the marks of up to p_limit campaigns and the campaigns
+-- sending now. The lock first: a run that waited for another's sees what
+-- that one committed. A mark made after the marks are taken (a webhook
+-- committing meanwhile) stays for the next run; one taken here is rolled
+-- up by the next statement, which sees the change that made it (committed
+-- with it).
+create function sending.rollup_due(p_limit integer, out written integer, out more boolean)
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -189,21 +225,26 @@ as $$
 declare
     v_campaigns uuid[];
 begin
-    with taken as (
-        delete from sending.rollup_marks returning campaign_id)
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('campaignd.rollup'));
+    with pick as (
+        select distinct m.campaign_id from sending.rollup_marks m
+        limit greatest(1, p_limit)),
+    taken as (
+        delete from sending.rollup_marks m using pick
+        where m.campaign_id = pick.campaign_id
+        returning m.campaign_id)
     select array(select t.campaign_id from taken t
                  union
                  select c.id from public.campaigns c where c.status = 'sending')
     into v_campaigns;
-    if pg_catalog.cardinality(v_campaigns) = 0 then
-        return 0;
-    end if;
-    return sending.rollup_campaigns(v_campaigns);
+    written := case when pg_catalog.cardinality(v_campaigns) = 0 then 0
+                    else sending.rollup_campaigns(v_campaigns) end;
+    more := exists (select 1 from sending.rollup_marks);
 end
 $$;
 
-revoke all on function sending.rollup_campaigns(uuid[]), sending.rollup_due() from public;
-grant execute on function sending.rollup_campaigns(uuid[]), sending.rollup_due() to service_role;
+revoke all on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer) from public;
+grant execute on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer) to service_role;
 
 -- What the old roll-up left behind: every campaign that has messages is
 -- rolled up whole by the first run.

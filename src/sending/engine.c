@@ -1350,18 +1350,34 @@ done:
 
 /* Rolls the delivery counts of the campaigns that changed since the last run
  * (a webhook, an open, a price, a campaign that stopped sending) and of those
- * sending now up into analytics_data, every day of each (migration 084). */
+ * sending now up into analytics_data, every day of each (migration 084): a
+ * transaction per ROLLUP_CAMPAIGNS marked campaigns, until none is left (the
+ * first run after the upgrade has every campaign marked). Without the
+ * request statement timeout: a campaign of millions of messages takes longer. */
+#define ROLLUP_CAMPAIGNS "50"
+#define ROLLUP_ROUNDS    1000 /* then the next run goes on */
+
 static job_result_t handle_rollup(job_ctx_t *ctx, const job_t *job)
 {
     (void)job;
-    PGresult *r = NULL;
-    db_error_t err = {0};
-    db_status_t st =
-        db_run1(job_conn(ctx), &SERVICE, "select sending.rollup_due()", 0, NULL, &r, &err);
-    PQclear(r);
-    if (st != DB_OK) {
-        job_set_error(ctx, "roll-up: %s", err.message);
-        return JOB_RETRY;
+    for (int round = 0; round < ROLLUP_ROUNDS; round++) {
+        const char *p[1] = {ROLLUP_CAMPAIGNS};
+        PGresult *r[2] = {NULL, NULL};
+        db_stmt_t st[2] = {
+            {"select set_config('statement_timeout', '0', true)", 0, NULL},
+            {"select more from sending.rollup_due($1::integer)", 1, p},
+        };
+        db_error_t err = {0};
+        db_status_t s = db_run_as(job_conn(ctx), &SERVICE, st, 2, r, &err);
+        bool more = s == DB_OK && PQntuples(r[1]) == 1 && strcmp(PQgetvalue(r[1], 0, 0), "t") == 0;
+        PQclear(r[0]);
+        PQclear(r[1]);
+        if (s != DB_OK) {
+            job_set_error(ctx, "roll-up: %s", err.message);
+            return JOB_RETRY;
+        }
+        if (!more)
+            break;
     }
     return JOB_DONE;
 }
