@@ -31,9 +31,9 @@
 --     messages, upserted, and the campaigns' rows of days that no longer
 --     have a message deleted (an `unknown` message counts on the day it was
 --     written until a late result gives it a sent_at);
---   * sending.rollup_due(limit): the marks of up to `limit` campaigns and
---     every campaign sending now, rolled up; `more` says marks are left. The
---     recurring job and the job queued when a campaign finishes or a price
+--   * sending.rollup_due(limit, sending): the marks of up to `limit`
+--     campaigns and (a job's first call) every campaign sending now, rolled
+--     up; `more` says marks are left. The recurring job and the job queued when a campaign finishes or a price
 --     comes call it until nothing is left, each call a transaction
 --     (src/sending/engine.c). Runs take one advisory lock, so two processes'
 --     runs never cross (an older snapshot's counts written over newer ones).
@@ -50,6 +50,16 @@ comment on table sending.rollup_marks is
     'Campaigns whose delivery counts may have changed since the last roll-up into analytics_data (a row per writing statement or campaign change; sending.rollup_due takes them).';
 revoke all on sending.rollup_marks from public;
 grant select on sending.rollup_marks to service_role;
+
+-- The metrics a roll-up writes (028's), for the deletes of a campaign's rows.
+create function sending.rollup_metric_types() returns text[]
+language sql immutable
+set search_path = ''
+as $$
+    select array['email_sent', 'email_delivered', 'email_failed', 'email_bounced', 'email_opened',
+                 'email_clicked', 'email_unsubscribed', 'email_unknown', 'sms_sent',
+                 'sms_delivered', 'sms_failed', 'sms_cost']
+$$;
 
 -- The messages a statement wrote (changed: its transition table), their
 -- campaigns that are not sending now.
@@ -79,10 +89,7 @@ begin
         delete from public.analytics_data a
         where a.user_id = old.user_id
           and a.dimensions = pg_catalog.jsonb_build_object('campaign_id', old.id)
-          and a.metric_type in ('email_sent', 'email_delivered', 'email_failed', 'email_bounced',
-                                'email_opened', 'email_clicked', 'email_unsubscribed',
-                                'email_unknown', 'sms_sent', 'sms_delivered', 'sms_failed',
-                                'sms_cost');
+          and a.metric_type = any (sending.rollup_metric_types());
     end if;
     insert into sending.rollup_marks (campaign_id) values (new.id);
     return null;
@@ -198,10 +205,7 @@ begin
         delete from public.analytics_data a
         using c
         where a.user_id = c.user_id and a.dimensions = c.dims
-          and a.metric_type in ('email_sent', 'email_delivered', 'email_failed', 'email_bounced',
-                                'email_opened', 'email_clicked', 'email_unsubscribed',
-                                'email_unknown', 'sms_sent', 'sms_delivered', 'sms_failed',
-                                'sms_cost')
+          and a.metric_type = any (sending.rollup_metric_types())
           and not exists (select 1 from agg
                           where agg.campaign_id = c.id and agg.day = a.date
                             and agg.metric = a.metric_type)
@@ -211,13 +215,15 @@ begin
 end
 $$;
 
--- The roll-up's run: the marks of up to p_limit campaigns and the campaigns
--- sending now. The lock first: a run that waited for another's sees what
+-- The roll-up's run: the marks of up to p_limit campaigns, and with
+-- p_sending the campaigns sending now (a job's first call; its further calls
+-- only take the marks left). The lock first: a run that waited for another's sees what
 -- that one committed. A mark made after the marks are taken (a webhook
 -- committing meanwhile) stays for the next run; one taken here is rolled
 -- up by the next statement, which sees the change that made it (committed
 -- with it).
-create function sending.rollup_due(p_limit integer, out written integer, out more boolean)
+create function sending.rollup_due(p_limit integer, p_sending boolean,
+                                   out written integer, out more boolean)
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -235,7 +241,7 @@ begin
         returning m.campaign_id)
     select array(select t.campaign_id from taken t
                  union
-                 select c.id from public.campaigns c where c.status = 'sending')
+                 select c.id from public.campaigns c where p_sending and c.status = 'sending')
     into v_campaigns;
     written := case when pg_catalog.cardinality(v_campaigns) = 0 then 0
                     else sending.rollup_campaigns(v_campaigns) end;
@@ -243,8 +249,8 @@ begin
 end
 $$;
 
-revoke all on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer) from public;
-grant execute on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer) to service_role;
+revoke all on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer, boolean) from public;
+grant execute on function sending.rollup_campaigns(uuid[]), sending.rollup_due(integer, boolean) to service_role;
 
 -- What the old roll-up left behind: every campaign that has messages is
 -- rolled up whole by the first run.

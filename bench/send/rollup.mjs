@@ -6,9 +6,9 @@
 // campaign). Times, in one psql session, each R times:
 //   old:   sending.rollup_analytics(yesterday), what the job ran before 084
 //          (the days from yesterday on, from every message);
-//   due:   sending.rollup_due(1000), what it runs now (the marked campaign,
+//   due:   sending.rollup_due(1000, true), what it runs now (the marked campaign,
 //          every day of it), the mark made again before each run;
-//   idle:  sending.rollup_due(1000) with nothing marked and nothing sending;
+//   idle:  sending.rollup_due(1000, true) with nothing marked and nothing sending;
 //   old_all_days: sending.rollup_analytics over all 60 days (the work per
 //          message counted, for comparison with `due`: C times its messages).
 // Also the message rows each read (pg_stat_xact_user_tables). Prints one
@@ -53,12 +53,12 @@ try {
     commit; begin;`;
   let body = `set campaignd.engine_batch = '';
     create temp table t (k text, at timestamptz, rows bigint);
-    select sending.rollup_due(1000);  -- what the history's insert marked
+    select sending.rollup_due(1000, true);  -- what the history's insert marked
     begin;`;
   for (let i = 0; i < R; i++) {
     body += run('old', `sending.rollup_analytics((now() at time zone 'UTC')::date - 1)`);
-    body += mark + run('due', 'sending.rollup_due(1000)');
-    body += run('idle', 'sending.rollup_due(1000)');
+    body += mark + run('due', 'sending.rollup_due(1000, true)');
+    body += run('idle', 'sending.rollup_due(1000, true)');
     body += run('old_all_days', `sending.rollup_analytics((now() at time zone 'UTC')::date - 70)`);
   }
   body += `commit;

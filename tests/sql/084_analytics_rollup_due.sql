@@ -3,7 +3,7 @@
 -- write marked and those sending now, every day of each, and leaves the
 -- others alone.
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 
 SELECT tests.create_user('ria@example.test', 'user') AS ria \gset
 SELECT tests.create_user('sol@example.test', 'user') AS sol \gset
@@ -67,7 +67,7 @@ UPDATE public.analytics_data SET value = 99
 WHERE dimensions = jsonb_build_object('campaign_id', 'c8400000-0000-0000-0000-00000000000c'::uuid)
   AND metric_type = 'email_sent';
 
-SELECT is((SELECT row(written > 0, more)::text FROM sending.rollup_due(10)), '(t,f)',
+SELECT is((SELECT row(written > 0, more)::text FROM sending.rollup_due(10, true)), '(t,f)',
     'the run writes, and nothing is left marked');
 SELECT is(pg_temp.counts('a'), 'email_delivered@10=1,email_opened@10=1,email_sent@10=2,email_sent@12=0',
     'the open counts on the day of its message, ten days ago');
@@ -76,11 +76,19 @@ SELECT is(pg_temp.counts('b'), 'sms_cost@0=0.015,sms_delivered@0=1,sms_sent@0=2'
 SELECT is(pg_temp.counts('c'), 'email_sent@40=99', 'a campaign neither marked nor sending is not read');
 SELECT is((SELECT count(*)::int FROM sending.rollup_marks), 0, 'the run took the marks');
 
+-- a job's further calls take only the marks left, not the campaigns sending
+UPDATE public.analytics_data SET value = 77
+WHERE dimensions = jsonb_build_object('campaign_id', 'c8400000-0000-0000-0000-00000000000b'::uuid)
+  AND metric_type = 'sms_sent';
+SELECT is((SELECT written FROM sending.rollup_due(10, false)), 0,
+    'without p_sending, nothing marked: nothing is read or written');
+SELECT is((SELECT written FROM sending.rollup_due(10, true)), 1, 'with it, the sending campaign is mended');
+
 -- a late result gives the message not sent yet its day: the day it was
 -- written on has no message any more, and its rows go
 UPDATE public.email_messages SET status = 'sent', sent_at = now() - interval '10 days'
 WHERE id = 'e8400000-0000-0000-0000-000000000003';
-SELECT is((SELECT written FROM sending.rollup_due(10)), 9, 'one row changes, the 8 of the other day go');
+SELECT is((SELECT written FROM sending.rollup_due(10, true)), 9, 'one row changes, the 8 of the other day go');
 SELECT is(pg_temp.counts('a'), 'email_delivered@10=1,email_opened@10=1,email_sent@10=3',
     'the count moves to the day it was sent');
 SELECT is((SELECT count(*)::int FROM public.analytics_data
@@ -92,7 +100,7 @@ SELECT is((SELECT count(*)::int FROM public.analytics_data
 UPDATE public.sms_messages SET status = 'delivered' WHERE id = '58400000-0000-0000-0000-000000000001';
 UPDATE public.campaigns SET status = 'paused' WHERE id = 'c8400000-0000-0000-0000-00000000000b';
 SELECT is(pg_temp.marked(), ARRAY['c8400000-0000-0000-0000-00000000000b']::uuid[], 'a campaign that stops sending is marked');
-SELECT sending.rollup_due(10) IS NOT NULL AS ran \gset
+SELECT sending.rollup_due(10, true) IS NOT NULL AS ran \gset
 SELECT is(pg_temp.counts('b'), 'sms_cost@0=0.015,sms_delivered@0=2,sms_sent@0=2', 'and its last counts rolled up');
 SELECT set_config('campaignd.engine_batch', 'on', true) IS NOT NULL AS engine \gset
 UPDATE public.sms_messages SET cost = -0.01 WHERE id = '58400000-0000-0000-0000-000000000002';
@@ -107,8 +115,8 @@ SELECT is((SELECT count(*)::int FROM public.analytics_data
              AND user_id = :'ria'), 0, 'a campaign''s rows leave its old owner');
 
 -- a limit of one campaign a run: two runs
-SELECT is((SELECT more FROM sending.rollup_due(1)), true, 'one campaign of two: more is left');
-SELECT is((SELECT more FROM sending.rollup_due(1)), false, 'the second run takes the rest');
+SELECT is((SELECT more FROM sending.rollup_due(1, true)), true, 'one campaign of two: more is left');
+SELECT is((SELECT more FROM sending.rollup_due(1, true)), false, 'the second run takes the rest');
 SELECT is((SELECT count(*)::int FROM public.analytics_data
            WHERE dimensions = jsonb_build_object('campaign_id', 'c8400000-0000-0000-0000-00000000000a'::uuid)
              AND user_id = :'sol'), 8, 'the new owner has them');
@@ -117,7 +125,7 @@ SELECT is(pg_temp.counts('b'), 'sms_cost@0=0.0175,sms_delivered@0=2,sms_sent@0=2
 
 -- only the engine's role runs it
 SELECT tests.authenticate_as(:'ria');
-SELECT throws_ok($$SELECT sending.rollup_due(10)$$, '42501', NULL, 'a user cannot run the roll-up');
+SELECT throws_ok($$SELECT sending.rollup_due(10, true)$$, '42501', NULL, 'a user cannot run the roll-up');
 SELECT throws_ok($$SELECT sending.rollup_campaigns(ARRAY['c8400000-0000-0000-0000-00000000000a']::uuid[])$$,
     '42501', NULL, 'nor a campaign''s');
 
